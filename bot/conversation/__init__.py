@@ -1,0 +1,1 @@
+"""The conversation layer: NLU, policy, guardrails, rasa-sdk actions and the manager."""

@@ -1,0 +1,215 @@
+"""The bot's work as rasa-sdk actions.
+
+The conversation manager runs them in process through rasa-sdk's ``ActionExecutor``; a Rasa
+deployment can call the very same classes through rasa-sdk's action server::
+
+    python -m rasa_sdk --actions bot.conversation.actions --port 5055 --interface 127.0.0.1
+
+Actions read what they need from the tracker: the latest message (text, intent) and its
+metadata (``tone``, ``grounded_only``, ``conversation_id``). Their output is one bot message
+whose ``custom`` payload carries citations and the guardrail verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from bot.conversation.policy import ORDER_RE
+
+HANDOFF_TEXT = (
+    "I'm connecting you with a member of our support team now. They'll see this conversation, "
+    "so you won't need to repeat yourself."
+)
+ESCALATE_TEXT = (
+    "I'm sorry — that is not the experience we want you to have. I've passed your complaint to a "
+    "senior member of our support team, who will pick this conversation up."
+)
+CLARIFY_TEXT = (
+    "I want to be sure I help with the right thing. Is your question about an order, a delivery, "
+    "a return or refund, a payment or invoice, or your account?"
+)
+
+
+def _history(tracker: Tracker, limit: int = 6) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for event in tracker.events:
+        if event.get("event") == "user" and event.get("text"):
+            out.append(("customer", event["text"]))
+        elif event.get("event") == "bot" and event.get("text"):
+            out.append(("assistant", event["text"]))
+    # the latest user message is the one we answer, not history
+    if out and out[-1] == ("customer", tracker.latest_message.get("text")):
+        out = out[:-1]
+    return out[-limit:]
+
+
+def _metadata(tracker: Tracker) -> dict[str, Any]:
+    return tracker.latest_message.get("metadata") or {}
+
+
+def _streaming(dispatcher: CollectingDispatcher) -> bool:
+    return getattr(dispatcher, "_stream_sink", None) is not None
+
+
+async def _stream_blocking(dispatcher: CollectingDispatcher, work) -> Any:
+    """Run ``work(on_piece)`` in a thread and forward its pieces as rasa-sdk stream chunks."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    streaming = _streaming(dispatcher)
+
+    def on_piece(piece: str) -> None:
+        if streaming:
+            loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
+
+    def target() -> None:
+        try:
+            result = work(on_piece)
+            loop.call_soon_threadsafe(queue.put_nowait, ("done", result))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+
+    threading.Thread(target=target, name="hybridesk-answer", daemon=True).start()
+    if streaming:
+        await dispatcher.stream_start()
+    while True:
+        kind, value = await queue.get()
+        if kind == "piece":
+            await dispatcher.stream_chunk(text=value)
+            continue
+        if streaming:
+            dispatcher._stream_active = False  # chunks were delivered in band; no replay
+        if kind == "error":
+            raise value
+        return value
+
+
+class ActionAnswerFromPolicy(Action):
+    """Answer with the fine-tuned model, grounded in the knowledge base's current facts."""
+
+    def name(self) -> str:
+        return "action_answer_from_policy"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list:
+        from bot.conversation.responder import Responder
+        from bot.services import runtime_services
+
+        services = runtime_services()
+        meta = _metadata(tracker)
+        intent = (tracker.latest_message.get("intent") or {}).get("name") or "unknown"
+        text = tracker.latest_message.get("text") or ""
+        at = datetime.fromisoformat(meta["at"]) if meta.get("at") else datetime.now(UTC)
+        responder = Responder(
+            services.knowledge, services.generator, company_name=services.settings.company_name,
+            max_new_tokens=services.settings.max_new_tokens, adapter_id=meta.get("adapter_id"),
+        )
+        customer_values = {}
+        order = ORDER_RE.search(text)
+        if order:
+            customer_values = {"Order Number": order.group(0), "Order Number Anonymized": order.group(0),
+                               "Purchase ID Anonymized": order.group(0)}
+
+        def work(on_piece):
+            return responder.answer(
+                text=text, intent=intent, tone=meta.get("tone", "neutral"), history=_history(tracker),
+                on_piece=on_piece, grounded_only=bool(meta.get("grounded_only")),
+                customer_values=customer_values, at=at,
+            )
+
+        result = await _stream_blocking(dispatcher, work)
+        dispatcher.utter_message(
+            text=result.text,
+            json_message={
+                "citations": result.citations,
+                "guardrail": result.guardrail,
+                "verdict": result.verdict,
+                "model_id": result.model_id,
+                "adapter_id": result.adapter_id,
+                "prompt": result.prompt,
+                "raw_output": result.raw_output,
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "generation_ms": result.generation_ms,
+                "error": result.error,
+            },
+        )
+        return [SlotSet("last_verdict", result.verdict)]
+
+
+class ActionClarify(Action):
+    def name(self) -> str:
+        return "action_clarify"
+
+    async def run(self, dispatcher, tracker, domain) -> list:
+        dispatcher.utter_message(text=CLARIFY_TEXT, json_message={"verdict": "pass", "citations": []})
+        return []
+
+
+class ActionHandoff(Action):
+    """Hand the conversation to a person; the manager flips the conversation into handoff mode."""
+
+    def name(self) -> str:
+        return "action_handoff"
+
+    async def run(self, dispatcher, tracker, domain) -> list:
+        reason = _metadata(tracker).get("policy_reason", "customer_asked_for_human")
+        dispatcher.utter_message(text=HANDOFF_TEXT, json_message={"handoff": True, "reason": reason,
+                                                                   "verdict": "pass", "citations": []})
+        return [SlotSet("handoff_requested", True)]
+
+
+class ActionEscalate(Action):
+    def name(self) -> str:
+        return "action_escalate"
+
+    async def run(self, dispatcher, tracker, domain) -> list:
+        dispatcher.utter_message(text=ESCALATE_TEXT, json_message={"handoff": True, "reason": "escalated",
+                                                                    "verdict": "pass", "citations": []})
+        return [SlotSet("handoff_requested", True)]
+
+
+class ActionLookupOrder(Action):
+    """Look up an order in the sample store's order table by the number the customer gave."""
+
+    def name(self) -> str:
+        return "action_lookup_order"
+
+    async def run(self, dispatcher, tracker, domain) -> list:
+        from bot.db.repositories import OrderRepository
+        from bot.services import runtime_services
+
+        text = tracker.latest_message.get("text") or ""
+        m = ORDER_RE.search(text)
+        if not m:
+            dispatcher.utter_message(text="Could you give me your order number? It starts with LK-.",
+                                     json_message={"verdict": "pass", "citations": []})
+            return []
+        number = m.group(0).upper()
+        if not re.match(r"LK-", number):
+            number = "LK-" + number[2:]
+        services = runtime_services()
+        with services.db.unit_of_work() as session:
+            order = OrderRepository(session).get(number)
+            reply = _describe_order(number, order)
+        dispatcher.utter_message(text=reply, json_message={"verdict": "pass", "citations": [],
+                                                           "order_number": number, "found": order is not None})
+        return [SlotSet("order_number", number)]
+
+
+def _describe_order(number: str, order: Any) -> str:
+    if order is None:
+        return (f"I couldn't find an order {number}. Please check the number in your confirmation e-mail; "
+                "if it still doesn't work, I can connect you with a person.")
+    parts = [f"Order {number} is currently **{order.status}**."]
+    if order.carrier and order.tracking_code and order.status in ("shipped", "delivered"):
+        parts.append(f"It travels with {order.carrier}, tracking code {order.tracking_code}.")
+    if order.estimated_delivery and order.status not in ("delivered", "cancelled", "returned"):
+        parts.append(f"Estimated delivery: {order.estimated_delivery:%d %B %Y}.")
+    return " ".join(parts).replace("**", "")

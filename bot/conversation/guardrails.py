@@ -1,0 +1,255 @@
+"""Guardrails: facts come only from the knowledge base.
+
+The model writes company facts as ``{{Slot Name}}`` placeholders; :class:`Grounder` fills them
+from the KB facts in force now, drops sentences whose slots cannot be resolved, and checks
+that every concrete claim (money, duration, percentage, phone number, e-mail, URL, time of
+day) is backed by a retrieved fact or passage. Unbacked sentences never reach the customer.
+The check works sentence by sentence so it can sit inside a token stream.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+SLOT_RE = re.compile(r"\{\{\s*([^{}]{1,80}?)\s*\}\}")
+# Slots that stand for the customer's own data; they are filled from the conversation or
+# replaced with a neutral phrase, never looked up in the KB.
+CUSTOMER_SLOTS = {
+    "order number": "your order",
+    "order number anonymized": "your order",
+    "order id anonymized": "your order",
+    "purchase id anonymized": "your order",
+    "purchase number": "your order",
+    "bill number anonymized": "your invoice",
+    "invoice number": "your invoice",
+    "client name": "",
+    "customer name": "",
+    "name": "",
+    "customer email": "your e-mail address",
+    "email address": "your e-mail address",
+    "customer phone": "your phone number",
+    "card number": "your card",
+    "account type": "your account",
+    "account category": "your account",
+    "person name": "",
+}
+
+_CLAIM_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("email", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
+    ("url", re.compile(r"\b(?:https?://|www\.)\S+|\b[\w-]+\.(?:com|net|org|example|shop|store|io)\b", re.I)),
+    ("phone", re.compile(r"(?:\+\d[\d\s().-]{6,}\d|\b\d{3,4}[\s.-]\d{3,4}[\s.-]?\d{2,4}\b)")),
+    ("money", re.compile(r"(?:[€$£]\s?\d+(?:[.,]\d{1,2})?|\b\d+(?:[.,]\d{1,2})?\s?(?:EUR|USD|GBP|euros?|dollars?)\b)", re.I)),
+    ("percent", re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:%|percent\b)", re.I)),
+    ("duration", re.compile(
+        r"\b(?:\d+(?:[.,]\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|fourteen|"
+        r"fifteen|twenty|thirty|sixty|ninety)(?:\s?(?:-|to|–)\s?\d+)?\s?(?:business\s|working\s|calendar\s)?"
+        r"(?:minutes?|hours?|days?|weeks?|months?|years?)\b", re.I)),
+    ("time", re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm)\b|\b\d{1,2}:\d{2}\b", re.I)),
+]
+_PROMISE_RE = re.compile(
+    r"\b(?:i|we)\s(?:will|'ll|can|shall)\s(?:personally\s)?(?:guarantee|promise|waive|refund you in full|"
+    r"give you (?:a )?(?:full|free|complete)|make an exception)|\bguarantee(?:d)?\b|\bpromise\b|"
+    r"\bfull refund\b|\bfree of charge\b|\bwaive(?:d)?\b", re.I)
+_WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+            "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "fourteen": "14", "fifteen": "15",
+            "twenty": "20", "thirty": "30", "sixty": "60", "ninety": "90"}
+_SENTENCE_END = re.compile(r"(?<![0-9])(?<!\b[A-Za-z])[.!?](?=\s)|\n")
+
+
+def slot_key(name: str) -> str:
+    return re.sub(r"\s+", " ", name.strip().lower())
+
+
+def _norm(text: str) -> str:
+    text = text.lower()
+    for word, digit in _WORDNUM.items():
+        text = re.sub(rf"\b{word}\b", digit, text)
+    return re.sub(r"[\s().,-]+", "", text)
+
+
+def _numbers(text: str) -> set[str]:
+    return set(re.findall(r"\d+(?:[.,]\d+)?", _norm_words(text)))
+
+
+def _norm_words(text: str) -> str:
+    out = text.lower()
+    for word, digit in _WORDNUM.items():
+        out = re.sub(rf"\b{word}\b", digit, out)
+    return out
+
+
+@dataclass
+class Claim:
+    kind: str
+    text: str
+    backed: bool
+
+
+@dataclass
+class SentenceCheck:
+    original: str
+    text: str
+    kept: bool
+    reason: str | None = None
+    claims: list[Claim] = field(default_factory=list)
+    slots: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GroundingReport:
+    """What the guardrail did to one reply (stored with the message)."""
+
+    verdict: str = "pass"  # pass | repaired | fallback
+    sentences: list[SentenceCheck] = field(default_factory=list)
+    unresolved_slots: list[str] = field(default_factory=list)
+    unbacked_claims: list[str] = field(default_factory=list)
+    filled_slots: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "dropped": [s.original for s in self.sentences if not s.kept],
+            "unresolved_slots": sorted(set(self.unresolved_slots)),
+            "unbacked_claims": self.unbacked_claims,
+            "filled_slots": self.filled_slots,
+        }
+
+
+class Grounder:
+    """Fills placeholders and checks claims for one reply.
+
+    ``resolve_slot(name) -> str | None`` returns the current KB value for a slot;
+    ``evidence`` is the text the reply may rely on (retrieved passages and fact values);
+    ``customer_values`` fills customer-data slots (e.g. the order number the customer gave).
+    """
+
+    def __init__(
+        self,
+        resolve_slot: Callable[[str], str | None],
+        evidence: Iterable[str],
+        customer_values: dict[str, str] | None = None,
+    ) -> None:
+        self.resolve_slot = resolve_slot
+        self.evidence_text = "\n".join(evidence)
+        self._evidence_norm = _norm(self.evidence_text)
+        self._evidence_numbers = _numbers(self.evidence_text)
+        self.customer_values = {slot_key(k): v for k, v in (customer_values or {}).items()}
+        self.report = GroundingReport()
+
+    # -- single sentence ---------------------------------------------------------
+    def check_sentence(self, sentence: str) -> SentenceCheck:
+        check = SentenceCheck(original=sentence, text=sentence, kept=True)
+        text = sentence
+
+        def fill(match: re.Match[str]) -> str:
+            name = match.group(1)
+            key = slot_key(name)
+            check.slots.append(name)
+            if key in self.customer_values:
+                return self.customer_values[key]
+            value = self.resolve_slot(name)
+            if value is not None:
+                self.report.filled_slots[name] = value
+                self._add_evidence(value)
+                return value
+            if key in CUSTOMER_SLOTS:
+                return CUSTOMER_SLOTS[key]
+            self.report.unresolved_slots.append(name)
+            check.kept = False
+            check.reason = f"unresolved slot {name!r}"
+            return match.group(0)
+
+        text = SLOT_RE.sub(fill, text)
+        if "{{" in text or "}}" in text:
+            check.kept = False
+            check.reason = check.reason or "broken placeholder"
+        if check.kept:
+            for kind, pattern in _CLAIM_PATTERNS:
+                for m in pattern.finditer(text):
+                    claim = Claim(kind, m.group(0), self._is_backed(kind, m.group(0)))
+                    check.claims.append(claim)
+                    if not claim.backed:
+                        check.kept = False
+                        check.reason = f"unbacked {kind} {m.group(0)!r}"
+                        self.report.unbacked_claims.append(m.group(0))
+            if check.kept and _PROMISE_RE.search(text) and not self._promise_backed(text):
+                check.kept = False
+                check.reason = "promise the policy does not make"
+                self.report.unbacked_claims.append(_PROMISE_RE.search(text).group(0))  # type: ignore[union-attr]
+        text = re.sub(r"\s{2,}", " ", text).replace(" ,", ",").replace(" .", ".")
+        check.text = text
+        self.report.sentences.append(check)
+        return check
+
+    def _add_evidence(self, value: str) -> None:
+        self.evidence_text += "\n" + value
+        self._evidence_norm += _norm(value)
+        self._evidence_numbers |= _numbers(value)
+
+    def _is_backed(self, kind: str, claim: str) -> bool:
+        if kind in ("email", "url", "phone"):
+            return _norm(claim).rstrip("/") in self._evidence_norm
+        nums = _numbers(claim)
+        return bool(nums) and nums <= self._evidence_numbers
+
+    def _promise_backed(self, sentence: str) -> bool:
+        for m in _PROMISE_RE.finditer(sentence):
+            phrase = m.group(0).lower()
+            core = re.sub(r"^(?:i|we)\s(?:will|'ll|can|shall)\s(?:personally\s)?", "", phrase)
+            if core not in self.evidence_text.lower():
+                return False
+        return True
+
+    # -- whole replies and streams -----------------------------------------------
+    def filter_stream(self, pieces: Iterable[str]) -> Iterator[str]:
+        """Yield the checked reply sentence by sentence as the model streams it."""
+        buffer = ""
+        emitted_any = False
+        for piece in pieces:
+            buffer += piece
+            while True:
+                m = _SENTENCE_END.search(buffer)
+                if not m:
+                    break
+                sentence, buffer = buffer[: m.end()], buffer[m.end():]
+                out = self._emit(sentence, emitted_any)
+                if out:
+                    emitted_any = True
+                    yield out
+        if buffer.strip():
+            out = self._emit(buffer, emitted_any)
+            if out:
+                yield out
+        dropped = [s for s in self.report.sentences if not s.kept]
+        if dropped:
+            self.report.verdict = "repaired"
+
+    def _emit(self, sentence: str, emitted_any: bool) -> str:
+        if not sentence.strip():
+            return sentence if emitted_any else ""
+        lead = sentence[: len(sentence) - len(sentence.lstrip())]
+        check = self.check_sentence(sentence.strip())
+        if not check.kept:
+            return ""
+        trail = "\n" if sentence.endswith("\n") else ""
+        return (lead if emitted_any else "") + check.text + trail
+
+    def apply(self, reply: str) -> str:
+        return "".join(self.filter_stream([reply])).strip()
+
+
+def grounded_quote(passages: list[dict[str, Any]], max_sentences: int = 3) -> str:
+    """A fallback answer that only quotes the knowledge base."""
+    if not passages:
+        return ""
+    top = passages[0]
+    body = re.sub(r"^#+\s.*$", "", str(top.get("text", "")), flags=re.M).strip()
+    sentences = re.split(r"(?<=[.!?])\s+", body)
+    quote = " ".join(sentences[:max_sentences]).strip()
+    title = top.get("title") or top.get("document_id")
+    heading = top.get("heading")
+    where = f"{title} › {heading}" if heading and heading != title else f"{title}"
+    return f"Here is what our {where} says: {quote}"

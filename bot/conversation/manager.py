@@ -1,0 +1,363 @@
+"""The conversation manager: one customer turn, end to end.
+
+1. ``receive`` validates and stores the customer's message and commits *before* anything
+   else runs, so an acknowledged message is never lost.
+2. ``respond`` skips the bot when an agent holds the conversation, runs NLU (intent + tone),
+   lets the policy decide, runs the chosen rasa-sdk action in process (streaming its chunks to
+   the caller), re-checks that no agent took over meanwhile, and stores the reply with its
+   intent, tone, citations, adapter, guardrail verdict, latency and token counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import unicodedata
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rasa_sdk.executor import ActionExecutor
+
+from bot.conversation import actions as actions_module
+from bot.conversation.policy import Decision, decide
+from bot.db.models import Conversation, Message, ModelCall
+from bot.db.repositories import ConversationRepository, MessageRepository, ModelCallRepository
+from knowledge.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[dict[str, Any]], Awaitable[None]]
+FAILURE_TEXT = (
+    "Sorry — something went wrong on our side while I was answering. Your message is saved; "
+    "you can ask again, or I can connect you with a person."
+)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def clean_text(text: Any, max_chars: int) -> str:
+    """Validate a customer message: a non-empty string of printable text within the limit."""
+    if not isinstance(text, str):
+        raise InvalidInput("The message must be a string.", code="invalid_message", field="text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput("The message contains characters that are not valid UTF-8.",
+                           code="invalid_message", field="text") from exc
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc").strip()
+    if not text:
+        raise InvalidInput("The message is empty; type a question.", code="empty_message", field="text")
+    if len(text) > max_chars:
+        raise TooLarge(f"The message is {len(text)} characters long; the limit is {max_chars}. "
+                       "Please shorten it.", code="message_too_long", field="text")
+    return text
+
+
+@dataclass
+class ReplyOutcome:
+    message_id: int | None
+    text: str
+    action: str
+    reason: str
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    intent: str | None = None
+    tone: str | None = None
+    verdict: str | None = None
+    handoff: bool = False
+    suppressed: bool = False  # an agent took over while the reply was being written
+
+
+class ConversationManager:
+    """Stateless between calls: all conversation state lives in the database."""
+
+    def __init__(self, services: Any) -> None:
+        self.services = services
+        self.executor = ActionExecutor()
+        self.executor.register_package(actions_module)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def db(self):
+        return self.services.db
+
+    # -- conversations -------------------------------------------------------------------
+    def start(self, *, channel: str = "widget", sender_id: str | None = None,
+              metadata: dict[str, Any] | None = None) -> tuple[Conversation, str]:
+        token = secrets.token_urlsafe(32)
+        with self.db.unit_of_work() as session:
+            conv = ConversationRepository(session).add(Conversation(
+                id=uuid.uuid4().hex, token_hash=hash_token(token), channel=channel, sender_id=sender_id,
+                customer_metadata=_small_metadata(metadata), state={},
+            ))
+        return conv, token
+
+    def by_sender(self, channel: str, sender_id: str, metadata: dict[str, Any] | None = None) -> Conversation:
+        """The conversation of a Rasa-channel sender, created on first contact."""
+        with self.db.unit_of_work() as session:
+            conv = ConversationRepository(session).by_sender(channel, sender_id)
+            if conv is not None:
+                return conv
+        try:
+            conv, _token = self.start(channel=channel, sender_id=sender_id, metadata=metadata)
+            return conv
+        except Exception:  # a concurrent first message created it
+            with self.db.unit_of_work() as session:
+                found = ConversationRepository(session).by_sender(channel, sender_id)
+                if found is None:
+                    raise
+                return found
+
+    def authorize(self, conversation_id: str, token: str | None) -> Conversation:
+        """The conversation if ``token`` is its secret; the same error whether it exists or not."""
+        with self.db.unit_of_work() as session:
+            conv = ConversationRepository(session).get(conversation_id) if len(conversation_id) <= 64 else None
+        if conv is None or not token or not hmac.compare_digest(conv.token_hash, hash_token(token)):
+            raise Forbidden("Unknown conversation or wrong conversation token.", code="conversation_forbidden")
+        return conv
+
+    def get(self, conversation_id: str) -> Conversation:
+        with self.db.unit_of_work() as session:
+            conv = ConversationRepository(session).get(conversation_id)
+        if conv is None:
+            raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
+        return conv
+
+    def history(self, conversation_id: str, after_seq: int = 0) -> list[Message]:
+        with self.db.unit_of_work() as session:
+            return list(MessageRepository(session).history(conversation_id, after_seq=after_seq))
+
+    # -- one turn ------------------------------------------------------------------------
+    def receive(self, conversation_id: str, text: Any, *, client_message_id: str | None = None,
+                role: str = "customer", author_user_id: int | None = None) -> Message:
+        """Validate and store one incoming message; committed when this returns."""
+        text = clean_text(text, self.services.settings.max_message_chars)
+        with self.db.unit_of_work() as session:
+            convs = ConversationRepository(session)
+            conv = convs.get(conversation_id, for_update=True)
+            if conv is None:
+                raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
+            if conv.status == "ended" and role == "customer":
+                raise Conflict("This conversation has ended; start a new one.", code="conversation_ended")
+            msgs = MessageRepository(session)
+            if client_message_id:
+                existing = msgs.by_client_id(conversation_id, client_message_id)
+                if existing is not None:
+                    return existing  # a retried send: acknowledged once, stored once
+            return msgs.append(conv, role=role, text=text, status="received",
+                               client_message_id=client_message_id, author_user_id=author_user_id)
+
+    async def handle(self, conversation_id: str, text: Any, *, client_message_id: str | None = None,
+                     sink: Sink | None = None) -> tuple[Message, ReplyOutcome | None]:
+        message = await asyncio.to_thread(self.receive, conversation_id, text, client_message_id=client_message_id)
+        outcome = await self.respond(conversation_id, message.id, sink=sink)
+        return message, outcome
+
+    async def respond(self, conversation_id: str, message_id: int, *, sink: Sink | None = None,
+                      at: datetime | None = None) -> ReplyOutcome | None:
+        lock = self._locks.setdefault(conversation_id, asyncio.Lock())
+        async with lock:
+            return await self._respond(conversation_id, message_id, sink, at)
+
+    async def _respond(self, conversation_id: str, message_id: int, sink: Sink | None,
+                       at: datetime | None) -> ReplyOutcome | None:
+        started = time.perf_counter()
+        prep = await asyncio.to_thread(self._prepare, conversation_id, message_id)
+        if prep is None or isinstance(prep, ReplyOutcome):
+            return prep
+        conv, message, history, nlu_result, decision, pending_id = prep
+        tone = nlu_result.tone.label
+        action_call = self._action_call(conv, message, history, nlu_result, decision, at)
+        queue: asyncio.Queue = asyncio.Queue()
+        streamed: list[str] = []
+
+        async def pump() -> None:
+            while True:
+                event = await queue.get()
+                kind = event.get("event")
+                if kind == "stream_chunk" and event.get("text"):
+                    streamed.append(event["text"])
+                    if sink is not None:
+                        await sink({"type": "token", "text": event["text"]})
+                if kind in ("stream_done", "stream_error"):
+                    return
+
+        pump_task = asyncio.create_task(pump())
+        try:
+            result = await self.executor.run(action_call, sink=queue)
+            error = None
+        except Exception as exc:  # the action (model, retriever) failed: record, fall back
+            log.exception("action %s failed", decision.action_name)
+            result, error = None, f"{type(exc).__name__}: {exc}"
+        await pump_task
+        latency_ms = (time.perf_counter() - started) * 1000
+        return await asyncio.to_thread(
+            self._finish, conversation_id, message_id, pending_id, decision, nlu_result, tone, result,
+            error, "".join(streamed), latency_ms,
+        )
+
+    def _prepare(self, conversation_id: str, message_id: int):
+        with self.db.unit_of_work() as session:
+            convs, msgs = ConversationRepository(session), MessageRepository(session)
+            conv = convs.get(conversation_id)
+            message = msgs.get(message_id)
+            if conv is None or message is None or message.conversation_id != conversation_id:
+                raise NotFound("Unknown conversation or message.", code="message_not_found")
+            done = msgs.reply_to(message_id)
+            if done is not None and done.status == "complete":
+                return ReplyOutcome(done.id, done.text, done.policy_action or "answer", done.policy_reason or "",
+                                    done.citations or [], message.intent, message.tone, done.guardrail_verdict)
+            if conv.mode == "human":
+                return None  # an agent holds the conversation: the bot stays silent
+            history = [(m.role, m.text) for m in msgs.history(conversation_id, limit=12)
+                       if m.id != message_id and m.role in ("customer", "bot", "agent")
+                       and m.status in ("complete", "received")]
+        nlu = self.services.nlu.current()
+        customer_turns = [t for r, t in history if r == "customer"][-3:]
+        t0 = time.perf_counter()
+        nlu_result = nlu.predict(message.text, history=customer_turns)
+        nlu_ms = (time.perf_counter() - t0) * 1000
+        with self.db.unit_of_work() as session:
+            convs, msgs = ConversationRepository(session), MessageRepository(session)
+            conv = convs.get(conversation_id, for_update=True)
+            message = msgs.get(message_id)
+            state = dict(conv.state or {})
+            decision = decide(message.text, nlu_result, state)
+            conv.state = state
+            message.intent, message.intent_confidence = nlu_result.intent, float(nlu_result.confidence)
+            message.out_of_scope = bool(nlu_result.out_of_scope)
+            message.tone, message.tone_scores = nlu_result.tone.label, dict(nlu_result.tone.scores)
+            message.policy_action, message.policy_reason = decision.action, decision.reason
+            message.status = "complete"
+            ModelCallRepository(session).add(ModelCall(
+                message_id=message.id, conversation_id=conversation_id, kind="nlu",
+                model_id=f"nlu:{getattr(nlu_result, 'version', '?')}", prompt={"text": message.text,
+                                                                             "history": customer_turns},
+                output=f"{nlu_result.intent} ({float(nlu_result.confidence):.2f}) tone={nlu_result.tone.label}",
+                duration_ms=nlu_ms,
+            ))
+            pending = msgs.append(conv, role="bot", text="", status="pending", reply_to_id=message.id,
+                                  intent=nlu_result.intent, tone=nlu_result.tone.label,
+                                  policy_action=decision.action, policy_reason=decision.reason)
+            return conv, message, history, nlu_result, decision, pending.id
+
+    def _action_call(self, conv: Conversation, message: Message, history: list[tuple[str, str]], nlu: Any,
+                     decision: Decision, at: datetime | None) -> dict[str, Any]:
+        events: list[dict[str, Any]] = []
+        for role, text in history:
+            events.append({"event": "user" if role == "customer" else "bot", "text": text, "timestamp": None})
+        latest = {
+            "text": message.text,
+            "intent": {"name": nlu.intent, "confidence": float(nlu.confidence)},
+            "intent_ranking": [{"name": n, "confidence": float(p)} for n, p in getattr(nlu, "top", [])],
+            "entities": [],
+            "metadata": {
+                "tone": nlu.tone.label, "conversation_id": conv.id, "grounded_only": decision.grounded_only,
+                "policy_reason": decision.reason, "at": (at or datetime.now(UTC)).isoformat(),
+            },
+        }
+        events.append({"event": "user", "text": message.text, "parse_data": latest, "timestamp": None})
+        return {
+            "next_action": decision.action_name,
+            "sender_id": conv.sender_id or conv.id,
+            "tracker": {"sender_id": conv.sender_id or conv.id, "slots": {}, "latest_message": latest,
+                        "events": events, "paused": False, "followup_action": None,
+                        "active_loop": {}, "latest_action_name": "action_listen"},
+            "domain": {},
+            "version": "3.0.0",
+        }
+
+    def _finish(self, conversation_id: str, message_id: int, pending_id: int, decision: Decision, nlu: Any,
+                tone: str, result: Any, error: str | None, streamed: str, latency_ms: float) -> ReplyOutcome:
+        with self.db.unit_of_work() as session:
+            convs, msgs = ConversationRepository(session), MessageRepository(session)
+            conv = convs.get(conversation_id, for_update=True)
+            pending = msgs.get(pending_id)
+            messages = list(getattr(result, "responses", None) or []) if result is not None else []
+            text = "\n".join(m.get("text") or "" for m in messages if m.get("text")).strip()
+            custom: dict[str, Any] = {}
+            for m in messages:
+                custom.update(m.get("custom") or {})
+            if custom.get("error"):
+                error = error or custom["error"]
+            if conv.mode == "human":
+                # An agent took over while we were writing: keep the draft, never deliver it.
+                pending.status, pending.text = "discarded", text or streamed
+                pending.policy_reason = "agent_took_over"
+                return ReplyOutcome(pending.id, "", decision.action, "agent_took_over", suppressed=True)
+            if result is None or not text:
+                pending.status, pending.text = "failed", streamed
+                pending.guardrail_details = {"error": error}
+                reply = msgs.append(conv, role="bot", text=FAILURE_TEXT, status="complete", reply_to_id=message_id,
+                                    policy_action="fallback", policy_reason="generation_failed",
+                                    guardrail_verdict="fallback", latency_ms=latency_ms)
+                self._log_call(session, pending.id, conversation_id, custom, error)
+                return ReplyOutcome(reply.id, FAILURE_TEXT, "fallback", "generation_failed",
+                                    intent=nlu.intent, tone=tone, verdict="fallback")
+            pending.text, pending.status = text, "complete"
+            pending.citations = custom.get("citations") or []
+            pending.guardrail_verdict = custom.get("verdict")
+            pending.guardrail_details = custom.get("guardrail")
+            pending.adapter_id, pending.model_id = custom.get("adapter_id"), custom.get("model_id")
+            pending.prompt_tokens, pending.completion_tokens = custom.get("prompt_tokens"), custom.get("completion_tokens")
+            pending.latency_ms = latency_ms
+            handoff = bool(custom.get("handoff"))
+            state = dict(conv.state or {})
+            if custom.get("verdict") == "fallback" or decision.action == "clarify":
+                state["unhelpful_replies"] = int(state.get("unhelpful_replies", 0)) + 1
+            conv.state = state
+            if handoff and conv.mode == "bot":
+                conv.mode, conv.handoff_reason = "handoff_requested", decision.reason
+            if custom.get("prompt") is not None:
+                self._log_call(session, pending.id, conversation_id, custom, error)
+            return ReplyOutcome(pending.id, text, decision.action, decision.reason, pending.citations or [],
+                                nlu.intent, tone, pending.guardrail_verdict, handoff=handoff)
+
+    @staticmethod
+    def _log_call(session: Any, message_id: int, conversation_id: str, custom: dict[str, Any],
+                  error: str | None) -> None:
+        ModelCallRepository(session).add(ModelCall(
+            message_id=message_id, conversation_id=conversation_id, kind="generate",
+            model_id=custom.get("model_id"), adapter_id=custom.get("adapter_id"), prompt=custom.get("prompt"),
+            output=custom.get("raw_output"), status="error" if error else "ok", error=error,
+            prompt_tokens=custom.get("prompt_tokens"), completion_tokens=custom.get("completion_tokens"),
+            duration_ms=custom.get("generation_ms"),
+        ))
+
+    # -- recovery ------------------------------------------------------------------------
+    def recover_interrupted(self) -> list[tuple[str, int]]:
+        """After a crash: mark half-written replies failed; return customer messages still unanswered."""
+        import sqlalchemy as sa
+
+        with self.db.unit_of_work() as session:
+            pending = session.scalars(sa.select(Message).where(Message.status == "pending")).all()
+            for m in pending:
+                m.status = "failed"
+                m.guardrail_details = {"error": "server stopped while this reply was being written"}
+            answered = sa.select(Message.reply_to_id).where(Message.status == "complete",
+                                                            Message.reply_to_id.is_not(None))
+            rows = session.execute(
+                sa.select(Message.conversation_id, Message.id)
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .where(Message.role == "customer", Message.id.not_in(answered), Conversation.mode != "human",
+                       Conversation.status == "open")
+                .order_by(Message.id)
+            ).all()
+            return [(r[0], r[1]) for r in rows]
+
+
+def _small_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    if not metadata:
+        return {}
+    import json
+
+    raw = json.dumps(metadata, default=str)[:4000]
+    return {"raw": raw} if len(raw) >= 4000 else metadata

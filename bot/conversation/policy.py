@@ -1,0 +1,69 @@
+"""The dialogue policy: answer, clarify, run an action, or hand off — with the reason recorded."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+LOW_CONFIDENCE = 0.45
+HUMAN_RE = re.compile(
+    r"\b(?:human|real person|a person|someone real|live agent|an agent|representative|operator|"
+    r"speak to (?:someone|somebody)|talk to (?:someone|somebody))\b", re.I)
+INJECTION_RE = re.compile(
+    r"ignore (?:all |any |your |the |previous |prior |above )+(?:instructions|rules|prompts?)|"
+    r"disregard (?:all |your |the |previous )+(?:instructions|rules)|system prompt|"
+    r"you are now|pretend (?:to be|you are)|act as (?:if|an?)\b|developer mode|jailbreak|"
+    r"reveal (?:your|the) (?:prompt|instructions)|new instructions:|override (?:your|the) (?:policy|rules)",
+    re.I)
+ORDER_RE = re.compile(r"\bLK-?\d{6,10}\b", re.I)
+
+ACTION_NAMES = {
+    "answer": "action_answer_from_policy",
+    "clarify": "action_clarify",
+    "handoff": "action_handoff",
+    "lookup_order": "action_lookup_order",
+    "escalate": "action_escalate",
+}
+
+
+@dataclass
+class Decision:
+    action: str  # answer | clarify | handoff | lookup_order | escalate
+    reason: str
+    grounded_only: bool = False  # answer by quoting the KB, no free generation
+
+    @property
+    def action_name(self) -> str:
+        return ACTION_NAMES[self.action]
+
+
+def decide(text: str, nlu: Any, state: dict[str, Any]) -> Decision:
+    """Choose the next step and update ``state`` (the conversation's stored policy memory).
+
+    ``nlu`` has ``intent``, ``confidence``, ``out_of_scope`` and ``tone.label``.
+    """
+    tone = getattr(getattr(nlu, "tone", None), "label", "neutral")
+    low = bool(nlu.out_of_scope) or float(nlu.confidence) < LOW_CONFIDENCE
+    state["turns"] = int(state.get("turns", 0)) + 1
+    state["low_confidence_streak"] = int(state.get("low_confidence_streak", 0)) + 1 if low else 0
+    state["angry_streak"] = int(state.get("angry_streak", 0)) + 1 if tone == "angry" else 0
+    state["last_intent"] = nlu.intent
+
+    if INJECTION_RE.search(text):
+        state["injection_attempts"] = int(state.get("injection_attempts", 0)) + 1
+        return Decision("answer", "prompt_injection_attempt", grounded_only=True)
+    if nlu.intent == "contact_human_agent" and not low or HUMAN_RE.search(text):
+        return Decision("handoff", "customer_asked_for_human")
+    not_helped = int(state.get("thumbs_down", 0)) > 0 or int(state.get("unhelpful_replies", 0)) > 0
+    if tone == "angry" and (not_helped or state["angry_streak"] >= 2):
+        return Decision("handoff", "angry_and_not_helped")
+    if low:
+        if state["low_confidence_streak"] >= 2:
+            return Decision("handoff", "repeated_low_confidence")
+        return Decision("clarify", "out_of_scope" if nlu.out_of_scope else "low_confidence")
+    if nlu.intent in ("track_order", "change_order", "cancel_order") and ORDER_RE.search(text):
+        return Decision("lookup_order", "order_number_given")
+    if nlu.intent == "complaint" and tone == "angry":
+        return Decision("escalate", "angry_complaint")
+    return Decision("answer", "intent_recognised")

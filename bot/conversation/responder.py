@@ -1,0 +1,177 @@
+"""Answer from policy: retrieve current facts, prompt the tuned model, ground the reply.
+
+This is the hybrid in one place. Retrieval supplies what is true now; the LoRA-tuned model
+supplies the company's voice and writes facts as ``{{Slot}}`` placeholders; the guardrail
+fills them from the KB and drops anything it cannot back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.conversation.guardrails import Grounder, grounded_quote
+
+log = logging.getLogger(__name__)
+
+ALWAYS_FACTS = ("support_phone", "support_email", "support_hours", "live_chat", "website_name", "website_url")
+ANGRY_ACK = "I'm sorry this has been frustrating — let's get it sorted."
+UNSURE_REPLY = (
+    "I'm not sure our help pages cover that, and I'd rather not guess. "
+    "Could you tell me a bit more, or shall I connect you with a person from our support team?"
+)
+
+
+def passage_dict(p: Any) -> dict[str, Any]:
+    if isinstance(p, dict):
+        return p
+    return {
+        "text": p.text,
+        "title": getattr(p, "title", None),
+        "heading": getattr(p, "heading", None),
+        "anchor": getattr(p, "anchor", None),
+        "document_id": getattr(p, "document_id", None),
+        "revision": getattr(p, "revision", None),
+        "score": float(getattr(p, "score", 0.0) or 0.0),
+    }
+
+
+def citation(p: dict[str, Any]) -> dict[str, Any]:
+    return {k: p.get(k) for k in ("document_id", "revision", "title", "heading", "anchor")}
+
+
+@dataclass
+class AnswerResult:
+    text: str
+    citations: list[dict[str, Any]]
+    verdict: str
+    guardrail: dict[str, Any]
+    model_id: str | None = None
+    adapter_id: str | None = None
+    prompt: list[dict[str, str]] | None = None
+    raw_output: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    generation_ms: float | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Responder:
+    """Builds and streams one grounded answer. Synchronous; run it in a worker thread."""
+
+    def __init__(self, knowledge: Any, generator: Any, *, company_name: str, max_new_tokens: int = 160,
+                 adapter_id: str | None = None) -> None:
+        self.knowledge = knowledge
+        self.generator = generator
+        self.company_name = company_name
+        self.max_new_tokens = max_new_tokens
+        self.adapter_id = adapter_id
+
+    def retrieve(self, text: str, history: list[tuple[str, str]], at: datetime | None = None,
+                 k: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        at = at or datetime.now(UTC)
+        recent = [t for role, t in history if role == "customer"][-2:]
+        passages = [passage_dict(p) for p in self.knowledge.retrieve(text, at=at, history=recent, k=k)]
+        facts_now = self.knowledge.facts(at=at)
+        doc_ids = {p["document_id"] for p in passages}
+        facts = []
+        for name, fact in facts_now.items():
+            if fact.document_id in doc_ids or name in ALWAYS_FACTS:
+                facts.append({"name": name, "value": fact.value, "placeholders": list(fact.placeholders or []),
+                              "document_id": fact.document_id})
+        return passages, facts
+
+    def answer(
+        self,
+        *,
+        text: str,
+        intent: str,
+        tone: str,
+        history: list[tuple[str, str]],
+        on_piece: Callable[[str], None] | None = None,
+        grounded_only: bool = False,
+        customer_values: dict[str, str] | None = None,
+        at: datetime | None = None,
+    ) -> AnswerResult:
+        at = at or datetime.now(UTC)
+        emit = on_piece or (lambda _p: None)
+        passages, facts = self.retrieve(text, history, at)
+        cites = [citation(p) for p in passages]
+        resolve = self._slot_resolver(at)
+        evidence = [p["text"] for p in passages] + [str(f["value"]) for f in facts]
+        grounder = Grounder(resolve, evidence, customer_values)
+
+        prefix = ANGRY_ACK + " " if tone == "angry" else ""
+        if prefix:
+            emit(prefix)
+        if grounded_only or not passages:
+            body = grounded_quote(passages) if passages else UNSURE_REPLY
+            if grounded_only and passages:
+                body = "I can only help with our store's policies. " + body
+            emit(body)
+            return AnswerResult(prefix + body, cites if passages else [], "fallback",
+                                {"verdict": "fallback", "reason": "grounded_only" if grounded_only else "no_passages"})
+
+        from models.prompting import build_messages
+
+        messages = build_messages(
+            message=text, intent=intent, tone=tone, facts=facts, passages=passages,
+            history=history[-6:], company_name=self.company_name,
+        )
+        started = time.perf_counter()
+        raw: list[str] = []
+        out: list[str] = []
+        stats: dict[str, Any] = {}
+        error = None
+
+        def pieces() -> Iterator[str]:
+            for piece in self.generator.stream(messages, adapter_id=self.adapter_id,
+                                               max_new_tokens=self.max_new_tokens, stats=stats):
+                raw.append(piece)
+                yield piece
+
+        try:
+            for checked in grounder.filter_stream(pieces()):
+                out.append(checked)
+                emit(checked)
+        except Exception as exc:  # generator crashed or timed out mid-stream
+            log.warning("generation failed: %s", exc)
+            error = f"{type(exc).__name__}: {exc}"
+        elapsed = (time.perf_counter() - started) * 1000
+        body = "".join(out).strip()
+        report = grounder.report.to_dict()
+        verdict = grounder.report.verdict
+        if error or len(body) < 20:
+            # Too little survived (or the model failed): fall back to quoting the policy.
+            fallback = grounded_quote(passages)
+            sep = "\n" if body else ""
+            emit(sep + fallback)
+            body = (body + sep + fallback).strip()
+            verdict = "fallback"
+            report["verdict"] = "fallback"
+        return AnswerResult(
+            text=prefix + body,
+            citations=cites,
+            verdict=verdict,
+            guardrail=report,
+            model_id=stats.get("model_id"),
+            adapter_id=stats.get("adapter_id", self.adapter_id),
+            prompt=messages,
+            raw_output="".join(raw),
+            prompt_tokens=stats.get("prompt_tokens"),
+            completion_tokens=stats.get("completion_tokens"),
+            generation_ms=elapsed,
+            error=error,
+        )
+
+    def _slot_resolver(self, at: datetime) -> Callable[[str], str | None]:
+        def resolve(slot: str) -> str | None:
+            fact = self.knowledge.resolve_placeholder(slot, at=at)
+            return None if fact is None else str(fact.value)
+
+        return resolve

@@ -1,0 +1,105 @@
+"""Engine factory and unit of work.
+
+SQLite is the embedded default (one file, WAL journal so readers never block the writer);
+PostgreSQL is the at-scale backend. The same code and migrations serve both.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from knowledge.errors import ConfigurationError, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine for ``url``; a malformed URL raises a ConfigurationError naming the fix."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"HYBRIDESK_DATABASE_URL is not a valid database URL ({exc}). Use e.g. "
+            "sqlite:///var/hybridesk.db or postgresql+psycopg://user:pass@host/dbname.",
+            code="bad_database_url",
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            parsed, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(
+            parsed, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800
+        )
+    raise ConfigurationError(
+        f"Unsupported database backend {backend!r}; hybridesk runs on SQLite or PostgreSQL.",
+        code="bad_database_url",
+    )
+
+
+def check_connection(engine: Engine) -> None:
+    """Fail fast with an actionable message when the database cannot be reached."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except OperationalError as exc:
+        url = engine.url.render_as_string(hide_password=True)
+        raise Unavailable(
+            f"Cannot reach the database at {url}: {str(exc.orig).strip().splitlines()[0]}. "
+            "Check HYBRIDESK_DATABASE_URL and that the server is running.",
+            code="database_unreachable",
+        ) from exc
+
+
+class Database:
+    """Owns the engine and the session factory; ``unit_of_work()`` commits or rolls back."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine = make_engine(url, echo=echo)
+        self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        """A session whose work is committed together when the block exits without error."""
+        session = self.session_factory()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

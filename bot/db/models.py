@@ -1,0 +1,196 @@
+"""Tables owned by the ``bot`` package: people, conversations and everything said in them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class BotBase(DeclarativeBase):
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: sa.JSON(), list[Any]: sa.JSON()}
+
+
+class User(BotBase):
+    """A support agent, knowledge-base editor or admin of the console."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(120))
+    role: Mapped[str] = mapped_column(sa.String(16))  # agent | editor | admin
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class Conversation(BotBase):
+    """One customer's chat; ``token_hash`` authorises the customer, ``state`` is the policy memory."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64))
+    channel: Mapped[str] = mapped_column(sa.String(16), default="widget")  # widget | rest | socketio | cli
+    sender_id: Mapped[str | None] = mapped_column(sa.String(128))
+    status: Mapped[str] = mapped_column(sa.String(16), default="open")  # open | ended
+    mode: Mapped[str] = mapped_column(sa.String(16), default="bot")  # bot | human | handoff_requested
+    held_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    handoff_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    customer_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    message_count: Mapped[int] = mapped_column(default=0)
+    satisfaction: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    last_message_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="conversation", order_by="Message.seq", lazy="raise"
+    )
+
+    __table_args__ = (sa.UniqueConstraint("channel", "sender_id", name="uq_conversations_channel_sender"),)
+
+
+class Message(BotBase):
+    """Everything said in a conversation, with the metadata an agent needs to review it."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(sa.ForeignKey("conversations.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    role: Mapped[str] = mapped_column(sa.String(16))  # customer | bot | agent | system
+    text: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), default="complete")  # received|pending|complete|failed
+    client_message_id: Mapped[str | None] = mapped_column(sa.String(64))
+    reply_to_id: Mapped[int | None] = mapped_column(sa.ForeignKey("messages.id"))
+    author_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    intent: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    intent_confidence: Mapped[float | None]
+    out_of_scope: Mapped[bool | None]
+    tone: Mapped[str | None] = mapped_column(sa.String(16), index=True)
+    tone_scores: Mapped[dict[str, Any] | None]
+    policy_action: Mapped[str | None] = mapped_column(sa.String(16))
+    policy_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    citations: Mapped[list[Any] | None]
+    adapter_id: Mapped[str | None] = mapped_column(sa.String(64))
+    model_id: Mapped[str | None] = mapped_column(sa.String(128))
+    guardrail_verdict: Mapped[str | None] = mapped_column(sa.String(16))
+    guardrail_details: Mapped[dict[str, Any] | None]
+    latency_ms: Mapped[float | None]
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages", lazy="raise")
+
+    __table_args__ = (
+        sa.UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
+        sa.UniqueConstraint("conversation_id", "client_message_id", name="uq_messages_conversation_client_id"),
+    )
+
+
+class Feedback(BotBase):
+    """A customer's thumbs up/down on one bot reply."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    conversation_id: Mapped[str] = mapped_column(sa.ForeignKey("conversations.id", ondelete="CASCADE"))
+    rating: Mapped[int]  # +1 or -1
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Correction(BotBase):
+    """An agent's review of a bot reply: the reply that should have been given, and why."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(sa.ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    corrected_text: Mapped[str | None] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.String(32))  # wrong_fact|wrong_tone|wrong_intent|missing_policy|other
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    exported_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelCall(BotBase):
+    """Every model call, logged with inputs, output, model, adapter, duration and token counts."""
+
+    __tablename__ = "model_calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(sa.ForeignKey("messages.id", ondelete="SET NULL"), index=True)
+    conversation_id: Mapped[str | None] = mapped_column(sa.String(32), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))  # generate | nlu | retrieve
+    model_id: Mapped[str | None] = mapped_column(sa.String(128))
+    adapter_id: Mapped[str | None] = mapped_column(sa.String(64))
+    prompt: Mapped[Any] = mapped_column(sa.JSON)
+    output: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), default="ok")
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    duration_ms: Mapped[float | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Order(BotBase):
+    """The sample store's orders, looked up by the order-status action."""
+
+    __tablename__ = "orders"
+
+    order_number: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    placed_at: Mapped[datetime]
+    items: Mapped[list[Any]] = mapped_column(default=list)
+    total: Mapped[float]
+    currency: Mapped[str] = mapped_column(sa.String(3), default="EUR")
+    carrier: Mapped[str | None] = mapped_column(sa.String(64))
+    tracking_code: Mapped[str | None] = mapped_column(sa.String(64))
+    estimated_delivery: Mapped[datetime | None]

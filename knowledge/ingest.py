@@ -1,0 +1,392 @@
+"""Importers: Markdown with YAML front matter, plain text, HTML, and folders of them.
+
+Parsing never touches the database; :func:`import_folder` hands each parsed file to the store
+in its own transaction, so one bad file is reported by name and the rest still import.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from knowledge.chunking import slugify
+from knowledge.errors import HybrideskError, InvalidInput, TooLarge
+
+if TYPE_CHECKING:  # pragma: no cover
+    from knowledge.store import KnowledgeStore
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 2 * 1024 * 1024
+SKIP_FILES = {"readme.md", "slots.md"}
+SCHEDULED_DIR = "scheduled"
+SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html", ".htm": "html"}
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,119}$")
+_FACT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,119}$")
+_FACT_BLOCK = re.compile(r"^```facts[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+
+
+@dataclass
+class FactSpec:
+    """A fact as written in a document (front matter ``facts:`` or a ```` ```facts ```` block)."""
+
+    name: str
+    value: str
+    unit: str | None = None
+    description: str | None = None
+    placeholders: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ParsedDocument:
+    """A document ready for the store; ``body`` is Markdown (text and HTML are converted)."""
+
+    id: str
+    title: str
+    body: str
+    content_format: str = "markdown"
+    effective_from: datetime | None = None
+    effective_until: datetime | None = None
+    tags: list[str] = field(default_factory=list)
+    audience: str | None = None
+    facts: list[FactSpec] = field(default_factory=list)
+    source: str | None = None
+    change_note: str | None = None
+
+
+@dataclass
+class ImportProblem:
+    file: str
+    reason: str
+    code: str = "invalid_input"
+
+
+@dataclass
+class ImportReport:
+    """Outcome of an import: ids per outcome and one entry per file that could not be imported."""
+
+    imported: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    errors: list[ImportProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "imported": self.imported,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "errors": [e.__dict__ for e in self.errors],
+        }
+
+
+# ---------------------------------------------------------------- values
+
+
+def parse_when(value: Any, *, field_name: str = "effective_from") -> datetime | None:
+    """ISO date or datetime (or a YAML date) -> aware UTC datetime; ``None``/empty -> ``None``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "null", "none"}):
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, time.min, tzinfo=UTC)
+    if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00")
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return parse_when(parsed)
+    raise InvalidInput(
+        f"{field_name} {value!r} is not a valid date; use ISO 8601, e.g. 2026-03-01 or 2026-03-01T09:00:00Z.",
+        code="bad_date",
+        field=field_name,
+    )
+
+
+def _facts(raw: Any, where: str) -> list[FactSpec]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InvalidInput(f"{where}: `facts` must be a list of {{name, value}} entries.", code="bad_facts")
+    out: list[FactSpec] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or "name" not in item or "value" not in item:
+            raise InvalidInput(f"{where}: fact #{i + 1} needs a `name` and a `value`.", code="bad_facts")
+        name = str(item["name"]).strip()
+        if not _FACT_NAME.match(name):
+            raise InvalidInput(f"{where}: fact name {name!r} must be snake_case.", code="bad_facts")
+        value = item["value"]
+        if isinstance(value, (dict, list)) or value is None:
+            raise InvalidInput(f"{where}: fact {name!r} needs a scalar value.", code="bad_facts")
+        ph = item.get("placeholders") or []
+        if isinstance(ph, str):
+            ph = [ph]
+        out.append(
+            FactSpec(
+                name=name,
+                value=str(value),
+                unit=None if item.get("unit") is None else str(item["unit"]),
+                description=None if item.get("description") is None else str(item["description"]),
+                placeholders=[str(p) for p in ph],
+            )
+        )
+    names = [f.name for f in out]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInput(f"{where}: fact(s) defined twice: {', '.join(dupes)}.", code="bad_facts")
+    return out
+
+
+def _decode(data: bytes, name: str) -> str:
+    if len(data) > MAX_FILE_BYTES:
+        raise TooLarge(f"{name} is {len(data)} bytes; the limit is {MAX_FILE_BYTES}.", code="file_too_large")
+    if b"\x00" in data[:8192]:
+        raise InvalidInput(
+            f"{name} looks like a binary file; import Markdown, text or HTML.", code="binary_file"
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{name} is not UTF-8 text ({exc.reason}).", code="binary_file") from exc
+    if not text.strip():
+        raise InvalidInput(f"{name} is empty.", code="empty_file")
+    return text.replace("\r\n", "\n")
+
+
+def _check_id(doc_id: Any, where: str) -> str:
+    doc_id = str(doc_id).strip()
+    if not _ID.match(doc_id):
+        raise InvalidInput(
+            f"{where}: document id {doc_id!r} must be a slug (lower-case letters, digits, - and _).",
+            code="bad_document_id",
+        )
+    return doc_id
+
+
+# ---------------------------------------------------------------- formats
+
+
+def parse_markdown(text: str, *, name: str = "document.md", default_id: str | None = None) -> ParsedDocument:
+    """Markdown with optional YAML front matter (see CONVENTIONS.md for the fields)."""
+    meta: dict[str, Any] = {}
+    body = text
+    if text.startswith("---"):
+        m = re.match(r"^---[ \t]*\n(.*?)^(---|\.\.\.)[ \t]*$\n?", text, re.S | re.M)
+        if not m:
+            raise InvalidInput(
+                f"{name}: front matter starts with --- but never ends.", code="bad_front_matter"
+            )
+        try:
+            loaded = yaml.safe_load(m.group(1))
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            line = f" (line {where.line + 2})" if where is not None else ""
+            raise InvalidInput(
+                f"{name}: front matter is not valid YAML{line}.", code="bad_front_matter"
+            ) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise InvalidInput(f"{name}: front matter must be a YAML mapping.", code="bad_front_matter")
+        meta = loaded or {}
+        body = text[m.end() :]
+    facts = _facts(meta.get("facts"), name)
+    # Optional fact blocks in the body: ```facts ... ``` holding the same YAML list.
+    for block in _FACT_BLOCK.findall(body):
+        try:
+            facts += _facts(yaml.safe_load(block), name)
+        except yaml.YAMLError as exc:
+            raise InvalidInput(f"{name}: a ```facts block is not valid YAML.", code="bad_facts") from exc
+    body = _FACT_BLOCK.sub("", body).strip()
+    if not body:
+        raise InvalidInput(f"{name} has no text after its front matter.", code="empty_file")
+    title = meta.get("title")
+    if not title:
+        h1 = re.search(r"^#\s+(.+)$", body, re.M)
+        title = h1.group(1).strip() if h1 else Path(name).stem.replace("-", " ").capitalize()
+    doc_id = _check_id(meta.get("id") or default_id or slugify(Path(name).stem), name)
+    tags = meta.get("tags") or []
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",") if t.strip()]
+    doc = ParsedDocument(
+        id=doc_id,
+        title=str(title).strip(),
+        body=body,
+        effective_from=parse_when(meta.get("effective_from"), field_name=f"{name}: effective_from"),
+        effective_until=parse_when(meta.get("effective_until"), field_name=f"{name}: effective_until"),
+        tags=[str(t) for t in tags],
+        audience=None if meta.get("audience") is None else str(meta["audience"]),
+        facts=_check_unique(facts, name),
+        source=name,
+        change_note=None if meta.get("change_note") is None else str(meta["change_note"]),
+    )
+    if doc.effective_from and doc.effective_until and doc.effective_until <= doc.effective_from:
+        raise InvalidInput(f"{name}: effective_until must be after effective_from.", code="bad_date")
+    return doc
+
+
+def _check_unique(facts: list[FactSpec], name: str) -> list[FactSpec]:
+    names = [f.name for f in facts]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInput(f"{name}: fact(s) defined twice: {', '.join(dupes)}.", code="bad_facts")
+    return facts
+
+
+def parse_text(text: str, *, name: str = "document.txt", default_id: str | None = None) -> ParsedDocument:
+    """Plain text: the first line is the title when it is short; paragraphs are kept."""
+    lines = text.strip().splitlines()
+    first = lines[0].strip()
+    if len(first) <= 120 and len(lines) > 1:
+        title, body = first, "\n".join(lines[1:]).strip() or first
+    else:
+        title, body = Path(name).stem.replace("-", " ").capitalize(), text.strip()
+    doc_id = _check_id(default_id or slugify(Path(name).stem), name)
+    return ParsedDocument(id=doc_id, title=title, body=body, content_format="text", source=name)
+
+
+class _HTMLToMarkdown(HTMLParser):
+    """Keeps headings (as Markdown headings), paragraphs and list items; drops scripts and styles."""
+
+    _DROP = {"script", "style", "noscript", "template", "svg", "head"}
+    _BLOCK = {"p", "div", "section", "article", "br", "tr", "table", "ul", "ol", "li", "blockquote", "pre"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.title = ""
+        self._drop = 0
+        self._in_title = False
+        self._heading: int | None = None
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in self._DROP:
+            self._drop += 1
+        elif tag == "title":
+            self._in_title = True
+        elif re.fullmatch(r"h[1-6]", tag):
+            self._heading = int(tag[1])
+            self.out.append("\n\n" + "#" * self._heading + " ")
+        elif tag in self._BLOCK:
+            self.out.append("\n\n- " if tag == "li" else "\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._DROP:
+            self._drop = max(0, self._drop - 1)
+        elif tag == "title":
+            self._in_title = False
+        elif re.fullmatch(r"h[1-6]", tag):
+            self._heading = None
+            self.out.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+        elif not self._drop:
+            self.out.append(re.sub(r"\s+", " ", data))
+
+    def markdown(self) -> str:
+        text = "".join(self.out)
+        lines = [ln.strip() for ln in text.splitlines()]
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def parse_html(text: str, *, name: str = "document.html", default_id: str | None = None) -> ParsedDocument:
+    """HTML: visible text with headings kept; ``<script>``/``<style>`` content is dropped."""
+    parser = _HTMLToMarkdown()
+    parser.feed(text)
+    parser.close()
+    body = parser.markdown()
+    if not body:
+        raise InvalidInput(f"{name} has no visible text.", code="empty_file")
+    h1 = re.search(r"^#\s+(.+)$", body, re.M)
+    title = parser.title.strip() or (h1.group(1).strip() if h1 else Path(name).stem)
+    doc_id = _check_id(default_id or slugify(Path(name).stem), name)
+    return ParsedDocument(id=doc_id, title=title, body=body, content_format="html", source=name)
+
+
+def parse_bytes(data: bytes, name: str, *, default_id: str | None = None) -> ParsedDocument:
+    """Parse a file's bytes by its suffix; raises :class:`InvalidInput` naming the file."""
+    suffix = Path(name).suffix.lower()
+    kind = SUFFIXES.get(suffix)
+    if kind is None:
+        raise InvalidInput(
+            f"{name}: unsupported file type {suffix or '(none)'}; use .md, .txt or .html.",
+            code="unsupported_file",
+        )
+    text = _decode(data, name)
+    if kind == "markdown":
+        return parse_markdown(text, name=name, default_id=default_id)
+    if kind == "html":
+        return parse_html(text, name=name, default_id=default_id)
+    return parse_text(text, name=name, default_id=default_id)
+
+
+def parse_file(path: str | Path) -> ParsedDocument:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{p.name}: cannot be read ({exc.strerror}).", code="unreadable_file") from exc
+    return parse_bytes(data, p.name)
+
+
+# ---------------------------------------------------------------- folders
+
+
+def iter_folder(root: Path) -> list[Path]:
+    """Files to import, base documents first, then ``scheduled/`` ones (later revisions)."""
+    files = [
+        p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name.lower() not in SKIP_FILES and not p.name.startswith(".")
+    ]
+    return sorted(files, key=lambda p: (SCHEDULED_DIR in p.relative_to(root).parts[:-1], str(p)))
+
+
+def import_folder(
+    store: KnowledgeStore, path: str | Path, *, author: str, publish: bool = True
+) -> ImportReport:
+    """Import a file or a folder (recursively).  Each file is its own transaction."""
+    root = Path(path)
+    if not root.exists():
+        raise InvalidInput(f"{root} does not exist.", code="path_not_found")
+    files = [root] if root.is_file() else iter_folder(root)
+    report = ImportReport()
+    parsed: list[tuple[Path, ParsedDocument]] = []
+    for f in files:
+        rel = str(f.relative_to(root)) if root.is_dir() else f.name
+        try:
+            doc = parse_file(f)
+            doc.source = rel
+            parsed.append((f, doc))
+        except HybrideskError as exc:
+            report.errors.append(ImportProblem(rel, exc.message, exc.code))
+    # scheduled revisions in order of their effective date, after every base document
+    parsed.sort(
+        key=lambda fd: (
+            SCHEDULED_DIR in (fd[0].relative_to(root).parts[:-1] if root.is_dir() else ()),
+            fd[1].effective_from or datetime.min.replace(tzinfo=UTC),
+        )
+    )
+    for _f, doc in parsed:
+        try:
+            outcome = store.import_parsed(doc, author=author, publish=publish)
+        except HybrideskError as exc:
+            report.errors.append(ImportProblem(doc.source or doc.id, exc.message, exc.code))
+            continue
+        getattr(report, outcome).append(doc.id)
+    for problem in report.errors:
+        log.warning("kb import: skipped %s: %s", problem.file, problem.reason)
+    return report

@@ -1,0 +1,657 @@
+"""The versioned knowledge store: documents, immutable revisions, facts, "what is in force at T".
+
+Semantics (one rule, used by SQL here and by the indexes in memory):
+
+* a revision can be in force only if it was published (``published`` or later ``retired``)
+  and ``effective_from <= T < effective_until`` (no ``effective_until`` = open ended);
+* among a document's candidates at T, the one with the latest ``effective_from`` wins, ties
+  going to the higher revision number.  So a scheduled revision takes over at its date, and
+  an edit published "now" replaces the current text at once;
+* retiring sets ``effective_until`` to the retirement time, so a retired policy is never in
+  force again, while history queries for earlier times still see it.
+
+Content is never overwritten: an edit is a new revision; only status and dates change.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from knowledge.chunking import anchor_containing, chunk_markdown, content_hash
+from knowledge.db import (
+    STATUS_DRAFT,
+    STATUS_PUBLISHED,
+    STATUS_RETIRED,
+    KbChunk,
+    KbDocument,
+    KbFact,
+    KbRevision,
+    KbState,
+    as_utc,
+    utcnow,
+)
+from knowledge.errors import Conflict, InvalidInput, NotFound
+from knowledge.ingest import FactSpec, ParsedDocument, _check_id
+
+MAX_CONTENT_CHARS = 500_000
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A key fact in force: ``value`` (string) with unit, aliases and where it is defined."""
+
+    name: str
+    value: str
+    unit: str | None
+    description: str | None
+    placeholders: tuple[str, ...]
+    document_id: str
+    revision: int
+    anchor: str | None
+    effective_from: datetime | None = None
+    effective_until: datetime | None = None
+
+    def citation(self) -> dict[str, Any]:
+        return {"document_id": self.document_id, "revision": self.revision, "anchor": self.anchor}
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    """A revision as seen outside the store (plain data, no session attached)."""
+
+    id: int
+    document_id: str
+    number: int
+    status: str
+    title: str
+    effective_from: datetime | None
+    effective_until: datetime | None
+    author: str
+    change_note: str | None
+    content_hash: str
+    created_at: datetime
+    published_at: datetime | None
+    retired_at: datetime | None
+    tags: tuple[str, ...] = ()
+    audience: str | None = None
+    content: str = ""
+    facts: tuple[Fact, ...] = ()
+
+    def to_dict(self, *, with_content: bool = False) -> dict[str, Any]:
+        d = {
+            "document_id": self.document_id,
+            "revision": self.number,
+            "status": self.status,
+            "title": self.title,
+            "effective_from": _iso(self.effective_from),
+            "effective_until": _iso(self.effective_until),
+            "author": self.author,
+            "change_note": self.change_note,
+            "content_hash": self.content_hash,
+            "created_at": _iso(self.created_at),
+            "published_at": _iso(self.published_at),
+            "retired_at": _iso(self.retired_at),
+            "tags": list(self.tags),
+            "audience": self.audience,
+        }
+        if with_content:
+            d["content"] = self.content
+            d["facts"] = [f.__dict__ | {"placeholders": list(f.placeholders)} for f in self.facts]
+        return d
+
+
+@dataclass(frozen=True)
+class DocumentSummary:
+    document_id: str
+    title: str
+    latest_revision: int
+    latest_status: str
+    in_force_revision: int | None
+    tags: tuple[str, ...] = field(default=())
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _fact(row: KbFact, rev: KbRevision) -> Fact:
+    return Fact(
+        name=row.name,
+        value=row.value,
+        unit=row.unit,
+        description=row.description,
+        placeholders=tuple(row.placeholders or ()),
+        document_id=row.document_id,
+        revision=row.revision_number,
+        anchor=row.anchor,
+        effective_from=rev.effective_from,
+        effective_until=rev.effective_until,
+    )
+
+
+def _info(rev: KbRevision, *, with_content: bool = True) -> RevisionInfo:
+    return RevisionInfo(
+        id=rev.id,
+        document_id=rev.document_id,
+        number=rev.number,
+        status=rev.status,
+        title=rev.title,
+        effective_from=rev.effective_from,
+        effective_until=rev.effective_until,
+        author=rev.author,
+        change_note=rev.change_note,
+        content_hash=rev.content_hash,
+        created_at=rev.created_at,
+        published_at=rev.published_at,
+        retired_at=rev.retired_at,
+        tags=tuple(rev.tags or ()),
+        audience=rev.audience,
+        content=rev.content if with_content else "",
+        facts=tuple(_fact(f, rev) for f in rev.facts) if with_content else (),
+    )
+
+
+def in_force_condition(rev: Any, at: datetime) -> sa.ColumnElement[bool]:
+    """SQL condition: ``rev`` is a candidate at ``at`` (published once, inside its date window)."""
+    return sa.and_(
+        rev.status.in_([STATUS_PUBLISHED, STATUS_RETIRED]),
+        rev.effective_from.is_not(None),
+        rev.effective_from <= at,
+        sa.or_(rev.effective_until.is_(None), rev.effective_until > at),
+    )
+
+
+def in_force_statement(at: datetime) -> sa.Select[Any]:
+    """One query: the revision of each document that is in force at ``at``."""
+    newer = aliased(KbRevision)
+    superseded = (
+        sa.select(newer.id)
+        .where(
+            newer.document_id == KbRevision.document_id,
+            in_force_condition(newer, at),
+            sa.or_(
+                newer.effective_from > KbRevision.effective_from,
+                sa.and_(newer.effective_from == KbRevision.effective_from, newer.number > KbRevision.number),
+            ),
+        )
+        .exists()
+    )
+    return (
+        sa.select(KbRevision)
+        .where(in_force_condition(KbRevision, at), ~superseded)
+        .order_by(KbRevision.document_id)
+    )
+
+
+def normalize_slot(slot: str) -> str:
+    """``"{{ Customer_Support  phone-number }}" -> "customer support phone number"``."""
+    s = slot.strip().strip("{}").strip().lower()
+    return re.sub(r"[\s_\-]+", " ", s).strip()
+
+
+def revision_hash(doc: ParsedDocument) -> str:
+    """Hash of everything a revision says (text, title, dates, tags, facts)."""
+    facts = [(f.name, f.value, f.unit, f.description, tuple(f.placeholders)) for f in doc.facts]
+    key = repr(
+        (
+            doc.title,
+            doc.body,
+            _iso(doc.effective_from),
+            _iso(doc.effective_until),
+            doc.tags,
+            doc.audience,
+            facts,
+        )
+    )
+    return content_hash(key)
+
+
+class KnowledgeStore:
+    """Versioned documents over a SQLAlchemy session factory (or an engine)."""
+
+    def __init__(self, session_factory: Callable[[], Session] | Engine) -> None:
+        if isinstance(session_factory, Engine):
+            session_factory = sessionmaker(session_factory, expire_on_commit=False)
+        self._sf = session_factory
+
+    # ------------------------------------------------------------ plumbing
+
+    def _session(self) -> Session:
+        return self._sf()
+
+    def _write(self, fn: Callable[[Session], Any]) -> Any:
+        """Run ``fn`` in one transaction that also bumps the generation counter."""
+        with self._session() as s:
+            try:
+                result = fn(s)
+                self._bump(s)
+                s.commit()
+                return result
+            except BaseException:
+                s.rollback()
+                raise
+
+    @staticmethod
+    def _bump(s: Session) -> None:
+        res = s.execute(
+            sa.update(KbState)
+            .where(KbState.id == 1)
+            .values(generation=KbState.generation + 1, updated_at=utcnow())
+        )
+        if res.rowcount == 0:  # type: ignore[attr-defined]
+            try:
+                with s.begin_nested():
+                    s.add(KbState(id=1, generation=1))
+            except IntegrityError:  # a concurrent writer created the row first
+                s.execute(sa.update(KbState).where(KbState.id == 1).values(generation=KbState.generation + 1))
+
+    def generation(self) -> int:
+        """Grows with every write; indexes compare it to know whether they are behind."""
+        with self._session() as s:
+            return int(s.scalar(sa.select(KbState.generation).where(KbState.id == 1)) or 0)
+
+    @staticmethod
+    def _doc(s: Session, doc_id: str) -> KbDocument:
+        doc = s.get(KbDocument, doc_id)
+        if doc is None:
+            raise NotFound(
+                f"No document with id {doc_id!r}; `hybridesk kb list` shows the ids.", code="unknown_document"
+            )
+        return doc
+
+    @staticmethod
+    def _rev(s: Session, doc_id: str, number: int | None) -> KbRevision:
+        q = sa.select(KbRevision).where(KbRevision.document_id == doc_id)
+        q = (
+            q.where(KbRevision.number == number)
+            if number is not None
+            else q.order_by(KbRevision.number.desc())
+        )
+        rev = s.scalars(q.limit(1)).first()
+        if rev is None:
+            raise NotFound(
+                f"Document {doc_id!r} has no revision {number}; `hybridesk kb history {doc_id}` lists them.",
+                code="unknown_revision",
+            )
+        return rev
+
+    @staticmethod
+    def _new_revision(s: Session, doc: KbDocument, parsed: ParsedDocument, author: str) -> KbRevision:
+        if len(parsed.body) > MAX_CONTENT_CHARS:
+            raise InvalidInput(f"Document {parsed.id!r} is too long (limit {MAX_CONTENT_CHARS} characters).")
+        if not author or not author.strip():
+            raise InvalidInput("Every revision needs an author.", code="missing_author")
+        number = (
+            s.scalar(sa.select(sa.func.max(KbRevision.number)).where(KbRevision.document_id == doc.id)) or 0
+        ) + 1
+        rev = KbRevision(
+            document_id=doc.id,
+            number=number,
+            status=STATUS_DRAFT,
+            title=parsed.title,
+            content=parsed.body,
+            content_hash=revision_hash(parsed),
+            content_format=parsed.content_format,
+            tags=list(parsed.tags),
+            audience=parsed.audience,
+            meta={"source": parsed.source} if parsed.source else {},
+            effective_from=parsed.effective_from,
+            effective_until=parsed.effective_until,
+            author=author.strip(),
+            change_note=parsed.change_note,
+            created_at=utcnow(),
+        )
+        s.add(rev)
+        s.flush()
+        specs = chunk_markdown(parsed.body, parsed.title)
+        for c in specs:
+            s.add(
+                KbChunk(
+                    revision_id=rev.id,
+                    document_id=doc.id,
+                    revision_number=number,
+                    ordinal=c.ordinal,
+                    heading_path=list(c.heading_path),
+                    anchor=c.anchor,
+                    body=c.body,
+                    text=c.text,
+                    content_hash=c.content_hash,
+                )
+            )
+        for f in parsed.facts:
+            s.add(
+                KbFact(
+                    revision_id=rev.id,
+                    document_id=doc.id,
+                    revision_number=number,
+                    name=f.name,
+                    value=f.value,
+                    unit=f.unit,
+                    description=f.description,
+                    placeholders=list(f.placeholders),
+                    anchor=anchor_containing(specs, f.value),
+                )
+            )
+        doc.title = parsed.title
+        doc.updated_at = utcnow()
+        s.flush()
+        s.refresh(rev)
+        return rev
+
+    def _publish(self, s: Session, rev: KbRevision, at: datetime | None) -> None:
+        if rev.status == STATUS_RETIRED:
+            raise Conflict(
+                f"Revision {rev.number} of {rev.document_id!r} was retired; add a new revision to bring it back.",
+                code="revision_retired",
+            )
+        now = utcnow()
+        when = as_utc(at) if at is not None else (rev.effective_from or now)
+        if rev.effective_until is not None and rev.effective_until <= when:
+            raise InvalidInput("effective_until must be after the publication time.", code="bad_date")
+        self._check_fact_owner(s, rev, now)
+        rev.status = STATUS_PUBLISHED
+        rev.effective_from = when
+        rev.published_at = rev.published_at or now
+        s.get(KbDocument, rev.document_id).updated_at = now  # type: ignore[union-attr]
+
+    @staticmethod
+    def _check_fact_owner(s: Session, rev: KbRevision, now: datetime) -> None:
+        """One document defines a fact: refuse to publish a fact another live document defines."""
+        names = [f.name for f in rev.facts]
+        if not names:
+            return
+        clash = s.execute(
+            sa.select(KbFact.name, KbFact.document_id)
+            .join(KbRevision, KbRevision.id == KbFact.revision_id)
+            .where(
+                KbFact.name.in_(names),
+                KbFact.document_id != rev.document_id,
+                KbRevision.status == STATUS_PUBLISHED,
+                sa.or_(KbRevision.effective_until.is_(None), KbRevision.effective_until > now),
+            )
+            .limit(1)
+        ).first()
+        if clash:
+            raise Conflict(
+                f"Fact {clash[0]!r} is already defined by document {clash[1]!r}; a fact has one home.",
+                code="fact_conflict",
+            )
+
+    # ------------------------------------------------------------ writes
+
+    def create_document(
+        self, doc: ParsedDocument, *, author: str, publish: bool = False, at: datetime | None = None
+    ) -> RevisionInfo:
+        """Create a document with its first revision (a draft unless ``publish``)."""
+        _check_id(doc.id, "document")
+
+        def work(s: Session) -> RevisionInfo:
+            if s.get(KbDocument, doc.id) is not None:
+                raise Conflict(
+                    f"Document {doc.id!r} already exists; add a revision instead.", code="document_exists"
+                )
+            d = KbDocument(
+                id=doc.id, title=doc.title, source=doc.source, created_at=utcnow(), updated_at=utcnow()
+            )
+            s.add(d)
+            s.flush()
+            rev = self._new_revision(s, d, doc, author)
+            if publish:
+                self._publish(s, rev, at)
+            return _info(rev)
+
+        return self._write(work)
+
+    def add_revision(
+        self,
+        doc_id: str,
+        body: str,
+        *,
+        author: str,
+        change_note: str | None = None,
+        title: str | None = None,
+        effective_from: datetime | None = None,
+        effective_until: datetime | None = None,
+        tags: Sequence[str] | None = None,
+        audience: str | None = None,
+        facts: Sequence[FactSpec] | None = None,
+        publish: bool = False,
+        at: datetime | None = None,
+    ) -> RevisionInfo:
+        """Add a new revision (the old one is never touched).
+
+        Title, tags, audience and facts default to the previous revision's; pass ``facts=[]``
+        to drop them.
+        """
+        if not body or not body.strip():
+            raise InvalidInput("A revision needs some text.", code="empty_content")
+
+        def work(s: Session) -> RevisionInfo:
+            d = self._doc(s, doc_id)
+            prev = self._rev(s, doc_id, None)
+            parsed = ParsedDocument(
+                id=doc_id,
+                title=title or prev.title,
+                body=body.strip(),
+                effective_from=effective_from,
+                effective_until=effective_until,
+                tags=list(tags) if tags is not None else list(prev.tags or []),
+                audience=audience if audience is not None else prev.audience,
+                facts=list(facts)
+                if facts is not None
+                else [
+                    FactSpec(f.name, f.value, f.unit, f.description, list(f.placeholders or []))
+                    for f in prev.facts
+                ],
+                change_note=change_note,
+            )
+            rev = self._new_revision(s, d, parsed, author)
+            if publish:
+                self._publish(s, rev, at)
+            return _info(rev)
+
+        return self._write(work)
+
+    def import_parsed(self, doc: ParsedDocument, *, author: str, publish: bool = True) -> str:
+        """Store a parsed file: ``"imported"`` (new id), ``"updated"`` (new revision) or ``"unchanged"``.
+
+        A file is unchanged when the latest revision declaring the same effective date has the
+        same content hash, so re-importing a folder (scheduled files included) is idempotent.
+        """
+        h = revision_hash(doc)
+
+        def work(s: Session) -> str:
+            d = s.get(KbDocument, doc.id)
+            if d is None:
+                d = KbDocument(
+                    id=doc.id, title=doc.title, source=doc.source, created_at=utcnow(), updated_at=utcnow()
+                )
+                s.add(d)
+                s.flush()
+                outcome = "imported"
+            else:
+                same_date = [
+                    r for r in d.revisions if r.meta.get("declared_from") == _iso(doc.effective_from)
+                ]
+                if same_date and same_date[-1].content_hash == h:
+                    return "unchanged"
+                outcome = "updated"
+            rev = self._new_revision(s, d, doc, author)
+            rev.meta = dict(rev.meta) | {"declared_from": _iso(doc.effective_from)}
+            if publish:
+                self._publish(s, rev, None)
+            return outcome
+
+        return self._write(work)
+
+    def publish(
+        self, doc_id: str, revision: int | None = None, *, at: datetime | None = None
+    ) -> RevisionInfo:
+        """Publish a revision (default: the latest one), now or from ``at`` (scheduled)."""
+
+        def work(s: Session) -> RevisionInfo:
+            self._doc(s, doc_id)
+            rev = self._rev(s, doc_id, revision)
+            if rev.status == STATUS_PUBLISHED and at is None:
+                return _info(rev)
+            self._publish(s, rev, at)
+            s.flush()
+            return _info(rev)
+
+        return self._write(work)
+
+    def retire(
+        self, doc_id: str, *, at: datetime | None = None, note: str | None = None
+    ) -> list[RevisionInfo]:
+        """Retire a document from ``at`` (default now): it is never in force after that."""
+        when = as_utc(at) if at is not None else utcnow()
+
+        def work(s: Session) -> list[RevisionInfo]:
+            d = self._doc(s, doc_id)
+            live = [
+                r
+                for r in d.revisions
+                if r.status == STATUS_PUBLISHED and (r.effective_until is None or r.effective_until > when)
+            ]
+            if not live:
+                raise Conflict(
+                    f"Document {doc_id!r} has no published revision to retire.", code="nothing_to_retire"
+                )
+            for r in live:
+                r.status = STATUS_RETIRED
+                r.retired_at = utcnow()
+                r.effective_until = when
+                if note:
+                    r.meta = dict(r.meta) | {"retire_note": note}
+            d.updated_at = utcnow()
+            s.flush()
+            return [_info(r, with_content=False) for r in live]
+
+        return self._write(work)
+
+    # ------------------------------------------------------------ reads
+
+    def get(self, doc_id: str, revision: int | None = None) -> RevisionInfo:
+        """A revision with content and facts (default: the latest revision)."""
+        with self._session() as s:
+            self._doc(s, doc_id)
+            return _info(self._rev(s, doc_id, revision))
+
+    def history(self, doc_id: str) -> list[RevisionInfo]:
+        """Every revision of a document, oldest first (without content)."""
+        with self._session() as s:
+            d = self._doc(s, doc_id)
+            return [_info(r, with_content=False) for r in d.revisions]
+
+    def diff(self, doc_id: str, r1: int, r2: int) -> str:
+        """Unified diff between two revisions' text."""
+        a, b = self.get(doc_id, r1), self.get(doc_id, r2)
+        return "".join(
+            difflib.unified_diff(
+                a.content.splitlines(keepends=True),
+                b.content.splitlines(keepends=True),
+                fromfile=f"{doc_id}@r{r1}",
+                tofile=f"{doc_id}@r{r2}",
+            )
+        )
+
+    def in_force(self, at: datetime | None = None) -> list[RevisionInfo]:
+        """The revision of each document in force at ``at`` (default now): one query."""
+        when = as_utc(at) if at is not None else utcnow()
+        with self._session() as s:
+            return [_info(r) for r in s.scalars(in_force_statement(when))]
+
+    def list(self, *, at: datetime | None = None) -> list[DocumentSummary]:
+        """Every document with its latest revision and the revision in force at ``at``."""
+        in_force = {r.document_id: r.number for r in self.in_force(at)}
+        with self._session() as s:
+            docs = s.scalars(sa.select(KbDocument).order_by(KbDocument.id)).all()
+            return [
+                DocumentSummary(
+                    document_id=d.id,
+                    title=d.title,
+                    latest_revision=d.revisions[-1].number if d.revisions else 0,
+                    latest_status=d.revisions[-1].status if d.revisions else STATUS_DRAFT,
+                    in_force_revision=in_force.get(d.id),
+                    tags=tuple(d.revisions[-1].tags or ()) if d.revisions else (),
+                )
+                for d in docs
+            ]
+
+    def facts_at(self, at: datetime | None = None) -> dict[str, Fact]:
+        """Every fact in force at ``at`` by name."""
+        when = as_utc(at) if at is not None else utcnow()
+        live_ids = in_force_statement(when).with_only_columns(KbRevision.id).order_by(None)
+        with self._session() as s:
+            rows = s.execute(
+                sa.select(KbFact, KbRevision)
+                .join(KbRevision, KbRevision.id == KbFact.revision_id)
+                .where(KbFact.revision_id.in_(live_ids))
+                .order_by(KbFact.name)
+            ).all()
+            return {f.name: _fact(f, r) for f, r in rows}
+
+    def fact(self, name: str, at: datetime | None = None) -> Fact | None:
+        return self.facts_at(at).get(name)
+
+    def resolve_placeholder(self, slot_name: str, at: datetime | None = None) -> Fact | None:
+        """The fact whose placeholder alias (or name) matches ``slot_name``, case/space-insensitive."""
+        key = normalize_slot(slot_name)
+        if not key:
+            return None
+        facts = self.facts_at(at)
+        for f in facts.values():
+            if any(normalize_slot(p) == key for p in f.placeholders):
+                return f
+        for f in facts.values():
+            if normalize_slot(f.name) == key:
+                return f
+        return None
+
+    # ------------------------------------------------------------ for the indexes
+
+    def indexable_revisions(self) -> list[RevisionInfo]:
+        """Every revision that was ever published (the indexes decide what is in force at query time)."""
+        with self._session() as s:
+            revs = s.scalars(
+                sa.select(KbRevision).where(KbRevision.status.in_([STATUS_PUBLISHED, STATUS_RETIRED]))
+            ).all()
+            return [_info(r, with_content=False) for r in revs]
+
+    def chunks_for(self, revision_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """Chunk rows of the given revisions (plain dicts, ordered by revision and ordinal)."""
+        ids = list(revision_ids)
+        out: list[dict[str, Any]] = []
+        with self._session() as s:
+            for i in range(0, len(ids), 500):
+                rows = s.scalars(
+                    sa.select(KbChunk)
+                    .where(KbChunk.revision_id.in_(ids[i : i + 500]))
+                    .order_by(KbChunk.revision_id, KbChunk.ordinal)
+                ).all()
+                out += [
+                    {
+                        "chunk_id": c.id,
+                        "revision_id": c.revision_id,
+                        "document_id": c.document_id,
+                        "revision": c.revision_number,
+                        "ordinal": c.ordinal,
+                        "heading_path": list(c.heading_path or []),
+                        "anchor": c.anchor,
+                        "body": c.body,
+                        "text": c.text,
+                        "hash": c.content_hash,
+                    }
+                    for c in rows
+                ]
+        return out

