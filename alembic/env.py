@@ -29,9 +29,27 @@ def _url() -> str:
     return get_settings().resolved_database_url
 
 
+def render_item(type_: str, obj, autogen_context):
+    """Render our UTC TypeDecorators as plain timezone-aware DateTime (migrations stay decoupled)."""
+    if type_ == "type" and obj.__class__.__name__ == "UTCDateTime":
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+# Tables managed outside the ORM metadata (the pgvector backend creates its own embeddings table).
+UNMANAGED_TABLES = {"kb_chunk_embeddings"}
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    table = obj if type_ == "table" else getattr(obj, "table", None)
+    table_name = name if type_ == "table" else getattr(table, "name", None)
+    return not (reflected and compare_to is None and table_name in UNMANAGED_TABLES)
+
+
 def run_migrations_offline() -> None:
     context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
-                      render_as_batch=True, compare_type=True)
+                      render_as_batch=True, compare_type=True, render_item=render_item,
+                      include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -55,6 +73,8 @@ def _run(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=render_item,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

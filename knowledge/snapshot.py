@@ -142,6 +142,10 @@ class Snapshot:
         """Boolean per chunk row: its revision is in force at ``at`` and passes ``filters``."""
         return self.revision_mask(at, filters)[self.row_rev] if len(self.rows) else np.zeros(0, dtype=bool)
 
+    def revision_ids_at(self, positions: np.ndarray) -> list[int]:
+        """Revision ids of the given revision positions (as used in ``row_rev``)."""
+        return self._rev_ids[positions].tolist()
+
     def allowed_revision_ids(self, at: datetime, filters: Mapping[str, Any] | None = None) -> list[int]:
         return self._rev_ids[self.revision_mask(at, filters)].tolist()
 

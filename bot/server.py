@@ -1,0 +1,50 @@
+"""`hybridesk serve`: start uvicorn on the app factory, with clear errors for common mistakes."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+from bot.settings import Settings
+from knowledge.errors import ConfigurationError
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def serve(settings: Settings, *, host: str, port: int, init: bool = False, services: Any = None) -> None:
+    import uvicorn
+
+    from bot.services import Services
+    from bot.web.app import create_app
+
+    if not port_free(host, port):
+        raise ConfigurationError(
+            f"Port {port} on {host} is already in use. Stop the other process or pick another port "
+            "with --port or HYBRIDESK_PORT.", code="port_in_use")
+    services = services or Services(settings)
+    if init:
+        from bot.bootstrap import initialise
+
+        initialise(services, train_nlu=True)
+    from bot.db.engine import check_connection
+
+    check_connection(services.db.engine)
+    started = time.perf_counter()
+    app = create_app(settings, services, warm_up=True)
+    base = f"http://{host}:{port}"
+    print(f"hybridesk is starting on {base} (loading models...)")
+    print(f"  demo help page with the chat widget: {base}/")
+    print(f"  agent console and KB editor:         {base}/console")
+    print(f"  chat API docs (OpenAPI):             {base}/docs")
+    print(f"  Rasa REST channel:                   {base}/webhooks/rest/webhook")
+    app.state.started_at = started
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=False)

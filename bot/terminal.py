@@ -1,0 +1,57 @@
+"""`hybridesk chat`: the same conversation manager, in a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from knowledge.errors import HybrideskError
+
+
+def run_chat(services: Any, *, sender: str = "terminal", once: str | None = None) -> int:
+    from bot.conversation.manager import ConversationManager
+    from bot.db.engine import check_connection
+    from bot.services import set_runtime_services
+
+    check_connection(services.db.engine)
+    set_runtime_services(services)
+    manager = ConversationManager(services)
+    conv = manager.by_sender("cli", sender)
+
+    async def turn(text: str) -> None:
+        async def sink(event: dict[str, Any]) -> None:
+            if event.get("type") == "token":
+                sys.stdout.write(event["text"])
+                sys.stdout.flush()
+
+        sys.stdout.write("bot> ")
+        try:
+            _msg, outcome = await manager.handle(conv.id, text, sink=sink)
+        except HybrideskError as exc:
+            print(f"\n[{exc.code}] {exc.message}")
+            return
+        if outcome is None:
+            print("(an agent is handling this conversation)")
+            return
+        print()
+        for c in outcome.citations:
+            print(f"   source: {c.get('title')} › {c.get('heading')} (rev {c.get('revision')}, #{c.get('anchor')})")
+        print(f"   [intent={outcome.intent} tone={outcome.tone} action={outcome.action} verdict={outcome.verdict}]")
+
+    loop = asyncio.new_event_loop()
+    try:
+        if once is not None:
+            loop.run_until_complete(turn(once))
+            return 0
+        print("Type a message (Ctrl-D to quit).")
+        while True:
+            try:
+                text = input("you> ")
+            except EOFError:
+                print()
+                return 0
+            if text.strip():
+                loop.run_until_complete(turn(text))
+    finally:
+        loop.close()

@@ -1,0 +1,86 @@
+"""Settings, CLI usage and the clear errors of the foundation."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from bot.cli import main
+from bot.settings import PLACEHOLDER_SECRET, Settings, get_settings
+from knowledge.errors import ConfigurationError
+
+
+def test_placeholder_secret_refused_outside_dev():
+    Settings(env="dev").check_secrets()
+    with pytest.raises(ConfigurationError) as err:
+        Settings(env="production", secret_key=PLACEHOLDER_SECRET).check_secrets()
+    assert err.value.code == "placeholder_secret"
+    Settings(env="production", secret_key="x" * 40).check_secrets()
+
+
+def test_default_database_is_sqlite_under_data_dir(tmp_path):
+    s = Settings(data_dir=tmp_path)
+    assert s.resolved_database_url == f"sqlite:///{(tmp_path / 'hybridesk.db').resolve()}"
+
+
+def test_settings_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HYBRIDESK_PORT", "9123")
+    monkeypatch.setenv("HYBRIDESK_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert get_settings().port == 9123
+        assert get_settings().data_dir == tmp_path
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["init", "--help"], ["serve", "--help"], ["chat", "--help"],
+                                  ["db", "upgrade", "--help"], ["users", "add", "--help"]])
+def test_every_command_has_help(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0
+    assert "usage: hybridesk" in capsys.readouterr().out
+
+
+def test_unknown_option_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--no-such-option"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_bad_database_url_names_the_fix(capsys):
+    assert main(["db", "upgrade", "--url", "not a url"]) == 2
+    err = capsys.readouterr().err
+    assert "bad_database_url" in err and "HYBRIDESK_DATABASE_URL" in err
+
+
+def test_unreachable_database_exit_code(capsys):
+    code = main(["db", "upgrade", "--url", "postgresql+psycopg://nobody:secret@127.0.0.1:1/none"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "database_unreachable" in err
+    assert "secret" not in err  # the password never reaches the output
+
+
+def test_db_upgrade_and_downgrade_via_cli(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert main(["db", "upgrade", "--url", url]) == 0
+    assert "revision" in capsys.readouterr().out
+    assert main(["db", "downgrade", "--url", url]) == 0
+
+
+def test_port_in_use_is_reported(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HYBRIDESK_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        try:
+            assert main(["serve", "--port", str(port)]) == 2
+        finally:
+            get_settings.cache_clear()
+    assert "port_in_use" in capsys.readouterr().err
