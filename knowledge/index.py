@@ -99,14 +99,18 @@ class SyncedIndex:
     def current(self) -> Snapshot:
         snap = self._snap
         if snap is None:
-            raise Unavailable("The knowledge index is not built yet; import documents first.", code="index_empty")
+            raise Unavailable(
+                "The knowledge index is not built yet; import documents first.", code="index_empty"
+            )
         return snap
 
     @property
     def generation(self) -> int:
         return -1 if self._snap is None else self._snap.generation
 
-    def vector_scores(self, snap: Snapshot, query_vec: np.ndarray, row_mask: np.ndarray, n: int) -> dict[int, float]:
+    def vector_scores(
+        self, snap: Snapshot, query_vec: np.ndarray, row_mask: np.ndarray, n: int
+    ) -> dict[int, float]:
         """Cosine similarity of the best ``n`` allowed rows (row index -> score)."""
         raise NotImplementedError
 
@@ -171,11 +175,17 @@ class SyncedIndex:
 
     _last_embedded = 0
 
-    def _merge_vectors(self, old: Snapshot | None, keep: list[int], new_rows: list[dict[str, Any]]) -> np.ndarray | None:
+    def _merge_vectors(
+        self, old: Snapshot | None, keep: list[int], new_rows: list[dict[str, Any]]
+    ) -> np.ndarray | None:
         new_vecs = self._vectors_for(old, new_rows)
         if new_vecs is None:  # vectors live elsewhere (pgvector)
             return None
-        dim = new_vecs.shape[1] if new_vecs.size else (old.vectors.shape[1] if old is not None and old.vectors is not None else 0)
+        dim = (
+            new_vecs.shape[1]
+            if new_vecs.size
+            else (old.vectors.shape[1] if old is not None and old.vectors is not None else 0)
+        )
         kept = (
             old.vectors[keep]
             if old is not None and old.vectors is not None and keep
@@ -214,7 +224,9 @@ class LocalIndex(SyncedIndex):
 
     # -- search ----------------------------------------------------------------
 
-    def vector_scores(self, snap: Snapshot, query_vec: np.ndarray, row_mask: np.ndarray, n: int) -> dict[int, float]:
+    def vector_scores(
+        self, snap: Snapshot, query_vec: np.ndarray, row_mask: np.ndarray, n: int
+    ) -> dict[int, float]:
         if snap.vectors is None or not len(snap.rows):
             return {}
         sims = snap.vectors @ query_vec
@@ -272,7 +284,9 @@ class LocalIndex(SyncedIndex):
         try:
             snap = self._read()
         except Exception as exc:  # noqa: BLE001 - any damage means "rebuild"
-            log.warning("knowledge index at %s is unusable (%s); rebuilding it from the database", self.dir, exc)
+            log.warning(
+                "knowledge index at %s is unusable (%s); rebuilding it from the database", self.dir, exc
+            )
             return False
         if snap is None:
             log.warning("knowledge index at %s is missing; building it from the database", self.dir)

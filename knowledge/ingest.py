@@ -67,6 +67,9 @@ class ImportProblem:
     reason: str
     code: str = "invalid_input"
 
+    def __str__(self) -> str:
+        return f"{self.file}: {self.reason}"
+
 
 @dataclass
 class ImportReport:
@@ -80,6 +83,13 @@ class ImportReport:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def summary(self) -> str:
+        """One line for people: counts per outcome."""
+        return (
+            f"{len(self.imported)} imported, {len(self.updated)} updated, "
+            f"{len(self.unchanged)} unchanged, {len(self.errors)} skipped"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -65,10 +65,13 @@ class PgVectorIndex(SyncedIndex):
 
     backend = "pgvector"
 
-    def __init__(self, engine: Engine, embedder: Embedder, *, ef_search: int = 100, dim: int = EMBEDDING_DIM) -> None:
+    def __init__(
+        self, engine: Engine, embedder: Embedder, *, ef_search: int = 100, dim: int = EMBEDDING_DIM
+    ) -> None:
         if engine.dialect.name != "postgresql":
             raise ConfigurationError(
-                "The pgvector backend needs PostgreSQL; use backend='local' with SQLite.", code="pgvector_needs_postgres"
+                "The pgvector backend needs PostgreSQL; use backend='local' with SQLite.",
+                code="pgvector_needs_postgres",
             )
         super().__init__(embedder)
         self.engine = engine
@@ -137,7 +140,9 @@ class PgVectorIndex(SyncedIndex):
             for i in range(0, len(payload), 1000):
                 conn.execute(stmt, payload[i : i + 1000])
 
-    def vector_scores(self, snap: Snapshot, query_vec: np.ndarray, row_mask: np.ndarray, n: int) -> dict[int, float]:
+    def vector_scores(
+        self, snap: Snapshot, query_vec: np.ndarray, row_mask: np.ndarray, n: int
+    ) -> dict[int, float]:
         rev_ids = self._allowed(snap, row_mask)
         if not rev_ids:
             return {}

@@ -111,7 +111,9 @@ class KnowledgeService:
 
     # ------------------------------------------------------------ writes
 
-    def import_folder(self, path: str | Path, author: str = "importer", *, publish: bool = True) -> ImportReport:
+    def import_folder(
+        self, path: str | Path, author: str = "importer", *, publish: bool = True
+    ) -> ImportReport:
         """Import a folder (or one file) of Markdown/text/HTML; see :func:`knowledge.ingest.import_folder`."""
         report = import_folder(self.store, path, author=author, publish=publish)
         if report.imported or report.updated:
@@ -140,13 +142,17 @@ class KnowledgeService:
             self.refresh()
         return rev
 
-    def publish(self, doc_id: str, revision: int | None = None, *, at: datetime | None = None) -> RevisionInfo:
+    def publish(
+        self, doc_id: str, revision: int | None = None, *, at: datetime | None = None
+    ) -> RevisionInfo:
         """Publish now, or from ``at`` (scheduled: takes effect then, with no rebuild)."""
         rev = self.store.publish(doc_id, revision, at=at)
         self.refresh()
         return rev
 
-    def retire(self, doc_id: str, *, at: datetime | None = None, note: str | None = None) -> list[RevisionInfo]:
+    def retire(
+        self, doc_id: str, *, at: datetime | None = None, note: str | None = None
+    ) -> list[RevisionInfo]:
         revs = self.store.retire(doc_id, at=at, note=note)
         self.refresh()
         return revs

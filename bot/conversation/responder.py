@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -124,24 +124,27 @@ class Responder:
             history=history[-6:], company_name=self.company_name,
         )
         started = time.perf_counter()
-        raw: list[str] = []
         out: list[str] = []
-        stats: dict[str, Any] = {}
         error = None
-
-        def pieces() -> Iterator[str]:
-            for piece in self.generator.stream(messages, adapter_id=self.adapter_id,
-                                               max_new_tokens=self.max_new_tokens, stats=stats):
-                raw.append(piece)
-                yield piece
-
+        stream = None
         try:
-            for checked in grounder.filter_stream(pieces()):
+            stream = self.generator.stream(messages, adapter_id=self.adapter_id,
+                                           max_new_tokens=self.max_new_tokens)
+            for checked in grounder.filter_stream(stream):
                 out.append(checked)
                 emit(checked)
         except Exception as exc:  # generator crashed or timed out mid-stream
             log.warning("generation failed: %s", exc)
             error = f"{type(exc).__name__}: {exc}"
+            if stream is not None:
+                stream.close()
+        gen = getattr(stream, "result", None)
+        stats: dict[str, Any] = {}
+        if gen is not None:
+            stats = {"model_id": gen.model_id, "adapter_id": gen.adapter_id, "prompt_tokens": gen.prompt_tokens,
+                     "completion_tokens": gen.completion_tokens, "finish_reason": gen.finish_reason,
+                     "first_token_s": gen.first_token_s}
+        raw = [gen.text] if gen is not None else []
         elapsed = (time.perf_counter() - started) * 1000
         body = "".join(out).strip()
         report = grounder.report.to_dict()
@@ -167,6 +170,7 @@ class Responder:
             completion_tokens=stats.get("completion_tokens"),
             generation_ms=elapsed,
             error=error,
+            extra={"finish_reason": stats.get("finish_reason"), "first_token_s": stats.get("first_token_s")},
         )
 
     def _slot_resolver(self, at: datetime) -> Callable[[str], str | None]:

@@ -68,9 +68,11 @@ def create_app(settings: Settings | None = None, services: Any | None = None, *,
 
 def _warm_up(services: Any) -> None:
     """Load the models before the first customer arrives (time to first reply)."""
-    services.knowledge
-    services.nlu.current()
-    services.generator
+    services.knowledge.retrieve("opening hours", k=1)  # loads the index and the embedding model
+    services.nlu.current().predict("hello")
+    load = getattr(services.generator, "load", None)
+    if load is not None:
+        load()
 
 
 async def _recover(manager: Any) -> None:

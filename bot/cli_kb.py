@@ -1,0 +1,174 @@
+"""`hybridesk kb ...`: import, list, show, history, diff, publish, retire, facts, search.
+
+Handlers receive ``(args, ctx)``; ``ctx.knowledge()`` returns a ready ``KnowledgeService``.
+Errors are ``HybrideskError`` subclasses, turned into one line by ``bot.cli.main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from knowledge.ingest import parse_when
+
+
+def _when(value: str | None, name: str = "--at"):
+    return None if value is None else parse_when(value, field_name=name)
+
+
+def _import(args: argparse.Namespace, ctx: Any) -> int:
+    report = ctx.knowledge().import_folder(args.path, author=args.author, publish=not args.draft)
+    print(report.summary())
+    for doc_id in report.imported:
+        print(f"  imported  {doc_id}")
+    for doc_id in report.updated:
+        print(f"  updated   {doc_id}")
+    for problem in report.errors:
+        print(f"  skipped   {problem.file}: {problem.reason}")
+    return 1 if report.errors and not (report.imported or report.updated or report.unchanged) else 0
+
+
+def _list(args: argparse.Namespace, ctx: Any) -> int:
+    docs = ctx.knowledge().list_documents(at=_when(args.at))
+    if args.json:
+        print(json.dumps([d.__dict__ for d in docs], default=list, indent=2))
+        return 0
+    print(f"{'document':<32} {'latest':>6} {'status':<10} {'in force':>8}  title")
+    for d in docs:
+        live = f"r{d.in_force_revision}" if d.in_force_revision else "-"
+        print(
+            f"{d.document_id:<32} {'r' + str(d.latest_revision):>6} {d.latest_status:<10} {live:>8}  {d.title}"
+        )
+    return 0
+
+
+def _show(args: argparse.Namespace, ctx: Any) -> int:
+    rev = ctx.knowledge().get(args.id, args.revision)
+    if args.json:
+        print(json.dumps(rev.to_dict(with_content=True), indent=2, default=str))
+        return 0
+    until = rev.effective_until.isoformat() if rev.effective_until else "open"
+    since = rev.effective_from.isoformat() if rev.effective_from else "-"
+    print(f"{rev.document_id} r{rev.number} [{rev.status}] {rev.title}")
+    print(
+        f"effective {since} .. {until}; by {rev.author}" + (f": {rev.change_note}" if rev.change_note else "")
+    )
+    for f in rev.facts:
+        print(f"  fact {f.name} = {f.value}{' ' + f.unit if f.unit else ''}")
+    print()
+    print(rev.content)
+    return 0
+
+
+def _history(args: argparse.Namespace, ctx: Any) -> int:
+    for r in ctx.knowledge().history(args.id):
+        since = r.effective_from.isoformat() if r.effective_from else "-"
+        until = r.effective_until.isoformat() if r.effective_until else "open"
+        note = f"  {r.change_note}" if r.change_note else ""
+        print(f"r{r.number:<4} {r.status:<10} {since} .. {until}  {r.author}{note}")
+    return 0
+
+
+def _diff(args: argparse.Namespace, ctx: Any) -> int:
+    out = ctx.knowledge().diff(args.id, args.r1, args.r2)
+    print(out or "(no differences)", end="" if out else "\n")
+    return 0
+
+
+def _publish(args: argparse.Namespace, ctx: Any) -> int:
+    rev = ctx.knowledge().publish(args.id, args.revision, at=_when(args.at))
+    print(f"published {rev.document_id} r{rev.number}, in force from {rev.effective_from.isoformat()}")
+    return 0
+
+
+def _retire(args: argparse.Namespace, ctx: Any) -> int:
+    revs = ctx.knowledge().retire(args.id, at=_when(args.at), note=args.note)
+    print(f"retired {args.id} ({', '.join('r' + str(r.number) for r in revs)})")
+    return 0
+
+
+def _facts(args: argparse.Namespace, ctx: Any) -> int:
+    facts = ctx.knowledge().facts(_when(args.at))
+    if args.json:
+        print(json.dumps({k: v.__dict__ for k, v in facts.items()}, indent=2, default=str))
+        return 0
+    for f in facts.values():
+        unit = f" {f.unit}" if f.unit else ""
+        print(f"{f.name:<36} {f.value}{unit}   ({f.document_id} r{f.revision})")
+    return 0
+
+
+def _search(args: argparse.Namespace, ctx: Any) -> int:
+    filters = {k: v for k, v in {"tags": args.tag, "audience": args.audience}.items() if v}
+    passages = ctx.knowledge().retrieve(args.query, at=_when(args.at), k=args.k, filters=filters or None)
+    if args.json:
+        print(json.dumps([p.citation() | {"score": p.score, "text": p.text} for p in passages], indent=2))
+        return 0
+    if not passages:
+        print("no passage in force matches")
+    for i, p in enumerate(passages, 1):
+        print(f"{i}. [{p.score:.3f}] {p.document_id} r{p.revision} #{p.anchor}  ({p.title} > {p.heading})")
+        snippet = " ".join(p.text.split())
+        print(f"   {snippet[:240]}{'...' if len(snippet) > 240 else ''}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``kb`` command group to the top-level parser's subparsers."""
+    kb = subparsers.add_parser("kb", help="knowledge base: import, publish, retire, search")
+    sub = kb.add_subparsers(dest="kb_command", metavar="ACTION")
+    sub.required = True
+
+    p = sub.add_parser("import", help="import a Markdown/text/HTML file or folder (published unless --draft)")
+    p.add_argument("path")
+    p.add_argument("--author", default="cli", help="recorded as the revisions' author")
+    p.add_argument("--draft", action="store_true", help="import as drafts, publish later")
+    p.set_defaults(handler=_import)
+
+    p = sub.add_parser("list", help="documents with their latest and in-force revisions")
+    p.add_argument("--at", help="ISO time for the in-force column (default now)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_list)
+
+    p = sub.add_parser("show", help="a revision's text and facts (default: latest)")
+    p.add_argument("id")
+    p.add_argument("--revision", "-r", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_show)
+
+    p = sub.add_parser("history", help="every revision of a document")
+    p.add_argument("id")
+    p.set_defaults(handler=_history)
+
+    p = sub.add_parser("diff", help="unified diff between two revisions")
+    p.add_argument("id")
+    p.add_argument("r1", type=int)
+    p.add_argument("r2", type=int)
+    p.set_defaults(handler=_diff)
+
+    p = sub.add_parser("publish", help="publish a revision now or from --at (scheduled)")
+    p.add_argument("id")
+    p.add_argument("--revision", "-r", type=int, help="default: the latest revision")
+    p.add_argument("--at", help="ISO date/time it takes effect (UTC if no offset)")
+    p.set_defaults(handler=_publish)
+
+    p = sub.add_parser("retire", help="retire a document: never retrieved again")
+    p.add_argument("id")
+    p.add_argument("--at", help="ISO time of retirement (default now)")
+    p.add_argument("--note")
+    p.set_defaults(handler=_retire)
+
+    p = sub.add_parser("facts", help="key facts in force")
+    p.add_argument("--at", help="ISO time (default now)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_facts)
+
+    p = sub.add_parser("search", help="what the bot would retrieve for a question")
+    p.add_argument("query")
+    p.add_argument("--at", help="ISO time (default now)")
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--tag", action="append", help="only documents with this tag (repeatable)")
+    p.add_argument("--audience")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_search)

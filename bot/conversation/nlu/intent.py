@@ -1,0 +1,172 @@
+"""Intent head: MiniLM-embedding logistic regression + TF-IDF linear SVM, calibrated together.
+
+Both components see different evidence (meaning vs. exact words and sub-words), so their
+errors differ; the ensemble combines ``log p_emb + beta * svm_margin`` and turns the result
+into probabilities with one temperature.  ``beta`` and the temperature are fitted on a held-out
+slice, then both components are refitted on all data.  The out-of-scope verdict uses two
+tests, each with a threshold set from held-out *in-scope* messages (so no out-of-scope data
+is needed): the calibrated confidence and the cosine similarity to the nearest training
+message.  When the company supplies out-of-scope examples they also become a class of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import FeatureUnion
+from sklearn.svm import LinearSVC
+
+from bot.conversation.nlu.types import OUT_OF_SCOPE
+
+BETAS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def make_vectorizer() -> FeatureUnion:
+    """Word 1-2-grams (what is asked) + char 2-5-grams (typos, inflections, 'activ8')."""
+    return FeatureUnion([
+        ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True)),
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
+    ])
+
+
+def fit_temperature(scores: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising held-out negative log-likelihood (golden-section on log T)."""
+    rows = np.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        return float(-_log_softmax(scores / np.exp(log_t))[rows, y].mean())
+
+    lo, hi = np.log(0.05), np.log(20.0)
+    g = (np.sqrt(5) - 1) / 2
+    for _ in range(40):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    return float(np.exp((lo + hi) / 2))
+
+
+@dataclass
+class IntentHead:
+    """Calibrated intent classifier with an out-of-scope test; pickled into a model version."""
+
+    emb_c: float = 10.0
+    svm_c: float = 0.5
+    oos_quantile: float = 0.02
+    classes_: list[str] = field(default_factory=list)
+    beta: float = 1.0
+    temperature: float = 1.0
+    conf_threshold: float = 0.0
+    sim_threshold: float = -1.0
+    vectorizer: FeatureUnion | None = None
+    emb_clf: LogisticRegression | None = None
+    svm: LinearSVC | None = None
+    train_emb: np.ndarray | None = None  # float16, for the nearest-neighbour test
+
+    # --- training -----------------------------------------------------------------------------
+    def _fit_components(self, texts: Sequence[str], emb: np.ndarray, y: np.ndarray) -> None:
+        self.vectorizer = make_vectorizer()
+        tf = self.vectorizer.fit_transform(texts)
+        self.svm = LinearSVC(C=self.svm_c).fit(tf, y)
+        self.emb_clf = LogisticRegression(C=self.emb_c, max_iter=3000).fit(emb, y)
+
+    def _raw_scores(self, texts: Sequence[str], emb: np.ndarray) -> np.ndarray:
+        assert self.vectorizer is not None and self.svm is not None and self.emb_clf is not None
+        lp = self.emb_clf.predict_log_proba(emb)
+        margin = self.svm.decision_function(self.vectorizer.transform(texts))
+        if margin.ndim == 1:  # two classes: sklearn returns one column
+            margin = np.stack([-margin, margin], axis=1)
+        return lp + self.beta * margin
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str], emb: np.ndarray, *,
+            seed: int = 0, holdout: float = 0.15) -> dict[str, float]:
+        """Fit on ``texts`` (with their embeddings); returns held-out metrics of the calibration."""
+        self.classes_ = sorted(set(labels))
+        if len(self.classes_) < 2:
+            raise ValueError("intent training needs at least two intents")
+        index = {c: i for i, c in enumerate(self.classes_)}
+        y = np.array([index[c] for c in labels])
+        texts = list(texts)
+        metrics: dict[str, float] = {}
+        counts = np.bincount(y)
+        can_hold_out = len(texts) >= 4 * len(self.classes_) and counts.min() >= 2
+        if can_hold_out:
+            tr, ho = train_test_split(np.arange(len(texts)), test_size=holdout, random_state=seed,
+                                      stratify=y if counts.min() >= 2 else None)
+            if len(set(y[tr])) == len(self.classes_):
+                metrics = self._calibrate(texts, emb, y, tr, ho)
+        self._fit_components(texts, emb, y)
+        self.train_emb = emb.astype(np.float16)
+        return metrics
+
+    def _calibrate(self, texts: list[str], emb: np.ndarray, y: np.ndarray, tr: np.ndarray,
+                   ho: np.ndarray) -> dict[str, float]:
+        self._fit_components([texts[i] for i in tr], emb[tr], y[tr])
+        ho_texts = [texts[i] for i in ho]
+        lp = self.emb_clf.predict_log_proba(emb[ho])  # type: ignore[union-attr]
+        margin = self.svm.decision_function(self.vectorizer.transform(ho_texts))  # type: ignore[union-attr]
+        if margin.ndim == 1:
+            margin = np.stack([-margin, margin], axis=1)
+        best = (-1.0, 0.0, 0.0)
+        for beta in BETAS:  # accuracy first, NLL (after its own temperature) breaks ties
+            z = lp + beta * margin
+            acc = float((z.argmax(1) == y[ho]).mean())
+            t = fit_temperature(z, y[ho])
+            nll = float(-_log_softmax(z / t)[np.arange(len(ho)), y[ho]].mean())
+            if (acc, -nll) > (best[0], -best[1]):
+                best = (acc, nll, beta)
+        self.beta = best[2]
+        z = lp + self.beta * margin
+        self.temperature = fit_temperature(z, y[ho])
+        probs = np.exp(_log_softmax(z / self.temperature))
+        conf = probs.max(1)
+        # Out-of-scope thresholds from in-scope messages only: flag at most ~oos_quantile of them.
+        oos_idx = self.classes_.index(OUT_OF_SCOPE) if OUT_OF_SCOPE in self.classes_ else -1
+        in_scope = y[ho] != oos_idx
+        sims = (emb[ho] @ emb[tr].T).max(1)
+        if in_scope.sum() >= 10:
+            self.conf_threshold = float(np.quantile(conf[in_scope], self.oos_quantile))
+            self.sim_threshold = float(np.quantile(sims[in_scope], self.oos_quantile))
+        return {
+            "holdout_accuracy": best[0],
+            "holdout_nll": best[1],
+            "holdout_ece": expected_calibration_error(probs, y[ho]),
+            "beta": self.beta,
+            "temperature": self.temperature,
+            "conf_threshold": self.conf_threshold,
+            "sim_threshold": self.sim_threshold,
+        }
+
+    # --- inference ----------------------------------------------------------------------------
+    def predict_proba(self, texts: Sequence[str], emb: np.ndarray) -> np.ndarray:
+        return np.exp(_log_softmax(self._raw_scores(texts, emb) / self.temperature))
+
+    def max_similarity(self, emb: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each row to its nearest training message."""
+        if self.train_emb is None or len(self.train_emb) == 0:
+            return np.ones(len(emb))
+        return (emb.astype(np.float32) @ self.train_emb.T.astype(np.float32)).max(1)
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-class probability (equal-width bins)."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)
