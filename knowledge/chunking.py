@@ -135,13 +135,14 @@ def pack_paragraphs(paragraphs: list[str], max_words: int = MAX_WORDS) -> list[s
     return pieces
 
 
-def chunk_markdown(markdown: str, title: str = "", *, max_words: int = MAX_WORDS) -> list[ChunkSpec]:
+def chunk_markdown(markdown: str, title: str = "", *, max_words: int | None = None) -> list[ChunkSpec]:
     """Chunk a Markdown body by its headings.
 
     A leading H1 equal to the document title is dropped from the heading path (it would only
     repeat the title).  Sections with no text of their own (a heading followed directly by a
     sub-heading) produce no chunk; their heading still appears in the sub-sections' paths.
     """
+    max_words = max_words or MAX_WORDS
     chunks: list[ChunkSpec] = []
     stack: list[tuple[int, str]] = []
     for level, heading, lines in split_sections(markdown):

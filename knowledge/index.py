@@ -104,6 +104,11 @@ class SyncedIndex:
             )
         return snap
 
+    def install(self, snap: Snapshot) -> None:
+        """Make ``snap`` current without a store (benchmarks with synthetic data)."""
+        with self._write_lock:
+            self._snap = snap
+
     @property
     def generation(self) -> int:
         return -1 if self._snap is None else self._snap.generation
@@ -234,10 +239,7 @@ class LocalIndex(SyncedIndex):
         if not len(allowed):
             return {}
         sub = sims[allowed]
-        if len(sub) > n:
-            top = np.argpartition(-sub, n - 1)[:n]
-        else:
-            top = np.arange(len(sub))
+        top = np.argpartition(-sub, n - 1)[:n] if len(sub) > n else np.arange(len(sub))
         return {int(allowed[i]): float(sub[i]) for i in top}
 
     def all_vector_scores(self, snap: Snapshot, query_vec: np.ndarray) -> np.ndarray | None:

@@ -188,7 +188,7 @@ def matches_filters(rev: RevMeta, filters: Mapping[str, Any]) -> bool:
     return True
 
 
-def build_bm25(rows: list[dict[str, Any]]) -> Any | None:
+def build_bm25(rows: list[dict[str, Any]], *, split_glued: bool = True) -> Any | None:
     """A LlamaIndex ``BM25Retriever`` over the rows' indexed text (``None`` when empty)."""
     if not rows:
         return None
@@ -197,7 +197,8 @@ def build_bm25(rows: list[dict[str, Any]]) -> Any | None:
     from llama_index.core.schema import TextNode
     from llama_index.retrievers.bm25 import BM25Retriever
 
-    nodes = [TextNode(id_=str(r["chunk_id"]), text=lexical_text(r["text"])) for r in rows]
+    prep = lexical_text if split_glued else str
+    nodes = [TextNode(id_=str(r["chunk_id"]), text=prep(r["text"])) for r in rows]
     # bm25s warns when k > corpus size; we never use its top-k, only full score vectors
     logging.getLogger("llama_index.retrievers.bm25.base").setLevel(logging.ERROR)
     return BM25Retriever(nodes=nodes, similarity_top_k=1, language="en")

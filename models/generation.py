@@ -260,7 +260,9 @@ class ScriptedGenerator(BaseGenerator):
     mid-stream. With an empty queue the ``default`` reply is used, or an error is raised.
     """
 
-    def __init__(self, replies: Sequence[str] = (), *, default: str | None = None, model_id: str = "scripted"):
+    def __init__(
+        self, replies: Sequence[str] = (), *, default: str | None = None, model_id: str = "scripted"
+    ):
         self.model_id = model_id
         self.default = default
         self.calls: list[dict[str, Any]] = []
@@ -426,7 +428,8 @@ class TransformersGenerator(BaseGenerator):
     ``adapters_root`` is one folder or a list of folders holding adapter versions
     (``<root>/<adapter_id>/adapter_config.json``); adapters are loaded on first use and kept, so
     switching between them (or back to the base model, ``adapter_id=None``) costs nothing.
-    ``model``/``tokenizer`` may be passed to share an already loaded base model.
+    ``model``/``tokenizer`` may be passed to share an already loaded base model. ``dtype`` defaults
+    to float32 on CPUs without native bf16 (3-4x faster there) and bf16 otherwise.
     """
 
     def __init__(
@@ -466,10 +469,10 @@ class TransformersGenerator(BaseGenerator):
                 return
             if self.model_dir is None:
                 raise Unavailable("No base model folder configured.", code="model_not_loaded")
-            from models.base import load_base_model
+            from models.base import default_inference_dtype, load_base_model
 
             self._model, self._tokenizer = load_base_model(
-                self.model_dir, self.dtype, num_threads=self.num_threads
+                self.model_dir, self.dtype or default_inference_dtype(), num_threads=self.num_threads
             )
             self._prepare()
 
@@ -577,9 +580,7 @@ class TransformersGenerator(BaseGenerator):
                 cache = DynamicCache()
                 step_input = ids
                 for _ in range(max_new_tokens):
-                    out = model(
-                        input_ids=step_input, past_key_values=cache, use_cache=True, logits_to_keep=1
-                    )
+                    out = model(input_ids=step_input, past_key_values=cache, use_cache=True, logits_to_keep=1)
                     cache = out.past_key_values
                     logits = out.logits[:, -1, :].float()
                     next_id = self._pick(logits, temperature)

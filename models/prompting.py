@@ -203,7 +203,9 @@ def build_messages(
     return messages
 
 
-def render_prompt(tokenizer: Any, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True) -> str:
+def render_prompt(
+    tokenizer: Any, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = True
+) -> str:
     """The prompt text for ``messages`` through the tokenizer's chat template."""
     return tokenizer.apply_chat_template(
         [dict(m) for m in messages], tokenize=False, add_generation_prompt=add_generation_prompt

@@ -154,6 +154,7 @@ class Correction(BotBase):
     corrected_text: Mapped[str | None] = mapped_column(sa.Text)
     reason: Mapped[str] = mapped_column(sa.String(32))  # wrong_fact|wrong_tone|wrong_intent|missing_policy|other
     note: Mapped[str | None] = mapped_column(sa.Text)
+    corrected_intent: Mapped[str | None] = mapped_column(sa.String(64))  # set for wrong_intent
     exported_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -194,3 +195,39 @@ class Order(BotBase):
     carrier: Mapped[str | None] = mapped_column(sa.String(64))
     tracking_code: Mapped[str | None] = mapped_column(sa.String(64))
     estimated_delivery: Mapped[datetime | None]
+
+
+class ConsoleSession(BotBase):
+    """A signed-in console session (server side, so logout and disabling a user revoke it at once).
+
+    The cookie carries a random token; only its SHA-256 is stored, so a database leak does not
+    hand out live sessions. ``csrf_token`` is the per-session secret every console form echoes.
+    """
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)  # sha256 hex of the cookie token
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(sa.String(64))
+    ip: Mapped[str | None] = mapped_column(sa.String(64))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginAttempt(BotBase):
+    """One console sign-in attempt; recent failures per account+address throttle further tries."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254))
+    ip: Mapped[str] = mapped_column(sa.String(64))
+    success: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.Index("ix_login_attempts_email_ip_created", "email", "ip", "created_at"),
+        sa.Index("ix_login_attempts_ip_created", "ip", "created_at"),
+    )

@@ -7,9 +7,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from bot.db.models import Conversation, Feedback, Message, ModelCall, Order, User
+from bot.db.models import (
+    ConsoleSession,
+    Conversation,
+    Correction,
+    Feedback,
+    LoginAttempt,
+    Message,
+    ModelCall,
+    Order,
+    User,
+)
 
 
 class ConversationRepository:
@@ -126,3 +136,127 @@ class UserRepository:
 
     def list(self) -> Sequence[User]:
         return self.session.scalars(sa.select(User).order_by(User.id)).all()
+
+
+class CorrectionRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, correction: Correction) -> Correction:
+        self.session.add(correction)
+        self.session.flush()
+        return correction
+
+    def for_messages(self, message_ids: Sequence[int]) -> Sequence[Correction]:
+        if not message_ids:
+            return []
+        return self.session.scalars(
+            sa.select(Correction).where(Correction.message_id.in_(list(message_ids))).order_by(Correction.id)
+        ).all()
+
+    def listing(self, *, reasons: Sequence[str] | None = None, limit: int = 200,
+                only_unexported: bool = False) -> Sequence[tuple[Correction, Message, Message | None, User | None]]:
+        """Corrections (newest first) with the corrected bot message, the customer turn it answered
+        and the agent who wrote it."""
+        customer = aliased(Message)
+        stmt = (
+            sa.select(Correction, Message, customer, User)
+            .join(Message, Message.id == Correction.message_id)
+            .outerjoin(customer, customer.id == Message.reply_to_id)
+            .outerjoin(User, User.id == Correction.user_id)
+            .order_by(Correction.id.desc())
+            .limit(limit)
+        )
+        if reasons:
+            stmt = stmt.where(Correction.reason.in_(list(reasons)))
+        if only_unexported:
+            stmt = stmt.where(Correction.exported_at.is_(None))
+        return [tuple(row) for row in self.session.execute(stmt).all()]  # type: ignore[misc]
+
+    def for_export(self, *, only_unexported: bool = False) -> Sequence[tuple[Correction, Message, Message | None]]:
+        """Corrections with a corrected reply, oldest first, with the bot message and its customer turn."""
+        customer = aliased(Message)
+        stmt = (
+            sa.select(Correction, Message, customer)
+            .join(Message, Message.id == Correction.message_id)
+            .outerjoin(customer, customer.id == Message.reply_to_id)
+            .where(Correction.corrected_text.is_not(None), Correction.corrected_text != "")
+            .order_by(Correction.id)
+        )
+        if only_unexported:
+            stmt = stmt.where(Correction.exported_at.is_(None))
+        return [tuple(row) for row in self.session.execute(stmt).all()]  # type: ignore[misc]
+
+    def previous_customer_message(self, message: Message) -> Message | None:
+        """The customer turn just before ``message`` (for bot replies stored without ``reply_to_id``)."""
+        return self.session.scalars(
+            sa.select(Message)
+            .where(Message.conversation_id == message.conversation_id, Message.seq < message.seq,
+                   Message.role == "customer")
+            .order_by(Message.seq.desc())
+            .limit(1)
+        ).first()
+
+    def mark_exported(self, ids: Sequence[int], when: datetime) -> None:
+        for i in range(0, len(ids), 500):
+            self.session.execute(
+                sa.update(Correction).where(Correction.id.in_(list(ids[i:i + 500]))).values(exported_at=when)
+            )
+
+
+class ConsoleSessionRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, console_session: ConsoleSession) -> ConsoleSession:
+        self.session.add(console_session)
+        self.session.flush()
+        return console_session
+
+    def get_with_user(self, session_id: str) -> tuple[ConsoleSession, User] | None:
+        row = self.session.execute(
+            sa.select(ConsoleSession, User).join(User, User.id == ConsoleSession.user_id)
+            .where(ConsoleSession.id == session_id)
+        ).first()
+        return None if row is None else (row[0], row[1])
+
+    def delete(self, session_id: str) -> None:
+        self.session.execute(sa.delete(ConsoleSession).where(ConsoleSession.id == session_id))
+
+    def delete_for_user(self, user_id: int) -> None:
+        self.session.execute(sa.delete(ConsoleSession).where(ConsoleSession.user_id == user_id))
+
+    def delete_expired(self, now: datetime) -> None:
+        self.session.execute(sa.delete(ConsoleSession).where(ConsoleSession.expires_at <= now))
+
+
+class LoginAttemptRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, attempt: LoginAttempt) -> None:
+        self.session.add(attempt)
+        self.session.flush()
+
+    def recent_failures(self, *, ip: str, since: datetime, email: str | None = None) -> tuple[int, datetime | None]:
+        """Failures from ``ip`` (for ``email`` if given) after ``since`` and after the last success;
+        also the time of the oldest of them (to say when the lock lifts)."""
+        cond = [LoginAttempt.ip == ip, LoginAttempt.created_at > since]
+        if email is not None:
+            cond.append(LoginAttempt.email == email)
+        last_ok = self.session.scalar(
+            sa.select(sa.func.max(LoginAttempt.created_at)).where(*cond, LoginAttempt.success.is_(True)))
+        if last_ok is not None:
+            cond.append(LoginAttempt.created_at > last_ok)
+        count, oldest = self.session.execute(
+            sa.select(sa.func.count(), sa.func.min(LoginAttempt.created_at))
+            .where(*cond, LoginAttempt.success.is_(False))
+        ).one()
+        if isinstance(oldest, str):  # SQLite aggregates return the stored text, not a datetime
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return int(count or 0), oldest
+
+    def prune(self, before: datetime) -> None:
+        self.session.execute(sa.delete(LoginAttempt).where(LoginAttempt.created_at < before))

@@ -156,7 +156,15 @@ class IntentHead:
         """Cosine similarity of each row to its nearest training message."""
         if self.train_emb is None or len(self.train_emb) == 0:
             return np.ones(len(emb))
-        return (emb.astype(np.float32) @ self.train_emb.T.astype(np.float32)).max(1)
+        ref = self.__dict__.get("_train32")
+        if ref is None:  # float16 on disk, float32 in memory (converted once, not per message)
+            ref = self.__dict__["_train32"] = np.ascontiguousarray(self.train_emb.astype(np.float32).T)
+        return (emb.astype(np.float32) @ ref).max(1)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_train32", None)
+        return state
 
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:

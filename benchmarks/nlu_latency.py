@@ -1,0 +1,85 @@
+"""Latency of one ``NLU.predict`` (intent + tone together) per message on this machine.
+
+Usage: .venv/bin/python benchmarks/nlu_latency.py [N]
+
+Trains the product model (sample tickets + Bitext + TweetEval tone), then times ``predict`` on N
+distinct held-out Bitext messages, one at a time, with the embedding cache cleared before each
+call (so nothing is a cache hit), on 2 torch threads.  Also reports a cache hit, and a
+follow-up with history.  The machine is shared: the load average is printed with the figures.
+Writes benchmarks/results/nlu_latency.json.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+from nlu_common import REPO, cap_threads, shared_data_dir, table, write_result
+
+
+def main(n: int = 400) -> None:
+    from bot.conversation.nlu import NLURegistry
+    from bot.conversation.nlu.data import load_bitext, stratified_split
+
+    cap_threads(2)
+    data = shared_data_dir()
+    import tempfile
+
+    registry = NLURegistry(tempfile.mkdtemp(prefix="nlu-latency-"))
+    t0 = time.perf_counter()
+    registry.train_default(REPO / "models" / "sample" / "tickets.jsonl", data)
+    train_s = time.perf_counter() - t0
+    model = registry.current()
+    _, test = stratified_split(load_bitext(data), 0.2, seed=0)
+    texts = [t for t, _ in test][:n]
+    for t in texts[:10]:  # warm-up (first calls allocate)
+        model.predict(t)
+    times = []
+    load_before = os.getloadavg()[0]
+    for t in texts:
+        model.encoder.clear_cache()
+        s = time.perf_counter()
+        model.predict(t)
+        times.append((time.perf_counter() - s) * 1000)
+    load_after = os.getloadavg()[0]
+    hit = []
+    for t in texts[:100]:
+        s = time.perf_counter()
+        model.predict(t)
+        hit.append((time.perf_counter() - s) * 1000)
+    follow = []
+    for t in texts[:100]:
+        model.encoder.clear_cache()
+        s = time.perf_counter()
+        model.predict("and how long does that take?", history=[t])
+        follow.append((time.perf_counter() - s) * 1000)
+    # where the time goes: the embedding alone
+    emb_t = []
+    for t in texts[:200]:
+        model.encoder.clear_cache()
+        s = time.perf_counter()
+        model.encoder.encode_one(t)
+        emb_t.append((time.perf_counter() - s) * 1000)
+    res = {
+        "n": len(texts),
+        "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+        "embedding_only_p50_ms": float(np.percentile(emb_t, 50)),
+        "embedding_only_p95_ms": float(np.percentile(emb_t, 95)),
+        "cache_hit_p50_ms": float(np.percentile(hit, 50)), "cache_hit_p95_ms": float(np.percentile(hit, 95)),
+        "follow_up_with_history_p50_ms": float(np.percentile(follow, 50)),
+        "follow_up_with_history_p95_ms": float(np.percentile(follow, 95)),
+        "load_average_1min": [round(load_before, 2), round(load_after, 2)],
+        "cpu_count": os.cpu_count(),
+        "product_train_seconds": round(train_s, 1),
+        "model": model.metadata.get("method"),
+    }
+    table([(k, f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in res.items()],
+          "NLU latency per message (intent + tone)")
+    path = write_result("nlu_latency", res)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 400)

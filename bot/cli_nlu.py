@@ -1,0 +1,155 @@
+"""`hybridesk nlu ...`: train, evaluate, list and activate intent + tone model versions.
+
+    hybridesk nlu train [--tickets PATH ...] [--out-of-scope PATH] [--no-public] [--out DIR]
+    hybridesk nlu eval [--tickets PATH] [--version V] [--bitext]
+    hybridesk nlu list
+    hybridesk nlu activate VERSION
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from knowledge.errors import InvalidInput
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``nlu`` command group to the main parser."""
+    nlu = subparsers.add_parser("nlu", help="intent and tone models: train, eval, list, activate")
+    sub = nlu.add_subparsers(dest="nlu_command", required=True)
+
+    p = sub.add_parser("train", help="train a new version on the company's tickets (+ public data when present)")
+    p.add_argument("--tickets", type=Path, action="append", default=None,
+                   help="JSON-lines tickets with customer_message and intent (repeatable; default: the sample)")
+    p.add_argument("--out-of-scope", type=Path, default=None,
+                   help="JSON-lines out-of-scope examples with text (default: out_of_scope.jsonl next to tickets)")
+    p.add_argument("--no-public", action="store_true",
+                   help="train on the given tickets only (no public tickets / emotion data)")
+    p.add_argument("--out", type=Path, default=None, help="registry folder (default: <data_dir>/nlu)")
+    p.add_argument("--no-activate", action="store_true", help="store the version without making it active")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy, confusion summary and per-intent precision/recall")
+    p.add_argument("--tickets", type=Path, default=None, help="labelled JSON-lines tickets to evaluate on")
+    p.add_argument("--bitext", action="store_true",
+                   help="evaluate on the public Bitext tickets (only meaningful for a model not trained on them)")
+    p.add_argument("--version", default=None, help="version to evaluate (default: the active one)")
+    p.add_argument("--out", type=Path, default=None, help="registry folder (default: <data_dir>/nlu)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=cmd_eval)
+
+    p = sub.add_parser("list", help="stored versions (the active one is marked *)")
+    p.add_argument("--out", type=Path, default=None, help="registry folder (default: <data_dir>/nlu)")
+    p.set_defaults(handler=cmd_list)
+
+    p = sub.add_parser("activate", help="make VERSION the live model (running servers switch within seconds)")
+    p.add_argument("version")
+    p.add_argument("--out", type=Path, default=None, help="registry folder (default: <data_dir>/nlu)")
+    p.set_defaults(handler=cmd_activate)
+
+
+def _registry(args: argparse.Namespace, ctx: Any):
+    from bot.conversation.nlu import NLURegistry
+
+    root = args.out or Path(ctx.settings.data_dir) / "nlu"
+    return NLURegistry(root, embedding_dir=getattr(ctx.settings, "embedding_model_dir", None))
+
+
+def cmd_train(args: argparse.Namespace, ctx: Any) -> int:
+    registry = _registry(args, ctx)
+    tickets = args.tickets or [Path(getattr(ctx.settings, "tickets_sample_path", "models/sample/tickets.jsonl"))]
+    shared = None if args.no_public else Path(ctx.settings.shared_data_dir)
+    print(f"training on {', '.join(map(str, tickets))}" + ("" if shared is None else f" (+ public data in {shared})"))
+    version = registry.train_default(tickets, shared, out_of_scope=args.out_of_scope,
+                                     use_public=not args.no_public, activate=not args.no_activate)
+    meta = next(m for m in registry.list() if m["version"] == version)
+    held = meta.get("metrics", {}).get("intent", {})
+    print(f"version {version}: {meta['n_examples']} examples, {len(meta['intents'])} intents, "
+          f"{meta['train_seconds']} s; tone: {meta['tone']}")
+    if held:
+        print(f"held-out accuracy {held.get('holdout_accuracy', 0):.3f}, ECE {held.get('holdout_ece', 0):.3f}")
+    print("active" if not args.no_activate else f"stored; activate with `hybridesk nlu activate {version}`")
+    return 0
+
+
+def evaluate(model: Any, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-intent precision/recall/F1 and the most frequent confusions."""
+    results = model.predict_many([t for t, _ in pairs])
+    gold = [y for _, y in pairs]
+    pred = [r.intent for r in results]
+    labels = sorted(set(gold) | set(pred))
+    per: dict[str, dict[str, float]] = {}
+    for lab in labels:
+        tp = sum(1 for g, p in zip(gold, pred, strict=True) if g == p == lab)
+        n_pred, n_gold = pred.count(lab), gold.count(lab)
+        prec = tp / n_pred if n_pred else 0.0
+        rec = tp / n_gold if n_gold else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        per[lab] = {"precision": round(prec, 4), "recall": round(rec, 4), "f1": round(f1, 4), "support": n_gold}
+    gold_labels = sorted(set(gold))
+    confusions = Counter((g, p) for g, p in zip(gold, pred, strict=True) if g != p)
+    return {
+        "n": len(pairs),
+        "accuracy": round(sum(g == p for g, p in zip(gold, pred, strict=True)) / max(len(gold), 1), 4),
+        "macro_f1": round(sum(per[g]["f1"] for g in gold_labels) / max(len(gold_labels), 1), 4),
+        "out_of_scope_rate": round(sum(r.out_of_scope for r in results) / max(len(results), 1), 4),
+        "per_intent": per,
+        "top_confusions": [{"gold": g, "predicted": p, "count": c} for (g, p), c in confusions.most_common(10)],
+    }
+
+
+def cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
+    from bot.conversation.nlu.data import load_bitext, load_tickets
+
+    registry = _registry(args, ctx)
+    if args.version:
+        from bot.conversation.nlu import NLU
+
+        model = NLU.load(registry._dir(args.version), registry.embedding_dir)
+    else:
+        model = registry.load_active()
+    if args.bitext:
+        pairs = load_bitext(Path(ctx.settings.shared_data_dir))
+    else:
+        path = args.tickets or Path(getattr(ctx.settings, "tickets_sample_path", "models/sample/tickets.jsonl"))
+        pairs = load_tickets(path)
+    if not pairs:
+        raise InvalidInput("No labelled examples to evaluate on.", code="no_eval_data")
+    report = evaluate(model, pairs)
+    report["version"] = model.version
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"model {model.version}: {report['n']} messages, accuracy {report['accuracy']:.3f}, "
+          f"macro-F1 {report['macro_f1']:.3f}, out-of-scope verdicts {report['out_of_scope_rate']:.1%}")
+    print(f"{'intent':32} {'prec':>6} {'recall':>6} {'f1':>6} {'n':>5}")
+    for lab, m in sorted(report["per_intent"].items()):
+        print(f"{lab[:32]:32} {m['precision']:6.3f} {m['recall']:6.3f} {m['f1']:6.3f} {m['support']:5d}")
+    if report["top_confusions"]:
+        print("most frequent confusions (gold -> predicted: count):")
+        for c in report["top_confusions"]:
+            print(f"  {c['gold']} -> {c['predicted']}: {c['count']}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, ctx: Any) -> int:
+    rows = _registry(args, ctx).list()
+    if not rows:
+        print("no NLU models yet; run `hybridesk nlu train`")
+        return 0
+    for m in rows:
+        acc = m.get("metrics", {}).get("intent", {}).get("holdout_accuracy")
+        acc_s = f"held-out acc {acc:.3f}" if isinstance(acc, int | float) else "no held-out metrics"
+        print(f"{'*' if m['active'] else ' '} {m['version']}  {m.get('created_at', '?')}  "
+              f"{m.get('n_examples', '?')} examples  {acc_s}  data {m.get('data_hash', '?')}")
+    return 0
+
+
+def cmd_activate(args: argparse.Namespace, ctx: Any) -> int:
+    model = _registry(args, ctx).activate(args.version)
+    print(f"NLU model {model.version} is active")
+    return 0

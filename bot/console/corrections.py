@@ -1,0 +1,136 @@
+"""Corrections: an agent flags a bot reply, writes what it should have said and tags why.
+
+Corrections with a corrected reply become fine-tuning examples through
+:func:`export_corrections` (JSONL, one object per line, the format the ticket importer reads);
+``missing_policy`` and ``wrong_fact`` ones are suggestions for the KB editor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from bot.db.models import Correction
+from bot.db.repositories import CorrectionRepository, MessageRepository
+from knowledge.errors import InvalidInput, NotFound
+
+REASONS = {
+    "wrong_fact": "Wrong fact",
+    "wrong_tone": "Wrong tone",
+    "wrong_intent": "Wrong intent",
+    "missing_policy": "Missing policy",
+    "other": "Other",
+}
+KB_REASONS = ("missing_policy", "wrong_fact")
+MAX_TEXT = 4000
+EXPORT_FIELDS = ("customer_message", "intent", "corrected_reply", "reason", "message_id", "created_at")
+
+
+@dataclass(frozen=True)
+class CorrectionItem:
+    """A correction with the context needed to show or export it."""
+
+    id: int
+    message_id: int
+    conversation_id: str
+    reason: str
+    corrected_text: str | None
+    corrected_intent: str | None
+    note: str | None
+    bot_reply: str
+    customer_message: str | None
+    intent: str | None
+    author: str | None
+    created_at: datetime
+    exported_at: datetime | None
+
+
+def create_correction(db: Any, *, user_id: int, message_id: int, reason: str, corrected_text: str = "",
+                      note: str = "", corrected_intent: str = "") -> int:
+    """Store a correction of bot message ``message_id``; returns its id."""
+    reason = (reason or "").strip()
+    if reason not in REASONS:
+        raise InvalidInput(f"Choose why the reply was wrong: {', '.join(REASONS)}.", code="bad_reason",
+                           field="reason")
+    corrected_text = (corrected_text or "").strip()
+    note = (note or "").strip()
+    corrected_intent = (corrected_intent or "").strip()
+    if len(corrected_text) > MAX_TEXT or len(note) > MAX_TEXT:
+        raise InvalidInput(f"Keep the corrected reply and the note under {MAX_TEXT} characters.",
+                           code="correction_too_long")
+    if not corrected_text and reason not in KB_REASONS:
+        raise InvalidInput("Write the reply that should have been given.", code="missing_corrected_reply",
+                           field="corrected_text")
+    if reason == "wrong_intent" and not corrected_intent:
+        raise InvalidInput("Name the intent the customer actually had.", code="missing_intent",
+                           field="corrected_intent")
+    with db.unit_of_work() as session:
+        message = MessageRepository(session).get(message_id)
+        if message is None:
+            raise NotFound(f"No message {message_id}.", code="message_not_found")
+        if message.role != "bot":
+            raise InvalidInput("Only the bot's replies can be corrected.", code="not_a_bot_reply")
+        row = CorrectionRepository(session).add(Correction(
+            message_id=message_id, user_id=user_id, reason=reason, corrected_text=corrected_text or None,
+            note=note or None, corrected_intent=corrected_intent[:64] or None, created_at=datetime.now(UTC)))
+        return row.id
+
+
+def list_corrections(db: Any, *, reasons: Iterable[str] | None = None, limit: int = 200) -> list[CorrectionItem]:
+    """Newest corrections first (optionally only some reasons)."""
+    with db.unit_of_work() as session:
+        repo = CorrectionRepository(session)
+        out = []
+        for corr, bot_msg, customer, author in repo.listing(reasons=list(reasons or []), limit=limit):
+            if customer is None:
+                customer = repo.previous_customer_message(bot_msg)
+            out.append(CorrectionItem(
+                id=corr.id, message_id=bot_msg.id, conversation_id=bot_msg.conversation_id, reason=corr.reason,
+                corrected_text=corr.corrected_text, corrected_intent=corr.corrected_intent, note=corr.note,
+                bot_reply=bot_msg.text, customer_message=customer.text if customer else None,
+                intent=corr.corrected_intent or (customer.intent if customer else None) or bot_msg.intent,
+                author=author.display_name if author else None, created_at=corr.created_at,
+                exported_at=corr.exported_at))
+        return out
+
+
+def kb_suggestions(db: Any, limit: int = 50) -> list[CorrectionItem]:
+    """``missing_policy`` / ``wrong_fact`` corrections, for the KB editor."""
+    return list_corrections(db, reasons=KB_REASONS, limit=limit)
+
+
+def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True) -> list[dict[str, Any]]:
+    """Training examples from corrections with a corrected reply (oldest first); marks them exported."""
+    now = datetime.now(UTC)
+    records: list[dict[str, Any]] = []
+    with db.unit_of_work() as session:
+        repo = CorrectionRepository(session)
+        ids = []
+        for corr, bot_msg, customer in repo.for_export(only_unexported=only_unexported):
+            if customer is None:
+                customer = repo.previous_customer_message(bot_msg)
+            if customer is None:
+                continue  # a greeting with no customer turn is not a training example
+            records.append({
+                "customer_message": customer.text,
+                "intent": corr.corrected_intent or customer.intent or bot_msg.intent,
+                "corrected_reply": corr.corrected_text,
+                "reason": corr.reason,
+                "message_id": bot_msg.id,
+                "created_at": corr.created_at.astimezone(UTC).isoformat(),
+            })
+            ids.append(corr.id)
+        if mark and ids:
+            repo.mark_exported(ids, now)
+    return records
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    n = 0
+    for rec in records:
+        out.write(json.dumps({k: rec[k] for k in EXPORT_FIELDS}, ensure_ascii=False) + "\n")
+        n += 1
+    return n

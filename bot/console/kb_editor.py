@@ -1,0 +1,165 @@
+"""KB editor services: form -> document, stale-edit check, facts as YAML, "test a question".
+
+The editor edits fields (title, dates, tags, facts, Markdown body); they are assembled into the
+same Markdown-with-front-matter format the importer reads and parsed by
+:func:`knowledge.ingest.parse_markdown`, so the editor and ``hybridesk kb import`` validate
+documents identically.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from bot.conversation.guardrails import grounded_quote
+from knowledge.chunking import chunk_markdown
+from knowledge.errors import Conflict, InvalidInput
+from knowledge.ingest import ParsedDocument, parse_markdown, parse_when
+
+
+@dataclass
+class DocumentForm:
+    """What the edit form posts."""
+
+    document_id: str
+    title: str
+    body: str
+    effective_from: str = ""
+    effective_until: str = ""
+    tags: str = ""
+    audience: str = ""
+    facts_yaml: str = ""
+    change_note: str = ""
+
+    def parse(self) -> ParsedDocument:
+        """Validate the form the way the importer validates a file."""
+        try:
+            facts = yaml.safe_load(self.facts_yaml) if self.facts_yaml.strip() else None
+        except yaml.YAMLError as exc:
+            raise InvalidInput("The facts are not valid YAML; use a list of `- name: ... value: ...` entries.",
+                               code="bad_facts", field="facts") from exc
+        meta: dict[str, Any] = {"id": self.document_id.strip(), "title": self.title.strip() or None,
+                                "tags": [t.strip() for t in self.tags.split(",") if t.strip()],
+                                "facts": facts}
+        if self.audience.strip():
+            meta["audience"] = self.audience.strip()
+        if self.change_note.strip():
+            meta["change_note"] = self.change_note.strip()
+        for name in ("effective_from", "effective_until"):
+            raw = getattr(self, name).strip()
+            if raw:
+                when = parse_when(raw, field_name=name)
+                meta[name] = when.isoformat() if when else None
+        if not self.body.strip():
+            raise InvalidInput("Write the policy text.", code="empty_content", field="body")
+        text = "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + self.body
+        return parse_markdown(text, name=f"{self.document_id or 'document'}.md")
+
+
+def facts_to_yaml(facts: Any) -> str:
+    """The revision's facts as the YAML list the form edits."""
+    items = []
+    for f in facts:
+        item: dict[str, Any] = {"name": f.name, "value": f.value}
+        if f.unit:
+            item["unit"] = f.unit
+        if f.description:
+            item["description"] = f.description
+        if f.placeholders:
+            item["placeholders"] = list(f.placeholders)
+        items.append(item)
+    return yaml.safe_dump(items, sort_keys=False, allow_unicode=True) if items else ""
+
+
+def date_input(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M") if value else ""
+
+
+def check_not_stale(knowledge: Any, doc_id: str, base_revision: int) -> None:
+    """Refuse an edit made on top of an old revision (someone saved or published in between)."""
+    history = knowledge.history(doc_id)
+    latest = history[-1] if history else None
+    if latest is not None and latest.number != base_revision:
+        when = latest.created_at.strftime("%Y-%m-%d %H:%M UTC") if latest.created_at else "recently"
+        raise Conflict(
+            f"{doc_id} changed while you were editing: revision {latest.number} ({latest.status}) was saved "
+            f"by {latest.author} at {when}, after revision {base_revision} that you opened. Your text was not "
+            "saved; open the latest revision, re-apply your change and save again.",
+            code="stale_edit", latest_revision=latest.number)
+
+
+def save_revision(knowledge: Any, form: DocumentForm, *, author: str, base_revision: int | None,
+                  publish: bool = False) -> Any:
+    """Create the document (``base_revision`` None) or add a revision on top of ``base_revision``."""
+    parsed = form.parse()
+    if base_revision is None:
+        return knowledge.create_document(parsed, author=author, publish=publish)
+    check_not_stale(knowledge, parsed.id, base_revision)
+    return knowledge.add_revision(
+        parsed.id, parsed.body, author=author, change_note=parsed.change_note, title=parsed.title,
+        effective_from=parsed.effective_from, effective_until=parsed.effective_until, tags=parsed.tags,
+        audience=parsed.audience, facts=parsed.facts, publish=publish)
+
+
+@dataclass
+class QuestionSide:
+    label: str
+    passages: list[dict[str, Any]] = field(default_factory=list)
+    answer: str = ""
+    facts: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _cosine_scores(knowledge: Any, query: str, texts: list[str]) -> list[float]:
+    """Cosine similarity with the service's own embedding model; word overlap if there is none."""
+    embedder = None
+    try:
+        embedder = knowledge.retriever.embedder
+    except Exception:  # noqa: BLE001 - a fake service or an index that cannot open
+        embedder = None
+    if embedder is not None and texts:
+        q = embedder.query(query)
+        m = embedder.texts(texts)
+        return [float(x) for x in (m @ q)]
+    words = set(re.findall(r"\w+", query.lower()))
+    return [len(words & set(re.findall(r"\w+", t.lower()))) / (len(words) or 1) for t in texts]
+
+
+def try_question(knowledge: Any, doc_id: str, question: str, revision: int | None = None, k: int = 5
+                  ) -> tuple[QuestionSide, QuestionSide]:
+    """Retrieval (and a grounded quote answer) for ``question``: published KB vs. with the draft.
+
+    The published side is the real retriever. The draft side takes the published candidates of
+    *other* documents plus the draft's sections and ranks them all by embedding similarity (the
+    draft is not in the index until it is published), which shows whether the draft's sections
+    would be found.
+    """
+    question = (question or "").strip()
+    if not question:
+        raise InvalidInput("Type a question to test.", code="empty_query", field="q")
+    draft = knowledge.get(doc_id, revision)
+    published = [_passage(p) for p in knowledge.retrieve(question, k=max(k, 8))]
+    live = QuestionSide("Published (what customers get now)", published[:k])
+    pool = [p for p in published if p["document_id"] != doc_id]
+    for c in chunk_markdown(draft.content, draft.title):
+        pool.append({"text": c.body, "index_text": c.text, "document_id": doc_id, "revision": draft.number,
+                     "title": draft.title, "heading": c.heading or draft.title, "anchor": c.anchor, "draft": True})
+    scores = _cosine_scores(knowledge, question, [p.get("index_text") or p["text"] for p in pool])
+    for p, s in zip(pool, scores, strict=True):
+        p["score"] = round(s, 4)
+    ranked = sorted(pool, key=lambda p: p["score"], reverse=True)[:k]
+    side = QuestionSide(f"With draft r{draft.number} ({draft.status})", ranked)
+    live.answer = grounded_quote(live.passages)
+    side.answer = grounded_quote(side.passages)
+    live_facts = {name: f for name, f in knowledge.facts().items() if f.document_id == doc_id}
+    live.facts = [(name, f.value) for name, f in sorted(live_facts.items())]
+    side.facts = [(f.name, f.value) for f in sorted(draft.facts, key=lambda f: f.name)]
+    return live, side
+
+
+def _passage(p: Any) -> dict[str, Any]:
+    return {"text": p.text, "document_id": p.document_id, "revision": p.revision, "title": p.title,
+            "heading": p.heading, "anchor": p.anchor, "score": round(float(p.score), 4), "draft": False}

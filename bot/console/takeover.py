@@ -1,0 +1,126 @@
+"""Live takeover: an agent claims a conversation, chats with the customer, and hands it back.
+
+Claiming is one conditional ``UPDATE ... WHERE held_by_user_id IS NULL OR = me``: the database
+decides, so two agents (in one process or several) can never both hold a conversation; the
+loser gets a 409 naming the holder. Once the mode is ``human`` the conversation manager stays
+silent and discards a reply that was being written when the agent took over.
+
+Every change is published on the live hub (``bot.web.live``) so the widget shows agent messages
+and mode changes at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot.db.models import Conversation, User
+from bot.db.repositories import ConversationRepository, MessageRepository
+from knowledge.errors import Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, dict[str, Any]], Any]
+JOIN_NOTICE = "{name} from our support team has joined the chat."
+LEAVE_NOTICE = "{name} has handed you back to our assistant. Ask away!"
+
+
+def _events() -> Any:
+    from bot.web import live  # the widget's live channel (in process; SSE re-reads the DB too)
+
+    return live
+
+
+def _publish(publish: Publish | None, conversation_id: str, events: list[dict[str, Any]]) -> None:
+    if publish is None:
+        return
+    for event in events:
+        try:
+            publish(conversation_id, event)
+        except Exception:  # a live push must never undo a committed change
+            log.exception("could not publish a live event for %s", conversation_id)
+
+
+def take_over(db: Any, conversation_id: str, user: Any, publish: Publish | None = None) -> bool:
+    """Hold the conversation for ``user``; True if newly taken, False if they already held it.
+
+    Raises Conflict (409) when another agent holds it, NotFound when it does not exist.
+    """
+    live = _events()
+    with db.unit_of_work() as session:
+        result = session.execute(
+            sa.update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.status != "ended",
+                   sa.or_(Conversation.held_by_user_id.is_(None), Conversation.held_by_user_id == user.id))
+            .values(mode="human", held_by_user_id=user.id,
+                    handoff_reason=sa.func.coalesce(Conversation.handoff_reason, "agent_takeover"),
+                    updated_at=datetime.now(UTC))
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            conv = ConversationRepository(session).get(conversation_id)
+            if conv is None:
+                raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
+            if conv.status == "ended":
+                raise Conflict("This conversation has ended; there is nobody to talk to.",
+                               code="conversation_ended")
+            holder = session.get(User, conv.held_by_user_id) if conv.held_by_user_id else None
+            name = holder.display_name if holder else "another agent"
+            raise Conflict(f"{name} already holds this conversation; ask them to hand it back first.",
+                           code="conversation_held", held_by=name)
+        conv = ConversationRepository(session).get(conversation_id, for_update=True)
+        already = any(m.role == "system" and m.author_user_id == user.id and m.text.endswith("joined the chat.")
+                      for m in MessageRepository(session).history(conversation_id, limit=3))
+        notice = None
+        if not already:
+            notice = MessageRepository(session).append(
+                conv, role="system", text=JOIN_NOTICE.format(name=user.display_name), status="complete",
+                author_user_id=user.id)
+    events = [live.mode_event("human", "agent_took_over")]
+    if notice is not None:
+        events.insert(0, live.message_event(notice))
+    _publish(publish, conversation_id, events)
+    return notice is not None
+
+
+def hand_back(db: Any, conversation_id: str, user: Any, publish: Publish | None = None) -> None:
+    """Give the conversation back to the bot (the holder, or an admin for anyone's)."""
+    live = _events()
+    with db.unit_of_work() as session:
+        conv = ConversationRepository(session).get(conversation_id, for_update=True)
+        if conv is None:
+            raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
+        if conv.held_by_user_id != user.id and not (user.role == "admin" and conv.held_by_user_id):
+            raise Conflict("You do not hold this conversation; take it over first.", code="not_holder")
+        conv.mode, conv.held_by_user_id = "bot", None
+        state = dict(conv.state or {})
+        state["unhelpful_replies"] = 0  # a fresh start: do not bounce straight back to a person
+        conv.state = state
+        notice = MessageRepository(session).append(
+            conv, role="system", text=LEAVE_NOTICE.format(name=user.display_name), status="complete",
+            author_user_id=user.id)
+    _publish(publish, conversation_id, [live.message_event(notice), live.mode_event("bot", "agent_handed_back")])
+
+
+def send_agent_message(manager: Any, conversation_id: str, user: Any, text: str,
+                       publish: Publish | None = None, client_message_id: str | None = None) -> Any:
+    """Store the agent's message (via the conversation manager) and push it to the widget."""
+    live = _events()
+    with manager.db.unit_of_work() as session:
+        conv = ConversationRepository(session).get(conversation_id)
+        if conv is None:
+            raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
+        if conv.held_by_user_id != user.id:
+            raise Conflict("Take over the conversation before writing to the customer.", code="not_holder")
+    message = manager.receive(conversation_id, text, role="agent", author_user_id=user.id,
+                              client_message_id=client_message_id)
+    with manager.db.unit_of_work() as session:
+        stored = MessageRepository(session).get(message.id)
+        stored.status = "complete"  # an agent's message needs no reply from the bot
+        message = stored
+    _publish(publish, conversation_id, [live.message_event(message)])
+    return message

@@ -1,0 +1,251 @@
+"""Transcript review: search and filter conversations (keyset-paginated), and one conversation in full.
+
+The list is ordered by ``created_at`` (indexed) and paged by a keyset cursor, so page 500 costs
+what page 1 costs. Every filter is an ``id IN (SELECT conversation_id ...)`` over an indexed
+column (message intent/tone, the full-text index, feedback, corrections), which both SQLite and
+PostgreSQL turn into one set lookup per candidate row.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bot.console.search_index import ensure_search_index, matching_conversations
+from bot.db.models import Conversation, Correction, Feedback, Message, ModelCall, User
+from knowledge.errors import InvalidInput, NotFound
+
+PAGE_SIZE = 50
+OUT_OF_SCOPE_INTENT = "out_of_scope"  # the NLU's intent for out-of-scope messages
+
+
+@dataclass
+class TranscriptFilter:
+    """What the agent asked for; empty fields do not filter."""
+
+    q: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    intent: str = ""
+    tone: str = ""
+    adapter: str = ""
+    thumbs_down: bool = False
+    flagged: bool = False
+    handed_off: bool = False
+    out_of_scope: bool = False
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> TranscriptFilter:
+        def day(name: str) -> date | None:
+            raw = (params.get(name) or "").strip()
+            if not raw:
+                return None
+            try:
+                return date.fromisoformat(raw)
+            except ValueError as exc:
+                raise InvalidInput(f"{name} {raw!r} is not a date; use YYYY-MM-DD.", code="bad_date",
+                                   field=name) from exc
+
+        def flag(name: str) -> bool:
+            return str(params.get(name) or "").lower() in ("1", "true", "on", "yes")
+
+        def text(name: str, limit: int = 64) -> str:
+            return str(params.get(name) or "").strip()[:limit]
+
+        return cls(q=text("q", 200), date_from=day("from"), date_to=day("to"), intent=text("intent"),
+                   tone=text("tone", 16), adapter=text("adapter"), thumbs_down=flag("thumbs_down"),
+                   flagged=flag("flagged"), handed_off=flag("handed_off"), out_of_scope=flag("out_of_scope"))
+
+    def to_params(self) -> dict[str, str]:
+        """Query-string form (for links to the next page)."""
+        out = {"q": self.q, "intent": self.intent, "tone": self.tone, "adapter": self.adapter,
+               "from": self.date_from.isoformat() if self.date_from else "",
+               "to": self.date_to.isoformat() if self.date_to else ""}
+        for name in ("thumbs_down", "flagged", "handed_off", "out_of_scope"):
+            if getattr(self, name):
+                out[name] = "1"
+        return {k: v for k, v in out.items() if v}
+
+
+@dataclass
+class TranscriptRow:
+    id: str
+    created_at: datetime
+    last_message_at: datetime | None
+    channel: str
+    mode: str
+    status: str
+    message_count: int
+    handoff_reason: str | None
+    satisfaction: int | None
+    preview: str = ""
+    thumbs_down: int = 0
+    flagged: int = 0
+
+
+@dataclass
+class TranscriptPage:
+    rows: list[TranscriptRow]
+    next_cursor: str | None
+    filters: TranscriptFilter = field(default_factory=TranscriptFilter)
+
+
+def encode_cursor(created_at: datetime, conv_id: str) -> str:
+    raw = f"{created_at.astimezone(UTC).isoformat()}|{conv_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, conv_id = raw.split("|", 1)
+        when = datetime.fromisoformat(ts)
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)), conv_id
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput("The page cursor is not valid; start again from the first page.",
+                           code="bad_cursor") from exc
+
+
+def _filtered(session: Session, flt: TranscriptFilter) -> sa.Select:
+    stmt = sa.select(Conversation)
+    if flt.date_from:
+        stmt = stmt.where(Conversation.created_at >= datetime.combine(flt.date_from, time.min, tzinfo=UTC))
+    if flt.date_to:
+        end = datetime.combine(flt.date_to + timedelta(days=1), time.min, tzinfo=UTC)
+        stmt = stmt.where(Conversation.created_at < end)
+    if flt.q:
+        dialect = session.get_bind().dialect.name
+        ensure_search_index(session.get_bind())  # type: ignore[arg-type]
+        matches = matching_conversations(dialect, flt.q)
+        if matches is not None:
+            stmt = stmt.where(Conversation.id.in_(matches))
+    if flt.intent:
+        stmt = stmt.where(Conversation.id.in_(sa.select(Message.conversation_id).where(Message.intent == flt.intent)))
+    if flt.tone:
+        stmt = stmt.where(Conversation.id.in_(sa.select(Message.conversation_id).where(Message.tone == flt.tone)))
+    if flt.adapter:
+        stmt = stmt.where(Conversation.id.in_(
+            sa.select(Message.conversation_id).where(Message.adapter_id == flt.adapter)))
+    if flt.out_of_scope:
+        stmt = stmt.where(Conversation.id.in_(
+            sa.select(Message.conversation_id).where(Message.intent == OUT_OF_SCOPE_INTENT)))
+    if flt.thumbs_down:
+        stmt = stmt.where(Conversation.id.in_(sa.select(Feedback.conversation_id).where(Feedback.rating < 0)))
+    if flt.flagged:
+        stmt = stmt.where(Conversation.id.in_(
+            sa.select(Message.conversation_id).join(Correction, Correction.message_id == Message.id)))
+    if flt.handed_off:
+        stmt = stmt.where(sa.or_(Conversation.handoff_reason.is_not(None), Conversation.mode != "bot"))
+    return stmt
+
+
+def search_transcripts(session: Session, flt: TranscriptFilter, cursor: str | None = None,
+                       limit: int = PAGE_SIZE) -> TranscriptPage:
+    """One page of conversations matching ``flt``, newest first."""
+    stmt = _filtered(session, flt)
+    if cursor:
+        when, conv_id = decode_cursor(cursor)
+        stmt = stmt.where(Conversation.created_at <= when, sa.or_(
+            Conversation.created_at < when, sa.and_(Conversation.created_at == when, Conversation.id < conv_id)))
+    stmt = stmt.order_by(Conversation.created_at.desc(), Conversation.id.desc()).limit(limit + 1)
+    convs = list(session.scalars(stmt))
+    more = len(convs) > limit
+    convs = convs[:limit]
+    rows = [TranscriptRow(c.id, c.created_at, c.last_message_at, c.channel, c.mode, c.status, c.message_count,
+                          c.handoff_reason, c.satisfaction) for c in convs]
+    _decorate(session, rows)
+    next_cursor = encode_cursor(convs[-1].created_at, convs[-1].id) if more and convs else None
+    return TranscriptPage(rows, next_cursor, flt)
+
+
+def _decorate(session: Session, rows: list[TranscriptRow]) -> None:
+    """Preview (first customer message), thumbs-down and correction counts for one page."""
+    ids = [r.id for r in rows]
+    if not ids:
+        return
+    by_id = {r.id: r for r in rows}
+    first = (sa.select(Message.conversation_id, sa.func.min(Message.seq).label("seq"))
+             .where(Message.conversation_id.in_(ids), Message.role == "customer")
+             .group_by(Message.conversation_id).subquery())
+    for conv_id, text in session.execute(
+            sa.select(Message.conversation_id, Message.text)
+            .join(first, sa.and_(first.c.conversation_id == Message.conversation_id, first.c.seq == Message.seq))):
+        by_id[conv_id].preview = text[:160]
+    for conv_id, n in session.execute(
+            sa.select(Feedback.conversation_id, sa.func.count())
+            .where(Feedback.conversation_id.in_(ids), Feedback.rating < 0).group_by(Feedback.conversation_id)):
+        by_id[conv_id].thumbs_down = n
+    for conv_id, n in session.execute(
+            sa.select(Message.conversation_id, sa.func.count()).join(Correction, Correction.message_id == Message.id)
+            .where(Message.conversation_id.in_(ids)).group_by(Message.conversation_id)):
+        by_id[conv_id].flagged = n
+
+
+def filter_choices(session: Session) -> dict[str, list[str]]:
+    """Values offered in the filter drop-downs (distinct over indexed columns)."""
+    def distinct(col: Any) -> list[str]:
+        return [v for v in session.scalars(sa.select(col).where(col.is_not(None)).distinct().order_by(col).limit(300))]
+    return {"intents": distinct(Message.intent), "tones": distinct(Message.tone)}
+
+
+@dataclass
+class MessageView:
+    message: Message
+    feedback: list[Feedback]
+    corrections: list[Correction]
+    model_calls: list[ModelCall]
+    author: str | None = None
+
+
+@dataclass
+class ConversationView:
+    conversation: Conversation
+    messages: list[MessageView]
+    holder: User | None
+
+
+def conversation_view(session: Session, conversation_id: str) -> ConversationView:
+    """A conversation with every message, its metadata, feedback, corrections and model calls."""
+    conv = session.get(Conversation, conversation_id) if len(conversation_id) <= 64 else None
+    if conv is None:
+        raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
+    messages = list(session.scalars(
+        sa.select(Message).where(Message.conversation_id == conv.id).order_by(Message.seq)))
+    ids = [m.id for m in messages]
+    feedback: dict[int, list[Feedback]] = defaultdict(list)
+    corrections: dict[int, list[Correction]] = defaultdict(list)
+    calls: dict[int, list[ModelCall]] = defaultdict(list)
+    for f in session.scalars(sa.select(Feedback).where(Feedback.conversation_id == conv.id)):
+        feedback[f.message_id].append(f)
+    if ids:
+        for c in session.scalars(sa.select(Correction).where(Correction.message_id.in_(ids)).order_by(Correction.id)):
+            corrections[c.message_id].append(c)
+        for mc in session.scalars(sa.select(ModelCall).where(ModelCall.conversation_id == conv.id)
+                                  .order_by(ModelCall.id)):
+            if mc.message_id is not None:
+                calls[mc.message_id].append(mc)
+    user_ids = {m.author_user_id for m in messages if m.author_user_id} | {
+        c.user_id for cs in corrections.values() for c in cs if c.user_id}
+    if conv.held_by_user_id:
+        user_ids.add(conv.held_by_user_id)
+    users = {u.id: u for u in session.scalars(sa.select(User).where(User.id.in_(user_ids)))} if user_ids else {}
+    views = [MessageView(m, feedback.get(m.id, []), corrections.get(m.id, []), calls.get(m.id, []),
+                         users[m.author_user_id].display_name if m.author_user_id in users else None)
+             for m in messages]
+    return ConversationView(conv, views, users.get(conv.held_by_user_id) if conv.held_by_user_id else None)
+
+
+def messages_after(session: Session, conversation_id: str, after_seq: int) -> list[dict[str, Any]]:
+    """New messages of a conversation as plain dicts (the console's live view polls this)."""
+    rows = session.scalars(sa.select(Message).where(
+        Message.conversation_id == conversation_id, Message.seq > after_seq,
+        Message.status.in_(["complete", "received"])).order_by(Message.seq).limit(200))
+    return [{"id": m.id, "seq": m.seq, "role": m.role, "text": m.text, "intent": m.intent, "tone": m.tone,
+             "created_at": m.created_at.isoformat() if m.created_at else None} for m in rows]

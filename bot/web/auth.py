@@ -1,0 +1,299 @@
+"""Console sign-in: server-side sessions, CSRF tokens, login throttling and role checks.
+
+* The session cookie holds a random token; the database keeps only its SHA-256, with the user,
+  an expiry and a per-session CSRF secret. Logout deletes the row; disabling a user ends every
+  session at the next request (``active`` is checked each time).
+* Cookies are ``HttpOnly`` and ``SameSite=Lax``; ``Secure`` follows the ``cookie_secure``
+  setting when present, else it is on in production.
+* Every unsafe request through a role dependency must echo the session's CSRF token (form field
+  ``csrf_token`` or header ``X-CSRF-Token``); the login form uses a double-submit cookie. A
+  cross-site ``Origin`` header is refused as well.
+* Failed sign-ins are recorded; 5 failures for one account from one address within 15 minutes
+  (or 30 from one address) answer 429 until the window passes. The records live in the
+  database, so every server process sees the same count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request, Response
+
+from bot.db.models import ConsoleSession, LoginAttempt
+from bot.db.repositories import ConsoleSessionRepository, LoginAttemptRepository, UserRepository
+from bot.security import hash_password, verify_password
+from knowledge.errors import Forbidden, HybrideskError
+
+SESSION_COOKIE = "hd_session"
+LOGIN_CSRF_COOKIE = "hd_login_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+SESSION_TTL = timedelta(hours=12)
+TOUCH_EVERY = timedelta(minutes=1)
+THROTTLE_WINDOW = timedelta(minutes=15)
+MAX_FAILURES_PER_ACCOUNT_IP = 5
+MAX_FAILURES_PER_IP = 30
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ROLE_LABELS = {"agent": "support agents", "editor": "knowledge-base editors", "admin": "admins"}
+
+
+class LoginRequired(HybrideskError):
+    """No valid console session (pages redirect to the sign-in form, APIs answer 401)."""
+
+    code = "login_required"
+    http_status = 401
+
+
+class InvalidCredentials(HybrideskError):
+    code = "invalid_credentials"
+    http_status = 401
+
+
+class LoginThrottled(HybrideskError):
+    code = "login_throttled"
+    http_status = 429
+
+
+class CsrfFailed(Forbidden):
+    code = "csrf_failed"
+
+
+@dataclass(frozen=True)
+class ConsoleUser:
+    """The signed-in person, as routes see it (plain data; no ORM object escapes a session)."""
+
+    id: int
+    email: str
+    display_name: str
+    role: str
+    session_id: str
+    csrf_token: str
+
+    def can(self, *roles: str) -> bool:
+        return self.role in roles
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+_DUMMY_HASH: str | None = None
+
+
+def _dummy_hash() -> str:
+    """A real argon2 hash to verify against for unknown e-mails (same cost: no user enumeration)."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+    return _DUMMY_HASH
+
+
+class AuthService:
+    """Sign-in, sessions and throttling over the unit of work of ``db``."""
+
+    def __init__(self, db: Any, *, session_ttl: timedelta = SESSION_TTL) -> None:
+        self.db = db
+        self.session_ttl = session_ttl
+
+    def login(self, email: str, password: str, *, ip: str, user_agent: str | None = None
+              ) -> tuple[str, ConsoleUser]:
+        """Check the password and open a session; returns ``(cookie token, user)``."""
+        email = (email or "").strip().lower()[:254]
+        ip = (ip or "unknown")[:64]
+        self._check_throttle(email, ip)
+        with self.db.unit_of_work() as session:
+            user = UserRepository(session).by_email(email) if email else None
+            ok = verify_password(user.password_hash if user else _dummy_hash(), password or "")
+            ok = ok and user is not None
+            if not ok or not user.active:  # type: ignore[union-attr]
+                LoginAttemptRepository(session).add(LoginAttempt(email=email, ip=ip, success=False,
+                                                                 created_at=_now()))
+        if not ok:
+            raise InvalidCredentials("Wrong e-mail or password.")
+        if not user.active:  # type: ignore[union-attr]
+            raise Forbidden("This account is disabled; ask an admin to enable it.", code="account_disabled")
+        token = secrets.token_urlsafe(32)
+        now = _now()
+        with self.db.unit_of_work() as session:
+            attempts = LoginAttemptRepository(session)
+            attempts.add(LoginAttempt(email=email, ip=ip, success=True, created_at=now))
+            attempts.prune(now - timedelta(days=30))
+            sessions = ConsoleSessionRepository(session)
+            sessions.delete_expired(now)
+            row = sessions.add(ConsoleSession(id=_digest(token), user_id=user.id,  # type: ignore[union-attr]
+                                              csrf_token=secrets.token_urlsafe(32), ip=ip,
+                                              user_agent=(user_agent or "")[:300], created_at=now,
+                                              last_seen_at=now, expires_at=now + self.session_ttl))
+            db_user = UserRepository(session).get(user.id)  # type: ignore[union-attr]
+            db_user.last_login_at = now  # type: ignore[union-attr]
+            return token, _console_user(db_user, row)
+
+    def _check_throttle(self, email: str, ip: str) -> None:
+        since = _now() - THROTTLE_WINDOW
+        with self.db.unit_of_work() as session:
+            attempts = LoginAttemptRepository(session)
+            n_account, oldest = attempts.recent_failures(ip=ip, since=since, email=email)
+            n_ip, oldest_ip = attempts.recent_failures(ip=ip, since=since)
+        if n_account >= MAX_FAILURES_PER_ACCOUNT_IP or n_ip >= MAX_FAILURES_PER_IP:
+            first = oldest if n_account >= MAX_FAILURES_PER_ACCOUNT_IP else oldest_ip
+            wait = THROTTLE_WINDOW - (_now() - first) if first else THROTTLE_WINDOW
+            minutes = max(1, int(wait.total_seconds() // 60) + 1)
+            raise LoginThrottled(
+                f"Too many failed sign-ins for this account from your address. Wait {minutes} minute(s) "
+                "and try again, or ask an admin to reset your password.", retry_after_minutes=minutes)
+
+    def resolve(self, token: str | None) -> ConsoleUser | None:
+        """The user of a session cookie, or None (expired, logged out, disabled, unknown)."""
+        if not token or len(token) > 200:
+            return None
+        now = _now()
+        with self.db.unit_of_work() as session:
+            sessions = ConsoleSessionRepository(session)
+            found = sessions.get_with_user(_digest(token))
+            if found is None:
+                return None
+            row, user = found
+            if row.expires_at <= now or not user.active:
+                sessions.delete(row.id)
+                return None
+            if now - row.last_seen_at > TOUCH_EVERY:
+                row.last_seen_at = now
+            return _console_user(user, row)
+
+    def logout(self, token: str | None) -> None:
+        if token:
+            with self.db.unit_of_work() as session:
+                ConsoleSessionRepository(session).delete(_digest(token))
+
+
+def _console_user(user: Any, row: ConsoleSession) -> ConsoleUser:
+    return ConsoleUser(id=user.id, email=user.email, display_name=user.display_name, role=user.role,
+                       session_id=row.id, csrf_token=row.csrf_token)
+
+
+# ---------------------------------------------------------------- cookies
+
+
+def cookie_secure(settings: Any) -> bool:
+    """``Secure`` cookie flag: the ``cookie_secure`` setting if defined, else on in production."""
+    value = getattr(settings, "cookie_secure", None)
+    return bool(value) if value is not None else getattr(settings, "env", "dev") == "production"
+
+
+def set_session_cookie(response: Response, token: str, settings: Any) -> None:
+    response.set_cookie(SESSION_COOKIE, token, max_age=int(SESSION_TTL.total_seconds()), httponly=True,
+                        samesite="lax", secure=cookie_secure(settings), path="/")
+
+
+def clear_session_cookie(response: Response, settings: Any) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=cookie_secure(settings))
+
+
+def login_csrf_token(request: Request) -> str:
+    """The anonymous double-submit token for the sign-in form (reuses the cookie's if valid)."""
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    return token if 20 <= len(token) <= 100 else secrets.token_urlsafe(24)
+
+
+def set_login_csrf_cookie(response: Response, token: str, settings: Any) -> None:
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
+                        secure=cookie_secure(settings), path="/console")
+
+
+def client_ip(request: Request) -> str:
+    """The peer address (proxies should be handled by uvicorn's ``--forwarded-allow-ips``)."""
+    return request.client.host if request.client else "unknown"
+
+
+# ---------------------------------------------------------------- dependencies
+
+
+def auth_service(request: Request) -> AuthService:
+    state = request.app.state
+    service = getattr(state, "console_auth", None)
+    if service is None:
+        service = state.console_auth = AuthService(state.services.db)
+    return service
+
+
+def check_origin(request: Request) -> None:
+    """Refuse unsafe requests whose ``Origin`` is another site (defence in depth next to CSRF)."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        host = request.headers.get("host", "")
+        if urlsplit(origin).netloc != host:
+            raise CsrfFailed("This request came from another site and was refused.")
+
+
+async def submitted_csrf(request: Request) -> str:
+    token = request.headers.get(CSRF_HEADER)
+    if token:
+        return token
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()  # Starlette caches the parsed form for the endpoint
+        value = form.get(CSRF_FIELD)
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+async def verify_login_csrf(request: Request) -> None:
+    check_origin(request)
+    sent = await submitted_csrf(request)
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    if not sent or not cookie or not hmac.compare_digest(sent, cookie):
+        raise CsrfFailed("The sign-in form expired; reload the page and try again.")
+
+
+async def current_user(request: Request) -> ConsoleUser:
+    """The signed-in user; unsafe methods must also carry the session's CSRF token."""
+    cached = getattr(request.state, "console_user", None)
+    if cached is not None:
+        return cached
+    from starlette.concurrency import run_in_threadpool
+
+    user = await run_in_threadpool(auth_service(request).resolve, request.cookies.get(SESSION_COOKIE))
+    if user is None:
+        raise LoginRequired("Sign in to the console first.")
+    if request.method not in SAFE_METHODS:
+        check_origin(request)
+        sent = await submitted_csrf(request)
+        if not sent or not hmac.compare_digest(sent, user.csrf_token):
+            raise CsrfFailed("Missing or wrong CSRF token; reload the page and submit again.")
+    request.state.console_user = user
+    return user
+
+
+def require_roles(*roles: str):
+    """Dependency factory: the signed-in user if their role is one of ``roles`` (else 403)."""
+    who = " or ".join(ROLE_LABELS.get(r, r) for r in roles)
+
+    async def dependency(user: ConsoleUser = Depends(current_user)) -> ConsoleUser:
+        if user.role not in roles:
+            raise Forbidden(f"This page is for {who}; you are signed in as {user.role}.", code="wrong_role")
+        return user
+
+    dependency.__name__ = f"require_{'_'.join(roles)}"
+    return dependency
+
+
+require_agent = require_roles("agent", "admin")
+require_editor = require_roles("editor", "admin")
+require_admin = require_roles("admin")
+require_any = require_roles("agent", "editor", "admin")
+
+
+def db_session(request: Request):
+    """A unit of work for the request (commits when the route returns without error)."""
+    with request.app.state.services.db.unit_of_work() as session:
+        yield session

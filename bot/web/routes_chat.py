@@ -1,0 +1,432 @@
+"""The customer chat API: conversations, messages, the live event stream, ratings, handoff, end.
+
+A customer message is stored (and committed) before the request returns 202; the reply is then
+produced by a background task that publishes its streamed tokens and the finished message on the
+conversation's live channel (:mod:`bot.web.live`), which ``GET .../events`` streams as
+Server-Sent Events. A dropped stream reconnects with ``Last-Event-ID`` (the last message ``seq``
+seen) and first receives every complete message after it from the database.
+
+``install(app)`` also mounts the widget's static files, the demo page (``/`` and ``/demo``) and
+the Rasa Socket.IO channel (``/socket.io``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, FastAPI, Header, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.db.models import Feedback
+from bot.db.repositories import ConversationRepository, FeedbackRepository, MessageRepository
+from bot.web import live
+from bot.web.deps import ConversationTokenDep, CustomerConversationDep, LiveDep, ManagerDep, SettingsDep
+from bot.web.ratelimit import ChatLimits
+from knowledge.errors import Conflict, Forbidden, HybrideskError, InvalidInput
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent
+VISIBLE_ROLES = ("customer", "bot", "agent", "system")
+VISIBLE_STATUSES = ("complete", "received")
+#: how often an idle event stream re-reads the database (catches events from other processes)
+POLL_SECONDS = 15.0
+HANDOFF_NOTICE = ("You asked for a person: a member of our support team will join this chat shortly. "
+                  "You can keep writing in the meantime.")
+
+router = APIRouter(prefix="/api", tags=["chat"])
+pages = APIRouter(include_in_schema=False)
+
+
+# -- schemas ---------------------------------------------------------------------------------
+class StartConversation(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    metadata: dict[str, Any] | None = Field(None, description="what the host page knows (page URL, language...)")
+
+
+class ConversationStarted(BaseModel):
+    conversation_id: str
+    token: str = Field(description="secret for this conversation only: send as `Authorization: Bearer <token>`")
+    greeting: str
+    mode: str = "bot"
+
+
+class SendMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    text: str = Field(description="what the customer wrote (plain text; markup is shown as text)")
+    client_message_id: str | None = Field(
+        None, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$",
+        description="the client's id for this message; a retried send with the same id is stored once")
+
+
+class MessageAccepted(BaseModel):
+    message_id: int
+    seq: int
+    status: str = "received"
+
+
+class Source(BaseModel):
+    document_id: str | None
+    revision: int | str | None = None
+    title: str | None = None
+    heading: str | None = None
+    anchor: str | None = None
+    url: str | None = Field(None, description="link to the cited policy section: /kb/{document_id}#{anchor}")
+
+
+class MessageOut(BaseModel):
+    id: int
+    seq: int
+    role: Literal["customer", "bot", "agent", "system"]
+    text: str
+    reply_to: int | None = None
+    client_message_id: str | None = None
+    sources: list[Source] = []
+    created_at: str | None = None
+
+
+class History(BaseModel):
+    conversation_id: str
+    mode: str = Field(description="bot | handoff_requested | human")
+    status: str = Field(description="open | ended")
+    messages: list[MessageOut]
+
+
+class RatingIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    rating: Literal["up", "down"]
+    comment: str | None = Field(None, max_length=2000)
+
+
+class RatingOut(BaseModel):
+    message_id: int
+    rating: Literal["up", "down"]
+
+
+class ModeOut(BaseModel):
+    conversation_id: str
+    mode: str
+
+
+class EndIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    satisfaction: int | None = Field(None, ge=1, le=5, description="1 (very unhappy) to 5 (very happy)")
+
+
+class EndOut(BaseModel):
+    conversation_id: str
+    status: str
+    satisfaction: int | None
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _limits(request: Request) -> ChatLimits:
+    return request.app.state.chat_limits
+
+
+def _visible(messages: list[Any]) -> list[Any]:
+    return [m for m in messages if m.role in VISIBLE_ROLES and m.status in VISIBLE_STATUSES]
+
+
+def _load_message(services: Any, message_id: int) -> tuple[Any, Any]:
+    with services.db.unit_of_work() as session:
+        message = MessageRepository(session).get(message_id)
+        conv = ConversationRepository(session).get(message.conversation_id) if message is not None else None
+        return message, conv
+
+
+def greeting_for(settings: Any) -> str:
+    return (f"Hi! I'm the {settings.company_name} assistant. Ask me about orders, deliveries, returns, "
+            "payments or your account — or ask for a person at any time.")
+
+
+async def reply_in_background(app: FastAPI, conversation_id: str, message_id: int) -> None:
+    """Produce the bot's reply to one stored message and publish it on the live channel."""
+    manager, hub, services = app.state.manager, app.state.live, app.state.services
+
+    async def sink(event: dict[str, Any]) -> None:
+        if event.get("type") == "token" and event.get("text"):
+            hub.publish(conversation_id, live.token_event(message_id, event["text"]))
+
+    try:
+        outcome = await manager.respond(conversation_id, message_id, sink=sink)
+    except HybrideskError as exc:
+        hub.publish(conversation_id, live.error_event(exc.code, exc.message, message_id))
+        return
+    except Exception:  # never lose the stream silently; the error is logged with its trace
+        log.exception("reply to message %s failed", message_id)
+        hub.publish(conversation_id, live.error_event(
+            "internal_error", "Sorry, something went wrong while answering. Please try again.", message_id))
+        return
+    if outcome is None:
+        return  # an agent holds the conversation: the console shows the message
+    if outcome.suppressed:
+        hub.publish(conversation_id, live.mode_event("human", "agent_took_over"))
+        return
+    if outcome.message_id is None:
+        return
+    reply, conv = await asyncio.to_thread(_load_message, services, outcome.message_id)
+    if reply is not None:
+        hub.publish(conversation_id, live.message_event(reply))
+    if outcome.handoff and conv is not None:
+        hub.publish(conversation_id, live.mode_event(conv.mode, conv.handoff_reason))
+
+
+def _spawn(app: FastAPI, coro: Any) -> None:
+    tasks: set[asyncio.Task] = app.state.chat_tasks
+    task = asyncio.create_task(coro)
+    tasks.add(task)  # keep a reference: the loop only holds weak ones
+    task.add_done_callback(tasks.discard)
+
+
+# -- routes ----------------------------------------------------------------------------------
+@router.post("/conversations", response_model=ConversationStarted, status_code=201,
+             summary="Start a conversation", responses={429: {"description": "too many new conversations"}})
+async def start_conversation(request: Request, manager: ManagerDep, settings: SettingsDep,
+                             body: StartConversation | None = None) -> ConversationStarted:
+    """Returns the conversation id and its secret token (keep it: it is shown only once)."""
+    ip = _client_ip(request)
+    _limits(request).per_ip.enforce(ip, "requests")
+    _limits(request).new_conversations_per_ip.enforce(ip, "new conversations")
+    metadata = (body.metadata if body else None) or {}
+    conv, token = await asyncio.to_thread(manager.start, channel="widget", sender_id=None, metadata=metadata)
+    return ConversationStarted(conversation_id=conv.id, token=token, greeting=greeting_for(settings))
+
+
+@router.post("/conversations/{conversation_id}/messages", response_model=MessageAccepted, status_code=202,
+             summary="Send a customer message",
+             responses={403: {"description": "unknown conversation or wrong token"},
+                        409: {"description": "the conversation has ended"},
+                        413: {"description": "message too long"}, 429: {"description": "too many messages"}})
+async def send_message(conversation_id: str, body: SendMessage, request: Request,
+                       conv: CustomerConversationDep, manager: ManagerDep, hub: LiveDep) -> MessageAccepted:
+    """Stores the message (committed before this returns) and starts the reply in the background.
+
+    The reply streams on ``GET /api/conversations/{id}/events`` as ``token`` events followed by one
+    ``message`` event with its sources.
+    """
+    _limits(request).per_ip.enforce(_client_ip(request), "requests")
+    _limits(request).messages_per_conversation.enforce(conv.id, "messages in this conversation")
+    message = await asyncio.to_thread(manager.receive, conv.id, body.text,
+                                      client_message_id=body.client_message_id)
+    hub.publish(conv.id, live.message_event(message))
+    _spawn(request.app, reply_in_background(request.app, conv.id, message.id))
+    return MessageAccepted(message_id=message.id, seq=message.seq)
+
+
+@router.get("/conversations/{conversation_id}/messages", response_model=History, summary="Conversation history")
+async def get_history(conv: CustomerConversationDep, manager: ManagerDep,
+                      after_seq: Annotated[int, Query(ge=0)] = 0) -> History:
+    messages = await asyncio.to_thread(manager.history, conv.id, after_seq)
+    return History(conversation_id=conv.id, mode=conv.mode, status=conv.status,
+                   messages=[MessageOut(**live.message_payload(m)) for m in _visible(messages)])
+
+
+@router.get("/conversations/{conversation_id}/events", response_class=EventSourceResponse,
+            summary="Live events (Server-Sent Events)")
+async def stream_events(
+    conv: CustomerConversationDep, manager: ManagerDep, hub: LiveDep,
+    after_seq: Annotated[int | None, Query(ge=0, description="replay complete messages after this seq")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
+) -> AsyncIterable[ServerSentEvent]:
+    """Events: ``ready`` (mode, last seq), ``message`` (id = seq; a complete customer, bot, agent or
+    system message with its sources), ``token`` (a streamed piece of the reply to ``reply_to``),
+    ``mode`` (``bot``/``handoff_requested``/``human``) and ``error``.
+
+    Authenticate with ``Authorization: Bearer <token>`` or ``?token=``. Reconnect with
+    ``Last-Event-ID`` (or ``after_seq``) to receive what was missed from the database.
+    """
+    last = after_seq if after_seq is not None else _parse_seq(last_event_id)
+    mode = conv.mode
+    async with hub.subscription(conv.id) as queue:
+        # Subscribe first, then read history: nothing completed in between is lost.
+        history = _visible(await asyncio.to_thread(manager.history, conv.id, last or 0))
+        yield ServerSentEvent(event="ready", retry=2000, data={"mode": mode, "status": conv.status,
+                                                                "last_seq": history[-1].seq if history else last})
+        if last is not None:  # a fresh stream gets history from GET .../messages instead
+            for m in history:
+                yield ServerSentEvent(event="message", id=str(m.seq), data=live.message_payload(m))
+        last = max([last or 0] + [m.seq for m in history])
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout=POLL_SECONDS)
+            except TimeoutError:
+                event = "poll"
+            if event == "poll" or event is None:
+                missed, now = await asyncio.to_thread(_poll, manager, conv.id, last)
+                for m in missed:
+                    last = m.seq
+                    yield ServerSentEvent(event="message", id=str(m.seq), data=live.message_payload(m))
+                if now.mode != mode:
+                    mode = now.mode
+                    yield ServerSentEvent(event="mode", data={"mode": mode, "reason": now.handoff_reason})
+                if event == "poll":
+                    yield ServerSentEvent(comment="keep-alive")
+                continue
+            kind = event.get("type")
+            if kind == "message":
+                seq = event["message"]["seq"]
+                if seq <= last:
+                    continue  # already sent from history
+                last = seq
+                yield ServerSentEvent(event="message", id=str(seq), data=event["message"])
+            elif kind == "mode":
+                mode = event["mode"]
+                yield ServerSentEvent(event="mode", data={"mode": mode, "reason": event.get("reason")})
+            elif kind in ("token", "error"):
+                yield ServerSentEvent(event=kind, data={k: v for k, v in event.items() if k != "type"})
+
+
+def _parse_seq(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return max(0, int(value.strip()))
+    except ValueError:
+        return None
+
+
+def _poll(manager: Any, conversation_id: str, after_seq: int) -> tuple[list[Any], Any]:
+    messages = _visible(manager.history(conversation_id, after_seq))
+    return messages, manager.get(conversation_id)
+
+
+@router.post("/messages/{message_id}/rating", response_model=RatingOut, summary="Rate a bot answer")
+async def rate_message(message_id: int, body: RatingIn, request: Request, token: ConversationTokenDep,
+                       manager: ManagerDep, hub: LiveDep) -> RatingOut:
+    """Thumbs up or down (with an optional comment) on one of the bot's answers; rating again replaces it."""
+    _limits(request).per_ip.enforce(_client_ip(request), "requests")
+    services = request.app.state.services
+    message, _conv = await asyncio.to_thread(_load_message, services, message_id)
+    if message is None:
+        raise Forbidden("Unknown conversation or wrong conversation token.", code="conversation_forbidden")
+    conv = await asyncio.to_thread(manager.authorize, message.conversation_id, token)
+    if message.role != "bot" or message.status != "complete":
+        raise InvalidInput("Only the assistant's answers can be rated.", code="not_rateable", field="message_id")
+    await asyncio.to_thread(_store_rating, services, conv.id, message_id, body)
+    return RatingOut(message_id=message_id, rating=body.rating)
+
+
+def _store_rating(services: Any, conversation_id: str, message_id: int, body: RatingIn) -> None:
+    value = 1 if body.rating == "up" else -1
+    with services.db.unit_of_work() as session:
+        conv = ConversationRepository(session).get(conversation_id, for_update=True)
+        feedback = FeedbackRepository(session)
+        existing = feedback.for_message(message_id)
+        was_down = existing is not None and existing.rating < 0
+        if existing is None:
+            feedback.add(Feedback(message_id=message_id, conversation_id=conversation_id, rating=value,
+                                  comment=body.comment))
+        else:
+            existing.rating, existing.comment = value, body.comment if body.comment is not None else existing.comment
+        # The policy reads thumbs_down: an angry customer who was not helped goes to a person.
+        state = dict(conv.state or {})
+        down = int(state.get("thumbs_down", 0)) + (value < 0 and not was_down) - (value > 0 and was_down)
+        state["thumbs_down"] = max(0, down)
+        conv.state = state
+
+
+@router.post("/conversations/{conversation_id}/handoff", response_model=ModeOut, summary="Ask for a person")
+async def request_handoff(request: Request, conv: CustomerConversationDep, hub: LiveDep) -> ModeOut:
+    """Puts the conversation in the agents' queue (``handoff_requested``) until an agent takes it."""
+    _limits(request).per_ip.enforce(_client_ip(request), "requests")
+    mode, notice = await asyncio.to_thread(_handoff, request.app.state.services, conv.id)
+    if notice is not None:
+        hub.publish(conv.id, live.message_event(notice))
+        hub.publish(conv.id, live.mode_event(mode, "customer_asked_for_human"))
+    return ModeOut(conversation_id=conv.id, mode=mode)
+
+
+def _handoff(services: Any, conversation_id: str) -> tuple[str, Any]:
+    with services.db.unit_of_work() as session:
+        conv = ConversationRepository(session).get(conversation_id, for_update=True)
+        if conv.status == "ended":
+            raise Conflict("This conversation has ended; start a new one.", code="conversation_ended")
+        if conv.mode != "bot":
+            return conv.mode, None  # already queued or held by an agent
+        conv.mode, conv.handoff_reason = "handoff_requested", "customer_asked_for_human"
+        notice = MessageRepository(session).append(conv, role="system", text=HANDOFF_NOTICE, status="complete")
+        return conv.mode, notice
+
+
+@router.post("/conversations/{conversation_id}/end", response_model=EndOut, summary="End the conversation")
+async def end_conversation(request: Request, conv: CustomerConversationDep,
+                           body: EndIn | None = None) -> EndOut:
+    """Closes the conversation, optionally with a satisfaction rating (1-5). Ending twice is harmless."""
+    _limits(request).per_ip.enforce(_client_ip(request), "requests")
+    satisfaction = body.satisfaction if body else None
+    status, stored = await asyncio.to_thread(_end, request.app.state.services, conv.id, satisfaction)
+    return EndOut(conversation_id=conv.id, status=status, satisfaction=stored)
+
+
+def _end(services: Any, conversation_id: str, satisfaction: int | None) -> tuple[str, int | None]:
+    with services.db.unit_of_work() as session:
+        conv = ConversationRepository(session).get(conversation_id, for_update=True)
+        if conv.status != "ended":
+            conv.status, conv.ended_at = "ended", datetime.now(UTC)
+        if satisfaction is not None:
+            conv.satisfaction = satisfaction
+        return conv.status, conv.satisfaction
+
+
+# -- demo page -------------------------------------------------------------------------------
+@pages.get("/", response_class=HTMLResponse)
+@pages.get("/demo", response_class=HTMLResponse)
+async def demo_page() -> Response:
+    html = (WEB_DIR / "templates" / "demo.html").read_text(encoding="utf-8")
+    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+
+
+# -- wiring ----------------------------------------------------------------------------------
+class _ApiCORS:
+    """CORS for the public chat API and widget assets only (the console stays same-origin)."""
+
+    PREFIXES = ("/api/", "/static/")
+
+    def __init__(self, app: Any) -> None:
+        from starlette.middleware.cors import CORSMiddleware
+
+        self.app = app
+        # Token auth in a header, never cookies: any site may embed the widget.
+        self.cors = CORSMiddleware(app, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
+                                   allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+                                   expose_headers=["Retry-After"], max_age=600)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith(self.PREFIXES):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def install(app: FastAPI) -> None:
+    """Add the chat API, the widget's static files, the demo page and the Socket.IO channel."""
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    from bot.web import socketio_channel
+
+    app.state.live = live.default_hub()
+    app.state.chat_limits = ChatLimits()
+    app.state.chat_tasks = set()
+    app.include_router(router)
+    app.include_router(pages)
+    if not any(isinstance(r, Mount) and r.path == "/static" for r in app.routes):
+        app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.add_middleware(_ApiCORS)
+    socketio_channel.install(app)

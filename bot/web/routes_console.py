@@ -1,0 +1,374 @@
+"""The agent console: sign-in, transcripts, corrections, live takeover, analytics, users.
+
+Every route except the sign-in form needs a role (``bot.web.deps``): anonymous requests get
+401 (browsers are redirected to the sign-in form), the wrong role 403, and every POST must
+carry the session's CSRF token. Routes stay thin: the work is in ``bot.console``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bot.console import analytics as analytics_service
+from bot.console import corrections as corrections_service
+from bot.console import takeover as takeover_service
+from bot.console import transcripts as transcripts_service
+from bot.web import auth
+from bot.web.deps import CurrentAdmin, CurrentAgent, CurrentUser, ManagerDep, ServicesDep, SessionDep
+from knowledge.errors import HybrideskError, InvalidInput
+
+WEB_DIR = Path(__file__).resolve().parent
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+# ---------------------------------------------------------------- rendering helpers
+
+
+def make_templates() -> Jinja2Templates:
+    """Jinja2 with autoescaping on for every template (customer and policy text is hostile)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(WEB_DIR / "templates")), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["dt"] = lambda v: v.strftime("%Y-%m-%d %H:%M") if v else ""
+    env.filters["pct"] = lambda v: "–" if v is None else f"{100 * v:.1f}%"
+    env.filters["ms"] = lambda v: "–" if v is None else f"{v:,.0f} ms"
+    env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
+    env.globals["kb_link"] = kb_link
+    env.globals["urlencode"] = urlencode
+    return Jinja2Templates(env=env)
+
+
+def kb_link(citation: dict[str, Any]) -> str:
+    """Link of a cited section at the exact revision: ``/kb/{doc}?rev=N#anchor``."""
+    doc = quote(str(citation.get("document_id") or ""), safe="")
+    rev = citation.get("revision")
+    anchor = citation.get("anchor")
+    url = f"/kb/{doc}" + (f"?rev={int(rev)}" if isinstance(rev, int) else "")
+    return url + (f"#{quote(str(anchor), safe='-_')}" if anchor else "")
+
+
+def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    user = getattr(request.state, "console_user", None)
+    ctx = {"user": user, "csrf_token": user.csrf_token if user else "", **context}
+    response = request.app.state.console_templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    secure_headers(response)
+    return response
+
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def secure_headers(response: Response) -> None:
+    """No inline script can run on a console page, even if some text slipped through unescaped."""
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+
+
+def wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def hub_publish(request: Request):
+    hub = getattr(request.app.state, "live", None)
+    if hub is not None:
+        return hub.publish
+    from bot.web import live
+
+    return live.publish
+
+
+def safe_next(value: str | None) -> str:
+    """Only same-site console paths (no open redirect)."""
+    if value and value.startswith(("/console", "/kb/")) and "//" not in value and "\\" not in value:
+        return value
+    return "/console"
+
+
+# ---------------------------------------------------------------- sign-in
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str | None = None) -> Response:
+    token = auth.login_csrf_token(request)
+    response = render(request, "console/login.html", {"login_csrf": token, "next": safe_next(next), "error": None})
+    auth.set_login_csrf_cookie(response, token, request.app.state.settings)
+    return response
+
+
+@router.post("/login", dependencies=[Depends(auth.verify_login_csrf)])
+async def login(request: Request, email: Annotated[str, Form(max_length=254)] = "",
+                password: Annotated[str, Form(max_length=1024)] = "",
+                next: Annotated[str, Form(max_length=500)] = "") -> Response:
+    service = auth.auth_service(request)
+    try:
+        token, _user = await asyncio.to_thread(service.login, email, password, ip=auth.client_ip(request),
+                                               user_agent=request.headers.get("user-agent"))
+    except (auth.InvalidCredentials, auth.LoginThrottled, HybrideskError) as exc:
+        if wants_json(request):
+            return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+        csrf = auth.login_csrf_token(request)
+        response = render(request, "console/login.html",
+                          {"login_csrf": csrf, "next": safe_next(next), "error": exc.message, "email": email},
+                          status_code=exc.http_status)
+        auth.set_login_csrf_cookie(response, csrf, request.app.state.settings)
+        return response
+    response = redirect(safe_next(next))
+    auth.set_session_cookie(response, token, request.app.state.settings)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, user: CurrentUser) -> Response:
+    await asyncio.to_thread(auth.auth_service(request).logout, request.cookies.get(auth.SESSION_COOKIE))
+    response = redirect("/console/login")
+    auth.clear_session_cookie(response, request.app.state.settings)
+    return response
+
+
+@router.get("")
+async def home(user: CurrentUser) -> Response:
+    return redirect("/console/kb" if user.role == "editor" else "/console/transcripts")
+
+
+# ---------------------------------------------------------------- transcripts
+
+
+@router.get("/transcripts")
+def transcripts(request: Request, user: CurrentAgent, session: SessionDep,
+                cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+    flt = transcripts_service.TranscriptFilter.from_params(dict(request.query_params))
+    page = transcripts_service.search_transcripts(session, flt, cursor)
+    choices = transcripts_service.filter_choices(session)
+    next_url = None
+    if page.next_cursor:
+        next_url = "/console/transcripts?" + urlencode({**flt.to_params(), "cursor": page.next_cursor})
+    return render(request, "console/transcripts.html",
+                  {"page": page, "f": flt, "choices": choices, "next_url": next_url, "first_page": not cursor})
+
+
+@router.get("/conversations/{conversation_id}")
+def conversation(request: Request, conversation_id: str, user: CurrentAgent, session: SessionDep) -> Response:
+    view = transcripts_service.conversation_view(session, conversation_id)
+    return render(request, "console/conversation.html",
+                  {"view": view, "conv": view.conversation, "reasons": corrections_service.REASONS,
+                   "last_seq": view.messages[-1].message.seq if view.messages else 0})
+
+
+@router.get("/conversations/{conversation_id}/messages.json")
+def conversation_updates(conversation_id: str, user: CurrentAgent, session: SessionDep,
+                         after: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    """New messages and the current mode (the console's live view polls this every few seconds)."""
+    from bot.db.repositories import ConversationRepository
+    from knowledge.errors import NotFound
+
+    conv = ConversationRepository(session).get(conversation_id)
+    if conv is None:
+        raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
+    return {"mode": conv.mode, "held_by_user_id": conv.held_by_user_id,
+            "messages": transcripts_service.messages_after(session, conversation_id, after)}
+
+
+@router.post("/conversations/{conversation_id}/takeover")
+async def take_over(request: Request, conversation_id: str, user: CurrentAgent, services: ServicesDep) -> Response:
+    await asyncio.to_thread(takeover_service.take_over, services.db, conversation_id, user, hub_publish(request))
+    if wants_json(request):
+        return JSONResponse({"conversation_id": conversation_id, "mode": "human", "held_by_user_id": user.id})
+    return redirect(f"/console/conversations/{conversation_id}")
+
+
+@router.post("/conversations/{conversation_id}/handback")
+async def hand_back(request: Request, conversation_id: str, user: CurrentAgent, services: ServicesDep) -> Response:
+    await asyncio.to_thread(takeover_service.hand_back, services.db, conversation_id, user, hub_publish(request))
+    if wants_json(request):
+        return JSONResponse({"conversation_id": conversation_id, "mode": "bot"})
+    return redirect(f"/console/conversations/{conversation_id}")
+
+
+@router.post("/conversations/{conversation_id}/messages")
+async def agent_message(request: Request, conversation_id: str, user: CurrentAgent, manager: ManagerDep,
+                        text: Annotated[str, Form(max_length=8000)] = "",
+                        client_message_id: Annotated[str | None, Form(max_length=64)] = None) -> Response:
+    message = await asyncio.to_thread(takeover_service.send_agent_message, manager, conversation_id, user, text,
+                                      hub_publish(request), client_message_id)
+    if wants_json(request):
+        return JSONResponse({"id": message.id, "seq": message.seq, "role": "agent", "text": message.text})
+    return redirect(f"/console/conversations/{conversation_id}#m{message.seq}")
+
+
+# ---------------------------------------------------------------- corrections
+
+
+@router.post("/messages/{message_id}/corrections")
+async def correct(request: Request, message_id: int, user: CurrentAgent, services: ServicesDep,
+                  reason: Annotated[str, Form(max_length=32)] = "",
+                  corrected_text: Annotated[str, Form(max_length=8000)] = "",
+                  corrected_intent: Annotated[str, Form(max_length=64)] = "",
+                  note: Annotated[str, Form(max_length=8000)] = "",
+                  conversation_id: Annotated[str, Form(max_length=64)] = "") -> Response:
+    correction_id = await asyncio.to_thread(
+        corrections_service.create_correction, services.db, user_id=user.id, message_id=message_id, reason=reason,
+        corrected_text=corrected_text, note=note, corrected_intent=corrected_intent)
+    if wants_json(request):
+        return JSONResponse({"id": correction_id, "message_id": message_id}, status_code=201)
+    back = f"/console/conversations/{quote(conversation_id)}" if conversation_id else "/console/corrections"
+    return redirect(f"{back}#msg-{message_id}")
+
+
+@router.get("/corrections")
+def corrections(request: Request, user: CurrentAgent, services: ServicesDep,
+                reason: Annotated[str, Query(max_length=32)] = "") -> Response:
+    reasons = [reason] if reason in corrections_service.REASONS else None
+    items = corrections_service.list_corrections(services.db, reasons=reasons)
+    return render(request, "console/corrections.html",
+                  {"items": items, "reasons": corrections_service.REASONS, "reason": reason})
+
+
+@router.get("/corrections/export.jsonl")
+def export_corrections(user: CurrentAgent, services: ServicesDep,
+                       only_new: Annotated[bool, Query()] = False) -> Response:
+    import io
+
+    records = corrections_service.export_records(services.db, only_unexported=only_new)
+    buf = io.StringIO()
+    corrections_service.write_jsonl(records, buf)
+    return Response(buf.getvalue(), media_type="application/x-ndjson",
+                    headers={"Content-Disposition": 'attachment; filename="corrections.jsonl"'})
+
+
+# ---------------------------------------------------------------- analytics
+
+
+def _range(date_from: str, date_to: str) -> tuple[date, date]:
+    start, end = analytics_service.default_range()
+    try:
+        start = date.fromisoformat(date_from) if date_from else start
+        end = date.fromisoformat(date_to) if date_to else end
+    except ValueError as exc:
+        raise InvalidInput("Dates must look like YYYY-MM-DD.", code="bad_date") from exc
+    if end < start:
+        raise InvalidInput("The end date is before the start date.", code="bad_date")
+    if (end - start).days > 366:
+        raise InvalidInput("Pick a range of at most a year.", code="range_too_long")
+    return start, end
+
+
+@router.get("/analytics")
+def analytics(request: Request, user: CurrentUser, session: SessionDep,
+              date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
+              date_to: Annotated[str, Query(alias="to", max_length=10)] = "") -> Response:
+    start, end = _range(date_from, date_to)
+    figures = analytics_service.compute(session, start, end)
+    return render(request, "console/analytics.html", {"a": figures})
+
+
+@router.get("/analytics.csv")
+def analytics_csv(user: CurrentUser, session: SessionDep,
+                  date_from: Annotated[str, Query(alias="from", max_length=10)] = "",
+                  date_to: Annotated[str, Query(alias="to", max_length=10)] = "") -> Response:
+    start, end = _range(date_from, date_to)
+    body = analytics_service.to_csv(analytics_service.compute(session, start, end))
+    name = f"hybridesk-analytics-{start.isoformat()}-{end.isoformat()}.csv"
+    return Response(body, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+# ---------------------------------------------------------------- users (admins)
+
+
+@router.get("/users")
+def users(request: Request, user: CurrentAdmin, session: SessionDep) -> Response:
+    from bot.db.repositories import UserRepository
+
+    return render(request, "console/users.html", {"users": UserRepository(session).list()})
+
+
+@router.post("/users")
+def create_user(user: CurrentAdmin, services: ServicesDep, email: Annotated[str, Form(max_length=254)] = "",
+                role: Annotated[str, Form(max_length=16)] = "agent",
+                password: Annotated[str, Form(max_length=1024)] = "",
+                display_name: Annotated[str, Form(max_length=120)] = "") -> Response:
+    from bot.cli_users import add_user
+
+    with services.db.unit_of_work() as session:
+        add_user(session, email, role, password, display_name or None)
+    return redirect("/console/users")
+
+
+@router.post("/users/{user_id}/disable")
+def disable_user(user_id: int, user: CurrentAdmin, services: ServicesDep) -> Response:
+    from bot.db.repositories import ConsoleSessionRepository, UserRepository
+    from knowledge.errors import Conflict, NotFound
+
+    if user_id == user.id:
+        raise Conflict("You cannot disable your own account.", code="self_disable")
+    with services.db.unit_of_work() as session:
+        target = UserRepository(session).get(user_id)
+        if target is None:
+            raise NotFound(f"No user {user_id}.", code="user_not_found")
+        target.active = False
+        ConsoleSessionRepository(session).delete_for_user(user_id)
+    return redirect("/console/users")
+
+
+# ---------------------------------------------------------------- wiring
+
+
+def _wants_html(request: Request) -> bool:
+    return request.url.path.startswith(("/console", "/kb")) and "text/html" in request.headers.get("accept", "")
+
+
+def install_html_errors(app: FastAPI) -> None:
+    """Console pages show errors as HTML (and send browsers without a session to sign in);
+    everything else keeps the JSON errors of ``bot.web.errors``."""
+    json_hybridesk = app.exception_handlers.get(HybrideskError)
+    json_http = app.exception_handlers.get(StarletteHTTPException)
+
+    async def hybridesk_error(request: Request, exc: HybrideskError) -> Response:
+        if isinstance(exc, auth.LoginRequired) and request.method == "GET" and _wants_html(request):
+            return redirect("/console/login?" + urlencode({"next": safe_next(request.url.path)}))
+        if _wants_html(request):
+            return render(request, "console/error.html",
+                          {"status": exc.http_status, "code": exc.code, "message": exc.message},
+                          status_code=exc.http_status)
+        return await json_hybridesk(request, exc)  # type: ignore[misc]
+
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_html(request):
+            return render(request, "console/error.html",
+                          {"status": exc.status_code, "code": "http_error", "message": str(exc.detail)},
+                          status_code=exc.status_code)
+        return await json_http(request, exc)  # type: ignore[misc]
+
+    if json_hybridesk is not None:
+        app.add_exception_handler(HybrideskError, hybridesk_error)
+    if json_http is not None:
+        app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def install(app: FastAPI) -> None:
+    """Mount the console (called by ``create_app``)."""
+    app.state.console_templates = make_templates()
+    app.include_router(router)
+    app.mount("/static/console", StaticFiles(directory=WEB_DIR / "static" / "console"), name="console-static")
+    install_html_errors(app)

@@ -1,0 +1,191 @@
+"""The KB editor (``/console/kb``, editors and admins) and the public policy pages (``/kb/{id}``).
+
+Editors list, create, edit (Markdown with a live preview rendered by the server, HTML escaped),
+schedule, publish and retire documents, read their history and diffs, edit facts, and test a
+question against the draft next to the published answer. A save made on top of an old revision
+is refused with a conflict naming who changed the document in between.
+
+``/kb/{document_id}`` is public and read-only: the revision in force now (or ``?rev=N``, a
+revision that was published at some point: the exact one a reply cited), with heading anchors
+matching the citations. Drafts are never public.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from bot.console import corrections as corrections_service
+from bot.console import kb_editor
+from bot.console.markdown import render_markdown
+from bot.web.deps import CurrentEditor, ServicesDep
+from bot.web.routes_console import redirect, render, secure_headers
+from knowledge.errors import NotFound
+from knowledge.ingest import parse_when
+
+router = APIRouter(include_in_schema=False)
+DOC_ID = r"^[a-z0-9][a-z0-9_-]{0,119}$"
+
+
+def _form(document_id: str, title: str, body: str, effective_from: str, effective_until: str, tags: str,
+          audience: str, facts: str, change_note: str) -> kb_editor.DocumentForm:
+    return kb_editor.DocumentForm(document_id=document_id, title=title, body=body, effective_from=effective_from,
+                                  effective_until=effective_until, tags=tags, audience=audience, facts_yaml=facts,
+                                  change_note=change_note)
+
+
+FormStr = Annotated[str, Form(max_length=500)]
+FormText = Annotated[str, Form(max_length=500_000)]
+
+
+@router.get("/console/kb")
+def kb_list(request: Request, user: CurrentEditor, services: ServicesDep) -> Response:
+    docs = services.knowledge.list_documents()
+    suggestions = corrections_service.kb_suggestions(services.db)
+    return render(request, "console/kb_list.html", {"docs": docs, "suggestions": suggestions})
+
+
+@router.get("/console/kb/new")
+def kb_new(request: Request, user: CurrentEditor) -> Response:
+    form = kb_editor.DocumentForm(document_id="", title="", body="# Title\n\n## Section\n\nPolicy text.\n")
+    return render(request, "console/kb_edit.html", {"form": form, "base_revision": None, "doc": None})
+
+
+@router.post("/console/kb/new")
+async def kb_create(request: Request, user: CurrentEditor, services: ServicesDep, document_id: FormStr = "",
+                    title: FormStr = "", body: FormText = "", effective_from: FormStr = "",
+                    effective_until: FormStr = "", tags: FormStr = "", audience: FormStr = "",
+                    facts: FormText = "", change_note: FormStr = "", action: FormStr = "save") -> Response:
+    form = _form(document_id, title, body, effective_from, effective_until, tags, audience, facts, change_note)
+    rev = await asyncio.to_thread(kb_editor.save_revision, services.knowledge, form, author=user.email,
+                                  base_revision=None, publish=action == "publish")
+    return redirect(f"/console/kb/{rev.document_id}")
+
+
+@router.get("/console/kb/{document_id}")
+def kb_document(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
+                rev: Annotated[int | None, Query(ge=1)] = None) -> Response:
+    knowledge = services.knowledge
+    revision = knowledge.get(document_id, rev)
+    history = knowledge.history(document_id)
+    live = {r.document_id: r.number for r in knowledge.in_force()}.get(document_id)
+    return render(request, "console/kb_doc.html", {
+        "doc": revision, "history": history, "in_force": live, "latest": history[-1].number,
+        "html": render_markdown(revision.content, revision.title)})
+
+
+@router.get("/console/kb/{document_id}/edit")
+def kb_edit(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep) -> Response:
+    latest = services.knowledge.get(document_id)
+    form = kb_editor.DocumentForm(
+        document_id=latest.document_id, title=latest.title, body=latest.content,
+        effective_from="", effective_until=kb_editor.date_input(latest.effective_until),
+        tags=", ".join(latest.tags), audience=latest.audience or "", facts_yaml=kb_editor.facts_to_yaml(latest.facts))
+    return render(request, "console/kb_edit.html", {"form": form, "base_revision": latest.number, "doc": latest})
+
+
+@router.post("/console/kb/{document_id}/edit")
+async def kb_save(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
+                  base_revision: Annotated[int, Form(ge=1)], title: FormStr = "", body: FormText = "",
+                  effective_from: FormStr = "", effective_until: FormStr = "", tags: FormStr = "",
+                  audience: FormStr = "", facts: FormText = "", change_note: FormStr = "",
+                  action: FormStr = "save") -> Response:
+    form = _form(document_id, title, body, effective_from, effective_until, tags, audience, facts, change_note)
+    await asyncio.to_thread(kb_editor.save_revision, services.knowledge, form, author=user.email,
+                            base_revision=base_revision, publish=action == "publish")
+    return redirect(f"/console/kb/{document_id}")
+
+
+@router.post("/console/kb/{document_id}/publish")
+async def kb_publish(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
+                     revision: Annotated[int, Form(ge=1)], base_revision: Annotated[int, Form(ge=1)],
+                     at: FormStr = "") -> Response:
+    when = parse_when(at, field_name="publish at") if at.strip() else None
+    await asyncio.to_thread(kb_editor.check_not_stale, services.knowledge, document_id, base_revision)
+    await asyncio.to_thread(services.knowledge.publish, document_id, revision, at=when)
+    return redirect(f"/console/kb/{document_id}")
+
+
+@router.post("/console/kb/{document_id}/retire")
+async def kb_retire(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
+                    at: FormStr = "", note: FormStr = "") -> Response:
+    when = parse_when(at, field_name="retire at") if at.strip() else None
+    await asyncio.to_thread(services.knowledge.retire, document_id, at=when, note=note.strip() or None)
+    return redirect(f"/console/kb/{document_id}")
+
+
+@router.get("/console/kb/{document_id}/diff")
+def kb_diff(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
+            r1: Annotated[int, Query(ge=1)], r2: Annotated[int, Query(ge=1)]) -> Response:
+    diff = services.knowledge.diff(document_id, r1, r2)
+    a, b = services.knowledge.get(document_id, r1), services.knowledge.get(document_id, r2)
+    facts_a = {f.name: f.value for f in a.facts}
+    facts_b = {f.name: f.value for f in b.facts}
+    fact_changes = [(n, facts_a.get(n), facts_b.get(n)) for n in sorted(set(facts_a) | set(facts_b))
+                    if facts_a.get(n) != facts_b.get(n)]
+    return render(request, "console/kb_diff.html", {"document_id": document_id, "r1": r1, "r2": r2,
+                                                     "lines": diff.splitlines(), "fact_changes": fact_changes})
+
+
+@router.get("/console/kb/{document_id}/test")
+async def kb_test(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
+                  q: Annotated[str, Query(max_length=500)] = "",
+                  rev: Annotated[int | None, Query(ge=1)] = None) -> Response:
+    sides = None
+    if q.strip():
+        sides = await asyncio.to_thread(kb_editor.try_question, services.knowledge, document_id, q, rev)
+    else:
+        services.knowledge.get(document_id, rev)  # 404 for an unknown document
+    return render(request, "console/kb_test.html", {"document_id": document_id, "q": q, "rev": rev, "sides": sides})
+
+
+class PreviewIn(BaseModel):
+    text: str = Field("", max_length=500_000)
+    title: str = Field("", max_length=300)
+
+
+@router.post("/console/kb/preview")
+def kb_preview(body: PreviewIn, user: CurrentEditor) -> JSONResponse:
+    """Live preview: the Markdown rendered exactly as the public page renders it (HTML escaped)."""
+    return JSONResponse({"html": str(render_markdown(body.text, body.title))})
+
+
+# ---------------------------------------------------------------- public policy pages
+
+
+@router.get("/kb/{document_id}")
+def public_policy(request: Request, document_id: str, services: ServicesDep,
+                  rev: Annotated[int | None, Query(ge=1)] = None) -> Response:
+    if len(document_id) > 120:
+        raise NotFound("No such policy.", code="unknown_document")
+    knowledge = services.knowledge
+    current = next((r for r in knowledge.in_force() if r.document_id == document_id), None)
+    if rev is None:
+        if current is None:
+            raise NotFound("This policy is not published (it may have been retired).", code="not_published")
+        revision = current
+    else:
+        revision = knowledge.get(document_id, rev)
+        if revision.status not in ("published", "retired") or revision.published_at is None:
+            raise NotFound(f"Revision {rev} of this policy was never published.", code="not_published")
+    response = render(request, "console/kb_public.html", {
+        "doc": revision, "current": current, "is_current": current is not None and current.number == revision.number,
+        "html": render_markdown(revision.content, revision.title), "now": datetime.now(UTC)})
+    response.headers["Cache-Control"] = "public, max-age=60"
+    secure_headers(response)
+    return response
+
+
+def install(app: FastAPI) -> None:
+    """Mount the KB editor and the public policy pages (called by ``create_app``)."""
+    if not hasattr(app.state, "console_templates"):
+        from bot.web.routes_console import make_templates
+
+        app.state.console_templates = make_templates()
+    app.include_router(router)
+

@@ -1,0 +1,175 @@
+"""Rasa's Socket.IO channel, so existing Rasa chat widgets (e.g. rasa-webchat) connect unchanged.
+
+Protocol (as Rasa's ``socketio`` input channel with ``session_persistence: true``):
+
+* client ``session_request`` ``{"session_id": <id or null>}`` -> server ``session_confirm`` ``<id>``
+  (a new id when none was given); the socket joins the room of that session id;
+* client ``user_uttered`` ``{"message", "session_id", "customData"?}`` -> server ``bot_uttered``
+  ``{"text", "metadata": {"message_id", "sources", "role", ...}}`` to every socket of the session.
+
+The conversation is keyed by channel ``socketio`` and sender id = session id, so the same session
+id continues the same conversation (also after a server restart). ``customData`` is stored as the
+conversation's customer metadata. Agent messages published on the live channel while an agent
+holds the conversation reach the widget as ``bot_uttered`` too. Rasa-style intent payloads such
+as ``/get_started`` (rasa-webchat's ``initPayload``) are answered with the greeting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from typing import Any
+
+import socketio
+
+from bot.web import live
+from knowledge.errors import HybrideskError
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "socketio"
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+INTENT_PAYLOAD_RE = re.compile(r"^/[A-Za-z_][\w.-]*(?:\{.*\})?$", re.S)
+
+
+class SocketIOChannel:
+    """The Socket.IO server and its handlers, bound to one FastAPI app's manager and live hub."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        settings = app.state.settings
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            cors_allowed_origins="*",  # no cookies are used: any site may embed a Rasa widget
+            max_http_buffer_size=settings.max_body_bytes,
+            logger=False,
+            engineio_logger=False,
+        )
+        self._forwarders: dict[str, asyncio.Task] = {}
+        self._members: dict[str, set[str]] = {}
+        self.sio.on("connect", self.on_connect)
+        self.sio.on("disconnect", self.on_disconnect)
+        self.sio.on("session_request", self.on_session_request)
+        self.sio.on("user_uttered", self.on_user_uttered)
+
+    @property
+    def manager(self) -> Any:
+        return self.app.state.manager
+
+    # -- handlers ------------------------------------------------------------------------------
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        return True
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        for session_id, sids in list(self._members.items()):
+            sids.discard(sid)
+            if not sids:
+                del self._members[session_id]
+                task = self._forwarders.pop(session_id, None)
+                if task is not None:
+                    task.cancel()
+
+    async def on_session_request(self, sid: str, data: Any = None) -> None:
+        requested = data.get("session_id") if isinstance(data, dict) else None
+        session_id = requested if isinstance(requested, str) and SESSION_ID_RE.match(requested) else uuid.uuid4().hex
+        await self._join(sid, session_id)
+        await self.sio.emit("session_confirm", session_id, to=sid)
+        conv = await asyncio.to_thread(self._existing, session_id)
+        if conv is not None:
+            self._forward(session_id, conv.id)
+
+    async def on_user_uttered(self, sid: str, data: Any = None) -> None:
+        if not isinstance(data, dict):
+            return
+        session_id = data.get("session_id")
+        if not (isinstance(session_id, str) and SESSION_ID_RE.match(session_id)):
+            saved = await self.sio.get_session(sid)
+            session_id = saved.get("session_id") or sid
+        await self._join(sid, session_id)
+        text = data.get("message")
+        custom = data.get("customData") if isinstance(data.get("customData"), dict) else None
+        if isinstance(text, str) and INTENT_PAYLOAD_RE.match(text.strip()):
+            await self._utter(session_id, self._greeting(), {"role": "bot", "payload": text.strip()[:64]})
+            return
+        try:
+            self.app.state.chat_limits.messages_per_conversation.enforce(f"{CHANNEL}:{session_id}", "messages")
+            conv = await asyncio.to_thread(self.manager.by_sender, CHANNEL, session_id, custom)
+            self._forward(session_id, conv.id)
+            message = await asyncio.to_thread(self.manager.receive, conv.id, text)
+        except HybrideskError as exc:
+            await self._utter(session_id, exc.message, {"role": "system", "error": exc.code}, to=sid)
+            return
+        except Exception as exc:  # e.g. the 429 of the rate limiter
+            detail = getattr(exc, "detail", None)
+            if detail is None:
+                log.exception("socket.io message from session %s failed", session_id)
+                detail = "Sorry, something went wrong on our side. Please try again."
+            await self._utter(session_id, str(detail), {"role": "system", "error": "rejected"}, to=sid)
+            return
+        hub = self.app.state.live
+        hub.publish(conv.id, live.message_event(message))
+        try:
+            outcome = await self.manager.respond(conv.id, message.id)
+        except Exception:
+            log.exception("reply on socket.io session %s failed", session_id)
+            await self._utter(session_id, "Sorry, something went wrong while answering. Please try again.",
+                              {"role": "system", "error": "internal_error"})
+            return
+        if outcome is None or outcome.suppressed or not outcome.text:
+            return  # an agent holds the conversation: their messages arrive through the forwarder
+        await self._utter(session_id, outcome.text, {
+            "role": "bot", "message_id": outcome.message_id, "intent": outcome.intent,
+            "sources": [live.source_link(c) for c in outcome.citations], "handoff": outcome.handoff,
+        })
+
+    # -- helpers -------------------------------------------------------------------------------
+    async def _join(self, sid: str, session_id: str) -> None:
+        members = self._members.setdefault(session_id, set())
+        if sid not in members:
+            members.add(sid)
+            await self.sio.enter_room(sid, session_id)
+            await self.sio.save_session(sid, {"session_id": session_id})
+
+    def _existing(self, session_id: str) -> Any:
+        from bot.db.repositories import ConversationRepository
+
+        with self.manager.db.unit_of_work() as session:
+            return ConversationRepository(session).by_sender(CHANNEL, session_id)
+
+    def _greeting(self) -> str:
+        from bot.web.routes_chat import greeting_for
+
+        return greeting_for(self.app.state.settings)
+
+    async def _utter(self, session_id: str, text: str, metadata: dict[str, Any], to: str | None = None) -> None:
+        # Exactly ``text`` + ``metadata``: rasa-webchat renders a message as text only when these are
+        # its keys (``metadata`` is read separately and unknown metadata keys are ignored).
+        await self.sio.emit("bot_uttered", {"text": text, "metadata": metadata}, to=to or session_id)
+
+    def _forward(self, session_id: str, conversation_id: str) -> None:
+        """Relay agent messages of this conversation to the session's sockets (one task per session)."""
+        task = self._forwarders.get(session_id)
+        if task is not None and not task.done():
+            return
+        self._forwarders[session_id] = asyncio.create_task(self._relay(session_id, conversation_id))
+
+    async def _relay(self, session_id: str, conversation_id: str) -> None:
+        try:
+            async for event in self.app.state.live.subscribe(conversation_id):
+                if event.get("type") == "message" and event["message"].get("role") == "agent":
+                    m = event["message"]
+                    await self._utter(session_id, m["text"], {"role": "agent", "message_id": m["id"]})
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a relay failure must not take the channel down
+            log.exception("relay for socket.io session %s stopped", session_id)
+
+
+def install(app: Any) -> SocketIOChannel:
+    """Mount the channel at ``/socket.io`` inside the FastAPI app (the app stays the served object)."""
+    channel = SocketIOChannel(app)
+    app.state.socketio = channel
+    app.mount("/socket.io", socketio.ASGIApp(channel.sio, socketio_path="socket.io"))
+    return channel

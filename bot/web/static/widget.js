@@ -1,0 +1,501 @@
+/*! hybridesk chat widget — one script tag, no dependencies.
+ *
+ *   <script src="https://chat.example.com/static/widget.js"
+ *           data-server="https://chat.example.com"  (default: where this script came from)
+ *           data-title="Help" data-color="#2f5d50" data-greeting="Hi! How can we help?"></script>
+ *
+ * Everything lives in a Shadow DOM (the host page's CSS cannot reach in, ours cannot leak out).
+ * Every text from the customer, the bot or an agent is rendered with textContent, never as HTML.
+ * The conversation id and token are kept in localStorage, so the chat survives reloads.
+ */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  if (!script || window.__hybridesk) return; // included twice: keep the first
+  window.__hybridesk = true;
+
+  var ds = script.dataset || {};
+  var server = (ds.server || new URL(script.src, location.href).origin).replace(/\/+$/, "");
+  var TITLE = ds.title || "Help";
+  var GREETING = ds.greeting || "";
+  var COLOR = ds.color && window.CSS && CSS.supports("color", ds.color) ? ds.color : "#2f5d50";
+  var KEY = "hybridesk:" + server;
+  var MODES = {
+    bot: "Virtual assistant — answers from our help pages",
+    handoff_requested: "Waiting for a person from our team to join…",
+    human: "You are chatting with a person from our team"
+  };
+
+  var CSS_TEXT = [
+    ":host{all:initial}",
+    "*{box-sizing:border-box;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}",
+    ".launcher{position:fixed;right:20px;bottom:20px;width:60px;height:60px;border-radius:50%;border:0;",
+    "background:var(--hd-accent);color:#fff;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);",
+    "display:flex;align-items:center;justify-content:center;z-index:2147483000}",
+    ".launcher svg{width:28px;height:28px;fill:currentColor}",
+    ".launcher .badge{position:absolute;top:2px;right:2px;min-width:18px;height:18px;border-radius:9px;",
+    "background:#c0392b;color:#fff;font-size:11px;line-height:18px;text-align:center;padding:0 4px}",
+    ":focus-visible{outline:3px solid #1a73e8;outline-offset:2px}",
+    ".panel{position:fixed;right:20px;bottom:92px;width:380px;max-width:calc(100vw - 24px);height:560px;",
+    "max-height:calc(100vh - 112px);background:#fff;color:#1d1d1f;border-radius:14px;display:flex;",
+    "flex-direction:column;box-shadow:0 10px 40px rgba(0,0,0,.28);overflow:hidden;z-index:2147483001;",
+    "font-size:15px;line-height:1.45}",
+    ".panel[hidden]{display:none}",
+    "header{background:var(--hd-accent);color:#fff;padding:12px 12px 10px 16px;display:flex;gap:8px;",
+    "align-items:flex-start}",
+    "header .head{flex:1;min-width:0}",
+    "h2{margin:0;font-size:17px;font-weight:600}",
+    ".status{margin:2px 0 0;font-size:12.5px;opacity:.92}",
+    ".panel.human header{background:#3b3f8f}",
+    ".panel.handoff_requested header{background:#8a5a00}",
+    "header button{background:rgba(255,255,255,.18);color:#fff;border:0;border-radius:8px;padding:6px 9px;",
+    "font-size:13px;cursor:pointer;white-space:nowrap}",
+    "header button:hover{background:rgba(255,255,255,.3)}",
+    "header button[hidden]{display:none}",
+    ".log{flex:1;overflow-y:auto;padding:14px;display:flex;flex-direction:column;gap:10px;background:#f6f7f8}",
+    ".msg{max-width:86%;padding:9px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere}",
+    ".msg .who{font-size:11.5px;font-weight:600;opacity:.7;margin-bottom:2px}",
+    ".customer{align-self:flex-end;background:var(--hd-accent);color:#fff;border-bottom-right-radius:4px}",
+    ".customer .who{display:none}",
+    ".bot,.agent{align-self:flex-start;background:#fff;border:1px solid #e2e4e8;border-bottom-left-radius:4px}",
+    ".agent{border-color:#3b3f8f;border-width:1px 1px 1px 4px}",
+    ".system{align-self:center;background:none;color:#5f6368;font-size:13px;text-align:center;font-style:italic}",
+    ".system .who{display:none}",
+    ".failed{opacity:.6;border:1px dashed #c0392b}",
+    ".sources{margin:8px 0 0;padding:6px 0 0;border-top:1px solid #eceef1;list-style:none;font-size:12.5px}",
+    ".sources li::before{content:'Source: ';color:#5f6368}",
+    ".sources a{color:#1a5fb4}",
+    ".rate{display:flex;gap:6px;margin-top:6px}",
+    ".rate button{border:1px solid #d5d8dc;background:#fff;border-radius:14px;padding:2px 9px;cursor:pointer;",
+    "font-size:13px}",
+    ".rate button[aria-pressed=true]{background:#e7f0ec;border-color:var(--hd-accent)}",
+    ".typing{align-self:flex-start;padding:10px 14px;background:#fff;border:1px solid #e2e4e8;border-radius:14px}",
+    ".typing[hidden]{display:none}",
+    ".typing span{display:inline-block;width:7px;height:7px;margin:0 2px;border-radius:50%;background:#9aa0a6;",
+    "animation:hd-b 1.2s infinite ease-in-out}",
+    ".typing span:nth-child(2){animation-delay:.15s}.typing span:nth-child(3){animation-delay:.3s}",
+    "@keyframes hd-b{0%,80%,100%{transform:scale(.6);opacity:.5}40%{transform:scale(1);opacity:1}}",
+    ".alert{margin:0;padding:8px 14px;background:#fdecea;color:#8a1c12;font-size:13.5px}",
+    ".alert[hidden]{display:none}",
+    "form{display:flex;gap:8px;padding:10px;border-top:1px solid #e2e4e8;background:#fff}",
+    "textarea{flex:1;resize:none;border:1px solid #c9ccd1;border-radius:10px;padding:9px 10px;font-size:15px;",
+    "max-height:120px;color:#1d1d1f;background:#fff}",
+    "form button{background:var(--hd-accent);color:#fff;border:0;border-radius:10px;padding:0 16px;",
+    "font-size:15px;cursor:pointer}",
+    "form button:disabled{opacity:.6;cursor:default}",
+    ".survey{padding:12px 14px;border-top:1px solid #e2e4e8;background:#fff;text-align:center}",
+    ".survey[hidden]{display:none}",
+    ".survey p{margin:0 0 8px}",
+    ".survey button{margin:2px;border:1px solid #c9ccd1;background:#fff;border-radius:8px;padding:6px 10px;",
+    "cursor:pointer;font-size:14px}",
+    ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
+    "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;max-width:100vw;height:100%;",
+    "max-height:100%;border-radius:0}.launcher{right:14px;bottom:14px}.msg{max-width:92%}}",
+    "@media (prefers-reduced-motion:reduce){.typing span{animation:none}}"
+  ].join("");
+
+  // ---- tiny DOM helper: attributes via setAttribute, text via textContent only -------------
+  function el(tag, attrs, kids) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === "text") node.textContent = attrs[k];
+      else if (k === "on") Object.keys(attrs.on).forEach(function (ev) { node.addEventListener(ev, attrs.on[ev]); });
+      else if (attrs[k] !== null && attrs[k] !== undefined && attrs[k] !== false) node.setAttribute(k, attrs[k] === true ? "" : attrs[k]);
+    });
+    (kids || []).forEach(function (kid) { if (kid) node.appendChild(kid); });
+    return node;
+  }
+
+  function icon() {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("d", "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 1-2zm3 6v2h10V9H7zm0 4v2h7v-2H7z");
+    svg.appendChild(path);
+    return svg;
+  }
+
+  // ---- state ---------------------------------------------------------------------------------
+  var state = load();
+  var lastSeq = 0;
+  var mode = "bot";
+  var streams = {}; // reply_to -> bubble being streamed
+  var pending = {}; // client_message_id -> customer bubble
+  var typingTimer = null;
+  var stream = null; // {abort: fn}
+  var retryDelay = 1000;
+  var unread = 0;
+  var ready = null;
+
+  function load() {
+    try { return JSON.parse(localStorage.getItem(KEY)) || {}; } catch (e) { return {}; }
+  }
+  function save() {
+    try { localStorage.setItem(KEY, JSON.stringify(state)); } catch (e) { /* private mode: no persistence */ }
+  }
+  function forget() {
+    state = {};
+    try { localStorage.removeItem(KEY); } catch (e) { /* ignore */ }
+  }
+
+  // ---- DOM -----------------------------------------------------------------------------------
+  var host = el("div", { id: "hybridesk-widget" });
+  var root = host.attachShadow({ mode: "open" });
+  host.style.setProperty("--hd-accent", COLOR);
+  var badge = el("span", { "class": "badge", hidden: true, "aria-hidden": "true" });
+  var launcher = el("button", { "class": "launcher", type: "button", "aria-expanded": "false",
+    "aria-controls": "hd-panel", "aria-label": "Open chat: " + TITLE, on: { click: toggle } }, [icon(), badge]);
+  var statusLine = el("p", { "class": "status", id: "hd-status", text: MODES.bot });
+  var humanBtn = el("button", { type: "button", "class": "human", text: "Talk to a person", on: { click: askHuman } });
+  var endBtn = el("button", { type: "button", "class": "end", text: "End chat", hidden: true, on: { click: showSurvey } });
+  var closeBtn = el("button", { type: "button", "class": "close", "aria-label": "Close chat", text: "✕", on: { click: close } });
+  var log = el("div", { "class": "log", role: "log", "aria-live": "polite", "aria-label": "Conversation", tabindex: "0" });
+  var typing = el("div", { "class": "typing", hidden: true, role: "status", "aria-label": "The assistant is typing" },
+    [el("span"), el("span"), el("span")]);
+  var announcer = el("div", { "class": "sr", "aria-live": "polite" });
+  var alertBox = el("p", { "class": "alert", role: "alert", hidden: true });
+  var input = el("textarea", { id: "hd-input", rows: "1", placeholder: "Type your question…", "aria-label": "Your message",
+    autocomplete: "off", on: { keydown: onKey, input: grow } });
+  var sendBtn = el("button", { type: "submit", text: "Send" });
+  var form = el("form", { on: { submit: onSubmit } }, [input, sendBtn]);
+  var survey = el("div", { "class": "survey", hidden: true });
+  var panel = el("section", { "class": "panel", id: "hd-panel", role: "dialog", "aria-labelledby": "hd-title",
+    "aria-describedby": "hd-status", hidden: true, on: { keydown: onPanelKey } }, [
+    el("header", {}, [el("div", { "class": "head" }, [el("h2", { id: "hd-title", text: TITLE }), statusLine]),
+      humanBtn, endBtn, closeBtn]),
+    log, alertBox, form, survey, announcer
+  ]);
+  root.appendChild(el("style", { text: CSS_TEXT }));
+  root.appendChild(panel);
+  root.appendChild(launcher);
+  log.appendChild(typing);
+
+  function mount() { document.body.appendChild(host); start(); }
+  if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
+
+  // ---- open / close / keyboard -----------------------------------------------------------------
+  function open() {
+    panel.hidden = false;
+    launcher.setAttribute("aria-expanded", "true");
+    launcher.setAttribute("aria-label", "Close chat: " + TITLE);
+    unread = 0; badge.hidden = true;
+    try { sessionStorage.setItem(KEY + ":open", "1"); } catch (e) { /* ignore */ }
+    scrollDown();
+    input.focus();
+  }
+  function close() {
+    panel.hidden = true;
+    launcher.setAttribute("aria-expanded", "false");
+    launcher.setAttribute("aria-label", "Open chat: " + TITLE);
+    try { sessionStorage.removeItem(KEY + ":open"); } catch (e) { /* ignore */ }
+    launcher.focus();
+  }
+  function toggle() { if (panel.hidden) open(); else close(); }
+  function onPanelKey(ev) { if (ev.key === "Escape") { ev.preventDefault(); close(); } }
+  function onKey(ev) {
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); onSubmit(ev); }
+  }
+  function grow() { input.style.height = "auto"; input.style.height = Math.min(input.scrollHeight, 120) + "px"; }
+  function scrollDown() { log.scrollTop = log.scrollHeight; }
+
+  // ---- rendering -----------------------------------------------------------------------------
+  var WHO = { customer: "You", bot: "Assistant", agent: "Support team", system: "" };
+
+  function bubble(role, text, id) {
+    var textNode = el("div", { "class": "text" });
+    textNode.textContent = text;
+    var node = el("div", { "class": "msg " + role, "data-role": role, "data-id": id || null }, [
+      el("div", { "class": "who", text: WHO[role] || "" }), textNode]);
+    log.insertBefore(node, typing);
+    if (role !== "customer" && panel.hidden) { unread += 1; badge.textContent = String(unread); badge.hidden = false; }
+    scrollDown();
+    return node;
+  }
+
+  function setText(node, text) { node.querySelector(".text").textContent = text; }
+
+  function finishBot(node, m) {
+    node.setAttribute("data-id", String(m.id));
+    node.removeAttribute("aria-busy");
+    setText(node, m.text);
+    var old = node.querySelector(".sources");
+    if (old) old.remove();
+    var links = (m.sources || []).map(function (s) {
+      var href = safeLink(s.url);
+      var label = s.title && s.heading && s.heading !== s.title ? s.title + " › " + s.heading : (s.title || s.document_id || "policy");
+      return el("li", {}, [href ? el("a", { href: href, target: "_blank", rel: "noopener noreferrer", text: label })
+        : el("span", { text: label })]);
+    });
+    if (links.length) node.appendChild(el("ul", { "class": "sources", "aria-label": "Sources" }, links));
+    if (m.role === "bot" && !node.querySelector(".rate")) node.appendChild(rating(m.id));
+    announcer.textContent = (WHO[m.role] || "") + ": " + m.text;
+  }
+
+  function safeLink(url) {
+    if (!url) return null;
+    try {
+      var u = new URL(url, server + "/");
+      return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+    } catch (e) { return null; }
+  }
+
+  function rating(id) {
+    var current = (state.ratings || {})[id];
+    var up = el("button", { type: "button", "aria-label": "Helpful answer", "aria-pressed": String(current === "up"), text: "👍" });
+    var down = el("button", { type: "button", "aria-label": "Not helpful", "aria-pressed": String(current === "down"), text: "👎" });
+    function rate(value) {
+      api("POST", "/api/messages/" + id + "/rating", { rating: value }).then(function () {
+        state.ratings = state.ratings || {};
+        state.ratings[id] = value; save();
+        up.setAttribute("aria-pressed", String(value === "up"));
+        down.setAttribute("aria-pressed", String(value === "down"));
+        announcer.textContent = "Thanks for your feedback.";
+      }, showError);
+    }
+    up.addEventListener("click", function () { rate("up"); });
+    down.addEventListener("click", function () { rate("down"); });
+    return el("div", { "class": "rate", role: "group", "aria-label": "Was this answer helpful?" }, [up, down]);
+  }
+
+  function render(m) {
+    if (m.seq > lastSeq) lastSeq = m.seq;
+    if (log.querySelector('[data-id="' + m.id + '"]')) {
+      if (m.role !== "customer") finishBot(log.querySelector('[data-id="' + m.id + '"]'), m);
+      return;
+    }
+    if (m.role === "customer") {
+      var mine = m.client_message_id && pending[m.client_message_id];
+      if (mine) { mine.setAttribute("data-id", String(m.id)); delete pending[m.client_message_id]; return; }
+      bubble("customer", m.text, m.id);
+      return;
+    }
+    var node = m.reply_to && streams[m.reply_to];
+    if (node) delete streams[m.reply_to];
+    else node = bubble(m.role, m.text, m.id);
+    if (m.role === "bot" || m.role === "agent") { hideTyping(); finishBot(node, m); }
+  }
+
+  function onToken(ev) {
+    hideTyping();
+    var node = streams[ev.reply_to];
+    if (!node) {
+      node = streams[ev.reply_to] = bubble("bot", "");
+      node.setAttribute("aria-busy", "true"); // read it out once complete, not word by word
+    }
+    var t = node.querySelector(".text");
+    t.textContent = t.textContent + ev.text;
+    scrollDown();
+  }
+
+  function setMode(next) {
+    mode = MODES[next] ? next : "bot";
+    panel.classList.remove("human", "handoff_requested");
+    if (mode !== "bot") panel.classList.add(mode);
+    statusLine.textContent = MODES[mode];
+    humanBtn.hidden = mode !== "bot";
+    if (mode === "human") hideTyping();
+  }
+
+  function showTyping() {
+    if (mode === "human") return;
+    typing.hidden = false;
+    scrollDown();
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(hideTyping, 90000);
+  }
+  function hideTyping() { typing.hidden = true; clearTimeout(typingTimer); }
+
+  function showError(err) {
+    alertBox.textContent = (err && err.message) || "Something went wrong. Please try again.";
+    alertBox.hidden = false;
+    hideTyping();
+  }
+  function clearError() { alertBox.hidden = true; alertBox.textContent = ""; }
+
+  // ---- HTTP ------------------------------------------------------------------------------------
+  function api(method, path, body) {
+    var headers = { "Content-Type": "application/json" };
+    if (state.token) headers.Authorization = "Bearer " + state.token;
+    return fetch(server + path, { method: method, headers: headers, body: body ? JSON.stringify(body) : undefined })
+      .then(function (res) {
+        return res.text().then(function (raw) {
+          var data = null;
+          try { data = raw ? JSON.parse(raw) : null; } catch (e) { data = null; }
+          if (res.ok) return data;
+          var e = new Error(errorText(res, data));
+          e.status = res.status;
+          throw e;
+        });
+      }, function () { throw new Error("We could not reach the chat service. Check your connection and try again."); });
+  }
+
+  function errorText(res, data) {
+    var msg = data && data.error && data.error.message;
+    if (res.status === 413) return msg || "Your message is too long. Please shorten it.";
+    if (res.status === 429) {
+      var wait = res.headers.get("Retry-After");
+      return "You are sending messages too quickly." + (wait ? " Please wait " + wait + " s and try again." : "");
+    }
+    return msg || "Something went wrong (" + res.status + "). Please try again.";
+  }
+
+  // ---- conversation ------------------------------------------------------------------------------
+  function start() {
+    if (GREETING) greet(GREETING);
+    setMode("bot");
+    try { if (sessionStorage.getItem(KEY + ":open")) open(); } catch (e) { /* ignore */ }
+    if (state.id) resume();
+  }
+
+  function resume() {
+    return api("GET", "/api/conversations/" + encodeURIComponent(state.id) + "/messages").then(function (h) {
+      (h.messages || []).forEach(render);
+      setMode(h.mode);
+      endBtn.hidden = false;
+      if (h.status === "ended") { forget(); return; }
+      connect();
+    }, function (err) {
+      if (err.status === 403 || err.status === 404) forget(); // expired or unknown: start afresh on next send
+    });
+  }
+
+  function greet(text) {
+    bubble("bot", text).classList.add("greeting");
+    unread = 0; badge.hidden = true; // a greeting is not news
+  }
+
+  function begin() {
+    return api("POST", "/api/conversations", { metadata: { page: location.pathname.slice(0, 200) } }).then(function (c) {
+      state = { id: c.conversation_id, token: c.token, ratings: {} };
+      save();
+      if (!GREETING && c.greeting && !log.querySelector(".msg")) greet(c.greeting);
+      endBtn.hidden = false;
+      return connect();
+    });
+  }
+
+  function onSubmit(ev) {
+    if (ev && ev.preventDefault) ev.preventDefault();
+    var text = input.value.trim();
+    if (!text) return;
+    clearError();
+    input.value = ""; grow();
+    var cid = "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
+    var node = bubble("customer", text);
+    pending[cid] = node;
+    showTyping();
+    (state.id ? Promise.resolve() : begin()).then(function () {
+      return api("POST", "/api/conversations/" + encodeURIComponent(state.id) + "/messages",
+        { text: text, client_message_id: cid });
+    }).then(function (ack) {
+      if (pending[cid]) { node.setAttribute("data-id", String(ack.message_id)); delete pending[cid]; }
+    }, function (err) {
+      delete pending[cid];
+      node.classList.add("failed");
+      node.setAttribute("aria-label", "Not sent");
+      if (err.status === 403 || err.status === 409) { forget(); stopStream(); endBtn.hidden = true; }
+      if (err.status !== 413 && err.status !== 422) input.value = text;
+      showError(err);
+    });
+  }
+
+  function askHuman() {
+    clearError();
+    (state.id ? Promise.resolve() : begin()).then(function () {
+      return api("POST", "/api/conversations/" + encodeURIComponent(state.id) + "/handoff");
+    }).then(function (r) { setMode(r.mode); }, showError);
+  }
+
+  function showSurvey() {
+    survey.textContent = "";
+    var buttons = [1, 2, 3, 4, 5].map(function (n) {
+      return el("button", { type: "button", "aria-label": n + " out of 5", text: "★ " + n, on: { click: function () { end(n); } } });
+    });
+    survey.appendChild(el("p", { id: "hd-survey", text: "How happy are you with this chat?" }));
+    survey.appendChild(el("div", { role: "group", "aria-labelledby": "hd-survey" }, buttons));
+    survey.appendChild(el("button", { type: "button", text: "End without rating", on: { click: function () { end(null); } } }));
+    survey.hidden = false;
+    buttons[4].focus();
+  }
+
+  function end(score) {
+    api("POST", "/api/conversations/" + encodeURIComponent(state.id) + "/end", { satisfaction: score }).then(function () {
+      stopStream(); forget(); survey.hidden = true; endBtn.hidden = true; setMode("bot");
+      bubble("system", "Chat ended. Thank you! Write again any time to start a new chat.");
+    }, showError);
+  }
+
+  // ---- live events (Server-Sent Events over fetch, so the token travels in a header) -----------
+  function connect() {
+    stopStream();
+    var controller = new AbortController();
+    var me = { abort: function () { controller.abort(); } };
+    stream = me;
+    ready = new Promise(function (resolve) {
+      var url = server + "/api/conversations/" + encodeURIComponent(state.id) + "/events?after_seq=" + lastSeq;
+      fetch(url, { headers: { Authorization: "Bearer " + state.token, Accept: "text/event-stream" },
+        signal: controller.signal, cache: "no-store" }).then(function (res) {
+        if (res.status === 403 || res.status === 404) { forget(); resolve(); return null; }
+        if (!res.ok || !res.body) throw new Error("stream " + res.status);
+        return read(res.body.getReader(), resolve);
+      }).then(function () {
+        resolve();
+        if (stream === me) reconnect();
+      }, function () {
+        resolve();
+        if (stream === me) reconnect();
+      });
+      setTimeout(resolve, 4000); // never block a send on a slow stream
+    });
+    return ready;
+  }
+
+  function reconnect() {
+    if (!state.id) return;
+    setTimeout(function () { if (state.id && stream) connect(); }, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 15000);
+  }
+
+  function stopStream() {
+    var s = stream;
+    stream = null;
+    if (s) s.abort();
+  }
+
+  function read(reader, onReady) {
+    var decoder = new TextDecoder();
+    var buffer = "";
+    function pump() {
+      return reader.read().then(function (chunk) {
+        if (chunk.done) return null;
+        buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n?/g, "\n");
+        var cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          var block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          dispatch(block, onReady);
+        }
+        return pump();
+      });
+    }
+    return pump();
+  }
+
+  function dispatch(block, onReady) {
+    var name = "message", data = [];
+    block.split("\n").forEach(function (line) {
+      if (line.indexOf("event:") === 0) name = line.slice(6).trim();
+      else if (line.indexOf("data:") === 0) data.push(line.slice(5).replace(/^ /, ""));
+    });
+    if (!data.length) return; // a keep-alive comment
+    var payload;
+    try { payload = JSON.parse(data.join("\n")); } catch (e) { return; }
+    if (name === "ready") { retryDelay = 1000; setMode(payload.mode); onReady(); }
+    else if (name === "message") render(payload);
+    else if (name === "token") onToken(payload);
+    else if (name === "mode") setMode(payload.mode);
+    else if (name === "error") showError(payload);
+  }
+})();

@@ -1,0 +1,411 @@
+"""Importing past support tickets (customer message -> agent reply) for training.
+
+Formats (``fmt``):
+
+* ``bitext`` - the public Bitext customer-support CSV (``instruction``, ``intent``, ``category``,
+  ``response``, plus ``entity_type``/``entity_value`` naming the personal value in the message).
+* ``csv`` / ``jsonl`` - any file, with a column mapping ``{column: field}``; fields are
+  ``customer_message``, ``agent_reply``, ``intent``, ``category``, ``tone``, ``external_id``,
+  ``created_at``. Common column names (``message``, ``question``, ``reply``, ``response``,
+  ``answer``, ``id``) are recognised without a mapping.
+* ``sample`` - the sample company's tickets (``models/sample/tickets.jsonl``: ``id``,
+  ``created_at``, ``channel``, ``customer_message``, ``intent``, ``category``, ``agent_reply``,
+  ``resolved``, ``csat``).
+* ``corrections`` - agents' corrections exported from the database by
+  ``hybridesk tickets export-corrections``. **Export format**: UTF-8 JSON Lines, one object per
+  corrected bot reply::
+
+      {"message_id": "42",                  # id of the corrected bot message (external id)
+       "conversation_id": "7",              # optional
+       "customer_message": "Where is my parcel?",   # the customer turn the bot answered (required)
+       "intent": "track_order",             # optional, as detected at the time
+       "tone": "neutral",                   # optional
+       "original_reply": "...",             # optional, what the bot said
+       "corrected_reply": "...",            # required, what the agent says it should have said
+       "corrected_by": "agent@...",         # optional
+       "corrected_at": "2026-03-01T10:00:00Z"}   # optional ISO 8601
+
+  A transcript export may use ``agent_reply`` instead of ``corrected_reply``.
+
+Every message and reply is PII-scrubbed (:mod:`models.pii`) before it is stored or trained on;
+bitext's anonymised slots (``{{Order Number Anonymized}}``) are normalised to the slot names the
+bot uses. Bad rows are reported with their line number and skipped; the rest import.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from knowledge.errors import InvalidInput, NotFound
+from models.pii import BITEXT_ENTITY_PLACEHOLDERS, ORDER, scrub_pii
+
+FORMATS = ("bitext", "csv", "jsonl", "sample", "corrections")
+FIELDS = ("customer_message", "agent_reply", "intent", "category", "tone", "external_id", "created_at")
+MAX_TEXT_CHARS = 8000
+_ALIASES = {
+    "customer_message": (
+        "customer_message",
+        "message",
+        "question",
+        "instruction",
+        "query",
+        "text",
+        "utterance",
+    ),
+    "agent_reply": ("agent_reply", "reply", "response", "answer", "corrected_reply"),
+    "intent": ("intent", "label"),
+    "category": ("category",),
+    "tone": ("tone", "sentiment"),
+    "external_id": ("external_id", "id", "ticket_id", "message_id"),
+    "created_at": ("created_at", "date", "timestamp", "corrected_at"),
+}
+_SLOT_RE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+_ORDER_LIKE = {"order number", "purchase id", "order id", "purchase number", "tracking number"}
+_INVOICE_LIKE = {"invoice number", "bill number", "invoice id", "bill id"}
+
+
+@dataclass
+class Ticket:
+    """One scrubbed ticket, ready to store or train on."""
+
+    source: str
+    customer_message: str
+    agent_reply: str
+    intent: str | None = None
+    category: str | None = None
+    tone: str | None = None
+    external_id: str | None = None
+    created_at: datetime | None = None
+    line: int | None = None
+
+    @property
+    def data_hash(self) -> str:
+        return ticket_hash(self.customer_message, self.agent_reply, self.intent)
+
+
+@dataclass
+class RowError:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did: counts and the skipped rows with their line numbers."""
+
+    path: str
+    fmt: str
+    read: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    scrubbed: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.path} ({self.fmt}): {self.read} rows read, {self.imported} imported, "
+            f"{self.duplicates} duplicates, {self.scrubbed} with personal data scrubbed, "
+            f"{len(self.errors)} skipped"
+        ]
+        lines += [f"  skipped {e}" for e in self.errors[:50]]
+        if len(self.errors) > 50:
+            lines.append(f"  ... and {len(self.errors) - 50} more")
+        return "\n".join(lines)
+
+
+def ticket_hash(message: str, reply: str, intent: str | None) -> str:
+    """SHA-256 of the whitespace-normalised message, reply and intent."""
+    norm = "\x1f".join(" ".join(str(x or "").split()) for x in (message, reply, intent))
+    return hashlib.sha256(norm.encode("utf-8")).hexdigest()
+
+
+def normalize_slots(text: str) -> str:
+    """Map dataset-specific slot spellings onto the bot's (``{{Purchase ID Anonymized}}`` -> ``{{Order Number}}``)."""
+
+    def repl(match: re.Match[str]) -> str:
+        name = match.group(1).strip()
+        base = re.sub(r"\s+anonymi[sz]ed$", "", name, flags=re.IGNORECASE).strip()
+        low = base.lower()
+        if low in _ORDER_LIKE:
+            return ORDER
+        if low in _INVOICE_LIKE:
+            return "{{Invoice Number}}"
+        if low in ("person name", "customer name", "name"):
+            return "{{Customer Name}}"
+        return "{{" + base + "}}"
+
+    return _SLOT_RE.sub(repl, text or "")
+
+
+def _parse_date(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    text = str(value).strip().replace("Z", "+00:00")
+    parsed = datetime.fromisoformat(text)  # raises ValueError with a clear message
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _opt(value: Any, limit: int = 64) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text[:limit] or None
+
+
+def _make_ticket(source: str, line: int, row: Mapping[str, Any], known=()) -> Ticket:
+    message = str(row.get("customer_message") or "").strip()
+    reply = str(row.get("agent_reply") or "").strip()
+    if not message:
+        raise ValueError("customer message is empty")
+    if not reply:
+        raise ValueError("agent reply is empty")
+    if len(message) > MAX_TEXT_CHARS or len(reply) > MAX_TEXT_CHARS:
+        raise ValueError(f"text longer than {MAX_TEXT_CHARS} characters")
+    try:
+        created = _parse_date(row.get("created_at"))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"bad created_at {row.get('created_at')!r}: {exc}") from exc
+    return Ticket(
+        source=source,
+        customer_message=message,
+        agent_reply=normalize_slots(reply),
+        intent=_opt(row.get("intent")),
+        category=_opt(row.get("category")),
+        tone=_opt(row.get("tone"), 32),
+        external_id=_opt(row.get("external_id"), 128),
+        created_at=created,
+        line=line,
+    )
+
+
+def _resolve_mapping(columns: list[str], mapping: Mapping[str, str] | None) -> dict[str, str]:
+    """``{field: column}`` from an explicit ``{column: field}`` mapping plus recognised names."""
+    result: dict[str, str] = {}
+    for column, fld in (mapping or {}).items():
+        if fld not in FIELDS:
+            raise InvalidInput(
+                f"Unknown field {fld!r} in --map {column}={fld}; fields are: {', '.join(FIELDS)}.",
+                code="bad_mapping",
+            )
+        if column not in columns:
+            raise InvalidInput(
+                f"Column {column!r} (from --map) is not in the file; columns are: {', '.join(columns)}.",
+                code="bad_mapping",
+            )
+        result[fld] = column
+    lowered = {c.lower(): c for c in columns}
+    for fld, aliases in _ALIASES.items():
+        if fld in result:
+            continue
+        for alias in aliases:
+            if alias in lowered:
+                result[fld] = lowered[alias]
+                break
+    missing = [f for f in ("customer_message", "agent_reply") if f not in result]
+    if missing:
+        raise InvalidInput(
+            f"Cannot find the {' and '.join(missing)} column(s) among {columns}; pass "
+            f"--map COLUMN={missing[0]} to name it.",
+            code="missing_columns",
+        )
+    return result
+
+
+def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, str] | RowError]]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames:
+            raise InvalidInput(f"{path} is empty or has no header row.", code="empty_file")
+        start = 2
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield start, RowError(start, f"unreadable CSV: {exc}")
+                start = reader.line_num + 1
+                continue
+            if None in row or any(v is None for v in row.values()):
+                yield start, RowError(start, f"expected {len(reader.fieldnames)} columns")
+            else:
+                yield start, row
+            start = reader.line_num + 1
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    with path.open(encoding="utf-8-sig") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                yield number, RowError(number, f"invalid JSON ({exc.msg} at column {exc.colno})")
+                continue
+            if not isinstance(obj, dict):
+                yield number, RowError(number, "expected a JSON object")
+                continue
+            yield number, obj
+
+
+def read_tickets(
+    path: Path | str, fmt: str, mapping: Mapping[str, str] | None = None
+) -> tuple[list[Ticket], list[RowError]]:
+    """Parse and scrub a ticket file; returns ``(tickets, bad rows)``. Nothing is stored."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise InvalidInput(
+            f"Unknown ticket format {fmt!r}; use one of {', '.join(FORMATS)}.", code="bad_format"
+        )
+    if not path.is_file():
+        raise NotFound(f"Ticket file {path} does not exist.", code="file_not_found")
+    tickets: list[Ticket] = []
+    errors: list[RowError] = []
+    rows = _iter_csv(path) if fmt in ("bitext", "csv") else _iter_jsonl(path)
+    field_map: dict[str, str] | None = None
+    for line, row in rows:
+        if isinstance(row, RowError):
+            errors.append(row)
+            continue
+        try:
+            if fmt == "bitext":
+                data, known = _bitext_row(row)
+            elif fmt == "sample":
+                data, known = (
+                    {f: row.get(f) for f in FIELDS if f != "external_id"} | {"external_id": row.get("id")},
+                    (),
+                )
+            elif fmt == "corrections":
+                data = {
+                    "customer_message": row.get("customer_message"),
+                    "agent_reply": row.get("corrected_reply") or row.get("agent_reply"),
+                    "intent": row.get("intent"),
+                    "tone": row.get("tone"),
+                    "external_id": row.get("message_id"),
+                    "created_at": row.get("corrected_at"),
+                }
+                known = ()
+            else:
+                if field_map is None:
+                    field_map = _resolve_mapping(list(row.keys()), mapping)
+                data, known = {f: row.get(c) for f, c in field_map.items()}, ()
+            ticket = _make_ticket(fmt, line, data)
+        except ValueError as exc:
+            errors.append(RowError(line, str(exc)))
+            continue
+        tickets.append(_scrub(ticket, known))
+    return tickets, errors
+
+
+def _bitext_row(row: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    missing = [c for c in ("instruction", "intent", "response") if c not in row]
+    if missing:
+        raise InvalidInput(
+            f"Not a bitext CSV: missing column(s) {missing}; use --format csv with --map.",
+            code="missing_columns",
+        )
+    known = []
+    placeholder = BITEXT_ENTITY_PLACEHOLDERS.get((row.get("entity_type") or "").strip())
+    if placeholder and row.get("entity_value"):
+        known.append((row["entity_value"], placeholder))
+    data = {
+        "customer_message": row.get("instruction"),
+        "agent_reply": row.get("response"),
+        "intent": row.get("intent"),
+        "category": row.get("category"),
+    }
+    return data, known
+
+
+def _scrub(ticket: Ticket, known) -> Ticket:
+    ticket.customer_message, found_m = scrub_pii(ticket.customer_message, known)
+    ticket.agent_reply, found_r = scrub_pii(ticket.agent_reply, known)
+    ticket.scrubbed_kinds = sorted(set(found_m) | set(found_r))  # type: ignore[attr-defined]
+    return ticket
+
+
+def import_tickets(
+    session: Any,
+    path: Path | str,
+    fmt: str,
+    mapping: Mapping[str, str] | None = None,
+    *,
+    tone_fn: Callable[[str], str] | None = None,
+) -> ImportReport:
+    """Read, scrub and store tickets as :class:`models.db.ImportedTicket` rows (de-duplicated).
+
+    ``tone_fn`` labels each message's tone (the bot passes its tone detector); rows with a tone
+    already keep it. The caller's unit of work commits.
+    """
+    from sqlalchemy import select
+
+    from models.db import ImportedTicket
+
+    tickets, errors = read_tickets(path, fmt, mapping)
+    report = ImportReport(path=str(path), fmt=fmt, read=len(tickets) + len(errors), errors=errors)
+    existing = set(session.scalars(select(ImportedTicket.data_hash).where(ImportedTicket.source == fmt)))
+    for ticket in tickets:
+        digest = ticket.data_hash
+        if digest in existing:
+            report.duplicates += 1
+            continue
+        existing.add(digest)
+        if getattr(ticket, "scrubbed_kinds", None):
+            report.scrubbed += 1
+        if ticket.tone is None and tone_fn is not None:
+            ticket.tone = _opt(tone_fn(ticket.customer_message), 32)
+        session.add(
+            ImportedTicket(
+                source=fmt,
+                external_id=ticket.external_id,
+                customer_message=ticket.customer_message,
+                intent=ticket.intent,
+                category=ticket.category,
+                agent_reply=ticket.agent_reply,
+                tone=ticket.tone,
+                scrubbed=True,
+                created_at=ticket.created_at,
+                data_hash=digest,
+            )
+        )
+        report.imported += 1
+    session.flush()
+    return report
+
+
+def stored_tickets(session: Any, sources: list[str] | None = None) -> list[Ticket]:
+    """Imported tickets from the database, as :class:`Ticket` objects (oldest first)."""
+    from sqlalchemy import select
+
+    from models.db import ImportedTicket
+
+    query = select(ImportedTicket).order_by(ImportedTicket.id)
+    if sources:
+        query = query.where(ImportedTicket.source.in_(sources))
+    return [
+        Ticket(
+            source=row.source,
+            customer_message=row.customer_message,
+            agent_reply=row.agent_reply,
+            intent=row.intent,
+            category=row.category,
+            tone=row.tone,
+            external_id=row.external_id,
+            created_at=row.created_at,
+        )
+        for row in session.scalars(query)
+    ]

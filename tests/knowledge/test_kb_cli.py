@@ -1,0 +1,74 @@
+"""`hybridesk kb ...` handlers against a real service."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+from kb_helpers import load_small_kb
+
+from bot.cli_kb import register
+from knowledge.errors import InvalidInput, NotFound
+
+pytestmark = pytest.mark.slow
+
+
+class Ctx:
+    def __init__(self, service) -> None:
+        self.service = service
+
+    def knowledge(self):
+        return self.service
+
+
+@pytest.fixture
+def run(make_service, sqlite_url: str, capsys: pytest.CaptureFixture[str]):
+    svc = make_service(sqlite_url)
+    parser = argparse.ArgumentParser(prog="hybridesk")
+    register(parser.add_subparsers(dest="command"))
+
+    def _run(*argv: str) -> str:
+        args = parser.parse_args(["kb", *argv])
+        assert args.handler(args, Ctx(svc)) in (0, None)
+        return capsys.readouterr().out
+
+    _run.svc = svc  # type: ignore[attr-defined]
+    return _run
+
+
+def test_kb_commands(run, tmp_path: Path) -> None:
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "hours.md").write_text(
+        "---\nid: opening-hours\ntitle: Opening hours\neffective_from: 2026-01-01\nfacts:\n"
+        "  - name: support_hours\n    value: 9am-5pm\n    placeholders: [Customer Support Hours]\n---\n"
+        "# Opening hours\n\n## Support\nWe answer from 9am to 5pm.\n",
+        encoding="utf-8",
+    )
+    (folder / "bad.md").write_bytes(b"\x00")
+    out = run("import", str(folder), "--author", "cli-test")
+    assert "1 imported" in out and "skipped   bad.md" in out
+    load_small_kb(run.svc)
+    assert "opening-hours" in run("list") and "returns-policy" in run("list")
+    assert "We answer from 9am to 5pm." in run("show", "opening-hours")
+    assert "support_hours" in run("facts")
+    out = run("search", "when can I call support", "-k", "2")
+    assert out.startswith("1. [")
+    run.svc.add_revision(
+        "opening-hours", "# Opening hours\n\n## Support\nWe answer from 8am to 6pm.", author="x"
+    )
+    assert "r2" in run("history", "opening-hours")
+    assert "+We answer from 8am to 6pm." in run("diff", "opening-hours", "1", "2")
+    assert "published opening-hours r2" in run("publish", "opening-hours", "--at", "2030-01-01")
+    assert "9am-5pm" in run("facts")
+    assert "8am to 6pm" in run("search", "support hours", "--at", "2030-02-01")
+    assert "retired opening-hours" in run("retire", "opening-hours")
+    assert "opening-hours" not in run("search", "support hours", "-k", "3")
+
+
+def test_kb_command_errors(run) -> None:
+    with pytest.raises(NotFound):
+        run("show", "no-such-doc")
+    with pytest.raises(InvalidInput):
+        run("facts", "--at", "yesterday-ish")

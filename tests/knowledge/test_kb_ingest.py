@@ -1,0 +1,160 @@
+"""Importers: Markdown front matter, fact blocks, HTML, text, folders with bad files."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from knowledge.errors import InvalidInput, TooLarge
+from knowledge.ingest import import_folder, parse_bytes, parse_html, parse_markdown, parse_when
+from knowledge.store import KnowledgeStore
+
+RETURNS = """---
+id: returns-policy
+title: Returns policy
+effective_from: 2026-01-01
+tags: [returns, refunds]
+audience: customers
+facts:
+  - name: return_window_days
+    value: 30
+    unit: days
+    placeholders: ["number of days"]
+---
+# Returns policy
+
+## Who can return
+Return unused items within 30 days.
+
+```facts
+- name: refund_days
+  value: "5"
+  unit: business days
+```
+"""
+
+
+def test_markdown_front_matter_and_fact_block() -> None:
+    d = parse_markdown(RETURNS, name="returns.md")
+    assert (d.id, d.title, d.tags, d.audience) == (
+        "returns-policy",
+        "Returns policy",
+        ["returns", "refunds"],
+        "customers",
+    )
+    assert d.effective_from == datetime(2026, 1, 1, tzinfo=UTC)
+    assert [(f.name, f.value) for f in d.facts] == [("return_window_days", "30"), ("refund_days", "5")]
+    assert "```facts" not in d.body and "Who can return" in d.body
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("---\nid: [broken\n---\nbody", "bad_front_matter"),
+        ("---\nid: x\nbody without end", "bad_front_matter"),
+        ("---\n- a list\n---\nbody", "bad_front_matter"),
+        ("---\nid: x\n---\n", "empty_file"),
+        ("---\nid: x\neffective_from: 31/12/2026\n---\nbody", "bad_date"),
+        ("---\nid: x\neffective_from: 2026-02-01\neffective_until: 2026-01-01\n---\nbody", "bad_date"),
+        ("---\nid: Not A Slug\n---\nbody", "bad_document_id"),
+        ("---\nid: x\nfacts:\n  - name: BadName\n    value: 1\n---\nbody", "bad_facts"),
+        ("---\nid: x\nfacts:\n  - name: a\n---\nbody", "bad_facts"),
+    ],
+)
+def test_bad_markdown_is_refused_with_a_code(text: str, code: str) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        parse_markdown(text, name="f.md")
+    assert exc.value.code == code
+    assert "f.md" in exc.value.message
+
+
+def test_dates() -> None:
+    assert parse_when("2026-03-01T09:30:00Z") == datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    assert parse_when("2026-03-01T10:30:00+01:00") == datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    assert parse_when(None) is None
+    with pytest.raises(InvalidInput):
+        parse_when("next tuesday")
+
+
+def test_html_drops_scripts_and_keeps_headings() -> None:
+    html = (
+        "<html><head><title>Shipping</title><style>p{color:red}</style><script>var secret=1;</script></head>"
+        "<body><h1>Shipping</h1><h2>Costs</h2><p>Free over &pound;50.</p><script>alert(1)</script>"
+        "<ul><li>Express: next day</li></ul></body></html>"
+    )
+    d = parse_html(html, name="shipping.html")
+    assert d.title == "Shipping" and d.id == "shipping"
+    assert "## Costs" in d.body and "Free over £50." in d.body and "- Express: next day" in d.body
+    assert "secret" not in d.body and "alert" not in d.body and "color" not in d.body
+
+
+def test_binary_empty_and_unsupported_files() -> None:
+    with pytest.raises(InvalidInput) as exc:
+        parse_bytes(b"\x89PNG\x00\x00", "logo.md")
+    assert exc.value.code == "binary_file"
+    with pytest.raises(InvalidInput) as exc:
+        parse_bytes(b"\xff\xfe\xfa", "latin.txt")
+    assert exc.value.code == "binary_file"
+    with pytest.raises(InvalidInput) as exc:
+        parse_bytes(b"  \n ", "empty.txt")
+    assert exc.value.code == "empty_file"
+    with pytest.raises(InvalidInput) as exc:
+        parse_bytes(b"x", "sheet.xlsx")
+    assert exc.value.code == "unsupported_file"
+    with pytest.raises(TooLarge):
+        parse_bytes(b"a" * (3 * 1024 * 1024), "huge.txt")
+    d = parse_bytes(b"Opening hours\nWe are open 9 to 5.", "hours.txt")
+    assert (d.id, d.title, d.body) == ("hours", "Opening hours", "We are open 9 to 5.")
+
+
+def _folder(tmp_path: Path) -> Path:
+    root = tmp_path / "kb"
+    (root / "scheduled").mkdir(parents=True, exist_ok=True)
+    (root / "sub").mkdir(exist_ok=True)
+    (root / "returns.md").write_text(RETURNS, encoding="utf-8")
+    (root / "scheduled" / "returns-2027.md").write_text(
+        RETURNS.replace("2026-01-01", "2027-01-01").replace("value: 30", "value: 45"), encoding="utf-8"
+    )
+    (root / "sub" / "hours.txt").write_text("Opening hours\nWe are open 9 to 5.", encoding="utf-8")
+    (root / "README.md").write_text("# not a policy", encoding="utf-8")
+    (root / "SLOTS.md").write_text("# slots", encoding="utf-8")
+    (root / "broken.md").write_text("---\nid: [oops\n---\ntext", encoding="utf-8")
+    (root / "blob.md").write_bytes(b"\x00\x01binary")
+    (root / "empty.html").write_text("", encoding="utf-8")
+    return root
+
+
+def test_folder_import_reports_bad_files_and_imports_the_rest(tmp_path: Path, store: KnowledgeStore) -> None:
+    report = import_folder(store, _folder(tmp_path), author="importer")
+    assert sorted(report.imported) == ["hours", "returns-policy"]
+    assert report.updated == ["returns-policy"]  # the scheduled revision
+    assert sorted(e.file for e in report.errors) == ["blob.md", "broken.md", "empty.html"]
+    assert {e.code for e in report.errors} == {"binary_file", "bad_front_matter", "empty_file"}
+    assert "imported" in report.summary()
+    hist = store.history("returns-policy")
+    assert [(r.number, r.status) for r in hist] == [(1, "published"), (2, "published")]
+    assert store.facts_at(datetime(2026, 6, 1, tzinfo=UTC))["return_window_days"].value == "30"
+    assert store.facts_at(datetime(2027, 6, 1, tzinfo=UTC))["return_window_days"].value == "45"
+    # re-importing the same folder changes nothing
+    again = import_folder(store, _folder(tmp_path), author="importer")
+    assert again.imported == [] and again.updated == []
+    assert sorted(again.unchanged) == ["hours", "returns-policy", "returns-policy"]
+    assert len(store.history("returns-policy")) == 2
+
+
+def test_import_of_a_missing_path(store: KnowledgeStore, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput):
+        import_folder(store, tmp_path / "nowhere", author="x")
+
+
+def test_a_file_refused_by_the_store_leaves_nothing_behind(tmp_path: Path, store: KnowledgeStore) -> None:
+    root = tmp_path / "kb"
+    root.mkdir()
+    (root / "a.md").write_text(RETURNS, encoding="utf-8")
+    (root / "b.md").write_text(RETURNS.replace("id: returns-policy", "id: other-doc"), encoding="utf-8")
+    report = import_folder(store, root, author="x")
+    assert report.imported == ["returns-policy"]
+    assert [e.code for e in report.errors] == ["fact_conflict"]
+    assert [d.document_id for d in store.list()] == ["returns-policy"]

@@ -1,0 +1,166 @@
+"""Store semantics on SQLite: immutable revisions, in force at T, scheduling, retirement, facts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kb_helpers import doc
+
+from knowledge.errors import Conflict, InvalidInput, NotFound
+from knowledge.ingest import FactSpec
+from knowledge.store import KnowledgeStore, normalize_slot
+
+JAN = datetime(2026, 1, 1, tzinfo=UTC)
+JUN = datetime(2026, 6, 1, tzinfo=UTC)
+NEXT_YEAR = datetime(2027, 1, 1, tzinfo=UTC)
+WINDOW = FactSpec("return_window_days", "30", "days", "Return window", ["Number of Days", "return window"])
+
+
+def _returns(store: KnowledgeStore) -> None:
+    store.create_document(
+        doc("returns", "# Returns\n\n## Window\nReturn within 30 days.", facts=[WINDOW]),
+        author="alice",
+        publish=True,
+        at=JAN,
+    )
+
+
+def test_edit_is_a_new_revision_and_old_text_is_kept(store: KnowledgeStore) -> None:
+    _returns(store)
+    rev2 = store.add_revision(
+        "returns", "# Returns\n\n## Window\nReturn within 45 days.", author="bob", change_note="longer window"
+    )
+    assert rev2.number == 2 and rev2.status == "draft"
+    assert "30 days" in store.get("returns", 1).content
+    assert "45 days" in store.get("returns", 2).content
+    hist = store.history("returns")
+    assert [(r.number, r.author, r.status) for r in hist] == [(1, "alice", "published"), (2, "bob", "draft")]
+    assert hist[1].change_note == "longer window"
+    assert hist[0].content_hash != hist[1].content_hash
+    # a draft is not in force
+    assert store.in_force(JUN)[0].number == 1
+
+
+def test_in_force_at_times_and_scheduled_revision(store: KnowledgeStore) -> None:
+    _returns(store)
+    store.add_revision(
+        "returns",
+        "# Returns\n\n## Window\nReturn within 45 days.",
+        author="bob",
+        facts=[FactSpec("return_window_days", "45", "days", None, ["Number of Days"])],
+    )
+    store.publish("returns", at=NEXT_YEAR)
+    assert store.in_force(datetime(2025, 12, 31, tzinfo=UTC)) == []
+    assert store.in_force(JUN)[0].number == 1
+    assert store.in_force(NEXT_YEAR + timedelta(seconds=1))[0].number == 2
+    assert store.facts_at(JUN)["return_window_days"].value == "30"
+    assert store.facts_at(NEXT_YEAR)["return_window_days"].value == "45"
+
+
+def test_an_edit_published_now_replaces_the_current_text(store: KnowledgeStore) -> None:
+    _returns(store)
+    store.add_revision(
+        "returns", "# Returns\n\n## Window\nReturn within 60 days.", author="bob", publish=True
+    )
+    live = store.in_force()
+    assert [(r.document_id, r.number) for r in live] == [("returns", 2)]
+
+
+def test_retired_document_is_never_in_force_again_but_history_stays(store: KnowledgeStore) -> None:
+    _returns(store)
+    retired = store.retire("returns", note="policy dropped")
+    assert [r.status for r in retired] == ["retired"]
+    assert store.in_force() == []
+    assert store.facts_at() == {}
+    assert store.in_force(JUN)[0].number == 1  # what was in force before retirement is still answerable
+    with pytest.raises(Conflict):
+        store.publish("returns", 1)
+    with pytest.raises(Conflict):
+        store.retire("returns")
+
+
+def test_retiring_also_cancels_a_scheduled_revision(store: KnowledgeStore) -> None:
+    _returns(store)
+    store.add_revision("returns", "# Returns\n\nNew text.", author="bob")
+    store.publish("returns", at=NEXT_YEAR)
+    store.retire("returns")
+    assert store.in_force(NEXT_YEAR + timedelta(days=1)) == []
+
+
+def test_unknown_ids_and_bad_input_raise_clear_errors(store: KnowledgeStore) -> None:
+    with pytest.raises(NotFound) as exc:
+        store.get("nope")
+    assert exc.value.code == "unknown_document"
+    _returns(store)
+    with pytest.raises(NotFound):
+        store.get("returns", 7)
+    with pytest.raises(NotFound):
+        store.publish("nope")
+    with pytest.raises(NotFound):
+        store.add_revision("nope", "text", author="x")
+    with pytest.raises(InvalidInput):
+        store.add_revision("returns", "   ", author="x")
+    with pytest.raises(InvalidInput):
+        store.create_document(doc("Bad Id!", "text"), author="x")
+    with pytest.raises(Conflict):
+        store.create_document(doc("returns", "text"), author="x")
+    assert len(store.history("returns")) == 1  # nothing half-written
+
+
+def test_diff_is_a_unified_diff(store: KnowledgeStore) -> None:
+    _returns(store)
+    store.add_revision("returns", "# Returns\n\n## Window\nReturn within 45 days.", author="bob")
+    out = store.diff("returns", 1, 2)
+    assert out.startswith("--- returns@r1\n+++ returns@r2")
+    assert "-Return within 30 days." in out and "+Return within 45 days." in out
+
+
+def test_facts_and_placeholders(store: KnowledgeStore) -> None:
+    _returns(store)
+    facts = store.facts_at()
+    f = facts["return_window_days"]
+    assert (f.value, f.unit, f.document_id, f.revision, f.anchor) == ("30", "days", "returns", 1, "window")
+    for slot in (
+        "{{Number of Days}}",
+        "number  of days",
+        "NUMBER_OF_DAYS",
+        "Return Window",
+        "return window days",
+    ):
+        assert store.resolve_placeholder(slot) == f, slot
+    assert store.resolve_placeholder("{{Unknown Slot}}") is None
+    assert normalize_slot(" {{ Customer_Support  phone-number }} ") == "customer support phone number"
+
+
+def test_a_fact_has_one_home(store: KnowledgeStore) -> None:
+    _returns(store)
+    with pytest.raises(Conflict) as exc:
+        store.create_document(doc("other", "Other text.", facts=[WINDOW]), author="x", publish=True)
+    assert exc.value.code == "fact_conflict"
+    with pytest.raises(NotFound):
+        store.get("other")  # rolled back as a whole
+
+
+def test_timestamps_are_timezone_aware_utc(store: KnowledgeStore) -> None:
+    _returns(store)
+    rev = store.get("returns")
+    for value in (rev.created_at, rev.published_at, rev.effective_from):
+        assert value is not None and value.utcoffset() == timedelta(0)
+    naive = datetime(2026, 6, 1)  # naive input is taken as UTC
+    assert store.in_force(naive)[0].number == 1
+
+
+def test_generation_grows_with_every_write(store: KnowledgeStore) -> None:
+    g0 = store.generation()
+    _returns(store)
+    g1 = store.generation()
+    store.retire("returns")
+    assert g0 < g1 < store.generation()
+
+
+def test_list_shows_latest_and_in_force(store: KnowledgeStore) -> None:
+    _returns(store)
+    store.add_revision("returns", "Draft text.", author="bob")
+    [summary] = store.list()
+    assert (summary.latest_revision, summary.latest_status, summary.in_force_revision) == (2, "draft", 1)

@@ -1,0 +1,275 @@
+"""The customer chat API over a real uvicorn server (real DB, manager, actions; fake models)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from conftest import start_conversation
+
+from bot.db.repositories import ConversationRepository, MessageRepository
+from bot.web import live
+from bot.web.ratelimit import ChatLimits, RateLimiter
+
+RETURN_Q = "How long do I have to return a lamp?"
+
+
+def wait_for_reply(client: httpx.Client, cid: str, headers: dict[str, str], timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msgs = client.get(f"/api/conversations/{cid}/messages", headers=headers).json()["messages"]
+        bots = [m for m in msgs if m["role"] == "bot"]
+        if bots:
+            return bots[-1]
+        time.sleep(0.05)
+    raise AssertionError("no reply")
+
+
+def test_start_conversation_and_openapi(client):
+    r = client.post("/api/conversations", json={"metadata": {"page": "/help"}})
+    assert r.status_code == 201
+    body = r.json()
+    assert len(body["conversation_id"]) == 32 and len(body["token"]) >= 40
+    assert "Larkspur" in body["greeting"]
+    spec = client.get("/openapi.json").json()
+    for path in ("/api/conversations", "/api/conversations/{conversation_id}/messages",
+                 "/api/conversations/{conversation_id}/events", "/api/messages/{message_id}/rating",
+                 "/api/conversations/{conversation_id}/handoff", "/api/conversations/{conversation_id}/end"):
+        assert path in spec["paths"], path
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
+
+
+def test_message_is_stored_before_the_reply_and_streamed_with_sources(client, sse, chat_server):
+    cid, headers = start_conversation(client)
+    stream = sse(cid, headers)
+    chat_server.services.generator.delay = 0.05
+    try:
+        started = time.perf_counter()
+        r = client.post(f"/api/conversations/{cid}/messages", json={"text": RETURN_Q, "client_message_id": "m-1"},
+                        headers=headers)
+        ack_ms = (time.perf_counter() - started) * 1000
+        assert r.status_code == 202, r.text
+        ack = r.json()
+        # acknowledged = stored: visible in history while the reply is still being written
+        history = client.get(f"/api/conversations/{cid}/messages", headers=headers).json()["messages"]
+        assert [m["text"] for m in history] == [RETURN_Q]
+        assert ack_ms < 1000
+        tokens = []
+        while True:
+            kind, data, ident = stream.next()
+            if kind == "token":
+                assert data["reply_to"] == ack["message_id"]
+                tokens.append(data["text"])
+            elif kind == "message" and data["role"] == "bot":
+                break
+            elif kind == "message":
+                assert data["client_message_id"] == "m-1" and ident == str(ack["seq"])
+    finally:
+        chat_server.services.generator.delay = 0.02
+    assert len(tokens) >= 2, "the reply was not streamed in pieces"
+    assert "".join(tokens).strip() == data["text"]
+    assert "30 days" in data["text"]
+    assert ident == str(data["seq"]) and data["reply_to"] == ack["message_id"]
+    assert data["sources"] == [{"document_id": "returns-policy", "revision": 3, "title": "Returns policy",
+                                "heading": "Who can return", "anchor": "who-can-return",
+                                "url": "/kb/returns-policy#who-can-return"}]
+
+
+def test_retried_send_with_same_client_id_is_stored_once(client):
+    cid, headers = start_conversation(client)
+    body = {"text": RETURN_Q, "client_message_id": "retry-1"}
+    a = client.post(f"/api/conversations/{cid}/messages", json=body, headers=headers).json()
+    b = client.post(f"/api/conversations/{cid}/messages", json=body, headers=headers).json()
+    assert a["message_id"] == b["message_id"]
+    wait_for_reply(client, cid, headers)
+    time.sleep(0.3)
+    msgs = client.get(f"/api/conversations/{cid}/messages", headers=headers).json()["messages"]
+    assert [m["role"] for m in msgs] == ["customer", "bot"]
+
+
+def test_reconnect_replays_missed_messages_from_last_event_id(client, sse):
+    cid, headers = start_conversation(client)
+    client.post(f"/api/conversations/{cid}/messages", json={"text": RETURN_Q}, headers=headers)
+    reply = wait_for_reply(client, cid, headers)
+    stream = sse(cid, headers | {"Last-Event-ID": "1"})
+    kind, data, ident = stream.next("message")
+    assert data["id"] == reply["id"] and ident == str(reply["seq"])
+    by_query = sse(cid, headers, after_seq=0)
+    assert by_query.next("message")[1]["role"] == "customer"
+    assert by_query.next("message")[1]["id"] == reply["id"]
+
+
+def test_stream_dropped_mid_reply_reconnects_to_the_full_reply(client, sse, chat_server):
+    cid, headers = start_conversation(client)
+    first = sse(cid, headers)
+    chat_server.services.generator.delay = 0.1
+    try:
+        ack = client.post(f"/api/conversations/{cid}/messages", json={"text": RETURN_Q}, headers=headers).json()
+        first.next("token")
+        first.stop()  # the network drops after the first piece
+        time.sleep(0.3)
+        again = sse(cid, headers | {"Last-Event-ID": str(ack["seq"])})
+        kind, data, _ = again.next("message", timeout=20, where=lambda d: d["role"] == "bot")
+    finally:
+        chat_server.services.generator.delay = 0.02
+    assert data["text"].startswith("You can return most items within 30 days")
+    assert data["text"].endswith("5 working days.")
+
+
+def test_token_opens_its_own_conversation_only(client, chat_server):
+    a, headers_a = start_conversation(client)
+    b, headers_b = start_conversation(client)
+    wrong = client.get(f"/api/conversations/{b}/messages", headers=headers_a)
+    unknown = client.get("/api/conversations/ffffffffffffffffffffffffffffffff/messages", headers=headers_a)
+    missing = client.get(f"/api/conversations/{a}/messages")
+    assert wrong.status_code == unknown.status_code == missing.status_code == 403
+    assert wrong.json() == unknown.json() == missing.json()  # existence is not leaked
+    assert client.post(f"/api/conversations/{b}/messages", json={"text": "hi"}, headers=headers_a).status_code == 403
+    assert client.post(f"/api/conversations/{b}/handoff", headers=headers_a).status_code == 403
+    assert client.post(f"/api/conversations/{b}/end", json={}, headers=headers_a).status_code == 403
+    ev = httpx.get(f"{chat_server.url}/api/conversations/{b}/events", params={"token": "nope"}, timeout=5)
+    assert ev.status_code == 403
+    token_a = headers_a["Authorization"].split()[1]
+    with httpx.stream("GET", f"{chat_server.url}/api/conversations/{a}/events", params={"token": token_a},
+                      timeout=5) as ok:
+        assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/event-stream")
+
+
+def test_bad_input(client):
+    cid, headers = start_conversation(client)
+    url = f"/api/conversations/{cid}/messages"
+    too_long = client.post(url, json={"text": "a" * 2001}, headers=headers)
+    assert too_long.status_code == 413
+    assert "2000" in too_long.json()["error"]["message"]
+    huge = client.post(url, content=b'{"text": "' + b"a" * 70_000 + b'"}', headers=headers | {
+        "Content-Type": "application/json"})
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "too_large"
+    malformed = client.post(url, content=b'{"text": ', headers=headers | {"Content-Type": "application/json"})
+    assert malformed.status_code == 422
+    missing = client.post(url, json={"txt": "hello"}, headers=headers)
+    assert missing.status_code == 422 and "text" in missing.json()["error"]["message"]
+    wrong_type = client.post(url, json={"text": ["a"]}, headers=headers)
+    assert wrong_type.status_code == 422 and "text" in wrong_type.json()["error"]["message"]
+    empty = client.post(url, json={"text": "   "}, headers=headers)
+    assert empty.status_code == 422 and empty.json()["error"]["fields"]["field"] == "text"
+    bad_rating = client.post("/api/messages/1/rating", json={"rating": "meh"}, headers=headers)
+    assert bad_rating.status_code == 422 and "rating" in bad_rating.json()["error"]["message"]
+
+
+def test_markup_is_kept_as_plain_text(client):
+    cid, headers = start_conversation(client)
+    evil = '<script>alert("x")</script><img src=x onerror=alert(1)> & "quotes"'
+    client.post(f"/api/conversations/{cid}/messages", json={"text": evil}, headers=headers)
+    r = client.get(f"/api/conversations/{cid}/messages", headers=headers)
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json()["messages"][0]["text"] == evil
+
+
+def test_rating(client, chat_server):
+    cid, headers = start_conversation(client)
+    ack = client.post(f"/api/conversations/{cid}/messages", json={"text": RETURN_Q}, headers=headers).json()
+    reply = wait_for_reply(client, cid, headers)
+    url = f"/api/messages/{reply['id']}/rating"
+    assert client.post(url, json={"rating": "down", "comment": "too vague"}, headers=headers).json() == {
+        "message_id": reply["id"], "rating": "down"}
+    assert client.post(url, json={"rating": "up"}, headers=headers).status_code == 200
+    own = client.post(f"/api/messages/{ack['message_id']}/rating", json={"rating": "up"}, headers=headers)
+    assert own.status_code == 422
+    _other, other_headers = start_conversation(client)
+    stranger = client.post(url, json={"rating": "down"}, headers=other_headers)
+    unknown = client.post("/api/messages/999999/rating", json={"rating": "down"}, headers=other_headers)
+    assert stranger.status_code == unknown.status_code == 403 and stranger.json() == unknown.json()
+    from bot.db.repositories import FeedbackRepository
+
+    with chat_server.services.db.unit_of_work() as session:
+        fb = FeedbackRepository(session).for_message(reply["id"])
+        assert (fb.rating, fb.comment) == (1, "too vague")
+        assert ConversationRepository(session).get(cid).state["thumbs_down"] == 0
+
+
+def test_handoff_queues_for_a_person_and_streams_the_mode(client, sse):
+    cid, headers = start_conversation(client)
+    stream = sse(cid, headers)
+    r = client.post(f"/api/conversations/{cid}/handoff", headers=headers)
+    assert r.json() == {"conversation_id": cid, "mode": "handoff_requested"}
+    assert stream.next("message")[1]["role"] == "system"
+    assert stream.next("mode")[1]["mode"] == "handoff_requested"
+    again = client.post(f"/api/conversations/{cid}/handoff", headers=headers)
+    assert again.json()["mode"] == "handoff_requested"
+    history = client.get(f"/api/conversations/{cid}/messages", headers=headers).json()
+    assert history["mode"] == "handoff_requested" and len(history["messages"]) == 1
+
+
+def test_agent_messages_arrive_live_and_the_bot_stays_silent(client, sse, chat_server):
+    cid, headers = start_conversation(client)
+    stream = sse(cid, headers)
+    manager = chat_server.app.state.manager
+    with chat_server.services.db.unit_of_work() as session:
+        ConversationRepository(session).get(cid).mode = "human"
+    # what the console does when an agent writes
+    agent_msg = manager.receive(cid, "Hi, I'm Maya from the support team. <b>How can I help?</b>", role="agent")
+    live.publish(cid, live.mode_event("human"))
+    live.publish(cid, live.message_event(agent_msg))
+    assert stream.next("mode")[1]["mode"] == "human"
+    data = stream.next("message", where=lambda d: d["role"] == "agent")[1]
+    assert data["text"].endswith("<b>How can I help?</b>")
+    client.post(f"/api/conversations/{cid}/messages", json={"text": RETURN_Q}, headers=headers)
+    time.sleep(0.6)
+    roles = [m["role"] for m in client.get(f"/api/conversations/{cid}/messages", headers=headers).json()["messages"]]
+    assert roles == ["agent", "customer"]
+
+
+def test_end_conversation_with_satisfaction(client, chat_server):
+    cid, headers = start_conversation(client)
+    assert client.post(f"/api/conversations/{cid}/end", json={"satisfaction": 9}, headers=headers).status_code == 422
+    r = client.post(f"/api/conversations/{cid}/end", json={"satisfaction": 4}, headers=headers)
+    assert r.json() == {"conversation_id": cid, "status": "ended", "satisfaction": 4}
+    late = client.post(f"/api/conversations/{cid}/messages", json={"text": "one more"}, headers=headers)
+    assert late.status_code == 409
+    with chat_server.services.db.unit_of_work() as session:
+        conv = ConversationRepository(session).get(cid)
+        assert (conv.status, conv.satisfaction) == ("ended", 4) and conv.ended_at is not None
+        assert list(MessageRepository(session).history(cid)) == []
+
+
+def test_rate_limits_answer_429_with_retry_after(client, chat_server):
+    app = chat_server.app
+    saved = app.state.chat_limits
+    cid, headers = start_conversation(client)
+    app.state.chat_limits = ChatLimits(per_ip=RateLimiter(1000, 1000), new_conversations_per_ip=RateLimiter(1, 0.01),
+                                       messages_per_conversation=RateLimiter(2, 0.05))
+    try:
+        url = f"/api/conversations/{cid}/messages"
+        codes = [client.post(url, json={"text": f"question {i}"}, headers=headers).status_code for i in range(3)]
+        assert codes == [202, 202, 429]
+        limited = client.post(url, json={"text": "again"}, headers=headers)
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert "wait" in limited.json()["error"]["message"]
+        assert client.post("/api/conversations").status_code == 201
+        assert client.post("/api/conversations").status_code == 429
+    finally:
+        app.state.chat_limits = saved
+
+
+def test_token_bucket_refills():
+    bucket = RateLimiter(capacity=2, rate=1.0)
+    assert [bucket.check("k", now=100.0) for _ in range(3)] == [0.0, 0.0, 1.0]
+    assert bucket.check("k", now=101.0) == 0.0
+    assert bucket.check("other", now=101.0) == 0.0
+
+
+def test_demo_page_widget_and_cors(client):
+    for path in ("/", "/demo"):
+        page = client.get(path)
+        assert page.status_code == 200 and "Larkspur" in page.text
+        assert '<script src="/static/widget.js"' in page.text
+    js = client.get("/static/widget.js")
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+    assert len(js.content) <= 60 * 1024
+    assert "innerHTML" not in js.text and "insertAdjacentHTML" not in js.text and "document.write" not in js.text
+    assert "cdn" not in js.text.lower() and "import(" not in js.text
+    pre = client.options("/api/conversations", headers={
+        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://x"}).headers
