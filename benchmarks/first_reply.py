@@ -56,8 +56,12 @@ def main() -> None:
     init_s = time.perf_counter() - t0
     port = free_port()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(timeout=120) as client:
@@ -71,14 +75,18 @@ def main() -> None:
                     raise SystemExit("server exited during start-up")
                 time.sleep(0.1)
             up_s = time.perf_counter() - t0
-            r = client.post(base + "/webhooks/rest/webhook", json={"sender": "bench-0", "message": QUESTIONS[0]})
+            r = client.post(
+                base + "/webhooks/rest/webhook", json={"sender": "bench-0", "message": QUESTIONS[0]}
+            )
             r.raise_for_status()
             first_reply_s = time.perf_counter() - t0
             latencies = []
             for i in range(args.messages):
                 q = QUESTIONS[i % len(QUESTIONS)]
                 t = time.perf_counter()
-                r = client.post(base + "/webhooks/rest/webhook", json={"sender": f"bench-{i % 5}", "message": q})
+                r = client.post(
+                    base + "/webhooks/rest/webhook", json={"sender": f"bench-{i % 5}", "message": q}
+                )
                 r.raise_for_status()
                 latencies.append(time.perf_counter() - t)
     finally:
@@ -93,7 +101,9 @@ def main() -> None:
         {"measure": f"reply latency p95 ({args.messages} messages)", "seconds": lat["p95"]},
     ]
     print(table(rows))
-    write_json("first_reply", {"init_s": init_s, "up_s": up_s, "first_reply_s": first_reply_s, "latency_s": lat})
+    write_json(
+        "first_reply", {"init_s": init_s, "up_s": up_s, "first_reply_s": first_reply_s, "latency_s": lat}
+    )
 
 
 if __name__ == "__main__":

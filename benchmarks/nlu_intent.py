@@ -44,7 +44,9 @@ def run(name: str, train: list[tuple[str, str]], test: list[tuple[str, str]]) ->
     raw = head.emb_clf.predict_log_proba(emb) + head.beta * margin
     uncal = np.exp(_log_softmax(raw))
     res = {
-        "n_train": len(train), "n_test": len(test), "n_intents": len(classes),
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_intents": len(classes),
         "accuracy": float(np.mean(np.array(pred) == np.array(gold))),
         "macro_f1": macro_f1(gold, pred),
         "emb_lr_accuracy": float(np.mean(np.array(emb_pred) == np.array(gold))),
@@ -52,7 +54,8 @@ def run(name: str, train: list[tuple[str, str]], test: list[tuple[str, str]]) ->
         "ece": expected_calibration_error(probs, y),
         "ece_uncalibrated": expected_calibration_error(uncal, y),
         "nll": nll,
-        "beta": head.beta, "temperature": head.temperature,
+        "beta": head.beta,
+        "temperature": head.temperature,
         "in_scope_rejected_rate": float(rejected.mean()),
         "accuracy_of_accepted": float(np.mean((np.array(pred) == np.array(gold))[~rejected])),
         "train_seconds": round(train_s, 1),
@@ -69,8 +72,9 @@ def main(which: list[str]) -> None:
     data = shared_data_dir()
     out = {}
     if "banking77" in which:
-        out["banking77"] = run("BANKING77 (official test split)", load_banking77(data, "train"),
-                               load_banking77(data, "test"))
+        out["banking77"] = run(
+            "BANKING77 (official test split)", load_banking77(data, "train"), load_banking77(data, "test")
+        )
     if "bitext" in which:
         train, test = stratified_split(load_bitext(data), 0.2, seed=0)
         out["bitext"] = run("Bitext (stratified 80/20, seed 0)", train, test)

@@ -64,10 +64,12 @@ def main(n: int = 400) -> None:
         emb_t.append((time.perf_counter() - s) * 1000)
     res = {
         "n": len(texts),
-        "p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95)),
+        "p50_ms": float(np.percentile(times, 50)),
+        "p95_ms": float(np.percentile(times, 95)),
         "embedding_only_p50_ms": float(np.percentile(emb_t, 50)),
         "embedding_only_p95_ms": float(np.percentile(emb_t, 95)),
-        "cache_hit_p50_ms": float(np.percentile(hit, 50)), "cache_hit_p95_ms": float(np.percentile(hit, 95)),
+        "cache_hit_p50_ms": float(np.percentile(hit, 50)),
+        "cache_hit_p95_ms": float(np.percentile(hit, 95)),
         "follow_up_with_history_p50_ms": float(np.percentile(follow, 50)),
         "follow_up_with_history_p95_ms": float(np.percentile(follow, 95)),
         "load_average_1min": [round(load_before, 2), round(load_after, 2)],
@@ -75,8 +77,10 @@ def main(n: int = 400) -> None:
         "product_train_seconds": round(train_s, 1),
         "model": model.metadata.get("method"),
     }
-    table([(k, f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in res.items()],
-          "NLU latency per message (intent + tone)")
+    table(
+        [(k, f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in res.items()],
+        "NLU latency per message (intent + tone)",
+    )
     path = write_result("nlu_latency", res)
     print(f"\nwrote {path}")
 

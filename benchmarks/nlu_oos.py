@@ -46,25 +46,37 @@ def main() -> None:
         "banking77_test": [t for t, _ in load_banking77(data, "test")],
     }
     out: dict = {"in_scope_test": len(test), "sample_out_of_scope_examples": len(sample_oos)}
-    runs = [("thresholds_only", [], {**oos_sets, **({"sample_out_of_scope": sample_oos} if sample_oos else {})})]
+    runs = [
+        ("thresholds_only", [], {**oos_sets, **({"sample_out_of_scope": sample_oos} if sample_oos else {})})
+    ]
     if sample_oos:
         runs.append(("with_sample_oos_class", sample_oos, oos_sets))
     for name, oos_train, sets in runs:
         model = NLU.train(train, None, out_of_scope=oos_train)
         in_flag, in_reasons = verdicts(model, [t for t, _ in test])
         pred = [r.intent for r in model.predict_many([t for t, _ in test])]
-        acc_accepted = float(np.mean([p == y for p, (_, y) in zip(pred, test, strict=True) if p != "out_of_scope"]))
-        res = {"in_scope_flagged_rate": float(in_flag.mean()), "in_scope_reasons": dict(in_reasons),
-               "in_scope_accuracy_of_accepted": acc_accepted,
-               "conf_threshold": model.intent.conf_threshold, "sim_threshold": model.intent.sim_threshold}
+        acc_accepted = float(
+            np.mean([p == y for p, (_, y) in zip(pred, test, strict=True) if p != "out_of_scope"])
+        )
+        res = {
+            "in_scope_flagged_rate": float(in_flag.mean()),
+            "in_scope_reasons": dict(in_reasons),
+            "in_scope_accuracy_of_accepted": acc_accepted,
+            "conf_threshold": model.intent.conf_threshold,
+            "sim_threshold": model.intent.sim_threshold,
+        }
         rows = [("in-scope flagged (false OOS)", f"{in_flag.mean():.3f} of {len(test)}")]
         for set_name, texts in sets.items():
             flag, reasons = verdicts(model, texts)
             tp, fp = int(flag.sum()), int(in_flag.sum())
             recall = tp / len(texts)
             precision = tp / (tp + fp) if tp + fp else 0.0
-            res[set_name] = {"n": len(texts), "recall": recall, "precision_vs_in_scope_test": precision,
-                             "reasons": dict(reasons)}
+            res[set_name] = {
+                "n": len(texts),
+                "recall": recall,
+                "precision_vs_in_scope_test": precision,
+                "reasons": dict(reasons),
+            }
             rows.append((f"{set_name} (n={len(texts)})", f"recall {recall:.3f}  precision {precision:.3f}"))
         out[name] = res
         table(rows, f"out-of-scope verdict ({name})")

@@ -32,8 +32,10 @@ def main() -> None:
     texts, gold = [t for t, _ in test], [y for _, y in test]
     test_emb = enc.encode(texts)
     out = {}
-    for name, train in [("tweeteval_only", load_tweeteval(data, "train") + load_tweeteval(data, "val")),
-                        ("product", tone_training_data(data))]:
+    for name, train in [
+        ("tweeteval_only", load_tweeteval(data, "train") + load_tweeteval(data, "val")),
+        ("product", tone_training_data(data)),
+    ]:
         t0 = time.perf_counter()
         tr_texts = [t for t, _ in train]
         head = IntentHead(emb_c=2.0, svm_c=0.3)
@@ -49,15 +51,21 @@ def main() -> None:
             "macro_f1": macro_f1(gold, pred, EMO),
             "emb_lr_macro_f1": macro_f1(gold, emb_pred, EMO),
             "accuracy": float(np.mean(np.array(pred) == np.array(gold))),
-            "neutral_argmax_rate_on_tweets": float(np.mean(np.array(head.classes_)[probs.argmax(1)] == "neutral"))
-            if "neutral" in head.classes_ else 0.0,
-            "beta": head.beta, "temperature": head.temperature,
+            "neutral_argmax_rate_on_tweets": float(
+                np.mean(np.array(head.classes_)[probs.argmax(1)] == "neutral")
+            )
+            if "neutral" in head.classes_
+            else 0.0,
+            "beta": head.beta,
+            "temperature": head.temperature,
             "holdout_ece": fit.get("holdout_ece"),
             "train_seconds": round(secs, 1),
         }
         out[name] = res
-        table([(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in res.items()],
-              f"TweetEval emotion test ({name})")
+        table(
+            [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in res.items()],
+            f"TweetEval emotion test ({name})",
+        )
     path = write_result("nlu_tone", out)
     print(f"\nwrote {path}")
 

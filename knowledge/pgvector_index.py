@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from knowledge.embeddings import EMBEDDING_DIM
@@ -77,6 +78,23 @@ class PgVectorIndex(SyncedIndex):
         self.engine = engine
         self.ef_search = int(ef_search)
         self.dim = dim
+        # Session settings once per pooled connection, so a query is one round trip.  Both only
+        # affect HNSW scans: a wider candidate list, and iterative scans so that a filtered query
+        # (revisions in force, tags) still returns its n rows.
+        event.listen(engine, "connect", self._configure_connection)
+        engine.pool.dispose()  # connections opened before the listener get the settings too
+
+    def _configure_connection(self, dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"SET hnsw.ef_search = {self.ef_search}")
+            cur.execute("SET hnsw.iterative_scan = relaxed_order")
+        except Exception:  # noqa: BLE001 - the extension may not be loaded yet on a fresh database
+            dbapi_conn.rollback()
+        else:
+            dbapi_conn.commit()
+        finally:
+            cur.close()
 
     def create_schema(self) -> None:
         try:
@@ -147,9 +165,9 @@ class PgVectorIndex(SyncedIndex):
         if not rev_ids:
             return {}
         lit = vector_literal(query_vec)
-        with self.engine.begin() as conn:
-            conn.execute(sa.text(f"SET LOCAL hnsw.ef_search = {max(self.ef_search, n)}"))
-            conn.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+        with self.engine.connect() as conn:
+            if n > self.ef_search:
+                conn.execute(sa.text(f"SET LOCAL hnsw.ef_search = {int(n)}"))
             rows = conn.execute(
                 sa.text(
                     f"SELECT chunk_id, embedding <=> CAST(:q AS vector) AS d FROM {TABLE} "

@@ -155,6 +155,15 @@ class HybridRetriever(BaseRetriever):
         )
         return passages
 
+    def retrieve(self, str_or_query_bundle: str | QueryBundle) -> list[NodeWithScore]:
+        """LlamaIndex's public API (instrumented by LlamaIndex), plus our log line and timing."""
+        t0 = time.perf_counter()
+        nodes = super().retrieve(str_or_query_bundle)
+        ms = (time.perf_counter() - t0) * 1000
+        self.last_timing["total_ms"] = ms
+        log.info("kb retrieve (llama-index) -> %s (%.1f ms)", [n.node.id_ for n in nodes], ms)
+        return nodes
+
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         """LlamaIndex hook: the same search, as nodes carrying the citation in their metadata."""
         vec = None if query_bundle.embedding is None else np.asarray(query_bundle.embedding, dtype=np.float32)

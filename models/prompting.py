@@ -100,10 +100,11 @@ def _facts_block(facts: Sequence[Fact]) -> str:
     lines = []
     for fact in list(facts)[:MAX_FACTS]:
         slots, value = _fact_slots(fact)
-        if not slots:
+        if not slots or not value:
+            # a slot without a value is only an allowed name; the slot list already says so
             continue
         head = " / ".join("{{" + s + "}}" for s in slots[:2])
-        lines.append(f"- {head} = {_clip(value, 120)}" if value else f"- {head}")
+        lines.append(f"- {head} = {_clip(value, 120)}")
     return "\n".join(lines)
 
 

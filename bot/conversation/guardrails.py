@@ -35,6 +35,15 @@ CUSTOMER_SLOTS = {
     "account type": "your account",
     "account category": "your account",
     "person name": "",
+    "purchase number anonymized": "your order",
+    "tracking number": "your tracking code",
+    "invoice number anonymized": "your invoice",
+    "name field anonymized": "",
+    "client first name": "",
+    "client last name": "",
+    "purchase date anonymized": "the order date",
+    "payment method anonymized": "your payment method",
+    "claim details": "the details of your claim",
 }
 
 _CLAIM_PATTERNS: list[tuple[str, re.Pattern[str]]] = [

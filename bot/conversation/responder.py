@@ -8,6 +8,7 @@ fills them from the KB and drops anything it cannot back.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,47 @@ UNSURE_REPLY = (
     "I'm not sure our help pages cover that, and I'd rather not guess. "
     "Could you tell me a bit more, or shall I connect you with a person from our support team?"
 )
+
+
+FACTUAL_RE = re.compile(
+    r"\b(?:how (?:long|much|many|soon|quickly|fast)|what(?:'s| is| are)? (?:the |your )?(?:price|cost|fee|number|"
+    r"e-?mail|address|hours|window|period|deadline)|when|which|within|until|is there|do you charge|"
+    r"phone|e-?mail|cost|price|fee)\b", re.I)
+_WORD_RE = re.compile(r"[a-z0-9€%]+")
+_STOP = {"the", "a", "an", "is", "are", "do", "does", "i", "my", "you", "your", "to", "of", "for", "how", "what",
+         "can", "in", "on", "it", "and", "or", "be", "with", "me", "there", "we", "our", "if", "that", "this"}
+
+
+def _terms(text: str) -> set[str]:
+    return {w for w in _WORD_RE.findall(text.lower()) if w not in _STOP and len(w) > 1}
+
+
+def supporting_sentence(question: str, passages: list[dict[str, Any]], facts: list[dict[str, Any]],
+                        reply: str) -> str | None:
+    """The passage sentence that states the fact a factual question asks for, if the reply lacks it.
+
+    Only sentences of retrieved (in-force) passages that contain a current fact value qualify, so
+    what is added is always the knowledge base's own, current wording.
+    """
+    if not FACTUAL_RE.search(question) or not passages:
+        return None
+    top_docs = [p.get("document_id") for p in passages[:2]]
+    values = [str(f["value"]) for f in facts if f.get("document_id") in top_docs and str(f["value"]).strip()]
+    if any(v.lower() in reply.lower() for v in values):
+        return None
+    q_terms = _terms(question)
+    best, best_score = None, 0.0
+    for rank, p in enumerate(passages[:3]):
+        body = re.sub(r"^#+\s.*$", "", str(p.get("text", "")), flags=re.M)
+        for sentence in re.split(r"(?<=[.!?])\s+|\n+", body):
+            sentence = sentence.strip(" -*•\t")
+            if len(sentence) < 15 or not any(v in sentence for v in values):
+                continue
+            overlap = len(q_terms & _terms(sentence))
+            score = overlap + 0.5 - 0.3 * rank
+            if score > best_score:
+                best, best_score = sentence, score
+    return best
 
 
 def passage_dict(p: Any) -> dict[str, Any]:
@@ -149,6 +191,13 @@ class Responder:
         body = "".join(out).strip()
         report = grounder.report.to_dict()
         verdict = grounder.report.verdict
+        if not error and len(body) >= 20:
+            support = supporting_sentence(text, passages, facts, body)
+            if support:
+                # The model answered around the fact without stating it: add the policy's own words.
+                emit("\n" + support)
+                body = f"{body}\n{support}"
+                report["added_policy_sentence"] = support
         if error or len(body) < 20:
             # Too little survived (or the model failed): fall back to quoting the policy.
             fallback = grounded_quote(passages)

@@ -18,6 +18,7 @@ processes an event published in another process still arrives, only later.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,10 +51,8 @@ class LiveHub:
             if running is loop:
                 _offer(queue, event)
             else:
-                try:
+                with contextlib.suppress(RuntimeError):  # that loop is closed: the subscriber is gone
                     loop.call_soon_threadsafe(_offer, queue, event)
-                except RuntimeError:  # that loop is closed: the subscriber is gone
-                    pass
         return len(subs)
 
     @asynccontextmanager

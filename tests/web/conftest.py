@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import sys
@@ -87,10 +88,8 @@ class SSEReader(threading.Thread):
         self._stop.set()
         resp = getattr(self, "_resp", None)
         if resp is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing from another thread may race the reader
                 resp.close()
-            except Exception:  # noqa: BLE001 - closing from another thread may race the reader
-                pass
 
     def next(self, kind: str | None = None, timeout: float = 10, where=None) -> tuple[str, Any, str | None]:
         """The next event of ``kind`` (skipping others) matching ``where``."""

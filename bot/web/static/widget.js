@@ -41,8 +41,10 @@
     "flex-direction:column;box-shadow:0 10px 40px rgba(0,0,0,.28);overflow:hidden;z-index:2147483001;",
     "font-size:15px;line-height:1.45}",
     ".panel[hidden]{display:none}",
-    "header{background:var(--hd-accent);color:#fff;padding:12px 12px 10px 16px;display:flex;gap:8px;",
-    "align-items:flex-start}",
+    "header{background:var(--hd-accent);color:#fff;padding:12px 12px 10px 16px}",
+    ".top{display:flex;gap:8px;align-items:flex-start}",
+    ".actions{display:flex;gap:6px;margin-top:8px}",
+    ".actions:empty{display:none}",
     "header .head{flex:1;min-width:0}",
     "h2{margin:0;font-size:17px;font-weight:600}",
     ".status{margin:2px 0 0;font-size:12.5px;opacity:.92}",
@@ -66,9 +68,11 @@
     ".sources li::before{content:'Source: ';color:#5f6368}",
     ".sources a{color:#1a5fb4}",
     ".rate{display:flex;gap:6px;margin-top:6px}",
-    ".rate button{border:1px solid #d5d8dc;background:#fff;border-radius:14px;padding:2px 9px;cursor:pointer;",
+    ".rate button{border:1px solid #d5d8dc;background:#fff;color:#5f6368;border-radius:14px;padding:3px 10px;cursor:pointer;",
     "font-size:13px}",
-    ".rate button[aria-pressed=true]{background:#e7f0ec;border-color:var(--hd-accent)}",
+    ".rate button[aria-pressed=true]{background:#e7f0ec;border-color:var(--hd-accent);color:var(--hd-accent)}",
+    ".rate svg{width:15px;height:15px;fill:currentColor;vertical-align:-2px}",
+    ".rate .down svg{transform:rotate(180deg)}",
     ".typing{align-self:flex-start;padding:10px 14px;background:#fff;border:1px solid #e2e4e8;border-radius:14px}",
     ".typing[hidden]{display:none}",
     ".typing span{display:inline-block;width:7px;height:7px;margin:0 2px;border-radius:50%;background:#9aa0a6;",
@@ -106,15 +110,22 @@
     return node;
   }
 
-  function icon() {
+  function svg(d) {
     var ns = "http://www.w3.org/2000/svg";
-    var svg = document.createElementNS(ns, "svg");
-    svg.setAttribute("viewBox", "0 0 24 24");
-    svg.setAttribute("aria-hidden", "true");
+    var node = document.createElementNS(ns, "svg");
+    node.setAttribute("viewBox", "0 0 24 24");
+    node.setAttribute("aria-hidden", "true");
     var path = document.createElementNS(ns, "path");
-    path.setAttribute("d", "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 1-2zm3 6v2h10V9H7zm0 4v2h7v-2H7z");
-    svg.appendChild(path);
-    return svg;
+    path.setAttribute("d", d);
+    node.appendChild(path);
+    return node;
+  }
+  function thumb() {
+    return svg("M2 10h4v11H2zM8 21h9.5a2 2 0 0 0 2-1.6l1.4-7A2 2 0 0 0 19 10h-5.5l.9-4.3a1.8 1.8 0 0 0-3.2-1.4L8 9.5z");
+  }
+
+  function icon() {
+    return svg("M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H8l-5 4V5a2 2 0 0 1 1-2zm3 6v2h10V9H7zm0 4v2h7v-2H7z");
   }
 
   // ---- state ---------------------------------------------------------------------------------
@@ -163,8 +174,8 @@
   var survey = el("div", { "class": "survey", hidden: true });
   var panel = el("section", { "class": "panel", id: "hd-panel", role: "dialog", "aria-labelledby": "hd-title",
     "aria-describedby": "hd-status", hidden: true, on: { keydown: onPanelKey } }, [
-    el("header", {}, [el("div", { "class": "head" }, [el("h2", { id: "hd-title", text: TITLE }), statusLine]),
-      humanBtn, endBtn, closeBtn]),
+    el("header", {}, [el("div", { "class": "top" }, [el("div", { "class": "head" }, [el("h2", { id: "hd-title", text: TITLE }),
+      statusLine]), closeBtn]), el("div", { "class": "actions" }, [humanBtn, endBtn])]),
     log, alertBox, form, survey, announcer
   ]);
   root.appendChild(el("style", { text: CSS_TEXT }));
@@ -172,8 +183,6 @@
   root.appendChild(launcher);
   log.appendChild(typing);
 
-  function mount() { document.body.appendChild(host); start(); }
-  if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
 
   // ---- open / close / keyboard -----------------------------------------------------------------
   function open() {
@@ -243,8 +252,9 @@
 
   function rating(id) {
     var current = (state.ratings || {})[id];
-    var up = el("button", { type: "button", "aria-label": "Helpful answer", "aria-pressed": String(current === "up"), text: "👍" });
-    var down = el("button", { type: "button", "aria-label": "Not helpful", "aria-pressed": String(current === "down"), text: "👎" });
+    var up = el("button", { type: "button", "aria-label": "Helpful answer", "aria-pressed": String(current === "up") }, [thumb()]);
+    var down = el("button", { type: "button", "class": "down", "aria-label": "Not helpful",
+      "aria-pressed": String(current === "down") }, [thumb()]);
     function rate(value) {
       api("POST", "/api/messages/" + id + "/rating", { rating: value }).then(function () {
         state.ratings = state.ratings || {};
@@ -498,4 +508,8 @@
     else if (name === "mode") setMode(payload.mode);
     else if (name === "error") showError(payload);
   }
+
+  // ---- go (last: everything above is defined by now) -------------------------------------------
+  function mount() { document.body.appendChild(host); start(); }
+  if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
 })();

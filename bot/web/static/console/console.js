@@ -1,0 +1,87 @@
+/* hybridesk console: live Markdown preview and live conversation updates (no dependencies). */
+(function () {
+  "use strict";
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = meta ? meta.getAttribute("content") : "";
+
+  function post(url, body, json) {
+    var headers = { "X-CSRF-Token": csrf, "Accept": "application/json" };
+    if (json) { headers["Content-Type"] = "application/json"; }
+    return fetch(url, { method: "POST", credentials: "same-origin", headers: headers,
+                        body: json ? JSON.stringify(body) : body });
+  }
+
+  /* Markdown preview: rendered by the server (HTML escaped, same renderer as the public page). */
+  var source = document.getElementById("md-source");
+  var preview = document.getElementById("md-preview");
+  if (source && preview) {
+    var title = document.getElementById("doc-title");
+    var timer = null;
+    var refresh = function () {
+      post("/console/kb/preview", { text: source.value, title: title ? title.value : "" }, true)
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) { if (data) { preview.innerHTML = data.html; } });
+    };
+    var later = function () { clearTimeout(timer); timer = setTimeout(refresh, 300); };
+    source.addEventListener("input", later);
+    if (title) { title.addEventListener("input", later); }
+    refresh();
+  }
+
+  /* Conversation: poll for new messages and mode changes (works across server processes). */
+  var list = document.getElementById("messages");
+  if (list && list.dataset.conversation) {
+    var conv = list.dataset.conversation;
+    var last = parseInt(list.dataset.lastSeq || "0", 10);
+    var modeBadge = document.getElementById("conv-mode");
+    var render = function (m) {
+      var li = document.createElement("li");
+      li.className = "msg role-" + m.role + " fresh";
+      var head = document.createElement("div");
+      head.className = "meta";
+      var who = document.createElement("strong");
+      who.textContent = m.role;
+      var when = document.createElement("span");
+      when.className = "muted";
+      when.textContent = " #" + m.seq + (m.intent ? " · " + m.intent : "") + (m.tone ? " · " + m.tone : "");
+      head.appendChild(who);
+      head.appendChild(when);
+      var text = document.createElement("div");
+      text.className = "text";
+      text.textContent = m.text;
+      li.appendChild(head);
+      li.appendChild(text);
+      list.appendChild(li);
+    };
+    var poll = function () {
+      return fetch("/console/conversations/" + encodeURIComponent(conv) + "/messages.json?after=" + last,
+                   { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) {
+          if (!data) { return; }
+          data.messages.forEach(function (m) { if (m.seq > last) { render(m); last = m.seq; } });
+          if (modeBadge && modeBadge.textContent !== data.mode) {
+            modeBadge.textContent = data.mode;
+            modeBadge.className = "badge mode-" + data.mode;
+          }
+        })
+        .catch(function () { /* offline for a moment: the next poll catches up */ });
+    };
+    setInterval(poll, 2000);
+
+    var form = document.getElementById("agent-form");
+    if (form) {
+      form.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        var box = form.querySelector("textarea");
+        var data = new URLSearchParams();
+        data.set("text", box.value);
+        data.set("csrf_token", csrf);
+        post(form.getAttribute("action"), data, false).then(function (r) {
+          if (r.ok) { box.value = ""; poll(); }
+          else { r.json().then(function (e) { alert(e.error ? e.error.message : "Could not send."); }); }
+        });
+      });
+    }
+  }
+})();

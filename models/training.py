@@ -1,0 +1,587 @@
+"""LoRA fine-tuning on past tickets (``hybridesk train --config models/configs/default.yaml``).
+
+Usage::
+
+    hybridesk train --config models/configs/default.yaml --set max_minutes=25 --set bitext_limit=1500
+
+    # or from Python
+    cfg = TrainConfig.from_yaml("models/configs/default.yaml", ["max_steps=10"])
+    result = train(cfg, data_dir=Path("var"), shared_data_dir=Path("../shared/data"))
+
+Each example is built with :mod:`models.prompting` exactly as the bot builds its prompt (intent,
+tone, facts, no passages unless a KB facts function is given); the loss covers only the reply
+tokens. Examples are length-bucketed (or packed), trained with a hand-written loop over the LoRA
+parameters, checkpointed every ``checkpoint_every`` steps under ``<output_root>/.runs/<run key>``
+(a re-run of the same config and data resumes there), validated on a held-out split, and saved as
+a versioned adapter folder with ``metadata.json`` (see :mod:`models.adapters`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import resource
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from knowledge.errors import InvalidInput
+from models.adapters import write_metadata
+from models.config import TrainConfig
+from models.prompting import build_messages, encode_example, extract_slots
+from models.tickets import Ticket, read_tickets, stored_tickets
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FactsFn = Callable[[Ticket], list[Any]]
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]
+    intent: str | None = None
+    digest: str = ""
+
+
+@dataclass
+class TrainResult:
+    adapter_id: str
+    adapter_dir: Path
+    metrics: dict[str, Any]
+    model: Any = None  # the trained PeftModel (for tests and evaluation in the same process)
+    losses: list[float] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+
+
+def stratified_slice(tickets: Sequence[Ticket], limit: int | None, seed: int) -> list[Ticket]:
+    """At most ``limit`` tickets with every intent represented proportionally (deterministic)."""
+    if limit is None or limit >= len(tickets):
+        return list(tickets)
+    rng = random.Random(seed)
+    by_intent: dict[str | None, list[Ticket]] = {}
+    for t in tickets:
+        by_intent.setdefault(t.intent, []).append(t)
+    for group in by_intent.values():
+        rng.shuffle(group)
+    out: list[Ticket] = []
+    # round-robin over intents keeps the slice balanced whatever the limit
+    while len(out) < limit:
+        progressed = False
+        for group in by_intent.values():
+            if group and len(out) < limit:
+                out.append(group.pop())
+                progressed = True
+        if not progressed:
+            break
+    return out
+
+
+def load_training_tickets(
+    cfg: TrainConfig,
+    *,
+    shared_data_dir: Path | None,
+    repo_root: Path = REPO_ROOT,
+    session: Any = None,
+) -> list[Ticket]:
+    """The configured ticket sources, scrubbed (bad rows are logged and skipped)."""
+    tickets: list[Ticket] = []
+    if cfg.sample_tickets:
+        path = _resolve(cfg.sample_tickets, repo_root)
+        rows, errors = read_tickets(path, "sample")
+        _log_errors(path, errors)
+        tickets += rows
+    if cfg.bitext_csv:
+        path = _resolve(cfg.bitext_csv, shared_data_dir or repo_root)
+        rows, errors = read_tickets(path, "bitext")
+        _log_errors(path, errors)
+        tickets += stratified_slice(rows, cfg.bitext_limit, cfg.seed)
+    if cfg.use_db_tickets and session is not None:
+        tickets += stored_tickets(session)
+    if not tickets:
+        raise InvalidInput("No training tickets found; check the config's data paths.", code="no_data")
+    return tickets
+
+
+def _resolve(path: str, root: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else root / p
+
+
+def _log_errors(path: Path, errors: list) -> None:
+    for err in errors[:20]:
+        log.warning("%s: skipped %s", path, err)
+
+
+def build_examples(
+    tickets: Sequence[Ticket],
+    tokenizer: Any,
+    cfg: TrainConfig,
+    *,
+    facts_fn: FactsFn | None = None,
+    tone_fn: Callable[[str], str] | None = None,
+) -> tuple[list[Example], int]:
+    """Tokenised examples (prompt via :func:`build_messages`, loss on the reply) and the number dropped.
+
+    Without a KB (``facts_fn``), the allowed slot list is the reply's own slots plus
+    ``distractor_slots`` others drawn from the data, so the model learns to pick slots from the list
+    it is given - at inference the list comes from the KB.
+    """
+    rng = random.Random(cfg.seed)
+    vocab = sorted({s for t in tickets for s in extract_slots(t.agent_reply)})
+    examples: list[Example] = []
+    dropped = 0
+    for ticket in tickets:
+        reply_len = len(tokenizer(ticket.agent_reply, add_special_tokens=False)["input_ids"])
+        if reply_len > cfg.max_reply_tokens:
+            dropped += 1
+            continue
+        messages = build_messages(
+            message=ticket.customer_message,
+            intent=ticket.intent,
+            tone=ticket.tone or (tone_fn(ticket.customer_message) if tone_fn else None),
+            facts=facts_fn(ticket) if facts_fn else _slot_facts(ticket, vocab, cfg.distractor_slots, rng),
+            passages=[],
+            history=[],
+            company_name=cfg.company_name,
+        )
+        input_ids, labels = encode_example(tokenizer, messages, ticket.agent_reply, max_length=cfg.max_length)
+        if all(label == -100 for label in labels):
+            dropped += 1
+            continue
+        examples.append(Example(input_ids, labels, ticket.intent, ticket.data_hash))
+    return examples, dropped
+
+
+def _slot_facts(
+    ticket: Ticket, vocab: list[str], n_distractors: int, rng: random.Random
+) -> list[tuple[str, None]]:
+    own = extract_slots(ticket.agent_reply)
+    others = [s for s in vocab if s not in own]
+    slots = own + rng.sample(others, min(n_distractors, len(others)))
+    rng.shuffle(slots)
+    return [(s, None) for s in slots]
+
+
+def split_train_val(examples: list[Example], cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
+    """Deterministic split; the validation share is capped at ``val_max`` examples."""
+    if cfg.val_fraction <= 0 or len(examples) < 4:
+        return list(examples), []
+    order = list(range(len(examples)))
+    random.Random(cfg.seed + 1).shuffle(order)
+    n_val = max(1, min(cfg.val_max, int(len(examples) * cfg.val_fraction)))
+    val_idx = set(order[:n_val])
+    return [e for i, e in enumerate(examples) if i not in val_idx], [examples[i] for i in sorted(val_idx)]
+
+
+def data_hash(examples: Sequence[Example]) -> str:
+    """SHA-256 over the sorted ticket hashes: the identity of a training set."""
+    h = hashlib.sha256()
+    for digest in sorted(e.digest for e in examples):
+        h.update(digest.encode())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# batching
+# ---------------------------------------------------------------------------------------------
+
+
+def make_batches(
+    examples: Sequence[Example], cfg: TrainConfig, rng: random.Random, pad_id: int
+) -> list[dict]:
+    """Tensors for one epoch: packed rows, or length-bucketed padded batches."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    if cfg.packing:
+        return _packed_batches([examples[i] for i in order], cfg, pad_id)
+    if cfg.bucketing:
+        chunk = cfg.batch_size * 50
+        groups = []
+        for start in range(0, len(order), chunk):
+            part = sorted(order[start : start + chunk], key=lambda i: len(examples[i].input_ids))
+            groups += [part[j : j + cfg.batch_size] for j in range(0, len(part), cfg.batch_size)]
+        rng.shuffle(groups)
+    else:
+        groups = [order[j : j + cfg.batch_size] for j in range(0, len(order), cfg.batch_size)]
+    return [_pad([examples[i] for i in g], pad_id) for g in groups]
+
+
+def _pad(batch: Sequence[Example], pad_id: int) -> dict:
+    import torch
+
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, e in enumerate(batch):
+        n = len(e.input_ids)
+        ids[row, :n] = torch.tensor(e.input_ids)
+        labels[row, :n] = torch.tensor(e.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def _packed_batches(examples: Sequence[Example], cfg: TrainConfig, pad_id: int) -> list[dict]:
+    """Concatenate examples into ``max_length`` rows; positions restart at each example.
+
+    With SDPA attention a later example in a row can attend to an earlier one (classic packing);
+    the loss still only covers each example's own reply.
+    """
+    import torch
+
+    rows: list[tuple[list[int], list[int], list[int]]] = []
+    cur: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for e in examples:
+        if cur[0] and len(cur[0]) + len(e.input_ids) > cfg.max_length:
+            rows.append(cur)
+            cur = ([], [], [])
+        cur[0].extend(e.input_ids)
+        cur[1].extend(e.labels)
+        cur[2].extend(range(len(e.input_ids)))
+    if cur[0]:
+        rows.append(cur)
+    batches = []
+    for start in range(0, len(rows), cfg.batch_size):
+        group = rows[start : start + cfg.batch_size]
+        width = max(len(r[0]) for r in group)
+        ids = torch.full((len(group), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(group), width), -100, dtype=torch.long)
+        pos = torch.zeros((len(group), width), dtype=torch.long)
+        for i, (a, b, c) in enumerate(group):
+            ids[i, : len(a)] = torch.tensor(a)
+            labels[i, : len(b)] = torch.tensor(b)
+            pos[i, : len(c)] = torch.tensor(c)
+        batches.append({"input_ids": ids, "labels": labels, "position_ids": pos})
+    return batches
+
+
+# ---------------------------------------------------------------------------------------------
+# loss
+# ---------------------------------------------------------------------------------------------
+
+
+def reply_loss(model: Any, batch: dict) -> tuple[Any, int]:
+    """Mean cross-entropy over the reply tokens, and their count.
+
+    The LM head (576 x 49k) runs only on the positions that carry a label, instead of on every
+    prompt token as ``model(labels=...)`` would: less memory and ~15-20% less compute per step.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    device = next(base.parameters()).device
+    inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+    hidden = base.model(**inputs, use_cache=False).last_hidden_state
+    labels = batch["labels"].to(device)
+    shift_labels = labels[:, 1:]
+    keep = shift_labels != -100
+    selected = hidden[:, :-1][keep]
+    logits = base.lm_head(selected).float()
+    count = int(keep.sum())
+    if count == 0:
+        return torch.zeros((), device=device, requires_grad=True), 0
+    return F.cross_entropy(logits, shift_labels[keep]), count
+
+
+def evaluate_loss(model: Any, batches: Sequence[dict]) -> float | None:
+    """Token-weighted mean reply loss over ``batches`` (no gradients)."""
+    import torch
+
+    if not batches:
+        return None
+    total, tokens = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            loss, count = reply_loss(model, batch)
+            total += float(loss) * count
+            tokens += count
+    model.train(was_training)
+    return total / max(tokens, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_dtype(name: str) -> Any:
+    import torch
+
+    from models.base import default_inference_dtype
+
+    if name == "float32":
+        return torch.float32
+    if name == "bfloat16":
+        return torch.bfloat16
+    return default_inference_dtype()
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    data_dir: Path,
+    shared_data_dir: Path | None = None,
+    base_model_dir: Path | None = None,
+    tickets: Sequence[Ticket] | None = None,
+    session: Any = None,
+    facts_fn: FactsFn | None = None,
+    tone_fn: Callable[[str], str] | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> TrainResult:
+    """Train a LoRA adapter per ``cfg`` and save it as a new version; see the module docstring."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from models.base import BASE_MODEL_ID, load_base_model, resolve_base_model_dir
+
+    started = time.time()
+    torch.set_num_threads(cfg.num_threads)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if base_model_dir is not None:
+        base_dir = Path(base_model_dir)
+    else:
+        base_dir = resolve_base_model_dir(Path(cfg.base_model_dir) if cfg.base_model_dir else None, data_dir)
+    dtype = resolve_dtype(cfg.dtype)
+    model, tokenizer = load_base_model(base_dir, dtype, num_threads=cfg.num_threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    model.config.use_cache = False
+
+    if tickets is None:
+        tickets = load_training_tickets(cfg, shared_data_dir=shared_data_dir, session=session)
+    examples, dropped = build_examples(tickets, tokenizer, cfg, facts_fn=facts_fn, tone_fn=tone_fn)
+    if not examples:
+        raise InvalidInput("Every ticket was filtered out; raise max_reply_tokens.", code="no_data")
+    train_set, val_set = split_train_val(examples, cfg)
+    digest = data_hash(examples)
+
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batches_per_epoch = math.ceil(len(make_batches(train_set, cfg, random.Random(0), pad_id)))
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
+    warmup = int(total_steps * cfg.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (
+            (s + 1) / max(1, warmup)
+            if s < warmup
+            else max(0.0, (total_steps - s) / max(1, total_steps - warmup))
+        ),
+    )
+
+    output_root = Path(cfg.output_root) if cfg.output_root else Path(data_dir) / "adapters"
+    run_key = hashlib.sha256(
+        json.dumps(
+            {**cfg.to_dict(), "version": None, "max_minutes": None, "data": digest}, sort_keys=True
+        ).encode()
+    ).hexdigest()[:12]
+    run_dir = output_root / ".runs" / run_key
+    state = {"step": 0, "losses": [], "tokens": 0}
+    if cfg.resume and (run_dir / "trainer_state.pt").is_file():
+        state = _load_checkpoint(run_dir, model, optimizer, scheduler)
+        log.info("resuming %s at step %d", run_dir, state["step"])
+
+    val_batches = [
+        _pad(val_set[i : i + cfg.batch_size], pad_id) for i in range(0, len(val_set), cfg.batch_size)
+    ]
+    model.train()
+    step, tokens = state["step"], state["tokens"]
+    losses: list[float] = state["losses"]
+    bar = _progress(total_steps, step, progress)
+    stopped_early = False
+    t0 = time.time()
+    tokens_at_start = tokens
+    micro = 0
+    epoch = step * cfg.grad_accum // max(1, batches_per_epoch)
+    skip = step * cfg.grad_accum - epoch * batches_per_epoch
+    while step < total_steps:
+        batches = make_batches(train_set, cfg, random.Random(cfg.seed * 1000 + epoch), pad_id)
+        for batch in batches[skip:]:
+            loss, count = reply_loss(model, batch)
+            (loss / cfg.grad_accum).backward()
+            tokens += int(batch["input_ids"].numel())
+            micro += 1
+            if micro % cfg.grad_accum:
+                continue
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(float(loss))
+            elapsed = time.time() - t0
+            tps = (tokens - tokens_at_start) / max(elapsed, 1e-6)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{_ema(losses):.3f}", tok_s=f"{tps:.0f}")
+            elif step % cfg.log_every == 0:
+                log.info("step %d/%d loss %.3f %.0f tok/s", step, total_steps, _ema(losses), tps)
+            if cfg.eval_every and step % cfg.eval_every == 0 and val_batches:
+                log.info("step %d val loss %.3f", step, evaluate_loss(model, val_batches))
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                _save_checkpoint(run_dir, model, optimizer, scheduler, step, losses, tokens)
+            if cfg.max_minutes and (time.time() - started) / 60 > cfg.max_minutes:
+                stopped_early = step < total_steps
+                break
+            if step >= total_steps:
+                break
+        if stopped_early or step >= total_steps:
+            break
+        epoch += 1
+        skip = 0
+    if bar is not None:
+        bar.close()
+    train_seconds = time.time() - t0
+
+    val_loss = evaluate_loss(model, val_batches)
+    with model.disable_adapter():
+        base_val_loss = evaluate_loss(model, val_batches)
+    version = cfg.version or datetime.now(UTC).strftime("lk-%Y%m%d-%H%M")
+    adapter_dir = output_root / version
+    metrics = {
+        "steps": step,
+        "total_steps": total_steps,
+        "stopped_early": stopped_early,
+        "examples_train": len(train_set),
+        "examples_val": len(val_set),
+        "examples_dropped_long": dropped,
+        "train_loss_first": _mean(losses[:5]),
+        "train_loss_last": _mean(losses[-5:]),
+        "val_loss": val_loss,
+        "val_perplexity": None if val_loss is None else math.exp(val_loss),
+        "base_val_loss": base_val_loss,
+        "base_val_perplexity": None if base_val_loss is None else math.exp(base_val_loss),
+        "tokens_seen": tokens,
+        "tokens_per_s": (tokens - tokens_at_start) / max(train_seconds, 1e-6),
+        "train_seconds": round(train_seconds, 1),
+        "wall_seconds": round(time.time() - started, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "dtype": str(dtype).replace("torch.", ""),
+        "device": device,
+    }
+    save_adapter(
+        model,
+        adapter_dir,
+        metadata={
+            "id": version,
+            "base_model": BASE_MODEL_ID if base_dir.name.startswith("SmolLM2") else str(base_dir),
+            "base_model_dir": base_dir.name,
+            "data_hash": digest,
+            "data": {
+                "tickets": len(tickets),
+                "by_source": dict(Counter(t.source for t in tickets)),
+                "intents": len({e.intent for e in examples}),
+            },
+            "config": cfg.to_dict(),
+            "metrics": metrics,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": command or " ".join(sys.argv),
+        },
+    )
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return TrainResult(version, adapter_dir, metrics, model=model, losses=losses)
+
+
+def save_adapter(model: Any, adapter_dir: Path, *, metadata: dict[str, Any]) -> None:
+    """Write the adapter (bf16 safetensors + adapter_config.json) and its metadata, atomically."""
+    import torch
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    adapter_dir = Path(adapter_dir)
+    tmp = adapter_dir.with_name(f".{adapter_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = get_peft_model_state_dict(model)
+    # bf16 halves the file; LoRA deltas lose nothing measurable at this precision
+    save_file(
+        {k: v.detach().to("cpu", torch.bfloat16).contiguous() for k, v in state.items()},
+        str(tmp / "adapter_model.safetensors"),
+        metadata={"format": "pt"},
+    )
+    config = model.peft_config["default"]
+    config.base_model_name_or_path = metadata.get("base_model")
+    config.save_pretrained(str(tmp))
+    write_metadata(tmp, metadata)
+    if adapter_dir.exists():
+        shutil.rmtree(adapter_dir)
+    tmp.rename(adapter_dir)
+
+
+def _save_checkpoint(
+    run_dir: Path, model: Any, optimizer: Any, scheduler: Any, step: int, losses, tokens
+) -> None:
+    import torch
+    from peft import get_peft_model_state_dict
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "adapter": get_peft_model_state_dict(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "losses": list(losses),
+        "tokens": tokens,
+        "torch_rng": torch.get_rng_state(),
+    }
+    tmp = run_dir / "trainer_state.pt.tmp"
+    torch.save(payload, tmp)
+    tmp.replace(run_dir / "trainer_state.pt")
+
+
+def _load_checkpoint(run_dir: Path, model: Any, optimizer: Any, scheduler: Any) -> dict:
+    import torch
+    from peft import set_peft_model_state_dict
+
+    payload = torch.load(run_dir / "trainer_state.pt", weights_only=False)
+    set_peft_model_state_dict(model, payload["adapter"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    torch.set_rng_state(payload["torch_rng"])
+    return {"step": payload["step"], "losses": payload["losses"], "tokens": payload["tokens"]}
+
+
+def _progress(total: int, initial: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
+
+
+def _ema(values: Sequence[float], window: int = 10) -> float:
+    return _mean(values[-window:]) or 0.0
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None

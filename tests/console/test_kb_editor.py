@@ -1,0 +1,174 @@
+"""KB editor: create, edit, stale edits, publish -> public page, schedule, retire, diff, preview, test."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from conftest import login
+
+BODY = """# Gift wrap
+
+## Prices
+
+Gift wrap costs €4.50 per item.
+
+## Occasions
+
+We wrap for birthdays and weddings.
+"""
+FACTS = """- name: gift_wrap_price
+  value: "€4.50"
+  description: Price of gift wrap per item
+  placeholders: ["Gift Wrap Price"]
+"""
+HOSTILE = """# Hostile
+
+## Section
+
+<script>alert(1)</script> <b onmouseover="x()">bold</b> [click](javascript:alert(1)) ![i](javascript:alert(2))
+"""
+
+
+def _create(client, csrf, **overrides):
+    data = {"csrf_token": csrf, "document_id": "gift-wrap", "title": "Gift wrap", "body": BODY, "facts": FACTS,
+            "tags": "gifts, wrap", "action": "publish"}
+    data.update(overrides)
+    return client.post("/console/kb/new", data=data, follow_redirects=False)
+
+
+def _edit_form(client, doc_id):
+    page = client.get(f"/console/kb/{doc_id}/edit").text
+    base = int(re.search(r'name="base_revision" value="(\d+)"', page).group(1))
+    return page, base
+
+
+def test_create_publish_edit_and_public_page_follows(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    r = _create(client, csrf)
+    assert r.status_code == 303 and r.headers["location"] == "/console/kb/gift-wrap"
+    public = console.client().get("/kb/gift-wrap")  # anonymous: the public page
+    assert public.status_code == 200 and "€4.50 per item" in public.text
+    assert 'id="prices"' in public.text  # anchors match the chunker's citation anchors
+    assert console.services.knowledge.facts()["gift_wrap_price"].value == "€4.50"
+
+    page, base = _edit_form(client, "gift-wrap")
+    assert "gift_wrap_price" in page and base == 1
+    new_body = BODY.replace("€4.50", "€3.00")
+    r = client.post("/console/kb/gift-wrap/edit", follow_redirects=False, data={
+        "csrf_token": csrf, "base_revision": base, "title": "Gift wrap", "body": new_body,
+        "facts": FACTS.replace("€4.50", "€3.00"), "change_note": "cheaper", "action": "save"})
+    assert r.status_code == 303
+    # saved as a draft: the public page still shows revision 1
+    assert "€4.50 per item" in console.client().get("/kb/gift-wrap").text
+    assert console.client().get("/kb/gift-wrap?rev=2").status_code == 404  # drafts are never public
+    doc_page = client.get("/console/kb/gift-wrap?rev=2").text
+    assert "Publish r2" in doc_page
+    r = client.post("/console/kb/gift-wrap/publish", data={"csrf_token": csrf, "revision": 2, "base_revision": 2},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    public = console.client().get("/kb/gift-wrap").text
+    assert "€3.00 per item" in public and "€4.50" not in public
+    old = console.client().get("/kb/gift-wrap?rev=1")
+    assert old.status_code == 200 and "€4.50 per item" in old.text and "Read the current version" in old.text
+    assert console.services.knowledge.facts()["gift_wrap_price"].value == "€3.00"
+
+    diff = client.get("/console/kb/gift-wrap/diff?r1=1&r2=2").text
+    assert "-Gift wrap costs €4.50 per item." in diff and "+Gift wrap costs €3.00 per item." in diff
+    assert "gift_wrap_price" in diff  # fact changes listed
+    history = client.get("/console/kb/gift-wrap").text
+    assert "cheaper" in history and "r2" in history
+
+
+def test_stale_edit_is_refused_with_a_clear_conflict(console):
+    alice, bob = console.client(), console.client()
+    csrf_a, csrf_b = login(alice, "editor"), login(bob, "admin")
+    _create(alice, csrf_a)
+    _, base_a = _edit_form(alice, "gift-wrap")
+    _, base_b = _edit_form(bob, "gift-wrap")
+    ok = bob.post("/console/kb/gift-wrap/edit", data={"csrf_token": csrf_b, "base_revision": base_b,
+                                                       "title": "Gift wrap", "body": BODY + "\nBob's line.\n",
+                                                       "action": "publish"}, follow_redirects=False)
+    assert ok.status_code == 303
+    stale = alice.post("/console/kb/gift-wrap/edit", data={"csrf_token": csrf_a, "base_revision": base_a,
+                                                            "title": "Gift wrap", "body": BODY + "\nAlice.\n"},
+                       headers={"Accept": "text/html"})
+    assert stale.status_code == 409
+    assert "changed while you were editing" in stale.text and "admin@larkspur.example" in stale.text
+    assert [r.number for r in console.services.knowledge.history("gift-wrap")] == [1, 2]  # nothing overwritten
+    # publishing from a stale page is refused the same way
+    r = alice.post("/console/kb/gift-wrap/publish", data={"csrf_token": csrf_a, "revision": 1, "base_revision": 1})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "stale_edit"
+
+
+def test_schedule_and_retire(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    _create(client, csrf, action="save")
+    assert console.client().get("/kb/gift-wrap").status_code == 404  # a draft only
+    later = (datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
+    client.post("/console/kb/gift-wrap/publish", data={"csrf_token": csrf, "revision": 1, "base_revision": 1,
+                                                       "at": later})
+    rev = console.services.knowledge.get("gift-wrap", 1)
+    assert rev.status == "published" and rev.effective_from > datetime.now(UTC) + timedelta(days=6)
+    assert console.client().get("/kb/gift-wrap").status_code == 404  # scheduled, not yet in force
+    client.post("/console/kb/gift-wrap/publish", data={"csrf_token": csrf, "revision": 1, "base_revision": 1,
+                                                       "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")})
+    assert console.client().get("/kb/gift-wrap").status_code == 200
+    r = client.post("/console/kb/gift-wrap/retire", data={"csrf_token": csrf, "note": "no more wrapping"},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    assert console.client().get("/kb/gift-wrap").status_code == 404
+    assert console.client().get("/kb/gift-wrap?rev=1").status_code == 200  # old citations keep working
+
+
+def test_bad_documents_are_refused_with_reasons(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    r = _create(client, csrf, document_id="Not A Slug")
+    assert r.status_code == 422 and "slug" in r.json()["error"]["message"]
+    r = _create(client, csrf, facts="- name: Bad Name\n  value: 1\n")
+    assert r.status_code == 422 and "snake_case" in r.json()["error"]["message"]
+    r = _create(client, csrf, facts="- [unclosed")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_facts"
+    r = _create(client, csrf, effective_from="next tuesday")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_date"
+    assert _create(client, csrf).status_code == 303
+    assert _create(client, csrf).status_code == 409  # the id exists
+
+
+def test_hostile_markdown_renders_inert_in_preview_and_public_page(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    preview = client.post("/console/kb/preview", json={"text": HOSTILE, "title": "Hostile"},
+                          headers={"X-CSRF-Token": csrf})
+    assert preview.status_code == 200
+    html = preview.json()["html"]
+    assert "<script>" not in html and "<b onmouseover" not in html  # shown as text, not parsed as tags
+    assert 'href="javascript:' not in html and 'src="javascript:' not in html
+    assert "&lt;script&gt;" in html and "&lt;b onmouseover" in html
+    assert client.post("/console/kb/preview", json={"text": "x"}).status_code == 403  # CSRF header needed
+    _create(client, csrf, document_id="hostile", title="Hostile", body=HOSTILE, facts="")
+    public = console.client().get("/kb/hostile")
+    assert public.status_code == 200
+    assert "<script>alert" not in public.text and 'href="javascript:' not in public.text
+    assert "<b onmouseover" not in public.text
+    assert "script-src 'self'" in public.headers["content-security-policy"]
+
+
+def test_test_a_question_compares_draft_and_published(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    _create(client, csrf)
+    _, base = _edit_form(client, "gift-wrap")
+    client.post("/console/kb/gift-wrap/edit", data={
+        "csrf_token": csrf, "base_revision": base, "title": "Gift wrap", "action": "save",
+        "body": BODY + "\n## Gift messages\n\nWe add a handwritten gift message card for free.\n"})
+    page = client.get("/console/kb/gift-wrap/test", params={"q": "handwritten gift message card", "rev": 2})
+    assert page.status_code == 200
+    published, draft = page.text.split("With draft r2", 1)
+    assert "Published (what customers get now)" in published
+    assert "handwritten gift message" in draft and "(draft)" in draft
+    assert "handwritten" not in published.split("Grounded answer", 1)[1]
+    assert client.get("/console/kb/nope/test?q=x").status_code == 404

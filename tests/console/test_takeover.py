@@ -1,0 +1,119 @@
+"""Live takeover: exclusive, the bot stays silent, agent messages go out live, hand back."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import build_console, login, seed_conversation
+
+from knowledge.errors import Conflict
+
+
+def test_takeover_is_exclusive_and_the_bot_stays_silent(console):
+    a1, a2 = console.client(), console.client()
+    csrf1, csrf2 = login(a1, "agent"), login(a2, "agent2")
+    conv_id, _ = seed_conversation(console.services)
+    json_accept = {"Accept": "application/json"}
+
+    r = a1.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf1}, headers=json_accept)
+    assert r.status_code == 200 and r.json()["mode"] == "human"
+    r = a2.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf2}, headers=json_accept)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "conversation_held" and "Agent already holds" in r.json()["error"]["message"]
+    # the HTML console explains the conflict instead of dumping JSON
+    html = a2.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf2},
+                   headers={"Accept": "text/html"})
+    assert html.status_code == 409 and "already holds this conversation" in html.text
+    # only the holder can write to the customer
+    r = a2.post(f"/console/conversations/{conv_id}/messages", data={"csrf_token": csrf2, "text": "hi"},
+                headers=json_accept)
+    assert r.status_code == 409
+    r = a1.post(f"/console/conversations/{conv_id}/messages",
+                data={"csrf_token": csrf1, "text": "Hello, I'm Agent. Let me look."}, headers=json_accept)
+    assert r.status_code == 200
+    published = [e for c, e in console.hub.events if c == conv_id]
+    assert {"type": "mode", "mode": "human", "reason": "agent_took_over"} in published
+    sent = [e["message"] for e in published if e["type"] == "message" and e["message"]["role"] == "agent"]
+    assert sent and sent[-1]["text"] == "Hello, I'm Agent. Let me look."
+
+    # a customer message now gets no bot reply (the manager checks the mode)
+    manager = console.app.state.manager
+    customer = manager.receive(conv_id, "Are you a real person?")
+    assert asyncio.run(manager.respond(conv_id, customer.id)) is None
+    history = manager.history(conv_id)
+    assert [m.role for m in history][-2:] == ["agent", "customer"]
+    # the console's live view sees the customer's message
+    updates = a1.get(f"/console/conversations/{conv_id}/messages.json?after=0").json()
+    assert updates["mode"] == "human" and updates["messages"][-1]["text"] == "Are you a real person?"
+
+    # hand back: the other agent cannot, the holder can; then anyone may take it again
+    assert a2.post(f"/console/conversations/{conv_id}/handback", data={"csrf_token": csrf2},
+                   headers=json_accept).status_code == 409
+    assert a1.post(f"/console/conversations/{conv_id}/handback", data={"csrf_token": csrf1},
+                   headers=json_accept).json()["mode"] == "bot"
+    assert manager.get(conv_id).mode == "bot" and manager.get(conv_id).held_by_user_id is None
+    assert {"type": "mode", "mode": "bot", "reason": "agent_handed_back"} in [e for _, e in console.hub.events]
+    assert a2.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf2},
+                   headers=json_accept).status_code == 200
+
+
+def test_unknown_conversation_is_404(console):
+    client = console.client()
+    csrf = login(client, "agent")
+    r = client.post("/console/conversations/nope/takeover", data={"csrf_token": csrf})
+    assert r.status_code == 404
+
+
+def _race(db, conv_id: str, users: list) -> list[str]:
+    from bot.console.takeover import take_over
+
+    barrier = threading.Barrier(len(users))
+    outcomes: list[str] = []
+
+    def claim(user) -> None:
+        barrier.wait()
+        try:
+            take_over(db, conv_id, user)
+            outcomes.append("won")
+        except Conflict:
+            outcomes.append("409")
+
+    threads = [threading.Thread(target=claim, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(outcomes)
+
+
+def _agents(console) -> list:
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(id=console.users[n], display_name=n, role="agent") for n in ("agent", "agent2", "admin")]
+
+
+def test_concurrent_takeovers_on_sqlite_one_wins(console):
+    for _ in range(3):
+        conv_id, _ = seed_conversation(console.services)
+        assert _race(console.services.db, conv_id, _agents(console)) == ["409", "409", "won"]
+
+
+@pytest.mark.postgres
+def test_concurrent_takeovers_on_postgres_one_wins(pg_url, tmp_path: Path):
+    c = build_console(pg_url, tmp_path)
+    try:
+        for _ in range(3):
+            conv_id, _ = seed_conversation(c.services)
+            assert _race(c.services.db, conv_id, _agents(c)) == ["409", "409", "won"]
+        # the console's search works on PostgreSQL's full-text index as well
+        from bot.console.transcripts import TranscriptFilter, search_transcripts
+
+        target, _ = seed_conversation(c.services, customer="My kettles arrived broken")
+        with c.services.db.unit_of_work() as session:
+            rows = search_transcripts(session, TranscriptFilter(q="kettle broken")).rows
+        assert [r.id for r in rows] == [target]
+    finally:
+        c.services.close()

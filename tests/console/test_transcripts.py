@@ -1,0 +1,182 @@
+"""Transcript search and filters, the conversation view, corrections and their export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+from conftest import login, seed_conversation
+
+XSS = '<script>alert("x")</script><img src=x onerror=alert(1)> <a href="javascript:alert(1)">click</a>'
+
+
+def _ids(console, **params) -> set[str]:
+    from bot.console.transcripts import TranscriptFilter, search_transcripts
+
+    with console.services.db.unit_of_work() as session:
+        page = search_transcripts(session, TranscriptFilter.from_params(params))
+        return {r.id for r in page.rows}
+
+
+def test_search_and_every_filter(console):
+    s = console.services
+    now = datetime.now(UTC)
+    refund, _ = seed_conversation(s, customer="I want a refund for the broken kettle", intent="get_refund",
+                                  tone="angry", thumbs=-1, created_at=now - timedelta(days=3))
+    track, track_reply = seed_conversation(s, customer="Where is my parcel?", intent="track_order",
+                                           adapter="larkspur-v2", created_at=now - timedelta(days=1))
+    oos, _ = seed_conversation(s, customer="What's the weather on Mars?", out_of_scope=True,
+                               created_at=now - timedelta(hours=5))
+    human, _ = seed_conversation(s, customer="Let me talk to a person", intent="contact_human_agent",
+                                 handoff_reason="customer_asked_for_human", mode="handoff_requested",
+                                 created_at=now - timedelta(hours=1))
+    from bot.console.corrections import create_correction
+
+    create_correction(s.db, user_id=console.users["agent"], message_id=track_reply, reason="wrong_tone",
+                      corrected_text="Your parcel is with the courier.")
+
+    assert _ids(console) == {refund, track, oos, human}
+    assert _ids(console, q="kettle") == {refund}
+    assert _ids(console, q="refunds") == {refund}  # stemmed
+    assert _ids(console, q="parc") == {track}  # prefix of the last word
+    assert _ids(console, q='"; DROP TABLE messages; --') == set()  # no FTS syntax from users
+    assert _ids(console, intent="track_order") == {track}
+    assert _ids(console, tone="angry") == {refund}
+    assert _ids(console, thumbs_down="1") == {refund}
+    assert _ids(console, flagged="1") == {track}
+    assert _ids(console, handed_off="1") == {human}
+    assert _ids(console, out_of_scope="1") == {oos}
+    assert _ids(console, adapter="larkspur-v2") == {track}
+    two_days_ago = (now - timedelta(days=2)).date().isoformat()
+    assert _ids(console, **{"from": two_days_ago}) == {track, oos, human}
+    assert _ids(console, to=two_days_ago) == {refund}
+    assert _ids(console, q="refund", tone="neutral") == set()
+
+
+def test_keyset_pagination_visits_every_conversation_once(console):
+    from bot.console.transcripts import TranscriptFilter, search_transcripts
+
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    made = {seed_conversation(console.services, created_at=base + timedelta(minutes=i // 2))[0] for i in range(11)}
+    seen: list[str] = []
+    cursor = None
+    with console.services.db.unit_of_work() as session:
+        while True:
+            page = search_transcripts(session, TranscriptFilter(), cursor, limit=3)
+            seen += [r.id for r in page.rows]
+            cursor = page.next_cursor
+            if not cursor:
+                break
+    assert len(seen) == len(set(seen)) == 11 and set(seen) == made
+
+
+def test_list_page_links_to_next_page_and_rejects_bad_cursor(console):
+    client = console.client()
+    login(client, "agent")
+    for _ in range(3):
+        seed_conversation(console.services)
+    r = client.get("/console/transcripts?cursor=not-a-cursor")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_cursor"
+    assert client.get("/console/transcripts?q=order&intent=track_order&tone=neutral&from=2020-01-01").status_code == 200
+
+
+def test_conversation_view_shows_metadata_and_escapes_hostile_text(console):
+    client = console.client()
+    login(client, "agent")
+    citation = {"document_id": "returns-policy", "revision": 3, "title": "Returns policy",
+                "heading": "Who can return", "anchor": "who-can-return"}
+    conv_id, bot_id = seed_conversation(console.services, customer=XSS, reply="You have 30 days.",
+                                        citations=[citation], latency_ms=812)
+    page = client.get(f"/console/conversations/{conv_id}")
+    assert page.status_code == 200
+    html = page.text
+    assert "<script>alert" not in html and "<img src=x" not in html and 'href="javascript:' not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert "/kb/returns-policy?rev=3#who-can-return" in html  # the exact revision
+    for shown in ("track_order", "0.91", "neutral", "grounded", "larkspur-v1", "812 ms"):
+        assert shown in html
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    # the list shows the hostile preview escaped too
+    listing = client.get("/console/transcripts").text
+    assert "<script>alert" not in listing and "&lt;script&gt;" in listing
+
+
+def test_correction_flow_export_and_kb_suggestions(console, tmp_path):
+    agent, editor = console.client(), console.client()
+    csrf = login(agent, "agent")
+    login(editor, "editor")
+    conv_id, bot_id = seed_conversation(console.services, customer="How long do I have to return a lamp?",
+                                        intent="check_refund_policy", reply="You have 14 days.")
+    r = agent.post(f"/console/messages/{bot_id}/corrections", follow_redirects=False, data={
+        "csrf_token": csrf, "reason": "wrong_fact", "corrected_text": "You have 30 days from delivery.",
+        "note": "policy says 30", "conversation_id": conv_id})
+    assert r.status_code == 303
+    _, other = seed_conversation(console.services, customer="Do you sell gift wrap?", reply="Yes.")
+    assert agent.post(f"/console/messages/{other}/corrections", data={
+        "csrf_token": csrf, "reason": "missing_policy", "note": "no gift wrap policy in the KB"},
+        headers={"Accept": "application/json"}).status_code == 201
+    _, third = seed_conversation(console.services, customer="cancel my order pls", intent="track_order")
+    assert agent.post(f"/console/messages/{third}/corrections", data={
+        "csrf_token": csrf, "reason": "wrong_intent", "corrected_intent": "cancel_order",
+        "corrected_text": "I can cancel it for you."}).status_code == 200  # followed redirect
+    # bad input is refused with a clear message
+    bad = agent.post(f"/console/messages/{bot_id}/corrections", data={"csrf_token": csrf, "reason": "rude"})
+    assert bad.status_code == 422 and "Choose why" in bad.json()["error"]["message"]
+    customer_msg = bot_id - 1
+    refused = agent.post(f"/console/messages/{customer_msg}/corrections", data={
+        "csrf_token": csrf, "reason": "wrong_fact", "corrected_text": "x"})
+    assert refused.status_code == 422
+
+    page = agent.get("/console/corrections").text
+    assert "You have 30 days from delivery." in page and "How long do I have to return a lamp?" in page
+    suggestions = editor.get("/console/kb").text
+    assert "no gift wrap policy in the KB" in suggestions and "You have 30 days from delivery." in suggestions
+    assert "I can cancel it for you." not in suggestions  # wrong_intent is not a KB suggestion
+
+    from bot.cli_corrections import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "out" / "corrections.jsonl"
+    args = parser.parse_args(["tickets", "export-corrections", "--out", str(out)])
+    assert args.handler(args, SimpleNamespace(db=console.services.db)) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [set(rec) for rec in lines] == [
+        {"customer_message", "intent", "corrected_reply", "reason", "message_id", "created_at"}] * 2
+    first, second = lines
+    assert first["customer_message"] == "How long do I have to return a lamp?"
+    assert first["intent"] == "check_refund_policy" and first["reason"] == "wrong_fact"
+    assert first["corrected_reply"] == "You have 30 days from delivery." and first["message_id"] == bot_id
+    assert datetime.fromisoformat(first["created_at"]).tzinfo is not None
+    assert second["intent"] == "cancel_order"  # the agent's corrected intent is what training learns
+    # --only-new skips what was exported; the HTTP export gives the same format
+    args = parser.parse_args(["tickets", "export-corrections", "--out", str(out), "--only-new"])
+    args.handler(args, SimpleNamespace(db=console.services.db))
+    assert out.read_text() == ""
+    r = agent.get("/console/corrections/export.jsonl")
+    assert r.status_code == 200 and len(r.text.splitlines()) == 2
+
+
+def test_analytics_page_and_csv(console):
+    client = console.client()
+    login(client, "agent")
+    s = console.services
+    seed_conversation(s, thumbs=1, latency_ms=100)
+    seed_conversation(s, thumbs=-1, latency_ms=300)
+    seed_conversation(s, customer="=HYPERLINK(\"http://evil\")", out_of_scope=True, latency_ms=200)
+    seed_conversation(s, handoff_reason="customer_asked_for_human", mode="human", latency_ms=900)
+    page = client.get("/console/analytics")
+    assert page.status_code == 200
+    assert "75.0%" in page.text and "25.0%" in page.text and "customer_asked_for_human" in page.text
+    assert "<svg" in page.text
+    csv_text = client.get("/console/analytics.csv").text
+    rows = {tuple(line.split(",")[:2]): line.split(",", 2)[2] for line in csv_text.strip().splitlines()[1:]}
+    assert rows[("summary", "conversations")] == "4"
+    assert rows[("summary", "deflection_rate")] == "0.7500"
+    assert rows[("summary", "thumbs_down")] == "1"
+    assert rows[("summary", "median_latency_ms")] == "200.0000"
+    assert rows[("top_intent", "track_order")] == "3"
+    assert any(k[0] == "top_out_of_scope" and k[1].startswith("\"'=hyperlink") for k in rows)  # no formula
+    assert client.get("/console/analytics?from=2026-02-01&to=2026-01-01").status_code == 422

@@ -1,0 +1,153 @@
+"""The widget in a real browser: demo page, streamed answer with sources, reload, rating, handoff."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from bot.db.repositories import ConversationRepository, FeedbackRepository
+from bot.web import live
+
+pytestmark = pytest.mark.browser
+
+W = "#hybridesk-widget"  # the shadow host; Playwright's CSS engine pierces the open shadow root
+RETURN_Q = "How long do I have to return a lamp?"
+FULL_REPLY = ("You can return most items within 30 days of delivery. "
+              "Start the return from your order page and we will refund you within 5 working days.")
+
+
+def open_widget(page, site, path="/demo"):
+    page.goto(site.url + path)
+    page.click(f"{W} .launcher")
+    page.wait_for_selector(f"{W} .panel", state="visible")
+
+
+def send(page, text):
+    page.fill(f"{W} textarea", text)
+    page.press(f"{W} textarea", "Enter")
+
+
+def stored_conversation(page):
+    return page.evaluate("() => JSON.parse(localStorage.getItem('hybridesk:' + location.origin))")
+
+
+def test_chat_stream_sources_reload_rate_and_handoff(page, site, artifacts):
+    open_widget(page, site)
+    assert page.evaluate("() => document.activeElement.id") == "hybridesk-widget"  # focus moved into the widget
+    assert "Larkspur" in page.inner_text(f"{W} .msg.greeting")
+    send(page, RETURN_Q)
+    assert page.inner_text(f"{W} .msg.customer .text") == RETURN_Q
+    # streamed: a partial answer is visible (marked busy for screen readers) before the full one
+    partial = page.wait_for_selector(f"{W} .msg.bot[aria-busy=true]").inner_text()
+    final = page.wait_for_selector(f"{W} .msg.bot[data-id]:not(.greeting) .sources a")
+    bot = page.locator(f"{W} .msg.bot[data-id]:not(.greeting)")
+    assert bot.locator(".text").inner_text() == FULL_REPLY
+    assert 0 < len(partial) < len(FULL_REPLY) + 20
+    assert final.get_attribute("href") == f"{site.url}/kb/returns-policy#who-can-return"
+    assert final.inner_text() == "Returns policy › Who can return"
+    assert final.get_attribute("rel") == "noopener noreferrer"
+    page.screenshot(path=str(artifacts / "widget.png"))
+    docs = site.app.state.settings.kb_sample_dir.parents[1] / "docs"
+    docs.mkdir(exist_ok=True)
+    shutil.copy(artifacts / "widget.png", docs / "widget.png")
+
+    # rate the answer
+    bot.locator("button[aria-label='Helpful answer']").click()
+    page.wait_for_selector(f"{W} button[aria-label='Helpful answer'][aria-pressed=true]")
+    conv = stored_conversation(page)
+    message_id = int(bot.get_attribute("data-id"))
+    with site.services.db.unit_of_work() as session:
+        assert FeedbackRepository(session).for_message(message_id).rating == 1
+
+    # reload: the conversation (and the rating) come back from the server
+    page.reload()
+    page.wait_for_selector(f"{W} .panel", state="visible")  # it was open: it stays open
+    page.wait_for_selector(f"{W} .msg.bot[data-id='{message_id}'] .sources a")
+    assert page.inner_text(f"{W} .msg.customer .text") == RETURN_Q
+    assert page.get_attribute(f"{W} button[aria-label='Helpful answer']", "aria-pressed") == "true"
+    assert stored_conversation(page)["id"] == conv["id"]
+
+    # ask for a person, then an agent takes over and writes: it arrives live
+    page.click(f"{W} button.human")
+    page.wait_for_selector(f"{W} .panel.handoff_requested")
+    assert "Waiting for a person" in page.inner_text(f"{W} .status")
+    assert page.is_hidden(f"{W} button.human")
+    with site.services.db.unit_of_work() as session:
+        ConversationRepository(session).get(conv["id"]).mode = "human"
+    agent = site.app.state.manager.receive(conv["id"], "Hi, Maya here from the support team.", role="agent")
+    live.publish(conv["id"], live.mode_event("human"))
+    live.publish(conv["id"], live.message_event(agent))
+    page.wait_for_selector(f"{W} .panel.human")
+    assert page.inner_text(f"{W} .msg.agent .text") == "Hi, Maya here from the support team."
+    assert "chatting with a person" in page.inner_text(f"{W} .status")
+
+
+def test_markup_is_rendered_as_text(page, site):
+    open_widget(page, site)
+    evil = '<img src=x onerror="window.__pwned=1"><b>bold</b>'
+    send(page, evil)
+    page.wait_for_selector(f"{W} .msg.bot[data-id]:not(.greeting)")
+    conv = stored_conversation(page)
+    agent = site.app.state.manager.receive(conv["id"], "<script>window.__pwned=2</script>ok", role="agent")
+    live.publish(conv["id"], live.message_event(agent))
+    page.wait_for_selector(f"{W} .msg.agent")
+    assert page.inner_text(f"{W} .msg.customer .text") == evil
+    assert page.inner_text(f"{W} .msg.agent .text") == "<script>window.__pwned=2</script>ok"
+    counts = page.evaluate("""() => {
+        const root = document.getElementById('hybridesk-widget').shadowRoot;
+        return [root.querySelectorAll('.log img, .log b, .log script').length, window.__pwned === undefined];
+    }""")
+    assert counts == [0, True]
+
+
+def test_oversized_message_shows_a_visible_error(page, site):
+    open_widget(page, site)
+    send(page, "a" * 2500)
+    alert = page.wait_for_selector(f"{W} .alert[role=alert]", state="visible")
+    assert "2000" in alert.inner_text()
+    assert page.locator(f"{W} .msg.customer.failed").count() == 1
+    assert page.is_hidden(f"{W} .typing")
+
+
+def test_dropped_stream_recovers_the_full_reply(page, site):
+    open_widget(page, site)
+    site.services.generator.delay = 0.15
+    try:
+        send(page, RETURN_Q)
+        page.wait_for_selector(f"{W} .msg.bot[aria-busy=true]")
+        page.context.set_offline(True)  # the connection drops mid-reply
+        time.sleep(1.0)
+        page.context.set_offline(False)
+        bot = page.wait_for_selector(f"{W} .msg.bot[data-id]:not(.greeting) .sources a", timeout=30_000)
+    finally:
+        site.services.generator.delay = 0.06
+    assert bot is not None
+    assert page.inner_text(f"{W} .msg.bot[data-id]:not(.greeting) .text") == FULL_REPLY
+
+
+def test_keyboard_and_phone_width(browser, site):
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        page.goto(site.url + "/demo")
+        page.focus(f"{W} .launcher")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(f"{W} .panel", state="visible")
+        assert page.get_attribute(f"{W} .launcher", "aria-expanded") == "true"
+        box = page.locator(f"{W} .panel").bounding_box()
+        assert box["x"] >= 0 and box["width"] <= 375 and box["width"] >= 360
+        send_box = page.locator(f"{W} form button").bounding_box()
+        assert send_box["x"] + send_box["width"] <= 375 and send_box["y"] + send_box["height"] <= 740
+        assert page.get_attribute(f"{W} .log", "role") == "log"
+        assert page.get_attribute(f"{W} .log", "aria-live") == "polite"
+        page.keyboard.type("What about delivery?")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(f"{W} .msg.bot[data-id]:not(.greeting) .sources a")
+        page.keyboard.press("Escape")
+        page.wait_for_selector(f"{W} .panel", state="hidden")
+        assert page.evaluate("() => document.getElementById('hybridesk-widget').shadowRoot.activeElement.className") \
+            == "launcher"
+    finally:
+        context.close()
