@@ -36,7 +36,8 @@ def initialise(services: Any, *, admin_email: str | None = "admin@larkspur.examp
         if not registry.has_active():
             out("NLU: training intent and tone models on the sample tickets (a minute or two)...")
             version = registry.train_default(tickets=settings.tickets_sample_path,
-                                             shared_data_dir=settings.shared_data_dir)
+                                             shared_data_dir=settings.shared_data_dir,
+                                             use_public=settings.nlu_use_public_data)
             out(f"NLU: model {version} trained and active")
         else:
             out("NLU: active model present")

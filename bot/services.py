@@ -73,6 +73,21 @@ class Services:
         with self._lock:
             return build_generator(self.settings)
 
+    @cached_property
+    def adapters(self) -> Any:
+        """The LoRA adapter registry (shipped + user-trained); its active adapter answers customers."""
+        from models.adapters import AdapterRegistry
+
+        return AdapterRegistry(self.settings.user_adapters_dir, self.settings.adapters_dir)
+
+    def active_adapter_id(self) -> str | None:
+        """Read on every reply, so `hybridesk adapters activate` takes effect without a restart."""
+        try:
+            return self.adapters.active_id()
+        except Exception:  # a broken registry must not stop answers: fall back to the base model
+            log.exception("cannot read the active adapter; answering with the base model")
+            return None
+
     def close(self) -> None:
         if "db" in self.__dict__:
             self.db.dispose()

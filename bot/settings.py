@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(2000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     company_name: str = "Larkspur & Co."
+    nlu_use_public_data: bool = Field(
+        True, description="train NLU on the public tickets and emotion data too (when shared data is present)"
+    )
     log_level: str = "INFO"
 
     @field_validator("data_dir", "shared_data_dir", "kb_sample_dir", mode="after")

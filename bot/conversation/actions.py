@@ -108,7 +108,8 @@ class ActionAnswerFromPolicy(Action):
         at = datetime.fromisoformat(meta["at"]) if meta.get("at") else datetime.now(UTC)
         responder = Responder(
             services.knowledge, services.generator, company_name=services.settings.company_name,
-            max_new_tokens=services.settings.max_new_tokens, adapter_id=meta.get("adapter_id"),
+            max_new_tokens=services.settings.max_new_tokens,
+            adapter_id=meta.get("adapter_id") or services.active_adapter_id(),
         )
         customer_values = {}
         order = ORDER_RE.search(text)

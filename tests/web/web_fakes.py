@@ -8,6 +8,9 @@ are the real ones. Shared by tests/web, tests/e2e and benchmarks/widget_*.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import queue
 import re
 import socket
 import threading
@@ -17,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 PASSAGES = [
     {
@@ -182,3 +187,70 @@ class ServerThread:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()
+
+
+class SSEReader(threading.Thread):
+    """Reads a Server-Sent Events stream in the background into a queue of (event, data, id)."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None, params: dict[str, Any] | None = None):
+        super().__init__(daemon=True)
+        self.url, self.headers, self.params = url, headers or {}, params or {}
+        self.events: queue.Queue = queue.Queue()
+        self.status: int | None = None
+        self._halt = threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with httpx.stream("GET", self.url, headers=self.headers, params=self.params, timeout=30) as resp:
+                self._resp = resp
+                self.status = resp.status_code
+                if resp.status_code != 200:
+                    self.ready.set()
+                    return
+                name, data, ident = "message", [], None
+                for line in resp.iter_lines():
+                    if self._halt.is_set():
+                        return
+                    if line == "":
+                        if data:
+                            self.events.put((name, json.loads("\n".join(data)), ident))
+                            if name == "ready":
+                                self.ready.set()
+                        name, data, ident = "message", [], None
+                    elif line.startswith("event:"):
+                        name = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].lstrip())
+                    elif line.startswith("id:"):
+                        ident = line[3:].strip()
+        except Exception as exc:  # noqa: BLE001 - surfaced to the test through the queue
+            if not self._halt.is_set():
+                self.events.put(("_error", repr(exc), None))
+            self.ready.set()
+
+    def stop(self) -> None:
+        """Drop the connection (as a flaky network would)."""
+        self._halt.set()
+        resp = getattr(self, "_resp", None)
+        if resp is not None:
+            with contextlib.suppress(Exception):  # closing from another thread may race the reader
+                resp.close()
+
+    def next(self, kind: str | None = None, timeout: float = 10, where=None) -> tuple[str, Any, str | None]:
+        """The next event of ``kind`` (skipping others) matching ``where``."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {kind or 'any'} event within {timeout} s")
+            try:
+                item = self.events.get(timeout=remaining)
+            except queue.Empty as exc:
+                raise AssertionError(f"no {kind or 'any'} event within {timeout} s") from exc
+            if item[0] == "_error":
+                raise AssertionError(f"stream failed: {item[1]}")
+            if (kind is None or item[0] == kind) and (where is None or where(item[1])):
+                return item

@@ -1,0 +1,196 @@
+"""Freshness, the headline benchmark: change policy facts in the KB, ask again.
+
+Usage: python benchmarks/freshness.py [--limit N] [--max-new-tokens 96] [--systems hybrid,rag_base,finetune_only]
+
+Fifty policy questions over the sample company (benchmarks/freshness_questions.json), each tied to
+the KB fact whose value answers it. Each question is asked before and after new revisions change
+those facts, by three systems side by side:
+
+* ``finetune_only``  the LoRA adapter alone; its slots are filled from the facts as they were when
+                     it was trained (a fine-tune-only bot bakes facts in), no retrieval, no guardrail;
+* ``rag_base``       the base model with retrieved passages and facts, slots filled from the KB,
+                     no claim guardrail;
+* ``hybrid``         the product: adapter + retrieval + guardrails (bot.conversation.responder).
+
+Reported per system and phase: current-fact accuracy (the reply states the fact's value in force
+now), stale share (after the change: the reply states the old value), and the share of replies
+with an unbacked policy claim (an amount, duration, percentage, phone, e-mail or URL that no
+in-force fact or retrieved passage supports). Writes benchmarks/results/freshness.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import table, write_json  # noqa: E402
+
+from bot.conversation.guardrails import _CLAIM_PATTERNS, SLOT_RE, Grounder, slot_key  # noqa: E402
+from bot.conversation.responder import Responder, passage_dict  # noqa: E402
+
+QUESTIONS = Path(__file__).resolve().parent / "freshness_questions.json"
+
+
+def norm(text: str) -> str:
+    return re.sub(r"[\s–—-]+", "", text.lower()).replace("to", "")
+
+
+def states(reply: str, value: str) -> bool:
+    v = norm(value)
+    r = norm(reply)
+    if v in r:
+        return True
+    bare = v.lstrip("€$£")
+    return bool(bare) and re.search(rf"(?<![\d.,]){re.escape(bare)}(?![\d]|[.,]\d)", r) is not None
+
+
+def unbacked_claims(reply: str, evidence: list[str]) -> list[str]:
+    g = Grounder(lambda _s: None, evidence)
+    found = []
+    for _kind, pattern in _CLAIM_PATTERNS:
+        for m in pattern.finditer(reply):
+            if not g._is_backed(_kind, m.group(0)):
+                found.append(m.group(0))
+    return found
+
+
+def fill_slots(text: str, resolve) -> str:
+    def sub(m):
+        value = resolve(m.group(1))
+        return value if value is not None else m.group(0)
+
+    return SLOT_RE.sub(sub, text)
+
+
+def change_facts(knowledge, items) -> dict[str, tuple[str, str]]:
+    """Publish a new revision of each affected document with the new values; return old/new per fact."""
+    facts = knowledge.facts()
+    by_doc: dict[str, list] = {}
+    for item in items:
+        fact = facts[item["fact"]]
+        by_doc.setdefault(fact.document_id, []).append((fact, item["new"]))
+    changed = {}
+    from knowledge.ingest import FactSpec
+
+    for doc_id, changes in by_doc.items():
+        current = next(r for r in knowledge.in_force() if r.document_id == doc_id)
+        body = current.content
+        new_facts = []
+        for f in current.facts:
+            name = f["name"] if isinstance(f, dict) else f.name
+            value = f["value"] if isinstance(f, dict) else f.value
+            for fact, new in changes:
+                if fact.name == name:
+                    body = body.replace(str(value), new)
+                    changed[name] = (str(value), new)
+                    value = new
+            get = (lambda k, f=f: f.get(k)) if isinstance(f, dict) else (lambda k, f=f: getattr(f, k))
+            new_facts.append(FactSpec(name, value, get("unit"), get("description"), list(get("placeholders") or [])))
+        knowledge.add_revision(doc_id, body, author="freshness benchmark", change_note="policy change",
+                               facts=new_facts, publish=True)
+    return changed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--limit", type=int, default=0, help="only the first N questions (0 = all)")
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--systems", default="hybrid,rag_base,finetune_only")
+    ap.add_argument("--data-dir", type=Path)
+    args = ap.parse_args()
+
+    from bot.bootstrap import initialise
+    from bot.services import Services
+    from bot.settings import Settings
+
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="hybridesk-fresh-"))
+    settings = Settings(data_dir=data_dir, env="test", max_new_tokens=args.max_new_tokens)
+    services = Services(settings)
+    initialise(services, admin_email=None, train_nlu=False, out=lambda _s: None)  # NLU is not used here
+    knowledge, generator = services.knowledge, services.generator
+    adapter = services.active_adapter_id()
+    print(f"adapter: {adapter}")
+    items = json.loads(QUESTIONS.read_text())
+    questions = [(item, q) for item in items for q in item["q"]]
+    if args.limit:
+        questions = questions[: args.limit]
+    systems = args.systems.split(",")
+    trained_facts = {n: f for n, f in knowledge.facts().items()}  # what a fine-tune-only bot baked in
+
+    def resolve_trained(slot: str):
+        key = slot_key(slot)
+        for f in trained_facts.values():
+            if any(slot_key(p) == key for p in (f.placeholders or [])):
+                return str(f.value)
+        return None
+
+    def ask(system: str, question: str) -> tuple[str, list[dict]]:
+        if system == "hybrid":
+            r = Responder(knowledge, generator, company_name=settings.company_name,
+                          max_new_tokens=args.max_new_tokens, adapter_id=adapter)
+            res = r.answer(text=question, intent="policy_question", tone="neutral", history=[])
+            return res.text, [{"text": p} for p in []] + [{"text": t} for t in _passage_texts(knowledge, question)]
+        from models.prompting import build_messages
+
+        if system == "rag_base":
+            r = Responder(knowledge, generator, company_name=settings.company_name)
+            passages, facts = r.retrieve(question, [])
+            msgs = build_messages(message=question, intent="policy_question", tone="neutral", facts=facts,
+                                  passages=passages, company_name=settings.company_name)
+            out = generator.generate(msgs, adapter_id=None, max_new_tokens=args.max_new_tokens).text
+            resolve = r._slot_resolver(None)
+            return fill_slots(out, resolve), passages
+        msgs = build_messages(message=question, intent="policy_question", tone="neutral",
+                              company_name=settings.company_name)
+        out = generator.generate(msgs, adapter_id=adapter, max_new_tokens=args.max_new_tokens).text
+        return fill_slots(out, resolve_trained), []
+
+    results = {}
+    rows = []
+    old_values: dict[str, str] = {}
+    for phase in ("before", "after"):
+        if phase == "after":
+            changed = change_facts(knowledge, items)
+            old_values = {k: v[0] for k, v in changed.items()}
+        current = knowledge.facts()
+        fact_values = [str(f.value) for f in current.values()]
+        for system in systems:
+            ok = stale = unbacked = 0
+            t0 = time.perf_counter()
+            samples = []
+            for item, q in questions:
+                reply, passages = ask(system, q)
+                value = str(current[item["fact"]].value)
+                correct = states(reply, value)
+                is_stale = phase == "after" and states(reply, old_values.get(item["fact"], "\0")) and not correct
+                claims = unbacked_claims(reply, fact_values + [p["text"] for p in passages])
+                ok += correct
+                stale += is_stale
+                unbacked += bool(claims)
+                samples.append({"q": q, "fact": item["fact"], "value": value, "reply": reply, "correct": correct,
+                                "stale": is_stale, "unbacked": claims})
+            n = len(questions)
+            row = {"system": system, "phase": phase, "n": n, "current_fact_accuracy": ok / n,
+                   "stale_share": stale / n, "unbacked_claim_share": unbacked / n,
+                   "s_per_question": (time.perf_counter() - t0) / n}
+            rows.append(row)
+            results[f"{system}/{phase}"] = {"summary": row, "samples": samples}
+            print(table([row]), flush=True)
+    print()
+    print(table(rows))
+    write_json("freshness", {"adapter": adapter, "rows": rows, "details": results})
+
+
+def _passage_texts(knowledge, question: str) -> list[str]:
+    return [passage_dict(p)["text"] for p in knowledge.retrieve(question, k=3)]
+
+
+if __name__ == "__main__":
+    main()
