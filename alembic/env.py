@@ -37,12 +37,19 @@ def render_item(type_: str, obj, autogen_context):
 
 
 # Tables managed outside the ORM metadata (the pgvector backend creates its own embeddings table).
-UNMANAGED_TABLES = {"kb_chunk_embeddings"}
+UNMANAGED_TABLES = {
+    "kb_chunk_embeddings",
+    # full-text search over messages (bot/console/search_index.py creates them idempotently)
+    "messages_fts", "messages_fts_data", "messages_fts_idx", "messages_fts_docsize", "messages_fts_config",
+}
+UNMANAGED_INDEXES = {"ix_messages_text_fts"}
 
 
 def include_object(obj, name, type_, reflected, compare_to) -> bool:
     table = obj if type_ == "table" else getattr(obj, "table", None)
     table_name = name if type_ == "table" else getattr(table, "name", None)
+    if reflected and compare_to is None and type_ == "index" and name in UNMANAGED_INDEXES:
+        return False
     return not (reflected and compare_to is None and table_name in UNMANAGED_TABLES)
 
 

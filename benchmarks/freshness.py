@@ -92,9 +92,17 @@ def change_facts(knowledge, items) -> dict[str, tuple[str, str]]:
                     changed[name] = (str(value), new)
                     value = new
             get = (lambda k, f=f: f.get(k)) if isinstance(f, dict) else (lambda k, f=f: getattr(f, k))
-            new_facts.append(FactSpec(name, value, get("unit"), get("description"), list(get("placeholders") or [])))
-        knowledge.add_revision(doc_id, body, author="freshness benchmark", change_note="policy change",
-                               facts=new_facts, publish=True)
+            new_facts.append(
+                FactSpec(name, value, get("unit"), get("description"), list(get("placeholders") or []))
+            )
+        knowledge.add_revision(
+            doc_id,
+            body,
+            author="freshness benchmark",
+            change_note="policy change",
+            facts=new_facts,
+            publish=True,
+        )
     return changed
 
 
@@ -133,22 +141,36 @@ def main() -> None:
 
     def ask(system: str, question: str) -> tuple[str, list[dict]]:
         if system == "hybrid":
-            r = Responder(knowledge, generator, company_name=settings.company_name,
-                          max_new_tokens=args.max_new_tokens, adapter_id=adapter)
+            r = Responder(
+                knowledge,
+                generator,
+                company_name=settings.company_name,
+                max_new_tokens=args.max_new_tokens,
+                adapter_id=adapter,
+            )
             res = r.answer(text=question, intent="policy_question", tone="neutral", history=[])
-            return res.text, [{"text": p} for p in []] + [{"text": t} for t in _passage_texts(knowledge, question)]
+            return res.text, [{"text": p} for p in []] + [
+                {"text": t} for t in _passage_texts(knowledge, question)
+            ]
         from models.prompting import build_messages
 
         if system == "rag_base":
             r = Responder(knowledge, generator, company_name=settings.company_name)
             passages, facts = r.retrieve(question, [])
-            msgs = build_messages(message=question, intent="policy_question", tone="neutral", facts=facts,
-                                  passages=passages, company_name=settings.company_name)
+            msgs = build_messages(
+                message=question,
+                intent="policy_question",
+                tone="neutral",
+                facts=facts,
+                passages=passages,
+                company_name=settings.company_name,
+            )
             out = generator.generate(msgs, adapter_id=None, max_new_tokens=args.max_new_tokens).text
             resolve = r._slot_resolver(None)
             return fill_slots(out, resolve), passages
-        msgs = build_messages(message=question, intent="policy_question", tone="neutral",
-                              company_name=settings.company_name)
+        msgs = build_messages(
+            message=question, intent="policy_question", tone="neutral", company_name=settings.company_name
+        )
         out = generator.generate(msgs, adapter_id=adapter, max_new_tokens=args.max_new_tokens).text
         return fill_slots(out, resolve_trained), []
 
@@ -169,17 +191,34 @@ def main() -> None:
                 reply, passages = ask(system, q)
                 value = str(current[item["fact"]].value)
                 correct = states(reply, value)
-                is_stale = phase == "after" and states(reply, old_values.get(item["fact"], "\0")) and not correct
+                is_stale = (
+                    phase == "after" and states(reply, old_values.get(item["fact"], "\0")) and not correct
+                )
                 claims = unbacked_claims(reply, fact_values + [p["text"] for p in passages])
                 ok += correct
                 stale += is_stale
                 unbacked += bool(claims)
-                samples.append({"q": q, "fact": item["fact"], "value": value, "reply": reply, "correct": correct,
-                                "stale": is_stale, "unbacked": claims})
+                samples.append(
+                    {
+                        "q": q,
+                        "fact": item["fact"],
+                        "value": value,
+                        "reply": reply,
+                        "correct": correct,
+                        "stale": is_stale,
+                        "unbacked": claims,
+                    }
+                )
             n = len(questions)
-            row = {"system": system, "phase": phase, "n": n, "current_fact_accuracy": ok / n,
-                   "stale_share": stale / n, "unbacked_claim_share": unbacked / n,
-                   "s_per_question": (time.perf_counter() - t0) / n}
+            row = {
+                "system": system,
+                "phase": phase,
+                "n": n,
+                "current_fact_accuracy": ok / n,
+                "stale_share": stale / n,
+                "unbacked_claim_share": unbacked / n,
+                "s_per_question": (time.perf_counter() - t0) / n,
+            }
             rows.append(row)
             results[f"{system}/{phase}"] = {"summary": row, "samples": samples}
             print(table([row]), flush=True)

@@ -34,6 +34,30 @@ def main(n: int = 400) -> None:
     model = registry.current()
     _, test = stratified_split(load_bitext(data), 0.2, seed=0)
     texts = [t for t, _ in test][:n]
+    res: dict = {
+        "n": len(texts),
+        "cpu_count": os.cpu_count(),
+        "product_train_seconds": round(train_s, 1),
+        "model": model.metadata.get("method"),
+        "traced_encoder": model.encoder.traced,
+    }
+    for threads in (2, 1):
+        import torch
+
+        torch.set_num_threads(threads)
+        res[f"threads_{threads}"] = measure(model, texts)
+        table(
+            [
+                (k, f"{v:.2f}" if isinstance(v, float) else str(v))
+                for k, v in res[f"threads_{threads}"].items()
+            ],
+            f"NLU latency per message (intent + tone), {threads} torch thread(s)",
+        )
+    path = write_result("nlu_latency", res)
+    print(f"\nwrote {path}")
+
+
+def measure(model, texts: list[str]) -> dict:
     for t in texts[:10]:  # warm-up (first calls allocate)
         model.predict(t)
     times = []
@@ -55,15 +79,13 @@ def main(n: int = 400) -> None:
         s = time.perf_counter()
         model.predict("and how long does that take?", history=[t])
         follow.append((time.perf_counter() - s) * 1000)
-    # where the time goes: the embedding alone
-    emb_t = []
+    emb_t = []  # where the time goes: the embedding alone
     for t in texts[:200]:
         model.encoder.clear_cache()
         s = time.perf_counter()
         model.encoder.encode_one(t)
         emb_t.append((time.perf_counter() - s) * 1000)
-    res = {
-        "n": len(texts),
+    return {
         "p50_ms": float(np.percentile(times, 50)),
         "p95_ms": float(np.percentile(times, 95)),
         "embedding_only_p50_ms": float(np.percentile(emb_t, 50)),
@@ -73,16 +95,7 @@ def main(n: int = 400) -> None:
         "follow_up_with_history_p50_ms": float(np.percentile(follow, 50)),
         "follow_up_with_history_p95_ms": float(np.percentile(follow, 95)),
         "load_average_1min": [round(load_before, 2), round(load_after, 2)],
-        "cpu_count": os.cpu_count(),
-        "product_train_seconds": round(train_s, 1),
-        "model": model.metadata.get("method"),
     }
-    table(
-        [(k, f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in res.items()],
-        "NLU latency per message (intent + tone)",
-    )
-    path = write_result("nlu_latency", res)
-    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,19 @@ def main() -> dict:
     text = raw.decode("utf-8")
     code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # the header comment shows an example URL
     external = sorted(set(re.findall(r"https?://[^\s\"')]+", code)) - {"http://www.w3.org/2000/svg"})
-    loaders = [w for w in ("import(", "importScripts", "createElement(\"script\")", "innerHTML",
-                           "insertAdjacentHTML", "document.write", "eval(") if w in code]
+    loaders = [
+        w
+        for w in (
+            "import(",
+            "importScripts",
+            'createElement("script")',
+            "innerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        )
+        if w in code
+    ]
     result = {
         "file": str(WIDGET.relative_to(REPO)),
         "raw_bytes": len(raw),

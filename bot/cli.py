@@ -19,7 +19,7 @@ from knowledge.errors import ConfigurationError, HybrideskError, Unavailable
 log = logging.getLogger("hybridesk")
 
 # Optional subcommand groups, each owned by the package that implements it.
-COMMAND_GROUPS = ["bot.cli_kb", "bot.cli_nlu", "bot.cli_models", "bot.cli_users"]
+COMMAND_GROUPS = ["bot.cli_kb", "bot.cli_nlu", "bot.cli_models", "bot.cli_corrections", "bot.cli_users"]
 
 
 class CliContext:

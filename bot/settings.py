@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    cookie_secure: bool | None = Field(None, description="Secure flag on console cookies (default: production only)")
     max_message_chars: int = Field(2000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     company_name: str = "Larkspur & Co."

@@ -14,7 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-MAX_WORDS = 180  # MiniLM reads 256 word pieces; ~180 words plus the title path fits
+MAX_WORDS = 100  # best of 100..400 on WixQA (benchmarks/results/knowledge.md); MiniLM reads 256 pieces
 MIN_WORDS = 12  # a paragraph shorter than this is merged into its neighbour
 INTRO_ANCHOR = "overview"
 

@@ -66,11 +66,11 @@ class Passage:
 class RetrievalConfig:
     """Knobs of the fusion; the defaults are the best setting measured on WixQA (see RESULTS)."""
 
-    bm25_weight: float = 0.3
+    bm25_weight: float = 0.2
     fusion: str = "weighted"  # "weighted" (normalised score blend) or "rrf"
     rrf_k: int = 60
     candidates: int = 100
-    doc_pool: float = 0.1  # share of a document's 2nd/3rd best chunks added to its best
+    doc_pool: float = 0.05  # share of a document's 2nd/3rd best chunks added to its best
     history_weight: float = 0.35
     per_document: int | None = 2
     use_bm25: bool = True

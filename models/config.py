@@ -52,6 +52,7 @@ class TrainConfig:
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
     packing: bool = False  # concatenate examples into max_length rows instead of padding
     bucketing: bool = True  # batch examples of similar length together (less padding)
     seed: int = 13

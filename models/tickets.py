@@ -191,7 +191,9 @@ def _make_ticket(source: str, line: int, row: Mapping[str, Any], known=()) -> Ti
     )
 
 
-def _resolve_mapping(columns: list[str], mapping: Mapping[str, str] | None) -> dict[str, str]:
+def _resolve_mapping(
+    columns: list[str], mapping: Mapping[str, str] | None, *, strict: bool = True
+) -> dict[str, str]:
     """``{field: column}`` from an explicit ``{column: field}`` mapping plus recognised names."""
     result: dict[str, str] = {}
     for column, fld in (mapping or {}).items():
@@ -201,6 +203,8 @@ def _resolve_mapping(columns: list[str], mapping: Mapping[str, str] | None) -> d
                 code="bad_mapping",
             )
         if column not in columns:
+            if not strict:
+                continue
             raise InvalidInput(
                 f"Column {column!r} (from --map) is not in the file; columns are: {', '.join(columns)}.",
                 code="bad_mapping",
@@ -215,6 +219,8 @@ def _resolve_mapping(columns: list[str], mapping: Mapping[str, str] | None) -> d
                 result[fld] = lowered[alias]
                 break
     missing = [f for f in ("customer_message", "agent_reply") if f not in result]
+    if missing and not strict:
+        raise ValueError(f"no {' or '.join(missing)} field (map one with --map KEY={missing[0]})")
     if missing:
         raise InvalidInput(
             f"Cannot find the {' and '.join(missing)} column(s) among {columns}; pass "
@@ -296,13 +302,20 @@ def read_tickets(
                     "intent": row.get("intent"),
                     "tone": row.get("tone"),
                     "external_id": row.get("message_id"),
-                    "created_at": row.get("corrected_at"),
+                    "created_at": row.get("corrected_at") or row.get("created_at"),
                 }
                 known = ()
-            else:
+            elif fmt == "csv":
                 if field_map is None:
                     field_map = _resolve_mapping(list(row.keys()), mapping)
                 data, known = {f: row.get(c) for f, c in field_map.items()}, ()
+            else:
+                # JSON Lines rows may each carry different keys: map each row on its own
+                data = {
+                    f: row.get(c)
+                    for f, c in _resolve_mapping(list(row.keys()), mapping, strict=False).items()
+                }
+                known = ()
             ticket = _make_ticket(fmt, line, data)
         except ValueError as exc:
             errors.append(RowError(line, str(exc)))

@@ -265,7 +265,8 @@ def _packed_batches(examples: Sequence[Example], cfg: TrainConfig, pad_id: int) 
             ids[i, : len(a)] = torch.tensor(a)
             labels[i, : len(b)] = torch.tensor(b)
             pos[i, : len(c)] = torch.tensor(c)
-        batches.append({"input_ids": ids, "labels": labels, "position_ids": pos})
+        real = torch.tensor(sum(len(r[0]) for r in group))
+        batches.append({"input_ids": ids, "labels": labels, "position_ids": pos, "num_tokens": real})
     return batches
 
 
@@ -285,7 +286,9 @@ def reply_loss(model: Any, batch: dict) -> tuple[Any, int]:
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     device = next(base.parameters()).device
-    inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+    inputs = {
+        k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")
+    }
     hidden = base.model(**inputs, use_cache=False).last_hidden_state
     labels = batch["labels"].to(device)
     shift_labels = labels[:, 1:]
@@ -382,6 +385,11 @@ def train(
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
+    if cfg.gradient_checkpointing:
+        # recompute activations in the backward pass: ~30% more compute, a fraction of the memory
+        model.get_base_model().gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -436,7 +444,7 @@ def train(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            losses.append(float(loss))
+            losses.append(loss.item())
             elapsed = time.time() - t0
             tps = (tokens - tokens_at_start) / max(elapsed, 1e-6)
             if bar is not None:
@@ -502,6 +510,7 @@ def train(
             },
             "config": cfg.to_dict(),
             "metrics": metrics,
+            "val_hashes": sorted(e.digest for e in val_set),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": command or " ".join(sys.argv),
         },
@@ -576,7 +585,7 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover
         return None
-    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True, mininterval=5)
 
 
 def _ema(values: Sequence[float], window: int = 10) -> float:

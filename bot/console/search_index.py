@@ -73,19 +73,30 @@ def terms(query: str) -> list[str]:
     return re.findall(r"\w+", query.lower())[:MAX_TERMS]
 
 
+def _fts_expression(words: list[str]) -> str:
+    # each word quoted (no FTS syntax from users); the last one also matches as a prefix
+    expr = " ".join(f'"{w}"' for w in words[:-1])
+    last = words[-1]
+    return (f'{expr} "{last}"*' if len(last) >= 3 else f'{expr} "{last}"').strip()
+
+
+_FTS = sa.table("messages_fts", sa.column("conversation_id"), sa.column("rowid"))
+
+
+def matching_rowids(query: str) -> sa.Select:
+    """SQLite only: ``SELECT rowid`` (= message id) of messages matching ``query`` (no content reads)."""
+    return sa.select(_FTS.c.rowid).where(sa.text("messages_fts MATCH :fts_q").bindparams(
+        fts_q=_fts_expression(terms(query) or ["_"])))
+
+
 def matching_conversations(dialect: str, query: str) -> sa.Select | None:
     """``SELECT conversation_id`` of messages matching every word of ``query`` (None: no words)."""
     words = terms(query)
     if not words:
         return None
     if dialect == "sqlite":
-        # each word quoted (no FTS syntax from users); the last one also matches as a prefix
-        expr = " ".join(f'"{w}"' for w in words[:-1])
-        last = words[-1]
-        expr = f'{expr} "{last}"*' if len(last) >= 3 else f'{expr} "{last}"'
-        fts = sa.table("messages_fts", sa.column("conversation_id"), sa.column("rowid"))
-        return sa.select(fts.c.conversation_id).where(sa.text("messages_fts MATCH :fts_q").bindparams(
-            fts_q=expr.strip()))
+        return sa.select(_FTS.c.conversation_id).where(sa.text("messages_fts MATCH :fts_q").bindparams(
+            fts_q=_fts_expression(words)))
     if dialect == "postgresql":
         vector = sa.func.to_tsvector(sa.literal_column("'english'"), Message.text)
         tsq = sa.func.plainto_tsquery(sa.literal_column("'english'"), " ".join(words))

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from bot.console.search_index import ensure_search_index, matching_conversations
+from bot.console.search_index import ensure_search_index, matching_conversations, matching_rowids
 from bot.db.models import Conversation, Correction, Feedback, Message, ModelCall, User
 from knowledge.errors import InvalidInput, NotFound
 
@@ -113,6 +113,49 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
                            code="bad_cursor") from exc
 
 
+# A filter matching at most this many rows is applied as a set the query starts from; a denser
+# one is checked row by row while walking conversations newest first (the page fills quickly).
+SMALL_SET = 3000
+
+
+def _capped_count(session: Session, ids: sa.Select) -> int:
+    return int(session.scalar(sa.select(sa.func.count()).select_from(ids.limit(SMALL_SET + 1).subquery())) or 0)
+
+
+def _unindexed(session: Session, column: Any) -> Any:
+    """``column || ''`` on SQLite: stops the planner from driving the query from that column's index
+    (it must walk conversations by date and probe, which is what a dense filter wants)."""
+    return column.op("||")("") if session.get_bind().dialect.name == "sqlite" else column
+
+
+def _message_filter(session: Session, column: Any, value: Any) -> sa.ColumnElement[bool]:
+    if _capped_count(session, sa.select(Message.id).where(column == value)) <= SMALL_SET:
+        return Conversation.id.in_(sa.select(Message.conversation_id).where(column == value))
+    return sa.exists().where(Message.conversation_id == Conversation.id, _unindexed(session, column) == value)
+
+
+def _set_filter(session: Session, conversation_ids: sa.Select) -> sa.ColumnElement[bool]:
+    if _capped_count(session, conversation_ids) <= SMALL_SET:
+        return Conversation.id.in_(conversation_ids)
+    return _unindexed(session, Conversation.id).in_(conversation_ids)
+
+
+def _text_filter(session: Session, q: str) -> sa.ColumnElement[bool] | None:
+    bind = session.get_bind()
+    ensure_search_index(bind)  # type: ignore[arg-type]
+    dialect = bind.dialect.name
+    matches = matching_conversations(dialect, q)
+    if matches is None:
+        return None
+    if dialect != "sqlite":
+        return Conversation.id.in_(matches)
+    rowids = matching_rowids(q)
+    if _capped_count(session, rowids) <= SMALL_SET:
+        return Conversation.id.in_(matches)
+    # a common word: probe each conversation's messages against the (row ids only) match list
+    return sa.exists().where(Message.conversation_id == Conversation.id, Message.id.in_(rowids))
+
+
 def _filtered(session: Session, flt: TranscriptFilter) -> sa.Select:
     stmt = sa.select(Conversation)
     if flt.date_from:
@@ -121,26 +164,22 @@ def _filtered(session: Session, flt: TranscriptFilter) -> sa.Select:
         end = datetime.combine(flt.date_to + timedelta(days=1), time.min, tzinfo=UTC)
         stmt = stmt.where(Conversation.created_at < end)
     if flt.q:
-        dialect = session.get_bind().dialect.name
-        ensure_search_index(session.get_bind())  # type: ignore[arg-type]
-        matches = matching_conversations(dialect, flt.q)
-        if matches is not None:
-            stmt = stmt.where(Conversation.id.in_(matches))
+        text_cond = _text_filter(session, flt.q)
+        if text_cond is not None:
+            stmt = stmt.where(text_cond)
     if flt.intent:
-        stmt = stmt.where(Conversation.id.in_(sa.select(Message.conversation_id).where(Message.intent == flt.intent)))
+        stmt = stmt.where(_message_filter(session, Message.intent, flt.intent))
     if flt.tone:
-        stmt = stmt.where(Conversation.id.in_(sa.select(Message.conversation_id).where(Message.tone == flt.tone)))
+        stmt = stmt.where(_message_filter(session, Message.tone, flt.tone))
     if flt.adapter:
-        stmt = stmt.where(Conversation.id.in_(
-            sa.select(Message.conversation_id).where(Message.adapter_id == flt.adapter)))
+        stmt = stmt.where(_message_filter(session, Message.adapter_id, flt.adapter))
     if flt.out_of_scope:
-        stmt = stmt.where(Conversation.id.in_(
-            sa.select(Message.conversation_id).where(Message.intent == OUT_OF_SCOPE_INTENT)))
+        stmt = stmt.where(_message_filter(session, Message.intent, OUT_OF_SCOPE_INTENT))
     if flt.thumbs_down:
-        stmt = stmt.where(Conversation.id.in_(sa.select(Feedback.conversation_id).where(Feedback.rating < 0)))
+        stmt = stmt.where(_set_filter(session, sa.select(Feedback.conversation_id).where(Feedback.rating < 0)))
     if flt.flagged:
-        stmt = stmt.where(Conversation.id.in_(
-            sa.select(Message.conversation_id).join(Correction, Correction.message_id == Message.id)))
+        stmt = stmt.where(_set_filter(session, sa.select(Message.conversation_id).join(
+            Correction, Correction.message_id == Message.id)))
     if flt.handed_off:
         stmt = stmt.where(sa.or_(Conversation.handoff_reason.is_not(None), Conversation.mode != "bot"))
     return stmt
@@ -179,8 +218,9 @@ def _decorate(session: Session, rows: list[TranscriptRow]) -> None:
             .join(first, sa.and_(first.c.conversation_id == Message.conversation_id, first.c.seq == Message.seq))):
         by_id[conv_id].preview = text[:160]
     for conv_id, n in session.execute(
-            sa.select(Feedback.conversation_id, sa.func.count())
-            .where(Feedback.conversation_id.in_(ids), Feedback.rating < 0).group_by(Feedback.conversation_id)):
+            # through messages: feedback.message_id is indexed, feedback.conversation_id is not
+            sa.select(Message.conversation_id, sa.func.count()).join(Feedback, Feedback.message_id == Message.id)
+            .where(Message.conversation_id.in_(ids), Feedback.rating < 0).group_by(Message.conversation_id)):
         by_id[conv_id].thumbs_down = n
     for conv_id, n in session.execute(
             sa.select(Message.conversation_id, sa.func.count()).join(Correction, Correction.message_id == Message.id)
@@ -188,11 +228,26 @@ def _decorate(session: Session, rows: list[TranscriptRow]) -> None:
         by_id[conv_id].flagged = n
 
 
+_choices_cache: dict[str, tuple[float, dict[str, list[str]]]] = {}
+CHOICES_TTL_S = 300.0
+
+
 def filter_choices(session: Session) -> dict[str, list[str]]:
-    """Values offered in the filter drop-downs (distinct over indexed columns)."""
+    """Values offered in the filter drop-downs (a DISTINCT over 600k messages costs ~0.3 s on
+    SQLite, so it is cached per process for a few minutes; a new intent shows up after that)."""
+    import time as _time
+
+    key = str(session.get_bind().url)
+    hit = _choices_cache.get(key)
+    if hit is not None and _time.monotonic() - hit[0] < CHOICES_TTL_S:
+        return hit[1]
+
     def distinct(col: Any) -> list[str]:
-        return [v for v in session.scalars(sa.select(col).where(col.is_not(None)).distinct().order_by(col).limit(300))]
-    return {"intents": distinct(Message.intent), "tones": distinct(Message.tone)}
+        return list(session.scalars(sa.select(col).where(col.is_not(None)).distinct().order_by(col).limit(300)))
+
+    choices = {"intents": distinct(Message.intent), "tones": distinct(Message.tone)}
+    _choices_cache[key] = (_time.monotonic(), choices)
+    return choices
 
 
 @dataclass
@@ -222,7 +277,8 @@ def conversation_view(session: Session, conversation_id: str) -> ConversationVie
     feedback: dict[int, list[Feedback]] = defaultdict(list)
     corrections: dict[int, list[Correction]] = defaultdict(list)
     calls: dict[int, list[ModelCall]] = defaultdict(list)
-    for f in session.scalars(sa.select(Feedback).where(Feedback.conversation_id == conv.id)):
+    for f in session.scalars(sa.select(Feedback).join(Message, Message.id == Feedback.message_id)
+                             .where(Message.conversation_id == conv.id)):
         feedback[f.message_id].append(f)
     if ids:
         for c in session.scalars(sa.select(Correction).where(Correction.message_id.in_(ids)).order_by(Correction.id)):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 METADATA_SOURCES = [
     ("bot.db.models", "BotBase"),
     ("knowledge.db", "KnowledgeBase"),
-    # ("models.db", "ModelsBase"),  # enabled with its migration
+    ("models.db", "ModelsBase"),
 ]
 
 

@@ -113,7 +113,7 @@ class Message(BotBase):
     policy_action: Mapped[str | None] = mapped_column(sa.String(16))
     policy_reason: Mapped[str | None] = mapped_column(sa.String(200))
     citations: Mapped[list[Any] | None]
-    adapter_id: Mapped[str | None] = mapped_column(sa.String(64))
+    adapter_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)  # console filter
     model_id: Mapped[str | None] = mapped_column(sa.String(128))
     guardrail_verdict: Mapped[str | None] = mapped_column(sa.String(16))
     guardrail_details: Mapped[dict[str, Any] | None]

@@ -25,6 +25,7 @@ from typing import Any
 import socketio
 
 from bot.web import live
+from bot.web.routes_chat import respond_with_retry, retry_on_conflict
 from knowledge.errors import HybrideskError
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class SocketIOChannel:
             self.app.state.chat_limits.messages_per_conversation.enforce(f"{CHANNEL}:{session_id}", "messages")
             conv = await asyncio.to_thread(self.manager.by_sender, CHANNEL, session_id, custom)
             self._forward(session_id, conv.id)
-            message = await asyncio.to_thread(self.manager.receive, conv.id, text)
+            message = await asyncio.to_thread(retry_on_conflict, self.manager.receive, conv.id, text)
         except HybrideskError as exc:
             await self._utter(session_id, exc.message, {"role": "system", "error": exc.code}, to=sid)
             return
@@ -111,7 +112,7 @@ class SocketIOChannel:
         hub = self.app.state.live
         hub.publish(conv.id, live.message_event(message))
         try:
-            outcome = await self.manager.respond(conv.id, message.id)
+            outcome = await respond_with_retry(self.manager, conv.id, message.id)
         except Exception:
             log.exception("reply on socket.io session %s failed", session_id)
             await self._utter(session_id, "Sorry, something went wrong while answering. Please try again.",

@@ -16,7 +16,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS, npm_available
 
 from bot.db.repositories import ConversationRepository, MessageRepository
 
@@ -26,10 +25,10 @@ VERSION = "1.0.1"
 
 
 @pytest.fixture(scope="session")
-def rasa_webchat_js() -> Path:
-    if not npm_available():
+def rasa_webchat_js(artifacts: Path) -> Path:
+    if shutil.which("npm") is None:
         pytest.skip("npm is not installed: rasa-webchat cannot be fetched (apt-get install npm)")
-    prefix = ARTIFACTS / "rasa-webchat"
+    prefix = artifacts / "rasa-webchat"
     lib = prefix / "node_modules" / "rasa-webchat" / "lib" / "index.js"
     meta = prefix / "node_modules" / "rasa-webchat" / "package.json"
     if not (lib.exists() and json.loads(meta.read_text())["version"] == VERSION):

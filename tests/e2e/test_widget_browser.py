@@ -39,6 +39,7 @@ def test_chat_stream_sources_reload_rate_and_handoff(page, site, artifacts):
     assert "Larkspur" in page.inner_text(f"{W} .msg.greeting")
     send(page, RETURN_Q)
     assert page.inner_text(f"{W} .msg.customer .text") == RETURN_Q
+    page.wait_for_selector(f"{W} .typing", state="visible")  # the typing indicator until the first token
     # streamed: a partial answer is visible (marked busy for screen readers) before the full one
     partial = page.wait_for_selector(f"{W} .msg.bot[aria-busy=true]").inner_text()
     final = page.wait_for_selector(f"{W} .msg.bot[data-id]:not(.greeting) .sources a")
@@ -151,3 +152,66 @@ def test_keyboard_and_phone_width(browser, site):
             == "launcher"
     finally:
         context.close()
+
+
+def test_thumbs_down_with_a_comment(page, site):
+    open_widget(page, site)
+    send(page, "How long does delivery take?")
+    bot = page.wait_for_selector(f"{W} .msg.bot[data-id]:not(.greeting) .sources a")
+    assert bot is not None
+    page.click(f"{W} button[aria-label='Not helpful']")
+    page.fill(f"{W} .why input", "I wanted express delivery")
+    page.press(f"{W} .why input", "Enter")
+    page.wait_for_selector(f"{W} .thanks")
+    message_id = int(page.get_attribute(f"{W} .msg.bot[data-id]:not(.greeting)", "data-id"))
+    with site.services.db.unit_of_work() as session:
+        fb = FeedbackRepository(session).for_message(message_id)
+        assert (fb.rating, fb.comment) == (-1, "I wanted express delivery")
+
+
+def test_embedded_on_another_origin(page, site, tmp_path):
+    """The shop's own site (another origin) embeds the widget with one script tag."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "shop.html").write_text(
+        "<!doctype html><html><head><style>div,p,button{color:red!important;font-size:40px!important}</style>"
+        "</head><body><h1>Shop</h1>"
+        f'<script src="{site.url}/static/widget.js" data-server="{site.url}" data-title="Shop help" '
+        'data-color="rebeccapurple"></script></body></html>', encoding="utf-8")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/shop.html")
+        page.click(f"{W} .launcher")
+        send(page, RETURN_Q)
+        link = page.wait_for_selector(f"{W} .msg.bot[data-id] .sources a")
+        assert link.get_attribute("href") == f"{site.url}/kb/returns-policy#who-can-return"
+        # the host page's !important rules do not reach into the widget
+        size = page.evaluate("""() => getComputedStyle(document.getElementById('hybridesk-widget')
+            .shadowRoot.querySelector('.msg.bot .text')).fontSize""")
+        assert size == "15px"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_end_chat_with_satisfaction(page, site):
+    open_widget(page, site)
+    send(page, "How long does delivery take?")
+    page.wait_for_selector(f"{W} .msg.bot[data-id]:not(.greeting) .sources a")
+    conv_id = stored_conversation(page)["id"]
+    page.click(f"{W} button.end")
+    page.click(f"{W} .survey button[aria-label='4 out of 5']")
+    page.wait_for_selector(f"{W} .msg.system >> text=Chat ended")
+    assert stored_conversation(page) is None  # the next message starts a new conversation
+    with site.services.db.unit_of_work() as session:
+        conv = ConversationRepository(session).get(conv_id)
+        assert (conv.status, conv.satisfaction) == ("ended", 4)
+    send(page, "How do I return a lamp?")
+    page.wait_for_function("() => localStorage.getItem('hybridesk:' + location.origin) !== null")
+    assert stored_conversation(page)["id"] != conv_id
+    page.locator(f"{W} .msg.bot[data-id]:not(.greeting) .sources a").nth(1).wait_for()  # let the reply finish

@@ -38,9 +38,14 @@ def sqlite_engine(sqlite_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def store(sqlite_engine: sa.Engine) -> KnowledgeStore:
-    return KnowledgeStore(sqlite_engine)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest) -> Iterator[KnowledgeStore]:
+    """A store on a fresh database: every store/import test runs on SQLite and on PostgreSQL."""
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    engine = make_engine(url)
+    KnowledgeBase.metadata.create_all(engine)
+    yield KnowledgeStore(engine)
+    engine.dispose()
 
 
 @pytest.fixture

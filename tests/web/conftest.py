@@ -32,13 +32,6 @@ def client(chat_server) -> Iterator[httpx.Client]:
         yield c
 
 
-def start_conversation(client: httpx.Client) -> tuple[str, dict[str, str]]:
-    r = client.post("/api/conversations")
-    assert r.status_code == 201, r.text
-    body = r.json()
-    return body["conversation_id"], {"Authorization": f"Bearer {body['token']}"}
-
-
 @pytest.fixture
 def sse(chat_server):
     readers: list[SSEReader] = []

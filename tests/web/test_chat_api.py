@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
-from conftest import start_conversation
+from web_fakes import start_conversation
 
 from bot.db.repositories import ConversationRepository, MessageRepository
 from bot.web import live
@@ -152,6 +152,8 @@ def test_bad_input(client):
     assert wrong_type.status_code == 422 and "text" in wrong_type.json()["error"]["message"]
     empty = client.post(url, json={"text": "   "}, headers=headers)
     assert empty.status_code == 422 and empty.json()["error"]["fields"]["field"] == "text"
+    huge_id = client.post(f"/api/messages/{10**30}/rating", json={"rating": "up"}, headers=headers)
+    assert huge_id.status_code == 422 and "message_id" in huge_id.json()["error"]["message"]
     bad_rating = client.post("/api/messages/1/rating", json={"rating": "meh"}, headers=headers)
     assert bad_rating.status_code == 422 and "rating" in bad_rating.json()["error"]["message"]
 
@@ -273,3 +275,27 @@ def test_demo_page_widget_and_cors(client):
         "Access-Control-Request-Headers": "authorization,content-type"})
     assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "*"
     assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": "https://x"}).headers
+
+
+def test_concurrent_messages_in_one_conversation_are_all_stored_and_answered(client, chat_server):
+    """SQLite ignores SELECT ... FOR UPDATE: racing writers must not cost a message (or a 500)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cid, headers = start_conversation(client)
+
+    def post(i: int) -> int:
+        with httpx.Client(base_url=chat_server.url, timeout=20) as c:
+            return c.post(f"/api/conversations/{cid}/messages", json={"text": f"How do I return item {i}?"},
+                          headers=headers).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(post, range(6)))
+    assert codes == [202] * 6
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        msgs = client.get(f"/api/conversations/{cid}/messages", headers=headers).json()["messages"]
+        if sum(m["role"] == "bot" for m in msgs) == 6:
+            break
+        time.sleep(0.1)
+    assert sorted(m["role"] for m in msgs) == ["bot"] * 6 + ["customer"] * 6
+    assert [m["seq"] for m in msgs] == list(range(1, 13))

@@ -7,7 +7,6 @@ are the real ones. Shared by tests/web, tests/e2e and benchmarks/widget_*.py.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import queue
@@ -162,7 +161,9 @@ class ServerThread:
     def __init__(self, app: Any) -> None:
         import uvicorn
 
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose listening socket
+        # says so; without it every response waits ~40 ms for a delayed ACK on the plain asyncio loop.
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -172,7 +173,7 @@ class ServerThread:
         self.thread = threading.Thread(target=self._run, name="uvicorn-test", daemon=True)
 
     def _run(self) -> None:
-        asyncio.run(self.server.serve(sockets=[self.sock]))
+        self.server.run(sockets=[self.sock])  # the same event loop choice as `hybridesk serve` (uvloop if present)
 
     def __enter__(self) -> ServerThread:
         self.thread.start()
@@ -254,3 +255,10 @@ class SSEReader(threading.Thread):
                 raise AssertionError(f"stream failed: {item[1]}")
             if (kind is None or item[0] == kind) and (where is None or where(item[1])):
                 return item
+
+
+def start_conversation(client: httpx.Client) -> tuple[str, dict[str, str]]:
+    r = client.post("/api/conversations")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    return body["conversation_id"], {"Authorization": f"Bearer {body['token']}"}

@@ -32,10 +32,18 @@ class Encoder:
         self._tokenizer: Any = None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._single: Any = None  # TorchScript graph for one message (see _trace)
+        self.traced = False
 
     def _load(self) -> None:
         if self._model is not None:
             return
+        with self._load_lock:  # two first requests at once must not load (and trace) twice
+            if self._model is None:
+                self._load_locked()
+
+    def _load_locked(self) -> None:
         import torch
 
         from knowledge.embeddings import load_sentence_transformer
@@ -47,6 +55,57 @@ class Encoder:
         st = load_sentence_transformer(self.model_dir)
         self._tokenizer = st.tokenizer
         self._model = st[0].auto_model.eval()
+        self._single = self._trace()
+
+    def _trace(self) -> Any:
+        """A frozen TorchScript graph of transformer + mean pooling for ONE unpadded message.
+
+        Measured here it is ~1.5x faster than the eager module per message (Python dispatch is a
+        large part of a 6-layer MiniLM's cost at batch size 1).  One message has no padding, so
+        no attention mask is needed.  The graph is checked against the eager model on texts of
+        several lengths; on any mismatch or error we stay eager.
+        """
+        import warnings
+
+        import torch
+
+        model = self._model
+
+        class _One(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, ids: torch.Tensor) -> torch.Tensor:
+                hidden = self.model(input_ids=ids, return_dict=False)[0]
+                return torch.nn.functional.normalize(hidden.mean(1), dim=-1)
+
+        try:
+            with warnings.catch_warnings(), torch.inference_mode():
+                warnings.simplefilter("ignore")
+                one = _One().eval()
+                example = self._ids("a short example message to trace the model with")
+                graph = torch.jit.freeze(torch.jit.trace(one, (example,), check_trace=False))
+                for probe in ("hi", "where is my order 12345, it is late and I need it asap please!!"):
+                    eager = self._forward([probe])[0]
+                    fast = graph(self._ids(probe))[0].numpy()
+                    if float(np.dot(eager, fast)) < 0.9999:
+                        return None
+            self.traced = True
+            return graph
+        except Exception:  # noqa: BLE001 - tracing is an optimisation; eager always works
+            return None
+
+    def _ids(self, text: str) -> Any:
+        return self._tokenizer(text, return_tensors="pt", truncation=True, max_length=self.max_length)["input_ids"]
+
+    def _forward_one(self, text: str) -> np.ndarray:
+        if self._single is None:
+            return self._forward([text])[0]
+        import torch
+
+        with torch.inference_mode():
+            return self._single(self._ids(text))[0].float().numpy()
 
     def _forward(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -79,13 +138,18 @@ class Encoder:
                 self._cache.move_to_end(text)
                 return hit
         self._load()
-        vec = self._forward([text or " "])[0]
+        vec = self._forward_one(text or " ")
         vec.setflags(write=False)
         with self._lock:
             self._cache[text] = vec
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return vec
+
+    def cached(self, text: str) -> np.ndarray | None:
+        """The embedding of ``text`` if it is in the cache (never runs the model)."""
+        with self._lock:
+            return self._cache.get(text)
 
     def clear_cache(self) -> None:
         with self._lock:

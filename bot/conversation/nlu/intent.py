@@ -100,10 +100,10 @@ class IntentHead:
         texts = list(texts)
         metrics: dict[str, float] = {}
         counts = np.bincount(y)
-        can_hold_out = len(texts) >= 4 * len(self.classes_) and counts.min() >= 2
-        if can_hold_out:
-            tr, ho = train_test_split(np.arange(len(texts)), test_size=holdout, random_state=seed,
-                                      stratify=y if counts.min() >= 2 else None)
+        n_ho = int(np.ceil(holdout * len(texts)))
+        # A stratified hold-out needs every class twice and at least one held-out row per class.
+        if counts.min() >= 2 and len(self.classes_) <= n_ho <= len(texts) - len(self.classes_):
+            tr, ho = train_test_split(np.arange(len(texts)), test_size=n_ho, random_state=seed, stratify=y)
             if len(set(y[tr])) == len(self.classes_):
                 metrics = self._calibrate(texts, emb, y, tr, ho)
         self._fit_components(texts, emb, y)
@@ -135,7 +135,7 @@ class IntentHead:
         oos_idx = self.classes_.index(OUT_OF_SCOPE) if OUT_OF_SCOPE in self.classes_ else -1
         in_scope = y[ho] != oos_idx
         sims = (emb[ho] @ emb[tr].T).max(1)
-        if in_scope.sum() >= 10:
+        if in_scope.sum() >= 5:
             self.conf_threshold = float(np.quantile(conf[in_scope], self.oos_quantile))
             self.sim_threshold = float(np.quantile(sims[in_scope], self.oos_quantile))
         return {

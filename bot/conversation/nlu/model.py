@@ -205,10 +205,27 @@ class NLU:
             if not c_oos and (oos or c_conf > conf):
                 intent, conf, top, oos, reason, sim = c_intent, c_conf, c_top, c_oos, "context", c_sim
                 context_used = True
-        tone = self.tone.tone(mt, rule_text, emb)
+        extra = ["repeat_contact"] if not oos and self._asked_before(intent, history) else []
+        tone = self.tone.tone(mt, rule_text, emb, extra)
         return NLUResult(intent=intent, confidence=round(conf, 4), top=top, out_of_scope=oos, tone=tone,
                          version=self.version, reason=reason, context_used=context_used,
                          similarity=round(sim, 4))
+
+    def _asked_before(self, intent: str, history: Sequence[str], times: int = 2) -> bool:
+        """True when at least ``times`` recent customer turns had this same intent.
+
+        Only turns whose embedding is still cached are checked (the manager classified them
+        moments ago), so this costs no extra model call.
+        """
+        same = 0
+        for turn in list(history or ())[-3:]:
+            text = model_text(coerce_text(turn)) if turn else ""
+            emb = self.encoder.cached(text) if text else None
+            if emb is None:
+                continue
+            probs = self.intent.predict_proba([text], emb[None, :])[0]
+            same += self.intent.classes_[int(probs.argmax())] == intent
+        return same >= times
 
     def predict_many(self, texts: Sequence[str], batch_size: int = 64) -> list[NLUResult]:
         """Batch prediction without context (benchmarks, re-labelling transcripts)."""

@@ -11,7 +11,7 @@ tone score is a noisy-OR of the model's probability and the rule evidence, norma
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,6 +153,8 @@ class ToneModel:
         probs = self.head.predict_proba([text], emb[None, :])[0]  # type: ignore[attr-defined]
         return dict(zip(self.head.classes_, map(float, probs), strict=True))  # type: ignore[attr-defined]
 
-    def tone(self, text: str, rule_text: str, emb: np.ndarray | None) -> Tone:
+    def tone(self, text: str, rule_text: str, emb: np.ndarray | None, extra_signals: Sequence[str] = ()) -> Tone:
         probs = self.emotion_probs(text, emb) if emb is not None else None
-        return combine(emotion_to_tone(probs) if probs else None, rule_signals(rule_text))
+        signals = rule_signals(rule_text)
+        signals += [s for s in extra_signals if s not in signals]
+        return combine(emotion_to_tone(probs) if probs else None, signals)

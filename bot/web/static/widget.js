@@ -73,6 +73,10 @@
     ".rate button[aria-pressed=true]{background:#e7f0ec;border-color:var(--hd-accent);color:var(--hd-accent)}",
     ".rate svg{width:15px;height:15px;fill:currentColor;vertical-align:-2px}",
     ".rate .down svg{transform:rotate(180deg)}",
+    ".why{display:flex;gap:6px;margin-top:6px;padding:0;border:0;background:none}",
+    ".why input{flex:1;min-width:0;border:1px solid #c9ccd1;border-radius:8px;padding:4px 8px;font-size:13px}",
+    ".why button{background:#fff;color:#1d1d1f;border:1px solid #c9ccd1;border-radius:8px;padding:2px 10px;font-size:13px}",
+    ".thanks{margin:6px 0 0;font-size:12.5px;color:#5f6368}",
     ".typing{align-self:flex-start;padding:10px 14px;background:#fff;border:1px solid #e2e4e8;border-radius:14px}",
     ".typing[hidden]{display:none}",
     ".typing span{display:inline-block;width:7px;height:7px;margin:0 2px;border-radius:50%;background:#9aa0a6;",
@@ -148,6 +152,7 @@
   }
   function forget() {
     state = {};
+    lastSeq = 0;
     try { localStorage.removeItem(KEY); } catch (e) { /* ignore */ }
   }
 
@@ -262,11 +267,28 @@
         up.setAttribute("aria-pressed", String(value === "up"));
         down.setAttribute("aria-pressed", String(value === "down"));
         announcer.textContent = "Thanks for your feedback.";
+        if (value === "down" && !group.parentNode.querySelector(".why")) group.after(why(id));
       }, showError);
     }
     up.addEventListener("click", function () { rate("up"); });
     down.addEventListener("click", function () { rate("down"); });
-    return el("div", { "class": "rate", role: "group", "aria-label": "Was this answer helpful?" }, [up, down]);
+    var group = el("div", { "class": "rate", role: "group", "aria-label": "Was this answer helpful?" }, [up, down]);
+    return group;
+  }
+
+  function why(id) { // an optional comment after a thumbs down
+    var box = el("input", { type: "text", maxlength: "500", "aria-label": "What was wrong with this answer? (optional)",
+      placeholder: "What was missing? (optional)" });
+    var f = el("form", { "class": "why" }, [box, el("button", { type: "submit", text: "Send" })]);
+    f.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      if (!box.value.trim()) { f.remove(); return; }
+      api("POST", "/api/messages/" + id + "/rating", { rating: "down", comment: box.value.trim() }).then(function () {
+        f.replaceWith(el("p", { "class": "thanks", text: "Thank you — this helps us improve." }));
+      }, showError);
+    });
+    setTimeout(function () { box.focus(); }, 0);
+    return f;
   }
 
   function render(m) {
@@ -353,7 +375,7 @@
 
   // ---- conversation ------------------------------------------------------------------------------
   function start() {
-    if (GREETING) greet(GREETING);
+    greet(GREETING || "Hi! How can we help you today?");
     setMode("bot");
     try { if (sessionStorage.getItem(KEY + ":open")) open(); } catch (e) { /* ignore */ }
     if (state.id) resume();
@@ -380,7 +402,6 @@
     return api("POST", "/api/conversations", { metadata: { page: location.pathname.slice(0, 200) } }).then(function (c) {
       state = { id: c.conversation_id, token: c.token, ratings: {} };
       save();
-      if (!GREETING && c.greeting && !log.querySelector(".msg")) greet(c.greeting);
       endBtn.hidden = false;
       return connect();
     });

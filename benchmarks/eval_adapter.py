@@ -1,0 +1,88 @@
+"""Adapter vs base model on held-out public tickets (the `hybridesk eval` metrics).
+
+Usage::
+
+    .venv/bin/python benchmarks/eval_adapter.py [--adapter larkspur-v1] [--limit 16] [--max-new-tokens 160]
+
+Held-out tickets are the public (bitext) tickets the adapter's training slice did not use. Writes
+``benchmarks/results/eval_adapter.json`` and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _resolvable(path: Path) -> list[str] | None:
+    """Slot names in the KB's slot documentation, plus the importer's normalised spellings."""
+    from models.prompting import extract_slots
+    from models.tickets import normalize_slots
+
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    slots = set(extract_slots(text)) | set(extract_slots(normalize_slots(text)))
+    return sorted(slots)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--adapter", help="adapter id (default: the shipped active one)")
+    parser.add_argument("--limit", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=160)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--base-model-dir", default=os.environ.get("HYBRIDESK_BASE_MODEL_DIR"))
+    parser.add_argument("--data-dir", default=os.environ.get("HYBRIDESK_DATA_DIR", str(REPO / "var")))
+    parser.add_argument(
+        "--shared", default=os.environ.get("HYBRIDESK_SHARED_DATA_DIR", str(REPO.parent / "shared" / "data"))
+    )
+    parser.add_argument(
+        "--slots-file",
+        default=str(REPO / "knowledge" / "sample" / "SLOTS.md"),
+        help="Markdown listing every {{Slot}} the KB (or the order lookup) can fill",
+    )
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval_adapter.json"))
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import torch
+
+    from models.adapters import AdapterRegistry
+    from models.evaluation import EvalOptions, evaluate, format_table
+
+    torch.set_num_threads(args.threads)
+    registry = AdapterRegistry(None)
+    adapter_id = args.adapter or registry.active_id()
+    if adapter_id is None:
+        print("no shipped adapter is active; pass --adapter", file=sys.stderr)
+        return 2
+    info = registry.get(adapter_id)
+    report = evaluate(
+        info.path,
+        data_dir=Path(args.data_dir),
+        shared_data_dir=Path(args.shared),
+        base_model_dir=Path(args.base_model_dir) if args.base_model_dir else None,
+        options=EvalOptions(
+            limit=args.limit,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            resolvable_slots=_resolvable(Path(args.slots_file)),
+        ),
+    )
+    print(format_table(report))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    print(f"\nreport: {args.out} ({report['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

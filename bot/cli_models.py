@@ -1,0 +1,266 @@
+"""`hybridesk train | adapters | eval | tickets import`: the fine-tuning commands.
+
+Handlers take ``(args, ctx)``; ``ctx.settings`` gives the paths (data_dir, shared_data_dir,
+base_model_dir, adapters_dir, user_adapters_dir) and ``ctx.session()`` a unit of work. Errors are
+``HybrideskError`` subclasses, turned into one line by ``bot.cli.main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from knowledge.errors import InvalidInput
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "models" / "configs" / "default.yaml"
+
+
+def _registry(ctx: Any) -> Any:
+    from models.adapters import SHIPPED_ROOT, AdapterRegistry
+
+    settings = ctx.settings
+    shipped = getattr(settings, "adapters_dir", None) or SHIPPED_ROOT
+    user = getattr(settings, "user_adapters_dir", None) or Path(settings.data_dir) / "adapters"
+    return AdapterRegistry(user, shipped)
+
+
+def _tone_fn(ctx: Any) -> Any:
+    """The bot's tone detector, when an NLU model is active (else tickets keep no tone label)."""
+    try:
+        registry = ctx.services.nlu
+        if not registry.has_active():
+            return None
+        model = registry.current()
+    except Exception:  # noqa: BLE001 - NLU is optional for importing and training
+        return None
+    predict = getattr(model, "predict", None)
+    if not callable(predict):
+        return None
+
+    def tone(text: str) -> str:
+        return predict(text).tone.label
+
+    return tone
+
+
+# -- train -----------------------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace, ctx: Any) -> int:
+    from models.config import TrainConfig
+    from models.training import train
+
+    cfg = TrainConfig.from_yaml(args.config, args.set)
+    settings = ctx.settings
+    session_cm = ctx.session() if cfg.use_db_tickets else None
+    command = "hybridesk train --config " + str(args.config) + "".join(f" --set {s}" for s in args.set or [])
+    if session_cm is not None:
+        with session_cm as session:
+            result = _run_train(cfg, settings, session, ctx, args, command, train)
+    else:
+        result = _run_train(cfg, settings, None, ctx, args, command, train)
+    m = result.metrics
+    print(f"adapter {result.adapter_id} saved to {result.adapter_dir}")
+    print(
+        f"steps {m['steps']}/{m['total_steps']}, val loss {_fmt(m['val_loss'])} "
+        f"(base {_fmt(m['base_val_loss'])}), {m['tokens_per_s']:.0f} tokens/s, {m['wall_seconds']:.0f} s"
+    )
+    if args.activate:
+        _registry(ctx).activate(result.adapter_id)
+        print(f"adapter {result.adapter_id} is now active")
+    else:
+        print(f"activate it with: hybridesk adapters activate {result.adapter_id}")
+    return 0
+
+
+def _run_train(cfg, settings, session, ctx, args, command, train):
+    return train(
+        cfg,
+        data_dir=Path(settings.data_dir),
+        shared_data_dir=Path(settings.shared_data_dir),
+        base_model_dir=getattr(settings, "base_model_dir", None),
+        session=session,
+        tone_fn=_tone_fn(ctx),
+        progress=not args.no_progress,
+        command=command,
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+# -- adapters --------------------------------------------------------------------------------
+
+
+def _cmd_adapters_list(args: argparse.Namespace, ctx: Any) -> int:
+    adapters = _registry(ctx).list()
+    if args.json:
+        print(json.dumps([a.to_dict() for a in adapters], indent=2, default=str))
+        return 0
+    if not adapters:
+        print("no adapters; train one with `hybridesk train --config models/configs/default.yaml`")
+        return 0
+    print(f"{'':2}{'id':28} {'root':8} {'created':20} {'val loss':>8}  base")
+    for a in adapters:
+        metrics = a.metadata.get("metrics", {})
+        print(
+            f"{'*' if a.active else ' ':2}{a.id:28} {a.root:8} {str(a.metadata.get('created_at', '-'))[:19]:20} "
+            f"{_fmt(metrics.get('val_loss')):>8}  {a.metadata.get('base_model', '-')}"
+        )
+    return 0
+
+
+def _cmd_adapters_show(args: argparse.Namespace, ctx: Any) -> int:
+    info = _registry(ctx).get(args.id)
+    print(json.dumps(info.to_dict(), indent=2, default=str))
+    return 0
+
+
+def _cmd_adapters_activate(args: argparse.Namespace, ctx: Any) -> int:
+    registry = _registry(ctx)
+    target = None if args.id == "none" else args.id
+    registry.activate(target)
+    print(f"active adapter: {target or 'none (base model)'}")
+    return 0
+
+
+# -- eval ------------------------------------------------------------------------------------
+
+
+def _cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
+    from models.evaluation import EvalOptions, evaluate, format_table
+
+    settings = ctx.settings
+    registry = _registry(ctx)
+    adapter_id = args.adapter or registry.active_id()
+    if adapter_id is None:
+        raise InvalidInput("No adapter to evaluate: pass --adapter ID or activate one.", code="no_adapter")
+    info = registry.get(adapter_id)
+    options = EvalOptions(
+        limit=args.limit,
+        max_new_tokens=args.max_new_tokens,
+        compare_base=not args.no_base,
+        seed=args.seed,
+        resolvable_slots=_kb_slots(ctx),
+    )
+    report = evaluate(
+        info.path,
+        data_dir=Path(settings.data_dir),
+        shared_data_dir=Path(settings.shared_data_dir),
+        base_model_dir=getattr(settings, "base_model_dir", None),
+        options=options,
+    )
+    out = Path(args.output) if args.output else Path(settings.data_dir) / "eval" / f"{adapter_id}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    print(format_table(report))
+    print(f"report written to {out}")
+    return 0
+
+
+def _kb_slots(ctx: Any) -> list[str] | None:
+    """Every slot name the knowledge base can fill (None when no KB is loaded)."""
+    try:
+        kb = ctx.knowledge()
+        for name in ("slot_names", "placeholder_names", "resolvable_slots"):
+            fn = getattr(kb, name, None)
+            if callable(fn):
+                return sorted(fn())
+    except Exception:  # noqa: BLE001 - the share of resolvable slots is then not reported
+        return None
+    return None
+
+
+# -- tickets import --------------------------------------------------------------------------
+
+
+def _cmd_tickets_import(args: argparse.Namespace, ctx: Any) -> int:
+    from models.tickets import import_tickets
+
+    mapping = {}
+    for item in args.map or []:
+        column, sep, fld = item.partition("=")
+        if not sep or not column or not fld:
+            raise InvalidInput(f"--map {item!r} must look like COLUMN=FIELD.", code="bad_mapping")
+        mapping[column] = fld
+    fmt = args.format or _guess_format(Path(args.path))
+    with ctx.session() as session:
+        report = import_tickets(session, args.path, fmt, mapping or None, tone_fn=_tone_fn(ctx))
+        session.commit()
+    print(report.summary())
+    return 0 if report.imported or report.duplicates or not report.errors else 1
+
+
+def _guess_format(path: Path) -> str:
+    if path.suffix.lower() == ".csv":
+        with path.open(encoding="utf-8-sig", errors="replace") as fh:
+            header = fh.readline().lower()
+        return "bitext" if "instruction" in header and "response" in header else "csv"
+    if path.name == "tickets.jsonl":
+        return "sample"
+    if "correction" in path.name:
+        return "corrections"
+    return "jsonl"
+
+
+def _tickets_group(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The ``tickets`` group's subparsers, shared with ``bot.cli_corrections``."""
+    parser = sub.choices.get("tickets")
+    if parser is None:
+        parser = sub.add_parser("tickets", help="past support tickets and agents' corrections")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    group = parser.add_subparsers(dest="tickets_command", metavar="ACTION")
+    group.required = True
+    return group
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``adapters``, ``eval`` and ``tickets import`` to the ``hybridesk`` parser."""
+    p = sub.add_parser("train", help="LoRA-fine-tune the base model on past tickets")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML training config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--activate", action="store_true", help="activate the adapter when training ends")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("adapters", help="list, show and activate LoRA adapters")
+    asub = p.add_subparsers(dest="adapters_command", metavar="ACTION")
+    asub.required = True
+    q = asub.add_parser("list", help="every adapter (* marks the active one)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=_cmd_adapters_list)
+    q = asub.add_parser("show", help="an adapter's metadata")
+    q.add_argument("id")
+    q.set_defaults(handler=_cmd_adapters_show)
+    q = asub.add_parser(
+        "activate", help="answer with this adapter from the next reply on (`none`: base model)"
+    )
+    q.add_argument("id")
+    q.set_defaults(handler=_cmd_adapters_activate)
+
+    p = sub.add_parser("eval", help="compare an adapter with the base model on held-out tickets")
+    p.add_argument("--adapter", help="adapter id (default: the active one)")
+    p.add_argument("--limit", type=int, default=25, help="held-out tickets to generate replies for")
+    p.add_argument("--max-new-tokens", type=int, default=160)
+    p.add_argument("--no-base", action="store_true", help="skip the base model comparison")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--output", help="JSON report path (default: <data_dir>/eval/<adapter>.json)")
+    p.set_defaults(handler=_cmd_eval)
+
+    group = _tickets_group(sub)
+    p = group.add_parser("import", help="import past tickets (PII is scrubbed before storing)")
+    p.add_argument("path", help="CSV or JSONL file")
+    p.add_argument("--format", choices=["bitext", "csv", "jsonl", "sample", "corrections"])
+    p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map a column to a ticket field")
+    p.set_defaults(handler=_cmd_tickets_import)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `hybridesk`")

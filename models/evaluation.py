@@ -1,0 +1,348 @@
+"""Evaluation of an adapter against the base model on held-out tickets (``hybridesk eval``).
+
+Metrics, per model (adapter and base):
+
+* ``val_loss`` / ``perplexity`` - teacher-forced loss on the held-out replies (reply tokens only);
+* ``rouge_l`` - ROUGE-L F1 of the generated reply against the agent's real reply (our own
+  LCS implementation over lower-cased word tokens);
+* ``cosine`` - MiniLM embedding cosine between generated and real reply;
+* ``placeholder_share`` - replies that use at least one ``{{Slot}}``;
+* ``cut_share`` - replies cut at the ``max_new_tokens`` cap;
+* ``slot_resolvable_share`` - of all slot names written, the share the KB can resolve (the
+  resolvable list is a parameter; without it the share allowed by the prompt is reported);
+* ``invented_share`` - replies with a number, URL, e-mail or phone number not in the prompt;
+* ``intent_match`` - replies whose nearest intent centroid (MiniLM, over real replies) is the
+  ticket's intent: a cheap intent-appropriateness check.
+
+Held-out tickets: the public (bitext) tickets the adapter's training slice did not use, plus its
+validation split. Prompts are built with :mod:`models.prompting` as in training (the slot list is
+the real reply's slots plus three distractors).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.adapters import read_metadata
+from models.config import TrainConfig
+from models.prompting import build_messages, encode_example, extract_slots, render_prompt
+from models.tickets import Ticket, read_tickets
+from models.training import Example, _pad, evaluate_loss, load_training_tickets, stratified_slice
+
+_WORD_RE = re.compile(r"\{\{[^{}]+\}\}|\w+", re.UNICODE)
+_FIGURE_RE = re.compile(
+    r"https?://\S+|www\.\S+|[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d ()-]{6,}\d|\b\d+(?:[.,]\d+)?\b"
+)
+
+
+@dataclass
+class EvalOptions:
+    limit: int = 25
+    max_new_tokens: int = 160
+    compare_base: bool = True
+    seed: int = 7
+    batch_size: int = 8
+    loss_examples: int = 64
+    resolvable_slots: Sequence[str] | None = None
+    company_name: str = "Larkspur & Co."
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- text metrics ------------------------------------------------------------------------------
+
+
+def tokenize_words(text: str) -> list[str]:
+    """Lower-cased word tokens; a ``{{Slot}}`` counts as one token."""
+    return [t.lower() for t in _WORD_RE.findall(text or "")]
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence (O(len(a)*len(b)) time, O(len(b)) memory)."""
+    if not a or not b:
+        return 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b, start=1):
+            cur.append(prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 between two texts."""
+    c, r = tokenize_words(candidate), tokenize_words(reference)
+    lcs = lcs_length(c, r)
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(c), lcs / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def invented_figures(reply: str, prompt: str) -> list[str]:
+    """Numbers, links, e-mails and phone numbers in ``reply`` that the prompt does not contain."""
+    without_slots = re.sub(r"\{\{[^{}]+\}\}", " ", reply or "")
+    found = []
+    for match in _FIGURE_RE.findall(without_slots):
+        token = match.strip()
+        if token and token not in prompt and not re.fullmatch(r"[1-9]", token):
+            # single digits are list numbering ("1. Log in"), not facts
+            found.append(token)
+    return found
+
+
+# -- held-out data -------------------------------------------------------------------------------
+
+
+def held_out_tickets(
+    metadata: dict[str, Any], *, shared_data_dir: Path | None, limit: int, seed: int
+) -> list[Ticket]:
+    """Tickets the adapter did not train on, stratified by intent (public tickets first)."""
+    cfg = TrainConfig(**{**TrainConfig().to_dict(), **(metadata.get("config") or {})})
+    val_hashes = set(metadata.get("val_hashes") or [])
+    pool: list[Ticket] = []
+    if cfg.bitext_csv:
+        base = shared_data_dir or Path(".")
+        path = Path(cfg.bitext_csv) if Path(cfg.bitext_csv).is_absolute() else base / cfg.bitext_csv
+        if path.is_file():
+            rows, _ = read_tickets(path, "bitext")
+            used = {t.data_hash for t in stratified_slice(rows, cfg.bitext_limit, cfg.seed)}
+            pool = [t for t in rows if t.data_hash not in used or t.data_hash in val_hashes]
+    if not pool and val_hashes:
+        tickets = load_training_tickets(cfg, shared_data_dir=shared_data_dir)
+        pool = [t for t in tickets if t.data_hash in val_hashes]
+    return stratified_slice(pool, limit, seed)
+
+
+# -- generation ----------------------------------------------------------------------------------
+
+
+def batch_generate(
+    model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int
+) -> list[dict]:
+    """Greedy replies for many prompts (left-padded batches): text and whether the cap cut it."""
+    import torch
+
+    outputs = []
+    eos = tokenizer.eos_token_id
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompts[start : start + batch_size]
+            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.inference_mode():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=eos,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            for row in out[:, enc["input_ids"].shape[1] :]:
+                ids = row.tolist()
+                finished = eos in ids
+                if finished:
+                    ids = ids[: ids.index(eos)]
+                outputs.append(
+                    {
+                        "text": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                        "cut": not finished and len(ids) >= max_new_tokens,
+                        "tokens": len(ids),
+                    }
+                )
+    finally:
+        tokenizer.padding_side = old_side
+    return outputs
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate(
+    adapter_dir: Path,
+    *,
+    data_dir: Path,
+    shared_data_dir: Path | None = None,
+    base_model_dir: Path | None = None,
+    options: EvalOptions | None = None,
+    tickets: Sequence[Ticket] | None = None,
+) -> dict[str, Any]:
+    """Generate replies with the adapter (and the base model) for held-out tickets; the JSON report."""
+    import torch
+    from peft import PeftModel
+
+    from models.base import default_inference_dtype, load_base_model, resolve_base_model_dir
+
+    opts = options or EvalOptions()
+    adapter_dir = Path(adapter_dir)
+    metadata = read_metadata(adapter_dir)
+    started = time.time()
+    base_dir = Path(base_model_dir) if base_model_dir else resolve_base_model_dir(None, data_dir)
+    model, tokenizer = load_base_model(base_dir, default_inference_dtype())
+    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    model.eval()
+    if tickets is None:
+        tickets = held_out_tickets(
+            metadata, shared_data_dir=shared_data_dir, limit=opts.limit, seed=opts.seed
+        )
+    tickets = list(tickets)[: opts.limit]
+    rng = random.Random(opts.seed)
+    vocab = sorted({s for t in tickets for s in extract_slots(t.agent_reply)})
+    prompts, allowed, examples = [], [], []
+    for t in tickets:
+        own = extract_slots(t.agent_reply)
+        others = [s for s in vocab if s not in own]
+        slots = own + rng.sample(others, min(3, len(others)))
+        rng.shuffle(slots)
+        messages = build_messages(
+            message=t.customer_message,
+            intent=t.intent,
+            tone=t.tone,
+            facts=[(s, None) for s in slots],
+            company_name=opts.company_name,
+        )
+        prompts.append(render_prompt(tokenizer, messages))
+        allowed.append(set(slots) | {"Order Number", "Customer Name"})
+        ids, labels = encode_example(tokenizer, messages, t.agent_reply, max_length=512)
+        examples.append(Example(ids, labels, t.intent, t.data_hash))
+    loss_batches = [
+        _pad(examples[i : i + opts.batch_size], tokenizer.pad_token_id)
+        for i in range(0, min(len(examples), opts.loss_examples), opts.batch_size)
+    ]
+
+    from knowledge.embeddings import load_sentence_transformer
+
+    embedder = load_sentence_transformer()
+    centroids = _intent_centroids(embedder, tickets)
+    results: dict[str, Any] = {}
+    generations: dict[str, list[dict]] = {}
+    runs = [("adapter", False)] + ([("base", True)] if opts.compare_base else [])
+    for name, disable in runs:
+        t0 = time.time()
+        if disable:
+            with model.disable_adapter():
+                loss = evaluate_loss(model, loss_batches)
+                gens = batch_generate(model, tokenizer, prompts, opts.max_new_tokens, opts.batch_size)
+        else:
+            loss = evaluate_loss(model, loss_batches)
+            gens = batch_generate(model, tokenizer, prompts, opts.max_new_tokens, opts.batch_size)
+        generations[name] = gens
+        results[name] = _score(gens, tickets, prompts, allowed, embedder, centroids, opts, loss)
+        results[name]["seconds"] = round(time.time() - t0, 1)
+    torch.set_grad_enabled(True)
+    samples = [
+        {
+            "intent": t.intent,
+            "message": t.customer_message,
+            "reference": t.agent_reply,
+            **{name: generations[name][i]["text"] for name in generations},
+        }
+        for i, t in enumerate(tickets[:8])
+    ]
+    return {
+        "adapter_id": adapter_dir.name,
+        "base_model": metadata.get("base_model"),
+        "n_tickets": len(tickets),
+        "options": {k: v for k, v in opts.__dict__.items() if k != "resolvable_slots"}
+        | {"resolvable_slots_given": opts.resolvable_slots is not None},
+        "metrics": results,
+        "samples": samples,
+        "seconds": round(time.time() - started, 1),
+    }
+
+
+def _intent_centroids(embedder: Any, tickets: Sequence[Ticket]) -> dict[str, Any]:
+    import numpy as np
+
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for t in tickets:
+        if t.intent:
+            by_intent[t.intent].append(t.agent_reply)
+    if len(by_intent) < 2:
+        return {}
+    out = {}
+    for intent, replies in by_intent.items():
+        vecs = embedder.encode(replies, normalize_embeddings=True)
+        c = np.asarray(vecs).mean(axis=0)
+        out[intent] = c / (np.linalg.norm(c) + 1e-9)
+    return out
+
+
+def _score(gens, tickets, prompts, allowed, embedder, centroids, opts: EvalOptions, loss) -> dict[str, Any]:
+    import numpy as np
+
+    texts = [g["text"] for g in gens]
+    refs = [t.agent_reply for t in tickets]
+    gen_vecs = np.asarray(embedder.encode(texts, normalize_embeddings=True))
+    ref_vecs = np.asarray(embedder.encode(refs, normalize_embeddings=True))
+    cosines = (gen_vecs * ref_vecs).sum(axis=1)
+    slots_written = [extract_slots(t) for t in texts]
+    all_slots = [s for slots in slots_written for s in slots]
+    resolvable = set(opts.resolvable_slots) if opts.resolvable_slots is not None else None
+    allowed_hits = sum(1 for slots, ok in zip(slots_written, allowed, strict=True) for s in slots if s in ok)
+    intent_hits = []
+    if centroids:
+        names = list(centroids)
+        matrix = np.stack([centroids[n] for n in names])
+        for vec, t in zip(gen_vecs, tickets, strict=True):
+            intent_hits.append(names[int(np.argmax(matrix @ vec))] == t.intent)
+    n = max(1, len(texts))
+    return {
+        "val_loss": loss,
+        "perplexity": None if loss is None else math.exp(loss),
+        "rouge_l": float(np.mean([rouge_l(g, r) for g, r in zip(texts, refs, strict=True)]))
+        if texts
+        else None,
+        "cosine": float(np.mean(cosines)) if texts else None,
+        "placeholder_share": sum(1 for s in slots_written if s) / n,
+        "cut_share": sum(1 for g in gens if g["cut"]) / n,
+        "slot_allowed_share": allowed_hits / len(all_slots) if all_slots else None,
+        "slot_resolvable_share": (
+            sum(1 for s in all_slots if s in resolvable) / len(all_slots)
+            if resolvable is not None and all_slots
+            else None
+        ),
+        "invented_share": sum(1 for g, p in zip(texts, prompts, strict=True) if invented_figures(g, p)) / n,
+        "intent_match": sum(intent_hits) / len(intent_hits) if intent_hits else None,
+        "mean_reply_tokens": float(np.mean([g["tokens"] for g in gens])) if gens else None,
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report's metrics as a Markdown table (one column per model)."""
+    metrics = report["metrics"]
+    names = list(metrics)
+    rows = [
+        ("val loss", "val_loss", "{:.3f}"),
+        ("perplexity", "perplexity", "{:.2f}"),
+        ("ROUGE-L F1", "rouge_l", "{:.3f}"),
+        ("MiniLM cosine", "cosine", "{:.3f}"),
+        ("replies with {{slots}}", "placeholder_share", "{:.0%}"),
+        ("replies cut at cap", "cut_share", "{:.0%}"),
+        ("slots allowed by prompt", "slot_allowed_share", "{:.0%}"),
+        ("slots the KB resolves", "slot_resolvable_share", "{:.0%}"),
+        ("replies with invented figures", "invented_share", "{:.0%}"),
+        ("intent match (centroid)", "intent_match", "{:.0%}"),
+        ("mean reply tokens", "mean_reply_tokens", "{:.0f}"),
+    ]
+    lines = [
+        f"adapter {report['adapter_id']} vs base, {report['n_tickets']} held-out tickets",
+        "| metric | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for label, key, fmt in rows:
+        cells = []
+        for n in names:
+            value = metrics[n].get(key)
+            cells.append("-" if value is None else fmt.format(value))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""`hybridesk train | adapters | eval | tickets import` wiring, with a minimal context."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bot import cli_models
+from knowledge.errors import InvalidInput, NotFound
+from models.db import ImportedTicket, ModelsBase
+
+
+class Ctx:
+    def __init__(self, tmp_path: Path) -> None:
+        self.settings = SimpleNamespace(
+            data_dir=tmp_path / "data",
+            shared_data_dir=tmp_path / "shared",
+            base_model_dir=None,
+            adapters_dir=tmp_path / "shipped",
+            user_adapters_dir=tmp_path / "data" / "adapters",
+        )
+        self.engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        ModelsBase.metadata.create_all(self.engine)
+
+    def session(self) -> Session:
+        return Session(self.engine)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="hybridesk")
+    sub = parser.add_subparsers(dest="command")
+    cli_models.register(sub)
+    return parser.parse_args(argv)
+
+
+def test_adapters_commands(tmp_path, capsys):
+    ctx = Ctx(tmp_path)
+    folder = ctx.settings.adapters_dir / "default-v1"
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "metadata.json").write_text(
+        json.dumps({"created_at": "2026-01-01", "metrics": {"val_loss": 1.5}})
+    )
+    args = _parse(["adapters", "activate", "default-v1"])
+    assert args.handler(args, ctx) == 0
+    args = _parse(["adapters", "list"])
+    assert args.handler(args, ctx) == 0
+    out = capsys.readouterr().out
+    assert "* default-v1" in out and "1.500" in out
+    args = _parse(["adapters", "show", "nope"])
+    with pytest.raises(NotFound):
+        args.handler(args, ctx)
+
+
+def test_tickets_import_reports_bad_rows(tmp_path, capsys):
+    ctx = Ctx(tmp_path)
+    path = tmp_path / "export.jsonl"
+    path.write_text(
+        json.dumps({"question": "Where is order 123456789?", "answer": "See {{Order History}}."})
+        + "\n{broken\n",
+        encoding="utf-8",
+    )
+    args = _parse(
+        ["tickets", "import", str(path), "--map", "question=customer_message", "--map", "answer=agent_reply"]
+    )
+    assert args.handler(args, ctx) == 0
+    out = capsys.readouterr().out
+    assert "1 imported" in out and "line 2: invalid JSON" in out
+    with ctx.session() as s:
+        row = s.scalars(sa.select(ImportedTicket)).one()
+    assert row.customer_message == "Where is order {{Order Number}}?" and row.source == "jsonl"
+    args = _parse(["tickets", "import", str(path), "--map", "broken"])
+    with pytest.raises(InvalidInput, match="COLUMN=FIELD"):
+        args.handler(args, ctx)
+
+
+def test_train_rejects_bad_overrides(tmp_path):
+    args = _parse(["train", "--set", "lora_r=-1"])
+    with pytest.raises(InvalidInput, match="lora_r"):
+        args.handler(args, Ctx(tmp_path))

@@ -1,0 +1,174 @@
+"""A tiny LoRA run: base weights unchanged, adapter weights changed, loss down, save/reload identical."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.config import TrainConfig
+from models.prompting import build_messages, encode_prompt
+from models.tickets import Ticket
+from models.training import build_examples, make_batches
+
+TICKETS = [
+    Ticket(
+        "test",
+        "How do I cancel my order?",
+        "Open {{Order History}}, pick the order and press {{Cancel Order}}.",
+        "cancel_order",
+    ),
+    Ticket(
+        "test",
+        "Where is my parcel?",
+        "Follow it live in {{Order History}} under {{Track Order}}.",
+        "track_order",
+    ),
+    Ticket(
+        "test",
+        "Can I pay with PayPal?",
+        "Yes! All options are listed on {{Payment Methods}}.",
+        "check_payment_methods",
+    ),
+    Ticket(
+        "test",
+        "I forgot my password",
+        "No worries: use {{Forgot Password}} on {{Website Name}}.",
+        "recover_password",
+    ),
+    Ticket(
+        "test",
+        "How can I reach you?",
+        "Call {{Customer Support Phone Number}} or use {{Live Chat}}.",
+        "contact_customer_service",
+    ),
+    Ticket(
+        "test",
+        "I want my money back",
+        "Start a refund from {{Order History}}; see {{Refund Policy}}.",
+        "get_refund",
+    ),
+]
+
+
+def _cfg(tmp_path: Path, **kw) -> TrainConfig:
+    args = dict(
+        lora_r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        target_modules=["q_proj", "v_proj"],
+        batch_size=3,
+        max_steps=8,
+        learning_rate=5e-3,
+        warmup_ratio=0.0,
+        val_fraction=0.0,
+        dtype="float32",
+        max_length=256,
+        output_root=str(tmp_path / "adapters"),
+        version="tiny-v1",
+        checkpoint_every=0,
+        distractor_slots=1,
+    )
+    args.update(kw)
+    return TrainConfig(**args)
+
+
+def test_training_examples_use_the_inference_prompt(tokenizer, tmp_path):
+    cfg = _cfg(tmp_path)
+    facts = [("Order History", None), ("Cancel Order", None)]
+    examples, dropped = build_examples(
+        TICKETS[:1], tokenizer, cfg, facts_fn=lambda t: facts, tone_fn=lambda s: "neutral"
+    )
+    assert dropped == 0
+    prompt = encode_prompt(
+        tokenizer,
+        build_messages(
+            message=TICKETS[0].customer_message, intent="cancel_order", tone="neutral", facts=facts
+        ),
+    )
+    ex = examples[0]
+    assert ex.input_ids[: len(prompt)] == prompt
+    assert ex.labels[: len(prompt)] == [-100] * len(prompt)
+    assert all(x != -100 for x in ex.labels[len(prompt) :])
+
+
+def test_packing_and_bucketing_cover_every_reply_token(tokenizer, tmp_path):
+    import random
+
+    examples, _ = build_examples(TICKETS, tokenizer, _cfg(tmp_path))
+    want = sum(sum(1 for x in e.labels if x != -100) for e in examples)
+    for packing in (False, True):
+        batches = make_batches(examples, _cfg(tmp_path, packing=packing), random.Random(0), 2)
+        got = sum(int((b["labels"] != -100).sum()) for b in batches)
+        assert got == want
+    packed = make_batches(examples, _cfg(tmp_path, packing=True, max_length=512), random.Random(0), 2)
+    assert len(packed) == 1 and packed[0]["input_ids"].shape[0] < len(examples)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(base_model_dir, tmp_path_factory):
+    from models.training import train
+
+    tmp = tmp_path_factory.mktemp("train")
+    return train(_cfg(tmp), data_dir=tmp, base_model_dir=base_model_dir, tickets=TICKETS, progress=False), tmp
+
+
+@pytest.mark.slow
+def test_tiny_run_trains_only_the_adapter(tiny_run, base_model_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    result, _ = tiny_run
+    original = load_file(str(base_model_dir / "model.safetensors"))
+    trained = result.model.get_base_model().state_dict()
+    base_keys = [k for k in trained if "lora_" not in k]
+    assert len(base_keys) >= len(original) - 1  # lm_head is tied to the embeddings
+    for key in base_keys:
+        name = key.replace(".base_layer", "")
+        if name in original:
+            assert torch.equal(trained[key], original[name].float()), f"base weight {name} changed"
+    lora_b = [v for k, v in trained.items() if "lora_B" in k]
+    assert lora_b and any(float(v.abs().sum()) > 0 for v in lora_b), "adapter weights did not move"
+    assert result.losses[-1] < result.losses[0]
+    assert result.metrics["train_loss_last"] < result.metrics["train_loss_first"]
+
+
+@pytest.mark.slow
+def test_saved_adapter_reloads_to_identical_greedy_output(tiny_run, base_model_dir):
+    import torch
+
+    from models.adapters import AdapterRegistry
+    from models.generation import TransformersGenerator
+    from models.prompting import render_prompt
+
+    result, tmp = tiny_run
+    folder = result.adapter_dir
+    assert (folder / "adapter_model.safetensors").stat().st_size < 2_000_000
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["base_model"] == "SmolLM2-135M-Instruct"
+    assert len(meta["data_hash"]) == 64 and meta["created_at"] and meta["config"]["lora_r"] == 4
+    assert AdapterRegistry(tmp / "adapters", None).get("tiny-v1").metadata["id"] == "tiny-v1"
+
+    model = result.model
+    model.eval()
+    # the saved adapter is bf16; round the in-memory weights the same way before comparing
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(p.to(torch.bfloat16).float())
+    messages = build_messages(message=TICKETS[0].customer_message, intent="cancel_order", tone="neutral")
+    gen = TransformersGenerator(base_model_dir, adapters_root=tmp / "adapters", dtype=torch.float32)
+    reloaded = gen.generate(messages, adapter_id="tiny-v1", max_new_tokens=24)
+    tok = gen.tokenizer
+    ids = tok(render_prompt(tok, messages), return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = model.generate(**ids, max_new_tokens=24, do_sample=False)
+    assert (
+        tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        == reloaded.text.strip()
+    )
+    # switching back to the base model needs no reload and gives the base output
+    base_reply = gen.generate(messages, adapter_id=None, max_new_tokens=24)
+    assert gen.loaded_adapters() == ["tiny-v1"]
+    assert base_reply.adapter_id is None

@@ -1,0 +1,115 @@
+"""The real NLU (real MiniLM), trained in seconds on a slice of the sample tickets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bot.conversation.nlu import NLU, OUT_OF_SCOPE, TONE_LABELS, InvalidInput, NLUResult
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(("text", "intent"), [
+    ("Where is my parcel? I ordered it last week and can't see where it is", "track_order"),
+    ("I forgot my password and cannot log in", "recover_password"),
+    ("I want my money back for the broken vase", "get_refund"),
+    ("Please let me talk to a real person", "contact_human_agent"),
+])
+def test_predicts_known_intents(nlu_model: NLU, text: str, intent: str) -> None:
+    result = nlu_model.predict(text)
+    assert isinstance(result, NLUResult)
+    assert result.intent == intent, result
+    assert not result.out_of_scope
+    assert result.version == "v-test-1"
+
+
+def test_calibration_sanity(nlu_model: NLU) -> None:
+    texts = ["where is my order", "cancel it please", "how long is shipping", "send me the invoice"]
+    emb = nlu_model.encoder.encode(texts)
+    probs = nlu_model.intent.predict_proba(texts, emb)
+    assert probs.shape == (4, len(nlu_model.intent.classes_))
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
+    assert nlu_model.intent.temperature > 0
+    for text in texts:
+        r = nlu_model.predict(text)
+        assert 0.0 <= r.confidence <= 1.0
+        assert 1 <= len(r.top) <= 3
+        assert [p for _, p in r.top] == sorted((p for _, p in r.top), reverse=True)
+        assert sum(p for _, p in r.top) <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("text", ["What is the capital of Australia?", "Write me a poem about the sea",
+                                  "Which football team won the league in 1998?"])
+def test_out_of_scope(nlu_model: NLU, text: str) -> None:
+    result = nlu_model.predict(text)
+    assert result.out_of_scope and result.intent == OUT_OF_SCOPE, result
+
+
+def test_tone_on_obvious_cases(nlu_model: NLU) -> None:
+    angry = nlu_model.predict("THIS IS THE THIRD TIME I ASK WHERE MY ORDER IS!!!")
+    assert angry.tone.label == "angry"
+    assert {"all_caps", "repeat_contact"} <= set(angry.tone.signals)
+    urgent = nlu_model.predict("I need the invoice asap")
+    assert urgent.tone.label == "urgent"
+    calm = nlu_model.predict("How long does delivery take to Germany?")
+    assert calm.tone.label in ("neutral", "positive")
+    for r in (angry, urgent, calm):
+        assert set(r.tone.scores) == set(TONE_LABELS)
+        assert abs(sum(r.tone.scores.values()) - 1) < 1e-3
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t ", "🙂🙂🙂", "?!?!", "\x00\x01"])
+def test_wordless_input_is_out_of_scope(nlu_model: NLU, text: str) -> None:
+    result = nlu_model.predict(text)
+    assert result.out_of_scope and result.intent == OUT_OF_SCOPE
+    assert result.reason in ("empty", "no_words")
+    assert result.confidence == 0.0
+
+
+def test_odd_input_never_crashes(nlu_model: NLU) -> None:
+    huge = nlu_model.predict("where is my order " + "blah " * 4000)  # ~20 KB
+    assert isinstance(huge, NLUResult)
+    mixed = nlu_model.predict("Hola, je voudrais annuler mi pedido, where is my order? 注文")
+    assert isinstance(mixed, NLUResult)
+    assert nlu_model.predict(b"where is my order").intent == nlu_model.predict("where is my order").intent
+    assert isinstance(nlu_model.predict("lone \udc80 surrogate"), NLUResult)
+    with pytest.raises(InvalidInput):
+        nlu_model.predict(b"\xff\xfewhere is my order")
+
+
+def test_follow_up_uses_context(nlu_model: NLU) -> None:
+    alone = nlu_model.predict("and how long does that take?")
+    followed = nlu_model.predict("and how long does that take?",
+                                 history=["I'd like a refund for the lamp I returned"])
+    assert followed.context_used or followed.confidence >= alone.confidence
+    assert followed.intent in ("get_refund", "delivery_period")
+    assert not followed.out_of_scope
+
+
+def test_predict_many_matches_predict(nlu_model: NLU) -> None:
+    texts = ["where is my order", "", "I forgot my password"]
+    many = nlu_model.predict_many(texts)
+    assert [r.intent for r in many] == [nlu_model.predict(t).intent for t in texts]
+
+
+def test_save_and_load_round_trip(nlu_model: NLU, tmp_path) -> None:
+    nlu_model.save(tmp_path / "copy")
+    meta = (tmp_path / "copy" / "metadata.json").read_text()
+    for key in ("created_at", "data_hash", "method", "metrics"):
+        assert key in meta
+    loaded = NLU.load(tmp_path / "copy")
+    text = "I forgot my password"
+    assert loaded.predict(text).intent == nlu_model.predict(text).intent
+    assert loaded.predict(text).confidence == pytest.approx(nlu_model.predict(text).confidence, abs=1e-3)
+
+
+def test_asking_the_same_thing_again_is_repeat_contact(nlu_model: NLU) -> None:
+    turns = ["Where is my order? It has not arrived", "Can you tell me where my parcel is now?"]
+    for t in turns:  # the manager classifies every turn as it arrives
+        nlu_model.predict(t)
+    third = nlu_model.predict("Where is my package?", history=turns)
+    assert third.intent == "track_order"
+    assert "repeat_contact" in third.tone.signals
+    fresh = nlu_model.predict("Where is my package?")
+    assert "repeat_contact" not in fresh.tone.signals

@@ -1,0 +1,108 @@
+"""Versioned models: list / activate / switch without restart, and the `hybridesk nlu` commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from bot.conversation.nlu import NLU, NLURegistry
+from knowledge.errors import InvalidInput, NotFound, Unavailable
+
+pytestmark = pytest.mark.slow
+
+
+def _store(model: NLU, root: Path, version: str) -> None:
+    model.metadata = {**model.metadata, "version": version}
+    model.save(root / version)
+
+
+def test_registry_activate_and_switch(nlu_model: NLU, tmp_path: Path) -> None:
+    root = tmp_path / "nlu"
+    registry = NLURegistry(root, check_interval=0.0)
+    assert not registry.has_active() and registry.list() == []
+    with pytest.raises(Unavailable):
+        registry.current()
+    original = nlu_model.metadata
+    try:
+        _store(nlu_model, root, "v1")
+        _store(nlu_model, root, "v2")
+    finally:
+        nlu_model.metadata = original
+    assert [m["version"] for m in registry.list()] == ["v1", "v2"]
+    assert registry.activate("v1").version == "v1"
+    assert registry.current().version == "v1"
+    assert [m["active"] for m in registry.list()] == [True, False]
+
+    # Another process (the CLI) moves the pointer: the running registry follows, no restart.
+    other = NLURegistry(root)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                assert registry.current().predict("where is my order").version in ("v1", "v2")
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+                errors.append(exc)
+                return
+
+    workers = [threading.Thread(target=serve) for _ in range(2)]
+    for w in workers:
+        w.start()
+    other.activate("v2")
+    seen = registry.current().version
+    stop.set()
+    for w in workers:
+        w.join(timeout=30)
+    assert not errors
+    assert seen == "v2"
+    assert registry.active_version() == "v2"
+
+    with pytest.raises(NotFound):
+        registry.activate("v9")
+    with pytest.raises(InvalidInput):
+        registry.activate("../escape")
+    with pytest.raises(InvalidInput):
+        registry.delete("v2")
+    registry.delete("v1")
+    assert registry.versions() == ["v2"]
+
+
+def _run(argv: list[str], ctx) -> int:
+    from bot import cli_nlu
+
+    parser = argparse.ArgumentParser()
+    cli_nlu.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.handler(args, ctx)
+
+
+def test_cli_train_list_eval_activate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tickets = tmp_path / "tickets.jsonl"
+    rows = [
+        ("Where is my order?", "track_order"), ("Can you track my parcel", "track_order"),
+        ("my package has not arrived, where is it", "track_order"), ("order status please", "track_order"),
+        ("I want a refund", "get_refund"), ("give me my money back", "get_refund"),
+        ("how do I get reimbursed for this", "get_refund"), ("refund the broken chair", "get_refund"),
+        ("I forgot my password", "recover_password"), ("reset my password", "recover_password"),
+        ("can't log in, lost password", "recover_password"), ("password recovery", "recover_password"),
+    ]
+    tickets.write_text("\n".join(json.dumps({"customer_message": t, "intent": y}) for t, y in rows))
+    ctx = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path / "var", shared_data_dir=tmp_path / "none",
+                                                   embedding_model_dir=None, tickets_sample_path=tickets))
+    assert _run(["nlu", "train", "--tickets", str(tickets), "--no-public"], ctx) == 0
+    assert _run(["nlu", "list"], ctx) == 0
+    out = capsys.readouterr().out
+    assert "* nlu-" in out
+    assert _run(["nlu", "eval", "--tickets", str(tickets)], ctx) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "track_order" in out and "recall" in out
+    version = NLURegistry(tmp_path / "var" / "nlu").active_version()
+    assert _run(["nlu", "activate", version], ctx) == 0
+    with pytest.raises(NotFound):
+        _run(["nlu", "activate", "nope"], ctx)
