@@ -35,6 +35,15 @@ class ConversationRepository:
         stmt = sa.select(Conversation).where(Conversation.id == conversation_id)
         if for_update:
             stmt = stmt.with_for_update()
+            if self.session.get_bind().dialect.name == "sqlite":
+                # SQLite ignores FOR UPDATE. A no-op write as the transaction's first statement takes
+                # the database's write lock now (waiting on busy_timeout), so two appends to one
+                # conversation can never read the same message_count.
+                self.session.execute(
+                    sa.update(Conversation).where(Conversation.id == conversation_id)
+                    .values(message_count=Conversation.message_count)
+                    .execution_options(synchronize_session=False)
+                )
         return self.session.scalars(stmt).first()
 
     def by_sender(self, channel: str, sender_id: str) -> Conversation | None:
@@ -69,8 +78,8 @@ class MessageRepository:
     def history(self, conversation_id: str, *, limit: int | None = None, after_seq: int = 0) -> Sequence[Message]:
         stmt = sa.select(Message).where(Message.conversation_id == conversation_id, Message.seq > after_seq)
         if limit:
-            inner = stmt.order_by(Message.seq.desc()).limit(limit).subquery()
-            stmt = sa.select(Message).join(inner, Message.id == inner.c.id)
+            newest = self.session.scalars(stmt.order_by(Message.seq.desc()).limit(limit)).all()
+            return list(reversed(newest))
         return self.session.scalars(stmt.order_by(Message.seq)).all()
 
     def reply_to(self, message_id: int) -> Message | None:

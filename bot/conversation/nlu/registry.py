@@ -20,7 +20,7 @@ from typing import Any
 
 from bot.conversation.nlu.data import load_bitext, load_out_of_scope, load_tickets, tone_training_data
 from bot.conversation.nlu.model import NLU, new_version
-from knowledge.errors import InvalidInput, NotFound, Unavailable
+from knowledge.errors import HybrideskError, InvalidInput, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,10 @@ class NLURegistry:
             return model
         try:
             return self.load_active()
-        except (OSError, ValueError) as exc:
-            if model is not None:  # a half-written pointer or folder: keep serving the loaded model
+        except (OSError, ValueError, HybrideskError) as exc:
+            if model is not None:  # a broken pointer or folder: keep serving the loaded model
                 log.warning("NLU pointer unreadable (%s); keeping %s", exc, model.version)
+                self._checked_at = time.monotonic()  # retry after check_interval, not on every call
                 return model
             raise
 
