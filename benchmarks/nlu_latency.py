@@ -19,7 +19,7 @@ import numpy as np
 from nlu_common import REPO, cap_threads, shared_data_dir, table, write_result
 
 
-def main(n: int = 400) -> None:
+def main(n: int = 200) -> None:
     from bot.conversation.nlu import NLURegistry
     from bot.conversation.nlu.data import load_bitext, stratified_split
 
@@ -74,13 +74,13 @@ def measure(model, texts: list[str]) -> dict:
         model.predict(t)
         hit.append((time.perf_counter() - s) * 1000)
     follow = []
-    for t in texts[:100]:
+    for t in texts[:50]:
         model.encoder.clear_cache()
         s = time.perf_counter()
         model.predict("and how long does that take?", history=[t])
         follow.append((time.perf_counter() - s) * 1000)
     emb_t = []  # where the time goes: the embedding alone
-    for t in texts[:200]:
+    for t in texts[:100]:
         model.encoder.clear_cache()
         s = time.perf_counter()
         model.encoder.encode_one(t)
@@ -99,4 +99,4 @@ def measure(model, texts: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 400)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)

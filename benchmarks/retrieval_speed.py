@@ -162,9 +162,9 @@ def bench_pg(n, vocab, qs, engine) -> dict:
     from knowledge.pgvector_index import TABLE, PgVectorIndex, ddl, vector_literal
     from knowledge.store import KnowledgeStore
 
-    KnowledgeBase.metadata.drop_all(engine)
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # the embeddings table references kb_chunks: drop it first
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
+    KnowledgeBase.metadata.drop_all(engine)
     KnowledgeBase.metadata.create_all(engine)
     revs, rows, vectors = synthetic(n, vocab)
     t0 = time.perf_counter()

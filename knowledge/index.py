@@ -234,7 +234,8 @@ class LocalIndex(SyncedIndex):
     ) -> dict[int, float]:
         if snap.vectors is None or not len(snap.rows):
             return {}
-        sims = snap.vectors @ query_vec
+        # einsum runs single-threaded: a threaded BLAS matvec on 2 busy cores was 15x slower (p50)
+        sims = np.einsum("ij,j->i", snap.vectors, query_vec)
         allowed = np.flatnonzero(row_mask)
         if not len(allowed):
             return {}
@@ -243,7 +244,7 @@ class LocalIndex(SyncedIndex):
         return {int(allowed[i]): float(sub[i]) for i in top}
 
     def all_vector_scores(self, snap: Snapshot, query_vec: np.ndarray) -> np.ndarray | None:
-        return None if snap.vectors is None else snap.vectors @ query_vec
+        return None if snap.vectors is None else np.einsum("ij,j->i", snap.vectors, query_vec)
 
     def _vectors_for(self, snap: Snapshot | None, rows: list[dict[str, Any]]) -> np.ndarray:
         known: dict[str, np.ndarray] = {}

@@ -144,15 +144,16 @@ class HybridRetriever(BaseRetriever):
         when = as_utc(at) if at is not None else utcnow()
         passages = self._search(q, when, hist, k or self.k, filters, query_vector)
         self.last_timing["total_ms"] = (time.perf_counter() - t0) * 1000
-        log.info(
-            "kb retrieve q=%r history=%d at=%s k=%d -> %s (%.1f ms)",
-            q[:80],
-            len(hist),
-            when.isoformat(),
-            k or self.k,
-            [f"{p.document_id}@r{p.revision}#{p.anchor}" for p in passages],
-            self.last_timing["total_ms"],
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "kb retrieve q=%r history=%d at=%s k=%d -> %s (%.1f ms)",
+                q[:80],
+                len(hist),
+                when.isoformat(),
+                k or self.k,
+                [f"{p.document_id}@r{p.revision}#{p.anchor}" for p in passages],
+                self.last_timing["total_ms"],
+            )
         return passages
 
     def retrieve(self, str_or_query_bundle: str | QueryBundle) -> list[NodeWithScore]:

@@ -99,6 +99,7 @@ class Snapshot:
         ts = {t for r in revisions for t in (r.effective_from, r.effective_until) if t is not None}
         self._bounds = sorted(ts)
         self._force_cache: dict[int, np.ndarray] = {}
+        self._filter_cache: dict[tuple[int, str], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -131,12 +132,19 @@ class Snapshot:
 
     def revision_mask(self, at: datetime, filters: Mapping[str, Any] | None = None) -> np.ndarray:
         ok = self.revisions_in_force(at)
-        if filters:
-            ok = ok.copy()
+        if not filters:
+            return ok
+        key = (bisect.bisect_right(self._bounds, at), repr(sorted(filters.items())))
+        cached = self._filter_cache.get(key)
+        if cached is None:
+            cached = ok.copy()
             for pos, rid in enumerate(self._rev_ids.tolist()):
-                if ok[pos] and not matches_filters(self.revisions[rid], filters):
-                    ok[pos] = False
-        return ok
+                if cached[pos] and not matches_filters(self.revisions[rid], filters):
+                    cached[pos] = False
+            if len(self._filter_cache) > 256:  # filters come from a small set; stay bounded anyway
+                self._filter_cache.clear()
+            self._filter_cache[key] = cached
+        return cached
 
     def row_mask(self, at: datetime, filters: Mapping[str, Any] | None = None) -> np.ndarray:
         """Boolean per chunk row: its revision is in force at ``at`` and passes ``filters``."""

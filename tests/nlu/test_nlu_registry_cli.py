@@ -71,6 +71,8 @@ def test_registry_activate_and_switch(nlu_model: NLU, tmp_path: Path) -> None:
         registry.delete("v2")
     registry.delete("v1")
     assert registry.versions() == ["v2"]
+    (root / "active").write_text("ghost")  # a pointer to nothing: keep serving what is loaded
+    assert registry.current().version == "v2"
 
 
 def _run(argv: list[str], ctx) -> int:

@@ -454,3 +454,35 @@ def pg_database(server: Any, name: str) -> str:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return server.get_uri(name).replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def run_pytest_suite(targets: list[str], name: str, *, marks: str | None = None, log: Any = print) -> dict[str, Any]:
+    """Run pytest on ``targets`` once (niced) and summarise each test's outcome from its JUnit XML."""
+    import xml.etree.ElementTree as ET
+
+    out = BENCH_ROOT / f"{name}.junit.xml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["nice", "-n", "10", sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={out}",
+           *targets]
+    if marks:
+        cmd += ["-m", marks]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.monotonic() - t0
+    tests = []
+    for case in ET.parse(out).getroot().iter("testcase"):
+        outcome = "passed"
+        for child in case:
+            if child.tag == "skipped":
+                outcome = "xfail" if child.get("type") == "pytest.xfail" else "skipped"
+            elif child.tag in ("failure", "error"):
+                outcome = "failed"
+        reason = next((c.get("message", "") for c in case if c.tag in ("skipped", "failure", "error")), "")
+        tests.append({"test": case.get("name"), "outcome": outcome, "seconds": float(case.get("time") or 0),
+                      "reason": reason[:400]})
+    counts: dict[str, int] = {}
+    for t in tests:
+        counts[t["outcome"]] = counts.get(t["outcome"], 0) + 1
+    log(f"  {name}: {counts} in {seconds:.0f} s")
+    return {"suite": name, "targets": targets, "seconds": round(seconds, 1), "counts": counts, "tests": tests,
+            "exit_code": proc.returncode, "tail": proc.stdout[-1500:]}

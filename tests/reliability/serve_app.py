@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "web"))
 
-from models.generation import ScriptedGenerator  # noqa: E402
 from knowledge.errors import Unavailable  # noqa: E402
+from models.generation import ScriptedGenerator  # noqa: E402
 
 DEFAULT_REPLY = ("You can return most items within 30 days of delivery. "
                  "Start the return from your order page and we will refund you within 5 working days.")

@@ -171,12 +171,13 @@ def logged_session(tmp_path_factory):
     in the Authorization header, a second token sent only as ``?token=`` (the EventSource
     fallback), and the console session cookie.
     """
+    from conftest import add_admin
+    from harness import ServerProcess
+
     from bot.db.engine import Database
     from bot.db.models import BotBase
     from bot.services import Services
     from bot.settings import Settings
-    from conftest import add_admin
-    from harness import ServerProcess
 
     srv = ServerProcess(tmp_path_factory.mktemp("logs"), limits="default")
     # the admin account exists before the server starts (the same SQLite file)

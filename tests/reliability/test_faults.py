@@ -3,11 +3,11 @@ database goes away for a few seconds. Clear errors or fallbacks; nothing acknowl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +128,8 @@ class HashingEmbedding:
 @pytest.fixture(scope="module")
 def kb_dir():
     tmp = Path(tempfile.mkdtemp(prefix="hybridesk-rel-kb-"))
-    from knowledge.service import KnowledgeService
-
     from knowledge.db import KnowledgeBase
+    from knowledge.service import KnowledgeService
 
     engine = sa.create_engine(f"sqlite:///{tmp / 'kb.db'}")
     KnowledgeBase.metadata.create_all(engine)
@@ -205,19 +204,9 @@ def own_pg():
     try:
         yield server
     finally:
-        try:
+        with contextlib.suppress(Exception):  # best effort
             server.cleanup()
-        except Exception:  # noqa: BLE001 - best effort
-            pass
         shutil.rmtree(datadir, ignore_errors=True)
-
-
-def restart_postgres(server: Any, down_s: float) -> None:
-    """Stop PostgreSQL (pg_ctl stop, fast mode), wait, start it again on the same socket."""
-    server.stop()
-    time.sleep(down_s)
-    with server._lock:  # the package's own inter-process lock around pg_ctl
-        server.ensure_postgres_running()
 
 
 @pytest.mark.postgres
