@@ -96,6 +96,8 @@ def run_one(spec: dict, args: argparse.Namespace) -> dict:
         seconds += dt
         padded += int(batch["input_ids"].numel())
         real += int(batch["attention_mask"].sum()) if "attention_mask" in batch else int(batch["num_tokens"])
+    if seconds == 0:
+        raise SystemExit(f"only {len(batches)} batch(es) at this length; lower --batch or raise --length")
     epoch_tokens, n_examples = _epoch_tokens(cfg, tokenizer, Path(args.shared))
     tps = real / seconds
     return {
@@ -119,7 +121,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", help="run one configuration (index), used by the subprocesses")
     parser.add_argument("--base-model-dir", default=os.environ.get("HYBRIDESK_BASE_MODEL_DIR"))

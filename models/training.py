@@ -18,6 +18,7 @@ a versioned adapter folder with ``metadata.json`` (see :mod:`models.adapters`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -516,6 +517,8 @@ def train(
         },
     )
     shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()  # only when no other run is in progress
     return TrainResult(version, adapter_dir, metrics, model=model, losses=losses)
 
 
@@ -540,6 +543,8 @@ def save_adapter(model: Any, adapter_dir: Path, *, metadata: dict[str, Any]) -> 
     config.base_model_name_or_path = metadata.get("base_model")
     config.save_pretrained(str(tmp))
     write_metadata(tmp, metadata)
+    for path in tmp.iterdir():
+        path.chmod(0o644)  # shipped in the repository: readable by everyone
     if adapter_dir.exists():
         shutil.rmtree(adapter_dir)
     tmp.rename(adapter_dir)

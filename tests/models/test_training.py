@@ -58,8 +58,8 @@ def _cfg(tmp_path: Path, **kw) -> TrainConfig:
         lora_alpha=8,
         lora_dropout=0.0,
         target_modules=["q_proj", "v_proj"],
-        batch_size=3,
-        max_steps=8,
+        batch_size=2,
+        max_steps=5,
         learning_rate=5e-3,
         warmup_ratio=0.0,
         val_fraction=0.0,
@@ -103,7 +103,7 @@ def test_packing_and_bucketing_cover_every_reply_token(tokenizer, tmp_path):
         got = sum(int((b["labels"] != -100).sum()) for b in batches)
         assert got == want
     packed = make_batches(examples, _cfg(tmp_path, packing=True, max_length=512), random.Random(0), 2)
-    assert len(packed) == 1 and packed[0]["input_ids"].shape[0] < len(examples)
+    assert sum(b["input_ids"].shape[0] for b in packed) < len(examples)  # several examples share a row
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +124,30 @@ def test_tiny_run_trains_only_the_adapter(tiny_run, base_model_dir):
     trained = result.model.get_base_model().state_dict()
     base_keys = [k for k in trained if "lora_" not in k]
     assert len(base_keys) >= len(original) - 1  # lm_head is tied to the embeddings
+    compared = 0
     for key in base_keys:
         name = key.replace(".base_layer", "")
         if name in original:
             assert torch.equal(trained[key], original[name].float()), f"base weight {name} changed"
+            compared += 1
+    assert compared >= len(original) - 1
     lora_b = [v for k, v in trained.items() if "lora_B" in k]
     assert lora_b and any(float(v.abs().sum()) > 0 for v in lora_b), "adapter weights did not move"
-    assert result.losses[-1] < result.losses[0]
-    assert result.metrics["train_loss_last"] < result.metrics["train_loss_first"]
+    # the loss on the training examples went down (same examples, adapter off vs on)
+    import random
+
+    from transformers import AutoTokenizer
+
+    from models.training import evaluate_loss
+
+    tok = AutoTokenizer.from_pretrained(str(base_model_dir), local_files_only=True)
+    examples, _ = build_examples(TICKETS, tok, _cfg(base_model_dir))
+    batches = make_batches(examples, _cfg(base_model_dir), random.Random(0), tok.pad_token_id)
+    after = evaluate_loss(result.model, batches)
+    with result.model.disable_adapter():
+        before = evaluate_loss(result.model, batches)
+    assert after < before, (before, after)
+    assert len(result.losses) == 5
 
 
 @pytest.mark.slow
@@ -159,16 +175,16 @@ def test_saved_adapter_reloads_to_identical_greedy_output(tiny_run, base_model_d
                 p.copy_(p.to(torch.bfloat16).float())
     messages = build_messages(message=TICKETS[0].customer_message, intent="cancel_order", tone="neutral")
     gen = TransformersGenerator(base_model_dir, adapters_root=tmp / "adapters", dtype=torch.float32)
-    reloaded = gen.generate(messages, adapter_id="tiny-v1", max_new_tokens=24)
+    reloaded = gen.generate(messages, adapter_id="tiny-v1", max_new_tokens=12)
     tok = gen.tokenizer
     ids = tok(render_prompt(tok, messages), return_tensors="pt", add_special_tokens=False)
     with torch.inference_mode():
-        out = model.generate(**ids, max_new_tokens=24, do_sample=False)
+        out = model.generate(**ids, max_new_tokens=12, do_sample=False)
     assert (
         tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
         == reloaded.text.strip()
     )
     # switching back to the base model needs no reload and gives the base output
-    base_reply = gen.generate(messages, adapter_id=None, max_new_tokens=24)
+    base_reply = gen.generate(messages, adapter_id=None, max_new_tokens=12)
     assert gen.loaded_adapters() == ["tiny-v1"]
     assert base_reply.adapter_id is None
