@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 import time
 from typing import Any
@@ -18,6 +20,23 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+class RedactTokens(logging.Filter):
+    """Hide secrets that may travel in a URL (``?token=``) from uvicorn's access log."""
+
+    _re = re.compile(r"(token=)[^&\s\"]+", re.I)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(self._re.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                                for a in record.args)
+        record.msg = self._re.sub(r"\1[redacted]", str(record.msg))
+        return True
+
+
+def install_log_redaction() -> None:
+    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
 
 
 def serve(settings: Settings, *, host: str, port: int, init: bool = False, services: Any = None) -> None:
@@ -47,4 +66,5 @@ def serve(settings: Settings, *, host: str, port: int, init: bool = False, servi
     print(f"  chat API docs (OpenAPI):             {base}/docs")
     print(f"  Rasa REST channel:                   {base}/webhooks/rest/webhook")
     app.state.started_at = started
+    install_log_redaction()
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=False)

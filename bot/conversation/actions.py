@@ -59,7 +59,7 @@ def _streaming(dispatcher: CollectingDispatcher) -> bool:
     return getattr(dispatcher, "_stream_sink", None) is not None
 
 
-async def _stream_blocking(dispatcher: CollectingDispatcher, work) -> Any:
+async def _stream_blocking(dispatcher: CollectingDispatcher, work, timeout_s: float | None = None) -> Any:
     """Run ``work(on_piece)`` in a thread and forward its pieces as rasa-sdk stream chunks."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -79,8 +79,15 @@ async def _stream_blocking(dispatcher: CollectingDispatcher, work) -> Any:
     threading.Thread(target=target, name="hybridesk-answer", daemon=True).start()
     if streaming:
         await dispatcher.stream_start()
+    deadline = None if timeout_s is None else loop.time() + timeout_s
     while True:
-        kind, value = await queue.get()
+        remaining = None if deadline is None else max(0.0, deadline - loop.time())
+        try:
+            kind, value = await asyncio.wait_for(queue.get(), remaining)
+        except TimeoutError:
+            if streaming:
+                dispatcher._stream_active = False
+            raise TimeoutError(f"the answer took longer than {timeout_s:.0f} s") from None
         if kind == "piece":
             await dispatcher.stream_chunk(text=value)
             continue
@@ -124,7 +131,7 @@ class ActionAnswerFromPolicy(Action):
                 customer_values=customer_values, at=at,
             )
 
-        result = await _stream_blocking(dispatcher, work)
+        result = await _stream_blocking(dispatcher, work, services.settings.generation_timeout_s)
         dispatcher.utter_message(
             text=result.text,
             json_message={

@@ -61,7 +61,8 @@ _CLAIM_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 _PROMISE_RE = re.compile(
     r"\b(?:i|we)\s(?:will|'ll|can|shall)\s(?:personally\s)?(?:guarantee|promise|waive|refund you in full|"
     r"give you (?:a )?(?:full|free|complete)|make an exception)|\bguarantee(?:d)?\b|\bpromise\b|"
-    r"\bfull refund\b|\bfree of charge\b|\bwaive(?:d)?\b", re.I)
+    r"\bfull refund\b|\bfree of charge\b|\bwaive(?:d)?\b|\blifetime\b|\bunlimited\b|\bforever\b|"
+    r"\bno (?:fee|charge|cost)s?\b|\bexception\b", re.I)
 _WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
             "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "fourteen": "14", "fifteen": "15",
             "twenty": "20", "thirty": "30", "sixty": "60", "ninety": "90"}
