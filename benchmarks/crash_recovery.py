@@ -47,8 +47,13 @@ def main(argv: list[str] | None = None) -> int:
 
     shutil.copytree(data_dir, run_dir, symlinks=True)  # a fresh copy: the product stays clean
     url = f"sqlite:///{run_dir / 'hybridesk.db'}"
-    srv = ServerProcess(run_dir, models="real", delay=args.delay, extra=["--base-model-dir", str(base)],
-                        log_path=run_dir / "server.log")
+    srv = ServerProcess(
+        run_dir,
+        models="real",
+        delay=args.delay,
+        extra=["--base-model-dir", str(base)],
+        log_path=run_dir / "server.log",
+    )
     srv.start(timeout=300)
     engine = sa.create_engine(url)
     kills: list[dict] = []
@@ -69,8 +74,16 @@ def main(argv: list[str] | None = None) -> int:
             k["restart_s"] = round(time.monotonic() - t0, 1)
             kills.append(k)
 
-    result = run_load(srv.url, args.customers, args.duration, think=(1, 3), reply_timeout=120, grace=120,
-                      ramp_s=5, during=crash_loop)
+    result = run_load(
+        srv.url,
+        args.customers,
+        args.duration,
+        think=(1, 3),
+        reply_timeout=120,
+        grace=120,
+        ramp_s=5,
+        during=crash_loop,
+    )
     t_end = time.monotonic()
     all_answered = wait_until(lambda: reconcile(url, result)["unanswered"] == 0, 300, interval=2)
     settle_s = round(time.monotonic() - t_end, 1)
@@ -78,14 +91,34 @@ def main(argv: list[str] | None = None) -> int:
     srv.stop()
     engine.dispose()
     summary = result.summary()
-    out = {"benchmark": "crash_recovery", "args": vars(args), "kills": kills, "load": summary,
-           "reconciliation": report, "all_answered": all_answered, "settle_after_load_s": settle_s,
-           "recovered_log_lines": srv.log().count("recovered")}
-    print(table([{"kills": len(kills), "acked": summary["messages_acked"], "lost": report["missing"],
-                  "dup": report["duplicated"], "out_of_order": report["out_of_order"],
-                  "failed_kept": report["failed_replies"], "unanswered": report["unanswered"],
-                  "5xx": summary["server_errors_5xx"], "restart_s": ",".join(str(k["restart_s"]) for k in kills),
-                  "reply_p95_s": summary["reply_p95_s"]}]))
+    out = {
+        "benchmark": "crash_recovery",
+        "args": vars(args),
+        "kills": kills,
+        "load": summary,
+        "reconciliation": report,
+        "all_answered": all_answered,
+        "settle_after_load_s": settle_s,
+        "recovered_log_lines": srv.log().count("recovered"),
+    }
+    print(
+        table(
+            [
+                {
+                    "kills": len(kills),
+                    "acked": summary["messages_acked"],
+                    "lost": report["missing"],
+                    "dup": report["duplicated"],
+                    "out_of_order": report["out_of_order"],
+                    "failed_kept": report["failed_replies"],
+                    "unanswered": report["unanswered"],
+                    "5xx": summary["server_errors_5xx"],
+                    "restart_s": ",".join(str(k["restart_s"]) for k in kills),
+                    "reply_p95_s": summary["reply_p95_s"],
+                }
+            ]
+        )
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "crash_recovery.json").write_text(json.dumps(out, indent=2))
     return 0 if report["ok"] and all_answered else 1

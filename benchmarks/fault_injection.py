@@ -25,7 +25,14 @@ from harness import run_pytest_suite  # noqa: E402
 
 def main() -> int:
     result = run_pytest_suite(["tests/reliability/test_faults.py"], "fault_injection")
-    print(table([{"scenario": t["test"][:70], "outcome": t["outcome"], "s": t["seconds"]} for t in result["tests"]]))
+    print(
+        table(
+            [
+                {"scenario": t["test"][:70], "outcome": t["outcome"], "s": t["seconds"]}
+                for t in result["tests"]
+            ]
+        )
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "fault_injection.json").write_text(json.dumps(result, indent=2))
     return 0 if result["counts"].get("failed", 0) == 0 else 1

@@ -24,9 +24,19 @@ from harness import run_pytest_suite  # noqa: E402
 
 
 def main() -> int:
-    result = run_pytest_suite(["tests/reliability/test_hostile_input.py", "tests/reliability/test_access_control.py",
-                               "tests/reliability/test_xss_browser.py"], "hostile_input")
-    print(table([{"check": t["test"][:70], "outcome": t["outcome"], "s": t["seconds"]} for t in result["tests"]]))
+    result = run_pytest_suite(
+        [
+            "tests/reliability/test_hostile_input.py",
+            "tests/reliability/test_access_control.py",
+            "tests/reliability/test_xss_browser.py",
+        ],
+        "hostile_input",
+    )
+    print(
+        table(
+            [{"check": t["test"][:70], "outcome": t["outcome"], "s": t["seconds"]} for t in result["tests"]]
+        )
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "hostile_input.json").write_text(json.dumps(result, indent=2))
     return 0 if result["counts"].get("failed", 0) == 0 else 1

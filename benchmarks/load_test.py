@@ -45,29 +45,62 @@ def products(dbs: list[str], log) -> tuple[dict[str, tuple[Path, str]], object |
     if "postgres" in dbs:
         pg = start_postgres()
         url = pg_database(pg, "hybridesk_load")
-        out["postgres"] = (prepare_product("product-postgres", database_url=url, share_nlu_from=sqlite_dir,
-                                           base_model_dir=base, log=log), url)
+        out["postgres"] = (
+            prepare_product(
+                "product-postgres", database_url=url, share_nlu_from=sqlite_dir, base_model_dir=base, log=log
+            ),
+            url,
+        )
     return out, pg
 
 
-def one_run(db: str, data_dir: Path, url: str, *, customers: int, duration: float, generator: str,
-            delay: float, think: tuple[float, float], log) -> dict:
+def one_run(
+    db: str,
+    data_dir: Path,
+    url: str,
+    *,
+    customers: int,
+    duration: float,
+    generator: str,
+    delay: float,
+    think: tuple[float, float],
+    log,
+) -> dict:
     extra = ["--base-model-dir", str(base_model_dir())]
-    srv = ServerProcess(data_dir, database_url=url if db == "postgres" else None, models="real",
-                        generator=generator, delay=delay, extra=extra,
-                        log_path=data_dir / f"server-{generator}-{customers}.log")
+    srv = ServerProcess(
+        data_dir,
+        database_url=url if db == "postgres" else None,
+        models="real",
+        generator=generator,
+        delay=delay,
+        extra=extra,
+        log_path=data_dir / f"server-{generator}-{customers}.log",
+    )
     t0 = time.monotonic()
     srv.start(timeout=300)
     log(f"  server up in {time.monotonic() - t0:.1f} s ({db}, {generator}, {customers} customers)")
     try:
-        result = run_load(srv.url, customers, duration, think=think, reply_timeout=120 if generator == "real" else 30,
-                          ramp_s=min(10.0, duration / 6), grace=60)
+        result = run_load(
+            srv.url,
+            customers,
+            duration,
+            think=think,
+            reply_timeout=120 if generator == "real" else 30,
+            ramp_s=min(10.0, duration / 6),
+            grace=60,
+        )
     finally:
         srv.stop()
     report = reconcile(url, result)
     summary = result.summary()
-    return {"db": db, "generator": generator, "delay_s_per_word": delay if generator == "scripted" else None,
-            "think_s": list(think), **summary, "reconciliation": report}
+    return {
+        "db": db,
+        "generator": generator,
+        "delay_s_per_word": delay if generator == "scripted" else None,
+        "think_s": list(think),
+        **summary,
+        "reconciliation": report,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,25 +126,57 @@ def main(argv: list[str] | None = None) -> int:
         for db in dbs:
             for n in (int(x) for x in args.customers.split(",")):
                 data_dir, url = prods[db]
-                run = one_run(db, data_dir, url, customers=n, duration=args.duration, generator=args.generator,
-                              delay=args.delay, think=think, log=log)
+                run = one_run(
+                    db,
+                    data_dir,
+                    url,
+                    customers=n,
+                    duration=args.duration,
+                    generator=args.generator,
+                    delay=args.delay,
+                    think=think,
+                    log=log,
+                )
                 runs.append(run)
                 log(json.dumps({k: v for k, v in run.items() if k != "reconciliation"}))
-                log("  reconciliation: " + json.dumps({k: v for k, v in run["reconciliation"].items()
-                                                       if k != "problems"}))
+                log(
+                    "  reconciliation: "
+                    + json.dumps({k: v for k, v in run["reconciliation"].items() if k != "problems"})
+                )
     finally:
         if pg is not None:
             pg.cleanup()
-    rows = [{"db": r["db"], "gen": r["generator"], "customers": r["customers"], "msgs/s": r["msgs_per_s"],
-             "acked": r["messages_acked"], "p50 s": r["reply_p50_s"], "p95 s": r["reply_p95_s"],
-             "p99 s": r["reply_p99_s"], "5xx": r["server_errors_5xx"], "no reply": r["no_reply"],
-             "lost": r["reconciliation"]["missing"], "dup": r["reconciliation"]["duplicated"],
-             "order": "ok" if r["reconciliation"]["out_of_order"] == 0 else "BAD"} for r in runs]
+    rows = [
+        {
+            "db": r["db"],
+            "gen": r["generator"],
+            "customers": r["customers"],
+            "msgs/s": r["msgs_per_s"],
+            "acked": r["messages_acked"],
+            "p50 s": r["reply_p50_s"],
+            "p95 s": r["reply_p95_s"],
+            "p99 s": r["reply_p99_s"],
+            "5xx": r["server_errors_5xx"],
+            "no reply": r["no_reply"],
+            "lost": r["reconciliation"]["missing"],
+            "dup": r["reconciliation"]["duplicated"],
+            "order": "ok" if r["reconciliation"]["out_of_order"] == 0 else "BAD",
+        }
+        for r in runs
+    ]
     print(table(rows))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{out_name}.json").write_text(json.dumps(
-        {"benchmark": "load_test", "args": vars(args), "runs": runs,
-         "machine": "2 shared CPU cores (other sessions running: figures are pessimistic)"}, indent=2))
+    (RESULTS / f"{out_name}.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "load_test",
+                "args": vars(args),
+                "runs": runs,
+                "machine": "2 shared CPU cores (other sessions running: figures are pessimistic)",
+            },
+            indent=2,
+        )
+    )
     ok = all(r["reconciliation"]["ok"] and r["server_errors_5xx"] == 0 for r in runs)
     return 0 if ok else 1
 

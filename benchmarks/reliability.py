@@ -34,8 +34,19 @@ from _common import table  # noqa: E402
 
 STEPS = {
     "load_scripted": ["load_test.py", "--db", "sqlite,postgres", "--customers", "50", "--duration", "60"],
-    "load_real": ["load_test.py", "--generator", "real", "--db", "sqlite", "--customers", "1,2,4",
-                  "--duration", "120", "--think", "2,6"],
+    "load_real": [
+        "load_test.py",
+        "--generator",
+        "real",
+        "--db",
+        "sqlite",
+        "--customers",
+        "1,2,4",
+        "--duration",
+        "120",
+        "--think",
+        "2,6",
+    ],
     "crash_recovery": ["crash_recovery.py"],
     "fault_injection": ["fault_injection.py"],
     "hostile_input": ["hostile_input.py"],
@@ -52,28 +63,51 @@ def summary_rows() -> list[dict]:
     rows: list[dict] = []
 
     def row(area: str, measure: str, value: object, target: str, ok: bool | None) -> None:
-        rows.append({"area": area, "measure": measure, "value": value, "target": target,
-                     "status": "n/a" if ok is None else ("PASS" if ok else "FAIL")})
+        rows.append(
+            {
+                "area": area,
+                "measure": measure,
+                "value": value,
+                "target": target,
+                "status": "n/a" if ok is None else ("PASS" if ok else "FAIL"),
+            }
+        )
 
-    for name, label in (("load_test_scripted", "load (server, scripted LM)"), ("load_test_real", "load (real LM)")):
+    for name, label in (
+        ("load_test_scripted", "load (server, scripted LM)"),
+        ("load_test_real", "load (real LM)"),
+    ):
         data = _load(name)
         for run in (data or {}).get("runs", []):
             rec = run["reconciliation"]
             tag = f"{label} {run['db']} x{run['customers']}"
-            row(tag, "msgs/s | reply p50/p95/p99 s",
+            row(
+                tag,
+                "msgs/s | reply p50/p95/p99 s",
                 f"{run['msgs_per_s']} | {run['reply_p50_s']}/{run['reply_p95_s']}/{run['reply_p99_s']}",
-                "p95 < 5 s", run["reply_p95_s"] is not None and run["reply_p95_s"] < 5)
-            row(tag, "acked: lost/dup/out-of-order, 5xx",
+                "p95 < 5 s",
+                run["reply_p95_s"] is not None and run["reply_p95_s"] < 5,
+            )
+            row(
+                tag,
+                "acked: lost/dup/out-of-order, 5xx",
                 f"{run['messages_acked']}: {rec['missing']}/{rec['duplicated']}/{rec['out_of_order']}, "
-                f"{run['server_errors_5xx']}", "0/0/0, 0", rec["ok"] and run["server_errors_5xx"] == 0)
+                f"{run['server_errors_5xx']}",
+                "0/0/0, 0",
+                rec["ok"] and run["server_errors_5xx"] == 0,
+            )
         if data is None:
             row(label, "not run", "-", "-", None)
     crash = _load("crash_recovery")
     if crash:
         rec = crash["reconciliation"]
-        row("crash recovery", f"{len(crash['kills'])} SIGKILLs: lost/dup/unanswered, failed kept",
+        row(
+            "crash recovery",
+            f"{len(crash['kills'])} SIGKILLs: lost/dup/unanswered, failed kept",
             f"{rec['missing']}/{rec['duplicated']}/{rec['unanswered']}, {rec['failed_replies']}",
-            "0/0/0, >0", rec["ok"] and crash["all_answered"] and rec["failed_replies"] > 0)
+            "0/0/0, >0",
+            rec["ok"] and crash["all_answered"] and rec["failed_replies"] > 0,
+        )
         row("crash recovery", "restart s", ",".join(str(k["restart_s"]) for k in crash["kills"]), "-", None)
     else:
         row("crash recovery", "not run", "-", "-", None)
@@ -83,12 +117,22 @@ def summary_rows() -> list[dict]:
             row(area, "not run", "-", "-", None)
             continue
         c = data["counts"]
-        row(area, "tests passed / known bugs (xfail) / failed",
-            f"{c.get('passed', 0)} / {c.get('xfail', 0)} / {c.get('failed', 0)}", "0 failed", c.get("failed", 0) == 0)
+        row(
+            area,
+            "tests passed / known bugs (xfail) / failed",
+            f"{c.get('passed', 0)} / {c.get('xfail', 0)} / {c.get('failed', 0)}",
+            "0 failed",
+            c.get("failed", 0) == 0,
+        )
     inj = _load("prompt_injection")
     if inj:
-        row("prompt injection", "successful attacks / attempts", f"{inj['successes']} / {inj['attempts']}",
-            "0", inj["successes"] == 0)
+        row(
+            "prompt injection",
+            "successful attacks / attempts",
+            f"{inj['successes']} / {inj['attempts']}",
+            "0",
+            inj["successes"] == 0,
+        )
     else:
         row("prompt injection", "not run", "-", "-", None)
     return rows
@@ -107,8 +151,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {name}: {' '.join(cmd)}", flush=True)
             log = RESULTS / f"{name}.log"
             with log.open("w") as out:
-                rc = subprocess.run(["nice", "-n", "10", sys.executable, str(BENCH / cmd[0]), *cmd[1:]],
-                                    cwd=ROOT, stdout=out, stderr=subprocess.STDOUT).returncode
+                rc = subprocess.run(
+                    ["nice", "-n", "10", sys.executable, str(BENCH / cmd[0]), *cmd[1:]],
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                ).returncode
             print(f"   exit {rc}; log in {log.relative_to(ROOT)}", flush=True)
     rows = summary_rows()
     print(table(rows))

@@ -281,6 +281,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--no-pg", action="store_true")
+    ap.add_argument("--no-local", action="store_true")
+    ap.add_argument("--no-embedding", action="store_true", help="skip timing the real query embedding")
+    ap.add_argument("--out", default="retrieval_speed", help="JSON file name in benchmarks/results")
     ap.add_argument(
         "--data",
         type=Path,
@@ -298,7 +301,7 @@ def main() -> None:
         "runs": [],
     }
     print(f"{'backend':<15} {'chunks':>7} {'p50 ms':>8} {'p95 ms':>8}  (bm25 / vector / fuse p50 ms)")
-    for n in sizes:
+    for n in [] if args.no_local else sizes:
         r = bench_local(n, vocab, qs, tmp)
         out["runs"].append(r)
         print(
@@ -325,14 +328,15 @@ def main() -> None:
             engine.dispose()
         finally:
             server.cleanup()
-    out["query_embedding_minilm"] = query_embedding_time()
-    print(
-        f"query embedding (MiniLM, real): p50 {out['query_embedding_minilm']['p50_ms']} ms, "
-        f"p95 {out['query_embedding_minilm']['p95_ms']} ms"
-    )
+    if not args.no_embedding:
+        out["query_embedding_minilm"] = query_embedding_time()
+        print(
+            f"query embedding (MiniLM, real): p50 {out['query_embedding_minilm']['p50_ms']} ms, "
+            f"p95 {out['query_embedding_minilm']['p95_ms']} ms"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "retrieval_speed.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
-    print(f"wrote {RESULTS / 'retrieval_speed.json'}")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
+    print(f"wrote {RESULTS / args.out}.json")
 
 
 if __name__ == "__main__":

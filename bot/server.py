@@ -36,7 +36,9 @@ class RedactTokens(logging.Filter):
 
 
 def install_log_redaction() -> None:
-    logging.getLogger("uvicorn.access").addFilter(RedactTokens())
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
 
 
 def serve(settings: Settings, *, host: str, port: int, init: bool = False, services: Any = None) -> None:
@@ -66,5 +68,4 @@ def serve(settings: Settings, *, host: str, port: int, init: bool = False, servi
     print(f"  chat API docs (OpenAPI):             {base}/docs")
     print(f"  Rasa REST channel:                   {base}/webhooks/rest/webhook")
     app.state.started_at = started
-    install_log_redaction()
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=False)

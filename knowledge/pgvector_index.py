@@ -29,6 +29,7 @@ from knowledge.snapshot import Snapshot
 log = logging.getLogger(__name__)
 
 TABLE = "kb_chunk_embeddings"
+POSTFILTER_SHARE = 0.5  # filter in Python when at least this share of rows is allowed
 
 
 def ddl(dim: int = EMBEDDING_DIM) -> list[str]:
@@ -161,19 +162,37 @@ class PgVectorIndex(SyncedIndex):
     def vector_scores(
         self, snap: Snapshot, query_vec: np.ndarray, row_mask: np.ndarray, n: int
     ) -> dict[int, float]:
+        lit = vector_literal(query_vec)
+        allowed_share = float(row_mask.mean()) if len(row_mask) else 0.0
+        if allowed_share >= POSTFILTER_SHARE:
+            # Most rows are allowed (the usual case: few superseded revisions, no tag filter):
+            # ask the HNSW index for a few more rows than needed and filter here.  Sending the
+            # list of allowed revisions instead costs more than the search itself at 100k rows.
+            want = int(n / allowed_share) + 10
+            out = self._nearest(snap, lit, row_mask, want, None)
+            if len(out) >= min(n, int(row_mask.sum())):
+                return dict(sorted(out.items(), key=lambda kv: -kv[1])[:n])
         rev_ids = self._allowed(snap, row_mask)
         if not rev_ids:
             return {}
-        lit = vector_literal(query_vec)
+        return self._nearest(snap, lit, row_mask, n, rev_ids)
+
+    def _nearest(
+        self, snap: Snapshot, lit: str, row_mask: np.ndarray, n: int, rev_ids: list[int] | None
+    ) -> dict[int, float]:
+        where = "WHERE revision_id = ANY(:revs) " if rev_ids is not None else ""
+        params: dict[str, Any] = {"q": lit, "n": n}
+        if rev_ids is not None:
+            params["revs"] = rev_ids
         with self.engine.connect() as conn:
             if n > self.ef_search:
                 conn.execute(sa.text(f"SET LOCAL hnsw.ef_search = {int(n)}"))
             rows = conn.execute(
                 sa.text(
                     f"SELECT chunk_id, embedding <=> CAST(:q AS vector) AS d FROM {TABLE} "
-                    "WHERE revision_id = ANY(:revs) ORDER BY d LIMIT :n"
+                    f"{where}ORDER BY d LIMIT :n"
                 ),
-                {"q": lit, "revs": rev_ids, "n": n},
+                params,
             ).all()
         out: dict[int, float] = {}
         for chunk_id, dist in rows:

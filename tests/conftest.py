@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -39,10 +40,8 @@ def pg_server() -> Iterator[object]:
     try:
         yield server
     finally:
-        try:
+        with contextlib.suppress(Exception):  # best-effort shutdown
             server.cleanup()
-        except Exception:  # noqa: BLE001 - best effort shutdown
-            pass
         shutil.rmtree(datadir, ignore_errors=True)
 
 

@@ -34,11 +34,14 @@ def create_app(settings: Settings | None = None, services: Any | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from bot.server import install_log_redaction
+
+        install_log_redaction()
         set_runtime_services(services)
         if warm_up:
             await asyncio.to_thread(_warm_up, services)
         if recover:
-            app.state.recovery = asyncio.create_task(_recover(manager))
+            app.state.recovery = asyncio.create_task(_recover(app, manager))
         yield
         set_runtime_services(None)
 
@@ -75,12 +78,19 @@ def _warm_up(services: Any) -> None:
         load()
 
 
-async def _recover(manager: Any) -> None:
+async def _recover(app: FastAPI, manager: Any) -> None:
     """Answer customer messages left unanswered by a crash (half-written replies are marked failed)."""
     try:
         todo = await asyncio.to_thread(manager.recover_interrupted)
+        try:
+            from bot.web.routes_chat import reply_in_background
+        except ImportError:  # pragma: no cover - the chat API is always installed
+            reply_in_background = None
         for conversation_id, message_id in todo:
-            await manager.respond(conversation_id, message_id)
+            if reply_in_background is not None and hasattr(app.state, "live"):
+                await reply_in_background(app, conversation_id, message_id)  # streamed to open widgets
+            else:
+                await manager.respond(conversation_id, message_id)
         if todo:
             log.warning("recovered %d unanswered message(s) after a restart", len(todo))
     except Exception:  # recovery must never stop the server

@@ -85,13 +85,6 @@ def test_hung_generator_does_not_block_other_conversations(faulty_server):
         assert c.get("/healthz").status_code == 200
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "BUG: Settings.generation_timeout_s (bot/settings.py:50) is read nowhere: a hung generator never "
-    "times out (bot/conversation/actions.py:62 _stream_blocking waits on its queue forever), the customer gets no "
-    "reply and the conversation's lock in ConversationManager.respond (bot/conversation/manager.py:155) stays "
-    "held, so every later message in that conversation is stuck too; with TransformersGenerator (one lock for "
-    "all calls) every conversation would be. Fix: wrap the wait in asyncio.wait_for(..., "
-    "settings.generation_timeout_s), close the stream, and let the manager store the fallback reply."))
 def test_hung_generator_times_out_with_a_fallback_reply(faulty_server):
     with httpx.Client(base_url=faulty_server.url, timeout=10) as c:
         conv, h = _session(c)
@@ -258,16 +251,10 @@ def test_database_outage_clear_errors_then_recovers_by_itself(server_factory, ow
     assert cmids.count("before") == 1 and cmids.count("during-0") == 1 and cmids[-1] == "after"
     assert all(s in (500, 503) for s in statuses if s not in (201, 202)), statuses
     assert all(not any(k in b for k in STACK_MARKERS) for b in bodies), bodies
-    assert "Traceback" in srv.log() or "OperationalError" in srv.log()  # logged for the operator
+    assert any(k in srv.log() for k in ("Traceback", "OperationalError", "database unavailable"))  # logged for the operator
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=False, reason=(
-    "BUG (bot/web/errors.py:48): a database outage (sqlalchemy OperationalError) falls into the catch-all "
-    "handler and answers 500 internal_error, so clients cannot tell a temporary outage from a bug. Fix: map "
-    "sqlalchemy.exc.OperationalError/DBAPIError with connection_invalidated to 503 'database_unavailable' "
-    "with Retry-After (a handled exception also keeps uvicorn from closing the keep-alive connection, "
-    "which today resets the client's next request)."))
 def test_database_outage_answers_503_with_retry_after(server_factory, own_pg):
     url = own_pg.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
     srv = server_factory(database_url=url).start()
