@@ -225,11 +225,6 @@ def test_passwords_header_tokens_and_cookies_never_appear_in_logs(logged_session
     assert not leaks, f"secrets found in the server log: {leaks}"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "BUG (bot/server.py:50 + bot/web/deps.py:40): uvicorn's access log prints the request URL, so a "
-    "conversation token sent as ?token= (the documented EventSource fallback) is written to the log. "
-    "Fix: a logging.Filter on 'uvicorn.access' that redacts token= query values (installed by create_app "
-    "or serve), or stop accepting ?token=."))
 def test_query_string_tokens_never_appear_in_logs(logged_session):
     log, found = logged_session
     assert found["query token"] not in log
