@@ -173,7 +173,7 @@ class NLU:
 
     def _classify(self, text: str) -> tuple[tuple[str, float, list[tuple[str, float]], bool, str], float, np.ndarray]:
         emb = self.encoder.encode_one(text)
-        probs = self.intent.predict_proba([text], emb[None, :])[0]
+        probs = self.intent.predict_proba_one(text, emb)
         sim = float(self.intent.max_similarity(emb[None, :])[0])
         return self._verdict(probs, sim), sim, emb
 
@@ -223,7 +223,7 @@ class NLU:
             emb = self.encoder.cached(text) if text else None
             if emb is None:
                 continue
-            probs = self.intent.predict_proba([text], emb[None, :])[0]
+            probs = self.intent.predict_proba_one(text, emb)
             same += self.intent.classes_[int(probs.argmax())] == intent
         return same >= times
 

@@ -150,7 +150,7 @@ class ToneModel:
     def emotion_probs(self, text: str, emb: np.ndarray) -> dict[str, float] | None:
         if self.head is None:
             return None
-        probs = self.head.predict_proba([text], emb[None, :])[0]  # type: ignore[attr-defined]
+        probs = self.head.predict_proba_one(text, emb)  # type: ignore[attr-defined]
         return dict(zip(self.head.classes_, map(float, probs), strict=True))  # type: ignore[attr-defined]
 
     def tone(self, text: str, rule_text: str, emb: np.ndarray | None, extra_signals: Sequence[str] = ()) -> Tone:
