@@ -113,3 +113,14 @@ def test_asking_the_same_thing_again_is_repeat_contact(nlu_model: NLU) -> None:
     assert "repeat_contact" in third.tone.signals
     fresh = nlu_model.predict("Where is my package?")
     assert "repeat_contact" not in fresh.tone.signals
+
+
+def test_one_message_fast_path_matches_sklearn(nlu_model: NLU) -> None:
+    texts = ["where is my order", "I FORGOT MY PASSWORD!!", "x", "café naïve ünïcode", "refund " * 50]
+    emb = nlu_model.encoder.encode(texts)
+    for head in (nlu_model.intent, nlu_model.tone.head):
+        batch = head.predict_proba(texts, emb)
+        one = np.stack([head.predict_proba_one(t, e) for t, e in zip(texts, emb, strict=True)])
+        np.testing.assert_allclose(one, batch, atol=1e-6)
+    sims = nlu_model.intent.max_similarity(emb)
+    np.testing.assert_allclose([nlu_model.intent.max_similarity(e[None])[0] for e in emb], sims, atol=1e-5)
