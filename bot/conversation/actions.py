@@ -117,6 +117,7 @@ class ActionAnswerFromPolicy(Action):
             services.knowledge, services.generator, company_name=services.settings.company_name,
             max_new_tokens=services.settings.max_new_tokens,
             adapter_id=meta.get("adapter_id") or services.active_adapter_id(),
+            timeout_s=services.settings.generation_timeout_s,
         )
         customer_values = {}
         order = ORDER_RE.search(text)
@@ -131,7 +132,9 @@ class ActionAnswerFromPolicy(Action):
                 customer_values=customer_values, at=at,
             )
 
-        result = await _stream_blocking(dispatcher, work, services.settings.generation_timeout_s)
+        # The responder stops a slow generation itself and quotes the policy instead; this outer
+        # limit only catches a generator that hangs without producing anything.
+        result = await _stream_blocking(dispatcher, work, services.settings.generation_timeout_s * 1.5 + 2)
         dispatcher.utter_message(
             text=result.text,
             json_message={

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -107,7 +107,8 @@ class Responder:
     """Builds and streams one grounded answer. Synchronous; run it in a worker thread."""
 
     def __init__(self, knowledge: Any, generator: Any, *, company_name: str, max_new_tokens: int = 160,
-                 adapter_id: str | None = None) -> None:
+                 adapter_id: str | None = None, timeout_s: float | None = None) -> None:
+        self.timeout_s = timeout_s
         self.knowledge = knowledge
         self.generator = generator
         self.company_name = company_name
@@ -172,7 +173,7 @@ class Responder:
         try:
             stream = self.generator.stream(messages, adapter_id=self.adapter_id,
                                            max_new_tokens=self.max_new_tokens)
-            for checked in grounder.filter_stream(stream):
+            for checked in grounder.filter_stream(self._deadline(stream, started)):
                 out.append(checked)
                 emit(checked)
         except Exception as exc:  # generator crashed or timed out mid-stream
@@ -221,6 +222,13 @@ class Responder:
             error=error,
             extra={"finish_reason": stats.get("finish_reason"), "first_token_s": stats.get("first_token_s")},
         )
+
+    def _deadline(self, stream: Any, started: float) -> Iterator[str]:
+        """Stop a generation that runs past the timeout (the caller then quotes the policy)."""
+        for piece in stream:
+            yield piece
+            if self.timeout_s is not None and time.perf_counter() - started > self.timeout_s:
+                raise TimeoutError(f"generation took longer than {self.timeout_s:.0f} s")
 
     def _slot_resolver(self, at: datetime) -> Callable[[str], str | None]:
         def resolve(slot: str) -> str | None:

@@ -49,7 +49,8 @@ def product(tmp_path_factory, model_cache):
     data_dir = tmp_path_factory.mktemp("hybridesk-data")
     (data_dir / "models").symlink_to(model_cache, target_is_directory=True)
     # NLU on the company's own tickets only: the public-data training is covered in tests/nlu
-    settings = Settings(data_dir=data_dir, env="test", max_new_tokens=96, nlu_use_public_data=False)
+    settings = Settings(data_dir=data_dir, env="test", max_new_tokens=96, nlu_use_public_data=False,
+                        generation_timeout_s=600)
     services = Services(settings)
     lines: list[str] = []
     summary = initialise(services, admin_email="admin@larkspur.example", out=lines.append)

@@ -34,7 +34,7 @@ def action_server(product):
     # SANIC_RESPONSE_TIMEOUT: the first answer loads the models in the action server process
     env = dict(os.environ, SANIC_HOST="127.0.0.1", SANIC_RESPONSE_TIMEOUT="900",
                HYBRIDESK_DATA_DIR=str(product.settings.data_dir),
-               HYBRIDESK_MAX_NEW_TOKENS="64")
+               HYBRIDESK_MAX_NEW_TOKENS="64", HYBRIDESK_GENERATION_TIMEOUT_S="600")
     proc = subprocess.Popen([sys.executable, "-m", "rasa_sdk", "--actions", "bot.conversation.actions",
                              "-p", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
