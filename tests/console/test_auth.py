@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import PASSWORD, csrf_from, login
+from console_support import PASSWORD, csrf_from, login
 
 
 def _login_post(client, email: str, password: str, csrf: str | None = None):
@@ -68,7 +68,7 @@ def test_disabled_user_cannot_sign_in_and_loses_sessions(console):
 
 
 def test_csrf_is_required_on_posts(console):
-    from conftest import seed_conversation
+    from console_support import seed_conversation
 
     client = console.client()
     # the sign-in form itself
@@ -139,7 +139,7 @@ def test_roles(console, who, path, status):
 def test_wrong_role_on_a_post_is_refused(console):
     client = console.client()
     csrf = login(client, "editor")
-    from conftest import seed_conversation
+    from console_support import seed_conversation
 
     conv_id, _ = seed_conversation(console.services)
     r = client.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import PASSWORD, build_console, seed_conversation
+from console_support import PASSWORD, build_console, seed_conversation
 
 pytestmark = pytest.mark.browser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from conftest import login
+from console_support import login
 
 BODY = """# Gift wrap
 

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import build_console, login, seed_conversation
+from console_support import build_console, login, seed_conversation
 
 from knowledge.errors import Conflict
 

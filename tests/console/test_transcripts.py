@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-from conftest import login, seed_conversation
+from console_support import login, seed_conversation
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)> <a href="javascript:alert(1)">click</a>'
 

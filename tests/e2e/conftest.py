@@ -18,8 +18,10 @@ CHROMIUM = os.environ.get("HYBRIDESK_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module-scoped: Playwright's sync API keeps an event loop running in the main thread while
+    it is open, which would break every later test that calls asyncio.run()."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM}: install Debian's package (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, start_conversation
+from reliability_support import ADMIN_EMAIL, ADMIN_PASSWORD, start_conversation
 from starlette.routing import Mount, Route
 
 DUMMY = {"conversation_id": "0" * 32, "message_id": "1", "user_id": "1", "document_id": "returns-policy",
@@ -173,8 +173,8 @@ def logged_session(tmp_path_factory):
     in the Authorization header, a second token sent only as ``?token=`` (the EventSource
     fallback), and the console session cookie.
     """
-    from conftest import add_admin
     from harness import ServerProcess
+    from reliability_support import add_admin
 
     from bot.db.engine import Database
     from bot.db.models import BotBase

@@ -9,8 +9,8 @@ import socket
 import httpx
 import pytest
 import schemathesis
-from conftest import start_conversation
 from hypothesis import HealthCheck, settings
+from reliability_support import start_conversation
 from schemathesis.checks import not_a_server_error
 
 STACK_MARKERS = ("Traceback (most recent call last)", 'File "/', "sqlalchemy.exc", "site-packages")
@@ -19,8 +19,8 @@ STACK_MARKERS = ("Traceback (most recent call last)", 'File "/', "sqlalchemy.exc
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory):
     """The real app (fake models) with lifespan-free wiring, plus one valid conversation."""
-    from conftest import make_app
     from fastapi.testclient import TestClient
+    from reliability_support import make_app
 
     from bot.services import set_runtime_services
 

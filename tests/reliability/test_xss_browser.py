@@ -41,7 +41,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    from conftest import make_app
+    from reliability_support import make_app
     from web_fakes import ServerThread
 
     from bot.services import set_runtime_services
@@ -61,7 +61,7 @@ def _watch_dialogs(page) -> list[str]:
 
 
 def test_xss_payloads_are_inert_in_the_widget_and_the_console(browser, site):
-    from conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+    from reliability_support import ADMIN_EMAIL, ADMIN_PASSWORD
 
     context = browser.new_context()
     page = context.new_page()
