@@ -171,11 +171,6 @@ def _answered_cmid(c: httpx.Client, conv: str, h: dict, cmid: str) -> bool:
     return any(m["role"] == "bot" and m["reply_to"] in ids for m in msgs)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "BUG (bot/web/app.py:80 _recover): replies written by recovery after a restart are not published on the "
-    "live channel (it calls manager.respond without a sink and never hub.publish), so a connected widget "
-    "only sees them at the stream's next 15 s database poll (routes_chat.POLL_SECONDS). Fix: run "
-    "routes_chat.reply_in_background(app, conversation_id, message_id) for each recovered message."))
 def test_reply_written_by_recovery_reaches_the_open_stream_promptly(server_factory):
     from web_fakes import SSEReader
 
