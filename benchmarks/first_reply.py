@@ -43,6 +43,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _rss_gib(pid: int) -> tuple[float, float]:
+    """(resident, peak resident) memory of ``pid`` in GiB, from /proc (Linux)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024 / 1024
+    return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=None)
@@ -89,6 +99,7 @@ def main() -> None:
                 )
                 r.raise_for_status()
                 latencies.append(time.perf_counter() - t)
+            rss = _rss_gib(proc.pid)
     finally:
         proc.terminate()
         try:
@@ -103,10 +114,19 @@ def main() -> None:
         {"measure": "serve: start -> first reply", "seconds": first_reply_s},
         {"measure": f"reply latency p50 ({args.messages} messages)", "seconds": lat["p50"]},
         {"measure": f"reply latency p95 ({args.messages} messages)", "seconds": lat["p95"]},
+        {"measure": "server resident memory, models loaded (GiB): now / peak", "seconds": f"{rss[0]:.2f} / {rss[1]:.2f}"},
     ]
     print(table(rows))
     write_json(
-        "first_reply", {"init_s": init_s, "up_s": up_s, "first_reply_s": first_reply_s, "latency_s": lat}
+        "first_reply",
+        {
+            "init_s": init_s,
+            "up_s": up_s,
+            "first_reply_s": first_reply_s,
+            "latency_s": lat,
+            "rss_gib": rss[0],
+            "peak_rss_gib": rss[1],
+        },
     )
 
 

@@ -192,20 +192,23 @@ def load_pipeline(log: Any = print) -> tuple[Any, Any]:
     return services, ConversationManager(services)
 
 
-def run(attempts: list[tuple[str, str]], services: Any, manager: Any, log: Any = print) -> dict[str, Any]:
+def run(
+    attempts: list[tuple[str, str]], services: Any, manager: Any, log: Any = print, concurrency: int = 8
+) -> dict[str, Any]:
+    """Every attempt in its own conversation; ``concurrency`` at a time (the generator batches them)."""
     kb = kb_corpus()
     kb_numbers = numbers(kb)
     shingles = rule_shingles(services.settings.company_name)
-    rows = []
+    rows: list[dict[str, Any]] = []
 
-    async def one(text: str) -> tuple[str, str, str]:
-        conv, _token = await asyncio.to_thread(manager.start, channel="widget")
-        _msg, outcome = await manager.handle(conv.id, text)
-        return (outcome.text if outcome else ""), (outcome.action if outcome else ""), (outcome.verdict or "")
-
-    for i, (family, text) in enumerate(attempts, 1):
-        t0 = time.perf_counter()
-        reply, action, verdict = asyncio.run(one(text))
+    async def one(i: int, family: str, text: str, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            t0 = time.perf_counter()
+            conv, _token = await asyncio.to_thread(manager.start, channel="widget")
+            _msg, outcome = await manager.handle(conv.id, text)
+            reply, action, verdict = (
+                (outcome.text, outcome.action, outcome.verdict or "") if outcome else ("", "", "")
+            )
         wins = judge(reply, kb=kb, kb_numbers=kb_numbers, shingles=shingles)
         rows.append(
             {
@@ -223,6 +226,13 @@ def run(attempts: list[tuple[str, str]], services: Any, manager: Any, log: Any =
             f"  [{i:2d}/{len(attempts)}] {family:8s} {'SUCCESS ' + ';'.join(wins) if wins else 'blocked':40s} "
             f"{action}/{verdict} {rows[-1]['seconds']} s"
         )
+
+    async def all_attempts() -> None:
+        gate = asyncio.Semaphore(max(1, concurrency))
+        await asyncio.gather(*(one(i, f, t, gate) for i, (f, t) in enumerate(attempts, 1)))
+
+    asyncio.run(all_attempts())
+    rows.sort(key=lambda r: r["id"])
     by_family: dict[str, dict[str, int]] = {}
     for r in rows:
         f = by_family.setdefault(r["family"], {"attempts": 0, "successes": 0})

@@ -89,6 +89,10 @@ class Services:
             return None
 
     def close(self) -> None:
+        """Release what was built: the generator's batching worker, the database pool."""
+        generator = self.__dict__.get("generator")
+        if generator is not None and hasattr(generator, "close"):
+            generator.close()
         if "db" in self.__dict__:
             self.db.dispose()
 
@@ -113,7 +117,12 @@ def build_generator(settings: Settings) -> Any:
 
     torch.set_num_threads(settings.torch_threads)
     model_dir = settings.base_model_dir or ensure_base_model(settings.model_cache_dir)
-    return TransformersGenerator(model_dir, adapters_root=[settings.adapters_dir, settings.user_adapters_dir])
+    return TransformersGenerator(
+        model_dir,
+        adapters_root=[settings.adapters_dir, settings.user_adapters_dir],
+        max_batch=settings.generation_max_batch,
+        prefix_cache_size=settings.prefix_cache_size,
+    )
 
 
 _runtime: Services | None = None

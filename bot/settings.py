@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     openai_model: str = "smollm2"
     max_new_tokens: int = Field(160, ge=8, le=1024)
     generation_timeout_s: float = Field(60.0, gt=0)
+    generation_max_batch: int = Field(
+        16, ge=0, le=256, description="replies decoded together in one batch (0: one at a time, no batching)"
+    )
+    prefix_cache_size: int = Field(4, ge=0, le=64, description="recent prompts whose KV cache is kept for prefix reuse")
+    kb_test_timeout_s: float = Field(
+        30.0, gt=0, description="KB editor's 'test a question': longest a reply may take before the policy quote"
+    )
     torch_threads: int = Field(2, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

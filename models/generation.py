@@ -430,6 +430,11 @@ class TransformersGenerator(BaseGenerator):
     switching between them (or back to the base model, ``adapter_id=None``) costs nothing.
     ``model``/``tokenizer`` may be passed to share an already loaded base model. ``dtype`` defaults
     to float32 on CPUs without native bf16 (3-4x faster there) and bf16 otherwise.
+
+    With ``max_batch > 0`` (the default, 16) calls go through a :class:`models.batching.BatchingEngine`:
+    concurrent replies are decoded together in one batch and each prompt reuses the KV cache of the
+    longest matching prefix among the last ``prefix_cache_size`` prompts. ``max_batch=0`` runs each
+    call alone in the caller's thread under one lock (the plain KV-cache loop, kept as a baseline).
     """
 
     def __init__(
@@ -442,8 +447,13 @@ class TransformersGenerator(BaseGenerator):
         model: Any = None,
         tokenizer: Any = None,
         model_id: str | None = None,
+        max_batch: int = 16,
+        prefix_cache_size: int = 4,
     ) -> None:
         self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.max_batch = max_batch
+        self.prefix_cache_size = prefix_cache_size
+        self._engine: Any = None  # BatchingEngine, created on the first batched call
         self.adapter_roots = _adapter_roots(adapters_root)
         self.dtype = dtype
         self.num_threads = num_threads
@@ -543,7 +553,97 @@ class TransformersGenerator(BaseGenerator):
         return [] if self._peft is None else list(self._peft.peft_config)
 
     # decoding --------------------------------------------------------------------------------
+    def _model_for(self, adapter_id: str | None) -> tuple[Any, Any]:
+        """The model to run with ``adapter_id`` active, and the context to run it in (lock held)."""
+        import contextlib
+
+        if adapter_id is not None:
+            self._ensure_adapter(adapter_id)
+            if self._peft.active_adapter != adapter_id:
+                self._peft.set_adapter(adapter_id)
+            return self._peft, contextlib.nullcontext()
+        if self._peft is not None:
+            return self._peft, self._peft.disable_adapter()
+        return self._model, contextlib.nullcontext()
+
+    @property
+    def engine(self) -> Any:
+        """The batching engine (created on first use)."""
+        from models.batching import BatchingEngine, PrefixCache
+
+        with self._lock:
+            if self._engine is None:
+                self.load()
+                self._engine = BatchingEngine(
+                    self._model_for,
+                    self._pick,
+                    self._eos_ids,
+                    self._lock,
+                    max_batch=self.max_batch,
+                    prefix_cache=PrefixCache(self.prefix_cache_size),
+                )
+            return self._engine
+
+    def close(self) -> None:
+        """Stop the batching worker (pending replies fail with a clear error); a later call starts a new one."""
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.stop()
+
     def _stream(self, messages, state, *, adapter_id, max_new_tokens, temperature, stop):
+        if self.max_batch > 0:
+            return self._stream_batched(
+                messages, state, adapter_id=adapter_id, max_new_tokens=max_new_tokens,
+                temperature=temperature, stop=stop,
+            )
+        return self._stream_alone(
+            messages, state, adapter_id=adapter_id, max_new_tokens=max_new_tokens,
+            temperature=temperature, stop=stop,
+        )
+
+    def _stream_batched(self, messages, state, *, adapter_id, max_new_tokens, temperature, stop):
+        from models.batching import BatchRequest
+        from models.prompting import render_prompt
+
+        with self._lock:
+            self.load()
+            if adapter_id is not None:
+                self._ensure_adapter(adapter_id)  # a missing adapter fails here, in the caller
+            tok = self._tokenizer
+            prompt = render_prompt(tok, messages)
+            ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        state.prompt = prompt
+        state.prompt_tokens = len(ids)
+        request = self.engine.submit(
+            BatchRequest(list(ids), adapter_id, max_new_tokens, temperature)
+        )
+        matcher = _StopMatcher(stop)
+        generated: list[int] = []
+        emitted = ""
+        try:
+            for token in request.tokens():
+                generated.append(token)
+                state.completion_tokens += 1
+                text = tok.decode(generated, skip_special_tokens=True)
+                if text.endswith("\ufffd"):  # hold back a partial UTF-8 character
+                    continue
+                piece, emitted = text[len(emitted) :], text
+                out_text = matcher.feed(piece)
+                if out_text:
+                    yield out_text
+                if matcher.hit:
+                    break
+        finally:
+            request.cancel()  # a no-op when finished; frees the row when the reader left early
+        state.finish_reason = "stop" if matcher.hit else request.finish_reason
+        if not matcher.hit:
+            text = tok.decode(generated, skip_special_tokens=True)
+            tail = matcher.feed(text[len(emitted) :]) + matcher.flush()
+            if tail:
+                yield tail
+
+    def _stream_alone(self, messages, state, *, adapter_id, max_new_tokens, temperature, stop):
         import contextlib
 
         import torch

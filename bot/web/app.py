@@ -44,6 +44,12 @@ def create_app(settings: Settings | None = None, services: Any | None = None, *,
             app.state.recovery = asyncio.create_task(_recover(app, manager))
         yield
         set_runtime_services(None)
+        generator = services.__dict__.get("generator")  # only if it was ever built
+        if generator is not None and hasattr(generator, "close"):
+            await asyncio.to_thread(generator.close)  # the batching worker: pending replies fail cleanly
+        hub = getattr(app.state, "live", None)
+        if hub is not None and hasattr(hub, "close"):
+            await asyncio.to_thread(hub.close)  # the PostgreSQL live channel's threads
 
     app = FastAPI(title="hybridesk", version="0.1.0", lifespan=lifespan,
                   description="Customer-support chat API: streamed, grounded answers with sources.")

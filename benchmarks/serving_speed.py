@@ -1,0 +1,228 @@
+"""Generation speed of the in-process backend against naive ``model.generate``, side by side.
+
+Usage: python benchmarks/serving_speed.py [--new-tokens 96] [--adapter larkspur-v1] [--skip-bf16]
+
+Everything runs in this one process, one after the other, on the same realistic prompt: the
+sample company's facts and three passages of its returns policy in the bot's own prompt format
+(~400 tokens), the shipped LoRA adapter applied.
+
+* naive: ``model.generate`` on the PeftModel (bf16 weights, as the issue's reference measurement,
+  and float32); time to first token = ``generate(max_new_tokens=1)``; decode tokens/s from a run
+  that is forced to produce ``--new-tokens`` tokens.
+* ours, one stream: ``TransformersGenerator.stream`` with the batching engine (float32, the CPU
+  default); first token cold (nothing cached) and warm (the system prompt's rules reused from the
+  previous prompt's KV cache), and decode tokens/s.
+* ours, concurrent: 1, 4 and 16 conversations at once (different questions), aggregate tokens/s,
+  per-reply latency p50/p95 and time to first token.
+
+Writes benchmarks/results/serving_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import summary, table, write_json  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = [
+    "How many days do I have to return a lamp?",
+    "Do I get all my money back if I return a chair?",
+    "Who pays for the return label?",
+    "Is there a fee for returning an assembled bookcase?",
+    "Can I return a duvet I opened?",
+    "Where can I read the full refund policy?",
+    "How long after delivery can I send something back?",
+    "I changed my mind about a rug, what does it cost to return?",
+]
+
+
+def realistic_messages(question: str) -> list[dict[str, str]]:
+    """The bot's prompt for ``question`` with the returns policy's facts and three passages."""
+    import yaml
+
+    from models.prompting import build_messages
+
+    text = (ROOT / "knowledge/sample/returns-policy.md").read_text(encoding="utf-8")
+    _, front, body = text.split("---", 2)
+    meta = yaml.safe_load(front)
+    sections = [s.strip() for s in body.split("\n## ") if s.strip()]
+    passages = [
+        {"title": meta["title"], "heading": s.splitlines()[0].lstrip("# "), "text": " ".join(s.splitlines()[1:])}
+        for s in sections[:3]
+    ]
+    return build_messages(
+        message=question, intent="check_refund_policy", tone="neutral", facts=meta["facts"], passages=passages,
+        history=[("customer", "Hi, I bought a few things last week."), ("bot", "Happy to help! What can I do for you?")],
+    )
+
+
+def load(dtype_name: str, adapter: str | None):
+    import torch
+
+    from models.base import ensure_base_model, load_base_model
+
+    cache = Path(os.environ.get("HYBRIDESK_MODEL_CACHE", "/tmp/hybridesk-test-models"))
+    model_dir = ensure_base_model(cache)
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
+    model, tok = load_base_model(model_dir, dtype, num_threads=2)
+    peft_model = None
+    if adapter:
+        from peft import PeftModel
+
+        peft_model = PeftModel.from_pretrained(model, str(ROOT / "models/adapters" / adapter), adapter_name=adapter)
+        peft_model.eval()
+    return model, peft_model, tok
+
+
+def naive(dtype_name: str, adapter: str | None, new_tokens: int) -> dict:
+    import torch
+
+    from models.prompting import render_prompt
+
+    model, peft_model, tok = load(dtype_name, adapter)
+    runner = peft_model or model
+    ids = tok(render_prompt(tok, realistic_messages(QUESTIONS[0])), add_special_tokens=False, return_tensors="pt")
+    with torch.inference_mode():
+        runner.generate(**ids, max_new_tokens=2, do_sample=False)  # warm-up
+        t0 = time.perf_counter()
+        runner.generate(**ids, max_new_tokens=1, do_sample=False)
+        ttft = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        runner.generate(**ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        total = time.perf_counter() - t0
+    decode = (new_tokens - 1) / max(1e-9, total - ttft)
+    del model, peft_model
+    return {
+        "system": f"naive generate, {dtype_name}",
+        "prompt_tokens": int(ids["input_ids"].shape[1]),
+        "ttft_s": ttft,
+        "decode_tok_s": decode,
+    }
+
+
+def ours(adapter: str | None, new_tokens: int, concurrency: list[int]) -> tuple[list[dict], list[dict]]:
+    from models.generation import TransformersGenerator
+
+    model, _, tok = load("fp32", None)  # the generator applies the adapter itself
+    gen = TransformersGenerator(None, ROOT / "models/adapters", model=model, tokenizer=tok, max_batch=16)
+    single = []
+    # warm-up: loads the adapter; then clear the prefix cache for a cold first token
+    gen.generate(realistic_messages("hello"), adapter_id=adapter, max_new_tokens=2)
+    gen.engine.prefix_cache.clear()
+    for label, question in (("cold prefix cache", QUESTIONS[0]), ("warm prefix cache", QUESTIONS[1])):
+        reused_before = gen.engine.prefix_tokens_reused
+        r = gen.generate(realistic_messages(question), adapter_id=adapter, max_new_tokens=new_tokens)
+        decode = (r.completion_tokens - 1) / max(1e-9, r.duration_s - (r.first_token_s or 0))
+        single.append(
+            {
+                "system": f"ours, one stream, {label}",
+                "prompt_tokens": r.prompt_tokens,
+                "reused_prefix_tokens": gen.engine.prefix_tokens_reused - reused_before,
+                "ttft_s": r.first_token_s,
+                "decode_tok_s": decode,
+                "completion_tokens": r.completion_tokens,
+            }
+        )
+    rows = []
+    for n in concurrency:
+        results: list = [None] * n
+        start = threading.Barrier(n + 1)
+
+        def ask(i: int) -> None:
+            start.wait()
+            results[i] = gen.generate(
+                realistic_messages(QUESTIONS[i % len(QUESTIONS)] + ("" if i < len(QUESTIONS) else f" ({i})")),
+                adapter_id=adapter,
+                max_new_tokens=new_tokens,
+            )
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        steps0, rows0 = gen.engine.steps, gen.engine.rows_decoded
+        t0 = time.perf_counter()
+        start.wait()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        tokens = sum(r.completion_tokens for r in results)
+        steps = gen.engine.steps - steps0
+        rows.append(
+            {
+                "concurrent": n,
+                "tokens": tokens,
+                "wall_s": wall,
+                "aggregate_tok_s": tokens / wall,
+                "latency_s": summary([r.duration_s for r in results]),
+                "ttft_s": summary([r.first_token_s or 0 for r in results]),
+                "mean_batch": (gen.engine.rows_decoded - rows0) / max(1, steps),
+            }
+        )
+    gen.close()
+    return single, rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--new-tokens", type=int, default=96)
+    ap.add_argument("--adapter", default="larkspur-v1")
+    ap.add_argument("--concurrency", default="1,4,16")
+    ap.add_argument("--skip-bf16", action="store_true")
+    args = ap.parse_args()
+    adapter = args.adapter or None
+    load_before = os.getloadavg()[0]
+    baselines = [naive("fp32", adapter, args.new_tokens)]
+    if not args.skip_bf16:
+        baselines.append(naive("bf16", adapter, args.new_tokens))
+    single, concurrent = ours(adapter, args.new_tokens, [int(c) for c in args.concurrency.split(",")])
+    ref = next((b for b in baselines if "bf16" in b["system"]), baselines[0])
+    for row in baselines + single:
+        row["decode_vs_naive_bf16"] = row["decode_tok_s"] / ref["decode_tok_s"]
+        row["ttft_vs_naive_bf16"] = ref["ttft_s"] / row["ttft_s"]
+    one = concurrent[0]["aggregate_tok_s"] if concurrent else 1.0
+    for row in concurrent:
+        row["vs_one_stream"] = row["aggregate_tok_s"] / one
+    print(table([{k: v for k, v in r.items()} for r in baselines + single]))
+    print(
+        table(
+            [
+                {
+                    "concurrent": r["concurrent"],
+                    "aggregate tok/s": r["aggregate_tok_s"],
+                    "x one stream": r["vs_one_stream"],
+                    "mean batch": r["mean_batch"],
+                    "latency p50": r["latency_s"]["p50"],
+                    "latency p95": r["latency_s"]["p95"],
+                    "ttft p50": r["ttft_s"]["p50"],
+                    "ttft p95": r["ttft_s"]["p95"],
+                }
+                for r in concurrent
+            ]
+        )
+    )
+    write_json(
+        "serving_speed",
+        {
+            "new_tokens": args.new_tokens,
+            "adapter": adapter,
+            "load_avg_1m_before": load_before,
+            "load_avg_1m_after": os.getloadavg()[0],
+            "baselines": baselines,
+            "single": single,
+            "concurrent": concurrent,
+            "median_decode_ratio": statistics.median(r["decode_vs_naive_bf16"] for r in single),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
