@@ -188,3 +188,48 @@ def test_saved_adapter_reloads_to_identical_greedy_output(tiny_run, base_model_d
     base_reply = gen.generate(messages, adapter_id=None, max_new_tokens=12)
     assert gen.loaded_adapters() == ["tiny-v1"]
     assert base_reply.adapter_id is None
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_adapter(base_model_dir, tmp_path, monkeypatch):
+    """A run killed after its step-2 checkpoint resumes at step 2 and ends where an unbroken run ends."""
+    import torch
+
+    import models.training as training
+
+    def lora_weights(result) -> dict:
+        return {k: v.detach().clone() for k, v in result.model.state_dict().items() if "lora_" in k}
+
+    kw = dict(max_steps=4, checkpoint_every=2)
+    unbroken = training.train(
+        _cfg(tmp_path / "a", **kw), data_dir=tmp_path / "a", base_model_dir=base_model_dir, tickets=TICKETS,
+        progress=False,
+    )
+
+    real_loss, calls = training.reply_loss, []
+
+    def dies_on_third_step(model, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated kill after the step-2 checkpoint")
+        return real_loss(model, batch)
+
+    monkeypatch.setattr(training, "reply_loss", dies_on_third_step)
+    cfg = _cfg(tmp_path / "b", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(cfg, data_dir=tmp_path / "b", base_model_dir=base_model_dir, tickets=TICKETS, progress=False)
+    runs = list((tmp_path / "b" / "adapters" / ".runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "trainer_state.pt").is_file()
+    assert not (tmp_path / "b" / "adapters" / "tiny-v1").exists()  # nothing half-saved as a version
+
+    monkeypatch.setattr(training, "reply_loss", real_loss)
+    resumed = training.train(
+        cfg, data_dir=tmp_path / "b", base_model_dir=base_model_dir, tickets=TICKETS, progress=False
+    )
+    assert resumed.metrics["steps"] == 4 and len(resumed.losses) == 4
+    assert resumed.losses[:2] == unbroken.losses[:2]  # the first two came from the checkpoint
+    want, got = lora_weights(unbroken), lora_weights(resumed)
+    assert want.keys() == got.keys()
+    for key in want:
+        assert torch.allclose(want[key], got[key], atol=1e-6), key
+    assert not (tmp_path / "b" / "adapters" / ".runs").exists()  # the finished run's checkpoint is gone
