@@ -34,16 +34,18 @@ class ConversationRepository:
     def get(self, conversation_id: str, *, for_update: bool = False) -> Conversation | None:
         stmt = sa.select(Conversation).where(Conversation.id == conversation_id)
         if for_update:
-            stmt = stmt.with_for_update()
             if self.session.get_bind().dialect.name == "sqlite":
                 # SQLite ignores FOR UPDATE. A no-op write as the transaction's first statement takes
                 # the database's write lock now (waiting on busy_timeout), so two appends to one
-                # conversation can never read the same message_count.
-                self.session.execute(
+                # conversation can never read the same message_count; RETURNING reads the row in
+                # the same statement.
+                return self.session.scalars(
                     sa.update(Conversation).where(Conversation.id == conversation_id)
                     .values(message_count=Conversation.message_count)
+                    .returning(Conversation)
                     .execution_options(synchronize_session=False)
-                )
+                ).first()
+            stmt = stmt.with_for_update()
         return self.session.scalars(stmt).first()
 
     def by_sender(self, channel: str, sender_id: str) -> Conversation | None:
@@ -106,8 +108,8 @@ class ModelCallRepository:
         self.session = session
 
     def add(self, call: ModelCall) -> ModelCall:
+        """Log ``call``; it is written with the unit of work's commit (nothing reads its id before)."""
         self.session.add(call)
-        self.session.flush()
         return call
 
     def for_message(self, message_id: int) -> Sequence[ModelCall]:
