@@ -5,8 +5,8 @@ Writes JSON Lines, one object per correction that has a corrected reply::
     {"customer_message": ..., "intent": ..., "corrected_reply": ..., "reason": ...,
      "message_id": ..., "created_at": ...}
 
-which is what the fine-tuning ticket importer reads. ``register`` adds the subcommand to an
-existing ``tickets`` group if another module created it, or creates the group.
+which is what the fine-tuning ticket importer reads. ``register`` adds the subcommand to the
+``tickets`` group (``bot.cli_models.tickets_group`` creates it once, whichever module asks first).
 """
 
 from __future__ import annotations
@@ -38,21 +38,10 @@ def _export(args: argparse.Namespace, ctx) -> int:
     return 0
 
 
-def _tickets_group(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """The ``tickets`` group's subparsers (created here unless another module made it)."""
-    parser = sub.choices.get("tickets")
-    if parser is None:
-        parser = sub.add_parser("tickets", help="past support tickets and agents' corrections")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    group = parser.add_subparsers(dest="tickets_command", metavar="ACTION")
-    group.required = True
-    return group
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    group = _tickets_group(sub)
+    from bot.cli_models import tickets_group
+
+    group = tickets_group(sub)
     p = group.add_parser("export-corrections", help="write agents' corrections as JSONL training examples")
     p.add_argument("--out", required=True, help="output file (JSON Lines), or - for stdout")
     p.add_argument("--only-new", action="store_true", help="only corrections not exported before")

@@ -208,7 +208,7 @@ def _guess_format(path: Path) -> str:
     return "jsonl"
 
 
-def _tickets_group(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+def tickets_group(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """The ``tickets`` group's subparsers, shared with ``bot.cli_corrections``."""
     parser = sub.choices.get("tickets")
     if parser is None:
@@ -254,7 +254,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="JSON report path (default: <data_dir>/eval/<adapter>.json)")
     p.set_defaults(handler=_cmd_eval)
 
-    group = _tickets_group(sub)
+    group = tickets_group(sub)
     p = group.add_parser("import", help="import past tickets (PII is scrubbed before storing)")
     p.add_argument("path", help="CSV or JSONL file")
     p.add_argument("--format", choices=["bitext", "csv", "jsonl", "sample", "corrections"])

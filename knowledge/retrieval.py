@@ -9,7 +9,10 @@ Fusion (measured in ``benchmarks/retrieval_quality.py``): BM25 scores are divide
 BM25 score of the query (so 1.0 = the best lexical match), cosine similarities are used as
 they are, and the two are combined with a weight.  Chunk scores are then pooled per
 document (best chunk plus a small share of the next ones), because a policy that matches
-in several sections is more likely the right one.
+in several sections is more likely the right one.  A document's opening chunk (its title
+and first section, which usually say what the whole document is about) counts once more,
+with ``lead_weight``: a question that matches what a document is *about*, not only one of
+its paragraphs, is more likely to be answered by it.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class RetrievalConfig:
     rrf_k: int = 60
     candidates: int = 100
     doc_pool: float = 0.05  # share of a document's 2nd/3rd best chunks added to its best
+    lead_weight: float = 0.3  # share of the document's opening chunk's fused score added to it
     history_weight: float = 0.35
     per_document: int | None = 2
     use_bm25: bool = True
@@ -247,14 +251,26 @@ class HybridRetriever(BaseRetriever):
         return {i: w * (lex.get(i, 0.0) / top) + (1 - w) * vec.get(i, floor_vec) for i in keys}
 
     def _pool_documents(self, snap: Snapshot, fused: dict[int, float]) -> list[tuple[int, float]]:
-        """Rank chunks by their document's pooled score, then by their own score."""
+        """Rank chunks by their document's pooled score, then by their own score.
+
+        Pooled score: best chunk + ``doc_pool`` x the next two + ``lead_weight`` x the fused
+        score of the document's opening chunk (0 when that chunk is not among the candidates).
+        Only rows in force are candidates, so all of a document's rows here share one revision.
+        """
+        cfg = self.config
         by_doc: dict[str, list[float]] = {}
+        lead: dict[str, int] = {}
         for i, s in fused.items():
-            by_doc.setdefault(snap.rows[i]["document_id"], []).append(s)
+            doc = snap.rows[i]["document_id"]
+            by_doc.setdefault(doc, []).append(s)
+            if cfg.lead_weight and doc not in lead:
+                lead[doc] = int(snap.lead_row[snap.row_rev[i]])
         pooled = {}
         for doc, scores in by_doc.items():
             scores.sort(reverse=True)
-            pooled[doc] = scores[0] + self.config.doc_pool * sum(scores[1:3])
+            pooled[doc] = scores[0] + cfg.doc_pool * sum(scores[1:3])
+            if cfg.lead_weight:
+                pooled[doc] += cfg.lead_weight * fused.get(lead[doc], 0.0)
         return sorted(
             fused.items(),
             key=lambda kv: (pooled[snap.rows[kv[0]]["document_id"]], kv[1]),

@@ -23,6 +23,13 @@ from knowledge.db import KnowledgeBase
 from knowledge.errors import ConfigurationError
 from knowledge.index import Embedder, LocalIndex, SyncedIndex
 from knowledge.ingest import ImportReport, ParsedDocument, import_folder, parse_bytes
+from knowledge.preview import (
+    KnowledgePreview,
+    PreviewCache,
+    build_preview_index,
+    check_overrides,
+    make_retriever,
+)
 from knowledge.retrieval import HybridRetriever, Passage, RetrievalConfig
 from knowledge.store import DocumentSummary, Fact, KnowledgeStore, RevisionInfo
 
@@ -67,6 +74,8 @@ class KnowledgeService:
         self._index: SyncedIndex | None = None
         self._retriever: HybridRetriever | None = None
         self._open_lock = threading.Lock()
+        self._fact_matcher: Any = None  # knowledge.fact_match.FactMatcher, built on first use
+        self._previews = PreviewCache()
 
     # ------------------------------------------------------------ index plumbing
 
@@ -169,15 +178,54 @@ class KnowledgeService:
         filters: Mapping[str, Any] | None = None,
     ) -> list[Passage]:
         """Passages in force at ``at`` (default now), with recent turns in view for follow-ups."""
+        _, retriever = self._caught_up()
+        return retriever.search(query, at=at, history=history, k=k, filters=filters)
+
+    def _caught_up(self) -> tuple[SyncedIndex, HybridRetriever]:
         index, retriever = self._open()
         if self.store.generation() != index.generation:
             # another process (or a failed earlier sync) left us behind; if someone else is
             # already syncing, keep answering from the current consistent snapshot
             index.sync(self.store, wait=index.generation < 0)
-        return retriever.search(query, at=at, history=history, k=k, filters=filters)
+        return index, retriever
+
+    def preview(self, revisions: Sequence[tuple[str, int | None]]) -> KnowledgePreview:
+        """A read-only view of the KB with these revisions in force, without publishing them.
+
+        ``revisions`` are ``(document_id, revision number)`` pairs (``None``: the latest
+        revision), at most one per document. In the view each replaces whatever revision of its
+        document is in force, at any time; drafts included. Nothing is written and no other
+        reader sees the change. See :mod:`knowledge.preview`.
+        """
+        infos = [self.store.get(doc_id, number) for doc_id, number in revisions]
+        check_overrides(infos)
+        return KnowledgePreview(self, infos)
+
+    def _preview_retriever(self, revisions: Sequence[RevisionInfo]) -> HybridRetriever:
+        index, retriever = self._caught_up()
+        snap = index.current()
+
+        def build() -> HybridRetriever:
+            rows = self.store.chunks_for([r.id for r in revisions if r.id not in snap.revisions])
+            preview_index = build_preview_index(index, snap, retriever.embedder, revisions, rows)
+            return make_retriever(preview_index, retriever.embedder, retriever.config)
+
+        key = (tuple(sorted(r.id for r in revisions)), snap.generation)
+        return self._previews.get_or_build(key, build)
 
     def facts(self, at: datetime | None = None) -> dict[str, Fact]:
         return self.store.facts_at(at)
+
+    def match_facts(self, question: str, *, at: datetime | None = None, k: int = 3) -> list[tuple[Fact, float]]:
+        """The facts in force at ``at`` that ``question`` most likely asks for, with a cosine score."""
+        from knowledge.fact_match import FactMatcher
+
+        _, retriever = self._open()
+        with self._open_lock:
+            if self._fact_matcher is None or self._fact_matcher.embedder is not retriever.embedder:
+                self._fact_matcher = FactMatcher(retriever.embedder)
+            matcher = self._fact_matcher
+        return matcher.rank(question, self.facts(at), k=k)
 
     def resolve_placeholder(self, slot: str, at: datetime | None = None) -> Fact | None:
         return self.store.resolve_placeholder(slot, at)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from knowledge.db import STATUS_PUBLISHED, STATUS_RETIRED
+from knowledge.lexical import LexicalIndex
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z][a-z])")
 
@@ -94,6 +95,7 @@ class Snapshot:
         self._rev_pos = {rid: i for i, rid in enumerate(self._rev_ids.tolist())}
         self.row_rev = np.array([self._rev_pos[r["revision_id"]] for r in rows], dtype=np.int64)
         self.row_by_chunk = {r["chunk_id"]: i for i, r in enumerate(rows)}
+        self.lead_row = _lead_rows(rows, self.row_rev, len(self._rev_ids))
         self.bm25 = bm25 if bm25 is not None else build_bm25(rows)
         # Times at which the in-force set can change; between two of them it is constant.
         ts = {t for r in revisions for t in (r.effective_from, r.effective_until) if t is not None}
@@ -163,19 +165,31 @@ class Snapshot:
         """BM25 score of every row for ``query`` (zeros when no query term is in the vocabulary)."""
         if self.bm25 is None or not len(self.rows):
             return np.zeros(len(self.rows), dtype=np.float32)
-        import bm25s
+        return self.bm25.scores(lexical_text(query))
 
-        tokens = bm25s.tokenize(
-            lexical_text(query),
-            stopwords="en",
-            stemmer=self.bm25.stemmer,
-            return_ids=False,
-            show_progress=False,
-        )[0]
-        ids = self.bm25.bm25.get_tokens_ids(tokens)
-        if not ids:
-            return np.zeros(len(self.rows), dtype=np.float32)
-        return np.asarray(self.bm25.bm25.get_scores(ids), dtype=np.float32)
+    def derive_bm25(self, keep: list[int], new_rows: list[dict[str, Any]]) -> LexicalIndex | None:
+        """The lexical index of rows ``keep`` of this snapshot followed by ``new_rows``.
+
+        Only the new rows are tokenized (see :mod:`knowledge.lexical`); the next snapshot
+        passes the result as its ``bm25`` instead of rebuilding it from every row.
+        """
+        if self.bm25 is None:
+            return build_bm25([self.rows[i] for i in keep] + new_rows)
+        return self.bm25.derive(keep, [lexical_text(r["text"]) for r in new_rows])
+
+
+def _lead_rows(rows: list[dict[str, Any]], row_rev: np.ndarray, n_revisions: int) -> np.ndarray:
+    """Row index of each revision's opening chunk (lowest ordinal; ``-1`` for a revision without rows)."""
+    lead = np.full(n_revisions, -1, dtype=np.int64)
+    if not rows:
+        return lead
+    ordinals = np.array([r.get("ordinal", 0) for r in rows], dtype=np.int64)
+    order = np.lexsort((ordinals, row_rev))  # by revision, then ordinal (stable for ties)
+    revs = row_rev[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = revs[1:] != revs[:-1]
+    lead[revs[first]] = order[first]
+    return lead
 
 
 def matches_filters(rev: RevMeta, filters: Mapping[str, Any]) -> bool:
@@ -196,17 +210,13 @@ def matches_filters(rev: RevMeta, filters: Mapping[str, Any]) -> bool:
     return True
 
 
-def build_bm25(rows: list[dict[str, Any]], *, split_glued: bool = True) -> Any | None:
-    """A LlamaIndex ``BM25Retriever`` over the rows' indexed text (``None`` when empty)."""
+def build_bm25(rows: list[dict[str, Any]], *, split_glued: bool = True) -> LexicalIndex | None:
+    """BM25 over the rows' indexed text (``None`` when empty).
+
+    Same scores as LlamaIndex's ``BM25Retriever`` over the same texts; kept as a
+    :class:`~knowledge.lexical.LexicalIndex` so that the next snapshot can be derived from it.
+    """
     if not rows:
         return None
-    import logging
-
-    from llama_index.core.schema import TextNode
-    from llama_index.retrievers.bm25 import BM25Retriever
-
     prep = lexical_text if split_glued else str
-    nodes = [TextNode(id_=str(r["chunk_id"]), text=prep(r["text"])) for r in rows]
-    # bm25s warns when k > corpus size; we never use its top-k, only full score vectors
-    logging.getLogger("llama_index.retrievers.bm25.base").setLevel(logging.ERROR)
-    return BM25Retriever(nodes=nodes, similarity_top_k=1, language="en")
+    return LexicalIndex.build([prep(r["text"]) for r in rows])

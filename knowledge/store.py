@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, noload, sessionmaker
 
 from knowledge.chunking import anchor_containing, chunk_markdown
 from knowledge.db import (
@@ -463,8 +463,16 @@ class KnowledgeStore:
     def indexable_revisions(self) -> list[RevisionInfo]:
         """Every revision that was ever published (the indexes decide what is in force at query time)."""
         with self._session() as s:
+            # every sync reads this: skip the revisions' text, chunks and facts (the relationships
+            # load eagerly by default, which read the whole KB on each publish)
             revs = s.scalars(
-                sa.select(KbRevision).where(KbRevision.status.in_([STATUS_PUBLISHED, STATUS_RETIRED]))
+                sa.select(KbRevision)
+                .where(KbRevision.status.in_([STATUS_PUBLISHED, STATUS_RETIRED]))
+                .options(
+                    defer(KbRevision.content),
+                    noload(KbRevision.chunks),
+                    noload(KbRevision.facts),
+                )
             ).all()
             return [_info(r, with_content=False) for r in revs]
 

@@ -1,4 +1,4 @@
-"""KB editor services: form -> document, stale-edit check, facts as YAML, "test a question".
+"""KB editor services: form -> document, stale-edit check, facts as YAML ("test a question": kb_test).
 
 The editor edits fields (title, dates, tags, facts, Markdown body); they are assembled into the
 same Markdown-with-front-matter format the importer reads and parsed by
@@ -8,15 +8,12 @@ documents identically.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import yaml
 
-from bot.conversation.guardrails import grounded_quote
-from knowledge.chunking import chunk_markdown
 from knowledge.errors import Conflict, InvalidInput
 from knowledge.ingest import ParsedDocument, parse_markdown, parse_when
 
@@ -103,63 +100,3 @@ def save_revision(knowledge: Any, form: DocumentForm, *, author: str, base_revis
         parsed.id, parsed.body, author=author, change_note=parsed.change_note, title=parsed.title,
         effective_from=parsed.effective_from, effective_until=parsed.effective_until, tags=parsed.tags,
         audience=parsed.audience, facts=parsed.facts, publish=publish)
-
-
-@dataclass
-class QuestionSide:
-    label: str
-    passages: list[dict[str, Any]] = field(default_factory=list)
-    answer: str = ""
-    facts: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _cosine_scores(knowledge: Any, query: str, texts: list[str]) -> list[float]:
-    """Cosine similarity with the service's own embedding model; word overlap if there is none."""
-    embedder = None
-    try:
-        embedder = knowledge.retriever.embedder
-    except Exception:  # noqa: BLE001 - a fake service or an index that cannot open
-        embedder = None
-    if embedder is not None and texts:
-        q = embedder.query(query)
-        m = embedder.texts(texts)
-        return [float(x) for x in (m @ q)]
-    words = set(re.findall(r"\w+", query.lower()))
-    return [len(words & set(re.findall(r"\w+", t.lower()))) / (len(words) or 1) for t in texts]
-
-
-def try_question(knowledge: Any, doc_id: str, question: str, revision: int | None = None, k: int = 5
-                  ) -> tuple[QuestionSide, QuestionSide]:
-    """Retrieval (and a grounded quote answer) for ``question``: published KB vs. with the draft.
-
-    The published side is the real retriever. The draft side takes the published candidates of
-    *other* documents plus the draft's sections and ranks them all by embedding similarity (the
-    draft is not in the index until it is published), which shows whether the draft's sections
-    would be found.
-    """
-    question = (question or "").strip()
-    if not question:
-        raise InvalidInput("Type a question to test.", code="empty_query", field="q")
-    draft = knowledge.get(doc_id, revision)
-    published = [_passage(p) for p in knowledge.retrieve(question, k=max(k, 8))]
-    live = QuestionSide("Published (what customers get now)", published[:k])
-    pool = [p for p in published if p["document_id"] != doc_id]
-    for c in chunk_markdown(draft.content, draft.title):
-        pool.append({"text": c.body, "index_text": c.text, "document_id": doc_id, "revision": draft.number,
-                     "title": draft.title, "heading": c.heading or draft.title, "anchor": c.anchor, "draft": True})
-    scores = _cosine_scores(knowledge, question, [p.get("index_text") or p["text"] for p in pool])
-    for p, s in zip(pool, scores, strict=True):
-        p["score"] = round(s, 4)
-    ranked = sorted(pool, key=lambda p: p["score"], reverse=True)[:k]
-    side = QuestionSide(f"With draft r{draft.number} ({draft.status})", ranked)
-    live.answer = grounded_quote(live.passages)
-    side.answer = grounded_quote(side.passages)
-    live_facts = {name: f for name, f in knowledge.facts().items() if f.document_id == doc_id}
-    live.facts = [(name, f.value) for name, f in sorted(live_facts.items())]
-    side.facts = [(f.name, f.value) for f in sorted(draft.facts, key=lambda f: f.name)]
-    return live, side
-
-
-def _passage(p: Any) -> dict[str, Any]:
-    return {"text": p.text, "document_id": p.document_id, "revision": p.revision, "title": p.title,
-            "heading": p.heading, "anchor": p.anchor, "score": round(float(p.score), 4), "draft": False}

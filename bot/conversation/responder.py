@@ -28,8 +28,8 @@ UNSURE_REPLY = (
 
 
 FACTUAL_RE = re.compile(
-    r"\b(?:how (?:long|much|many|soon|quickly|fast)|what(?:'s| is| are)? (?:the |your )?(?:price|cost|fee|number|"
-    r"e-?mail|address|hours|window|period|deadline)|when|which|within|until|is there|do you charge|"
+    r"\b(?:how (?:long|much|many|soon|quickly|fast)|what\b[^?.!]{0,40}?\b(?:price|cost|fee|number|"
+    r"e-?mail|address|hours|window|period|deadline|limit|threshold)|when|which|within|until|is there|do you charge|"
     r"phone|e-?mail|cost|price|fee)\b", re.I)
 _WORD_RE = re.compile(r"[a-z0-9€%]+")
 _STOP = {"the", "a", "an", "is", "are", "do", "does", "i", "my", "you", "your", "to", "of", "for", "how", "what",
@@ -66,6 +66,55 @@ def supporting_sentence(question: str, passages: list[dict[str, Any]], facts: li
             if score > best_score:
                 best, best_score = sentence, score
     return best
+
+
+#: below this cosine between a question and a fact, the question is not taken to ask for that fact
+ASKED_FACT_MIN = 0.5
+#: facts within this of the best match are stated too (at most two): "free delivery from?" -> both thresholds
+ASKED_FACT_TIE = 0.04
+#: a fact defined by one of the retrieved documents is the likelier one
+RETRIEVED_BONUS = 0.05
+
+
+def states_value(text: str, value: str) -> bool:
+    """Whether ``text`` states ``value`` ("3-5" matches "3–5", "€60" matches "60 euros" loosely)."""
+    def norm(t: str) -> str:
+        return re.sub(r"[\s–—-]+", "", t.lower()).replace("to", "")
+
+    v, r = norm(str(value)), norm(text)
+    if not v:
+        return True
+    if v in r:
+        return True
+    bare = v.lstrip("€$£")
+    return bool(bare) and re.search(rf"(?<![\d.,]){re.escape(bare)}(?![\d]|[.,]\d)", r) is not None
+
+
+def fact_value_text(fact: Any) -> str:
+    value, unit = str(fact.value), getattr(fact, "unit", None)
+    return f"{value} {unit}" if unit and str(unit) not in value else value
+
+
+def fact_statement(question: str, passages: list[dict[str, Any]], fact: Any) -> str:
+    """One sentence stating ``fact``'s current value: the policy's own sentence when it has one."""
+    q_terms = _terms(question)
+    best, best_score = None, -1
+    for p in passages:
+        if p.get("document_id") != fact.document_id:
+            continue
+        body = re.sub(r"^#+\s.*$", "", str(p.get("text", "")), flags=re.M)
+        for sentence in re.split(r"(?<=[.!?])\s+|\n+", body):
+            sentence = sentence.replace("**", "").strip(" -*•\t")
+            if sentence.startswith("|"):
+                continue  # a table row reads badly on its own; the fact's description is clearer
+            if len(sentence) >= 15 and states_value(sentence, fact.value):
+                score = len(q_terms & _terms(sentence))
+                if score > best_score:
+                    best, best_score = sentence, score
+    if best:
+        return best if best[-1] in ".!?" else best + "."
+    label = (fact.description or fact.name.replace("_", " ")).strip().rstrip(".")
+    return f"{label[:1].upper()}{label[1:]}: {fact_value_text(fact)}."
 
 
 def passage_dict(p: Any) -> dict[str, Any]:
@@ -129,6 +178,19 @@ class Responder:
                               "document_id": fact.document_id})
         return passages, facts
 
+    def asked_facts(self, text: str, passages: list[dict[str, Any]], at: datetime) -> list[Any]:
+        """The key facts a factual question asks for (best first, at most two), or none."""
+        match = getattr(self.knowledge, "match_facts", None)
+        if match is None or not FACTUAL_RE.search(text):
+            return []
+        docs = {p.get("document_id") for p in passages}
+        ranked = sorted(((f, score + (RETRIEVED_BONUS if f.document_id in docs else 0.0))
+                         for f, score in match(text, at=at, k=4)), key=lambda fs: -fs[1])
+        if not ranked or ranked[0][1] < ASKED_FACT_MIN:
+            return []
+        best = ranked[0][1]
+        return [f for f, score in ranked[:2] if score >= best - ASKED_FACT_TIE]
+
     def answer(
         self,
         *,
@@ -144,7 +206,19 @@ class Responder:
         at = at or datetime.now(UTC)
         emit = on_piece or (lambda _p: None)
         passages, facts = self.retrieve(text, history, at)
+        asked = self.asked_facts(text, passages, at)
+        known = {f["name"] for f in facts}
+        for fact in asked:
+            if fact.name not in known:  # asked for, but its document was not among the passages
+                facts.append({"name": fact.name, "value": fact.value, "placeholders": list(fact.placeholders or []),
+                              "document_id": fact.document_id})
         cites = [citation(p) for p in passages]
+        cited = {(c["document_id"], c["revision"]) for c in cites}
+        for fact in asked:
+            if (fact.document_id, fact.revision) not in cited:
+                cites.append({"document_id": fact.document_id, "revision": fact.revision, "title": None,
+                              "heading": None, "anchor": fact.anchor})
+                cited.add((fact.document_id, fact.revision))
         resolve = self._slot_resolver(at)
         evidence = [p["text"] for p in passages] + [str(f["value"]) for f in facts]
         grounder = Grounder(resolve, evidence, customer_values)
@@ -192,7 +266,17 @@ class Responder:
         body = "".join(out).strip()
         report = grounder.report.to_dict()
         verdict = grounder.report.verdict
-        if not error and len(body) >= 20:
+        # only when the best match is missing from the reply (then a close second is added too)
+        unstated = [f for f in asked if not states_value(body, f.value)] if asked and not states_value(
+            body, asked[0].value) else []
+        if not error and len(body) >= 20 and unstated:
+            # The customer asked for a key fact and the reply does not state its current value:
+            # add it in the knowledge base's words (what keeps replies current after a policy edit).
+            added = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in unstated))
+            emit("\n" + added)
+            body = f"{body}\n{added}"
+            report["added_fact_statement"] = added
+        elif not error and len(body) >= 20 and not asked:
             support = supporting_sentence(text, passages, facts, body)
             if support:
                 # The model answered around the fact without stating it: add the policy's own words.
@@ -202,6 +286,9 @@ class Responder:
         if error or len(body) < 20:
             # Too little survived (or the model failed): fall back to quoting the policy.
             fallback = grounded_quote(passages)
+            stated = [fact_statement(text, passages, f) for f in asked if not states_value(fallback, f.value)]
+            if stated:
+                fallback = " ".join(dict.fromkeys(stated)) + "\n" + fallback
             sep = "\n" if body else ""
             emit(sep + fallback)
             body = (body + sep + fallback).strip()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,7 +53,7 @@ class Conversation(BotBase):
     channel: Mapped[str] = mapped_column(sa.String(16), default="widget")  # widget | rest | socketio | cli
     sender_id: Mapped[str | None] = mapped_column(sa.String(128))
     status: Mapped[str] = mapped_column(sa.String(16), default="open")  # open | ended
-    mode: Mapped[str] = mapped_column(sa.String(16), default="bot")  # bot | human | handoff_requested
+    mode: Mapped[str] = mapped_column(sa.String(24), default="bot")  # bot | human | handoff_requested
     held_by_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     handoff_reason: Mapped[str | None] = mapped_column(sa.String(200))
     state: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -212,3 +212,41 @@ class LoginAttempt(BotBase):
         sa.Index("ix_login_attempts_email_ip_created", "email", "ip", "created_at"),
         sa.Index("ix_login_attempts_ip_created", "ip", "created_at"),
     )
+
+
+class AnalyticsDay(BotBase):
+    """Daily roll-up of the console analytics: figures of the conversations created that UTC day.
+
+    Filled incrementally by :mod:`bot.console.analytics_rollup` (a day is recomputed when one of
+    its conversations changes) and read by :mod:`bot.console.analytics`; today stays live.
+    Counts per key are JSON objects; ``latencies`` are the day's bot reply latencies as a sorted
+    float64 array, so medians over any range are exact.
+    """
+
+    __tablename__ = "analytics_days"
+
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    conversations: Mapped[int] = mapped_column(default=0)
+    engaged: Mapped[int] = mapped_column(default=0)  # with at least one customer message
+    handed_off: Mapped[int] = mapped_column(default=0)
+    thumbs_up: Mapped[int] = mapped_column(default=0)
+    thumbs_down: Mapped[int] = mapped_column(default=0)
+    handoff_reasons: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    intents: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    out_of_scope: Mapped[dict[str, Any]] = mapped_column(default=dict)  # normalised question -> count
+    satisfaction: Mapped[dict[str, Any]] = mapped_column(default=dict)  # score -> count
+    latencies: Mapped[bytes] = mapped_column(sa.LargeBinary, default=b"")
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AnalyticsChange(BotBase):
+    """A day whose roll-up must be recomputed: one of its conversations changed after that day.
+
+    Written only by database triggers on ``conversations``, ``messages`` and ``feedback`` (see
+    :mod:`bot.console.analytics_rollup`), append-only, and deleted by the roll-up that consumed it.
+    """
+
+    __tablename__ = "analytics_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(sa.Date)

@@ -10,9 +10,11 @@ the same thing::
     live.publish(conv.id, live.message_event(agent_message))
     live.publish(conv.id, live.mode_event("human"))
 
-This is deliberately process-local (one server process, the embedded default). The SSE stream
-also re-reads the conversation from the database every few seconds, so with several worker
-processes an event published in another process still arrives, only later.
+:class:`LiveHub` is process-local: the embedded default (SQLite, one server process). When the
+database is PostgreSQL, :func:`make_hub` returns a :class:`bot.web.live_pg.PgLiveHub` instead,
+which also carries every event to the other server processes through LISTEN/NOTIFY. Either way
+the SSE stream re-reads the conversation from the database every few seconds, so nothing is
+lost if an event is.
 """
 
 from __future__ import annotations
@@ -88,6 +90,17 @@ class LiveHub:
         with self._lock:
             return len(self._subs.get(conversation_id, ()))
 
+    def resync_all(self) -> None:
+        """Tell every subscriber to re-read its conversation from the database (events were lost)."""
+        with self._lock:
+            subs = [entry for entries in self._subs.values() for entry in entries]
+        for loop, queue in subs:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resync, queue)
+
+    def close(self) -> None:
+        """Nothing to release in process (the PostgreSQL hub stops its threads here)."""
+
 
 def _offer(queue: asyncio.Queue, event: dict[str, Any]) -> None:
     if queue.qsize() >= MAX_QUEUE:
@@ -96,6 +109,11 @@ def _offer(queue: asyncio.Queue, event: dict[str, Any]) -> None:
             queue.put_nowait(None)
         return
     queue.put_nowait(event)
+
+
+def _resync(queue: asyncio.Queue) -> None:
+    if not queue.full():
+        queue.put_nowait(None)
 
 
 _default: LiveHub | None = None
@@ -109,6 +127,18 @@ def default_hub() -> LiveHub:
         if _default is None:
             _default = LiveHub()
         return _default
+
+
+def make_hub(database_url: str | None) -> Any:
+    """The live channel for a server: across processes (LISTEN/NOTIFY) on PostgreSQL, else in process."""
+    if database_url:
+        from sqlalchemy.engine import make_url
+
+        if make_url(database_url).get_backend_name() == "postgresql":
+            from bot.web.live_pg import PgLiveHub
+
+            return PgLiveHub(database_url)
+    return default_hub()
 
 
 def publish(conversation_id: str, event: dict[str, Any]) -> int:

@@ -474,7 +474,8 @@ def install(app: FastAPI) -> None:
 
     from bot.web import socketio_channel
 
-    app.state.live = live.default_hub()
+    # in process on SQLite; across server processes (LISTEN/NOTIFY) on PostgreSQL
+    app.state.live = live.make_hub(app.state.settings.resolved_database_url)
     app.state.chat_limits = ChatLimits()
     app.state.chat_tasks = set()
     app.include_router(router)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from bot.console import corrections as corrections_service
 from bot.console import kb_editor
+from bot.console import kb_test as kb_test_service
 from bot.console.markdown import render_markdown
 from bot.web.deps import CurrentEditor, ServicesDep
 from bot.web.routes_console import redirect, render, secure_headers
@@ -135,13 +136,43 @@ def kb_diff(request: Request, document_id: str, user: CurrentEditor, services: S
 @router.get("/console/kb/{document_id}/test")
 async def kb_test(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
                   q: Annotated[str, Query(max_length=500)] = "",
-                  rev: Annotated[int | None, Query(ge=1)] = None) -> Response:
-    sides = None
+                  rev: Annotated[int | None, Query(ge=1)] = None,
+                  replies: Annotated[bool, Query(description="write both replies before answering (no JS)")] = False
+                  ) -> Response:
+    """Retrieval on both sides at once; the replies are fetched by the page (or written now with ``replies=1``)."""
+    draft = await asyncio.to_thread(services.knowledge.get, document_id, rev)  # 404 for an unknown document
+    sides, written = None, {}
     if q.strip():
-        sides = await asyncio.to_thread(kb_editor.try_question, services.knowledge, document_id, q, rev)
-    else:
-        services.knowledge.get(document_id, rev)  # 404 for an unknown document
-    return render(request, "console/kb_test.html", {"document_id": document_id, "q": q, "rev": rev, "sides": sides})
+        sides = await asyncio.to_thread(kb_test_service.retrieval_sides, services, document_id, q, draft.number)
+        if replies:
+            for side in kb_test_service.SIDES:
+                written[side] = await _reply(services, document_id, q, draft.number, side)
+    return render(request, "console/kb_test.html", {
+        "document_id": document_id, "q": q, "rev": rev or draft.number, "draft": draft, "sides": sides,
+        "replies": written, "timeout_s": services.settings.kb_test_timeout_s})
+
+
+@router.get("/console/kb/{document_id}/test/reply")
+async def kb_test_reply(document_id: str, user: CurrentEditor, services: ServicesDep,
+                        q: Annotated[str, Query(max_length=500)] = "",
+                        rev: Annotated[int | None, Query(ge=1)] = None,
+                        side: Annotated[str, Query(max_length=16)] = "draft") -> JSONResponse:
+    """The reply the bot would give on one side (JSON; takes seconds: the model writes it)."""
+    kb_test_service.check_side(side)
+    kb_test_service.check_question(q)
+    reply = await _reply(services, document_id, q, rev, side)
+    return JSONResponse(reply.to_dict(), headers={"Cache-Control": "no-store"})
+
+
+async def _reply(services: Any, document_id: str, q: str, rev: int | None, side: str) -> kb_test_service.Reply:
+    timeout_s = services.settings.kb_test_timeout_s
+    work = asyncio.to_thread(kb_test_service.bot_reply, services, document_id, q, rev, side, timeout_s=timeout_s)
+    try:
+        # The responder cuts a slow generation itself; this outer limit catches one that never
+        # produces a first token (the thread then finishes on its own and is discarded).
+        return await asyncio.wait_for(work, timeout_s * 1.5 + 5)
+    except TimeoutError:
+        return kb_test_service.too_slow(side, timeout_s)
 
 
 class PreviewIn(BaseModel):

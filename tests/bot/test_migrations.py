@@ -44,3 +44,15 @@ def test_migrations_sqlite(sqlite_url):
 @pytest.mark.postgres
 def test_migrations_postgres(pg_url):
     _roundtrip(pg_url)
+    # PostgreSQL enforces VARCHAR lengths (SQLite does not): the longest state values must fit
+    from bot.db.engine import Database
+    from bot.db.models import Conversation
+
+    db = Database(pg_url)
+    try:
+        with db.unit_of_work() as session:
+            session.add(Conversation(id="c-longest-mode", token_hash="x" * 64, mode="handoff_requested"))
+        with db.unit_of_work() as session:
+            assert session.get(Conversation, "c-longest-mode").mode == "handoff_requested"
+    finally:
+        db.engine.dispose()

@@ -1,7 +1,7 @@
 """Console fixtures: the real app, database and KnowledgeStore on a temporary SQLite file.
 
 The embedding model is a hashing bag-of-words fake (the real one is exercised by the knowledge
-tests); no NLU or generator is ever loaded: the console does not need them.
+tests); no NLU or model is ever loaded: the generator is models.generation's ScriptedGenerator.
 """
 
 from __future__ import annotations
@@ -73,13 +73,15 @@ def make_services(url: str, tmp: Path):
     from bot.settings import Settings
     from knowledge.db import KnowledgeBase
     from knowledge.service import KnowledgeService
+    from models.generation import ScriptedGenerator
 
     settings = Settings(data_dir=tmp, env="test", database_url=url)
     db = Database(url)
     BotBase.metadata.create_all(db.engine)
     KnowledgeBase.metadata.create_all(db.engine)
     knowledge = KnowledgeService(db.engine, index_dir=tmp / "index", embed_model=HashingEmbedding())
-    return Services(settings, db=db, knowledge=knowledge, nlu=object(), generator=object())
+    # the KB editor's "test a question" writes replies: a scripted generator stands in for the model
+    return Services(settings, db=db, knowledge=knowledge, nlu=object(), generator=ScriptedGenerator())
 
 
 def build_console(url: str, tmp: Path) -> Console:

@@ -157,18 +157,94 @@ def test_hostile_markdown_renders_inert_in_preview_and_public_page(console):
     assert "script-src 'self'" in public.headers["content-security-policy"]
 
 
-def test_test_a_question_compares_draft_and_published(console):
-    client = console.client()
-    csrf = login(client, "editor")
+def _save_cheaper_draft(client, csrf):
+    """Gift wrap r1 published at €4.50; r2 a draft at €3.00 with a new section."""
     _create(client, csrf)
     _, base = _edit_form(client, "gift-wrap")
-    client.post("/console/kb/gift-wrap/edit", data={
+    r = client.post("/console/kb/gift-wrap/edit", follow_redirects=False, data={
         "csrf_token": csrf, "base_revision": base, "title": "Gift wrap", "action": "save",
-        "body": BODY + "\n## Gift messages\n\nWe add a handwritten gift message card for free.\n"})
-    page = client.get("/console/kb/gift-wrap/test", params={"q": "handwritten gift message card", "rev": 2})
+        "facts": FACTS.replace("€4.50", "€3.00"),
+        "body": BODY.replace("€4.50", "€3.00") + "\n## Gift messages\n\nWe add a handwritten gift message card for free.\n"})
+    assert r.status_code == 303
+
+
+def _stored_rows(console) -> dict[str, int]:
+    import sqlalchemy as sa
+
+    with console.services.db.engine.connect() as conn:
+        return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar()
+                for t in ("conversations", "messages", "model_calls")}
+
+
+def test_test_a_question_runs_retrieval_and_the_bot_on_draft_and_published(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    _save_cheaper_draft(client, csrf)
+    generator = console.services.generator
+    # The model writes the price as a {{slot}}; the guardrail fills it from each side's facts.
+    generator.default = "Gift wrap costs {{Gift Wrap Price}} per item, and we wrap for birthdays and weddings."
+    before = _stored_rows(console)
+    question = {"q": "How much does gift wrap cost?", "rev": 2}
+
+    page = client.get("/console/kb/gift-wrap/test", params=question)
     assert page.status_code == 200
-    published, draft = page.text.split("With draft r2", 1)
+    published, draft = page.text.split("With draft r2 (draft)", 1)
     assert "Published (what customers get now)" in published
-    assert "handwritten gift message" in draft and "(draft)" in draft
-    assert "handwritten" not in published.split("Grounded answer", 1)[1]
+    assert "€4.50" in published and "€3.00" not in published
+    assert "€3.00" in draft and "(draft)" in draft and "€4.50" not in draft
+    assert "/console/kb/gift-wrap/test/reply?" in page.text  # the replies are fetched by the page
+    assert generator.calls == []  # retrieval only: the page itself does not wait for the model
+
+    draft_reply = client.get("/console/kb/gift-wrap/test/reply", params=question | {"side": "draft"}).json()
+    live_reply = client.get("/console/kb/gift-wrap/test/reply", params=question | {"side": "published"}).json()
+    assert "€3.00 per item" in draft_reply["text"] and "€4.50" not in draft_reply["text"]
+    assert "€4.50 per item" in live_reply["text"] and "€3.00" not in live_reply["text"]
+    assert draft_reply["text"] != live_reply["text"]
+    assert draft_reply["verdict"] != "fallback" and not draft_reply["timed_out"]
+    assert {c["revision"] for c in draft_reply["citations"] if c["document_id"] == "gift-wrap"} == {2}
+    assert {c["revision"] for c in live_reply["citations"] if c["document_id"] == "gift-wrap"} == {1}
+    # the draft's facts and text reached the model's prompt; the published prompt has the old ones
+    draft_prompt, live_prompt = (call["messages"][0]["content"] for call in generator.calls)
+    assert "€3.00" in draft_prompt and "€4.50" not in draft_prompt
+    assert "€4.50" in live_prompt and "€3.00" not in live_prompt
+
+    # without JavaScript: both replies written before the page is sent
+    page = client.get("/console/kb/gift-wrap/test", params=question | {"replies": 1}).text
+    published, draft = page.split("With draft r2 (draft)", 1)
+    assert "Gift wrap costs €4.50 per item" in published and "Gift wrap costs €3.00 per item" in draft
+
+    # nothing was published or stored in conversations
+    assert _stored_rows(console) == before
+    assert console.services.knowledge.get("gift-wrap", 2).status == "draft"
+    assert "€4.50 per item" in console.client().get("/kb/gift-wrap").text
+
+
+def test_test_a_question_slow_model_falls_back_with_a_clear_message(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    _save_cheaper_draft(client, csrf)
+    console.services.generator.default = "Gift wrap costs {{Gift Wrap Price}} per item, " + "and more " * 50
+    console.services.settings.kb_test_timeout_s = 0.001  # every reply runs past the limit
+    r = client.get("/console/kb/gift-wrap/test/reply", params={"q": "How much does gift wrap cost?", "rev": 2})
+    reply = r.json()
+    assert r.status_code == 200 and reply["timed_out"] and reply["verdict"] == "fallback"
+    assert "did not finish within" in reply["note"]
+    assert "€3.00" in reply["text"]  # the draft's own words, quoted
+
+
+def test_test_a_question_bad_input(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    _save_cheaper_draft(client, csrf)
+    url = "/console/kb/gift-wrap/test/reply"
+    r = client.get(url, params={"q": "price?", "side": "tomorrow"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_side"
+    r = client.get(url, params={"q": "   "})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "empty_query"
+    assert client.get(url, params={"q": "x" * 501}).status_code == 422
+    assert client.get(url, params={"q": "price?", "rev": 9}).status_code == 404
     assert client.get("/console/kb/nope/test?q=x").status_code == 404
+    assert client.get("/console/kb/nope/test/reply?q=x").status_code == 404
+    agent = console.client()
+    login(agent, "agent")
+    assert agent.get(url, params={"q": "price?"}).status_code == 403

@@ -115,5 +115,7 @@ def test_concurrent_takeovers_on_postgres_one_wins(pg_url, tmp_path: Path):
         with c.services.db.unit_of_work() as session:
             rows = search_transcripts(session, TranscriptFilter(q="kettle broken")).rows
         assert [r.id for r in rows] == [target]
+        with c.services.db.unit_of_work() as session:  # a word nobody used: answered from the GIN index
+            assert search_transcripts(session, TranscriptFilter(q="zeppelin")).rows == []
     finally:
         c.services.close()

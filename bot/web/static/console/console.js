@@ -28,6 +28,33 @@
     refresh();
   }
 
+  /* KB "test a question": fetch each side's bot reply, one after the other (the model is slow on
+     a small CPU; two at once would only compete for it). */
+  var pending = Array.prototype.slice.call(document.querySelectorAll(".bot-reply[data-url]"));
+  var next = function () {
+    var box = pending.shift();
+    if (!box) { return; }
+    var text = box.querySelector(".reply-text");
+    var meta = box.querySelector(".reply-meta");
+    var note = box.querySelector(".reply-note");
+    text.textContent = "Writing the reply…";
+    fetch(box.dataset.url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { return r.json().then(function (data) { return { ok: r.ok, data: data }; }); })
+      .then(function (res) {
+        var d = res.data;
+        if (!res.ok) { throw new Error(d.error ? d.error.message : "The test failed."); }
+        text.className = "reply-text";
+        text.textContent = d.text || "(no reply)";
+        meta.textContent = "guardrail: " + d.verdict + " · intent " + d.intent + " · tone " + d.tone +
+          (d.adapter_id ? " · adapter " + d.adapter_id : "") +
+          (d.generation_ms ? " · " + Math.round(d.generation_ms) + " ms" : "");
+        note.textContent = d.note || "";
+      })
+      .catch(function (err) { text.textContent = String(err.message || err); })
+      .then(next);
+  };
+  next();
+
   /* Conversation: poll for new messages and mode changes (works across server processes). */
   var list = document.getElementById("messages");
   if (list && list.dataset.conversation) {

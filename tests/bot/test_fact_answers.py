@@ -1,0 +1,71 @@
+"""A factual question gets the knowledge base's current value, even when the model leaves it out.
+
+Real MiniLM embeddings over three of the sample company's policies; the model is a scripted fake
+that answers around the fact ("you can start a return from your order page"), the case the
+freshness benchmark showed the small model falls into.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.conversation.responder import Responder, states_value
+from models.generation import ScriptedGenerator
+
+SAMPLE = Path(__file__).resolve().parents[2] / "knowledge" / "sample"
+DOCS = ("returns-policy.md", "delivery-options.md", "contact-customer-service.md")
+VAGUE = "Happy to help with that! You can start from your order page and we will take it from there."
+
+
+@pytest.fixture(scope="module")
+def knowledge(tmp_path_factory):
+    import sqlalchemy as sa
+
+    from knowledge.db import KnowledgeBase
+    from knowledge.embeddings import make_llama_embedding
+    from knowledge.service import KnowledgeService
+
+    tmp = tmp_path_factory.mktemp("facts")
+    engine = sa.create_engine(f"sqlite:///{tmp / 'kb.db'}")
+    KnowledgeBase.metadata.create_all(engine)
+    service = KnowledgeService(engine, index_dir=tmp / "index", embed_model=make_llama_embedding())
+    for name in DOCS:
+        service.import_bytes((SAMPLE / name).read_bytes(), name, author="test", publish=True)
+    yield service
+    engine.dispose()
+
+
+def _ask(knowledge, question: str, reply: str = VAGUE):
+    generator = ScriptedGenerator().enqueue(reply)
+    responder = Responder(knowledge, generator, company_name="Larkspur & Co.", max_new_tokens=64)
+    return responder.answer(text=question, intent="check_refund_policy", tone="neutral", history=[])
+
+
+@pytest.mark.slow
+def test_the_current_value_is_stated_and_follows_a_policy_edit(knowledge):
+    first = _ask(knowledge, "How many days do I have to return an item?")
+    assert states_value(first.text, "30") and first.text.startswith(VAGUE[:20])
+    assert any(c["document_id"] == "returns-policy" for c in first.citations)
+    assert first.guardrail.get("added_fact_statement")
+
+    edited = (SAMPLE / "returns-policy.md").read_text(encoding="utf-8")
+    edited = edited.replace('value: "30"', 'value: "45"', 1).replace("**30** days", "**45** days")
+    knowledge.import_bytes(edited.encode(), "returns-policy.md", author="editor", publish=True)
+
+    second = _ask(knowledge, "What is your return window?")
+    assert states_value(second.text, "45"), second.text
+    assert not states_value(second.text, "30"), second.text  # never the old value
+    assert {c["revision"] for c in second.citations if c["document_id"] == "returns-policy"} == {2}
+
+
+@pytest.mark.slow
+def test_nothing_is_added_when_the_reply_states_it_or_the_question_asks_for_no_fact(knowledge):
+    stated = _ask(knowledge, "How much does standard delivery cost?", "Standard delivery costs {{Standard Delivery Price}}.")
+    assert "added_fact_statement" not in stated.guardrail and stated.text.count("4.95") == 1
+    chat = _ask(knowledge, "Thanks, you have been very helpful!", "You're welcome! Have a lovely day.")
+    assert chat.text == "You're welcome! Have a lovely day."
+    # a fact the passages do not define is still found by meaning, and its document is cited
+    phone = _ask(knowledge, "Which number can I call to reach support?", "Our team is happy to take your call.")
+    assert states_value(phone.text, knowledge.facts()["support_phone"].value)
