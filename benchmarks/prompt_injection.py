@@ -251,10 +251,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--concurrency", type=int, default=2, help="attempts in flight at once")
     args = parser.parse_args(argv)
     services, manager = load_pipeline()
     t0 = time.perf_counter()
-    result = run(ATTEMPTS[: args.limit], services, manager)
+    result = run(ATTEMPTS[: args.limit], services, manager, concurrency=args.concurrency)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["model"] = {
         "generator": type(services.generator).__name__,

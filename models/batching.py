@@ -21,9 +21,11 @@ own thread, so the worker only runs the model.
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +34,18 @@ from typing import Any
 from knowledge.errors import Unavailable
 
 _DONE = object()  # sentinel on a request's queue: no more tokens
+_ENGINES: weakref.WeakSet[BatchingEngine] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all_engines() -> None:
+    """Let every worker finish its current step before the interpreter shuts down.
+
+    A daemon thread still inside a forward pass when Python finalises is torn down mid-C++ call
+    ("terminate called without an active exception"); stopping the workers here avoids that.
+    """
+    for engine in list(_ENGINES):
+        engine.stop(timeout=300.0)
 
 
 @dataclass(eq=False)
@@ -149,6 +163,7 @@ class BatchingEngine:
         self.max_rows_seen = 0
         self.prefix_tokens_reused = 0
         self.prompt_tokens = 0
+        _ENGINES.add(self)
 
     # public -----------------------------------------------------------------------------------
     def submit(self, request: BatchRequest) -> BatchRequest:

@@ -13,6 +13,7 @@ whose ``custom`` payload carries citations and the guardrail verdict.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 from datetime import UTC, datetime
@@ -65,16 +66,21 @@ async def _stream_blocking(dispatcher: CollectingDispatcher, work, timeout_s: fl
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     streaming = _streaming(dispatcher)
 
+    def deliver(item: tuple[str, Any]) -> None:
+        # after a timeout the awaiting coroutine (and maybe its loop) is gone: drop late pieces
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
     def on_piece(piece: str) -> None:
         if streaming:
-            loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
+            deliver(("piece", piece))
 
     def target() -> None:
         try:
             result = work(on_piece)
-            loop.call_soon_threadsafe(queue.put_nowait, ("done", result))
+            deliver(("done", result))
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
-            loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+            deliver(("error", exc))
 
     threading.Thread(target=target, name="hybridesk-answer", daemon=True).start()
     if streaming:
