@@ -53,12 +53,15 @@ def states(reply: str, value: str) -> bool:
 
 
 def unbacked_claims(reply: str, evidence: list[str]) -> list[str]:
+    """Claims no evidence backs, checked line by line as the guardrail does (a phone number must not
+    run on into the next list item's number)."""
     g = Grounder(lambda _s: None, evidence)
     found = []
-    for _kind, pattern in _CLAIM_PATTERNS:
-        for m in pattern.finditer(reply):
-            if not g._is_backed(_kind, m.group(0)):
-                found.append(m.group(0))
+    for line in reply.splitlines():
+        for _kind, pattern in _CLAIM_PATTERNS:
+            for m in pattern.finditer(line):
+                if not g._is_backed(_kind, m.group(0)):
+                    found.append(m.group(0))
     return found
 
 
