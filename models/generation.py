@@ -246,6 +246,35 @@ class _StopMatcher:
         return out
 
 
+class _Detokenizer:
+    """Token ids in, text pieces out: holds back partial UTF-8 characters and stop-string prefixes."""
+
+    def __init__(self, tokenizer: Any, stop: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self.matcher = _StopMatcher(stop)
+        self.ids: list[int] = []
+        self.emitted = ""
+
+    @property
+    def stopped(self) -> bool:
+        return self.matcher.hit
+
+    def feed(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # a partial UTF-8 character: wait for the rest
+            return ""
+        piece, self.emitted = text[len(self.emitted) :], text
+        return self.matcher.feed(piece)
+
+    def finish(self) -> str:
+        """What is still held back once generation ends (nothing after a stop string)."""
+        if self.matcher.hit:
+            return ""
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        return self.matcher.feed(text[len(self.emitted) :]) + self.matcher.flush()
+
+
 # --------------------------------------------------------------------------------------------
 # scripted fake
 # --------------------------------------------------------------------------------------------
@@ -618,30 +647,21 @@ class TransformersGenerator(BaseGenerator):
         request = self.engine.submit(
             BatchRequest(list(ids), adapter_id, max_new_tokens, temperature)
         )
-        matcher = _StopMatcher(stop)
-        generated: list[int] = []
-        emitted = ""
+        detok = _Detokenizer(tok, stop)
         try:
             for token in request.tokens():
-                generated.append(token)
                 state.completion_tokens += 1
-                text = tok.decode(generated, skip_special_tokens=True)
-                if text.endswith("\ufffd"):  # hold back a partial UTF-8 character
-                    continue
-                piece, emitted = text[len(emitted) :], text
-                out_text = matcher.feed(piece)
+                out_text = detok.feed(token)
                 if out_text:
                     yield out_text
-                if matcher.hit:
+                if detok.stopped:
                     break
         finally:
             request.cancel()  # a no-op when finished; frees the row when the reader left early
-        state.finish_reason = "stop" if matcher.hit else request.finish_reason
-        if not matcher.hit:
-            text = tok.decode(generated, skip_special_tokens=True)
-            tail = matcher.feed(text[len(emitted) :]) + matcher.flush()
-            if tail:
-                yield tail
+        state.finish_reason = "stop" if detok.stopped else request.finish_reason
+        tail = detok.finish()
+        if tail:
+            yield tail
 
     def _stream_alone(self, messages, state, *, adapter_id, max_new_tokens, temperature, stop):
         import contextlib
@@ -670,9 +690,7 @@ class TransformersGenerator(BaseGenerator):
             state.prompt_tokens = int(ids.shape[1])
             device = next(self._model.parameters()).device
             ids = ids.to(device)
-            matcher = _StopMatcher(stop)
-            generated: list[int] = []
-            emitted = ""
+            detok = _Detokenizer(tok, stop)
             state.finish_reason = "length"
             with context, torch.inference_mode():
                 from transformers import DynamicCache
@@ -687,25 +705,17 @@ class TransformersGenerator(BaseGenerator):
                     if next_id in self._eos_ids:
                         state.finish_reason = "stop"
                         break
-                    generated.append(next_id)
                     state.completion_tokens += 1
                     step_input = torch.tensor([[next_id]], device=device)
-                    text = tok.decode(generated, skip_special_tokens=True)
-                    # hold back a trailing partial UTF-8 character until it is complete
-                    if text.endswith("\ufffd"):
-                        continue
-                    piece, emitted = text[len(emitted) :], text
-                    out_text = matcher.feed(piece)
+                    out_text = detok.feed(next_id)
                     if out_text:
                         yield out_text
-                    if matcher.hit:
+                    if detok.stopped:
                         state.finish_reason = "stop"
                         break
-            if not matcher.hit:
-                text = tok.decode(generated, skip_special_tokens=True)
-                tail = matcher.feed(text[len(emitted) :]) + matcher.flush()
-                if tail:
-                    yield tail
+            tail = detok.finish()
+            if tail:
+                yield tail
 
     @staticmethod
     def _pick(logits: Any, temperature: float) -> int:
