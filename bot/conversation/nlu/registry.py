@@ -90,11 +90,13 @@ class NLURegistry:
 
     def load_active(self) -> NLU:
         """Load (or return the already loaded) active model."""
-        version = self.active_version()
-        if version is None:
-            raise Unavailable(f"No NLU model is active under {self.root}; run `hybridesk nlu train` "
-                              "(or `hybridesk init`).", code="nlu_not_trained")
         with self._lock:
+            # Read the pointer under the lock: a thread that read it before another thread swapped
+            # it must not load the old version over the new one.
+            version = self.active_version()
+            if version is None:
+                raise Unavailable(f"No NLU model is active under {self.root}; run `hybridesk nlu train` "
+                                  "(or `hybridesk init`).", code="nlu_not_trained")
             if self._model is None or self._pointer != version:
                 self._model = NLU.load(self._dir(version), self.embedding_dir)
                 self._pointer = version
