@@ -57,7 +57,17 @@ _CLAIM_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"fifteen|twenty|thirty|sixty|ninety)(?:\s?(?:-|to|–)\s?\d+)?\s?(?:business\s|working\s|calendar\s)?"
         r"(?:minutes?|hours?|days?|weeks?|months?|years?)\b", re.I)),
     ("time", re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm)\b|\b\d{1,2}:\d{2}\b", re.I)),
+    # A bare number stated as an amount of money ("orders with a value of 100 or more", "spend 50"):
+    # the small model drops the currency sign, and the number must still be one the KB states as money.
+    ("amount", re.compile(
+        r"\b(?:value|total|spend|spending|worth)\s(?:of\s|over\s|above\s|from\s|at least\s|more than\s|"
+        r"under\s|below\s)?\d+(?:[.,]\d{1,2})?\b(?![.,]\d|\s?(?:%|percent|days?|weeks?|months?|years?|hours?|"
+        r"minutes?|items?|pieces?|points?|[€$£]|eur|usd|gbp|euros?|dollars?)\b)", re.I)),
 ]
+#: claims whose number must appear in the evidence *as the same kind* (money as money, a percentage
+#: as a percentage): "100 % refund" in a policy does not back "free from an order value of 100"
+_KIND_EVIDENCE = {"money": "money", "amount": "money", "percent": "percent", "duration": "duration",
+                  "time": "time"}
 _PROMISE_RE = re.compile(
     r"\b(?:i|we)\s(?:will|'ll|can|shall)\s(?:personally\s)?(?:guarantee|promise|waive|refund you in full|"
     r"give you (?:a )?(?:full|free|complete)|make an exception)|\bguarantee(?:d)?\b|\bpromise\b|"
@@ -143,9 +153,13 @@ class Grounder:
         customer_values: dict[str, str] | None = None,
     ) -> None:
         self.resolve_slot = resolve_slot
-        self.evidence_text = "\n".join(evidence)
+        evidence_items = [str(e) for e in evidence]
+        self.evidence_text = "\n".join(evidence_items)
         self._evidence_norm = _norm(self.evidence_text)
         self._evidence_numbers = _numbers(self.evidence_text)
+        self._kind_numbers: dict[str, set[str]] = {k: set() for k in set(_KIND_EVIDENCE.values())}
+        for item in evidence_items:
+            self._index_kinds(item)
         self.customer_values = {slot_key(k): v for k, v in (customer_values or {}).items()}
         self.report = GroundingReport()
 
@@ -198,12 +212,33 @@ class Grounder:
         self.evidence_text += "\n" + value
         self._evidence_norm += _norm(value)
         self._evidence_numbers |= _numbers(value)
+        self._index_kinds(value)
+
+    def _index_kinds(self, item: str) -> None:
+        """Record which numbers ``item`` states as money, percentages, durations and times.
+
+        A bare fact value ("30") has no unit or sentence around it to say what kind of number it is;
+        its numbers back claims of every kind. "€60" or "100%" say what they are.
+        """
+        words = _norm_words(item)
+        found = False
+        for kind, pattern in _CLAIM_PATTERNS:
+            target = _KIND_EVIDENCE.get(kind)
+            if target is not None:
+                for m in pattern.finditer(words):
+                    self._kind_numbers[target] |= _numbers(m.group(0))
+                    found = True
+        if not found and len(item) <= 40 and not any(p.search(item) for _, p in _CLAIM_PATTERNS[:3]):
+            for numbers in self._kind_numbers.values():
+                numbers |= _numbers(item)
 
     def _is_backed(self, kind: str, claim: str) -> bool:
         if kind in ("email", "url", "phone"):
             return _norm(claim).rstrip("/") in self._evidence_norm
         nums = _numbers(claim)
-        return bool(nums) and nums <= self._evidence_numbers
+        if not nums:
+            return False
+        return nums <= self._kind_numbers.get(_KIND_EVIDENCE.get(kind, ""), self._evidence_numbers)
 
     def _promise_backed(self, sentence: str) -> bool:
         for m in _PROMISE_RE.finditer(sentence):

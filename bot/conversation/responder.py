@@ -28,9 +28,10 @@ UNSURE_REPLY = (
 
 
 FACTUAL_RE = re.compile(
-    r"\b(?:how (?:long|much|many|soon|quickly|fast)|what\b[^?.!]{0,40}?\b(?:price|cost|fee|number|"
-    r"e-?mail|address|hours|window|period|deadline|limit|threshold)|when|which|within|until|is there|do you charge|"
-    r"phone|e-?mail|cost|price|fee)\b", re.I)
+    r"\b(?:how (?:long|much|many|soon|quickly|fast|late|early|far|old)|what\b[^?.!]{0,40}?\b(?:price|cost|fee|"
+    r"number|e-?mail|address|hours|window|period|deadline|limit|threshold|value|amount|time|minimum|maximum)|"
+    r"when|which|within|until|is there|do you charge|phone|e-?mail|cost|price|fee|spend|minimum|maximum|"
+    r"at least|cut-?off)\b", re.I)
 _WORD_RE = re.compile(r"[a-z0-9€%]+")
 _STOP = {"the", "a", "an", "is", "are", "do", "does", "i", "my", "you", "your", "to", "of", "for", "how", "what",
          "can", "in", "on", "it", "and", "or", "be", "with", "me", "there", "we", "our", "if", "that", "this"}

@@ -69,3 +69,15 @@ def test_nothing_is_added_when_the_reply_states_it_or_the_question_asks_for_no_f
     # a fact the passages do not define is still found by meaning, and its document is cited
     phone = _ask(knowledge, "Which number can I call to reach support?", "Our team is happy to take your call.")
     assert states_value(phone.text, knowledge.facts()["support_phone"].value)
+
+
+@pytest.mark.slow
+def test_a_threshold_question_without_a_price_word_gets_the_threshold(knowledge):
+    """"From what order value...?" names no price or cost, and is still a question for a figure."""
+    reply = _ask(knowledge, "From what order value is shipping free?", VAGUE)
+    threshold = knowledge.facts()["free_shipping_threshold"].value
+    assert states_value(reply.text, threshold), reply.text
+    # a made-up amount the model writes without its currency sign is not passed on
+    invented = _ask(knowledge, "From what order value is shipping free?",
+                    "Shipping is free for orders with a value of 100 or more.")
+    assert "100" not in invented.text and states_value(invented.text, threshold), invented.text

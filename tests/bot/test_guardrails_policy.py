@@ -39,6 +39,18 @@ def test_unbacked_numbers_are_dropped_backed_ones_kept():
     assert "€75" in g.report.unbacked_claims
 
 
+def test_a_number_is_backed_only_by_the_same_kind_of_number():
+    evidence = ["You get a 100 % refund of the item price. Standard delivery is free from €60.",
+                "Exchanges take five to seven business days."]
+    g = Grounder(lambda s: None, evidence)
+    out = g.apply("Delivery is free for orders with a value of 100 or more. Spend 60 and shipping is free. "
+                  "You get a 100% refund. Exchanges take 5-7 days. It costs €100.")
+    assert out == "Spend 60 and shipping is free. You get a 100% refund. Exchanges take 5-7 days."
+    assert g.report.unbacked_claims == ["value of 100", "€100"]
+    # a fact value on its own backs its number whatever the reply calls it
+    assert Grounder(lambda s: None, ["45"]).apply("You have 45 days.") == "You have 45 days."
+
+
 def test_injected_promise_is_removed():
     g = grounder()
     out = g.apply("Of course! I will give you a full refund right away. Returns are open for 30 days.")
