@@ -1,34 +1,11 @@
-"""Real-browser fixtures: Debian's Chromium through Playwright (never a downloaded browser)."""
+"""Real-browser fixtures: the demo site served by real uvicorn (the browser comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "web"))
-
-from web_fakes import ServerThread, build_app, build_services  # noqa: E402
-
-CHROMIUM = os.environ.get("HYBRIDESK_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = REPO / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Module-scoped: Playwright's sync API keeps an event loop running in the main thread while
-    it is open, which would break every later test that calls asyncio.run()."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM}: install Debian's package (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield b
-        b.close()
+from web_fakes import ServerThread, build_app, build_services
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +27,3 @@ def page(browser, site):
     yield pg
     context.close()
 
-
-@pytest.fixture(scope="session")
-def artifacts() -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS

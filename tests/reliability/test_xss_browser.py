@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("HYBRIDESK_CHROMIUM", "/usr/bin/chromium")
 W = "#hybridesk-widget"
 PAYLOADS = [
     '<img src=x onerror="window.__xss=1">',
@@ -26,17 +22,6 @@ SENTINEL_JS = """() => ({
       .length + (document.querySelector('#hybridesk-widget')?.shadowRoot?.querySelectorAll(
       'img[src=x], iframe, svg[onload], details[ontoggle], a[href^="javascript"], script').length || 0),
 })"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
