@@ -17,8 +17,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# the web test helpers (real uvicorn server thread, SSE reader, fake models) serve several directories
-sys.path.insert(0, str(REPO_ROOT / "tests" / "web"))
+# shared test helpers: tests/ (hashing_embedding) and tests/web (real uvicorn server thread, SSE
+# reader, fake models) serve several directories
+sys.path[:0] = [str(REPO_ROOT / "tests"), str(REPO_ROOT / "tests" / "web")]
 
 CHROMIUM = os.environ.get("HYBRIDESK_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -105,3 +106,17 @@ def artifacts() -> Path:
     """Where browser tests leave screenshots (not committed)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashing():
+    """argon2id with small parameters in the test process: the same code path as production,
+    without half a second of CPU per hash on a busy CI box."""
+    from argon2 import PasswordHasher
+
+    import bot.security as security
+
+    real = security._hasher
+    security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    security._hasher = real

@@ -6,41 +6,17 @@ tests); no NLU or model is ever loaded: the generator is models.generation's Scr
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from hashing_embedding import HashingEmbedding
 
-DIM = 128
 PASSWORD = "correct horse battery"
-
-
-class HashingEmbedding:
-    """Deterministic bag-of-words vectors: enough for ranking tests, loads in no time."""
-
-    model_name = "hashing-test-embedding"
-
-    def _vec(self, text: str) -> list[float]:
-        v = np.zeros(DIM, dtype=np.float32)
-        for word in re.findall(r"\w+", text.lower()):
-            v[int(hashlib.md5(word.encode()).hexdigest(), 16) % DIM] += 1.0
-        n = float(np.linalg.norm(v)) or 1.0
-        return (v / n).tolist()
-
-    def get_text_embedding_batch(self, texts: list[str], **_: Any) -> list[list[float]]:
-        return [self._vec(t) for t in texts]
-
-    def get_query_embedding(self, text: str) -> list[float]:
-        return self._vec(text)
-
-    def get_text_embedding(self, text: str) -> list[float]:
-        return self._vec(text)
 
 
 class RecordingHub:
@@ -79,7 +55,7 @@ def make_services(url: str, tmp: Path):
     db = Database(url)
     BotBase.metadata.create_all(db.engine)
     KnowledgeBase.metadata.create_all(db.engine)
-    knowledge = KnowledgeService(db.engine, index_dir=tmp / "index", embed_model=HashingEmbedding())
+    knowledge = KnowledgeService(db.engine, index_dir=tmp / "index", embed_model=HashingEmbedding(128, "hashing-test-embedding"))
     # the KB editor's "test a question" writes replies: a scripted generator stands in for the model
     return Services(settings, db=db, knowledge=knowledge, nlu=object(), generator=ScriptedGenerator())
 
@@ -97,19 +73,6 @@ def build_console(url: str, tmp: Path) -> Console:
     hub = RecordingHub()
     app.state.live = hub
     return Console(app, services, hub, users, tmp)
-
-
-@pytest.fixture(autouse=True, scope="session")
-def cheap_password_hashing():
-    """argon2id with small parameters: the same code path, without 0.5 s per hash on a busy CI box."""
-    from argon2 import PasswordHasher
-
-    import bot.security as security
-
-    real = security._hasher
-    security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    yield
-    security._hasher = real
 
 
 @pytest.fixture

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
+from hashing_embedding import HashingEmbedding
 from kb_helpers import load_small_kb
 
 from knowledge.db import KnowledgeBase
@@ -24,31 +21,12 @@ RETURNS_V2 = (
 ENGRAVING = "# Engraving\n\n## Engraving service\nWe engrave initials on any copper pan for a fee of $7."
 
 
-class HashingEmbedding:
-    """Bag-of-words vectors of pgvector's dimension: ranking without loading a model."""
-
-    model_name = "hashing-preview-test"
-    dim = 384
-
-    def _vec(self, text: str) -> list[float]:
-        v = np.zeros(self.dim, dtype=np.float32)
-        for word in re.findall(r"\w+", text.lower()):
-            v[int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
-        return (v / (float(np.linalg.norm(v)) or 1.0)).tolist()
-
-    def get_text_embedding_batch(self, texts: list[str], **_: Any) -> list[list[float]]:
-        return [self._vec(t) for t in texts]
-
-    def get_query_embedding(self, text: str) -> list[float]:
-        return self._vec(text)
-
-
 def _service(url: str, backend: str, tmp_path: Path):
     from knowledge.service import KnowledgeService
 
     engine = sa.create_engine(url)
     KnowledgeBase.metadata.create_all(engine)
-    svc = KnowledgeService(engine, tmp_path / "index", backend=backend, embed_model=HashingEmbedding())
+    svc = KnowledgeService(engine, tmp_path / "index", backend=backend, embed_model=HashingEmbedding(384, "hashing-preview-test"))
     load_small_kb(svc)
     return svc
 

@@ -27,19 +27,6 @@ ADMIN_EMAIL = "admin@larkspur.example"
 ADMIN_PASSWORD = "Larkspur-admin-Pa55word-9c1e"
 
 
-@pytest.fixture(autouse=True, scope="session")
-def cheap_password_hashing():
-    """argon2id with small parameters in this process (same code path, no 0.5 s per hash)."""
-    from argon2 import PasswordHasher
-
-    import bot.security as security
-
-    real = security._hasher
-    security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    yield
-    security._hasher = real
-
-
 def add_admin(services: Any, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD) -> None:
     from bot.cli_users import add_user
 

@@ -4,18 +4,16 @@ database goes away for a few seconds. Clear errors or fallbacks; nothing acknowl
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 import sqlalchemy as sa
 from harness import wait_until
+from hashing_embedding import HashingEmbedding
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_MARKERS = ("Traceback", 'File "', "sqlalchemy.exc", "psycopg.", "OperationalError")
@@ -96,26 +94,8 @@ def test_hung_generator_times_out_with_a_fallback_reply(faulty_server):
 
 
 # -- the vector index -----------------------------------------------------------------------
-class HashingEmbedding:
-    """Deterministic bag-of-words vectors (the index code path, without loading a model)."""
-
-    model_name = "hashing-reliability-embedding"
-    DIM = 96
-
-    def _vec(self, text: str) -> list[float]:
-        v = np.zeros(self.DIM, dtype=np.float32)
-        for word in re.findall(r"\w+", text.lower()):
-            v[int(hashlib.md5(word.encode()).hexdigest(), 16) % self.DIM] += 1.0
-        return (v / (float(np.linalg.norm(v)) or 1.0)).tolist()
-
-    def get_text_embedding_batch(self, texts: list[str], **_: Any) -> list[list[float]]:
-        return [self._vec(t) for t in texts]
-
-    def get_query_embedding(self, text: str) -> list[float]:
-        return self._vec(text)
-
-    def get_text_embedding(self, text: str) -> list[float]:
-        return self._vec(text)
+#: deterministic bag-of-words vectors: the index code path without loading a model
+EMBEDDING = HashingEmbedding(96, "hashing-reliability-embedding")
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +106,7 @@ def kb_dir():
 
     engine = sa.create_engine(f"sqlite:///{tmp / 'kb.db'}")
     KnowledgeBase.metadata.create_all(engine)
-    service = KnowledgeService(engine, index_dir=tmp / "index", embed_model=HashingEmbedding())
+    service = KnowledgeService(engine, index_dir=tmp / "index", embed_model=EMBEDDING)
     service.import_folder(ROOT / "knowledge" / "sample", author="test")
     baseline = [p.document_id for p in service.retrieve("how many days do I have to return an item", k=3)]
     engine.dispose()
@@ -138,7 +118,7 @@ def _reopen(tmp: Path):
     from knowledge.service import KnowledgeService
 
     engine = sa.create_engine(f"sqlite:///{tmp / 'kb.db'}")
-    return engine, KnowledgeService(engine, index_dir=tmp / "index", embed_model=HashingEmbedding())
+    return engine, KnowledgeService(engine, index_dir=tmp / "index", embed_model=EMBEDDING)
 
 
 def _snapshot(index: Path) -> Path:
