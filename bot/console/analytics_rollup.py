@@ -24,7 +24,6 @@ committed by then. Until that, the day is computed live like today.
 from __future__ import annotations
 
 import logging
-import threading
 import time as clock
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from bot.db.engine import once_per_engine
 from bot.db.models import AnalyticsChange, AnalyticsDay, Conversation, Feedback, Message
 
 log = logging.getLogger(__name__)
@@ -114,23 +114,16 @@ POSTGRES_DDL = [
     "ON conversations FOR EACH ROW EXECUTE FUNCTION analytics_touch_conversation()",
 ]
 
-_ready: set[str] = set()
-_lock = threading.Lock()
-
-
 def ensure_triggers(engine: Engine) -> None:
     """Create the change-log triggers once per process (idempotent; before any roll-up is read)."""
-    key = f"{id(engine)}:{engine.url}"
-    if key in _ready:
-        return
-    with _lock:
-        if key in _ready:
-            return
-        statements = _sqlite_ddl() if engine.dialect.name == "sqlite" else POSTGRES_DDL
-        with engine.begin() as conn:
-            for stmt in statements:
-                conn.execute(sa.text(stmt))
-        _ready.add(key)
+    once_per_engine(engine, "analytics_triggers", _create_triggers)
+
+
+def _create_triggers(engine: Engine) -> None:
+    statements = _sqlite_ddl() if engine.dialect.name == "sqlite" else POSTGRES_DDL
+    with engine.begin() as conn:
+        for stmt in statements:
+            conn.execute(sa.text(stmt))
 
 
 # -- per-day figures --------------------------------------------------------------------------------

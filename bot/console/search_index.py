@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.db.engine import once_per_engine
 from bot.db.models import Message
 
 log = logging.getLogger(__name__)
@@ -40,32 +40,25 @@ POSTGRES_DDL = [
 ]
 MAX_TERMS = 8
 
-_ready: set[str] = set()
-_lock = threading.Lock()
-
-
 def ensure_search_index(engine: Engine) -> None:
     """Create the search index for ``engine`` once per process (a no-op when it exists)."""
-    key = f"{id(engine)}:{engine.url}"
-    if key in _ready:
-        return
-    with _lock:
-        if key in _ready:
-            return
-        if engine.dialect.name == "sqlite":
-            with engine.begin() as conn:
-                existed = conn.execute(sa.text(
-                    "SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'")).first() is not None
-                for stmt in SQLITE_DDL:
-                    conn.execute(sa.text(stmt))
-                if not existed:  # index what was written before the table existed
-                    conn.execute(sa.text("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')"))
-                    log.info("built the transcript search index (SQLite FTS5)")
-        elif engine.dialect.name == "postgresql":
-            with engine.begin() as conn:
-                for stmt in POSTGRES_DDL:
-                    conn.execute(sa.text(stmt))
-        _ready.add(key)
+    once_per_engine(engine, "transcript_search", _create_search_index)
+
+
+def _create_search_index(engine: Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            existed = conn.execute(sa.text(
+                "SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'")).first() is not None
+            for stmt in SQLITE_DDL:
+                conn.execute(sa.text(stmt))
+            if not existed:  # index what was written before the table existed
+                conn.execute(sa.text("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')"))
+                log.info("built the transcript search index (SQLite FTS5)")
+    elif engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            for stmt in POSTGRES_DDL:
+                conn.execute(sa.text(stmt))
 
 
 def terms(query: str) -> list[str]:

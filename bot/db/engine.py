@@ -7,7 +7,8 @@ PostgreSQL is the at-scale backend. The same code and migrations serve both.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -103,3 +104,23 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_done_once: set[tuple[str, int, str]] = set()
+_once_lock = threading.Lock()
+
+
+def once_per_engine(engine: Engine, task: str, setup: Callable[[Engine], None]) -> None:
+    """Run ``setup(engine)`` the first time ``task`` is asked for on this engine in this process.
+
+    For idempotent schema additions that live outside the migrations (triggers, search indexes):
+    later calls cost one set lookup; concurrent first calls run ``setup`` once.
+    """
+    key = (task, id(engine), str(engine.url))
+    if key in _done_once:
+        return
+    with _once_lock:
+        if key in _done_once:
+            return
+        setup(engine)
+        _done_once.add(key)
