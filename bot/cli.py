@@ -140,13 +140,7 @@ def build_parser(handlers: dict[str, Callable[..., int]] | None = None) -> argpa
     down.set_defaults(handler=_cmd_db_downgrade)
 
     for module_name in COMMAND_GROUPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(module_name).register(sub)
     return parser
 
 

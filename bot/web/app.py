@@ -13,7 +13,7 @@ from bot.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-OPTIONAL_ROUTERS = ["bot.web.routes_chat", "bot.web.routes_console", "bot.web.routes_kb"]
+ROUTERS = ["bot.web.routes_chat", "bot.web.routes_console", "bot.web.routes_kb"]
 
 
 def create_app(settings: Settings | None = None, services: Any | None = None, *,
@@ -59,14 +59,8 @@ def create_app(settings: Settings | None = None, services: Any | None = None, *,
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(routes_rasa.router)
-    for module_name in OPTIONAL_ROUTERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.install(app)
+    for module_name in ROUTERS:
+        importlib.import_module(module_name).install(app)
 
     @app.get("/healthz", tags=["ops"], summary="liveness")
     async def healthz() -> dict[str, str]:
