@@ -27,7 +27,7 @@ from rasa_sdk.executor import ActionExecutor
 
 from bot.conversation import actions as actions_module
 from bot.conversation.policy import Decision, decide
-from bot.db.models import Conversation, Message, ModelCall
+from bot.db.models import Conversation, Message
 from bot.db.repositories import ConversationRepository, MessageRepository, ModelCallRepository
 from knowledge.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
 
@@ -74,6 +74,9 @@ class ReplyOutcome:
     verdict: str | None = None
     handoff: bool = False
     suppressed: bool = False  # an agent took over while the reply was being written
+    message: Message | None = None  # the stored reply as committed (to publish without reading it again)
+    mode: str | None = None  # the conversation's mode after this turn, and why
+    mode_reason: str | None = None
 
 
 class ConversationManager:
@@ -173,7 +176,7 @@ class ConversationManager:
         prep = await asyncio.to_thread(self._prepare, conversation_id, message_id)
         if prep is None or isinstance(prep, ReplyOutcome):
             return prep
-        conv, message, history, nlu_result, decision, pending_id = prep
+        conv, message, history, nlu_result, decision, pending = prep
         tone = nlu_result.tone.label
         action_call = self._action_call(conv, message, history, nlu_result, decision, at)
         queue: asyncio.Queue = asyncio.Queue()
@@ -200,11 +203,13 @@ class ConversationManager:
         await pump_task
         latency_ms = (time.perf_counter() - started) * 1000
         return await asyncio.to_thread(
-            self._finish, conversation_id, message_id, pending_id, decision, nlu_result, tone, result,
+            self._finish, conversation_id, message_id, pending, decision, nlu_result, tone, result,
             error, "".join(streamed), latency_ms,
         )
 
     def _prepare(self, conversation_id: str, message_id: int):
+        # Two units of work on purpose: NLU runs between them, outside any transaction, so a slow
+        # model never holds the database's write lock (SQLite has one for the whole database).
         with self.db.unit_of_work() as session:
             convs, msgs = ConversationRepository(session), MessageRepository(session)
             conv = convs.get(conversation_id)
@@ -214,12 +219,13 @@ class ConversationManager:
             done = msgs.reply_to(message_id)
             if done is not None and done.status == "complete":
                 return ReplyOutcome(done.id, done.text, done.policy_action or "answer", done.policy_reason or "",
-                                    done.citations or [], message.intent, message.tone, done.guardrail_verdict)
+                                    done.citations or [], message.intent, message.tone, done.guardrail_verdict,
+                                    message=done, mode=conv.mode, mode_reason=conv.handoff_reason)
             if conv.mode == "human":
                 return None  # an agent holds the conversation: the bot stays silent
-            history = [(m.role, m.text) for m in msgs.history(conversation_id, limit=12)
-                       if m.id != message_id and m.role in ("customer", "bot", "agent")
-                       and m.status in ("complete", "received")]
+            history = [(role, text) for id_, role, text, status in msgs.recent_turns(conversation_id, 12)
+                       if id_ != message_id and role in ("customer", "bot", "agent")
+                       and status in ("complete", "received")]
         nlu = self.services.nlu.current()
         customer_turns = [t for r, t in history if r == "customer"][-3:]
         t0 = time.perf_counter()
@@ -228,26 +234,30 @@ class ConversationManager:
         with self.db.unit_of_work() as session:
             convs, msgs = ConversationRepository(session), MessageRepository(session)
             conv = convs.get(conversation_id, for_update=True)
-            message = msgs.get(message_id)
+            # ``message`` was read above and nothing but this turn writes to it: attach it to this
+            # session instead of reading it again (``expire_on_commit=False`` kept its columns).
+            session.add(message)
             state = dict(conv.state or {})
             decision = decide(message.text, nlu_result, state)
+            # The two INSERTs first, then the changes to loaded rows, which are all written in one
+            # flush at commit (an INSERT sent after a change would flush it early, on its own).
+            ModelCallRepository(session).log(
+                message_id=message.id, conversation_id=conversation_id, kind="nlu",
+                model_id=f"nlu:{getattr(nlu_result, 'version', '?')}", prompt={"text": message.text,
+                                                                             "history": customer_turns},
+                output=f"{nlu_result.intent} ({float(nlu_result.confidence):.2f}) tone={nlu_result.tone.label}",
+                duration_ms=nlu_ms,
+            )
+            pending = msgs.append(conv, role="bot", text="", status="pending", reply_to_id=message.id,
+                                  intent=nlu_result.intent, tone=nlu_result.tone.label,
+                                  policy_action=decision.action, policy_reason=decision.reason)
             conv.state = state
             message.intent, message.intent_confidence = nlu_result.intent, float(nlu_result.confidence)
             message.out_of_scope = bool(nlu_result.out_of_scope)
             message.tone, message.tone_scores = nlu_result.tone.label, dict(nlu_result.tone.scores)
             message.policy_action, message.policy_reason = decision.action, decision.reason
             message.status = "complete"
-            ModelCallRepository(session).add(ModelCall(
-                message_id=message.id, conversation_id=conversation_id, kind="nlu",
-                model_id=f"nlu:{getattr(nlu_result, 'version', '?')}", prompt={"text": message.text,
-                                                                             "history": customer_turns},
-                output=f"{nlu_result.intent} ({float(nlu_result.confidence):.2f}) tone={nlu_result.tone.label}",
-                duration_ms=nlu_ms,
-            ))
-            pending = msgs.append(conv, role="bot", text="", status="pending", reply_to_id=message.id,
-                                  intent=nlu_result.intent, tone=nlu_result.tone.label,
-                                  policy_action=decision.action, policy_reason=decision.reason)
-            return conv, message, history, nlu_result, decision, pending.id
+            return conv, message, history, nlu_result, decision, pending
 
     def _action_call(self, conv: Conversation, message: Message, history: list[tuple[str, str]], nlu: Any,
                      decision: Decision, at: datetime | None) -> dict[str, Any]:
@@ -275,12 +285,12 @@ class ConversationManager:
             "version": "3.0.0",
         }
 
-    def _finish(self, conversation_id: str, message_id: int, pending_id: int, decision: Decision, nlu: Any,
+    def _finish(self, conversation_id: str, message_id: int, pending: Message, decision: Decision, nlu: Any,
                 tone: str, result: Any, error: str | None, streamed: str, latency_ms: float) -> ReplyOutcome:
         with self.db.unit_of_work() as session:
             convs, msgs = ConversationRepository(session), MessageRepository(session)
             conv = convs.get(conversation_id, for_update=True)
-            pending = msgs.get(pending_id)
+            session.add(pending)  # the placeholder _prepare stored; only this turn writes to it
             messages = list(getattr(result, "responses", None) or []) if result is not None else []
             text = "\n".join(m.get("text") or "" for m in messages if m.get("text")).strip()
             custom: dict[str, Any] = {}
@@ -301,7 +311,8 @@ class ConversationManager:
                                     guardrail_verdict="fallback", latency_ms=latency_ms)
                 self._log_call(session, pending.id, conversation_id, custom, error)
                 return ReplyOutcome(reply.id, FAILURE_TEXT, "fallback", "generation_failed",
-                                    intent=nlu.intent, tone=tone, verdict="fallback")
+                                    intent=nlu.intent, tone=tone, verdict="fallback",
+                                    message=reply, mode=conv.mode, mode_reason=conv.handoff_reason)
             pending.text, pending.status = text, "complete"
             pending.citations = custom.get("citations") or []
             pending.guardrail_verdict = custom.get("verdict")
@@ -319,18 +330,19 @@ class ConversationManager:
             if custom.get("prompt") is not None:
                 self._log_call(session, pending.id, conversation_id, custom, error)
             return ReplyOutcome(pending.id, text, decision.action, decision.reason, pending.citations or [],
-                                nlu.intent, tone, pending.guardrail_verdict, handoff=handoff)
+                                nlu.intent, tone, pending.guardrail_verdict, handoff=handoff,
+                                message=pending, mode=conv.mode, mode_reason=conv.handoff_reason)
 
     @staticmethod
     def _log_call(session: Any, message_id: int, conversation_id: str, custom: dict[str, Any],
                   error: str | None) -> None:
-        ModelCallRepository(session).add(ModelCall(
+        ModelCallRepository(session).log(
             message_id=message_id, conversation_id=conversation_id, kind="generate",
             model_id=custom.get("model_id"), adapter_id=custom.get("adapter_id"), prompt=custom.get("prompt"),
             output=custom.get("raw_output"), status="error" if error else "ok", error=error,
             prompt_tokens=custom.get("prompt_tokens"), completion_tokens=custom.get("completion_tokens"),
             duration_ms=custom.get("generation_ms"),
-        ))
+        )
 
     # -- recovery ------------------------------------------------------------------------
     def recover_interrupted(self) -> list[tuple[str, int]]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 
 from bot.db.models import (
     ConsoleSession,
@@ -21,6 +21,37 @@ from bot.db.models import (
     User,
 )
 
+# The statements of every chat turn are built once, with bound parameters. SQLAlchemy then reuses
+# their cache key and compiled SQL; building them anew on each call cost about half of each query's
+# CPU time (benchmarks/results/web.md).
+_CONVERSATION = sa.select(Conversation).where(Conversation.id == sa.bindparam("conversation_id"))
+_CONVERSATION_FOR_UPDATE = _CONVERSATION.with_for_update()
+# SQLite ignores FOR UPDATE. A no-op write as the transaction's first statement takes the
+# database's write lock now (waiting on busy_timeout), so two appends to one conversation can
+# never read the same message_count; RETURNING reads the row in the same statement.
+_CONVERSATION_SQLITE_LOCK = (
+    sa.update(Conversation).where(Conversation.id == sa.bindparam("conversation_id"))
+    .values(message_count=Conversation.message_count)
+    .returning(Conversation)
+    .execution_options(synchronize_session=False)
+)
+_IN_CONVERSATION = (Message.conversation_id == sa.bindparam("conversation_id"), Message.seq > sa.bindparam("after_seq"))
+_HISTORY = sa.select(Message).where(*_IN_CONVERSATION).order_by(Message.seq)
+_NEWEST = sa.select(Message).where(*_IN_CONVERSATION).order_by(Message.seq.desc()).limit(sa.bindparam("limit"))
+_NEWEST_TURNS = (
+    sa.select(Message.id, Message.role, Message.text, Message.status)
+    .where(Message.conversation_id == sa.bindparam("conversation_id"))
+    .order_by(Message.seq.desc()).limit(sa.bindparam("limit"))
+)
+_FIRST_REPLY = (
+    sa.select(Message).where(Message.reply_to_id == sa.bindparam("message_id")).order_by(Message.seq).limit(1)
+)
+# Rows a chat turn inserts are written with plain INSERTs, not through the ORM's unit of work: a
+# flush costs several times the CPU of the INSERT it sends (benchmarks/results/web.md).
+_MESSAGES, _MODEL_CALLS = cast(sa.Table, Message.__table__), cast(sa.Table, ModelCall.__table__)
+_INSERT_MESSAGE = sa.insert(_MESSAGES).returning(*_MESSAGES.columns)
+_INSERT_MODEL_CALL = sa.insert(_MODEL_CALLS)
+
 
 class ConversationRepository:
     def __init__(self, session: Session) -> None:
@@ -32,21 +63,12 @@ class ConversationRepository:
         return conversation
 
     def get(self, conversation_id: str, *, for_update: bool = False) -> Conversation | None:
-        stmt = sa.select(Conversation).where(Conversation.id == conversation_id)
+        """The conversation; with ``for_update``, its row stays locked until the transaction ends."""
+        stmt: sa.Executable = _CONVERSATION
         if for_update:
-            if self.session.get_bind().dialect.name == "sqlite":
-                # SQLite ignores FOR UPDATE. A no-op write as the transaction's first statement takes
-                # the database's write lock now (waiting on busy_timeout), so two appends to one
-                # conversation can never read the same message_count; RETURNING reads the row in
-                # the same statement.
-                return self.session.scalars(
-                    sa.update(Conversation).where(Conversation.id == conversation_id)
-                    .values(message_count=Conversation.message_count)
-                    .returning(Conversation)
-                    .execution_options(synchronize_session=False)
-                ).first()
-            stmt = stmt.with_for_update()
-        return self.session.scalars(stmt).first()
+            stmt = _CONVERSATION_SQLITE_LOCK if self.session.get_bind().dialect.name == "sqlite" \
+                else _CONVERSATION_FOR_UPDATE
+        return self.session.scalars(stmt, {"conversation_id": conversation_id}).first()
 
     def by_sender(self, channel: str, sender_id: str) -> Conversation | None:
         return self.session.scalars(
@@ -59,13 +81,20 @@ class MessageRepository:
         self.session = session
 
     def append(self, conversation: Conversation, **fields: Any) -> Message:
-        """Add the next message of ``conversation`` (caller holds the conversation row lock)."""
-        conversation.message_count = (conversation.message_count or 0) + 1
-        now = datetime.now(UTC)
-        conversation.last_message_at = now
-        message = Message(conversation_id=conversation.id, seq=conversation.message_count, created_at=now, **fields)
+        """Add the next message of ``conversation`` (caller holds the conversation row lock).
+
+        The message is inserted at once; the returned object is the stored row (RETURNING), in
+        this session like a loaded one, so later changes to it are saved as an UPDATE. The
+        conversation's new count is saved with the session's next flush (usually the commit).
+        """
+        seq, now = (conversation.message_count or 0) + 1, datetime.now(UTC)
+        row = self.session.execute(_INSERT_MESSAGE, {
+            "conversation_id": conversation.id, "seq": seq, "created_at": now, **fields,
+        }).one()
+        conversation.message_count, conversation.last_message_at = seq, now
+        message = Message(**row._mapping)
+        make_transient_to_detached(message)
         self.session.add(message)
-        self.session.flush()
         return message
 
     def get(self, message_id: int) -> Message | None:
@@ -78,16 +107,24 @@ class MessageRepository:
         ).first()
 
     def history(self, conversation_id: str, *, limit: int | None = None, after_seq: int = 0) -> Sequence[Message]:
-        stmt = sa.select(Message).where(Message.conversation_id == conversation_id, Message.seq > after_seq)
+        """The conversation's messages after ``after_seq`` in order; only the newest ``limit`` if given."""
+        params = {"conversation_id": conversation_id, "after_seq": after_seq}
         if limit:
-            newest = self.session.scalars(stmt.order_by(Message.seq.desc()).limit(limit)).all()
-            return list(reversed(newest))
-        return self.session.scalars(stmt.order_by(Message.seq)).all()
+            return list(reversed(self.session.scalars(_NEWEST, params | {"limit": limit}).all()))
+        return self.session.scalars(_HISTORY, params).all()
+
+    def recent_turns(self, conversation_id: str, limit: int) -> list[sa.Row]:
+        """``(id, role, text, status)`` of the newest ``limit`` messages, oldest first.
+
+        The columns a reply's context needs, without loading whole messages (their JSON columns
+        included) as ORM objects.
+        """
+        rows = self.session.execute(_NEWEST_TURNS, {"conversation_id": conversation_id, "limit": limit}).all()
+        return list(reversed(rows))
 
     def reply_to(self, message_id: int) -> Message | None:
-        return self.session.scalars(
-            sa.select(Message).where(Message.reply_to_id == message_id).order_by(Message.seq)
-        ).first()
+        """The first message stored as a reply to ``message_id``."""
+        return self.session.scalars(_FIRST_REPLY, {"message_id": message_id}).first()
 
 
 class FeedbackRepository:
@@ -107,10 +144,9 @@ class ModelCallRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(self, call: ModelCall) -> ModelCall:
-        """Log ``call``; it is written with the unit of work's commit (nothing reads its id before)."""
-        self.session.add(call)
-        return call
+    def log(self, **fields: Any) -> None:
+        """Log one model call (the columns of :class:`ModelCall`); a plain INSERT, nothing reads it back."""
+        self.session.execute(_INSERT_MODEL_CALL, fields)
 
     def for_message(self, message_id: int) -> Sequence[ModelCall]:
         return self.session.scalars(sa.select(ModelCall).where(ModelCall.message_id == message_id)).all()

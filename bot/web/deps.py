@@ -10,15 +10,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from bot.settings import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
+# Dependencies that only read app state are ``async def``: FastAPI runs a plain ``def``
+# dependency in its thread pool, which cost a thread hop per dependency per request.
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_services(request: Request) -> Any:
+async def get_services(request: Request) -> Any:
     return request.app.state.services
 
 
-def get_manager(request: Request) -> Any:
+async def get_manager(request: Request) -> Any:
     return request.app.state.manager
 
 
@@ -33,7 +35,7 @@ ManagerDep = Annotated[Any, Depends(get_manager)]
 _bearer = HTTPBearer(auto_error=False, description="the conversation token from POST /api/conversations")
 
 
-def conversation_token(
+async def conversation_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     token: Annotated[str | None, Query(max_length=200, description="conversation token (for EventSource)")] = None,
 ) -> str | None:
@@ -50,7 +52,7 @@ async def customer_conversation(conversation_id: str, request: Request,
     return await asyncio.to_thread(request.app.state.manager.authorize, conversation_id, token)
 
 
-def get_live(request: Request) -> Any:
+async def get_live(request: Request) -> Any:
     return request.app.state.live
 
 

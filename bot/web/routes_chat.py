@@ -13,6 +13,7 @@ the Rasa Socket.IO channel (``/socket.io``).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterable
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Header, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
@@ -197,7 +199,7 @@ def greeting_for(settings: Any) -> str:
 
 async def reply_in_background(app: FastAPI, conversation_id: str, message_id: int) -> None:
     """Produce the bot's reply to one stored message and publish it on the live channel."""
-    manager, hub, services = app.state.manager, app.state.live, app.state.services
+    manager, hub = app.state.manager, app.state.live
 
     async def sink(event: dict[str, Any]) -> None:
         if event.get("type") == "token" and event.get("text"):
@@ -218,13 +220,12 @@ async def reply_in_background(app: FastAPI, conversation_id: str, message_id: in
     if outcome.suppressed:
         hub.publish(conversation_id, live.mode_event("human", "agent_took_over"))
         return
-    if outcome.message_id is None:
+    if outcome.message is None:
         return
-    reply, conv = await asyncio.to_thread(_load_message, services, outcome.message_id)
-    if reply is not None:
-        hub.publish(conversation_id, live.message_event(reply))
-    if outcome.handoff and conv is not None:
-        hub.publish(conversation_id, live.mode_event(conv.mode, conv.handoff_reason))
+    # The reply as the manager committed it: no need to read it back from the database.
+    hub.publish(conversation_id, live.message_event(outcome.message))
+    if outcome.handoff:
+        hub.publish(conversation_id, live.mode_event(outcome.mode, outcome.mode_reason))
 
 
 def _spawn(app: FastAPI, coro: Any) -> None:
@@ -306,11 +307,11 @@ async def stream_events(
     async with hub.subscription(conv.id) as queue:
         # Subscribe first, then read history: nothing completed in between is lost.
         history = _visible(await asyncio.to_thread(manager.history, conv.id, last or 0))
-        yield ServerSentEvent(event="ready", retry=2000, data={"mode": mode, "status": conv.status,
-                                                                "last_seq": history[-1].seq if history else last})
+        yield _sse("ready", retry=2000, data={"mode": mode, "status": conv.status,
+                                              "last_seq": history[-1].seq if history else last})
         if last is not None:  # a fresh stream gets history from GET .../messages instead
             for m in history:
-                yield ServerSentEvent(event="message", id=str(m.seq), data=live.message_payload(m))
+                yield _sse("message", id=str(m.seq), data=live.message_payload(m))
         last = max([last or 0] + [m.seq for m in history])
         while True:
             try:
@@ -321,10 +322,10 @@ async def stream_events(
                 missed, now = await asyncio.to_thread(_poll, manager, conv.id, last)
                 for m in missed:
                     last = m.seq
-                    yield ServerSentEvent(event="message", id=str(m.seq), data=live.message_payload(m))
+                    yield _sse("message", id=str(m.seq), data=live.message_payload(m))
                 if now.mode != mode:
                     mode = now.mode
-                    yield ServerSentEvent(event="mode", data={"mode": mode, "reason": now.handoff_reason})
+                    yield _sse("mode", data={"mode": mode, "reason": now.handoff_reason})
                 if event == "poll":
                     yield ServerSentEvent(comment="keep-alive")
                 continue
@@ -334,12 +335,18 @@ async def stream_events(
                 if seq <= last:
                     continue  # already sent from history
                 last = seq
-                yield ServerSentEvent(event="message", id=str(seq), data=event["message"])
+                yield _sse("message", id=str(seq), data=event["message"])
             elif kind == "mode":
                 mode = event["mode"]
-                yield ServerSentEvent(event="mode", data={"mode": mode, "reason": event.get("reason")})
+                yield _sse("mode", data={"mode": mode, "reason": event.get("reason")})
             elif kind in ("token", "error"):
-                yield ServerSentEvent(event=kind, data={k: v for k, v in event.items() if k != "type"})
+                yield _sse(kind, data={k: v for k, v in event.items() if k != "type"})
+
+
+def _sse(event: str, data: Any, id: str | None = None, retry: int | None = None) -> ServerSentEvent:
+    """An SSE event whose data is JSON-encoded here: the payloads are plain JSON values already,
+    so FastAPI's generic ``jsonable_encoder`` walk of each one is not needed (same bytes on the wire)."""
+    return ServerSentEvent(event=event, id=id, retry=retry, raw_data=json.dumps(data, default=jsonable_encoder))
 
 
 def _parse_seq(value: str | None) -> int | None:

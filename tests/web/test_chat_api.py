@@ -75,6 +75,20 @@ def test_message_is_stored_before_the_reply_and_streamed_with_sources(client, ss
                                 "url": "/kb/returns-policy#who-can-return"}]
 
 
+def test_live_message_events_match_the_stored_messages(client, sse):
+    """The live events are built from the rows as the manager committed them (not read back):
+    they must say exactly what the history API reads from the database."""
+    cid, headers = start_conversation(client)
+    stream = sse(cid, headers)
+    client.post(f"/api/conversations/{cid}/messages", json={"text": RETURN_Q, "client_message_id": "m-2"},
+                headers=headers)
+    customer = stream.next("message", where=lambda d: d["role"] == "customer")[1]
+    reply = stream.next("message", where=lambda d: d["role"] == "bot")[1]
+    stored = client.get(f"/api/conversations/{cid}/messages", headers=headers).json()["messages"]
+    assert stored == [customer, reply]
+    assert reply["reply_to"] == customer["id"] and reply["sources"] and reply["created_at"]
+
+
 def test_retried_send_with_same_client_id_is_stored_once(client):
     cid, headers = start_conversation(client)
     body = {"text": RETURN_Q, "client_message_id": "retry-1"}
