@@ -27,10 +27,13 @@ def shared_data_dir() -> Path:
     return path
 
 
-def cap_threads(n: int = 2) -> None:
+def cap_threads(n: int = 2) -> int:
+    """Torch threads for a benchmark: ``HYBRIDESK_TORCH_THREADS`` when set (1 on a busy shared machine), else ``n``."""
     import torch
 
+    n = int(os.environ.get("HYBRIDESK_TORCH_THREADS", n))
     torch.set_num_threads(n)
+    return n
 
 
 def write_result(name: str, data: dict[str, Any]) -> Path:

@@ -2,9 +2,11 @@
 
 Usage: .venv/bin/python benchmarks/nlu_latency.py [N] [MODEL_DIR]
 
-Trains the product model (sample tickets + Bitext + TweetEval tone), then times ``predict`` on N
-distinct held-out Bitext messages, one at a time, with the embedding cache cleared before each
-call (so nothing is a cache hit), on 2 torch threads.  Also reports a cache hit, and a
+Trains the product model exactly as ``hybridesk nlu train`` does (sample tickets + Bitext +
+TweetEval tone with its fine-tuned tone branch; the torch threads come from
+``HYBRIDESK_TORCH_THREADS``, default 2), then times ``predict`` on N distinct held-out Bitext
+messages, one at a time, with the embedding and tone-branch caches cleared before each call (so
+nothing is a cache hit), on 2 and on 1 torch threads.  Also reports a cache hit, and a
 follow-up with history.  The machine is shared: the load average is printed with the figures.
 Writes benchmarks/results/nlu_latency.json.
 """
@@ -24,7 +26,7 @@ def main(n: int = 200, model_dir: str | None = None) -> None:
     from bot.conversation.nlu import NLURegistry
     from bot.conversation.nlu.data import load_bitext, stratified_split
 
-    cap_threads(2)
+    train_threads = cap_threads(2)
     data = shared_data_dir()
     import tempfile
 
@@ -35,7 +37,7 @@ def main(n: int = 200, model_dir: str | None = None) -> None:
     else:
         registry = NLURegistry(tempfile.mkdtemp(prefix="nlu-latency-"))
         t0 = time.perf_counter()
-        registry.train_default(REPO / "models" / "sample" / "tickets.jsonl", data)
+        registry.train_default(REPO / "models" / "sample" / "tickets.jsonl", data, log_fn=print)
         train_s = time.perf_counter() - t0
         model = registry.current()
         print(f"product model trained in {train_s:.0f} s: {registry.root / model.version}")
@@ -45,9 +47,17 @@ def main(n: int = 200, model_dir: str | None = None) -> None:
         "n": len(texts),
         "cpu_count": os.cpu_count(),
         "product_train_seconds": round(train_s, 1),
+        "train_torch_threads": train_threads,
         "model": model.metadata.get("method"),
         "traced_encoder": model.encoder.traced,
+        "product_metadata_train_seconds": model.metadata.get("train_seconds"),
+        "tone_metrics": {k: v for k, v in model.metadata.get("metrics", {}).get("tone", {}).items()
+                         if k in ("mix_weight", "branch", "train_seconds", "encode_seconds")},
     }
+    res["encoder"] = model.encoder.variant
+    branch = model.tone.branch
+    res["tone_branch"] = (None if branch is None else
+                          {"layers": 6 - branch.start, "int8": branch.int8, "mix_weight": model.tone.branch_weight})
     for threads in (2, 1):
         import torch
 
@@ -70,7 +80,7 @@ def measure(model, texts: list[str]) -> dict:
     times = []
     load_before = os.getloadavg()[0]
     for t in texts:
-        model.encoder.clear_cache()
+        model.clear_caches()
         s = time.perf_counter()
         model.predict(t)
         times.append((time.perf_counter() - s) * 1000)
@@ -84,13 +94,13 @@ def measure(model, texts: list[str]) -> dict:
         hit.append((time.perf_counter() - s) * 1000)
     follow = []
     for t in texts[:50]:
-        model.encoder.clear_cache()
+        model.clear_caches()
         s = time.perf_counter()
         model.predict("and how long does that take?", history=[t])
         follow.append((time.perf_counter() - s) * 1000)
     emb_t = []  # where the time goes: the embedding alone
     for t in texts[:100]:
-        model.encoder.clear_cache()
+        model.clear_caches()
         s = time.perf_counter()
         model.encoder.encode_one(t)
         emb_t.append((time.perf_counter() - s) * 1000)

@@ -65,7 +65,8 @@ def cmd_train(args: argparse.Namespace, ctx: Any) -> int:
     shared = None if args.no_public else Path(ctx.settings.shared_data_dir)
     print(f"training on {', '.join(map(str, tickets))}" + ("" if shared is None else f" (+ public data in {shared})"))
     version = registry.train_default(tickets, shared, out_of_scope=args.out_of_scope,
-                                     use_public=not args.no_public, activate=not args.no_activate)
+                                     use_public=not args.no_public, activate=not args.no_activate,
+                                     log_fn=lambda line: print(f"  {line}", flush=True))
     meta = next(m for m in registry.list() if m["version"] == version)
     held = meta.get("metrics", {}).get("intent", {})
     print(f"version {version}: {meta['n_examples']} examples, {len(meta['intents'])} intents, "

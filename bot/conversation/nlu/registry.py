@@ -18,7 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.conversation.nlu.data import load_bitext, load_out_of_scope, load_tickets, tone_training_data
+from bot.conversation.nlu.data import (
+    load_bitext,
+    load_out_of_scope,
+    load_tickets,
+    load_tweeteval,
+    tone_training_data,
+)
 from bot.conversation.nlu.model import NLU, new_version
 from knowledge.errors import HybrideskError, InvalidInput, NotFound, Unavailable
 
@@ -137,7 +143,7 @@ class NLURegistry:
 
     def train_default(self, tickets: Path | list[Path], shared_data_dir: Path | None = None, *,
                       out_of_scope: Path | None = None, use_public: bool = True, activate: bool = True,
-                      version: str | None = None) -> str:
+                      version: str | None = None, log_fn: Any = None) -> str:
         """The product's default training: the company's tickets + public tickets + public emotion data.
 
         Works with the company's tickets alone: the public sets are used when present.
@@ -154,7 +160,7 @@ class NLURegistry:
         oos = load_out_of_scope(oos_path) if oos_path else []
         if oos:
             sources[str(oos_path)] = len(oos)
-        tone_examples = None
+        tone_examples, tone_validation = None, []
         if use_public and shared_data_dir is not None:
             try:
                 bitext = load_bitext(shared_data_dir)
@@ -164,12 +170,17 @@ class NLURegistry:
                 log.info("public tickets not found under %s; training on the company's tickets only",
                          shared_data_dir)
             try:
-                tone_examples = tone_training_data(shared_data_dir)
-                sources["tweeteval_emotion"] = len(tone_examples)
+                tone_examples = tone_training_data(shared_data_dir, include_val=False)
+                tone_validation = load_tweeteval(shared_data_dir, "val")
+                sources["tone_training"] = len(tone_examples)
+                sources["tweeteval_emotion_val"] = len(tone_validation)
             except NotFound:
                 log.info("emotion data not found under %s; tone keeps its previous head or rules", shared_data_dir)
         kwargs: dict[str, Any] = {"out_of_scope": oos, "sources": sources, "version": version}
+        if log_fn is not None:
+            kwargs["log_fn"] = log_fn
         if tone_examples:
             kwargs["tone_examples"] = tone_examples
+            kwargs["tone_validation"] = tone_validation
         model = self.train(examples, activate=activate, **kwargs)
         return model.version

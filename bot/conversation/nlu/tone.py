@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -141,20 +142,49 @@ def combine(model_scores: dict[str, float] | None, signals: list[str]) -> Tone:
     return Tone(label=label, scores=scores, signals=list(signals))
 
 
+def mix(head_probs: np.ndarray, branch_probs: np.ndarray | None, weight: float) -> np.ndarray:
+    """Geometric mix ``p_head^(1-w) * p_branch^w`` (renormalised) of two distributions over the same classes."""
+    if branch_probs is None or weight <= 0:
+        return head_probs
+    logp = (1 - weight) * np.log(np.clip(head_probs, 1e-9, None)) + weight * np.log(np.clip(branch_probs, 1e-9, None))
+    logp = logp - logp.max(axis=-1, keepdims=True)
+    p = np.exp(logp)
+    return p / p.sum(axis=-1, keepdims=True)
+
+
 @dataclass
 class ToneModel:
-    """The learned emotion head (a calibrated classifier over :data:`EMOTIONS`); may be absent."""
+    """The learned emotion part: a calibrated head over :data:`EMOTIONS` (may be absent), optionally
+    mixed with a fine-tuned tone branch (:class:`branch.ToneBranch`, stored next to the pickle)."""
 
     head: object | None = None  # an IntentHead fitted on emotion labels
+    branch: Any = None  # ToneBranch or None; never pickled (saved as tone_branch.pt)
+    branch_weight: float = 0.0  # weight of the branch in the geometric mix (fitted on validation data)
 
-    def emotion_probs(self, text: str, emb: np.ndarray) -> dict[str, float] | None:
+    def branch_probs_for_head(self, branch_probs: np.ndarray | None) -> np.ndarray | None:
+        """The branch's probabilities re-ordered to the head's classes (0 for a class it lacks)."""
+        if branch_probs is None or self.branch is None or self.head is None:
+            return None
+        order = {c: i for i, c in enumerate(self.branch.classes)}
+        return np.array([branch_probs[order[c]] if c in order else 0.0
+                         for c in self.head.classes_])  # type: ignore[attr-defined]
+
+    def emotion_probs(self, text: str, emb: np.ndarray, branch_probs: np.ndarray | None = None
+                      ) -> dict[str, float] | None:
         if self.head is None:
             return None
         probs = self.head.predict_proba_one(text, emb)  # type: ignore[attr-defined]
+        probs = mix(probs, self.branch_probs_for_head(branch_probs), self.branch_weight)
         return dict(zip(self.head.classes_, map(float, probs), strict=True))  # type: ignore[attr-defined]
 
-    def tone(self, text: str, rule_text: str, emb: np.ndarray | None, extra_signals: Sequence[str] = ()) -> Tone:
-        probs = self.emotion_probs(text, emb) if emb is not None else None
+    def tone(self, text: str, rule_text: str, emb: np.ndarray | None, extra_signals: Sequence[str] = (),
+             branch_probs: np.ndarray | None = None) -> Tone:
+        probs = self.emotion_probs(text, emb, branch_probs) if emb is not None else None
         signals = rule_signals(rule_text)
         signals += [s for s in extra_signals if s not in signals]
         return combine(emotion_to_tone(probs) if probs else None, signals)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["branch"] = None
+        return state

@@ -1,0 +1,246 @@
+"""Tone branch: a tone-specific copy of MiniLM's top layers, fine-tuned on emotion data.
+
+The intent path runs the whole (shared) encoder once per message.  The branch starts from the
+hidden states of that same pass at layer ``start`` (the lower layers are shared, so the intent
+path is unchanged) and runs its own fine-tuned copy of the top ``6 - start`` layers, then mean
+pooling and a linear classifier.  Per message it costs only those extra layers.
+
+Training reads the lower-layer hidden states once (they are frozen), so each epoch is a
+forward/backward pass through the top layers only: warm-up then linear decay of the learning
+rate, label smoothing, and early stopping on a validation set (the best epoch's weights are
+kept).  The weights are stored as a plain tensor file (``tone_branch.pt``, loaded with
+``weights_only=True``), not a pickle.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BRANCH_FILE = "tone_branch.pt"
+N_LAYERS = 6
+
+
+def _pool_logits(h: Any, mask: Any, head: Any, scale: float) -> Any:
+    import torch
+
+    if mask is None:
+        pooled = h.mean(1)
+    else:
+        m = mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    return head(torch.nn.functional.normalize(pooled, dim=-1) * scale)
+
+
+class ToneBranch:
+    """Fine-tuned top layers + linear head over :attr:`classes` (built by :meth:`fit` or :meth:`load`)."""
+
+    scale = 20.0  # logits are a scaled cosine: the head sees unit vectors, like the LR head
+
+    def __init__(self, start: int, classes: Sequence[str], layers: Any, head: Any, *,
+                 info: dict[str, Any] | None = None, cache_size: int = 2048, int8: bool = True) -> None:
+        self.start = start
+        self.int8 = int8  # serve the layers int8-quantised like the shared encoder (trained in fp32)
+        self.classes = list(classes)
+        self.layers = layers.eval()
+        self.head = head.eval()
+        self.info = info or {}
+        self._graph: Any = None
+        self._graph_lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.cache_size = cache_size
+
+    # --- inference ----------------------------------------------------------------------------
+    def _module(self) -> Any:
+        import torch
+
+        from bot.conversation.nlu.encoder import quantize_int8
+
+        branch = self
+        served = quantize_int8(self.layers) if self.int8 else self.layers
+
+        class _Top(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.layers = served
+                self.head = branch.head
+
+            def forward(self, h: torch.Tensor) -> torch.Tensor:  # one unpadded message: no mask
+                for layer in self.layers:
+                    h = layer(h)
+                    if isinstance(h, tuple):
+                        h = h[0]
+                return torch.softmax(_pool_logits(h, None, self.head, branch.scale), dim=-1)
+
+        return _Top().eval()
+
+    def _compiled(self) -> Any:
+        """A frozen TorchScript trace of the top layers (checked against eager; eager on any problem)."""
+        if self._graph is not None:
+            return self._graph
+        import torch
+
+        with self._graph_lock:
+            if self._graph is None:
+                eager = self._module()
+                graph: Any = eager
+                try:
+                    with warnings.catch_warnings(), torch.inference_mode():
+                        warnings.simplefilter("ignore")
+                        gen = torch.Generator().manual_seed(0)
+                        example = torch.randn(1, 9, 384, generator=gen)
+                        traced = torch.jit.freeze(torch.jit.trace(eager, (example,), check_trace=False))
+                        for n in (1, 23):
+                            probe = torch.randn(1, n, 384, generator=gen)
+                            if not torch.allclose(traced(probe), eager(probe), atol=1e-5):
+                                raise ValueError("traced tone branch differs from eager")
+                        graph = traced
+                except Exception:  # noqa: BLE001 - tracing is an optimisation; eager always works
+                    graph = eager
+                self._graph = graph
+        return self._graph
+
+    def probs_from_hidden(self, hidden: Any) -> np.ndarray:
+        """Class probabilities from one message's layer-``start`` hidden states (``(tokens, 384)``)."""
+        import torch
+
+        with torch.inference_mode():
+            return self._compiled()(hidden.reshape(1, -1, hidden.shape[-1])).float().numpy()[0]
+
+    def cached(self, text: str) -> np.ndarray | None:
+        with self._cache_lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+            return hit
+
+    def remember(self, text: str, probs: np.ndarray) -> None:
+        with self._cache_lock:
+            self._cache[text] = probs
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+
+    # --- persistence --------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        import torch
+
+        torch.save({"start": self.start, "classes": self.classes, "info": self.info, "int8": self.int8,
+                    "layers": self.layers.state_dict(), "head": self.head.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: Path, encoder: Any) -> ToneBranch:
+        import torch
+
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        layers = encoder.fp32_top_layers(int(blob["start"]))
+        layers.load_state_dict(blob["layers"])
+        head = torch.nn.Linear(layers[0].output.dense.out_features, len(blob["classes"]))
+        head.load_state_dict(blob["head"])
+        return cls(int(blob["start"]), blob["classes"], layers, head, info=dict(blob.get("info") or {}),
+                   int8=bool(blob.get("int8", False)))
+
+    # --- training -----------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, encoder: Any, hidden: Sequence[Any], labels: Sequence[str], val_hidden: Sequence[Any],
+            val_labels: Sequence[str], *, start: int = 3, epochs: int = 4, lr: float = 1e-4,
+            head_lr: float = 2e-3, label_smoothing: float = 0.1, batch_size: int = 32, seed: int = 0,
+            log: Any = None, int8: bool = True) -> ToneBranch:
+        """Fine-tune a copy of layers ``start..5`` on precomputed layer-``start`` hidden states.
+
+        ``hidden`` / ``val_hidden`` hold one ``(tokens, 384)`` tensor per text (from
+        :meth:`Encoder.encode_with_hidden`); the epoch with the best validation macro-F1 is kept.
+        """
+        import torch
+        from sklearn.metrics import f1_score
+
+        t0 = time.perf_counter()
+        classes = sorted(set(labels))
+        index = {c: i for i, c in enumerate(classes)}
+        y = torch.tensor([index[c] for c in labels])
+        val_y = np.array([index.get(c, -1) for c in val_labels])
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        layers = encoder.fp32_top_layers(start).train()
+        head = torch.nn.Linear(layers[0].output.dense.out_features, len(classes))
+        config = encoder.config()
+        from transformers.masking_utils import create_bidirectional_mask
+
+        def batches(hs: Sequence[Any], order: np.ndarray) -> list[tuple[np.ndarray, Any, Any]]:
+            out = []
+            for s in range(0, len(order), batch_size):
+                idx = order[s:s + batch_size]
+                n = max(hs[i].shape[0] for i in idx)
+                h = torch.zeros(len(idx), n, hs[idx[0]].shape[-1])
+                mask = torch.zeros(len(idx), n, dtype=torch.long)
+                for row, i in enumerate(idx):
+                    h[row, :hs[i].shape[0]] = hs[i]
+                    mask[row, :hs[i].shape[0]] = 1
+                out.append((idx, h, mask))
+            return out
+
+        def forward(h: Any, mask: Any) -> Any:
+            m4 = create_bidirectional_mask(config=config, inputs_embeds=h, attention_mask=mask)
+            for layer in layers:
+                h = layer(h, attention_mask=m4)
+                if isinstance(h, tuple):
+                    h = h[0]
+            return _pool_logits(h, mask, head, cls.scale)
+
+        # Length-sorted buckets (little padding), visited in a random order every epoch.
+        train_batches = batches(hidden, np.argsort([h.shape[0] for h in hidden], kind="stable"))
+        val_batches = batches(val_hidden, np.argsort([h.shape[0] for h in val_hidden], kind="stable"))
+        opt = torch.optim.AdamW([{"params": layers.parameters(), "lr": lr},
+                                 {"params": head.parameters(), "lr": head_lr}], weight_decay=0.01)
+        steps = max(1, epochs * len(train_batches))
+        warm = max(1, int(0.1 * steps))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
+        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        best: tuple[float, int, Any, Any] = (-1.0, -1, None, None)
+        history = []
+        for epoch in range(epochs):
+            layers.train()
+            for b in rng.permutation(len(train_batches)):
+                idx, h, mask = train_batches[b]
+                loss = loss_fn(forward(h, mask), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([*layers.parameters(), *head.parameters()], 1.0)
+                opt.step()
+                sched.step()
+            layers.eval()
+            # Scored over the classes the validation set has (e.g. 4 emotions, no "neutral"):
+            # argmax among those, macro-F1 over those.
+            present = sorted(set(val_y[val_y >= 0].tolist()))
+            pred = np.zeros(len(val_hidden), dtype=int)
+            with torch.inference_mode():
+                for idx, h, mask in val_batches:
+                    pred[idx] = np.array(present)[forward(h, mask)[:, present].argmax(-1).numpy()]
+            known = val_y >= 0
+            f1 = (float(f1_score(val_y[known], pred[known], labels=present, average="macro"))
+                  if known.any() else 0.0)
+            history.append(round(f1, 4))
+            if log:
+                log(f"tone branch epoch {epoch + 1}/{epochs}: validation macro-F1 {f1:.4f} "
+                    f"({time.perf_counter() - t0:.0f} s)")
+            if f1 > best[0]:
+                best = (f1, epoch, copy.deepcopy(layers.state_dict()), copy.deepcopy(head.state_dict()))
+        layers.load_state_dict(best[2])
+        head.load_state_dict(best[3])
+        info = {"start_layer": start, "epochs": epochs, "best_epoch": best[1] + 1, "lr": lr,
+                "label_smoothing": label_smoothing, "val_macro_f1": history, "n_train": len(hidden),
+                "train_seconds": round(time.perf_counter() - t0, 1)}
+        return cls(start, classes, layers, head, info=info, int8=int8)

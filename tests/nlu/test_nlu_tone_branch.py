@@ -1,0 +1,62 @@
+"""The fine-tuned tone branch: trains on real MiniLM hidden states, saves, loads, and is what predict uses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bot.conversation.nlu import NLU
+from bot.conversation.nlu.branch import BRANCH_FILE
+from bot.conversation.nlu.tone import mix
+
+pytestmark = pytest.mark.slow
+
+def test_branch_is_trained_saved_and_recorded(nlu_branched: NLU) -> None:
+    branch = nlu_branched.tone.branch
+    assert branch is not None and branch.start == 5
+    assert sorted(branch.classes) == sorted(nlu_branched.tone.head.classes_)
+    info = nlu_branched.metadata["metrics"]["tone"]
+    assert len(info["branch"]["val_macro_f1"]) == info["branch"]["epochs"]
+    assert set(info["validation_macro_f1_by_weight"]) >= {"0.0", "1.0"}
+    assert "tone branch" in nlu_branched.metadata["tone"]
+    # The fine-tuned layers moved away from the pretrained ones they were copied from.
+    pretrained = nlu_branched.encoder.fp32_top_layers(5).state_dict()
+    tuned = branch.layers.state_dict()
+    assert any(not torch.allclose(pretrained[k], tuned[k]) for k in tuned if tuned[k].is_floating_point())
+
+
+def test_branch_changes_tone_and_survives_a_reload(nlu_branched: NLU, tmp_path) -> None:
+    text = "I'm so happy with the lamp, it made my day"
+    nlu_branched.tone.branch_weight = 0.5  # whatever the tiny validation set chose, exercise the mix
+    nlu_branched.tone.branch.clear_cache()
+    result = nlu_branched.predict(text)
+    probs = nlu_branched.tone.branch.cached(text)
+    assert probs is not None and probs.shape == (len(nlu_branched.tone.branch.classes),)
+    assert np.isclose(probs.sum(), 1.0, atol=1e-5)
+    emb = nlu_branched.encoder.encode_one(text)
+    head_only = nlu_branched.tone.head.predict_proba_one(text, emb)
+    mixed = mix(head_only, nlu_branched.tone.branch_probs_for_head(probs), 0.5)
+    assert not np.allclose(np.log(mixed), np.log(head_only), atol=0.1)  # the branch moves the scores
+    assert nlu_branched.tone.emotion_probs(text, emb, probs) == pytest.approx(
+        dict(zip(nlu_branched.tone.head.classes_, mixed, strict=True)), abs=1e-6)
+
+    nlu_branched.save(tmp_path / "copy")
+    assert (tmp_path / "copy" / BRANCH_FILE).exists()
+    loaded = NLU.load(tmp_path / "copy")
+    assert loaded.tone.branch is not None
+    loaded.tone.branch_weight = 0.5
+    loaded.encoder.clear_cache()
+    again = loaded.predict(text)
+    np.testing.assert_allclose(loaded.tone.branch.cached(text), probs, atol=1e-5)
+    assert again.tone.scores == pytest.approx(result.tone.scores, abs=1e-3)
+
+
+def test_traced_branch_matches_eager_and_padding(nlu_branched: NLU) -> None:
+    branch = nlu_branched.tone.branch
+    texts = ["hi", "where is my order, I am so angry about this!!"]
+    _, hidden = nlu_branched.encoder.encode_with_hidden(texts, branch.start)
+    eager = branch._module()
+    with torch.inference_mode():
+        for h in hidden:
+            np.testing.assert_allclose(branch.probs_from_hidden(h), eager(h[None])[0].numpy(), atol=1e-5)
