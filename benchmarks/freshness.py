@@ -192,7 +192,7 @@ def main() -> None:
             samples = []
             # the questions go in concurrently: the generator decodes them in one batch
             with ThreadPoolExecutor(max_workers=args.workers) as pool:
-                answers = list(pool.map(lambda iq: ask(system, iq[1]), questions))
+                answers = list(pool.map(lambda iq, system=system: ask(system, iq[1]), questions))
             for (item, q), (reply, passages) in zip(questions, answers, strict=True):
                 value = str(current[item["fact"]].value)
                 correct = states(reply, value)

@@ -137,7 +137,7 @@ def ours(adapter: str | None, new_tokens: int, concurrency: list[int]) -> tuple[
         results: list = [None] * n
         start = threading.Barrier(n + 1)
 
-        def ask(i: int) -> None:
+        def ask(i: int, start=start, results=results) -> None:
             start.wait()
             results[i] = gen.generate(
                 realistic_messages(QUESTIONS[i % len(QUESTIONS)] + ("" if i < len(QUESTIONS) else f" ({i})")),
