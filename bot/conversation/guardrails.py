@@ -64,6 +64,8 @@ _CLAIM_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"under\s|below\s)?\d+(?:[.,]\d{1,2})?\b(?![.,]\d|\s?(?:%|percent|days?|weeks?|months?|years?|hours?|"
         r"minutes?|items?|pieces?|points?|[€$£]|eur|usd|gbp|euros?|dollars?)\b)", re.I)),
 ]
+#: claims checked as whole strings against the evidence, not by their numbers
+_CONTACT_KINDS = ("email", "url", "phone")
 #: claims whose number must appear in the evidence *as the same kind* (money as money, a percentage
 #: as a percentage): "100 % refund" in a policy does not back "free from an order value of 100"
 _KIND_EVIDENCE = {"money": "money", "amount": "money", "percent": "percent", "duration": "duration",
@@ -228,12 +230,13 @@ class Grounder:
                 for m in pattern.finditer(words):
                     self._kind_numbers[target] |= _numbers(m.group(0))
                     found = True
-        if not found and len(item) <= 40 and not any(p.search(item) for _, p in _CLAIM_PATTERNS[:3]):
+        if not found and len(item) <= 40 and not any(p.search(item) for kind, p in _CLAIM_PATTERNS
+                                                        if kind in _CONTACT_KINDS):
             for numbers in self._kind_numbers.values():
                 numbers |= _numbers(item)
 
     def _is_backed(self, kind: str, claim: str) -> bool:
-        if kind in ("email", "url", "phone"):
+        if kind in _CONTACT_KINDS:
             return _norm(claim).rstrip("/") in self._evidence_norm
         nums = _numbers(claim)
         if not nums:

@@ -185,11 +185,9 @@ def _visible(messages: list[Any]) -> list[Any]:
     return [m for m in messages if m.role in VISIBLE_ROLES and m.status in VISIBLE_STATUSES]
 
 
-def _load_message(services: Any, message_id: int) -> tuple[Any, Any]:
+def _load_message(services: Any, message_id: int) -> Any:
     with services.db.unit_of_work() as session:
-        message = MessageRepository(session).get(message_id)
-        conv = ConversationRepository(session).get(message.conversation_id) if message is not None else None
-        return message, conv
+        return MessageRepository(session).get(message_id)
 
 
 def greeting_for(settings: Any) -> str:
@@ -370,7 +368,7 @@ async def rate_message(message_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: 
     """Thumbs up or down (with an optional comment) on one of the bot's answers; rating again replaces it."""
     _limits(request).per_ip.enforce(_client_ip(request), "requests")
     services = request.app.state.services
-    message, _conv = await asyncio.to_thread(_load_message, services, message_id)
+    message = await asyncio.to_thread(_load_message, services, message_id)
     if message is None:
         raise Forbidden("Unknown conversation or wrong conversation token.", code="conversation_forbidden")
     conv = await asyncio.to_thread(manager.authorize, message.conversation_id, token)
