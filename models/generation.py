@@ -450,6 +450,54 @@ def _adapter_roots(adapters_root: Path | str | Sequence[Path | str] | None) -> l
     return [Path(p) for p in adapters_root]
 
 
+def find_adapter(adapter_id: str, registered: Mapping[str, Path], roots: Sequence[Path]) -> Path:
+    """Folder of ``adapter_id``: registered by id, an absolute path, or ``<root>/<adapter_id>``."""
+    if adapter_id in registered:
+        return registered[adapter_id]
+    candidate = Path(adapter_id)
+    if candidate.is_absolute() and (candidate / "adapter_config.json").is_file():
+        return candidate
+    for root in roots:
+        path = root / adapter_id
+        if (path / "adapter_config.json").is_file():
+            return path
+    raise NotFound(
+        f"Adapter {adapter_id!r} not found in {[str(r) for r in roots]}; "
+        "run `hybridesk adapters list` to see the available ones.",
+        code="adapter_not_found",
+    )
+
+
+def stream_through_engine(
+    engine: Any, tokenizer: Any, messages: Messages, state: _CallState, *,
+    adapter_id: str | None, max_new_tokens: int, temperature: float, stop: list[str],
+) -> Iterator[str]:
+    """Render ``messages``, submit them to a batching ``engine`` and stream the decoded reply."""
+    from models.batching import BatchRequest
+    from models.prompting import render_prompt
+
+    prompt = render_prompt(tokenizer, messages)
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    state.prompt = prompt
+    state.prompt_tokens = len(ids)
+    request = engine.submit(BatchRequest(list(ids), adapter_id, max_new_tokens, temperature))
+    detok = _Detokenizer(tokenizer, stop)
+    try:
+        for token in request.tokens():
+            state.completion_tokens += 1
+            out_text = detok.feed(token)
+            if out_text:
+                yield out_text
+            if detok.stopped:
+                break
+    finally:
+        request.cancel()  # a no-op when finished; frees the row when the reader left early
+    state.finish_reason = "stop" if detok.stopped else request.finish_reason
+    tail = detok.finish()
+    if tail:
+        yield tail
+
+
 class TransformersGenerator(BaseGenerator):
     """In-process generation with transformers + peft.
 
@@ -541,20 +589,7 @@ class TransformersGenerator(BaseGenerator):
 
     def adapter_path(self, adapter_id: str) -> Path:
         """Folder of ``adapter_id``: an explicit path, or ``<root>/<adapter_id>`` in the roots."""
-        if adapter_id in self._adapters:
-            return self._adapters[adapter_id]
-        candidate = Path(adapter_id)
-        if candidate.is_absolute() and (candidate / "adapter_config.json").is_file():
-            return candidate
-        for root in self.adapter_roots:
-            path = root / adapter_id
-            if (path / "adapter_config.json").is_file():
-                return path
-        raise NotFound(
-            f"Adapter {adapter_id!r} not found in {[str(r) for r in self.adapter_roots]}; "
-            "run `hybridesk adapters list` to see the available ones.",
-            code="adapter_not_found",
-        )
+        return find_adapter(adapter_id, self._adapters, self.adapter_roots)
 
     def add_adapter(self, adapter_id: str, path: Path | str) -> None:
         """Register (and load) an adapter folder under ``adapter_id``."""
@@ -632,36 +667,14 @@ class TransformersGenerator(BaseGenerator):
         )
 
     def _stream_batched(self, messages, state, *, adapter_id, max_new_tokens, temperature, stop):
-        from models.batching import BatchRequest
-        from models.prompting import render_prompt
-
         with self._lock:
             self.load()
             if adapter_id is not None:
                 self._ensure_adapter(adapter_id)  # a missing adapter fails here, in the caller
-            tok = self._tokenizer
-            prompt = render_prompt(tok, messages)
-            ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        state.prompt = prompt
-        state.prompt_tokens = len(ids)
-        request = self.engine.submit(
-            BatchRequest(list(ids), adapter_id, max_new_tokens, temperature)
+        yield from stream_through_engine(
+            self.engine, self._tokenizer, messages, state, adapter_id=adapter_id,
+            max_new_tokens=max_new_tokens, temperature=temperature, stop=stop,
         )
-        detok = _Detokenizer(tok, stop)
-        try:
-            for token in request.tokens():
-                state.completion_tokens += 1
-                out_text = detok.feed(token)
-                if out_text:
-                    yield out_text
-                if detok.stopped:
-                    break
-        finally:
-            request.cancel()  # a no-op when finished; frees the row when the reader left early
-        state.finish_reason = "stop" if detok.stopped else request.finish_reason
-        tail = detok.finish()
-        if tail:
-            yield tail
 
     def _stream_alone(self, messages, state, *, adapter_id, max_new_tokens, temperature, stop):
         import contextlib

@@ -1,0 +1,180 @@
+"""Convert a peft LoRA adapter folder into a GGUF LoRA file for llama.cpp.
+
+llama.cpp applies a LoRA adapter at run time (``llama_adapter_lora_init``), on top of the base
+model's own quantised weights, so the adapter stays a separate, switchable file and the base
+weights are exactly the shipped GGUF's. The file holds, for every adapted linear layer, the
+adapter's ``A`` (``[r, in]``) and ``B`` (``[out, r]``) matrices under the base tensor's GGUF name
+(``blk.3.attn_q.weight.lora_a``), plus ``adapter.lora.alpha``; llama.cpp scales by alpha / r like
+peft does.
+
+One detail matters: GGUF files of llama-architecture models store the query and key projections
+with their rows permuted (llama.cpp's rotary embedding pairs neighbouring dimensions, Hugging Face
+pairs the two halves of a head). ``delta = B @ A`` has the projection's rows, so ``B`` of ``q_proj``
+and ``k_proj`` gets the same permutation; ``A`` is unchanged.
+
+Converted files are cached next to nothing else: :func:`gguf_lora_for` writes
+``<cache>/<adapter name>-<hash of the adapter's weights and config>.gguf`` once and reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from knowledge.errors import InvalidInput
+
+#: Hugging Face module name -> GGUF tensor name (llama architecture)
+_MODULES = {
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
+_KEY_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.lora_([AB])\.weight$")
+
+
+def _permute_rows(weights: Any, n_head: int) -> Any:
+    """Reorder output rows from Hugging Face's rotary layout to llama.cpp's (per head)."""
+    rows = weights.shape[0]
+    return (
+        weights.reshape(n_head, 2, rows // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+
+
+def base_gguf_info(gguf_path: Path | str) -> dict[str, Any]:
+    """Architecture and head counts of a base GGUF file (what the conversion needs)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(gguf_path))
+
+    def field(name: str) -> Any:
+        f = reader.fields.get(name)
+        return None if f is None else f.contents()
+
+    arch = field("general.architecture")
+    if arch != "llama":
+        raise InvalidInput(
+            f"LoRA conversion supports llama-architecture GGUF models; {gguf_path} is {arch!r}.",
+            code="unsupported_architecture",
+        )
+    return {
+        "architecture": arch,
+        "n_head": int(field("llama.attention.head_count")),
+        "n_head_kv": int(field("llama.attention.head_count_kv") or field("llama.attention.head_count")),
+        "n_layer": int(field("llama.block_count")),
+    }
+
+
+def adapter_fingerprint(adapter_dir: Path | str) -> str:
+    """A short hash of an adapter folder's config and weights (names the converted file)."""
+    adapter_dir = Path(adapter_dir)
+    digest = hashlib.sha256()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        path = adapter_dir / name
+        if path.is_file():
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def convert_peft_lora(adapter_dir: Path | str, out_path: Path | str, base_gguf: Path | str) -> Path:
+    """Write ``adapter_dir`` (a peft LoRA folder) as a GGUF LoRA file at ``out_path``."""
+    import gguf
+    import numpy as np
+    from safetensors.torch import load_file  # adapters are often saved in bf16, which numpy lacks
+
+    adapter_dir, out_path = Path(adapter_dir), Path(out_path)
+    config_path = adapter_dir / "adapter_config.json"
+    weights_path = adapter_dir / "adapter_model.safetensors"
+    if not config_path.is_file() or not weights_path.is_file():
+        raise InvalidInput(
+            f"{adapter_dir} is not a peft adapter folder (adapter_config.json and "
+            "adapter_model.safetensors are needed).",
+            code="bad_adapter",
+        )
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("peft_type", "LORA") != "LORA":
+        raise InvalidInput(f"Only LoRA adapters convert to GGUF, not {config.get('peft_type')}.", code="bad_adapter")
+    for unsupported in ("use_dora", "modules_to_save"):
+        if config.get(unsupported):
+            raise InvalidInput(
+                f"Adapter {adapter_dir.name} uses {unsupported}, which llama.cpp LoRA files cannot hold.",
+                code="bad_adapter",
+            )
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise InvalidInput(
+            f"Adapter {adapter_dir.name} has per-layer ranks or alphas; llama.cpp takes one alpha per file.",
+            code="bad_adapter",
+        )
+    rank = int(config["r"])
+    alpha = float(config.get("lora_alpha", rank))
+    if config.get("use_rslora"):
+        # peft scales by alpha / sqrt(r), llama.cpp by alpha / r: give llama.cpp the alpha that matches
+        alpha = alpha * math.sqrt(rank)
+
+    info = base_gguf_info(base_gguf)
+    tensors = load_file(str(weights_path))
+    pairs: dict[tuple[int, str], dict[str, Any]] = {}
+    for key, value in tensors.items():
+        match = _KEY_RE.search(key)
+        if match is None:
+            raise InvalidInput(
+                f"Adapter tensor {key!r} targets a module llama.cpp LoRA conversion does not support "
+                "(supported: q/k/v/o projections and the MLP's gate/up/down).",
+                code="bad_adapter",
+            )
+        layer, module, which = int(match.group(1)), match.group(2), match.group(3)
+        if layer >= info["n_layer"]:
+            raise InvalidInput(f"Adapter tensor {key!r} names layer {layer}; the base has {info['n_layer']}.", code="bad_adapter")
+        pairs.setdefault((layer, module), {})[which] = value.float().numpy().astype(np.float32)
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
+    os.close(fd)
+    try:
+        writer = gguf.GGUFWriter(tmp_name, arch=info["architecture"])
+        writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+        writer.add_string("hybridesk.adapter_id", adapter_dir.name)
+        for (layer, module), ab in sorted(pairs.items()):
+            if set(ab) != {"A", "B"}:
+                raise InvalidInput(f"Adapter layer {layer} {module} lacks its lora_A or lora_B.", code="bad_adapter")
+            a, b = ab["A"], ab["B"]
+            if module == "self_attn.q_proj":
+                b = _permute_rows(b, info["n_head"])
+            elif module == "self_attn.k_proj":
+                b = _permute_rows(b, info["n_head_kv"])
+            name = f"blk.{layer}.{_MODULES[module]}.weight"
+            writer.add_tensor(name + ".lora_a", np.ascontiguousarray(a))
+            writer.add_tensor(name + ".lora_b", np.ascontiguousarray(b))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp_name, out_path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return out_path
+
+
+def gguf_lora_for(adapter_dir: Path | str, cache_dir: Path | str, base_gguf: Path | str) -> Path:
+    """The GGUF LoRA file for ``adapter_dir``, converted on first use and cached by content hash."""
+    adapter_dir = Path(adapter_dir)
+    target = Path(cache_dir) / f"{adapter_dir.name}-{adapter_fingerprint(adapter_dir)}.gguf"
+    if not target.is_file():
+        convert_peft_lora(adapter_dir, target, base_gguf)
+    return target

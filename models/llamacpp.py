@@ -1,0 +1,615 @@
+"""In-process generation on llama.cpp, through llama-cpp-python's C API.
+
+Why: a decode step of the 135M model in PyTorch reads 540 MB of fp32 weights and pays per-module
+Python overhead; llama.cpp runs the shipped Q4_1 GGUF file itself (~90 MB of weights, C kernels),
+which makes single-stream decoding several times faster on a 2-core CPU (figures in
+``benchmarks/RESULTS.md``). The LoRA adapter is applied at run time from a GGUF LoRA file converted
+from the peft folder (:mod:`models.gguf_lora`), so the base weights are exactly the shipped ones
+and adapters switch without reloading anything.
+
+How: one llama.cpp context with a *unified* KV cache shared by up to ``max_batch +
+prefix_cache_size`` sequences. The scheduling is :class:`models.batching.BatchingEngine`'s (same
+requests, same adapter grouping, same readers); only the batch differs:
+
+* every running reply is a llama.cpp sequence; a decode step sends one token per sequence in one
+  ``llama_decode`` call, so the weights are read once for the whole batch;
+* a new prompt starts from the longest prefix already in the cache (a running reply's prompt, or a
+  finished one kept for reuse): ``llama_memory_seq_cp`` shares those cells with the new sequence
+  without copying, and only the rest of the prompt is prefilled;
+* when the cache is full, the least recently used finished sequences are dropped first.
+
+Prompts are rendered and tokenised with the same Hugging Face tokenizer and chat template as the
+transformers backend (:mod:`models.prompting`), so both backends see identical token ids.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from knowledge.errors import InvalidInput, Unavailable
+from models.batching import _DONE, BatchingEngine, BatchRequest, _Batch, _common_prefix
+from models.generation import BaseGenerator
+
+log = logging.getLogger(__name__)
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def llama_cpp_available() -> bool:
+    """True when llama-cpp-python is installed (the fast in-process backend can run)."""
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def _native() -> Any:
+    """The ``llama_cpp`` module, its backend initialised once and its logging quietened."""
+    global _backend_ready
+    try:
+        import llama_cpp
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise Unavailable(
+            "llama-cpp-python is not installed; `pip install llama-cpp-python` or set "
+            "HYBRIDESK_GENERATOR=transformers.",
+            code="llama_cpp_missing",
+        ) from exc
+    with _backend_lock:
+        if not _backend_ready:
+            from llama_cpp import _logger
+
+            _logger.set_verbose(False)  # llama.cpp's own chatter only at ERROR
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+    return llama_cpp
+
+
+class KVCacheFull(Unavailable):
+    """``llama_decode`` found no room in the KV cache for the batch."""
+
+
+class LlamaCppRuntime:
+    """A llama.cpp model and one context whose unified KV cache holds ``n_seq`` sequences.
+
+    Not thread-safe: the engine calls it from its worker thread, under its lock.
+    """
+
+    def __init__(
+        self,
+        gguf_path: Path | str,
+        *,
+        n_ctx: int = 12288,
+        n_batch: int = 512,
+        n_seq: int = 20,
+        n_threads: int = 2,
+        kv_unified: bool = True,
+        flash_attn: int = -1,
+        kv_type: int | None = None,
+    ) -> None:
+        L = _native()
+        self._L = L
+        self.gguf_path = Path(gguf_path)
+        if not self.gguf_path.is_file():
+            raise Unavailable(f"GGUF model file {self.gguf_path} does not exist.", code="model_not_found")
+        model_params = L.llama_model_default_params()
+        self.model = L.llama_model_load_from_file(str(self.gguf_path).encode(), model_params)
+        if not self.model:
+            raise Unavailable(f"llama.cpp could not load {self.gguf_path}.", code="model_load_failed")
+        params = L.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.kv_unified = kv_unified
+        params.flash_attn_type = flash_attn
+        if kv_type is not None:
+            params.type_k = params.type_v = kv_type
+        params.no_perf = True
+        self.ctx = L.llama_init_from_model(self.model, params)
+        if not self.ctx:
+            L.llama_model_free(self.model)
+            raise Unavailable("llama.cpp could not create a context (out of memory?).", code="model_load_failed")
+        self.n_ctx = int(L.llama_n_ctx(self.ctx))
+        self.n_ctx_train = int(L.llama_model_n_ctx_train(self.model))
+        self.n_batch = n_batch
+        self.n_seq = n_seq
+        self.mem = L.llama_get_memory(self.ctx)
+        self.n_vocab = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model)))
+        self._batch = L.llama_batch_init(n_batch, 0, 1)
+        self._adapters: dict[str, Any] = {}
+        self.active_adapter: str | None = None
+
+    # adapters ----------------------------------------------------------------------------------
+    def has_adapter(self, adapter_id: str) -> bool:
+        return adapter_id in self._adapters
+
+    def load_adapter(self, adapter_id: str, gguf_lora: Path | str) -> None:
+        if adapter_id in self._adapters:
+            return
+        pointer = self._L.llama_adapter_lora_init(self.model, str(gguf_lora).encode())
+        if not pointer:
+            raise InvalidInput(
+                f"llama.cpp rejected the LoRA file for adapter {adapter_id!r} ({gguf_lora}).", code="bad_adapter"
+            )
+        self._adapters[adapter_id] = pointer
+
+    def use_adapter(self, adapter_id: str | None) -> None:
+        """Apply ``adapter_id`` (or none) to every following decode."""
+        if adapter_id == self.active_adapter:
+            return
+        L = self._L
+        if adapter_id is None:
+            rc = L.llama_set_adapters_lora(self.ctx, None, 0, None)
+        else:
+            adapters = (L.llama_adapter_lora_p_ctypes * 1)(self._adapters[adapter_id])
+            scales = (ctypes.c_float * 1)(1.0)
+            rc = L.llama_set_adapters_lora(self.ctx, adapters, 1, scales)
+        if rc != 0:
+            raise Unavailable(f"llama.cpp could not switch to adapter {adapter_id!r} ({rc}).", code="generator_failed")
+        self.active_adapter = adapter_id
+
+    # KV cache ----------------------------------------------------------------------------------
+    def seq_rm(self, seq: int, start: int = -1, end: int = -1) -> None:
+        self._L.llama_memory_seq_rm(self.mem, seq, start, end)
+
+    def seq_cp(self, src: int, dst: int, start: int, end: int) -> None:
+        self._L.llama_memory_seq_cp(self.mem, src, dst, start, end)
+
+    def clear(self) -> None:
+        self._L.llama_memory_clear(self.mem, True)
+
+    # decoding ----------------------------------------------------------------------------------
+    def decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> list[Any]:
+        """Run ``(token, position, sequence, wants_logits)`` entries (at most ``n_batch``) through the model.
+
+        Returns one float32 array of logits per entry that asked for them, in order.
+        """
+        import numpy as np
+
+        L, batch = self._L, self._batch
+        if not entries or len(entries) > self.n_batch:
+            raise ValueError(f"decode takes 1..{self.n_batch} entries, got {len(entries)}")
+        for i, (token, position, seq, wants) in enumerate(entries):
+            batch.token[i] = token
+            batch.pos[i] = position
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = 1 if wants else 0
+        batch.n_tokens = len(entries)
+        rc = L.llama_decode(self.ctx, batch)
+        if rc == 1:
+            raise KVCacheFull("The generator's KV cache is full.", code="generator_busy")
+        if rc != 0:
+            raise Unavailable(f"llama.cpp failed to decode a batch (code {rc}).", code="generator_failed")
+        out = []
+        for i, entry in enumerate(entries):
+            if entry[3]:
+                pointer = L.llama_get_logits_ith(self.ctx, i)
+                out.append(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy())
+        return out
+
+    def close(self) -> None:
+        L = self._L
+        if getattr(self, "_batch", None) is not None:
+            L.llama_batch_free(self._batch)
+            self._batch = None
+        if getattr(self, "ctx", None):
+            L.llama_free(self.ctx)
+            self.ctx = None
+        for pointer in self._adapters.values():
+            L.llama_adapter_lora_free(pointer)
+        self._adapters.clear()
+        if getattr(self, "model", None):
+            L.llama_model_free(self.model)
+            self.model = None
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One llama.cpp sequence id and the tokens its KV cells hold (positions 0..len-1)."""
+
+    seq: int
+    tokens: list[int] = field(default_factory=list)
+    adapter_id: str | None = None
+    busy: bool = False
+    used: int = 0
+
+
+class _Slots:
+    """Which sequence ids hold what, for prefix reuse and eviction."""
+
+    def __init__(self, runtime: LlamaCppRuntime, keep_finished: int, min_prefix: int = 16) -> None:
+        self.runtime = runtime
+        self.keep_finished = keep_finished
+        self.min_prefix = min_prefix
+        self.slots = [_Slot(seq) for seq in range(runtime.n_seq)]
+        self._clock = itertools.count(1)
+
+    def acquire(self, adapter_id: str | None, prompt: list[int]) -> tuple[_Slot, int]:
+        """A sequence for ``prompt`` holding its longest cached prefix; returns (slot, reused tokens)."""
+        best, source = 0, None
+        for slot in self.slots:
+            if slot.tokens and slot.adapter_id == adapter_id:
+                n = _common_prefix(tuple(slot.tokens), prompt)
+                if n > best:
+                    best, source = n, slot
+        best = min(best, len(prompt) - 1)  # one token is always prefilled: its logits give the reply's first
+        if best < self.min_prefix:
+            best, source = 0, None
+        free = [s for s in self.slots if not s.busy and s is not source]
+        if not free:
+            if source is None or source.busy:
+                raise Unavailable("Every generation slot is busy.", code="generator_busy")
+            target = source  # the only free sequence is the source itself: reuse it in place
+            self.runtime.seq_rm(target.seq, best, -1)
+            del target.tokens[best:]
+        else:
+            empty = [s for s in free if not s.tokens]
+            target = empty[0] if empty else min(free, key=lambda s: s.used)
+            self.forget(target)
+            if source is not None:
+                self.runtime.seq_cp(source.seq, target.seq, 0, best)
+                target.tokens = list(prompt[:best])
+        target.busy, target.adapter_id, target.used = True, adapter_id, next(self._clock)
+        return target, best
+
+    def release(self, slot: _Slot) -> None:
+        """The reply is done; its cells stay for prefix reuse (up to ``keep_finished`` replies)."""
+        slot.busy = False
+        slot.used = next(self._clock)
+        finished = sorted((s for s in self.slots if not s.busy and s.tokens), key=lambda s: s.used)
+        for old in finished[: max(0, len(finished) - self.keep_finished)]:
+            self.forget(old)
+
+    def forget(self, slot: _Slot) -> None:
+        if slot.tokens:
+            self.runtime.seq_rm(slot.seq, -1, -1)
+        slot.tokens = []
+
+    def evict_one(self) -> bool:
+        """Drop the least recently used finished sequence; False when there is none."""
+        finished = [s for s in self.slots if not s.busy and s.tokens]
+        if not finished:
+            return False
+        self.forget(min(finished, key=lambda s: s.used))
+        return True
+
+
+class LlamaCppEngine(BatchingEngine):
+    """:class:`BatchingEngine` scheduling over a :class:`LlamaCppRuntime`."""
+
+    def __init__(
+        self,
+        runtime: LlamaCppRuntime,
+        pick: Any,
+        eos_ids: set[int],
+        lock: threading.RLock,
+        *,
+        max_batch: int = 16,
+        prefix_cache_size: int = 4,
+    ) -> None:
+        super().__init__(lambda _a: (None, None), pick, eos_ids, lock, max_batch=max_batch)
+        self.runtime = runtime
+        self.slots = _Slots(runtime, keep_finished=prefix_cache_size)
+
+    def _new_batch(self, adapter_id: str | None) -> _Batch:
+        return _LlamaBatch(adapter_id, self)
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest prompt + reply one request may have: the cache, and the model's trained context."""
+        return min(self.runtime.n_ctx, self.runtime.n_ctx_train)
+
+    def submit(self, request: BatchRequest) -> BatchRequest:
+        need = len(request.prompt_ids) + request.max_new_tokens
+        if need > self.max_tokens:
+            raise InvalidInput(
+                f"The prompt ({len(request.prompt_ids)} tokens) and reply ({request.max_new_tokens}) do not fit "
+                f"the generator's context of {self.max_tokens} tokens.",
+                code="prompt_too_long",
+            )
+        return super().submit(request)
+
+    def _take_admissible(self, batch: _Batch | None) -> list[BatchRequest]:
+        """As the base engine, but only as many requests as the KV cache has room for.
+
+        The estimate is conservative: every running reply counts the cells of its whole prompt (even
+        a prefix it shares) and of every token it may still generate; a new request counts its
+        whole prompt and reply. Finished replies kept for reuse do not count: they are evicted to
+        make room. An empty batch always takes its first request (``submit`` checked it fits).
+        """
+        taken = super()._take_admissible(batch)
+        if not taken:
+            return taken
+        running = batch.rows if batch is not None else []
+        slot_of = batch.slot_of if isinstance(batch, _LlamaBatch) else {}
+        budget = self.runtime.n_ctx - sum(
+            len(slot_of[r].tokens) + (r.max_new_tokens - r.generated) for r in running if r in slot_of
+        )
+        fits: list[BatchRequest] = []
+        for req in taken:
+            need = len(req.prompt_ids) + req.max_new_tokens
+            if need > budget and (running or fits):
+                break
+            fits.append(req)
+            budget -= need
+        if len(fits) < len(taken):
+            self._pending[:0] = taken[len(fits) :]  # back to the front of the queue, in order
+        return fits
+
+    def decode(self, entries: list[tuple[int, int, int, bool]]) -> list[Any]:
+        """``runtime.decode`` that makes room by dropping cached sequences when the cache is full."""
+        while True:
+            try:
+                return self.runtime.decode(entries)
+            except KVCacheFull:
+                if not self.slots.evict_one():
+                    raise
+
+    def prefill(self, slot: _Slot, prompt: list[int], start: int) -> Any:
+        """Feed ``prompt[start:]`` into ``slot``'s sequence; the logits after its last token."""
+        size = self.runtime.n_batch
+        logits = None
+        for chunk_start in range(start, len(prompt), size):
+            chunk = prompt[chunk_start : chunk_start + size]
+            last = chunk_start + len(chunk) == len(prompt)
+            entries = [
+                (token, chunk_start + i, slot.seq, last and i == len(chunk) - 1) for i, token in enumerate(chunk)
+            ]
+            out = self.decode(entries)
+            slot.tokens.extend(chunk)
+            if out:
+                logits = out[0]
+        return logits
+
+
+class _LlamaBatch(_Batch):
+    """The running replies: one llama.cpp sequence each."""
+
+    engine: LlamaCppEngine
+
+    def __init__(self, adapter_id: str | None, engine: LlamaCppEngine) -> None:
+        super().__init__(adapter_id, engine)
+        self.slot_of: dict[BatchRequest, _Slot] = {}
+        with engine.lock:
+            engine.runtime.use_adapter(adapter_id)
+
+    def admit(self, req: BatchRequest) -> None:
+        engine = self.engine
+        runtime = engine.runtime
+        with engine.lock:
+            runtime.use_adapter(self.adapter_id)
+            slot, reused = engine.slots.acquire(self.adapter_id, req.prompt_ids)
+            try:
+                logits = engine.prefill(slot, req.prompt_ids, reused)
+            except BaseException:
+                engine.slots.forget(slot)
+                engine.slots.release(slot)
+                raise
+        req.reused_prefix = reused
+        engine.prefix_tokens_reused += reused
+        engine.prompt_tokens += len(req.prompt_ids)
+        req.position = len(req.prompt_ids)
+        if not self._emit(req, logits):
+            with engine.lock:
+                engine.slots.release(slot)
+            return
+        self.slot_of[req] = slot
+        self.rows.append(req)
+
+    def step(self) -> None:
+        engine = self.engine
+        entries = [(r.last_token, r.position, self.slot_of[r].seq, True) for r in self.rows]
+        with engine.lock:
+            engine.runtime.use_adapter(self.adapter_id)
+            outputs = engine.decode(entries)
+        engine.steps += 1
+        engine.rows_decoded += len(self.rows)
+        engine.max_rows_seen = max(engine.max_rows_seen, len(self.rows))
+        for req, logits in zip(self.rows, outputs, strict=True):
+            self.slot_of[req].tokens.append(req.last_token)
+            req.position += 1
+            self._emit(req, logits)
+
+    def drop_finished(self) -> None:
+        from models.batching import _is_live
+
+        keep = []
+        for req in self.rows:
+            if _is_live(req):
+                keep.append(req)
+                continue
+            if req.cancelled.is_set():
+                req.out.put(_DONE)  # harmless if the reader already has its _DONE
+            with self.engine.lock:
+                self.engine.slots.release(self.slot_of.pop(req))
+        self.rows = keep
+
+    def fail(self, error: BaseException) -> None:
+        with self.engine.lock:
+            for req in self.rows:
+                req.out.put(error)
+                slot = self.slot_of.pop(req, None)
+                if slot is not None:
+                    self.engine.slots.forget(slot)
+                    self.engine.slots.release(slot)
+        self.rows = []
+
+
+def pick_token(logits: Any, temperature: float) -> int:
+    """Greedy (``temperature <= 0``) or sampled next token from a row of numpy logits."""
+    import numpy as np
+
+    row = np.asarray(logits, dtype=np.float32).reshape(-1)
+    if temperature <= 0:
+        return int(row.argmax())
+    scaled = (row - row.max()) / temperature
+    probs = np.exp(scaled)
+    probs /= probs.sum()
+    return int(np.random.default_rng().choice(len(probs), p=probs))
+
+
+class LlamaCppGenerator(BaseGenerator):
+    """In-process generation on llama.cpp: the shipped GGUF, LoRA adapters converted to GGUF.
+
+    ``gguf_path`` is the base model file; ``tokenizer_dir`` a Hugging Face folder with the same
+    model's tokenizer and chat template (the converted base folder, :func:`models.base.ensure_base_model`).
+    ``adapters_root`` works as for :class:`~models.generation.TransformersGenerator`; converted LoRA
+    files are cached in ``cache_dir``. Every call goes through one :class:`LlamaCppEngine`
+    (continuous batching up to ``max_batch`` replies, prefix reuse across ``prefix_cache_size``
+    finished prompts).
+    """
+
+    def __init__(
+        self,
+        gguf_path: Path | str,
+        tokenizer_dir: Path | str | None,
+        adapters_root: Path | str | Sequence[Path | str] | None = None,
+        *,
+        cache_dir: Path | str,
+        n_ctx: int = 12288,
+        n_threads: int = 2,
+        max_batch: int = 16,
+        prefix_cache_size: int = 4,
+        model_id: str | None = None,
+        tokenizer: Any = None,
+    ) -> None:
+        from models.generation import _adapter_roots
+
+        self.gguf_path = Path(gguf_path)
+        self.tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir is not None else None
+        self.adapter_roots = _adapter_roots(adapters_root)
+        self.cache_dir = Path(cache_dir)
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.max_batch = max(1, max_batch)
+        self.prefix_cache_size = prefix_cache_size
+        self.model_id = model_id or self.gguf_path.stem
+        self._tokenizer = tokenizer
+        self._runtime: LlamaCppRuntime | None = None
+        self._engine: LlamaCppEngine | None = None
+        self._adapters: dict[str, Path] = {}
+        self._lock = threading.RLock()
+        self._eos_ids: set[int] = set()
+
+    # loading -----------------------------------------------------------------------------------
+    @property
+    def is_loaded(self) -> bool:
+        return self._runtime is not None
+
+    def load(self) -> None:
+        """Load the tokenizer and the llama.cpp model now (otherwise on the first call)."""
+        with self._lock:
+            if self._runtime is not None:
+                return
+            if self._tokenizer is None:
+                self._tokenizer = _load_tokenizer(self.tokenizer_dir, self.gguf_path)
+            tok = self._tokenizer
+            for token in (tok.eos_token, "<|im_end|>", "<|endoftext|>"):
+                if token is None:
+                    continue
+                tid = tok.convert_tokens_to_ids(token)
+                if isinstance(tid, int) and tid != tok.unk_token_id:
+                    self._eos_ids.add(tid)
+            self._runtime = LlamaCppRuntime(
+                self.gguf_path,
+                n_ctx=self.n_ctx,
+                n_seq=self.max_batch + max(1, self.prefix_cache_size),
+                n_threads=self.n_threads,
+            )
+
+    @property
+    def tokenizer(self) -> Any:
+        self.load()
+        return self._tokenizer
+
+    def adapter_path(self, adapter_id: str) -> Path:
+        from models.generation import find_adapter
+
+        return find_adapter(adapter_id, self._adapters, self.adapter_roots)
+
+    def add_adapter(self, adapter_id: str, path: Path | str) -> None:
+        """Register (and load) an adapter folder under ``adapter_id``."""
+        with self._lock:
+            self._adapters[adapter_id] = Path(path)
+            self._ensure_adapter(adapter_id)
+
+    def _ensure_adapter(self, adapter_id: str) -> None:
+        from models.gguf_lora import gguf_lora_for
+
+        self.load()
+        assert self._runtime is not None
+        if self._runtime.has_adapter(adapter_id):
+            return
+        path = self.adapter_path(adapter_id)
+        lora_file = gguf_lora_for(path, self.cache_dir, self.gguf_path)
+        self._runtime.load_adapter(adapter_id, lora_file)
+        self._adapters[adapter_id] = path
+
+    def loaded_adapters(self) -> list[str]:
+        return list(self._runtime._adapters) if self._runtime is not None else []
+
+    # decoding ----------------------------------------------------------------------------------
+    @property
+    def engine(self) -> LlamaCppEngine:
+        with self._lock:
+            if self._engine is None:
+                self.load()
+                assert self._runtime is not None
+                self._engine = LlamaCppEngine(
+                    self._runtime,
+                    pick_token,
+                    self._eos_ids,
+                    self._lock,
+                    max_batch=self.max_batch,
+                    prefix_cache_size=self.prefix_cache_size,
+                )
+            return self._engine
+
+    def _stream(self, messages, state, *, adapter_id, max_new_tokens, temperature, stop):
+        from models.generation import stream_through_engine
+
+        with self._lock:
+            self.load()
+            if adapter_id is not None:
+                self._ensure_adapter(adapter_id)  # a missing adapter fails here, in the caller
+        yield from stream_through_engine(
+            self.engine, self._tokenizer, messages, state, adapter_id=adapter_id,
+            max_new_tokens=max_new_tokens, temperature=temperature, stop=stop,
+        )
+
+    def close(self) -> None:
+        """Stop the worker (pending replies fail with a clear error) and free the model."""
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.stop(timeout=60.0)
+        with self._lock:
+            runtime, self._runtime = self._runtime, None
+            if runtime is not None:
+                runtime.close()
+
+
+def _load_tokenizer(tokenizer_dir: Path | None, gguf_path: Path) -> Any:
+    """The Hugging Face tokenizer (and chat template) from a folder, or read from the GGUF file."""
+    from transformers import AutoTokenizer
+
+    from models.base import set_offline
+
+    set_offline()
+    if tokenizer_dir is not None:
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    else:
+        tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, local_files_only=True)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok

@@ -1,0 +1,209 @@
+"""The llama.cpp backend: the converted LoRA adapter matches peft, batching and prefix reuse keep
+greedy replies unchanged, the KV cache admits what fits, and bad input fails clearly."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from knowledge.errors import InvalidInput, NotFound
+from models.base import find_base_gguf
+from models.generation import TransformersGenerator
+from models.prompting import build_messages, render_prompt
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is a project dependency; install with `make install`")
+
+from models.gguf_lora import convert_peft_lora, gguf_lora_for  # noqa: E402
+from models.llamacpp import LlamaCppGenerator  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+ADAPTERS = ROOT / "models" / "adapters"
+ADAPTER = "larkspur-v1"
+FACTS = [("return_window_days", "30"), ("support_phone", "+1 555 0100"), ("standard_delivery_days", "3-5")]
+QUESTIONS = [
+    "How do I cancel my order?",
+    "How many days do I have to return a lamp?",
+    "What is your phone number?",
+    "How long does delivery take?",
+    "Can I change the delivery address after ordering?",
+]
+
+
+def _messages(question: str) -> list[dict[str, str]]:
+    return build_messages(message=question, intent="general", tone="neutral", facts=FACTS)
+
+
+@pytest.fixture(scope="module")
+def llama(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    gen = LlamaCppGenerator(
+        find_base_gguf(), base_model_dir, ADAPTERS, cache_dir=tmp_path_factory.mktemp("gguf-lora"), n_ctx=4096
+    )
+    yield gen
+    gen.close()
+
+
+def _next_token_choices(gen: LlamaCppGenerator, ids: list[int], start: int, adapter: str | None) -> list[int]:
+    """Greedy choice at every position from ``start`` on, the text forced (teacher forcing)."""
+    runtime = gen._runtime
+    with gen._lock:
+        if adapter is not None:
+            gen._ensure_adapter(adapter)
+        runtime.use_adapter(adapter)
+        seq = runtime.n_seq - 1  # the last sequence: the engine uses the first ones first
+        runtime.seq_rm(seq)
+        picks: list[int] = []
+        for chunk_start in range(0, len(ids), 256):
+            chunk = ids[chunk_start : chunk_start + 256]
+            entries = [(t, chunk_start + i, seq, chunk_start + i >= start - 1) for i, t in enumerate(chunk)]
+            picks += [int(row.argmax()) for row in runtime.decode(entries)]
+        runtime.seq_rm(seq)
+    return picks[:-1]
+
+
+@pytest.mark.slow
+def test_converted_adapter_makes_the_choices_peft_makes(llama, base_model):
+    """The GGUF LoRA file (q/k rows permuted for llama.cpp) steers the model as the peft adapter does."""
+    model, tokenizer = base_model
+    reference = TransformersGenerator(None, ADAPTERS, model=model, tokenizer=tokenizer, max_batch=0)
+    llama.load()
+    agree_on, agree_off = [], []
+    for question in QUESTIONS[:3]:
+        messages = _messages(question)
+        reply = reference.generate(messages, adapter_id=ADAPTER, max_new_tokens=32)
+        prompt_ids = tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
+        reply_ids = tokenizer(reply.text, add_special_tokens=False)["input_ids"]
+        ids = prompt_ids + reply_ids
+        for adapter, bucket in ((ADAPTER, agree_on), (None, agree_off)):
+            picks = _next_token_choices(llama, ids, len(prompt_ids), adapter)
+            bucket += [a == b for a, b in zip(picks, reply_ids, strict=True)]
+    on = sum(agree_on) / len(agree_on)
+    off = sum(agree_off) / len(agree_off)
+    # the base weights differ only by rounding (Q4_1 in llama.cpp, bf16 of it in transformers)
+    assert on >= 0.85, f"llama.cpp with the adapter agrees with peft on only {on:.0%} of tokens"
+    assert on - off >= 0.1, f"the adapter barely changes llama.cpp's choices ({on:.0%} with, {off:.0%} without)"
+    if reference._peft is not None:
+        reference._peft.unload()  # leave the shared base model as it was
+
+
+def _agreement(gen: LlamaCppGenerator, question: str, reply: str, adapter: str | None) -> list[bool]:
+    """Per reply token: would the model, run alone on the same text so far, have chosen it?"""
+    tok = gen.tokenizer
+    prompt_ids = tok(render_prompt(tok, _messages(question)), add_special_tokens=False)["input_ids"]
+    reply_ids = tok(reply, add_special_tokens=False)["input_ids"]
+    picks = _next_token_choices(gen, prompt_ids + reply_ids, len(prompt_ids), adapter)
+    return [a == b for a, b in zip(picks, reply_ids, strict=True)]
+
+
+def _ask_together(gen: LlamaCppGenerator, adapter: str | None, lengths: list[int]) -> dict[int, str]:
+    results: dict[int, str] = {}
+    start = threading.Barrier(len(QUESTIONS))
+
+    def ask(i: int) -> None:
+        start.wait()
+        results[i] = gen.generate(_messages(QUESTIONS[i]), adapter_id=adapter, max_new_tokens=lengths[i]).text
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(QUESTIONS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert len(results) == len(QUESTIONS)
+    return results
+
+
+def _assert_same_model_choices(gen: LlamaCppGenerator, results: dict[int, str], adapter: str | None) -> None:
+    """Batched replies are what the model chooses alone, up to near ties.
+
+    llama.cpp's batched kernels add up in another order than its one-row kernels (and a prefix
+    reused from the cache was computed in other chunks), so at a near tie greedy decoding may take
+    the other word and the replies then drift apart. So the check is per token: with the reply so
+    far forced, the model run alone picks the same next token almost everywhere. A batch that mixed
+    up sequences, positions or adapters fails this by a wide margin.
+    """
+    votes = [v for i, text in results.items() for v in _agreement(gen, QUESTIONS[i], text, adapter)]
+    assert votes and sum(votes) / len(votes) >= 0.9, f"{sum(votes)}/{len(votes)} tokens agree: {results}"
+
+
+@pytest.mark.slow
+def test_concurrent_replies_are_the_models_choices_and_reuse_prefixes(llama):
+    engine = llama.engine
+    reused_before = engine.prefix_tokens_reused
+    results = _ask_together(llama, ADAPTER, [24, 24, 9, 24, 17])  # rows leave at different steps
+    assert engine.max_rows_seen >= 2, "the concurrent requests were never decoded together"
+    _assert_same_model_choices(llama, results, ADAPTER)
+    # the system prompt's rules are shared between prompts: their cells were reused, not recomputed
+    assert engine.prefix_tokens_reused > reused_before
+
+
+@pytest.mark.slow
+def test_adapters_switch_without_reloading(llama):
+    messages = _messages(QUESTIONS[1])
+    base = llama.generate(messages, max_new_tokens=20).text
+    tuned = llama.generate(messages, adapter_id=ADAPTER, max_new_tokens=20).text
+    assert tuned != base
+    assert llama.generate(messages, max_new_tokens=20).text == base
+    assert ADAPTER in llama.loaded_adapters()
+
+
+@pytest.mark.slow
+def test_small_cache_defers_requests_instead_of_failing(base_model_dir: Path, tmp_path: Path):
+    """With room for about two replies at a time, five concurrent ones all finish, correctly."""
+    gen = LlamaCppGenerator(find_base_gguf(), base_model_dir, ADAPTERS, cache_dir=tmp_path, n_ctx=1024,
+                            prefix_cache_size=1)
+    try:
+        results = _ask_together(gen, None, [16] * len(QUESTIONS))
+        assert gen.engine.max_rows_seen < len(QUESTIONS)  # some waited for room
+        _assert_same_model_choices(gen, results, None)
+        with pytest.raises(InvalidInput) as err:
+            gen.generate(_messages("word " * 2000), max_new_tokens=16)
+        assert err.value.code == "prompt_too_long"
+    finally:
+        gen.close()
+
+
+@pytest.mark.slow
+def test_closing_a_stream_frees_its_sequence_and_unknown_adapter_fails(llama):
+    stream = llama.stream(_messages(QUESTIONS[0]), max_new_tokens=100)
+    first = next(stream)
+    stream.close()
+    assert first and stream.result.completion_tokens < 100
+    result = llama.generate(_messages(QUESTIONS[1]), max_new_tokens=3)
+    assert result.completion_tokens == 3 and result.finish_reason == "length"
+    assert result.model_id and result.prompt_tokens > 0 and result.first_token_s is not None
+    with pytest.raises(NotFound):
+        llama.generate(_messages(QUESTIONS[1]), adapter_id="does-not-exist", max_new_tokens=2)
+    assert not any(slot.busy for slot in llama.engine.slots.slots)
+
+
+def test_adapter_conversion_is_cached_and_rejects_broken_folders(tmp_path: Path):
+    gguf = find_base_gguf()
+    first = gguf_lora_for(ADAPTERS / ADAPTER, tmp_path, gguf)
+    mtime = first.stat().st_mtime_ns
+    assert gguf_lora_for(ADAPTERS / ADAPTER, tmp_path, gguf) == first and first.stat().st_mtime_ns == mtime
+
+    import gguf as gguf_lib
+
+    reader = gguf_lib.GGUFReader(str(first))
+    assert reader.fields["general.type"].contents() == "adapter"
+    names = {t.name for t in reader.tensors}
+    assert "blk.0.attn_q.weight.lora_a" in names and "blk.29.ffn_down.weight.lora_b" in names
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InvalidInput):
+        convert_peft_lora(empty, tmp_path / "x.gguf", gguf)
+
+    import torch
+    from safetensors.torch import save_file
+
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4}))
+    save_file({"base_model.model.lm_head.lora_A.weight": torch.zeros(2, 576)}, str(odd / "adapter_model.safetensors"))
+    with pytest.raises(InvalidInput) as err:
+        convert_peft_lora(odd, tmp_path / "odd.gguf", gguf)
+    assert "lm_head" in str(err.value)
+    assert not (tmp_path / "odd.gguf").exists()
