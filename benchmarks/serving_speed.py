@@ -1,19 +1,23 @@
 """Generation speed of the in-process backend against naive ``model.generate``, side by side.
 
 Usage: python benchmarks/serving_speed.py [--new-tokens 96] [--adapter larkspur-v1] [--skip-bf16]
+       [--skip-transformers-engine]
 
 Everything runs in this one process, one after the other, on the same realistic prompt: the
 sample company's facts and three passages of its returns policy in the bot's own prompt format
-(~400 tokens), the shipped LoRA adapter applied.
+(~530 tokens), the shipped LoRA adapter applied.
 
 * naive: ``model.generate`` on the PeftModel (bf16 weights, as the issue's reference measurement,
   and float32); time to first token = ``generate(max_new_tokens=1)``; decode tokens/s from a run
   that is forced to produce ``--new-tokens`` tokens.
-* ours, one stream: ``TransformersGenerator.stream`` with the batching engine (float32, the CPU
-  default); first token cold (nothing cached) and warm (the system prompt's rules reused from the
-  previous prompt's KV cache), and decode tokens/s.
-* ours, concurrent: 1, 4 and 16 conversations at once (different questions), aggregate tokens/s,
-  per-reply latency p50/p95 and time to first token.
+* llama.cpp's own: llama-cpp-python's high-level ``Llama`` on the same GGUF file with the same
+  LoRA file (what our engine is compared with, "the same weights").
+* ours, one stream: the product's default engine (``LlamaCppGenerator``: llama.cpp, continuous
+  batching, prefix sharing) and the transformers engine (``TransformersGenerator``); first token
+  cold (nothing cached) and warm (a prompt sharing everything but the question with the previous
+  one), and decode tokens/s.
+* ours, concurrent (llama.cpp engine): 1, 4 and 16 conversations at once (different questions),
+  aggregate tokens/s, per-reply latency p50/p95 and time to first token.
 
 Writes benchmarks/results/serving_speed.json.
 """
@@ -109,22 +113,79 @@ def naive(dtype_name: str, adapter: str | None, new_tokens: int) -> dict:
     }
 
 
-def ours(adapter: str | None, new_tokens: int, concurrency: list[int]) -> tuple[list[dict], list[dict]]:
+def llama_cpp_own(adapter: str | None, new_tokens: int, lora_cache: Path) -> dict:
+    """llama.cpp's own speed on the same weights: llama-cpp-python's ``Llama`` with the same LoRA file."""
+    from llama_cpp import Llama
+
+    from models.base import find_base_gguf
+    from models.gguf_lora import gguf_lora_for
+    from models.prompting import render_prompt
+
+    gguf = find_base_gguf()
+    lora = str(gguf_lora_for(ROOT / "models/adapters" / adapter, lora_cache, gguf)) if adapter else None
+    llm = Llama(str(gguf), n_ctx=2048, n_threads=2, n_batch=512, lora_path=lora, verbose=False)
+    tok = _tokenizer()
+    ids = tok(render_prompt(tok, realistic_messages(QUESTIONS[0])), add_special_tokens=False)["input_ids"]
+    eos = llm.token_eos()
+
+    def run(n: int) -> tuple[float, float, int]:
+        llm.reset()
+        t0 = time.perf_counter()
+        first, count = None, 0
+        for _ in llm.create_completion(ids, max_tokens=n, temperature=0.0, stream=True, logit_bias={eos: -1e9}):
+            count += 1
+            if first is None:
+                first = time.perf_counter() - t0
+        return first or 0.0, time.perf_counter() - t0, count
+
+    run(2)  # warm-up
+    ttft, total, count = run(new_tokens)
+    return {
+        "system": "llama.cpp's own (llama-cpp-python Llama, same GGUF + LoRA)",
+        "prompt_tokens": len(ids),
+        "ttft_s": ttft,
+        "decode_tok_s": (count - 1) / max(1e-9, total - ttft),
+    }
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    from models.base import ensure_base_model
+
+    cache = Path(os.environ.get("HYBRIDESK_MODEL_CACHE", "/tmp/hybridesk-test-models"))
+    return AutoTokenizer.from_pretrained(str(ensure_base_model(cache)), local_files_only=True)
+
+
+def make_generator(backend: str, lora_cache: Path):
+    if backend == "llamacpp":
+        from models.base import ensure_base_model, find_base_gguf
+        from models.llamacpp import LlamaCppGenerator
+
+        cache = Path(os.environ.get("HYBRIDESK_MODEL_CACHE", "/tmp/hybridesk-test-models"))
+        return LlamaCppGenerator(find_base_gguf(), ensure_base_model(cache), ROOT / "models/adapters",
+                                 cache_dir=lora_cache, n_threads=2, max_batch=16)
     from models.generation import TransformersGenerator
 
     model, _, tok = load("fp32", None)  # the generator applies the adapter itself
-    gen = TransformersGenerator(None, ROOT / "models/adapters", model=model, tokenizer=tok, max_batch=16)
+    return TransformersGenerator(None, ROOT / "models/adapters", model=model, tokenizer=tok, max_batch=16)
+
+
+def ours(backend: str, adapter: str | None, new_tokens: int, concurrency: list[int],
+         lora_cache: Path) -> tuple[list[dict], list[dict]]:
+    gen = make_generator(backend, lora_cache)
+    label_backend = {"llamacpp": "llama.cpp engine", "transformers": "transformers engine"}[backend]
     single = []
-    # warm-up: loads the adapter; then clear the prefix cache for a cold first token
+    # warm-up: loads the model and the adapter; then clear the prefix cache for a cold first token
     gen.generate(realistic_messages("hello"), adapter_id=adapter, max_new_tokens=2)
-    gen.engine.prefix_cache.clear()
+    gen.engine.clear_prefix_cache()
     for label, question in (("cold prefix cache", QUESTIONS[0]), ("warm prefix cache", QUESTIONS[1])):
         reused_before = gen.engine.prefix_tokens_reused
         r = gen.generate(realistic_messages(question), adapter_id=adapter, max_new_tokens=new_tokens)
         decode = (r.completion_tokens - 1) / max(1e-9, r.duration_s - (r.first_token_s or 0))
         single.append(
             {
-                "system": f"ours, one stream, {label}",
+                "system": f"ours ({label_backend}), one stream, {label}",
                 "prompt_tokens": r.prompt_tokens,
                 "reused_prefix_tokens": gen.engine.prefix_tokens_reused - reused_before,
                 "ttft_s": r.first_token_s,
@@ -158,6 +219,7 @@ def ours(adapter: str | None, new_tokens: int, concurrency: list[int]) -> tuple[
         steps = gen.engine.steps - steps0
         rows.append(
             {
+                "backend": backend,
                 "concurrent": n,
                 "tokens": tokens,
                 "wall_s": wall,
@@ -177,15 +239,26 @@ def main() -> None:
     ap.add_argument("--adapter", default="larkspur-v1")
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--skip-bf16", action="store_true")
+    ap.add_argument("--skip-transformers-engine", action="store_true",
+                    help="leave out the transformers engine's single-stream rows")
     args = ap.parse_args()
     adapter = args.adapter or None
     load_before = os.getloadavg()[0]
+    import tempfile
+
+    lora_cache = Path(tempfile.mkdtemp(prefix="hybridesk-gguf-lora-"))
     baselines = [naive("fp32", adapter, args.new_tokens)]
     if not args.skip_bf16:
         baselines.append(naive("bf16", adapter, args.new_tokens))
-    single, concurrent = ours(adapter, args.new_tokens, [int(c) for c in args.concurrency.split(",")])
+    baselines.append(llama_cpp_own(adapter, args.new_tokens, lora_cache))
+    single, concurrent = ours("llamacpp", adapter, args.new_tokens,
+                              [int(c) for c in args.concurrency.split(",")], lora_cache)
+    if not args.skip_transformers_engine:
+        single += ours("transformers", adapter, args.new_tokens, [], lora_cache)[0]
     ref = next((b for b in baselines if "bf16" in b["system"]), baselines[0])
+    own = next(b for b in baselines if b["system"].startswith("llama.cpp"))
     for row in baselines + single:
+        row["decode_vs_llama_cpp"] = row["decode_tok_s"] / own["decode_tok_s"]
         row["decode_vs_naive_bf16"] = row["decode_tok_s"] / ref["decode_tok_s"]
         row["ttft_vs_naive_bf16"] = ref["ttft_s"] / row["ttft_s"]
     one = concurrent[0]["aggregate_tok_s"] if concurrent else 1.0
@@ -219,7 +292,9 @@ def main() -> None:
             "baselines": baselines,
             "single": single,
             "concurrent": concurrent,
-            "median_decode_ratio": statistics.median(r["decode_vs_naive_bf16"] for r in single),
+            "median_decode_ratio": statistics.median(
+                r["decode_vs_naive_bf16"] for r in single if "llama.cpp" in r["system"]
+            ),
         },
     )
 

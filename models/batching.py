@@ -177,6 +177,11 @@ class BatchingEngine:
             self._cond.notify()
         return request
 
+    def clear_prefix_cache(self) -> None:
+        """Forget every cached prompt (the next prompt is prefilled from scratch; for benchmarks)."""
+        with self.lock:
+            self.prefix_cache.clear()
+
     def stop(self, timeout: float = 5.0) -> None:
         with self._cond:
             self._stopping = True

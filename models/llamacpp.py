@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _backend_lock = threading.Lock()
 _backend_ready = False
+_log_callback: Any = None  # the ctypes callback must outlive every llama.cpp call
 
 
 def llama_cpp_available() -> bool:
@@ -61,11 +62,18 @@ def _native() -> Any:
             "HYBRIDESK_GENERATOR=transformers.",
             code="llama_cpp_missing",
         ) from exc
+    global _log_callback
     with _backend_lock:
         if not _backend_ready:
-            from llama_cpp import _logger
+            # llama.cpp's own messages go to this module's logger: errors as errors, the rest
+            # (model metadata, "n_ctx_seq > n_ctx_train" for the shared cache) at debug level
+            def forward(level: int, text: bytes, _user: Any) -> None:
+                message = text.decode("utf-8", "replace").rstrip()
+                if message:
+                    log.log(logging.ERROR if level == 3 else logging.DEBUG, "llama.cpp: %s", message)
 
-            _logger.set_verbose(False)  # llama.cpp's own chatter only at ERROR
+            _log_callback = llama_cpp.llama_log_callback(forward)
+            llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
             llama_cpp.llama_backend_init()
             _backend_ready = True
     return llama_cpp
@@ -171,7 +179,8 @@ class LlamaCppRuntime:
     def decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> list[Any]:
         """Run ``(token, position, sequence, wants_logits)`` entries (at most ``n_batch``) through the model.
 
-        Returns one float32 array of logits per entry that asked for them, in order.
+        Returns one float32 array of logits per entry that asked for them, in order. The arrays
+        are views of llama.cpp's buffer (no copy): valid until the next ``decode``.
         """
         import numpy as np
 
@@ -194,7 +203,7 @@ class LlamaCppRuntime:
         for i, entry in enumerate(entries):
             if entry[3]:
                 pointer = L.llama_get_logits_ith(self.ctx, i)
-                out.append(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy())
+                out.append(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)))
         return out
 
     def close(self) -> None:
@@ -345,6 +354,12 @@ class LlamaCppEngine(BatchingEngine):
         if len(fits) < len(taken):
             self._pending[:0] = taken[len(fits) :]  # back to the front of the queue, in order
         return fits
+
+    def clear_prefix_cache(self) -> None:
+        """Forget every finished sequence kept for reuse (for benchmarks: a cold first token)."""
+        with self.lock:
+            while self.slots.evict_one():
+                pass
 
     def decode(self, entries: list[tuple[int, int, int, bool]]) -> list[Any]:
         """``runtime.decode`` that makes room by dropping cached sequences when the cache is full."""
@@ -511,8 +526,20 @@ class LlamaCppGenerator(BaseGenerator):
         with self._lock:
             if self._runtime is not None:
                 return
+            if not self.gguf_path.is_file():
+                raise Unavailable(
+                    f"GGUF model file {self.gguf_path} does not exist; set HYBRIDESK_GGUF_PATH to the base "
+                    "model's GGUF file, or HYBRIDESK_GENERATOR=transformers.",
+                    code="model_not_found",
+                )
             if self._tokenizer is None:
-                self._tokenizer = _load_tokenizer(self.tokenizer_dir, self.gguf_path)
+                try:
+                    self._tokenizer = _load_tokenizer(self.tokenizer_dir, self.gguf_path)
+                except (OSError, ValueError) as exc:
+                    raise Unavailable(
+                        f"No tokenizer for {self.gguf_path.name} in {self.tokenizer_dir or self.gguf_path}: {exc}",
+                        code="model_not_found",
+                    ) from exc
             tok = self._tokenizer
             for token in (tok.eos_token, "<|im_end|>", "<|endoftext|>"):
                 if token is None:

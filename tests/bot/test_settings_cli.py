@@ -84,3 +84,26 @@ def test_port_in_use_is_reported(tmp_path, monkeypatch, capsys):
         finally:
             get_settings.cache_clear()
     assert "port_in_use" in capsys.readouterr().err
+
+
+def test_auto_generator_picks_llama_cpp_for_the_default_model_only(tmp_path, monkeypatch):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is a project dependency")
+    from bot.services import build_generator
+    from bot.settings import resolved_generator
+    from models.llamacpp import LlamaCppGenerator
+
+    assert resolved_generator(Settings(data_dir=tmp_path)) == "llamacpp"
+    # a custom Hugging Face model has no GGUF file: the transformers engine runs it
+    assert resolved_generator(Settings(data_dir=tmp_path, base_model_dir=tmp_path)) == "transformers"
+    gguf = tmp_path / "model.gguf"
+    assert resolved_generator(Settings(data_dir=tmp_path, base_model_dir=tmp_path, gguf_path=gguf)) == "llamacpp"
+    assert resolved_generator(Settings(data_dir=tmp_path, generator="transformers")) == "transformers"
+    monkeypatch.setenv("HYBRIDESK_GENERATOR", "llamacpp")
+    assert Settings(data_dir=tmp_path).generator == "llamacpp"
+    # building it loads nothing yet (the model loads on first use), but a GGUF path must exist then
+    generator = build_generator(Settings(data_dir=tmp_path, base_model_dir=tmp_path, gguf_path=gguf))
+    assert isinstance(generator, LlamaCppGenerator) and not generator.is_loaded
+    from knowledge.errors import Unavailable
+
+    with pytest.raises(Unavailable):
+        generator.generate([{"role": "user", "content": "hi"}])
