@@ -126,6 +126,9 @@ def main() -> None:
             "latency_s": lat,
             "rss_gib": rss[0],
             "peak_rss_gib": rss[1],
+            "load_avg_1m_after": os.getloadavg()[0],
+            "generator": os.environ.get("HYBRIDESK_GENERATOR", "auto"),
+            "nlu_use_public_data": os.environ.get("HYBRIDESK_NLU_USE_PUBLIC_DATA", "true"),
         },
     )
 
