@@ -498,7 +498,53 @@ def stream_through_engine(
         yield tail
 
 
-class TransformersGenerator(BaseGenerator):
+class LocalAdapters:
+    """Adapter folders by id for the in-process backends (which define ``load`` and ``_ensure_adapter``).
+
+    An adapter id is registered with :meth:`add_adapter`, an absolute folder path, or a folder name
+    under one of ``adapter_roots``.
+    """
+
+    _adapters: dict[str, Path]
+    adapter_roots: list[Path]
+    _lock: Any
+    _tokenizer: Any
+    engine: Any
+
+    def load(self) -> None:  # pragma: no cover - provided by the backend
+        raise NotImplementedError
+
+    def _ensure_adapter(self, adapter_id: str) -> None:  # pragma: no cover - provided by the backend
+        raise NotImplementedError
+
+    @property
+    def tokenizer(self) -> Any:
+        self.load()
+        return self._tokenizer
+
+    def adapter_path(self, adapter_id: str) -> Path:
+        """Folder of ``adapter_id``: an explicit path, or ``<root>/<adapter_id>`` in the roots."""
+        return find_adapter(adapter_id, self._adapters, self.adapter_roots)
+
+    def add_adapter(self, adapter_id: str, path: Path | str) -> None:
+        """Register (and load) an adapter folder under ``adapter_id``."""
+        with self._lock:
+            self._adapters[adapter_id] = Path(path)
+            self._ensure_adapter(adapter_id)
+
+    def _stream_engine(self, messages, state, *, adapter_id, max_new_tokens, temperature, stop):
+        """Stream through the backend's batching ``engine`` (a missing adapter fails in the caller)."""
+        with self._lock:
+            self.load()
+            if adapter_id is not None:
+                self._ensure_adapter(adapter_id)
+        yield from stream_through_engine(
+            self.engine, self._tokenizer, messages, state, adapter_id=adapter_id,
+            max_new_tokens=max_new_tokens, temperature=temperature, stop=stop,
+        )
+
+
+class TransformersGenerator(LocalAdapters, BaseGenerator):
     """In-process generation with transformers + peft.
 
     ``model_dir`` is a local HF causal LM folder (see :func:`models.base.ensure_base_model`).
@@ -577,25 +623,10 @@ class TransformersGenerator(BaseGenerator):
             self._eos_ids.add(int(tok.eos_token_id))
 
     @property
-    def tokenizer(self) -> Any:
-        self.load()
-        return self._tokenizer
-
-    @property
     def model(self) -> Any:
         """The model calls go through (the PeftModel once an adapter is loaded)."""
         self.load()
         return self._peft if self._peft is not None else self._model
-
-    def adapter_path(self, adapter_id: str) -> Path:
-        """Folder of ``adapter_id``: an explicit path, or ``<root>/<adapter_id>`` in the roots."""
-        return find_adapter(adapter_id, self._adapters, self.adapter_roots)
-
-    def add_adapter(self, adapter_id: str, path: Path | str) -> None:
-        """Register (and load) an adapter folder under ``adapter_id``."""
-        with self._lock:
-            self._adapters[adapter_id] = Path(path)
-            self._ensure_adapter(adapter_id)
 
     def _ensure_adapter(self, adapter_id: str) -> None:
         self.load()
@@ -667,13 +698,9 @@ class TransformersGenerator(BaseGenerator):
         )
 
     def _stream_batched(self, messages, state, *, adapter_id, max_new_tokens, temperature, stop):
-        with self._lock:
-            self.load()
-            if adapter_id is not None:
-                self._ensure_adapter(adapter_id)  # a missing adapter fails here, in the caller
-        yield from stream_through_engine(
-            self.engine, self._tokenizer, messages, state, adapter_id=adapter_id,
-            max_new_tokens=max_new_tokens, temperature=temperature, stop=stop,
+        return self._stream_engine(
+            messages, state, adapter_id=adapter_id, max_new_tokens=max_new_tokens,
+            temperature=temperature, stop=stop,
         )
 
     def _stream_alone(self, messages, state, *, adapter_id, max_new_tokens, temperature, stop):

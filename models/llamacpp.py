@@ -35,7 +35,7 @@ from typing import Any
 
 from knowledge.errors import InvalidInput, Unavailable
 from models.batching import _DONE, BatchingEngine, BatchRequest, _Batch, _common_prefix
-from models.generation import BaseGenerator
+from models.generation import BaseGenerator, LocalAdapters
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +284,12 @@ class _Slots:
             self.runtime.seq_rm(slot.seq, -1, -1)
         slot.tokens = []
 
+    def forget_other_adapters(self, adapter_id: str | None) -> None:
+        """Drop every finished sequence that was computed with another adapter."""
+        for slot in self.slots:
+            if not slot.busy and slot.tokens and slot.adapter_id != adapter_id:
+                self.forget(slot)
+
     def evict_one(self) -> bool:
         """Drop the least recently used finished sequence; False when there is none."""
         finished = [s for s in self.slots if not s.busy and s.tokens]
@@ -396,6 +402,10 @@ class _LlamaBatch(_Batch):
         super().__init__(adapter_id, engine)
         self.slot_of: dict[BatchRequest, _Slot] = {}
         with engine.lock:
+            if engine.runtime.active_adapter != adapter_id:
+                # cells another adapter computed are never reused by this one; drop them so that
+                # the cache holds one adapter's sequences only
+                engine.slots.forget_other_adapters(adapter_id)
             engine.runtime.use_adapter(adapter_id)
 
     def admit(self, req: BatchRequest) -> None:
@@ -473,7 +483,7 @@ def pick_token(logits: Any, temperature: float) -> int:
     return int(np.random.default_rng().choice(len(probs), p=probs))
 
 
-class LlamaCppGenerator(BaseGenerator):
+class LlamaCppGenerator(LocalAdapters, BaseGenerator):
     """In-process generation on llama.cpp: the shipped GGUF, LoRA adapters converted to GGUF.
 
     ``gguf_path`` is the base model file; ``tokenizer_dir`` a Hugging Face folder with the same
@@ -554,22 +564,6 @@ class LlamaCppGenerator(BaseGenerator):
                 n_threads=self.n_threads,
             )
 
-    @property
-    def tokenizer(self) -> Any:
-        self.load()
-        return self._tokenizer
-
-    def adapter_path(self, adapter_id: str) -> Path:
-        from models.generation import find_adapter
-
-        return find_adapter(adapter_id, self._adapters, self.adapter_roots)
-
-    def add_adapter(self, adapter_id: str, path: Path | str) -> None:
-        """Register (and load) an adapter folder under ``adapter_id``."""
-        with self._lock:
-            self._adapters[adapter_id] = Path(path)
-            self._ensure_adapter(adapter_id)
-
     def _ensure_adapter(self, adapter_id: str) -> None:
         from models.gguf_lora import gguf_lora_for
 
@@ -603,15 +597,9 @@ class LlamaCppGenerator(BaseGenerator):
             return self._engine
 
     def _stream(self, messages, state, *, adapter_id, max_new_tokens, temperature, stop):
-        from models.generation import stream_through_engine
-
-        with self._lock:
-            self.load()
-            if adapter_id is not None:
-                self._ensure_adapter(adapter_id)  # a missing adapter fails here, in the caller
-        yield from stream_through_engine(
-            self.engine, self._tokenizer, messages, state, adapter_id=adapter_id,
-            max_new_tokens=max_new_tokens, temperature=temperature, stop=stop,
+        return self._stream_engine(
+            messages, state, adapter_id=adapter_id, max_new_tokens=max_new_tokens,
+            temperature=temperature, stop=stop,
         )
 
     def close(self) -> None:

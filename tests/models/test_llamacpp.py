@@ -12,28 +12,18 @@ import pytest
 from knowledge.errors import InvalidInput, NotFound
 from models.base import find_base_gguf
 from models.generation import TransformersGenerator
-from models.prompting import build_messages, render_prompt
+from models.prompting import render_prompt
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is a project dependency; install with `make install`")
 
 from models.gguf_lora import convert_peft_lora, gguf_lora_for  # noqa: E402
 from models.llamacpp import LlamaCppGenerator  # noqa: E402
 
+from .test_batching import QUESTIONS, _messages  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 ADAPTERS = ROOT / "models" / "adapters"
 ADAPTER = "larkspur-v1"
-FACTS = [("return_window_days", "30"), ("support_phone", "+1 555 0100"), ("standard_delivery_days", "3-5")]
-QUESTIONS = [
-    "How do I cancel my order?",
-    "How many days do I have to return a lamp?",
-    "What is your phone number?",
-    "How long does delivery take?",
-    "Can I change the delivery address after ordering?",
-]
-
-
-def _messages(question: str) -> list[dict[str, str]]:
-    return build_messages(message=question, intent="general", tone="neutral", facts=FACTS)
 
 
 @pytest.fixture(scope="module")
