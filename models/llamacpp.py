@@ -28,6 +28,7 @@ import ctypes
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,7 @@ class LlamaCppRuntime:
         self.n_ctx_train = int(L.llama_model_n_ctx_train(self.model))
         self.n_batch = n_batch
         self.n_seq = n_seq
+        self.n_threads = n_threads
         self.mem = L.llama_get_memory(self.ctx)
         self.n_vocab = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model)))
         self._batch = L.llama_batch_init(n_batch, 0, 1)
@@ -164,6 +166,12 @@ class LlamaCppRuntime:
         if rc != 0:
             raise Unavailable(f"llama.cpp could not switch to adapter {adapter_id!r} ({rc}).", code="generator_failed")
         self.active_adapter = adapter_id
+
+    def set_threads(self, n_threads: int) -> None:
+        """Threads for the following decodes (llama.cpp builds its thread pool per call)."""
+        if n_threads != self.n_threads:
+            self._L.llama_set_n_threads(self.ctx, n_threads, n_threads)
+            self.n_threads = n_threads
 
     # KV cache ----------------------------------------------------------------------------------
     def seq_rm(self, seq: int, start: int = -1, end: int = -1) -> None:
@@ -299,6 +307,52 @@ class _Slots:
         return True
 
 
+class ThreadTuner:
+    """Picks how many threads each decode uses, from how fast recent decodes went.
+
+    llama.cpp's threads spin at their barriers. On an idle machine two threads on two cores decode
+    about 1.7x faster than one; when other processes keep a core busy, the second thread waits
+    a whole scheduler slice at every barrier and two threads ran 4-5x *slower* than one (5 against
+    23 tokens/s at load 5.5). So the engine keeps a moving average of seconds per decoded row for
+    each thread count, uses the faster one, and every ``explore_every`` decodes tries the other
+    for a few decodes to notice when the machine's load has changed.
+    """
+
+    def __init__(self, max_threads: int, *, explore_every: int = 48, explore_steps: int = 3) -> None:
+        self.options = sorted({1, max(1, max_threads)})
+        self.current = self.options[-1]
+        self.explore_every = explore_every
+        self.explore_steps = explore_steps
+        self.per_row: dict[int, float] = {}
+        self._count = 0
+        self._fresh: set[int] = set()  # options whose next measurement replaces their average
+
+    def choose(self) -> int:
+        """Thread count for the next decode."""
+        self._count += 1
+        if len(self.options) == 1:
+            return self.current
+        best = min(self.per_row, key=self.per_row.__getitem__) if self.per_row else self.current
+        phase = self._count % self.explore_every
+        if phase < self.explore_steps or len(self.per_row) < len(self.options):
+            others = [n for n in self.options if n != best]
+            untried = [n for n in self.options if n not in self.per_row]
+            pick = untried[0] if untried else others[0]
+            if phase == 0:
+                self._fresh.add(pick)  # an old average says nothing about the load now
+            return pick
+        return best
+
+    def observe(self, threads: int, seconds: float, rows: int) -> None:
+        """Record that a decode of ``rows`` rows took ``seconds`` with ``threads`` threads."""
+        value = seconds / max(1, rows)
+        old = self.per_row.get(threads)
+        fresh = threads in self._fresh
+        self._fresh.discard(threads)
+        self.per_row[threads] = value if old is None or fresh else 0.7 * old + 0.3 * value
+        self.current = min(self.per_row, key=self.per_row.__getitem__)
+
+
 class LlamaCppEngine(BatchingEngine):
     """:class:`BatchingEngine` scheduling over a :class:`LlamaCppRuntime`."""
 
@@ -311,10 +365,12 @@ class LlamaCppEngine(BatchingEngine):
         *,
         max_batch: int = 16,
         prefix_cache_size: int = 4,
+        adaptive_threads: bool = True,
     ) -> None:
         super().__init__(lambda _a: (None, None), pick, eos_ids, lock, max_batch=max_batch)
         self.runtime = runtime
         self.slots = _Slots(runtime, keep_finished=prefix_cache_size)
+        self.tuner = ThreadTuner(runtime.n_threads) if adaptive_threads else None
 
     def _new_batch(self, adapter_id: str | None) -> _Batch:
         return _LlamaBatch(adapter_id, self)
@@ -367,11 +423,23 @@ class LlamaCppEngine(BatchingEngine):
             while self.slots.evict_one():
                 pass
 
-    def decode(self, entries: list[tuple[int, int, int, bool]]) -> list[Any]:
-        """``runtime.decode`` that makes room by dropping cached sequences when the cache is full."""
+    def decode(self, entries: list[tuple[int, int, int, bool]], *, tune: bool = False) -> list[Any]:
+        """``runtime.decode`` that makes room by dropping cached sequences when the cache is full.
+
+        With ``tune`` (decode steps: one token per row) the thread count is chosen and measured by
+        the tuner; prefill chunks run with the count that is currently fastest.
+        """
         while True:
             try:
-                return self.runtime.decode(entries)
+                if self.tuner is None:
+                    return self.runtime.decode(entries)
+                threads = self.tuner.choose() if tune else self.tuner.current
+                self.runtime.set_threads(threads)
+                started = time.perf_counter()
+                out = self.runtime.decode(entries)
+                if tune:
+                    self.tuner.observe(threads, time.perf_counter() - started, len(entries))
+                return out
             except KVCacheFull:
                 if not self.slots.evict_one():
                     raise
@@ -436,7 +504,7 @@ class _LlamaBatch(_Batch):
         entries = [(r.last_token, r.position, self.slot_of[r].seq, True) for r in self.rows]
         with engine.lock:
             engine.runtime.use_adapter(self.adapter_id)
-            outputs = engine.decode(entries)
+            outputs = engine.decode(entries, tune=True)
         engine.steps += 1
         engine.rows_decoded += len(self.rows)
         engine.max_rows_seen = max(engine.max_rows_seen, len(self.rows))

@@ -197,3 +197,28 @@ def test_adapter_conversion_is_cached_and_rejects_broken_folders(tmp_path: Path)
         convert_peft_lora(odd, tmp_path / "odd.gguf", gguf)
     assert "lm_head" in str(err.value)
     assert not (tmp_path / "odd.gguf").exists()
+
+
+def test_thread_tuner_follows_the_faster_thread_count():
+    from models.llamacpp import ThreadTuner
+
+    tuner = ThreadTuner(2, explore_every=10, explore_steps=2)
+    cost = {1: 0.020, 2: 0.012}  # an idle machine: two threads are faster
+
+    def run(steps: int) -> list[int]:
+        picks = []
+        for _ in range(steps):
+            n = tuner.choose()
+            tuner.observe(n, cost[n] * 4, rows=4)
+            picks.append(n)
+        return picks
+
+    picks = run(40)
+    assert set(picks) == {1, 2} and picks[-5:].count(2) >= 4 and tuner.current == 2
+    cost[2] = 0.200  # another process took a core: spinning threads wait at every barrier
+    picks = run(40)
+    assert tuner.current == 1 and picks[-20:].count(1) >= 16  # mostly one thread, a few probes of two
+    cost[2] = 0.012  # the other process finished: the periodic probe notices
+    picks = run(40)
+    assert tuner.current == 2 and picks[-5:].count(2) >= 4
+    assert ThreadTuner(1).choose() == 1
