@@ -336,7 +336,7 @@ class ThreadTuner:
         phase = self._count % self.explore_every
         if phase < self.explore_steps or len(self.per_row) < len(self.options):
             others = [n for n in self.options if n != best]
-            untried = [n for n in self.options if n not in self.per_row]
+            untried = [n for n in reversed(self.options) if n not in self.per_row]  # most threads first
             pick = untried[0] if untried else others[0]
             if phase == 0:
                 self._fresh.add(pick)  # an old average says nothing about the load now
@@ -350,7 +350,8 @@ class ThreadTuner:
         fresh = threads in self._fresh
         self._fresh.discard(threads)
         self.per_row[threads] = value if old is None or fresh else 0.7 * old + 0.3 * value
-        self.current = min(self.per_row, key=self.per_row.__getitem__)
+        if len(self.per_row) == len(self.options):  # until both are measured, keep the most threads
+            self.current = min(self.per_row, key=self.per_row.__getitem__)
 
 
 class LlamaCppEngine(BatchingEngine):
