@@ -12,8 +12,9 @@ with their rows permuted (llama.cpp's rotary embedding pairs neighbouring dimens
 pairs the two halves of a head). ``delta = B @ A`` has the projection's rows, so ``B`` of ``q_proj``
 and ``k_proj`` gets the same permutation; ``A`` is unchanged.
 
-Converted files are cached next to nothing else: :func:`gguf_lora_for` writes
-``<cache>/<adapter name>-<hash of the adapter's weights and config>.gguf`` once and reuses it.
+Converted files are cached: :func:`gguf_lora_for` writes
+``<cache>/<adapter name>-<hash of the adapter's weights and config>.gguf`` once and reuses it, so
+a retrained adapter with the same name gets a new file.
 """
 
 from __future__ import annotations
