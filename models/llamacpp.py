@@ -66,12 +66,20 @@ def _native() -> Any:
     global _log_callback
     with _backend_lock:
         if not _backend_ready:
-            # llama.cpp's own messages go to this module's logger: errors as errors, the rest
-            # (model metadata, "n_ctx_seq > n_ctx_train" for the shared cache) at debug level
+            # llama.cpp's own messages go to this module's logger (ggml levels: 1 debug, 2 info,
+            # 3 warn, 4 error, 5 continuation). Warnings are kept, except the one every start
+            # gives by design: the unified cache is larger than one sequence's trained context
+            # (the engine itself keeps each request within it).
             def forward(level: int, text: bytes, _user: Any) -> None:
                 message = text.decode("utf-8", "replace").rstrip()
-                if message:
-                    log.log(logging.ERROR if level == 3 else logging.DEBUG, "llama.cpp: %s", message)
+                if not message:
+                    return
+                if level == 4:
+                    log.error("llama.cpp: %s", message)
+                elif level == 3 and "n_ctx_seq" not in message:
+                    log.warning("llama.cpp: %s", message)
+                else:
+                    log.debug("llama.cpp: %s", message)
 
             _log_callback = llama_cpp.llama_log_callback(forward)
             llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
