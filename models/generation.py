@@ -532,6 +532,13 @@ class LocalAdapters:
             self._adapters[adapter_id] = Path(path)
             self._ensure_adapter(adapter_id)
 
+    def warm(self, adapter_id: str | None = None) -> None:
+        """Load the model and, if given, the adapter now rather than on the first reply."""
+        with self._lock:
+            self.load()
+            if adapter_id is not None:
+                self._ensure_adapter(adapter_id)
+
     def _stream_engine(self, messages, state, *, adapter_id, max_new_tokens, temperature, stop):
         """Stream through the backend's batching ``engine`` (a missing adapter fails in the caller)."""
         with self._lock:

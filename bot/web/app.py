@@ -73,9 +73,15 @@ def _warm_up(services: Any) -> None:
     """Load the models before the first customer arrives (time to first reply)."""
     services.knowledge.retrieve("opening hours", k=1)  # loads the index and the embedding model
     services.nlu.current().predict("hello")
-    load = getattr(services.generator, "load", None)
-    if load is not None:
-        load()
+    warm = getattr(services.generator, "warm", None)
+    if warm is None:
+        return
+    adapter_id = services.active_adapter_id()
+    try:
+        warm(adapter_id)  # llama.cpp: converts the adapter to a GGUF LoRA file once
+    except Exception:  # the first reply reports a broken adapter; starting up must not fail on it
+        log.exception("could not load the active adapter %r while warming up", adapter_id)
+        warm(None)
 
 
 async def _recover(app: FastAPI, manager: Any) -> None:

@@ -166,6 +166,11 @@ def test_closing_a_stream_frees_its_sequence_and_unknown_adapter_fails(llama):
     with pytest.raises(NotFound):
         llama.generate(_messages(QUESTIONS[1]), adapter_id="does-not-exist", max_new_tokens=2)
     assert not any(slot.busy for slot in llama.engine.slots.slots)
+    # warming up (what the server does at start) loads the active adapter before the first reply
+    llama.warm(ADAPTER)
+    assert ADAPTER in llama.loaded_adapters()
+    with pytest.raises(NotFound):
+        llama.warm("does-not-exist")
 
 
 def test_adapter_conversion_is_cached_and_rejects_broken_folders(tmp_path: Path):
