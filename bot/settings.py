@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     kb_test_timeout_s: float = Field(
         30.0, gt=0, description="KB editor's 'test a question': longest a reply may take before the policy quote"
     )
-    torch_threads: int = Field(2, ge=1, description="CPU threads for PyTorch and for llama.cpp")
+    torch_threads: int = Field(2, ge=1, description="CPU threads for PyTorch, and the most llama.cpp uses (it adapts)")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
