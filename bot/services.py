@@ -134,6 +134,9 @@ def build_generator(settings: Settings) -> Any:
             n_threads=settings.torch_threads,
             max_batch=max(1, settings.generation_max_batch),
             prefix_cache_size=settings.prefix_cache_size,
+            weights=settings.llamacpp_weights
+            if settings.llamacpp_weights != "auto"
+            else ("q8_0" if settings.gguf_path is None else "shipped"),
         )
     import torch
 

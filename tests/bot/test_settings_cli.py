@@ -103,6 +103,14 @@ def test_auto_generator_picks_llama_cpp_for_the_default_model_only(tmp_path, mon
     # building it loads nothing yet (the model loads on first use), but a GGUF path must exist then
     generator = build_generator(Settings(data_dir=tmp_path, base_model_dir=tmp_path, gguf_path=gguf))
     assert isinstance(generator, LlamaCppGenerator) and not generator.is_loaded
+    assert generator.weights == "shipped"  # your own GGUF runs as it is
+    forced = build_generator(Settings(data_dir=tmp_path, base_model_dir=tmp_path, gguf_path=gguf,
+                                      llamacpp_weights="q8_0"))
+    assert forced.weights == "q8_0"
+    monkeypatch.setenv("HYBRIDESK_LLAMACPP_WEIGHTS", "q2")
+    with pytest.raises(ValueError):
+        Settings(data_dir=tmp_path)
+    monkeypatch.delenv("HYBRIDESK_LLAMACPP_WEIGHTS")
     from knowledge.errors import Unavailable
 
     with pytest.raises(Unavailable):

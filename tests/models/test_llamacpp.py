@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from knowledge.errors import InvalidInput, NotFound
+from knowledge.errors import InvalidInput, NotFound, Unavailable
 from models.base import find_base_gguf
 from models.generation import TransformersGenerator
 from models.prompting import render_prompt
@@ -17,13 +17,13 @@ from models.prompting import render_prompt
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is a project dependency; install with `make install`")
 
 from models.gguf_lora import convert_peft_lora, gguf_lora_for  # noqa: E402
-from models.llamacpp import LlamaCppGenerator  # noqa: E402
+from models.llamacpp import LlamaCppGenerator, requantized_gguf  # noqa: E402
 
 from .test_batching import QUESTIONS, _messages  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ADAPTERS = ROOT / "models" / "adapters"
-ADAPTER = "larkspur-v1"
+ADAPTER = (ADAPTERS / "ACTIVE").read_text(encoding="utf-8").strip()  # the shipped, active adapter
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,8 @@ def test_converted_adapter_makes_the_choices_peft_makes(llama, base_model):
             bucket += [a == b for a, b in zip(picks, reply_ids, strict=True)]
     on = sum(agree_on) / len(agree_on)
     off = sum(agree_off) / len(agree_off)
-    # the base weights differ only by rounding (Q4_1 in llama.cpp, bf16 of it in transformers)
+    # the base weights differ only by rounding (Q4_1 re-encoded to Q8_0 in llama.cpp, bf16 of it in
+    # transformers)
     assert on >= 0.85, f"llama.cpp with the adapter agrees with peft on only {on:.0%} of tokens"
     assert on - off >= 0.1, f"the adapter barely changes llama.cpp's choices ({on:.0%} with, {off:.0%} without)"
     if reference._peft is not None:
@@ -171,6 +172,42 @@ def test_closing_a_stream_frees_its_sequence_and_unknown_adapter_fails(llama):
     assert ADAPTER in llama.loaded_adapters()
     with pytest.raises(NotFound):
         llama.warm("does-not-exist")
+
+
+@pytest.mark.slow
+def test_q8_0_weights_are_cached_and_choose_what_the_shipped_file_chooses(llama, base_model_dir: Path,
+                                                                          tmp_path: Path):
+    """The default re-encoding to Q8_0 is done once, and it is the same model as the shipped Q4_1 file."""
+    import gguf as gguf_lib
+
+    source = find_base_gguf()
+    q8 = requantized_gguf(source, tmp_path)
+    mtime = q8.stat().st_mtime_ns
+    assert requantized_gguf(source, tmp_path) == q8 and q8.stat().st_mtime_ns == mtime
+    types = {t.tensor_type.name for t in gguf_lib.GGUFReader(str(q8)).tensors if len(t.shape) > 1}
+    assert "Q8_0" in types and "Q4_1" not in types
+    assert not list(tmp_path.glob(".*.part"))
+
+    assert llama.weights == "q8_0"
+    shipped = LlamaCppGenerator(source, base_model_dir, ADAPTERS, cache_dir=tmp_path, n_ctx=2048,
+                                weights="shipped")
+    try:
+        shipped.load()
+        votes = []
+        for question in QUESTIONS[:3]:
+            reply = shipped.generate(_messages(question), adapter_id=ADAPTER, max_new_tokens=32).text
+            votes += _agreement(llama, question, reply, ADAPTER)
+        assert sum(votes) / len(votes) >= 0.9, f"Q8_0 agrees with Q4_1 on only {sum(votes)}/{len(votes)} tokens"
+    finally:
+        shipped.close()
+    with pytest.raises(InvalidInput):
+        LlamaCppGenerator(source, base_model_dir, ADAPTERS, cache_dir=tmp_path, weights="q2")
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(Unavailable):
+        requantized_gguf(broken, tmp_path)
+    assert not list(tmp_path.glob("broken-*.Q8_0.gguf"))
 
 
 def test_adapter_conversion_is_cached_and_rejects_broken_folders(tmp_path: Path):
