@@ -1,7 +1,7 @@
 """Generation speed of the in-process backend against naive ``model.generate``, side by side.
 
-Usage: python benchmarks/serving_speed.py [--new-tokens 96] [--adapter larkspur-v1] [--skip-bf16]
-       [--skip-transformers-engine]
+Usage: python benchmarks/serving_speed.py [--new-tokens 96] [--adapter ID] [--weights q8_0|shipped]
+       [--skip-bf16] [--skip-transformers-engine]
 
 Everything runs in this one process, one after the other, on the same realistic prompt: the
 sample company's facts and three passages of its returns policy in the bot's own prompt format
@@ -11,7 +11,8 @@ sample company's facts and three passages of its returns policy in the bot's own
   and float32); time to first token = ``generate(max_new_tokens=1)``; decode tokens/s from a run
   that is forced to produce ``--new-tokens`` tokens.
 * llama.cpp's own: llama-cpp-python's high-level ``Llama`` on the same GGUF file with the same
-  LoRA file (what our engine is compared with, "the same weights").
+  LoRA file (what our engine is compared with, "the same weights"): the shipped Q4_1 file
+  re-encoded to Q8_0 as the product does by default, or with ``--weights shipped`` the Q4_1 file.
 * ours, one stream: the product's default engine (``LlamaCppGenerator``: llama.cpp, continuous
   batching, prefix sharing) and the transformers engine (``TransformersGenerator``); first token
   cold (nothing cached) and warm (a prompt sharing everything but the question with the previous
@@ -113,7 +114,14 @@ def naive(dtype_name: str, adapter: str | None, new_tokens: int) -> dict:
     }
 
 
-def llama_cpp_own(adapter: str | None, new_tokens: int, lora_cache: Path) -> dict:
+def weights_file(weights: str, lora_cache: Path) -> Path:
+    from models.base import find_base_gguf
+    from models.llamacpp import requantized_gguf
+
+    return requantized_gguf(find_base_gguf(), lora_cache) if weights == "q8_0" else find_base_gguf()
+
+
+def llama_cpp_own(adapter: str | None, new_tokens: int, lora_cache: Path, weights: str) -> dict:
     """llama.cpp's own speed on the same weights: llama-cpp-python's ``Llama`` with the same LoRA file."""
     from llama_cpp import Llama
 
@@ -123,7 +131,7 @@ def llama_cpp_own(adapter: str | None, new_tokens: int, lora_cache: Path) -> dic
 
     gguf = find_base_gguf()
     lora = str(gguf_lora_for(ROOT / "models/adapters" / adapter, lora_cache, gguf)) if adapter else None
-    llm = Llama(str(gguf), n_ctx=2048, n_threads=2, n_batch=512, lora_path=lora, verbose=False)
+    llm = Llama(str(weights_file(weights, lora_cache)), n_ctx=2048, n_threads=2, n_batch=512, lora_path=lora, verbose=False)
     tok = _tokenizer()
     ids = tok(render_prompt(tok, realistic_messages(QUESTIONS[0])), add_special_tokens=False)["input_ids"]
     eos = llm.token_eos()
@@ -141,7 +149,7 @@ def llama_cpp_own(adapter: str | None, new_tokens: int, lora_cache: Path) -> dic
     run(2)  # warm-up
     ttft, total, count = run(new_tokens)
     return {
-        "system": "llama.cpp's own (llama-cpp-python Llama, same GGUF + LoRA)",
+        "system": f"llama.cpp's own (llama-cpp-python Llama, same GGUF ({weights}) + LoRA)",
         "prompt_tokens": len(ids),
         "ttft_s": ttft,
         "decode_tok_s": (count - 1) / max(1e-9, total - ttft),
@@ -157,14 +165,14 @@ def _tokenizer():
     return AutoTokenizer.from_pretrained(str(ensure_base_model(cache)), local_files_only=True)
 
 
-def make_generator(backend: str, lora_cache: Path):
+def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0"):
     if backend == "llamacpp":
         from models.base import ensure_base_model, find_base_gguf
         from models.llamacpp import LlamaCppGenerator
 
         cache = Path(os.environ.get("HYBRIDESK_MODEL_CACHE", "/tmp/hybridesk-test-models"))
         return LlamaCppGenerator(find_base_gguf(), ensure_base_model(cache), ROOT / "models/adapters",
-                                 cache_dir=lora_cache, n_threads=2, max_batch=16)
+                                 cache_dir=lora_cache, n_threads=2, max_batch=16, weights=weights)
     from models.generation import TransformersGenerator
 
     model, _, tok = load("fp32", None)  # the generator applies the adapter itself
@@ -172,8 +180,8 @@ def make_generator(backend: str, lora_cache: Path):
 
 
 def ours(backend: str, adapter: str | None, new_tokens: int, concurrency: list[int],
-         lora_cache: Path) -> tuple[list[dict], list[dict]]:
-    gen = make_generator(backend, lora_cache)
+         lora_cache: Path, weights: str = "q8_0") -> tuple[list[dict], list[dict]]:
+    gen = make_generator(backend, lora_cache, weights)
     label_backend = {"llamacpp": "llama.cpp engine", "transformers": "transformers engine"}[backend]
     single = []
     # warm-up: loads the model and the adapter; then clear the prefix cache for a cold first token
@@ -236,7 +244,8 @@ def ours(backend: str, adapter: str | None, new_tokens: int, concurrency: list[i
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--new-tokens", type=int, default=96)
-    ap.add_argument("--adapter", default="larkspur-v1")
+    ap.add_argument("--adapter", default=(ROOT / "models/adapters/ACTIVE").read_text(encoding="utf-8").strip())
+    ap.add_argument("--weights", choices=["q8_0", "shipped"], default="q8_0")
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--skip-bf16", action="store_true")
     ap.add_argument("--skip-transformers-engine", action="store_true",
@@ -250,9 +259,9 @@ def main() -> None:
     baselines = [naive("fp32", adapter, args.new_tokens)]
     if not args.skip_bf16:
         baselines.append(naive("bf16", adapter, args.new_tokens))
-    baselines.append(llama_cpp_own(adapter, args.new_tokens, lora_cache))
+    baselines.append(llama_cpp_own(adapter, args.new_tokens, lora_cache, args.weights))
     single, concurrent = ours("llamacpp", adapter, args.new_tokens,
-                              [int(c) for c in args.concurrency.split(",")], lora_cache)
+                              [int(c) for c in args.concurrency.split(",")], lora_cache, args.weights)
     if not args.skip_transformers_engine:
         single += ours("transformers", adapter, args.new_tokens, [], lora_cache)[0]
     ref = next((b for b in baselines if "bf16" in b["system"]), baselines[0])
@@ -287,6 +296,7 @@ def main() -> None:
         {
             "new_tokens": args.new_tokens,
             "adapter": adapter,
+            "weights": args.weights,
             "load_avg_1m_before": load_before,
             "load_avg_1m_after": os.getloadavg()[0],
             "baselines": baselines,
