@@ -4,7 +4,7 @@ Why: a decode step of the 135M model in PyTorch reads 540 MB of fp32 weights and
 Python overhead; llama.cpp runs the shipped GGUF weights itself (C kernels), which makes
 single-stream decoding several times faster on a 2-core CPU (figures in ``benchmarks/RESULTS.md``).
 By default the shipped Q4_1 file is re-encoded once to Q8_0 (:func:`requantized_gguf`): the same
-weights to within 1/254 of each block's range, with llama.cpp's fast matrix kernels, so prompts
+weights to within 1/254 of each block's largest magnitude, with llama.cpp's fast matrix kernels, so prompts
 prefill about twice as fast. ``weights="shipped"`` runs the Q4_1 file as it is. The LoRA adapter
 is applied at run time from a GGUF LoRA file converted from the peft folder
 (:mod:`models.gguf_lora`), and adapters switch without reloading anything.
