@@ -45,6 +45,9 @@ class TrainConfig:
     # optimisation
     batch_size: int = 8
     grad_accum: int = 1
+    # a batch wider than this many padded tokens runs as several micro-batches (same gradient):
+    # activation memory is bounded by this, not by the longest example; None: never split
+    max_batch_tokens: int | None = 1024
     epochs: float = 1.0
     max_steps: int | None = None
     max_minutes: float | None = None  # stop (and save) after this much wall time
@@ -57,6 +60,7 @@ class TrainConfig:
     bucketing: bool = True  # batch examples of similar length together (less padding)
     seed: int = 13
     num_threads: int = 2
+    release_memory_every: int = 1  # give freed memory back to the OS every N steps (glibc); 0: never
     # bookkeeping
     output_root: str | None = None  # None: <data_dir>/adapters
     version: str | None = None  # None: generated from the date
@@ -81,6 +85,10 @@ class TrainConfig:
             problems.append("max_reply_tokens must be >= 8")
         if self.batch_size < 1 or self.grad_accum < 1:
             problems.append("batch_size and grad_accum must be >= 1")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 32:
+            problems.append("max_batch_tokens must be >= 32 (or null: never split a batch)")
+        if self.release_memory_every < 0:
+            problems.append("release_memory_every must be >= 0")
         if self.epochs <= 0 and not self.max_steps:
             problems.append("epochs must be > 0 (or set max_steps)")
         if self.max_steps is not None and self.max_steps < 1:

@@ -106,6 +106,43 @@ def test_packing_and_bucketing_cover_every_reply_token(tokenizer, tmp_path):
     assert sum(b["input_ids"].shape[0] for b in packed) < len(examples)  # several examples share a row
 
 
+@pytest.mark.slow
+def test_micro_batches_give_the_whole_batchs_gradient(tokenizer, base_model_dir, tmp_path):
+    """Splitting a wide batch (``max_batch_tokens``) bounds memory and changes nothing else."""
+    import random
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from models.base import load_base_model
+    from models.training import backward_batch, split_batch
+
+    examples, _ = build_examples(TICKETS, tokenizer, _cfg(tmp_path))
+    batch = make_batches(examples, _cfg(tmp_path, batch_size=4), random.Random(0), 2)[0]
+    rows, width = batch["input_ids"].shape
+    parts = split_batch(batch, width * 1 + 5)
+    assert len(parts) == rows and all(p["input_ids"].shape == (1, width) for p in parts)
+    assert split_batch(batch, None) == [batch] and split_batch(batch, rows * width) == [batch]
+
+    model, _ = load_base_model(base_model_dir, torch.float32, num_threads=2)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                             task_type="CAUSAL_LM"))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:  # B starts at zero, which would leave A's gradient zero
+            torch.nn.init.normal_(param, std=0.02)
+    grads, values = [], []
+    for max_tokens in (None, width):
+        model.zero_grad(set_to_none=True)
+        value, count = backward_batch(model, batch, max_tokens)
+        values.append(value)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    assert count == int((batch["labels"][:, 1:] != -100).sum()) > 0
+    assert values[0] == pytest.approx(values[1], rel=1e-5)
+    for name, whole in grads[0].items():
+        assert whole.abs().sum() > 0, name
+        torch.testing.assert_close(grads[1][name], whole, rtol=1e-4, atol=1e-7)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(base_model_dir, tmp_path_factory):
     from models.training import train
