@@ -4,7 +4,9 @@ Usage::
 
     .venv/bin/python benchmarks/eval_adapter.py [--adapter larkspur-v1] [--limit 16] [--max-new-tokens 160]
 
-Held-out tickets are the public (bitext) tickets the adapter's training slice did not use. Writes
+Held-out tickets are the public (bitext) tickets the adapter's training slice did not use. Their
+tone labels come from the NLU model active in ``--data-dir`` when there is one, as in training
+(``hybridesk train`` labels tickets with the bot's tone detector). Writes
 ``benchmarks/results/eval_adapter.json`` and prints a Markdown table.
 """
 
@@ -76,12 +78,26 @@ def main() -> int:
             batch_size=args.batch_size,
             resolvable_slots=_resolvable(Path(args.slots_file)),
         ),
+        tone_fn=_tone_fn(Path(args.data_dir)),
     )
     print(format_table(report))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     print(f"\nreport: {args.out} ({report['seconds']} s)")
     return 0
+
+
+def _tone_fn(data_dir: Path):
+    """The tone detector of the NLU model active in ``data_dir`` (as training used), if any."""
+    from types import SimpleNamespace
+
+    from bot.cli_models import _tone_fn as detector
+    from bot.services import Services
+    from bot.settings import Settings
+
+    tone = detector(SimpleNamespace(services=Services(Settings(data_dir=data_dir))))
+    print("tone labels:", "from the active NLU model in " + str(data_dir) if tone else "none (no NLU model)")
+    return tone
 
 
 if __name__ == "__main__":

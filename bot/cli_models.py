@@ -154,6 +154,7 @@ def _cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
         shared_data_dir=Path(settings.shared_data_dir),
         base_model_dir=getattr(settings, "base_model_dir", None),
         options=options,
+        tone_fn=_tone_fn(ctx),
     )
     out = Path(args.output) if args.output else Path(settings.data_dir) / "eval" / f"{adapter_id}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

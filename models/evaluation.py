@@ -26,7 +26,7 @@ import random
 import re
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,8 +175,12 @@ def evaluate(
     base_model_dir: Path | None = None,
     options: EvalOptions | None = None,
     tickets: Sequence[Ticket] | None = None,
+    tone_fn: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
-    """Generate replies with the adapter (and the base model) for held-out tickets; the JSON report."""
+    """Generate replies with the adapter (and the base model) for held-out tickets; the JSON report.
+
+    ``tone_fn`` labels the tone of tickets that carry none, as training does (the bot's detector).
+    """
     import torch
     from peft import PeftModel
 
@@ -206,7 +210,7 @@ def evaluate(
         messages = build_messages(
             message=t.customer_message,
             intent=t.intent,
-            tone=t.tone,
+            tone=t.tone or (tone_fn(t.customer_message) if tone_fn else None),
             facts=[(s, None) for s in slots],
             company_name=opts.company_name,
         )

@@ -566,6 +566,7 @@ def train(
                 "tickets": len(tickets),
                 "by_source": dict(Counter(t.source for t in tickets)),
                 "intents": len({e.intent for e in examples}),
+                "tone_labels": "tone detector" if tone_fn else "tickets' own only",
             },
             "config": cfg.to_dict(),
             "metrics": metrics,

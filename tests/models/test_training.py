@@ -270,3 +270,30 @@ def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_adapter(base_mo
     for key in want:
         assert torch.allclose(want[key], got[key], atol=1e-6), key
     assert not (tmp_path / "b" / "adapters" / ".runs").exists()  # the finished run's checkpoint is gone
+
+
+@pytest.mark.slow
+def test_evaluation_compares_adapter_and_base_with_the_training_tone(tiny_run, base_model_dir, monkeypatch):
+    """`hybridesk eval`'s report: both models scored; tickets without a tone get the detector's, as in training."""
+    from models import evaluation
+
+    result, tmp = tiny_run
+    tones = []
+    real = evaluation.build_messages
+
+    def spy(**kwargs):
+        tones.append(kwargs["tone"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(evaluation, "build_messages", spy)
+    report = evaluation.evaluate(
+        result.adapter_dir, data_dir=tmp, base_model_dir=base_model_dir, tickets=TICKETS[:3],
+        options=evaluation.EvalOptions(limit=3, max_new_tokens=12, resolvable_slots=["Order History"]),
+        tone_fn=lambda text: "confused",
+    )
+    assert tones == ["confused"] * 3
+    assert report["n_tickets"] == 3 and set(report["metrics"]) == {"adapter", "base"}
+    for scores in report["metrics"].values():
+        assert 0 <= scores["rouge_l"] <= 1 and -1 <= scores["cosine"] <= 1 and scores["val_loss"] > 0
+    # the tiny adapter was trained on these very tickets: it fits them better than the base model
+    assert report["metrics"]["adapter"]["val_loss"] < report["metrics"]["base"]["val_loss"]
