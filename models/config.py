@@ -47,7 +47,7 @@ class TrainConfig:
     grad_accum: int = 1
     # a batch wider than this many padded tokens runs as several micro-batches (same gradient):
     # activation memory is bounded by this, not by the longest example; None: never split
-    max_batch_tokens: int | None = 1024
+    max_batch_tokens: int | None = 768
     epochs: float = 1.0
     max_steps: int | None = None
     max_minutes: float | None = None  # stop (and save) after this much wall time

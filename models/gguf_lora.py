@@ -77,17 +77,25 @@ def base_gguf_info(gguf_path: Path | str) -> dict[str, Any]:
     }
 
 
+def content_hash(*paths: Path | str) -> str:
+    """SHA-256 (hex) over the bytes of those ``paths`` that exist, in order, read 1 MiB at a time.
+
+    Derived files (converted adapters, re-encoded models) are named after their sources' hash, so
+    a changed source gets a new file and an unchanged one is reused.
+    """
+    digest = hashlib.sha256()
+    for path in map(Path, paths):
+        if path.is_file():
+            with path.open("rb") as fh:
+                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
 def adapter_fingerprint(adapter_dir: Path | str) -> str:
     """A short hash of an adapter folder's config and weights (names the converted file)."""
     adapter_dir = Path(adapter_dir)
-    digest = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        path = adapter_dir / name
-        if path.is_file():
-            with path.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()[:16]
+    return content_hash(adapter_dir / "adapter_config.json", adapter_dir / "adapter_model.safetensors")[:16]
 
 
 def convert_peft_lora(adapter_dir: Path | str, out_path: Path | str, base_gguf: Path | str) -> Path:

@@ -105,14 +105,12 @@ def requantized_gguf(source: Path | str, cache_dir: Path | str, *, threads: int 
     the re-encoding moves each weight by at most 1/254 of its block's largest magnitude, a small
     fraction of Q4_1's own rounding step. The cached name carries a hash of the source's content.
     """
-    import hashlib
+    from models.gguf_lora import content_hash
 
     source = Path(source)
-    digest = hashlib.sha256()
-    with source.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    target = Path(cache_dir) / f"{source.stem}-{digest.hexdigest()[:12]}.Q8_0.gguf"
+    if not source.is_file():
+        raise Unavailable(f"GGUF model file {source} does not exist.", code="model_not_found")
+    target = Path(cache_dir) / f"{source.stem}-{content_hash(source)[:12]}.Q8_0.gguf"
     if target.is_file():
         return target
     L = _native()

@@ -10,8 +10,10 @@ Usage::
 
 Each example is built with :mod:`models.prompting` exactly as the bot builds its prompt (intent,
 tone, facts, no passages unless a KB facts function is given); the loss covers only the reply
-tokens. Examples are length-bucketed (or packed), trained with a hand-written loop over the LoRA
-parameters, checkpointed every ``checkpoint_every`` steps under ``<output_root>/.runs/<run key>``
+tokens. Examples are length-bucketed (or packed) and trained with a hand-written loop over the
+LoRA parameters. A batch wider than ``max_batch_tokens`` runs as micro-batches with the same
+gradient, and freed memory goes back to the OS after each step: that bounds a run's memory.
+Training is checkpointed every ``checkpoint_every`` steps under ``<output_root>/.runs/<run key>``
 (a re-run of the same config and data resumes there), validated on a held-out split, and saved as
 a versioned adapter folder with ``metadata.json`` (see :mod:`models.adapters`).
 """
@@ -222,10 +224,20 @@ def make_batches(
     return [_pad([examples[i] for i in g], pad_id) for g in groups]
 
 
+#: batch widths (and the LM head's rows) are rounded up to a multiple of this. On CPU, oneDNN
+#: compiles and caches a kernel for every new matrix shape; with exact widths a run met hundreds
+#: of shapes and its memory kept growing (pytorch/pytorch#32596 describes the same effect).
+SHAPE_MULTIPLE = 32
+
+
+def _round_up(n: int, multiple: int = SHAPE_MULTIPLE) -> int:
+    return -(-n // multiple) * multiple
+
+
 def _pad(batch: Sequence[Example], pad_id: int) -> dict:
     import torch
 
-    width = max(len(e.input_ids) for e in batch)
+    width = _round_up(max(len(e.input_ids) for e in batch))
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), -100, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -259,7 +271,7 @@ def _packed_batches(examples: Sequence[Example], cfg: TrainConfig, pad_id: int) 
     batches = []
     for start in range(0, len(rows), cfg.batch_size):
         group = rows[start : start + cfg.batch_size]
-        width = max(len(r[0]) for r in group)
+        width = _round_up(max(len(r[0]) for r in group))
         ids = torch.full((len(group), width), pad_id, dtype=torch.long)
         labels = torch.full((len(group), width), -100, dtype=torch.long)
         pos = torch.zeros((len(group), width), dtype=torch.long)
@@ -296,11 +308,16 @@ def reply_loss(model: Any, batch: dict) -> tuple[Any, int]:
     shift_labels = labels[:, 1:]
     keep = shift_labels != -100
     selected = hidden[:, :-1][keep]
-    logits = base.lm_head(selected).float()
+    targets = shift_labels[keep]
     count = int(keep.sum())
     if count == 0:
         return torch.zeros((), device=device, requires_grad=True), 0
-    return F.cross_entropy(logits, shift_labels[keep]), count
+    extra = _round_up(count, 2 * SHAPE_MULTIPLE) - count  # a bounded set of LM-head shapes
+    if extra:
+        selected = F.pad(selected, (0, 0, 0, extra))
+        targets = F.pad(targets, (0, extra), value=-100)
+    logits = base.lm_head(selected).float()
+    return F.cross_entropy(logits, targets, ignore_index=-100), count
 
 
 def split_batch(batch: dict, max_tokens: int | None) -> list[dict]:
@@ -338,7 +355,7 @@ def release_freed_memory() -> None:
 
     Batches of different widths free and allocate activations of different sizes, and glibc keeps
     what is freed: measured here, a real run's resident memory climbed to 13.8 GB while the live
-    tensors never exceeded ~6 GB. Trimming after each step keeps the resident size near what is live.
+    tensors never exceeded ~7 GB. Trimming after each step keeps the resident size near what is live.
     """
     global _libc
     if _libc is None:
