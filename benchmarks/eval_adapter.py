@@ -89,13 +89,11 @@ def main() -> int:
 
 def _tone_fn(data_dir: Path):
     """The tone detector of the NLU model active in ``data_dir`` (as training used), if any."""
-    from types import SimpleNamespace
-
-    from bot.cli_models import _tone_fn as detector
+    from bot.cli_models import tone_detector
     from bot.services import Services
     from bot.settings import Settings
 
-    tone = detector(SimpleNamespace(services=Services(Settings(data_dir=data_dir))))
+    tone = tone_detector(Services(Settings(data_dir=data_dir)))
     print("tone labels:", "from the active NLU model in " + str(data_dir) if tone else "none (no NLU model)")
     return tone
 

@@ -29,9 +29,22 @@ def _registry(ctx: Any) -> Any:
 
 
 def _tone_fn(ctx: Any) -> Any:
-    """The bot's tone detector, when an NLU model is active (else tickets keep no tone label)."""
+    """:func:`tone_detector` of the command's services (None when they cannot be built)."""
     try:
-        registry = ctx.services.nlu
+        services = ctx.services
+    except Exception:  # noqa: BLE001 - NLU is optional for importing and training
+        return None
+    return tone_detector(services)
+
+
+def tone_detector(services: Any) -> Any:
+    """The bot's tone detector (``text -> label``), when an NLU model is active; else None.
+
+    Training, evaluation and ticket import label tickets that carry no tone with it, so that
+    their prompts match what the bot sends at answer time.
+    """
+    try:
+        registry = services.nlu
         if not registry.has_active():
             return None
         model = registry.current()

@@ -225,8 +225,9 @@ def make_batches(
 
 
 #: batch widths (and the LM head's rows) are rounded up to a multiple of this. On CPU, oneDNN
-#: compiles and caches a kernel for every new matrix shape; with exact widths a run met hundreds
-#: of shapes and its memory kept growing (pytorch/pytorch#32596 describes the same effect).
+#: compiles and caches a kernel for every new matrix shape; with exact widths nearly every step
+#: brought new shapes and a run's memory kept growing, and rounding stopped the growth
+#: (pytorch/pytorch#32596 describes the same effect).
 SHAPE_MULTIPLE = 32
 
 
@@ -354,8 +355,8 @@ def release_freed_memory() -> None:
     """Hand the pages of freed tensors back to the OS (glibc's ``malloc_trim``; elsewhere a no-op).
 
     Batches of different widths free and allocate activations of different sizes, and glibc keeps
-    what is freed: measured here, a real run's resident memory climbed to 13.8 GB while the live
-    tensors never exceeded ~7 GB. Trimming after each step keeps the resident size near what is live.
+    what is freed: measured here, resident memory climbed step by step over 30 steps, and trimming
+    after each step keeps it near what is live.
     """
     global _libc
     if _libc is None:
