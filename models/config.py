@@ -42,6 +42,9 @@ class TrainConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
+    # adapt only the top N decoder layers (None: all). The backward pass then stops at the lowest
+    # adapted layer, so each step costs less; the layers below run forward only.
+    lora_top_layers: int | None = None
     # optimisation
     batch_size: int = 8
     grad_accum: int = 1
@@ -79,6 +82,8 @@ class TrainConfig:
             problems.append("lora_dropout must be in [0, 1)")
         if not self.target_modules:
             problems.append("target_modules must name at least one module")
+        if self.lora_top_layers is not None and self.lora_top_layers < 1:
+            problems.append("lora_top_layers must be >= 1 (or null: every layer)")
         if self.max_length < 32:
             problems.append("max_length must be >= 32")
         if self.max_reply_tokens < 8:

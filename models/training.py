@@ -407,6 +407,17 @@ def resolve_dtype(name: str) -> Any:
     return default_inference_dtype()
 
 
+def top_layers(n_layers: int, top: int | None) -> list[int] | None:
+    """Indices of the top ``top`` of ``n_layers`` decoder layers; None (every layer) when ``top`` is None.
+
+    Training only the upper layers is cheaper than it looks: nothing below the lowest adapted
+    layer needs a gradient, so autograd records no graph there and the backward pass stops at it.
+    """
+    if top is None or top >= n_layers:
+        return None
+    return list(range(n_layers - top, n_layers))
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -453,6 +464,7 @@ def train(
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules),
+        layers_to_transform=top_layers(model.config.num_hidden_layers, cfg.lora_top_layers),
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)

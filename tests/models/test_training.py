@@ -297,3 +297,56 @@ def test_evaluation_compares_adapter_and_base_with_the_training_tone(tiny_run, b
         assert 0 <= scores["rouge_l"] <= 1 and -1 <= scores["cosine"] <= 1 and scores["val_loss"] > 0
     # the tiny adapter was trained on these very tickets: it fits them better than the base model
     assert report["metrics"]["adapter"]["val_loss"] < report["metrics"]["base"]["val_loss"]
+
+
+@pytest.mark.slow
+def test_top_layer_adapter_trains_only_those_layers_and_converts(base_model_dir, tmp_path, monkeypatch):
+    """`lora_top_layers`: LoRA only in the upper layers, no graph below them, and llama.cpp can load it."""
+    import re
+
+    from safetensors.torch import load_file
+
+    import models.training as training
+    from models.base import find_base_gguf
+    from models.gguf_lora import convert_peft_lora
+
+    seen: dict[int, bool] = {}
+    real_loss = training.reply_loss
+
+    def watching(model, batch):
+        layers = model.get_base_model().model.layers
+        hooks = [
+            layer.register_forward_hook(lambda _m, _i, out, i=i: seen.__setitem__(i, _hidden(out).requires_grad))
+            for i, layer in enumerate(layers)
+        ]
+        try:
+            return real_loss(model, batch)
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+    monkeypatch.setattr(training, "reply_loss", watching)
+    result = training.train(
+        _cfg(tmp_path, max_steps=2, lora_top_layers=2), data_dir=tmp_path, base_model_dir=base_model_dir,
+        tickets=TICKETS, progress=False,
+    )
+    n = len(seen)
+    assert n == 30
+    # below the adapted layers nothing needs a gradient, so the backward pass never goes there
+    assert [i for i, needs in seen.items() if needs] == [n - 2, n - 1]
+    weights = load_file(str(result.adapter_dir / "adapter_model.safetensors"))
+    layers = {int(re.search(r"layers\.(\d+)\.", k).group(1)) for k in weights}
+    assert layers == {n - 2, n - 1}
+    assert any(float(v.abs().sum()) > 0 for k, v in weights.items() if "lora_B" in k)
+    config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+    assert config["layers_to_transform"] == [n - 2, n - 1]
+
+    import gguf
+
+    out = convert_peft_lora(result.adapter_dir, tmp_path / "top.gguf", find_base_gguf())
+    names = {t.name for t in gguf.GGUFReader(str(out)).tensors}
+    assert names == {f"blk.{i}.attn_{m}.weight.lora_{ab}" for i in (n - 2, n - 1) for m in "qv" for ab in "ab"}
+
+
+def _hidden(out):
+    return out[0] if isinstance(out, tuple) else out
