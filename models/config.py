@@ -45,6 +45,10 @@ class TrainConfig:
     # adapt only the top N decoder layers (None: all). The backward pass then stops at the lowest
     # adapted layer, so each step costs less; the layers below run forward only.
     lora_top_layers: int | None = None
+    # continue from an existing adapter (an id in the output root or the shipped adapters, or a
+    # folder): its weights, rank, targets and layers are the starting point (the lora_* keys above
+    # are then ignored) and its held-out tickets stay held out; a new seed reshuffles the batches
+    init_adapter: str | None = None
     # optimisation
     batch_size: int = 8
     grad_accum: int = 1

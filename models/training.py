@@ -32,7 +32,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,8 +180,18 @@ def _slot_facts(
     return [(s, None) for s in slots]
 
 
-def split_train_val(examples: list[Example], cfg: TrainConfig) -> tuple[list[Example], list[Example]]:
-    """Deterministic split; the validation share is capped at ``val_max`` examples."""
+def split_train_val(
+    examples: list[Example], cfg: TrainConfig, held_out: Collection[str] | None = None
+) -> tuple[list[Example], list[Example]]:
+    """Deterministic split; the validation share is capped at ``val_max`` examples.
+
+    ``held_out`` (ticket digests) fixes the validation set instead: a run that continues an
+    adapter keeps its parent's held-out tickets, which the parent never trained on, whatever the
+    seed.
+    """
+    if held_out is not None:
+        keep = set(held_out)
+        return [e for e in examples if e.digest not in keep], [e for e in examples if e.digest in keep]
     if cfg.val_fraction <= 0 or len(examples) < 4:
         return list(examples), []
     order = list(range(len(examples)))
@@ -407,6 +417,27 @@ def resolve_dtype(name: str) -> Any:
     return default_inference_dtype()
 
 
+def resolve_init_adapter(name: str, output_root: Path, base_dir: Path) -> Any:
+    """The adapter a run continues from: a folder, or an id among the output root and shipped ones.
+
+    It must have been trained on the same base model; otherwise its weights mean nothing here.
+    """
+    from models.adapters import AdapterInfo, AdapterRegistry, read_metadata
+
+    path = Path(name)
+    if (path / "adapter_config.json").is_file():
+        info = AdapterInfo(id=path.name, path=path, root="path", metadata=read_metadata(path), active=False)
+    else:
+        info = AdapterRegistry(output_root).get(name)  # NotFound names the known ones
+    trained_on = info.metadata.get("base_model_dir")
+    if trained_on and trained_on != base_dir.name:
+        raise InvalidInput(
+            f"Adapter {info.id} was trained on {trained_on}, not on {base_dir.name}; it cannot be continued here.",
+            code="bad_config",
+        )
+    return info
+
+
 def top_layers(n_layers: int, top: int | None) -> list[int] | None:
     """Indices of the top ``top`` of ``n_layers`` decoder layers; None (every layer) when ``top`` is None.
 
@@ -445,6 +476,9 @@ def train(
         base_dir = Path(base_model_dir)
     else:
         base_dir = resolve_base_model_dir(Path(cfg.base_model_dir) if cfg.base_model_dir else None, data_dir)
+    output_root = Path(cfg.output_root) if cfg.output_root else Path(data_dir) / "adapters"
+    # an adapter to continue from is checked before minutes go into loading and tokenising
+    parent = resolve_init_adapter(cfg.init_adapter, output_root, base_dir) if cfg.init_adapter else None
     dtype = resolve_dtype(cfg.dtype)
     model, tokenizer = load_base_model(base_dir, dtype, num_threads=cfg.num_threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -456,18 +490,24 @@ def train(
     examples, dropped = build_examples(tickets, tokenizer, cfg, facts_fn=facts_fn, tone_fn=tone_fn)
     if not examples:
         raise InvalidInput("Every ticket was filtered out; raise max_reply_tokens.", code="no_data")
-    train_set, val_set = split_train_val(examples, cfg)
+    held_out = parent.metadata.get("val_hashes") if parent is not None else None
+    train_set, val_set = split_train_val(examples, cfg, held_out)
     digest = data_hash(examples)
 
-    lora = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.target_modules),
-        layers_to_transform=top_layers(model.config.num_hidden_layers, cfg.lora_top_layers),
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
+    if parent is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(parent.path), is_trainable=True)
+    else:
+        lora = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules),
+            layers_to_transform=top_layers(model.config.num_hidden_layers, cfg.lora_top_layers),
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
     if cfg.gradient_checkpointing:
         # recompute activations in the backward pass: ~30% more compute, a fraction of the memory
         model.get_base_model().gradient_checkpointing_enable(
@@ -488,7 +528,6 @@ def train(
         ),
     )
 
-    output_root = Path(cfg.output_root) if cfg.output_root else Path(data_dir) / "adapters"
     run_key = hashlib.sha256(
         json.dumps(
             {**cfg.to_dict(), "version": None, "max_minutes": None, "data": digest}, sort_keys=True
@@ -599,6 +638,7 @@ def train(
                 "tone_labels": "tone detector" if tone_fn else "tickets' own only",
             },
             "config": cfg.to_dict(),
+            "parent": None if parent is None else {"id": parent.id, "data_hash": parent.metadata.get("data_hash")},
             "metrics": metrics,
             "val_hashes": sorted(e.digest for e in val_set),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

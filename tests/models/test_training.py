@@ -106,6 +106,23 @@ def test_packing_and_bucketing_cover_every_reply_token(tokenizer, tmp_path):
     assert sum(b["input_ids"].shape[0] for b in packed) < len(examples)  # several examples share a row
 
 
+def test_a_continued_run_holds_out_its_parents_tickets_whatever_the_seed(tokenizer, tmp_path):
+    from models.training import split_train_val
+
+    examples, _ = build_examples(TICKETS, tokenizer, _cfg(tmp_path))
+    parent_val = {examples[1].digest, examples[4].digest}
+    for seed in (13, 14, 99):
+        train_set, val_set = split_train_val(examples, _cfg(tmp_path, seed=seed, val_fraction=0.3), parent_val)
+        assert {e.digest for e in val_set} == parent_val
+        assert not {e.digest for e in train_set} & parent_val and len(train_set) == len(examples) - 2
+    # without a parent the seed decides
+    splits = {
+        tuple(e.digest for e in split_train_val(examples, _cfg(tmp_path, seed=seed, val_fraction=0.3))[1])
+        for seed in range(6)
+    }
+    assert len(splits) > 1
+
+
 @pytest.mark.slow
 def test_micro_batches_give_the_whole_batchs_gradient(tokenizer, base_model_dir, tmp_path):
     """Splitting a wide batch (``max_batch_tokens``) bounds memory and changes nothing else."""
@@ -350,3 +367,31 @@ def test_top_layer_adapter_trains_only_those_layers_and_converts(base_model_dir,
 
 def _hidden(out):
     return out[0] if isinstance(out, tuple) else out
+
+
+@pytest.mark.slow
+def test_a_run_can_continue_from_an_existing_adapter(tiny_run, base_model_dir, tmp_path):
+    """`init_adapter`: the new version starts from the parent's weights and records its parent."""
+    import torch
+    from safetensors.torch import load_file
+
+    from knowledge.errors import NotFound
+    from models.training import train
+
+    parent, _ = tiny_run
+    # a learning rate of ~0: the child's weights must be the parent's, which a fresh adapter's are not
+    child = train(
+        _cfg(tmp_path, max_steps=1, learning_rate=1e-12, version="tiny-v2", init_adapter=str(parent.adapter_dir)),
+        data_dir=tmp_path, base_model_dir=base_model_dir, tickets=TICKETS, progress=False,
+    )
+    want = load_file(str(parent.adapter_dir / "adapter_model.safetensors"))
+    got = load_file(str(child.adapter_dir / "adapter_model.safetensors"))
+    assert want.keys() == got.keys()
+    assert any(float(v.abs().sum()) > 0 for k, v in want.items() if "lora_B" in k)
+    for key in want:
+        torch.testing.assert_close(got[key].float(), want[key].float(), rtol=0, atol=1e-6)
+    meta = json.loads((child.adapter_dir / "metadata.json").read_text())
+    assert meta["parent"]["id"] == "tiny-v1" and meta["parent"]["data_hash"]
+    with pytest.raises(NotFound, match="No adapter 'nope'"):
+        train(_cfg(tmp_path, init_adapter="nope"), data_dir=tmp_path, base_model_dir=base_model_dir,
+              tickets=TICKETS, progress=False)
