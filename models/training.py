@@ -422,11 +422,11 @@ def resolve_init_adapter(name: str, output_root: Path, base_dir: Path) -> Any:
 
     It must have been trained on the same base model; otherwise its weights mean nothing here.
     """
-    from models.adapters import AdapterInfo, AdapterRegistry, read_metadata
+    from models.adapters import AdapterRegistry
 
     path = Path(name)
     if (path / "adapter_config.json").is_file():
-        info = AdapterInfo(id=path.name, path=path, root="path", metadata=read_metadata(path), active=False)
+        info = AdapterRegistry(path.parent, None).get(path.name)
     else:
         info = AdapterRegistry(output_root).get(name)  # NotFound names the known ones
     trained_on = info.metadata.get("base_model_dir")
@@ -491,6 +491,9 @@ def train(
     if not examples:
         raise InvalidInput("Every ticket was filtered out; raise max_reply_tokens.", code="no_data")
     held_out = parent.metadata.get("val_hashes") if parent is not None else None
+    if parent is not None and held_out is None:
+        log.warning("adapter %s records no held-out tickets; validation may include tickets it trained on",
+                    parent.id)
     train_set, val_set = split_train_val(examples, cfg, held_out)
     digest = data_hash(examples)
 
