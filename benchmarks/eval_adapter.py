@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/eval_adapter.py [--adapter larkspur-v1] [--limit 16] [--max-new-tokens 160]
+    .venv/bin/python benchmarks/eval_adapter.py [--adapter larkspur-v1] [--limit 16] [--max-new-tokens 200]
 
 Held-out tickets are the public (bitext) tickets the adapter's training slice did not use. Their
 tone labels come from the NLU model active in ``--data-dir`` when there is one, as in training
@@ -20,6 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from models.prompting import MAX_NEW_TOKENS  # noqa: E402
 
 
 def _resolvable(path: Path) -> list[str] | None:
@@ -38,7 +39,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", help="adapter id (default: the shipped active one)")
     parser.add_argument("--limit", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=160)
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--base-model-dir", default=os.environ.get("HYBRIDESK_BASE_MODEL_DIR"))

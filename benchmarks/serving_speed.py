@@ -180,7 +180,7 @@ def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0"):
 
 
 def ours(backend: str, adapter: str | None, new_tokens: int, concurrency: list[int],
-         lora_cache: Path, weights: str = "q8_0") -> tuple[list[dict], list[dict]]:
+         lora_cache: Path, weights: str = "q8_0", rounds: list[int] = (1,)) -> tuple[list[dict], list[dict]]:
     gen = make_generator(backend, lora_cache, weights)
     label_backend = {"llamacpp": "llama.cpp engine", "transformers": "transformers engine"}[backend]
     single = []
@@ -202,43 +202,57 @@ def ours(backend: str, adapter: str | None, new_tokens: int, concurrency: list[i
             }
         )
     rows = []
-    for n in concurrency:
-        results: list = [None] * n
-        start = threading.Barrier(n + 1)
-
-        def ask(i: int, start=start, results=results) -> None:
-            start.wait()
-            results[i] = gen.generate(
-                realistic_messages(QUESTIONS[i % len(QUESTIONS)] + ("" if i < len(QUESTIONS) else f" ({i})")),
-                adapter_id=adapter,
-                max_new_tokens=new_tokens,
-            )
-
-        threads = [threading.Thread(target=ask, args=(i,)) for i in range(n)]
-        for t in threads:
-            t.start()
-        steps0, rows0 = gen.engine.steps, gen.engine.rows_decoded
-        t0 = time.perf_counter()
-        start.wait()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
-        tokens = sum(r.completion_tokens for r in results)
-        steps = gen.engine.steps - steps0
-        rows.append(
-            {
-                "backend": backend,
-                "concurrent": n,
-                "tokens": tokens,
-                "wall_s": wall,
-                "aggregate_tok_s": tokens / wall,
-                "latency_s": summary([r.duration_s for r in results]),
-                "ttft_s": summary([r.first_token_s or 0 for r in results]),
-                "mean_batch": (gen.engine.rows_decoded - rows0) / max(1, steps),
-            }
-        )
+    for n_rounds in rounds:
+        for n in concurrency:
+            rows.append(_concurrent(gen, adapter, new_tokens, n, n_rounds, backend))
     gen.close()
     return single, rows
+
+
+def _concurrent(gen, adapter: str | None, new_tokens: int, n: int, n_rounds: int, backend: str) -> dict:
+    """``n`` conversations at once, each asking ``n_rounds`` questions back to back.
+
+    One round is a burst: every conversation asks at the same moment and the batch drains as the
+    replies end (a ramp-down of ever smaller batches). With several rounds each conversation asks
+    its next question as soon as its reply is complete, which is how a busy server sees them: the
+    conversations drift out of phase and the batch stays fuller.
+    """
+    results: list = []
+    lock = threading.Lock()
+    start = threading.Barrier(n + 1)
+
+    def ask(i: int) -> None:
+        start.wait()
+        for r in range(n_rounds):
+            k = i + r * n
+            question = QUESTIONS[k % len(QUESTIONS)] + ("" if k < len(QUESTIONS) else f" ({k})")
+            out = gen.generate(realistic_messages(question), adapter_id=adapter, max_new_tokens=new_tokens)
+            with lock:
+                results.append(out)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    steps0, rows0 = gen.engine.steps, gen.engine.rows_decoded
+    t0 = time.perf_counter()
+    start.wait()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    tokens = sum(r.completion_tokens for r in results)
+    steps = gen.engine.steps - steps0
+    return {
+        "backend": backend,
+        "concurrent": n,
+        "rounds": n_rounds,
+        "replies": len(results),
+        "tokens": tokens,
+        "wall_s": wall,
+        "aggregate_tok_s": tokens / wall,
+        "latency_s": summary([r.duration_s for r in results]),
+        "ttft_s": summary([r.first_token_s or 0 for r in results]),
+        "mean_batch": (gen.engine.rows_decoded - rows0) / max(1, steps),
+    }
 
 
 def main() -> None:
@@ -247,6 +261,8 @@ def main() -> None:
     ap.add_argument("--adapter", default=(ROOT / "models/adapters/ACTIVE").read_text(encoding="utf-8").strip())
     ap.add_argument("--weights", choices=["q8_0", "shipped"], default="q8_0")
     ap.add_argument("--concurrency", default="1,4,16")
+    ap.add_argument("--rounds", default="1,4",
+                    help="questions each concurrent conversation asks back to back (one run per value)")
     ap.add_argument("--skip-bf16", action="store_true")
     ap.add_argument("--skip-transformers-engine", action="store_true",
                     help="leave out the transformers engine's single-stream rows")
@@ -261,7 +277,8 @@ def main() -> None:
         baselines.append(naive("bf16", adapter, args.new_tokens))
     baselines.append(llama_cpp_own(adapter, args.new_tokens, lora_cache, args.weights))
     single, concurrent = ours("llamacpp", adapter, args.new_tokens,
-                              [int(c) for c in args.concurrency.split(",")], lora_cache, args.weights)
+                              [int(c) for c in args.concurrency.split(",")], lora_cache, args.weights,
+                              [int(r) for r in args.rounds.split(",")])
     if not args.skip_transformers_engine:
         single += ours("transformers", adapter, args.new_tokens, [], lora_cache)[0]
     ref = next((b for b in baselines if "bf16" in b["system"]), baselines[0])
@@ -270,15 +287,17 @@ def main() -> None:
         row["decode_vs_llama_cpp"] = row["decode_tok_s"] / own["decode_tok_s"]
         row["decode_vs_naive_bf16"] = row["decode_tok_s"] / ref["decode_tok_s"]
         row["ttft_vs_naive_bf16"] = ref["ttft_s"] / row["ttft_s"]
-    one = concurrent[0]["aggregate_tok_s"] if concurrent else 1.0
-    for row in concurrent:
-        row["vs_one_stream"] = row["aggregate_tok_s"] / one
+    for row in concurrent:  # against one conversation asking the same number of rounds
+        one = next(r for r in concurrent if r["rounds"] == row["rounds"] and r["concurrent"] == min(
+            c["concurrent"] for c in concurrent if c["rounds"] == row["rounds"]))
+        row["vs_one_stream"] = row["aggregate_tok_s"] / one["aggregate_tok_s"]
     print(table([{k: v for k, v in r.items()} for r in baselines + single]))
     print(
         table(
             [
                 {
                     "concurrent": r["concurrent"],
+                    "rounds": r["rounds"],
                     "aggregate tok/s": r["aggregate_tok_s"],
                     "x one stream": r["vs_one_stream"],
                     "mean batch": r["mean_batch"],

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from knowledge.errors import InvalidInput
+from models.prompting import MAX_NEW_TOKENS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "models" / "configs" / "default.yaml"
@@ -262,7 +263,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="compare an adapter with the base model on held-out tickets")
     p.add_argument("--adapter", help="adapter id (default: the active one)")
     p.add_argument("--limit", type=int, default=25, help="held-out tickets to generate replies for")
-    p.add_argument("--max-new-tokens", type=int, default=160)
+    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
     p.add_argument("--no-base", action="store_true", help="skip the base model comparison")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--output", help="JSON report path (default: <data_dir>/eval/<adapter>.json)")

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from knowledge.errors import ConfigurationError
+from models.prompting import MAX_NEW_TOKENS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDER_SECRET = "change-me-in-production"
@@ -61,7 +62,7 @@ class Settings(BaseSettings):
     )
     openai_base_url: str | None = Field(None, description="OpenAI-compatible server for generator=openai")
     openai_model: str = "smollm2"
-    max_new_tokens: int = Field(160, ge=8, le=1024)
+    max_new_tokens: int = Field(MAX_NEW_TOKENS, ge=8, le=1024)
     generation_timeout_s: float = Field(60.0, gt=0)
     generation_max_batch: int = Field(
         16, ge=0, le=256, description="replies decoded together in one batch (0: one at a time, no batching)"

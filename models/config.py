@@ -33,7 +33,7 @@ class TrainConfig:
     use_db_tickets: bool = False  # also train on tickets imported into the database
     company_name: str = "Larkspur & Co."
     max_length: int = 384  # prompt + reply tokens
-    max_reply_tokens: int = 160  # drop longer replies: teaches replies that fit the generation cap
+    max_reply_tokens: int = 160  # drop longer replies: the generation cap (200) keeps headroom above these
     distractor_slots: int = 3  # extra allowed slot names per example, so the model learns to choose
     val_fraction: float = 0.05
     val_max: int = 64

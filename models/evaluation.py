@@ -33,7 +33,7 @@ from typing import Any
 
 from models.adapters import read_metadata
 from models.config import TrainConfig
-from models.prompting import build_messages, encode_example, extract_slots, render_prompt
+from models.prompting import MAX_NEW_TOKENS, build_messages, encode_example, extract_slots, render_prompt
 from models.tickets import Ticket, read_tickets
 from models.training import Example, _pad, evaluate_loss, load_training_tickets, stratified_slice
 
@@ -46,7 +46,7 @@ _FIGURE_RE = re.compile(
 @dataclass
 class EvalOptions:
     limit: int = 25
-    max_new_tokens: int = 160
+    max_new_tokens: int = MAX_NEW_TOKENS
     compare_base: bool = True
     seed: int = 7
     batch_size: int = 8

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from knowledge.errors import HybrideskError, InvalidInput, NotFound, Unavailable
+from models.prompting import MAX_NEW_TOKENS
 
 Messages = Sequence[Mapping[str, str]]
 
@@ -96,7 +97,7 @@ class Generator(Protocol):
         messages: Messages,
         *,
         adapter_id: str | None = None,
-        max_new_tokens: int = 160,
+        max_new_tokens: int = MAX_NEW_TOKENS,
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
     ) -> TextStream: ...
@@ -106,7 +107,7 @@ class Generator(Protocol):
         messages: Messages,
         *,
         adapter_id: str | None = None,
-        max_new_tokens: int = 160,
+        max_new_tokens: int = MAX_NEW_TOKENS,
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
     ) -> GenerationResult: ...
@@ -134,7 +135,7 @@ class BaseGenerator:
         messages: Messages,
         *,
         adapter_id: str | None = None,
-        max_new_tokens: int = 160,
+        max_new_tokens: int = MAX_NEW_TOKENS,
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
     ) -> TextStream:
@@ -189,7 +190,7 @@ class BaseGenerator:
         messages: Messages,
         *,
         adapter_id: str | None = None,
-        max_new_tokens: int = 160,
+        max_new_tokens: int = MAX_NEW_TOKENS,
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
     ) -> GenerationResult:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.conversation.guardrails import Grounder, grounded_quote
+from models.prompting import MAX_NEW_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class AnswerResult:
 class Responder:
     """Builds and streams one grounded answer. Synchronous; run it in a worker thread."""
 
-    def __init__(self, knowledge: Any, generator: Any, *, company_name: str, max_new_tokens: int = 160,
+    def __init__(self, knowledge: Any, generator: Any, *, company_name: str, max_new_tokens: int = MAX_NEW_TOKENS,
                  adapter_id: str | None = None, timeout_s: float | None = None) -> None:
         self.timeout_s = timeout_s
         self.knowledge = knowledge
