@@ -187,9 +187,9 @@ def split_train_val(
 
     ``held_out`` (ticket digests) fixes the validation set instead: a run that continues an
     adapter keeps its parent's held-out tickets, which the parent never trained on, whatever the
-    seed.
+    seed. An empty ``held_out`` (a parent trained with ``val_fraction: 0``) splits by the seed.
     """
-    if held_out is not None:
+    if held_out:
         keep = set(held_out)
         return [e for e in examples if e.digest not in keep], [e for e in examples if e.digest in keep]
     if cfg.val_fraction <= 0 or len(examples) < 4:
@@ -491,7 +491,7 @@ def train(
     if not examples:
         raise InvalidInput("Every ticket was filtered out; raise max_reply_tokens.", code="no_data")
     held_out = parent.metadata.get("val_hashes") if parent is not None else None
-    if parent is not None and held_out is None:
+    if parent is not None and not held_out:
         log.warning("adapter %s records no held-out tickets; validation may include tickets it trained on",
                     parent.id)
     train_set, val_set = split_train_val(examples, cfg, held_out)

@@ -121,6 +121,10 @@ def test_a_continued_run_holds_out_its_parents_tickets_whatever_the_seed(tokeniz
         for seed in range(6)
     }
     assert len(splits) > 1
+    # a parent trained on everything (val_fraction 0) holds nothing out: the child's seed decides
+    seeded = split_train_val(examples, _cfg(tmp_path, seed=13, val_fraction=0.3))
+    assert split_train_val(examples, _cfg(tmp_path, seed=13, val_fraction=0.3), []) == seeded
+    assert seeded[1]
 
 
 @pytest.mark.slow
