@@ -1,6 +1,7 @@
 """Generation speed of the in-process backend against naive ``model.generate``, side by side.
 
 Usage: python benchmarks/serving_speed.py [--new-tokens 96] [--adapter ID] [--weights q8_0|shipped]
+       [--concurrency 1,4,16] [--rounds 1,4]
        [--skip-bf16] [--skip-transformers-engine]
 
 Everything runs in this one process, one after the other, on the same realistic prompt: the
@@ -18,7 +19,9 @@ sample company's facts and three passages of its returns policy in the bot's own
   cold (nothing cached) and warm (a prompt sharing everything but the question with the previous
   one), and decode tokens/s.
 * ours, concurrent (llama.cpp engine): 1, 4 and 16 conversations at once (different questions),
-  aggregate tokens/s, per-reply latency p50/p95 and time to first token.
+  aggregate tokens/s, per-reply latency p50/p95 and time to first token; once as a single burst
+  (every conversation asks one question at the same moment) and once with each conversation
+  asking ``--rounds`` questions back to back (the batch stays fuller, as on a busy server).
 
 Writes benchmarks/results/serving_speed.json.
 """
@@ -180,7 +183,7 @@ def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0"):
 
 
 def ours(backend: str, adapter: str | None, new_tokens: int, concurrency: list[int],
-         lora_cache: Path, weights: str = "q8_0", rounds: list[int] = (1,)) -> tuple[list[dict], list[dict]]:
+         lora_cache: Path, weights: str = "q8_0", rounds: list[int] | None = None) -> tuple[list[dict], list[dict]]:
     gen = make_generator(backend, lora_cache, weights)
     label_backend = {"llamacpp": "llama.cpp engine", "transformers": "transformers engine"}[backend]
     single = []
@@ -202,7 +205,7 @@ def ours(backend: str, adapter: str | None, new_tokens: int, concurrency: list[i
             }
         )
     rows = []
-    for n_rounds in rounds:
+    for n_rounds in rounds or [1]:
         for n in concurrency:
             rows.append(_concurrent(gen, adapter, new_tokens, n, n_rounds, backend))
     gen.close()
