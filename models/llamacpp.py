@@ -291,6 +291,7 @@ class _Slot:
     adapter_id: str | None = None
     busy: bool = False
     used: int = 0
+    prompt_len: int = 0  # tokens of the running reply's prompt; the reply's own cells follow them
 
 
 class _Slots:
@@ -332,7 +333,17 @@ class _Slots:
         return target, best
 
     def release(self, slot: _Slot) -> None:
-        """The reply is done; its cells stay for prefix reuse (up to ``keep_finished`` replies)."""
+        """The reply is done; its prompt's cells stay for prefix reuse (up to ``keep_finished`` replies).
+
+        The reply's own cells are dropped. A later prompt almost never continues with the same
+        generated tokens: the next turn's history holds the reply with its slots filled, after a
+        system message that usually differs. In the unified cache every kept cell is attended
+        over (masked) by every later decode step, so cells nobody will reuse slow every reply.
+        """
+        if slot.prompt_len and len(slot.tokens) > slot.prompt_len:
+            self.runtime.seq_rm(slot.seq, slot.prompt_len, -1)
+            del slot.tokens[slot.prompt_len :]
+        slot.prompt_len = 0
         slot.busy = False
         slot.used = next(self._clock)
         finished = sorted((s for s in self.slots if not s.busy and s.tokens), key=lambda s: s.used)
@@ -537,6 +548,7 @@ class _LlamaBatch(_Batch):
             slot, reused = engine.slots.acquire(self.adapter_id, req.prompt_ids)
             try:
                 logits = engine.prefill(slot, req.prompt_ids, reused)
+                slot.prompt_len = len(req.prompt_ids)
             except BaseException:
                 engine.slots.forget(slot)
                 engine.slots.release(slot)

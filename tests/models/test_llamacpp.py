@@ -130,6 +130,28 @@ def test_concurrent_replies_are_the_models_choices_and_reuse_prefixes(llama):
 
 
 @pytest.mark.slow
+def test_a_finished_reply_keeps_its_prompts_cells_and_drops_its_own(llama):
+    """Kept for prefix reuse: the prompt. The generated tokens' cells are freed (they would only
+    slow every later decode step, which attends over every cell of the unified cache)."""
+    messages = _messages(QUESTIONS[2])
+    tok = llama.tokenizer
+    ids = tok(render_prompt(tok, messages), add_special_tokens=False)["input_ids"]
+    result = llama.generate(messages, adapter_id=ADAPTER, max_new_tokens=12)
+    assert result.completion_tokens >= 2
+    engine = llama.engine
+    with llama._lock:
+        kept = [s for s in engine.slots.slots if not s.busy and s.tokens == ids]
+        assert len(kept) == 1, "the finished prompt is not kept for reuse"
+        runtime = engine.runtime
+        assert runtime._L.llama_memory_seq_pos_max(runtime.mem, kept[0].seq) == len(ids) - 1
+    # and it is still reused: the same prompt again prefills one token only
+    reused_before = engine.prefix_tokens_reused
+    again = llama.generate(messages, adapter_id=ADAPTER, max_new_tokens=12)
+    assert engine.prefix_tokens_reused - reused_before == len(ids) - 1
+    assert again.completion_tokens >= 2
+
+
+@pytest.mark.slow
 def test_adapters_switch_without_reloading(llama):
     messages = _messages(QUESTIONS[1])
     base = llama.generate(messages, max_new_tokens=20).text
