@@ -227,7 +227,7 @@ def _concurrent(gen, adapter: str | None, new_tokens: int, n: int, n_rounds: int
     def ask(i: int) -> None:
         start.wait()
         for r in range(n_rounds):
-            k = i + r * n
+            k = i * n_rounds + r  # each conversation moves through the questions (and reply lengths)
             question = QUESTIONS[k % len(QUESTIONS)] + ("" if k < len(QUESTIONS) else f" ({k})")
             out = gen.generate(realistic_messages(question), adapter_id=adapter, max_new_tokens=new_tokens)
             with lock:
