@@ -1,6 +1,6 @@
 """Freshness, the headline benchmark: change policy facts in the KB, ask again.
 
-Usage: python benchmarks/freshness.py [--limit N] [--max-new-tokens 96] [--workers 8] [--systems hybrid,rag_base,finetune_only]
+Usage: python benchmarks/freshness.py [--limit N] [--max-new-tokens 200] [--workers 8] [--systems hybrid,rag_base,finetune_only]
 
 Fifty policy questions over the sample company (benchmarks/freshness_questions.json), each tied to
 the KB fact whose value answers it. Each question is asked before and after new revisions change
@@ -35,6 +35,7 @@ from _common import table, write_json  # noqa: E402
 
 from bot.conversation.guardrails import _CLAIM_PATTERNS, SLOT_RE, Grounder, slot_key  # noqa: E402
 from bot.conversation.responder import Responder, passage_dict  # noqa: E402
+from models.prompting import MAX_NEW_TOKENS  # noqa: E402
 
 QUESTIONS = Path(__file__).resolve().parent / "freshness_questions.json"
 
@@ -113,7 +114,7 @@ def change_facts(knowledge, items) -> dict[str, tuple[str, str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions (0 = all)")
-    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="the reply cap (default: the bot's)")
     ap.add_argument("--systems", default="hybrid,rag_base,finetune_only")
     ap.add_argument("--data-dir", type=Path)
     ap.add_argument("--workers", type=int, default=8, help="questions asked concurrently (batched decoding)")
@@ -229,7 +230,7 @@ def main() -> None:
             print(table([row]), flush=True)
     print()
     print(table(rows))
-    write_json("freshness", {"adapter": adapter, "rows": rows, "details": results})
+    write_json("freshness", {"adapter": adapter, "max_new_tokens": args.max_new_tokens, "rows": rows, "details": results})
 
 
 def _passage_texts(knowledge, question: str) -> list[str]:
