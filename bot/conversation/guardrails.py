@@ -252,8 +252,12 @@ class Grounder:
         return True
 
     # -- whole replies and streams -----------------------------------------------
-    def filter_stream(self, pieces: Iterable[str]) -> Iterator[str]:
-        """Yield the checked reply sentence by sentence as the model streams it."""
+    def filter_stream(self, pieces: Iterable[str], cut: Callable[[], bool] | None = None) -> Iterator[str]:
+        """Yield the checked reply sentence by sentence as the model streams it.
+
+        ``cut``, asked once the stream has ended, says whether the model was stopped by the reply
+        cap; then the unfinished last sentence is dropped instead of shown broken off.
+        """
         buffer = ""
         emitted_any = False
         for piece in pieces:
@@ -267,7 +271,11 @@ class Grounder:
                 if out:
                     emitted_any = True
                     yield out
-        if buffer.strip():
+        if buffer.strip() and cut is not None and cut():
+            text = buffer.strip()
+            self.report.sentences.append(SentenceCheck(original=text, text="", kept=False,
+                                                       reason="cut off at the reply length cap"))
+        elif buffer.strip():
             out = self._emit(buffer, emitted_any)
             if out:
                 yield out

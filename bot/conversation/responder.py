@@ -20,6 +20,12 @@ from models.prompting import MAX_NEW_TOKENS
 
 log = logging.getLogger(__name__)
 
+
+def _hit_cap(stream: Any) -> bool:
+    """Whether a finished generation stream was stopped by the reply length cap."""
+    result = getattr(stream, "result", None)
+    return result is not None and getattr(result, "finish_reason", None) == "length"
+
 ALWAYS_FACTS = ("support_phone", "support_email", "support_hours", "live_chat", "website_name", "website_url")
 ANGRY_ACK = "I'm sorry this has been frustrating — let's get it sorted."
 UNSURE_REPLY = (
@@ -249,7 +255,7 @@ class Responder:
         try:
             stream = self.generator.stream(messages, adapter_id=self.adapter_id,
                                            max_new_tokens=self.max_new_tokens)
-            for checked in grounder.filter_stream(self._deadline(stream, started)):
+            for checked in grounder.filter_stream(self._deadline(stream, started), cut=lambda: _hit_cap(stream)):
                 out.append(checked)
                 emit(checked)
         except Exception as exc:  # generator crashed or timed out mid-stream

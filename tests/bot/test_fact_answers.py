@@ -61,6 +61,20 @@ def test_the_current_value_is_stated_and_follows_a_policy_edit(knowledge):
 
 
 @pytest.mark.slow
+def test_a_reply_stopped_by_the_length_cap_ends_on_its_last_whole_sentence(knowledge):
+    long_reply = "I can help with your return. " + "You can send it back within {{Return Window}} of delivery " * 20
+    generator = ScriptedGenerator().enqueue(long_reply)
+    responder = Responder(knowledge, generator, company_name="Larkspur & Co.", max_new_tokens=30)
+    result = responder.answer(text="How many days do I have to return an item?", intent="check_refund_policy",
+                              tone="neutral", history=[])
+    assert result.extra["finish_reason"] == "length"
+    assert result.text.startswith("I can help with your return.")
+    assert "send it back within" not in result.text  # the broken-off sentence never reaches the customer
+    # the asked fact is still stated, in its current value (an earlier test may have edited it)
+    assert states_value(result.text, knowledge.facts()["return_window_days"].value), result.text
+
+
+@pytest.mark.slow
 def test_nothing_is_added_when_the_reply_states_it_or_the_question_asks_for_no_fact(knowledge):
     stated = _ask(knowledge, "How much does standard delivery cost?", "Standard delivery costs {{Standard Delivery Price}}.")
     assert "added_fact_statement" not in stated.guardrail and stated.text.count("4.95") == 1

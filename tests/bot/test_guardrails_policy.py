@@ -73,6 +73,17 @@ def test_streaming_in_pieces_gives_the_same_text():
     assert "1. Open Account › Orders." in whole
 
 
+def test_a_sentence_cut_off_at_the_reply_cap_is_dropped():
+    pieces = ["You have {{Number of Days}} days to return it. ", "Then open {{Order History}} and ", "choose the"]
+    g = grounder()
+    assert "".join(g.filter_stream(pieces, cut=lambda: True)) == "You have 30 days to return it."
+    assert g.report.sentences[-1].reason == "cut off at the reply length cap" and g.report.verdict == "repaired"
+    # a reply that ended on its own keeps a last sentence without a full stop
+    g = grounder()
+    assert "".join(g.filter_stream(pieces, cut=lambda: False)).endswith("Account › Orders and choose the")
+    assert g.report.verdict == "pass"
+
+
 def test_grounded_quote_cites_the_section():
     q = grounded_quote([{"text": "## Window\nReturns are accepted within 30 days. Items must be unused.",
                          "title": "Returns policy", "heading": "Window"}])
