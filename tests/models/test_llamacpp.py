@@ -141,9 +141,10 @@ def test_a_finished_reply_keeps_its_prompts_cells_and_drops_its_own(llama):
     engine = llama.engine
     with llama._lock:
         kept = [s for s in engine.slots.slots if not s.busy and s.tokens == ids]
-        assert len(kept) == 1, "the finished prompt is not kept for reuse"
+        assert kept, "the finished prompt is not kept for reuse"
         runtime = engine.runtime
-        assert runtime._L.llama_memory_seq_pos_max(runtime.mem, kept[0].seq) == len(ids) - 1
+        # (an earlier test may have left the same prompt in another slot: each holds the prompt only)
+        assert all(runtime._L.llama_memory_seq_pos_max(runtime.mem, s.seq) == len(ids) - 1 for s in kept)
     # and it is still reused: the same prompt again prefills one token only
     reused_before = engine.prefix_tokens_reused
     again = llama.generate(messages, adapter_id=ADAPTER, max_new_tokens=12)
