@@ -78,6 +78,35 @@ _PROMISE_RE = re.compile(
 _WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
             "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "fourteen": "14", "fifteen": "15",
             "twenty": "20", "thirty": "30", "sixty": "60", "ninety": "90"}
+# Procedures are facts too. The knowledge base names screen elements exactly: in bold
+# (**Cancel order**), as the levels of a "›" path (My Account › Orders) or in quotes. A step in a
+# reply that names a section, page, button or menu must name one of those.
+_UI_NOUN = r"(?:section|page|tab|button|menu|option|link|area|screen|panel|field)s?"
+_STEP_RE = re.compile(
+    rf"\b(?:navigate|go to|head to|click|tap|press|select|choose|open|look for|find|visit|log ?in|sign in|"
+    rf"scroll|enter|{_UI_NOUN})\b", re.IGNORECASE)
+_UI_QUOTED = re.compile(r"[\"“]([^\"“”\n]{1,40})[\"”]")
+_UI_CAP = r"[A-Z][\w&'/-]*"
+_UI_NAMED = re.compile(rf"((?:{_UI_CAP}\s+){{0,3}}{_UI_CAP}(?:\s+or\s+(?:{_UI_CAP}\s+){{0,3}}{_UI_CAP})?)\s+{_UI_NOUN}\b")
+_UI_LEAD = re.compile(r"^(?:the|our|your|a|an|this|that|my)\s+", re.IGNORECASE)
+_EVIDENCE_UI = re.compile(r"\*\*([^*\n]{1,80})\*\*|[\"“]([^\"“”\n]{1,80})[\"”]|([^.\n]{0,80}›[^.\n]{0,80})")
+
+
+def _ui_key(name: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", name.lower()))
+
+
+def _ui_names(sentence: str) -> list[str]:
+    """Screen elements a step sentence names (slots removed first: those are KB-backed)."""
+    text = SLOT_RE.sub(" ", sentence)
+    if not _STEP_RE.search(text):
+        return []
+    names = [m.group(1) for m in _UI_QUOTED.finditer(text) if len(m.group(1).split()) <= 4]
+    for m in _UI_NAMED.finditer(text):
+        names += [_UI_LEAD.sub("", part) for part in re.split(r"\s+or\s+", m.group(1))]
+    return [n for n in (_ui_key(n) for n in names) if n]
+
+
 _SENTENCE_END = re.compile(r"(?<![0-9])(?<!\b[A-Za-z])[.!?](?=\s)|\n")
 
 
@@ -163,6 +192,9 @@ class Grounder:
         for item in evidence_items:
             self._index_kinds(item)
         self.customer_values = {slot_key(k): v for k, v in (customer_values or {}).items()}
+        self._ui_evidence = " | ".join(
+            _ui_key(next(g for g in m.groups() if g)) for m in _EVIDENCE_UI.finditer(self.evidence_text)
+        )
         self.report = GroundingReport()
 
     # -- single sentence ---------------------------------------------------------
@@ -201,6 +233,11 @@ class Grounder:
                         check.kept = False
                         check.reason = f"unbacked {kind} {m.group(0)!r}"
                         self.report.unbacked_claims.append(m.group(0))
+            if check.kept:
+                invented = [n for n in _ui_names(sentence) if not re.search(rf"\b{re.escape(n)}\b", self._ui_evidence)]
+                if invented:
+                    check.kept = False
+                    check.reason = f"step names {invented[0]!r}, which the retrieved procedure does not"
             if check.kept and _PROMISE_RE.search(text) and not self._promise_backed(text):
                 check.kept = False
                 check.reason = "promise the policy does not make"

@@ -84,6 +84,21 @@ def test_a_sentence_cut_off_at_the_reply_cap_is_dropped():
     assert g.report.verdict == "pass"
 
 
+def test_a_step_must_name_screens_the_retrieved_procedure_names():
+    evidence = ["To cancel, go to My Account › Orders, open the order and press **Cancel order**."]
+    g = Grounder(lambda s: {"order history": "My Account › Orders"}.get(s.lower()), evidence)
+    out = g.apply('Open {{Order History}} and press "Cancel order". Navigate to the "Payments" or '
+                  '"Transactions" section. Then look for the Refund Requests page. Log in to your account.')
+    assert out == 'Open My Account › Orders and press "Cancel order". Log in to your account.'
+    reasons = [c.reason for c in g.report.sentences if not c.kept]
+    assert reasons == ["step names 'payments', which the retrieved procedure does not",
+                       "step names 'refund requests', which the retrieved procedure does not"]
+    # the same step is kept when the procedure names that screen
+    kb = Grounder(lambda s: None, ["Find it under My Account › Payments, or press **Transactions**."])
+    assert kb.apply('Navigate to the "Payments" or "Transactions" section.') == (
+        'Navigate to the "Payments" or "Transactions" section.')
+
+
 def test_grounded_quote_cites_the_section():
     q = grounded_quote([{"text": "## Window\nReturns are accepted within 30 days. Items must be unused.",
                          "title": "Returns policy", "heading": "Window"}])
