@@ -88,7 +88,7 @@ _STEP_RE = re.compile(
 _UI_QUOTED = re.compile(r"[\"“]([^\"“”\n]{1,40})[\"”]")
 _UI_CAP = r"[A-Z][\w&'/-]*"
 _UI_NAMED = re.compile(rf"((?:{_UI_CAP}\s+){{0,3}}{_UI_CAP}(?:\s+or\s+(?:{_UI_CAP}\s+){{0,3}}{_UI_CAP})?)\s+{_UI_NOUN}\b")
-_UI_LEAD = re.compile(r"^(?:the|our|your|a|an|this|that|my)\s+", re.IGNORECASE)
+_UI_LEAD = re.compile(r"^(?:the|our|your|a|an|this|that)\b\s*", re.IGNORECASE)
 _EVIDENCE_UI = re.compile(r"\*\*([^*\n]{1,80})\*\*|[\"“]([^\"“”\n]{1,80})[\"”]|([^.\n]{0,80}›[^.\n]{0,80})")
 
 

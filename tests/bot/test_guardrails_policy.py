@@ -93,6 +93,8 @@ def test_a_step_must_name_screens_the_retrieved_procedure_names():
     reasons = [c.reason for c in g.report.sentences if not c.kept]
     assert reasons == ["step names 'payments', which the retrieved procedure does not",
                        "step names 'refund requests', which the retrieved procedure does not"]
+    # a sentence that only mentions "the page" names no screen
+    assert g.apply("The page opens in a new window.") == "The page opens in a new window."
     # the same step is kept when the procedure names that screen
     kb = Grounder(lambda s: None, ["Find it under My Account › Payments, or press **Transactions**."])
     assert kb.apply('Navigate to the "Payments" or "Transactions" section.') == (
