@@ -88,7 +88,10 @@ _STEP_RE = re.compile(
 _UI_QUOTED = re.compile(r"[\"“]([^\"“”\n]{1,40})[\"”]")
 _UI_CAP = r"[A-Z][\w&'/-]*"
 _UI_NAMED = re.compile(rf"((?:{_UI_CAP}\s+){{0,3}}{_UI_CAP}(?:\s+or\s+(?:{_UI_CAP}\s+){{0,3}}{_UI_CAP})?)\s+{_UI_NOUN}\b")
-_UI_LEAD = re.compile(r"^(?:the|our|your|a|an|this|that)\b\s*", re.IGNORECASE)
+# words a capitalised run may start with that are not part of a screen's name ("Select Orders tab")
+_UI_LEAD = re.compile(
+    r"^(?:(?:then|and|please|the|our|your|a|an|this|that|click|tap|press|select|choose|open|visit|find|use|"
+    r"on|to|in)\b\s*)+", re.IGNORECASE)
 _EVIDENCE_UI = re.compile(r"\*\*([^*\n]{1,80})\*\*|[\"“]([^\"“”\n]{1,80})[\"”]|([^.\n]{0,80}›[^.\n]{0,80})")
 
 

@@ -93,6 +93,8 @@ def test_a_step_must_name_screens_the_retrieved_procedure_names():
     reasons = [c.reason for c in g.report.sentences if not c.kept]
     assert reasons == ["step names 'payments', which the retrieved procedure does not",
                        "step names 'refund requests', which the retrieved procedure does not"]
+    # a step verb that opens the sentence is not part of the name
+    assert g.apply("Select Orders tab to see it.") == "Select Orders tab to see it."
     # a sentence that only mentions "the page" names no screen
     assert g.apply("The page opens in a new window.") == "The page opens in a new window."
     # the same step is kept when the procedure names that screen
