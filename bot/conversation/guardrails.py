@@ -252,6 +252,8 @@ class Grounder:
 
     def _add_evidence(self, value: str) -> None:
         self.evidence_text += "\n" + value
+        if "›" in value:  # a filled screen path (My Account › Orders) names screens a later step may use
+            self._ui_evidence += " | " + _ui_key(value)
         self._evidence_norm += _norm(value)
         self._evidence_numbers |= _numbers(value)
         self._index_kinds(value)

@@ -93,6 +93,10 @@ def test_a_step_must_name_screens_the_retrieved_procedure_names():
     reasons = [c.reason for c in g.report.sentences if not c.kept]
     assert reasons == ["step names 'payments', which the retrieved procedure does not",
                        "step names 'refund requests', which the retrieved procedure does not"]
+    # a screen path filled into an earlier sentence names screens a later step may use
+    g2 = Grounder(lambda s: {"invoices": "My Account › Invoices"}.get(s.lower()), [])
+    assert g2.apply('Your invoices are in {{Invoices}}. Open the "Invoices" tab.') == (
+        'Your invoices are in My Account › Invoices. Open the "Invoices" tab.')
     # a step verb that opens the sentence is not part of the name
     assert g.apply("Select Orders tab to see it.") == "Select Orders tab to see it."
     # a sentence that only mentions "the page" names no screen
