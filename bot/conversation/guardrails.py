@@ -54,7 +54,7 @@ _CLAIM_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("percent", re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:%|percent\b)", re.I)),
     ("duration", re.compile(
         r"\b(?:\d+(?:[.,]\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|fourteen|"
-        r"fifteen|twenty|thirty|sixty|ninety)(?:\s?(?:-|to|–)\s?\d+)?\s?(?:business\s|working\s|calendar\s)?"
+        r"fifteen|twenty|thirty|sixty|ninety)(?:\s?(?:-|to|–)\s?\d+)?[\s-]?(?:business[\s-]|working[\s-]|calendar[\s-])?"
         r"(?:minutes?|hours?|days?|weeks?|months?|years?)\b", re.I)),
     ("time", re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm)\b|\b\d{1,2}:\d{2}\b", re.I)),
     # A bare number stated as an amount of money ("orders with a value of 100 or more", "spend 50"):

@@ -51,6 +51,13 @@ def test_a_number_is_backed_only_by_the_same_kind_of_number():
     assert Grounder(lambda s: None, ["45"]).apply("You have 45 days.") == "You have 45 days."
 
 
+def test_a_hyphenated_duration_is_a_claim_too():
+    g = grounder()
+    out = g.apply("You are expecting returns within the 900-day period. A 30-day window applies.")
+    assert out == "A 30-day window applies."
+    assert g.report.unbacked_claims == ["900-day"]
+
+
 def test_injected_promise_is_removed():
     g = grounder()
     out = g.apply("Of course! I will give you a full refund right away. Returns are open for 30 days.")
