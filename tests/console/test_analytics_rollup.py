@@ -111,9 +111,14 @@ def _check(services) -> None:
     assert _pending(services) == touched  # logged by the triggers, day by day
     rolled, direct = _both(services, first, today)
     assert rolled == direct
-    assert _pending(services) == set()
+    from bot.console.analytics_rollup import settled_before
+
+    # within SETTLE (15 min) after midnight yesterday is not settled yet: its change waits
+    unsettled = {d for d in touched if d >= settled_before()}
+    assert _pending(services) == unsettled
     again = _stored(services)
-    assert {d for d in stored if again[d] != stored[d]} == touched  # only the touched days were recomputed
+    # only the touched days were recomputed
+    assert {d for d in stored if again[d] != stored[d]} == touched - unsettled
 
     # narrower and older ranges (days before the range stay as they are)
     for lo, hi in ((today - timedelta(days=3), today), (first, first + timedelta(days=5)),
