@@ -110,6 +110,7 @@ def _ui_names(sentence: str) -> list[str]:
     return [n for n in (_ui_key(n) for n in names) if n]
 
 
+_STEP_NUMBER = re.compile(r"(\d{1,2})\.(?=\s)")
 _SENTENCE_END = re.compile(r"(?<![0-9])(?<!\b[A-Za-z])[.!?](?=\s)|\n")
 
 
@@ -199,6 +200,10 @@ class Grounder:
             _ui_key(next(g for g in m.groups() if g)) for m in _EVIDENCE_UI.finditer(self.evidence_text)
         )
         self.report = GroundingReport()
+        # numbered steps: the last number read and the last written (renumbered past dropped steps)
+        self._step_in = 0
+        self._step_out = 0
+        self._after_drop = False
 
     # -- single sentence ---------------------------------------------------------
     def check_sentence(self, sentence: str) -> SentenceCheck:
@@ -327,13 +332,28 @@ class Grounder:
 
     def _emit(self, sentence: str, emitted_any: bool) -> str:
         if not sentence.strip():
+            if self._after_drop:  # the line break that ended a dropped line goes with it
+                self._after_drop = False
+                return ""
             return sentence if emitted_any else ""
         lead = sentence[: len(sentence) - len(sentence.lstrip())]
         check = self.check_sentence(sentence.strip())
+        step = _STEP_NUMBER.match(sentence.strip())
         if not check.kept:
+            self._after_drop = True
+            if step:
+                self._step_in = int(step.group(1))
             return ""
-        trail = "\n" if sentence.endswith("\n") else ""
-        return (lead if emitted_any else "") + check.text + trail
+        self._after_drop = False
+        text = check.text
+        if step and (m := _STEP_NUMBER.match(text)):
+            number = int(m.group(1))
+            # "1. 2. [3. dropped] 4." reads "1. 2. 3." to the customer: no gap in the list
+            out = self._step_out + 1 if number == self._step_in + 1 and number > 1 else number
+            self._step_in, self._step_out = number, out
+            text = f"{out}." + text[m.end(1) + 1:]
+        trail = sentence[len(sentence.rstrip()):] if sentence.endswith("\n") else ""  # keeps "\r\n" whole
+        return (lead if emitted_any else "") + text + trail
 
     def apply(self, reply: str) -> str:
         return "".join(self.filter_stream([reply])).strip()

@@ -114,6 +114,24 @@ def test_a_step_must_name_screens_the_retrieved_procedure_names():
         'Navigate to the "Payments" or "Transactions" section.')
 
 
+def test_a_dropped_step_leaves_no_gap_in_the_numbered_list():
+    evidence = ["To cancel, go to My Account › Orders, open the order and press **Cancel order**."]
+    reply = ('Please follow these steps:\r\n\r\n1. Log in to your account.\r\n'
+             '2. Open My Account › Orders.\r\n3. Look for the "Payments" section.\r\n'
+             '4. Press "Cancel order".\r\n5. Confirm.\r\n\r\nAnything else?')
+    streamed = Grounder(lambda s: None, evidence)
+    out = "".join(streamed.filter_stream([reply[i:i + 7] for i in range(0, len(reply), 7)])).strip()
+    assert out == ('Please follow these steps:\r\n\r\n1. Log in to your account.\r\n'
+                   '2. Open My Account › Orders.\r\n3. Press "Cancel order".\r\n4. Confirm.\r\n\r\n'
+                   'Anything else?')
+    assert [c.reason for c in streamed.report.sentences if not c.kept] == [
+        "step names 'payments', which the retrieved procedure does not"]
+    # a list that starts again at 1 is a new list; numbers that are not a run are left alone
+    g = Grounder(lambda s: None, evidence)
+    assert g.apply("1. Log in.\n2. Open Orders.\n\nAlso:\n1. Press Cancel order.\n7. Done.") == (
+        "1. Log in.\n2. Open Orders.\n\nAlso:\n1. Press Cancel order.\n7. Done.")
+
+
 def test_grounded_quote_cites_the_section():
     q = grounded_quote([{"text": "## Window\nReturns are accepted within 30 days. Items must be unused.",
                          "title": "Returns policy", "heading": "Window"}])
