@@ -42,6 +42,7 @@ def main() -> None:
     from bot.conversation.nlu.data import load_tweeteval, tone_training_data
     from bot.conversation.nlu.encoder import DEFAULT_VARIANT, shared_encoder
     from bot.conversation.nlu.intent import IntentHead
+    from bot.conversation.nlu.text import coerce_text, model_text
     from bot.conversation.nlu.model import TONE_BRANCH_EPOCHS, TONE_BRANCH_LAYERS, train_tone
     from bot.conversation.nlu.tone import mix
 
@@ -51,7 +52,8 @@ def main() -> None:
     data = shared_data_dir()
     enc = shared_encoder(None, DEFAULT_VARIANT)
     test = load_tweeteval(data, "test")
-    texts, gold = [t for t, _ in test], [y for _, y in test]
+    # the product reads every message through model_text (emoji spelled out, from NLU format 3)
+    texts, gold = [model_text(coerce_text(t), emoji_names=True) for t, _ in test], [y for _, y in test]
     out: dict = {"encoder": DEFAULT_VARIANT, "torch_threads": args.threads, "branch_layers": layers,
                  "branch_epochs": epochs, "load_average_1min_start": round(os.getloadavg()[0], 2)}
     t0 = time.perf_counter()

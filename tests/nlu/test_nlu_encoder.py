@@ -52,7 +52,7 @@ def test_int8_batch_encoding_is_the_single_message_path() -> None:
 def test_new_folders_record_the_encoder_variant(nlu_model: NLU, tmp_path: Path) -> None:
     nlu_model.save(tmp_path / "v2")
     meta = json.loads((tmp_path / "v2" / "metadata.json").read_text())
-    assert meta["format"] == 2 and meta["encoder"] == "int8"
+    assert meta["format"] == 3 and meta["encoder"] == "int8"
     assert NLU.load(tmp_path / "v2").encoder.variant == "int8"
 
 

@@ -104,6 +104,30 @@ def test_save_and_load_round_trip(nlu_model: NLU, tmp_path) -> None:
     assert loaded.predict(text).confidence == pytest.approx(nlu_model.predict(text).confidence, abs=1e-3)
 
 
+def test_new_models_read_emoji_as_words_and_older_ones_as_they_were_trained(nlu_model: NLU, tmp_path) -> None:
+    import json
+
+    assert nlu_model.metadata["format"] == 3 and nlu_model.metadata["emoji_names"] is True
+    text = "my parcel is late again \U0001F621"
+    nlu_model.clear_caches()
+    nlu_model.predict(text)
+    assert nlu_model.encoder.cached("my parcel is late again pouting face") is not None
+    assert nlu_model.encoder.cached(text) is None
+    # a format-2 folder (trained before emoji were spelled out) keeps reading them raw
+    nlu_model.save(tmp_path / "old")
+    meta_path = tmp_path / "old" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format"] = 2
+    del meta["emoji_names"]
+    meta_path.write_text(json.dumps(meta))
+    old = NLU.load(tmp_path / "old")
+    assert old.emoji_names is False
+    old.clear_caches()
+    old.predict(text)
+    assert old.encoder.cached(text) is not None
+    assert NLU.load(tmp_path / "old").predict("\U0001F621\U0001F621").out_of_scope  # emoji-only: no words
+
+
 def test_asking_the_same_thing_again_is_repeat_contact(nlu_model: NLU) -> None:
     turns = ["Where is my order? It has not arrived", "Can you tell me where my parcel is now?"]
     for t in turns:  # the manager classifies every turn as it arrives

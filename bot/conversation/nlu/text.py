@@ -47,6 +47,43 @@ def has_words(text: str) -> bool:
     return _WORD_RE.search(text) is not None
 
 
-def model_text(text: str) -> str:
-    """The bounded, whitespace-collapsed text the classifiers see."""
-    return _SPACE_RE.sub(" ", text[: MAX_MODEL_CHARS * 2]).strip()[:MAX_MODEL_CHARS]
+def _is_pictograph(ch: str) -> bool:
+    # emoji and other pictographs: "So" symbols outside the Latin/punctuation blocks
+    return ord(ch) >= 0x2300 and unicodedata.category(ch) == "So"
+
+
+def spell_emoji(text: str) -> str:
+    """Emoji written out as their Unicode names ("\U0001F624" -> " face with look of triumph ").
+
+    MiniLM's vocabulary has no emoji: every one becomes the same unknown token, although in chat
+    they often carry the tone ("pressured \U0001F626", "happy birthday \U0001F389"). A run of the
+    same emoji is written once; skin-tone modifiers, variation selectors and joiners are dropped.
+    """
+    if text.isascii():
+        return text
+    out: list[str] = []
+    last = ""
+    for ch in text:
+        if _is_pictograph(ch):
+            if ch != last:
+                name = unicodedata.name(ch, "")
+                out.append(f" {name.lower()} " if name else " ")
+            last = ch
+            continue
+        if unicodedata.category(ch) in ("Sk", "Mn", "Cf") and ord(ch) >= 0x2000:
+            continue  # modifiers, selectors and joiners between emoji
+        last = "" if not ch.isspace() else last
+        out.append(ch)
+    return "".join(out)
+
+
+def model_text(text: str, *, emoji_names: bool = False) -> str:
+    """The bounded, whitespace-collapsed text the classifiers see.
+
+    ``emoji_names`` writes emoji out as words (:func:`spell_emoji`); models trained since NLU
+    format 3 read text that way.
+    """
+    text = text[: MAX_MODEL_CHARS * 2]
+    if emoji_names:
+        text = spell_emoji(text)
+    return _SPACE_RE.sub(" ", text).strip()[:MAX_MODEL_CHARS]
