@@ -102,6 +102,10 @@ def invented_figures(reply: str, prompt: str) -> list[str]:
 # -- held-out data -------------------------------------------------------------------------------
 
 
+#: how many of the adapter's least similar replies the report shows in full
+WEAKEST = 5
+
+
 def held_out_tickets(
     metadata: dict[str, Any], *, shared_data_dir: Path | None, limit: int, seed: int
 ) -> list[Ticket]:
@@ -252,6 +256,18 @@ def evaluate(
         }
         for i, t in enumerate(tickets[:8])
     ]
+    # the adapter's least similar replies: where to look first when the cosine disappoints
+    weakest = sorted(range(len(tickets)), key=lambda i: generations["adapter"][i]["cosine"])[:WEAKEST]
+    worst = [
+        {
+            "intent": tickets[i].intent,
+            "message": tickets[i].customer_message,
+            "reference": tickets[i].agent_reply,
+            **{f"{name}_cosine": round(generations[name][i]["cosine"], 4) for name in generations},
+            "adapter": generations["adapter"][i]["text"],
+        }
+        for i in weakest
+    ]
     return {
         "adapter_id": adapter_dir.name,
         "base_model": metadata.get("base_model"),
@@ -260,6 +276,7 @@ def evaluate(
         | {"resolvable_slots_given": opts.resolvable_slots is not None},
         "metrics": results,
         "samples": samples,
+        "weakest": worst,
         "seconds": round(time.time() - started, 1),
     }
 
@@ -289,6 +306,8 @@ def _score(gens, tickets, prompts, allowed, embedder, centroids, opts: EvalOptio
     gen_vecs = np.asarray(embedder.encode(texts, normalize_embeddings=True))
     ref_vecs = np.asarray(embedder.encode(refs, normalize_embeddings=True))
     cosines = (gen_vecs * ref_vecs).sum(axis=1)
+    for g, c in zip(gens, cosines, strict=True):
+        g["cosine"] = float(c)  # per reply, for the report's weakest replies
     slots_written = [extract_slots(t) for t in texts]
     all_slots = [s for slots in slots_written for s in slots]
     resolvable = set(opts.resolvable_slots) if opts.resolvable_slots is not None else None

@@ -318,6 +318,12 @@ def test_evaluation_compares_adapter_and_base_with_the_training_tone(tiny_run, b
         assert 0 <= scores["rouge_l"] <= 1 and -1 <= scores["cosine"] <= 1 and scores["val_loss"] > 0
     # the tiny adapter was trained on these very tickets: it fits them better than the base model
     assert report["metrics"]["adapter"]["val_loss"] < report["metrics"]["base"]["val_loss"]
+    # the weakest replies come first, with both models' cosine to the agent's reply
+    weakest = report["weakest"]
+    assert len(weakest) == 3 and {w["message"] for w in weakest} == {t.customer_message for t in TICKETS[:3]}
+    cos = [w["adapter_cosine"] for w in weakest]
+    assert cos == sorted(cos) and all(-1 <= w["base_cosine"] <= 1 for w in weakest)
+    assert sum(cos) / 3 == pytest.approx(report["metrics"]["adapter"]["cosine"], abs=1e-3)
 
 
 @pytest.mark.slow
