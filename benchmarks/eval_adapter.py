@@ -6,7 +6,9 @@ Usage::
 
 Held-out tickets are the public (bitext) tickets the adapter's training slice did not use. Their
 tone labels come from the NLU model active in ``--data-dir`` when there is one, as in training
-(``hybridesk train`` labels tickets with the bot's tone detector). Writes
+(``hybridesk train`` labels tickets with the bot's tone detector). ``--kb-context`` builds each
+prompt as the bot does, with the passages and facts the KB in ``--data-dir`` gives that message
+(training's prompts have the reply's slot names and no facts). Writes
 ``benchmarks/results/eval_adapter.json`` and prints a Markdown table.
 """
 
@@ -52,6 +54,11 @@ def main() -> int:
         default=str(REPO / "knowledge" / "sample" / "SLOTS.md"),
         help="Markdown listing every {{Slot}} the KB (or the order lookup) can fill",
     )
+    parser.add_argument(
+        "--kb-context",
+        action="store_true",
+        help="prompts as the bot builds them: passages and facts retrieved from the KB in --data-dir",
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval_adapter.json"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,12 +87,23 @@ def main() -> int:
             resolvable_slots=_resolvable(Path(args.slots_file)),
         ),
         tone_fn=_tone_fn(Path(args.data_dir)),
+        context_fn=_context_fn(Path(args.data_dir)) if args.kb_context else None,
     )
     print(format_table(report))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     print(f"\nreport: {args.out} ({report['seconds']} s)")
     return 0
+
+
+def _context_fn(data_dir: Path):
+    """What the bot's answer step retrieves for a message: passages and facts in force now."""
+    from bot.cli_models import kb_context_fn
+    from bot.services import Services
+    from bot.settings import Settings
+
+    print("prompts: with passages and facts from the KB in", data_dir)
+    return kb_context_fn(Services(Settings(data_dir=data_dir)))
 
 
 def _tone_fn(data_dir: Path):

@@ -38,6 +38,14 @@ def _tone_fn(ctx: Any) -> Any:
     return tone_detector(services)
 
 
+def kb_context_fn(services: Any) -> Any:
+    """``text -> (passages, facts)``: what the bot's answer step retrieves for a message now."""
+    from bot.conversation.responder import Responder
+
+    responder = Responder(services.knowledge, None, company_name=services.settings.company_name)
+    return lambda text: responder.retrieve(text, [])
+
+
 def tone_detector(services: Any) -> Any:
     """The bot's tone detector (``text -> label``), when an NLU model is active; else None.
 
@@ -99,6 +107,7 @@ def _run_train(cfg, settings, session, ctx, args, command, train):
         base_model_dir=getattr(settings, "base_model_dir", None),
         session=session,
         tone_fn=_tone_fn(ctx),
+        context_fn=kb_context_fn(ctx.services) if cfg.kb_context > 0 else None,
         progress=not args.no_progress,
         command=command,
     )
@@ -169,6 +178,7 @@ def _cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
         base_model_dir=getattr(settings, "base_model_dir", None),
         options=options,
         tone_fn=_tone_fn(ctx),
+        context_fn=kb_context_fn(ctx.services) if args.kb_context else None,
     )
     out = Path(args.output) if args.output else Path(settings.data_dir) / "eval" / f"{adapter_id}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +276,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
     p.add_argument("--no-base", action="store_true", help="skip the base model comparison")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--kb-context", action="store_true",
+                   help="prompts as the bot builds them, with the passages and facts the KB gives each message")
     p.add_argument("--output", help="JSON report path (default: <data_dir>/eval/<adapter>.json)")
     p.set_defaults(handler=_cmd_eval)
 

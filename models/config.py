@@ -35,6 +35,9 @@ class TrainConfig:
     max_length: int = 384  # prompt + reply tokens
     max_reply_tokens: int = 160  # drop longer replies: the generation cap (200) keeps headroom above these
     distractor_slots: int = 3  # extra allowed slot names per example, so the model learns to choose
+    # share of tickets whose prompt carries what the KB retrieves for the message (passages, facts),
+    # as every prompt at inference does; needs a max_length that fits those prompts (e.g. 768)
+    kb_context: float = 0.0
     val_fraction: float = 0.05
     val_max: int = 64
     # LoRA
@@ -90,6 +93,8 @@ class TrainConfig:
             problems.append("lora_top_layers must be >= 1 (or null: every layer)")
         if self.max_length < 32:
             problems.append("max_length must be >= 32")
+        if not 0 <= self.kb_context <= 1:
+            problems.append("kb_context must be in [0, 1]")
         if self.max_reply_tokens < 8:
             problems.append("max_reply_tokens must be >= 8")
         if self.batch_size < 1 or self.grad_accum < 1:

@@ -33,9 +33,17 @@ from typing import Any
 
 from models.adapters import read_metadata
 from models.config import TrainConfig
-from models.prompting import MAX_NEW_TOKENS, build_messages, encode_example, extract_slots, render_prompt
+from models.prompting import (
+    CUSTOMER_SLOTS,
+    MAX_NEW_TOKENS,
+    allowed_slots,
+    build_messages,
+    encode_example,
+    extract_slots,
+    render_prompt,
+)
 from models.tickets import Ticket, read_tickets
-from models.training import Example, _pad, evaluate_loss, load_training_tickets, stratified_slice
+from models.training import ContextFn, Example, _pad, evaluate_loss, load_training_tickets, stratified_slice
 
 _WORD_RE = re.compile(r"\{\{[^{}]+\}\}|\w+", re.UNICODE)
 _FIGURE_RE = re.compile(
@@ -180,10 +188,14 @@ def evaluate(
     options: EvalOptions | None = None,
     tickets: Sequence[Ticket] | None = None,
     tone_fn: Callable[[str], str] | None = None,
+    context_fn: ContextFn | None = None,
 ) -> dict[str, Any]:
     """Generate replies with the adapter (and the base model) for held-out tickets; the JSON report.
 
     ``tone_fn`` labels the tone of tickets that carry none, as training does (the bot's detector).
+    ``context_fn`` gives each customer message the KB passages and facts the bot would retrieve for
+    it, so that the prompts are the bot's own (facts, policy, the KB's slot list); without it the
+    prompts are training's (the reply's slots and three others, no facts or passages).
     """
     import torch
     from peft import PeftModel
@@ -207,20 +219,27 @@ def evaluate(
     vocab = sorted({s for t in tickets for s in extract_slots(t.agent_reply)})
     prompts, allowed, examples = [], [], []
     for t in tickets:
-        own = extract_slots(t.agent_reply)
-        others = [s for s in vocab if s not in own]
-        slots = own + rng.sample(others, min(3, len(others)))
-        rng.shuffle(slots)
+        if context_fn is not None:
+            passages, facts = context_fn(t.customer_message)
+            slots = allowed_slots(facts)
+        else:
+            own = extract_slots(t.agent_reply)
+            others = [s for s in vocab if s not in own]
+            slots = own + rng.sample(others, min(3, len(others)))
+            rng.shuffle(slots)
+            passages, facts = [], [(s, None) for s in slots]
         messages = build_messages(
             message=t.customer_message,
             intent=t.intent,
             tone=t.tone or (tone_fn(t.customer_message) if tone_fn else None),
-            facts=[(s, None) for s in slots],
+            facts=facts,
+            passages=passages,
             company_name=opts.company_name,
         )
         prompts.append(render_prompt(tokenizer, messages))
-        allowed.append(set(slots) | {"Order Number", "Customer Name"})
-        ids, labels = encode_example(tokenizer, messages, t.agent_reply, max_length=512)
+        allowed.append(set(slots) | set(CUSTOMER_SLOTS))
+        # room for the bot's longer prompts: the loss is over the whole reply in either case
+        ids, labels = encode_example(tokenizer, messages, t.agent_reply, max_length=1024)
         examples.append(Example(ids, labels, t.intent, t.data_hash))
     loss_batches = [
         _pad(examples[i : i + opts.batch_size], tokenizer.pad_token_id)
@@ -273,7 +292,9 @@ def evaluate(
         "base_model": metadata.get("base_model"),
         "n_tickets": len(tickets),
         "options": {k: v for k, v in opts.__dict__.items() if k != "resolvable_slots"}
-        | {"resolvable_slots_given": opts.resolvable_slots is not None},
+        | {"resolvable_slots_given": opts.resolvable_slots is not None, "kb_context": context_fn is not None},
+        "mean_prompt_tokens": round(sum(len(e.input_ids) - sum(1 for x in e.labels if x != -100)
+                                        for e in examples) / max(1, len(examples)), 1),
         "metrics": results,
         "samples": samples,
         "weakest": worst,

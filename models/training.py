@@ -41,12 +41,14 @@ from typing import Any
 from knowledge.errors import InvalidInput
 from models.adapters import write_metadata
 from models.config import TrainConfig
-from models.prompting import build_messages, encode_example, extract_slots
+from models.prompting import allowed_slots, build_messages, encode_example, extract_slots
 from models.tickets import Ticket, read_tickets, stored_tickets
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FactsFn = Callable[[Ticket], list[Any]]
+#: the KB passages and facts the bot would put in the prompt for one customer message
+ContextFn = Callable[[str], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
 
 
 @dataclass
@@ -137,14 +139,21 @@ def build_examples(
     *,
     facts_fn: FactsFn | None = None,
     tone_fn: Callable[[str], str] | None = None,
+    context_fn: ContextFn | None = None,
 ) -> tuple[list[Example], int]:
     """Tokenised examples (prompt via :func:`build_messages`, loss on the reply) and the number dropped.
 
     Without a KB (``facts_fn``), the allowed slot list is the reply's own slots plus
     ``distractor_slots`` others drawn from the data, so the model learns to pick slots from the list
     it is given - at inference the list comes from the KB.
+
+    With ``context_fn``, a ``cfg.kb_context`` share of the tickets get the bot's own prompt: the
+    passages and facts the KB retrieves for the customer's message, their slots, and the reply's
+    own slot names, so the model learns to keep writing slots with the facts in view.
     """
     rng = random.Random(cfg.seed)
+    kb_rng = random.Random(cfg.seed + 7)  # its own draws: kb_context 0 leaves the other draws as they were
+    use_kb = context_fn is not None and cfg.kb_context > 0
     vocab = sorted({s for t in tickets for s in extract_slots(t.agent_reply)})
     examples: list[Example] = []
     dropped = 0
@@ -153,12 +162,21 @@ def build_examples(
         if reply_len > cfg.max_reply_tokens:
             dropped += 1
             continue
+        passages: list[dict[str, Any]] = []
+        if use_kb and kb_rng.random() < cfg.kb_context:
+            passages, kb_facts = context_fn(ticket.customer_message)
+            known = set(allowed_slots(kb_facts))
+            facts = list(kb_facts) + [(s, None) for s in extract_slots(ticket.agent_reply) if s not in known]
+        elif facts_fn:
+            facts = facts_fn(ticket)
+        else:
+            facts = _slot_facts(ticket, vocab, cfg.distractor_slots, rng)
         messages = build_messages(
             message=ticket.customer_message,
             intent=ticket.intent,
             tone=ticket.tone or (tone_fn(ticket.customer_message) if tone_fn else None),
-            facts=facts_fn(ticket) if facts_fn else _slot_facts(ticket, vocab, cfg.distractor_slots, rng),
-            passages=[],
+            facts=facts,
+            passages=passages,
             history=[],
             company_name=cfg.company_name,
         )
@@ -459,6 +477,7 @@ def train(
     session: Any = None,
     facts_fn: FactsFn | None = None,
     tone_fn: Callable[[str], str] | None = None,
+    context_fn: ContextFn | None = None,
     progress: bool = True,
     command: str | None = None,
 ) -> TrainResult:
@@ -487,7 +506,10 @@ def train(
 
     if tickets is None:
         tickets = load_training_tickets(cfg, shared_data_dir=shared_data_dir, session=session)
-    examples, dropped = build_examples(tickets, tokenizer, cfg, facts_fn=facts_fn, tone_fn=tone_fn)
+    if cfg.kb_context > 0 and context_fn is None:
+        log.warning("kb_context %.2f asked for, but there is no KB to retrieve from: slot names only", cfg.kb_context)
+    examples, dropped = build_examples(tickets, tokenizer, cfg, facts_fn=facts_fn, tone_fn=tone_fn,
+                                       context_fn=context_fn)
     if not examples:
         raise InvalidInput("Every ticket was filtered out; raise max_reply_tokens.", code="no_data")
     held_out = parent.metadata.get("val_hashes") if parent is not None else None

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from knowledge.errors import InvalidInput
 from models.config import TrainConfig
-from models.prompting import build_messages, encode_prompt
+from models.prompting import build_messages, encode_prompt, extract_slots
 from models.tickets import Ticket
 from models.training import build_examples, make_batches
 
@@ -91,6 +92,35 @@ def test_training_examples_use_the_inference_prompt(tokenizer, tmp_path):
     assert ex.input_ids[: len(prompt)] == prompt
     assert ex.labels[: len(prompt)] == [-100] * len(prompt)
     assert all(x != -100 for x in ex.labels[len(prompt) :])
+
+
+def test_kb_context_gives_a_share_of_examples_the_bots_prompt(tokenizer, tmp_path):
+    passages = [{"text": "Cancel under My Account › Orders before dispatch.", "title": "Cancelling an order"}]
+    kb_facts = [{"name": "ui_orders", "value": "My Account › Orders", "placeholders": ["Order History"]}]
+    asked = []
+
+    def context(text):
+        asked.append(text)
+        return passages, kb_facts
+
+    ticket = TICKETS[0]
+    examples, _ = build_examples([ticket], tokenizer, _cfg(tmp_path, kb_context=1.0, max_length=512),
+                                 context_fn=context, tone_fn=lambda s: "neutral")
+    own = [s for s in extract_slots(ticket.agent_reply) if s != "Order History"]
+    prompt = encode_prompt(tokenizer, build_messages(
+        message=ticket.customer_message, intent=ticket.intent, tone="neutral",
+        facts=kb_facts + [(s, None) for s in own], passages=passages))
+    assert asked == [ticket.customer_message]
+    assert examples[0].input_ids[: len(prompt)] == prompt  # the facts, the passage, and the reply's slots
+    # a share of 0 (the default) never asks the KB; a share of one half asks for about half
+    asked.clear()
+    build_examples(TICKETS, tokenizer, _cfg(tmp_path), context_fn=context)
+    assert asked == []
+    many = TICKETS * 20
+    build_examples(many, tokenizer, _cfg(tmp_path, kb_context=0.5, max_length=512), context_fn=context)
+    assert 0.3 * len(many) < len(asked) < 0.7 * len(many)
+    with pytest.raises(InvalidInput, match="kb_context"):
+        _cfg(tmp_path, kb_context=1.5)
 
 
 def test_packing_and_bucketing_cover_every_reply_token(tokenizer, tmp_path):
@@ -324,6 +354,26 @@ def test_evaluation_compares_adapter_and_base_with_the_training_tone(tiny_run, b
     cos = [w["adapter_cosine"] for w in weakest]
     assert cos == sorted(cos) and all(-1 <= w["base_cosine"] <= 1 for w in weakest)
     assert sum(cos) / 3 == pytest.approx(report["metrics"]["adapter"]["cosine"], abs=1e-3)
+
+    # with the bot's context: each prompt carries what the KB gives that message, slots included
+    asked = []
+
+    def context(text):
+        asked.append(text)
+        return ([{"text": "Returns are accepted within 30 days of delivery.", "title": "Returns policy"}],
+                [{"name": "return_window_days", "value": "30", "unit": "days", "placeholders": ["Return Window"]}])
+
+    built = []
+    monkeypatch.setattr(evaluation, "build_messages", lambda **kw: built.append(kw) or real(**kw))
+    with_kb = evaluation.evaluate(
+        result.adapter_dir, data_dir=tmp, base_model_dir=base_model_dir, tickets=TICKETS[:2],
+        options=evaluation.EvalOptions(limit=2, max_new_tokens=4, compare_base=False), context_fn=context,
+    )
+    assert asked == [t.customer_message for t in TICKETS[:2]]
+    assert with_kb["options"]["kb_context"] is True and set(with_kb["metrics"]) == {"adapter"}
+    assert [kw["passages"][0]["title"] for kw in built] == ["Returns policy"] * 2
+    assert all(kw["facts"][0]["placeholders"] == ["Return Window"] for kw in built)
+    assert with_kb["mean_prompt_tokens"] > 0
 
 
 @pytest.mark.slow
