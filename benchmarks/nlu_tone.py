@@ -42,8 +42,8 @@ def main() -> None:
     from bot.conversation.nlu.data import load_tweeteval, tone_training_data
     from bot.conversation.nlu.encoder import DEFAULT_VARIANT, shared_encoder
     from bot.conversation.nlu.intent import IntentHead
-    from bot.conversation.nlu.text import coerce_text, model_text
     from bot.conversation.nlu.model import TONE_BRANCH_EPOCHS, TONE_BRANCH_LAYERS, train_tone
+    from bot.conversation.nlu.text import coerce_text, model_text
     from bot.conversation.nlu.tone import mix
 
     cap_threads(args.threads)
