@@ -59,6 +59,9 @@ def main() -> int:
         action="store_true",
         help="prompts as the bot builds them: passages and facts retrieved from the KB in --data-dir",
     )
+    parser.add_argument("--same-tickets-as", action="append", default=[], metavar="ADAPTER",
+                        help="only tickets this other adapter did not train on either (repeatable)")
+    parser.add_argument("--no-base", action="store_true", help="skip the base model comparison")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval_adapter.json"))
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -84,10 +87,12 @@ def main() -> int:
             limit=args.limit,
             max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size,
+            compare_base=not args.no_base,
             resolvable_slots=_resolvable(Path(args.slots_file)),
         ),
         tone_fn=_tone_fn(Path(args.data_dir)),
         context_fn=_context_fn(Path(args.data_dir)) if args.kb_context else None,
+        same_tickets_as=[registry.get(other).path for other in args.same_tickets_as],
     )
     print(format_table(report))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -179,6 +179,7 @@ def _cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
         options=options,
         tone_fn=_tone_fn(ctx),
         context_fn=kb_context_fn(ctx.services) if args.kb_context else None,
+        same_tickets_as=[registry.get(other).path for other in args.same_tickets_as],
     )
     out = Path(args.output) if args.output else Path(settings.data_dir) / "eval" / f"{adapter_id}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -278,6 +279,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--kb-context", action="store_true",
                    help="prompts as the bot builds them, with the passages and facts the KB gives each message")
+    p.add_argument("--same-tickets-as", action="append", default=[], metavar="ADAPTER",
+                   help="only tickets this other adapter did not train on either, to compare the two (repeatable)")
     p.add_argument("--output", help="JSON report path (default: <data_dir>/eval/<adapter>.json)")
     p.set_defaults(handler=_cmd_eval)
 

@@ -115,9 +115,22 @@ WEAKEST = 5
 
 
 def held_out_tickets(
-    metadata: dict[str, Any], *, shared_data_dir: Path | None, limit: int, seed: int
+    metadata: dict[str, Any], *, shared_data_dir: Path | None, limit: int, seed: int,
+    also: list[dict[str, Any]] | None = None,
 ) -> list[Ticket]:
-    """Tickets the adapter did not train on, stratified by intent (public tickets first)."""
+    """Tickets the adapter did not train on, stratified by intent (public tickets first).
+
+    ``also``: metadata of other adapters; only tickets none of them trained on either are kept,
+    so that two adapters are compared on the same tickets.
+    """
+    pool = _held_out_pool(metadata, shared_data_dir)
+    for other in also or []:
+        theirs = {t.data_hash for t in _held_out_pool(other, shared_data_dir)}
+        pool = [t for t in pool if t.data_hash in theirs]
+    return stratified_slice(pool, limit, seed)
+
+
+def _held_out_pool(metadata: dict[str, Any], shared_data_dir: Path | None) -> list[Ticket]:
     cfg = TrainConfig(**{**TrainConfig().to_dict(), **(metadata.get("config") or {})})
     val_hashes = set(metadata.get("val_hashes") or [])
     pool: list[Ticket] = []
@@ -131,7 +144,7 @@ def held_out_tickets(
     if not pool and val_hashes:
         tickets = load_training_tickets(cfg, shared_data_dir=shared_data_dir)
         pool = [t for t in tickets if t.data_hash in val_hashes]
-    return stratified_slice(pool, limit, seed)
+    return pool
 
 
 # -- generation ----------------------------------------------------------------------------------
@@ -189,6 +202,7 @@ def evaluate(
     tickets: Sequence[Ticket] | None = None,
     tone_fn: Callable[[str], str] | None = None,
     context_fn: ContextFn | None = None,
+    same_tickets_as: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Generate replies with the adapter (and the base model) for held-out tickets; the JSON report.
 
@@ -196,6 +210,8 @@ def evaluate(
     ``context_fn`` gives each customer message the KB passages and facts the bot would retrieve for
     it, so that the prompts are the bot's own (facts, policy, the KB's slot list); without it the
     prompts are training's (the reply's slots and three others, no facts or passages).
+    ``same_tickets_as``: other adapters' folders; only tickets none of them trained on are used, so
+    that their reports compare on the same tickets.
     """
     import torch
     from peft import PeftModel
@@ -212,7 +228,8 @@ def evaluate(
     model.eval()
     if tickets is None:
         tickets = held_out_tickets(
-            metadata, shared_data_dir=shared_data_dir, limit=opts.limit, seed=opts.seed
+            metadata, shared_data_dir=shared_data_dir, limit=opts.limit, seed=opts.seed,
+            also=[read_metadata(Path(d)) for d in same_tickets_as],
         )
     tickets = list(tickets)[: opts.limit]
     rng = random.Random(opts.seed)
@@ -292,7 +309,8 @@ def evaluate(
         "base_model": metadata.get("base_model"),
         "n_tickets": len(tickets),
         "options": {k: v for k, v in opts.__dict__.items() if k != "resolvable_slots"}
-        | {"resolvable_slots_given": opts.resolvable_slots is not None, "kb_context": context_fn is not None},
+        | {"resolvable_slots_given": opts.resolvable_slots is not None, "kb_context": context_fn is not None,
+           "same_tickets_as": [Path(d).name for d in same_tickets_as]},
         "mean_prompt_tokens": round(sum(len(e.input_ids) - sum(1 for x in e.labels if x != -100)
                                         for e in examples) / max(1, len(examples)), 1),
         "metrics": results,

@@ -27,3 +27,27 @@ def test_invented_figures():
     assert invented_figures("You have 30 days. 1. Log in to {{Website Name}}.", prompt) == []
     found = invented_figures("Call 0800 123 4567 or see www.x.com within 14 days", prompt)
     assert sorted(found) == ["0800 123 4567", "14", "www.x.com"]
+
+
+def test_two_adapters_are_compared_on_tickets_neither_trained_on(tmp_path):
+    from models.evaluation import held_out_tickets
+    from models.tickets import read_tickets
+
+    rows = "".join(
+        f'B,question number {i} about my order,ORDER,{intent},"Answer {i}: see {{{{Order History}}}}.",,\n'
+        for i, intent in enumerate(["track_order", "cancel_order"] * 5)
+    )
+    path = tmp_path / "bitext.csv"
+    path.write_text("flags,instruction,category,intent,response,entity_type,entity_value\n" + rows, encoding="utf-8")
+    tickets, _ = read_tickets(path, "bitext")
+    hashes = [t.data_hash for t in tickets]
+
+    def meta(val):  # every row trained on except the held-out ones (bitext_limit: all rows)
+        return {"config": {"bitext_csv": str(path), "bitext_limit": None, "seed": 0}, "val_hashes": val}
+
+    parent, child = meta(hashes[:6]), meta(hashes[2:8])
+    own = held_out_tickets(parent, shared_data_dir=tmp_path, limit=50, seed=7)
+    assert sorted(t.data_hash for t in own) == sorted(hashes[:6])
+    common = held_out_tickets(parent, shared_data_dir=tmp_path, limit=50, seed=7, also=[child])
+    assert sorted(t.data_hash for t in common) == sorted(hashes[2:6])
+    assert held_out_tickets(parent, shared_data_dir=tmp_path, limit=50, seed=7, also=[meta([])]) == []
