@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from knowledge.errors import InvalidInput
 from models.adapters import read_metadata
 from models.config import TrainConfig
 from models.prompting import (
@@ -222,16 +223,24 @@ def evaluate(
     adapter_dir = Path(adapter_dir)
     metadata = read_metadata(adapter_dir)
     started = time.time()
-    base_dir = Path(base_model_dir) if base_model_dir else resolve_base_model_dir(None, data_dir)
-    model, tokenizer = load_base_model(base_dir, default_inference_dtype())
-    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
-    model.eval()
     if tickets is None:
         tickets = held_out_tickets(
             metadata, shared_data_dir=shared_data_dir, limit=opts.limit, seed=opts.seed,
             also=[read_metadata(Path(d)) for d in same_tickets_as],
         )
     tickets = list(tickets)[: opts.limit]
+    if not tickets:
+        others = ", ".join(Path(d).name for d in same_tickets_as)
+        raise InvalidInput(
+            f"No held-out tickets to evaluate {adapter_dir.name} on"
+            + (f" that {others} did not train on either" if others else "")
+            + " (is the shared data path set?).",
+            code="no_held_out_tickets",
+        )
+    base_dir = Path(base_model_dir) if base_model_dir else resolve_base_model_dir(None, data_dir)
+    model, tokenizer = load_base_model(base_dir, default_inference_dtype())
+    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    model.eval()
     rng = random.Random(opts.seed)
     vocab = sorted({s for t in tickets for s in extract_slots(t.agent_reply)})
     prompts, allowed, examples = [], [], []

@@ -51,3 +51,23 @@ def test_two_adapters_are_compared_on_tickets_neither_trained_on(tmp_path):
     common = held_out_tickets(parent, shared_data_dir=tmp_path, limit=50, seed=7, also=[child])
     assert sorted(t.data_hash for t in common) == sorted(hashes[2:6])
     assert held_out_tickets(parent, shared_data_dir=tmp_path, limit=50, seed=7, also=[meta([])]) == []
+
+
+def test_no_shared_held_out_tickets_is_a_clear_error_before_any_model_loads(tmp_path):
+    import json
+
+    from knowledge.errors import InvalidInput
+    from models.evaluation import evaluate
+    from models.tickets import read_tickets
+
+    csv = tmp_path / "bitext.csv"
+    csv.write_text("flags,instruction,category,intent,response,entity_type,entity_value\n"
+                   'B,where is my order,ORDER,track_order,"See {{Order History}}.",,\n', encoding="utf-8")
+    mine, theirs = tmp_path / "mine-v1", tmp_path / "theirs-v1"
+    held_out = read_tickets(csv, "bitext")[0][0].data_hash
+    for folder, val in ((mine, [held_out]), (theirs, [])):  # theirs trained on the one ticket
+        folder.mkdir()
+        (folder / "metadata.json").write_text(json.dumps({"id": folder.name, "config": {"bitext_csv": str(csv),
+                                                           "sample_tickets": None}, "val_hashes": val}))
+    with pytest.raises(InvalidInput, match="theirs-v1 did not train on either"):
+        evaluate(mine, data_dir=tmp_path, base_model_dir=tmp_path / "absent", same_tickets_as=[theirs])
