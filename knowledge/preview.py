@@ -143,6 +143,14 @@ class KnowledgePreview:
                 facts[f.name] = f
         return dict(sorted(facts.items()))
 
+    def match_facts(self, question: str, *, at: datetime | None = None, k: int = 3) -> list[tuple[Fact, float]]:
+        """Like :meth:`KnowledgeService.match_facts`, over the preview's :meth:`facts`.
+
+        The bot states an asked fact in the KB's words when its reply leaves it out; the editor's
+        "test a question" must do the same with the draft's values.
+        """
+        return self.service.fact_matcher().rank(question, self.facts(at), k=k)
+
     def resolve_placeholder(self, slot: str, at: datetime | None = None) -> Fact | None:
         """Same matching as :meth:`KnowledgeStore.resolve_placeholder`, over :meth:`facts`."""
         key = normalize_slot(slot)

@@ -218,14 +218,17 @@ class KnowledgeService:
 
     def match_facts(self, question: str, *, at: datetime | None = None, k: int = 3) -> list[tuple[Fact, float]]:
         """The facts in force at ``at`` that ``question`` most likely asks for, with a cosine score."""
+        return self.fact_matcher().rank(question, self.facts(at), k=k)
+
+    def fact_matcher(self) -> Any:
+        """The :class:`~knowledge.fact_match.FactMatcher` over the retriever's embedder (built once)."""
         from knowledge.fact_match import FactMatcher
 
         _, retriever = self._open()
         with self._open_lock:
             if self._fact_matcher is None or self._fact_matcher.embedder is not retriever.embedder:
                 self._fact_matcher = FactMatcher(retriever.embedder)
-            matcher = self._fact_matcher
-        return matcher.rank(question, self.facts(at), k=k)
+            return self._fact_matcher
 
     def resolve_placeholder(self, slot: str, at: datetime | None = None) -> Fact | None:
         return self.store.resolve_placeholder(slot, at)

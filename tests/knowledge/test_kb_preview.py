@@ -49,6 +49,10 @@ def _check_preview(svc) -> None:
     assert view.facts()["return_window_days"].value == "60"
     assert "return_window_days" not in svc.facts()
     assert view.resolve_placeholder("{{Return Window}}").value == "60"
+    # the asked fact is matched among the preview's facts (the bot states it from them), not the live ones
+    matched = {f.name: f for f, _ in view.match_facts("what is the return window in days", k=10)}
+    assert matched["return_window_days"].value == "60" and matched["return_window_days"].revision == 2
+    assert "return_window_days" not in {f.name for f, _ in svc.match_facts("what is the return window in days", k=10)}
     assert [r.number for r in view.in_force() if r.document_id == "returns-policy"] == [2]
 
     # a draft of a new document is found in the preview only
