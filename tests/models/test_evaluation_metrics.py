@@ -6,6 +6,8 @@ import pytest
 
 from models.evaluation import invented_figures, lcs_length, rouge_l, tokenize_words
 
+BITEXT_HEADER = "flags,instruction,category,intent,response,entity_type,entity_value\n"
+
 
 def test_lcs():
     assert lcs_length(["a", "b", "c", "d"], ["a", "c", "d", "e"]) == 3
@@ -38,7 +40,7 @@ def test_two_adapters_are_compared_on_tickets_neither_trained_on(tmp_path):
         for i, intent in enumerate(["track_order", "cancel_order"] * 5)
     )
     path = tmp_path / "bitext.csv"
-    path.write_text("flags,instruction,category,intent,response,entity_type,entity_value\n" + rows, encoding="utf-8")
+    path.write_text(BITEXT_HEADER + rows, encoding="utf-8")
     tickets, _ = read_tickets(path, "bitext")
     hashes = [t.data_hash for t in tickets]
 
@@ -61,8 +63,8 @@ def test_no_shared_held_out_tickets_is_a_clear_error_before_any_model_loads(tmp_
     from models.tickets import read_tickets
 
     csv = tmp_path / "bitext.csv"
-    csv.write_text("flags,instruction,category,intent,response,entity_type,entity_value\n"
-                   'B,where is my order,ORDER,track_order,"See {{Order History}}.",,\n', encoding="utf-8")
+    csv.write_text(BITEXT_HEADER
+                   + 'B,where is my order,ORDER,track_order,"See {{Order History}}.",,\n', encoding="utf-8")
     mine, theirs = tmp_path / "mine-v1", tmp_path / "theirs-v1"
     held_out = read_tickets(csv, "bitext")[0][0].data_hash
     for folder, val in ((mine, [held_out]), (theirs, [])):  # theirs trained on the one ticket
