@@ -48,7 +48,8 @@ from models.training import ContextFn, Example, _pad, evaluate_loss, load_traini
 
 _WORD_RE = re.compile(r"\{\{[^{}]+\}\}|\w+", re.UNICODE)
 _FIGURE_RE = re.compile(
-    r"https?://\S+|www\.\S+|[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d ()-]{6,}\d|\b\d+(?:[.,]\d+)?\b"
+    r"https?://\S+|www\.\S+|[\w.+-]+@[\w-]+\.[\w.]+|\+?\d[\d ()-]{6,}\d"
+    r"|[$€£]\s?\d+(?:[.,]\d+)?|\b\d+(?:[.,]\d+)?(?:\s?%)?"
 )
 
 
@@ -96,15 +97,33 @@ def rouge_l(candidate: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def _figure_key(token: str) -> str:
+    """A figure without spacing or link punctuation: "€ 60" -> "€60", "0800 123-4567" -> "08001234567"."""
+    token = token.strip().rstrip(".,;:!?)").lower()
+    if re.fullmatch(r"\+?\d[\d ()-]{6,}\d", token):
+        return re.sub(r"\D", "", token)
+    return re.sub(r"\s+", "", token)
+
+
 def invented_figures(reply: str, prompt: str) -> list[str]:
-    """Numbers, links, e-mails and phone numbers in ``reply`` that the prompt does not contain."""
+    """Numbers, amounts, links, e-mails and phone numbers in ``reply`` that the prompt does not state.
+
+    Figures are compared whole and by kind, not as substrings: "$100" is not backed by "100%" or
+    by "1000", and a price is backed only by the same price. A bare number ("30") is backed by any
+    figure of the prompt with that number ("30 days", "€30").
+    """
+    known = {_figure_key(t) for t in _FIGURE_RE.findall(prompt or "")}
+    bare = {re.sub(r"[^\d.,]", "", k) for k in known}
     without_slots = re.sub(r"\{\{[^{}]+\}\}", " ", reply or "")
     found = []
     for match in _FIGURE_RE.findall(without_slots):
-        token = match.strip()
-        if token and token not in prompt and not re.fullmatch(r"[1-9]", token):
-            # single digits are list numbering ("1. Log in"), not facts
-            found.append(token)
+        token = match.strip().rstrip(".,;:!?)")
+        key = _figure_key(token)
+        if not token or key in known or re.fullmatch(r"[1-9]", key):
+            continue  # single digits are list numbering ("1. Log in"), not facts
+        if re.fullmatch(r"\d+(?:[.,]\d+)?", key) and key in bare:
+            continue
+        found.append(token)
     return found
 
 

@@ -111,7 +111,21 @@ def _ui_names(sentence: str) -> list[str]:
 
 
 _STEP_NUMBER = re.compile(r"(\d{1,2})\.(?=\s)")
-_SENTENCE_END = re.compile(r"(?<![0-9])(?<!\b[A-Za-z])[.!?](?=\s)|\n")
+_SENTENCE_END = re.compile(r"(?<!\b[A-Za-z])[.!?](?=\s)|\n")
+_LEADING_NUMBER = re.compile(r"\s*\d{1,2}\.")
+
+
+def _sentence_end(buffer: str) -> re.Match[str] | None:
+    """Where the first sentence of ``buffer`` (which starts a sentence) ends, or None if it has not.
+
+    A period after a number ends a sentence ("It costs €60. Gift cards..."), except the period of
+    a list number that opens the sentence ("2. Open Help"), which belongs to the step.
+    """
+    for m in _SENTENCE_END.finditer(buffer):
+        if m.group(0) == "." and (lead := _LEADING_NUMBER.match(buffer)) and lead.end() == m.end():
+            continue
+        return m
+    return None
 
 
 def slot_key(name: str) -> str:
@@ -310,7 +324,7 @@ class Grounder:
         for piece in pieces:
             buffer += piece
             while True:
-                m = _SENTENCE_END.search(buffer)
+                m = _sentence_end(buffer)
                 if not m:
                     break
                 sentence, buffer = buffer[: m.end()], buffer[m.end():]

@@ -132,6 +132,23 @@ def test_a_dropped_step_leaves_no_gap_in_the_numbered_list():
         "1. Log in.\n2. Open Orders.\n\nAlso:\n1. Press Cancel order.\n7. Done.")
 
 
+def test_a_period_after_a_number_ends_the_sentence_unless_it_numbers_a_step():
+    g = grounder()
+    reply = "Shipping costs €100. Could you share your order number? You have 30 days. 2. Open Orders."
+    pieces = [reply[i:i + 4] for i in range(0, len(reply), 4)]
+    out = "".join(g.filter_stream(pieces)).strip()
+    # only the unbacked price goes; the question after it is its own sentence and stays
+    assert out == "Could you share your order number? You have 30 days. 2. Open Orders."
+    assert g.report.unbacked_claims == ["€100"]
+    assert [c.original for c in g.report.sentences] == [
+        "Shipping costs €100.", "Could you share your order number?", "You have 30 days.", "2. Open Orders."]
+    # a step number opening a line is not a sentence of its own; a decimal never ends one
+    g = grounder()
+    assert g.apply("Steps:\n12. Open Orders.\nRefunds take 5.0 business days.") == "Steps:\n12. Open Orders."
+    assert [c.original for c in g.report.sentences if c.original.strip()] == [
+        "Steps:", "12. Open Orders.", "Refunds take 5.0 business days."]
+
+
 def test_grounded_quote_cites_the_section():
     q = grounded_quote([{"text": "## Window\nReturns are accepted within 30 days. Items must be unused.",
                          "title": "Returns policy", "heading": "Window"}])

@@ -29,6 +29,12 @@ def test_invented_figures():
     assert invented_figures("You have 30 days. 1. Log in to {{Website Name}}.", prompt) == []
     found = invented_figures("Call 0800 123 4567 or see www.x.com within 14 days", prompt)
     assert sorted(found) == ["0800 123 4567", "14", "www.x.com"]
+    # figures are compared whole and by kind, not as substrings of the prompt
+    facts = "Refund: 100% of the item price. Free delivery from €60. Call +31 20 123 4567 or see www.larkspur.example."
+    assert invented_figures("You get 100% back; delivery is free from € 60.", facts) == []
+    assert invented_figures("Call +31 (20) 123-4567 or visit www.larkspur.example.", facts) == []
+    assert invented_figures("Spend 60 and get 100 back.", facts) == []  # bare numbers the facts hold
+    assert invented_figures("It costs $100. Orders from €600 or 1000 items.", facts) == ["$100", "€600", "1000"]
 
 
 def test_two_adapters_are_compared_on_tickets_neither_trained_on(tmp_path):
