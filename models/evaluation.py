@@ -365,6 +365,19 @@ def _intent_centroids(embedder: Any, tickets: Sequence[Ticket]) -> dict[str, Any
     return out
 
 
+def bootstrap_ci(values: Sequence[float], *, resamples: int = 2000, seed: int = 0) -> list[float] | None:
+    """95% percentile-bootstrap interval of the mean of ``values`` (fixed seed: reports repeat)."""
+    import numpy as np
+
+    if len(values) < 2:
+        return None
+    data = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, len(data), size=(resamples, len(data)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
 def _score(gens, tickets, prompts, allowed, embedder, centroids, opts: EvalOptions, loss) -> dict[str, Any]:
     import numpy as np
 
@@ -386,13 +399,14 @@ def _score(gens, tickets, prompts, allowed, embedder, centroids, opts: EvalOptio
         for vec, t in zip(gen_vecs, tickets, strict=True):
             intent_hits.append(names[int(np.argmax(matrix @ vec))] == t.intent)
     n = max(1, len(texts))
+    rouges = [rouge_l(g, r) for g, r in zip(texts, refs, strict=True)]
     return {
         "val_loss": loss,
         "perplexity": None if loss is None else math.exp(loss),
-        "rouge_l": float(np.mean([rouge_l(g, r) for g, r in zip(texts, refs, strict=True)]))
-        if texts
-        else None,
+        "rouge_l": float(np.mean(rouges)) if texts else None,
+        "rouge_l_ci95": bootstrap_ci(rouges),
         "cosine": float(np.mean(cosines)) if texts else None,
+        "cosine_ci95": bootstrap_ci([float(c) for c in cosines]),
         "placeholder_share": sum(1 for s in slots_written if s) / n,
         "cut_share": sum(1 for g in gens if g["cut"]) / n,
         "slot_allowed_share": allowed_hits / len(all_slots) if all_slots else None,
@@ -415,7 +429,9 @@ def format_table(report: dict[str, Any]) -> str:
         ("val loss", "val_loss", "{:.3f}"),
         ("perplexity", "perplexity", "{:.2f}"),
         ("ROUGE-L F1", "rouge_l", "{:.3f}"),
+        ("ROUGE-L 95% interval", "rouge_l_ci95", "{:.3f}-{:.3f}"),
         ("MiniLM cosine", "cosine", "{:.3f}"),
+        ("cosine 95% interval", "cosine_ci95", "{:.3f}-{:.3f}"),
         ("replies with {{slots}}", "placeholder_share", "{:.0%}"),
         ("replies cut at cap", "cut_share", "{:.0%}"),
         ("slots allowed by prompt", "slot_allowed_share", "{:.0%}"),
@@ -433,6 +449,9 @@ def format_table(report: dict[str, Any]) -> str:
         cells = []
         for n in names:
             value = metrics[n].get(key)
-            cells.append("-" if value is None else fmt.format(value))
+            if value is None:
+                cells.append("-")
+            else:
+                cells.append(fmt.format(*value) if isinstance(value, list) else fmt.format(value))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

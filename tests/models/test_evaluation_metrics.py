@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from models.evaluation import invented_figures, lcs_length, rouge_l, tokenize_words
+from models.evaluation import (
+    bootstrap_ci,
+    format_table,
+    invented_figures,
+    lcs_length,
+    rouge_l,
+    tokenize_words,
+)
 
 BITEXT_HEADER = "flags,instruction,category,intent,response,entity_type,entity_value\n"
 
@@ -22,6 +29,20 @@ def test_rouge_l():
         2 * (5 / 6) * (5 / 7) / (5 / 6 + 5 / 7)
     )
     assert tokenize_words("Visit {{Website Name}}!") == ["visit", "{{website name}}"]
+
+
+def test_bootstrap_interval_of_the_mean():
+    values = [0.80, 0.90, 0.85, 0.70, 0.95, 0.88, 0.83, 0.91]
+    low, high = bootstrap_ci(values)
+    assert low < sum(values) / len(values) < high
+    assert low >= 0.70 and high <= 0.95
+    assert bootstrap_ci(values) == [low, high]  # fixed seed: the report repeats
+    assert bootstrap_ci([0.5] * 10) == [0.5, 0.5] and bootstrap_ci([0.5]) is None
+    wide, narrow = bootstrap_ci(values[:3]), bootstrap_ci(values * 10)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]
+    table = format_table({"adapter_id": "a", "n_tickets": 8, "metrics": {
+        "adapter": {"cosine": 0.85, "cosine_ci95": [low, high]}, "base": {"cosine": 0.5, "cosine_ci95": None}}})
+    assert f"| cosine 95% interval | {low:.3f}-{high:.3f} | - |" in table
 
 
 def test_invented_figures():
