@@ -70,6 +70,14 @@ _CONTACT_KINDS = ("email", "url", "phone")
 #: as a percentage): "100 % refund" in a policy does not back "free from an order value of 100"
 _KIND_EVIDENCE = {"money": "money", "amount": "money", "percent": "percent", "duration": "duration",
                   "time": "time"}
+# A price stated per unit ("€45 per order") says what it is charged for. When the evidence states an
+# amount per some unit, a reply must charge that amount per the same unit ("€45 per item" is a
+# different, bigger promise). An amount the evidence never states per unit is not checked this way.
+_RATE_RE = re.compile(
+    r"([€$£]\s?\d+(?:[.,]\d{1,2})?|\b\d+(?:[.,]\d{1,2})?\s?(?:EUR|USD|GBP|euros?|dollars?))\s+"
+    r"(?:per|for each|each)\s+(?:(?:large|small|extra|additional|single|individual)\s+)?"
+    r"(order|item|parcel|package|shipment|delivery|piece|product|article|box|basket|month|year|week|day|"
+    r"hour|person|customer|address)(?:s|es)?\b", re.I)
 _PROMISE_RE = re.compile(
     r"\b(?:i|we)\s(?:will|'ll|can|shall)\s(?:personally\s)?(?:guarantee|promise|waive|refund you in full|"
     r"give you (?:a )?(?:full|free|complete)|make an exception)|\bguarantee(?:d)?\b|\bpromise\b|"
@@ -126,6 +134,15 @@ def _sentence_end(buffer: str) -> re.Match[str] | None:
             continue
         return m
     return None
+
+
+def _rates(text: str) -> list[tuple[str, str]]:
+    """Amounts charged per unit in ``text``: "€45 per large item" -> [("45", "item")]."""
+    out = []
+    for m in _RATE_RE.finditer(text):
+        number = re.search(r"\d+(?:[.,]\d{1,2})?", m.group(1)).group(0).replace(",", ".")  # type: ignore[union-attr]
+        out.append((number, m.group(2).lower()))
+    return out
 
 
 def slot_key(name: str) -> str:
@@ -207,6 +224,7 @@ class Grounder:
         self._evidence_norm = _norm(self.evidence_text)
         self._evidence_numbers = _numbers(self.evidence_text)
         self._kind_numbers: dict[str, set[str]] = {k: set() for k in set(_KIND_EVIDENCE.values())}
+        self._rates: dict[str, set[str]] = {}  # amount -> the units the evidence charges it per
         for item in evidence_items:
             self._index_kinds(item)
         self.customer_values = {slot_key(k): v for k, v in (customer_values or {}).items()}
@@ -255,6 +273,12 @@ class Grounder:
                         check.kept = False
                         check.reason = f"unbacked {kind} {m.group(0)!r}"
                         self.report.unbacked_claims.append(m.group(0))
+            for amount, unit in _rates(text) if check.kept else []:
+                if amount in self._rates and unit not in self._rates[amount]:
+                    check.kept = False
+                    check.reason = f"charges {amount} per {unit}; the policy charges it per " + (
+                        " or ".join(sorted(self._rates[amount])))
+                    self.report.unbacked_claims.append(f"{amount} per {unit}")
             if check.kept:
                 invented = [n for n in _ui_names(sentence) if not re.search(rf"\b{re.escape(n)}\b", self._ui_evidence)]
                 if invented:
@@ -284,6 +308,8 @@ class Grounder:
         its numbers back claims of every kind. "€60" or "100%" say what they are.
         """
         words = _norm_words(item)
+        for amount, unit in _rates(item):
+            self._rates.setdefault(amount, set()).add(unit)
         found = False
         for kind, pattern in _CLAIM_PATTERNS:
             target = _KIND_EVIDENCE.get(kind)

@@ -51,6 +51,18 @@ def test_a_number_is_backed_only_by_the_same_kind_of_number():
     assert Grounder(lambda s: None, ["45"]).apply("You have 45 days.") == "You have 45 days."
 
 
+def test_a_price_must_be_charged_per_the_unit_the_policy_charges_it_per():
+    evidence = ["Large-item delivery costs €45 per order, however many large items it contains.",
+                "Cancelling a packed order costs €9.00.", "45"]
+    g = Grounder(lambda s: None, evidence)
+    out = g.apply("Large items cost €45 per large item. Delivery is €45 per order. The fee is €9.00 per order.")
+    # €9.00 is never charged per anything in the policy, so only the €45 rate is checked
+    assert out == "Delivery is €45 per order. The fee is €9.00 per order."
+    assert g.report.unbacked_claims == ["45 per item"]
+    assert g.report.sentences[0].reason == "charges 45 per item; the policy charges it per order"
+    assert Grounder(lambda s: None, evidence).apply("It is 45 euros per orders.") == "It is 45 euros per orders."
+
+
 def test_a_hyphenated_duration_is_a_claim_too():
     g = grounder()
     out = g.apply("You are expecting returns within the 900-day period. A 30-day window applies.")
