@@ -8,7 +8,10 @@ Held-out tickets are the public (bitext) tickets the adapter's training slice di
 tone labels come from the NLU model active in ``--data-dir`` when there is one, as in training
 (``hybridesk train`` labels tickets with the bot's tone detector). ``--kb-context`` builds each
 prompt as the bot does, with the passages and facts the KB in ``--data-dir`` gives that message
-(training's prompts have the reply's slot names and no facts). Writes
+(training's prompts have the reply's slot names and no facts). ``--long-replies`` evaluates instead
+on public tickets that no adapter in the chain (the adapter and those it was continued from) trained
+on, because their agent reply is longer than training's ``max_reply_tokens``: a larger unseen set,
+though not a random one. Writes
 ``benchmarks/results/eval_adapter.json`` and prints a Markdown table.
 """
 
@@ -61,6 +64,9 @@ def main() -> int:
     )
     parser.add_argument("--same-tickets-as", action="append", default=[], metavar="ADAPTER",
                         help="only tickets this other adapter did not train on either (repeatable)")
+    parser.add_argument("--long-replies", action="store_true",
+                        help="instead of the held-out split: public tickets no adapter in the chain trained on "
+                             "because their reply is longer than training's max_reply_tokens")
     parser.add_argument("--no-base", action="store_true", help="skip the base model comparison")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval_adapter.json"))
     args = parser.parse_args()
@@ -78,6 +84,7 @@ def main() -> int:
         print("no shipped adapter is active; pass --adapter", file=sys.stderr)
         return 2
     info = registry.get(adapter_id)
+    tickets = _long_reply_tickets(registry, info, args) if args.long_replies else None
     report = evaluate(
         info.path,
         data_dir=Path(args.data_dir),
@@ -89,7 +96,9 @@ def main() -> int:
             batch_size=args.batch_size,
             compare_base=not args.no_base,
             resolvable_slots=_resolvable(Path(args.slots_file)),
+            extra={"pool": "long_replies"} if args.long_replies else {},
         ),
+        tickets=tickets,
         tone_fn=_tone_fn(Path(args.data_dir)),
         context_fn=_context_fn(Path(args.data_dir)) if args.kb_context else None,
         same_tickets_as=[registry.get(other).path for other in args.same_tickets_as],
@@ -99,6 +108,31 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     print(f"\nreport: {args.out} ({report['seconds']} s)")
     return 0
+
+
+def _long_reply_tickets(registry, info, args):
+    """Public tickets that neither the adapter nor any adapter it was continued from trained on."""
+    from transformers import AutoTokenizer
+
+    from models.adapters import read_metadata
+    from models.base import resolve_base_model_dir
+    from models.evaluation import untrained_long_reply_tickets
+
+    chain, seen = [], set()
+    current = info
+    while current is not None and current.id not in seen:
+        seen.add(current.id)
+        meta = read_metadata(current.path)
+        chain.append(meta)
+        parent = (meta.get("parent") or {}).get("id") or (meta.get("config") or {}).get("init_adapter")
+        current = registry.get(parent) if parent else None
+    print("adapter chain:", " <- ".join(m.get("id", "?") for m in chain))
+    base_dir = Path(args.base_model_dir) if args.base_model_dir else resolve_base_model_dir(None, Path(args.data_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    tickets = untrained_long_reply_tickets(chain, shared_data_dir=Path(args.shared), tokenizer=tokenizer,
+                                           limit=args.limit, seed=7)
+    print(f"{len(tickets)} tickets with replies longer than any training run's cap")
+    return tickets
 
 
 def _context_fn(data_dir: Path):

@@ -27,7 +27,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,25 @@ def held_out_tickets(
     for other in also or []:
         theirs = {t.data_hash for t in _held_out_pool(other, shared_data_dir)}
         pool = [t for t in pool if t.data_hash in theirs]
+    return stratified_slice(pool, limit, seed)
+
+
+def untrained_long_reply_tickets(
+    chain: Sequence[dict[str, Any]], *, shared_data_dir: Path | None, tokenizer: Any, limit: int, seed: int,
+) -> list[Ticket]:
+    """Public tickets that no adapter in ``chain`` (an adapter's metadata, then its ancestors') trained on
+    because their agent reply is longer than every run's ``max_reply_tokens``, stratified by intent.
+
+    A second, larger held-out set: training leaves these tickets out, so they are unseen by the whole
+    chain, but they are not a random sample (their replies are long; the generation cap is 200 tokens).
+    """
+    if not chain or not (chain[0].get("config") or {}).get("bitext_csv"):
+        return []
+    configs = [TrainConfig(**{**TrainConfig().to_dict(), **(m.get("config") or {})}) for m in chain]
+    cap = max(c.max_reply_tokens for c in configs)
+    tickets = load_training_tickets(replace(configs[0], sample_tickets=None), shared_data_dir=shared_data_dir)
+    pool = [t for t in tickets
+            if len(tokenizer(t.agent_reply, add_special_tokens=False)["input_ids"]) > cap]
     return stratified_slice(pool, limit, seed)
 
 

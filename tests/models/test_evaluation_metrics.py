@@ -82,6 +82,34 @@ def test_two_adapters_are_compared_on_tickets_neither_trained_on(tmp_path):
     assert held_out_tickets(parent, shared_data_dir=tmp_path, limit=50, seed=7, also=[meta([])]) == []
 
 
+def test_long_reply_tickets_are_the_ones_no_run_of_the_chain_trained_on(tmp_path):
+    from models.evaluation import untrained_long_reply_tickets
+
+    def reply(words):
+        return " ".join(["word"] * words)
+
+    rows = "".join(f'B,question {i},ORDER,{intent},"{reply(n)}",,\n'
+                   for i, (intent, n) in enumerate([("track_order", 5), ("track_order", 12), ("cancel_order", 30),
+                                                    ("cancel_order", 9), ("track_order", 11)]))
+    (tmp_path / "bitext.csv").write_text(BITEXT_HEADER + rows, encoding="utf-8")
+
+    def words(text, add_special_tokens=False):  # one token per word: enough to test the filter
+        return {"input_ids": text.split()}
+
+    def meta(cap, csv="bitext.csv"):
+        return {"config": {"bitext_csv": csv, "max_reply_tokens": cap, "sample_tickets": None}}
+
+    # the child trained on replies up to 8 tokens, its parent up to 10: only replies over 10 are unseen
+    found = untrained_long_reply_tickets([meta(8), meta(10)], shared_data_dir=tmp_path, tokenizer=words,
+                                         limit=10, seed=7)
+    assert sorted(len(t.agent_reply.split()) for t in found) == [11, 12, 30]
+    assert {t.intent for t in found} == {"track_order", "cancel_order"}
+    assert len(untrained_long_reply_tickets([meta(8)], shared_data_dir=tmp_path, tokenizer=words,
+                                            limit=2, seed=7)) == 2
+    assert untrained_long_reply_tickets([meta(8, csv=None)], shared_data_dir=tmp_path, tokenizer=words,
+                                        limit=10, seed=7) == []
+
+
 def test_no_shared_held_out_tickets_is_a_clear_error_before_any_model_loads(tmp_path):
     import json
 
