@@ -141,6 +141,8 @@ def _rates(text: str) -> list[tuple[str, str]]:
     out = []
     for m in _RATE_RE.finditer(text):
         number = re.search(r"\d+(?:[.,]\d{1,2})?", m.group(1)).group(0).replace(",", ".")  # type: ignore[union-attr]
+        if "." in number:
+            number = number.rstrip("0").rstrip(".")  # "45.00" and "45" are the same amount
         out.append((number, m.group(2).lower()))
     return out
 

@@ -61,6 +61,7 @@ def test_a_price_must_be_charged_per_the_unit_the_policy_charges_it_per():
     assert g.report.unbacked_claims == ["45 per item"]
     assert g.report.sentences[0].reason == "charges 45 per item; the policy charges it per order"
     assert Grounder(lambda s: None, evidence).apply("It is 45 euros per orders.") == "It is 45 euros per orders."
+    assert Grounder(lambda s: None, evidence).apply("It is €45.00 per item.") == ""
 
 
 def test_a_hyphenated_duration_is_a_claim_too():
