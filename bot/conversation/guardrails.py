@@ -120,17 +120,18 @@ def _ui_names(sentence: str) -> list[str]:
 
 _STEP_NUMBER = re.compile(r"(\d{1,2})\.(?=\s)")
 _SENTENCE_END = re.compile(r"(?<!\b[A-Za-z])[.!?](?=\s)|\n")
-_LEADING_NUMBER = re.compile(r"\s*\d{1,2}\.")
+_LIST_NUMBER_BEFORE = re.compile(r"(?:^\s*|:\s+)\d{1,2}$")
 
 
 def _sentence_end(buffer: str) -> re.Match[str] | None:
     """Where the first sentence of ``buffer`` (which starts a sentence) ends, or None if it has not.
 
     A period after a number ends a sentence ("It costs €60. Gift cards..."), except the period of
-    a list number that opens the sentence ("2. Open Help"), which belongs to the step.
+    a list number: one that opens the sentence ("2. Open Help") or follows a colon ("Here is how:
+    1. Log in"), which belongs to the step.
     """
     for m in _SENTENCE_END.finditer(buffer):
-        if m.group(0) == "." and (lead := _LEADING_NUMBER.match(buffer)) and lead.end() == m.end():
+        if m.group(0) == "." and _LIST_NUMBER_BEFORE.search(buffer, 0, m.start()):
             continue
         return m
     return None

@@ -160,6 +160,11 @@ def test_a_period_after_a_number_ends_the_sentence_unless_it_numbers_a_step():
     assert g.apply("Steps:\n12. Open Orders.\nRefunds take 5.0 business days.") == "Steps:\n12. Open Orders."
     assert [c.original for c in g.report.sentences if c.original.strip()] == [
         "Steps:", "12. Open Orders.", "Refunds take 5.0 business days."]
+    # an inline list after a colon keeps its first number with its step
+    g = grounder()
+    assert g.apply("Here is how: 1. Open Orders. 2. Pick the item.") == "Here is how: 1. Open Orders. 2. Pick the item."
+    assert [c.original.strip() for c in g.report.sentences] == [
+        "Here is how: 1. Open Orders.", "2. Pick the item."]
 
 
 def test_grounded_quote_cites_the_section():
