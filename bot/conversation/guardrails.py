@@ -57,6 +57,9 @@ _CLAIM_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"fifteen|twenty|thirty|sixty|ninety)(?:\s?(?:-|to|–)\s?\d+)?[\s-]?(?:business[\s-]|working[\s-]|calendar[\s-])?"
         r"(?:minutes?|hours?|days?|weeks?|months?|years?)\b", re.I)),
     ("time", re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm)\b|\b\d{1,2}:\d{2}\b", re.I)),
+    # An order, account or reference number ("order number 123456789", "LK-20261234"): it must be one
+    # the conversation or the knowledge base gave, never one the model made up.
+    ("identifier", re.compile(r"\b(?:[A-Z]{2,5}-?)?\d{6,}\b", re.I)),
     # A bare number stated as an amount of money ("orders with a value of 100 or more", "spend 50"):
     # the small model drops the currency sign, and the number must still be one the KB states as money.
     ("amount", re.compile(
@@ -148,6 +151,11 @@ def _rates(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _digit_runs(text: str) -> set[str]:
+    """Runs of digits, single spaces, dots or hyphens between digits joined: "555 0142" -> "5550142"."""
+    return set(re.findall(r"\d+", re.sub(r"(?<=\d)[\s.-](?=\d)", "", text)))
+
+
 def slot_key(name: str) -> str:
     return re.sub(r"\s+", " ", name.strip().lower())
 
@@ -212,7 +220,9 @@ class Grounder:
 
     ``resolve_slot(name) -> str | None`` returns the current KB value for a slot;
     ``evidence`` is the text the reply may rely on (retrieved passages and fact values);
-    ``customer_values`` fills customer-data slots (e.g. the order number the customer gave).
+    ``customer_values`` fills customer-data slots (e.g. the order number the customer gave);
+    ``conversation`` is what was said in this conversation. It backs only identifiers (an order number
+    the customer typed), never a policy claim ("you promised 90 days" backs nothing).
     """
 
     def __init__(
@@ -220,9 +230,14 @@ class Grounder:
         resolve_slot: Callable[[str], str | None],
         evidence: Iterable[str],
         customer_values: dict[str, str] | None = None,
+        conversation: Iterable[str] = (),
     ) -> None:
         self.resolve_slot = resolve_slot
         evidence_items = [str(e) for e in evidence]
+        # digit runs an identifier may repeat: the evidence's, the conversation's (the customer's own
+        # order number) and the customer values'; "+31 20 555 0142" is one run, 31205550142
+        sources = evidence_items + [str(t) for t in conversation] + [str(v) for v in (customer_values or {}).values()]
+        self._digit_runs = _digit_runs("\n".join(sources))
         self.evidence_text = "\n".join(evidence_items)
         self._evidence_norm = _norm(self.evidence_text)
         self._evidence_numbers = _numbers(self.evidence_text)
@@ -301,6 +316,7 @@ class Grounder:
         if "›" in value:  # a filled screen path (My Account › Orders) names screens a later step may use
             self._ui_evidence += " | " + _ui_key(value)
         self._evidence_norm += _norm(value)
+        self._digit_runs |= _digit_runs(value)
         self._evidence_numbers |= _numbers(value)
         self._index_kinds(value)
 
@@ -326,6 +342,9 @@ class Grounder:
                 numbers |= _numbers(item)
 
     def _is_backed(self, kind: str, claim: str) -> bool:
+        if kind == "identifier":
+            digits = re.sub(r"\D", "", claim)
+            return any(digits in run for run in self._digit_runs)
         if kind in _CONTACT_KINDS:
             return _norm(claim).rstrip("/") in self._evidence_norm
         nums = _numbers(claim)

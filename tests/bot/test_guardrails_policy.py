@@ -64,6 +64,22 @@ def test_a_price_must_be_charged_per_the_unit_the_policy_charges_it_per():
     assert Grounder(lambda s: None, evidence).apply("It is €45.00 per item.") == ""
 
 
+def test_an_order_or_reference_number_must_come_from_the_conversation_or_the_kb():
+    g = Grounder(lambda s: None, ["Call +31 20 555 0142. Our KvK number is 12345678."],
+                 conversation=["Where is order LK-20261234?", "It was 7654321 on the invoice."])
+    out = g.apply("Order LK-20261234 is on its way. Invoice 7654321 is paid. Your order number 123456789 "
+                  "is noted. Our KvK number is 12345678. You can call 0205550142 or 020 555 0142.")
+    assert out == "Order LK-20261234 is on its way. Invoice 7654321 is paid. Our KvK number is 12345678."
+    # an invented order number, and a phone number written as a bare run of digits, are both dropped
+    assert [c.reason for c in g.report.sentences if not c.kept] == [
+        "unbacked identifier '123456789'", "unbacked identifier '0205550142'"]
+    # the conversation backs identifiers only, never a policy figure
+    h = Grounder(lambda s: None, [], conversation=["You said returns are free for 90 days."])
+    assert h.apply("Returns are free for 90 days.") == ""
+    assert Grounder(lambda s: None, [], {"Order Number": "LK-555666"}).apply("Order LK-555666 shipped.") == (
+        "Order LK-555666 shipped.")
+
+
 def test_a_hyphenated_duration_is_a_claim_too():
     g = grounder()
     out = g.apply("You are expecting returns within the 900-day period. A 30-day window applies.")
