@@ -151,11 +151,6 @@ def _rates(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def _digit_runs(text: str) -> set[str]:
-    """Runs of digits, single spaces, dots or hyphens between digits joined: "555 0142" -> "5550142"."""
-    return set(re.findall(r"\d+", re.sub(r"(?<=\d)[\s.-](?=\d)", "", text)))
-
-
 def slot_key(name: str) -> str:
     return re.sub(r"\s+", " ", name.strip().lower())
 
@@ -234,10 +229,9 @@ class Grounder:
     ) -> None:
         self.resolve_slot = resolve_slot
         evidence_items = [str(e) for e in evidence]
-        # digit runs an identifier may repeat: the evidence's, the conversation's (the customer's own
-        # order number) and the customer values'; "+31 20 555 0142" is one run, 31205550142
-        sources = evidence_items + [str(t) for t in conversation] + [str(v) for v in (customer_values or {}).values()]
-        self._digit_runs = _digit_runs("\n".join(sources))
+        # what else an identifier may repeat: the customer's own order number, said or looked up
+        self._conversation_norm = _norm("\n".join([str(t) for t in conversation]
+                                                  + [str(v) for v in (customer_values or {}).values()]))
         self.evidence_text = "\n".join(evidence_items)
         self._evidence_norm = _norm(self.evidence_text)
         self._evidence_numbers = _numbers(self.evidence_text)
@@ -291,12 +285,10 @@ class Grounder:
                         check.kept = False
                         check.reason = f"unbacked {kind} {m.group(0)!r}"
                         self.report.unbacked_claims.append(m.group(0))
-            for amount, unit in _rates(text) if check.kept else []:
-                if amount in self._rates and unit not in self._rates[amount]:
-                    check.kept = False
-                    check.reason = f"charges {amount} per {unit}; the policy charges it per " + (
-                        " or ".join(sorted(self._rates[amount])))
-                    self.report.unbacked_claims.append(f"{amount} per {unit}")
+            if check.kept and (conflict := self._rate_conflict(text)):
+                claim, check.reason = conflict
+                check.kept = False
+                self.report.unbacked_claims.append(claim)
             if check.kept:
                 invented = [n for n in _ui_names(sentence) if not re.search(rf"\b{re.escape(n)}\b", self._ui_evidence)]
                 if invented:
@@ -316,7 +308,6 @@ class Grounder:
         if "›" in value:  # a filled screen path (My Account › Orders) names screens a later step may use
             self._ui_evidence += " | " + _ui_key(value)
         self._evidence_norm += _norm(value)
-        self._digit_runs |= _digit_runs(value)
         self._evidence_numbers |= _numbers(value)
         self._index_kinds(value)
 
@@ -342,15 +333,21 @@ class Grounder:
                 numbers |= _numbers(item)
 
     def _is_backed(self, kind: str, claim: str) -> bool:
-        if kind == "identifier":
-            digits = re.sub(r"\D", "", claim)
-            return any(digits in run for run in self._digit_runs)
-        if kind in _CONTACT_KINDS:
-            return _norm(claim).rstrip("/") in self._evidence_norm
+        if kind in _CONTACT_KINDS or kind == "identifier":
+            key = _norm(claim).rstrip("/")
+            return key in self._evidence_norm or (kind == "identifier" and key in self._conversation_norm)
         nums = _numbers(claim)
         if not nums:
             return False
         return nums <= self._kind_numbers.get(_KIND_EVIDENCE.get(kind, ""), self._evidence_numbers)
+
+    def _rate_conflict(self, text: str) -> tuple[str, str] | None:
+        """The first amount ``text`` charges per another unit than the evidence does, and why."""
+        for amount, unit in _rates(text):
+            if amount in self._rates and unit not in self._rates[amount]:
+                policy = " or ".join(sorted(self._rates[amount]))
+                return f"{amount} per {unit}", f"charges {amount} per {unit}; the policy charges it per {policy}"
+        return None
 
     def _promise_backed(self, sentence: str) -> bool:
         for m in _PROMISE_RE.finditer(sentence):
