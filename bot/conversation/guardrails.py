@@ -151,6 +151,15 @@ def _rates(text: str) -> list[tuple[str, str]]:
     return out
 
 
+_LABEL_BEFORE = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])?\s*$")
+_LABEL_AFTER = re.compile(r"\s*:(?!//)")
+
+
+def _is_label(sentence: str, match: re.Match[str]) -> bool:
+    """Whether the slot ``match`` opens a list line as its label ("- {{Return Window}}: ...")."""
+    return bool(_LABEL_BEFORE.match(sentence[: match.start()]) and _LABEL_AFTER.match(sentence, match.end()))
+
+
 def slot_key(name: str) -> str:
     return re.sub(r"\s+", " ", name.strip().lower())
 
@@ -258,10 +267,17 @@ class Grounder:
             name = match.group(1)
             key = slot_key(name)
             check.slots.append(name)
+            # "- {{Cancellation Fee}}: {{Cancellation Fee}} per order." uses the slot as its line's label. A
+            # figure as a label ("- €9.00: €9.00 per order.") does not say what the figure is; the
+            # fact's name does ("- Cancellation Fee: €9.00 per order."). A screen path stays a path.
+            label = _is_label(sentence, match)
             if key in self.customer_values:
-                return self.customer_values[key]
+                value = self.customer_values[key]
+                return name if label and re.search(r"\d", value) else value
             value = self.resolve_slot(name)
             if value is not None:
+                if label and re.search(r"\d", value):
+                    return name
                 self.report.filled_slots[name] = value
                 self._add_evidence(value)
                 return value

@@ -109,6 +109,27 @@ def test_streaming_in_pieces_gives_the_same_text():
     assert "1. Open Account › Orders." in whole
 
 
+def test_a_slot_that_labels_a_list_line_names_the_fact_instead_of_repeating_a_figure():
+    facts = {"cancellation fee": "€9.00", "standard delivery time": "3-5 business days",
+             "order history": "Account › Orders"}
+    g = Grounder(lambda s: facts.get(s.lower()), ["Cancelling a packed order costs €9.00."])
+    reply = ("Here is what applies:\n- {{Cancellation Fee}}: {{Cancellation Fee}} per order.\n"
+             "1. {{Standard Delivery Time}}: {{Standard Delivery Time}}.\n"
+             "2. {{Order History}}: pick the order.\n- It costs {{Cancellation Fee}}: no more.")
+    out = g.apply(reply)
+    assert out == ("Here is what applies:\n- Cancellation Fee: €9.00 per order.\n"
+                   "1. Standard Delivery Time: 3-5 business days.\n"
+                   "2. Account › Orders: pick the order.\n- It costs €9.00: no more.")
+    assert g.report.verdict == "pass"
+    # the label must still be a slot the KB resolves
+    g = Grounder(lambda s: facts.get(s.lower()), [])
+    assert g.apply("- {{Live Agent Fee}}: {{Cancellation Fee}}.\nThanks!") == "Thanks!"
+    assert g.report.unresolved_slots == ["Live Agent Fee"]
+    # a customer's own order number labels its line by name, too
+    g = Grounder(lambda s: None, [], {"Order Number": "LK-20261234"})
+    assert g.apply("- {{Order Number}}: {{Order Number}} is on its way.") == "- Order Number: LK-20261234 is on its way."
+
+
 def test_a_sentence_cut_off_at_the_reply_cap_is_dropped():
     pieces = ["You have {{Number of Days}} days to return it. ", "Then open {{Order History}} and ", "choose the"]
     g = grounder()
