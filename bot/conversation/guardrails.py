@@ -106,6 +106,24 @@ _UI_LEAD = re.compile(
 _EVIDENCE_UI = re.compile(r"\*\*([^*\n]{1,80})\*\*|[\"“]([^\"“”\n]{1,80})[\"”]|([^.\n]{0,80}›[^.\n]{0,80})")
 
 
+# A screen named in lower case ("go to the order details section") is checked like a capitalised one,
+# unless its words only say which one without naming it ("the relevant section", "the top of the page").
+_UI_LOWER = re.compile(rf"\b(?:the|your|our)\s+((?:[a-z][\w&'/-]*\s+){{1,3}}){_UI_NOUN}\b")
+_UI_GENERIC = {
+    "relevant", "appropriate", "specific", "same", "next", "previous", "main", "following", "right", "correct",
+    "respective", "dedicated", "designated", "corresponding", "bottom", "top", "home", "new", "above", "below",
+    "specified", "required", "necessary", "desired", "available", "official", "first", "last", "other", "this",
+    "that", "of", "the", "to", "in", "on", "for", "and", "or", "a", "an", "our", "your", "its", "their", "given",
+    "mentioned", "provided", "said", "contact", "help", "support", "web", "website", "online", "app", "account",
+}
+# A figure filled in where a step names a screen ("Look for the {{Gift Card Validity}} section", "Click on
+# {{Support Phone}}") is a slot used as the wrong kind of thing: "the 5 section" names nothing.
+_SLOT_AS_SCREEN = re.compile(
+    rf"(?:\b(?:click|tap|press|select|choose|open|go to|navigate to|head to|look for)\s+(?:on\s+)?"
+    rf"(?:the\s+|our\s+|your\s+)?(?P<after>\{{\{{[^{{}}]+\}}\}})|(?P<before>\{{\{{[^{{}}]+\}}\}})"
+    rf"(?:\s+or\s+\{{\{{[^{{}}]+\}}\}})?\s+{_UI_NOUN}\b)", re.IGNORECASE)
+
+
 def _ui_key(name: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", name.lower()))
 
@@ -118,6 +136,15 @@ def _ui_names(sentence: str) -> list[str]:
     names = [m.group(1) for m in _UI_QUOTED.finditer(text) if len(m.group(1).split()) <= 4]
     for m in _UI_NAMED.finditer(text):
         names += [_UI_LEAD.sub("", part) for part in re.split(r"\s+or\s+", m.group(1))]
+    return [n for n in (_ui_key(n) for n in names) if n]
+
+
+def _ui_plain_names(sentence: str) -> list[str]:
+    """Screens a step sentence names in lower case ("go to the order details section")."""
+    text = SLOT_RE.sub(" ", sentence)
+    if not _STEP_RE.search(text):
+        return []
+    names = [m.group(1) for m in _UI_LOWER.finditer(text) if not set(m.group(1).split()) <= _UI_GENERIC]
     return [n for n in (_ui_key(n) for n in names) if n]
 
 
@@ -305,8 +332,12 @@ class Grounder:
                 claim, check.reason = conflict
                 check.kept = False
                 self.report.unbacked_claims.append(claim)
+            if check.kept and (misused := self._figure_as_screen(sentence)):
+                check.kept = False
+                check.reason = f"uses {misused!r}, a figure, as the name of a screen"
             if check.kept:
                 invented = [n for n in _ui_names(sentence) if not re.search(rf"\b{re.escape(n)}\b", self._ui_evidence)]
+                invented += [n for n in _ui_plain_names(sentence) if not self._mentions(n)]
                 if invented:
                     check.kept = False
                     check.reason = f"step names {invented[0]!r}, which the retrieved procedure does not"
@@ -318,6 +349,20 @@ class Grounder:
         check.text = text
         self.report.sentences.append(check)
         return check
+
+    def _figure_as_screen(self, sentence: str) -> str | None:
+        """The figure a step uses as a screen's name ("Look for the {{Gift Card Validity}} section"), if any."""
+        for m in _SLOT_AS_SCREEN.finditer(sentence):
+            name = SLOT_RE.match(m.group("after") or m.group("before")).group(1)  # type: ignore[union-attr]
+            value = self.customer_values.get(slot_key(name)) or self.resolve_slot(name) or ""
+            if re.search(r"[\d@]", value):
+                return value
+        return None
+
+    def _mentions(self, name: str) -> bool:
+        """Whether the evidence uses ``name`` (a screen named in lower case): marked as a screen or in its text."""
+        return bool(re.search(rf"\b{re.escape(name)}\b", self._ui_evidence)
+                    or re.search(rf"\b{re.escape(name)}\b", _ui_key(self.evidence_text)))
 
     def _add_evidence(self, value: str) -> None:
         self.evidence_text += "\n" + value

@@ -164,6 +164,28 @@ def test_a_step_must_name_screens_the_retrieved_procedure_names():
         'Navigate to the "Payments" or "Transactions" section.')
 
 
+def test_a_step_may_not_use_a_figure_as_a_screen_or_name_a_screen_the_policy_never_mentions():
+    facts = {"gift card validity years": "5", "gift card minimum": "€10", "support phone": "+31 20 555 0199",
+             "support email": "care@larkspur.example", "cancel path": "My Account › Orders",
+             "website url": "https://larkspur.example"}
+    evidence = ["Open My Account › Orders, choose the order and press **Cancel order**. The order status "
+                "page shows the cancellation fee. Gift cards are valid for 5 years, from €10."]
+    g = Grounder(lambda s: facts.get(s.lower()), evidence)
+    reply = ("1. Visit {{Website URL}}.\n2. Look for the {{Gift Card Validity Years}} or {{Gift Card Minimum}} section.\n"
+             "3. Click on {{Support Phone}} or {{Support Email}}.\n4. Go to the order details section.\n"
+             "5. Open {{Cancel Path}} and click on the cancel button.\n6. Check the order status page.\n"
+             "Scroll to the top of the page or use the relevant section. Your card is valid for "
+             "{{Gift Card Validity Years}} years.")
+    out = g.apply(reply)
+    assert out == ("1. Visit https://larkspur.example.\n2. Open My Account › Orders and click on the cancel button.\n"
+                   "3. Check the order status page.\nScroll to the top of the page or use the relevant section. "
+                   "Your card is valid for 5 years.")
+    reasons = [c.reason for c in g.report.sentences if not c.kept]
+    assert reasons == ["uses '5', a figure, as the name of a screen",
+                       "uses '+31 20 555 0199', a figure, as the name of a screen",
+                       "step names 'order details', which the retrieved procedure does not"]
+
+
 def test_a_dropped_step_leaves_no_gap_in_the_numbered_list():
     evidence = ["To cancel, go to My Account › Orders, open the order and press **Cancel order**."]
     reply = ('Please follow these steps:\r\n\r\n1. Log in to your account.\r\n'
