@@ -38,6 +38,10 @@ class TrainConfig:
     # share of tickets whose prompt carries what the KB retrieves for the message (passages, facts),
     # as every prompt at inference does; needs a max_length that fits those prompts (e.g. 768)
     kb_context: float = 0.0
+    # each of the company's own tickets (sample_tickets, and tickets imported into the database) is
+    # trained on this many times per epoch: a few hundred of them set the voice next to thousands of
+    # public ones. Held-out tickets are never repeated into training.
+    own_ticket_repeat: int = 1
     val_fraction: float = 0.05
     val_max: int = 64
     # LoRA
@@ -113,6 +117,8 @@ class TrainConfig:
             problems.append("val_fraction must be in [0, 0.5)")
         if not 0 <= self.warmup_ratio < 1:
             problems.append("warmup_ratio must be in [0, 1)")
+        if self.own_ticket_repeat < 1:
+            problems.append("own_ticket_repeat must be >= 1")
         if self.num_threads < 1:
             problems.append("num_threads must be >= 1")
         if not (self.sample_tickets or self.bitext_csv or self.use_db_tickets):

@@ -57,6 +57,7 @@ class Example:
     labels: list[int]
     intent: str | None = None
     digest: str = ""
+    source: str = ""
 
 
 @dataclass
@@ -184,7 +185,7 @@ def build_examples(
         if all(label == -100 for label in labels):
             dropped += 1
             continue
-        examples.append(Example(input_ids, labels, ticket.intent, ticket.data_hash))
+        examples.append(Example(input_ids, labels, ticket.intent, ticket.data_hash, ticket.source))
     return examples, dropped
 
 
@@ -217,6 +218,18 @@ def split_train_val(
     n_val = max(1, min(cfg.val_max, int(len(examples) * cfg.val_fraction)))
     val_idx = set(order[:n_val])
     return [e for i, e in enumerate(examples) if i not in val_idx], [examples[i] for i in sorted(val_idx)]
+
+
+#: the public datasets' sources; every other source is the company's own tickets
+PUBLIC_SOURCES = ("bitext",)
+
+
+def repeat_own_tickets(train_set: list[Example], repeat: int) -> list[Example]:
+    """``train_set`` with each of the company's own tickets ``repeat`` times (the public ones once)."""
+    if repeat <= 1:
+        return list(train_set)
+    own = [e for e in train_set if e.source not in PUBLIC_SOURCES]
+    return list(train_set) + own * (repeat - 1)
 
 
 def data_hash(examples: Sequence[Example]) -> str:
@@ -517,6 +530,7 @@ def train(
         log.warning("adapter %s records no held-out tickets; validation may include tickets it trained on",
                     parent.id)
     train_set, val_set = split_train_val(examples, cfg, held_out)
+    train_set = repeat_own_tickets(train_set, cfg.own_ticket_repeat)  # after the split: nothing held out repeats
     digest = data_hash(examples)
 
     if parent is not None:

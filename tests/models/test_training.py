@@ -157,6 +157,25 @@ def test_a_continued_run_holds_out_its_parents_tickets_whatever_the_seed(tokeniz
     assert seeded[1]
 
 
+def test_the_companys_own_tickets_repeat_in_training_and_never_in_validation(tokenizer, tmp_path):
+    from models.training import repeat_own_tickets, split_train_val
+
+    tickets = [Ticket("bitext" if i % 2 else "sample", t.customer_message, t.agent_reply, t.intent)
+               for i, t in enumerate(TICKETS)]
+    examples, _ = build_examples(tickets, tokenizer, _cfg(tmp_path))
+    assert [e.source for e in examples] == ["sample", "bitext"] * 3
+    held_out = {examples[0].digest, examples[1].digest}  # one of each source
+    train_set, val_set = split_train_val(examples, _cfg(tmp_path), held_out)
+    repeated = repeat_own_tickets(train_set, 3)
+    counts = {e.digest: sum(x.digest == e.digest for x in repeated) for e in repeated}
+    assert {counts[e.digest] for e in train_set if e.source == "sample"} == {3}
+    assert {counts[e.digest] for e in train_set if e.source == "bitext"} == {1}
+    assert not held_out & set(counts) and len(val_set) == 2
+    assert repeat_own_tickets(train_set, 1) == train_set
+    with pytest.raises(InvalidInput, match="own_ticket_repeat"):
+        _cfg(tmp_path, own_ticket_repeat=0)
+
+
 @pytest.mark.slow
 def test_micro_batches_give_the_whole_batchs_gradient(tokenizer, base_model_dir, tmp_path):
     """Splitting a wide batch (``max_batch_tokens``) bounds memory and changes nothing else."""
