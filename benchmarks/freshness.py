@@ -1,6 +1,7 @@
 """Freshness, the headline benchmark: change policy facts in the KB, ask again.
 
-Usage: python benchmarks/freshness.py [--limit N] [--max-new-tokens 200] [--workers 8] [--systems hybrid,rag_base,finetune_only]
+Usage: python benchmarks/freshness.py [--limit N] [--max-new-tokens 200] [--workers 8] [--adapter ID]
+       [--systems hybrid,rag_base,finetune_only]
 
 Fifty policy questions over the sample company (benchmarks/freshness_questions.json), each tied to
 the KB fact whose value answers it. Each question is asked before and after new revisions change
@@ -15,7 +16,10 @@ those facts, by three systems side by side:
 Reported per system and phase: current-fact accuracy (the reply states the fact's value in force
 now), stale share (after the change: the reply states the old value), and the share of replies
 with an unbacked policy claim (an amount, duration, percentage, phone, e-mail or URL that no
-in-force fact or retrieved passage supports). Writes benchmarks/results/freshness.json.
+in-force fact or retrieved passage supports). For the hybrid, also how much of that accuracy is the
+model's own (the value in its words, not in a policy sentence the responder added or a fallback
+quote), how often it asks for an order number or other details that no question here needs, and
+how many sentences the guardrail dropped. Writes benchmarks/results/freshness.json.
 """
 
 from __future__ import annotations
@@ -118,6 +122,7 @@ def main() -> None:
     ap.add_argument("--systems", default="hybrid,rag_base,finetune_only")
     ap.add_argument("--data-dir", type=Path)
     ap.add_argument("--workers", type=int, default=8, help="questions asked concurrently (batched decoding)")
+    ap.add_argument("--adapter", default=None, help="an adapter id from the registry (default: the active one)")
     args = ap.parse_args()
 
     from bot.bootstrap import initialise
@@ -129,7 +134,7 @@ def main() -> None:
     services = Services(settings)
     initialise(services, admin_email=None, train_nlu=False, out=lambda _s: None)  # NLU is not used here
     knowledge, generator = services.knowledge, services.generator
-    adapter = services.active_adapter_id()
+    adapter = args.adapter or services.active_adapter_id()
     print(f"adapter: {adapter}")
     items = json.loads(QUESTIONS.read_text())
     questions = [(item, q) for item in items for q in item["q"]]
@@ -155,7 +160,8 @@ def main() -> None:
                 adapter_id=adapter,
             )
             res = r.answer(text=question, intent="policy_question", tone="neutral", history=[])
-            return res.text, [{"text": t} for t in _passage_texts(knowledge, question)]
+            passages = [{"text": t} for t in _passage_texts(knowledge, question)]
+            return res.text, passages, {"raw": res.raw_output, "verdict": res.verdict, "guardrail": res.guardrail}
         from models.prompting import build_messages
 
         if system == "rag_base":
@@ -171,12 +177,12 @@ def main() -> None:
             )
             out = generator.generate(msgs, adapter_id=None, max_new_tokens=args.max_new_tokens).text
             resolve = r._slot_resolver(None)
-            return fill_slots(out, resolve), passages
+            return fill_slots(out, resolve), passages, {"raw": out}
         msgs = build_messages(
             message=question, intent="policy_question", tone="neutral", company_name=settings.company_name
         )
         out = generator.generate(msgs, adapter_id=adapter, max_new_tokens=args.max_new_tokens).text
-        return fill_slots(out, resolve_trained), []
+        return fill_slots(out, resolve_trained), [], {"raw": out}
 
     results = {}
     rows = []
@@ -188,15 +194,20 @@ def main() -> None:
         current = knowledge.facts()
         fact_values = [str(f.value) for f in current.values()]
         for system in systems:
-            ok = stale = unbacked = 0
+            ok = stale = unbacked = own = asks = fallbacks = dropped = 0
             t0 = time.perf_counter()
             samples = []
             # the questions go in concurrently: the generator decodes them in one batch
             with ThreadPoolExecutor(max_workers=args.workers) as pool:
                 answers = list(pool.map(lambda iq, system=system: ask(system, iq[1]), questions))
-            for (item, q), (reply, passages) in zip(questions, answers, strict=True):
+            for (item, q), (reply, passages, info) in zip(questions, answers, strict=True):
                 value = str(current[item["fact"]].value)
                 correct = states(reply, value)
+                words = model_words(reply, info)
+                own += states(words, value)
+                asks += asks_for_details(words)
+                fallbacks += info.get("verdict") == "fallback"
+                dropped += len((info.get("guardrail") or {}).get("dropped") or [])
                 is_stale = (
                     phase == "after" and states(reply, old_values.get(item["fact"], "\0")) and not correct
                 )
@@ -213,6 +224,9 @@ def main() -> None:
                         "correct": correct,
                         "stale": is_stale,
                         "unbacked": claims,
+                        "model_stated": states(words, value),
+                        "asks_for_details": asks_for_details(words),
+                        **info,
                     }
                 )
             n = len(questions)
@@ -223,6 +237,13 @@ def main() -> None:
                 "current_fact_accuracy": ok / n,
                 "stale_share": stale / n,
                 "unbacked_claim_share": unbacked / n,
+                # how much of the accuracy is the model's own: the value in the model's words, not in a
+                # policy sentence the responder added or a fallback quote
+                "model_stated_share": own / n,
+                # a general policy question answered with a request for an order number or details
+                "asks_for_details_share": asks / n,
+                "fallback_share": fallbacks / n,
+                "dropped_sentences_per_reply": dropped / n,
                 "s_per_question": (time.perf_counter() - t0) / n,
             }
             rows.append(row)
@@ -231,6 +252,27 @@ def main() -> None:
     print()
     print(table(rows))
     write_json("freshness", {"adapter": adapter, "max_new_tokens": args.max_new_tokens, "rows": rows, "details": results})
+
+
+_ASKS_RE = re.compile(
+    r"\b(?:provide|share|give|send|tell)\b[^.?!]{0,60}?\b(?:order (?:number|id|details)|account (?:number|details)|"
+    r"relevant details|contact details|your name|e-?mail address|shipping address)\b", re.I)
+
+
+def asks_for_details(text: str) -> bool:
+    """Whether a reply asks the customer for an order number or other details (none of the questions needs them)."""
+    return bool(_ASKS_RE.search(text))
+
+
+def model_words(reply: str, info: dict) -> str:
+    """The part of a hybrid reply the model wrote: without an added policy sentence or a fallback quote."""
+    if info.get("verdict") == "fallback":
+        return ""
+    report = info.get("guardrail") or {}
+    for key in ("added_fact_statement", "added_policy_sentence"):
+        if report.get(key):
+            reply = reply.replace(report[key], "")
+    return reply
 
 
 def _passage_texts(knowledge, question: str) -> list[str]:
