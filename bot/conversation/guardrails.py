@@ -112,10 +112,11 @@ _UI_LOWER = re.compile(rf"\b(?:the|your|our)\s+((?:[a-z][\w&'/-]*\s+){{1,3}}){_U
 _UI_GENERIC = {
     "relevant", "appropriate", "specific", "same", "next", "previous", "main", "following", "right", "correct",
     "respective", "dedicated", "designated", "corresponding", "bottom", "top", "home", "new", "above", "below",
-    "specified", "required", "necessary", "desired", "available", "official", "first", "last", "other", "this",
-    "that", "of", "the", "to", "in", "on", "for", "and", "or", "a", "an", "our", "your", "its", "their", "given",
+    "specified", "required", "necessary", "desired", "available", "official", "first", "last", "other", "given",
     "mentioned", "provided", "said", "contact", "help", "support", "web", "website", "online", "app", "account",
 }
+_UI_FUNCTION = {"of", "the", "to", "in", "on", "for", "and", "or", "a", "an", "at", "from", "with", "by", "into",
+                "onto", "under", "our", "your", "its", "their", "this", "that"}
 # A figure filled in where a step names a screen ("Look for the {{Gift Card Validity}} section", "Click on
 # {{Support Phone}}") is a slot used as the wrong kind of thing: "the 5 section" names nothing.
 _SLOT_AS_SCREEN = re.compile(
@@ -144,7 +145,14 @@ def _ui_plain_names(sentence: str) -> list[str]:
     text = SLOT_RE.sub(" ", sentence)
     if not _STEP_RE.search(text):
         return []
-    names = [m.group(1) for m in _UI_LOWER.finditer(text) if not set(m.group(1).split()) <= _UI_GENERIC]
+    names = []
+    for m in _UI_LOWER.finditer(text):
+        words = m.group(1).split()
+        # only the words right before the noun name it: "the instructions on the screen" names no screen
+        while any(w in _UI_FUNCTION for w in words):
+            words = words[next(i for i, w in enumerate(words) if w in _UI_FUNCTION) + 1:]
+        if words and not set(words) <= _UI_GENERIC:
+            names.append(" ".join(words))
     return [n for n in (_ui_key(n) for n in names) if n]
 
 

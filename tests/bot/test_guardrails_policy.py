@@ -175,11 +175,11 @@ def test_a_step_may_not_use_a_figure_as_a_screen_or_name_a_screen_the_policy_nev
              "3. Click on {{Support Phone}} or {{Support Email}}.\n4. Go to the order details section.\n"
              "5. Open {{Cancel Path}} and click on the cancel button.\n6. Check the order status page.\n"
              "Scroll to the top of the page or use the relevant section. Your card is valid for "
-             "{{Gift Card Validity Years}} years.")
+             "{{Gift Card Validity Years}} years. Follow the instructions on the screen.")
     out = g.apply(reply)
     assert out == ("1. Visit https://larkspur.example.\n2. Open My Account › Orders and click on the cancel button.\n"
                    "3. Check the order status page.\nScroll to the top of the page or use the relevant section. "
-                   "Your card is valid for 5 years.")
+                   "Your card is valid for 5 years. Follow the instructions on the screen.")
     reasons = [c.reason for c in g.report.sentences if not c.kept]
     assert reasons == ["uses '5', a figure, as the name of a screen",
                        "uses '+31 20 555 0199', a figure, as the name of a screen",
