@@ -194,7 +194,7 @@ def main() -> None:
         current = knowledge.facts()
         fact_values = [str(f.value) for f in current.values()]
         for system in systems:
-            ok = stale = unbacked = own = asks = fallbacks = dropped = 0
+            ok = stale = unbacked = own = asks = raw_asks = fallbacks = dropped = 0
             t0 = time.perf_counter()
             samples = []
             # the questions go in concurrently: the generator decodes them in one batch
@@ -206,6 +206,7 @@ def main() -> None:
                 words = model_words(reply, info)
                 own += states(words, value)
                 asks += asks_for_details(words)
+                raw_asks += asks_for_details(info.get("raw") or "")
                 fallbacks += info.get("verdict") == "fallback"
                 dropped += len((info.get("guardrail") or {}).get("dropped") or [])
                 is_stale = (
@@ -242,6 +243,7 @@ def main() -> None:
                 "model_stated_share": own / n,
                 # a general policy question answered with a request for an order number or details
                 "asks_for_details_share": asks / n,
+                "model_asks_for_details_share": raw_asks / n,  # in the model's output, before the guardrail
                 "fallback_share": fallbacks / n,
                 "dropped_sentences_per_reply": dropped / n,
                 "s_per_question": (time.perf_counter() - t0) / n,

@@ -86,6 +86,17 @@ _PROMISE_RE = re.compile(
     r"give you (?:a )?(?:full|free|complete)|make an exception)|\bguarantee(?:d)?\b|\bpromise\b|"
     r"\bfull refund\b|\bfree of charge\b|\bwaive(?:d)?\b|\blifetime\b|\bunlimited\b|\bforever\b|"
     r"\bno (?:fee|charge|cost)s?\b|\bexception\b", re.I)
+# A policy question ("How much is the cancellation fee?") needs no order number: the KB answers it for
+# everyone. The small model, trained on tickets that nearly always ask for one, still writes "could you
+# provide your order number or any other relevant details?" and then what it will do "with this
+# information". When the caller says the question needs no details, those sentences are dropped.
+_DETAILS_REQUEST = re.compile(
+    r"\b(?:provide|share|give|send|tell)\b[^.?!]{0,60}?\b(?:order (?:number|id|details)|account (?:number|details)|"
+    r"relevant details|(?:specific |more |additional |further )?details|contact details|your name|"
+    r"e-?mail address|shipping address|specific issue)\b", re.I)
+_DETAILS_FOLLOW_UP = re.compile(
+    r"^(?:with (?:this|these|that) (?:information|details)|once i (?:have|receive)|this will (?:allow|enable|help)|"
+    r"thank you for your (?:cooperation|patience|understanding)|by providing)", re.I)
 _WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
             "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "fourteen": "14", "fifteen": "15",
             "twenty": "20", "thirty": "30", "sixty": "60", "ninety": "90"}
@@ -262,6 +273,8 @@ class Grounder:
     ``customer_values`` fills customer-data slots (e.g. the order number the customer gave);
     ``conversation`` is what was said in this conversation. It backs only identifiers (an order number
     the customer typed), never a policy claim ("you promised 90 days" backs nothing).
+    ``needs_no_details``: the question is one the KB answers for everyone, so a sentence asking for an
+    order number or other details, and what follows from it ("With this information, ..."), is dropped.
     """
 
     def __init__(
@@ -270,8 +283,11 @@ class Grounder:
         evidence: Iterable[str],
         customer_values: dict[str, str] | None = None,
         conversation: Iterable[str] = (),
+        needs_no_details: bool = False,
     ) -> None:
         self.resolve_slot = resolve_slot
+        self.needs_no_details = needs_no_details
+        self._asked_details = False
         evidence_items = [str(e) for e in evidence]
         # what else an identifier may repeat: the customer's own order number, said or looked up
         self._conversation_norm = _norm("\n".join([str(t) for t in conversation]
@@ -349,6 +365,14 @@ class Grounder:
                 if invented:
                     check.kept = False
                     check.reason = f"step names {invented[0]!r}, which the retrieved procedure does not"
+            if check.kept and self.needs_no_details:
+                if _DETAILS_REQUEST.search(text):
+                    self._asked_details = True
+                    check.kept = False
+                    check.reason = "asks for details a policy question does not need"
+                elif self._asked_details and _DETAILS_FOLLOW_UP.search(text.lstrip("-*• ")):
+                    check.kept = False
+                    check.reason = "follows a dropped request for details"
             if check.kept and _PROMISE_RE.search(text) and not self._promise_backed(text):
                 check.kept = False
                 check.reason = "promise the policy does not make"

@@ -229,7 +229,9 @@ class Responder:
                 cited.add((fact.document_id, fact.revision))
         resolve = self._slot_resolver(at)
         evidence = [p["text"] for p in passages] + [str(f["value"]) for f in facts]
-        grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history])
+        # a question the KB answers for everyone needs no order number: requests for one are dropped
+        grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
+                            needs_no_details=bool(asked))
 
         prefix = ANGRY_ACK + " " if tone == "angry" else ""
         if prefix:

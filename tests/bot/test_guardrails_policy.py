@@ -130,6 +130,22 @@ def test_a_slot_that_labels_a_list_line_names_the_fact_instead_of_repeating_a_fi
     assert g.apply("- {{Order Number}}: {{Order Number}} is on its way.") == "- Order Number: LK-20261234 is on its way."
 
 
+def test_a_policy_question_gets_no_request_for_an_order_number():
+    reply = ("I understand that you would like to know the cancellation fee. To assist you, I kindly request you to "
+             "provide me with the order number or any other relevant details. With this information, I will be able "
+             "to check it. Thank you for your cooperation. The fee is €9.00.")
+    evidence = ["Cancelling a packed order costs €9.00."]
+    g = Grounder(lambda s: None, evidence, needs_no_details=True)
+    assert g.apply(reply) == "I understand that you would like to know the cancellation fee. The fee is €9.00."
+    assert [c.reason for c in g.report.sentences if not c.kept] == [
+        "asks for details a policy question does not need", "follows a dropped request for details",
+        "follows a dropped request for details"]
+    # a question about the customer's own case may ask; without a request, thanks are kept
+    assert Grounder(lambda s: None, evidence).apply(reply) == reply
+    assert Grounder(lambda s: None, evidence, needs_no_details=True).apply(
+        "Thank you for your patience. The fee is €9.00.") == "Thank you for your patience. The fee is €9.00."
+
+
 def test_a_sentence_cut_off_at_the_reply_cap_is_dropped():
     pieces = ["You have {{Number of Days}} days to return it. ", "Then open {{Order History}} and ", "choose the"]
     g = grounder()
