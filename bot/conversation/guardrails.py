@@ -91,12 +91,14 @@ _PROMISE_RE = re.compile(
 # provide your order number or any other relevant details?" and then what it will do "with this
 # information". When the caller says the question needs no details, those sentences are dropped.
 _DETAILS_REQUEST = re.compile(
-    r"\b(?:provide|share|give|send|tell)\b[^.?!]{0,60}?\b(?:order (?:number|id|details)|account (?:number|details)|"
-    r"relevant details|(?:specific |more |additional |further )?details|contact details|your name|"
-    r"e-?mail address|shipping address|specific issue)\b", re.I)
+    r"\b(?:could you|can you|would you|please|kindly|request(?:ing)? (?:that )?you|ask(?:ing)? you|need you|"
+    r"if you (?:could|can))\b[^.?!]{0,30}?\b(?:provide|share|give|send|tell)\b[^.?!]{0,60}?\b(?:order (?:number|id|details)|"
+    r"account (?:number|details)|details|contact details|your name|e-?mail address|shipping address|"
+    r"specific issue)\b", re.I)
 _DETAILS_FOLLOW_UP = re.compile(
     r"^(?:with (?:this|these|that) (?:information|details)|once i (?:have|receive)|this will (?:allow|enable|help)|"
     r"thank you for your (?:cooperation|patience|understanding)|by providing)", re.I)
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s")
 _WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
             "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "fourteen": "14", "fifteen": "15",
             "twenty": "20", "thirty": "30", "sixty": "60", "ninety": "90"}
@@ -288,6 +290,7 @@ class Grounder:
         self.resolve_slot = resolve_slot
         self.needs_no_details = needs_no_details
         self._asked_details = False
+        self._details_list = False  # the dropped request introduced a list of the details it wants
         evidence_items = [str(e) for e in evidence]
         # what else an identifier may repeat: the customer's own order number, said or looked up
         self._conversation_norm = _norm("\n".join([str(t) for t in conversation]
@@ -308,6 +311,7 @@ class Grounder:
         self._step_in = 0
         self._step_out = 0
         self._after_drop = False
+        self._line_open = False  # the last text shown did not end its line
 
     # -- single sentence ---------------------------------------------------------
     def check_sentence(self, sentence: str) -> SentenceCheck:
@@ -366,11 +370,14 @@ class Grounder:
                     check.kept = False
                     check.reason = f"step names {invented[0]!r}, which the retrieved procedure does not"
             if check.kept and self.needs_no_details:
+                listed = self._details_list and _LIST_ITEM.match(text) is not None
+                self._details_list = listed
                 if _DETAILS_REQUEST.search(text):
                     self._asked_details = True
+                    self._details_list = text.rstrip().endswith(":")  # "...the following details:" + a list
                     check.kept = False
                     check.reason = "asks for details a policy question does not need"
-                elif self._asked_details and _DETAILS_FOLLOW_UP.search(text.lstrip("-*• ")):
+                elif listed or (self._asked_details and _DETAILS_FOLLOW_UP.search(text.lstrip("-*• "))):
                     check.kept = False
                     check.reason = "follows a dropped request for details"
             if check.kept and _PROMISE_RE.search(text) and not self._promise_backed(text):
@@ -483,10 +490,17 @@ class Grounder:
             self.report.verdict = "repaired"
 
     def _emit(self, sentence: str, emitted_any: bool) -> str:
+        out = self._emit_checked(sentence, emitted_any)
+        if out.strip() or out.endswith("\n"):
+            self._line_open = not out.endswith("\n")
+        return out
+
+    def _emit_checked(self, sentence: str, emitted_any: bool) -> str:
         if not sentence.strip():
             if self._after_drop:  # the line break that ended a dropped line goes with it
                 self._after_drop = False
-                return ""
+                # ... unless a kept sentence opened that line ("Kept. Dropped.\nNext")
+                return sentence if self._line_open and "\n" in sentence else ""
             return sentence if emitted_any else ""
         lead = sentence[: len(sentence) - len(sentence.lstrip())]
         check = self.check_sentence(sentence.strip())
@@ -495,6 +509,9 @@ class Grounder:
             self._after_drop = True
             if step:
                 self._step_in = int(step.group(1))
+            if sentence.endswith("\n") and self._line_open:
+                # "Kept. Dropped.\nNext" shows "Kept.\nNext": the dropped sentence's line break still ends the kept line
+                return "\n"
             return ""
         self._after_drop = False
         text = check.text

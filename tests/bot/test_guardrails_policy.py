@@ -140,10 +140,22 @@ def test_a_policy_question_gets_no_request_for_an_order_number():
     assert [c.reason for c in g.report.sentences if not c.kept] == [
         "asks for details a policy question does not need", "follows a dropped request for details",
         "follows a dropped request for details"]
+    # a request that lists the details it wants takes its list with it
+    listed = ("Happy to help. To be accurate, I kindly request you to provide me with the following details:\n"
+              "1. Your name\n2. The date you ordered\nOnce I have these details, I will check.\nThe fee is €9.00.")
+    assert Grounder(lambda s: None, evidence, needs_no_details=True).apply(listed) == "Happy to help.\nThe fee is €9.00."
     # a question about the customer's own case may ask; without a request, thanks are kept
     assert Grounder(lambda s: None, evidence).apply(reply) == reply
     assert Grounder(lambda s: None, evidence, needs_no_details=True).apply(
         "Thank you for your patience. The fee is €9.00.") == "Thank you for your patience. The fee is €9.00."
+
+
+def test_a_dropped_sentence_at_the_end_of_a_line_keeps_the_line_break():
+    reply = "You have 30 days. Call 0800 123 4567 now.\nThanks for asking.\nRing 0800 123 4567.\nBye."
+    out = Grounder(lambda s: None, EVIDENCE).apply(reply)
+    assert out == "You have 30 days.\nThanks for asking.\nBye."  # not "You have 30 days.Thanks for asking."
+    pieces = [reply[i:i + 4] for i in range(0, len(reply), 4)]
+    assert "".join(Grounder(lambda s: None, EVIDENCE).filter_stream(pieces)).strip() == out
 
 
 def test_a_sentence_cut_off_at_the_reply_cap_is_dropped():
