@@ -158,6 +158,14 @@ def test_a_dropped_sentence_at_the_end_of_a_line_keeps_the_line_break():
     assert "".join(Grounder(lambda s: None, EVIDENCE).filter_stream(pieces)).strip() == out
 
 
+def test_a_screen_about_refunds_is_not_a_promise_of_one():
+    g = Grounder(lambda s: None, ["Your refunds are listed in My Account › Orders."])
+    assert g.apply("You can view the full refund history in My Account › Orders.") == (
+        "You can view the full refund history in My Account › Orders.")
+    assert g.apply("You will get a full refund.") == ""
+    assert g.report.sentences[-1].reason == "promise the policy does not make"
+
+
 def test_a_sentence_cut_off_at_the_reply_cap_is_dropped():
     pieces = ["You have {{Number of Days}} days to return it. ", "Then open {{Order History}} and ", "choose the"]
     g = grounder()
