@@ -142,31 +142,36 @@ def _ui_key(name: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", name.lower()))
 
 
-def _ui_names(sentence: str) -> list[str]:
-    """Screen elements a step sentence names (slots removed first: those are KB-backed)."""
+def _ui_names(sentence: str) -> tuple[list[str], list[str]]:
+    """Screen elements a step sentence names (slots removed first: those are KB-backed).
+
+    Two lists: names marked as names (capitalised or quoted), which the procedure must name too, and
+    names in lower case ("go to the order details section"), which the retrieved text must at least use.
+    """
     text = SLOT_RE.sub(" ", sentence)
     if not _STEP_RE.search(text):
-        return []
-    names = [m.group(1) for m in _UI_QUOTED.finditer(text) if len(m.group(1).split()) <= 4]
+        return [], []
+    marked = [m.group(1) for m in _UI_QUOTED.finditer(text) if len(m.group(1).split()) <= 4]
     for m in _UI_NAMED.finditer(text):
-        names += [_UI_LEAD.sub("", part) for part in re.split(r"\s+or\s+", m.group(1))]
-    return [n for n in (_ui_key(n) for n in names) if n]
-
-
-def _ui_plain_names(sentence: str) -> list[str]:
-    """Screens a step sentence names in lower case ("go to the order details section")."""
-    text = SLOT_RE.sub(" ", sentence)
-    if not _STEP_RE.search(text):
-        return []
-    names = []
+        marked += [_UI_LEAD.sub("", part) for part in re.split(r"\s+or\s+", m.group(1))]
+    plain = []
     for m in _UI_LOWER.finditer(text):
         words = m.group(1).split()
         # only the words right before the noun name it: "the instructions on the screen" names no screen
         while any(w in _UI_FUNCTION for w in words):
             words = words[next(i for i, w in enumerate(words) if w in _UI_FUNCTION) + 1:]
         if words and not set(words) <= _UI_GENERIC:
-            names.append(" ".join(words))
-    return [n for n in (_ui_key(n) for n in names) if n]
+            plain.append(" ".join(words))
+    return [n for n in map(_ui_key, marked) if n], [n for n in map(_ui_key, plain) if n]
+
+
+def _figure_as_screen(sentence: str, filled: dict[str, str]) -> str | None:
+    """The figure a step uses as a screen's name ("Look for the {{Gift Card Validity}} section"), if any."""
+    for m in _SLOT_AS_SCREEN.finditer(sentence):
+        value = filled.get(SLOT_RE.match(m.group("after") or m.group("before")).group(1), "")  # type: ignore[union-attr]
+        if re.search(r"[\d@]", value):
+            return value
+    return None
 
 
 _STEP_NUMBER = re.compile(r"(\d{1,2})\.(?=\s)")
@@ -318,6 +323,8 @@ class Grounder:
         check = SentenceCheck(original=sentence, text=sentence, kept=True)
         text = sentence
 
+        filled: dict[str, str] = {}  # slot name -> the value it stands for (customer's or KB's)
+
         def fill(match: re.Match[str]) -> str:
             name = match.group(1)
             key = slot_key(name)
@@ -327,10 +334,11 @@ class Grounder:
             # fact's name does ("- Cancellation Fee: €9.00 per order."). A screen path stays a path.
             label = _is_label(sentence, match)
             if key in self.customer_values:
-                value = self.customer_values[key]
+                value = filled[name] = self.customer_values[key]
                 return name if label and re.search(r"\d", value) else value
             value = self.resolve_slot(name)
             if value is not None:
+                filled[name] = value
                 if label and re.search(r"\d", value):
                     return name
                 self.report.filled_slots[name] = value
@@ -360,12 +368,15 @@ class Grounder:
                 claim, check.reason = conflict
                 check.kept = False
                 self.report.unbacked_claims.append(claim)
-            if check.kept and (misused := self._figure_as_screen(sentence)):
+            if check.kept and (misused := _figure_as_screen(sentence, filled)):
                 check.kept = False
                 check.reason = f"uses {misused!r}, a figure, as the name of a screen"
             if check.kept:
-                invented = [n for n in _ui_names(sentence) if not re.search(rf"\b{re.escape(n)}\b", self._ui_evidence)]
-                invented += [n for n in _ui_plain_names(sentence) if not self._mentions(n)]
+                marked, plain = _ui_names(sentence)
+                invented = [n for n in marked if not re.search(rf"\b{re.escape(n)}\b", self._ui_evidence)]
+                # every marked screen name is also in the evidence's words, so those words suffice here
+                words = _ui_key(self.evidence_text) if plain else ""
+                invented += [n for n in plain if not re.search(rf"\b{re.escape(n)}\b", words)]
                 if invented:
                     check.kept = False
                     check.reason = f"step names {invented[0]!r}, which the retrieved procedure does not"
@@ -388,20 +399,6 @@ class Grounder:
         check.text = text
         self.report.sentences.append(check)
         return check
-
-    def _figure_as_screen(self, sentence: str) -> str | None:
-        """The figure a step uses as a screen's name ("Look for the {{Gift Card Validity}} section"), if any."""
-        for m in _SLOT_AS_SCREEN.finditer(sentence):
-            name = SLOT_RE.match(m.group("after") or m.group("before")).group(1)  # type: ignore[union-attr]
-            value = self.customer_values.get(slot_key(name)) or self.resolve_slot(name) or ""
-            if re.search(r"[\d@]", value):
-                return value
-        return None
-
-    def _mentions(self, name: str) -> bool:
-        """Whether the evidence uses ``name`` (a screen named in lower case): marked as a screen or in its text."""
-        return bool(re.search(rf"\b{re.escape(name)}\b", self._ui_evidence)
-                    or re.search(rf"\b{re.escape(name)}\b", _ui_key(self.evidence_text)))
 
     def _add_evidence(self, value: str) -> None:
         self.evidence_text += "\n" + value
