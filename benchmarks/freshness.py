@@ -44,17 +44,33 @@ from models.prompting import MAX_NEW_TOKENS  # noqa: E402
 QUESTIONS = Path(__file__).resolve().parent / "freshness_questions.json"
 
 
-def norm(text: str) -> str:
-    return re.sub(r"[\s–—-]+", "", text.lower()).replace("to", "")
+# The figures a reply states, each read whole: an e-mail address, a phone number (digit groups with
+# spaces), or an amount / number / range with its currency or percent sign. A value counts as stated
+# only when one of them equals it, so "1" is not found in "+31 20 555 0199" and "2" not in "2-4 days".
+_FIGURE_RE = re.compile(
+    r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|\+?\d{1,4}(?: \d{2,4}){2,4}(?!\d)"
+    r"|[\u20ac$\u00a3]?\s?\d+(?:[.,]\d+)?(?:\s*(?:[-\u2013\u2014]|to)\s*\d+(?:[.,]\d+)?)?\s?%?",
+    re.I,
+)
+
+
+def canonical(figure: str) -> str:
+    """One spelling per figure: lower case, no spaces, ranges as "a-b", no currency sign."""
+    f = re.sub(r"\s*(?:[\u2013\u2014]|\bto\b)\s*", "-", figure.strip().lower())
+    return re.sub(r"\s+", "", f).lstrip("\u20ac$\u00a3").rstrip(".")
 
 
 def states(reply: str, value: str) -> bool:
-    v = norm(value)
-    r = norm(reply)
-    if v in r:
-        return True
-    bare = v.lstrip("€$£")
-    return bool(bare) and re.search(rf"(?<![\d.,]){re.escape(bare)}(?![\d]|[.,]\d)", r) is not None
+    """Whether ``reply`` states ``value`` as one of its own figures (written independently of the
+    product's check, so that a fault in one is not hidden by the same fault in the other)."""
+    want = canonical(value)
+    if not want:
+        return False
+    if not re.search(r"\d", want):  # a value without digits: a whole-word match
+        return re.search(rf"(?<!\w){re.escape(want)}(?!\w)", reply.lower()) is not None
+    text = re.sub(r"(?m)^\s*\d+[.)]\s", "", reply)  # a list item's number is not a figure
+    return any(canonical(m.group(0)) == want for m in _FIGURE_RE.finditer(text))
 
 
 def unbacked_claims(reply: str, evidence: list[str]) -> list[str]:
@@ -123,7 +139,12 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path)
     ap.add_argument("--workers", type=int, default=8, help="questions asked concurrently (batched decoding)")
     ap.add_argument("--adapter", default=None, help="an adapter id from the registry (default: the active one)")
+    ap.add_argument("--rescore", type=Path, metavar="JSON",
+                    help="no generation: score the replies stored in an earlier results file again")
     args = ap.parse_args()
+    if args.rescore:
+        rescore(args.rescore)
+        return
 
     from bot.bootstrap import initialise
     from bot.services import Services
@@ -254,6 +275,39 @@ def main() -> None:
     print()
     print(table(rows))
     write_json("freshness", {"adapter": adapter, "max_new_tokens": args.max_new_tokens, "rows": rows, "details": results})
+
+
+def rescore(path: Path) -> None:
+    """Score stored replies with this version's checks; the file gets the new figures (old ones kept)."""
+    data = json.loads(path.read_text())
+    rows = []
+    for key, result in data["details"].items():
+        system, phase = key.split("/")
+        before = data["details"].get(f"{system}/before", {}).get("samples", [])
+        row = dict(result["summary"])
+        old = {k: row[k] for k in ("current_fact_accuracy", "stale_share", "model_stated_share") if k in row}
+        ok = stale = own = 0
+        for i, sample in enumerate(result["samples"]):
+            correct = states(sample["reply"], sample["value"])
+            old_value = before[i]["value"] if phase == "after" and i < len(before) else "\0"
+            sample["stale"] = phase == "after" and states(sample["reply"], old_value) and not correct
+            sample["correct"] = correct
+            sample["model_stated"] = states(model_words(sample["reply"], sample), sample["value"])
+            ok += correct
+            stale += sample["stale"]
+            own += sample["model_stated"]
+        n = len(result["samples"])
+        row.update(current_fact_accuracy=ok / n, stale_share=stale / n)
+        if "model_stated_share" in row:
+            row["model_stated_share"] = own / n
+        row["before_rescoring"] = old
+        result["summary"] = row
+        rows.append(row)
+    data["rows"] = rows
+    data["rescored"] = "figures read whole (benchmarks/freshness.py states)"
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    print(table([{k: v for k, v in r.items() if k != "before_rescoring"} | {
+        "accuracy_before_rescoring": r["before_rescoring"].get("current_fact_accuracy")} for r in rows]))
 
 
 _ASKS_RE = re.compile(

@@ -59,7 +59,7 @@ def supporting_sentence(question: str, passages: list[dict[str, Any]], facts: li
         return None
     top_docs = [p.get("document_id") for p in passages[:2]]
     values = [str(f["value"]) for f in facts if f.get("document_id") in top_docs and str(f["value"]).strip()]
-    if any(v.lower() in reply.lower() for v in values):
+    if any(states_value(reply, v) for v in values):
         return None
     q_terms = _terms(question)
     best, best_score = None, 0.0
@@ -67,7 +67,7 @@ def supporting_sentence(question: str, passages: list[dict[str, Any]], facts: li
         body = re.sub(r"^#+\s.*$", "", str(p.get("text", "")), flags=re.M)
         for sentence in re.split(r"(?<=[.!?])\s+|\n+", body):
             sentence = sentence.strip(" -*•\t")
-            if len(sentence) < 15 or not any(v in sentence for v in values):
+            if len(sentence) < 15 or not any(states_value(sentence, v) for v in values):
                 continue
             overlap = len(q_terms & _terms(sentence))
             score = overlap + 0.5 - 0.3 * rank
@@ -84,18 +84,27 @@ ASKED_FACT_TIE = 0.04
 RETRIEVED_BONUS = 0.05
 
 
-def states_value(text: str, value: str) -> bool:
-    """Whether ``text`` states ``value`` ("3-5" matches "3–5", "€60" matches "60 euros" loosely)."""
-    def norm(t: str) -> str:
-        return re.sub(r"[\s–—-]+", "", t.lower()).replace("to", "")
+_RANGE_RE = re.compile(r"(\d)\s*(?:[-–—]|to)\s*(?=\d)")
 
-    v, r = norm(str(value)), norm(text)
+
+def _norm_value_text(text: str) -> str:
+    """Lower case, ranges as ``a-b`` ("3 to 5", "3–5" -> "3-5"), digit groups joined ("+31 20" -> "+3120")."""
+    text = _RANGE_RE.sub(r"\1-", str(text).lower())
+    return re.sub(r"(?<=[\d€$£])\s+(?=\d)|\s+(?=%)", "", text)
+
+
+def states_value(text: str, value: str) -> bool:
+    """Whether ``text`` states ``value`` as a figure of its own ("3-5" matches "3–5 days", "€60" matches
+    "60 euros"), never as part of another one: "1" is not in "0199", "14" not in "+31 20 555 0142",
+    "2" not in "2-4 days" and "€60" not in "€600"."""
+    v = _norm_value_text(value)
+    r = _norm_value_text(re.sub(r"(?m)^\s*\d+[.)]\s", "", str(text)))  # a list item's number is no figure
     if not v:
         return True
-    if v in r:
-        return True
-    bare = v.lstrip("€$£")
-    return bool(bare) and re.search(rf"(?<![\d.,]){re.escape(bare)}(?![\d]|[.,]\d)", r) is not None
+    for form in dict.fromkeys((v, v.lstrip("€$£"))):
+        if form and re.search(rf"(?<![\d.,])(?<!\d-){re.escape(form)}(?![\d]|[.,]\d|-\d)", r):
+            return True
+    return False
 
 
 def fact_value_text(fact: Any) -> str:

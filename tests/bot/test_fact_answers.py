@@ -15,7 +15,7 @@ from bot.conversation.responder import Responder, states_value
 from models.generation import ScriptedGenerator
 
 SAMPLE = Path(__file__).resolve().parents[2] / "knowledge" / "sample"
-DOCS = ("returns-policy.md", "delivery-options.md", "contact-customer-service.md")
+DOCS = ("returns-policy.md", "delivery-options.md", "contact-customer-service.md", "refund-status.md")
 VAGUE = "Happy to help with that! You can start from your order page and we will take it from there."
 
 
@@ -95,3 +95,35 @@ def test_a_threshold_question_without_a_price_word_gets_the_threshold(knowledge)
     invented = _ask(knowledge, "From what order value is shipping free?",
                     "Shipping is free for orders with a value of 100 or more.")
     assert "100" not in invented.text and states_value(invented.text, threshold), invented.text
+
+
+@pytest.mark.parametrize(("text", "value", "stated"), [
+    ("within 14 days", "14", True),
+    ("3–5 business days", "3-5", True),
+    ("3 to 5 business days", "3-5", True),
+    ("60 euros or more", "€60", True),
+    ("a 10 % fee", "10%", True),
+    ("call +31 20 555 0142", "+31 20 555 0142", True),
+    ("call +31 20 555 0142", "14", False),  # a number inside a phone number is not that number
+    ("call +31 20 555 0199", "1", False),
+    ("open 08:00-20:00 CET", "20", False),
+    ("in 2-4 days", "2", False),  # one end of a range is not the value
+    ("within 24 hours", "2-4", False),
+    ("from €600", "€60", False),
+    ("1. Visit our site.\n2. Open Orders.\n3. If you need help, call us.", "3", False),  # list numbers
+])
+def test_a_value_counts_as_stated_only_as_a_figure_of_its_own(text, value, stated):
+    assert states_value(text, value) is stated
+
+
+@pytest.mark.slow
+def test_a_value_hidden_inside_the_phone_number_does_not_count_as_the_answer(knowledge):
+    """Refunds take 5 business days; "+31 20 555 0142" holds a 5 but does not say so."""
+    phone = knowledge.facts()["support_phone"].value
+    days = knowledge.facts()["refund_processing_days"].value
+    assert days in phone.replace(" ", "")
+    reply = _ask(knowledge, "After you receive my return, how many days until the refund is processed?",
+                 "I understand you are waiting for your refund. You can call us at {{Customer Support Phone Number}}.")
+    assert phone in reply.text, reply.text  # the model's sentence stays: the number is the real one
+    assert reply.guardrail.get("added_fact_statement"), reply.text
+    assert states_value(reply.text.replace(phone, ""), days), reply.text
