@@ -133,9 +133,9 @@ _UI_FUNCTION = {"of", "the", "to", "in", "on", "for", "and", "or", "a", "an", "a
 # A figure filled in where a step names a screen ("Look for the {{Gift Card Validity}} section", "Click on
 # {{Support Phone}}") is a slot used as the wrong kind of thing: "the 5 section" names nothing.
 _SLOT_AS_SCREEN = re.compile(
-    rf"(?:\b(?:click|tap|press|select|choose|open|go to|navigate to|head to|look for)\s+(?:on\s+)?"
+    rf"(?:\b(?:click|tap|press|select|choose|open|go to|navigate to|head to|look for|locate|find)\s+(?:on\s+)?"
     rf"(?:the\s+|our\s+|your\s+)?(?P<after>\{{\{{[^{{}}]+\}}\}})|(?P<before>\{{\{{[^{{}}]+\}}\}})"
-    rf"(?:\s+or\s+\{{\{{[^{{}}]+\}}\}})?\s+{_UI_NOUN}\b)", re.IGNORECASE)
+    rf"(?:\s+or\s+(?P<alt>\{{\{{[^{{}}]+\}}\}}))?\s+{_UI_NOUN}\b)", re.IGNORECASE)
 
 
 def _ui_key(name: str) -> str:
@@ -168,10 +168,16 @@ def _ui_names(sentence: str) -> tuple[list[str], list[str]]:
 def _figure_as_screen(sentence: str, filled: dict[str, str]) -> str | None:
     """The figure a step uses as a screen's name ("Look for the {{Gift Card Validity}} section"), if any."""
     for m in _SLOT_AS_SCREEN.finditer(sentence):
-        value = filled.get(SLOT_RE.match(m.group("after") or m.group("before")).group(1), "")  # type: ignore[union-attr]
-        if re.search(r"[\d@]", value):
-            return value
+        for slot in filter(None, (m.group("after"), m.group("before"), m.group("alt"))):
+            value = filled.get(SLOT_RE.match(slot).group(1), "")  # type: ignore[union-attr]
+            if re.search(r"[\d@]", value):
+                return value
     return None
+
+
+def _sentence_key(text: str) -> str:
+    """A sentence's words, for spotting one the model repeats ("If you cancel it, ... ." nine times)."""
+    return " ".join(re.findall(r"[a-z0-9€%@]+", _STEP_NUMBER.sub("", text, count=1).lower()))
 
 
 _STEP_NUMBER = re.compile(r"(\d{1,2})\.(?=\s)")
@@ -317,6 +323,8 @@ class Grounder:
         self._step_out = 0
         self._after_drop = False
         self._line_open = False  # the last text shown did not end its line
+        self._trailing_newlines = 0  # line breaks at the end of the text shown so far
+        self._said: set[str] = set()  # the sentences kept so far (their words)
 
     # -- single sentence ---------------------------------------------------------
     def check_sentence(self, sentence: str) -> SentenceCheck:
@@ -352,6 +360,9 @@ class Grounder:
             return match.group(0)
 
         text = SLOT_RE.sub(fill, text)
+        for value in set(filled.values()):
+            # two slots that name the same thing: "the Help › Contact us or Help › Contact us section"
+            text = re.sub(rf"{re.escape(value)}(?:\s+(?:or|and|/)\s+{re.escape(value)})+", lambda _m, v=value: v, text)
         if "{{" in text or "}}" in text:
             check.kept = False
             check.reason = check.reason or "broken placeholder"
@@ -391,11 +402,17 @@ class Grounder:
                 elif listed or (self._asked_details and _DETAILS_FOLLOW_UP.search(text.lstrip("-*• "))):
                     check.kept = False
                     check.reason = "follows a dropped request for details"
+            key = _sentence_key(text)
+            if check.kept and len(key.split()) >= 3 and key in self._said:
+                check.kept = False
+                check.reason = "repeats an earlier sentence"
             if check.kept and _PROMISE_RE.search(text) and not self._promise_backed(text):
                 check.kept = False
                 check.reason = "promise the policy does not make"
                 self.report.unbacked_claims.append(_PROMISE_RE.search(text).group(0))  # type: ignore[union-attr]
         text = re.sub(r"\s{2,}", " ", text).replace(" ,", ",").replace(" .", ".")
+        if check.kept:
+            self._said.add(_sentence_key(text))
         check.text = text
         self.report.sentences.append(check)
         return check
@@ -488,6 +505,16 @@ class Grounder:
 
     def _emit(self, sentence: str, emitted_any: bool) -> str:
         out = self._emit_checked(sentence, emitted_any)
+        lead = re.match(r"\s*", out).group(0)  # type: ignore[union-attr]
+        rest = out[len(lead):]
+        if lead.count("\n") + self._trailing_newlines > 2:
+            # dropped sentences between two paragraphs leave one blank line, not a gap of several
+            out = "\n" * max(0, 2 - self._trailing_newlines) + rest
+        if rest:
+            tail = rest[len(rest.rstrip()):]
+            self._trailing_newlines = tail.count("\n")
+        else:
+            self._trailing_newlines += out.count("\n")
         if out.strip() or out.endswith("\n"):
             self._line_open = not out.endswith("\n")
         return out

@@ -112,6 +112,10 @@ def fact_value_text(fact: Any) -> str:
     return f"{value} {unit}" if unit and str(unit) not in value else value
 
 
+#: a sentence that is a list item's short label and its value ("Price: €39 per order, ...")
+_SHORT_LABEL_RE = re.compile(r"^[A-Z][\w-]*(?: [\w-]+)?:\s+(.+)$", re.S)
+
+
 def fact_statement(question: str, passages: list[dict[str, Any]], fact: Any) -> str:
     """One sentence stating ``fact``'s current value: the policy's own sentence when it has one."""
     q_terms = _terms(question)
@@ -122,14 +126,21 @@ def fact_statement(question: str, passages: list[dict[str, Any]], fact: Any) -> 
         body = re.sub(r"^#+\s.*$", "", str(p.get("text", "")), flags=re.M)
         for sentence in re.split(r"(?<=[.!?])\s+|\n+", body):
             sentence = sentence.replace("**", "").strip(" -*•\t")
-            if sentence.startswith("|"):
-                continue  # a table row reads badly on its own; the fact's description is clearer
+            if sentence.startswith("|") or sentence[:1].islower():
+                # a table row, or a list item that continues a lead-in ("...when all of these are
+                # true:" / "you find it within 14 days"), reads badly on its own
+                continue
             if len(sentence) >= 15 and states_value(sentence, fact.value):
                 score = len(q_terms & _terms(sentence))
                 if score > best_score:
                     best, best_score = sentence, score
     if best:
-        return best if best[-1] in ".!?" else best + "."
+        best = best if best[-1] in ".!?" else best + "."
+        labelled = _SHORT_LABEL_RE.match(best)
+        if labelled and fact.description:
+            # "Price: €39 per order" means something under its heading only: name what the price is of
+            best = f"{fact.description.strip().rstrip('.')}: {labelled.group(1)}"
+        return best
     label = (fact.description or fact.name.replace("_", " ")).strip().rstrip(".")
     return f"{label[:1].upper()}{label[1:]}: {fact_value_text(fact)}."
 

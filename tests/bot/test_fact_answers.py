@@ -127,3 +127,25 @@ def test_a_value_hidden_inside_the_phone_number_does_not_count_as_the_answer(kno
     assert phone in reply.text, reply.text  # the model's sentence stays: the number is the real one
     assert reply.guardrail.get("added_fact_statement"), reply.text
     assert states_value(reply.text.replace(phone, ""), days), reply.text
+
+
+def test_the_added_statement_is_a_whole_sentence_that_says_what_the_figure_is():
+    from bot.conversation.responder import fact_statement
+    from knowledge.records import Fact
+
+    def fact(name, value, description, doc):
+        return Fact(name=name, value=value, unit=None, description=description, placeholders=(),
+                    document_id=doc, revision=1, anchor=None)
+
+    match = [{"document_id": "price-match", "text": "## Another shop is cheaper\n\nWe match the price when all "
+              "of these are true:\n\n- it is the identical item;\n- you find it within 14 days after you ordered."}]
+    statement = fact_statement("Within how many days do you match a lower price?", match,
+                               fact("price_match_days", "14", "Days after ordering during which we match a price",
+                                    "price-match"))
+    assert statement == "Days after ordering during which we match a price: 14."  # not "you find it within..."
+
+    eu = [{"document_id": "international", "text": "## EU\n\n- **Price:** €12.95 per order, free from **€150**."}]
+    statement = fact_statement("What does delivery within the EU cost?", eu,
+                               fact("eu_delivery_price", "€12.95", "Price of parcel delivery to other EU countries",
+                                    "international"))
+    assert statement == "Price of parcel delivery to other EU countries: €12.95 per order, free from €150."

@@ -222,6 +222,35 @@ def test_a_step_may_not_use_a_figure_as_a_screen_or_name_a_screen_the_policy_nev
                        "step names 'order details', which the retrieved procedure does not"]
 
 
+def test_a_figure_offered_as_the_second_of_two_screens_is_caught_too():
+    facts = {"contact page": "Help › Contact us", "support phone": "+31 20 555 0142"}
+    g = Grounder(lambda s: facts.get(s.lower()), ["Open **Help › Contact us** or call +31 20 555 0142."])
+    out = g.apply("1. Visit our website.\n2. Locate the {{Contact Page}} or {{Support Phone}} section.\n"
+                  "3. Choose a topic.")
+    assert out == "1. Visit our website.\n2. Choose a topic."
+
+
+def test_two_slots_that_say_the_same_thing_are_written_once():
+    facts = {"return policy": "Help › Returns & refunds", "refund policy": "Help › Returns & refunds"}
+    g = Grounder(lambda s: facts.get(s.lower()), ["See **Help › Returns & refunds**."])
+    out = g.apply("Look for the {{Return Policy}} or {{Refund Policy}} section. Click on it.")
+    assert out == "Look for the Help › Returns & refunds section. Click on it."
+
+
+def test_a_sentence_the_model_repeats_is_shown_once_and_dropped_lines_leave_one_blank_line():
+    evidence = ["Cancelling a packed order costs €7.50."]
+    loop = "If you cancel it later, the fee is €7.50.\n\n"
+    reply = "I understand.\n\nI can not find a 90-day rule.\n\n\n" + loop * 5 + "Anything else?"
+    whole = Grounder(lambda s: None, evidence).apply(reply)
+    assert whole == "I understand.\n\nIf you cancel it later, the fee is €7.50.\n\nAnything else?"
+    pieces = [reply[i:i + 4] for i in range(0, len(reply), 4)]
+    g = Grounder(lambda s: None, evidence)
+    assert "".join(g.filter_stream(pieces)).strip() == whole
+    assert [c.reason for c in g.report.sentences if not c.kept].count("repeats an earlier sentence") == 4
+    # short sentences may recur ("Thank you." twice is not a loop)
+    assert Grounder(lambda s: None, []).apply("Thank you. Thank you.") == "Thank you. Thank you."
+
+
 def test_a_dropped_step_leaves_no_gap_in_the_numbered_list():
     evidence = ["To cancel, go to My Account › Orders, open the order and press **Cancel order**."]
     reply = ('Please follow these steps:\r\n\r\n1. Log in to your account.\r\n'
