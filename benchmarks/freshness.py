@@ -305,7 +305,7 @@ def rescore(path: Path) -> None:
         rows.append(row)
     data["rows"] = rows
     data["rescored"] = "figures read whole (benchmarks/freshness.py states)"
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    path.write_text(json.dumps(data, indent=2, default=str))
     print(table([{k: v for k, v in r.items() if k != "before_rescoring"} | {
         "accuracy_before_rescoring": r["before_rescoring"].get("current_fact_accuracy")} for r in rows]))
 

@@ -45,7 +45,9 @@ _STOP = {"the", "a", "an", "is", "are", "do", "does", "i", "my", "you", "your", 
 
 
 def _terms(text: str) -> set[str]:
-    return {w for w in _WORD_RE.findall(text.lower()) if w not in _STOP and len(w) > 1}
+    """Content words, plurals folded ("cards" -> "card")."""
+    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+            for w in _WORD_RE.findall(text.lower()) if w not in _STOP and len(w) > 1}
 
 
 def supporting_sentence(question: str, passages: list[dict[str, Any]], facts: list[dict[str, Any]],
@@ -109,7 +111,11 @@ def states_value(text: str, value: str) -> bool:
 
 def fact_value_text(fact: Any) -> str:
     value, unit = str(fact.value), getattr(fact, "unit", None)
-    return f"{value} {unit}" if unit and str(unit) not in value else value
+    if not unit or str(unit) in value:
+        return value
+    if value.strip() in ("1", "one") and str(unit).endswith("s"):
+        unit = str(unit)[:-1]  # "1 business day", not "1 business days"
+    return f"{value} {unit}"
 
 
 #: a sentence that is a list item's short label and its value ("Price: €39 per order, ...")
@@ -130,8 +136,12 @@ def fact_statement(question: str, passages: list[dict[str, Any]], fact: Any) -> 
                 # a table row, or a list item that continues a lead-in ("...when all of these are
                 # true:" / "you find it within 14 days"), reads badly on its own
                 continue
+            labelled = _SHORT_LABEL_RE.match(sentence)
+            if labelled and not states_value(re.split(r"[,;(]", labelled.group(1))[0], fact.value):
+                continue  # "Price: €14.50 per order, free from €150" labels another figure than this fact's
             if len(sentence) >= 15 and states_value(sentence, fact.value):
-                score = len(q_terms & _terms(sentence))
+                # the most words of the question; of equals, the shorter sentence (less beside the point)
+                score = len(q_terms & _terms(sentence)) - len(sentence) / 10_000
                 if score > best_score:
                     best, best_score = sentence, score
     if best:

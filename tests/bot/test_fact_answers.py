@@ -149,3 +149,24 @@ def test_the_added_statement_is_a_whole_sentence_that_says_what_the_figure_is():
                                fact("eu_delivery_price", "€12.95", "Price of parcel delivery to other EU countries",
                                     "international"))
     assert statement == "Price of parcel delivery to other EU countries: €12.95 per order, free from €150."
+    # the same line labels the price, not the threshold: the threshold is stated on its own
+    statement = fact_statement("From what order value is EU shipping free?", eu,
+                               fact("eu_free_shipping_threshold", "€150",
+                                    "Order value from which delivery to other EU countries is free", "international"))
+    assert statement == "Order value from which delivery to other EU countries is free: €150."
+
+    cards = [{"document_id": "gift-cards", "text": "Items paid with a gift card are refunded as a new gift card, "
+              "valid for the same 3 years from the date of the refund. Gift cards are valid for 3 years."}]
+    statement = fact_statement("How long is a gift card valid?", cards,
+                               fact("gift_card_validity_years", "3", "Years a gift card stays valid", "gift-cards"))
+    assert statement == "Gift cards are valid for 3 years."  # as many of the question's words, and to the point
+
+
+def test_one_of_a_unit_is_singular():
+    from bot.conversation.responder import fact_value_text
+    from knowledge.records import Fact
+
+    express = Fact(name="express_delivery_days", value="1", unit="business days", description=None,
+                   placeholders=(), document_id="delivery", revision=1, anchor=None)
+    assert fact_value_text(express) == "1 business day"
+    assert fact_value_text(Fact(**{**express.__dict__, "value": "1-2"})) == "1-2 business days"
