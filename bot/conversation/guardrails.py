@@ -304,10 +304,11 @@ class Grounder:
         self._details_list = False  # the dropped request introduced a list of the details it wants
         evidence_items = [str(e) for e in evidence]
         # what else an identifier may repeat: the customer's own order number, said or looked up
-        self._conversation_norm = _norm("\n".join([str(t) for t in conversation]
-                                                  + [str(v) for v in (customer_values or {}).values()]))
+        # normalised texts are joined with "|" so that two numbers never run into one
+        self._conversation_norm = "|".join(_norm(str(t)) for t in [*conversation,
+                                                                   *(customer_values or {}).values()])
         self.evidence_text = "\n".join(evidence_items)
-        self._evidence_norm = _norm(self.evidence_text)
+        self._evidence_norm = "|".join(_norm(item) for item in evidence_items)
         self._evidence_numbers = _numbers(self.evidence_text)
         self._kind_numbers: dict[str, set[str]] = {k: set() for k in set(_KIND_EVIDENCE.values())}
         self._rates: dict[str, set[str]] = {}  # amount -> the units the evidence charges it per
@@ -421,7 +422,7 @@ class Grounder:
         self.evidence_text += "\n" + value
         if "›" in value:  # a filled screen path (My Account › Orders) names screens a later step may use
             self._ui_evidence += " | " + _ui_key(value)
-        self._evidence_norm += _norm(value)
+        self._evidence_norm += "|" + _norm(value)
         self._evidence_numbers |= _numbers(value)
         self._index_kinds(value)
 
@@ -447,9 +448,14 @@ class Grounder:
                 numbers |= _numbers(item)
 
     def _is_backed(self, kind: str, claim: str) -> bool:
-        if kind in _CONTACT_KINDS or kind == "identifier":
-            key = _norm(claim).rstrip("/")
-            return key in self._evidence_norm or (kind == "identifier" and key in self._conversation_norm)
+        if kind in ("phone", "identifier"):
+            # the whole number, not a part of one: "+31 20 555" is not backed by "+31 20 555 0142"
+            found = re.compile(rf"(?<!\d){re.escape(_norm(claim))}(?!\d)").search
+            return bool(found(self._evidence_norm) or (kind == "identifier" and found(self._conversation_norm)))
+        if kind in _CONTACT_KINDS:
+            # the whole address: "larkspur.example/return" is not backed by "larkspur.example/returns-form"
+            key = claim.lower().rstrip("/.")
+            return re.search(rf"{re.escape(key)}(?![\w-])", self.evidence_text.lower()) is not None
         nums = _numbers(claim)
         if not nums:
             return False

@@ -251,6 +251,18 @@ def test_a_sentence_the_model_repeats_is_shown_once_and_dropped_lines_leave_one_
     assert Grounder(lambda s: None, []).apply("Thank you. Thank you.") == "Thank you. Thank you."
 
 
+def test_a_contact_or_number_is_backed_only_whole():
+    evidence = ["Call +31 20 555 0142 or write to help@larkspur.example.",
+                "Fill in the form at https://larkspur.example/returns-form."]
+    g = Grounder(lambda s: None, evidence, customer_values={"order number": "LK-20261234"})
+    out = g.apply("Call +31 20 555 0142. Or call +31 20 555. Visit larkspur.example. "
+                  "Use https://larkspur.example/returns-form today. Or https://larkspur.example/return instead. "
+                  "Your order LK-20261234 is packed. Order 2026123 is not yours.")
+    assert out == ("Call +31 20 555 0142. Visit larkspur.example. Use https://larkspur.example/returns-form today. "
+                   "Your order LK-20261234 is packed.")
+    assert g.report.unbacked_claims == ["+31 20 555", "https://larkspur.example/return", "2026123"]
+
+
 def test_a_dropped_step_leaves_no_gap_in_the_numbered_list():
     evidence = ["To cancel, go to My Account › Orders, open the order and press **Cancel order**."]
     reply = ('Please follow these steps:\r\n\r\n1. Log in to your account.\r\n'
