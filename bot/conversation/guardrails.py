@@ -98,6 +98,12 @@ _DETAILS_REQUEST = re.compile(
 _DETAILS_FOLLOW_UP = re.compile(
     r"^(?:with (?:this|these|that) (?:information|details)|once i (?:have|receive)|this will (?:allow|enable|help)|"
     r"thank you for your (?:cooperation|patience|understanding)|by providing)", re.I)
+# "You can cancel it for free": a price of nothing, stated without a figure the guardrail could check
+_FREE_CLAIM = re.compile(
+    r"\b(?:for free|free of charge|at no (?:extra |additional )?(?:cost|charge)|"
+    r"no (?:extra |additional )?(?:fee|charge|cost)s?\b(?! (?:information|details))|without (?:any )?(?:fee|charge|cost)s?|"
+    r"(?:is|are|it's|that's) (?:completely |totally |always )?free\b(?! (?:from|above|over|for orders|to ask))|"
+    r"(?:we|they) (?:do not|don't|will not|won't) charge)", re.I)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s")
 _WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
             "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "fourteen": "14", "fifteen": "15",
@@ -288,6 +294,9 @@ class Grounder:
     the customer typed), never a policy claim ("you promised 90 days" backs nothing).
     ``needs_no_details``: the question is one the KB answers for everyone, so a sentence asking for an
     order number or other details, and what follows from it ("With this information, ..."), is dropped.
+    ``charges``: the amounts the question asks about ("€9.00" for "is there a fee to cancel?"). A
+    sentence that calls the thing free without a figure of its own ("You can cancel it for free.")
+    contradicts them and is dropped; the responder states the current charge.
     """
 
     def __init__(
@@ -297,9 +306,11 @@ class Grounder:
         customer_values: dict[str, str] | None = None,
         conversation: Iterable[str] = (),
         needs_no_details: bool = False,
+        charges: Iterable[str] = (),
     ) -> None:
         self.resolve_slot = resolve_slot
         self.needs_no_details = needs_no_details
+        self.charges = [str(c) for c in charges]
         self._asked_details = False
         self._details_list = False  # the dropped request introduced a list of the details it wants
         evidence_items = [str(e) for e in evidence]
@@ -403,6 +414,11 @@ class Grounder:
                 elif listed or (self._asked_details and _DETAILS_FOLLOW_UP.search(text.lstrip("-*• "))):
                     check.kept = False
                     check.reason = "follows a dropped request for details"
+            if (check.kept and self.charges and _FREE_CLAIM.search(text)
+                    and not any(c.kind in ("money", "percent", "amount") for c in check.claims)):
+                check.kept = False
+                check.reason = f"calls it free; the policy asked about charges {self.charges[0]}"
+                self.report.unbacked_claims.append(_FREE_CLAIM.search(text).group(0))  # type: ignore[union-attr]
             key = _sentence_key(text)
             if check.kept and len(key.split()) >= 3 and key in self._said:
                 check.kept = False

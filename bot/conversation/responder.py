@@ -109,6 +109,11 @@ def states_value(text: str, value: str) -> bool:
     return False
 
 
+def _is_charge(value: str) -> bool:
+    """Whether a fact's value is an amount of money or a percentage above zero ("€9.00", "12%")."""
+    return bool(re.search(r"[€$£%]", value)) and any(float(n) > 0 for n in re.findall(r"\d+(?:\.\d+)?", value))
+
+
 def fact_value_text(fact: Any) -> str:
     value, unit = str(fact.value), getattr(fact, "unit", None)
     if not unit or str(unit) in value:
@@ -261,7 +266,8 @@ class Responder:
         evidence = [p["text"] for p in passages] + [str(f["value"]) for f in facts]
         # a question the KB answers for everyone needs no order number: requests for one are dropped
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
-                            needs_no_details=bool(asked))
+                            needs_no_details=bool(asked),
+                            charges=[str(f.value) for f in asked if _is_charge(str(f.value))])
 
         prefix = ANGRY_ACK + " " if tone == "angry" else ""
         if prefix:

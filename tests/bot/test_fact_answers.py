@@ -170,3 +170,10 @@ def test_one_of_a_unit_is_singular():
                    placeholders=(), document_id="delivery", revision=1, anchor=None)
     assert fact_value_text(express) == "1 business day"
     assert fact_value_text(Fact(**{**express.__dict__, "value": "1-2"})) == "1-2 business days"
+
+
+def test_only_an_amount_above_zero_is_a_charge_that_free_would_contradict():
+    from bot.conversation.responder import _is_charge
+
+    assert _is_charge("€9.00") and _is_charge("12%") and _is_charge("€4.95")
+    assert not _is_charge("€0") and not _is_charge("30") and not _is_charge("+31 20 555 0142")

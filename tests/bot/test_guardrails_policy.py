@@ -346,3 +346,15 @@ def test_policy_prompt_injection_is_answered_from_the_kb_only():
 def test_policy_order_lookup():
     d = decide("where is my order LK-48213377?", NLU(intent="track_order"), {})
     assert d.action == "lookup_order"
+
+
+def test_free_is_not_said_of_something_the_policy_charges_for():
+    evidence = ["Placed means free; Packed means the fee applies if you cancel now.",
+                "Cancelling a packed order costs €9.00. Standard delivery is free from €60."]
+    reply = ("Absolutely! You can cancel an order that is already packed for free. There is no fee. "
+             "Delivery is free from €60. No information is needed.")
+    charged = Grounder(lambda s: None, evidence, charges=["€9.00"])
+    assert charged.apply(reply) == "Absolutely! Delivery is free from €60. No information is needed."
+    assert charged.report.unbacked_claims == ["for free", "no fee"]
+    # a question about something else (no charge asked about): nothing to contradict
+    assert "already packed for free" in Grounder(lambda s: None, evidence).apply(reply)
