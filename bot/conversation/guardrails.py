@@ -104,6 +104,8 @@ _FREE_CLAIM = re.compile(
     r"no (?:extra |additional )?(?:fee|charge|cost)s?\b(?! (?:information|details))|without (?:any )?(?:fee|charge|cost)s?|"
     r"(?:is|are|it's|that's) (?:completely |totally |always )?free\b(?! (?:from|above|over|for orders|to ask))|"
     r"(?:we|they) (?:do not|don't|will not|won't) charge)", re.I)
+_CONTACT_VALUE = re.compile(r"@|\+?\d[\d ]{6,}\d")
+_HOURS_VALUE = re.compile(r"\b\d{1,2}:\d{2}\b|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s")
 _WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
             "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "fourteen": "14", "fifteen": "15",
@@ -373,8 +375,16 @@ class Grounder:
 
         text = SLOT_RE.sub(fill, text)
         for value in set(filled.values()):
+            v = re.escape(value)
             # two slots that name the same thing: "the Help › Contact us or Help › Contact us section"
-            text = re.sub(rf"{re.escape(value)}(?:\s+(?:or|and|/)\s+{re.escape(value)})+", lambda _m, v=value: v, text)
+            text = re.sub(rf"{v}(?:\s+(?:or|and|/)\s+{v})+", lambda _m, v=value: v, text)
+            # a contact where the hours go, and the hours where a contact goes, read right with the
+            # preposition mended: "available +31 20 ..." -> "available at +31 20 ...",
+            # "reached at Monday to Saturday, ..." -> "reached Monday to Saturday, ..."
+            if _CONTACT_VALUE.search(value):
+                text = re.sub(rf"\bavailable (?={v})", "available at ", text)
+            if _HOURS_VALUE.search(value):
+                text = re.sub(rf"\b(reached|contacted|reach (?:us|them)) (?:at|on|via) (?={v})", r"\1 ", text)
         if "{{" in text or "}}" in text:
             check.kept = False
             check.reason = check.reason or "broken placeholder"

@@ -358,3 +358,15 @@ def test_free_is_not_said_of_something_the_policy_charges_for():
     assert charged.report.unbacked_claims == ["for free", "no fee"]
     # a question about something else (no charge asked about): nothing to contradict
     assert "already packed for free" in Grounder(lambda s: None, evidence).apply(reply)
+
+
+def test_a_contact_in_place_of_the_hours_and_the_hours_in_place_of_a_contact_read_right():
+    facts = {"customer support phone number": "+31 20 555 0142", "live chat": "Chat with us",
+             "customer support hours": "Monday to Saturday, 08:00-20:00 CET"}
+    evidence = ["Call +31 20 555 0142 (Monday to Saturday, 08:00-20:00 CET) or use Chat with us."]
+    g = Grounder(lambda s: facts.get(s.lower()), evidence)
+    out = g.apply("They are available {{Customer Support Phone Number}} or {{Live Chat}}. "
+                  "You can reach them at {{Customer Support Hours}}. They can be reached at "
+                  "{{Customer Support Phone Number}}.")
+    assert out == ("They are available at +31 20 555 0142 or Chat with us. You can reach them Monday to Saturday, "
+                   "08:00-20:00 CET. They can be reached at +31 20 555 0142.")
