@@ -86,6 +86,22 @@ _PROMISE_RE = re.compile(
     r"give you (?:a )?(?:full|free|complete)|make an exception)|\bguarantee(?:d)?\b|\bpromise\b|"
     r"\bfull refund\b(?!\s(?:history|status|policy|page|requests?|process|form|section|tab|option|button))|\bfree of charge\b|\bwaive(?:d)?\b|\blifetime\b|\bunlimited\b|\bforever\b|"
     r"\bno (?:fee|charge|cost)s?\b|\bexception\b", re.I)
+# Something handed to the customer ("To ensure you receive your coupon, ...", "to provide you with the
+# correct voucher code"): only what the policy itself hands out (a Circle member's birthday voucher).
+_GRANTED_RE = re.compile(
+    r"\b(?:receive|receives|get|gets|provide you with|send you|issue you|issue|offer you|give you|gives you)\s+"
+    r"(?:a|an|your|the|one)?\s*(?:(?:correct|new)\s+)?(?P<kind>(?:free|special|personal|birthday)\s+)?"
+    r"(?P<noun>coupon|voucher|discount|promo code|compensation|credit|replacement|gift card)s?\b", re.I)
+
+
+_WANTED = re.compile(r"\b(?:like|want|wish|hoping|hope|asked|asking|request(?:ing)?)\s+(?:to\s+)?$", re.I)
+
+
+def _grants(text: str) -> list[str]:
+    """What ``text`` hands out, with its kind ("birthday voucher", "coupon"); the customer's wish said
+    back ("you would like to receive a voucher") hands out nothing."""
+    return [" ".join((m.group("kind") or "").split() + [m.group("noun").lower()]).lower()
+            for m in _GRANTED_RE.finditer(text) if not _WANTED.search(text[max(0, m.start() - 25):m.start()])]
 # A policy question ("How much is the cancellation fee?") needs no order number: the KB answers it for
 # everyone. The small model, trained on tickets that nearly always ask for one, still writes "could you
 # provide your order number or any other relevant details?" and then what it will do "with this
@@ -316,6 +332,7 @@ class Grounder:
         self._asked_details = False
         self._details_list = False  # the dropped request introduced a list of the details it wants
         evidence_items = [str(e) for e in evidence]
+        self._granted = set(_grants(" ".join(evidence_items)))  # what the policy itself hands out
         # what else an identifier may repeat: the customer's own order number, said or looked up
         # normalised texts are joined with "|" so that two numbers never run into one
         self._conversation_norm = "|".join(_norm(str(t)) for t in [*conversation,
@@ -429,6 +446,10 @@ class Grounder:
                 check.kept = False
                 check.reason = f"calls it free; the policy asked about charges {self.charges[0]}"
                 self.report.unbacked_claims.append(_FREE_CLAIM.search(text).group(0))  # type: ignore[union-attr]
+            if check.kept and (given := next((g for g in _grants(text) if g not in self._granted), None)):
+                check.kept = False
+                check.reason = f"hands out a {given} the policy does not give"
+                self.report.unbacked_claims.append(given)
             key = _sentence_key(text)
             if check.kept and len(key.split()) >= 3 and key in self._said:
                 check.kept = False

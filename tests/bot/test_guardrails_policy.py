@@ -370,3 +370,15 @@ def test_a_contact_in_place_of_the_hours_and_the_hours_in_place_of_a_contact_rea
                   "{{Customer Support Phone Number}}.")
     assert out == ("They are available at +31 20 555 0142 or Chat with us. You can reach them Monday to Saturday, "
                    "08:00-20:00 CET. They can be reached at +31 20 555 0142.")
+
+
+def test_nothing_is_handed_out_that_the_policy_does_not_hand_out():
+    evidence = ["Members of Larkspur Circle receive a birthday voucher.",
+                "On the payment step, press Add voucher or gift card and enter the code."]
+    g = Grounder(lambda s: None, evidence)
+    out = g.apply("I understand you would like to receive a coupon. To ensure you receive your coupon, follow these steps. "
+                  "To provide you with the correct voucher code, log in. Circle members receive a birthday voucher. "
+                  "Enter your voucher code at checkout. We will send you a free replacement.")
+    assert out == ("I understand you would like to receive a coupon. Circle members receive a birthday voucher. "
+                   "Enter your voucher code at checkout.")
+    assert g.report.unbacked_claims == ["coupon", "voucher", "free replacement"]
