@@ -11,8 +11,8 @@ Metrics, per model (adapter and base):
 * ``slot_resolvable_share`` - of all slot names written, the share the KB can resolve (the
   resolvable list is a parameter; without it the share allowed by the prompt is reported);
 * ``invented_share`` - replies with a number, URL, e-mail or phone number not in the prompt;
-* ``intent_match`` - replies whose nearest intent centroid (MiniLM, over real replies) is the
-  ticket's intent: a cheap intent-appropriateness check.
+* ``intent_match`` - replies whose nearest intent centroid (MiniLM, over the other tickets' real
+  replies: never the ticket's own) is the ticket's intent: a cheap intent-appropriateness check.
 
 Held-out tickets: the public (bitext) tickets the adapter's training slice did not use, plus its
 validation split. Prompts are built with :mod:`models.prompting` as in training (the slot list is
@@ -25,7 +25,6 @@ import math
 import random
 import re
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -115,12 +114,14 @@ def invented_figures(reply: str, prompt: str) -> list[str]:
     known = {_figure_key(t) for t in _FIGURE_RE.findall(prompt or "")}
     bare = {re.sub(r"[^\d.,]", "", k) for k in known}
     without_slots = re.sub(r"\{\{[^{}]+\}\}", " ", reply or "")
+    # list numbering ("1. Log in"), at a line's start or right after a sentence
+    without_slots = re.sub(r"(?m)(?:^\s*|(?<=[.!?:] ))\d{1,2}[.)]\s", " ", without_slots)
     found = []
     for match in _FIGURE_RE.findall(without_slots):
         token = match.strip().rstrip(".,;:!?)")
         key = _figure_key(token)
-        if not token or key in known or re.fullmatch(r"[1-9]", key):
-            continue  # single digits are list numbering ("1. Log in"), not facts
+        if not token or key in known:
+            continue
         if re.fullmatch(r"\d+(?:[.,]\d+)?", key) and key in bare:
             continue
         found.append(token)
@@ -313,7 +314,7 @@ def evaluate(
     from knowledge.embeddings import load_sentence_transformer
 
     embedder = load_sentence_transformer()
-    centroids = _intent_centroids(embedder, tickets)
+    score_intents = len({t.intent for t in tickets if t.intent}) >= 2
     results: dict[str, Any] = {}
     generations: dict[str, list[dict]] = {}
     runs = [("adapter", False)] + ([("base", True)] if opts.compare_base else [])
@@ -327,7 +328,7 @@ def evaluate(
             loss = evaluate_loss(model, loss_batches)
             gens = batch_generate(model, tokenizer, prompts, opts.max_new_tokens, opts.batch_size)
         generations[name] = gens
-        results[name] = _score(gens, tickets, prompts, allowed, embedder, centroids, opts, loss)
+        results[name] = _score(gens, tickets, prompts, allowed, embedder, score_intents, opts, loss)
         results[name]["seconds"] = round(time.time() - t0, 1)
     torch.set_grad_enabled(True)
     samples = [
@@ -367,23 +368,6 @@ def evaluate(
     }
 
 
-def _intent_centroids(embedder: Any, tickets: Sequence[Ticket]) -> dict[str, Any]:
-    import numpy as np
-
-    by_intent: dict[str, list[str]] = defaultdict(list)
-    for t in tickets:
-        if t.intent:
-            by_intent[t.intent].append(t.agent_reply)
-    if len(by_intent) < 2:
-        return {}
-    out = {}
-    for intent, replies in by_intent.items():
-        vecs = embedder.encode(replies, normalize_embeddings=True)
-        c = np.asarray(vecs).mean(axis=0)
-        out[intent] = c / (np.linalg.norm(c) + 1e-9)
-    return out
-
-
 def bootstrap_ci(values: Sequence[float], *, resamples: int = 2000, seed: int = 0) -> list[float] | None:
     """95% percentile-bootstrap interval of the mean of ``values`` (fixed seed: reports repeat)."""
     import numpy as np
@@ -397,7 +381,7 @@ def bootstrap_ci(values: Sequence[float], *, resamples: int = 2000, seed: int = 
     return [float(low), float(high)]
 
 
-def _score(gens, tickets, prompts, allowed, embedder, centroids, opts: EvalOptions, loss) -> dict[str, Any]:
+def _score(gens, tickets, prompts, allowed, embedder, score_intents: bool, opts: EvalOptions, loss) -> dict[str, Any]:
     import numpy as np
 
     texts = [g["text"] for g in gens]
@@ -412,11 +396,26 @@ def _score(gens, tickets, prompts, allowed, embedder, centroids, opts: EvalOptio
     resolvable = set(opts.resolvable_slots) if opts.resolvable_slots is not None else None
     allowed_hits = sum(1 for slots, ok in zip(slots_written, allowed, strict=True) for s in slots if s in ok)
     intent_hits = []
-    if centroids:
-        names = list(centroids)
-        matrix = np.stack([centroids[n] for n in names])
-        for vec, t in zip(gen_vecs, tickets, strict=True):
-            intent_hits.append(names[int(np.argmax(matrix @ vec))] == t.intent)
+    if score_intents:
+        # leave one out: a reply is never compared with a centroid that holds its own reference, and a
+        # ticket whose intent has no other reference is not scored
+        names = sorted({t.intent for t in tickets if t.intent})
+        sums = {k: np.zeros(ref_vecs.shape[1]) for k in names}
+        counts = dict.fromkeys(names, 0)
+        for vec, t in zip(ref_vecs, tickets, strict=True):
+            if t.intent:
+                sums[t.intent] += vec
+                counts[t.intent] += 1
+        for vec, ref, t in zip(gen_vecs, ref_vecs, tickets, strict=True):
+            if not t.intent or counts[t.intent] < 2:
+                continue
+            best, best_score = None, -2.0
+            for k in names:
+                total, n = (sums[k] - ref, counts[k] - 1) if k == t.intent else (sums[k], counts[k])
+                c = total / (np.linalg.norm(total) + 1e-9)
+                if n and float(c @ vec) > best_score:
+                    best, best_score = k, float(c @ vec)
+            intent_hits.append(best == t.intent)
     n = max(1, len(texts))
     rouges = [rouge_l(g, r) for g, r in zip(texts, refs, strict=True)]
     return {

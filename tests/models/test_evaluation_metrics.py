@@ -56,6 +56,9 @@ def test_invented_figures():
     assert invented_figures("Call +31 (20) 123-4567 or visit www.larkspur.example.", facts) == []
     assert invented_figures("Spend 60 and get 100 back.", facts) == []  # bare numbers the facts hold
     assert invented_figures("It costs $100. Orders from €600 or 1000 items.", facts) == ["$100", "€600", "1000"]
+    # a single digit is a figure too, unless it numbers a list line
+    assert invented_figures("1. Log in.\n2. Your refund arrives within 3 business days.", "Refunds take 5 days.") \
+        == ["3"]
 
 
 def test_two_adapters_are_compared_on_tickets_neither_trained_on(tmp_path):
@@ -128,3 +131,23 @@ def test_no_shared_held_out_tickets_is_a_clear_error_before_any_model_loads(tmp_
                                                            "sample_tickets": None}, "val_hashes": val}))
     with pytest.raises(InvalidInput, match="theirs-v1 did not train on either"):
         evaluate(mine, data_dir=tmp_path, base_model_dir=tmp_path / "absent", same_tickets_as=[theirs])
+
+
+def test_intent_match_never_compares_a_reply_with_its_own_reference():
+    """A reply that copies its own reference must not match its intent through that reference: with one
+    ticket per intent there is no other reference, so nothing is scored."""
+    from knowledge.embeddings import load_sentence_transformer
+    from models.evaluation import EvalOptions, _score
+    from models.tickets import Ticket
+
+    embedder = load_sentence_transformer()
+    refs = {"cancel_order": ["You can cancel an order in My Account › Orders while it is Placed.",
+                             "To cancel, open the order and press Cancel order before it is packed."],
+            "track_order": ["Your parcel's tracking link is in the shipping e-mail."]}
+    tickets = [Ticket(source="t", customer_message="?", agent_reply=r, intent=k) for k, rs in refs.items() for r in rs]
+    gens = [{"text": t.agent_reply, "cut": False, "tokens": 12} for t in tickets]  # each copies its reference
+    result = _score(gens, tickets, [""] * 3, [set()] * 3, embedder, True, EvalOptions(), None)
+    # only the two cancel tickets have another reference of their intent; each matches through the other
+    assert result["intent_match"] == 1.0
+    alone = _score(gens[2:], tickets[2:], [""], [set()], embedder, True, EvalOptions(), None)
+    assert alone["intent_match"] is None
