@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             "p50 s": r["reply_p50_s"],
             "p95 s": r["reply_p95_s"],
             "p99 s": r["reply_p99_s"],
+            "p95 s, unanswered counted": r["reply_p95_all_s"],
             "5xx": r["server_errors_5xx"],
             "no reply": r["no_reply"],
             "lost": r["reconciliation"]["missing"],
