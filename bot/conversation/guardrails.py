@@ -107,8 +107,8 @@ def _grants(text: str) -> list[str]:
 # provide your order number or any other relevant details?" and then what it will do "with this
 # information". When the caller says the question needs no details, those sentences are dropped.
 _DETAILS_REQUEST = re.compile(
-    r"\b(?:could you|can you|would you|please|kindly|request(?:ing)? (?:that )?you|ask(?:ing)? you|need you|"
-    r"if you (?:could|can))\b[^.?!]{0,30}?\b(?:provide|share|give|send|tell)\b[^.?!]{0,60}?\b(?:order (?:number|id|details)|"
+    r"(?:\b(?:could you|can you|would you|please|kindly|request(?:ing)? (?:that )?you|ask(?:ing)? you|need you|"
+    r"if you (?:could|can))\b[^.?!]{0,30}?|^(?:[-*•]\s*|\d{1,2}[.)]\s*)?)\b(?:provide|share|give|send|tell)\b[^.?!]{0,60}?\b(?:order (?:number|id|details)|"
     r"account (?:number|details)|details|contact details|your name|e-?mail address|shipping address|"
     r"specific issue)\b", re.I)
 _DETAILS_FOLLOW_UP = re.compile(

@@ -150,6 +150,16 @@ def test_a_policy_question_gets_no_request_for_an_order_number():
         "Thank you for your patience. The fee is €9.00.") == "Thank you for your patience. The fee is €9.00."
 
 
+def test_a_step_that_tells_the_customer_to_provide_details_is_a_request_too():
+    evidence = ["Call +31 20 555 0142."]
+    reply = ("Here is how:\n1. Log in.\n2. Provide any necessary details, such as your name or e-mail address.\n"
+             "3. Share your feedback with us.\nCall +31 20 555 0142.")
+    out = Grounder(lambda s: None, evidence, needs_no_details=True).apply(reply)
+    assert out == "Here is how:\n1. Log in.\n2. Share your feedback with us.\nCall +31 20 555 0142."
+    # outside a policy question the step stays (an order question may need the details)
+    assert "Provide any necessary details" in Grounder(lambda s: None, evidence).apply(reply)
+
+
 def test_a_dropped_sentence_at_the_end_of_a_line_keeps_the_line_break():
     reply = "You have 30 days. Call 0800 123 4567 now.\nThanks for asking.\nRing 0800 123 4567.\nBye."
     out = Grounder(lambda s: None, EVIDENCE).apply(reply)
