@@ -130,9 +130,9 @@ _WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six
 # (**Cancel order**), as the levels of a "›" path (My Account › Orders) or in quotes. A step in a
 # reply that names a section, page, button or menu must name one of those.
 _UI_NOUN = r"(?:section|page|tab|button|menu|option|link|area|screen|panel|field)s?"
-_STEP_RE = re.compile(
-    rf"\b(?:navigate|go to|head to|click|tap|press|select|choose|open|look for|find|visit|log ?in|sign in|"
-    rf"scroll|enter|{_UI_NOUN})\b", re.IGNORECASE)
+_STEP_VERBS = r"navigate|go to|head to|click|tap|press|select|choose|open|look for|find|visit|log ?in|sign in|scroll|enter"
+_STEP_VERB_RE = re.compile(rf"\b(?:{_STEP_VERBS}|check|use|locate|access|view|see)\b", re.IGNORECASE)
+_STEP_RE = re.compile(rf"\b(?:{_STEP_VERBS}|{_UI_NOUN})\b", re.IGNORECASE)
 _UI_QUOTED = re.compile(r"[\"“]([^\"“”\n]{1,40})[\"”]")
 _UI_CAP = r"[A-Z][\w&'/-]*"
 _UI_NAMED = re.compile(rf"((?:{_UI_CAP}\s+){{0,3}}{_UI_CAP}(?:\s+or\s+(?:{_UI_CAP}\s+){{0,3}}{_UI_CAP})?)\s+{_UI_NOUN}\b")
@@ -179,7 +179,9 @@ def _ui_names(sentence: str) -> tuple[list[str], list[str]]:
     for m in _UI_NAMED.finditer(text):
         marked += [_UI_LEAD.sub("", part) for part in re.split(r"\s+or\s+", m.group(1))]
     plain = []
-    for m in _UI_LOWER.finditer(text):
+    # a name in lower case counts only in a sentence that tells the customer to do something there:
+    # "a delay in the reset link" names no screen to go to
+    for m in _UI_LOWER.finditer(text) if _STEP_VERB_RE.search(text) else ():
         words = m.group(1).split()
         # only the words right before the noun name it: "the instructions on the screen" names no screen
         while any(w in _UI_FUNCTION for w in words):

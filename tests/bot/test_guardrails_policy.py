@@ -273,6 +273,12 @@ def test_a_contact_or_number_is_backed_only_whole():
     assert g.report.unbacked_claims == ["+31 20 555", "https://larkspur.example/return", "2026123"]
 
 
+def test_a_screen_in_lower_case_is_checked_only_where_the_customer_is_sent():
+    g = Grounder(lambda s: None, ["Confirmation links are valid for 24 hours."])
+    out = g.apply("I understand you are seeing a delay in the reset link. Go to the reset link page.")
+    assert out == "I understand you are seeing a delay in the reset link."
+
+
 def test_a_dropped_step_leaves_no_gap_in_the_numbered_list():
     evidence = ["To cancel, go to My Account › Orders, open the order and press **Cancel order**."]
     reply = ('Please follow these steps:\r\n\r\n1. Log in to your account.\r\n'
