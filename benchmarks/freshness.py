@@ -300,7 +300,7 @@ def rescore(path: Path) -> None:
         row.update(current_fact_accuracy=ok / n, stale_share=stale / n)
         if "model_stated_share" in row:
             row["model_stated_share"] = own / n
-        row["before_rescoring"] = old
+        row["before_rescoring"] = row.get("before_rescoring") or old  # a second re-scoring keeps the first
         result["summary"] = row
         rows.append(row)
     data["rows"] = rows

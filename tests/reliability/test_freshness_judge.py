@@ -54,3 +54,6 @@ def test_rescoring_recomputes_accuracy_and_keeps_the_old_figures(tmp_path):
     assert rows["before"]["current_fact_accuracy"] == 0.0
     assert rows["before"]["before_rescoring"]["current_fact_accuracy"] == 1.0
     assert rows["after"]["current_fact_accuracy"] == 0.0 and rows["after"]["stale_share"] == 1.0
+    fr.rescore(path)  # again: the figures as first reported are kept
+    rows = {r["phase"]: r for r in json.loads(path.read_text())["rows"]}
+    assert rows["before"]["before_rescoring"]["current_fact_accuracy"] == 1.0
