@@ -120,7 +120,6 @@ _FREE_CLAIM = re.compile(
     r"no (?:extra |additional )?(?:fee|charge|cost)s?\b(?! (?:information|details))|without (?:any )?(?:fee|charge|cost)s?|"
     r"(?:is|are|it's|that's) (?:completely |totally |always )?free\b(?! (?:from|above|over|for orders|to ask))|"
     r"(?:we|they) (?:do not|don't|will not|won't) charge)", re.I)
-_CONTACT_VALUE = re.compile(r"@|\+?\d[\d ]{6,}\d")
 _HOURS_VALUE = re.compile(r"\b\d{1,2}:\d{2}\b|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s")
 _WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
@@ -393,14 +392,14 @@ class Grounder:
             return match.group(0)
 
         text = SLOT_RE.sub(fill, text)
-        for value in set(filled.values()):
+        for value in set(filter(None, filled.values())):
             v = re.escape(value)
             # two slots that name the same thing: "the Help › Contact us or Help › Contact us section"
             text = re.sub(rf"{v}(?:\s+(?:or|and|/)\s+{v})+", lambda _m, v=value: v, text)
             # a contact where the hours go, and the hours where a contact goes, read right with the
             # preposition mended: "available +31 20 ..." -> "available at +31 20 ...",
             # "reached at Monday to Saturday, ..." -> "reached Monday to Saturday, ..."
-            if _CONTACT_VALUE.search(value):
+            if any(p.search(value) for kind, p in _CLAIM_PATTERNS if kind in ("email", "phone")):
                 text = re.sub(rf"\bavailable (?={v})", "available at ", text)
             if _HOURS_VALUE.search(value):
                 text = re.sub(rf"\b(reached|contacted|reach (?:us|them)) (?:at|on|via) (?={v})", r"\1 ", text)
@@ -452,17 +451,17 @@ class Grounder:
                 check.kept = False
                 check.reason = f"hands out a {given} the policy does not give"
                 self.report.unbacked_claims.append(given)
-            key = _sentence_key(text)
-            if check.kept and len(key.split()) >= 3 and key in self._said:
-                check.kept = False
-                check.reason = "repeats an earlier sentence"
             if check.kept and _PROMISE_RE.search(text) and not self._promise_backed(text):
                 check.kept = False
                 check.reason = "promise the policy does not make"
                 self.report.unbacked_claims.append(_PROMISE_RE.search(text).group(0))  # type: ignore[union-attr]
+            key = _sentence_key(text)
+            if check.kept and len(key.split()) >= 3 and key in self._said:
+                check.kept = False
+                check.reason = "repeats an earlier sentence"
+            elif check.kept:
+                self._said.add(key)
         text = re.sub(r"\s{2,}", " ", text).replace(" ,", ",").replace(" .", ".")
-        if check.kept:
-            self._said.add(_sentence_key(text))
         check.text = text
         self.report.sentences.append(check)
         return check

@@ -245,6 +245,9 @@ def test_two_slots_that_say_the_same_thing_are_written_once():
     g = Grounder(lambda s: facts.get(s.lower()), ["See **Help › Returns & refunds**."])
     out = g.apply("Look for the {{Return Policy}} or {{Refund Policy}} section. Click on it.")
     assert out == "Look for the Help › Returns & refunds section. Click on it."
+    # an empty value (a customer's name left blank) names nothing: its "or"s stay
+    blank = Grounder(lambda s: None, [], customer_values={"customer name": ""})
+    assert blank.apply("Hi {{Customer Name}}, returns or exchanges are fine.") == "Hi, returns or exchanges are fine."
 
 
 def test_a_sentence_the_model_repeats_is_shown_once_and_dropped_lines_leave_one_blank_line():
