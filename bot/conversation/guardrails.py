@@ -122,6 +122,21 @@ _FREE_CLAIM = re.compile(
     r"(?:we|they) (?:do not|don't|will not|won't) charge)", re.I)
 _HOURS_VALUE = re.compile(r"\b\d{1,2}:\d{2}\b|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s")
+# "Here's what you can do:" / "please follow these steps:" opens a list of steps
+_STEPS_LEAD = re.compile(r"\b(?:steps?|here(?:'s| is) (?:what|how)|what you (?:can|need to|should) do|follow|"
+                         r"how to|instructions)\b", re.I)
+# a slot's value with its unit ("14 days", "2-4 business days"); the number alone is group 1
+_VALUE_UNIT = re.compile(r"^(\d[\d.,]*(?:\s*[-–]\s*\d[\d.,]*)?)\s+([a-z][a-z ]*)$")
+
+
+def _unit_forms(unit: str) -> str:
+    """An alternation of a unit's words, singular and plural ("business days" -> business|days|day|...)."""
+    forms = set()
+    for word in unit.split():
+        forms |= {word, word.rstrip("s"), word.rstrip("s") + "s"}
+        if word == "business":
+            forms |= {"working", "work"}
+    return "|".join(sorted(forms, key=len, reverse=True))
 _WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
             "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "fourteen": "14", "fifteen": "15",
             "twenty": "20", "thirty": "30", "sixty": "60", "ninety": "90"}
@@ -316,6 +331,12 @@ class Grounder:
     ``charges``: the amounts the question asks about ("€9.00" for "is there a fee to cancel?"). A
     sentence that calls the thing free without a figure of its own ("You can cancel it for free.")
     contradicts them and is dropped; the responder states the current charge.
+    ``steps``: False when the question asks for a fact, not for a way to do something ("How long is
+    the warranty?"). The small model, trained on tickets that mostly walk through screens, still
+    answers with numbered steps ("1. Visit our website. 2. Enter your gift card number."), most of
+    them made up; without a figure of their own they are dropped, with the line that introduces them.
+    A slot whose KB value has a unit ("14 days") is filled with the number alone when the reply
+    writes the unit after it ("{{Pay Later Period}} days", "-day"), and with the unit otherwise.
     """
 
     def __init__(
@@ -326,8 +347,11 @@ class Grounder:
         conversation: Iterable[str] = (),
         needs_no_details: bool = False,
         charges: Iterable[str] = (),
+        steps: bool = True,
     ) -> None:
         self.resolve_slot = resolve_slot
+        self.steps = steps
+        self._drop_line = False  # the rest of a dropped step's line goes with it
         self.needs_no_details = needs_no_details
         self.charges = [str(c) for c in charges]
         self._asked_details = False
@@ -378,6 +402,10 @@ class Grounder:
                 return name if label and re.search(r"\d", value) else value
             value = self.resolve_slot(name)
             if value is not None:
+                unit = _VALUE_UNIT.match(value)
+                if unit and re.match(rf"(?:\s+|\s*-\s*)(?:{_unit_forms(unit.group(2))})\b",
+                                     match.string[match.end():], re.I):
+                    value = unit.group(1)  # "{{Pay Later Period}} days" -> "14 days", not "14 days days"
                 filled[name] = value
                 if label and re.search(r"\d", value):
                     return name
@@ -455,6 +483,13 @@ class Grounder:
                 check.kept = False
                 check.reason = "promise the policy does not make"
                 self.report.unbacked_claims.append(_PROMISE_RE.search(text).group(0))  # type: ignore[union-attr]
+            if check.kept and not self.steps:
+                if _LIST_ITEM.match(text) and not check.claims:
+                    check.kept = False
+                    check.reason = "a step; the question asks for a fact"
+                elif text.rstrip().endswith(":") and _STEPS_LEAD.search(text) and not check.claims:
+                    check.kept = False
+                    check.reason = "introduces steps; the question asks for a fact"
             key = _sentence_key(text)
             if check.kept and len(key.split()) >= 3 and key in self._said:
                 check.kept = False
@@ -465,6 +500,13 @@ class Grounder:
         check.text = text
         self.report.sentences.append(check)
         return check
+
+    def mark_said(self, sentence: str) -> None:
+        """Count ``sentence`` (shown to the customer from elsewhere) as said: the model's repeat of it is dropped."""
+        for part in re.split(r"(?<=[.!?])\s+", sentence):
+            key = _sentence_key(part)
+            if len(key.split()) >= 3:
+                self._said.add(key)
 
     def _add_evidence(self, value: str) -> None:
         self.evidence_text += "\n" + value
@@ -574,6 +616,8 @@ class Grounder:
         return out
 
     def _emit_checked(self, sentence: str, emitted_any: bool) -> str:
+        if self._drop_line and "\n" in sentence[: len(sentence) - len(sentence.lstrip())]:
+            self._drop_line = False  # a new line: the dropped step has ended
         if not sentence.strip():
             if self._after_drop:  # the line break that ended a dropped line goes with it
                 self._after_drop = False
@@ -581,8 +625,17 @@ class Grounder:
                 return sentence if self._line_open and "\n" in sentence else ""
             return sentence if emitted_any else ""
         lead = sentence[: len(sentence) - len(sentence.lstrip())]
+        if self._drop_line:
+            # "3. If you have questions, contact us. They are available ...": the step's line goes whole
+            self.report.sentences.append(SentenceCheck(original=sentence.strip(), text="", kept=False,
+                                                       reason="continues a dropped step"))
+            self._drop_line = not sentence.endswith("\n")
+            self._after_drop = True
+            return ""
         check = self.check_sentence(sentence.strip())
         step = _STEP_NUMBER.match(sentence.strip())
+        if not check.kept and check.reason == "a step; the question asks for a fact":
+            self._drop_line = not sentence.endswith("\n")
         if not check.kept:
             self._after_drop = True
             if step:
@@ -593,7 +646,9 @@ class Grounder:
             return ""
         self._after_drop = False
         text = check.text
-        if step and (m := _STEP_NUMBER.match(text)):
+        if step and not self.steps:
+            text = re.sub(r"^\d{1,2}[.)]\s+", "", text)  # a kept item of a dropped list is no longer step "4."
+        elif step and (m := _STEP_NUMBER.match(text)):
             number = int(m.group(1))
             # "1. 2. [3. dropped] 4." reads "1. 2. 3." to the customer: no gap in the list
             out = self._step_out + 1 if number == self._step_in + 1 and number > 1 else number

@@ -39,6 +39,10 @@ FACTUAL_RE = re.compile(
     r"number|e-?mail|address|hours|window|period|deadline|limit|threshold|value|amount|time|minimum|maximum)|"
     r"when|which|within|until|is there|do you charge|phone|e-?mail|cost|price|fee|spend|minimum|maximum|"
     r"at least|cut-?off)\b", re.I)
+#: a question about how to do something, not only about a figure ("How can I pay later?")
+HOW_TO_RE = re.compile(
+    r"\bhow (?:do|can|could|should|would) (?:i|we|you)\b|\bhow to\b|\bwhere (?:do|can|should) i\b|"
+    r"\bwhat (?:do|should) i (?:do|need to do)\b|\bsteps?\b|\bprocedure\b|\bprocess\b", re.I)
 _WORD_RE = re.compile(r"[a-z0-9€%]+")
 _STOP = {"the", "a", "an", "is", "are", "do", "does", "i", "my", "you", "your", "to", "of", "for", "how", "what",
          "can", "in", "on", "it", "and", "or", "be", "with", "me", "there", "we", "our", "if", "that", "this"}
@@ -160,6 +164,33 @@ def fact_statement(question: str, passages: list[dict[str, Any]], fact: Any) -> 
     return f"{label[:1].upper()}{label[1:]}: {fact_value_text(fact)}."
 
 
+def _answer_first(pieces: Iterator[str], lead: str, value: str, grounder: Grounder) -> Iterator[str]:
+    """The checked reply with ``lead`` (the asked fact's current value) after its opening sentence.
+
+    A customer who asks "How long is the warranty?" reads the answer second, not after a list and a
+    closing paragraph. It goes before the opening sentence when that one already introduces a list
+    ("Here's what you can do:"), and it is left out when the opening sentence states the value itself.
+    """
+    if not lead:
+        yield from pieces
+        return
+    grounder.mark_said(lead)
+    placed = False
+    for piece in pieces:
+        if placed or not piece.strip():
+            yield piece
+            continue
+        placed = True
+        if states_value(piece, value):
+            yield piece
+        elif piece.rstrip().endswith(":") or re.match(r"\s*(?:[-*•]|\d{1,2}[.)])\s", piece):
+            yield lead + "\n" + piece.lstrip(" ")
+        else:
+            yield piece.rstrip(" ") + "\n" + lead
+    if not placed:
+        yield lead
+
+
 def passage_dict(p: Any) -> dict[str, Any]:
     if isinstance(p, dict):
         return p
@@ -267,7 +298,10 @@ class Responder:
         # a question the KB answers for everyone needs no order number: requests for one are dropped
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
                             needs_no_details=bool(asked),
-                            charges=[str(f.value) for f in asked if _is_charge(str(f.value))])
+                            charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
+                            steps=not asked or bool(HOW_TO_RE.search(text)))
+        # the asked fact, in the policy's words, goes right after the model's opening sentence
+        lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))
 
         prefix = ANGRY_ACK + " " if tone == "angry" else ""
         if prefix:
@@ -293,7 +327,8 @@ class Responder:
         try:
             stream = self.generator.stream(messages, adapter_id=self.adapter_id,
                                            max_new_tokens=self.max_new_tokens)
-            for checked in grounder.filter_stream(self._deadline(stream, started), cut=lambda: _hit_cap(stream)):
+            checked_stream = grounder.filter_stream(self._deadline(stream, started), cut=lambda: _hit_cap(stream))
+            for checked in _answer_first(checked_stream, lead, asked[0].value if asked else "", grounder):
                 out.append(checked)
                 emit(checked)
         except Exception as exc:  # generator crashed or timed out mid-stream
@@ -322,6 +357,8 @@ class Responder:
             emit("\n" + added)
             body = f"{body}\n{added}"
             report["added_fact_statement"] = added
+        if lead and lead in body and "added_fact_statement" not in report:
+            report["added_fact_statement"] = lead
         elif not error and len(body) >= 20 and not asked:
             support = supporting_sentence(text, passages, facts, body)
             if support:
@@ -366,6 +403,7 @@ class Responder:
     def _slot_resolver(self, at: datetime) -> Callable[[str], str | None]:
         def resolve(slot: str) -> str | None:
             fact = self.knowledge.resolve_placeholder(slot, at=at)
-            return None if fact is None else str(fact.value)
+            # with its unit ("14 days"); the guardrail leaves the unit out where the reply writes it
+            return None if fact is None else fact_value_text(fact)
 
         return resolve

@@ -177,3 +177,27 @@ def test_only_an_amount_above_zero_is_a_charge_that_free_would_contradict():
 
     assert _is_charge("€9.00") and _is_charge("12%") and _is_charge("€4.95")
     assert not _is_charge("€0") and not _is_charge("30") and not _is_charge("+31 20 555 0142")
+
+
+@pytest.mark.slow
+def test_the_answer_comes_second_and_made_up_steps_do_not_come_at_all(knowledge):
+    value = knowledge.facts()["return_window_days"].value
+    reply = ("I understand you'd like to know about our return window. Here's what you can do:\n"
+             "1. Visit our {{Website Name}}.\n2. Enter your order date and the item number.\n"
+             "3. Follow the instructions on the screen.\n\nIf you have more questions, just ask.")
+    result = _ask(knowledge, "How many days do I have to return an item?", reply)
+    opener, second, *rest = result.text.split("\n")
+    assert opener == "I understand you'd like to know about our return window."
+    assert states_value(second, value) and second == result.guardrail["added_fact_statement"]
+    assert "item number" not in result.text and "1." not in result.text and "what you can do" not in result.text
+    assert result.text.rstrip().endswith("If you have more questions, just ask.")
+    assert result.text.count(second) == 1  # stated once, not again at the end
+
+    # a reply that opens with the value itself gets nothing added
+    direct = _ask(knowledge, "What is your return window?", "You can return items within {{Return Window}}. Enjoy!")
+    assert "added_fact_statement" not in direct.guardrail
+    assert direct.text == f"You can return items within {value} days. Enjoy!", direct.text
+
+    # a question about how to do something keeps the steps the guardrail can check
+    how = _ask(knowledge, "How do I start a return?", "Here is how:\n1. Open {{Return Policy}}.\n2. Read it through.")
+    assert "1. Open Help › Returns & refunds policy.\n2. Read it through." in how.text, how.text

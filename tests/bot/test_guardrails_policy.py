@@ -401,3 +401,45 @@ def test_nothing_is_handed_out_that_the_policy_does_not_hand_out():
     assert out == ("I understand you would like to receive a coupon. Circle members receive a birthday voucher. "
                    "Enter your voucher code at checkout.")
     assert g.report.unbacked_claims == ["coupon", "voucher", "free replacement"]
+
+
+def test_a_slot_with_a_unit_is_filled_with_the_unit_once():
+    values = {"pay later period": "14 days", "refund time": "3 business days", "express time": "1 business day"}
+    g = Grounder(lambda s: values.get(s.lower()), ["Pay within 14 days. Refunds take 3 business days."])
+    # the unit where the reply leaves it out; the number alone where the reply writes the unit
+    assert g.apply("With Klarna you can use {{Pay Later Period}}.") == "With Klarna you can use 14 days."
+    assert g.apply("You have {{Pay Later Period}} days to pay.") == "You have 14 days to pay."
+    assert g.apply("It is a {{Pay Later Period}}-day term.") == "It is a 14-day term."
+    assert g.apply("Refunds take {{Refund Time}} business days.") == "Refunds take 3 business days."
+    assert g.apply("Refunds take {{Refund Time}} working days.") == "Refunds take 3 working days."
+    assert Grounder(lambda s: values.get(s.lower()), ["Express takes 1 business day."]).apply(
+        "Express takes {{Express Time}}.") == "Express takes 1 business day."
+
+
+STEPS_REPLY = ("I understand you'd like to know how long a gift card is valid. Here's what you can do:\n\n"
+               "1. Visit our website.\n2. Enter the gift card number. The system shows the date.\n"
+               "3. Gift cards are valid for 5 years.\n\n"
+               "If you have any questions, our team is happy to help.")
+
+
+def test_a_fact_question_gets_no_made_up_steps():
+    evidence = ["Gift cards are valid for 5 years from the date of purchase."]
+    g = Grounder(lambda s: None, evidence, steps=False)
+    out = g.apply(STEPS_REPLY)
+    assert out == ("I understand you'd like to know how long a gift card is valid.\n"
+                   "Gift cards are valid for 5 years.\n\n"
+                   "If you have any questions, our team is happy to help."), out
+    reasons = {s.reason for s in g.report.sentences if not s.kept}
+    assert reasons == {"a step; the question asks for a fact", "introduces steps; the question asks for a fact",
+                       "continues a dropped step"}
+    # streamed a few characters at a time, the same
+    pieces = [STEPS_REPLY[i:i + 7] for i in range(0, len(STEPS_REPLY), 7)]
+    assert "".join(Grounder(lambda s: None, evidence, steps=False).filter_stream(pieces)).strip() == out
+    # a question about how to do something keeps its steps (checked as before)
+    assert "1. Visit our website." in Grounder(lambda s: None, evidence).apply(STEPS_REPLY)
+
+
+def test_a_repeat_of_what_was_already_shown_is_dropped():
+    g = Grounder(lambda s: None, ["Gift cards are valid for 5 years."])
+    g.mark_said("Gift cards are valid for 5 years.")
+    assert g.apply("Sure! Gift cards are valid for 5 years. Enjoy.") == "Sure! Enjoy."
