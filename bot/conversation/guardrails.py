@@ -125,6 +125,28 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s")
 # "Here's what you can do:" / "please follow these steps:" opens a list of steps
 _STEPS_LEAD = re.compile(r"\b(?:steps?|here(?:'s| is) (?:what|how)|what you (?:can|need to|should) do|follow|"
                          r"how to|instructions)\b", re.I)
+# A name the model brings in that neither the policy nor the customer used ("we ship to the UK, Germany
+# and Italy", "pay with PayPal") is a claim about the company like a figure is. Capitalised words that
+# do not open a sentence, a list item, a quote or a clause after a colon count as names.
+_NAME_TOKEN = re.compile(r"[A-Za-z][A-Za-z’'-]*|[.!?:;\"“”(•*]|\d+")
+_NAME_BREAK = {".", "!", "?", ":", "\"", "“", "(", "•", "*"}
+_COMMON_CAPITALS = {"i", "i'm", "i'll", "i've", "i'd", "ok", "monday", "tuesday", "wednesday", "thursday", "friday",
+                    "saturday", "sunday", "january", "february", "march", "april", "may", "june", "july", "august",
+                    "september", "october", "november", "december"}
+
+
+def _names(sentence: str) -> list[str]:
+    """The capitalised words in ``sentence`` that are not capitalised only by their place."""
+    tokens = _NAME_TOKEN.findall(re.sub(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+", "", sentence))
+    found = []
+    for i, token in enumerate(tokens):
+        if i and token[0].isupper() and tokens[i - 1] not in _NAME_BREAK:
+            word = re.sub(r"[’']s$", "", token).lower()  # "Klarna's" is Klarna
+            if word not in _COMMON_CAPITALS:
+                found.append(word)
+    return found
+
+
 # a slot's value with its unit ("14 days", "2-4 business days"); the number alone is group 1
 _VALUE_UNIT = re.compile(r"^(\d[\d.,]*(?:\s*[-–]\s*\d[\d.,]*)?)\s+([a-z][a-z ]*)$")
 
@@ -335,6 +357,8 @@ class Grounder:
     the warranty?"). The small model, trained on tickets that mostly walk through screens, still
     answers with numbered steps ("1. Visit our website. 2. Enter your gift card number."), most of
     them made up; without a figure of their own they are dropped, with the line that introduces them.
+    A sentence that names a country, carrier, brand or other proper name that neither the evidence
+    nor the conversation contains is dropped.
     A slot whose KB value has a unit ("14 days") is filled with the number alone when the reply
     writes the unit after it ("{{Pay Later Period}} days", "-day"), and with the unit otherwise.
     """
@@ -363,6 +387,7 @@ class Grounder:
         self._conversation_norm = "|".join(_norm(str(t)) for t in [*conversation,
                                                                    *(customer_values or {}).values()])
         self.evidence_text = "\n".join(evidence_items)
+        self._conversation_text = " ".join(str(t) for t in [*conversation, *(customer_values or {}).values()]).lower()
         self._evidence_norm = "|".join(_norm(item) for item in evidence_items)
         self._evidence_numbers = _numbers(self.evidence_text)
         self._kind_numbers: dict[str, set[str]] = {k: set() for k in set(_KIND_EVIDENCE.values())}
@@ -459,6 +484,14 @@ class Grounder:
                 if invented:
                     check.kept = False
                     check.reason = f"step names {invented[0]!r}, which the retrieved procedure does not"
+            if check.kept:
+                # a slot's name written as a line's label ("- Cancellation Fee: €9.00") is the guardrail's own
+                known = "\n".join([self.evidence_text, self._conversation_text, *check.slots]).lower()
+                unknown = [n for n in _names(text) if not re.search(rf"(?<![a-z]){re.escape(n)}(?![a-z])", known)]
+                if unknown:
+                    check.kept = False
+                    check.reason = f"names {unknown[0]!r}, which neither the policy nor the customer does"
+                    self.report.unbacked_claims.append(unknown[0])
             if check.kept and self.needs_no_details:
                 listed = self._details_list and _LIST_ITEM.match(text) is not None
                 self._details_list = listed
@@ -484,7 +517,9 @@ class Grounder:
                 check.reason = "promise the policy does not make"
                 self.report.unbacked_claims.append(_PROMISE_RE.search(text).group(0))  # type: ignore[union-attr]
             if check.kept and not self.steps:
-                if _LIST_ITEM.match(text) and not check.claims:
+                # a step that states a figure ("3. Refunds take 5 business days.") still says something;
+                # "Visit our larkspur.example." does not
+                if _LIST_ITEM.match(text) and not any(c.kind not in ("url", "email", "phone") for c in check.claims):
                     check.kept = False
                     check.reason = "a step; the question asks for a fact"
                 elif text.rstrip().endswith(":") and _STEPS_LEAD.search(text) and not check.claims:

@@ -175,8 +175,12 @@ def _answer_first(pieces: Iterator[str], lead: str, value: str, grounder: Ground
         yield from pieces
         return
     grounder.mark_said(lead)
-    placed = False
+    placed = after_lead = False
     for piece in pieces:
+        if after_lead and piece.strip():
+            after_lead = False
+            if not piece.startswith("\n"):  # what followed the opening sentence on its line starts a new one
+                piece = "\n" + piece.lstrip(" ")
         if placed or not piece.strip():
             yield piece
             continue
@@ -187,6 +191,7 @@ def _answer_first(pieces: Iterator[str], lead: str, value: str, grounder: Ground
             yield lead + "\n" + piece.lstrip(" ")
         else:
             yield piece.rstrip(" ") + "\n" + lead
+            after_lead = True
     if not placed:
         yield lead
 

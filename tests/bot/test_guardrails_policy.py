@@ -301,7 +301,7 @@ def test_a_dropped_step_leaves_no_gap_in_the_numbered_list():
 
 
 def test_a_period_after_a_number_ends_the_sentence_unless_it_numbers_a_step():
-    g = grounder()
+    g = Grounder(lambda s: FACTS.get(s.lower()), [*EVIDENCE, "Your orders are under Orders."])
     reply = "Shipping costs €100. Could you share your order number? You have 30 days. 2. Open Orders."
     pieces = [reply[i:i + 4] for i in range(0, len(reply), 4)]
     out = "".join(g.filter_stream(pieces)).strip()
@@ -311,12 +311,12 @@ def test_a_period_after_a_number_ends_the_sentence_unless_it_numbers_a_step():
     assert [c.original for c in g.report.sentences] == [
         "Shipping costs €100.", "Could you share your order number?", "You have 30 days.", "2. Open Orders."]
     # a step number opening a line is not a sentence of its own; a decimal never ends one
-    g = grounder()
+    g = Grounder(lambda s: FACTS.get(s.lower()), [*EVIDENCE, "Your orders are under Orders."])
     assert g.apply("Steps:\n12. Open Orders.\nRefunds take 5.0 business days.") == "Steps:\n12. Open Orders."
     assert [c.original for c in g.report.sentences if c.original.strip()] == [
         "Steps:", "12. Open Orders.", "Refunds take 5.0 business days."]
     # an inline list after a colon keeps its first number with its step
-    g = grounder()
+    g = Grounder(lambda s: FACTS.get(s.lower()), [*EVIDENCE, "Your orders are under Orders."])
     assert g.apply("Here is how: 1. Open Orders. 2. Pick the item.") == "Here is how: 1. Open Orders. 2. Pick the item."
     assert [c.original.strip() for c in g.report.sentences] == [
         "Here is how: 1. Open Orders.", "2. Pick the item."]
@@ -405,7 +405,7 @@ def test_nothing_is_handed_out_that_the_policy_does_not_hand_out():
 
 def test_a_slot_with_a_unit_is_filled_with_the_unit_once():
     values = {"pay later period": "14 days", "refund time": "3 business days", "express time": "1 business day"}
-    g = Grounder(lambda s: values.get(s.lower()), ["Pay within 14 days. Refunds take 3 business days."])
+    g = Grounder(lambda s: values.get(s.lower()), ["Pay Klarna within 14 days. Refunds take 3 business days."])
     # the unit where the reply leaves it out; the number alone where the reply writes the unit
     assert g.apply("With Klarna you can use {{Pay Later Period}}.") == "With Klarna you can use 14 days."
     assert g.apply("You have {{Pay Later Period}} days to pay.") == "You have 14 days to pay."
@@ -417,13 +417,13 @@ def test_a_slot_with_a_unit_is_filled_with_the_unit_once():
 
 
 STEPS_REPLY = ("I understand you'd like to know how long a gift card is valid. Here's what you can do:\n\n"
-               "1. Visit our website.\n2. Enter the gift card number. The system shows the date.\n"
+               "1. Visit our larkspur.example.\n2. Enter the gift card number. The system shows the date.\n"
                "3. Gift cards are valid for 5 years.\n\n"
                "If you have any questions, our team is happy to help.")
 
 
 def test_a_fact_question_gets_no_made_up_steps():
-    evidence = ["Gift cards are valid for 5 years from the date of purchase."]
+    evidence = ["Gift cards are valid for 5 years from the date of purchase. Shop at larkspur.example."]
     g = Grounder(lambda s: None, evidence, steps=False)
     out = g.apply(STEPS_REPLY)
     assert out == ("I understand you'd like to know how long a gift card is valid.\n"
@@ -436,10 +436,25 @@ def test_a_fact_question_gets_no_made_up_steps():
     pieces = [STEPS_REPLY[i:i + 7] for i in range(0, len(STEPS_REPLY), 7)]
     assert "".join(Grounder(lambda s: None, evidence, steps=False).filter_stream(pieces)).strip() == out
     # a question about how to do something keeps its steps (checked as before)
-    assert "1. Visit our website." in Grounder(lambda s: None, evidence).apply(STEPS_REPLY)
+    assert "1. Visit our larkspur.example." in Grounder(lambda s: None, [*evidence, "larkspur.example"]).apply(STEPS_REPLY)
 
 
 def test_a_repeat_of_what_was_already_shown_is_dropped():
     g = Grounder(lambda s: None, ["Gift cards are valid for 5 years."])
     g.mark_said("Gift cards are valid for 5 years.")
     assert g.apply("Sure! Gift cards are valid for 5 years. Enjoy.") == "Sure! Enjoy."
+
+
+def test_a_name_neither_the_policy_nor_the_customer_used_is_not_passed_on():
+    evidence = ["We deliver to the Netherlands, Belgium and other EU countries. Pay later with Klarna."]
+    g = Grounder(lambda s: None, evidence, conversation=["Can I pay later? I live in Ghent."])
+    reply = ("Happy to help! We ship to the UK, Germany and Italy. Klarna's pay-later option is available. "
+             "You can also pay with PayPal. Deliveries to Ghent are made by Larkspur couriers.\n"
+             "Delivery in the Netherlands is fast. Thanks, Monday works.")
+    out = g.apply(reply)
+    assert out == ("Happy to help! Klarna's pay-later option is available.\n"
+                   "Delivery in the Netherlands is fast. Thanks, Monday works."), out
+    assert g.report.unbacked_claims == ["uk", "paypal", "larkspur"]
+    # words capitalised only by their place: a sentence's, a list item's, a quote's or after a colon
+    assert g.apply("Sure. Note: Returns take time.\n- Returns take time.") == "Sure. Note: Returns take time.\n- Returns take time."
+    assert Grounder(lambda s: None, evidence).apply("1. Open Orders.") == ""  # a screen nobody named
