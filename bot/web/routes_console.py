@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -343,6 +344,7 @@ def install_html_errors(app: FastAPI) -> None:
     everything else keeps the JSON errors of ``bot.web.errors``."""
     json_hybridesk = app.exception_handlers.get(HybrideskError)
     json_http = app.exception_handlers.get(StarletteHTTPException)
+    json_validation = app.exception_handlers.get(RequestValidationError)
 
     async def hybridesk_error(request: Request, exc: HybrideskError) -> Response:
         if isinstance(exc, auth.LoginRequired) and request.method == "GET" and _wants_html(request):
@@ -360,8 +362,22 @@ def install_html_errors(app: FastAPI) -> None:
                           status_code=exc.status_code)
         return await json_http(request, exc)  # type: ignore[misc]
 
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if _wants_html(request):
+            problems = []
+            for err in exc.errors()[:5]:
+                field = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form"))
+                problems.append(f"{field or 'the form'}: {str(err.get('msg', 'invalid'))[:200]}")
+            return render(request, "console/error.html",
+                          {"status": 422, "code": "invalid_request",
+                           "message": "Please check the form. " + "; ".join(problems)},
+                          status_code=422)
+        return await json_validation(request, exc)  # type: ignore[misc]
+
     if json_hybridesk is not None:
         app.add_exception_handler(HybrideskError, hybridesk_error)
+    if json_validation is not None:
+        app.add_exception_handler(RequestValidationError, validation_error)
     if json_http is not None:
         app.add_exception_handler(StarletteHTTPException, http_error)
 

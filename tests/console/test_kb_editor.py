@@ -248,3 +248,20 @@ def test_test_a_question_bad_input(console):
     agent = console.client()
     login(agent, "agent")
     assert agent.get(url, params={"q": "price?"}).status_code == 403
+
+
+def test_invalid_form_field_shows_an_html_error_page_in_the_browser(console):
+    """A form field the route refuses (here a 600-character title) is explained on the console's
+    error page, not shown to the editor as raw JSON; API clients keep the JSON error."""
+    client = console.client()
+    csrf = login(client, "editor")
+    data = {"csrf_token": csrf, "document_id": "gift-wrap", "title": "T" * 600, "body": BODY, "action": "save"}
+    r = client.post("/console/kb/new", data=data, headers={"Accept": "text/html,application/xhtml+xml"},
+                    follow_redirects=False)
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("text/html")
+    assert "Please check your input" in r.text
+    assert "title" in r.text and "500 characters" in r.text
+    assert '{"error"' not in r.text
+    r = client.post("/console/kb/new", data=data, headers={"Accept": "application/json"}, follow_redirects=False)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
