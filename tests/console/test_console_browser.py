@@ -83,3 +83,27 @@ def test_agent_signs_in_takes_over_a_live_chat_and_edits_the_kb(browser, artifac
         assert "Wrapping costs €4.50." in editor.inner_text("article.policy")
         api.close()
     console.services.close()
+
+
+def test_go_back_on_an_error_page_returns_to_the_form_with_the_text_kept(browser, tmp_path):
+    """A refused KB save shows the error page; its "Go back" link returns to the editor with what
+    the editor typed (it used to go to the console home, and the draft was lost)."""
+    console = build_console(f"sqlite:///{tmp_path / 'back.db'}", tmp_path)
+    with ServerThread(console.app) as server:
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        page.set_default_timeout(15_000)
+        page.goto(f"{server.url}/console/login")
+        page.fill("input[name=email]", "editor@larkspur.example")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.goto(f"{server.url}/console/kb/new")
+        page.fill("input[name=document_id]", "gift-wrap")
+        page.fill("#doc-title", "Gift wrap")
+        page.fill("#md-source", "# Gift wrap\n\n## Prices\n\nA long policy the editor typed.\n")
+        page.fill("textarea[name=facts]", "- [unclosed")
+        page.click("button[value=save]")
+        page.wait_for_selector("text=not valid YAML")
+        page.click("a[data-back]")
+        page.wait_for_url("**/console/kb/new")
+        assert "A long policy the editor typed." in page.input_value("#md-source")
+    console.services.close()

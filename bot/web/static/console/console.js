@@ -11,6 +11,16 @@
                         body: json ? JSON.stringify(body) : body });
   }
 
+  /* "Go back" on an error page: back to the page that sent the form (its fields keep what was
+     typed); the link's own target, the console home, stays for a page opened directly. */
+  document.addEventListener("click", function (ev) {
+    var link = ev.target && ev.target.closest ? ev.target.closest("a[data-back]") : null;
+    if (link && window.history.length > 1) {
+      ev.preventDefault();
+      window.history.back();
+    }
+  });
+
   /* Markdown preview: rendered by the server (HTML escaped, same renderer as the public page). */
   var source = document.getElementById("md-source");
   var preview = document.getElementById("md-preview");
