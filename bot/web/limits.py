@@ -26,20 +26,38 @@ class BodySizeLimit:
                     await self._reject(send)
                     return
         received = 0
+        too_large = False  # the body went over the limit while the app was reading it
+        rejected = started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    too_large = True
                     raise _TooLarge()
             return message
 
+        async def guarded_send(message: Message) -> None:
+            # The app may catch _TooLarge while parsing the body (FastAPI answers 400 "There was an
+            # error parsing the body"): its response is replaced by the 413.
+            nonlocal rejected, started
+            if too_large and not started:
+                if not rejected:
+                    rejected = True
+                    await self._reject(send)
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
-            await self._reject(send)
+            if not rejected and not started:
+                rejected = True
+                await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps({"error": {"code": "too_large", "message":

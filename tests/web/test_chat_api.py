@@ -313,3 +313,21 @@ def test_concurrent_messages_in_one_conversation_are_all_stored_and_answered(cli
         time.sleep(0.1)
     assert sorted(m["role"] for m in msgs) == ["bot"] * 6 + ["customer"] * 6
     assert [m["seq"] for m in msgs] == list(range(1, 13))
+
+
+def test_oversized_body_without_content_length_is_refused_with_413(client):
+    """A chunked upload (no Content-Length) over the body limit gets the same 413 as one that
+    announces its size, not FastAPI's 400 "There was an error parsing the body"."""
+    cid, headers = start_conversation(client)
+
+    def chunks():
+        yield b'{"text": "'
+        for _ in range(70):
+            yield b"a" * 1000
+        yield b'"}'
+
+    r = client.post(f"/api/conversations/{cid}/messages", content=chunks(),
+                    headers=headers | {"Content-Type": "application/json"})
+    assert "content-length" not in {k.lower() for k in r.request.headers}
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "too_large"
