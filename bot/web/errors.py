@@ -31,6 +31,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for err in exc.errors()[:10]:
+            if err.get("type") == "json_invalid":  # loc is ("body", <character offset>)
+                where = [p for p in err.get("loc", ()) if isinstance(p, int)]
+                reason = str((err.get("ctx") or {}).get("error") or "JSON decode error")[:120]
+                problems.append({"field": "body", "problem": f"not valid JSON ({reason}"
+                                 + (f" at character {where[0]})" if where else ")")})
+                continue
             loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             problems.append({"field": loc or "body", "problem": str(err.get("msg", "invalid"))[:200]})
         first = problems[0] if problems else {"field": "body", "problem": "invalid"}

@@ -331,3 +331,16 @@ def test_oversized_body_without_content_length_is_refused_with_413(client):
     assert "content-length" not in {k.lower() for k in r.request.headers}
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "too_large"
+
+
+def test_malformed_json_is_named_as_such(client):
+    """A body that is not JSON is reported on the field "body" with what is wrong and where, not as
+    "Invalid request: 9: JSON decode error" (the character offset posing as a field name)."""
+    cid, headers = start_conversation(client)
+    r = client.post(f"/api/conversations/{cid}/messages", content=b'{"text": ',
+                    headers=headers | {"Content-Type": "application/json"})
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["fields"]["problems"][0]["field"] == "body"
+    assert "not valid JSON" in error["message"] and "character 9" in error["message"]
