@@ -112,6 +112,15 @@ def test_oversized_message_shows_a_visible_error(page, site):
     assert page.is_hidden(f"{W} .typing")
 
 
+def test_oversized_message_stays_in_the_box_to_be_shortened(page, site):
+    """The error says "Please shorten it": the text is still in the box to shorten, not gone."""
+    open_widget(page, site)
+    long_text = "My lamp arrived broken. " * 110  # 2640 characters
+    send(page, long_text)
+    page.wait_for_selector(f"{W} .alert[role=alert]", state="visible")
+    assert page.input_value(f"{W} textarea") == long_text.strip()
+
+
 def test_dropped_stream_recovers_the_full_reply(page, site):
     open_widget(page, site)
     site.services.generator.delay = 0.15

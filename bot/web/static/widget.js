@@ -427,7 +427,7 @@
       node.classList.add("failed");
       node.setAttribute("aria-label", "Not sent");
       if (err.status === 403 || err.status === 409) { forget(); stopStream(); endBtn.hidden = true; }
-      if (err.status !== 413 && err.status !== 422) input.value = text;
+      if (!input.value) { input.value = text; grow(); } // to resend, or to shorten after a 413
       showError(err);
     });
   }
