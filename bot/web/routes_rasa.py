@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.web.deps import ManagerDep
 
@@ -24,13 +26,35 @@ class RestMessage(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
+async def rest_message(request: Request) -> RestMessage:
+    """The body as JSON whatever its Content-Type, as Rasa's own REST channel reads it: clients
+    such as ``curl -d '{...}'`` send JSON labelled application/x-www-form-urlencoded."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:  # also invalid UTF-8
+        pos = getattr(exc, "pos", None) or 0
+        reason = getattr(exc, "msg", None) or "the body is not UTF-8 text"
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": reason}}]) from None
+    try:
+        return RestMessage.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+
+
+REST_BODY_DOC = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": RestMessage.model_json_schema()}}}}
+
+
 @router.get("/webhooks/rest/", summary="Rasa REST channel health check")
 async def rest_health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.post("/webhooks/rest/webhook", summary="Rasa REST channel: send a message, get the bot's replies")
-async def rest_webhook(body: RestMessage, manager: ManagerDep) -> list[dict[str, Any]]:
+@router.post("/webhooks/rest/webhook", summary="Rasa REST channel: send a message, get the bot's replies",
+             openapi_extra=REST_BODY_DOC)
+async def rest_webhook(body: Annotated[RestMessage, Depends(rest_message)], manager: ManagerDep) -> list[dict[str, Any]]:
     import asyncio
 
     conv = await asyncio.to_thread(manager.by_sender, "rest", body.sender, body.metadata)

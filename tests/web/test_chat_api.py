@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -344,3 +345,22 @@ def test_malformed_json_is_named_as_such(client):
     assert error["code"] == "invalid_request"
     assert error["fields"]["problems"][0]["field"] == "body"
     assert "not valid JSON" in error["message"] and "character 9" in error["message"]
+
+
+def test_rest_webhook_takes_json_whatever_the_content_type(client):
+    """Like Rasa's own REST channel: the README's `curl -d '{"sender": ..., "message": ...}'` sends
+    the JSON as application/x-www-form-urlencoded, and it is answered."""
+    body = json.dumps({"sender": "ann", "message": RETURN_Q})
+    for content_type in ("application/x-www-form-urlencoded", "text/plain", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        r = client.post("/webhooks/rest/webhook", content=body.encode(), headers=headers)
+        assert r.status_code == 200, (content_type, r.text)
+        assert r.json()[0]["recipient_id"] == "ann" and r.json()[0]["text"]
+    bad = client.post("/webhooks/rest/webhook", content=b"sender=ann&message=hi",
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert bad.status_code == 422 and "JSON" in bad.json()["error"]["message"]
+    missing = client.post("/webhooks/rest/webhook", content=b'{"sender": "ann"}',
+                          headers={"Content-Type": "text/plain"})
+    assert missing.status_code == 422 and "message" in missing.json()["error"]["message"]
+    spec = client.get("/openapi.json").json()["paths"]["/webhooks/rest/webhook"]["post"]
+    assert "RestMessage" in str(spec["requestBody"])  # the docs still show the body's schema
