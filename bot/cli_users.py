@@ -1,4 +1,4 @@
-"""`hybridesk users add|list|disable`: console accounts (agents, editors, admins)."""
+"""`hybridesk users add|list|disable|enable|set-password`: console accounts (agents, editors, admins)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from knowledge.errors import Conflict, InvalidInput, NotFound
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+def check_password(password: str) -> None:
+    if len(password) < 10:
+        raise InvalidInput("Passwords need at least 10 characters.", code="weak_password")
+
+
 def add_user(session, email: str, role: str, password: str, display_name: str | None = None):
     from bot.db.models import User
     from bot.db.repositories import UserRepository
@@ -21,8 +26,7 @@ def add_user(session, email: str, role: str, password: str, display_name: str | 
         raise InvalidInput(f"{email!r} is not an e-mail address.", code="invalid_email")
     if role not in ROLES:
         raise InvalidInput(f"Role must be one of {', '.join(ROLES)}.", code="invalid_role")
-    if len(password) < 10:
-        raise InvalidInput("Passwords need at least 10 characters.", code="weak_password")
+    check_password(password)
     users = UserRepository(session)
     if users.by_email(email) is not None:
         raise Conflict(f"A user {email} already exists.", code="user_exists")
@@ -69,6 +73,50 @@ def _disable(args: argparse.Namespace, ctx) -> int:
     return 0
 
 
+def _existing(session, email: str):
+    from bot.db.repositories import UserRepository
+
+    user = UserRepository(session).by_email(email.strip().lower())
+    if user is None:
+        raise NotFound(f"No user {email}.", code="user_not_found")
+    return user
+
+
+def _enable(args: argparse.Namespace, ctx) -> int:
+    with ctx.session() as session:
+        _existing(session, args.email).active = True
+    print(f"enabled {args.email}")
+    return 0
+
+
+def _set_password(args: argparse.Namespace, ctx) -> int:
+    """A new password; the account's sessions end and its failed sign-ins no longer lock it out."""
+    import sqlalchemy as sa
+
+    from bot.db.models import LoginAttempt
+    from bot.db.repositories import ConsoleSessionRepository
+    from bot.security import hash_password, new_password
+
+    password = args.password
+    generated = False
+    if password is None:
+        if args.generate:
+            password, generated = new_password(), True
+        else:
+            password = getpass.getpass("new password: ")
+    check_password(password)
+    with ctx.session() as session:
+        user = _existing(session, args.email)
+        user.password_hash = hash_password(password)
+        ConsoleSessionRepository(session).delete_for_user(user.id)
+        session.execute(sa.delete(LoginAttempt).where(LoginAttempt.email == user.email,
+                                                      LoginAttempt.success.is_(False)))
+    print(f"new password set for {args.email}")
+    if generated:
+        print(f"password (shown once): {password}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("users", help="console accounts: agents, editors, admins")
     s = p.add_subparsers(dest="users_command", metavar="ACTION")
@@ -84,3 +132,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = s.add_parser("disable", help="disable an account (it can no longer log in)")
     d.add_argument("email")
     d.set_defaults(handler=_disable)
+    e = s.add_parser("enable", help="enable a disabled account")
+    e.add_argument("email")
+    e.set_defaults(handler=_enable)
+    r = s.add_parser("set-password", help="reset an account's password (ends its sessions, lifts a sign-in lock)")
+    r.add_argument("email")
+    r.add_argument("--password", help="new password (prompted if omitted)")
+    r.add_argument("--generate", action="store_true", help="generate a password and print it once")
+    r.set_defaults(handler=_set_password)
