@@ -201,7 +201,11 @@ def public_policy(request: Request, document_id: str, services: ServicesDep,
             raise NotFound("This policy is not published (it may have been retired).", code="not_published")
         revision = current
     else:
-        revision = knowledge.get(document_id, rev)
+        try:
+            revision = knowledge.get(document_id, rev)
+        except NotFound as exc:  # its message is for editors (it names a CLI command)
+            raise NotFound(f"This policy has no revision {rev}." if current is not None else "No such policy.",
+                           code=exc.code) from None
         if revision.status not in ("published", "retired") or revision.published_at is None:
             raise NotFound(f"Revision {rev} of this policy was never published.", code="not_published")
     response = render(request, "console/kb_public.html", {

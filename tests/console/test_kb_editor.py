@@ -265,3 +265,23 @@ def test_invalid_form_field_shows_an_html_error_page_in_the_browser(console):
     assert '{"error"' not in r.text
     r = client.post("/console/kb/new", data=data, headers={"Accept": "application/json"}, follow_redirects=False)
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+
+
+def test_public_policy_errors_speak_to_customers(console):
+    """The public page's errors name no CLI command and send a customer to the help centre,
+    not to the console's sign-in."""
+    client = console.client()
+    csrf = login(client, "editor")
+    assert _create(client, csrf).status_code == 303
+    public = console.client()  # a customer: no console session
+    html = {"Accept": "text/html"}
+    for url in ("/kb/gift-wrap?rev=99", "/kb/no-such-policy", "/kb/no-such-policy?rev=1"):
+        r = public.get(url, headers=html)
+        assert r.status_code == 404, url
+        assert "hybridesk kb" not in r.text, url
+        assert 'href="/console' not in r.text, url
+        assert 'href="/"' in r.text, url
+    assert "no revision 99" in public.get("/kb/gift-wrap?rev=99", headers=html).text
+    assert public.get("/kb/gift-wrap?rev=99").json()["error"]["code"] == "unknown_revision"
+    # the console's own error pages keep their console links
+    assert 'href="/console"' in client.get("/console/kb/no-such-doc", headers=html).text
