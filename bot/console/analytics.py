@@ -63,6 +63,12 @@ class Analytics:
         return max([n for _, n in self.per_day] or [0])
 
 
+def p95_index(n: int) -> int:
+    """Index of the 95th percentile in ``n`` sorted values (nearest rank: at least 95% of the values
+    are at or below it, so with fewer than 20 replies it is the slowest one)."""
+    return max(0, -(-95 * n // 100) - 1)
+
+
 def default_range(today: date | None = None) -> tuple[date, date]:
     today = today or datetime.now(UTC).date()
     return today - timedelta(days=29), today
@@ -129,7 +135,7 @@ def combine(date_from: date, date_to: date, days: dict[date, Any]) -> Analytics:
     a.replies = len(values)
     if a.replies:
         a.median_latency_ms = float(values[int(0.5 * (a.replies - 1))])
-        a.p95_latency_ms = float(values[int(0.95 * (a.replies - 1))])
+        a.p95_latency_ms = float(values[p95_index(a.replies)])
     return a
 
 
@@ -217,7 +223,7 @@ def compute_direct(session: Session, date_from: date, date_to: date) -> Analytic
     a.replies = len(latencies)
     if latencies:
         a.median_latency_ms = latencies[int(0.5 * (len(latencies) - 1))]
-        a.p95_latency_ms = latencies[int(0.95 * (len(latencies) - 1))]
+        a.p95_latency_ms = latencies[p95_index(len(latencies))]
     return a
 
 

@@ -180,3 +180,17 @@ def test_analytics_page_and_csv(console):
     assert rows[("top_intent", "track_order")] == "3"
     assert any(k[0] == "top_out_of_scope" and k[1].startswith("\"'=hyperlink") for k in rows)  # no formula
     assert client.get("/console/analytics?from=2026-02-01&to=2026-01-01").status_code == 422
+
+
+def test_p95_latency_is_not_below_a_quarter_of_the_replies(console):
+    """With 4 replies of 100/200/300/900 ms, one in four took 900 ms: the 95th percentile is 900,
+    not 300 (it was read at index int(0.95 * (n - 1)), which never reaches the slowest replies when
+    there are fewer than 20)."""
+    client = console.client()
+    login(client, "agent")
+    for ms in (100, 300, 200, 900):
+        seed_conversation(console.services, latency_ms=ms)
+    rows = {tuple(line.split(",")[:2]): line.split(",", 2)[2]
+            for line in client.get("/console/analytics.csv").text.strip().splitlines()[1:]}
+    assert rows[("summary", "p95_latency_ms")] == "900.0000"
+    assert rows[("summary", "median_latency_ms")] == "200.0000"
