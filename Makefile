@@ -4,8 +4,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# where demo/serve listen: HOST=... PORT=... on the make command line, else the settings
+# (HYBRIDESK_HOST / HYBRIDESK_PORT or .env; default 127.0.0.1:8000)
+HOST ?=
+PORT ?=
+SERVE_ARGS := $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 PYTEST_ARGS ?=
 
 .PHONY: install demo serve test browser lint reliability benchmarks clean
@@ -28,10 +31,10 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(VENV)/bin/hybridesk init
-	$(VENV)/bin/hybridesk serve --host $(HOST) --port $(PORT)
+	$(VENV)/bin/hybridesk serve $(SERVE_ARGS)
 
 serve: install
-	$(VENV)/bin/hybridesk serve --host $(HOST) --port $(PORT)
+	$(VENV)/bin/hybridesk serve $(SERVE_ARGS)
 
 # Debian's Chromium for the browser tests (never a downloaded browser build), and npm for the
 # rasa-webchat compatibility test (it npm-installs rasa-webchat@1.0.1 into test-artifacts/).

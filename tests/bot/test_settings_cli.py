@@ -115,3 +115,26 @@ def test_auto_generator_picks_llama_cpp_for_the_default_model_only(tmp_path, mon
 
     with pytest.raises(Unavailable):
         generator.generate([{"role": "user", "content": "hi"}])
+
+
+@pytest.mark.parametrize("target", ["demo", "serve"])
+def test_make_demo_listens_where_the_settings_say(target, monkeypatch):
+    """README: HYBRIDESK_HOST / HYBRIDESK_PORT (or a line in .env) say where `serve` listens;
+    `make demo` used to pass --host 127.0.0.1 --port 8000 whatever they said."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[2]
+
+    def serve_line(*args: str, **env: str) -> str:
+        out = subprocess.run(["make", "-n", "-C", str(root), target, *args], capture_output=True, text=True,
+                             env={**__import__("os").environ, **env}, check=True).stdout
+        return next(line for line in out.splitlines() if "hybridesk serve" in line)
+
+    line = serve_line(HYBRIDESK_PORT="8766")
+    assert "--port" not in line and "--host" not in line  # the settings decide (default 127.0.0.1:8000)
+    assert serve_line("PORT=9000").split()[-2:] == ["--port", "9000"]
+    assert "--host 0.0.0.0" in serve_line("HOST=0.0.0.0")
