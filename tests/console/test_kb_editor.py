@@ -285,3 +285,16 @@ def test_public_policy_errors_speak_to_customers(console):
     assert public.get("/kb/gift-wrap?rev=99").json()["error"]["code"] == "unknown_revision"
     # the console's own error pages keep their console links
     assert 'href="/console"' in client.get("/console/kb/no-such-doc", headers=html).text
+
+
+def test_schedule_fields_say_their_times_are_utc(console):
+    """A datetime-local field sends no time zone and the server reads it as UTC: every schedule
+    field says so (an editor in Utrecht typing 09:00 otherwise publishes at 10:00 local time)."""
+    client = console.client()
+    csrf = login(client, "editor")
+    assert _create(client, csrf, action="save").status_code == 303  # a draft: the publish form shows
+    pages = [client.get("/console/kb/new").text, client.get("/console/kb/gift-wrap").text,
+             client.get("/console/kb/gift-wrap/edit").text]
+    labels = [m for page in pages for m in re.findall(r"<label>([^<]*)<input type=\"datetime-local\"", page)]
+    assert len(labels) == 5, labels
+    assert all("UTC" in label for label in labels), labels
