@@ -4,11 +4,13 @@ A fact is embedded as its name in words plus its description ("return window day
 delivery within which an item can be returned"), so "What is your return window?" finds
 ``return_window_days`` even when the retrieved passages talk about something else. Fact vectors
 are cached by their text: a new revision that only changes a value costs nothing, a new
-description is embedded once.
+description is embedded once. A question is also read without the words no fact uses (see
+:func:`_narrowed`), and each fact keeps the better of the two scores.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 
@@ -18,6 +20,21 @@ from knowledge.index import Embedder
 from knowledge.records import Fact
 
 MAX_CACHED = 5000
+#: words a question is asked with; kept when the question is narrowed to the facts' own words
+_QUESTION_WORDS = frozenset(
+    ["how", "long", "much", "many", "when", "what", "which", "where", "who", "do", "does", "did", "i", "have", "has", "to", "is", "are", "the", "a", "an", "my", "can", "could", "still", "it", "you", "your", "of", "for", "in", "on", "at", "after", "before", "until", "within", "by"])
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+
+
+def _narrowed(question: str, vocabulary: frozenset[str]) -> str:
+    """``question`` without the words no fact uses: "How long do I have to return a lamp?" asks what
+    "How long do I have to return a?" asks. A named item (lamp, sofa, a colour) otherwise pulls the
+    question towards whichever fact's document mentions it, or below every fact's threshold."""
+    def keep(m: re.Match[str]) -> str:
+        word = m.group(0).lower()
+        return m.group(0) if word in vocabulary or word.rstrip("s") in vocabulary or word in _QUESTION_WORDS else ""
+
+    return re.sub(r"\s+(?=[?.!,])", "", re.sub(r"\s{2,}", " ", _WORD.sub(keep, question))).strip()
 
 
 def fact_text(fact: Fact) -> str:
@@ -50,6 +67,12 @@ class FactMatcher:
                 self._vectors.update(zip(missing, vecs, strict=True))
         with self._lock:
             matrix = np.stack([self._vectors[t] for t in texts])
-        scores = matrix @ self.embedder.query(question[:2000])
+        question = question[:2000]
+        scores = matrix @ self.embedder.query(question)
+        vocabulary = frozenset(w.lower() for t in texts for w in _WORD.findall(t))
+        narrowed = _narrowed(question, vocabulary)
+        if narrowed and narrowed != question:
+            # each fact keeps the better of the two readings
+            scores = np.maximum(scores, matrix @ self.embedder.query(narrowed))
         order = np.argsort(-scores)[:k]
         return [(items[i], float(scores[i])) for i in order]

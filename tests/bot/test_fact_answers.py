@@ -204,3 +204,40 @@ def test_the_answer_comes_second_and_made_up_steps_do_not_come_at_all(knowledge)
     # a question about how to do something keeps the steps the guardrail can check
     how = _ask(knowledge, "How do I start a return?", "Here is how:\n1. Open {{Return Policy}}.\n2. Read it through.")
     assert "1. Open Help › Returns & refunds policy.\n2. Read it through." in how.text, how.text
+
+
+@pytest.fixture(scope="module")
+def sample_kb(tmp_path_factory):
+    """The whole sample company KB, real MiniLM embeddings."""
+    import sqlalchemy as sa
+
+    from knowledge.db import KnowledgeBase
+    from knowledge.embeddings import make_llama_embedding
+    from knowledge.service import KnowledgeService
+
+    tmp = tmp_path_factory.mktemp("sample-kb")
+    engine = sa.create_engine(f"sqlite:///{tmp / 'kb.db'}")
+    KnowledgeBase.metadata.create_all(engine)
+    service = KnowledgeService(engine, index_dir=tmp / "index", embed_model=make_llama_embedding())
+    for path in sorted(SAMPLE.glob("*.md")):
+        if path.name != "SLOTS.md":
+            service.import_bytes(path.read_bytes(), path.name, author="test", publish=True)
+    yield service
+    engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("question", "fact"), [
+    ("How long do I have to return a lamp?", "return_window_days"),  # the README's example
+    ("How many working days for standard shipping?", "standard_delivery_days"),
+    ("What is the price of next-day delivery?", "next_day_delivery_price"),
+    ("Which number can I call to reach support?", "support_phone"),
+])
+def test_a_named_item_does_not_hide_the_fact_a_question_asks_for(sample_kb, question, fact):
+    from knowledge.fact_match import _narrowed
+
+    ranked = sample_kb.match_facts(question, k=2)
+    assert ranked[0][0].name == fact, ranked
+    assert ranked[0][1] >= 0.5  # above the responder's threshold for an asked fact
+    if "lamp" in question:
+        assert _narrowed(question, frozenset({"return", "window", "days"})) == "How long do I have to return a?"
