@@ -356,11 +356,18 @@ class ConversationManager:
                 m.guardrail_details = {"error": "server stopped while this reply was being written"}
             answered = sa.select(Message.reply_to_id).where(Message.status == "complete",
                                                             Message.reply_to_id.is_not(None))
+            # A message an agent saw: one written while a person held the chat is followed by that
+            # person's messages or the "left the chat" notice; the bot must not answer it after a restart.
+            later = sa.orm.aliased(Message)
+            seen_by_person = (sa.select(later.id)
+                              .where(later.conversation_id == Message.conversation_id, later.id > Message.id,
+                                     later.role.in_(("agent", "system")))
+                              .exists())
             rows = session.execute(
                 sa.select(Message.conversation_id, Message.id)
                 .join(Conversation, Conversation.id == Message.conversation_id)
                 .where(Message.role == "customer", Message.id.not_in(answered), Conversation.mode != "human",
-                       Conversation.status == "open")
+                       Conversation.status == "open", ~seen_by_person)
                 .order_by(Message.id)
             ).all()
             return [(r[0], r[1]) for r in rows]

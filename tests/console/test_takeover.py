@@ -55,6 +55,10 @@ def test_takeover_is_exclusive_and_the_bot_stays_silent(console):
     assert a1.post(f"/console/conversations/{conv_id}/handback", data={"csrf_token": csrf1},
                    headers=json_accept).json()["mode"] == "bot"
     assert manager.get(conv_id).mode == "bot" and manager.get(conv_id).held_by_user_id is None
+    # after a restart the bot does not answer what the customer told the agent; a later message it does
+    assert customer.id not in {mid for _, mid in manager.recover_interrupted()}
+    later = manager.receive(conv_id, "Thanks! One more question about returns.")
+    assert later.id in {mid for _, mid in manager.recover_interrupted()}
     assert {"type": "mode", "mode": "bot", "reason": "agent_handed_back"} in [e for _, e in console.hub.events]
     assert a2.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf2},
                    headers=json_accept).status_code == 200
