@@ -85,7 +85,12 @@ _PROMISE_RE = re.compile(
     r"\b(?:i|we)\s(?:will|'ll|can|shall)\s(?:personally\s)?(?:guarantee|promise|waive|refund you in full|"
     r"give you (?:a )?(?:full|free|complete)|make an exception)|\bguarantee(?:d)?\b|\bpromise\b|"
     r"\bfull refund\b(?!\s(?:history|status|policy|page|requests?|process|form|section|tab|option|button))|\bfree of charge\b|\bwaive(?:d)?\b|\blifetime\b|\bunlimited\b|\bforever\b|"
-    r"\bno (?:fee|charge|cost)s?\b|\bexception\b", re.I)
+    r"\bno (?:fee|charge|cost)s?\b|\bexception\b|"
+    # the money back in full, or a team that never sleeps: only in the policy's own words
+    r"\brefund(?:s|ed)? you (?:in full|the full (?:amount|price|cost))\b|"
+    r"\baround the clock\b|\b24/7\b|\b24 hours a day\b|\bday and night\b", re.I)
+# "by calling care@larkspur.example": an e-mail address is not called
+_CALLED_EMAIL = re.compile(r"\b(?:call|calling|phone|phoning|ring)\s+(?:us\s+|them\s+)?(?:at\s+|on\s+)?[\w.+-]+@", re.I)
 # Something handed to the customer ("To ensure you receive your coupon, ...", "to provide you with the
 # correct voucher code"): only what the policy itself hands out (a Circle member's birthday voucher).
 _GRANTED_RE = re.compile(
@@ -165,7 +170,7 @@ _WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six
 # Procedures are facts too. The knowledge base names screen elements exactly: in bold
 # (**Cancel order**), as the levels of a "›" path (My Account › Orders) or in quotes. A step in a
 # reply that names a section, page, button or menu must name one of those.
-_UI_NOUN = r"(?:section|page|tab|button|menu|option|link|area|screen|panel|field)s?"
+_UI_NOUN = r"(?:section|page|tab|button|menu|option|link|area|screen|panel|field|box)s?"
 _STEP_VERBS = r"navigate|go to|head to|click|tap|press|select|choose|open|look for|find|visit|log ?in|sign in|scroll|enter"
 _STEP_VERB_RE = re.compile(rf"\b(?:{_STEP_VERBS}|check|use|locate|access|view|see)\b", re.IGNORECASE)
 _STEP_RE = re.compile(rf"\b(?:{_STEP_VERBS}|{_UI_NOUN})\b", re.IGNORECASE)
@@ -472,6 +477,9 @@ class Grounder:
                 claim, check.reason = conflict
                 check.kept = False
                 self.report.unbacked_claims.append(claim)
+            if check.kept and _CALLED_EMAIL.search(text):
+                check.kept = False
+                check.reason = "tells the customer to call an e-mail address"
             if check.kept and (misused := _figure_as_screen(sentence, filled)):
                 check.kept = False
                 check.reason = f"uses {misused!r}, a figure, as the name of a screen"

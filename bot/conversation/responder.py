@@ -176,12 +176,22 @@ def _answer_first(pieces: Iterator[str], lead: str, value: str, grounder: Ground
         return
     grounder.mark_said(lead)
     placed = after_lead = False
+    trailing = 0  # line breaks at the end of what was shown after the answer
     for piece in pieces:
         if after_lead and piece.strip():
             after_lead = False
             if not piece.startswith("\n"):  # what followed the opening sentence on its line starts a new one
                 piece = "\n" + piece.lstrip(" ")
-        if placed or not piece.strip():
+        if placed:
+            # the steps dropped after the answer leave one blank line at most, as elsewhere in the guardrail
+            body = piece.lstrip("\n")
+            breaks = min(len(piece) - len(body), max(0, 2 - trailing))
+            piece = "\n" * breaks + body
+            trailing = trailing + breaks if not body else len(body) - len(body.rstrip("\n"))
+            if piece:
+                yield piece
+            continue
+        if not piece.strip():
             yield piece
             continue
         placed = True
@@ -192,6 +202,7 @@ def _answer_first(pieces: Iterator[str], lead: str, value: str, grounder: Ground
         else:
             yield piece.rstrip(" ") + "\n" + lead
             after_lead = True
+            trailing = 0
     if not placed:
         yield lead
 

@@ -458,3 +458,15 @@ def test_a_name_neither_the_policy_nor_the_customer_used_is_not_passed_on():
     # words capitalised only by their place: a sentence's, a list item's, a quote's or after a colon
     assert g.apply("Sure. Note: Returns take time.\n- Returns take time.") == "Sure. Note: Returns take time.\n- Returns take time."
     assert Grounder(lambda s: None, evidence).apply("1. Open Orders.") == ""  # a screen nobody named
+
+
+def test_claims_the_small_model_makes_without_a_figure_of_their_own():
+    evidence = ["Our team answers Monday to Saturday, 08:00-20:00 CET on +31 20 555 0199 or care@larkspur.example.",
+                "Cancelling a packed order costs €9.00."]
+    g = Grounder(lambda s: {"cancellation fee": "€9.00"}.get(s.lower()), evidence)
+    reply = ("Our team is available around the clock. We are here 24/7. "
+             "If it is still in the {{Cancellation Fee}} box, the carrier will refund you the full amount. "
+             "You can reach us by calling care@larkspur.example. Or call +31 20 555 0199.")
+    assert g.apply(reply) == "Or call +31 20 555 0199.", g.report.to_dict()
+    assert Grounder(lambda s: None, ["Our team answers around the clock."]).apply(
+        "Our team is available around the clock.") == "Our team is available around the clock."
