@@ -8,6 +8,7 @@ fills them from the KB and drops anything it cannot back.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -42,7 +43,10 @@ FACTUAL_RE = re.compile(
 #: a question about how to do something, not only about a figure ("How can I pay later?")
 HOW_TO_RE = re.compile(
     r"\bhow (?:do|can|could|should|would) (?:i|we|you)\b|\bhow to\b|\bwhere (?:do|can|should) i\b|"
-    r"\bwhat (?:do|should) i (?:do|need to do)\b|\bsteps?\b|\bprocedure\b|\bprocess\b", re.I)
+    r"\bwhat (?:do|should) i (?:do|need to do)\b|\bsteps?\b|\bprocedure\b|\bthe process\b|\bprocess for\b", re.I)
+#: a numbered step in a KB passage ("2. Press **Start a return**.")
+_KB_STEP = re.compile(r"^\s*\d{1,2}[.)]\s+(.+?)\s*$")
+MAX_PROCEDURE_STEPS = 8
 _WORD_RE = re.compile(r"[a-z0-9€%]+")
 _STOP = {"the", "a", "an", "is", "are", "do", "does", "i", "my", "you", "your", "to", "of", "for", "how", "what",
          "can", "in", "on", "it", "and", "or", "be", "with", "me", "there", "we", "our", "if", "that", "this"}
@@ -164,12 +168,48 @@ def fact_statement(question: str, passages: list[dict[str, Any]], fact: Any) -> 
     return f"{label[:1].upper()}{label[1:]}: {fact_value_text(fact)}."
 
 
-def _answer_first(pieces: Iterator[str], lead: str, value: str, grounder: Grounder) -> Iterator[str]:
-    """The checked reply with ``lead`` (the asked fact's current value) after its opening sentence.
+def procedure(question: str, passages: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]] | None:
+    """The retrieved passage whose numbered steps best match ``question``, and those steps; or None.
+
+    Procedures are facts too: "How do I start a return?" is answered with the steps the knowledge base
+    documents, not with steps the model makes up. Of the passages with a numbered list of at least two
+    steps, the one sharing most words with the question wins; of equals, the better-ranked one. It
+    must share at least 60 % of the question's words (its heading, title and steps together): a list
+    about something else ("Follow your refund" for "How do I start a return?") is no answer.
+    """
+    q_terms = _terms(question)
+    needed = max(1, math.ceil(0.6 * len(q_terms)))
+    best: tuple[int, int, dict[str, Any], list[str]] | None = None
+    for rank, p in enumerate(passages):
+        steps: list[str] = []
+        for line in str(p.get("text", "")).splitlines():
+            m = _KB_STEP.match(line)
+            if m:
+                steps.append(m.group(1).replace("**", ""))
+            elif steps and line.strip():
+                break  # the first list has ended
+        if len(steps) < 2:
+            continue
+        score = len(q_terms & _terms(" ".join([str(p.get("heading") or ""), str(p.get("title") or ""), *steps])))
+        if score >= needed and (best is None or score > best[0]):
+            best = (score, rank, p, steps[:MAX_PROCEDURE_STEPS])
+    return (best[2], best[3]) if best else None
+
+
+def procedure_statement(passage: dict[str, Any], steps: list[str]) -> str:
+    where = passage.get("heading") or passage.get("title") or "our help pages"
+    return f"Here is how ({where}):\n" + "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
+
+
+def _answer_first(pieces: Iterator[str], lead: str, stated: Callable[[str], bool],
+                  grounder: Grounder) -> Iterator[str]:
+    """The checked reply with ``lead`` (the asked fact's current value, or the KB's procedure) after
+    its opening sentence.
 
     A customer who asks "How long is the warranty?" reads the answer second, not after a list and a
     closing paragraph. It goes before the opening sentence when that one already introduces a list
-    ("Here's what you can do:"), and it is left out when the opening sentence states the value itself.
+    ("Here's what you can do:"), and it is left out when ``stated(opening sentence)`` says that
+    sentence already gives the answer.
     """
     if not lead:
         yield from pieces
@@ -195,7 +235,7 @@ def _answer_first(pieces: Iterator[str], lead: str, value: str, grounder: Ground
             yield piece
             continue
         placed = True
-        if states_value(piece, value):
+        if stated(piece):
             yield piece
         elif piece.rstrip().endswith(":") or re.match(r"\s*(?:[-*•]|\d{1,2}[.)])\s", piece):
             yield lead + "\n" + piece.lstrip(" ")
@@ -246,7 +286,9 @@ class Responder:
     """Builds and streams one grounded answer. Synchronous; run it in a worker thread."""
 
     def __init__(self, knowledge: Any, generator: Any, *, company_name: str, max_new_tokens: int = MAX_NEW_TOKENS,
-                 adapter_id: str | None = None, timeout_s: float | None = None) -> None:
+                 adapter_id: str | None = None, timeout_s: float | None = None, procedures: bool = True) -> None:
+        #: False: how-to questions keep the model's own (checked) steps; the procedure benchmark's baseline
+        self.procedures = procedures
         self.timeout_s = timeout_s
         self.knowledge = knowledge
         self.generator = generator
@@ -312,12 +354,23 @@ class Responder:
         resolve = self._slot_resolver(at)
         evidence = [p["text"] for p in passages] + [str(f["value"]) for f in facts]
         # a question the KB answers for everyone needs no order number: requests for one are dropped
+        steps_from_kb = procedure(text, passages) if self.procedures and not asked and HOW_TO_RE.search(text) else None
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
                             needs_no_details=bool(asked),
                             charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
-                            steps=not asked or bool(HOW_TO_RE.search(text)))
-        # the asked fact, in the policy's words, goes right after the model's opening sentence
+                            steps=(not asked or bool(HOW_TO_RE.search(text))) and not steps_from_kb)
+        # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
+        # question about how to do something, the procedure the knowledge base documents does
         lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))
+        if steps_from_kb:
+            lead = procedure_statement(*steps_from_kb)
+            cites = sorted(cites, key=lambda c: (c["document_id"], c["revision"]) != (
+                steps_from_kb[0].get("document_id"), steps_from_kb[0].get("revision")))
+        if asked:
+            value = asked[0].value
+            stated: Callable[[str], bool] = lambda piece: states_value(piece, value)  # noqa: E731
+        else:
+            stated = lambda piece: False  # noqa: E731
 
         prefix = ANGRY_ACK + " " if tone == "angry" else ""
         if prefix:
@@ -344,7 +397,7 @@ class Responder:
             stream = self.generator.stream(messages, adapter_id=self.adapter_id,
                                            max_new_tokens=self.max_new_tokens)
             checked_stream = grounder.filter_stream(self._deadline(stream, started), cut=lambda: _hit_cap(stream))
-            for checked in _answer_first(checked_stream, lead, asked[0].value if asked else "", grounder):
+            for checked in _answer_first(checked_stream, lead, stated, grounder):
                 out.append(checked)
                 emit(checked)
         except Exception as exc:  # generator crashed or timed out mid-stream
@@ -374,7 +427,7 @@ class Responder:
             body = f"{body}\n{added}"
             report["added_fact_statement"] = added
         if lead and lead in body and "added_fact_statement" not in report:
-            report["added_fact_statement"] = lead
+            report["added_procedure" if steps_from_kb else "added_fact_statement"] = lead
         elif not error and len(body) >= 20 and not asked:
             support = supporting_sentence(text, passages, facts, body)
             if support:

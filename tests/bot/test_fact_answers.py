@@ -202,9 +202,11 @@ def test_the_answer_comes_second_and_made_up_steps_do_not_come_at_all(knowledge)
     assert "added_fact_statement" not in direct.guardrail
     assert direct.text == f"You can return items within {value} days. Enjoy!", direct.text
 
-    # a question about how to do something keeps the steps the guardrail can check
+    # a question about how to do something, with no procedure for it among the passages (only the
+    # refund-status steps, about something else), keeps the steps the guardrail can check
     how = _ask(knowledge, "How do I start a return?", "Here is how:\n1. Open {{Return Policy}}.\n2. Read it through.")
     assert "1. Open Help › Returns & refunds policy.\n2. Read it through." in how.text, how.text
+    assert "added_procedure" not in how.guardrail
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +244,21 @@ def test_a_named_item_does_not_hide_the_fact_a_question_asks_for(sample_kb, ques
     assert ranked[0][1] >= 0.5  # above the responder's threshold for an asked fact
     if "lamp" in question:
         assert _narrowed(question, frozenset({"return", "window", "days"})) == "How long do I have to return a?"
+
+
+@pytest.mark.slow
+def test_a_how_to_question_gets_the_documented_procedure_not_made_up_steps(sample_kb):
+    reply = ("Sure, happy to help with your return! Here's what you can do:\n1. Visit our {{Website Name}}.\n"
+             "2. Fill in the return form and wait for our call.\n\nAnything else, just ask.")
+    generator = ScriptedGenerator().enqueue(reply)
+    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
+    result = responder.answer(text="How do I start a return?", intent="return_item", tone="neutral", history=[])
+    lines = result.text.split("\n")
+    assert lines[0] == "Sure, happy to help with your return!"
+    assert lines[1] == "Here is how (Register your return):", result.text
+    assert lines[2].startswith("1. Sign in and open My Account › Returns & refunds")
+    assert "2. Press Start a return." in lines  # the KB's own step, bold marks removed
+    assert "return form" not in result.text and "Visit our" not in result.text  # the model's steps are gone
+    assert result.text.endswith("Anything else, just ask.") and "\n\n\n" not in result.text
+    assert result.guardrail["added_procedure"].startswith("Here is how (Register your return):")
+    assert result.citations[0]["document_id"] == "returning-an-item"
