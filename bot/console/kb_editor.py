@@ -9,7 +9,7 @@ documents identically.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -46,15 +46,32 @@ class DocumentForm:
             meta["audience"] = self.audience.strip()
         if self.change_note.strip():
             meta["change_note"] = self.change_note.strip()
+        dates: dict[str, datetime | None] = {}
         for name in ("effective_from", "effective_until"):
             raw = getattr(self, name).strip()
             if raw:
-                when = parse_when(raw, field_name=name)
+                dates[name] = when = parse_when(raw, field_name=name)
                 meta[name] = when.isoformat() if when else None
+        check_dates(dates.get("effective_from"), dates.get("effective_until"))
         if not self.body.strip():
             raise InvalidInput("Write the policy text.", code="empty_content", field="body")
         text = "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + self.body
         return parse_markdown(text, name=f"{self.document_id or 'document'}.md")
+
+
+def check_dates(start: datetime | None, end: datetime | None, now: datetime | None = None) -> None:
+    """Refuse, when the draft is saved, an end date the revision could never be published with."""
+    if end is None:
+        return
+    if start is not None and end <= start:
+        raise InvalidInput(f"Effective until ({end:%Y-%m-%d %H:%M} UTC) must be later than effective from "
+                           f"({start:%Y-%m-%d %H:%M} UTC). Nothing was saved.", code="bad_date",
+                           field="effective_until")
+    if start is None and end <= (now or datetime.now(UTC)):
+        raise InvalidInput(f"Effective until ({end:%Y-%m-%d %H:%M} UTC) has already passed: with no effective-from "
+                           "date the revision takes effect when it is published, so it would never be in force. "
+                           "Pick a later date or leave the field empty. Nothing was saved.", code="bad_date",
+                           field="effective_until")
 
 
 def facts_to_yaml(facts: Any) -> str:

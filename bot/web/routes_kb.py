@@ -83,9 +83,12 @@ def kb_document(request: Request, document_id: str, user: CurrentEditor, service
 @router.get("/console/kb/{document_id}/edit")
 def kb_edit(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep) -> Response:
     latest = services.knowledge.get(document_id)
+    until = latest.effective_until
+    if until is not None and until <= datetime.now(UTC):
+        until = None  # a date already past (a retired revision's) is not offered again: saving would refuse it
     form = kb_editor.DocumentForm(
         document_id=latest.document_id, title=latest.title, body=latest.content,
-        effective_from="", effective_until=kb_editor.date_input(latest.effective_until),
+        effective_from="", effective_until=kb_editor.date_input(until),
         tags=", ".join(latest.tags), audience=latest.audience or "", facts_yaml=kb_editor.facts_to_yaml(latest.facts))
     return render(request, "console/kb_edit.html", {"form": form, "base_revision": latest.number, "doc": latest})
 

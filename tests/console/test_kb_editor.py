@@ -298,3 +298,35 @@ def test_schedule_fields_say_their_times_are_utc(console):
     labels = [m for page in pages for m in re.findall(r"<label>([^<]*)<input type=\"datetime-local\"", page)]
     assert len(labels) == 5, labels
     assert all("UTC" in label for label in labels), labels
+
+
+def test_an_end_date_that_can_never_be_published_is_refused_when_the_draft_is_saved(console):
+    """'Effective until' before 'effective from' (or, with no start date, before now: the draft takes
+    effect when published) used to save a draft that only publishing refused."""
+    client = console.client()
+    csrf = login(client, "editor")
+    soon, later = (datetime.now(UTC) + timedelta(days=d) for d in (10, 20))
+    fmt = "%Y-%m-%dT%H:%M"
+    backwards = {"effective_from": later.strftime(fmt), "effective_until": soon.strftime(fmt), "action": "save"}
+    past = {"effective_until": (datetime.now(UTC) - timedelta(days=1)).strftime(fmt), "action": "save"}
+    for dates in (backwards, past):
+        r = _create(client, csrf, **dates)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "bad_date", dates
+        assert "Effective until" in r.json()["error"]["message"] and ".md" not in r.json()["error"]["message"]
+        page = client.post(
+            "/console/kb/new", headers={"Accept": "text/html"}, follow_redirects=False,
+            data={"csrf_token": csrf, "document_id": "gift-wrap", "title": "Gift wrap", "body": BODY} | dates)
+        assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
+        assert "Effective until" in page.text and "Nothing was saved" in page.text
+    assert console.services.knowledge.list_documents() == []  # nothing stored
+    assert _create(client, csrf, action="publish").status_code == 303
+    _, base = _edit_form(client, "gift-wrap")
+    for dates in (backwards, past):
+        r = client.post("/console/kb/gift-wrap/edit", data={
+            "csrf_token": csrf, "base_revision": base, "title": "Gift wrap", "body": BODY} | dates)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "bad_date"
+    assert [r.number for r in console.services.knowledge.history("gift-wrap")] == [1]
+    # a retired document's past end date is not offered again in the editor
+    client.post("/console/kb/gift-wrap/retire", data={"csrf_token": csrf})
+    page, _ = _edit_form(client, "gift-wrap")
+    assert 'name="effective_until" value=""' in page
