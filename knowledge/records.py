@@ -87,6 +87,8 @@ class DocumentSummary:
     latest_status: str
     in_force_revision: int | None
     tags: tuple[str, ...] = field(default=())
+    latest_effective_from: datetime | None = None
+    latest_effective_until: datetime | None = None
 
 
 def _iso(value: datetime | None) -> str | None:

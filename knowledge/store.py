@@ -424,6 +424,8 @@ class KnowledgeStore:
                     latest_status=d.revisions[-1].status if d.revisions else STATUS_DRAFT,
                     in_force_revision=in_force.get(d.id),
                     tags=tuple(d.revisions[-1].tags or ()) if d.revisions else (),
+                    latest_effective_from=d.revisions[-1].effective_from if d.revisions else None,
+                    latest_effective_until=d.revisions[-1].effective_until if d.revisions else None,
                 )
                 for d in docs
             ]

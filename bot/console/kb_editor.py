@@ -74,6 +74,23 @@ def check_dates(start: datetime | None, end: datetime | None, now: datetime | No
                            field="effective_until")
 
 
+def revision_badge(status: str, effective_from: datetime | None, effective_until: datetime | None,
+                   now: datetime | None = None) -> tuple[str, str]:
+    """(text, CSS status) of a revision's badge: a published revision not yet or no longer in force says so."""
+    now = now or datetime.now(UTC)
+    if status == "draft":
+        return "draft", "draft"
+    if effective_from is not None and effective_from > now:
+        return f"scheduled · from {effective_from:%Y-%m-%d %H:%M} UTC", "scheduled"
+    if effective_until is not None and effective_until <= now:
+        word = "retired" if status == "retired" else "expired"
+        return f"{word} · since {effective_until:%Y-%m-%d %H:%M} UTC", "retired"
+    if effective_until is not None:
+        word = "retiring" if status == "retired" else "published"
+        return f"{word} · until {effective_until:%Y-%m-%d %H:%M} UTC", "published"
+    return status, status
+
+
 def facts_to_yaml(facts: Any) -> str:
     """The revision's facts as the YAML list the form edits."""
     items = []

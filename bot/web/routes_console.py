@@ -25,6 +25,7 @@ from bot.console import analytics as analytics_service
 from bot.console import corrections as corrections_service
 from bot.console import takeover as takeover_service
 from bot.console import transcripts as transcripts_service
+from bot.console.kb_editor import revision_badge
 from bot.web import auth
 from bot.web.deps import CurrentAdmin, CurrentAgent, CurrentUser, ManagerDep, ServicesDep, SessionDep
 from knowledge.errors import HybrideskError, InvalidInput
@@ -48,6 +49,7 @@ def make_templates() -> Jinja2Templates:
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
     env.globals["kb_link"] = kb_link
     env.globals["urlencode"] = urlencode
+    env.globals["revision_badge"] = revision_badge
     return Jinja2Templates(env=env)
 
 

@@ -330,3 +330,36 @@ def test_an_end_date_that_can_never_be_published_is_refused_when_the_draft_is_sa
     client.post("/console/kb/gift-wrap/retire", data={"csrf_token": csrf})
     page, _ = _edit_form(client, "gift-wrap")
     assert 'name="effective_until" value=""' in page
+
+
+def _badges(html: str) -> list[str]:
+    return re.findall(r'<span class="badge status-[a-z]+">([^<]*)</span>', html)
+
+
+def test_badges_say_when_a_published_revision_is_scheduled_expired_or_retired(console):
+    """A revision published from a future date showed the badge "published" (it is not in force yet)."""
+    client = console.client()
+    csrf = login(client, "editor")
+    _create(client, csrf, action="save")
+    later = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=7)
+    client.post("/console/kb/gift-wrap/publish", data={"csrf_token": csrf, "revision": 1, "base_revision": 1,
+                                                       "at": later.strftime("%Y-%m-%dT%H:%M")})
+    scheduled = f"scheduled · from {later:%Y-%m-%d %H:%M} UTC"
+    assert _badges(client.get("/console/kb/gift-wrap").text) == [scheduled, scheduled]  # heading and history
+    assert scheduled in _badges(client.get("/console/kb").text)
+    assert 'class="badge status-scheduled"' in client.get("/console/kb").text
+    assert "published" not in _badges(client.get("/console/kb/gift-wrap/test").text)[0]
+
+    client.post("/console/kb/gift-wrap/publish", data={"csrf_token": csrf, "revision": 1, "base_revision": 1,
+                                                       "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")})
+    assert _badges(client.get("/console/kb/gift-wrap").text) == ["published", "published"]
+    client.post("/console/kb/gift-wrap/retire", data={"csrf_token": csrf})
+    assert all(b.startswith("retired · since ") and b.endswith(" UTC")
+               for b in _badges(client.get("/console/kb/gift-wrap").text))
+
+    # published with an end date that has passed: expired, not "published"
+    start, end = (datetime.now(UTC) - timedelta(days=d) for d in (3, 1))
+    fmt = "%Y-%m-%dT%H:%M"
+    assert _create(client, csrf, document_id="old-offer", effective_from=start.strftime(fmt),
+                   effective_until=end.strftime(fmt), facts="").status_code == 303
+    assert _badges(client.get("/console/kb/old-offer").text)[0] == f"expired · since {end:%Y-%m-%d %H:%M} UTC"
