@@ -62,8 +62,13 @@ def _create_search_index(engine: Engine) -> None:
 
 
 def terms(query: str) -> list[str]:
-    """The words of a search box entry (letters and digits only; at most a few)."""
-    return re.findall(r"\w+", query.lower())[:MAX_TERMS]
+    """The words of a search box entry (letters and digits only, as both indexes split them; at most a few)."""
+    return re.findall(r"[^\W_]+", query.lower())[:MAX_TERMS]
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` for ``LIKE ... ESCAPE '\\'``: the wildcards ``%`` and ``_`` in ``text`` match themselves."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _fts_expression(words: list[str]) -> str:
@@ -83,10 +88,14 @@ def matching_rowids(query: str) -> sa.Select:
 
 
 def matching_conversations(dialect: str, query: str) -> sa.Select | None:
-    """``SELECT conversation_id`` of messages matching every word of ``query`` (None: no words)."""
+    """``SELECT conversation_id`` of messages matching every word of ``query`` (None: nothing to search).
+
+    An entry with no words (``"``, ``*``, ``%``) is searched as typed, without the word index."""
     words = terms(query)
     if not words:
-        return None
+        if not query.strip():
+            return None
+        return sa.select(Message.conversation_id).where(Message.text.ilike(like_pattern(query.strip()), escape="\\"))
     if dialect == "sqlite":
         return sa.select(_FTS.c.conversation_id).where(sa.text("messages_fts MATCH :fts_q").bindparams(
             fts_q=_fts_expression(words)))
@@ -94,5 +103,5 @@ def matching_conversations(dialect: str, query: str) -> sa.Select | None:
         vector = sa.func.to_tsvector(sa.literal_column("'english'"), Message.text)
         tsq = sa.func.plainto_tsquery(sa.literal_column("'english'"), " ".join(words))
         return sa.select(Message.conversation_id).where(vector.op("@@")(tsq))
-    like = [Message.text.ilike(f"%{w}%") for w in words]
+    like = [Message.text.ilike(like_pattern(w), escape="\\") for w in words]
     return sa.select(Message.conversation_id).where(*like)

@@ -152,6 +152,8 @@ def _text_filter(session: Session, q: str) -> sa.ColumnElement[bool] | None:
     matches = matching_conversations(dialect, q)
     if matches is None:
         return None
+    if not terms(q):  # punctuation only: a LIKE over message text (no word index to ask)
+        return _set_filter(session, matches)
     if dialect != "sqlite":
         # PostgreSQL guesses 0.5% of messages match any word, so for a rare (or absent) word it walks
         # conversations newest first and computes to_tsvector on every message: 21 s with no match

@@ -7,7 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-from console_support import login, seed_conversation
+import pytest
+from console_support import build_console, login, seed_conversation
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)> <a href="javascript:alert(1)">click</a>'
 
@@ -194,3 +195,34 @@ def test_p95_latency_is_not_below_a_quarter_of_the_replies(console):
             for line in client.get("/console/analytics.csv").text.strip().splitlines()[1:]}
     assert rows[("summary", "p95_latency_ms")] == "900.0000"
     assert rows[("summary", "median_latency_ms")] == "200.0000"
+
+
+def _punctuation_is_searched_literally(console) -> None:
+    s = console.services
+    quoted, _ = seed_conversation(s, customer='Is the "deluxe" kettle in stock?')
+    starred, _ = seed_conversation(s, customer="Voucher code SAVE*10 does not work")
+    percent, _ = seed_conversation(s, customer="Is the 20% discount still on?")
+    underscored, _ = seed_conversation(s, customer="My order ref is LK_4471")
+    plain, _ = seed_conversation(s, customer="Where is my parcel?")
+    assert len(_ids(console)) == 5
+    assert _ids(console, q='"') == {quoted}  # used to return every conversation
+    assert _ids(console, q="*") == {starred}
+    assert _ids(console, q="%") == {percent}  # a LIKE wildcard, matched as itself
+    assert _ids(console, q="_") == {underscored}
+    assert _ids(console, q="%%") == set() and _ids(console, q="**") == set()
+    assert _ids(console, q=" % ") == {percent}
+    assert _ids(console, q="kettle") == {quoted}  # words still go through the word index
+    assert _ids(console, q="   ") == {quoted, starred, percent, underscored, plain}  # blank: no filter
+
+
+def test_punctuation_only_search_is_literal(console):
+    _punctuation_is_searched_literally(console)
+
+
+@pytest.mark.postgres
+def test_punctuation_only_search_is_literal_on_postgres(pg_url, tmp_path):
+    c = build_console(pg_url, tmp_path)
+    try:
+        _punctuation_is_searched_literally(c)
+    finally:
+        c.services.close()
