@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from bot.db.models import Conversation, User
 from bot.db.repositories import ConversationRepository, MessageRepository
-from knowledge.errors import Conflict, NotFound
+from knowledge.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,13 @@ def send_agent_message(manager: Any, conversation_id: str, user: Any, text: str,
             raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
         if conv.held_by_user_id != user.id:
             raise Conflict("Take over the conversation before writing to the customer.", code="not_holder")
-    message = manager.receive(conversation_id, text, role="agent", author_user_id=user.id,
-                              client_message_id=client_message_id)
+    try:
+        message = manager.receive(conversation_id, text, role="agent", author_user_id=user.id,
+                                  client_message_id=client_message_id)
+    except InvalidInput as exc:  # its wording is the widget's, for customers
+        if exc.code != "empty_message":
+            raise
+        raise InvalidInput("Write a message to send.", code="empty_message", field="text") from None
     with manager.db.unit_of_work() as session:
         stored = MessageRepository(session).get(message.id)
         stored.status = "complete"  # an agent's message needs no reply from the bot

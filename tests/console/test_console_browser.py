@@ -107,3 +107,31 @@ def test_go_back_on_an_error_page_returns_to_the_form_with_the_text_kept(browser
         page.wait_for_url("**/console/kb/new")
         assert "A long policy the editor typed." in page.input_value("#md-source")
     console.services.close()
+
+
+def test_an_empty_agent_reply_is_explained_inline_not_in_an_alert(browser, tmp_path):
+    """Sending a blank reply popped a browser alert() with the widget's customer wording."""
+    console = build_console(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path)
+    conv_id, _ = seed_conversation(console.services)
+    with ServerThread(console.app) as server:
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        page.set_default_timeout(15_000)
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{server.url}/console/login")
+        page.fill("input[name=email]", "agent@larkspur.example")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.goto(f"{server.url}/console/conversations/{conv_id}")
+        page.click("text=Take over")
+        page.wait_for_selector("#agent-form")
+        page.fill("#agent-form textarea", "   ")
+        page.click("#agent-form button")
+        problem = page.wait_for_selector("#agent-form-error", state="visible")
+        assert problem.inner_text() == "Write a message to send."
+        page.fill("#agent-form textarea", "Hello, Agent here.")  # typing clears it; a real reply goes out
+        assert page.is_hidden("#agent-form-error")
+        page.click("#agent-form button")
+        page.wait_for_selector("#messages >> text=Hello, Agent here.")
+        assert dialogs == []
+    console.services.close()

@@ -123,3 +123,18 @@ def test_concurrent_takeovers_on_postgres_one_wins(pg_url, tmp_path: Path):
             assert search_transcripts(session, TranscriptFilter(q="zeppelin")).rows == []
     finally:
         c.services.close()
+
+
+def test_an_empty_agent_reply_is_refused_in_agent_wording(console):
+    agent = console.client()
+    csrf = login(agent, "agent")
+    conv_id, _ = seed_conversation(console.services)
+    json_accept = {"Accept": "application/json"}
+    agent.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf}, headers=json_accept)
+    before = len(console.app.state.manager.history(conv_id))
+    for text in ("", "   \n"):
+        r = agent.post(f"/console/conversations/{conv_id}/messages", data={"csrf_token": csrf, "text": text},
+                       headers=json_accept)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "empty_message"
+        assert r.json()["error"]["message"] == "Write a message to send."  # not the widget's "type a question"
+    assert len(console.app.state.manager.history(conv_id)) == before

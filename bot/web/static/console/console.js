@@ -108,16 +108,21 @@
 
     var form = document.getElementById("agent-form");
     if (form) {
+      var box = form.querySelector("textarea");
+      var problem = document.getElementById("agent-form-error");
+      var say = function (text) { problem.textContent = text; problem.hidden = !text; };
+      box.addEventListener("input", function () { say(""); });
       form.addEventListener("submit", function (ev) {
         ev.preventDefault();
-        var box = form.querySelector("textarea");
+        if (!box.value.trim()) { say("Write a message to send."); box.focus(); return; }
+        say("");
         var data = new URLSearchParams();
         data.set("text", box.value);
         data.set("csrf_token", csrf);
         post(form.getAttribute("action"), data, false).then(function (r) {
-          if (r.ok) { box.value = ""; poll(); }
-          else { r.json().then(function (e) { alert(e.error ? e.error.message : "Could not send."); }); }
-        });
+          if (r.ok) { box.value = ""; poll(); return null; }
+          return r.json().then(function (e) { say(e.error ? e.error.message : "Could not send."); });
+        }).catch(function () { say("Could not send; check the connection and try again."); });
       });
     }
   }
