@@ -224,3 +224,41 @@ def test_end_chat_with_satisfaction(page, site):
     page.wait_for_function("() => localStorage.getItem('hybridesk:' + location.origin) !== null")
     assert stored_conversation(page)["id"] != conv_id
     page.locator(f"{W} .msg.bot[data-id]:not(.greeting) .sources a").nth(1).wait_for()  # let the reply finish
+
+
+def test_chat_ended_in_another_tab_says_how_to_start_a_new_one(page, site):
+    """Send after the chat was ended elsewhere said "start a new one" without saying how; the box
+    keeps the message and the next Send starts a new conversation, so the message says so."""
+    def end_in_another_tab(conv):
+        other_tab = page.context.new_page()  # same browser profile: the same stored conversation
+        other_tab.goto(site.url + "/demo")
+        status = other_tab.evaluate("""c => fetch('/api/conversations/' + c.id + '/end', {method: 'POST',
+            headers: {'Authorization': 'Bearer ' + c.token, 'Content-Type': 'application/json'},
+            body: '{}'}).then(r => r.status)""", conv)
+        assert status == 200
+        other_tab.close()
+
+    open_widget(page, site)
+    send(page, "How long does delivery take?")
+    page.wait_for_selector(f"{W} .msg.bot[data-id]:not(.greeting) .sources a")
+    conv = stored_conversation(page)
+    end_in_another_tab(conv)
+    send(page, "How do I return a lamp?")
+    alert = page.wait_for_selector(f"{W} .alert", state="visible")
+    assert alert.inner_text() == "This chat has ended. Press Send again to start a new chat."
+    assert page.input_value(f"{W} textarea") == "How do I return a lamp?"  # kept for that Send
+    page.click(f"{W} form button[type=submit]")
+    page.wait_for_function("() => localStorage.getItem('hybridesk:' + location.origin) !== null")
+    assert stored_conversation(page)["id"] != conv["id"]
+    page.wait_for_selector(f"{W} .alert", state="hidden")
+    page.locator(f"{W} .msg.bot[data-id]:not(.greeting) .sources a").nth(1).wait_for()  # answered in the new chat
+
+    # "Talk to a person" in an ended chat says the same, and pressing it again starts a new chat
+    second = stored_conversation(page)
+    end_in_another_tab(second)
+    page.click(f"{W} button.human")
+    alert = page.wait_for_selector(f"{W} .alert", state="visible")
+    assert alert.inner_text() == "This chat has ended. Press “Talk to a person” again to start a new chat."
+    page.click(f"{W} button.human")
+    page.wait_for_selector(f"{W} .panel.handoff_requested")
+    assert stored_conversation(page)["id"] not in (conv["id"], second["id"])

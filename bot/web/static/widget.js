@@ -358,6 +358,7 @@
           if (res.ok) return data;
           var e = new Error(errorText(res, data));
           e.status = res.status;
+          e.code = data && data.error && data.error.code;
           throw e;
         });
       }, function () { throw new Error("We could not reach the chat service. Check your connection and try again."); });
@@ -407,6 +408,8 @@
     });
   }
 
+  var ENDED = "This chat has ended.";
+
   function onSubmit(ev) {
     if (ev && ev.preventDefault) ev.preventDefault();
     var text = input.value.trim();
@@ -428,7 +431,8 @@
       node.setAttribute("aria-label", "Not sent");
       if (err.status === 403 || err.status === 409) { forget(); stopStream(); endBtn.hidden = true; }
       if (!input.value) { input.value = text; grow(); } // to resend, or to shorten after a 413
-      showError(err);
+      // the next Send starts a new conversation (forgotten above) with the message kept in the box
+      showError(err.code === "conversation_ended" ? new Error(ENDED + " Press Send again to start a new chat.") : err);
     });
   }
 
@@ -436,7 +440,11 @@
     clearError();
     (state.id ? Promise.resolve() : begin()).then(function () {
       return api("POST", "/api/conversations/" + encodeURIComponent(state.id) + "/handoff");
-    }).then(function (r) { setMode(r.mode); }, showError);
+    }).then(function (r) { setMode(r.mode); }, function (err) {
+      if (err.code !== "conversation_ended") { showError(err); return; }
+      forget(); stopStream(); endBtn.hidden = true;
+      showError(new Error(ENDED + " Press \u201cTalk to a person\u201d again to start a new chat."));
+    });
   }
 
   function showSurvey() {
