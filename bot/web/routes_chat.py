@@ -450,6 +450,12 @@ async def demo_page() -> Response:
     return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
 
 
+@pages.get("/favicon.ico")
+async def favicon() -> Response:
+    """No icon: browsers ask for one on every page (a 404 in the server log each time otherwise)."""
+    return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
+
+
 # -- wiring ----------------------------------------------------------------------------------
 class _ApiCORS:
     """CORS for the public chat API and widget assets only (the console stays same-origin)."""

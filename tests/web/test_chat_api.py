@@ -275,6 +275,13 @@ def test_token_bucket_refills():
     assert bucket.check("other", now=101.0) == 0.0
 
 
+def test_favicon_request_is_answered_without_a_404(client):
+    """Browsers ask every page's server for /favicon.ico; the demo page's request was a 404 in the log."""
+    r = client.get("/favicon.ico")
+    assert r.status_code == 204 and r.content == b""
+    assert "max-age" in r.headers["cache-control"]  # asked once a day, not on every page
+
+
 def test_demo_page_widget_and_cors(client):
     for path in ("/", "/demo"):
         page = client.get(path)
