@@ -163,6 +163,8 @@ def _unit_forms(unit: str) -> str:
         forms |= {word, word.rstrip("s"), word.rstrip("s") + "s"}
         if word == "business":
             forms |= {"working", "work"}
+        if word.rstrip("s") == "day":
+            forms |= {"business", "working", "calendar"}  # "{{Grace Period}} business days" for "30 days"
     return "|".join(sorted(forms, key=len, reverse=True))
 _WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
             "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "fourteen": "14", "fifteen": "15",
@@ -364,8 +366,9 @@ class Grounder:
     them made up; without a figure of their own they are dropped, with the line that introduces them.
     A sentence that names a country, carrier, brand or other proper name that neither the evidence
     nor the conversation contains is dropped.
-    A slot whose KB value has a unit ("14 days") is filled with the number alone when the reply
-    writes the unit after it ("{{Pay Later Period}} days", "-day"), and with the unit otherwise.
+    A slot whose KB value has a unit ("14 days") is filled with the value and its unit, and the unit
+    words the reply writes after it are dropped ("{{Pay Later Period}} business days" reads "14 days");
+    before "-day" it is the number alone ("a 14-day term").
     """
 
     def __init__(
@@ -433,9 +436,10 @@ class Grounder:
             value = self.resolve_slot(name)
             if value is not None:
                 unit = _VALUE_UNIT.match(value)
-                if unit and re.match(rf"(?:\s+|\s*-\s*)(?:{_unit_forms(unit.group(2))})\b",
-                                     match.string[match.end():], re.I):
-                    value = unit.group(1)  # "{{Pay Later Period}} days" -> "14 days", not "14 days days"
+                if unit and re.match(rf"\s*-\s*(?:{_unit_forms(unit.group(2))})\b", match.string[match.end():], re.I):
+                    value = unit.group(1)  # "a {{Pay Later Period}}-day term" -> "a 14-day term"
+                elif unit:
+                    with_unit.add(value)  # the unit words the reply writes after it go (see below)
                 filled[name] = value
                 if label and re.search(r"\d", value):
                     return name
@@ -449,7 +453,13 @@ class Grounder:
             check.reason = f"unresolved slot {name!r}"
             return match.group(0)
 
+        with_unit: set[str] = set()
         text = SLOT_RE.sub(fill, text)
+        for value in with_unit:
+            # the KB's unit stands; the reply's own after it goes: "{{Pay Later Period}} days" and
+            # "{{Pay Later Period}} business days" both read "14 days" when the policy says 14 days
+            forms = _unit_forms(_VALUE_UNIT.match(value).group(2))  # type: ignore[union-attr]
+            text = re.sub(rf"(?<={re.escape(value)})(?:\s+(?:{forms})\b)+", "", text, flags=re.I)
         for value in set(filter(None, filled.values())):
             v = re.escape(value)
             # two slots that name the same thing: "the Help › Contact us or Help › Contact us section"

@@ -218,6 +218,7 @@ def _answer_first(pieces: Iterator[str], lead: str, stated: Callable[[str], bool
     placed = after_lead = False
     trailing = 0  # line breaks at the end of what was shown after the answer
     for piece in pieces:
+        piece = piece.replace("\r\n", "\n")  # the model often ends lines with "\r\n"
         if after_lead and piece.strip():
             after_lead = False
             if not piece.startswith("\n"):  # what followed the opening sentence on its line starts a new one

@@ -192,6 +192,8 @@ def test_the_answer_comes_second_and_made_up_steps_do_not_come_at_all(knowledge)
     assert "item number" not in result.text and "1." not in result.text and "what you can do" not in result.text
     assert result.text.rstrip().endswith("If you have more questions, just ask.")
     assert "\n\n\n" not in result.text  # the dropped steps leave one blank line at most
+    crlf = _ask(knowledge, "How many days do I have to return an item?", reply.replace("\n", "\r\n"))
+    assert "\n\n\n" not in crlf.text.replace("\r\n", "\n"), crlf.text
     assert result.text.count(second) == 1  # stated once, not again at the end
     # what followed the opening sentence on its line starts a line of its own after the answer
     same_line = _ask(knowledge, "What is your return window?", "Happy to help. Returns are easy with us.")

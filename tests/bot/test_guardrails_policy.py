@@ -405,15 +405,20 @@ def test_nothing_is_handed_out_that_the_policy_does_not_hand_out():
 
 def test_a_slot_with_a_unit_is_filled_with_the_unit_once():
     values = {"pay later period": "14 days", "refund time": "3 business days", "express time": "1 business day"}
-    g = Grounder(lambda s: values.get(s.lower()), ["Pay Klarna within 14 days. Refunds take 3 business days."])
-    # the unit where the reply leaves it out; the number alone where the reply writes the unit
-    assert g.apply("With Klarna you can use {{Pay Later Period}}.") == "With Klarna you can use 14 days."
-    assert g.apply("You have {{Pay Later Period}} days to pay.") == "You have 14 days to pay."
-    assert g.apply("It is a {{Pay Later Period}}-day term.") == "It is a 14-day term."
-    assert g.apply("Refunds take {{Refund Time}} business days.") == "Refunds take 3 business days."
-    assert g.apply("Refunds take {{Refund Time}} working days.") == "Refunds take 3 working days."
-    assert Grounder(lambda s: values.get(s.lower()), ["Express takes 1 business day."]).apply(
-        "Express takes {{Express Time}}.") == "Express takes 1 business day."
+    evidence = ["Pay Klarna within 14 days. Refunds take 3 business days. Express takes 1 business day."]
+
+    def fill(reply: str) -> str:
+        return Grounder(lambda s: values.get(s.lower()), evidence).apply(reply)
+
+    # the unit where the reply leaves it out, once where the reply writes it too
+    assert fill("With Klarna you can use {{Pay Later Period}}.") == "With Klarna you can use 14 days."
+    assert fill("You have {{Pay Later Period}} days to pay.") == "You have 14 days to pay."
+    assert fill("It is a {{Pay Later Period}}-day term.") == "It is a 14-day term."
+    assert fill("Refunds take {{Refund Time}} business days.") == "Refunds take 3 business days."
+    # the policy's unit stands, not the one the model wrote after the slot
+    assert fill("Refunds take {{Refund Time}} working days.") == "Refunds take 3 business days."
+    assert fill("Pay within {{Pay Later Period}} business days.") == "Pay within 14 days."
+    assert fill("Express takes {{Express Time}}.") == "Express takes 1 business day."
 
 
 STEPS_REPLY = ("I understand you'd like to know how long a gift card is valid. Here's what you can do:\n\n"
