@@ -107,7 +107,7 @@ def main() -> None:
         details[system] = samples
         print(table(rows[-1:]))
     print(table(rows))
-    write_json("procedures.json", {"adapter": adapter, "rows": rows, "details": details})
+    write_json("procedures", {"adapter": adapter, "rows": rows, "details": details})
 
 
 if __name__ == "__main__":

@@ -174,11 +174,11 @@ def procedure(question: str, passages: list[dict[str, Any]]) -> tuple[dict[str, 
     Procedures are facts too: "How do I start a return?" is answered with the steps the knowledge base
     documents, not with steps the model makes up. Of the passages with a numbered list of at least two
     steps, the one sharing most words with the question wins; of equals, the better-ranked one. It
-    must share at least 60 % of the question's words (its heading, title and steps together): a list
-    about something else ("Follow your refund" for "How do I start a return?") is no answer.
+    must share at least half of the question's words (its heading, title and steps together): a list
+    about something else ("Follow your refund" for "How do I wrap it as a present?") is no answer.
     """
     q_terms = _terms(question)
-    needed = max(1, math.ceil(0.6 * len(q_terms)))
+    needed = max(1, math.ceil(0.5 * len(q_terms)))
     best: tuple[int, int, dict[str, Any], list[str]] | None = None
     for rank, p in enumerate(passages):
         steps: list[str] = []
@@ -355,7 +355,9 @@ class Responder:
         resolve = self._slot_resolver(at)
         evidence = [p["text"] for p in passages] + [str(f["value"]) for f in facts]
         # a question the KB answers for everyone needs no order number: requests for one are dropped
-        steps_from_kb = procedure(text, passages) if self.procedures and not asked and HOW_TO_RE.search(text) else None
+        # "How do I ask for a price match?" names a fact ("price") and asks for a procedure: the procedure
+        # leads, and a key fact the reply then leaves out is still added at the end
+        steps_from_kb = procedure(text, passages) if self.procedures and HOW_TO_RE.search(text) else None
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
                             needs_no_details=bool(asked),
                             charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
@@ -367,7 +369,7 @@ class Responder:
             lead = procedure_statement(*steps_from_kb)
             cites = sorted(cites, key=lambda c: (c["document_id"], c["revision"]) != (
                 steps_from_kb[0].get("document_id"), steps_from_kb[0].get("revision")))
-        if asked:
+        if asked and not steps_from_kb:
             value = asked[0].value
             stated: Callable[[str], bool] = lambda piece: states_value(piece, value)  # noqa: E731
         else:

@@ -204,9 +204,10 @@ def test_the_answer_comes_second_and_made_up_steps_do_not_come_at_all(knowledge)
     assert "added_fact_statement" not in direct.guardrail
     assert direct.text == f"You can return items within {value} days. Enjoy!", direct.text
 
-    # a question about how to do something, with no procedure for it among the passages (only the
-    # refund-status steps, about something else), keeps the steps the guardrail can check
-    how = _ask(knowledge, "How do I start a return?", "Here is how:\n1. Open {{Return Policy}}.\n2. Read it through.")
+    # a question about how to do something, with no procedure for it among the passages (only steps
+    # about something else), keeps the steps the guardrail can check
+    how = _ask(knowledge, "How do I wrap my gift as a present?",
+               "Here is how:\n1. Open {{Return Policy}}.\n2. Read it through.")
     assert "1. Open Help › Returns & refunds policy.\n2. Read it through." in how.text, how.text
     assert "added_procedure" not in how.guardrail
 
@@ -264,3 +265,10 @@ def test_a_how_to_question_gets_the_documented_procedure_not_made_up_steps(sampl
     assert result.text.endswith("Anything else, just ask.") and "\n\n\n" not in result.text
     assert result.guardrail["added_procedure"].startswith("Here is how (Register your return):")
     assert result.citations[0]["document_id"] == "returning-an-item"
+
+    # a how-to question that also names a fact ("price") still gets the procedure first
+    generator = ScriptedGenerator().enqueue("Happy to help!\n1. Send us a screenshot of the lower price.")
+    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
+    match = responder.answer(text="How do I ask for a price match?", intent="price_match", tone="neutral", history=[])
+    assert match.text.split("\n")[1] == "Here is how (How to ask):", match.text
+    assert "screenshot of the lower price" not in match.text
