@@ -34,16 +34,19 @@ def add_user(session, email: str, role: str, password: str, display_name: str | 
                           display_name=display_name or email.split("@")[0]))
 
 
-def _add(args: argparse.Namespace, ctx) -> int:
+def _password(args: argparse.Namespace, prompt: str) -> tuple[str, bool]:
+    """The password given, a generated one (``--generate``), or one typed at a prompt; and whether generated."""
     from bot.security import new_password
 
-    password = args.password
-    generated = False
-    if password is None:
-        if args.generate:
-            password, generated = new_password(), True
-        else:
-            password = getpass.getpass("password: ")
+    if args.password is not None:
+        return args.password, False
+    if args.generate:
+        return new_password(), True
+    return getpass.getpass(prompt), False
+
+
+def _add(args: argparse.Namespace, ctx) -> int:
+    password, generated = _password(args, "password: ")
     with ctx.session() as session:
         user = add_user(session, args.email, args.role, password, args.name)
         print(f"added {user.role} {user.email} (id {user.id})")
@@ -62,13 +65,8 @@ def _list(args: argparse.Namespace, ctx) -> int:
 
 
 def _disable(args: argparse.Namespace, ctx) -> int:
-    from bot.db.repositories import UserRepository
-
     with ctx.session() as session:
-        user = UserRepository(session).by_email(args.email)
-        if user is None:
-            raise NotFound(f"No user {args.email}.", code="user_not_found")
-        user.active = False
+        _existing(session, args.email).active = False
     print(f"disabled {args.email}")
     return 0
 
@@ -95,15 +93,9 @@ def _set_password(args: argparse.Namespace, ctx) -> int:
 
     from bot.db.models import LoginAttempt
     from bot.db.repositories import ConsoleSessionRepository
-    from bot.security import hash_password, new_password
+    from bot.security import hash_password
 
-    password = args.password
-    generated = False
-    if password is None:
-        if args.generate:
-            password, generated = new_password(), True
-        else:
-            password = getpass.getpass("new password: ")
+    password, generated = _password(args, "new password: ")
     check_password(password)
     with ctx.session() as session:
         user = _existing(session, args.email)
