@@ -371,9 +371,9 @@ class Responder:
                 steps_from_kb[0].get("document_id"), steps_from_kb[0].get("revision")))
         if asked and not steps_from_kb:
             value = asked[0].value
-            stated: Callable[[str], bool] = lambda piece: states_value(piece, value)  # noqa: E731
+            answers_it: Callable[[str], bool] = lambda piece: states_value(piece, value)  # noqa: E731
         else:
-            stated = lambda piece: False  # noqa: E731
+            answers_it = lambda piece: False  # noqa: E731
 
         prefix = ANGRY_ACK + " " if tone == "angry" else ""
         if prefix:
@@ -400,7 +400,7 @@ class Responder:
             stream = self.generator.stream(messages, adapter_id=self.adapter_id,
                                            max_new_tokens=self.max_new_tokens)
             checked_stream = grounder.filter_stream(self._deadline(stream, started), cut=lambda: _hit_cap(stream))
-            for checked in _answer_first(checked_stream, lead, stated, grounder):
+            for checked in _answer_first(checked_stream, lead, answers_it, grounder):
                 out.append(checked)
                 emit(checked)
         except Exception as exc:  # generator crashed or timed out mid-stream
@@ -420,6 +420,8 @@ class Responder:
         report = grounder.report.to_dict()
         verdict = grounder.report.verdict
         # only when the best match is missing from the reply (then a close second is added too)
+        if lead and lead in body:  # placed after the opening sentence by _answer_first
+            report["added_procedure" if steps_from_kb else "added_fact_statement"] = lead
         unstated = [f for f in asked if not states_value(body, f.value)] if asked and not states_value(
             body, asked[0].value) else []
         if not error and len(body) >= 20 and unstated:
@@ -429,9 +431,7 @@ class Responder:
             emit("\n" + added)
             body = f"{body}\n{added}"
             report["added_fact_statement"] = added
-        if lead and lead in body and "added_fact_statement" not in report:
-            report["added_procedure" if steps_from_kb else "added_fact_statement"] = lead
-        elif not error and len(body) >= 20 and not asked:
+        elif not error and len(body) >= 20 and not asked and not steps_from_kb:
             support = supporting_sentence(text, passages, facts, body)
             if support:
                 # The model answered around the fact without stating it: add the policy's own words.
@@ -441,9 +441,11 @@ class Responder:
         if error or len(body) < 20:
             # Too little survived (or the model failed): fall back to quoting the policy.
             fallback = grounded_quote(passages)
-            stated = [fact_statement(text, passages, f) for f in asked if not states_value(fallback, f.value)]
-            if stated:
-                fallback = " ".join(dict.fromkeys(stated)) + "\n" + fallback
+            # (a fact the answer-first statement already gave is not given twice)
+            missing = [fact_statement(text, passages, f) for f in asked
+                       if not states_value(body + "\n" + fallback, f.value)]
+            if missing:
+                fallback = " ".join(dict.fromkeys(missing)) + "\n" + fallback
             sep = "\n" if body else ""
             emit(sep + fallback)
             body = (body + sep + fallback).strip()

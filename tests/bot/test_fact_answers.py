@@ -272,3 +272,17 @@ def test_a_how_to_question_gets_the_documented_procedure_not_made_up_steps(sampl
     match = responder.answer(text="How do I ask for a price match?", intent="price_match", tone="neutral", history=[])
     assert match.text.split("\n")[1] == "Here is how (How to ask):", match.text
     assert "screenshot of the lower price" not in match.text
+    assert match.guardrail["added_procedure"].startswith("Here is how (How to ask):")
+
+
+@pytest.mark.slow
+def test_a_generator_failing_after_the_answer_was_shown_does_not_repeat_it(knowledge):
+    value = knowledge.facts()["return_window_days"].value
+    generator = ScriptedGenerator().enqueue("Happy to help with that. Let me check the details for you now.",
+                                            fail_after=8)
+    responder = Responder(knowledge, generator, company_name="Larkspur & Co.", max_new_tokens=64)
+    result = responder.answer(text="What is your return window?", intent="return_policy", tone="neutral",
+                              history=[])
+    assert result.error and result.verdict == "fallback"
+    statement = result.guardrail["added_fact_statement"]
+    assert states_value(statement, value) and result.text.count(statement) == 1, result.text
