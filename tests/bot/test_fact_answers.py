@@ -19,22 +19,27 @@ DOCS = ("returns-policy.md", "delivery-options.md", "contact-customer-service.md
 VAGUE = "Happy to help with that! You can start from your order page and we will take it from there."
 
 
-@pytest.fixture(scope="module")
-def knowledge(tmp_path_factory):
+def _kb(tmp_path_factory, name: str, paths):
+    """A KB service over ``paths`` (sample policy files), real MiniLM embeddings; yields it."""
     import sqlalchemy as sa
 
     from knowledge.db import KnowledgeBase
     from knowledge.embeddings import make_llama_embedding
     from knowledge.service import KnowledgeService
 
-    tmp = tmp_path_factory.mktemp("facts")
+    tmp = tmp_path_factory.mktemp(name)
     engine = sa.create_engine(f"sqlite:///{tmp / 'kb.db'}")
     KnowledgeBase.metadata.create_all(engine)
     service = KnowledgeService(engine, index_dir=tmp / "index", embed_model=make_llama_embedding())
-    for name in DOCS:
-        service.import_bytes((SAMPLE / name).read_bytes(), name, author="test", publish=True)
+    for path in paths:
+        service.import_bytes(path.read_bytes(), path.name, author="test", publish=True)
     yield service
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def knowledge(tmp_path_factory):
+    yield from _kb(tmp_path_factory, "facts", [SAMPLE / name for name in DOCS])
 
 
 def _ask(knowledge, question: str, reply: str = VAGUE):
@@ -214,22 +219,8 @@ def test_the_answer_comes_second_and_made_up_steps_do_not_come_at_all(knowledge)
 
 @pytest.fixture(scope="module")
 def sample_kb(tmp_path_factory):
-    """The whole sample company KB, real MiniLM embeddings."""
-    import sqlalchemy as sa
-
-    from knowledge.db import KnowledgeBase
-    from knowledge.embeddings import make_llama_embedding
-    from knowledge.service import KnowledgeService
-
-    tmp = tmp_path_factory.mktemp("sample-kb")
-    engine = sa.create_engine(f"sqlite:///{tmp / 'kb.db'}")
-    KnowledgeBase.metadata.create_all(engine)
-    service = KnowledgeService(engine, index_dir=tmp / "index", embed_model=make_llama_embedding())
-    for path in sorted(SAMPLE.glob("*.md")):
-        if path.name != "SLOTS.md":
-            service.import_bytes(path.read_bytes(), path.name, author="test", publish=True)
-    yield service
-    engine.dispose()
+    """The whole sample company KB."""
+    yield from _kb(tmp_path_factory, "sample-kb", [p for p in sorted(SAMPLE.glob("*.md")) if p.name != "SLOTS.md"])
 
 
 @pytest.mark.slow

@@ -16,6 +16,18 @@ from web_fakes import ServerThread
 pytestmark = pytest.mark.browser
 
 
+def _signed_in(browser, url: str, email: str):
+    """A fresh browser page signed in to the console at ``url`` as ``email``."""
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{url}/console/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: "/console/login" not in u)
+    return page
+
+
 def test_agent_signs_in_takes_over_a_live_chat_and_edits_the_kb(browser, artifacts, tmp_path):
     from bot.web import live
 
@@ -65,11 +77,7 @@ def test_agent_signs_in_takes_over_a_live_chat_and_edits_the_kb(browser, artifac
         assert not dialogs  # no script from the hostile transcript ran
 
         # an editor writes a policy with a live preview and publishes it; the public page follows
-        editor = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-        editor.goto(f"{server.url}/console/login")
-        editor.fill("input[name=email]", "editor@larkspur.example")
-        editor.fill("input[name=password]", PASSWORD)
-        editor.click("button[type=submit]")
+        editor = _signed_in(browser, server.url, "editor@larkspur.example")
         editor.goto(f"{server.url}/console/kb/new")
         editor.fill("input[name=document_id]", "gift-wrap")
         editor.fill("#doc-title", "Gift wrap")
@@ -90,12 +98,7 @@ def test_go_back_on_an_error_page_returns_to_the_form_with_the_text_kept(browser
     the editor typed (it used to go to the console home, and the draft was lost)."""
     console = build_console(f"sqlite:///{tmp_path / 'back.db'}", tmp_path)
     with ServerThread(console.app) as server:
-        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-        page.set_default_timeout(15_000)
-        page.goto(f"{server.url}/console/login")
-        page.fill("input[name=email]", "editor@larkspur.example")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
+        page = _signed_in(browser, server.url, "editor@larkspur.example")
         page.goto(f"{server.url}/console/kb/new")
         page.fill("input[name=document_id]", "gift-wrap")
         page.fill("#doc-title", "Gift wrap")
@@ -114,14 +117,9 @@ def test_an_empty_agent_reply_is_explained_inline_not_in_an_alert(browser, tmp_p
     console = build_console(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path)
     conv_id, _ = seed_conversation(console.services)
     with ServerThread(console.app) as server:
-        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-        page.set_default_timeout(15_000)
+        page = _signed_in(browser, server.url, "agent@larkspur.example")
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{server.url}/console/login")
-        page.fill("input[name=email]", "agent@larkspur.example")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
         page.goto(f"{server.url}/console/conversations/{conv_id}")
         page.click("text=Take over")
         page.wait_for_selector("#agent-form")
