@@ -357,11 +357,12 @@ class Responder:
         # a question the KB answers for everyone needs no order number: requests for one are dropped
         # "How do I ask for a price match?" names a fact ("price") and asks for a procedure: the procedure
         # leads, and a key fact the reply then leaves out is still added at the end
-        steps_from_kb = procedure(text, passages) if self.procedures and HOW_TO_RE.search(text) else None
+        how_to = bool(HOW_TO_RE.search(text))
+        steps_from_kb = procedure(text, passages) if self.procedures and how_to else None
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
                             needs_no_details=bool(asked),
                             charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
-                            steps=(not asked or bool(HOW_TO_RE.search(text))) and not steps_from_kb)
+                            steps=(not asked or how_to) and not steps_from_kb)
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
         # question about how to do something, the procedure the knowledge base documents does
         lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))
