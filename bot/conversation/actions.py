@@ -6,7 +6,7 @@ deployment can call the very same classes through rasa-sdk's action server::
     python -m rasa_sdk --actions bot.conversation.actions --port 5055 --interface 127.0.0.1
 
 Actions read what they need from the tracker: the latest message (text, intent) and its
-metadata (``tone``, ``grounded_only``, ``conversation_id``). Their output is one bot message
+metadata (``tone``, ``grounded_only``, ``conversation_id``, ``policy_reason``, the conversation's ``mode``). Their output is one bot message
 whose ``custom`` payload carries citations and the guardrail verdict.
 """
 
@@ -32,6 +32,14 @@ HANDOFF_TEXT = (
 ESCALATE_TEXT = (
     "I'm sorry — that is not the experience we want you to have. I've passed your complaint to a "
     "senior member of our support team, who will pick this conversation up."
+)
+WAITING_TEXT = (
+    "You're in the queue for a member of our support team, and they'll reply here as soon as one is "
+    "free; they will see everything you write. Until then I can still answer questions about our policies."
+)
+NO_WORDS_TEXT = (
+    "I couldn't find any words in that message. What can I help you with: an order, a delivery, "
+    "a return or refund, a payment or invoice, or your account?"
 )
 CLARIFY_TEXT = (
     "I want to be sure I help with the right thing. Is your question about an order, a delivery, "
@@ -165,7 +173,8 @@ class ActionClarify(Action):
         return "action_clarify"
 
     async def run(self, dispatcher, tracker, domain) -> list:
-        dispatcher.utter_message(text=CLARIFY_TEXT, json_message={"verdict": "pass", "citations": []})
+        text = NO_WORDS_TEXT if _metadata(tracker).get("policy_reason") == "no_words" else CLARIFY_TEXT
+        dispatcher.utter_message(text=text, json_message={"verdict": "pass", "citations": []})
         return []
 
 
@@ -176,9 +185,12 @@ class ActionHandoff(Action):
         return "action_handoff"
 
     async def run(self, dispatcher, tracker, domain) -> list:
-        reason = _metadata(tracker).get("policy_reason", "customer_asked_for_human")
-        dispatcher.utter_message(text=HANDOFF_TEXT, json_message={"handoff": True, "reason": reason,
-                                                                   "verdict": "pass", "citations": []})
+        meta = _metadata(tracker)
+        reason = meta.get("policy_reason", "customer_asked_for_human")
+        # Already in the agents' queue: say so, rather than announcing the handoff again.
+        text = WAITING_TEXT if meta.get("mode") == "handoff_requested" else HANDOFF_TEXT
+        dispatcher.utter_message(text=text, json_message={"handoff": True, "reason": reason,
+                                                           "verdict": "pass", "citations": []})
         return [SlotSet("handoff_requested", True)]
 
 
@@ -187,8 +199,10 @@ class ActionEscalate(Action):
         return "action_escalate"
 
     async def run(self, dispatcher, tracker, domain) -> list:
-        dispatcher.utter_message(text=ESCALATE_TEXT, json_message={"handoff": True, "reason": "escalated",
-                                                                    "verdict": "pass", "citations": []})
+        waiting = _metadata(tracker).get("mode") == "handoff_requested"
+        dispatcher.utter_message(text=WAITING_TEXT if waiting else ESCALATE_TEXT,
+                                 json_message={"handoff": True, "reason": "escalated",
+                                               "verdict": "pass", "citations": []})
         return [SlotSet("handoff_requested", True)]
 
 

@@ -272,6 +272,7 @@ class ConversationManager:
             "metadata": {
                 "tone": nlu.tone.label, "conversation_id": conv.id, "grounded_only": decision.grounded_only,
                 "policy_reason": decision.reason, "at": (at or datetime.now(UTC)).isoformat(),
+                "mode": conv.mode,
             },
         }
         events.append({"event": "user", "text": message.text, "parse_data": latest, "timestamp": None})

@@ -41,12 +41,17 @@ class Decision:
 def decide(text: str, nlu: Any, state: dict[str, Any]) -> Decision:
     """Choose the next step and update ``state`` (the conversation's stored policy memory).
 
-    ``nlu`` has ``intent``, ``confidence``, ``out_of_scope`` and ``tone.label``.
+    ``nlu`` has ``intent``, ``confidence``, ``out_of_scope``, ``tone.label`` and (optionally) the
+    verdict's ``reason``.
     """
     tone = getattr(getattr(nlu, "tone", None), "label", "neutral")
     low = bool(nlu.out_of_scope) or float(nlu.confidence) < LOW_CONFIDENCE
+    # A message with no words (emoji, punctuation or markup only) is not a question the bot failed
+    # to understand: it is asked what it can help with, and a person is not paged for it.
+    wordless = getattr(nlu, "reason", "") in ("empty", "no_words")
     state["turns"] = int(state.get("turns", 0)) + 1
-    state["low_confidence_streak"] = int(state.get("low_confidence_streak", 0)) + 1 if low else 0
+    if not wordless:
+        state["low_confidence_streak"] = int(state.get("low_confidence_streak", 0)) + 1 if low else 0
     state["angry_streak"] = int(state.get("angry_streak", 0)) + 1 if tone == "angry" else 0
     state["last_intent"] = nlu.intent
 
@@ -58,6 +63,8 @@ def decide(text: str, nlu: Any, state: dict[str, Any]) -> Decision:
     not_helped = int(state.get("thumbs_down", 0)) > 0 or int(state.get("unhelpful_replies", 0)) > 0
     if tone == "angry" and (not_helped or state["angry_streak"] >= 2):
         return Decision("handoff", "angry_and_not_helped")
+    if wordless:
+        return Decision("clarify", "no_words")
     if low:
         if state["low_confidence_streak"] >= 2:
             return Decision("handoff", "repeated_low_confidence")

@@ -340,6 +340,7 @@ class NLU:
     confidence: float = 0.9
     out_of_scope: bool = False
     tone: Tone = field(default_factory=Tone)
+    reason: str = "confident"
 
 
 def test_policy_answers_clarifies_and_hands_off():
@@ -348,6 +349,19 @@ def test_policy_answers_clarifies_and_hands_off():
     assert decide("blah", NLU(intent="out_of_scope", confidence=0.2, out_of_scope=True), state).action == "clarify"
     d = decide("hmm", NLU(confidence=0.1), state)
     assert (d.action, d.reason) == ("handoff", "repeated_low_confidence")
+
+
+def test_policy_wordless_messages_are_clarified_and_never_page_a_person():
+    state: dict = {}
+    wordless = NLU(intent="out_of_scope", confidence=0.0, out_of_scope=True, reason="no_words")
+    for _ in range(3):
+        assert (decide("🙂🙂", wordless, state).action, decide("<b></b>", wordless, state).reason) == (
+            "clarify", "no_words")
+    assert state.get("low_confidence_streak", 0) == 0
+    # they neither count towards nor break a streak of messages the bot could not place
+    assert decide("blah", NLU(confidence=0.1), state).action == "clarify"
+    assert decide("🙂", wordless, state).action == "clarify"
+    assert decide("hmm", NLU(confidence=0.1), state).reason == "repeated_low_confidence"
 
 
 def test_policy_human_request_and_angry_not_helped():

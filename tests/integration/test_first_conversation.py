@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from bot.conversation.actions import NO_WORDS_TEXT, WAITING_TEXT
 from bot.db.models import Message, ModelCall
 
 pytestmark = pytest.mark.slow
@@ -79,6 +80,17 @@ def test_handoff_request_flips_the_conversation(client, product):
     reply = r.json()[0]
     assert reply["custom"]["handoff"] is True
     assert reply["custom"]["action"] == "handoff"
+    # asking again while queued: told so, not handed off a second time
+    again = client.post("/webhooks/rest/webhook", json={"sender": "bob", "message": "Hello? I need a human"}).json()[0]
+    assert again["custom"]["action"] == "handoff"
+    assert again["text"] == WAITING_TEXT
+
+
+def test_wordless_messages_never_page_a_person(client):
+    for text in ("<img src=x onerror=alert(1)>", "🙂🙂", "<b></b>"):
+        reply = client.post("/webhooks/rest/webhook", json={"sender": "cid-markup", "message": text}).json()[0]
+        assert reply["custom"]["action"] == "clarify" and not reply["custom"]["handoff"]
+        assert reply["text"] == NO_WORDS_TEXT
 
 
 def test_terminal_chat_once(product, capsys):

@@ -17,7 +17,7 @@ import numpy as np
 
 from bot.conversation.nlu.encoder import DEFAULT_VARIANT, EMBED_DIM, VARIANTS, Encoder, shared_encoder
 from bot.conversation.nlu.intent import IntentHead
-from bot.conversation.nlu.text import MAX_RULE_CHARS, coerce_text, has_words, model_text
+from bot.conversation.nlu.text import MAX_RULE_CHARS, coerce_text, has_words, model_text, strip_markup
 from bot.conversation.nlu.tone import ToneModel, combine, mix, rule_signals
 from bot.conversation.nlu.types import OUT_OF_SCOPE, NLUResult, Tone
 from knowledge.errors import ConfigurationError, InvalidInput, NotFound
@@ -286,10 +286,11 @@ class NLU:
     def predict(self, text: str | bytes, history: Sequence[str] = ()) -> NLUResult:
         """Intent + tone of one customer message; ``history`` holds earlier customer turns (oldest first).
 
-        Empty, whitespace-only and word-less (emoji-only) messages are out-of-scope; bytes that are
+        Markup is read as it would render (:func:`strip_markup`). Empty, whitespace-only and
+        word-less (emoji-only, markup-only) messages are out-of-scope; bytes that are
         not UTF-8 raise :class:`InvalidInput`; very long messages are read from their head.
         """
-        raw = coerce_text(text)
+        raw = strip_markup(coerce_text(text))
         if not raw.strip():
             return self._empty("empty")
         rule_text = raw[:MAX_RULE_CHARS]
@@ -299,7 +300,8 @@ class NLU:
         branch_probs = self._branch_probs(mt)  # first: it fills the embedding cache _classify reads
         (intent, conf, top, oos, reason), sim, emb = self._classify(mt)
         context_used = False
-        previous = next((coerce_text(h) for h in reversed(history or ()) if h and coerce_text(h).strip()), "")
+        turns = (strip_markup(coerce_text(h)) for h in reversed(history or ()) if h)
+        previous = next((h for h in turns if has_words(h)), "")
         if previous and (oos or conf < FOLLOW_UP_CONFIDENCE):
             # A follow-up ("and how long does that take?") often names no intent of its own:
             # read it together with the previous customer turn and keep the better reading.
@@ -341,7 +343,7 @@ class NLU:
         """
         same = 0
         for turn in list(history or ())[-3:]:
-            text = model_text(coerce_text(turn), emoji_names=self.emoji_names) if turn else ""
+            text = model_text(strip_markup(coerce_text(turn)), emoji_names=self.emoji_names) if turn else ""
             emb = self.encoder.cached(text) if text else None
             if emb is None:
                 continue
@@ -351,7 +353,7 @@ class NLU:
 
     def predict_many(self, texts: Sequence[str], batch_size: int = 64) -> list[NLUResult]:
         """Batch prediction without context (benchmarks, re-labelling transcripts)."""
-        clean = [coerce_text(t) for t in texts]
+        clean = [strip_markup(coerce_text(t)) for t in texts]
         mts = [model_text(t, emoji_names=self.emoji_names) if has_words(t) else "" for t in clean]
         live = [i for i, t in enumerate(mts) if t]
         results: list[NLUResult | None] = [None] * len(texts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 
@@ -15,6 +16,9 @@ MAX_INPUT_BYTES = 1_000_000
 
 _WORD_RE = re.compile(r"[^\W_]", re.UNICODE)  # any letter or digit, in any script
 _SPACE_RE = re.compile(r"\s+")
+# Markup a customer pasted or typed: shown to people as text, but not words to classify.
+_HIDDEN_BLOCK_RE = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)|<!--.*?(?:-->|$)", re.I | re.S)
+_TAG_RE = re.compile(r"</?[A-Za-z][^<>]{0,500}>")
 
 
 def coerce_text(text: str | bytes | None) -> str:
@@ -40,6 +44,20 @@ def coerce_text(text: str | bytes | None) -> str:
     text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates -> '?'
     text = unicodedata.normalize("NFC", text)
     return "".join(" " if unicodedata.category(c) == "Cc" and c not in "\n\t" else c for c in text)
+
+
+def strip_markup(text: str) -> str:
+    """``text`` without HTML tags, comments and script/style blocks, entities decoded.
+
+    The classifiers read what a person would see if the markup were rendered: "<p>where is my
+    order?</p>" is a question about an order; "<img src=x onerror=alert(1)>" holds no words at
+    all. Text without "<" or "&" is returned unchanged ("<3" and "a < b" are not tags).
+    """
+    if "<" not in text and "&" not in text:
+        return text
+    text = _HIDDEN_BLOCK_RE.sub(" ", text)
+    text = _TAG_RE.sub(" ", text)
+    return html.unescape(text)
 
 
 def has_words(text: str) -> bool:
