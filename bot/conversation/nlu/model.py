@@ -65,7 +65,7 @@ def train_tone(encoder: Encoder, examples: Sequence[tuple[str, str]],
     from sklearn.metrics import f1_score
 
     def clean(rows: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
-        pairs = [(model_text(coerce_text(t), emoji_names=emoji_names), y) for t, y in rows]
+        pairs = [(model_text(strip_markup(coerce_text(t)), emoji_names=emoji_names), y) for t, y in rows]
         pairs = [(t, y) for t, y in pairs if t]
         return [t for t, _ in pairs], [y for _, y in pairs]
 
@@ -199,11 +199,11 @@ class NLU:
         reuse_tone = not tone_examples and tone_from is not None and tone_from.tone.head is not None
         # A reused tone head reads text the way it was trained to: emoji raw before format 3.
         emoji_names = tone_from.emoji_names if reuse_tone else True
-        examples = [(model_text(coerce_text(t), emoji_names=emoji_names), y) for t, y in examples if t and y]
+        examples = [(model_text(strip_markup(coerce_text(t)), emoji_names=emoji_names), y) for t, y in examples if t and y]
         examples = [(t, y) for t, y in examples if t]
         if len({y for _, y in examples}) < 2:
             raise InvalidInput("Intent training needs examples of at least two intents.", code="too_few_intents")
-        oos = [model_text(coerce_text(t), emoji_names=emoji_names) for t in out_of_scope]
+        oos = [model_text(strip_markup(coerce_text(t)), emoji_names=emoji_names) for t in out_of_scope]
         pairs = examples + [(t, OUT_OF_SCOPE) for t in oos if t]
         version = version or new_version()
         if reuse_tone:
