@@ -13,6 +13,7 @@ matching the citations. Drafts are never public.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -192,7 +193,14 @@ def kb_preview(body: PreviewIn, user: CurrentEditor) -> JSONResponse:
 # ---------------------------------------------------------------- public policy pages
 
 
-@router.get("/kb/{document_id}")
+def _policy_etag(revision: Any, current: Any) -> str:
+    """What the public page shows: the revision, its dates and status, and which one is current."""
+    parts = [revision.document_id, revision.number, revision.status, revision.effective_from,
+             revision.effective_until, revision.published_at, current.number if current is not None else None]
+    return '"' + hashlib.sha256(repr(parts).encode()).hexdigest()[:32] + '"'
+
+
+@router.api_route("/kb/{document_id}", methods=["GET", "HEAD"])
 def public_policy(request: Request, document_id: str, services: ServicesDep,
                   rev: Annotated[int | None, Query(ge=1)] = None) -> Response:
     if len(document_id) > 120:
@@ -211,10 +219,18 @@ def public_policy(request: Request, document_id: str, services: ServicesDep,
                            code=exc.code) from None
         if revision.status not in ("published", "retired") or revision.published_at is None:
             raise NotFound(f"Revision {rev} of this policy was never published.", code="not_published")
-    response = render(request, "console/kb_public.html", {
-        "doc": revision, "current": current, "is_current": current is not None and current.number == revision.number,
-        "html": render_markdown(revision.content, revision.title), "now": datetime.now(UTC)})
-    response.headers["Cache-Control"] = "public, max-age=60"
+    # A policy changes when an editor publishes: browsers and proxies may keep the page but must
+    # ask again each time (a 304 while it is unchanged), so a customer never reads a stale policy.
+    etag = _policy_etag(revision, current)
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        response = Response(status_code=304)
+    else:
+        response = render(request, "console/kb_public.html", {
+            "doc": revision, "current": current,
+            "is_current": current is not None and current.number == revision.number,
+            "html": render_markdown(revision.content, revision.title), "now": datetime.now(UTC)})
+    response.headers["Cache-Control"] = "public, no-cache"
+    response.headers["ETag"] = etag
     secure_headers(response)
     return response
 

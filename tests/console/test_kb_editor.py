@@ -51,6 +51,13 @@ def test_create_publish_edit_and_public_page_follows(console):
     public = console.client().get("/kb/gift-wrap")  # anonymous: the public page
     assert public.status_code == 200 and "€4.50 per item" in public.text
     assert 'id="prices"' in public.text  # anchors match the chunker's citation anchors
+    # kept by browsers only on condition: revalidated on every view, 304 while unchanged
+    assert public.headers["cache-control"] == "public, no-cache" and "max-age" not in public.headers["cache-control"]
+    etag = public.headers["etag"]
+    unchanged = console.client().get("/kb/gift-wrap", headers={"If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    head = console.client().head("/kb/gift-wrap")
+    assert head.status_code == 200 and head.headers["etag"] == etag
     assert console.services.knowledge.facts()["gift_wrap_price"].value == "€4.50"
 
     page, base = _edit_form(client, "gift-wrap")
@@ -68,9 +75,12 @@ def test_create_publish_edit_and_public_page_follows(console):
     r = client.post("/console/kb/gift-wrap/publish", data={"csrf_token": csrf, "revision": 2, "base_revision": 2},
                     follow_redirects=False)
     assert r.status_code == 303
-    public = console.client().get("/kb/gift-wrap").text
+    public = console.client().get("/kb/gift-wrap", headers={"If-None-Match": etag})
+    assert public.status_code == 200 and public.headers["etag"] != etag  # published: the new page at once
+    public = public.text
     assert "€3.00 per item" in public and "€4.50" not in public
     old = console.client().get("/kb/gift-wrap?rev=1")
+    assert old.headers["etag"] != etag  # the same revision, now with "Read the current version"
     assert old.status_code == 200 and "€4.50 per item" in old.text and "Read the current version" in old.text
     assert console.services.knowledge.facts()["gift_wrap_price"].value == "€3.00"
 
