@@ -88,6 +88,20 @@ class Services:
             log.exception("cannot read the active adapter; answering with the base model")
             return None
 
+    def warm_up(self) -> None:
+        """Load the models before the first customer arrives (time to first reply)."""
+        self.knowledge.retrieve("opening hours", k=1)  # loads the index and the embedding model
+        self.nlu.current().predict("hello")
+        warm = getattr(self.generator, "warm", None)
+        if warm is None:
+            return
+        adapter_id = self.active_adapter_id()
+        try:
+            warm(adapter_id)  # llama.cpp: converts the adapter to a GGUF LoRA file once
+        except Exception:  # the first reply reports a broken adapter; starting up must not fail on it
+            log.exception("could not load the active adapter %r while warming up", adapter_id)
+            warm(None)
+
     def close(self) -> None:
         """Release what was built: the generator's batching worker, the database pool."""
         generator = self.__dict__.get("generator")

@@ -9,6 +9,22 @@ from typing import Any
 from knowledge.errors import HybrideskError
 
 
+def citation_label(c: dict) -> str:
+    """"Title › Section", the title alone when the section is the title or unknown, else the id."""
+    title, heading = c.get("title"), c.get("heading")
+    if title and heading and heading != title:
+        return f"{title} › {heading}"
+    return str(title or c.get("document_id") or "policy")
+
+
+def quiet_model_loading() -> None:
+    """No progress bars or library notices from loading the models: they would land in the chat."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def run_chat(services: Any, *, sender: str = "terminal", once: str | None = None) -> int:
     from bot.conversation.manager import ConversationManager
     from bot.db.engine import check_connection
@@ -16,6 +32,10 @@ def run_chat(services: Any, *, sender: str = "terminal", once: str | None = None
 
     check_connection(services.db.engine)
     set_runtime_services(services)
+    quiet_model_loading()
+    if once is None:  # load the models before the first prompt, not after the customer typed
+        print("Loading the models...", flush=True)
+        services.warm_up()
     manager = ConversationManager(services)
     conv = manager.by_sender("cli", sender)
 
@@ -36,7 +56,7 @@ def run_chat(services: Any, *, sender: str = "terminal", once: str | None = None
             return
         print()
         for c in outcome.citations:
-            print(f"   source: {c.get('title')} › {c.get('heading')} (rev {c.get('revision')}, #{c.get('anchor')})")
+            print(f"   source: {citation_label(c)} (rev {c.get('revision')}, #{c.get('anchor')})")
         print(f"   [intent={outcome.intent} tone={outcome.tone} action={outcome.action} verdict={outcome.verdict}]")
 
     loop = asyncio.new_event_loop()

@@ -297,6 +297,14 @@ class Responder:
         self.max_new_tokens = max_new_tokens
         self.adapter_id = adapter_id
 
+    def _title(self, document_id: str, revision: int) -> str | None:
+        """A cited document's title (a fact's document that retrieval did not return)."""
+        try:
+            return self.knowledge.get(document_id, revision).title
+        except Exception:  # a citation without its title still names the document
+            log.warning("no title for %s r%s", document_id, revision, exc_info=True)
+            return None
+
     def retrieve(self, text: str, history: list[tuple[str, str]], at: datetime | None = None,
                  k: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         at = at or datetime.now(UTC)
@@ -349,8 +357,9 @@ class Responder:
         cited = {(c["document_id"], c["revision"]) for c in cites}
         for fact in asked:
             if (fact.document_id, fact.revision) not in cited:
-                cites.append({"document_id": fact.document_id, "revision": fact.revision, "title": None,
-                              "heading": None, "anchor": fact.anchor})
+                cites.append({"document_id": fact.document_id, "revision": fact.revision,
+                              "title": self._title(fact.document_id, fact.revision), "heading": None,
+                              "anchor": fact.anchor})
                 cited.add((fact.document_id, fact.revision))
         resolve = self._slot_resolver(at)
         evidence = [p["text"] for p in passages] + [str(f["value"]) for f in facts]

@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, services: Any | None = None, *,
         install_log_redaction()
         set_runtime_services(services)
         if warm_up:
-            await asyncio.to_thread(_warm_up, services)
+            await asyncio.to_thread(services.warm_up)
         if recover:
             app.state.recovery = asyncio.create_task(_recover(app, manager))
         yield
@@ -67,21 +67,6 @@ def create_app(settings: Settings | None = None, services: Any | None = None, *,
         return {"status": "ok"}
 
     return app
-
-
-def _warm_up(services: Any) -> None:
-    """Load the models before the first customer arrives (time to first reply)."""
-    services.knowledge.retrieve("opening hours", k=1)  # loads the index and the embedding model
-    services.nlu.current().predict("hello")
-    warm = getattr(services.generator, "warm", None)
-    if warm is None:
-        return
-    adapter_id = services.active_adapter_id()
-    try:
-        warm(adapter_id)  # llama.cpp: converts the adapter to a GGUF LoRA file once
-    except Exception:  # the first reply reports a broken adapter; starting up must not fail on it
-        log.exception("could not load the active adapter %r while warming up", adapter_id)
-        warm(None)
 
 
 async def _recover(app: FastAPI, manager: Any) -> None:

@@ -277,3 +277,22 @@ def test_a_generator_failing_after_the_answer_was_shown_does_not_repeat_it(knowl
     assert result.error and result.verdict == "fallback"
     statement = result.guardrail["added_fact_statement"]
     assert states_value(statement, value) and result.text.count(statement) == 1, result.text
+
+
+@pytest.mark.slow
+def test_every_citation_has_its_documents_title(sample_kb):
+    # the return window's policy is not among this question's passages: its citation is added
+    # for the fact alone and still carries the document's title
+    result = _ask(sample_kb, "How long do I have to return a lamp?")
+    assert states_value(result.text, "30"), result.text
+    assert result.citations and all(c["title"] for c in result.citations), result.citations
+    titles = {c["document_id"]: c["title"] for c in result.citations}
+    assert titles.get("returns-policy") == sample_kb.get("returns-policy").title
+
+
+def test_the_terminal_labels_a_citation_by_what_it_knows():
+    from bot.terminal import citation_label
+
+    assert citation_label({"title": "Returns", "heading": "Window"}) == "Returns › Window"
+    assert citation_label({"title": "Returns", "heading": "Returns"}) == "Returns"
+    assert citation_label({"document_id": "returns-policy", "title": None, "heading": None}) == "returns-policy"

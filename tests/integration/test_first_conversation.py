@@ -99,3 +99,31 @@ def test_terminal_chat_once(product, capsys):
     assert run_chat(product, sender="term-test", once="What payment methods do you accept?") == 0
     out = capsys.readouterr().out
     assert out.startswith("bot> ") and "source:" in out
+
+
+def test_terminal_chat_loads_the_models_before_the_first_prompt(product, capsys, monkeypatch):
+    from transformers.utils import logging as hf_logging
+
+    from bot.terminal import run_chat
+
+    typed = iter(["What payment methods do you accept?"])
+
+    def fake_input(prompt: str) -> str:
+        print(prompt, end="")
+        try:
+            return next(typed)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    try:
+        assert run_chat(product, sender="term-interactive") == 0
+        out = capsys.readouterr()
+        assert out.out.index("Loading the models...") < out.out.index("you> ") < out.out.index("bot> ")
+        assert "source:" in out.out
+        # no progress bars or library notices land in the conversation
+        assert not hf_logging.is_progress_bar_enabled()
+        assert hf_logging.get_verbosity() == hf_logging.ERROR
+    finally:
+        hf_logging.enable_progress_bar()
+        hf_logging.set_verbosity_warning()
