@@ -24,9 +24,11 @@ def _import(args: argparse.Namespace, ctx: Any) -> int:
         print(f"  imported  {doc_id}")
     for doc_id in report.updated:
         print(f"  updated   {doc_id}")
+    for doc_id in report.scheduled:
+        print(f"  scheduled {doc_id}")
     for problem in report.errors:
         print(f"  skipped   {problem.file}: {problem.reason}")
-    return 1 if report.errors and not (report.imported or report.updated or report.unchanged) else 0
+    return 1 if report.errors and not (report.imported or report.updated or report.scheduled or report.unchanged) else 0
 
 
 def _list(args: argparse.Namespace, ctx: Any) -> int:

@@ -326,7 +326,9 @@ class LocalIndex(SyncedIndex):
             )
             return False
         if snap is None:
-            log.warning("knowledge index at %s is missing; building it from the database", self.dir)
+            # a first start has no index yet: that is expected, not worth a warning
+            log.log(logging.WARNING if self.dir.exists() and any(self.dir.iterdir()) else logging.INFO,
+                    "knowledge index at %s is missing; building it from the database", self.dir)
             return False
         self._snap = snap
         return True

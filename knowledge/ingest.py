@@ -77,6 +77,7 @@ class ImportReport:
 
     imported: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    scheduled: list[str] = field(default_factory=list)  # a new revision of a document, in force from a later date
     unchanged: list[str] = field(default_factory=list)
     errors: list[ImportProblem] = field(default_factory=list)
 
@@ -88,13 +89,15 @@ class ImportReport:
         """One line for people: counts per outcome."""
         return (
             f"{len(self.imported)} imported, {len(self.updated)} updated, "
-            f"{len(self.unchanged)} unchanged, {len(self.errors)} skipped"
+            + (f"{len(self.scheduled)} scheduled, " if self.scheduled else "")
+            + f"{len(self.unchanged)} unchanged, {len(self.errors)} skipped"
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "imported": self.imported,
             "updated": self.updated,
+            "scheduled": self.scheduled,
             "unchanged": self.unchanged,
             "errors": [e.__dict__ for e in self.errors],
         }
@@ -390,12 +393,15 @@ def import_folder(
             fd[1].effective_from or datetime.min.replace(tzinfo=UTC),
         )
     )
+    now = datetime.now(UTC)
     for _f, doc in parsed:
         try:
             outcome = store.import_parsed(doc, author=author, publish=publish)
         except HybrideskError as exc:
             report.errors.append(ImportProblem(doc.source or doc.id, exc.message, exc.code))
             continue
+        if outcome == "updated" and publish and doc.effective_from is not None and doc.effective_from > now:
+            outcome = "scheduled"  # a later revision waiting for its date, not a change in force now
         getattr(report, outcome).append(doc.id)
     for problem in report.errors:
         log.warning("kb import: skipped %s: %s", problem.file, problem.reason)

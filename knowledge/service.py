@@ -125,7 +125,7 @@ class KnowledgeService:
     ) -> ImportReport:
         """Import a folder (or one file) of Markdown/text/HTML; see :func:`knowledge.ingest.import_folder`."""
         report = import_folder(self.store, path, author=author, publish=publish)
-        if report.imported or report.updated:
+        if report.imported or report.updated or report.scheduled:
             self.refresh()
         return report
 

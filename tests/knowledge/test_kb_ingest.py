@@ -129,7 +129,8 @@ def _folder(tmp_path: Path) -> Path:
 def test_folder_import_reports_bad_files_and_imports_the_rest(tmp_path: Path, store: KnowledgeStore) -> None:
     report = import_folder(store, _folder(tmp_path), author="importer")
     assert sorted(report.imported) == ["hours", "returns-policy"]
-    assert report.updated == ["returns-policy"]  # the scheduled revision
+    # the revision in force from 2027-01-01: "scheduled" while that date is ahead, then "updated"
+    assert report.updated + report.scheduled == ["returns-policy"]
     assert sorted(e.file for e in report.errors) == ["blob.md", "broken.md", "empty.html"]
     assert {e.code for e in report.errors} == {"binary_file", "bad_front_matter", "empty_file"}
     assert "imported" in report.summary()
@@ -139,7 +140,7 @@ def test_folder_import_reports_bad_files_and_imports_the_rest(tmp_path: Path, st
     assert store.facts_at(datetime(2027, 6, 1, tzinfo=UTC))["return_window_days"].value == "45"
     # re-importing the same folder changes nothing
     again = import_folder(store, _folder(tmp_path), author="importer")
-    assert again.imported == [] and again.updated == []
+    assert again.imported == [] and again.updated == [] and again.scheduled == []
     assert sorted(again.unchanged) == ["hours", "returns-policy", "returns-policy"]
     assert len(store.history("returns-policy")) == 2
 
@@ -158,3 +159,18 @@ def test_a_file_refused_by_the_store_leaves_nothing_behind(tmp_path: Path, store
     assert report.imported == ["returns-policy"]
     assert [e.code for e in report.errors] == ["fact_conflict"]
     assert [d.document_id for d in store.list()] == ["returns-policy"]
+
+
+def test_a_revision_for_a_later_date_is_reported_as_scheduled(tmp_path: Path, store: KnowledgeStore) -> None:
+    root = tmp_path / "kb"
+    (root / "scheduled").mkdir(parents=True)
+    (root / "returns.md").write_text(RETURNS, encoding="utf-8")
+    (root / "scheduled" / "returns-2099.md").write_text(
+        RETURNS.replace("2026-01-01", "2099-01-01").replace("value: 30", "value: 45"), encoding="utf-8")
+    report = import_folder(store, root, author="importer")
+    assert (report.imported, report.updated, report.scheduled) == (["returns-policy"], [], ["returns-policy"])
+    assert report.summary() == "1 imported, 0 updated, 1 scheduled, 0 unchanged, 0 skipped"
+    assert report.to_dict()["scheduled"] == ["returns-policy"]
+    # a revision already in force is an update
+    (root / "now.md").write_text(RETURNS.replace("value: 30", "value: 31"), encoding="utf-8")
+    assert import_folder(store, root / "now.md", author="importer").updated == ["returns-policy"]
