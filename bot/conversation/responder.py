@@ -201,6 +201,14 @@ def procedure_statement(passage: dict[str, Any], steps: list[str]) -> str:
     return f"Here is how ({where}):\n" + "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
 
 
+# An opening sentence that is really the reply's sign-off ("If you have any further questions,
+# don't hesitate to reach out."): the answer goes before it, not after.
+_SIGN_OFF_RE = re.compile(
+    r"\b(?:don'?t hesitate|do not hesitate|feel free to (?:ask|contact|reach|get in touch)|"
+    r"(?:any|have) (?:other |more |further |additional )?questions|further (?:assistance|help)|"
+    r"let (?:me|us) know if)\b", re.I)
+
+
 def _answer_first(pieces: Iterator[str], lead: str, stated: Callable[[str], bool],
                   grounder: Grounder) -> Iterator[str]:
     """The checked reply with ``lead`` (the asked fact's current value, or the KB's procedure) after
@@ -208,8 +216,9 @@ def _answer_first(pieces: Iterator[str], lead: str, stated: Callable[[str], bool
 
     A customer who asks "How long is the warranty?" reads the answer second, not after a list and a
     closing paragraph. It goes before the opening sentence when that one already introduces a list
-    ("Here's what you can do:"), and it is left out when ``stated(opening sentence)`` says that
-    sentence already gives the answer.
+    ("Here's what you can do:") or is a sign-off ("If you have any questions, don't hesitate to
+    reach out."), and it is left out when ``stated(opening sentence)`` says that sentence already
+    gives the answer.
     """
     if not lead:
         yield from pieces
@@ -238,7 +247,8 @@ def _answer_first(pieces: Iterator[str], lead: str, stated: Callable[[str], bool
         placed = True
         if stated(piece):
             yield piece
-        elif piece.rstrip().endswith(":") or re.match(r"\s*(?:[-*•]|\d{1,2}[.)])\s", piece):
+        elif (piece.rstrip().endswith(":") or re.match(r"\s*(?:[-*•]|\d{1,2}[.)])\s", piece)
+              or _SIGN_OFF_RE.search(piece)):
             yield lead + "\n" + piece.lstrip(" ")
         else:
             yield piece.rstrip(" ") + "\n" + lead

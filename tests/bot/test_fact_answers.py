@@ -265,6 +265,14 @@ def test_a_how_to_question_gets_the_documented_procedure_not_made_up_steps(sampl
     assert "screenshot of the lower price" not in match.text
     assert match.guardrail["added_procedure"].startswith("Here is how (How to ask):")
 
+    # an opening sentence that is a sign-off comes after the answer, not before it
+    sign_off = "If you have any further questions, please don't hesitate to reach out to our support team."
+    generator = ScriptedGenerator().enqueue(sign_off + "\n1. Go to the cancellation page.")
+    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
+    cancel = responder.answer(text="How do I cancel my order?", intent="cancel_order", tone="neutral", history=[])
+    assert cancel.text.startswith("Here is how (Cancel it yourself):\n1. "), cancel.text
+    assert cancel.text.rstrip().endswith(sign_off) and "cancellation page" not in cancel.text
+
 
 @pytest.mark.slow
 def test_a_generator_failing_after_the_answer_was_shown_does_not_repeat_it(knowledge):
