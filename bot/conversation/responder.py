@@ -315,6 +315,27 @@ class Responder:
             log.warning("no title for %s r%s", document_id, revision, exc_info=True)
             return None
 
+    def _other_sections(self, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The sections of the retrieved passages' documents (the revisions retrieved) not among them."""
+        from knowledge.chunking import chunk_markdown
+
+        seen = {(p.get("document_id"), p.get("revision"), p.get("anchor")) for p in passages}
+        out: list[dict[str, Any]] = []
+        for doc_id, rev in dict.fromkeys((p.get("document_id"), p.get("revision")) for p in passages):
+            if doc_id is None or rev is None:
+                continue
+            try:
+                info = self.knowledge.get(doc_id, rev)
+            except Exception:  # a document retired a moment ago: nothing more to read
+                log.warning("could not read %s r%s for its procedures", doc_id, rev, exc_info=True)
+                continue
+            for chunk in chunk_markdown(info.content, info.title):
+                if (doc_id, rev, chunk.anchor) not in seen:
+                    seen.add((doc_id, rev, chunk.anchor))
+                    out.append({"text": chunk.text, "title": info.title, "heading": chunk.heading or info.title,
+                                "anchor": chunk.anchor, "document_id": doc_id, "revision": rev})
+        return out
+
     def retrieve(self, text: str, history: list[tuple[str, str]], at: datetime | None = None,
                  k: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         at = at or datetime.now(UTC)
@@ -372,12 +393,17 @@ class Responder:
                               "anchor": fact.anchor})
                 cited.add((fact.document_id, fact.revision))
         resolve = self._slot_resolver(at)
-        evidence = [p["text"] for p in passages] + [str(f["value"]) for f in facts]
         # a question the KB answers for everyone needs no order number: requests for one are dropped
         # "How do I ask for a price match?" names a fact ("price") and asks for a procedure: the procedure
         # leads, and a key fact the reply then leaves out is still added at the end
         how_to = bool(HOW_TO_RE.search(text))
         steps_from_kb = procedure(text, passages) if self.procedures and how_to else None
+        if self.procedures and how_to and steps_from_kb is None:
+            # the right document was found but not its steps ("How do I create an account?" retrieves
+            # "Who can open an account"): the other sections of the retrieved documents are read too
+            steps_from_kb = procedure(text, self._other_sections(passages))
+        evidence = ([p["text"] for p in passages] + ([steps_from_kb[0]["text"]] if steps_from_kb else [])
+                    + [str(f["value"]) for f in facts])
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
                             needs_no_details=bool(asked),
                             charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
@@ -387,8 +413,8 @@ class Responder:
         lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))
         if steps_from_kb:
             lead = procedure_statement(*steps_from_kb)
-            cites = sorted(cites, key=lambda c: (c["document_id"], c["revision"]) != (
-                steps_from_kb[0].get("document_id"), steps_from_kb[0].get("revision")))
+            source = citation(steps_from_kb[0])  # the section the steps come from is cited first
+            cites = [source] + [c for c in cites if c != source]
         if asked and not steps_from_kb:
             value = asked[0].value
             answers_it: Callable[[str], bool] = lambda piece: states_value(piece, value)  # noqa: E731

@@ -304,3 +304,19 @@ def test_the_terminal_labels_a_citation_by_what_it_knows():
     assert citation_label({"title": "Returns", "heading": "Window"}) == "Returns › Window"
     assert citation_label({"title": "Returns", "heading": "Returns"}) == "Returns"
     assert citation_label({"document_id": "returns-policy", "title": None, "heading": None}) == "returns-policy"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("question", "heading", "first_step"), [
+    ("How do I create an account?", "Sign up", "1. Go to larkspur.example and press the person icon"),
+    ("How can I subscribe to the newsletter?", "Subscribe", "1. Open My Account › Email preferences."),
+])
+def test_the_procedure_is_found_in_a_retrieved_document_whose_steps_were_not_retrieved(
+        sample_kb, question, heading, first_step):
+    generator = ScriptedGenerator().enqueue("Happy to help!\n1. Visit our website and click the banner.")
+    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
+    result = responder.answer(text=question, intent="create_account", tone="neutral", history=[])
+    lines = result.text.split("\n")
+    assert lines[1] == f"Here is how ({heading}):", result.text
+    assert lines[2].startswith(first_step) and "banner" not in result.text
+    assert result.citations[0]["anchor"] == heading.lower().replace(" ", "-")
