@@ -416,6 +416,9 @@ class Responder:
             source = citation(steps_from_kb[0])  # the section the steps come from is cited first
             cites = [source] + [c for c in cites if c != source]
         if asked and not steps_from_kb:
+            # the answer's source is cited first ("return a lamp" retrieves "Changing an order" first)
+            answer_source = (asked[0].document_id, asked[0].revision)
+            cites = sorted(cites, key=lambda c: (c["document_id"], c["revision"]) != answer_source)
             value = asked[0].value
             answers_it: Callable[[str], bool] = lambda piece: states_value(piece, value)  # noqa: E731
         else:

@@ -295,6 +295,7 @@ def test_every_citation_has_its_documents_title(sample_kb):
     assert states_value(result.text, "30"), result.text
     assert result.citations and all(c["title"] for c in result.citations), result.citations
     titles = {c["document_id"]: c["title"] for c in result.citations}
+    assert result.citations[0]["document_id"] == "returns-policy"  # the answer's source comes first
     assert titles.get("returns-policy") == sample_kb.get("returns-policy").title
 
 
