@@ -168,7 +168,28 @@ def fact_statement(question: str, passages: list[dict[str, Any]], fact: Any) -> 
     return f"{label[:1].upper()}{label[1:]}: {fact_value_text(fact)}."
 
 
-def procedure(question: str, passages: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]] | None:
+# words a question can use for almost any procedure ("How do I get an invoice?"): a procedure need
+# not repeat them
+_GENERIC_VERBS = {"get", "make", "find", "see", "go", "have", "need", "want", "way", "where", "step", "steps",
+                  "file", "process", "procedure", "please", "possible", "able"}
+
+
+def _stem(word: str) -> str:
+    """A crude stem, enough to match "Buying a gift card" to "buy" and "Saving a card" to "save"."""
+    if word.endswith("ss"):
+        return word
+    for suffix in ("ing", "ed", "es", "e", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def _stems(text: str) -> set[str]:
+    return {_stem(w) for w in _terms(re.sub(r"(?i)\be-mail", "email", text))}
+
+
+def procedure(question: str, passages: list[dict[str, Any]], *,
+              every_term: bool = False) -> tuple[dict[str, Any], list[str]] | None:
     """The retrieved passage whose numbered steps best match ``question``, and those steps; or None.
 
     Procedures are facts too: "How do I start a return?" is answered with the steps the knowledge base
@@ -176,9 +197,14 @@ def procedure(question: str, passages: list[dict[str, Any]]) -> tuple[dict[str, 
     steps, the one sharing most words with the question wins; of equals, the better-ranked one. It
     must share at least half of the question's words (its heading, title and steps together): a list
     about something else ("Follow your refund" for "How do I wrap it as a present?") is no answer.
+    With ``every_term`` (sections the retriever did not return), every word of the question but a
+    generic verb must appear: "How do I use a gift card?" is not answered by "Buying a gift card".
     """
-    q_terms = _terms(question)
-    needed = max(1, math.ceil(0.5 * len(q_terms)))
+    q_terms = _stems(question)
+    q_terms = q_terms - {_stem(w) for w in _GENERIC_VERBS} or q_terms
+    # half of the question's words, and two at least: one shared word ("gift" in "How do I wrap a
+    # gift?" and "Buying a gift card") is a coincidence, not the procedure asked for
+    needed = len(q_terms) if every_term else max(math.ceil(0.5 * len(q_terms)), min(2, len(q_terms)))
     best: tuple[int, int, dict[str, Any], list[str]] | None = None
     for rank, p in enumerate(passages):
         steps: list[str] = []
@@ -190,7 +216,7 @@ def procedure(question: str, passages: list[dict[str, Any]]) -> tuple[dict[str, 
                 break  # the first list has ended
         if len(steps) < 2:
             continue
-        score = len(q_terms & _terms(" ".join([str(p.get("heading") or ""), str(p.get("title") or ""), *steps])))
+        score = len(q_terms & _stems(" ".join([str(p.get("heading") or ""), str(p.get("title") or ""), *steps])))
         if score >= needed and (best is None or score > best[0]):
             best = (score, rank, p, steps[:MAX_PROCEDURE_STEPS])
     return (best[2], best[3]) if best else None
@@ -401,7 +427,7 @@ class Responder:
         if self.procedures and how_to and steps_from_kb is None:
             # the right document was found but not its steps ("How do I create an account?" retrieves
             # "Who can open an account"): the other sections of the retrieved documents are read too
-            steps_from_kb = procedure(text, self._other_sections(passages))
+            steps_from_kb = procedure(text, self._other_sections(passages), every_term=True)
         evidence = ([p["text"] for p in passages] + ([steps_from_kb[0]["text"]] if steps_from_kb else [])
                     + [str(f["value"]) for f in facts])
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],

@@ -321,3 +321,22 @@ def test_the_procedure_is_found_in_a_retrieved_document_whose_steps_were_not_ret
     assert lines[1] == f"Here is how ({heading}):", result.text
     assert lines[2].startswith(first_step) and "banner" not in result.text
     assert result.citations[0]["anchor"] == heading.lower().replace(" ", "-")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", ["How do I wrap a gift?", "How do I use a gift card?", "How do I know my size?"])
+def test_a_procedure_sharing_one_word_with_the_question_is_not_shown(sample_kb, question):
+    # "Buying a gift card" shares "gift" with the first two; "How to change your order" mentions sizes
+    generator = ScriptedGenerator().enqueue("Happy to help with that! Our team can tell you more.")
+    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
+    result = responder.answer(text=question, intent="other", tone="neutral", history=[])
+    assert "added_procedure" not in result.guardrail and "Here is how" not in result.text, result.text
+
+
+def test_procedure_words_are_matched_on_their_stems():
+    from bot.conversation.responder import _stems
+
+    assert _stems("Buying a gift card") >= _stems("buy gift cards")
+    assert _stems("Saving a card") >= _stems("save a card")
+    assert _stems("Change your e-mail address") == _stems("changing your email addresses")
+    assert "us" not in _stems("using it")  # too short to cut: "use" and "using" stay apart
