@@ -223,7 +223,7 @@ def _cmd_tickets_import(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def _guess_format(path: Path) -> str:
-    if path.suffix.lower() == ".csv":
+    if path.suffix.lower() == ".csv" and path.is_file():  # else read_tickets says what is wrong
         with path.open(encoding="utf-8-sig", errors="replace") as fh:
             header = fh.readline().lower()
         return "bitext" if "instruction" in header and "response" in header else "csv"

@@ -68,6 +68,7 @@ _ALIASES = {
     "created_at": ("created_at", "date", "timestamp", "corrected_at"),
 }
 _SLOT_RE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+_NOT_UTF8_RE = re.compile(r"[\udc80-\udcff]")
 _ORDER_LIKE = {"order number", "purchase id", "order id", "purchase number", "tracking number"}
 _INVOICE_LIKE = {"invoice number", "bill number", "invoice id", "bill id"}
 
@@ -230,11 +231,36 @@ def _resolve_mapping(
     return result
 
 
+def _not_utf8(line: int, text: str) -> RowError | None:
+    """A row error when ``text`` (read with ``surrogateescape``) holds bytes that are not UTF-8."""
+    bad = _NOT_UTF8_RE.search(text)
+    if bad is None:
+        return None
+    byte = ord(bad.group()) - 0xDC00
+    return RowError(line, f"not valid UTF-8 (byte 0x{byte:02x}); save the file as UTF-8")
+
+
+def _open_text(path: Path, **kwargs: Any):
+    """The file as UTF-8 text; a byte that is not UTF-8 becomes a lone surrogate (see :func:`_not_utf8`)."""
+    with path.open("rb") as fh:
+        head = fh.read(8192)
+    if b"\x00" in head:
+        raise InvalidInput(
+            f"{path} is a binary file, not CSV or JSON Lines text.", code="binary_file"
+        )
+    return path.open(encoding="utf-8-sig", errors="surrogateescape", **kwargs)
+
+
 def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, str] | RowError]]:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    with _open_text(path, newline="") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames:
             raise InvalidInput(f"{path} is empty or has no header row.", code="empty_file")
+        header_error = _not_utf8(1, ",".join(reader.fieldnames))
+        if header_error is not None:
+            raise InvalidInput(
+                f"{path}: the header row is {header_error.message}.", code="bad_encoding"
+            )
         start = 2
         while True:
             try:
@@ -247,15 +273,20 @@ def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, str] | RowError]]:
                 continue
             if None in row or any(v is None for v in row.values()):
                 yield start, RowError(start, f"expected {len(reader.fieldnames)} columns")
+            elif (error := _not_utf8(start, "".join(row.values()))) is not None:
+                yield start, error
             else:
                 yield start, row
             start = reader.line_num + 1
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
-    with path.open(encoding="utf-8-sig") as fh:
+    with _open_text(path) as fh:
         for number, raw in enumerate(fh, start=1):
             if not raw.strip():
+                continue
+            if (error := _not_utf8(number, raw)) is not None:
+                yield number, error
                 continue
             try:
                 obj = json.loads(raw)
@@ -277,6 +308,8 @@ def read_tickets(
         raise InvalidInput(
             f"Unknown ticket format {fmt!r}; use one of {', '.join(FORMATS)}.", code="bad_format"
         )
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a directory; pass a ticket file.", code="not_a_file")
     if not path.is_file():
         raise NotFound(f"Ticket file {path} does not exist.", code="file_not_found")
     tickets: list[Ticket] = []

@@ -84,3 +84,10 @@ def test_train_rejects_bad_overrides(tmp_path):
     args = _parse(["train", "--set", "lora_r=-1"])
     with pytest.raises(InvalidInput, match="lora_r"):
         args.handler(args, Ctx(tmp_path))
+
+
+def test_tickets_import_of_a_missing_csv_says_so(tmp_path):
+    ctx = Ctx(tmp_path)
+    args = _parse(["tickets", "import", str(tmp_path / "nope.csv")])
+    with pytest.raises(NotFound, match="does not exist"):
+        args.handler(args, ctx)

@@ -101,6 +101,38 @@ def test_unusable_files_raise_clear_errors(tmp_path):
         read_tickets(path, "xml")
 
 
+def test_non_utf8_rows_are_reported_and_the_rest_import(tmp_path):
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(
+        "customer_message,agent_reply\nCafé order?,Voilà the answer\nplain,plain reply\n".encode("latin-1")
+    )
+    tickets, errors = read_tickets(latin1, "csv")
+    assert [t.customer_message for t in tickets] == ["plain"]
+    assert [(e.line, e.message) for e in errors] == [
+        (2, "not valid UTF-8 (byte 0xe9); save the file as UTF-8")
+    ]
+    jsonl = tmp_path / "mixed.jsonl"
+    good = json.dumps({"customer_message": "a", "agent_reply": "b"}).encode()
+    jsonl.write_bytes(good + b"\n\xff\xfe broken bytes\n" + good.replace(b'"a"', b'"c"') + b"\n")
+    tickets, errors = read_tickets(jsonl, "jsonl")
+    assert [t.customer_message for t in tickets] == ["a", "c"]
+    assert [e.line for e in errors] == [2] and "UTF-8" in errors[0].message
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfcustomer_message,agent_reply\nq,a\n")
+    assert [t.customer_message for t in read_tickets(bom, "csv")[0]] == ["q"]
+
+
+def test_binary_file_and_directory_raise_clear_errors(tmp_path):
+    binary = tmp_path / "x.jsonl"
+    binary.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(InvalidInput, match="binary file"):
+        read_tickets(binary, "jsonl")
+    with pytest.raises(InvalidInput, match="binary file"):
+        read_tickets(binary, "csv")
+    with pytest.raises(InvalidInput, match="is a directory"):
+        read_tickets(tmp_path, "csv")
+
+
 def test_corrections_format(tmp_path):
     path = tmp_path / "corrections.jsonl"
     path.write_text(
