@@ -69,6 +69,7 @@ _ALIASES = {
 }
 _SLOT_RE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 _NOT_UTF8_RE = re.compile(r"[\udc80-\udcff]")
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 _ORDER_LIKE = {"order number", "purchase id", "order id", "purchase number", "tracking number"}
 _INVOICE_LIKE = {"invoice number", "bill number", "invoice id", "bill id"}
 
@@ -167,6 +168,12 @@ def _opt(value: Any, limit: int = 64) -> str | None:
 
 
 def _make_ticket(source: str, line: int, row: Mapping[str, Any], known=()) -> Ticket:
+    for name, value in row.items():
+        if isinstance(value, dict | list):
+            raise ValueError(f"{name} is a JSON {'object' if isinstance(value, dict) else 'array'}, not text")
+        if isinstance(value, str) and _SURROGATE_RE.search(value):
+            # a JSON escape such as "\ud800" that is half a character: it cannot be stored or hashed
+            raise ValueError(f"{name} holds an invalid character (an unpaired surrogate)")
     message = str(row.get("customer_message") or "").strip()
     reply = str(row.get("agent_reply") or "").strip()
     if not message:

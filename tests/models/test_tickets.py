@@ -122,6 +122,24 @@ def test_non_utf8_rows_are_reported_and_the_rest_import(tmp_path):
     assert [t.customer_message for t in read_tickets(bom, "csv")[0]] == ["q"]
 
 
+def test_jsonl_values_that_cannot_be_stored_are_bad_rows(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        '{"customer_message": "half \\ud800 a character", "agent_reply": "b"}\n'
+        '{"customer_message": {"text": "hi"}, "agent_reply": "b"}\n'
+        '{"customer_message": "x", "agent_reply": ["a", "b"]}\n'
+        '{"customer_message": "fine", "agent_reply": "b"}\n',
+        encoding="utf-8",
+    )
+    tickets, errors = read_tickets(path, "jsonl")
+    assert [t.customer_message for t in tickets] == ["fine"]
+    assert [(e.line, e.message) for e in errors] == [
+        (1, "customer_message holds an invalid character (an unpaired surrogate)"),
+        (2, "customer_message is a JSON object, not text"),
+        (3, "agent_reply is a JSON array, not text"),
+    ]
+
+
 def test_binary_file_and_directory_raise_clear_errors(tmp_path):
     binary = tmp_path / "x.jsonl"
     binary.write_bytes(bytes(range(256)) * 8)
