@@ -129,6 +129,27 @@ def parse_when(value: Any, *, field_name: str = "effective_from") -> datetime | 
     )
 
 
+def _scalar(value: Any, where: str, code: str = "bad_front_matter") -> str | None:
+    """A front-matter value as text; a YAML list or mapping where text belongs is refused."""
+    if value is None:
+        return None
+    if isinstance(value, (dict, list)):
+        # never str() it: YAML aliases can make a small list print as gigabytes
+        kind = "mapping" if isinstance(value, dict) else "list"
+        raise InvalidInput(f"{where} must be text, not a YAML {kind}.", code=code)
+    return str(value)
+
+
+def _scalars(value: Any, where: str, code: str = "bad_front_matter") -> list[str]:
+    """A list of texts, or one text (a comma-separated string stays one item here)."""
+    if value is None or value == "":
+        return []
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, dict) or not all(isinstance(v, str | int | float) for v in items):
+        raise InvalidInput(f"{where} must be a list of texts.", code=code)
+    return [str(v) for v in items]
+
+
 def _facts(raw: Any, where: str) -> list[FactSpec]:
     if raw is None:
         return []
@@ -138,22 +159,20 @@ def _facts(raw: Any, where: str) -> list[FactSpec]:
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or "name" not in item or "value" not in item:
             raise InvalidInput(f"{where}: fact #{i + 1} needs a `name` and a `value`.", code="bad_facts")
-        name = str(item["name"]).strip()
+        name = (_scalar(item["name"], f"{where}: fact #{i + 1} name", "bad_facts") or "").strip()
         if not _FACT_NAME.match(name):
             raise InvalidInput(f"{where}: fact name {name!r} must be snake_case.", code="bad_facts")
         value = item["value"]
         if isinstance(value, (dict, list)) or value is None:
             raise InvalidInput(f"{where}: fact {name!r} needs a scalar value.", code="bad_facts")
-        ph = item.get("placeholders") or []
-        if isinstance(ph, str):
-            ph = [ph]
+        label = f"{where}: fact {name!r}"
         out.append(
             FactSpec(
                 name=name,
                 value=str(value),
-                unit=None if item.get("unit") is None else str(item["unit"]),
-                description=None if item.get("description") is None else str(item["description"]),
-                placeholders=[str(p) for p in ph],
+                unit=_scalar(item.get("unit"), f"{label} unit", "bad_facts"),
+                description=_scalar(item.get("description"), f"{label} description", "bad_facts"),
+                placeholders=_scalars(item.get("placeholders"), f"{label} placeholders", "bad_facts"),
             )
         )
     names = [f.name for f in out]
@@ -210,6 +229,11 @@ def parse_markdown(text: str, *, name: str = "document.md", default_id: str | No
             raise InvalidInput(
                 f"{name}: front matter is not valid YAML{line}.", code="bad_front_matter"
             ) from exc
+        except ValueError as exc:  # YAML's own date type: 2026-13-45 looks like a date but is none
+            raise InvalidInput(
+                f"{name}: front matter holds an impossible date ({exc}); use ISO 8601, e.g. 2026-03-01.",
+                code="bad_date",
+            ) from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise InvalidInput(f"{name}: front matter must be a YAML mapping.", code="bad_front_matter")
         meta = loaded or {}
@@ -219,30 +243,30 @@ def parse_markdown(text: str, *, name: str = "document.md", default_id: str | No
     for block in _FACT_BLOCK.findall(body):
         try:
             facts += _facts(yaml.safe_load(block), name)
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError) as exc:
             raise InvalidInput(f"{name}: a ```facts block is not valid YAML.", code="bad_facts") from exc
     body = _FACT_BLOCK.sub("", body).strip()
     if not body:
         raise InvalidInput(f"{name} has no text after its front matter.", code="empty_file")
-    title = meta.get("title")
+    title = _scalar(meta.get("title"), f"{name}: title")
     if not title:
         h1 = re.search(r"^#\s+(.+)$", body, re.M)
         title = h1.group(1).strip() if h1 else Path(name).stem.replace("-", " ").capitalize()
-    doc_id = _check_id(meta.get("id") or default_id or slugify(Path(name).stem), name)
+    doc_id = _check_id(_scalar(meta.get("id"), f"{name}: id") or default_id or slugify(Path(name).stem), name)
     tags = meta.get("tags") or []
     if isinstance(tags, str):
         tags = [t.strip() for t in tags.split(",") if t.strip()]
     doc = ParsedDocument(
         id=doc_id,
-        title=str(title).strip(),
+        title=title.strip(),
         body=body,
         effective_from=parse_when(meta.get("effective_from"), field_name=f"{name}: effective_from"),
         effective_until=parse_when(meta.get("effective_until"), field_name=f"{name}: effective_until"),
-        tags=[str(t) for t in tags],
-        audience=None if meta.get("audience") is None else str(meta["audience"]),
+        tags=_scalars(tags, f"{name}: tags"),
+        audience=_scalar(meta.get("audience"), f"{name}: audience"),
         facts=_check_unique(facts, name),
         source=name,
-        change_note=None if meta.get("change_note") is None else str(meta["change_note"]),
+        change_note=_scalar(meta.get("change_note"), f"{name}: change_note"),
     )
     if doc.effective_from and doc.effective_until and doc.effective_until <= doc.effective_from:
         raise InvalidInput(f"{name}: effective_until must be after effective_from.", code="bad_date")

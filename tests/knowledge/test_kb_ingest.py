@@ -61,6 +61,23 @@ def test_markdown_front_matter_and_fact_block() -> None:
         ("---\nid: Not A Slug\n---\nbody", "bad_document_id"),
         ("---\nid: x\nfacts:\n  - name: BadName\n    value: 1\n---\nbody", "bad_facts"),
         ("---\nid: x\nfacts:\n  - name: a\n---\nbody", "bad_facts"),
+        # YAML reads 2026-13-45 as a date and fails with a ValueError, not a YAMLError
+        ("---\nid: x\neffective_from: 2026-13-45\n---\nbody", "bad_date"),
+        ("---\nid: x\n---\nbody\n```facts\n- name: a\n  value: 2026-02-30\n```\n", "bad_facts"),
+        ("---\nid: x\ntitle: {a: 1}\n---\nbody", "bad_front_matter"),
+        ("---\nid: [x]\n---\nbody", "bad_front_matter"),
+        ("---\nid: x\ntags: {a: 1}\n---\nbody", "bad_front_matter"),
+        ("---\nid: x\naudience: [a, b]\n---\nbody", "bad_front_matter"),
+        ("---\nid: x\nfacts:\n  - name: a\n    value: 1\n    placeholders: {p: 1}\n---\nbody", "bad_facts"),
+        # aliases: a nine-item list nested seven deep would print as 4.8 million items
+        (
+            "---\nid: x\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+            + "".join(
+                f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdef", "bcdefg", strict=True)
+            )
+            + "title: *g\n---\nbody",
+            "bad_front_matter",
+        ),
     ],
 )
 def test_bad_markdown_is_refused_with_a_code(text: str, code: str) -> None:
@@ -68,6 +85,14 @@ def test_bad_markdown_is_refused_with_a_code(text: str, code: str) -> None:
         parse_markdown(text, name="f.md")
     assert exc.value.code == code
     assert "f.md" in exc.value.message
+
+
+def test_scalar_tags_and_placeholders_are_read_as_one_item() -> None:
+    d = parse_markdown(
+        "---\nid: x\ntags: 5\nfacts:\n  - name: fee\n    value: 5\n    placeholders: 7\n---\nbody",
+        name="f.md",
+    )
+    assert d.tags == ["5"] and d.facts[0].placeholders == ["7"]
 
 
 def test_dates() -> None:
