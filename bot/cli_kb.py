@@ -17,6 +17,17 @@ def _when(value: str | None, name: str = "--at"):
     return None if value is None else parse_when(value, field_name=name)
 
 
+def _positive(value: str) -> int:
+    """argparse type: a whole number of at least 1 (``-k 0`` used to return everything)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is not at least 1")
+    return number
+
+
 def _import(args: argparse.Namespace, ctx: Any) -> int:
     report = ctx.knowledge().import_folder(args.path, author=args.author, publish=not args.draft)
     print(report.summary())
@@ -169,7 +180,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("search", help="what the bot would retrieve for a question")
     p.add_argument("query")
     p.add_argument("--at", help="ISO time (default now)")
-    p.add_argument("-k", type=int, default=5)
+    p.add_argument("-k", type=_positive, default=5, help="passages to show (default 5)")
     p.add_argument("--tag", action="append", help="only documents with this tag (repeatable)")
     p.add_argument("--audience")
     p.add_argument("--json", action="store_true")

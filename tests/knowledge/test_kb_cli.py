@@ -72,3 +72,13 @@ def test_kb_command_errors(run) -> None:
         run("show", "no-such-doc")
     with pytest.raises(InvalidInput):
         run("facts", "--at", "yesterday-ish")
+
+
+@pytest.mark.parametrize("k", ["0", "-5", "two"])
+def test_kb_search_refuses_a_count_below_one(k: str, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="hybridesk")
+    register(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["kb", "search", "returns", "-k", k])
+    assert exc.value.code == 2
+    assert "argument -k" in capsys.readouterr().err
