@@ -36,7 +36,7 @@ class DocumentForm:
         """Validate the form the way the importer validates a file."""
         try:
             facts = yaml.safe_load(self.facts_yaml) if self.facts_yaml.strip() else None
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date YAML cannot build (2026-02-30)
             raise InvalidInput("The facts are not valid YAML; use a list of `- name: ... value: ...` entries.",
                                code="bad_facts", field="facts") from exc
         meta: dict[str, Any] = {"id": self.document_id.strip(), "title": self.title.strip() or None,

@@ -142,6 +142,10 @@ def test_bad_documents_are_refused_with_reasons(console):
     assert r.status_code == 422 and "snake_case" in r.json()["error"]["message"]
     r = _create(client, csrf, facts="- [unclosed")
     assert r.status_code == 422 and r.json()["error"]["code"] == "bad_facts"
+    r = _create(client, csrf, facts="- name: start\n  value: 2026-02-30\n")  # YAML raises ValueError here
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_facts"
+    r = _create(client, csrf, facts="- name: start\n  value: 1\n  description: [a, b]\n")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_facts"
     r = _create(client, csrf, effective_from="next tuesday")
     assert r.status_code == 422 and r.json()["error"]["code"] == "bad_date"
     assert _create(client, csrf).status_code == 303
