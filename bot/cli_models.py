@@ -130,11 +130,15 @@ def _cmd_adapters_list(args: argparse.Namespace, ctx: Any) -> int:
         return 0
     print(f"{'':2}{'id':28} {'root':8} {'created':20} {'val loss':>8}  base")
     for a in adapters:
-        metrics = a.metadata.get("metrics", {})
+        metrics = a.metadata.get("metrics")
+        metrics = metrics if isinstance(metrics, dict) else {}
         print(
             f"{'*' if a.active else ' ':2}{a.id:28} {a.root:8} {str(a.metadata.get('created_at', '-'))[:19]:20} "
             f"{_fmt(metrics.get('val_loss')):>8}  {a.metadata.get('base_model', '-')}"
         )
+        for problem in (a.problem, a.metadata.get("error")):
+            if problem:
+                print(f"{'':30}! {problem}")
     return 0
 
 

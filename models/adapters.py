@@ -30,6 +30,8 @@ from knowledge.errors import InvalidInput, NotFound
 SHIPPED_ROOT = Path(__file__).resolve().parent / "adapters"
 ACTIVE_FILE = "ACTIVE"
 METADATA_FILE = "metadata.json"
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 @dataclass
@@ -42,14 +44,49 @@ class AdapterInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
     active: bool = False
 
+    @property
+    def problem(self) -> str | None:
+        """Why the bot could not answer with this adapter (None when it can)."""
+        return adapter_problem(self.path)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id,
             "path": str(self.path),
             "root": self.root,
             "active": self.active,
             "metadata": self.metadata,
         }
+        problem = self.problem
+        if problem is not None:
+            data["problem"] = problem
+        return data
+
+
+def check_adapter_id(adapter_id: str) -> str:
+    """``adapter_id`` if it names a folder inside a root, else :class:`InvalidInput` (no ``/``, ``..``)."""
+    if not adapter_id or adapter_id.startswith(".") or "/" in adapter_id or "\\" in adapter_id:
+        raise InvalidInput(
+            f"{adapter_id!r} is not an adapter id: use a name from `hybridesk adapters list` "
+            "(a folder name, without '/' or a leading '.').",
+            code="bad_adapter_id",
+        )
+    return adapter_id
+
+
+def adapter_problem(adapter_dir: Path) -> str | None:
+    """What makes ``adapter_dir`` unusable for generation (config not JSON, no weights), or None."""
+    try:
+        config = json.loads((Path(adapter_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
+    except OSError as exc:
+        return f"{CONFIG_FILE} cannot be read ({exc.strerror})"
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"{CONFIG_FILE} is not valid JSON ({exc})"
+    if not isinstance(config, dict):
+        return f"{CONFIG_FILE} is not a JSON object"
+    if not (Path(adapter_dir) / WEIGHTS_FILE).is_file():
+        return f"the weights file {WEIGHTS_FILE} is missing"
+    return None
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -70,9 +107,12 @@ def read_metadata(adapter_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {"error": f"unreadable {METADATA_FILE}"}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {"error": f"unreadable {METADATA_FILE} ({exc})"}
+    if not isinstance(data, dict):  # callers read it with .get()
+        return {"error": f"{METADATA_FILE} is not a JSON object"}
+    return data
 
 
 class AdapterRegistry:
@@ -116,6 +156,7 @@ class AdapterRegistry:
 
     def get(self, adapter_id: str) -> AdapterInfo:
         """The adapter ``adapter_id`` or :class:`NotFound` naming the known ones."""
+        check_adapter_id(adapter_id)
         for kind, root in self.roots:
             path = root / adapter_id
             if (path / "adapter_config.json").is_file():
@@ -137,7 +178,7 @@ class AdapterRegistry:
                 value = marker.read_text(encoding="utf-8").strip()
                 if value == "none":
                     return None
-                if value and any((r / value / "adapter_config.json").is_file() for r in self.root_paths()):
+                if value and not value.startswith(".") and "/" not in value and any((r / value / "adapter_config.json").is_file() for r in self.root_paths()):
                     return value
         return None
 
@@ -148,7 +189,13 @@ class AdapterRegistry:
     def activate(self, adapter_id: str | None, *, root: Path | None = None) -> None:
         """Make ``adapter_id`` active (``None``: use the base model); written to the user root."""
         if adapter_id is not None:
-            self.get(adapter_id)  # raises NotFound
+            problem = self.get(adapter_id).problem  # get raises NotFound
+            if problem is not None:
+                raise InvalidInput(
+                    f"Adapter {adapter_id!r} cannot be used: {problem}. The active adapter is still "
+                    f"{self.active_id() or 'none (the base model)'}.",
+                    code="broken_adapter",
+                )
         target = root or self.user_root or self.shipped_root
         if target is None:
             raise InvalidInput("No adapter root configured to record the active adapter.", code="no_root")

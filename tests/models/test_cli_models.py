@@ -44,6 +44,7 @@ def test_adapters_commands(tmp_path, capsys):
     folder = ctx.settings.adapters_dir / "default-v1"
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter_model.safetensors").write_bytes(b"")
     (folder / "metadata.json").write_text(
         json.dumps({"created_at": "2026-01-01", "metrics": {"val_loss": 1.5}})
     )
@@ -90,4 +91,19 @@ def test_tickets_import_of_a_missing_csv_says_so(tmp_path):
     ctx = Ctx(tmp_path)
     args = _parse(["tickets", "import", str(tmp_path / "nope.csv")])
     with pytest.raises(NotFound, match="does not exist"):
+        args.handler(args, ctx)
+
+
+def test_adapters_list_says_what_is_wrong_with_a_broken_folder(tmp_path, capsys):
+    ctx = Ctx(tmp_path)
+    folder = ctx.settings.user_adapters_dir / "odd-v1"
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "metadata.json").write_text(json.dumps({"metrics": 5}))
+    args = _parse(["adapters", "list"])
+    assert args.handler(args, ctx) == 0
+    out = capsys.readouterr().out
+    assert "odd-v1" in out and "! the weights file adapter_model.safetensors is missing" in out
+    args = _parse(["adapters", "show", "../data/adapters/odd-v1"])
+    with pytest.raises(InvalidInput, match="not an adapter id"):
         args.handler(args, ctx)

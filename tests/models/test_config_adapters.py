@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from knowledge.errors import InvalidInput, NotFound
-from models.adapters import AdapterRegistry
+from models.adapters import AdapterRegistry, read_metadata
 from models.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +44,7 @@ def _fake_adapter(root: Path, name: str, created: str) -> None:
     path = root / name
     path.mkdir(parents=True)
     (path / "adapter_config.json").write_text("{}", encoding="utf-8")
+    (path / "adapter_model.safetensors").write_bytes(b"")
     (path / "metadata.json").write_text(json.dumps({"created_at": created, "metrics": {}}), encoding="utf-8")
 
 
@@ -64,3 +65,51 @@ def test_registry_list_show_activate(tmp_path):
     assert registry.active_id() is None
     with pytest.raises(NotFound, match="default-v1"):
         registry.activate("missing")
+
+
+@pytest.mark.parametrize("bad_id", ["../user/mine-v2", "..", ".", "", "a/b", "a\\b", ".hidden"])
+def test_registry_refuses_ids_that_leave_the_roots(tmp_path, bad_id):
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    _fake_adapter(user, "mine-v2", "2026-02-01T00:00:00")
+    _fake_adapter(tmp_path / "elsewhere", "evil", "2026-02-01T00:00:00")
+    registry = AdapterRegistry(user, shipped)
+    for adapter_id in (bad_id, "../elsewhere/evil"):
+        with pytest.raises(InvalidInput, match="not an adapter id") as exc:
+            registry.activate(adapter_id)
+        assert exc.value.code == "bad_adapter_id"
+        with pytest.raises(InvalidInput, match="not an adapter id"):
+            registry.get(adapter_id)
+    assert not (user / "ACTIVE").exists()
+    (user / "ACTIVE").write_text("../elsewhere/evil\n", encoding="utf-8")  # written by hand
+    assert registry.active_id() is None
+
+
+def test_a_broken_adapter_is_not_activated_and_the_previous_one_stays(tmp_path):
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    _fake_adapter(user, "good-v1", "2026-01-01T00:00:00")
+    _fake_adapter(user, "bad-config", "2026-02-01T00:00:00")
+    (user / "bad-config" / "adapter_config.json").write_text("{not json", encoding="utf-8")
+    _fake_adapter(user, "no-weights", "2026-03-01T00:00:00")
+    (user / "no-weights" / "adapter_model.safetensors").unlink()
+    registry = AdapterRegistry(user, shipped)
+    registry.activate("good-v1")
+    with pytest.raises(InvalidInput, match="adapter_config.json is not valid JSON.*still good-v1"):
+        registry.activate("bad-config")
+    with pytest.raises(InvalidInput, match="adapter_model.safetensors is missing.*still good-v1"):
+        registry.activate("no-weights")
+    assert registry.active_id() == "good-v1"
+    assert registry.get("no-weights").to_dict()["problem"] == "the weights file adapter_model.safetensors is missing"
+    assert "problem" not in registry.get("good-v1").to_dict()
+
+
+@pytest.mark.parametrize(("text", "error"), [("{broken", "unreadable metadata.json"), ("[1, 2]", "not a JSON object")])
+def test_broken_metadata_is_reported_not_raised(tmp_path, text, error):
+    user = tmp_path / "user"
+    _fake_adapter(user, "odd-v1", "2026-01-01T00:00:00")
+    _fake_adapter(user, "fine-v1", "2026-02-01T00:00:00")
+    (user / "odd-v1" / "metadata.json").write_text(text, encoding="utf-8")
+    assert error in read_metadata(user / "odd-v1")["error"]
+    registry = AdapterRegistry(user, None)
+    assert [a.id for a in registry.list()] == ["fine-v1", "odd-v1"]
+    with pytest.raises(NotFound, match="odd-v1"):
+        registry.get("missing")
