@@ -143,7 +143,12 @@ def cmd_list(args: argparse.Namespace, ctx: Any) -> int:
         print("no NLU models yet; run `hybridesk nlu train`")
         return 0
     for m in rows:
-        acc = m.get("metrics", {}).get("intent", {}).get("holdout_accuracy")
+        if "error" in m:  # a damaged folder: say so, and list the rest
+            print(f"{'*' if m['active'] else ' '} {m['version']}  broken: {m['error']}")
+            continue
+        metrics = m.get("metrics")
+        intent = metrics.get("intent") if isinstance(metrics, dict) else None
+        acc = intent.get("holdout_accuracy") if isinstance(intent, dict) else None
         acc_s = f"held-out acc {acc:.3f}" if isinstance(acc, int | float) else "no held-out metrics"
         print(f"{'*' if m['active'] else ' '} {m['version']}  {m.get('created_at', '?')}  "
               f"{m.get('n_examples', '?')} examples  {acc_s}  data {m.get('data_hash', '?')}")

@@ -108,3 +108,42 @@ def test_cli_train_list_eval_activate(tmp_path: Path, capsys: pytest.CaptureFixt
     assert _run(["nlu", "activate", version], ctx) == 0
     with pytest.raises(NotFound):
         _run(["nlu", "activate", "nope"], ctx)
+
+
+def _broken_versions(root: Path) -> None:
+    """Version folders damaged in the ways a disk or a hand edit damages them."""
+    for name, meta in {"broken-meta": "{oops", "list-meta": "[1]", "no-joblib": '{"format": 3}',
+                       "bad-joblib": '{"format": 3}'}.items():
+        (root / name).mkdir(parents=True)
+        (root / name / "metadata.json").write_text(meta, encoding="utf-8")
+    (root / "bad-joblib" / "intent.joblib").write_bytes(b"garbage")
+
+
+def test_broken_versions_are_named_by_the_cli_and_never_go_live(nlu_model: NLU, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from knowledge.errors import ConfigurationError
+
+    root = tmp_path / "var" / "nlu"
+    original = nlu_model.metadata
+    try:
+        _store(nlu_model, root, "v1")
+    finally:
+        nlu_model.metadata = original
+    _broken_versions(root)
+    registry = NLURegistry(root, check_interval=0.0)
+    registry.activate("v1")
+    ctx = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path / "var", embedding_model_dir=None))
+    assert _run(["nlu", "list"], ctx) == 0
+    out = capsys.readouterr().out
+    assert "broken-meta  broken: metadata.json cannot be read" in out
+    assert "list-meta  broken: metadata.json is not a JSON object" in out and "* v1" in out
+    for version, reason in [("broken-meta", "metadata.json cannot be read"),
+                            ("list-meta", "not a JSON object"), ("no-joblib", "intent.joblib"),
+                            ("bad-joblib", "is broken")]:
+        with pytest.raises(ConfigurationError, match=reason) as exc:
+            _run(["nlu", "activate", version], ctx)
+        assert exc.value.code == "nlu_model_broken"
+    assert registry.active_version() == "v1"
+    for version in ("list-meta", "bad-joblib"):  # the pointer moved by hand: keep serving v1
+        (root / "active").write_text(version)
+        assert registry.current().version == "v1"

@@ -115,6 +115,17 @@ def new_version() -> str:
     return datetime.now(UTC).strftime("nlu-%Y%m%d-%H%M%S-%f")[:-3]
 
 
+
+def read_model_metadata(model_dir: Path) -> dict[str, Any]:
+    """A version folder's ``metadata.json``; ``{"error": ...}`` when it is not a readable JSON object."""
+    try:
+        metadata = json.loads((Path(model_dir) / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {"error": f"metadata.json cannot be read ({exc})"}
+    if not isinstance(metadata, dict):
+        return {"error": "metadata.json is not a JSON object"}
+    return metadata
+
 class NLU:
     """Intent (calibrated, with out-of-scope) and tone for one customer message.
 
@@ -141,7 +152,10 @@ class NLU:
         if not meta_path.exists():
             raise NotFound(f"No NLU model at {model_dir} (metadata.json missing); run `hybridesk nlu train`.",
                            code="nlu_model_not_found")
-        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+        metadata = read_model_metadata(model_dir)
+        if "error" in metadata:
+            raise ConfigurationError(f"NLU model {model_dir.name} is broken: {metadata['error']}. Activate another "
+                                     "version or retrain with `hybridesk nlu train`.", code="nlu_model_broken")
         if metadata.get("format") not in READABLE_FORMATS:
             raise ConfigurationError(f"NLU model {model_dir.name} has format {metadata.get('format')}; this "
                                      f"version reads formats {', '.join(map(str, READABLE_FORMATS))}. Retrain "
@@ -153,13 +167,22 @@ class NLU:
                                      code="nlu_model_format")
         # The joblib files are written by `hybridesk nlu train` on this machine; never load model
         # folders from untrusted sources (pickle can run code).
-        intent = joblib.load(model_dir / "intent.joblib")
-        tone = joblib.load(model_dir / "tone.joblib") if (model_dir / "tone.joblib").exists() else ToneModel()
+        try:
+            intent = joblib.load(model_dir / "intent.joblib")
+            tone = joblib.load(model_dir / "tone.joblib") if (model_dir / "tone.joblib").exists() else ToneModel()
+        except Exception as exc:  # noqa: BLE001 - a missing or damaged pickle fails with any error type
+            raise ConfigurationError(f"NLU model {model_dir.name} is broken: {type(exc).__name__}: {exc}. Activate "
+                                     "another version or retrain with `hybridesk nlu train`.",
+                                     code="nlu_model_broken") from exc
         encoder = shared_encoder(embedding_dir, variant)
         from bot.conversation.nlu.branch import BRANCH_FILE, ToneBranch
 
         if (model_dir / BRANCH_FILE).exists():
-            tone.branch = ToneBranch.load(model_dir / BRANCH_FILE, encoder)
+            try:
+                tone.branch = ToneBranch.load(model_dir / BRANCH_FILE, encoder)
+            except Exception as exc:  # noqa: BLE001 - as above
+                raise ConfigurationError(f"NLU model {model_dir.name} is broken: its tone branch cannot be loaded "
+                                         f"({type(exc).__name__}: {exc}).", code="nlu_model_broken") from exc
         else:  # format 1, or trained without validation data: the head alone
             tone.branch, tone.branch_weight = None, 0.0
         return cls(intent, tone, version=metadata.get("version", model_dir.name), metadata=metadata,

@@ -8,7 +8,6 @@ object they got, new ones get the new model, and nobody restarts anything.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -25,7 +24,7 @@ from bot.conversation.nlu.data import (
     load_tweeteval,
     tone_training_data,
 )
-from bot.conversation.nlu.model import NLU, new_version
+from bot.conversation.nlu.model import NLU, new_version, read_model_metadata
 from knowledge.errors import HybrideskError, InvalidInput, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class NLURegistry:
         active = self.active_version()
         out = []
         for v in self.versions():
-            meta = json.loads((self.root / v / "metadata.json").read_text(encoding="utf-8"))
+            meta = read_model_metadata(self.root / v)
             out.append({**meta, "version": v, "active": v == active})
         return out
 
