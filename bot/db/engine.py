@@ -33,7 +33,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create an engine for ``url``; a malformed URL raises a ConfigurationError naming the fix."""
+    """Create an engine for ``url``; a malformed URL raises a ConfigurationError naming the fix.
+
+    ``hide_parameters``: a database error's message (logged with its trace) names the statement but
+    not its values, which can be password hashes, CSRF tokens or customers' messages.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -47,7 +51,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
-            parsed, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+            parsed, echo=echo, hide_parameters=True, connect_args={"check_same_thread": False, "timeout": 30}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -55,7 +59,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         return sa.create_engine(
-            parsed, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800
+            parsed, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=20,
+            pool_recycle=1800,
         )
     raise ConfigurationError(
         f"Unsupported database backend {backend!r}; hybridesk runs on SQLite or PostgreSQL.",

@@ -33,11 +33,46 @@ def test_default_yaml_loads_with_overrides():
         ("learning_rate=abc", "learning_rate"),
         ("version=../evil", "version"),
         ("novalue", "key=value"),
+        # wrong types are refused before any model loads (lora_r=true reached torch, learning_rate=true trained)
+        ("lora_r=true", "lora_r=True is not a whole number"),
+        ("lora_r=1.5", "lora_r=1.5 is not a whole number"),
+        ("lora_r=[1, 2]", "lora_r=\\[1, 2\\] is not a whole number"),
+        ("lora_r= ", "lora_r needs a value"),
+        ("learning_rate=true", "learning_rate=True is not a number"),
+        ("learning_rate=nan", "not a finite number"),
+        ("target_modules={a: 1}", "target_modules"),
+        ("dtype=[float32]", "dtype"),
+        # text YAML cannot parse is kept as text and refused for its type, not a YAML traceback
+        ("lora_r=[1", "lora_r='\\[1' is not a whole number"),
+        ("max_steps=2026-13-45", "max_steps='2026-13-45' is not a whole number"),
     ],
 )
 def test_bad_config_is_rejected(override, message):
     with pytest.raises(InvalidInput, match=message):
         TrainConfig.from_yaml(None, [override])
+
+
+def test_scalars_are_read_as_text_where_text_belongs():
+    cfg = TrainConfig.from_yaml(None, ["version=5", "target_modules=[q_proj, v_proj]", "lora_top_layers="])
+    assert cfg.version == "5" and cfg.target_modules == ["q_proj", "v_proj"] and cfg.lora_top_layers is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("lora_r: 4 # caf\xe9\n".encode("latin-1"), "not UTF-8"),
+        (b"lora_r: [unclosed\n", "not valid YAML"),
+        (b"max_steps: 2026-13-45\n", "not valid YAML"),
+        (b"1: 2\nlora_r: 4\n", "Unknown training config key"),
+    ],
+)
+def test_broken_config_files_are_refused(tmp_path, content, message):
+    path = tmp_path / "train.yaml"
+    path.write_bytes(content)
+    with pytest.raises(InvalidInput, match=message):
+        TrainConfig.from_yaml(path)
+    with pytest.raises(InvalidInput, match="is a directory"):
+        TrainConfig.from_yaml(tmp_path)
 
 
 def _fake_adapter(root: Path, name: str, created: str) -> None:
