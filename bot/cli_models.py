@@ -113,6 +113,17 @@ def _run_train(cfg, settings, session, ctx, args, command, train):
     )
 
 
+def _positive(value: str) -> int:
+    """argparse type: a whole number of at least 1 (``--limit -1`` used to drop one ticket, not fail)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is not at least 1")
+    return number
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -168,6 +179,15 @@ def _cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
     if adapter_id is None:
         raise InvalidInput("No adapter to evaluate: pass --adapter ID or activate one.", code="no_adapter")
     info = registry.get(adapter_id)
+    others = [registry.get(other).path for other in args.same_tickets_as]
+    # where the report goes is checked before minutes of generation, not after
+    out = Path(args.output) if args.output else Path(settings.data_dir) / "eval" / f"{adapter_id}.json"
+    if out.is_dir():
+        raise InvalidInput(f"--output {out} is a directory; name a JSON file.", code="bad_output")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"Cannot write the report to {out} ({exc.strerror}).", code="bad_output") from exc
     options = EvalOptions(
         limit=args.limit,
         max_new_tokens=args.max_new_tokens,
@@ -183,10 +203,8 @@ def _cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
         options=options,
         tone_fn=_tone_fn(ctx),
         context_fn=kb_context_fn(ctx.services) if args.kb_context else None,
-        same_tickets_as=[registry.get(other).path for other in args.same_tickets_as],
+        same_tickets_as=others,
     )
-    out = Path(args.output) if args.output else Path(settings.data_dir) / "eval" / f"{adapter_id}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     print(format_table(report))
     print(f"report written to {out}")
@@ -277,8 +295,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="compare an adapter with the base model on held-out tickets")
     p.add_argument("--adapter", help="adapter id (default: the active one)")
-    p.add_argument("--limit", type=int, default=25, help="held-out tickets to generate replies for")
-    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
+    p.add_argument("--limit", type=_positive, default=25, help="held-out tickets to generate replies for")
+    p.add_argument("--max-new-tokens", type=_positive, default=MAX_NEW_TOKENS)
     p.add_argument("--no-base", action="store_true", help="skip the base model comparison")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--kb-context", action="store_true",

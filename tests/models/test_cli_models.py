@@ -107,3 +107,30 @@ def test_adapters_list_says_what_is_wrong_with_a_broken_folder(tmp_path, capsys)
     args = _parse(["adapters", "show", "../data/adapters/odd-v1"])
     with pytest.raises(InvalidInput, match="not an adapter id"):
         args.handler(args, ctx)
+
+
+def test_eval_checks_its_arguments_before_generating(tmp_path, monkeypatch, capsys):
+    import models.evaluation
+
+    ctx = Ctx(tmp_path)
+    folder = ctx.settings.adapters_dir / "default-v1"
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter_model.safetensors").write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(models.evaluation, "evaluate", lambda *a, **k: calls.append(k) or {"n": 0})
+    monkeypatch.setattr(models.evaluation, "format_table", lambda report: "table")
+    for bad in (["--limit", "0"], ["--limit", "-1"], ["--max-new-tokens", "0"]):
+        with pytest.raises(SystemExit):
+            _parse(["eval", "--adapter", "default-v1", *bad])
+        assert "at least 1" in capsys.readouterr().err
+    args = _parse(["eval", "--adapter", "default-v1", "--output", str(tmp_path)])
+    with pytest.raises(InvalidInput, match="is a directory"):
+        args.handler(args, ctx)
+    args = _parse(["eval", "--adapter", "default-v1", "--same-tickets-as", "../x"])
+    with pytest.raises(InvalidInput, match="not an adapter id"):
+        args.handler(args, ctx)
+    assert calls == []  # nothing was generated for a run that could not be reported
+    args = _parse(["eval", "--adapter", "default-v1", "--output", str(tmp_path / "r" / "report.json")])
+    assert args.handler(args, ctx) == 0 and len(calls) == 1
+    assert json.loads((tmp_path / "r" / "report.json").read_text()) == {"n": 0}
