@@ -32,9 +32,14 @@ async def rest_message(request: Request) -> RestMessage:
     raw = await request.body()
     try:
         data = json.loads(raw)
-    except ValueError as exc:  # also invalid UTF-8
-        pos = getattr(exc, "pos", None) or 0
-        reason = getattr(exc, "msg", None) or "the body is not UTF-8 text"
+    except (ValueError, RecursionError) as exc:
+        pos = getattr(exc, "pos", None) or getattr(exc, "start", None) or 0
+        if isinstance(exc, UnicodeDecodeError):
+            reason = "the body is not UTF-8 text"
+        elif isinstance(exc, RecursionError):  # under the body limit, ~1000 levels of [ or {
+            reason = "nested too deeply"
+        else:  # JSONDecodeError's own message, or e.g. an integer of more than 4300 digits
+            reason = getattr(exc, "msg", None) or str(exc).split(";")[0][:120]
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body", pos), "msg": "JSON decode error",
                                        "input": {}, "ctx": {"error": reason}}]) from None
     try:

@@ -371,3 +371,18 @@ def test_rest_webhook_takes_json_whatever_the_content_type(client):
     assert missing.status_code == 422 and "message" in missing.json()["error"]["message"]
     spec = client.get("/openapi.json").json()["paths"]["/webhooks/rest/webhook"]["post"]
     assert "RestMessage" in str(spec["requestBody"])  # the docs still show the body's schema
+
+
+def test_rest_webhook_names_json_it_cannot_read(client):
+    """Nesting past Python's recursion limit but under the body limit was a 500; the reasons are named."""
+    url = "/webhooks/rest/webhook"
+    for depth in (1_200, 10_000):
+        nested = b'{"sender": "deep", "message": "hi", "metadata": {"a": ' + b"[" * depth + b"]" * depth + b"}}"
+        r = client.post(url, content=nested)
+        assert r.status_code == 422, (depth, r.text[:200])
+        assert "nested too deeply" in r.json()["error"]["message"]
+    r = client.post(url, content=b'{"sender": "ann", "message": "hi", "metadata": {"n": 1' + b"0" * 5000 + b"}}")
+    assert r.status_code == 422 and "not UTF-8" not in r.json()["error"]["message"]
+    assert "digits" in r.json()["error"]["message"]
+    r = client.post(url, content=b'{"sender": "ann", "message": "caf\xe9"}')
+    assert r.status_code == 422 and "not UTF-8 text" in r.json()["error"]["message"]
