@@ -8,6 +8,7 @@ directory.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,18 +132,29 @@ class TrainConfig:
     # loading -------------------------------------------------------------------------------
     @classmethod
     def from_yaml(cls, path: Path | str | None, overrides: list[str] | None = None) -> TrainConfig:
-        """Load ``path`` (or the defaults when None) and apply ``key=value`` overrides."""
-        data: dict[str, Any] = {}
+        """Load ``path`` (or the defaults when None) and apply ``key=value`` overrides.
+
+        Every value is checked against its field's type before anything else runs: ``lora_r=true``
+        or ``learning_rate=true`` is refused here, not after the base model has loaded.
+        """
+        data: dict[Any, Any] = {}
         if path is not None:
             path = Path(path)
+            if path.is_dir():
+                raise InvalidInput(f"Training config {path} is a directory; give a YAML file.", code="bad_config")
             if not path.is_file():
                 raise InvalidInput(f"Training config {path} does not exist.", code="bad_config")
             try:
-                loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError as exc:
+                text = path.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(f"Training config {path} is not UTF-8 text (byte {exc.start}).",
+                                   code="bad_config") from None
+            try:
+                loaded = yaml.safe_load(text) or {}
+            except (yaml.YAMLError, ValueError) as exc:  # ValueError: an impossible date (2026-13-45)
                 raise InvalidInput(
                     f"Training config {path} is not valid YAML: {exc}", code="bad_config"
-                ) from exc
+                ) from None
             if not isinstance(loaded, dict):
                 raise InvalidInput(f"Training config {path} must be a mapping.", code="bad_config")
             data.update(loaded)
@@ -150,9 +162,9 @@ class TrainConfig:
             key, sep, raw = item.partition("=")
             if not sep or not key.strip():
                 raise InvalidInput(f"Override {item!r} must look like key=value.", code="bad_config")
-            data[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            data[key.strip()] = _override_value(raw)
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(k) for k in data if k not in known)
         if unknown:
             raise InvalidInput(
                 f"Unknown training config key(s): {', '.join(unknown)}. Known keys: {', '.join(sorted(known))}.",
@@ -168,28 +180,64 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _coerce(key: str, value: Any, type_name: str) -> Any:
-    """Turn YAML/CLI strings into the field's type (YAML reads ``1e-3`` as a string)."""
-    if value is None or not isinstance(value, str):
-        return value
-    base = type_name.replace(" | None", "").strip()
+def _override_value(raw: str) -> Any:
+    """``key=value`` text read as YAML; text YAML cannot read ("[1", "2026-13-45") stays text."""
+    if not raw.strip():
+        return None
     try:
-        if base == "float":
-            return float(value)
-        if base == "int":
+        return yaml.safe_load(raw)
+    except (yaml.YAMLError, ValueError):
+        return raw.strip()
+
+
+def _coerce(key: str, value: Any, type_name: str) -> Any:
+    """``value`` as the field's type, or a ValueError naming the key and what it should be."""
+    optional = type_name.endswith("| None")
+    base = type_name.replace(" | None", "").strip()
+    if value is None or (isinstance(value, str) and not value.strip() and base != "str"):
+        if optional:
+            return None
+        raise ValueError(f"{key} needs a value")
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        low = str(value).strip().lower() if isinstance(value, str | int) else ""
+        if low in ("true", "yes", "1", "on"):
+            return True
+        if low in ("false", "no", "0", "off"):
+            return False
+        raise ValueError(f"{key}={value!r} is not true or false")
+    if base == "int":
+        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{key}={value!r} is not a whole number")
+        if isinstance(value, int | float):
             return int(value)
-        if base == "bool":
-            low = value.strip().lower()
-            if low in ("true", "yes", "1", "on"):
-                return True
-            if low in ("false", "no", "0", "off"):
-                return False
-            raise ValueError(value)
-        if base.startswith("list"):
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"{key}={value!r} is not a whole number")
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"{key}={value!r} is not a number")
+        try:
+            number = float(value)  # YAML reads 1e-3 as text
+        except ValueError:
+            raise ValueError(f"{key}={value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{key}={value!r} is not a finite number")
+        return number
+    if base.startswith("list"):
+        if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
-    except ValueError as exc:
-        raise ValueError(f"{key}={value!r} is not a valid {base}") from exc
-    return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ValueError(f"{key}={value!r} must be a list of names")
+    # text: a scalar YAML read as a number ("version=5") is that text; a list or mapping is not text
+    if isinstance(value, dict | list):
+        raise ValueError(f"{key}={value!r} must be text")
+    return value if isinstance(value, str) else str(value)
 
 
 def _safe_name(name: str) -> bool:
