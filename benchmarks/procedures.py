@@ -2,8 +2,9 @@
 
 Issue #6: "Procedures are facts too ... a reply's steps must follow the retrieved procedure, not ones
 the model made up." 24 how-to questions over the sample company (`procedure_questions.json`, each
-with the document that holds its procedure) are asked twice, side by side in one process, with the
-active adapter on the product's generator:
+with the document that holds its procedure) and 12 the KB documents no numbered procedure for
+(`"doc": null`: the answer is prose, or not in the KB) are asked twice, side by side in one process,
+with the active adapter on the product's generator:
 
 * **model steps**: the reply as the model writes it, every step checked by the guardrail (screens the
   KB does not name are dropped), the responder's procedure statement switched off;
@@ -13,7 +14,8 @@ active adapter on the product's generator:
 The judge reads each numbered step the customer sees and looks for it, normalised (lower case,
 letters and digits only, slots filled), in the text of every KB document: a step is *documented*
 when it is found, and *from the right document* when it is found in the question's document. It
-does not use the responder's matching. Usage::
+does not use the responder's matching. For the 12 questions without a procedure it counts the
+replies that show one anyway (a procedure for something else). Usage::
 
     .venv/bin/python benchmarks/procedures.py [--limit N] [--data-dir DIR]
 """
@@ -92,7 +94,9 @@ def main() -> None:
     rows, details = [], {}
     for system in ("model_steps", "kb_procedure"):
         with ThreadPoolExecutor(args.workers) as pool:
-            samples = list(pool.map(lambda it, s=system: ask(s, it), items))
+            everything = list(pool.map(lambda it, s=system: ask(s, it), items))
+        samples = [s for s in everything if s["doc"]]
+        unanswerable = [s for s in everything if not s["doc"]]
         n = len(samples)
         steps = sum(s["steps"] for s in samples)
         rows.append({
@@ -103,8 +107,14 @@ def main() -> None:
             "replies_with_undocumented_step": sum(bool(s["undocumented"]) for s in samples) / n,
             "steps_shown": steps,
             "documented_step_share": sum(s["documented"] for s in samples) / steps if steps else None,
+            "no_procedure_n": len(unanswerable),
+            # a KB procedure shown for a question it does not answer: two or more of its steps on screen
+            "no_procedure_showing_kb_steps": (sum(s["documented"] >= 2 for s in unanswerable) / len(unanswerable)
+                                              if unanswerable else None),
+            "no_procedure_with_undocumented_step": (sum(bool(s["undocumented"]) for s in unanswerable)
+                                                    / len(unanswerable) if unanswerable else None),
         })
-        details[system] = samples
+        details[system] = everything
         print(table(rows[-1:]))
     print(table(rows))
     write_json("procedures", {"adapter": adapter, "rows": rows, "details": details})
