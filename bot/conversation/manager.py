@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
 import unicodedata
@@ -375,9 +376,24 @@ class ConversationManager:
 
 
 def _small_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """What the host page or channel told us, as strict JSON of at most 4,000 characters.
+
+    Python's JSON reader accepts NaN and Infinity, which PostgreSQL's JSON types refuse: they are
+    kept as text, so a stray ``"x": NaN`` cannot fail the customer's first message.
+    """
     if not metadata:
         return {}
     import json
 
+    def strict(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return str(value)
+        if isinstance(value, dict):
+            return {str(k): strict(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [strict(v) for v in value]
+        return value
+
+    metadata = strict(metadata)
     raw = json.dumps(metadata, default=str)[:4000]
-    return {"raw": raw} if len(raw) >= 4000 else metadata
+    return {"raw": raw} if len(raw) >= 4000 else json.loads(json.dumps(metadata, default=str))

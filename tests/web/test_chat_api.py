@@ -373,7 +373,7 @@ def test_rest_webhook_takes_json_whatever_the_content_type(client):
     assert "RestMessage" in str(spec["requestBody"])  # the docs still show the body's schema
 
 
-def test_rest_webhook_names_json_it_cannot_read(client):
+def test_rest_webhook_names_json_it_cannot_read(client, chat_server):
     """Nesting past Python's recursion limit but under the body limit was a 500; the reasons are named."""
     url = "/webhooks/rest/webhook"
     for depth in (1_200, 10_000):
@@ -384,5 +384,12 @@ def test_rest_webhook_names_json_it_cannot_read(client):
     r = client.post(url, content=b'{"sender": "ann", "message": "hi", "metadata": {"n": 1' + b"0" * 5000 + b"}}")
     assert r.status_code == 422 and "not UTF-8" not in r.json()["error"]["message"]
     assert "digits" in r.json()["error"]["message"]
+    # NaN and Infinity are not JSON, but Python reads them; PostgreSQL's JSON types refuse them
+    r = client.post(url, content=b'{"sender": "nan-meta", "message": "hi", "metadata": {"x": NaN, "y": [-Infinity]}}')
+    assert r.status_code == 200, r.text
+    manager = chat_server.app.state.manager
+    stored = manager.by_sender("rest", "nan-meta").customer_metadata
+    assert stored == {"x": "nan", "y": ["-inf"]}
+    json.dumps(stored, allow_nan=False)  # strict JSON, storable in PostgreSQL
     r = client.post(url, content=b'{"sender": "ann", "message": "caf\xe9"}')
     assert r.status_code == 422 and "not UTF-8 text" in r.json()["error"]["message"]
