@@ -48,6 +48,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if exc.status_code == 400 and cause is not None:
+            # FastAPI could not read the body ("There was an error parsing the body"): say why
+            if isinstance(cause, UnicodeDecodeError):
+                reason = "the body is not UTF-8 text"
+            elif isinstance(cause, RecursionError):
+                reason = "nested too deeply"
+            else:
+                reason = str(cause).split(";")[0][:120] or type(cause).__name__
+            problem = f"not valid JSON ({reason})"
+            return JSONResponse(error_body("invalid_request", f"Invalid request: body: {problem}",
+                                           problems=[{"field": "body", "problem": problem}]), status_code=422)
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 429: "rate_limited"}.get(
             exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,

@@ -352,6 +352,13 @@ def test_malformed_json_is_named_as_such(client):
     assert error["code"] == "invalid_request"
     assert error["fields"]["problems"][0]["field"] == "body"
     assert "not valid JSON" in error["message"] and "character 9" in error["message"]
+    # bodies FastAPI cannot even decode were a bare 400 "There was an error parsing the body"
+    json_headers = headers | {"Content-Type": "application/json"}
+    for body, reason in ((b'{"text": "caf\xe9"}', "not UTF-8 text"),
+                         (b'{"text": "hi", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply")):
+        r = client.post(f"/api/conversations/{cid}/messages", content=body, headers=json_headers)
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "invalid_request" and reason in r.json()["error"]["message"]
 
 
 def test_rest_webhook_takes_json_whatever_the_content_type(client):
