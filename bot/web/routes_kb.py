@@ -6,8 +6,8 @@ question against the draft next to the published answer. A save made on top of a
 is refused with a conflict naming who changed the document in between.
 
 ``/kb/{document_id}`` is public and read-only: the revision in force now (or ``?rev=N``, a
-revision that was published at some point: the exact one a reply cited), with heading anchors
-matching the citations. Drafts are never public.
+revision that has been in force at some point: the exact one a reply cited), with heading anchors
+matching the citations. Drafts, and revisions scheduled for later, are never public.
 """
 
 from __future__ import annotations
@@ -217,7 +217,9 @@ def public_policy(request: Request, document_id: str, services: ServicesDep,
         except NotFound as exc:  # its message is for editors (it names a CLI command)
             raise NotFound(f"This policy has no revision {rev}." if current is not None else "No such policy.",
                            code=exc.code) from None
-        if revision.status not in ("published", "retired") or revision.published_at is None:
+        if not _was_in_force(revision, datetime.now(UTC)):
+            # a draft, or a revision scheduled for later (or retired before its start): an unannounced
+            # policy change must not be readable by guessing ``?rev=N``
             raise NotFound(f"Revision {rev} of this policy was never published.", code="not_published")
     # A policy changes when an editor publishes: browsers and proxies may keep the page but must
     # ask again each time (a 304 while it is unchanged), so a customer never reads a stale policy.
@@ -233,6 +235,16 @@ def public_policy(request: Request, document_id: str, services: ServicesDep,
     response.headers["ETag"] = etag
     secure_headers(response)
     return response
+
+
+def _was_in_force(revision: Any, now: datetime) -> bool:
+    """Whether a revision has been the public policy at some moment up to ``now`` (a reply may cite it)."""
+    if revision.status not in ("published", "retired") or revision.published_at is None:
+        return False
+    start, end = revision.effective_from, revision.effective_until
+    if start is not None and start > now:
+        return False
+    return end is None or start is None or end > start
 
 
 def install(app: FastAPI) -> None:

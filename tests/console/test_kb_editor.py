@@ -133,6 +133,30 @@ def test_schedule_and_retire(console):
     assert console.client().get("/kb/gift-wrap?rev=1").status_code == 200  # old citations keep working
 
 
+def test_a_scheduled_revision_is_not_public_before_it_takes_effect(console):
+    """``/kb/{id}?rev=N`` serves revisions that have been in force; an announced-later change stays private."""
+    client = console.client()
+    csrf = login(client, "editor")
+    assert _create(client, csrf).status_code == 303
+    _page, base = _edit_form(client, "gift-wrap")
+    later = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
+    r = client.post("/console/kb/gift-wrap/edit", follow_redirects=False, data={
+        "csrf_token": csrf, "base_revision": base, "title": "Gift wrap", "body": BODY.replace("€4.50", "€9.90"),
+        "effective_from": later, "action": "publish"})
+    assert r.status_code == 303
+    assert console.services.knowledge.get("gift-wrap", 2).status == "published"  # scheduled
+    public = console.client()
+    assert "€4.50" in public.get("/kb/gift-wrap").text
+    r = public.get("/kb/gift-wrap?rev=2")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_published"
+    assert "€9.90" not in r.text
+    # a new document scheduled for later has no public page at any revision
+    assert _create(client, csrf, document_id="gift-cards", title="Gift cards", facts="",
+                   effective_from=later).status_code == 303
+    assert public.get("/kb/gift-cards?rev=1").status_code == 404
+    assert public.get("/kb/gift-wrap?rev=1").status_code == 200
+
+
 def test_bad_documents_are_refused_with_reasons(console):
     client = console.client()
     csrf = login(client, "editor")
