@@ -59,9 +59,15 @@ async def rest_health() -> dict[str, str]:
 
 @router.post("/webhooks/rest/webhook", summary="Rasa REST channel: send a message, get the bot's replies",
              openapi_extra=REST_BODY_DOC)
-async def rest_webhook(body: Annotated[RestMessage, Depends(rest_message)], manager: ManagerDep) -> list[dict[str, Any]]:
+async def rest_webhook(body: Annotated[RestMessage, Depends(rest_message)], request: Request,
+                       manager: ManagerDep) -> list[dict[str, Any]]:
     import asyncio
 
+    # Every message runs the model: the chat API's limits apply (per client address, and per sender
+    # as per conversation), so a flood of messages or of made-up senders gets 429 with Retry-After.
+    limits = request.app.state.chat_limits
+    limits.per_ip.enforce(request.client.host if request.client else "unknown", "requests")
+    limits.messages_per_conversation.enforce(f"rest:{body.sender}", "messages from this sender")
     conv = await asyncio.to_thread(manager.by_sender, "rest", body.sender, body.metadata)
     _message, outcome = await manager.handle(conv.id, body.message)
     if outcome is None or outcome.suppressed:

@@ -61,6 +61,8 @@ class SocketIOChannel:
 
     # -- handlers ------------------------------------------------------------------------------
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        client = (environ.get("asgi.scope") or {}).get("client")  # REMOTE_ADDR is a constant under ASGI
+        await self.sio.save_session(sid, {"ip": client[0] if client else "unknown"})
         return True
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
@@ -95,7 +97,10 @@ class SocketIOChannel:
             await self._utter(session_id, self._greeting(), {"role": "bot", "payload": text.strip()[:64]})
             return
         try:
-            self.app.state.chat_limits.messages_per_conversation.enforce(f"{CHANNEL}:{session_id}", "messages")
+            # the chat API's per-address limit too: a new session id per message must not bypass it
+            limits = self.app.state.chat_limits
+            limits.per_ip.enforce((await self.sio.get_session(sid)).get("ip", "unknown"), "requests")
+            limits.messages_per_conversation.enforce(f"{CHANNEL}:{session_id}", "messages")
             conv = await asyncio.to_thread(self.manager.by_sender, CHANNEL, session_id, custom)
             self._forward(session_id, conv.id)
             message = await asyncio.to_thread(retry_on_conflict, self.manager.receive, conv.id, text)
@@ -131,7 +136,8 @@ class SocketIOChannel:
         if sid not in members:
             members.add(sid)
             await self.sio.enter_room(sid, session_id)
-            await self.sio.save_session(sid, {"session_id": session_id})
+            saved = await self.sio.get_session(sid)
+            await self.sio.save_session(sid, {**saved, "session_id": session_id})
 
     def _existing(self, session_id: str) -> Any:
         from bot.db.repositories import ConversationRepository

@@ -268,6 +268,27 @@ def test_rate_limits_answer_429_with_retry_after(client, chat_server):
         app.state.chat_limits = saved
 
 
+def test_rest_webhook_is_rate_limited_per_sender_and_per_address(client, chat_server):
+    """Each webhook call runs the model: the chat API's limits apply to it, for one sender and for
+    an address that makes up a new sender per message."""
+    app = chat_server.app
+    saved = app.state.chat_limits
+    app.state.chat_limits = ChatLimits(per_ip=RateLimiter(4, 0.01), new_conversations_per_ip=RateLimiter(1000, 1000),
+                                       messages_per_conversation=RateLimiter(2, 0.01))
+    try:
+        url = "/webhooks/rest/webhook"
+        codes = [client.post(url, json={"sender": "flood-1", "message": f"question {i}"}).status_code
+                 for i in range(3)]
+        assert codes == [200, 200, 429]
+        codes = [client.post(url, json={"sender": f"made-up-{i}", "message": "hi"}).status_code for i in range(3)]
+        assert codes == [200, 429, 429]  # 4 requests from this address in all, then refused
+        limited = client.post(url, json={"sender": "someone-else", "message": "hi"})
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        assert limited.json()["error"]["code"] == "rate_limited"
+    finally:
+        app.state.chat_limits = saved
+
+
 def test_token_bucket_refills():
     bucket = RateLimiter(capacity=2, rate=1.0)
     assert [bucket.check("k", now=100.0) for _ in range(3)] == [0.0, 0.0, 1.0]
