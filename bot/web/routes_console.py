@@ -247,9 +247,11 @@ def corrections(request: Request, user: CurrentAgent, services: ServicesDep,
                   {"items": items, "reasons": corrections_service.REASONS, "reason": reason})
 
 
-@router.get("/corrections/export.jsonl")
+@router.post("/corrections/export.jsonl")
 def export_corrections(user: CurrentAgent, services: ServicesDep,
-                       only_new: Annotated[bool, Query()] = False) -> Response:
+                       only_new: Annotated[bool, Form()] = False) -> Response:
+    """A POST with the CSRF token: the export marks the corrections exported (what "new only" skips next
+    time), so another site must not be able to trigger it with a link."""
     import io
 
     records = corrections_service.export_records(services.db, only_unexported=only_new)

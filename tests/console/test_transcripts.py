@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from console_support import build_console, login, seed_conversation
+from console_support import build_console, csrf_from, login, seed_conversation
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)> <a href="javascript:alert(1)">click</a>'
 
@@ -156,8 +156,29 @@ def test_correction_flow_export_and_kb_suggestions(console, tmp_path):
     args = parser.parse_args(["tickets", "export-corrections", "--out", str(out), "--only-new"])
     args.handler(args, SimpleNamespace(db=console.services.db))
     assert out.read_text() == ""
-    r = agent.get("/console/corrections/export.jsonl")
+    csrf = csrf_from(agent.get("/console/corrections").text)
+    r = agent.post("/console/corrections/export.jsonl", data={"csrf_token": csrf})
     assert r.status_code == 200 and len(r.text.splitlines()) == 2
+    assert r.headers["content-disposition"] == 'attachment; filename="corrections.jsonl"'
+
+
+def test_corrections_export_marks_them_exported_only_on_a_post_with_the_csrf_token(console):
+    """Exporting marks corrections exported ("new only" skips them next time): a link from another
+    site, which a browser follows with the session cookie (SameSite=Lax), must not do it."""
+    agent = console.client()
+    csrf = login(agent, "agent")
+    _, bot_id = seed_conversation(console.services, reply="Returns take 14 days.")
+    r = agent.post(f"/console/messages/{bot_id}/corrections", follow_redirects=False, data={
+        "csrf_token": csrf, "reason": "wrong_fact", "corrected_text": "You have 30 days from delivery."})
+    assert r.status_code == 303
+    assert agent.get("/console/corrections/export.jsonl?only_new=true").status_code == 405
+    assert agent.post("/console/corrections/export.jsonl", data={"only_new": "true"}).status_code == 403
+    page = agent.get("/console/corrections").text
+    assert 'action="/console/corrections/export.jsonl"' in page and 'method="post"' in page
+    new = agent.post("/console/corrections/export.jsonl", data={"csrf_token": csrf_from(page), "only_new": "true"})
+    assert new.status_code == 200 and len(new.text.splitlines()) == 1
+    again = agent.post("/console/corrections/export.jsonl", data={"csrf_token": csrf, "only_new": "true"})
+    assert again.status_code == 200 and again.text == ""
 
 
 def test_analytics_page_and_csv(console):
