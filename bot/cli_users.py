@@ -65,8 +65,14 @@ def _list(args: argparse.Namespace, ctx) -> int:
 
 
 def _disable(args: argparse.Namespace, ctx) -> int:
+    """Disable the account and end its sessions (as the console's Users page does): enabling it again
+    must not bring an old session, e.g. a stolen cookie, back to life."""
+    from bot.db.repositories import ConsoleSessionRepository
+
     with ctx.session() as session:
-        _existing(session, args.email).active = False
+        user = _existing(session, args.email)
+        user.active = False
+        ConsoleSessionRepository(session).delete_for_user(user.id)
     print(f"disabled {args.email}")
     return 0
 
@@ -121,7 +127,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--generate", action="store_true", help="generate a password and print it once")
     a.set_defaults(handler=_add)
     s.add_parser("list", help="list accounts").set_defaults(handler=_list)
-    d = s.add_parser("disable", help="disable an account (it can no longer log in)")
+    d = s.add_parser("disable", help="disable an account (it can no longer log in; its sessions end)")
     d.add_argument("email")
     d.set_defaults(handler=_disable)
     e = s.add_parser("enable", help="enable a disabled account")

@@ -58,3 +58,16 @@ def test_set_password_generate_prints_it_once(data_dir, capsys):
     out = capsys.readouterr().out
     password = out.split("password (shown once): ")[1].strip()
     _auth().login("ann@larkspur.example", password, ip="10.0.0.2")
+
+
+def test_disable_ends_the_sessions_so_enabling_again_does_not_revive_them(data_dir):
+    """A session opened before ``users disable`` (e.g. a stolen cookie) stays dead after ``users enable``."""
+    assert main(["users", "add", "kim@larkspur.example", "--password", "first-password-1"]) == 0
+    auth = _auth()
+    token, _user = auth.login("kim@larkspur.example", "first-password-1", ip="10.0.0.3")
+    assert auth.resolve(token) is not None
+    assert main(["users", "disable", "kim@larkspur.example"]) == 0
+    assert main(["users", "enable", "kim@larkspur.example"]) == 0  # the session was not used in between
+    assert auth.resolve(token) is None
+    fresh, _user = auth.login("kim@larkspur.example", "first-password-1", ip="10.0.0.3")
+    assert auth.resolve(fresh) is not None
