@@ -6,8 +6,11 @@ deployment can call the very same classes through rasa-sdk's action server::
     python -m rasa_sdk --actions bot.conversation.actions --port 5055 --interface 127.0.0.1
 
 Actions read what they need from the tracker: the latest message (text, intent) and its
-metadata (``tone``, ``grounded_only``, ``conversation_id``, ``policy_reason``, the conversation's ``mode``). Their output is one bot message
-whose ``custom`` payload carries citations and the guardrail verdict.
+metadata (``tone``, ``grounded_only``, ``conversation_id``, ``policy_reason``, the conversation's
+``mode``). Their output is one bot message whose ``custom`` payload carries citations and the
+guardrail verdict. Behind a Rasa deployment the metadata comes from the customer's channel, so the
+answer's time (``at``) is never later than now and an ``adapter_id`` is taken only as a plain
+registry name.
 """
 
 from __future__ import annotations
@@ -62,6 +65,30 @@ def _history(tracker: Tracker, limit: int = 6) -> list[tuple[str, str]]:
 
 def _metadata(tracker: Tracker) -> dict[str, Any]:
     return tracker.latest_message.get("metadata") or {}
+
+
+# Behind a Rasa deployment the metadata is the customer's own (the REST channel's ``metadata``,
+# Socket.IO's ``customData``): only the in-process manager's values are trusted as they are.
+ADAPTER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _answer_time(meta: dict[str, Any]) -> datetime:
+    """The time to answer for: the metadata's ``at``, never later than now (a future time would
+    answer from policy revisions scheduled but not announced yet)."""
+    now = datetime.now(UTC)
+    try:
+        at = datetime.fromisoformat(str(meta["at"])) if meta.get("at") else now
+    except ValueError:
+        return now
+    return min(at if at.tzinfo else at.replace(tzinfo=UTC), now)
+
+
+def _adapter_id(meta: dict[str, Any]) -> str | None:
+    """An adapter named in the metadata, only as a plain registry name (never a path to load)."""
+    wanted = meta.get("adapter_id")
+    if isinstance(wanted, str) and ADAPTER_ID_RE.match(wanted) and ".." not in wanted:
+        return wanted
+    return None
 
 
 def _streaming(dispatcher: CollectingDispatcher) -> bool:
@@ -126,11 +153,11 @@ class ActionAnswerFromPolicy(Action):
         meta = _metadata(tracker)
         intent = (tracker.latest_message.get("intent") or {}).get("name") or "unknown"
         text = tracker.latest_message.get("text") or ""
-        at = datetime.fromisoformat(meta["at"]) if meta.get("at") else datetime.now(UTC)
+        at = _answer_time(meta)
         responder = Responder(
             services.knowledge, services.generator, company_name=services.settings.company_name,
             max_new_tokens=services.settings.max_new_tokens,
-            adapter_id=meta.get("adapter_id") or services.active_adapter_id(),
+            adapter_id=_adapter_id(meta) or services.active_adapter_id(),
             timeout_s=services.settings.generation_timeout_s,
         )
         customer_values = {}
