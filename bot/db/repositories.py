@@ -285,6 +285,11 @@ class LoginAttemptRepository:
         self.session.add(attempt)
         self.session.flush()
 
+    def mark_success(self, attempt_id: int) -> None:
+        attempt = self.session.get(LoginAttempt, attempt_id)
+        if attempt is not None:
+            attempt.success = True
+
     def recent_failures(self, *, ip: str, since: datetime, email: str | None = None) -> tuple[int, datetime | None]:
         """Failures from ``ip`` (for ``email`` if given) after ``since`` and after the last success;
         also the time of the oldest of them (to say when the lock lifts)."""

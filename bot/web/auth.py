@@ -10,7 +10,8 @@
   cross-site ``Origin`` header is refused as well.
 * Failed sign-ins are recorded; 5 failures for one account from one address within 15 minutes
   (or 30 from one address) answer 429 until the window passes. The records live in the
-  database, so every server process sees the same count.
+  database, so every server process sees the same count. An attempt is counted before its
+  password is checked, so guesses sent in parallel do not all pass the check.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,6 +90,7 @@ def _now() -> datetime:
 
 
 _DUMMY_HASH: str | None = None
+_THROTTLE_LOCK = threading.Lock()  # check-and-count is one step for this process's sign-ins
 
 
 def _dummy_hash() -> str:
@@ -110,14 +113,11 @@ class AuthService:
         """Check the password and open a session; returns ``(cookie token, user)``."""
         email = (email or "").strip().lower()[:254]
         ip = (ip or "unknown")[:64]
-        self._check_throttle(email, ip)
+        attempt_id = self._reserve_attempt(email, ip)
         with self.db.unit_of_work() as session:
             user = UserRepository(session).by_email(email) if email else None
             ok = verify_password(user.password_hash if user else _dummy_hash(), password or "")
             ok = ok and user is not None
-            if not ok or not user.active:  # type: ignore[union-attr]
-                LoginAttemptRepository(session).add(LoginAttempt(email=email, ip=ip, success=False,
-                                                                 created_at=_now()))
         if not ok:
             raise InvalidCredentials("Wrong e-mail or password.")
         if not user.active:  # type: ignore[union-attr]
@@ -126,7 +126,7 @@ class AuthService:
         now = _now()
         with self.db.unit_of_work() as session:
             attempts = LoginAttemptRepository(session)
-            attempts.add(LoginAttempt(email=email, ip=ip, success=True, created_at=now))
+            attempts.mark_success(attempt_id)
             attempts.prune(now - timedelta(days=30))
             sessions = ConsoleSessionRepository(session)
             sessions.delete_expired(now)
@@ -137,6 +137,17 @@ class AuthService:
             db_user = UserRepository(session).get(user.id)  # type: ignore[union-attr]
             db_user.last_login_at = now  # type: ignore[union-attr]
             return token, _console_user(db_user, row)
+
+    def _reserve_attempt(self, email: str, ip: str) -> int:
+        """Check the throttle and count this attempt as a failure in one step; a successful sign-in
+        then marks it. Counting only after the (slow) password check let parallel guesses all pass
+        the check before any of them was counted."""
+        with _THROTTLE_LOCK:
+            self._check_throttle(email, ip)
+            with self.db.unit_of_work() as session:
+                attempt = LoginAttempt(email=email, ip=ip, success=False, created_at=_now())
+                LoginAttemptRepository(session).add(attempt)
+                return attempt.id
 
     def _check_throttle(self, email: str, ip: str) -> None:
         since = _now() - THROTTLE_WINDOW

@@ -56,6 +56,28 @@ def test_login_throttled_per_account_and_address(console):
     assert _login_post(client, "editor@larkspur.example", PASSWORD).status_code == 303
 
 
+def test_parallel_guesses_do_not_get_past_the_throttle(console):
+    """Guesses sent at once are counted before their passwords are checked: 5 are answered, not more."""
+    import threading
+
+    client = console.client()
+    token = csrf_from(client.get("/console/login").text)
+    codes: list[int] = []
+
+    def guess(i: int) -> None:
+        r = client.post("/console/login", data={"email": "agent@larkspur.example", "password": f"guess-{i}",
+                                                "csrf_token": token}, headers={"Accept": "application/json"})
+        codes.append(r.status_code)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [401] * 5 + [429] * 25
+    assert _login_post(client, "agent@larkspur.example", PASSWORD).status_code == 429
+
+
 def test_disabled_user_cannot_sign_in_and_loses_sessions(console):
     admin, agent = console.client(), console.client()
     admin_csrf = login(admin, "admin")
