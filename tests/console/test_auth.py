@@ -166,3 +166,20 @@ def test_wrong_role_on_a_post_is_refused(console):
     conv_id, _ = seed_conversation(console.services)
     r = client.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf})
     assert r.status_code == 403
+
+
+def test_database_errors_name_no_parameter_values(console):
+    """An unexpected database error is logged with its trace (``bot.web.errors``): its message must not
+    carry the statement's values, such as a password hash or a session's CSRF token."""
+    from sqlalchemy.exc import IntegrityError
+
+    from bot.db.models import User
+    from bot.security import hash_password
+
+    password_hash = hash_password("another horse battery")
+    # two admins adding the same account at once
+    with pytest.raises(IntegrityError) as caught, console.services.db.unit_of_work() as session:
+        session.add(User(email="agent@larkspur.example", role="agent", password_hash=password_hash,
+                         display_name="Agent"))
+    assert "INSERT INTO users" in str(caught.value)
+    assert password_hash not in str(caught.value) and "agent@larkspur.example" not in str(caught.value)
