@@ -68,4 +68,9 @@ def serve(settings: Settings, *, host: str, port: int, init: bool = False, servi
     print(f"  chat API docs (OpenAPI):             {base}/docs")
     print(f"  Rasa REST channel:                   {base}/webhooks/rest/webhook")
     app.state.started_at = started
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=False)
+    # Behind a reverse proxy every request comes from the proxy's address: without its X-Forwarded-For,
+    # all customers share one rate-limit bucket and 30 failed sign-ins lock every console user out.
+    # Only the configured proxies are believed (anyone else could forge the header).
+    trusted = settings.forwarded_allow_ips
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=bool(trusted),
+                forwarded_allow_ips=trusted or None)

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     cookie_secure: bool | None = Field(None, description="Secure flag on console cookies (default: production only)")
+    forwarded_allow_ips: str | None = Field(
+        None, description="reverse proxies (comma-separated addresses, or *) whose X-Forwarded-For names the client "
+        "for rate limits and sign-in throttling; unset: the peer address, forwarded headers ignored",
+    )
     max_message_chars: int = Field(2000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     company_name: str = "Larkspur & Co."

@@ -222,7 +222,7 @@ def set_login_csrf_cookie(response: Response, token: str, settings: Any) -> None
 
 
 def client_ip(request: Request) -> str:
-    """The peer address (proxies should be handled by uvicorn's ``--forwarded-allow-ips``)."""
+    """The client's address: the peer, or what a trusted proxy forwarded (``HYBRIDESK_FORWARDED_ALLOW_IPS``)."""
     return request.client.host if request.client else "unknown"
 
 

@@ -86,6 +86,27 @@ def test_port_in_use_is_reported(tmp_path, monkeypatch, capsys):
     assert "port_in_use" in capsys.readouterr().err
 
 
+def test_serve_believes_forwarded_addresses_only_from_the_configured_proxies(tmp_path, monkeypatch, capsys):
+    """Rate limits and sign-in throttling count per client address: behind a proxy that is what the
+    proxy forwards, and only the proxies named in HYBRIDESK_FORWARDED_ALLOW_IPS are believed."""
+    import uvicorn
+
+    from bot.server import serve
+
+    calls: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    serve(Settings(env="test", data_dir=tmp_path, database_url=url, forwarded_allow_ips="10.0.0.5"),
+          host="127.0.0.1", port=port)
+    serve(Settings(env="test", data_dir=tmp_path, database_url=url), host="127.0.0.1", port=port)
+    capsys.readouterr()
+    assert calls[0]["proxy_headers"] is True and calls[0]["forwarded_allow_ips"] == "10.0.0.5"
+    assert calls[1]["proxy_headers"] is False  # no proxy configured: X-Forwarded-For is ignored
+
+
 def test_auto_generator_picks_llama_cpp_for_the_default_model_only(tmp_path, monkeypatch):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is a project dependency")
     from bot.services import build_generator
