@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
@@ -181,6 +181,12 @@ def _limits(request: Request) -> ChatLimits:
     return request.app.state.chat_limits
 
 
+async def per_ip_limit(request: Request) -> None:
+    """The address's request bucket, for the reads too: an event stream is a long-lived connection
+    that polls the database, and opening them must not be free."""
+    _limits(request).per_ip.enforce(_client_ip(request), "requests")
+
+
 def _visible(messages: list[Any]) -> list[Any]:
     return [m for m in messages if m.role in VISIBLE_ROLES and m.status in VISIBLE_STATUSES]
 
@@ -278,7 +284,7 @@ async def send_message(conversation_id: str, body: SendMessage, request: Request
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=History, summary="Conversation history",
-            responses=FORBIDDEN)
+            responses=FORBIDDEN, dependencies=[Depends(per_ip_limit)])
 async def get_history(conv: CustomerConversationDep, manager: ManagerDep,
                       after_seq: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> History:
     messages = await asyncio.to_thread(manager.history, conv.id, after_seq)
@@ -287,7 +293,7 @@ async def get_history(conv: CustomerConversationDep, manager: ManagerDep,
 
 
 @router.get("/conversations/{conversation_id}/events", response_class=EventSourceResponse,
-            summary="Live events (Server-Sent Events)", responses=FORBIDDEN)
+            summary="Live events (Server-Sent Events)", responses=FORBIDDEN, dependencies=[Depends(per_ip_limit)])
 async def stream_events(
     conv: CustomerConversationDep, manager: ManagerDep, hub: LiveDep,
     after_seq: Annotated[int | None, Query(ge=0, le=MAX_ID, description="replay complete messages after this seq")] = None,

@@ -289,6 +289,23 @@ def test_rest_webhook_is_rate_limited_per_sender_and_per_address(client, chat_se
         app.state.chat_limits = saved
 
 
+def test_reads_and_event_streams_count_against_the_address_limit(client, chat_server):
+    """Opening event streams (long-lived, each polling the database) or reading the history in a loop
+    draws on the address's request bucket like every other chat API request."""
+    app = chat_server.app
+    saved = app.state.chat_limits
+    cid, headers = start_conversation(client)
+    app.state.chat_limits = ChatLimits(per_ip=RateLimiter(2, 0.01), new_conversations_per_ip=RateLimiter(1000, 1000),
+                                       messages_per_conversation=RateLimiter(1000, 1000))
+    try:
+        codes = [client.get(f"/api/conversations/{cid}/messages", headers=headers).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        stream = client.get(f"/api/conversations/{cid}/events", headers=headers)  # refused before it opens
+        assert stream.status_code == 429 and int(stream.headers["Retry-After"]) >= 1
+    finally:
+        app.state.chat_limits = saved
+
+
 def test_token_bucket_refills():
     bucket = RateLimiter(capacity=2, rate=1.0)
     assert [bucket.check("k", now=100.0) for _ in range(3)] == [0.0, 0.0, 1.0]
