@@ -110,7 +110,7 @@ class SocketIOChannel:
         except Exception as exc:  # e.g. the 429 of the rate limiter
             detail = getattr(exc, "detail", None)
             if detail is None:
-                log.exception("socket.io message from session %s failed", session_id)
+                log.exception("socket.io message from session %s failed", _ref(session_id))
                 detail = "Sorry, something went wrong on our side. Please try again."
             await self._utter(session_id, str(detail), {"role": "system", "error": "rejected"}, to=sid)
             return
@@ -119,7 +119,7 @@ class SocketIOChannel:
         try:
             outcome = await respond_with_retry(self.manager, conv.id, message.id)
         except Exception:
-            log.exception("reply on socket.io session %s failed", session_id)
+            log.exception("reply on socket.io session %s failed", _ref(session_id))
             await self._utter(session_id, "Sorry, something went wrong while answering. Please try again.",
                               {"role": "system", "error": "internal_error"})
             return
@@ -171,7 +171,14 @@ class SocketIOChannel:
         except asyncio.CancelledError:
             raise
         except Exception:  # a relay failure must not take the channel down
-            log.exception("relay for socket.io session %s stopped", session_id)
+            log.exception("relay for socket.io session %s stopped", _ref(session_id))
+
+
+def _ref(session_id: str) -> str:
+    """A session id as logs name it: the id is the customer's credential on this channel, its hash is not."""
+    from bot.conversation.manager import hash_token
+
+    return "#" + hash_token(str(session_id))[:12]
 
 
 def install(app: Any) -> SocketIOChannel:

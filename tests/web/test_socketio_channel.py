@@ -139,3 +139,24 @@ def test_agent_messages_reach_the_session_and_bad_input_is_answered(chat_server)
             assert long["metadata"]["error"] == "message_too_long" and "2000" in long["text"]
 
     run(scenario())
+
+
+def test_a_failed_message_is_logged_without_the_session_id(chat_server, monkeypatch, caplog):
+    """On this channel the session id is the customer's credential: logs name its hash."""
+    channel_manager = chat_server.app.state.manager
+
+    def broken_receive(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(channel_manager, "receive", broken_receive)
+
+    async def scenario():
+        async with RasaClient(chat_server.url, ["websocket"]) as c:
+            return await c.say("Where is my parcel?", "secret-session-7f3a9")
+
+    with caplog.at_level("ERROR"):
+        reply = run(scenario())
+    assert reply["metadata"]["error"] == "rejected"
+    failures = [r for r in caplog.records if "socket.io message from session" in r.getMessage()]
+    assert failures, caplog.text
+    assert "secret-session-7f3a9" not in caplog.text and failures[0].getMessage().split()[-2].startswith("#")
