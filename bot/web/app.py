@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None, services: Any | None = None, *,
     from bot.services import Services, set_runtime_services
     from bot.web import routes_rasa
     from bot.web.errors import install_error_handlers
-    from bot.web.limits import BodySizeLimit
+    from bot.web.limits import BodySizeLimit, NoSniff
 
     settings = settings or get_settings()
     settings.check_secrets()
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, services: Any | None = None, *,
     app.state.manager = manager
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(NoSniff)
     app.include_router(routes_rasa.router)
     for module_name in ROUTERS:
         importlib.import_module(module_name).install(app)

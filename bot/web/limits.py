@@ -69,3 +69,26 @@ class BodySizeLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+class NoSniff:
+    """``X-Content-Type-Options: nosniff`` on every HTTP response (JSON, the widget script, pages):
+    a browser never runs a response as a type other than the one declared."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)

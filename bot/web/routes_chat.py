@@ -449,11 +449,16 @@ def _end(services: Any, conversation_id: str, satisfaction: int | None) -> tuple
 
 
 # -- demo page -------------------------------------------------------------------------------
+# the demo page runs the widget and nothing else: its own script and styles, its own API
+DEMO_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'")
+
+
 @pages.get("/", response_class=HTMLResponse)
 @pages.get("/demo", response_class=HTMLResponse)
 async def demo_page() -> Response:
     html = (WEB_DIR / "templates" / "demo.html").read_text(encoding="utf-8")
-    return HTMLResponse(html, headers={"Cache-Control": "no-cache"})
+    return HTMLResponse(html, headers={"Cache-Control": "no-cache", "Content-Security-Policy": DEMO_CSP})
 
 
 @pages.get("/favicon.ico")

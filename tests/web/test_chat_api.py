@@ -438,3 +438,14 @@ def test_rest_webhook_names_json_it_cannot_read(client, chat_server):
     json.dumps(stored, allow_nan=False)  # strict JSON, storable in PostgreSQL
     r = client.post(url, content=b'{"sender": "ann", "message": "caf\xe9"}')
     assert r.status_code == 422 and "not UTF-8 text" in r.json()["error"]["message"]
+
+
+def test_every_response_says_nosniff_and_the_demo_page_has_a_policy(client):
+    cid, headers = start_conversation(client)
+    for response in (client.get(f"/api/conversations/{cid}", headers=headers), client.get("/static/widget.js"),
+                     client.get("/"), client.get("/api/conversations/nope"), client.get("/healthz")):
+        assert response.headers.get("x-content-type-options") == "nosniff", response.url
+    csp = client.get("/").headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "connect-src 'self'" in csp and "object-src 'none'" in csp
+    # the console's own stricter policy is not replaced
+    assert "frame-ancestors 'none'" in client.get("/console/login").headers["content-security-policy"]
