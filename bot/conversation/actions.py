@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import re
 import threading
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.conversation.policy import ORDER_RE
+from bot.conversation.policy import EMAIL_RE, ORDER_RE
 
 HANDOFF_TEXT = (
     "I'm connecting you with a member of our support team now. They'll see this conversation, "
@@ -234,7 +235,12 @@ class ActionEscalate(Action):
 
 
 class ActionLookupOrder(Action):
-    """Look up an order in the sample store's order table by the number the customer gave."""
+    """Look up an order in the sample store's order table, for the customer who placed it.
+
+    The order number alone shows nothing: the customer also gives the e-mail address the order was
+    placed with (in the same message or a later one), so a guessed number reveals no one's order.
+    Until both match, the reply is the same whether the order exists or not.
+    """
 
     def name(self) -> str:
         return "action_lookup_order"
@@ -243,28 +249,46 @@ class ActionLookupOrder(Action):
         from bot.db.repositories import OrderRepository
         from bot.services import runtime_services
 
-        text = tracker.latest_message.get("text") or ""
-        m = ORDER_RE.search(text)
-        if not m:
+        said = _customer_turns(tracker)  # newest first
+        number = next((m.group(0) for t in said if (m := ORDER_RE.search(t))), None)
+        if number is None:
             dispatcher.utter_message(text="Could you give me your order number? It starts with LK-.",
                                      json_message={"verdict": "pass", "citations": []})
             return []
-        number = m.group(0).upper()
-        if not re.match(r"LK-", number):
+        number = number.upper()
+        if not number.startswith("LK-"):
             number = "LK-" + number[2:]
+        email = next((m.group(0) for t in said if (m := EMAIL_RE.search(t))), None)
+        if email is None:
+            dispatcher.utter_message(
+                text=f"Thanks! To keep your order details private, please tell me the e-mail address you "
+                     f"used for order {number}.",
+                json_message={"verdict": "pass", "citations": [], "order_number": number, "verified": False})
+            return [SlotSet("order_number", number)]
         services = runtime_services()
         with services.db.unit_of_work() as session:
             order = OrderRepository(session).get(number)
-            reply = _describe_order(number, order)
+            verified = order is not None and hmac.compare_digest(
+                (order.email or "").strip().lower().encode(), email.strip().lower().encode())
+            reply = _describe_order(number, order if verified else None)
         dispatcher.utter_message(text=reply, json_message={"verdict": "pass", "citations": [],
-                                                           "order_number": number, "found": order is not None})
+                                                           "order_number": number, "verified": verified})
         return [SlotSet("order_number", number)]
+
+
+def _customer_turns(tracker: Tracker) -> list[str]:
+    """What the customer wrote, newest first: the latest message, then earlier user events."""
+    latest = tracker.latest_message.get("text") or ""
+    earlier = [e.get("text") or "" for e in reversed(tracker.events or []) if e.get("event") == "user"]
+    if earlier and earlier[0] == latest:
+        earlier = earlier[1:]
+    return [latest, *earlier[:6]]
 
 
 def _describe_order(number: str, order: Any) -> str:
     if order is None:
-        return (f"I couldn't find an order {number}. Please check the number in your confirmation e-mail; "
-                "if it still doesn't work, I can connect you with a person.")
+        return (f"I couldn't find an order {number} placed with that e-mail address. Please check both in "
+                "your order confirmation; if it still doesn't work, I can connect you with a person.")
     parts = [f"Order {number} is currently **{order.status}**."]
     if order.carrier and order.tracking_code and order.status in ("shipped", "delivered"):
         parts.append(f"It travels with {order.carrier}, tracking code {order.tracking_code}.")

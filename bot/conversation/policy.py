@@ -17,6 +17,7 @@ INJECTION_RE = re.compile(
     r"reveal (?:your|the) (?:prompt|instructions)|new instructions:|override (?:your|the) (?:policy|rules)",
     re.I)
 ORDER_RE = re.compile(r"\bLK-?\d{6,10}\b", re.I)
+EMAIL_RE = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 
 ACTION_NAMES = {
     "answer": "action_answer_from_policy",
@@ -54,6 +55,8 @@ def decide(text: str, nlu: Any, state: dict[str, Any]) -> Decision:
         state["low_confidence_streak"] = int(state.get("low_confidence_streak", 0)) + 1 if low else 0
     state["angry_streak"] = int(state.get("angry_streak", 0)) + 1 if tone == "angry" else 0
     state["last_intent"] = nlu.intent
+    # asked for the order's e-mail address last turn: holds for the next message only
+    awaiting_email = bool(state.pop("order_lookup_pending", False))
 
     if INJECTION_RE.search(text):
         state["injection_attempts"] = int(state.get("injection_attempts", 0)) + 1
@@ -63,6 +66,11 @@ def decide(text: str, nlu: Any, state: dict[str, Any]) -> Decision:
     not_helped = int(state.get("thumbs_down", 0)) > 0 or int(state.get("unhelpful_replies", 0)) > 0
     if tone == "angry" and (not_helped or state["angry_streak"] >= 2):
         return Decision("handoff", "angry_and_not_helped")
+    if awaiting_email and (EMAIL_RE.search(text) or ORDER_RE.search(text)):
+        # the answer to "which e-mail address did you order with?" names no intent of its own
+        state["order_lookup_pending"] = not EMAIL_RE.search(text)
+        state["low_confidence_streak"] = 0
+        return Decision("lookup_order", "order_email_given" if EMAIL_RE.search(text) else "order_number_given")
     if wordless:
         return Decision("clarify", "no_words")
     if low:
@@ -70,6 +78,8 @@ def decide(text: str, nlu: Any, state: dict[str, Any]) -> Decision:
             return Decision("handoff", "repeated_low_confidence")
         return Decision("clarify", "out_of_scope" if nlu.out_of_scope else "low_confidence")
     if nlu.intent in ("track_order", "change_order", "cancel_order") and ORDER_RE.search(text):
+        # the order's details are shown only with the e-mail address it was placed with
+        state["order_lookup_pending"] = not EMAIL_RE.search(text)
         return Decision("lookup_order", "order_number_given")
     if nlu.intent == "complaint" and tone == "angry":
         return Decision("escalate", "angry_complaint")

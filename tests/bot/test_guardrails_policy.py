@@ -379,6 +379,17 @@ def test_policy_prompt_injection_is_answered_from_the_kb_only():
 def test_policy_order_lookup():
     d = decide("where is my order LK-48213377?", NLU(intent="track_order"), {})
     assert d.action == "lookup_order"
+    # asked for the order's e-mail address, the next message gives it: no intent of its own needed
+    state: dict = {}
+    assert decide("where is my order LK-48213377?", NLU(intent="track_order"), state).action == "lookup_order"
+    unsure = NLU(intent="out_of_scope", confidence=0.1, out_of_scope=True)
+    d = decide("it's t.wouters@mail.example", unsure, state)
+    assert (d.action, d.reason) == ("lookup_order", "order_email_given")
+    assert decide("t.wouters@mail.example", unsure, state).action == "clarify"  # only right after asking
+    # number and address in one message: nothing left to ask
+    state = {}
+    decide("where is LK-48213377, I ordered as t.wouters@mail.example", NLU(intent="track_order"), state)
+    assert decide("ann@mail.example", unsure, state).action == "clarify"
 
 
 def test_free_is_not_said_of_something_the_policy_charges_for():

@@ -62,14 +62,26 @@ def test_action_server_lists_our_actions(action_server):
 
 
 def test_rasa_webhook_runs_order_lookup(action_server):
-    call = {"next_action": "action_lookup_order", "sender_id": "rasa-user-1", "version": "3.0.0",
-            "tracker": _tracker("where is my order LK-44098125?", "track_order"), "domain": {}}
-    r = httpx.post(action_server + "/webhook", json=call, timeout=60)
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert "LK-44098125" in body["responses"][0]["text"]
-    assert "shipped" in body["responses"][0]["text"]
+    def lookup(*turns: str) -> dict:
+        tracker = _tracker(turns[-1], "track_order")
+        tracker["events"] = [{"event": "user", "text": t} for t in turns[:-1]] + tracker["events"]
+        call = {"next_action": "action_lookup_order", "sender_id": "rasa-user-1", "version": "3.0.0",
+                "tracker": tracker, "domain": {}}
+        r = httpx.post(action_server + "/webhook", json=call, timeout=60)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    # the number alone shows nothing: the e-mail address the order was placed with is asked for
+    body = lookup("where is my order LK-44098125?")
+    asked = body["responses"][0]["text"]
+    assert "LK-44098125" in asked and "e-mail address" in asked and "shipped" not in asked
     assert {"event": "slot", "name": "order_number", "value": "LK-44098125"}.items() <= body["events"][0].items()
+    # given next (any case), the order's status; a wrong address reads as a wrong number would
+    shown = lookup("where is my order LK-44098125?", "It's T.Wouters@mail.example")["responses"][0]
+    assert "shipped" in shown["text"] and shown["custom"]["verified"] is True
+    wrong = lookup("where is my order LK-44098125?", "it's someone@else.example")["responses"][0]["text"]
+    missing = lookup("where is my order LK-00000001? someone@else.example")["responses"][0]["text"]
+    assert "shipped" not in wrong and wrong == missing.replace("LK-00000001", "LK-44098125")
 
 
 def test_rasa_webhook_runs_the_grounded_answer(action_server):

@@ -127,3 +127,14 @@ def test_terminal_chat_loads_the_models_before_the_first_prompt(product, capsys,
     finally:
         hf_logging.enable_progress_bar()
         hf_logging.set_verbosity_warning()
+
+
+def test_an_order_is_shown_only_with_the_e_mail_address_it_was_placed_with(client):
+    def say(text: str) -> dict:
+        return client.post("/webhooks/rest/webhook", json={"sender": "order-owner", "message": text}).json()[0]
+
+    asked = say("Where is my order LK-44098125?")
+    assert asked["custom"]["action"] == "lookup_order" and "e-mail address" in asked["text"]
+    assert "shipped" not in asked["text"]
+    shown = say("t.wouters@mail.example")
+    assert shown["custom"]["action"] == "lookup_order" and "shipped" in shown["text"], shown
