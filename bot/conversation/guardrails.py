@@ -127,6 +127,10 @@ _FREE_CLAIM = re.compile(
     r"(?:we|they) (?:do not|don't|will not|won't) charge)", re.I)
 _HOURS_VALUE = re.compile(r"\b\d{1,2}:\d{2}\b|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s")
+# why a numbered step the model wrote is not shown (a fact question, or a how-to question the KB
+# documents no procedure for: the steps would be the model's own)
+STEP_DROPPED = "a step the retrieved policy does not document"
+STEPS_LEAD_DROPPED = "introduces steps the retrieved policy does not document"
 # "Here's what you can do:" / "please follow these steps:" opens a list of steps
 _STEPS_LEAD = re.compile(r"\b(?:steps?|here(?:'s| is) (?:what|how)|what you (?:can|need to|should) do|follow|"
                          r"how to|instructions)\b", re.I)
@@ -361,7 +365,8 @@ class Grounder:
     sentence that calls the thing free without a figure of its own ("You can cancel it for free.")
     contradicts them and is dropped; the responder states the current charge.
     ``steps``: False when the question asks for a fact, not for a way to do something ("How long is
-    the warranty?"). The small model, trained on tickets that mostly walk through screens, still
+    the warranty?"), or asks how to do something the knowledge base documents no procedure for (or
+    one the responder shows itself). The small model, trained on tickets that mostly walk through screens, still
     answers with numbered steps ("1. Visit our website. 2. Enter your gift card number."), most of
     them made up; without a figure of their own they are dropped, with the line that introduces them.
     A sentence that names a country, carrier, brand or other proper name that neither the evidence
@@ -539,10 +544,10 @@ class Grounder:
                 # "Visit our larkspur.example." does not
                 if _LIST_ITEM.match(text) and not any(c.kind not in ("url", "email", "phone") for c in check.claims):
                     check.kept = False
-                    check.reason = "a step; the question asks for a fact"
+                    check.reason = STEP_DROPPED
                 elif text.rstrip().endswith(":") and _STEPS_LEAD.search(text) and not check.claims:
                     check.kept = False
-                    check.reason = "introduces steps; the question asks for a fact"
+                    check.reason = STEPS_LEAD_DROPPED
             key = _sentence_key(text)
             if check.kept and len(key.split()) >= 3 and key in self._said:
                 check.kept = False
@@ -687,7 +692,7 @@ class Grounder:
             return ""
         check = self.check_sentence(sentence.strip())
         step = _STEP_NUMBER.match(sentence.strip())
-        if not check.kept and check.reason == "a step; the question asks for a fact":
+        if not check.kept and check.reason == STEP_DROPPED:
             self._drop_line = not sentence.endswith("\n")
         if not check.kept:
             self._after_drop = True

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.conversation.guardrails import Grounder, grounded_quote
+from bot.conversation.guardrails import STEP_DROPPED, Grounder, grounded_quote
 from models.prompting import MAX_NEW_TOKENS
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,11 @@ def _hit_cap(stream: Any) -> bool:
 
 ALWAYS_FACTS = ("support_phone", "support_email", "support_hours", "live_chat", "website_name", "website_url")
 ANGRY_ACK = "I'm sorry this has been frustrating — let's get it sorted."
+# a how-to question the knowledge base documents no procedure for: the model's steps were dropped
+NO_PROCEDURE_NOTE = (
+    "Our help pages don't give step-by-step instructions for that, so I won't guess them. "
+    "If you need more help, just ask for a person from our support team."
+)
 UNSURE_REPLY = (
     "I'm not sure our help pages cover that, and I'd rather not guess. "
     "Could you tell me a bit more, or shall I connect you with a person from our support team?"
@@ -433,7 +438,7 @@ class Responder:
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
                             needs_no_details=bool(asked),
                             charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
-                            steps=(not asked or how_to) and not steps_from_kb)
+                            steps=not asked and not how_to)
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
         # question about how to do something, the procedure the knowledge base documents does
         lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))
@@ -526,6 +531,12 @@ class Responder:
             body = (body + sep + fallback).strip()
             verdict = "fallback"
             report["verdict"] = "fallback"
+        elif how_to and not steps_from_kb and any(
+                not s.kept and s.reason == STEP_DROPPED for s in grounder.report.sentences):
+            # the steps the customer asked for were the model's own: say so instead of guessing
+            emit("\n" + NO_PROCEDURE_NOTE)
+            body = f"{body}\n{NO_PROCEDURE_NOTE}"
+            report["no_documented_procedure"] = True
         return AnswerResult(
             text=prefix + body,
             citations=cites,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.conversation.guardrails import Grounder, grounded_quote
+from bot.conversation.guardrails import STEP_DROPPED, STEPS_LEAD_DROPPED, Grounder, grounded_quote
 from bot.conversation.policy import decide
 
 FACTS = {"customer support phone number": "+44 20 7946 0321", "live chat": "the Chat button",
@@ -460,7 +460,7 @@ def test_a_fact_question_gets_no_made_up_steps():
                    "Gift cards are valid for 5 years.\n\n"
                    "If you have any questions, our team is happy to help."), out
     reasons = {s.reason for s in g.report.sentences if not s.kept}
-    assert reasons == {"a step; the question asks for a fact", "introduces steps; the question asks for a fact",
+    assert reasons == {STEP_DROPPED, STEPS_LEAD_DROPPED,
                        "continues a dropped step"}
     # streamed a few characters at a time, the same
     pieces = [STEPS_REPLY[i:i + 7] for i in range(0, len(STEPS_REPLY), 7)]
