@@ -438,7 +438,9 @@ class Responder:
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
                             needs_no_details=bool(asked),
                             charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
-                            steps=not asked and not how_to)
+                            # (``procedures=False`` is the old behaviour, kept as the benchmark's
+                            # baseline: a how-to question kept the model's steps, checked for screens)
+                            steps=not asked and not how_to if self.procedures else not asked or how_to)
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
         # question about how to do something, the procedure the knowledge base documents does
         lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))
@@ -531,7 +533,7 @@ class Responder:
             body = (body + sep + fallback).strip()
             verdict = "fallback"
             report["verdict"] = "fallback"
-        elif how_to and not steps_from_kb and any(
+        elif self.procedures and how_to and not steps_from_kb and any(
                 not s.kept and s.reason == STEP_DROPPED for s in grounder.report.sentences):
             # the steps the customer asked for were the model's own: say so instead of guessing
             emit("\n" + NO_PROCEDURE_NOTE)
