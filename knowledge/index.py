@@ -316,8 +316,11 @@ class LocalIndex(SyncedIndex):
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
 
-    def load(self) -> bool:
-        """Load the snapshot on disk; False (with a log line saying why) when it is missing or corrupt."""
+    def load(self, *, first_start: bool = False) -> bool:
+        """Load the snapshot on disk; False (with a log line saying why) when it is missing or corrupt.
+
+        ``first_start``: nothing was ever written to the knowledge base, so no index is expected yet.
+        """
         try:
             snap = self._read()
         except Exception as exc:  # noqa: BLE001 - any damage means "rebuild"
@@ -326,8 +329,7 @@ class LocalIndex(SyncedIndex):
             )
             return False
         if snap is None:
-            # a first start has no index yet: that is expected, not worth a warning
-            log.log(logging.WARNING if self.dir.exists() and any(self.dir.iterdir()) else logging.INFO,
+            log.log(logging.INFO if first_start else logging.WARNING,
                     "knowledge index at %s is missing; building it from the database", self.dir)
             return False
         self._snap = snap
@@ -356,7 +358,7 @@ class LocalIndex(SyncedIndex):
 
     def open(self, store: KnowledgeStore) -> None:
         """Load from disk if possible, then catch up with (or rebuild from) the database."""
-        if not self.load():
+        if not self.load(first_start=store.generation() == 0):
             self.sync(store, force=True)
         else:
             self.sync(store)

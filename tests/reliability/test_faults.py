@@ -150,6 +150,23 @@ def test_missing_or_corrupt_index_is_rebuilt_on_open(kb_dir, damage, caplog):
         engine.dispose()
 
 
+def test_a_first_start_builds_the_index_without_a_warning(tmp_path, caplog):
+    """A new install has no index yet: that is not a fault (a deleted one is, above)."""
+    from knowledge.db import KnowledgeBase
+    from knowledge.service import KnowledgeService
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'kb.db'}")
+    KnowledgeBase.metadata.create_all(engine)
+    try:
+        with caplog.at_level("INFO"):
+            service = KnowledgeService(engine, index_dir=tmp_path / "index", embed_model=EMBEDDING)
+            assert service.retrieve("how many days do I have to return an item", k=3) == []
+        levels = {r.levelname for r in caplog.records if "knowledge index" in r.getMessage()}
+        assert levels == {"INFO"}, caplog.text
+    finally:
+        engine.dispose()
+
+
 def test_index_damaged_while_running_keeps_answering_and_heals_on_next_change(kb_dir):
     tmp, baseline = kb_dir
     engine, service = _reopen(tmp)
