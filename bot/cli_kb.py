@@ -17,8 +17,9 @@ def _when(value: str | None, name: str = "--at"):
     return None if value is None else parse_when(value, field_name=name)
 
 
-def _positive(value: str) -> int:
-    """argparse type: a whole number of at least 1 (``-k 0`` used to return everything)."""
+def positive_int(value: str) -> int:
+    """argparse type: a whole number of at least 1 (``kb search -k 0`` returned everything, ``eval
+    --limit -1`` dropped one ticket)."""
     try:
         number = int(value)
     except ValueError:
@@ -180,7 +181,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("search", help="what the bot would retrieve for a question")
     p.add_argument("query")
     p.add_argument("--at", help="ISO time (default now)")
-    p.add_argument("-k", type=_positive, default=5, help="passages to show (default 5)")
+    p.add_argument("-k", type=positive_int, default=5, help="passages to show (default 5)")
     p.add_argument("--tag", action="append", help="only documents with this tag (repeatable)")
     p.add_argument("--audience")
     p.add_argument("--json", action="store_true")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bot.cli_kb import positive_int
 from knowledge.errors import InvalidInput
 from models.prompting import MAX_NEW_TOKENS
 
@@ -111,17 +112,6 @@ def _run_train(cfg, settings, session, ctx, args, command, train):
         progress=not args.no_progress,
         command=command,
     )
-
-
-def _positive(value: str) -> int:
-    """argparse type: a whole number of at least 1 (``--limit -1`` used to drop one ticket, not fail)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{number} is not at least 1")
-    return number
 
 
 def _fmt(value: float | None) -> str:
@@ -295,8 +285,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="compare an adapter with the base model on held-out tickets")
     p.add_argument("--adapter", help="adapter id (default: the active one)")
-    p.add_argument("--limit", type=_positive, default=25, help="held-out tickets to generate replies for")
-    p.add_argument("--max-new-tokens", type=_positive, default=MAX_NEW_TOKENS)
+    p.add_argument("--limit", type=positive_int, default=25, help="held-out tickets to generate replies for")
+    p.add_argument("--max-new-tokens", type=positive_int, default=MAX_NEW_TOKENS)
     p.add_argument("--no-base", action="store_true", help="skip the base model comparison")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--kb-context", action="store_true",
