@@ -42,10 +42,10 @@ def knowledge(tmp_path_factory):
     yield from _kb(tmp_path_factory, "facts", [SAMPLE / name for name in DOCS])
 
 
-def _ask(knowledge, question: str, reply: str = VAGUE):
+def _ask(knowledge, question: str, reply: str = VAGUE, intent: str = "check_refund_policy"):
     generator = ScriptedGenerator().enqueue(reply)
     responder = Responder(knowledge, generator, company_name="Larkspur & Co.", max_new_tokens=64)
-    return responder.answer(text=question, intent="check_refund_policy", tone="neutral", history=[])
+    return responder.answer(text=question, intent=intent, tone="neutral", history=[])
 
 
 @pytest.mark.slow
@@ -244,9 +244,7 @@ def test_a_named_item_does_not_hide_the_fact_a_question_asks_for(sample_kb, ques
 def test_a_how_to_question_gets_the_documented_procedure_not_made_up_steps(sample_kb):
     reply = ("Sure, happy to help with your return! Here's what you can do:\n1. Visit our {{Website Name}}.\n"
              "2. Fill in the return form and wait for our call.\n\nAnything else, just ask.")
-    generator = ScriptedGenerator().enqueue(reply)
-    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
-    result = responder.answer(text="How do I start a return?", intent="return_item", tone="neutral", history=[])
+    result = _ask(sample_kb, "How do I start a return?", reply, intent="return_item")
     lines = result.text.split("\n")
     assert lines[0] == "Sure, happy to help with your return!"
     assert lines[1] == "Here is how (Register your return):", result.text
@@ -258,18 +256,14 @@ def test_a_how_to_question_gets_the_documented_procedure_not_made_up_steps(sampl
     assert result.citations[0]["document_id"] == "returning-an-item"
 
     # a how-to question that also names a fact ("price") still gets the procedure first
-    generator = ScriptedGenerator().enqueue("Happy to help!\n1. Send us a screenshot of the lower price.")
-    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
-    match = responder.answer(text="How do I ask for a price match?", intent="price_match", tone="neutral", history=[])
+    match = _ask(sample_kb, "How do I ask for a price match?", "Happy to help!\n1. Send us a screenshot of the lower price.", intent="price_match")
     assert match.text.split("\n")[1] == "Here is how (How to ask):", match.text
     assert "screenshot of the lower price" not in match.text
     assert match.guardrail["added_procedure"].startswith("Here is how (How to ask):")
 
     # an opening sentence that is a sign-off comes after the answer, not before it
     sign_off = "If you have any further questions, please don't hesitate to reach out to our support team."
-    generator = ScriptedGenerator().enqueue(sign_off + "\n1. Go to the cancellation page.")
-    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
-    cancel = responder.answer(text="How do I cancel my order?", intent="cancel_order", tone="neutral", history=[])
+    cancel = _ask(sample_kb, "How do I cancel my order?", sign_off + "\n1. Go to the cancellation page.", intent="cancel_order")
     assert cancel.text.startswith("Here is how (Cancel it yourself):\n1. "), cancel.text
     assert cancel.text.rstrip().endswith(sign_off) and "cancellation page" not in cancel.text
 
@@ -314,9 +308,7 @@ def test_the_terminal_labels_a_citation_by_what_it_knows():
 ])
 def test_the_procedure_is_found_in_a_retrieved_document_whose_steps_were_not_retrieved(
         sample_kb, question, heading, first_step):
-    generator = ScriptedGenerator().enqueue("Happy to help!\n1. Visit our website and click the banner.")
-    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
-    result = responder.answer(text=question, intent="create_account", tone="neutral", history=[])
+    result = _ask(sample_kb, question, "Happy to help!\n1. Visit our website and click the banner.", intent="create_account")
     lines = result.text.split("\n")
     assert lines[1] == f"Here is how ({heading}):", result.text
     assert lines[2].startswith(first_step) and "banner" not in result.text
@@ -327,9 +319,7 @@ def test_the_procedure_is_found_in_a_retrieved_document_whose_steps_were_not_ret
 @pytest.mark.parametrize("question", ["How do I wrap a gift?", "How do I use a gift card?", "How do I know my size?"])
 def test_a_procedure_sharing_one_word_with_the_question_is_not_shown(sample_kb, question):
     # "Buying a gift card" shares "gift" with the first two; "How to change your order" mentions sizes
-    generator = ScriptedGenerator().enqueue("Happy to help with that! Our team can tell you more.")
-    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
-    result = responder.answer(text=question, intent="other", tone="neutral", history=[])
+    result = _ask(sample_kb, question, "Happy to help with that! Our team can tell you more.", intent="other")
     assert "added_procedure" not in result.guardrail and "Here is how" not in result.text, result.text
 
 
@@ -348,9 +338,7 @@ def test_a_how_to_question_without_a_documented_procedure_gets_no_made_up_steps(
 
     reply = ("Happy to help you wrap a gift! You can follow these steps:\n1. Sign in to your account on our website.\n"
              "2. Select the gift you want to wrap.\n\nIf you have any questions, our team is happy to help.")
-    generator = ScriptedGenerator().enqueue(reply)
-    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
-    result = responder.answer(text="How do I wrap a gift?", intent="other", tone="neutral", history=[])
+    result = _ask(sample_kb, "How do I wrap a gift?", reply, intent="other")
     assert "Sign in" not in result.text and "Select the gift" not in result.text, result.text
     assert "follow these steps" not in result.text
     assert result.text.startswith("Happy to help you wrap a gift!")
