@@ -190,6 +190,12 @@ _UI_LEAD = re.compile(
 _EVIDENCE_UI = re.compile(r"\*\*([^*\n]{1,80})\*\*|[\"“]([^\"“”\n]{1,80})[\"”]|([^.\n]{0,80}›[^.\n]{0,80})")
 
 
+def _bold_label(bold: str | None) -> bool:
+    """Bold text that names no screen: a list's label ("**PayPal:**") or a list of names ("**Visa,
+    Mastercard, PayPal**"). "Go to the PayPal section" is not backed by either."""
+    return bool(bold) and (bold.rstrip().endswith(":") or "," in bold)  # type: ignore[union-attr]
+
+
 # A screen named in lower case ("go to the order details section") is checked like a capitalised one,
 # unless its words only say which one without naming it ("the relevant section", "the top of the page").
 _UI_LOWER = re.compile(rf"\b(?:the|your|our)\s+((?:[a-z][\w&'/-]*\s+){{1,3}}){_UI_NOUN}\b")
@@ -410,6 +416,7 @@ class Grounder:
         self.customer_values = {slot_key(k): v for k, v in (customer_values or {}).items()}
         self._ui_evidence = " | ".join(
             _ui_key(next(g for g in m.groups() if g)) for m in _EVIDENCE_UI.finditer(self.evidence_text)
+            if not _bold_label(m.group(1))
         )
         self.report = GroundingReport()
         # numbered steps: the last number read and the last written (renumbered past dropped steps)

@@ -500,3 +500,12 @@ def test_claims_the_small_model_makes_without_a_figure_of_their_own():
     assert g.apply(reply) == "Or call +31 20 555 0199.", g.report.to_dict()
     assert Grounder(lambda s: None, ["Our team answers around the clock."]).apply(
         "Our team is available around the clock.") == "Our team is available around the clock."
+
+
+def test_a_bold_label_or_list_of_names_is_not_a_screen():
+    evidence = ["We accept **Visa, Mastercard, PayPal and iDEAL**.\n- **PayPal:** you are taken to PayPal to confirm.\n"
+                "Open **My Account › Payment methods** to remove a saved card."]
+    g = Grounder(lambda s: None, evidence)
+    out = g.apply("We accept PayPal. To use it, go to the PayPal section. "
+                  "To remove a card, open the My Account › Payment methods page.")
+    assert out == "We accept PayPal. To remove a card, open the My Account › Payment methods page.", out
