@@ -54,7 +54,7 @@ _KB_STEP = re.compile(r"^\s*\d{1,2}[.)]\s+(.+?)\s*$")
 MAX_PROCEDURE_STEPS = 8
 _WORD_RE = re.compile(r"[a-z0-9€%]+")
 _STOP = {"the", "a", "an", "is", "are", "do", "does", "i", "my", "you", "your", "to", "of", "for", "how", "what",
-         "can", "in", "on", "it", "and", "or", "be", "with", "me", "there", "we", "our", "if", "that", "this"}
+         "can", "in", "on", "it", "and", "or", "be", "with", "me", "there", "we", "our", "if", "that", "this", "us"}
 
 
 def _terms(text: str) -> set[str]:
@@ -184,7 +184,8 @@ def _stem(word: str) -> str:
     if word.endswith("ss"):
         return word
     for suffix in ("ing", "ed", "es", "e", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+        # "using" and "use" both end as "us": two letters are enough after "ing" and "e"
+        if word.endswith(suffix) and len(word) - len(suffix) >= (2 if suffix in ("ing", "e") else 3):
             return word[: -len(suffix)]
     return word
 
@@ -225,6 +226,45 @@ def procedure(question: str, passages: list[dict[str, Any]], *,
         if score >= needed and (best is None or score > best[0]):
             best = (score, rank, p, steps[:MAX_PROCEDURE_STEPS])
     return (best[2], best[3]) if best else None
+
+
+def prose_answer(question: str, passages: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
+    """For a how-to question the KB answers in prose, not in numbered steps: the section and its words.
+
+    "How do I use a gift card?" is answered by the "Using a gift card" section's text ("On the
+    payment step of checkout, press ..."). The section's heading must name part of the question, and
+    its heading, title and text together every content word of it (generic verbs aside): a section
+    that merely mentions the words ("What you can change: ... gift wrapping") answers nothing.
+    Of several, the heading naming most of the question wins; of equals, the better-ranked one.
+    """
+    q_terms = _stems(question)
+    # "pay" too: "How do I pay with Klarna?" is not answered by a "Paying by invoice" section
+    q_terms = q_terms - {_stem(w) for w in (*_GENERIC_VERBS, "pay")} or q_terms
+    best: tuple[int, dict[str, Any], str] | None = None
+    for p in passages:
+        heading = str(p.get("heading") or "")
+        named = q_terms & _stems(heading)
+        if not named or (best is not None and len(named) <= best[0]):
+            continue
+        text = _plain_text(str(p.get("text", "")))
+        if text and q_terms <= _stems(f"{heading} {p.get('title') or ''} {text}"):
+            best = (len(named), p, text)
+    if best is None:
+        return None
+    sentences = re.split(r"(?<=[.!?])\s+", best[2])
+    return best[1], " ".join(sentences[:2])
+
+
+def _plain_text(markdown: str) -> str:
+    """A section's text as one paragraph: headings and emphasis removed, list items joined."""
+    lines = [re.sub(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+", "", line).replace("**", "").strip()
+             for line in markdown.splitlines() if not re.match(r"\s*#", line)]
+    return " ".join(line for line in lines if line and "|" not in line)
+
+
+def prose_statement(passage: dict[str, Any], text: str) -> str:
+    where = passage.get("heading") or passage.get("title") or "our help pages"
+    return f"Our help pages say ({where}): {text}"
 
 
 def procedure_statement(passage: dict[str, Any], steps: list[str]) -> str:
@@ -363,7 +403,7 @@ class Responder:
             for chunk in chunk_markdown(info.content, info.title):
                 if (doc_id, rev, chunk.anchor) not in seen:
                     seen.add((doc_id, rev, chunk.anchor))
-                    out.append({"text": chunk.text, "title": info.title, "heading": chunk.heading or info.title,
+                    out.append({"text": chunk.body, "title": info.title, "heading": chunk.heading or info.title,
                                 "anchor": chunk.anchor, "document_id": doc_id, "revision": rev})
         return out
 
@@ -429,11 +469,16 @@ class Responder:
         # leads, and a key fact the reply then leaves out is still added at the end
         how_to = bool(HOW_TO_RE.search(text))
         steps_from_kb = procedure(text, passages) if self.procedures and how_to else None
+        prose: tuple[dict[str, Any], str] | None = None
         if self.procedures and how_to and steps_from_kb is None:
             # the right document was found but not its steps ("How do I create an account?" retrieves
             # "Who can open an account"): the other sections of the retrieved documents are read too
-            steps_from_kb = procedure(text, self._other_sections(passages), every_term=True)
-        evidence = ([p["text"] for p in passages] + ([steps_from_kb[0]["text"]] if steps_from_kb else [])
+            others = self._other_sections(passages)
+            steps_from_kb = procedure(text, others, every_term=True)
+            if steps_from_kb is None:  # answered in prose ("How do I use a gift card?"), if at all
+                prose = prose_answer(text, passages) or prose_answer(text, others)
+        shown = steps_from_kb or prose
+        evidence = ([p["text"] for p in passages] + ([shown[0]["text"]] if shown else [])
                     + [str(f["value"]) for f in facts])
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
                             needs_no_details=bool(asked),
@@ -444,11 +489,11 @@ class Responder:
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
         # question about how to do something, the procedure the knowledge base documents does
         lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))
-        if steps_from_kb:
-            lead = procedure_statement(*steps_from_kb)
-            source = citation(steps_from_kb[0])  # the section the steps come from is cited first
+        if shown:
+            lead = procedure_statement(*steps_from_kb) if steps_from_kb else prose_statement(*prose)
+            source = citation(shown[0])  # the section the steps come from is cited first
             cites = [source] + [c for c in cites if c != source]
-        if asked and not steps_from_kb:
+        if asked and not shown:
             # the answer's source is cited first ("return a lamp" retrieves "Changing an order" first)
             answer_source = (asked[0].document_id, asked[0].revision)
             cites = sorted(cites, key=lambda c: (c["document_id"], c["revision"]) != answer_source)
@@ -503,7 +548,7 @@ class Responder:
         verdict = grounder.report.verdict
         # only when the best match is missing from the reply (then a close second is added too)
         if lead and lead in body:  # placed after the opening sentence by _answer_first
-            report["added_procedure" if steps_from_kb else "added_fact_statement"] = lead
+            report["added_procedure" if steps_from_kb else "added_prose_answer" if prose else "added_fact_statement"] = lead
         unstated = [f for f in asked if not states_value(body, f.value)] if asked and not states_value(
             body, asked[0].value) else []
         if not error and len(body) >= 20 and unstated:
@@ -513,7 +558,7 @@ class Responder:
             emit("\n" + added)
             body = f"{body}\n{added}"
             report["added_fact_statement"] = added
-        elif not error and len(body) >= 20 and not asked and not steps_from_kb:
+        elif not error and len(body) >= 20 and not asked and not shown:
             support = supporting_sentence(text, passages, facts, body)
             if support:
                 # The model answered around the fact without stating it: add the policy's own words.
@@ -533,7 +578,7 @@ class Responder:
             body = (body + sep + fallback).strip()
             verdict = "fallback"
             report["verdict"] = "fallback"
-        elif self.procedures and how_to and not steps_from_kb and any(
+        elif self.procedures and how_to and not shown and any(
                 not s.kept and s.reason == STEP_DROPPED for s in grounder.report.sentences):
             # the steps the customer asked for were the model's own: say so instead of guessing
             emit("\n" + NO_PROCEDURE_NOTE)

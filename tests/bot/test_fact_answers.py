@@ -329,7 +329,8 @@ def test_procedure_words_are_matched_on_their_stems():
     assert _stems("Buying a gift card") >= _stems("buy gift cards")
     assert _stems("Saving a card") >= _stems("save a card")
     assert _stems("Change your e-mail address") == _stems("changing your email addresses")
-    assert "us" not in _stems("using it")  # too short to cut: "use" and "using" stay apart
+    assert _stems("Using a gift card") == _stems("use gift cards")
+    assert _stems("contact us") == {"contact"}  # "us" is no content word
 
 
 @pytest.mark.slow
@@ -343,3 +344,22 @@ def test_a_how_to_question_without_a_documented_procedure_gets_no_made_up_steps(
     assert "follow these steps" not in result.text
     assert result.text.startswith("Happy to help you wrap a gift!")
     assert result.text.endswith(NO_PROCEDURE_NOTE) and result.guardrail["no_documented_procedure"]
+
+
+@pytest.mark.slow
+def test_a_how_to_question_the_kb_answers_in_prose_gets_those_words(sample_kb):
+    from bot.conversation.responder import NO_PROCEDURE_NOTE
+
+    reply = "Happy to help!\n1. Sign in to your account.\n2. Select the gift card you wish to use."
+    result = _ask(sample_kb, "How do I use a gift card?", reply, intent="other")
+    lines = result.text.split("\n")
+    assert lines[0] == "Happy to help!"
+    assert lines[1].startswith('Our help pages say (Using a gift card): On the payment step of checkout, press '
+                               '"Add voucher or gift card"'), result.text
+    assert "Sign in" not in result.text and NO_PROCEDURE_NOTE not in result.text
+    assert result.guardrail["added_prose_answer"] == lines[1]
+    assert result.citations[0]["anchor"] == "using-a-gift-card"
+    # a section that only mentions the words is no answer: "How do I pay with Klarna?" is not
+    # answered by "Paying by invoice" (businesses), and gets no made-up steps either
+    klarna = _ask(sample_kb, "How do I pay with Klarna?", reply, intent="other")
+    assert "added_prose_answer" not in klarna.guardrail and "Sign in" not in klarna.text, klarna.text
