@@ -75,13 +75,6 @@ def test_markup_only_input_has_no_words(nlu_model: NLU, text: str) -> None:
     assert nlu_model.predict_many([text])[0].reason in ("empty", "no_words")
 
 
-def test_markup_is_read_as_it_renders(nlu_model: NLU) -> None:
-    plain = nlu_model.predict("where is my order?")
-    wrapped = nlu_model.predict("<p><b>where</b> is my order?</p>")
-    assert (wrapped.intent, wrapped.confidence) == (plain.intent, plain.confidence)
-    assert nlu_model.predict("I <3 your lamps").reason not in ("empty", "no_words")  # not a tag
-
-
 def test_odd_input_never_crashes(nlu_model: NLU) -> None:
     huge = nlu_model.predict("where is my order " + "blah " * 4000)  # ~20 KB
     assert isinstance(huge, NLUResult)

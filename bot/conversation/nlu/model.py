@@ -65,7 +65,7 @@ def train_tone(encoder: Encoder, examples: Sequence[tuple[str, str]],
     from sklearn.metrics import f1_score
 
     def clean(rows: Sequence[tuple[str, str]]) -> tuple[list[str], list[str]]:
-        pairs = [(model_text(strip_markup(coerce_text(t)), emoji_names=emoji_names), y) for t, y in rows]
+        pairs = [(model_text(coerce_text(t), emoji_names=emoji_names), y) for t, y in rows]
         pairs = [(t, y) for t, y in pairs if t]
         return [t for t, _ in pairs], [y for _, y in pairs]
 
@@ -222,11 +222,11 @@ class NLU:
         reuse_tone = not tone_examples and tone_from is not None and tone_from.tone.head is not None
         # A reused tone head reads text the way it was trained to: emoji raw before format 3.
         emoji_names = tone_from.emoji_names if reuse_tone else True
-        examples = [(model_text(strip_markup(coerce_text(t)), emoji_names=emoji_names), y) for t, y in examples if t and y]
+        examples = [(model_text(coerce_text(t), emoji_names=emoji_names), y) for t, y in examples if t and y]
         examples = [(t, y) for t, y in examples if t]
         if len({y for _, y in examples}) < 2:
             raise InvalidInput("Intent training needs examples of at least two intents.", code="too_few_intents")
-        oos = [model_text(strip_markup(coerce_text(t)), emoji_names=emoji_names) for t in out_of_scope]
+        oos = [model_text(coerce_text(t), emoji_names=emoji_names) for t in out_of_scope]
         pairs = examples + [(t, OUT_OF_SCOPE) for t in oos if t]
         version = version or new_version()
         if reuse_tone:
@@ -309,22 +309,22 @@ class NLU:
     def predict(self, text: str | bytes, history: Sequence[str] = ()) -> NLUResult:
         """Intent + tone of one customer message; ``history`` holds earlier customer turns (oldest first).
 
-        Markup is read as it would render (:func:`strip_markup`). Empty, whitespace-only and
-        word-less (emoji-only, markup-only) messages are out-of-scope; bytes that are
+        Empty, whitespace-only and word-less (emoji-only, markup-only: :func:`strip_markup`)
+        messages are out-of-scope; bytes that are
         not UTF-8 raise :class:`InvalidInput`; very long messages are read from their head.
         """
-        raw = strip_markup(coerce_text(text))
+        raw = coerce_text(text)
         if not raw.strip():
             return self._empty("empty")
         rule_text = raw[:MAX_RULE_CHARS]
-        if not has_words(raw):
+        if not has_words(strip_markup(raw)):
             return self._empty("no_words", combine(None, rule_signals(rule_text)))
         mt = model_text(raw, emoji_names=self.emoji_names)
         branch_probs = self._branch_probs(mt)  # first: it fills the embedding cache _classify reads
         (intent, conf, top, oos, reason), sim, emb = self._classify(mt)
         context_used = False
-        turns = (strip_markup(coerce_text(h)) for h in reversed(history or ()) if h)
-        previous = next((h for h in turns if has_words(h)), "")
+        turns = (coerce_text(h) for h in reversed(history or ()) if h)
+        previous = next((h for h in turns if has_words(strip_markup(h))), "")
         if previous and (oos or conf < FOLLOW_UP_CONFIDENCE):
             # A follow-up ("and how long does that take?") often names no intent of its own:
             # read it together with the previous customer turn and keep the better reading.
@@ -366,7 +366,7 @@ class NLU:
         """
         same = 0
         for turn in list(history or ())[-3:]:
-            text = model_text(strip_markup(coerce_text(turn)), emoji_names=self.emoji_names) if turn else ""
+            text = model_text(coerce_text(turn), emoji_names=self.emoji_names) if turn else ""
             emb = self.encoder.cached(text) if text else None
             if emb is None:
                 continue
@@ -376,8 +376,8 @@ class NLU:
 
     def predict_many(self, texts: Sequence[str], batch_size: int = 64) -> list[NLUResult]:
         """Batch prediction without context (benchmarks, re-labelling transcripts)."""
-        clean = [strip_markup(coerce_text(t)) for t in texts]
-        mts = [model_text(t, emoji_names=self.emoji_names) if has_words(t) else "" for t in clean]
+        clean = [coerce_text(t) for t in texts]
+        mts = [model_text(t, emoji_names=self.emoji_names) if has_words(strip_markup(t)) else "" for t in clean]
         live = [i for i, t in enumerate(mts) if t]
         results: list[NLUResult | None] = [None] * len(texts)
         if live:
