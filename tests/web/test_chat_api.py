@@ -6,11 +6,11 @@ import json
 import time
 
 import httpx
-from web_fakes import start_conversation
+from web_fakes import chat_limits, start_conversation
 
 from bot.db.repositories import ConversationRepository, MessageRepository
 from bot.web import live
-from bot.web.ratelimit import ChatLimits, RateLimiter
+from bot.web.ratelimit import RateLimiter
 
 RETURN_Q = "How long do I have to return a lamp?"
 
@@ -250,12 +250,8 @@ def test_end_conversation_with_satisfaction(client, chat_server):
 
 
 def test_rate_limits_answer_429_with_retry_after(client, chat_server):
-    app = chat_server.app
-    saved = app.state.chat_limits
     cid, headers = start_conversation(client)
-    app.state.chat_limits = ChatLimits(per_ip=RateLimiter(1000, 1000), new_conversations_per_ip=RateLimiter(1, 0.01),
-                                       messages_per_conversation=RateLimiter(2, 0.05))
-    try:
+    with chat_limits(chat_server.app, new_conversations=(1, 0.01), per_conversation=(2, 0.05)):
         url = f"/api/conversations/{cid}/messages"
         codes = [client.post(url, json={"text": f"question {i}"}, headers=headers).status_code for i in range(3)]
         assert codes == [202, 202, 429]
@@ -264,18 +260,12 @@ def test_rate_limits_answer_429_with_retry_after(client, chat_server):
         assert "wait" in limited.json()["error"]["message"]
         assert client.post("/api/conversations").status_code == 201
         assert client.post("/api/conversations").status_code == 429
-    finally:
-        app.state.chat_limits = saved
 
 
 def test_rest_webhook_is_rate_limited_per_sender_and_per_address(client, chat_server):
     """Each webhook call runs the model: the chat API's limits apply to it, for one sender and for
     an address that makes up a new sender per message."""
-    app = chat_server.app
-    saved = app.state.chat_limits
-    app.state.chat_limits = ChatLimits(per_ip=RateLimiter(4, 0.01), new_conversations_per_ip=RateLimiter(1000, 1000),
-                                       messages_per_conversation=RateLimiter(2, 0.01))
-    try:
+    with chat_limits(chat_server.app, per_ip=(4, 0.01), per_conversation=(2, 0.01)):
         url = "/webhooks/rest/webhook"
         codes = [client.post(url, json={"sender": "flood-1", "message": f"question {i}"}).status_code
                  for i in range(3)]
@@ -285,25 +275,17 @@ def test_rest_webhook_is_rate_limited_per_sender_and_per_address(client, chat_se
         limited = client.post(url, json={"sender": "someone-else", "message": "hi"})
         assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
         assert limited.json()["error"]["code"] == "rate_limited"
-    finally:
-        app.state.chat_limits = saved
 
 
 def test_reads_and_event_streams_count_against_the_address_limit(client, chat_server):
     """Opening event streams (long-lived, each polling the database) or reading the history in a loop
     draws on the address's request bucket like every other chat API request."""
-    app = chat_server.app
-    saved = app.state.chat_limits
     cid, headers = start_conversation(client)
-    app.state.chat_limits = ChatLimits(per_ip=RateLimiter(2, 0.01), new_conversations_per_ip=RateLimiter(1000, 1000),
-                                       messages_per_conversation=RateLimiter(1000, 1000))
-    try:
+    with chat_limits(chat_server.app, per_ip=(2, 0.01)):
         codes = [client.get(f"/api/conversations/{cid}/messages", headers=headers).status_code for _ in range(3)]
         assert codes == [200, 200, 429]
         stream = client.get(f"/api/conversations/{cid}/events", headers=headers)  # refused before it opens
         assert stream.status_code == 429 and int(stream.headers["Retry-After"]) >= 1
-    finally:
-        app.state.chat_limits = saved
 
 
 def test_token_bucket_refills():

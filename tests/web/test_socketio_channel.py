@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import socketio
+from web_fakes import chat_limits
 
 from bot.db.repositories import ConversationRepository, MessageRepository
 from bot.web import live
-from bot.web.ratelimit import ChatLimits, RateLimiter
 
 
 class RasaClient:
@@ -97,11 +97,6 @@ def test_same_session_id_continues_the_conversation(chat_server):
 def test_a_new_session_id_per_message_does_not_escape_the_address_limit(chat_server):
     """Every message runs the model: one address gets the chat API's per-address limit however many
     session ids it makes up (the per-session limit alone was bypassed that way)."""
-    app = chat_server.app
-    saved = app.state.chat_limits
-    app.state.chat_limits = ChatLimits(per_ip=RateLimiter(3, 0.01), new_conversations_per_ip=RateLimiter(1000, 1000),
-                                       messages_per_conversation=RateLimiter(1000, 1000))
-
     async def scenario():
         replies = []
         async with RasaClient(chat_server.url, ["websocket"]) as c:
@@ -109,10 +104,8 @@ def test_a_new_session_id_per_message_does_not_escape_the_address_limit(chat_ser
                 replies.append(await c.say("How do I return a rug?", f"made-up-session-{i}"))
         return replies
 
-    try:
+    with chat_limits(chat_server.app, per_ip=(3, 0.01)):
         replies = run(scenario())
-    finally:
-        app.state.chat_limits = saved
     assert [r["metadata"]["role"] for r in replies] == ["bot", "bot", "bot", "system", "system"]
     assert replies[-1]["metadata"]["error"] == "rejected" and "Too many requests" in replies[-1]["text"]
     with chat_server.services.db.unit_of_work() as session:

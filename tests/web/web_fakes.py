@@ -262,3 +262,19 @@ def start_conversation(client: httpx.Client) -> tuple[str, dict[str, str]]:
     assert r.status_code == 201, r.text
     body = r.json()
     return body["conversation_id"], {"Authorization": f"Bearer {body['token']}"}
+
+
+@contextlib.contextmanager
+def chat_limits(app: Any, *, per_ip: tuple[float, float] = (1000, 1000),
+                new_conversations: tuple[float, float] = (1000, 1000),
+                per_conversation: tuple[float, float] = (1000, 1000)) -> Iterator[None]:
+    """The app's chat rate limits set to (capacity, refill per second) for the block, then restored."""
+    from bot.web.ratelimit import ChatLimits, RateLimiter
+
+    saved = app.state.chat_limits
+    app.state.chat_limits = ChatLimits(per_ip=RateLimiter(*per_ip), new_conversations_per_ip=RateLimiter(*new_conversations),
+                                       messages_per_conversation=RateLimiter(*per_conversation))
+    try:
+        yield
+    finally:
+        app.state.chat_limits = saved
