@@ -92,6 +92,19 @@ def _adapter_id(meta: dict[str, Any]) -> str | None:
     return None
 
 
+def _prompt_intent(tracker: Tracker) -> str:
+    """The intent the model is told. For a question the intent model called out of scope but the KB
+    speaks about (answered all the same), its best known intent: the model was never trained on
+    "out_of_scope", and retrieval, not the intent, supplies the facts."""
+    intent = (tracker.latest_message.get("intent") or {}).get("name") or "unknown"
+    if intent == "out_of_scope":
+        ranking = tracker.latest_message.get("intent_ranking") or []
+        known = [r.get("name") for r in ranking if isinstance(r, dict) and isinstance(r.get("name"), str)
+                 and r.get("name") not in ("out_of_scope", "")]
+        return known[0] if known else intent
+    return intent
+
+
 def _streaming(dispatcher: CollectingDispatcher) -> bool:
     return getattr(dispatcher, "_stream_sink", None) is not None
 
@@ -152,7 +165,7 @@ class ActionAnswerFromPolicy(Action):
 
         services = runtime_services()
         meta = _metadata(tracker)
-        intent = (tracker.latest_message.get("intent") or {}).get("name") or "unknown"
+        intent = _prompt_intent(tracker)
         text = tracker.latest_message.get("text") or ""
         at = _answer_time(meta)
         responder = Responder(

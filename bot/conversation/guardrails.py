@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.conversation.limits import Limit, contradicts
+
 SLOT_RE = re.compile(r"\{\{\s*([^{}]{1,80}?)\s*\}\}")
 # Slots that stand for the customer's own data; they are filled from the conversation or
 # replaced with a neutral phrase, never looked up in the KB.
@@ -130,6 +132,8 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s")
 # why a numbered step the model wrote is not shown (a fact question, or a how-to question the KB
 # documents no procedure for: the steps would be the model's own)
 STEP_DROPPED = "a step the retrieved policy does not document"
+# why a sentence that says yes to what the policy rules out is not shown
+RULED_OUT = "says the opposite of the policy"
 STEPS_LEAD_DROPPED = "introduces steps the retrieved policy does not document"
 # "Here's what you can do:" / "please follow these steps:" opens a list of steps
 _STEPS_LEAD = re.compile(r"\b(?:steps?|here(?:'s| is) (?:what|how)|what you (?:can|need to|should) do|follow|"
@@ -380,6 +384,10 @@ class Grounder:
     A slot whose KB value has a unit ("14 days") is filled with the value and its unit, and the unit
     words the reply writes after it are dropped ("{{Pay Later Period}} business days" reads "14 days");
     before "-day" it is the number alone ("a 14-day term").
+    ``limits``: what the retrieved policy rules out ("We do not accept cheques"); a sentence saying the
+    opposite ("We accept cheques.") is dropped. ``asked_limit``: the one the customer asked about; then
+    the model's bare yes ("Certainly!") and any unqualified sentence naming the thing go too
+    (see :mod:`bot.conversation.limits`).
     """
 
     def __init__(
@@ -391,8 +399,12 @@ class Grounder:
         needs_no_details: bool = False,
         charges: Iterable[str] = (),
         steps: bool = True,
+        limits: Iterable[Limit] = (),
+        asked_limit: Limit | None = None,
     ) -> None:
         self.resolve_slot = resolve_slot
+        self.limits = list(limits)
+        self.asked_limit = asked_limit
         self.steps = steps
         self._drop_line = False  # the rest of a dropped step's line goes with it
         self.needs_no_details = needs_no_details
@@ -542,6 +554,9 @@ class Grounder:
                 check.kept = False
                 check.reason = f"hands out a {given} the policy does not give"
                 self.report.unbacked_claims.append(given)
+            if check.kept and (ruled_out := contradicts(text, self.limits, self.asked_limit)):
+                check.kept = False
+                check.reason = f"{RULED_OUT}: {ruled_out.sentence}"
             if check.kept and _PROMISE_RE.search(text) and not self._promise_backed(text):
                 check.kept = False
                 check.reason = "promise the policy does not make"

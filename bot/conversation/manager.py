@@ -27,7 +27,9 @@ from typing import Any
 from rasa_sdk.executor import ActionExecutor
 
 from bot.conversation import actions as actions_module
-from bot.conversation.policy import Decision, decide
+from bot.conversation.limits import covers
+from bot.conversation.policy import Decision, decide, unsure
+from bot.conversation.responder import passage_dict
 from bot.db.models import Conversation, Message
 from bot.db.repositories import ConversationRepository, MessageRepository, ModelCallRepository
 from knowledge.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
@@ -232,6 +234,8 @@ class ConversationManager:
         t0 = time.perf_counter()
         nlu_result = nlu.predict(message.text, history=customer_turns)
         nlu_ms = (time.perf_counter() - t0) * 1000
+        # the intent model does not know the question; the knowledge base may still speak about it
+        in_kb = unsure(nlu_result) and self._in_knowledge_base(message.text, history)
         with self.db.unit_of_work() as session:
             convs, msgs = ConversationRepository(session), MessageRepository(session)
             conv = convs.get(conversation_id, for_update=True)
@@ -239,7 +243,7 @@ class ConversationManager:
             # session instead of reading it again (``expire_on_commit=False`` kept its columns).
             session.add(message)
             state = dict(conv.state or {})
-            decision = decide(message.text, nlu_result, state)
+            decision = decide(message.text, nlu_result, state, in_knowledge_base=in_kb)
             # The two INSERTs first, then the changes to loaded rows, which are all written in one
             # flush at commit (an INSERT sent after a change would flush it early, on its own).
             ModelCallRepository(session).log(
@@ -259,6 +263,15 @@ class ConversationManager:
             message.policy_action, message.policy_reason = decision.action, decision.reason
             message.status = "complete"
             return conv, message, history, nlu_result, decision, pending
+
+    def _in_knowledge_base(self, text: str, history: list[tuple[str, str]]) -> bool:
+        try:
+            recent = [t for role, t in history if role == "customer"][-2:]
+            passages = [passage_dict(p) for p in self.services.knowledge.retrieve(text, history=recent, k=3)]
+        except Exception:  # no index yet, or a question retrieval refuses: the intent model decides
+            log.warning("knowledge-base check failed", exc_info=True)
+            return False
+        return covers(text, passages)
 
     def _action_call(self, conv: Conversation, message: Message, history: list[tuple[str, str]], nlu: Any,
                      decision: Decision, at: datetime | None) -> dict[str, Any]:

@@ -39,14 +39,22 @@ class Decision:
         return ACTION_NAMES[self.action]
 
 
-def decide(text: str, nlu: Any, state: dict[str, Any]) -> Decision:
+def unsure(nlu: Any) -> bool:
+    """Whether the intent model is out of scope or unsure (and the message has words at all)."""
+    wordless = getattr(nlu, "reason", "") in ("empty", "no_words")
+    return not wordless and (bool(nlu.out_of_scope) or float(nlu.confidence) < LOW_CONFIDENCE)
+
+
+def decide(text: str, nlu: Any, state: dict[str, Any], in_knowledge_base: bool = False) -> Decision:
     """Choose the next step and update ``state`` (the conversation's stored policy memory).
 
     ``nlu`` has ``intent``, ``confidence``, ``out_of_scope``, ``tone.label`` and (optionally) the
-    verdict's ``reason``.
+    verdict's ``reason``. ``in_knowledge_base``: a retrieved KB passage uses nearly every word of the
+    message (see :func:`bot.conversation.limits.covers`); an unsure intent is then no reason to ask
+    again, and the answer comes from the KB.
     """
     tone = getattr(getattr(nlu, "tone", None), "label", "neutral")
-    low = bool(nlu.out_of_scope) or float(nlu.confidence) < LOW_CONFIDENCE
+    low = (bool(nlu.out_of_scope) or float(nlu.confidence) < LOW_CONFIDENCE) and not in_knowledge_base
     # A message with no words (emoji, punctuation or markup only) is not a question the bot failed
     # to understand: it is asked what it can help with, and a person is not paged for it.
     wordless = getattr(nlu, "reason", "") in ("empty", "no_words")
@@ -83,4 +91,6 @@ def decide(text: str, nlu: Any, state: dict[str, Any]) -> Decision:
         return Decision("lookup_order", "order_number_given")
     if nlu.intent == "complaint" and tone == "angry":
         return Decision("escalate", "angry_complaint")
+    if in_knowledge_base and (nlu.out_of_scope or float(nlu.confidence) < LOW_CONFIDENCE):
+        return Decision("answer", "in_knowledge_base")
     return Decision("answer", "intent_recognised")

@@ -17,6 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.conversation.guardrails import STEP_DROPPED, Grounder, grounded_quote
+from bot.conversation.limits import Limit, asked_limit
+from bot.conversation.limits import limits as policy_limits
+from bot.conversation.words import stem as _stem
+from bot.conversation.words import stems as _stems
+from bot.conversation.words import terms as _terms
 from models.prompting import MAX_NEW_TOKENS
 
 log = logging.getLogger(__name__)
@@ -52,17 +57,6 @@ HOW_TO_RE = re.compile(
 #: a numbered step in a KB passage ("2. Press **Start a return**.")
 _KB_STEP = re.compile(r"^\s*\d{1,2}[.)]\s+(.+?)\s*$")
 MAX_PROCEDURE_STEPS = 8
-_WORD_RE = re.compile(r"[a-z0-9€%]+")
-_STOP = {"the", "a", "an", "is", "are", "do", "does", "i", "my", "you", "your", "to", "of", "for", "how", "what",
-         "can", "in", "on", "it", "and", "or", "be", "with", "me", "there", "we", "our", "if", "that", "this", "us"}
-
-
-def _terms(text: str) -> set[str]:
-    """Content words, plurals folded ("cards" -> "card")."""
-    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
-            for w in _WORD_RE.findall(text.lower()) if w not in _STOP and len(w) > 1}
-
-
 def supporting_sentence(question: str, passages: list[dict[str, Any]], facts: list[dict[str, Any]],
                         reply: str) -> str | None:
     """The passage sentence that states the fact a factual question asks for, if the reply lacks it.
@@ -179,21 +173,6 @@ _GENERIC_VERBS = {"get", "make", "find", "see", "go", "have", "need", "want", "w
                   "file", "process", "procedure", "please", "possible", "able"}
 
 
-def _stem(word: str) -> str:
-    """A crude stem, enough to match "Buying a gift card" to "buy" and "Saving a card" to "save"."""
-    if word.endswith("ss"):
-        return word
-    for suffix in ("ing", "ed", "es", "e", "s"):
-        # "using" and "use" both end as "us": two letters are enough after "ing" and "e"
-        if word.endswith(suffix) and len(word) - len(suffix) >= (2 if suffix in ("ing", "e") else 3):
-            return word[: -len(suffix)]
-    return word
-
-
-def _stems(text: str) -> set[str]:
-    return {_stem(w) for w in _terms(re.sub(r"(?i)\be-mail", "email", text))}
-
-
 def procedure(question: str, passages: list[dict[str, Any]], *,
               every_term: bool = False) -> tuple[dict[str, Any], list[str]] | None:
     """The retrieved passage whose numbered steps best match ``question``, and those steps; or None.
@@ -267,6 +246,13 @@ def prose_statement(passage: dict[str, Any], text: str) -> str:
     return f"Our help pages say ({where}): {text}"
 
 
+def limit_statement(question: str, limit: Limit) -> str:
+    """The answer to a question about something the policy rules out: no, in the policy's words."""
+    opener = "I'm afraid that isn't possible." if re.match(r"\s*(?:how|where|what)\b", question, re.I) else (
+        "I'm afraid not.")
+    return f"{opener} {prose_statement(limit.passage, limit.sentence)}"
+
+
 def procedure_statement(passage: dict[str, Any], steps: list[str]) -> str:
     where = passage.get("heading") or passage.get("title") or "our help pages"
     return f"Here is how ({where}):\n" + "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
@@ -281,7 +267,7 @@ _SIGN_OFF_RE = re.compile(
 
 
 def _answer_first(pieces: Iterator[str], lead: str, stated: Callable[[str], bool],
-                  grounder: Grounder) -> Iterator[str]:
+                  grounder: Grounder, first: bool = False) -> Iterator[str]:
     """The checked reply with ``lead`` (the asked fact's current value, or the KB's procedure) after
     its opening sentence.
 
@@ -289,12 +275,24 @@ def _answer_first(pieces: Iterator[str], lead: str, stated: Callable[[str], bool
     closing paragraph. It goes before the opening sentence when that one already introduces a list
     ("Here's what you can do:") or is a sign-off ("If you have any questions, don't hesitate to
     reach out."), and it is left out when ``stated(opening sentence)`` says that sentence already
-    gives the answer.
+    gives the answer. With ``first`` (a "no": "I'm afraid not. ..."), it opens the reply.
     """
     if not lead:
         yield from pieces
         return
     grounder.mark_said(lead)
+    if first:
+        yield lead
+        started = False
+        for piece in pieces:
+            piece = piece.replace("\r\n", "\n")
+            if not started:
+                if not piece.strip():
+                    continue
+                started = True
+                piece = "\n" + piece.lstrip()
+            yield piece
+        return
     placed = after_lead = False
     trailing = 0  # line breaks at the end of what was shown after the answer
     for piece in pieces:
@@ -368,9 +366,12 @@ class Responder:
     """Builds and streams one grounded answer. Synchronous; run it in a worker thread."""
 
     def __init__(self, knowledge: Any, generator: Any, *, company_name: str, max_new_tokens: int = MAX_NEW_TOKENS,
-                 adapter_id: str | None = None, timeout_s: float | None = None, procedures: bool = True) -> None:
+                 adapter_id: str | None = None, timeout_s: float | None = None, procedures: bool = True,
+                 limits: bool = True) -> None:
         #: False: how-to questions keep the model's own (checked) steps; the procedure benchmark's baseline
         self.procedures = procedures
+        #: False: what the policy rules out is not read (the limits benchmark's baseline)
+        self.limits = limits
         self.timeout_s = timeout_s
         self.knowledge = knowledge
         self.generator = generator
@@ -468,29 +469,40 @@ class Responder:
         # "How do I ask for a price match?" names a fact ("price") and asks for a procedure: the procedure
         # leads, and a key fact the reply then leaves out is still added at the end
         how_to = bool(HOW_TO_RE.search(text))
-        steps_from_kb = procedure(text, passages) if self.procedures and how_to else None
+        others = self._other_sections(passages) if passages else []
+        # what the policy rules out ("We do not accept cheques"), read from the retrieved passages and
+        # the rest of the best-matching document; a question about one of them is answered with it
+        top_doc = passages[0].get("document_id") if passages else None
+        ruled_out = policy_limits(passages + [o for o in others if o.get("document_id") == top_doc])
+        refused = asked_limit(text, ruled_out) if self.limits else None
+        if refused:
+            asked = []  # the answer is "no", in the policy's words; not a figure beside the point
+        steps_from_kb = procedure(text, passages) if self.procedures and how_to and not refused else None
         prose: tuple[dict[str, Any], str] | None = None
-        if self.procedures and how_to and steps_from_kb is None:
+        if self.procedures and how_to and steps_from_kb is None and not refused:
             # the right document was found but not its steps ("How do I create an account?" retrieves
             # "Who can open an account"): the other sections of the retrieved documents are read too
-            others = self._other_sections(passages)
             steps_from_kb = procedure(text, others, every_term=True)
             if steps_from_kb is None:  # answered in prose ("How do I use a gift card?"), if at all
                 prose = prose_answer(text, passages) or prose_answer(text, others)
+        if refused:
+            prose = (refused.passage, refused.sentence)
         shown = steps_from_kb or prose
         evidence = ([p["text"] for p in passages] + ([shown[0]["text"]] if shown else [])
                     + [str(f["value"]) for f in facts])
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
-                            needs_no_details=bool(asked),
+                            needs_no_details=bool(asked) or refused is not None,
                             charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
                             # (``procedures=False`` is the old behaviour, kept as the benchmark's
                             # baseline: a how-to question kept the model's steps, checked for screens)
-                            steps=not asked and not how_to if self.procedures else not asked or how_to)
+                            steps=not asked and not how_to and not refused if self.procedures else not asked or how_to,
+                            limits=ruled_out if self.limits else (), asked_limit=refused)
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
         # question about how to do something, the procedure the knowledge base documents does
         lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))
         if shown:
-            lead = procedure_statement(*steps_from_kb) if steps_from_kb else prose_statement(*prose)
+            lead = (procedure_statement(*steps_from_kb) if steps_from_kb else limit_statement(text, refused)
+                    if refused else prose_statement(*prose))
             source = citation(shown[0])  # the section the steps come from is cited first
             cites = [source] + [c for c in cites if c != source]
         if asked and not shown:
@@ -527,7 +539,7 @@ class Responder:
             stream = self.generator.stream(messages, adapter_id=self.adapter_id,
                                            max_new_tokens=self.max_new_tokens)
             checked_stream = grounder.filter_stream(self._deadline(stream, started), cut=lambda: _hit_cap(stream))
-            for checked in _answer_first(checked_stream, lead, answers_it, grounder):
+            for checked in _answer_first(checked_stream, lead, answers_it, grounder, first=refused is not None):
                 out.append(checked)
                 emit(checked)
         except Exception as exc:  # generator crashed or timed out mid-stream
@@ -548,7 +560,8 @@ class Responder:
         verdict = grounder.report.verdict
         # only when the best match is missing from the reply (then a close second is added too)
         if lead and lead in body:  # placed after the opening sentence by _answer_first
-            report["added_procedure" if steps_from_kb else "added_prose_answer" if prose else "added_fact_statement"] = lead
+            report["added_procedure" if steps_from_kb else "added_limit" if refused else "added_prose_answer" if prose
+                   else "added_fact_statement"] = lead
         unstated = [f for f in asked if not states_value(body, f.value)] if asked and not states_value(
             body, asked[0].value) else []
         if not error and len(body) >= 20 and unstated:

@@ -66,3 +66,18 @@ def test_an_adapter_path_in_the_metadata_is_not_loaded(answer):
     for sent in ("/tmp/evil-adapter", "../../../tmp/evil-adapter", "larkspur-v8/../../x", "", None, 42):
         assert answer({"adapter_id": sent})["adapter_id"] == "larkspur-v8", sent
     assert answer({"adapter_id": "larkspur-v9"})["adapter_id"] == "larkspur-v9"  # a registry name still works
+
+
+def test_an_out_of_scope_question_answered_from_the_kb_tells_the_model_its_best_known_intent():
+    from bot.conversation.actions import _prompt_intent
+
+    def tracker(intent: str, ranking: list) -> Tracker:
+        latest = {"text": "Can I pay cash on delivery?", "intent": {"name": intent, "confidence": 0.2},
+                  "intent_ranking": ranking, "metadata": {}}
+        return Tracker("s", {}, latest, [], False, None, {}, "action_listen")
+
+    ranking = [{"name": "check_payment_methods", "confidence": 0.2}, {"name": "payment_issue", "confidence": 0.1}]
+    assert _prompt_intent(tracker("out_of_scope", ranking)) == "check_payment_methods"
+    assert _prompt_intent(tracker("out_of_scope", [])) == "out_of_scope"
+    assert _prompt_intent(tracker("out_of_scope", [{"name": 5}, "junk"])) == "out_of_scope"  # Rasa-side junk
+    assert _prompt_intent(tracker("track_order", ranking)) == "track_order"

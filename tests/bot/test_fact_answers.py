@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sample_kb import kb_service as _kb
 
 from bot.conversation.responder import Responder, states_value
 from models.generation import ScriptedGenerator
@@ -17,24 +18,6 @@ from models.generation import ScriptedGenerator
 SAMPLE = Path(__file__).resolve().parents[2] / "knowledge" / "sample"
 DOCS = ("returns-policy.md", "delivery-options.md", "contact-customer-service.md", "refund-status.md")
 VAGUE = "Happy to help with that! You can start from your order page and we will take it from there."
-
-
-def _kb(tmp_path_factory, name: str, paths):
-    """A KB service over ``paths`` (sample policy files), real MiniLM embeddings; yields it."""
-    import sqlalchemy as sa
-
-    from knowledge.db import KnowledgeBase
-    from knowledge.embeddings import make_llama_embedding
-    from knowledge.service import KnowledgeService
-
-    tmp = tmp_path_factory.mktemp(name)
-    engine = sa.create_engine(f"sqlite:///{tmp / 'kb.db'}")
-    KnowledgeBase.metadata.create_all(engine)
-    service = KnowledgeService(engine, index_dir=tmp / "index", embed_model=make_llama_embedding())
-    for path in paths:
-        service.import_bytes(path.read_bytes(), path.name, author="test", publish=True)
-    yield service
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -138,3 +138,15 @@ def test_an_order_is_shown_only_with_the_e_mail_address_it_was_placed_with(clien
     assert "shipped" not in asked["text"]
     shown = say("t.wouters@mail.example")
     assert shown["custom"]["action"] == "lookup_order" and "shipped" in shown["text"], shown
+
+
+def test_a_question_about_what_the_policy_rules_out_is_answered_no(client, product):
+    """The real model says yes to it ("We accept all the payment methods you mentioned, including bank
+    transfer"); the reply the customer reads is the policy's no, cited, with no yes left in it."""
+    for sender, text in (("limits-1", "Can I pay by bank transfer?"), ("limits-2", "Can I pay cash on delivery?")):
+        reply = client.post("/webhooks/rest/webhook", json={"sender": sender, "message": text}).json()[0]
+        assert reply["custom"]["action"] == "answer", reply  # answered from the KB, not "please rephrase"
+        assert reply["text"].startswith("I'm afraid not."), reply["text"]
+        assert "We do not accept cash on delivery, cheques or payment by bank transfer" in reply["text"]
+        assert not any(w in reply["text"] for w in ("Certainly", "Of course", "Absolutely", "including bank"))
+        assert reply["custom"]["sources"][0]["document_id"] == "payment-methods"

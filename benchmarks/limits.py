@@ -1,0 +1,109 @@
+"""Questions about what the policy rules out: does the customer read the policy's no, or the model's yes?
+
+Issue #6: "Prompt-injection attempts ... never produce a promise the policy does not make" and "a KB
+with no matching policy ... never invents one". The small model says yes to nearly anything: asked "Do
+you accept cheques?" it wrote "Absolutely! We accept cheques." `not_offered_questions.json` holds 20
+questions about things the sample KB rules out (each with the KB sentence that does) and 12 about
+things it allows (`"kb": null`). Each is asked twice, side by side in one process, with the product's
+intent/tone model, policy and active adapter:
+
+* **before**: the policy as it was (an intent the model calls out of scope is asked to rephrase) and
+  the responder without limits (`Responder(limits=False)`);
+* **now**: an out-of-scope verdict is overruled when a retrieved passage uses nearly every word of
+  the question (`limits.covers`), and what the policy rules out is answered with its sentence, the
+  model's yes and its unqualified sentences about the thing dropped.
+
+The judge does not use the responder's matching: a reply *states the no* when it contains the KB
+sentence (normalised); it *opens with yes* when its first sentence starts with "Certainly", "Of
+course", "Absolutely", "Yes", "Sure" or "Definitely"; *clarify* is a request to rephrase. For the
+questions about allowed things it counts replies that open with a no ("I'm afraid"). Every reply is
+written to `results/limits.json` for reading by hand. Usage::
+
+    .venv/bin/python benchmarks/limits.py [--data-dir DIR]   # DIR: an initialised data dir (with NLU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import table, write_json  # noqa: E402
+
+QUESTIONS = Path(__file__).resolve().parent / "not_offered_questions.json"
+YES = re.compile(r"^\s*(?:I'm sorry[^.!?]*[.!?]\s*)?(?:certainly|of course|absolutely|yes|sure|definitely)\b", re.I)
+
+
+def norm(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, help="an initialised data dir; default: a new one (trains NLU)")
+    args = ap.parse_args()
+
+    from bot.bootstrap import initialise
+    from bot.conversation.actions import CLARIFY_TEXT
+    from bot.conversation.limits import covers
+    from bot.conversation.policy import decide, unsure
+    from bot.conversation.responder import Responder
+    from bot.services import Services
+    from bot.settings import Settings
+
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="hybridesk-limits-"))
+    services = Services(Settings(data_dir=data_dir, env="test"))
+    if args.data_dir is None:
+        initialise(services, admin_email=None, train_nlu=True, out=lambda _s: None)
+    knowledge, generator, nlu = services.knowledge, services.generator, services.nlu.current()
+    adapter = services.active_adapter_id()
+    print(f"adapter: {adapter}")
+    items = json.loads(QUESTIONS.read_text())
+
+    def ask(system: str, item: dict) -> dict:
+        q = item["q"]
+        result = nlu.predict(q)
+        in_kb = False
+        if system == "now" and unsure(result):
+            in_kb = covers(q, Responder(knowledge, None, company_name="").retrieve(q, [])[0])
+        decision = decide(q, result, {}, in_knowledge_base=in_kb)
+        if decision.action != "answer":
+            text = CLARIFY_TEXT if decision.action == "clarify" else f"({decision.action})"
+        else:
+            intent = result.top[0][0] if result.intent == "out_of_scope" and result.top else result.intent
+            responder = Responder(knowledge, generator, company_name=services.settings.company_name,
+                                  adapter_id=adapter, limits=system == "now")
+            text = responder.answer(text=q, intent=intent, tone=result.tone.label, history=[]).text
+        return {"q": q, "kb": item["kb"], "action": decision.action, "reason": decision.reason, "reply": text,
+                "states_no": bool(item["kb"]) and norm(item["kb"]) in norm(text),
+                "opens_yes": bool(YES.match(text)), "opens_no": "I'm afraid" in text.split("\n")[0][:80]}
+
+    rows, details = [], {}
+    for system in ("before", "now"):
+        done = [ask(system, it) for it in items]
+        ruled_out = [d for d in done if d["kb"]]
+        allowed = [d for d in done if not d["kb"]]
+        rows.append({
+            "system": system,
+            "ruled_out_n": len(ruled_out),
+            "states_the_no": sum(d["states_no"] for d in ruled_out) / len(ruled_out),
+            "opens_with_yes": sum(d["opens_yes"] for d in ruled_out) / len(ruled_out),
+            "asked_to_rephrase": sum(d["action"] == "clarify" for d in ruled_out) / len(ruled_out),
+            "allowed_n": len(allowed),
+            "allowed_answered_no": sum(d["opens_no"] for d in allowed) / len(allowed),
+            "allowed_asked_to_rephrase": sum(d["action"] == "clarify" for d in allowed) / len(allowed),
+        })
+        details[system] = done
+        print(table(rows[-1:]), flush=True)
+    print(table(rows))
+    write_json("limits", {"adapter": adapter, "rows": rows, "details": details})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""What the policy rules out: "We do not accept cheques", "A shipped order can no longer be cancelled".
+
+The small model says yes to almost anything it is asked ("Absolutely! We accept cheques."): the tickets
+it learnt from are about things that can be done. A figure or a screen name it makes up is caught by
+the guardrail's other checks; a made-up "yes" names neither. The knowledge base states what is not
+possible in plain sentences, and those are read here from the retrieved text:
+
+* a question about one of them (:func:`asked_limit`) is answered with the policy's own sentence (the
+  responder puts it first), and the model's "Certainly!" and its sentences about the thing go;
+* any reply sentence that says the ruled-out thing with no negation or condition (:func:`contradicts`)
+  is dropped by the guardrail, asked or not.
+
+Two sentence shapes are read, clause by clause:
+
+* "we/you <not> <verb> <things>": "We do not accept cash on delivery, cheques or payment by bank
+  transfer in advance" rules out three things, each named by its own words (the verb is optional in a
+  question: "Can I pay cash on delivery?" asks about the second);
+* "<subject> <not> <predicate>": "Guest orders cannot be changed online", "Assembly is not included";
+  the subject's and the predicate's words together name the thing.
+
+Matching is on crude stems and deliberately strict (every word of the thing, one may be missing when it
+has four or more): "How do I cancel my order?" does not match "A shipped order can no longer be
+cancelled", "Can I cancel my order after it has shipped?" does. A thing named by one word alone is not
+used; what is missed is simply not checked, as before.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bot.conversation.words import stem, terms
+
+_NEG = (r"(?:do not|don't|does not|doesn't|cannot|can't|can not|can no longer|will not|won't|never|no longer|"
+        r"are not able to|is not|isn't|are not|aren't|must not|may not|is never|are never)")
+# "We do not accept cash on delivery, cheques or payment by bank transfer in advance."
+_WE_NOT = re.compile(
+    r"\b(?:we|you)\s+(?:do not|don't|cannot|can't|can not|can no longer|will not|won't|never|no longer|"
+    r"are not able to)\s+(?:(?:currently|yet|ever)\s+)?(?P<verbs>[a-z]+(?:\s+or\s+[a-z]+)?)\s+(?P<obj>.+)$", re.I)
+# "Guest orders cannot be changed online." (a subject of at most six words that is not a pronoun)
+_THING_NOT = re.compile(rf"^(?P<subj>(?:[A-Za-z][\w'-]*,?\s+){{1,6}}?){_NEG}\s+(?P<pred>.+)$", re.I)
+# a subject that is a pronoun, a condition or an instruction names no thing ("If the item cannot ...",
+# "Please never send ...", "For small items we usually do not need ...")
+_NOT_A_SUBJECT = re.compile(
+    r"^(?:this|that|there|these|those|which|what|who|if|when|once|because|while|as|although|though|to|and|but|"
+    r"so|for|please)\b|\b(?:we|you|i|it|they|he|she)\b", re.I)
+# "you do not have to wait": no rule, a relief; such verbs rule nothing out
+_NOT_A_RULE = {"have", "need", "hesitate", "worry", "mind", "guess", "want", "know", "wait", "forget"}
+# where a clause's thing ends: its reason or condition is not part of what is ruled out
+_CLAUSE_END = re.compile(r",?\s+(?:because|so that|so|as|since|unless|until|once|when|if|which|but|though|"
+                         r"although)\b.*$|[;:—–(].*$", re.I)
+_ITEM_SPLIT = re.compile(r",\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+", re.I)
+# words that say nothing about which thing is meant ("not possible", "in advance", "at the moment")
+_FILLER = {"possibl", "abl", "allow", "availabl", "directly", "advance", "moment", "present", "currently",
+           "themselv", "itself", "yet", "other", "such", "also", "still", "any", "always", "all", "once",
+           "again", "while", "at", "by", "as", "from", "into", "after", "before", "over", "under", "about",
+           "per", "every", "anything", "something", "them", "their", "its", "they", "he", "she", "more", "than",
+           "some", "each", "not", "no", "never", "longer", "cannot", "can't", "don't", "won't", "just", "even",
+           "only", "off", "up", "out", "away", "back", "within", "without", "between", "through", "here",
+           "now", "then", "ever", "however", "therefore", "instead", "whether", "who", "which", "where",
+           "when", "why", "whose", "would", "could", "should", "will", "shall", "may", "might", "must",
+           "has", "had", "have", "was", "were", "been", "being", "am", "get", "make", "let"}
+# A reply sentence that denies, limits or conditions the thing, or says back what the customer wants
+_QUALIFIED = re.compile(
+    r"\b(?:not|no|never|cannot|unable|unfortunately|only|except|unless|until|before|instead|rather|neither|"
+    r"nor|would like|want|wants|wish|wishes|asking|asked|interested|hoping|hope|whether)\b|n't\b|n’t\b", re.I)
+# "Certainly!", "Yes, of course." on its own: the model's yes
+_ASSENT = re.compile(r"^(?:(?:yes|yeah|yep|certainly|of course|absolutely|sure|definitely|indeed|great news|"
+                     r"good news|great question|you can|you're in luck)[\s,!.]*)+$", re.I)
+
+
+def _key(word: str) -> str:
+    """A word's stem, folded a little further for this module: "used" -> "us" (as "use"), "cancelled"
+    -> "cancel", "shipped" -> "ship", "payment" -> "pay", "deletion" -> "delet" (as "delete")."""
+    if word.endswith("ie") and len(word) > 4:  # "companies" (folded to "companie" as a plural) is "company"
+        word = word[:-2] + "y"
+    key = stem(word)
+    if key == word and word.endswith("ed"):
+        key = stem(word[:-1])
+    for suffix in ("ment", "ion"):
+        if key.endswith(suffix) and len(key) - len(suffix) >= 3:
+            key = key[: -len(suffix)]
+    if len(key) >= 4 and key[-1] == key[-2] and key[-1] not in "aeiou":
+        key = key[:-1]
+    return key
+
+
+_FILLER_KEYS = {_key(w) for w in _FILLER}
+_POLICY_VERBS = {_key(w) for w in ("accept", "offer", "deliver", "ship", "match", "publish", "swap", "exchange",
+                                    "sell", "refund", "include", "charge", "take", "allow", "support", "provide")}
+
+
+# the same thing said two ways: "we cannot take back pillows" rules out returning them
+_SAME = [(re.compile(r"\b(?:take|takes|taken|took|taking|send|sending|sent)\s+back\b", re.I), "return"),
+         (re.compile(r"\be-mail", re.I), "email")]
+
+
+def _same_words(text: str) -> str:
+    for pattern, word in _SAME:
+        text = pattern.sub(word, text)
+    return text
+
+
+def stems(text: str) -> set[str]:
+    text = _same_words(text)
+    return {_key(w) for w in terms(text.replace("-", " "))} - _FILLER_KEYS
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One thing a KB sentence rules out."""
+
+    sentence: str  # the whole KB sentence, as the customer reads it
+    thing: frozenset[str]  # the words naming what is ruled out ("cash", "delivery")
+    verbs: frozenset[str]  # "we do not <verb>": optional in a question, needed in a generic reply check
+    passage: dict[str, Any]
+
+    @property
+    def key(self) -> frozenset[str]:
+        return self.thing | self.verbs
+
+
+def _sentences(markdown: str) -> list[str]:
+    lines = [re.sub(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+", "", line).replace("**", "").strip()
+             for line in markdown.splitlines() if line.strip() and not re.match(r"\s*(?:#|\|)", line)]
+    return [s.strip() for line in lines for s in re.split(r"(?<=[.!?])\s+", line) if len(s.strip()) >= 12]
+
+
+def limits(passages: list[dict[str, Any]]) -> list[Limit]:
+    """The things the passages' sentences rule out."""
+    found: list[Limit] = []
+    for p in passages:
+        for sentence in _sentences(str(p.get("text", ""))):
+            for clause in _clauses(sentence.rstrip(".!?")):
+                found += _clause_limits(sentence, clause.strip(), p)
+    return found
+
+
+def _clauses(sentence: str) -> list[str]:
+    """A sentence's clauses: split at ";" and ":", and before ", and ..." / ", but ..." when what follows
+    rules something out on its own ("... by large-item delivery, and next-day delivery is not possible
+    for made-to-order pieces"); a list of things ("cash, cheques, and bank transfers") stays whole."""
+    out: list[str] = []
+    for part in re.split(r";\s*|:\s+|,?\s+(?=(?:but|and|so)\s+(?:we|you|it|they)\b)", sentence):
+        pieces = re.split(r",\s+(?:and|but)\s+", part)
+        current = pieces[0]
+        for piece in pieces[1:]:
+            if _THING_NOT.match(piece) and not _NOT_A_SUBJECT.search(_THING_NOT.match(piece).group("subj")):
+                out.append(current)
+                current = piece
+            else:
+                current += ", and " + piece
+        out.append(current)
+    return out
+
+
+def _clause_limits(sentence: str, clause: str, passage: dict[str, Any]) -> list[Limit]:
+    out: list[Limit] = []
+    clause = _same_words(clause)
+    if m := _WE_NOT.search(clause):
+        verbs = [v for v in re.split(r"\s+or\s+", m.group("verbs").lower())]
+        if any(v in _NOT_A_RULE for v in verbs):
+            return out
+        verb_stems = frozenset(stems(" ".join(verbs)))
+        obj = _CLAUSE_END.sub("", m.group("obj"))
+        for item in _ITEM_SPLIT.split(obj):
+            thing = frozenset(stems(item))
+            if thing and len(thing | verb_stems) >= 2:
+                out.append(Limit(sentence, thing, verb_stems, passage))
+        return out
+    if (m := _THING_NOT.match(clause)) and not _NOT_A_SUBJECT.search(m.group("subj")):
+        subject = stems(re.sub(r",?\s+such as\b.*$", "", m.group("subj")))
+        pred = _CLAUSE_END.sub("", m.group("pred"))
+        # "be returned or exchanged for cash": two things, the subject's words in each
+        for alternative in re.split(r"\s+or\s+", pred):
+            thing = frozenset(subject | stems(alternative))
+            if len(thing) >= 2 and subject:
+                out.append(Limit(sentence, thing, frozenset(), passage))
+    return out
+
+
+#: share of a question's words one retrieved passage must contain for the question to be about the KB
+COVERED = 0.75
+
+
+def covers(question: str, passages: list[dict[str, Any]]) -> bool:
+    """Whether one of ``passages`` uses (nearly) every word of ``question``: the KB speaks about it.
+
+    The intent model knows the ticket intents; the knowledge base covers more ("Can I pay cash on
+    delivery?", "Do you price match marketplace sellers?"). A question the intent model calls out of
+    scope is still answered when a retrieved passage contains three quarters of its words, two at least.
+    Measured on the project's questions and 340 out-of-scope messages (`benchmarks/RESULTS.md`).
+    """
+    q = stems(question)
+    if len(q) < 2:
+        return False
+    for p in passages:
+        text = f"{p.get('title') or ''} {p.get('heading') or ''} {p.get('text') or ''}"
+        if len(q & stems(text)) >= max(2, COVERED * len(q)):
+            return True
+    return False
+
+
+def _enough(shared: int, size: int) -> bool:
+    """Every word of a thing, or all but one of four or more."""
+    return size >= 2 and shared >= size - (1 if size >= 4 else 0)
+
+
+def asked_limit(question: str, candidates: list[Limit]) -> Limit | None:
+    """The limit ``question`` asks about ("Can you deliver to a PO box?"), or None.
+
+    Every word of the thing must be in the question (all but one of four or more), and two words at
+    least of the thing and its verb together. Of several, the one sharing most words wins.
+    """
+    q = stems(question)
+    best: tuple[float, int, Limit] | None = None
+    for rank, limit in enumerate(candidates):
+        shared = len(limit.thing & q)
+        if not _enough(shared, len(limit.thing)) and not (len(limit.thing) == 1 and shared == 1):
+            continue
+        together = len(limit.key & q)
+        if together < 2:
+            continue
+        score = (together / len(limit.key), -rank)
+        if best is None or score > best[:2]:
+            best = (*score, limit)
+    return best[2] if best else None
+
+
+def contradicts(sentence: str, candidates: list[Limit], asked: Limit | None = None) -> Limit | None:
+    """The limit ``sentence`` says the opposite of, if any.
+
+    A sentence that names a ruled-out thing and its verb ("We accept cheques."), with no negation,
+    condition or wish in it, says the opposite of the policy. For the thing the customer asked about its
+    words are enough ("You can place a cheque with us."); a bare "Certainly!" then is the model's yes.
+    """
+    if asked is not None and _ASSENT.match(sentence.strip()):
+        return asked
+    if _QUALIFIED.search(sentence):
+        return None
+    words = stems(sentence)
+    if asked is not None:
+        shared = len(asked.thing & words)
+        if _enough(shared, len(asked.thing)) or len(asked.thing) == 1 and shared == 1:
+            return asked
+        # its verb and all but one of its words: "we'll match the price of the marketplace"
+        if asked.verbs & words and shared and shared + 1 >= len(asked.thing) and len(asked.key) >= 3:
+            return asked
+    for limit in candidates:
+        # two words ("help", "parcel") are too common to read as a contradiction, unless the verb is
+        # one a policy rules things out with ("accept", "cheque")
+        if (len(limit.key) >= 3 or len(limit.key) == 2 and limit.verbs & _POLICY_VERBS) and limit.key <= words:
+            return limit
+        if len(limit.thing) >= 3 and limit.thing <= words:  # "You can pay by bank transfer."
+            return limit
+    return None

@@ -1,0 +1,174 @@
+"""What the policy rules out is answered with a no, and the model's yes never reaches the customer.
+
+The small model says yes to almost anything ("Absolutely! We accept cheques."). These tests read the
+sample company's real policy files; the replies that need the whole responder use real MiniLM
+retrieval over them and a scripted model reply (the yes the real model was seen to write).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sample_kb import kb_service as _kb
+
+from bot.conversation.limits import asked_limit, contradicts, covers, limits
+from bot.conversation.policy import decide
+from bot.conversation.responder import Responder
+from models.generation import ScriptedGenerator
+
+SAMPLE = Path(__file__).resolve().parents[2] / "knowledge" / "sample"
+
+
+def _doc_limits(name: str):
+    text = (SAMPLE / f"{name}.md").read_text(encoding="utf-8").split("---", 2)[-1]
+    return limits([{"text": text, "document_id": name}])
+
+
+# questions about something the sample KB rules out, and the sentence that rules it out
+ASKED = [
+    ("payment-methods", "Can I pay by bank transfer?", "We do not accept cash on delivery"),
+    ("payment-methods", "How do I pay by bank transfer?", "We do not accept cash on delivery"),
+    ("payment-methods", "Do you accept cheques?", "We do not accept cash on delivery"),
+    ("business-invoices", "Can my company pay on account?", "We do not offer payment on account"),
+    ("shipping-addresses", "Can you deliver to a PO box?", "We cannot deliver to PO boxes"),
+    ("large-item-delivery", "Is assembly included with the sofa delivery?", "Assembly is not included."),
+    ("cancelling-an-order", "Can I cancel my order after it has shipped?", "A shipped order can no longer"),
+    ("gift-cards", "Can I exchange my gift card for cash?", "Gift cards themselves cannot be returned"),
+    ("gift-cards", "Can I use a gift card to buy another gift card?", "A gift card cannot be used to buy"),
+    ("returns-policy", "Can I return a pillow after opening the seal?", "we cannot take back pillows"),
+    ("delivery-options", "Can I get next-day delivery for a made-to-order table?", "next-day delivery is not possible"),
+    ("deleting-your-account", "Can I delete my account while a refund is pending?", "Deletion is not possible"),
+]
+# questions about what the same documents allow: no limit may answer them
+NOT_ASKED = [
+    ("cancelling-an-order", "How do I cancel my order?"),
+    ("gift-cards", "How do I use a gift card?"),
+    ("gift-cards", "Can I buy a gift card?"),
+    ("payment-methods", "What payment methods do you accept?"),
+    ("payment-methods", "How do I save a card?"),
+    ("deleting-your-account", "How do I delete my account?"),
+    ("delivery-options", "Can I get next-day delivery?"),
+    ("returns-policy", "Can I return a lamp?"),
+    ("price-match", "How do I ask for a price match?"),
+]
+
+
+@pytest.mark.parametrize(("doc", "question", "sentence"), ASKED)
+def test_a_question_about_what_the_policy_rules_out_finds_its_sentence(doc, question, sentence):
+    found = asked_limit(question, _doc_limits(doc))
+    assert found is not None and sentence in found.sentence, question
+
+
+@pytest.mark.parametrize(("doc", "question"), NOT_ASKED)
+def test_a_question_about_what_the_policy_allows_finds_none(doc, question):
+    found = asked_limit(question, _doc_limits(doc))
+    assert found is None, (question, found and found.sentence)
+
+
+def test_reliefs_conditions_and_instructions_rule_nothing_out():
+    # "you do not have to wait", "we usually do not need the broken one back", "If the item cannot be carried"
+    for doc in ("damaged-or-faulty-items", "large-item-delivery", "contact-customer-service"):
+        for limit in _doc_limits(doc):
+            assert not limit.sentence.startswith(("If ", "Please ", "For small items")), limit
+            assert "have to wait" not in limit.sentence
+    # the reason after "because" is not part of the thing ruled out
+    po_box = next(lim for lim in _doc_limits("shipping-addresses") if "PO boxes" in lim.sentence)
+    assert "signatur" not in po_box.thing and "parcel" not in po_box.thing
+
+
+def test_a_sentence_saying_the_opposite_is_caught_and_a_qualified_one_is_not():
+    payment = _doc_limits("payment-methods")
+    cancelling = _doc_limits("cancelling-an-order")
+    assert contradicts("We accept cheques.", payment)
+    assert contradicts("You can pay by bank transfer at checkout.", payment)
+    assert not contradicts("We do not accept cheques.", payment)
+    assert not contradicts("We accept Visa, Mastercard and PayPal.", payment)
+    assert not contradicts("You would like to pay by bank transfer.", payment)
+    assert contradicts("Once your order has shipped, you can cancel it in My Account.", cancelling)
+    assert not contradicts("If your order has not shipped yet, you can cancel it.", cancelling)
+    assert not contradicts("You can cancel your order before it has shipped.", cancelling)
+    # a bare yes is the model's answer only to a question about a ruled-out thing
+    assert not contradicts("Certainly!", payment)
+    cheques = asked_limit("Do you accept cheques?", payment)
+    assert contradicts("Certainly!", payment, cheques) is cheques
+    assert contradicts("You can place a cheque with us and we'll process it.", payment, cheques) is cheques
+    assert not contradicts("Our team is happy to help with anything else.", payment, cheques)
+
+
+def test_an_unsure_intent_still_gets_an_answer_when_the_kb_covers_the_question():
+    class NLU:
+        intent, confidence, out_of_scope, reason = "out_of_scope", 0.2, True, "low_confidence"
+
+        class tone:  # noqa: N801
+            label = "neutral"
+
+    state: dict = {}
+    decision = decide("Can I pay cash on delivery?", NLU(), state, in_knowledge_base=True)
+    assert (decision.action, decision.reason) == ("answer", "in_knowledge_base")
+    assert state["low_confidence_streak"] == 0  # answered: not a step towards a handoff
+    assert decide("What's the weather like?", NLU(), state).action == "clarify"
+    assert decide("And tomorrow?", NLU(), state).action == "handoff"  # two unsure turns in a row
+
+
+@pytest.fixture(scope="module")
+def knowledge(tmp_path_factory):
+    names = ("payment-methods", "cancelling-an-order", "returns-policy", "delivery-options", "gift-cards")
+    yield from _kb(tmp_path_factory, "limits", [SAMPLE / f"{n}.md" for n in names])
+
+
+def _ask(knowledge, question: str, reply: str, **kw):
+    responder = Responder(knowledge, ScriptedGenerator().enqueue(reply), company_name="Larkspur & Co.",
+                          max_new_tokens=96, **kw)
+    return responder.answer(text=question, intent="check_payment_methods", tone="neutral", history=[])
+
+
+YES = ("Certainly! We accept all the payment methods you mentioned, including bank transfer. You can pay by "
+       "bank transfer at checkout. If you have any questions, our team is happy to help.")
+
+
+@pytest.mark.slow
+def test_a_ruled_out_thing_is_answered_no_in_the_policys_words(knowledge):
+    result = _ask(knowledge, "Can I pay by bank transfer?", YES)
+    assert result.text.startswith("I'm afraid not. Our help pages say"), result.text
+    assert "We do not accept cash on delivery, cheques or payment by bank transfer in advance." in result.text
+    assert "Certainly" not in result.text and "including bank transfer" not in result.text
+    assert "You can pay by bank transfer" not in result.text
+    assert "our team is happy to help" in result.text  # the rest of the reply stays
+    assert result.citations[0]["document_id"] == "payment-methods"
+    assert result.guardrail["added_limit"].startswith("I'm afraid not.")
+    # the baseline without limits shows the model's yes: the check above can fail
+    baseline = _ask(knowledge, "Can I pay by bank transfer?", YES, limits=False)
+    assert "You can pay by bank transfer" in baseline.text and "added_limit" not in baseline.guardrail
+
+
+@pytest.mark.slow
+def test_a_how_to_question_about_a_ruled_out_thing_gets_no_made_up_steps(knowledge):
+    reply = ("Of course! Here's how:\n1. Go to checkout.\n2. Choose bank transfer.\n"
+             "If you need anything else, just ask.")
+    result = _ask(knowledge, "How do I pay by bank transfer?", reply)
+    assert result.text.startswith("I'm afraid that isn't possible."), result.text
+    assert "1." not in result.text and "Choose bank transfer" not in result.text
+    assert "no_documented_procedure" not in result.guardrail  # the answer is the no, not "no steps known"
+
+
+@pytest.mark.slow
+def test_what_the_policy_allows_keeps_its_answer(knowledge):
+    result = _ask(knowledge, "What payment methods do you accept?",
+                  "We accept {{Accepted Payment Methods}}. Let us know if you need anything else.")
+    assert "added_limit" not in result.guardrail
+    assert not result.text.startswith("I'm afraid")
+    assert "Visa, Mastercard" in result.text
+
+
+@pytest.mark.slow
+def test_the_kb_covers_its_own_questions_and_not_chatter(knowledge):
+    def passages(q):
+        return Responder(knowledge, None, company_name="x").retrieve(q, [])[0]
+
+    assert covers("Can I pay cash on delivery?", passages("Can I pay cash on delivery?"))
+    assert covers("Can I return a pillow after opening the seal?",
+                  passages("Can I return a pillow after opening the seal?"))
+    for chatter in ("What's the weather going to be like in Utrecht tomorrow?", "Tell me a joke about cats.",
+                    "Who won the football match last night?"):
+        assert not covers(chatter, passages(chatter)), chatter
