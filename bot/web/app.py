@@ -51,8 +51,11 @@ def create_app(settings: Settings | None = None, services: Any | None = None, *,
         if hub is not None and hasattr(hub, "close"):
             await asyncio.to_thread(hub.close)  # the PostgreSQL live channel's threads
 
-    app = FastAPI(title="hybridesk", version="0.1.0", lifespan=lifespan,
+    # /docs is served with Swagger UI's files from the swagger-ui-py package, not from a CDN: it
+    # works offline and behind a firewall; ReDoc (CDN only) is not offered
+    app = FastAPI(title="hybridesk", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Customer-support chat API: streamed, grounded answers with sources.")
+    _install_docs(app)
     app.state.settings = settings
     app.state.services = services
     app.state.manager = manager
@@ -68,6 +71,33 @@ def create_app(settings: Settings | None = None, services: Any | None = None, *,
         return {"status": "ok"}
 
     return app
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def _install_docs(app: FastAPI) -> None:
+    """The interactive API docs at /docs, every file they load served by this app."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    # Swagger UI 5 (it reads OpenAPI 3.1, which FastAPI writes), as shipped inside swagger-ui-py
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("swagger_ui") / "static")), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title="hybridesk API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+        # only this app's files: the page's one inline script starts Swagger UI
+        page.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+        return page
 
 
 async def _recover(app: FastAPI, manager: Any) -> None:
