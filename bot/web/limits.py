@@ -71,9 +71,15 @@ class _TooLarge(Exception):
     pass
 
 
+#: a year: a browser that once reached the server over HTTPS never uses plain HTTP for it again
+HSTS = b"max-age=31536000"
+
+
 class NoSniff:
     """``X-Content-Type-Options: nosniff`` on every HTTP response (JSON, the widget script, pages):
-    a browser never runs a response as a type other than the one declared."""
+    a browser never runs a response as a type other than the one declared. A response sent over
+    HTTPS (directly, or behind a trusted proxy: ``HYBRIDESK_FORWARDED_ALLOW_IPS``) also carries
+    ``Strict-Transport-Security``; over plain HTTP it would mean nothing and is not sent."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -83,11 +89,15 @@ class NoSniff:
             await self.app(scope, receive, send)
             return
 
+        https = scope.get("scheme") == "https"
+
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
                     headers.append((b"x-content-type-options", b"nosniff"))
+                if https and not any(name.lower() == b"strict-transport-security" for name, _ in headers):
+                    headers.append((b"strict-transport-security", HSTS))
                 message = {**message, "headers": headers}
             await send(message)
 

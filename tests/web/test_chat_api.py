@@ -431,3 +431,7 @@ def test_every_response_says_nosniff_and_the_demo_page_has_a_policy(client):
     assert "script-src 'self'" in csp and "connect-src 'self'" in csp and "object-src 'none'" in csp
     # the console's own stricter policy is not replaced
     assert "frame-ancestors 'none'" in client.get("/console/login").headers["content-security-policy"]
+    # HSTS over HTTPS only (here: behind a trusted proxy that says so; a local demo stays plain HTTP)
+    assert "strict-transport-security" not in client.get("/healthz").headers
+    proxied = client.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+    assert proxied.headers["strict-transport-security"] == "max-age=31536000"
