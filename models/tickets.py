@@ -279,7 +279,13 @@ def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, str] | RowError]]:
                 start = reader.line_num + 1
                 continue
             if None in row or any(v is None for v in row.values()):
-                yield start, RowError(start, f"expected {len(reader.fieldnames)} columns")
+                message = f"expected {len(reader.fieldnames)} columns"
+                if reader.line_num > start and any("\n" in v for v in row.values() if isinstance(v, str)):
+                    # a quote opened here and closed much later (or never): the lines between were read
+                    # as one field, so the real fault is the quote, not the column count
+                    message = (f"a quoted field opened on this line runs on to line {reader.line_num} "
+                               f"(a missing closing quote?); {message}")
+                yield start, RowError(start, message)
             elif (error := _not_utf8(start, "".join(row.values()))) is not None:
                 yield start, error
             else:
@@ -322,8 +328,10 @@ def read_tickets(
     tickets: list[Ticket] = []
     errors: list[RowError] = []
     rows = _iter_csv(path) if fmt in ("bitext", "csv") else _iter_jsonl(path)
+    seen_rows = False
     field_map: dict[str, str] | None = None
     for line, row in rows:
+        seen_rows = True
         if isinstance(row, RowError):
             errors.append(row)
             continue
@@ -361,6 +369,10 @@ def read_tickets(
             errors.append(RowError(line, str(exc)))
             continue
         tickets.append(_scrub(ticket, known))
+    if not seen_rows:
+        # an empty JSON Lines file, or a CSV file with its header and nothing else: nothing to import is
+        # an error, as a file without even a header is (not a silent success)
+        raise InvalidInput(f"{path} holds no tickets: it has no rows.", code="empty_file")
     return tickets, errors
 
 

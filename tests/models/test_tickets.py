@@ -101,6 +101,25 @@ def test_unusable_files_raise_clear_errors(tmp_path):
         read_tickets(path, "xml")
 
 
+def test_files_without_rows_are_errors_whatever_their_format(tmp_path):
+    for name, content in (("empty.jsonl", ""), ("blank.jsonl", "\n\n"), ("header.csv", "customer_message,agent_reply\n"),
+                          ("empty.csv", "")):
+        path = tmp_path / name
+        path.write_text(content, encoding="utf-8")
+        with pytest.raises(InvalidInput) as exc:
+            read_tickets(path, "jsonl" if name.endswith(".jsonl") else "csv")
+        assert exc.value.code == "empty_file", name
+
+
+def test_an_unclosed_quote_is_named_as_the_fault(tmp_path):
+    path = tmp_path / "quote.csv"
+    path.write_text('customer_message,agent_reply\nfine,ok\n"broken,reply\nnext,row\nlast,row\n', encoding="utf-8")
+    tickets, errors = read_tickets(path, "csv")
+    assert [t.customer_message for t in tickets] == ["fine"]
+    assert [e.line for e in errors] == [3]
+    assert "missing closing quote" in errors[0].message and "line 5" in errors[0].message, errors[0].message
+
+
 def test_non_utf8_rows_are_reported_and_the_rest_import(tmp_path):
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes(
