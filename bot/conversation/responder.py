@@ -170,7 +170,7 @@ def fact_statement(question: str, passages: list[dict[str, Any]], fact: Any) -> 
 # words a question can use for almost any procedure ("How do I get an invoice?"): a procedure need
 # not repeat them
 _GENERIC_VERBS = {"get", "make", "find", "see", "go", "have", "need", "want", "way", "where", "step", "steps",
-                  "file", "process", "procedure", "please", "possible", "able"}
+                  "file", "process", "procedure", "please", "possible", "able", "leave", "post"}
 
 
 def procedure(question: str, passages: list[dict[str, Any]], *,
@@ -195,6 +195,9 @@ def procedure(question: str, passages: list[dict[str, Any]], *,
         steps: list[str] = []
         for line in str(p.get("text", "")).splitlines():
             m = _KB_STEP.match(line)
+            if m and not steps and m.group(1)[:1].islower():
+                break  # "1. open the carrier's page ...; or 2. refuse the parcel": options that finish a
+                # sentence ("You can:"), not a procedure
             if m:
                 steps.append(m.group(1).replace("**", ""))
             elif steps and line.strip():
@@ -477,7 +480,10 @@ class Responder:
         refused = asked_limit(text, ruled_out) if self.limits else None
         if refused:
             asked = []  # the answer is "no", in the policy's words; not a figure beside the point
-        steps_from_kb = procedure(text, passages) if self.procedures and how_to and not refused else None
+        # a question not about a figure ("Can I cancel my order?", "my lamp arrived broken") may be
+        # answered by a retrieved procedure too; the model's own steps are never shown (see below)
+        wants_steps = how_to or not asked
+        steps_from_kb = procedure(text, passages) if self.procedures and wants_steps and not refused else None
         prose: tuple[dict[str, Any], str] | None = None
         if self.procedures and how_to and steps_from_kb is None and not refused:
             # the right document was found but not its steps ("How do I create an account?" retrieves
@@ -495,7 +501,10 @@ class Responder:
                             charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
                             # (``procedures=False`` is the old behaviour, kept as the benchmark's
                             # baseline: a how-to question kept the model's steps, checked for screens)
-                            steps=not asked and not how_to and not refused if self.procedures else not asked or how_to,
+                            # a reply's steps are the KB's: the model's numbered steps are dropped for
+                            # every question (``procedures=False``, the benchmarks' baseline, keeps them
+                            # where they were kept before: not for a fact question)
+                            steps=False if self.procedures else not asked or how_to,
                             limits=ruled_out if self.limits else (), asked_limit=refused)
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
         # question about how to do something, the procedure the knowledge base documents does

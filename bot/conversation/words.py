@@ -6,7 +6,8 @@ import re
 
 _WORD_RE = re.compile(r"[a-z0-9€%]+")
 STOP = {"the", "a", "an", "is", "are", "do", "does", "i", "my", "you", "your", "to", "of", "for", "how", "what",
-        "can", "in", "on", "it", "and", "or", "be", "with", "me", "there", "we", "our", "if", "that", "this", "us"}
+        "can", "in", "on", "it", "and", "or", "be", "with", "me", "there", "we", "our", "if", "that", "this", "us",
+        "from", "at", "by", "about", "into", "as"}
 
 
 def terms(text: str) -> set[str]:

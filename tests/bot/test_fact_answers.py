@@ -346,3 +346,45 @@ def test_a_how_to_question_the_kb_answers_in_prose_gets_those_words(sample_kb):
     # answered by "Paying by invoice" (businesses), and gets no made-up steps either
     klarna = _ask(sample_kb, "How do I pay with Klarna?", reply, intent="other")
     assert "added_prose_answer" not in klarna.guardrail and "Sign in" not in klarna.text, klarna.text
+
+
+@pytest.mark.slow
+def test_a_problem_statement_gets_the_documented_procedure_and_never_the_models_steps(sample_kb):
+    reply = ("I understand that your payment was declined. Here's what you can do:\n1. Go to the Payment Center page.\n"
+             "2. Call your bank and ask for a refund code.\n\nAnything else, just ask.")
+    result = _ask(sample_kb, "My payment was declined.", reply, intent="payment_issue")
+    assert "Here is how (Payment declined at checkout):" in result.text, result.text
+    assert "refund code" not in result.text and "Payment Center" not in result.text
+    assert result.guardrail["added_procedure"].startswith("Here is how (Payment declined at checkout):")
+    # a yes/no question the KB has no procedure for keeps the model's prose and loses its steps
+    two = _ask(sample_kb, "Can I split my payment over two cards?",
+               "Of course! Here's how it works:\n1. Select the two cards you want to split.\n2. Confirm the split.",
+               intent="check_payment_methods")
+    assert "Select the two cards" not in two.text and "Confirm the split" not in two.text, two.text
+    # the old behaviour, kept as the benchmarks' baseline, showed them
+    baseline = Responder(sample_kb, ScriptedGenerator().enqueue("Of course!\n1. Select the two cards you want to split."),
+                         company_name="Larkspur & Co.", max_new_tokens=64, procedures=False)
+    kept = baseline.answer(text="Can I split my payment over two cards?", intent="check_payment_methods",
+                           tone="neutral", history=[])
+    assert "Select the two cards" in kept.text
+
+
+@pytest.mark.slow
+def test_options_that_finish_a_sentence_are_not_a_procedure(sample_kb):
+    # "Once the order has Shipped ... You can: 1. open the carrier's tracking page ...; or 2. refuse the parcel"
+    from bot.conversation.responder import procedure
+
+    shipped = next(p for p in Responder(sample_kb, None, company_name="x")._other_sections(
+        Responder(sample_kb, None, company_name="x").retrieve("How do I change the delivery address?", [])[0])
+        if p.get("anchor") == "once-the-order-has-shipped")
+    assert procedure("How do I change the delivery address once the order has shipped?", [shipped]) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("question", "where"), [
+    ("How do I unsubscribe from the newsletter?", "Our help pages say (Unsubscribe):"),  # "from" is no content word
+    ("How do I leave a review?", "Here is how (Review a product):"),  # "leave" a review is writing one
+])
+def test_how_to_questions_worded_as_customers_word_them(sample_kb, question, where):
+    result = _ask(sample_kb, question, "Happy to help!\n1. Visit our website.", intent="other")
+    assert where in result.text, result.text
