@@ -7,8 +7,9 @@ questions about things the sample KB rules out (each with the KB sentence that d
 things it allows (`"kb": null`). Each is asked twice, side by side in one process, with the product's
 intent/tone model, policy and active adapter:
 
-* **before**: the policy as it was (an intent the model calls out of scope is asked to rephrase) and
-  the responder without limits (`Responder(limits=False)`);
+* **before**: both of this change's parts switched off, everything else as in the product: an intent
+  the model calls out of scope is asked to rephrase, and the responder reads no limits
+  (`Responder(limits=False)`);
 * **now**: an out-of-scope verdict is overruled when a retrieved passage uses nearly every word of
   the question (`limits.covers`), and what the policy rules out is answered with its sentence, the
   model's yes and its unqualified sentences about the thing dropped.

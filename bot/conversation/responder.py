@@ -390,25 +390,30 @@ class Responder:
             log.warning("no title for %s r%s", document_id, revision, exc_info=True)
             return None
 
-    def _other_sections(self, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The sections of the retrieved passages' documents (the revisions retrieved) not among them."""
+    def _sections(self, doc_id: Any, rev: Any) -> list[dict[str, Any]]:
+        """Every section of one document revision, whole (a retrieved passage can be part of one)."""
         from knowledge.chunking import chunk_markdown
 
+        if doc_id is None or rev is None:
+            return []
+        try:
+            info = self.knowledge.get(doc_id, rev)
+        except Exception:  # a document retired a moment ago: nothing more to read
+            log.warning("could not read %s r%s for its procedures", doc_id, rev, exc_info=True)
+            return []
+        return [{"text": chunk.body, "title": info.title, "heading": chunk.heading or info.title,
+                 "anchor": chunk.anchor, "document_id": doc_id, "revision": rev}
+                for chunk in chunk_markdown(info.content, info.title)]
+
+    def _other_sections(self, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The sections of the retrieved passages' documents (the revisions retrieved) not among them."""
         seen = {(p.get("document_id"), p.get("revision"), p.get("anchor")) for p in passages}
         out: list[dict[str, Any]] = []
         for doc_id, rev in dict.fromkeys((p.get("document_id"), p.get("revision")) for p in passages):
-            if doc_id is None or rev is None:
-                continue
-            try:
-                info = self.knowledge.get(doc_id, rev)
-            except Exception:  # a document retired a moment ago: nothing more to read
-                log.warning("could not read %s r%s for its procedures", doc_id, rev, exc_info=True)
-                continue
-            for chunk in chunk_markdown(info.content, info.title):
-                if (doc_id, rev, chunk.anchor) not in seen:
-                    seen.add((doc_id, rev, chunk.anchor))
-                    out.append({"text": chunk.body, "title": info.title, "heading": chunk.heading or info.title,
-                                "anchor": chunk.anchor, "document_id": doc_id, "revision": rev})
+            for section in self._sections(doc_id, rev):
+                if (doc_id, rev, section["anchor"]) not in seen:
+                    seen.add((doc_id, rev, section["anchor"]))
+                    out.append(section)
         return out
 
     def retrieve(self, text: str, history: list[tuple[str, str]], at: datetime | None = None,
@@ -474,9 +479,9 @@ class Responder:
         how_to = bool(HOW_TO_RE.search(text))
         others = self._other_sections(passages) if passages else []
         # what the policy rules out ("We do not accept cheques"), read from the retrieved passages and
-        # the rest of the best-matching document; a question about one of them is answered with it
-        top_doc = passages[0].get("document_id") if passages else None
-        ruled_out = policy_limits(passages + [o for o in others if o.get("document_id") == top_doc])
+        # the whole best-matching document (a passage can be part of a section, without the sentence)
+        top = self._sections(passages[0].get("document_id"), passages[0].get("revision")) if passages else []
+        ruled_out = policy_limits(passages + top)
         refused = asked_limit(text, ruled_out) if self.limits else None
         if refused:
             asked = []  # the answer is "no", in the policy's words; not a figure beside the point

@@ -172,3 +172,14 @@ def test_the_kb_covers_its_own_questions_and_not_chatter(knowledge):
     for chatter in ("What's the weather going to be like in Utrecht tomorrow?", "Tell me a joke about cats.",
                     "Who won the football match last night?"):
         assert not covers(chatter, passages(chatter)), chatter
+
+
+@pytest.mark.slow
+def test_a_ruled_out_thing_said_in_passing_is_dropped_even_when_retrieval_returned_part_of_its_section(knowledge):
+    # "Can I pay with Klarna?" retrieves part of "How each method works", without the sentence that rules
+    # bank transfers out; the whole top document is read for it
+    result = _ask(knowledge, "Can I pay with Klarna?",
+                  "We accept payment methods like credit cards, debit cards, and bank transfers. "
+                  "Klarna lets you pay later.")
+    assert "bank transfers" not in result.text, result.text
+    assert "Klarna lets you pay later." in result.text
