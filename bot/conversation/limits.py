@@ -20,8 +20,8 @@ Two sentence shapes are read, clause by clause:
 
 Matching is on crude stems and deliberately strict (every word of the thing, one may be missing when it
 has four or more): "How do I cancel my order?" does not match "A shipped order can no longer be
-cancelled", "Can I cancel my order after it has shipped?" does. A thing named by one word alone is not
-used; what is missed is simply not checked, as before.
+cancelled", "Can I cancel my order after it has shipped?" does. A thing needs two words, counting its
+verb ("accept cheques"); what is missed is simply not checked, as before.
 """
 
 from __future__ import annotations
@@ -124,7 +124,9 @@ class Limit:
 def _sentences(markdown: str) -> list[str]:
     lines = [re.sub(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+", "", line).replace("**", "").strip()
              for line in markdown.splitlines() if line.strip() and not re.match(r"\s*(?:#|\|)", line)]
-    return [s.strip() for line in lines for s in re.split(r"(?<=[.!?])\s+", line) if len(s.strip()) >= 12]
+    # (a retrieved passage has its lines joined: a list item's marker can open a sentence there)
+    sentences = (s.strip().lstrip("-*• ").strip() for line in lines for s in re.split(r"(?<=[.!?])\s+", line))
+    return [s for s in sentences if len(s) >= 12]
 
 
 def limits(passages: list[dict[str, Any]]) -> list[Limit]:

@@ -183,3 +183,10 @@ def test_a_ruled_out_thing_said_in_passing_is_dropped_even_when_retrieval_return
                   "Klarna lets you pay later.")
     assert "bank transfers" not in result.text, result.text
     assert "Klarna lets you pay later." in result.text
+
+
+def test_a_retrieved_passage_with_its_list_joined_gives_the_sentence_without_the_marker():
+    # retrieval returns a section's lines joined: "... app. - **We cannot deliver to PO boxes**, because ..."
+    joined = {"text": "Use your full address. - **We cannot deliver to PO boxes**, because parcels need a signature."}
+    found = asked_limit("Can you deliver to a PO box?", limits([joined]))
+    assert found is not None and found.sentence == "We cannot deliver to PO boxes, because parcels need a signature."
