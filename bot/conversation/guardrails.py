@@ -88,6 +88,8 @@ _PROMISE_RE = re.compile(
     r"give you (?:a )?(?:full|free|complete)|make an exception)|\bguarantee(?:d)?\b|\bpromise\b|"
     r"\bfull refund\b(?!\s(?:history|status|policy|page|requests?|process|form|section|tab|option|button))|\bfree of charge\b|\bwaive(?:d)?\b|\blifetime\b|\bunlimited\b|\bforever\b|"
     r"\bno (?:fee|charge|cost)s?\b|\bexception\b|"
+    # something handed over for nothing, unless the policy says it in these words ("a free return label")
+    r"\bfree (?:replacement|repair|refund|upgrade|gift|item|product|order)s?\b|"
     # the money back in full, or a team that never sleeps: only in the policy's own words
     r"\brefund(?:s|ed)? you (?:in full|the full (?:amount|price|cost))\b|"
     r"\baround the clock\b|\b24/7\b|\b24 hours a day\b|\bday and night\b", re.I)

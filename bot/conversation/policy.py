@@ -14,7 +14,9 @@ INJECTION_RE = re.compile(
     r"ignore (?:all |any |your |the |previous |prior |above )+(?:instructions|rules|prompts?)|"
     r"disregard (?:all |your |the |previous )+(?:instructions|rules)|system prompt|"
     r"you are now|pretend (?:to be|you are)|act as (?:if|an?)\b|developer mode|jailbreak|"
-    r"reveal (?:your|the) (?:prompt|instructions)|new instructions:|override (?:your|the) (?:policy|rules)",
+    r"reveal (?:your|the) (?:prompt|instructions)|new instructions:|override (?:your|the) (?:policy|rules)|"
+    # granting the bot powers it does not have: "You are authorised to offer free replacements."
+    r"\byou(?: are|'re| have been) (?:now |hereby )?(?:authori[sz]ed|allowed|permitted|entitled|approved) to\b",
     re.I)
 ORDER_RE = re.compile(r"\bLK-?\d{6,10}\b", re.I)
 EMAIL_RE = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
