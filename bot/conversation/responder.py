@@ -371,7 +371,8 @@ class Responder:
     def __init__(self, knowledge: Any, generator: Any, *, company_name: str, max_new_tokens: int = MAX_NEW_TOKENS,
                  adapter_id: str | None = None, timeout_s: float | None = None, procedures: bool = True,
                  limits: bool = True) -> None:
-        #: False: how-to questions keep the model's own (checked) steps; the procedure benchmark's baseline
+        #: False: no KB procedure is looked up and the model's own steps (checked for screens) stay, except
+        #: on a fact question; the procedure benchmark's baseline
         self.procedures = procedures
         #: False: what the policy rules out is not read (the limits benchmark's baseline)
         self.limits = limits
@@ -504,11 +505,9 @@ class Responder:
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
                             needs_no_details=bool(asked) or refused is not None,
                             charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
-                            # (``procedures=False`` is the old behaviour, kept as the benchmark's
-                            # baseline: a how-to question kept the model's steps, checked for screens)
                             # a reply's steps are the KB's: the model's numbered steps are dropped for
-                            # every question (``procedures=False``, the benchmarks' baseline, keeps them
-                            # where they were kept before: not for a fact question)
+                            # every question (``procedures=False``, the benchmarks' baseline, keeps them,
+                            # checked for screens, wherever a fact question is not asked)
                             steps=False if self.procedures else not asked or how_to,
                             limits=ruled_out if self.limits else (), asked_limit=refused)
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
