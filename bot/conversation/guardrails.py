@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.conversation.limits import Limit, contradicts
+from bot.conversation.words import stems as _word_stems
 
 SLOT_RE = re.compile(r"\{\{\s*([^{}]{1,80}?)\s*\}\}")
 # Slots that stand for the customer's own data; they are filled from the conversation or
@@ -390,6 +391,10 @@ class Grounder:
     opposite ("We accept cheques.") is dropped. ``asked_limit``: the one the customer asked about; then
     the model's bare yes ("Certainly!") and any unqualified sentence naming the thing go too
     (see :mod:`bot.conversation.limits`).
+    ``facts``: the facts in force, as (placeholder names, value). A sentence that names one of them by
+    every word of a placeholder ("the standard delivery price") and states one figure of that fact's
+    kind must state that fact's value: "the standard delivery price is €14.95" (next-day's price, a
+    real figure of the evidence) is dropped.
     """
 
     def __init__(
@@ -403,8 +408,12 @@ class Grounder:
         steps: bool = True,
         limits: Iterable[Limit] = (),
         asked_limit: Limit | None = None,
+        facts: Iterable[tuple[Iterable[str], str]] = (),
     ) -> None:
         self.resolve_slot = resolve_slot
+        # each fact's names (its placeholders, as words) and its current value with its unit
+        self._named_facts = [([frozenset(_word_stems(n)) for n in names if len(_word_stems(n)) >= 2], str(value))
+                             for names, value in facts]
         self.limits = list(limits)
         self.asked_limit = asked_limit
         self.steps = steps
@@ -509,6 +518,10 @@ class Grounder:
                         check.kept = False
                         check.reason = f"unbacked {kind} {m.group(0)!r}"
                         self.report.unbacked_claims.append(m.group(0))
+            if check.kept and (misnamed := self._misattributed(text, check.claims)):
+                check.kept = False
+                check.reason = misnamed
+                self.report.unbacked_claims.append(misnamed.split("'")[1])
             if check.kept and (conflict := self._rate_conflict(text)):
                 claim, check.reason = conflict
                 check.kept = False
@@ -633,6 +646,22 @@ class Grounder:
             return False
         return nums <= self._kind_numbers.get(_KIND_EVIDENCE.get(kind, ""), self._evidence_numbers)
 
+    def _misattributed(self, text: str, claims: list[Claim]) -> str | None:
+        """Why the one figure ``text`` gives for a fact it names is not that fact's value, if it is not."""
+        if not self._named_facts:
+            return None
+        words = _word_stems(text)
+        named = [value for names, value in self._named_facts if any(n <= words for n in names)]
+        for kind in ("money", "percent", "duration"):
+            of_kind = [c for c in claims if c.kind == kind or kind == "money" and c.kind == "amount"]
+            if len(of_kind) != 1:
+                continue  # two figures: which one goes with the named fact cannot be told
+            values = [v for v in named if _value_kind(v) in (kind, None)]
+            claim = of_kind[0].text
+            if values and not any(_numbers(claim) <= _numbers(v) for v in values):
+                return f"gives '{claim}' for a fact whose value is {values[0]}"
+        return None
+
     def _rate_conflict(self, text: str) -> tuple[str, str] | None:
         """The first amount ``text`` charges per another unit than the evidence does, and why."""
         for amount, unit in _rates(text):
@@ -741,6 +770,14 @@ class Grounder:
 
     def apply(self, reply: str) -> str:
         return "".join(self.filter_stream([reply])).strip()
+
+
+def _value_kind(value: str) -> str | None:
+    """Whether a fact's value is money, a percentage or a duration; None for a bare number ("30")."""
+    for kind in ("money", "percent", "duration"):
+        if dict(_CLAIM_PATTERNS)[kind].search(value):
+            return kind
+    return None
 
 
 def grounded_quote(passages: list[dict[str, Any]], max_sentences: int = 3) -> str:

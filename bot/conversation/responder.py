@@ -417,6 +417,12 @@ class Responder:
                     out.append(section)
         return out
 
+    def _named_facts(self, facts: list[dict[str, Any]], at: datetime) -> list[tuple[tuple[str, ...], str]]:
+        """The prompt's facts as (placeholder names, value with its unit), for the guardrail."""
+        now = self.knowledge.facts(at=at)
+        return [(tuple(fact.placeholders or ()), fact_value_text(fact))
+                for f in facts if (fact := now.get(f["name"])) is not None]
+
     def retrieve(self, text: str, history: list[tuple[str, str]], at: datetime | None = None,
                  k: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         at = at or datetime.now(UTC)
@@ -509,7 +515,8 @@ class Responder:
                             # every question (``procedures=False``, the benchmarks' baseline, keeps them,
                             # checked for screens, wherever a fact question is not asked)
                             steps=False if self.procedures else not asked or how_to,
-                            limits=ruled_out if self.limits else (), asked_limit=refused)
+                            limits=ruled_out if self.limits else (), asked_limit=refused,
+                            facts=self._named_facts(facts, at))
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
         # question about how to do something, the procedure the knowledge base documents does
         lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))

@@ -520,3 +520,25 @@ def test_a_bold_label_or_list_of_names_is_not_a_screen():
     out = g.apply("We accept PayPal. To use it, go to the PayPal section. "
                   "To remove a card, open the My Account › Payment methods page.")
     assert out == "We accept PayPal. To remove a card, open the My Account › Payment methods page.", out
+
+
+def test_a_real_figure_given_for_another_fact_is_dropped():
+    """"the standard delivery price is €14.95": €14.95 is in the policy (next-day's price), so the
+    figure check passes it; the sentence names the standard price, whose value is €4.95."""
+    evidence = ["Standard delivery €4.95, free from €60. Next-day delivery price €14.95. Returns within 30 days; "
+                "refunds take 5 days."]
+    facts = [(("Standard Delivery Price",), "€4.95"), (("Next-Day Delivery Price",), "€14.95"),
+             (("Return Window", "Return Period"), "30 days")]
+
+    def check(text: str) -> str:
+        return Grounder(lambda s: None, evidence, facts=facts).apply(text)
+
+    assert check("The standard delivery price is €14.95.") == ""
+    assert check("The return period is 5 days.") == ""
+    assert check("The standard delivery price is €4.95.") == "The standard delivery price is €4.95."
+    assert check("Next-Day Delivery Price: €14.95.") == "Next-Day Delivery Price: €14.95."
+    # two figures of a kind: which goes with the named fact cannot be told, so both stay
+    two = "The return window is 30 days, and refunds take 5 days."
+    assert check(two) == two
+    # without the facts (as before) the wrong pairing passed
+    assert Grounder(lambda s: None, evidence).apply("The standard delivery price is €14.95.") != ""
