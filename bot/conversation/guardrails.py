@@ -656,7 +656,8 @@ class Grounder:
             of_kind = [c for c in claims if c.kind == kind or kind == "money" and c.kind == "amount"]
             if len(of_kind) != 1:
                 continue  # two figures: which one goes with the named fact cannot be told
-            values = [v for v in named if _value_kind(v) in (kind, None)]
+            # a fact of this kind, or a bare number ("30"); not a list of names or opening hours
+            values = [v for v in named if _value_kind(v) == kind or re.fullmatch(r"\s*\d+(?:[.,]\d+)?\s*", v)]
             claim = of_kind[0].text
             if values and not any(_numbers(claim) <= _numbers(v) for v in values):
                 return f"gives '{claim}' for a fact whose value is {values[0]}"

@@ -540,5 +540,13 @@ def test_a_real_figure_given_for_another_fact_is_dropped():
     # two figures of a kind: which goes with the named fact cannot be told, so both stay
     two = "The return window is 30 days, and refunds take 5 days."
     assert check(two) == two
+    # a named fact whose value is no figure of that kind (names, opening hours) says nothing about it
+    hours = [(("Customer Support Hours",), "Monday to Saturday, 08:00-20:00 CET"),
+             (("Payment Methods",), "Visa, Mastercard and PayPal")]
+    evidence2 = ["Monday to Saturday, 08:00-20:00 CET. We reply within 24 hours. Visa, Mastercard and PayPal; "
+                 "next-day delivery €14.95."]
+    for text in ("Our customer support hours are Monday to Saturday, 08:00-20:00, and we reply within 24 hours.",
+                 "Our payment methods are listed there; next-day delivery is €14.95."):
+        assert Grounder(lambda s: None, evidence2, facts=hours).apply(text) == text
     # without the facts (as before) the wrong pairing passed
     assert Grounder(lambda s: None, evidence).apply("The standard delivery price is €14.95.") != ""
