@@ -70,6 +70,7 @@ _CLAIM_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"under\s|below\s)?\d+(?:[.,]\d{1,2})?\b(?![.,]\d|\s?(?:%|percent|days?|weeks?|months?|years?|hours?|"
         r"minutes?|items?|pieces?|points?|[€$£]|eur|usd|gbp|euros?|dollars?)\b)", re.I)),
 ]
+_CLAIM_BY_KIND = dict(_CLAIM_PATTERNS)
 #: claims checked as whole strings against the evidence, not by their numbers
 _CONTACT_KINDS = ("email", "url", "phone")
 #: claims whose number must appear in the evidence *as the same kind* (money as money, a percentage
@@ -519,9 +520,9 @@ class Grounder:
                         check.reason = f"unbacked {kind} {m.group(0)!r}"
                         self.report.unbacked_claims.append(m.group(0))
             if check.kept and (misnamed := self._misattributed(text, check.claims)):
+                claim, check.reason = misnamed
                 check.kept = False
-                check.reason = misnamed
-                self.report.unbacked_claims.append(misnamed.split("'")[1])
+                self.report.unbacked_claims.append(claim)
             if check.kept and (conflict := self._rate_conflict(text)):
                 claim, check.reason = conflict
                 check.kept = False
@@ -646,8 +647,8 @@ class Grounder:
             return False
         return nums <= self._kind_numbers.get(_KIND_EVIDENCE.get(kind, ""), self._evidence_numbers)
 
-    def _misattributed(self, text: str, claims: list[Claim]) -> str | None:
-        """Why the one figure ``text`` gives for a fact it names is not that fact's value, if it is not."""
+    def _misattributed(self, text: str, claims: list[Claim]) -> tuple[str, str] | None:
+        """The one figure ``text`` gives for a fact it names, and why, when it is not that fact's value."""
         if not self._named_facts:
             return None
         words = _word_stems(text)
@@ -660,7 +661,7 @@ class Grounder:
             values = [v for v in named if _value_kind(v) == kind or re.fullmatch(r"\s*\d+(?:[.,]\d+)?\s*", v)]
             claim = of_kind[0].text
             if values and not any(_numbers(claim) <= _numbers(v) for v in values):
-                return f"gives '{claim}' for a fact whose value is {values[0]}"
+                return claim, f"gives {claim!r} for a fact whose value is {values[0]}"
         return None
 
     def _rate_conflict(self, text: str) -> tuple[str, str] | None:
@@ -776,7 +777,7 @@ class Grounder:
 def _value_kind(value: str) -> str | None:
     """Whether a fact's value is money, a percentage or a duration; None for a bare number ("30")."""
     for kind in ("money", "percent", "duration"):
-        if dict(_CLAIM_PATTERNS)[kind].search(value):
+        if _CLAIM_BY_KIND[kind].search(value):
             return kind
     return None
 

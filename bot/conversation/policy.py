@@ -41,10 +41,13 @@ class Decision:
         return ACTION_NAMES[self.action]
 
 
+def _doubtful(nlu: Any) -> bool:
+    return bool(nlu.out_of_scope) or float(nlu.confidence) < LOW_CONFIDENCE
+
+
 def unsure(nlu: Any) -> bool:
     """Whether the intent model is out of scope or unsure (and the message has words at all)."""
-    wordless = getattr(nlu, "reason", "") in ("empty", "no_words")
-    return not wordless and (bool(nlu.out_of_scope) or float(nlu.confidence) < LOW_CONFIDENCE)
+    return getattr(nlu, "reason", "") not in ("empty", "no_words") and _doubtful(nlu)
 
 
 def decide(text: str, nlu: Any, state: dict[str, Any], in_knowledge_base: bool = False) -> Decision:
@@ -56,7 +59,7 @@ def decide(text: str, nlu: Any, state: dict[str, Any], in_knowledge_base: bool =
     again, and the answer comes from the KB.
     """
     tone = getattr(getattr(nlu, "tone", None), "label", "neutral")
-    low = (bool(nlu.out_of_scope) or float(nlu.confidence) < LOW_CONFIDENCE) and not in_knowledge_base
+    low = _doubtful(nlu) and not in_knowledge_base
     # A message with no words (emoji, punctuation or markup only) is not a question the bot failed
     # to understand: it is asked what it can help with, and a person is not paged for it.
     wordless = getattr(nlu, "reason", "") in ("empty", "no_words")
@@ -93,6 +96,6 @@ def decide(text: str, nlu: Any, state: dict[str, Any], in_knowledge_base: bool =
         return Decision("lookup_order", "order_number_given")
     if nlu.intent == "complaint" and tone == "angry":
         return Decision("escalate", "angry_complaint")
-    if in_knowledge_base and (nlu.out_of_scope or float(nlu.confidence) < LOW_CONFIDENCE):
+    if in_knowledge_base and _doubtful(nlu):
         return Decision("answer", "in_knowledge_base")
     return Decision("answer", "intent_recognised")

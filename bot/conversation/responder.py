@@ -130,6 +130,12 @@ def fact_value_text(fact: Any) -> str:
     return f"{value} {unit}"
 
 
+def fact_dict(fact: Any) -> dict[str, Any]:
+    """A fact in force as the prompt takes it; ``value_text`` (with its unit) is for the guardrail only."""
+    return {"name": fact.name, "value": fact.value, "placeholders": list(fact.placeholders or []),
+            "document_id": fact.document_id, "value_text": fact_value_text(fact)}
+
+
 #: a sentence that is a list item's short label and its value ("Price: €39 per order, ...")
 _SHORT_LABEL_RE = re.compile(r"^[A-Z][\w-]*(?: [\w-]+)?:\s+(.+)$", re.S)
 
@@ -376,6 +382,7 @@ class Responder:
         self.procedures = procedures
         #: False: what the policy rules out is not read (the limits benchmark's baseline)
         self.limits = limits
+        self._section_cache: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
         self.timeout_s = timeout_s
         self.knowledge = knowledge
         self.generator = generator
@@ -397,14 +404,17 @@ class Responder:
 
         if doc_id is None or rev is None:
             return []
-        try:
-            info = self.knowledge.get(doc_id, rev)
-        except Exception:  # a document retired a moment ago: nothing more to read
-            log.warning("could not read %s r%s for its procedures", doc_id, rev, exc_info=True)
-            return []
-        return [{"text": chunk.body, "title": info.title, "heading": chunk.heading or info.title,
+        if (doc_id, rev) not in self._section_cache:  # a revision never changes: read and split it once
+            try:
+                info = self.knowledge.get(doc_id, rev)
+            except Exception:  # a document retired a moment ago: nothing more to read
+                log.warning("could not read %s r%s for its procedures", doc_id, rev, exc_info=True)
+                return []
+            self._section_cache[doc_id, rev] = [
+                {"text": chunk.body, "title": info.title, "heading": chunk.heading or info.title,
                  "anchor": chunk.anchor, "document_id": doc_id, "revision": rev}
                 for chunk in chunk_markdown(info.content, info.title)]
+        return self._section_cache[doc_id, rev]
 
     def _other_sections(self, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The sections of the retrieved passages' documents (the revisions retrieved) not among them."""
@@ -417,12 +427,6 @@ class Responder:
                     out.append(section)
         return out
 
-    def _named_facts(self, facts: list[dict[str, Any]], at: datetime) -> list[tuple[tuple[str, ...], str]]:
-        """The prompt's facts as (placeholder names, value with its unit), for the guardrail."""
-        now = self.knowledge.facts(at=at)
-        return [(tuple(fact.placeholders or ()), fact_value_text(fact))
-                for f in facts if (fact := now.get(f["name"])) is not None]
-
     def retrieve(self, text: str, history: list[tuple[str, str]], at: datetime | None = None,
                  k: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         at = at or datetime.now(UTC)
@@ -433,8 +437,7 @@ class Responder:
         facts = []
         for name, fact in facts_now.items():
             if fact.document_id in doc_ids or name in ALWAYS_FACTS:
-                facts.append({"name": name, "value": fact.value, "placeholders": list(fact.placeholders or []),
-                              "document_id": fact.document_id})
+                facts.append(fact_dict(fact))
         return passages, facts
 
     def asked_facts(self, text: str, passages: list[dict[str, Any]], at: datetime) -> list[Any]:
@@ -469,8 +472,7 @@ class Responder:
         known = {f["name"] for f in facts}
         for fact in asked:
             if fact.name not in known:  # asked for, but its document was not among the passages
-                facts.append({"name": fact.name, "value": fact.value, "placeholders": list(fact.placeholders or []),
-                              "document_id": fact.document_id})
+                facts.append(fact_dict(fact))
         cites = [citation(p) for p in passages]
         cited = {(c["document_id"], c["revision"]) for c in cites}
         for fact in asked:
@@ -484,7 +486,6 @@ class Responder:
         # "How do I ask for a price match?" names a fact ("price") and asks for a procedure: the procedure
         # leads, and a key fact the reply then leaves out is still added at the end
         how_to = bool(HOW_TO_RE.search(text))
-        others = self._other_sections(passages) if passages else []
         # what the policy rules out ("We do not accept cheques"), read from the retrieved passages and
         # the whole best-matching document (a passage can be part of a section, without the sentence)
         top = self._sections(passages[0].get("document_id"), passages[0].get("revision")) if passages else []
@@ -500,6 +501,7 @@ class Responder:
         if self.procedures and how_to and steps_from_kb is None and not refused:
             # the right document was found but not its steps ("How do I create an account?" retrieves
             # "Who can open an account"): the other sections of the retrieved documents are read too
+            others = self._other_sections(passages)
             steps_from_kb = procedure(text, others, every_term=True)
             if steps_from_kb is None:  # answered in prose ("How do I use a gift card?"), if at all
                 prose = prose_answer(text, passages) or prose_answer(text, others)
@@ -516,7 +518,7 @@ class Responder:
                             # checked for screens, wherever a fact question is not asked)
                             steps=False if self.procedures else not asked or how_to,
                             limits=ruled_out if self.limits else (), asked_limit=refused,
-                            facts=self._named_facts(facts, at))
+                            facts=[(f["placeholders"], f.get("value_text", str(f["value"]))) for f in facts])
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
         # question about how to do something, the procedure the knowledge base documents does
         lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))
