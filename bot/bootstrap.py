@@ -42,7 +42,8 @@ def initialise(services: Any, *, admin_email: str | None = "admin@larkspur.examp
                 out("NLU: training intent and tone models on the sample tickets (under a minute)...")
             version = registry.train_default(tickets=settings.tickets_sample_path,
                                              shared_data_dir=settings.shared_data_dir,
-                                             use_public=settings.nlu_use_public_data)
+                                             use_public=settings.nlu_use_public_data,
+                                             families=settings.nlu_intent_families.split(","))
             out(f"NLU: model {version} trained and active")
         else:
             out("NLU: active model present")

@@ -66,6 +66,7 @@ def cmd_train(args: argparse.Namespace, ctx: Any) -> int:
     print(f"training on {', '.join(map(str, tickets))}" + ("" if shared is None else f" (+ public data in {shared})"))
     version = registry.train_default(tickets, shared, out_of_scope=args.out_of_scope,
                                      use_public=not args.no_public, activate=not args.no_activate,
+                                     families=str(getattr(ctx.settings, "nlu_intent_families", "REFUND")).split(","),
                                      log_fn=lambda line: print(f"  {line}", flush=True))
     meta = next(m for m in registry.list() if m["version"] == version)
     held = meta.get("metrics", {}).get("intent", {})

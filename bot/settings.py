@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     nlu_use_public_data: bool = Field(
         True, description="train NLU on the public tickets and emotion data too (when shared data is present)"
     )
+    nlu_intent_families: str = Field(
+        "REFUND",
+        description="ticket categories whose intents are one question asked two ways, comma-separated: a "
+        "message split between them is not out of scope (read at `nlu train`; empty: none)",
+    )
     log_level: str = "INFO"
 
     @field_validator("data_dir", "shared_data_dir", "kb_sample_dir", mode="after")

@@ -139,6 +139,17 @@ STEP_DROPPED = "a step the retrieved policy does not document"
 # why a sentence that says yes to what the policy rules out is not shown
 RULED_OUT = "says the opposite of the policy"
 STEPS_LEAD_DROPPED = "introduces steps the retrieved policy does not document"
+# why a sentence is not shown after the policy's "no": the model wrote the reply without knowing the
+# answer was no ("We have a cancellation policy in place to ensure that you can easily cancel your order")
+AFTER_NO = "adds to the policy's no what the policy does not say"
+# what may follow a "no": the customer's request said back, an apology, an offer of more help
+_AFTER_NO_KEPT = re.compile(
+    r"^(?:i|we)\s+(?:(?:completely|fully|totally)\s+)?(?:understand|apologi[sz]e|appreciate|realise|realize|hear)\b|"
+    r"^(?:i'm|i am|we're|we are)\s+(?:so\s+|very\s+|truly\s+)?sorry\b|^(?:sorry|thank you|thanks)\b|"
+    r"\b(?:support team|customer (?:service|support|care)(?: team)?|reach (?:out|them|us)|contact (?:us|them|our)|"
+    r"get in touch|(?:here|available|happy|glad) to (?:help|assist)|don'?t hesitate|do not hesitate|"
+    r"further (?:questions|assistance|help)|any (?:other |more |further |additional )?questions|let (?:me|us) know)\b",
+    re.I)
 # "Here's what you can do:" / "please follow these steps:" opens a list of steps
 _STEPS_LEAD = re.compile(r"\b(?:steps?|here(?:'s| is) (?:what|how)|what you (?:can|need to|should) do|follow|"
                          r"how to|instructions)\b", re.I)
@@ -391,7 +402,8 @@ class Grounder:
     ``limits``: what the retrieved policy rules out ("We do not accept cheques"); a sentence saying the
     opposite ("We accept cheques.") is dropped. ``asked_limit``: the one the customer asked about; then
     the model's bare yes ("Certainly!") and any unqualified sentence naming the thing go too
-    (see :mod:`bot.conversation.limits`).
+    (see :mod:`bot.conversation.limits`), and so does everything else the model adds to the no but an
+    apology, the customer's request said back and an offer of more help (``AFTER_NO``).
     ``facts``: the facts in force, as (placeholder names, value). A sentence that names one of them by
     every word of a placeholder ("the standard delivery price") and states one figure of that fact's
     kind must state that fact's value: "the standard delivery price is €14.95" (next-day's price, a
@@ -573,6 +585,9 @@ class Grounder:
             if check.kept and (ruled_out := contradicts(text, self.limits, self.asked_limit)):
                 check.kept = False
                 check.reason = f"{RULED_OUT}: {ruled_out.sentence}"
+            if check.kept and self.asked_limit is not None and not _AFTER_NO_KEPT.search(text.lstrip("-*• ")):
+                check.kept = False
+                check.reason = AFTER_NO
             if check.kept and _PROMISE_RE.search(text) and not self._promise_backed(text):
                 check.kept = False
                 check.reason = "promise the policy does not make"

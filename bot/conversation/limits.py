@@ -115,6 +115,9 @@ class Limit:
     thing: frozenset[str]  # the words naming what is ruled out ("cash", "delivery")
     verbs: frozenset[str]  # "we do not <verb>": optional in a question, needed in a generic reply check
     passage: dict[str, Any]
+    #: the sentence after it in the same paragraph, when that one says what to do instead ("We do not
+    #: swap items directly. Return the item and order the one you want; ..."); empty otherwise
+    then: str = ""
 
     @property
     def key(self) -> frozenset[str]:
@@ -133,10 +136,29 @@ def limits(passages: list[dict[str, Any]]) -> list[Limit]:
     """The things the passages' sentences rule out."""
     found: list[Limit] = []
     for p in passages:
-        for sentence in _sentences(str(p.get("text", ""))):
-            for clause in _clauses(sentence.rstrip(".!?")):
-                found += _clause_limits(sentence, clause.strip(), p)
+        for paragraph in str(p.get("text", "")).splitlines():
+            sentences = _sentences(paragraph)
+            for i, sentence in enumerate(sentences):
+                here: list[Limit] = []
+                previous = ""
+                for clause in _clauses(sentence.rstrip(".!?")):
+                    here += _clause_limits(sentence, clause.strip(), p, previous)
+                    previous = clause
+                if here and i + 1 < len(sentences):
+                    then = _instead(sentences[i + 1])
+                    here = [Limit(x.sentence, x.thing, x.verbs, x.passage, then) for x in here]
+                found += here
     return found
+
+
+def _instead(sentence: str) -> str:
+    """``sentence`` when it can follow a "no" as what to do instead: not another rule, not the opening
+    of a list ("You have two options:"), not long."""
+    if sentence.rstrip().endswith(":") or len(sentence) > 240:
+        return ""
+    if any(_clause_limits(sentence, c.strip(), {}, "") for c in _clauses(sentence.rstrip(".!?"))):
+        return ""
+    return sentence
 
 
 def _clauses(sentence: str) -> list[str]:
@@ -157,7 +179,29 @@ def _clauses(sentence: str) -> list[str]:
     return out
 
 
-def _clause_limits(sentence: str, clause: str, passage: dict[str, Any]) -> list[Limit]:
+# "them off", "it", "those": an object that names its thing in the clause before
+_PRONOUN_OBJECT = re.compile(r"^(?:them|it|these|those|this|that)\b", re.I)
+# the subject a clause opens with ("Order, delivery, return and account e-mails are ..."), for a pronoun
+# in the next clause to point back to
+_SUBJECT = re.compile(r"^(?P<subj>(?:[A-Za-z][\w'-]*,?\s+){1,6}?)(?:are|is|can|cannot|can't|do|does|don't|"
+                      r"doesn't|will|won't|have|has|stay|stays|get|gets)\b", re.I)
+# "Other combinations, such as two cards, are not possible": the examples are ruled out too
+_SUCH_AS = re.compile(r",?\s+such as\s+(?P<examples>.+?),?\s*$", re.I)
+
+
+def _things(phrase: str) -> list[frozenset[str]]:
+    """The things a list names, each by its own words: "cash on delivery, cheques or payment by bank
+    transfer" is three. A shared last word goes with every item: "Order, delivery, return and account
+    e-mails" are order e-mails, delivery e-mails, return e-mails and account e-mails."""
+    items = [i for i in _ITEM_SPLIT.split(phrase) if i.strip()]
+    last = items[-1].split() if items else []
+    # (not "pillows, duvets and mattress protectors": the plurals are things of their own)
+    shared = len(items) >= 2 and len(last) >= 2 and all(len(i.split()) == 1 and not i.strip().lower().endswith("s")
+                                                        for i in items[:-1])
+    return [frozenset(stems(f"{item} {last[-1]}" if shared else item)) for item in items]
+
+
+def _clause_limits(sentence: str, clause: str, passage: dict[str, Any], previous: str = "") -> list[Limit]:
     out: list[Limit] = []
     clause = _same_words(clause)
     if m := _WE_NOT.search(clause):
@@ -166,19 +210,28 @@ def _clause_limits(sentence: str, clause: str, passage: dict[str, Any]) -> list[
             return out
         verb_stems = frozenset(stems(" ".join(verbs)))
         obj = _CLAUSE_END.sub("", m.group("obj"))
-        for item in _ITEM_SPLIT.split(obj):
-            thing = frozenset(stems(item))
+        if _PRONOUN_OBJECT.match(obj) and (s := _SUBJECT.match(_same_words(previous))):
+            # "... e-mails are always sent; you cannot switch them off": the e-mails are what is ruled out
+            obj = s.group("subj").strip().rstrip(",")
+        for thing in _things(obj):
             if thing and len(thing | verb_stems) >= 2:
                 out.append(Limit(sentence, thing, verb_stems, passage))
         return out
     if (m := _THING_NOT.match(clause)) and not _NOT_A_SUBJECT.search(m.group("subj")):
-        subject = stems(re.sub(r",?\s+such as\b.*$", "", m.group("subj")))
+        subject_text = m.group("subj")
+        such = _SUCH_AS.search(subject_text)
+        subject = stems(subject_text[: such.start()] if such else subject_text)
         pred = _CLAUSE_END.sub("", m.group("pred"))
         # "be returned or exchanged for cash": two things, the subject's words in each
         for alternative in re.split(r"\s+or\s+", pred):
             thing = frozenset(subject | stems(alternative))
             if len(thing) >= 2 and subject:
                 out.append(Limit(sentence, thing, frozenset(), passage))
+            for example in _things(such.group("examples")) if such else []:
+                # "such as two cards": each example with the predicate's words
+                thing = frozenset(example | stems(alternative))
+                if len(thing) >= 2:
+                    out.append(Limit(sentence, thing, frozenset(), passage))
     return out
 
 

@@ -259,7 +259,9 @@ def limit_statement(question: str, limit: Limit) -> str:
     """The answer to a question about something the policy rules out: no, in the policy's words."""
     opener = "I'm afraid that isn't possible." if re.match(r"\s*(?:how|where|what)\b", question, re.I) else (
         "I'm afraid not.")
-    return f"{opener} {prose_statement(limit.passage, limit.sentence)}"
+    # what to do instead, when the KB says it right after ("Return the item and order the one you want")
+    said = f"{limit.sentence} {limit.then}" if limit.then else limit.sentence
+    return f"{opener} {prose_statement(limit.passage, said)}"
 
 
 def procedure_statement(passage: dict[str, Any], steps: list[str]) -> str:

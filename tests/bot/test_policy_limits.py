@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from sample_kb import kb_service as _kb
 
+from bot.conversation.guardrails import AFTER_NO, Grounder
 from bot.conversation.limits import asked_limit, contradicts, covers, limits
 from bot.conversation.policy import decide
-from bot.conversation.responder import Responder
+from bot.conversation.responder import Responder, limit_statement
 from models.generation import ScriptedGenerator
 
 SAMPLE = Path(__file__).resolve().parents[2] / "knowledge" / "sample"
@@ -39,6 +40,9 @@ ASKED = [
     ("returns-policy", "Can I return a pillow after opening the seal?", "we cannot take back pillows"),
     ("delivery-options", "Can I get next-day delivery for a made-to-order table?", "next-day delivery is not possible"),
     ("deleting-your-account", "Can I delete my account while a refund is pending?", "Deletion is not possible"),
+    # the thing in an aside, and a pronoun pointing back to it
+    ("payment-methods", "Can I split my payment over two cards?", "Other combinations, such as two cards"),
+    ("newsletter", "Can I switch off order confirmation e-mails?", "you cannot switch them off"),
 ]
 # questions about what the same documents allow: no limit may answer them
 NOT_ASKED = [
@@ -51,6 +55,8 @@ NOT_ASKED = [
     ("delivery-options", "Can I get next-day delivery?"),
     ("returns-policy", "Can I return a lamp?"),
     ("price-match", "How do I ask for a price match?"),
+    ("payment-methods", "Can I pay with a gift card and a card?"),
+    ("newsletter", "How do I unsubscribe from the newsletter?"),
 ]
 
 
@@ -75,6 +81,26 @@ def test_reliefs_conditions_and_instructions_rule_nothing_out():
     # the reason after "because" is not part of the thing ruled out
     po_box = next(lim for lim in _doc_limits("shipping-addresses") if "PO boxes" in lim.sentence)
     assert "signatur" not in po_box.thing and "parcel" not in po_box.thing
+
+
+def test_a_list_shares_its_last_word_only_when_the_items_before_are_no_things_of_their_own():
+    emails = {lim.thing for lim in _doc_limits("newsletter") if "switch them off" in lim.sentence}
+    assert frozenset({"order", "email"}) in emails and frozenset({"account", "email"}) in emails
+    # "pillows, duvets and mattress protectors": pillows are no kind of protector
+    pillows = {lim.thing for lim in _doc_limits("returns-policy") if "pillows" in lim.sentence}
+    assert frozenset({"pillow"}) in pillows and frozenset({"pillow", "protector"}) not in pillows
+
+
+def test_what_to_do_instead_comes_with_the_no_when_the_kb_says_it_next():
+    swap = asked_limit("Can I swap my item for another one directly?", _doc_limits("returning-an-item"))
+    assert swap is not None and swap.then.startswith("Return the item and order the one you want")
+    assert swap.then in limit_statement("Can I swap my item for another one directly?", swap)
+    # the opening of a list ("You have two options, both free of a cancellation fee:") is not given alone
+    shipped = asked_limit("Can I cancel my order after it has shipped?", _doc_limits("cancelling-an-order"))
+    assert shipped is not None and shipped.then == ""
+    # nor is another rule ("Gift cards are not tied to an account, ...")
+    another = asked_limit("Can I use a gift card to buy another gift card?", _doc_limits("gift-cards"))
+    assert another is not None and another.then == ""
 
 
 def test_a_sentence_saying_the_opposite_is_caught_and_a_qualified_one_is_not():
@@ -140,6 +166,33 @@ def test_a_ruled_out_thing_is_answered_no_in_the_policys_words(knowledge):
     # the baseline without limits shows the model's yes: the check above can fail
     baseline = _ask(knowledge, "Can I pay by bank transfer?", YES, limits=False)
     assert "You can pay by bank transfer" in baseline.text and "added_limit" not in baseline.guardrail
+
+
+@pytest.mark.slow
+def test_after_the_no_only_an_apology_the_request_said_back_and_an_offer_of_help_stay(knowledge):
+    # seen with the real model after the correct no: it wrote the rest as if the answer were yes
+    reply = ("I understand that you would like to cancel your order after it has shipped. We have a "
+             "cancellation policy in place to ensure that you can easily cancel your order. There, you will "
+             "find the option to change your order. If you have any further questions, our support team is "
+             "available to help.")
+    result = _ask(knowledge, "Can I cancel my order after it has shipped?", reply)
+    assert result.text.startswith("I'm afraid not."), result.text
+    assert "A shipped order can no longer be cancelled." in result.text
+    assert "I understand that you would like to cancel your order" in result.text
+    assert "our support team is available to help" in result.text
+    assert "easily cancel" not in result.text and "There, you will find" not in result.text
+    assert [d.split()[:2] for d in result.guardrail["dropped"]] == [["We", "have"], ["There,", "you"]]
+    # the same reply to a question about what the policy allows keeps its content
+    allowed = _ask(knowledge, "Can I cancel my order?", reply)
+    assert "easily cancel your order" in allowed.text, allowed.text
+
+
+def test_after_a_no_the_guardrail_says_why_it_drops_the_rest():
+    limit = asked_limit("Do you accept cheques?", _doc_limits("payment-methods"))
+    grounder = Grounder(lambda _slot: None, [limit.sentence], limits=[limit], asked_limit=limit)
+    assert grounder.check_sentence("We offer a wide range of payment options.").reason == AFTER_NO
+    assert grounder.check_sentence("I'm sorry for the inconvenience.").kept
+    assert grounder.check_sentence("Let us know if there is anything else we can do.").kept
 
 
 @pytest.mark.slow

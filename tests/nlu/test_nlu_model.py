@@ -156,3 +156,29 @@ def test_one_message_fast_path_matches_sklearn(nlu_model: NLU) -> None:
         np.testing.assert_allclose(one, batch, atol=1e-6)
     sims = nlu_model.intent.max_similarity(emb)
     np.testing.assert_allclose([nlu_model.intent.max_similarity(e[None])[0] for e in emb], sims, atol=1e-5)
+
+
+def test_a_message_split_between_intents_of_one_family_is_not_out_of_scope(nlu_model: NLU) -> None:
+    # "Can I return a lamp?" was seen split get_refund 0.50 / check_refund_policy 0.45 under a 0.67 threshold
+    classes = list(nlu_model.intent.classes_)
+    threshold, sim = 0.65, nlu_model.intent.sim_threshold + 0.01  # the product model's threshold
+    split = np.full(len(classes), 0.0)
+    split[classes.index("get_refund")] = threshold * 0.55
+    split[classes.index("cancel_order")] = threshold * 0.5
+    split[classes.index("track_order")] = 1.0 - split.sum()
+    before = nlu_model.families, nlu_model.intent.conf_threshold
+    nlu_model.intent.conf_threshold = threshold
+    try:
+        nlu_model.families = {}
+        assert nlu_model._verdict(split, sim)[3:] == (True, "low_confidence")
+        nlu_model.families = {"get_refund": "REFUND", "cancel_order": "REFUND"}
+        intent, conf, _top, oos, reason = nlu_model._verdict(split, sim)
+        assert (intent, oos, reason) == ("get_refund", False, "confident_family")
+        assert conf == pytest.approx(threshold * 0.55)  # the best intent's own probability, not the family's
+        # far from every training message: still out of scope
+        assert nlu_model._verdict(split, nlu_model.intent.sim_threshold - 0.01)[3] is True
+        # a family that does not hold the probability together is no help
+        nlu_model.families = {"get_refund": "REFUND", "delivery_options": "REFUND"}
+        assert nlu_model._verdict(split, sim)[3:] == (True, "low_confidence")
+    finally:
+        nlu_model.families, nlu_model.intent.conf_threshold = before

@@ -94,7 +94,9 @@ def test_cli_train_list_eval_activate(tmp_path: Path, capsys: pytest.CaptureFixt
         ("I forgot my password", "recover_password"), ("reset my password", "recover_password"),
         ("can't log in, lost password", "recover_password"), ("password recovery", "recover_password"),
     ]
-    tickets.write_text("\n".join(json.dumps({"customer_message": t, "intent": y}) for t, y in rows))
+    category = {"track_order": "ORDER", "get_refund": "REFUND", "recover_password": "ACCOUNT"}
+    tickets.write_text("\n".join(json.dumps({"customer_message": t, "intent": y, "category": category[y]})
+                                 for t, y in rows))
     ctx = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path / "var", shared_data_dir=tmp_path / "none",
                                                    embedding_model_dir=None, tickets_sample_path=tickets))
     assert _run(["nlu", "train", "--tickets", str(tickets), "--no-public"], ctx) == 0
@@ -105,6 +107,9 @@ def test_cli_train_list_eval_activate(tmp_path: Path, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "accuracy" in out and "track_order" in out and "recall" in out
     version = NLURegistry(tmp_path / "var" / "nlu").active_version()
+    # the tickets' categories say which intents form a family; only the REFUND family by default
+    meta = next(m for m in NLURegistry(tmp_path / "var" / "nlu").list() if m["version"] == version)
+    assert meta["intent_families"] == {"get_refund": "REFUND"}
     assert _run(["nlu", "activate", version], ctx) == 0
     with pytest.raises(NotFound):
         _run(["nlu", "activate", "nope"], ctx)

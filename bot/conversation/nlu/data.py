@@ -55,6 +55,25 @@ def load_out_of_scope(path: Path) -> list[str]:
     return out
 
 
+def load_categories(path: Path) -> dict[str, str]:
+    """Each intent's category in a JSON-lines ticket file (``"get_refund" -> "REFUND"``), the most
+    frequent one when tickets disagree; lines without both are skipped (the file is read for intents by
+    :func:`load_tickets`, which reports malformed lines)."""
+    from collections import Counter
+
+    seen: dict[str, Counter[str]] = {}
+    with Path(path).open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            intent, category = (row.get("intent"), row.get("category")) if isinstance(row, dict) else (None, None)
+            if isinstance(intent, str) and isinstance(category, str) and intent.strip() and category.strip():
+                seen.setdefault(intent.strip(), Counter())[category.strip().upper()] += 1
+    return {intent: counts.most_common(1)[0][0] for intent, counts in seen.items()}
+
+
 def load_bitext(shared_data_dir: Path, *, with_tags: bool = False) -> list[tuple[str, ...]]:
     """Bitext public support tickets: ``(instruction, intent)`` (``+ tags`` when asked)."""
     path = Path(shared_data_dir) / BITEXT_CSV

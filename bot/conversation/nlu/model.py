@@ -141,6 +141,9 @@ class NLU:
         self.tone = tone
         self.version = version
         self.metadata = metadata or {}
+        #: intents that are one question asked two ways ("get_refund", "check_refund_policy" -> "REFUND"):
+        #: a message whose probability is split between them is not out of scope (see :meth:`_verdict`)
+        self.families: dict[str, str] = dict(meta.get("intent_families") or {})
         self.encoder = encoder or shared_encoder(None)
 
     # --- persistence --------------------------------------------------------------------------
@@ -211,13 +214,15 @@ class NLU:
               sources: dict[str, Any] | None = None, seed: int = 0,
               encoder_variant: str = DEFAULT_VARIANT,
               tone_validation: Sequence[tuple[str, str]] = (), tone_branch_layers: int = TONE_BRANCH_LAYERS,
-              log_fn: Any = None) -> NLU:
+              families: dict[str, str] | None = None, log_fn: Any = None) -> NLU:
         """Train intent (+ tone) from ``(text, intent)`` pairs and save to ``out_dir`` if given.
 
         ``out_of_scope`` texts become an explicit ``out_of_scope`` class.  ``tone_examples`` are
         ``(text, emotion)`` pairs (see :func:`data.tone_training_data`); without them the tone head
         of ``tone_from`` is reused, else tone comes from rules alone.  With ``tone_validation``
         examples too, a fine-tuned tone branch is trained and mixed in (see :func:`train_tone`).
+        ``families`` groups intents that are one question asked two ways (intent -> family name): the
+        probability they share counts as one for the out-of-scope verdict.
         """
         reuse_tone = not tone_examples and tone_from is not None and tone_from.tone.head is not None
         # A reused tone head reads text the way it was trained to: emoji raw before format 3.
@@ -265,6 +270,7 @@ class NLU:
             "n_examples": len(pairs),
             "n_out_of_scope": len(oos),
             "intents": counts,
+            "intent_families": {i: f for i, f in sorted((families or {}).items()) if i in counts},
             "tone": tone_source,
             "sources": sources or {},
             "train_seconds": round(time.perf_counter() - t0, 1),
@@ -291,7 +297,12 @@ class NLU:
         if classes[order[0]] == OUT_OF_SCOPE:
             return OUT_OF_SCOPE, conf, top, True, "out_of_scope_class"
         if conf < self.intent.conf_threshold:
-            return OUT_OF_SCOPE, conf, top, True, "low_confidence"
+            family = self.families.get(classes[best])
+            mass = float(sum(probs[i] for i in known if self.families.get(classes[i]) == family)) if family else 0.0
+            if mass < self.intent.conf_threshold or sim < self.intent.sim_threshold:
+                return OUT_OF_SCOPE, conf, top, True, "low_confidence"
+            # "Can I return a lamp?": get_refund 0.50, check_refund_policy 0.45; both say "a return"
+            return classes[best], conf, top, False, "confident_family"
         if sim < self.intent.sim_threshold:
             return OUT_OF_SCOPE, conf, top, True, "far_from_training"
         return classes[best], conf, top, False, "confident"

@@ -15,10 +15,12 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from bot.conversation.nlu.data import (
     load_bitext,
+    load_categories,
     load_out_of_scope,
     load_tickets,
     load_tweeteval,
@@ -30,6 +32,12 @@ from knowledge.errors import HybrideskError, InvalidInput, NotFound, Unavailable
 log = logging.getLogger(__name__)
 
 ACTIVE = "active"
+#: Ticket categories whose intents are one question asked two ways. Chosen by measurement on the
+#: product model (benchmarks/RESULTS.md, session 17): a message split between the REFUND intents
+#: ("Can I return a lamp?": get_refund 0.50, check_refund_policy 0.45) is a return question; merging
+#: every category would also accept BANKING77's identity and card questions split between ACCOUNT or
+#: PAYMENT intents, and some tweets split between complaint and review.
+DEFAULT_FAMILIES = ("REFUND",)
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -142,19 +150,25 @@ class NLURegistry:
 
     def train_default(self, tickets: Path | list[Path], shared_data_dir: Path | None = None, *,
                       out_of_scope: Path | None = None, use_public: bool = True, activate: bool = True,
-                      version: str | None = None, log_fn: Any = None) -> str:
+                      version: str | None = None, families: Sequence[str] = DEFAULT_FAMILIES,
+                      log_fn: Any = None) -> str:
         """The product's default training: the company's tickets + public tickets + public emotion data.
 
         Works with the company's tickets alone: the public sets are used when present.
+        ``families``: ticket categories whose intents are one question asked two ways (see
+        :data:`DEFAULT_FAMILIES`); the tickets' own ``category`` says which intents belong to each.
         Returns the new version's name.
         """
         paths = [tickets] if isinstance(tickets, str | Path) else list(tickets)
         examples: list[tuple[str, str]] = []
         sources: dict[str, Any] = {}
+        wanted = {f.strip().upper() for f in families if f.strip()}
+        grouped: dict[str, str] = {}
         for p in paths:
             rows = load_tickets(Path(p))
             examples += rows
             sources[str(p)] = len(rows)
+            grouped.update({i: c for i, c in load_categories(Path(p)).items() if c in wanted})
         oos_path = out_of_scope or (Path(paths[0]).parent / "out_of_scope.jsonl" if paths else None)
         oos = load_out_of_scope(oos_path) if oos_path else []
         if oos:
@@ -175,7 +189,8 @@ class NLURegistry:
                 sources["tweeteval_emotion_val"] = len(tone_validation)
             except NotFound:
                 log.info("emotion data not found under %s; tone keeps its previous head or rules", shared_data_dir)
-        kwargs: dict[str, Any] = {"out_of_scope": oos, "sources": sources, "version": version}
+        kwargs: dict[str, Any] = {"out_of_scope": oos, "sources": sources, "version": version,
+                                  "families": grouped}
         if log_fn is not None:
             kwargs["log_fn"] = log_fn
         if tone_examples:
