@@ -11,7 +11,9 @@ Out-of-scope tests, none used in training or threshold setting:
   * the sample company's out_of_scope.jsonl, when present (only in the run without it).
 A second run adds the sample out-of-scope examples as a training class, and is scored on the
 public sets only.  Precision and recall are of the out-of-scope verdict; precision is given on
-the in-scope test mixed with each out-of-scope set.  Writes benchmarks/results/nlu_oos.json.
+the in-scope test mixed with each out-of-scope set.  Each run is also scored with intent families
+(the REFUND intents counted together, the product default, and every Bitext category merged), on the
+same model.  Writes benchmarks/results/nlu_oos.json.
 """
 
 from __future__ import annotations
@@ -20,6 +22,16 @@ from collections import Counter
 
 import numpy as np
 from nlu_common import REPO, cap_threads, shared_data_dir, table, write_result
+
+
+def bitext_categories(data) -> dict[str, str]:
+    """Each Bitext intent's category ("get_refund" -> "REFUND"), from the CSV's own column."""
+    import csv
+
+    from bot.conversation.nlu.data import BITEXT_CSV
+
+    with (data / BITEXT_CSV).open(newline="", encoding="utf-8") as fh:
+        return {r["intent"].strip(): r["category"].strip().upper() for r in csv.DictReader(fh)}
 
 
 def verdicts(model, texts: list[str]) -> tuple[np.ndarray, Counter]:
@@ -40,6 +52,7 @@ def main() -> None:
     cap_threads(2)
     data = shared_data_dir()
     train, test = stratified_split(load_bitext(data), 0.2, seed=0)
+    categories = bitext_categories(data)
     sample_oos = load_out_of_scope(REPO / "models" / "sample" / "out_of_scope.jsonl")
     oos_sets = {
         "tweeteval_test": [t for t, _ in load_tweeteval(data, "test")],
@@ -78,6 +91,25 @@ def main() -> None:
                 "reasons": dict(reasons),
             }
             rows.append((f"{set_name} (n={len(texts)})", f"recall {recall:.3f}  precision {precision:.3f}"))
+        # intent families (session 17): a message split between intents of one category is not out of
+        # scope. Scored side by side on the same model: the REFUND family (the product default) and every
+        # category merged, to show why the default is not "every category".
+        res["with_families"] = {}
+        for fam_name, fam in (("refund_family", {i: c for i, c in categories.items() if c == "REFUND"}),
+                              ("every_category", categories)):
+            model.families = fam
+            f_flag, f_reasons = verdicts(model, [t for t, _ in test])
+            fam_res: dict = {"families": fam, "in_scope_flagged_rate": float(f_flag.mean())}
+            rows.append((f"{fam_name}: in-scope flagged", f"{f_flag.mean():.3f} of {len(test)}"))
+            for set_name, texts in sets.items():
+                flag, _ = verdicts(model, texts)
+                tp, fp = int(flag.sum()), int(f_flag.sum())
+                fam_res[set_name] = {"recall": tp / len(texts), "precision_vs_in_scope_test": tp / (tp + fp)
+                                     if tp + fp else 0.0}
+                rows.append((f"{fam_name}: {set_name}", f"recall {tp / len(texts):.3f}  precision "
+                             f"{fam_res[set_name]['precision_vs_in_scope_test']:.3f}"))
+            res["with_families"][fam_name] = fam_res
+        model.families = {}
         out[name] = res
         table(rows, f"out-of-scope verdict ({name})")
     path = write_result("nlu_oos", out)

@@ -25,6 +25,7 @@ from bot.console import analytics as analytics_service
 from bot.console import corrections as corrections_service
 from bot.console import takeover as takeover_service
 from bot.console import transcripts as transcripts_service
+from bot.console.health import model_alert
 from bot.console.kb_editor import revision_badge
 from bot.web import auth
 from bot.web.deps import CurrentAdmin, CurrentAgent, CurrentUser, ManagerDep, ServicesDep, SessionDep
@@ -167,7 +168,8 @@ def transcripts(request: Request, user: CurrentAgent, session: SessionDep,
     if page.next_cursor:
         next_url = "/console/transcripts?" + urlencode({**flt.to_params(), "cursor": page.next_cursor})
     return render(request, "console/transcripts.html",
-                  {"page": page, "f": flt, "choices": choices, "next_url": next_url, "first_page": not cursor})
+                  {"page": page, "f": flt, "choices": choices, "next_url": next_url, "first_page": not cursor,
+                   "model_alert": model_alert(session)})
 
 
 @router.get("/conversations/{conversation_id}")
@@ -175,7 +177,8 @@ def conversation(request: Request, conversation_id: str, user: CurrentAgent, ses
     view = transcripts_service.conversation_view(session, conversation_id)
     return render(request, "console/conversation.html",
                   {"view": view, "conv": view.conversation, "reasons": corrections_service.REASONS,
-                   "last_seq": view.messages[-1].message.seq if view.messages else 0})
+                   "last_seq": view.messages[-1].message.seq if view.messages else 0,
+                   "model_alert": model_alert(session)})
 
 
 @router.get("/conversations/{conversation_id}/messages.json")

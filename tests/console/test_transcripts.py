@@ -247,3 +247,35 @@ def test_punctuation_only_search_is_literal_on_postgres(pg_url, tmp_path):
         _punctuation_is_searched_literally(c)
     finally:
         c.services.close()
+
+
+def test_agents_are_told_when_the_model_stops_writing_the_replies(console):
+    # an adapter damaged after activation: every reply falls back to quoting the policy, which looks
+    # fine to customers; the failed generation calls (logged by the manager) are shown to agents
+    from bot.console.health import WINDOW
+    from bot.conversation.manager import ConversationManager
+
+    client = console.client()
+    login(client, "agent")
+    conv_id, bot_id = seed_conversation(console.services)
+
+    def log_call(error: str | None) -> None:
+        with console.services.db.unit_of_work() as session:
+            ConversationManager._log_call(session, bot_id, conv_id, {"adapter_id": "larkspur-v8", "prompt": []},
+                                          error)
+
+    assert "model-alert" not in client.get("/console/transcripts").text  # no calls yet
+    log_call(None)
+    log_call("Unavailable: llama.cpp could not switch to adapter 'larkspur-v8' (-1).\nTraceback ...")
+    log_call("Unavailable: llama.cpp could not switch to adapter 'larkspur-v8' <b>(-1)</b>.")
+    html = client.get("/console/transcripts").text
+    assert "model-alert" in html and "last 2 replies" in html and "adapter larkspur-v8" in html
+    assert "&lt;b&gt;(-1)&lt;/b&gt;" in html and "<b>(-1)</b>" not in html  # the error text is escaped
+    assert "Traceback" not in html  # the latest error's first line only
+    assert "model-alert" in client.get(f"/console/conversations/{conv_id}").text
+    for _ in range(WINDOW):
+        log_call("TimeoutError: generation timed out")
+    assert f"last {WINDOW} or more replies" in client.get("/console/transcripts").text
+    # the next reply the model writes clears it
+    log_call(None)
+    assert "model-alert" not in client.get("/console/transcripts").text
