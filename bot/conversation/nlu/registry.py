@@ -14,8 +14,8 @@ import re
 import shutil
 import threading
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bot.conversation.nlu.data import (
