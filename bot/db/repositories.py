@@ -290,10 +290,13 @@ class LoginAttemptRepository:
         if attempt is not None:
             attempt.success = True
 
-    def recent_failures(self, *, ip: str, since: datetime, email: str | None = None) -> tuple[int, datetime | None]:
-        """Failures from ``ip`` (for ``email`` if given) after ``since`` and after the last success;
-        also the time of the oldest of them (to say when the lock lifts)."""
-        cond = [LoginAttempt.ip == ip, LoginAttempt.created_at > since]
+    def recent_failures(self, *, ip: str | None, since: datetime, email: str | None = None
+                        ) -> tuple[int, datetime | None]:
+        """Failures from ``ip`` (from any address when None) for ``email`` (if given) after ``since`` and
+        after the last success; also the time of the oldest of them (to say when the lock lifts)."""
+        cond = [LoginAttempt.created_at > since]
+        if ip is not None:
+            cond.append(LoginAttempt.ip == ip)
         if email is not None:
             cond.append(LoginAttempt.email == email)
         last_ok = self.session.scalar(
@@ -309,6 +312,13 @@ class LoginAttemptRepository:
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=UTC)
         return int(count or 0), oldest
+
+    def signed_in_from(self, *, email: str, ip: str, since: datetime) -> bool:
+        """Whether ``email`` signed in successfully from ``ip`` after ``since``."""
+        return self.session.scalar(
+            sa.select(LoginAttempt.id).where(LoginAttempt.email == email, LoginAttempt.ip == ip,
+                                             LoginAttempt.created_at > since, LoginAttempt.success.is_(True))
+            .limit(1)) is not None
 
     def prune(self, before: datetime) -> None:
         self.session.execute(sa.delete(LoginAttempt).where(LoginAttempt.created_at < before))

@@ -12,12 +12,16 @@
   (or 30 from one address) answer 429 until the window passes. The records live in the
   database, so every server process sees the same count. An attempt is counted before its
   password is checked, so guesses sent in parallel do not all pass the check.
+* Guesses at one account spread over many addresses (password spraying): after 20 failures in the
+  window the account takes no sign-in from an address it has not signed in from in the last 30
+  days. A per-account lock for every address would let anyone lock its owner out; this one does not.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 from dataclasses import dataclass
@@ -32,6 +36,8 @@ from bot.db.repositories import ConsoleSessionRepository, LoginAttemptRepository
 from bot.security import hash_password, verify_password
 from knowledge.errors import Forbidden, HybrideskError
 
+log = logging.getLogger(__name__)
+
 SESSION_COOKIE = "hd_session"
 LOGIN_CSRF_COOKIE = "hd_login_csrf"
 CSRF_FIELD = "csrf_token"
@@ -41,6 +47,11 @@ TOUCH_EVERY = timedelta(minutes=1)
 THROTTLE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_ACCOUNT_IP = 5
 MAX_FAILURES_PER_IP = 30
+# Password spraying: guesses at one account from many addresses, each under the per-address limit.
+# Past this many failures in the window the account takes no sign-in from an address it has not
+# signed in from in the last KNOWN_ADDRESS_DAYS; its owner, at a known address, is never locked out.
+MAX_FAILURES_PER_ACCOUNT = 20
+KNOWN_ADDRESS_DAYS = 30
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ROLE_LABELS = {"agent": "support agents", "editor": "knowledge-base editors", "admin": "admins"}
 
@@ -150,18 +161,33 @@ class AuthService:
                 return attempt.id
 
     def _check_throttle(self, email: str, ip: str) -> None:
-        since = _now() - THROTTLE_WINDOW
+        now = _now()
+        since = now - THROTTLE_WINDOW
         with self.db.unit_of_work() as session:
             attempts = LoginAttemptRepository(session)
             n_account, oldest = attempts.recent_failures(ip=ip, since=since, email=email)
             n_ip, oldest_ip = attempts.recent_failures(ip=ip, since=since)
-        if n_account >= MAX_FAILURES_PER_ACCOUNT_IP or n_ip >= MAX_FAILURES_PER_IP:
-            first = oldest if n_account >= MAX_FAILURES_PER_ACCOUNT_IP else oldest_ip
+            n_all, oldest_all = attempts.recent_failures(ip=None, since=since, email=email)
+            sprayed = n_all >= MAX_FAILURES_PER_ACCOUNT and not attempts.signed_in_from(
+                email=email, ip=ip, since=now - timedelta(days=KNOWN_ADDRESS_DAYS))
+
+        def minutes(first: datetime | None) -> int:
             wait = THROTTLE_WINDOW - (_now() - first) if first else THROTTLE_WINDOW
-            minutes = max(1, int(wait.total_seconds() // 60) + 1)
+            return max(1, int(wait.total_seconds() // 60) + 1)
+
+        if n_account >= MAX_FAILURES_PER_ACCOUNT_IP or n_ip >= MAX_FAILURES_PER_IP:
+            wait = minutes(oldest if n_account >= MAX_FAILURES_PER_ACCOUNT_IP else oldest_ip)
             raise LoginThrottled(
-                f"Too many failed sign-ins for this account from your address. Wait {minutes} minute(s) "
-                "and try again, or ask an admin to reset your password.", retry_after_minutes=minutes)
+                f"Too many failed sign-ins for this account from your address. Wait {wait} minute(s) "
+                "and try again, or ask an admin to reset your password.", retry_after_minutes=wait)
+        if sprayed:
+            wait = minutes(oldest_all)
+            log.warning("sign-ins to one account refused from new addresses: %d failures in %d minutes",
+                        n_all, THROTTLE_WINDOW.total_seconds() // 60)  # (no e-mail address in the log)
+            raise LoginThrottled(
+                "Too many failed sign-ins for this account from many addresses. Sign in from an address you "
+                f"have used before, wait {wait} minute(s), or ask an admin to reset your password.",
+                retry_after_minutes=wait)
 
     def resolve(self, token: str | None) -> ConsoleUser | None:
         """The user of a session cookie, or None (expired, logged out, disabled, unknown)."""

@@ -183,3 +183,24 @@ def test_database_errors_name_no_parameter_values(console):
                          display_name="Agent"))
     assert "INSERT INTO users" in str(caught.value)
     assert password_hash not in str(caught.value) and "agent@larkspur.example" not in str(caught.value)
+
+
+def test_guesses_from_many_addresses_lock_out_new_addresses_only(console):
+    """Password spraying: each address stays under its own limit; the account then takes no sign-in from
+    an address it has not used before, and its owner at a known address still gets in."""
+    from bot.web.auth import MAX_FAILURES_PER_ACCOUNT, AuthService, InvalidCredentials, LoginThrottled
+
+    service = AuthService(console.services.db)
+    email = "agent@larkspur.example"
+    service.login(email, PASSWORD, ip="192.0.2.10")  # the agent's office, used before
+    for i in range(MAX_FAILURES_PER_ACCOUNT):
+        with pytest.raises(InvalidCredentials):
+            service.login(email, f"guess-{i}", ip=f"198.51.100.{i % 10}")  # 10 addresses, 2 guesses each
+    with pytest.raises(LoginThrottled, match="from many addresses"):
+        service.login(email, "guess-again", ip="203.0.113.7")
+    with pytest.raises(LoginThrottled):  # the right password too, from a new address
+        service.login(email, PASSWORD, ip="203.0.113.8")
+    _token, user = service.login(email, PASSWORD, ip="192.0.2.10")  # the owner is not locked out
+    assert user.email == email
+    # other accounts are not affected
+    assert service.login("editor@larkspur.example", PASSWORD, ip="203.0.113.9")[1].role == "editor"
