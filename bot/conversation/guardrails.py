@@ -139,16 +139,19 @@ STEP_DROPPED = "a step the retrieved policy does not document"
 # why a sentence that says yes to what the policy rules out is not shown
 RULED_OUT = "says the opposite of the policy"
 STEPS_LEAD_DROPPED = "introduces steps the retrieved policy does not document"
-# why a sentence is not shown after the policy's "no": the model wrote the reply without knowing the
-# answer was no ("We have a cancellation policy in place to ensure that you can easily cancel your order")
-AFTER_NO = "adds to the policy's no what the policy does not say"
-# what may follow a "no": the customer's request said back, an apology, an offer of more help
-_AFTER_NO_KEPT = re.compile(
+# why a model sentence is not shown beside the policy's own answer (its procedure, its paragraph, its
+# "no"): the model wrote the reply without it ("We have a cancellation policy in place to ensure that you
+# can easily cancel your order" after "A shipped order can no longer be cancelled"; "Simply enter your
+# gift card number" after the KB's steps for buying one)
+BESIDE_KB_ANSWER = "adds to the policy's own answer what the policy does not say"
+# what may stand beside it: the customer's request said back, an apology, an offer of more help
+_BESIDE_KB_KEPT = re.compile(
     r"^(?:i|we)\s+(?:(?:completely|fully|totally)\s+)?(?:understand|apologi[sz]e|appreciate|realise|realize|hear)\b|"
     r"^(?:i'm|i am|we're|we are)\s+(?:so\s+|very\s+|truly\s+)?sorry\b|^(?:sorry|thank you|thanks)\b|"
     r"\b(?:support team|customer (?:service|support|care)(?: team)?|reach (?:out|them|us)|contact (?:us|them|our)|"
     r"get in touch|(?:here|available|happy|glad) to (?:help|assist)|don'?t hesitate|do not hesitate|"
-    r"further (?:questions|assistance|help)|any (?:other |more |further |additional )?questions|let (?:me|us) know)\b",
+    r"further (?:questions|assistance|help)|any (?:other |more |further |additional )?questions|let (?:me|us) know|"
+    r"anything else|just ask|feel free|(?:here|there) for you)\b",
     re.I)
 # "Here's what you can do:" / "please follow these steps:" opens a list of steps
 _STEPS_LEAD = re.compile(r"\b(?:steps?|here(?:'s| is) (?:what|how)|what you (?:can|need to|should) do|follow|"
@@ -402,8 +405,11 @@ class Grounder:
     ``limits``: what the retrieved policy rules out ("We do not accept cheques"); a sentence saying the
     opposite ("We accept cheques.") is dropped. ``asked_limit``: the one the customer asked about; then
     the model's bare yes ("Certainly!") and any unqualified sentence naming the thing go too
-    (see :mod:`bot.conversation.limits`), and so does everything else the model adds to the no but an
-    apology, the customer's request said back and an offer of more help (``AFTER_NO``).
+    (see :mod:`bot.conversation.limits`).
+    ``kb_answer``: the reply's answer is the policy's own text (its procedure, its paragraph or its "no",
+    placed by the responder); the model's other sentences then go, but for an apology, the customer's
+    request said back and an offer of more help (``BESIDE_KB_ANSWER``). A question about a ruled-out
+    thing is always answered so.
     ``facts``: the facts in force, as (placeholder names, value). A sentence that names one of them by
     every word of a placeholder ("the standard delivery price") and states one figure of that fact's
     kind must state that fact's value: "the standard delivery price is €14.95" (next-day's price, a
@@ -422,6 +428,7 @@ class Grounder:
         limits: Iterable[Limit] = (),
         asked_limit: Limit | None = None,
         facts: Iterable[tuple[Iterable[str], str]] = (),
+        kb_answer: bool = False,
     ) -> None:
         self.resolve_slot = resolve_slot
         # each fact's names (its placeholders, as words) and its current value with its unit
@@ -429,6 +436,7 @@ class Grounder:
                              for names, value in facts]
         self.limits = list(limits)
         self.asked_limit = asked_limit
+        self.kb_answer = kb_answer or asked_limit is not None
         self.steps = steps
         self._drop_line = False  # the rest of a dropped step's line goes with it
         self.needs_no_details = needs_no_details
@@ -585,9 +593,9 @@ class Grounder:
             if check.kept and (ruled_out := contradicts(text, self.limits, self.asked_limit)):
                 check.kept = False
                 check.reason = f"{RULED_OUT}: {ruled_out.sentence}"
-            if check.kept and self.asked_limit is not None and not _AFTER_NO_KEPT.search(text.lstrip("-*• ")):
+            if check.kept and self.kb_answer and not _BESIDE_KB_KEPT.search(text.lstrip("-*• ")):
                 check.kept = False
-                check.reason = AFTER_NO
+                check.reason = BESIDE_KB_ANSWER
             if check.kept and _PROMISE_RE.search(text) and not self._promise_backed(text):
                 check.kept = False
                 check.reason = "promise the policy does not make"

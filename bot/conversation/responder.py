@@ -520,6 +520,9 @@ class Responder:
                             # checked for screens, wherever a fact question is not asked)
                             steps=False if self.procedures else not asked or how_to,
                             limits=ruled_out if self.limits else (), asked_limit=refused,
+                            # the KB's own answer leads: the model's other content goes (not in the
+                            # baseline without procedures)
+                            kb_answer=bool(shown) and self.procedures,
                             facts=[(f["placeholders"], f.get("value_text", str(f["value"]))) for f in facts])
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
         # question about how to do something, the procedure the knowledge base documents does

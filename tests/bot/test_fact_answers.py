@@ -299,6 +299,24 @@ def test_the_procedure_is_found_in_a_retrieved_document_whose_steps_were_not_ret
 
 
 @pytest.mark.slow
+def test_beside_the_kbs_procedure_the_models_own_account_of_it_goes(sample_kb):
+    # seen with the real model: the KB's steps for buying a gift card, then the model's own version
+    reply = ("I understand that you're looking for assistance in buying a gift card. We offer gift cards to "
+             "various products. Simply enter your gift card number or the order number, and we will assist you "
+             "in placing the gift card. If you have any questions, our support team is available to help.")
+    result = _ask(sample_kb, "How can I buy a gift card?", reply, intent="place_order")
+    assert "Here is how (Buying a gift card):" in result.text, result.text
+    assert result.text.startswith("I understand that you're looking for assistance in buying a gift card.")
+    assert "our support team is available to help" in result.text
+    assert "various products" not in result.text and "Simply enter" not in result.text
+    # the baseline without procedures keeps the model's prose
+    baseline = Responder(sample_kb, ScriptedGenerator().enqueue(reply), company_name="Larkspur & Co.",
+                         max_new_tokens=96, procedures=False)
+    kept = baseline.answer(text="How can I buy a gift card?", intent="place_order", tone="neutral", history=[])
+    assert "Simply enter your gift card number" in kept.text, kept.text
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("question", ["How do I wrap a gift?", "How do I use a gift card?", "How do I know my size?"])
 def test_a_procedure_sharing_one_word_with_the_question_is_not_shown(sample_kb, question):
     # "Buying a gift card" shares "gift" with the first two; "How to change your order" mentions sizes

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sample_kb import kb_service as _kb
 
-from bot.conversation.guardrails import AFTER_NO, Grounder
+from bot.conversation.guardrails import BESIDE_KB_ANSWER, Grounder
 from bot.conversation.limits import asked_limit, contradicts, covers, limits
 from bot.conversation.policy import decide
 from bot.conversation.responder import Responder, limit_statement
@@ -182,15 +182,18 @@ def test_after_the_no_only_an_apology_the_request_said_back_and_an_offer_of_help
     assert "our support team is available to help" in result.text
     assert "easily cancel" not in result.text and "There, you will find" not in result.text
     assert [d.split()[:2] for d in result.guardrail["dropped"]] == [["We", "have"], ["There,", "you"]]
-    # the same reply to a question about what the policy allows keeps its content
+    # a question about what the policy allows is answered by its procedure, not with a no
     allowed = _ask(knowledge, "Can I cancel my order?", reply)
-    assert "easily cancel your order" in allowed.text, allowed.text
+    assert not allowed.text.startswith("I'm afraid") and "Here is how (Cancel it yourself):" in allowed.text
+    # without the KB's answer (no procedures: the benchmarks' baseline) the model's content stays
+    baseline = _ask(knowledge, "Can I cancel my order?", reply, procedures=False)
+    assert "easily cancel your order" in baseline.text, baseline.text
 
 
 def test_after_a_no_the_guardrail_says_why_it_drops_the_rest():
     limit = asked_limit("Do you accept cheques?", _doc_limits("payment-methods"))
     grounder = Grounder(lambda _slot: None, [limit.sentence], limits=[limit], asked_limit=limit)
-    assert grounder.check_sentence("We offer a wide range of payment options.").reason == AFTER_NO
+    assert grounder.check_sentence("We offer a wide range of payment options.").reason == BESIDE_KB_ANSWER
     assert grounder.check_sentence("I'm sorry for the inconvenience.").kept
     assert grounder.check_sentence("Let us know if there is anything else we can do.").kept
 
