@@ -301,7 +301,8 @@ class NLU:
             mass = float(sum(probs[i] for i in known if self.families.get(classes[i]) == family)) if family else 0.0
             if mass < self.intent.conf_threshold or sim < self.intent.sim_threshold:
                 return OUT_OF_SCOPE, conf, top, True, "low_confidence"
-            # "Can I return a lamp?": get_refund 0.50, check_refund_policy 0.45; both say "a return"
+            # "How long does it take to process my refund once you get the return?": check_refund_policy 0.52,
+            # track_refund 0.46, under a 0.67 threshold; both are the refund question
             return classes[best], conf, top, False, "confident_family"
         if sim < self.intent.sim_threshold:
             return OUT_OF_SCOPE, conf, top, True, "far_from_training"

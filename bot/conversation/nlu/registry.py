@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 ACTIVE = "active"
 #: Ticket categories whose intents are one question asked two ways. Chosen by measurement on the
 #: product model (benchmarks/RESULTS.md, session 17): a message split between the REFUND intents
-#: ("Can I return a lamp?": get_refund 0.50, check_refund_policy 0.45) is a return question; merging
+#: ("How long does it take to process my refund once you get the return?": check_refund_policy 0.52,
+#: track_refund 0.46) is a refund question; merging
 #: every category would also accept BANKING77's identity and card questions split between ACCOUNT or
 #: PAYMENT intents, and some tweets split between complaint and review.
 DEFAULT_FAMILIES = ("REFUND",)
