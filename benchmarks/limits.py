@@ -52,9 +52,10 @@ def main() -> None:
 
     from bot.bootstrap import initialise
     from bot.conversation.actions import CLARIFY_TEXT
-    from bot.conversation.limits import covers
+    from bot.conversation.limits import covers, product_words
     from bot.conversation.policy import decide, unsure
     from bot.conversation.responder import Responder
+    from bot.db.repositories import OrderRepository
     from bot.services import Services
     from bot.settings import Settings
 
@@ -66,13 +67,15 @@ def main() -> None:
     adapter = services.active_adapter_id()
     print(f"adapter: {adapter}")
     items = json.loads(QUESTIONS.read_text())
+    with services.db.unit_of_work() as session:  # what the manager reads: the shop's product names
+        products = product_words(OrderRepository(session).item_names())
 
     def ask(system: str, item: dict) -> dict:
         q = item["q"]
         result = nlu.predict(q)
         in_kb = False
         if system == "now" and unsure(result):
-            in_kb = covers(q, Responder(knowledge, None, company_name="").retrieve(q, [])[0])
+            in_kb = covers(q, Responder(knowledge, None, company_name="").retrieve(q, [])[0], products)
         decision = decide(q, result, {}, in_knowledge_base=in_kb)
         if decision.action != "answer":
             text = CLARIFY_TEXT if decision.action == "clarify" else f"({decision.action})"

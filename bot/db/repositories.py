@@ -165,6 +165,13 @@ class OrderRepository:
     def count(self) -> int:
         return int(self.session.scalar(sa.select(sa.func.count()).select_from(Order)) or 0)
 
+    def item_names(self, limit: int = 2000) -> list[str]:
+        """The names of the items in the ``limit`` most recent orders ("Brass reading lamp"): what the
+        shop sells, as its customers name it."""
+        rows = self.session.scalars(sa.select(Order.items).order_by(Order.placed_at.desc()).limit(limit))
+        return [str(item["name"]) for items in rows for item in (items or [])
+                if isinstance(item, dict) and isinstance(item.get("name"), str)]
+
 
 class UserRepository:
     def __init__(self, session: Session) -> None:

@@ -246,3 +246,18 @@ def test_a_retrieved_passage_with_its_list_joined_gives_the_sentence_without_the
     joined = {"text": "Use your full address. - **We cannot deliver to PO boxes**, because parcels need a signature."}
     found = asked_limit("Can you deliver to a PO box?", limits([joined]))
     assert found is not None and found.sentence == "We cannot deliver to PO boxes, because parcels need a signature."
+
+
+def test_the_shops_product_names_give_words_a_policy_about_items_covers():
+    from bot.conversation.limits import product_words
+
+    words = product_words(["Brass reading lamp", "Jute rug 160x230", "Carbon-steel frying pan 28 cm",
+                           "Wool throw 130x170, rust"])
+    assert {"lamp", "rug", "pan", "throw"} <= words
+    assert not any(w[0].isdigit() for w in words) and "cm" not in words and "rust" not in words
+    returns = [{"title": "Returns policy", "text": "You can return most items within 30 days of delivery."}]
+    assert covers("Can I return a lamp?", returns, words)
+    assert not covers("Can I return a lamp?", returns)  # the policy never says "lamp"
+    assert not covers("Tell me a joke about a lamp.", returns, words)
+    # a passage that is not about items does not cover a product word
+    assert not covers("Can I return a lamp?", [{"text": "Returns of gift cards are not possible."}], words)
