@@ -519,7 +519,8 @@ class Grounder:
         for value in set(filter(None, filled.values())):
             v = re.escape(value)
             # two slots that name the same thing: "the Help › Contact us or Help › Contact us section"
-            text = re.sub(rf"{v}(?:\s+(?:or|and|/)\s+{v})+", lambda _m, v=value: v, text)
+            # or written twice in a row: "In both countries: €14.95 €14.95"
+            text = re.sub(rf"{v}(?:\s*(?:\s(?:or|and)\s|/|\s)\s*{v})+", lambda _m, v=value: v, text)
             # a contact where the hours go, and the hours where a contact goes, read right with the
             # preposition mended: "available +31 20 ..." -> "available at +31 20 ...",
             # "reached at Monday to Saturday, ..." -> "reached Monday to Saturday, ..."

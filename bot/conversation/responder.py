@@ -510,7 +510,9 @@ class Responder:
         if refused:
             prose = (refused.passage, refused.sentence)
         shown = steps_from_kb or prose
-        evidence = ([p["text"] for p in passages] + ([shown[0]["text"]] if shown else [])
+        # (a passage's heading and title are the KB's words too: "Options in the Netherlands and Belgium")
+        evidence = ([p["text"] for p in passages] + [str(p.get(k) or "") for p in passages for k in ("heading", "title")]
+                    + ([shown[0]["text"]] if shown else [])
                     + [str(f["value"]) for f in facts])
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
                             needs_no_details=bool(asked) or refused is not None,

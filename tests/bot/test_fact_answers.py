@@ -299,6 +299,16 @@ def test_the_procedure_is_found_in_a_retrieved_document_whose_steps_were_not_ret
 
 
 @pytest.mark.slow
+def test_a_name_in_a_retrieved_sections_heading_is_the_policys_word(sample_kb):
+    # "Options in the Netherlands and Belgium" is a heading; the section's own text is a table of options
+    result = _ask(sample_kb, "Can I get next-day delivery?",
+                  "Absolutely! We offer next-day delivery to customers in the Netherlands and Belgium.",
+                  intent="delivery_options")
+    assert "Options in the Netherlands and Belgium" in [c.get("heading") for c in result.citations]
+    assert "in the Netherlands and Belgium" in result.text, result.guardrail
+
+
+@pytest.mark.slow
 def test_beside_the_kbs_procedure_the_models_own_account_of_it_goes(sample_kb):
     # seen with the real model: the KB's steps for buying a gift card, then the model's own version
     reply = ("I understand that you're looking for assistance in buying a gift card. We offer gift cards to "

@@ -109,6 +109,14 @@ def test_streaming_in_pieces_gives_the_same_text():
     assert "1. Open Account › Orders." in whole
 
 
+def test_a_value_filled_twice_in_a_row_is_shown_once():
+    g = Grounder(lambda s: {"next-day delivery price": "€14.95"}.get(s.lower()), ["Next-day: €14.95."])
+    # seen with the real model: "In both countries: {{Next-Day Delivery Price}} {{Next-Day Delivery Price}}"
+    assert g.apply("In both countries: {{Next-Day Delivery Price}} {{Next-Day Delivery Price}}.") == (
+        "In both countries: €14.95.")
+    assert g.apply("It costs {{Next-Day Delivery Price}}/{{Next-Day Delivery Price}}.") == "It costs €14.95."
+
+
 def test_a_slot_that_labels_a_list_line_names_the_fact_instead_of_repeating_a_figure():
     facts = {"cancellation fee": "€9.00", "standard delivery time": "3-5 business days",
              "order history": "Account › Orders"}
