@@ -11,6 +11,7 @@ import logging
 import math
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -243,6 +244,11 @@ def prose_answer(question: str, passages: list[dict[str, Any]]) -> tuple[dict[st
     return best[1], " ".join(sentences[:2])
 
 
+#: revisions whose sections are kept per knowledge base (a revision's text never changes)
+SECTION_CACHE_SIZE = 256
+_SECTIONS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, Any], list[dict[str, Any]]]] = weakref.WeakKeyDictionary()
+
+
 def _plain_text(markdown: str) -> str:
     """A section's text as one paragraph: headings and emphasis removed, list items joined."""
     lines = [re.sub(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+", "", line).replace("**", "").strip()
@@ -384,7 +390,11 @@ class Responder:
         self.procedures = procedures
         #: False: what the policy rules out is not read (the limits benchmark's baseline)
         self.limits = limits
-        self._section_cache: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+        # shared by every responder over this knowledge base (one is built per reply)
+        try:
+            self._section_cache = _SECTIONS.setdefault(knowledge, {})
+        except TypeError:  # a knowledge object that cannot be weakly referenced: a cache of its own
+            self._section_cache = {}
         self.timeout_s = timeout_s
         self.knowledge = knowledge
         self.generator = generator
@@ -406,17 +416,20 @@ class Responder:
 
         if doc_id is None or rev is None:
             return []
-        if (doc_id, rev) not in self._section_cache:  # a revision never changes: read and split it once
+        cache = self._section_cache
+        if (doc_id, rev) not in cache:  # a revision never changes: read and split it once per process
             try:
                 info = self.knowledge.get(doc_id, rev)
             except Exception:  # a document retired a moment ago: nothing more to read
                 log.warning("could not read %s r%s for its procedures", doc_id, rev, exc_info=True)
                 return []
-            self._section_cache[doc_id, rev] = [
+            while len(cache) >= SECTION_CACHE_SIZE:
+                cache.pop(next(iter(cache)))  # the oldest revision read
+            cache[doc_id, rev] = [
                 {"text": chunk.body, "title": info.title, "heading": chunk.heading or info.title,
                  "anchor": chunk.anchor, "document_id": doc_id, "revision": rev}
                 for chunk in chunk_markdown(info.content, info.title)]
-        return self._section_cache[doc_id, rev]
+        return cache[doc_id, rev]
 
     def _other_sections(self, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The sections of the retrieved passages' documents (the revisions retrieved) not among them."""
@@ -489,9 +502,11 @@ class Responder:
         # leads, and a key fact the reply then leaves out is still added at the end
         how_to = bool(HOW_TO_RE.search(text))
         # what the policy rules out ("We do not accept cheques"), read from the retrieved passages and
-        # the whole best-matching document (a passage can be part of a section, without the sentence)
-        top = self._sections(passages[0].get("document_id"), passages[0].get("revision")) if passages else []
-        ruled_out = policy_limits(passages + top)
+        # the whole of each retrieved document (a passage can be part of a section, without the sentence:
+        # "Can I stop getting delivery e-mails?" retrieves the newsletter's "Unsubscribe" section, and the
+        # sentence is in "What we always send"); a revision's sections are read once per responder
+        documents = dict.fromkeys((p.get("document_id"), p.get("revision")) for p in passages)
+        ruled_out = policy_limits(passages + [s for doc in documents for s in self._sections(*doc)])
         refused = asked_limit(text, ruled_out) if self.limits else None
         if refused:
             asked = []  # the answer is "no", in the policy's words; not a figure beside the point

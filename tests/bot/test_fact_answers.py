@@ -299,6 +299,15 @@ def test_the_procedure_is_found_in_a_retrieved_document_whose_steps_were_not_ret
 
 
 @pytest.mark.slow
+def test_what_a_retrieved_document_rules_out_outside_the_retrieved_section_is_read(sample_kb):
+    # retrieval returns the newsletter's "Unsubscribe" section (third); the sentence is in another section
+    result = _ask(sample_kb, "Can I stop getting delivery e-mails?", "Certainly! Just press Unsubscribe.",
+                  intent="newsletter_subscription")
+    assert result.text.startswith("I'm afraid not."), result.text
+    assert "you cannot switch them off" in result.text and "Unsubscribe" not in result.text
+
+
+@pytest.mark.slow
 def test_a_name_in_a_retrieved_sections_heading_is_the_policys_word(sample_kb):
     # "Options in the Netherlands and Belgium" is a heading; the section's own text is a table of options
     result = _ask(sample_kb, "Can I get next-day delivery?",
