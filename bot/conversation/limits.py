@@ -18,6 +18,12 @@ Two sentence shapes are read, clause by clause:
 * "<subject> <not> <predicate>": "Guest orders cannot be changed online", "Assembly is not included";
   the subject's and the predicate's words together name the thing.
 
+A pronoun object points back to the clause before ("Order, delivery, return and account e-mails are
+always sent; you cannot switch them off"), a list's shared last word goes with each item ("order
+e-mails", "account e-mails"), and the examples of an aside are things of their own ("Other
+combinations, such as two cards, are not possible"). The sentence after a limit in its paragraph comes
+with it when it says what to do instead ("Return the item and order the one you want").
+
 Matching is on crude stems and deliberately strict (every word of the thing, one may be missing when it
 has four or more): "How do I cancel my order?" does not match "A shipped order can no longer be
 cancelled", "Can I cancel my order after it has shipped?" does. A thing needs two words, counting its
