@@ -25,7 +25,8 @@ class NLUResult:
 
     ``confidence`` is the calibrated probability of the best known intent, also when the verdict is
     out-of-scope (then ``intent`` is ``"out_of_scope"``); ``top`` lists the three best known intents.
-    ``reason`` says why the verdict was reached (``"confident"``, ``"low_confidence"``,
+    ``reason`` says why the verdict was reached (``"confident"``, ``"confident_family"`` (the intents
+    of one family hold the probability together), ``"low_confidence"``,
     ``"far_from_training"``, ``"no_words"``, ``"empty"``...); ``context_used`` is true when the
     previous customer turn was needed to classify a follow-up.
     """
