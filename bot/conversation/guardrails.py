@@ -406,6 +406,8 @@ class Grounder:
     opposite ("We accept cheques.") is dropped. ``asked_limit``: the one the customer asked about; then
     the model's bare yes ("Certainly!") and any unqualified sentence naming the thing go too
     (see :mod:`bot.conversation.limits`).
+    ``asked_values``: the values of the facts the customer asked for ("1 business day"); an unnamed
+    figure of the same kind that is none of them is dropped (:meth:`_off_answer`).
     ``kb_answer``: the reply's answer is the policy's own text (its procedure, its paragraph or its "no",
     placed by the responder); the model's other sentences then go, but for an apology, the customer's
     request said back and an offer of more help (``BESIDE_KB_ANSWER``). A question about a ruled-out
@@ -429,6 +431,7 @@ class Grounder:
         asked_limit: Limit | None = None,
         facts: Iterable[tuple[Iterable[str], str]] = (),
         kb_answer: bool = False,
+        asked_values: Iterable[str] = (),
     ) -> None:
         self.resolve_slot = resolve_slot
         # each fact's names (its placeholders, as words) and its current value with its unit
@@ -437,6 +440,7 @@ class Grounder:
         self.limits = list(limits)
         self.asked_limit = asked_limit
         self.kb_answer = kb_answer or asked_limit is not None
+        self._asked_values = [str(v) for v in asked_values]
         self.steps = steps
         self._drop_line = False  # the rest of a dropped step's line goes with it
         self.needs_no_details = needs_no_details
@@ -542,6 +546,10 @@ class Grounder:
                         self.report.unbacked_claims.append(m.group(0))
             if check.kept and (misnamed := self._misattributed(text, check.claims)):
                 claim, check.reason = misnamed
+                check.kept = False
+                self.report.unbacked_claims.append(claim)
+            if check.kept and (off := self._off_answer(text, check.claims)):
+                claim, check.reason = off
                 check.kept = False
                 self.report.unbacked_claims.append(claim)
             if check.kept and (conflict := self._rate_conflict(text)):
@@ -686,6 +694,30 @@ class Grounder:
             claim = of_kind[0].text
             if values and not any(_numbers(claim) <= _numbers(v) for v in values):
                 return claim, f"gives {claim!r} for a fact whose value is {values[0]}"
+        return None
+
+    def _off_answer(self, text: str, claims: list[Claim]) -> tuple[str, str] | None:
+        """A figure of the asked fact's kind that is not its value, in a sentence naming no other fact.
+
+        Asked "How fast is express delivery?" (1 business day), the model wrote "it's available within
+        the following time frames: 2-4 business days after the order is Shipped": a real figure of the
+        policy (standard delivery's), which the customer reads as the answer. A sentence that names the
+        fact it gives a figure for ("standard delivery takes 2-4 business days") is left to
+        :meth:`_misattributed`.
+        """
+        if not self._asked_values:
+            return None
+        words = _word_stems(text)
+        # a fact named by its placeholder's words, one left out of three or more ("Standard delivery takes
+        # 3-5 business days": "Standard Delivery Time")
+        if any(len(n & words) >= len(n) - (len(n) >= 3) for names, _ in self._named_facts for n in names):
+            return None
+        for kind in ("money", "percent", "duration"):
+            asked = [v for v in self._asked_values if _value_kind(v) == kind]
+            for claim in claims:
+                if asked and (claim.kind == kind or kind == "money" and claim.kind == "amount") and not any(
+                        _numbers(claim.text) <= _numbers(v) for v in asked):
+                    return claim.text, f"gives {claim.text!r} where the customer asked for {asked[0]}"
         return None
 
     def _rate_conflict(self, text: str) -> tuple[str, str] | None:

@@ -540,6 +540,7 @@ class Responder:
                             # the KB's own answer leads: the model's other content goes (not in the
                             # baseline without procedures)
                             kb_answer=bool(shown) and self.procedures,
+                            asked_values=[fact_value_text(f) for f in asked],
                             facts=[(f["placeholders"], f.get("value_text", str(f["value"]))) for f in facts])
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
         # question about how to do something, the procedure the knowledge base documents does
