@@ -474,6 +474,11 @@ class Grounder:
         self._line_open = False  # the last text shown did not end its line
         self._trailing_newlines = 0  # line breaks at the end of the text shown so far
         self._said: set[str] = set()  # the sentences kept so far (their words)
+        # a kept line ending in ":" waits for what follows: shown with its list, or dropped when its
+        # list items were dropped and something else comes next ("the following information:" + nothing)
+        self._held: str | None = None
+        self._held_check: SentenceCheck | None = None
+        self._held_lost_items = False
 
     # -- single sentence ---------------------------------------------------------
     def check_sentence(self, sentence: str) -> SentenceCheck:
@@ -764,12 +769,21 @@ class Grounder:
             out = self._emit(buffer, emitted_any)
             if out:
                 yield out
+        if self._held is not None:
+            # the reply ended on the lead: shown if its list was never written, dropped if it was dropped
+            if self._held_lost_items:
+                self._drop_held()
+            else:
+                yield self._held
+                self._held = None
         dropped = [s for s in self.report.sentences if not s.kept]
         if dropped:
             self.report.verdict = "repaired"
 
     def _emit(self, sentence: str, emitted_any: bool) -> str:
-        out = self._emit_checked(sentence, emitted_any)
+        before = len(self.report.sentences)
+        out = self._emit_checked(sentence, emitted_any or self._held is not None)
+        out = self._hold_list_lead(out, self.report.sentences[before:])
         lead = re.match(r"\s*", out).group(0)  # type: ignore[union-attr]
         rest = out[len(lead):]
         if lead.count("\n") + self._trailing_newlines > 2:
@@ -783,6 +797,36 @@ class Grounder:
         if out.strip() or out.endswith("\n"):
             self._line_open = not out.endswith("\n")
         return out
+
+    def _hold_list_lead(self, out: str, checks: list[SentenceCheck]) -> str:
+        """Hold a line that introduces a list ("... the following time frames:") until the list shows.
+
+        The model's steps are dropped for every question; the line that led into them used to stay,
+        ending in a colon with nothing after it. It is shown with the first list item kept, and dropped
+        when an item was dropped and something else than an item comes next (or nothing does).
+        """
+        if self._held is not None:
+            if not out.strip():
+                self._held_lost_items |= any(not c.kept and _LIST_ITEM.match(c.original) for c in checks)
+                if out and not any(not c.kept for c in checks):
+                    self._held += out  # the line break after the lead
+                return ""
+            held, self._held = self._held, None
+            if _LIST_ITEM.match(out.lstrip()) or not self._held_lost_items:
+                out = held + out
+            else:
+                self._drop_held()
+                out = ("\n" if held.strip() and not out.startswith("\n") and "\n" in held else "") + out
+        if out.strip() and out.rstrip().endswith(":") and checks and checks[-1].kept:
+            self._held, self._held_check, self._held_lost_items = out, checks[-1], False
+            return ""
+        return out
+
+    def _drop_held(self) -> None:
+        if self._held_check is not None:
+            self._held_check.kept = False
+            self._held_check.reason = "introduces a list whose items were all dropped"
+        self._held, self._held_check = None, None
 
     def _emit_checked(self, sentence: str, emitted_any: bool) -> str:
         if self._drop_line and "\n" in sentence[: len(sentence) - len(sentence.lstrip())]:

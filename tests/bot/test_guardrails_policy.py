@@ -109,6 +109,33 @@ def test_streaming_in_pieces_gives_the_same_text():
     assert "1. Open Account › Orders." in whole
 
 
+def test_a_line_leading_into_a_list_goes_when_the_list_was_dropped():
+    facts = {"standard delivery time": "3-5 business days"}
+
+    def check(reply: str, **kw) -> str:
+        whole = Grounder(lambda s: facts.get(s.lower()), ["Standard: 3-5 business days."], **kw).apply(reply)
+        pieces = [reply[i:i + 4] for i in range(0, len(reply), 4)]
+        streamed = "".join(Grounder(lambda s: facts.get(s.lower()), ["Standard: 3-5 business days."],
+                                    **kw).filter_stream(pieces)).strip()
+        assert streamed == whole
+        return whole
+
+    # seen with the real model: the list under "the following time frames:" named unknown slots
+    dropped = ("We offer express delivery within the following time frames:\n1. {{Express Slot}} days.\n"
+               "2. {{Other Slot}} days.\n\nIf you have any questions, just ask.")
+    assert check(dropped) == "If you have any questions, just ask."
+    # a list that is shown keeps its lead
+    kept = "Standard delivery takes:\n1. {{Standard Delivery Time}} from dispatch.\nAnything else?"
+    assert check(kept) == "Standard delivery takes:\n1. 3-5 business days from dispatch.\nAnything else?"
+    # the model's own steps, dropped: the line that announced them goes too
+    steps = ("To make a claim, you'll need the following:\n1. Open the claims page.\n2. Upload a photo.\n\n"
+             "We reply within 3-5 business days.")
+    assert check(steps, steps=False) == "We reply within 3-5 business days."
+    # a colon followed by prose, with no list dropped in between, stays
+    assert check("Good news:\nStandard delivery takes {{Standard Delivery Time}}.") == (
+        "Good news:\nStandard delivery takes 3-5 business days.")
+
+
 def test_a_value_filled_twice_in_a_row_is_shown_once():
     g = Grounder(lambda s: {"next-day delivery price": "€14.95"}.get(s.lower()), ["Next-day: €14.95."])
     # seen with the real model: "In both countries: {{Next-Day Delivery Price}} {{Next-Day Delivery Price}}"
