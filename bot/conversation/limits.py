@@ -61,7 +61,7 @@ _ITEM_SPLIT = re.compile(r",\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+", re.I)
 # words that say nothing about which thing is meant ("not possible", "in advance", "at the moment")
 _FILLER = {"possibl", "abl", "allow", "availabl", "directly", "advance", "moment", "present", "currently",
            "themselv", "itself", "yet", "other", "such", "also", "still", "any", "always", "all", "once",
-           "again", "while", "at", "by", "as", "from", "into", "after", "before", "over", "under", "about",
+           "again", "while", "already", "at", "by", "as", "from", "into", "after", "before", "over", "under", "about",
            "per", "every", "anything", "something", "them", "their", "its", "they", "he", "she", "more", "than",
            "some", "each", "not", "no", "never", "longer", "cannot", "can't", "don't", "won't", "just", "even",
            "only", "off", "up", "out", "away", "back", "within", "without", "between", "through", "here",
@@ -139,10 +139,59 @@ def _sentences(markdown: str) -> list[str]:
     return [s for s in sentences if len(s) >= 12]
 
 
+# a section about what is ruled out: "What you cannot return", "What is not covered"
+_NEG_HEADING = re.compile(
+    r"^\s*(?:what|which|things|items)?\s*(?:you|we)?\s*(?:cannot|can't|can not|do not|don't|will not|won't)\s+"
+    r"(?P<verb>[a-z]+)\b|^\s*(?:what|which)?\s*(?:is|are)\s+not\s+(?P<verb2>[a-z]+)\b", re.I)
+_LIST_LINE = re.compile(r"^\s*[-*•]\s+(?P<item>.+)$")
+_LABEL = re.compile(r"^(?P<label>[^:]{2,40}):\s+(?P<examples>.+)$")
+_PRONOUN = re.compile(r"\b(?:we|you|they|these|those|it|us|them)\b", re.I)
+_PREPOSITION = re.compile(r"\s+(?:on|in|from|after|for|by|with|of|at|to)\s+.*$", re.I)
+
+
+def _heading_limits(p: dict[str, Any], verb: str) -> list[Limit]:
+    """The list under a heading that rules things out: each item is a thing ("What you cannot return:
+    - Cut-to-measure curtains and fabric sold by the metre."), with the heading's verb. Items of a
+    labelled list of examples ("Normal wear: fading textiles, scratches on wooden surfaces") stand
+    alone by their head words ("scratches"); a thing otherwise needs two words ("Gift cards"), not
+    "Shipped" alone from "An order that is already Packed, Shipped or Delivered"."""
+    out: list[Limit] = []
+    verbs = frozenset(stems(verb))
+    for line in str(p.get("text", "")).splitlines():
+        m = _LIST_LINE.match(line)
+        if not m:
+            continue
+        item = m.group("item").replace("**", "").strip()
+        first, _, rest = item.partition(". ")
+        first = first.rstrip(".")
+        things: list[frozenset[str]] = []
+        labelled = _LABEL.match(first)
+        if labelled and _PRONOUN.search(labelled.group("examples")):
+            # "Merging two accounts: contact us, we move the orders for you": an explanation, not examples
+            things = [t for t in [frozenset(stems(labelled.group("label"))) - _ITEM] if len(t) >= 2]
+        elif labelled:
+            things.append(frozenset(stems(labelled.group("label"))) - _ITEM)
+            for element in _ITEM_SPLIT.split(_CLAUSE_END.sub("", labelled.group("examples"))):
+                full = frozenset(stems(element)) - _ITEM
+                head = frozenset(stems(_PREPOSITION.sub("", element))) - _ITEM
+                things += [full, head] if head != full else [full]
+            things = [t for t in things if t]
+        else:
+            parts = [t - _ITEM for t in _things(_CLAUSE_END.sub("", first))]
+            whole = frozenset(stems(_CLAUSE_END.sub("", first))) - _ITEM
+            things = [t for t in parts if len(t) >= 2] + ([whole] if 2 <= len(whole) <= 3 else [])
+        sentence = first + "."
+        then = _instead(rest.strip()) if rest.strip() else ""
+        out += [Limit(sentence, t, verbs, p, then) for t in dict.fromkeys(things)]
+    return out
+
+
 def limits(passages: list[dict[str, Any]]) -> list[Limit]:
     """The things the passages' sentences rule out."""
     found: list[Limit] = []
     for p in passages:
+        if h := _NEG_HEADING.match(str(p.get("heading") or "")):
+            found += _heading_limits(p, h.group("verb") or h.group("verb2"))
         for paragraph in str(p.get("text", "")).splitlines():
             sentences = _sentences(paragraph)
             for i, sentence in enumerate(sentences):

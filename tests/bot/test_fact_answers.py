@@ -299,6 +299,15 @@ def test_the_procedure_is_found_in_a_retrieved_document_whose_steps_were_not_ret
 
 
 @pytest.mark.slow
+def test_what_a_heading_rules_out_is_answered_no(sample_kb):
+    # seen with the real model: "Absolutely! If you have any further questions, ..."
+    result = _ask(sample_kb, "Does the warranty cover scratches on my wooden table?",
+                  "Absolutely! If you have any further questions, just ask.", intent="complaint")
+    assert result.text.startswith("I'm afraid not. Our help pages say (What is not covered): Normal wear"), result.text
+    assert "Absolutely" not in result.text and result.citations[0]["document_id"] == "warranty"
+
+
+@pytest.mark.slow
 def test_an_unnamed_figure_that_is_not_the_asked_facts_value_is_dropped(sample_kb):
     # seen with the real model, asked about express delivery (1-2 business days): standard delivery's time
     reply = ("We offer express delivery, and it's available within the following time frames:\n"

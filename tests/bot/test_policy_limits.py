@@ -83,6 +83,46 @@ def test_reliefs_conditions_and_instructions_rule_nothing_out():
     assert "signatur" not in po_box.thing and "parcel" not in po_box.thing
 
 
+def _section_limits(name: str):
+    """The limits of a document read section by section, as retrieval returns it (with headings)."""
+    from knowledge.chunking import chunk_markdown
+
+    text = (SAMPLE / f"{name}.md").read_text(encoding="utf-8").split("---", 2)[-1]
+    return limits([{"text": c.body, "heading": c.heading, "document_id": name} for c in chunk_markdown(text, name)])
+
+
+# a heading that rules out what its list names ("What you cannot return", "What is not covered"); seen
+# answered yes by the real model before these were read
+UNDER_A_HEADING = [
+    ("warranty", "Does the warranty cover scratches on my wooden table?", "Normal wear: fading textiles"),
+    ("returns-policy", "Can I return curtains that were cut to measure?", "Cut-to-measure curtains"),
+    ("returns-policy", "Can I return a personalised engraved chopping board if I changed my mind?",
+     "Personalised or engraved items."),
+    ("changing-an-order", "Can I change my order after it has been packed?", "An order that is already Packed"),
+    ("changing-an-order", "Can I change the payment method on an order I already placed?", "The payment method."),
+]
+NOT_UNDER_A_HEADING = [
+    ("warranty", "Does the warranty cover my sofa frame?"),
+    ("changing-an-order", "Can I change my order?"),
+    ("changing-an-order", "Can I change my shipping address?"),  # not "Shipped" alone
+    ("editing-your-account", "Can I change my contact details?"),  # "Merging two accounts: contact us, ..."
+    ("returns-policy", "Can I return a lamp?"),
+]
+
+
+@pytest.mark.parametrize(("doc", "question", "sentence"), UNDER_A_HEADING)
+def test_a_list_under_a_heading_that_rules_things_out_is_read(doc, question, sentence):
+    found = asked_limit(question, _section_limits(doc))
+    assert found is not None and found.sentence.startswith(sentence), (question, found and found.sentence)
+    assert found.passage["heading"].startswith(("What you cannot", "What is not"))
+
+
+@pytest.mark.parametrize(("doc", "question"), NOT_UNDER_A_HEADING)
+def test_a_question_beside_such_a_list_finds_none(doc, question):
+    found = asked_limit(question, _section_limits(doc))
+    assert found is None, (question, found and found.sentence)
+
+
 def test_a_list_shares_its_last_word_only_when_the_items_before_are_no_things_of_their_own():
     emails = {lim.thing for lim in _doc_limits("newsletter") if "switch them off" in lim.sentence}
     assert frozenset({"order", "email"}) in emails and frozenset({"account", "email"}) in emails
