@@ -882,15 +882,26 @@ def _value_kind(value: str) -> str | None:
     return None
 
 
+#: steps of a procedure the fallback quotes at most
+MAX_QUOTED_STEPS = 8
+
+
 def grounded_quote(passages: list[dict[str, Any]], max_sentences: int = 3) -> str:
     """A fallback answer that only quotes the knowledge base."""
     if not passages:
         return ""
     top = passages[0]
-    body = re.sub(r"^#+\s.*$", "", str(top.get("text", "")), flags=re.M).strip()
-    sentences = re.split(r"(?<=[.!?])\s+", body)
-    quote = " ".join(sentences[:max_sentences]).strip()
+    # plain text, line by line: no "**" marks, no table rows; a numbered procedure is quoted whole (as
+    # far as MAX_QUOTED_STEPS), not cut after "1. Sign in and open My Account › Orders. 2."
+    lines = [line.replace("**", "").strip() for line in str(top.get("text", "")).splitlines()
+             if line.strip() and not re.match(r"\s*(?:#|\|)", line)]
+    steps = [m.group(1) for line in lines if (m := re.match(r"\d{1,2}[.)]\s+(.+)$", line))]
+    if lines and re.match(r"\d{1,2}[.)]\s", lines[0]) and len(steps) >= 2:
+        quote, sep = "\n".join(f"{i}. {step}" for i, step in enumerate(steps[:MAX_QUOTED_STEPS], 1)), "\n"
+    else:
+        prose = " ".join(re.sub(r"^(?:[-*•]|\d{1,2}[.)])\s+", "", line) for line in lines)
+        quote, sep = " ".join(re.split(r"(?<=[.!?])\s+", prose)[:max_sentences]).strip(), " "
     title = top.get("title") or top.get("document_id")
     heading = top.get("heading")
     where = f"{title} › {heading}" if heading and heading != title else f"{title}"
-    return f"Here is what our {where} says: {quote}"
+    return f"Here is what our {where} says:{sep}{quote}"

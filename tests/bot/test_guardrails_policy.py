@@ -357,6 +357,19 @@ def test_a_period_after_a_number_ends_the_sentence_unless_it_numbers_a_step():
         "Here is how: 1. Open Orders.", "2. Pick the item."]
 
 
+def test_grounded_quote_is_plain_text_and_quotes_a_procedure_whole():
+    # seen in the product: "... says: 1. Sign in and open **My Account › Orders**. 2."
+    steps = {"title": "Cancelling an order", "heading": "Cancel it yourself",
+             "text": "1. Sign in and open **My Account › Orders**.\n2. Choose the order and press **View order**.\n"
+                     "3. Press **Cancel order**."}
+    q = grounded_quote([steps])
+    assert q == ("Here is what our Cancelling an order › Cancel it yourself says:\n1. Sign in and open My Account › "
+                 "Orders.\n2. Choose the order and press View order.\n3. Press Cancel order.")
+    prose = {"title": "Delivery options", "heading": "Options", "text": "- **Price:** €14.50 per order.\n"
+             "- Free from €150.\n| Option | Price |\n|---|---|"}
+    assert grounded_quote([prose]) == "Here is what our Delivery options › Options says: Price: €14.50 per order. Free from €150."
+
+
 def test_grounded_quote_cites_the_section():
     q = grounded_quote([{"text": "## Window\nReturns are accepted within 30 days. Items must be unused.",
                          "title": "Returns policy", "heading": "Window"}])
