@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from functools import cached_property
 from typing import Any
 
@@ -17,6 +18,9 @@ from bot.db.engine import Database
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: how long the shop's product names are kept before they are read again
+PRODUCT_WORDS_TTL_S = 600.0
 
 
 class Services:
@@ -79,6 +83,23 @@ class Services:
         from models.adapters import AdapterRegistry
 
         return AdapterRegistry(self.settings.user_adapters_dir, self.settings.adapters_dir)
+
+    def product_words(self) -> frozenset[str]:
+        """The words of the shop's product names ("lamp", "rug"), read from its orders at most every 10
+        minutes: a customer's "lamp" is an item to the policy (KB coverage, procedure matching)."""
+        expires, words = self.__dict__.get("_products", (0.0, frozenset()))
+        if time.monotonic() < expires:
+            return words
+        try:
+            from bot.conversation.limits import product_words
+            from bot.db.repositories import OrderRepository
+
+            with self.db.unit_of_work() as session:
+                words = product_words(OrderRepository(session).item_names())
+        except Exception:  # no orders table yet: product names are a help, not a need
+            log.warning("could not read the shop's product names", exc_info=True)
+        self.__dict__["_products"] = (time.monotonic() + PRODUCT_WORDS_TTL_S, words)
+        return words
 
     def active_adapter_id(self) -> str | None:
         """Read on every reply, so `hybridesk adapters activate` takes effect without a restart."""

@@ -27,7 +27,7 @@ from typing import Any
 from rasa_sdk.executor import ActionExecutor
 
 from bot.conversation import actions as actions_module
-from bot.conversation.limits import covers, product_words
+from bot.conversation.limits import covers
 from bot.conversation.policy import Decision, decide, unsure
 from bot.conversation.responder import passage_dict
 from bot.db.models import Conversation, Message
@@ -41,9 +41,6 @@ FAILURE_TEXT = (
     "Sorry — something went wrong on our side while I was answering. Your message is saved; "
     "you can ask again, or I can connect you with a person."
 )
-
-#: how long the shop's product names (for the knowledge-base coverage check) are kept before re-reading
-PRODUCT_WORDS_TTL_S = 600.0
 
 
 def hash_token(token: str) -> str:
@@ -90,7 +87,6 @@ class ConversationManager:
 
     def __init__(self, services: Any) -> None:
         self.services = services
-        self._products: tuple[float, frozenset[str]] = (0.0, frozenset())
         self.executor = ActionExecutor()
         self.executor.register_package(actions_module)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -278,19 +274,8 @@ class ConversationManager:
         return covers(text, passages, self._product_words())
 
     def _product_words(self) -> frozenset[str]:
-        """The words of the shop's product names (read from its orders at most every 10 minutes)."""
-        expires, words = self._products
-        if time.monotonic() < expires:
-            return words
-        try:
-            from bot.db.repositories import OrderRepository
-
-            with self.db.unit_of_work() as session:
-                words = product_words(OrderRepository(session).item_names())
-        except Exception:  # no orders table yet: product names are a help, not a need
-            log.warning("could not read the shop's product names", exc_info=True)
-        self._products = (time.monotonic() + PRODUCT_WORDS_TTL_S, words)
-        return words
+        words = getattr(self.services, "product_words", None)
+        return words() if callable(words) else frozenset()
 
     def _action_call(self, conv: Conversation, message: Message, history: list[tuple[str, str]], nlu: Any,
                      decision: Decision, at: datetime | None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import math
 import re
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -180,8 +180,8 @@ _GENERIC_VERBS = {"get", "make", "find", "see", "go", "have", "need", "want", "w
                   "file", "process", "procedure", "please", "possible", "able", "leave", "post"}
 
 
-def procedure(question: str, passages: list[dict[str, Any]], *,
-              every_term: bool = False) -> tuple[dict[str, Any], list[str]] | None:
+def procedure(question: str, passages: list[dict[str, Any]], *, every_term: bool = False,
+              products: Collection[str] = ()) -> tuple[dict[str, Any], list[str]] | None:
     """The retrieved passage whose numbered steps best match ``question``, and those steps; or None.
 
     Procedures are facts too: "How do I start a return?" is answered with the steps the knowledge base
@@ -191,6 +191,8 @@ def procedure(question: str, passages: list[dict[str, Any]], *,
     about something else ("Follow your refund" for "How do I wrap it as a present?") is no answer.
     With ``every_term`` (sections the retriever did not return), every word of the question but a
     generic verb must appear: "How do I use a gift card?" is not answered by "Buying a gift card".
+    A word of the shop's product names (``products``: "rug") counts as shared by steps about items: "I
+    want to return a rug, how do I do that?" is answered by "Register your return".
     """
     q_terms = _stems(question)
     q_terms = q_terms - {_stem(w) for w in _GENERIC_VERBS} or q_terms
@@ -211,7 +213,8 @@ def procedure(question: str, passages: list[dict[str, Any]], *,
                 break  # the first list has ended
         if len(steps) < 2:
             continue
-        score = len(q_terms & _stems(" ".join([str(p.get("heading") or ""), str(p.get("title") or ""), *steps])))
+        p_terms = _stems(" ".join([str(p.get("heading") or ""), str(p.get("title") or ""), *steps]))
+        score = len(q_terms & p_terms) + (len((q_terms - p_terms) & set(products)) if "item" in p_terms else 0)
         if score >= needed and (best is None or score > best[0]):
             best = (score, rank, p, steps[:MAX_PROCEDURE_STEPS])
     return (best[2], best[3]) if best else None
@@ -384,12 +387,14 @@ class Responder:
 
     def __init__(self, knowledge: Any, generator: Any, *, company_name: str, max_new_tokens: int = MAX_NEW_TOKENS,
                  adapter_id: str | None = None, timeout_s: float | None = None, procedures: bool = True,
-                 limits: bool = True) -> None:
+                 limits: bool = True, products: Collection[str] = ()) -> None:
         #: False: no KB procedure is looked up and the model's own steps (checked for screens) stay, except
         #: on a fact question; the procedure benchmark's baseline
         self.procedures = procedures
         #: False: what the policy rules out is not read (the limits benchmark's baseline)
         self.limits = limits
+        #: the words of the shop's product names (see :func:`procedure`)
+        self.products = frozenset(products)
         # shared by every responder over this knowledge base (one is built per reply)
         try:
             self._section_cache = _SECTIONS.setdefault(knowledge, {})
@@ -513,13 +518,14 @@ class Responder:
         # a question not about a figure ("Can I cancel my order?", "my lamp arrived broken") may be
         # answered by a retrieved procedure too; the model's own steps are never shown (see below)
         wants_steps = how_to or not asked
-        steps_from_kb = procedure(text, passages) if self.procedures and wants_steps and not refused else None
+        steps_from_kb = (procedure(text, passages, products=self.products)
+                         if self.procedures and wants_steps and not refused else None)
         prose: tuple[dict[str, Any], str] | None = None
         if self.procedures and how_to and steps_from_kb is None and not refused:
             # the right document was found but not its steps ("How do I create an account?" retrieves
             # "Who can open an account"): the other sections of the retrieved documents are read too
             others = self._other_sections(passages)
-            steps_from_kb = procedure(text, others, every_term=True)
+            steps_from_kb = procedure(text, others, every_term=True, products=self.products)
             if steps_from_kb is None:  # answered in prose ("How do I use a gift card?"), if at all
                 prose = prose_answer(text, passages) or prose_answer(text, others)
         if refused:

@@ -299,6 +299,19 @@ def test_the_procedure_is_found_in_a_retrieved_document_whose_steps_were_not_ret
 
 
 @pytest.mark.slow
+def test_a_product_the_shop_sells_is_an_item_to_the_kbs_procedure(sample_kb):
+    # "I want to return a rug, how do I do that?" was told the help pages have no steps for it
+    def ask(products):
+        responder = Responder(sample_kb, ScriptedGenerator().enqueue("Happy to help!\n1. Visit our website."),
+                              company_name="Larkspur & Co.", max_new_tokens=64, products=products)
+        return responder.answer(text="I want to return a rug, how do I do that?", intent="get_refund",
+                                tone="neutral", history=[])
+
+    assert "Here is how (Register your return):" in ask({"rug", "lamp"}).text
+    assert "Here is how" not in ask(set()).text  # the words "return" and "rug" alone: no procedure
+
+
+@pytest.mark.slow
 def test_what_a_heading_rules_out_is_answered_no(sample_kb):
     # seen with the real model: "Absolutely! If you have any further questions, ..."
     result = _ask(sample_kb, "Does the warranty cover scratches on my wooden table?",

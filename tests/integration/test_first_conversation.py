@@ -162,5 +162,8 @@ def test_a_question_about_something_the_shop_sells_is_covered_by_the_policy_on_i
     assert manager._in_knowledge_base("Can I return a lamp?", [])
     assert manager._in_knowledge_base("I want to return a chair", [])
     assert not manager._in_knowledge_base("Tell me a joke about a lamp.", [])
-    manager._products = (float("inf"), frozenset())  # without the product names: not covered
-    assert not manager._in_knowledge_base("Can I return a lamp?", [])
+    product.__dict__["_products"] = (float("inf"), frozenset())  # without the product names: not covered
+    try:
+        assert not manager._in_knowledge_base("Can I return a lamp?", [])
+    finally:
+        product.__dict__.pop("_products")
