@@ -82,7 +82,8 @@ def main() -> None:
         else:
             intent = result.top[0][0] if result.intent == "out_of_scope" and result.top else result.intent
             responder = Responder(knowledge, generator, company_name=services.settings.company_name,
-                                  adapter_id=adapter, limits=system == "now")
+                                  adapter_id=adapter, limits=system == "now",
+                                  products=products if system == "now" else ())
             text = responder.answer(text=q, intent=intent, tone=result.tone.label, history=[]).text
         return {"q": q, "kb": item["kb"], "action": decision.action, "reason": decision.reason, "reply": text,
                 "states_no": bool(item["kb"]) and norm(item["kb"]) in norm(text),
