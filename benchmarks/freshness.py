@@ -136,7 +136,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions (0 = all)")
     ap.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="the reply cap (default: the bot's)")
     ap.add_argument("--systems", default="hybrid,rag_base,finetune_only")
-    ap.add_argument("--data-dir", type=Path)
+    ap.add_argument("--data-dir", type=Path,
+                    help="an initialised data dir to use instead of a new temporary one. The run publishes the "
+                         "changed policies into it: a second run on the same dir changes nothing and measures "
+                         "no freshness (the questions' new values are already in force)")
     ap.add_argument("--workers", type=int, default=8, help="questions asked concurrently (batched decoding)")
     ap.add_argument("--adapter", default=None, help="an adapter id from the registry (default: the active one)")
     ap.add_argument("--rescore", type=Path, metavar="JSON",
