@@ -166,6 +166,10 @@ def main() -> None:
         questions = questions[: args.limit]
     systems = args.systems.split(",")
     trained_facts = {n: f for n, f in knowledge.facts().items()}  # what a fine-tune-only bot baked in
+    already = [i["fact"] for i in items if i["fact"] in trained_facts and str(trained_facts[i["fact"]].value) == i["new"]]
+    if already:
+        raise SystemExit(f"{len(already)} facts already have their new values ({already[0]}, ...): this data dir "
+                         "has been through a freshness run, so the change would measure nothing; use a new one")
 
     def resolve_trained(slot: str):
         key = slot_key(slot)
