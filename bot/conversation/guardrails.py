@@ -882,6 +882,14 @@ def _value_kind(value: str) -> str | None:
     return None
 
 
+def only_courtesy(sentences: Iterable[SentenceCheck]) -> bool:
+    """Whether every sentence kept is an opening line, an apology or an offer of more help: the reply
+    says nothing of the policy ("I understand that you are looking for information on our return
+    policy. If you have any further questions, ...")."""
+    kept = [s.text for s in sentences if s.kept and s.text.strip()]
+    return bool(kept) and all(_BESIDE_KB_KEPT.search(t.lstrip("-*• ")) for t in kept)
+
+
 #: steps of a procedure the fallback quotes at most
 MAX_QUOTED_STEPS = 8
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.conversation.guardrails import STEP_DROPPED, Grounder, grounded_quote
+from bot.conversation.guardrails import STEP_DROPPED, Grounder, grounded_quote, only_courtesy
 from bot.conversation.limits import Limit, asked_limit
 from bot.conversation.limits import limits as policy_limits
 from bot.conversation.words import stem as _stem
@@ -629,6 +629,13 @@ class Responder:
                 emit("\n" + support)
                 body = f"{body}\n{support}"
                 report["added_policy_sentence"] = support
+            elif passages and not how_to and only_courtesy(grounder.report.sentences):
+                # "What is your return policy?": the model wrote an opening line, steps (dropped) and a
+                # sign-off; nothing of the policy is left to read, so the policy is quoted
+                quote = grounded_quote(passages)
+                emit("\n" + quote)
+                body = f"{body}\n{quote}"
+                report["added_quote"] = quote
         if error or len(body) < 20:
             # Too little survived (or the model failed): fall back to quoting the policy.
             fallback = grounded_quote(passages)

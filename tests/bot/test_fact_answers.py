@@ -312,6 +312,21 @@ def test_a_product_the_shop_sells_is_an_item_to_the_kbs_procedure(sample_kb):
 
 
 @pytest.mark.slow
+def test_a_reply_left_with_courtesies_only_gets_the_policy_quoted(sample_kb):
+    # seen with the real model: an opening line, four made-up steps (dropped) and a sign-off
+    reply = ("I understand that you are looking for information on our return policy. Here's what you can do:\n\n"
+             "1. Visit our {{Website Name}}.\n2. Look for the {{Return Policy}} section.\n\n"
+             "If you have any further questions, please don't hesitate to contact our support team.")
+    result = _ask(sample_kb, "What is your return policy?", reply, intent="check_refund_policy")
+    assert "Here is what our Returns policy says:" in result.text, result.text
+    assert "within 30 days of delivery" in result.text and result.guardrail["added_quote"]
+    # a reply that says something of the policy gets no quote
+    said = _ask(sample_kb, "What is your return policy?", "Most items can be returned; start it in your account.",
+                intent="check_refund_policy")
+    assert "added_quote" not in said.guardrail, said.text
+
+
+@pytest.mark.slow
 def test_what_a_heading_rules_out_is_answered_no(sample_kb):
     # seen with the real model: "Absolutely! If you have any further questions, ..."
     result = _ask(sample_kb, "Does the warranty cover scratches on my wooden table?",
