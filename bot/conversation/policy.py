@@ -89,6 +89,10 @@ def decide(text: str, nlu: Any, state: dict[str, Any], in_knowledge_base: bool =
     if low:
         if state["low_confidence_streak"] >= 2:
             return Decision("handoff", "repeated_low_confidence")
+        if tone == "angry":
+            # "THIS IS RIDICULOUS. My order is 5 days late ... I want my money back NOW!": asking an angry
+            # customer to rephrase fails them a second time; a person takes it
+            return Decision("handoff", "angry_and_not_understood")
         return Decision("clarify", "out_of_scope" if nlu.out_of_scope else "low_confidence")
     if nlu.intent in ("track_order", "change_order", "cancel_order") and ORDER_RE.search(text):
         # the order's details are shown only with the e-mail address it was placed with

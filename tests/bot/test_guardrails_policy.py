@@ -417,6 +417,13 @@ def test_policy_human_request_and_angry_not_helped():
     state = {"unhelpful_replies": 1}
     d = decide("THIS IS USELESS", NLU(tone=Tone("angry")), state)
     assert (d.action, d.reason) == ("handoff", "angry_and_not_helped")
+    # an angry message the bot cannot place is not answered with "please rephrase"
+    d = decide("THIS IS RIDICULOUS. My order is 5 days late. I want my money back NOW!",
+               NLU(intent="out_of_scope", confidence=0.3, out_of_scope=True, tone=Tone("angry")), {})
+    assert (d.action, d.reason) == ("handoff", "angry_and_not_understood")
+    # a calm one is
+    assert decide("My order is 5 days late.", NLU(intent="out_of_scope", confidence=0.3, out_of_scope=True),
+                  {}).action == "clarify"
 
 
 def test_policy_prompt_injection_is_answered_from_the_kb_only():
