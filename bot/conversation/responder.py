@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterator
@@ -249,6 +250,7 @@ def prose_answer(question: str, passages: list[dict[str, Any]]) -> tuple[dict[st
 
 #: revisions whose sections are kept per knowledge base (a revision's text never changes)
 SECTION_CACHE_SIZE = 256
+_SECTIONS_LOCK = threading.Lock()
 _SECTIONS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, Any], list[dict[str, Any]]]] = weakref.WeakKeyDictionary()
 
 
@@ -397,7 +399,8 @@ class Responder:
         self.products = frozenset(products)
         # shared by every responder over this knowledge base (one is built per reply)
         try:
-            self._section_cache = _SECTIONS.setdefault(knowledge, {})
+            with _SECTIONS_LOCK:
+                self._section_cache = _SECTIONS.setdefault(knowledge, {})
         except TypeError:  # a knowledge object that cannot be weakly referenced: a cache of its own
             self._section_cache = {}
         self.timeout_s = timeout_s
@@ -422,19 +425,22 @@ class Responder:
         if doc_id is None or rev is None:
             return []
         cache = self._section_cache
-        if (doc_id, rev) not in cache:  # a revision never changes: read and split it once per process
+        sections = cache.get((doc_id, rev))
+        if sections is None:  # a revision never changes: read and split it once per process
             try:
                 info = self.knowledge.get(doc_id, rev)
             except Exception:  # a document retired a moment ago: nothing more to read
                 log.warning("could not read %s r%s for its procedures", doc_id, rev, exc_info=True)
                 return []
-            while len(cache) >= SECTION_CACHE_SIZE:
-                cache.pop(next(iter(cache)))  # the oldest revision read
-            cache[doc_id, rev] = [
+            sections = [
                 {"text": chunk.body, "title": info.title, "heading": chunk.heading or info.title,
                  "anchor": chunk.anchor, "document_id": doc_id, "revision": rev}
                 for chunk in chunk_markdown(info.content, info.title)]
-        return cache[doc_id, rev]
+            with _SECTIONS_LOCK:  # replies are answered in several threads
+                while len(cache) >= SECTION_CACHE_SIZE:
+                    cache.pop(next(iter(cache)))  # the oldest revision read
+                cache[doc_id, rev] = sections
+        return sections
 
     def _other_sections(self, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The sections of the retrieved passages' documents (the revisions retrieved) not among them."""
@@ -509,7 +515,7 @@ class Responder:
         # what the policy rules out ("We do not accept cheques"), read from the retrieved passages and
         # the whole of each retrieved document (a passage can be part of a section, without the sentence:
         # "Can I stop getting delivery e-mails?" retrieves the newsletter's "Unsubscribe" section, and the
-        # sentence is in "What we always send"); a revision's sections are read once per responder
+        # sentence is in "What we always send"); a revision's sections are read once per process
         documents = dict.fromkeys((p.get("document_id"), p.get("revision")) for p in passages)
         ruled_out = policy_limits(passages + [s for doc in documents for s in self._sections(*doc)])
         refused = asked_limit(text, ruled_out) if self.limits else None
