@@ -339,6 +339,8 @@ def _answer_first(pieces: Iterator[str], lead: str, stated: Callable[[str], bool
         if stated(piece):
             yield piece
         elif (piece.rstrip().endswith(":") or re.match(r"\s*(?:[-*•]|\d{1,2}[.)])\s", piece)
+              # (the guardrail holds a line ending in ":" and sends it with the first item of its list)
+              or re.match(r"[^\n]*:[ \t]*\r?\n\s*(?:[-*•]|\d{1,2}[.)])\s", piece.lstrip())
               or _SIGN_OFF_RE.search(piece)):
             yield lead + "\n" + piece.lstrip(" ")
         else:

@@ -312,6 +312,15 @@ def test_a_product_the_shop_sells_is_an_item_to_the_kbs_procedure(sample_kb):
 
 
 @pytest.mark.slow
+def test_the_answer_goes_before_a_list_the_guardrail_held_for_its_first_item(sample_kb):
+    # the line ending in ":" reaches the responder together with the list's first item
+    reply = "Good to know:\n- A return label costs {{Return Shipping Fee}}.\nAnything else, just ask."
+    result = _ask(sample_kb, "How many days do I have to return an item?", reply)
+    first, second = result.text.split("\n")[:2]
+    assert "30 days" in first and second == "Good to know:", result.text
+
+
+@pytest.mark.slow
 def test_a_reply_left_with_courtesies_only_gets_the_policy_quoted(sample_kb):
     # seen with the real model: an opening line, four made-up steps (dropped) and a sign-off
     reply = ("I understand that you are looking for information on our return policy. Here's what you can do:\n\n"
