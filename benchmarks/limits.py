@@ -52,10 +52,9 @@ def main() -> None:
 
     from bot.bootstrap import initialise
     from bot.conversation.actions import CLARIFY_TEXT
-    from bot.conversation.limits import covers, product_words
+    from bot.conversation.limits import covers
     from bot.conversation.policy import decide, unsure
     from bot.conversation.responder import Responder
-    from bot.db.repositories import OrderRepository
     from bot.services import Services
     from bot.settings import Settings
 
@@ -67,8 +66,7 @@ def main() -> None:
     adapter = services.active_adapter_id()
     print(f"adapter: {adapter}")
     items = json.loads(QUESTIONS.read_text())
-    with services.db.unit_of_work() as session:  # what the manager reads: the shop's product names
-        products = product_words(OrderRepository(session).item_names())
+    products = services.product_words()  # what the manager and the answer action read
 
     def ask(system: str, item: dict) -> dict:
         q = item["q"]

@@ -37,6 +37,7 @@ class Services:
     ) -> None:
         self.settings = settings
         self._lock = threading.RLock()
+        self._products: tuple[float, frozenset[str]] = (0.0, frozenset())  # (expires, words)
         if db is not None:
             self.__dict__["db"] = db
         if knowledge is not None:
@@ -87,7 +88,7 @@ class Services:
     def product_words(self) -> frozenset[str]:
         """The words of the shop's product names ("lamp", "rug"), read from its orders at most every 10
         minutes: a customer's "lamp" is an item to the policy (KB coverage, procedure matching)."""
-        expires, words = self.__dict__.get("_products", (0.0, frozenset()))
+        expires, words = self._products
         if time.monotonic() < expires:
             return words
         try:
@@ -98,7 +99,7 @@ class Services:
                 words = product_words(OrderRepository(session).item_names())
         except Exception:  # no orders table yet: product names are a help, not a need
             log.warning("could not read the shop's product names", exc_info=True)
-        self.__dict__["_products"] = (time.monotonic() + PRODUCT_WORDS_TTL_S, words)
+        self._products = (time.monotonic() + PRODUCT_WORDS_TTL_S, words)
         return words
 
     def active_adapter_id(self) -> str | None:

@@ -173,7 +173,7 @@ class ActionAnswerFromPolicy(Action):
             max_new_tokens=services.settings.max_new_tokens,
             adapter_id=_adapter_id(meta) or services.active_adapter_id(),
             timeout_s=services.settings.generation_timeout_s,
-            products=services.product_words() if hasattr(services, "product_words") else (),
+            products=services.product_words(),
         )
         customer_values = {}
         order = ORDER_RE.search(text)

@@ -271,11 +271,7 @@ class ConversationManager:
         except Exception:  # no index yet, or a question retrieval refuses: the intent model decides
             log.warning("knowledge-base check failed", exc_info=True)
             return False
-        return covers(text, passages, self._product_words())
-
-    def _product_words(self) -> frozenset[str]:
-        words = getattr(self.services, "product_words", None)
-        return words() if callable(words) else frozenset()
+        return covers(text, passages, self.services.product_words())
 
     def _action_call(self, conv: Conversation, message: Message, history: list[tuple[str, str]], nlu: Any,
                      decision: Decision, at: datetime | None) -> dict[str, Any]:

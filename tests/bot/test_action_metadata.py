@@ -39,7 +39,7 @@ def answer(monkeypatch):
     RecordingResponder.seen = []
     settings = SimpleNamespace(company_name="Larkspur & Co.", max_new_tokens=64, generation_timeout_s=10.0)
     set_runtime_services(SimpleNamespace(knowledge=object(), generator=object(), settings=settings,
-                                         active_adapter_id=lambda: "larkspur-v8"))
+                                         active_adapter_id=lambda: "larkspur-v8", product_words=frozenset))
 
     def run(metadata: dict[str, Any]) -> dict[str, Any]:
         latest = {"text": "How long do I have to return a lamp?", "metadata": metadata,

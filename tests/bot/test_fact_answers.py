@@ -25,9 +25,9 @@ def knowledge(tmp_path_factory):
     yield from _kb(tmp_path_factory, "facts", [SAMPLE / name for name in DOCS])
 
 
-def _ask(knowledge, question: str, reply: str = VAGUE, intent: str = "check_refund_policy"):
+def _ask(knowledge, question: str, reply: str = VAGUE, intent: str = "check_refund_policy", **kw):
     generator = ScriptedGenerator().enqueue(reply)
-    responder = Responder(knowledge, generator, company_name="Larkspur & Co.", max_new_tokens=64)
+    responder = Responder(knowledge, generator, company_name="Larkspur & Co.", max_new_tokens=64, **kw)
     return responder.answer(text=question, intent=intent, tone="neutral", history=[])
 
 
@@ -302,10 +302,8 @@ def test_the_procedure_is_found_in_a_retrieved_document_whose_steps_were_not_ret
 def test_a_product_the_shop_sells_is_an_item_to_the_kbs_procedure(sample_kb):
     # "I want to return a rug, how do I do that?" was told the help pages have no steps for it
     def ask(products):
-        responder = Responder(sample_kb, ScriptedGenerator().enqueue("Happy to help!\n1. Visit our website."),
-                              company_name="Larkspur & Co.", max_new_tokens=64, products=products)
-        return responder.answer(text="I want to return a rug, how do I do that?", intent="get_refund",
-                                tone="neutral", history=[])
+        return _ask(sample_kb, "I want to return a rug, how do I do that?", "Happy to help!\n1. Visit our website.",
+                    intent="get_refund", products=products)
 
     assert "Here is how (Register your return):" in ask({"rug", "lamp"}).text
     assert "Here is how" not in ask(set()).text  # the words "return" and "rug" alone: no procedure
@@ -388,9 +386,7 @@ def test_beside_the_kbs_procedure_the_models_own_account_of_it_goes(sample_kb):
     assert "our support team is available to help" in result.text
     assert "various products" not in result.text and "Simply enter" not in result.text
     # the baseline without procedures keeps the model's prose
-    baseline = Responder(sample_kb, ScriptedGenerator().enqueue(reply), company_name="Larkspur & Co.",
-                         max_new_tokens=96, procedures=False)
-    kept = baseline.answer(text="How can I buy a gift card?", intent="place_order", tone="neutral", history=[])
+    kept = _ask(sample_kb, "How can I buy a gift card?", reply, intent="place_order", procedures=False)
     assert "Simply enter your gift card number" in kept.text, kept.text
 
 

@@ -158,12 +158,13 @@ def test_a_question_about_something_the_shop_sells_is_covered_by_the_policy_on_i
     from bot.conversation.manager import ConversationManager
 
     manager = ConversationManager(product)
-    assert "lamp" in manager._product_words() and "chair" in manager._product_words()
+    assert "lamp" in product.product_words() and "chair" in product.product_words()
     assert manager._in_knowledge_base("Can I return a lamp?", [])
     assert manager._in_knowledge_base("I want to return a chair", [])
     assert not manager._in_knowledge_base("Tell me a joke about a lamp.", [])
-    product.__dict__["_products"] = (float("inf"), frozenset())  # without the product names: not covered
+    read = product._products
+    product._products = (float("inf"), frozenset())  # without the product names: not covered
     try:
         assert not manager._in_knowledge_base("Can I return a lamp?", [])
     finally:
-        product.__dict__.pop("_products")
+        product._products = read
