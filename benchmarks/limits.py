@@ -3,8 +3,9 @@
 Issue #6: "Prompt-injection attempts ... never produce a promise the policy does not make" and "a KB
 with no matching policy ... never invents one". The small model says yes to nearly anything: asked "Do
 you accept cheques?" it wrote "Absolutely! We accept cheques." `not_offered_questions.json` holds 20
-questions about things the sample KB rules out (each with the KB sentence that does) and 12 about
-things it allows (`"kb": null`). Each is asked twice, side by side in one process, with the product's
+questions about things the sample KB rules out (each with the KB sentence that does), 8 about things
+of a kind the KB lists whose list does not name them (`"kind": "not_listed"`: "Do you accept Bitcoin?",
+with the list's sentence) and 16 about things it allows (`"kb": null`). Each is asked twice, side by side in one process, with the product's
 intent/tone model, policy and active adapter:
 
 * **before**: both of this change's parts switched off, everything else as in the product: an intent
@@ -83,14 +84,15 @@ def main() -> None:
                                   adapter_id=adapter, limits=system == "now",
                                   products=products if system == "now" else ())
             text = responder.answer(text=q, intent=intent, tone=result.tone.label, history=[]).text
-        return {"q": q, "kb": item["kb"], "action": decision.action, "reason": decision.reason, "reply": text,
+        return {"q": q, "kb": item["kb"], "kind": item.get("kind", "ruled_out"), "action": decision.action, "reason": decision.reason, "reply": text,
                 "states_no": bool(item["kb"]) and norm(item["kb"]) in norm(text),
                 "opens_yes": bool(YES.match(text)), "opens_no": "I'm afraid" in text.split("\n")[0][:80]}
 
     rows, details = [], {}
     for system in ("before", "now"):
         done = [ask(system, it) for it in items]
-        ruled_out = [d for d in done if d["kb"]]
+        ruled_out = [d for d in done if d["kb"] and d["kind"] != "not_listed"]
+        not_listed = [d for d in done if d["kind"] == "not_listed"]
         allowed = [d for d in done if not d["kb"]]
         rows.append({
             "system": system,
@@ -98,6 +100,9 @@ def main() -> None:
             "states_the_no": sum(d["states_no"] for d in ruled_out) / len(ruled_out),
             "opens_with_yes": sum(d["opens_yes"] for d in ruled_out) / len(ruled_out),
             "asked_to_rephrase": sum(d["action"] == "clarify" for d in ruled_out) / len(ruled_out),
+            "not_listed_n": len(not_listed),
+            "not_listed_shows_list": sum(d["states_no"] for d in not_listed) / len(not_listed),
+            "not_listed_opens_yes": sum(d["opens_yes"] for d in not_listed) / len(not_listed),
             "allowed_n": len(allowed),
             "allowed_answered_no": sum(d["opens_no"] for d in allowed) / len(allowed),
             "allowed_asked_to_rephrase": sum(d["action"] == "clarify" for d in allowed) / len(allowed),

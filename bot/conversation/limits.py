@@ -33,7 +33,7 @@ verb ("accept cheques"); what is missed is simply not checked, as before.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +125,9 @@ class Limit:
     #: the sentence after it in the same paragraph, when that one says what to do instead ("We do not
     #: swap items directly. Return the item and order the one you want; ..."); empty otherwise
     then: str = ""
+    #: False: the sentence lists what there is, and whether the asked thing is among it is left to the
+    #: customer to read (see :func:`asked_outside`); the answer opens with no "no"
+    says_no: bool = True
 
     @property
     def key(self) -> frozenset[str]:
@@ -387,4 +390,172 @@ def contradicts(sentence: str, candidates: list[Limit], asked: Limit | None = No
             return limit
         if len(limit.thing) >= 3 and limit.thing <= words:  # "You can pay by bank transfer."
             return limit
+    return None
+
+
+# --- what the policy lists, and nothing else ---------------------------------------------------------
+#
+# "We accept Visa, Mastercard, ..., Klarna and Larkspur gift cards." names every method there is; asked
+# "Do you accept Bitcoin?" the model says "Certainly!". Nothing in the KB says "We do not accept
+# Bitcoin", so :func:`asked_limit` finds nothing. Read here: a sentence that lists what is offered, or
+# restricts it with "only" ("We charge in euros only"), and a yes/no question about one more thing of
+# the same kind that the list does not name.
+
+# how a list is introduced, and how a question asks about one more of its things
+_LIST_OPENING = re.compile(r"^(?:we|you can)\s+(?P<verb>accept|take|ship|deliver|send)\s+(?P<rest>.+)$", re.I)
+_GROUP = {"accept": "pay", "take": "pay", "ship": "ship", "deliver": "ship", "send": "ship"}
+_ASKING_ABOUT = {
+    # "Do you accept Bitcoin?", "Can I pay for my order with Bitcoin?"
+    "pay": re.compile(r"\b(?:accept|take|pay(?:ing)?(?:\s+for(?:\s+[\w-]+){1,3}?)?\s+(?:with|by|using|via))\s+"
+                      r"(?P<obj>[^?.!,;]+)", re.I),
+    # "Do you ship to the United States?", "Can you deliver my order to Canada?"
+    "ship": re.compile(r"\b(?:ship|shipping|deliver|delivery|send)(?:\s+[\w-]+){0,3}?\s+to\s+(?P<obj>[^?.!,;]+)", re.I),
+    # a restriction: "Can I pay in dollars?" (against "We charge in euros only")
+    "only": re.compile(r"\b(?:in|to)\s+(?P<obj>[^?.!,;]+)", re.I),
+}
+# "We charge in euros only", "... is only available in the Netherlands and Belgium"
+_ONLY = [re.compile(r"^(?P<subj>.*?)\b(?:in|to)\s+(?P<items>[\w' -]+?)\s+only\b", re.I),
+         re.compile(r"^(?P<subj>.*?)\b(?:is|are)?\s*only\s+(?:available\s+|possible\s+|offered\s+|sold\s+)?"
+                    r"(?:in|to)\s+(?P<items>[^;:]+)$", re.I)]
+_YES_NO = re.compile(r"^\s*(?:(?:hi|hello|hey)\b[,!.]?\s*)?(?:do|does|can|could|will|would|is|are|may)\b|"
+                     r"\bis it possible\b", re.I)
+_DETERMINER = re.compile(r"^(?:the|a|an|my|your|our|some|any)\s+", re.I)
+# a list item that stands for a whole category: whether the asked thing is in it is not read here
+_CATEGORY = re.compile(r"^(?:every|all|any|most|other|many|several|some)\b", re.I)
+_OBJECT_END = re.compile(r"\s+(?:if|when|because|so|please|instead|too|as well|at all|anymore|now|today|possible|"
+                         r"available|allowed)\b.*$", re.I)
+
+#: how alike (cosine of their embeddings) an asked thing and a listed one must be for the asked one
+#: to be a thing of the list's kind ("Bitcoin" and "PayPal", "dollars" and "euros"; not "returns")
+SAME_KIND = 0.45
+#: at least this alike, it is probably one of them under another name ("the UK", "Master card")
+SAME_THING = 0.8
+#: below this for every listed thing, the answer to an enumeration says no ("Bitcoin"); above, the list
+#: is shown without one ("Amex" is 0.65 from "American Express")
+CLEARLY_OTHER = 0.55
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A KB sentence that names what is offered, and so what is not."""
+
+    sentence: str
+    items: tuple[str, ...]
+    link: str  # "pay" / "ship" (a list introduced by a verb) or "only" (a restriction)
+    subject: frozenset[str]  # a restriction's subject words the question must name ("large item furniture")
+    open: bool  # an item is a category ("every country of the European Union")
+    passage: dict[str, Any]
+    then: str = ""
+
+
+def _clean(phrase: str) -> str:
+    phrase = _OBJECT_END.sub("", phrase.replace("**", "").strip())
+    phrase = _PREPOSITION.sub("", phrase) if not _CATEGORY.match(phrase) else phrase
+    while (m := _DETERMINER.match(phrase)):
+        phrase = phrase[m.end():]
+    return phrase.strip(" .,'\"")
+
+
+def _items(text: str) -> tuple[str, ...]:
+    return tuple(c for c in (_clean(i) for i in _ITEM_SPLIT.split(_CLAUSE_END.sub("", text)) if i.strip()) if c)
+
+
+def listings(passages: list[dict[str, Any]]) -> list[Listing]:
+    """The sentences of ``passages`` that list what is offered or restrict it with "only"."""
+    out: list[Listing] = []
+    for p in passages:
+        for paragraph in str(p.get("text", "")).splitlines():
+            sentences = _sentences(paragraph)
+            for i, sentence in enumerate(sentences):
+                if re.search(rf"\b{_NEG}\b", sentence, re.I):
+                    continue
+                body = sentence.rstrip(".!?")
+                found: Listing | None = None
+                if m := _LIST_OPENING.match(body):
+                    group = _GROUP[m.group("verb").lower()]
+                    rest = m.group("rest")
+                    if group == "ship":  # the places after each "to": "... to every country of the EU, and to X"
+                        parts = re.split(r"\bto\s+", rest)[1:]
+                        items = tuple(x for part in parts for x in _items(re.sub(r",?\s+and\s*$", "", part)))
+                    else:
+                        items = _items(rest)
+                    if len(items) >= 2:
+                        found = Listing(sentence, items, group, frozenset(), any(_CATEGORY.match(x) for x in items), p)
+                else:
+                    for pattern in _ONLY:
+                        if (m := pattern.match(body)) and (items := _items(m.group("items"))):
+                            subject = frozenset(stems(m.group("subj"))) - _ITEM - {_key("we"), _key("is")}
+                            # "We charge in euros only": a verb after "we" is optional in the question
+                            if re.match(r"\s*(?:we|you)\s+\w+\s*$", m.group("subj"), re.I):
+                                subject = frozenset()
+                            found = Listing(sentence, items, "only", subject, False, p)
+                            break
+                if found is not None:
+                    then = _instead(sentences[i + 1]) if i + 1 < len(sentences) else ""
+                    out.append(Listing(found.sentence, found.items, found.link, found.subject, found.open,
+                                       found.passage, then))
+    return out
+
+
+def _head(phrase: str) -> str:
+    words = [_key(w) for w in terms(_same_words(phrase).replace("-", " "))]
+    last = re.findall(r"[\w']+", phrase.lower())
+    return _key(last[-1]) if last and _key(last[-1]) in words else (words[-1] if words else "")
+
+
+def asked_outside(question: str, passages: list[dict[str, Any]],
+                  similarity: Callable[[str, list[str]], list[float]] | None) -> Limit | None:
+    """A yes/no question about a thing of a listed kind the list does not name, as a :class:`Limit`.
+
+    "Do you accept Bitcoin?" against "We accept Visa, ...": Bitcoin is not among the listed methods,
+    is named nowhere in their document, and is a thing of their kind (its embedding is at least
+    :data:`SAME_KIND` alike to one of them, see ``similarity``). A thing that shares a listed one's
+    head word ("Visa debit", "credit card" beside "gift cards") or nearly is one ("the UK") is not
+    asked about here. "Do you ship to Germany?" against a list with a category in it ("every country
+    of the European Union") shows the list without a "no".
+    """
+    if similarity is None or not _YES_NO.search(question):
+        return None
+    found = listings(passages)
+    if not found:
+        return None
+    q = stems(question) - _ASKING
+    # every word the retrieved text uses, and each document's own
+    named = set().union(*(stems(f"{p.get('heading') or ''} {p.get('text') or ''}") for p in passages))
+
+    def document(listing: Listing) -> set[str]:
+        return set().union(*(stems(f"{p.get('title') or ''} {p.get('heading') or ''} {p.get('text') or ''}")
+                             for p in passages if p.get("document_id") == listing.passage.get("document_id")))
+
+    for listing in sorted(found, key=lambda x: x.link == "only"):  # a list named by its verb first
+        for m in _ASKING_ABOUT[listing.link].finditer(question):
+            objects = [o for o in (_clean(x) for x in re.split(r"\s+(?:or|and)\s+|,\s*", m.group("obj"))) if o]
+            if not objects or any(len(o.split()) > 5 for o in objects):
+                continue
+            if listing.link == "only":
+                # the question is about what the restriction's section is about ("pay": "Paying in another
+                # currency"), and names its subject ("large-item furniture delivery")
+                section = stems(f"{listing.passage.get('title') or ''} {listing.passage.get('heading') or ''} "
+                                f"{listing.passage.get('text') or ''}")
+                # ("Do you accept payment in US dollars?": "accept" is the document's, not the section's)
+                rest = q - set().union(*(stems(o) for o in objects))
+                if not rest & section or not rest <= section | document(listing) or \
+                        listing.subject and not _enough(len(listing.subject & q), len(listing.subject)):
+                    continue
+            heads = {_head(i) for i in listing.items} | {w for i in listing.items for w in stems(i) if len(stems(i)) == 1}
+            outside: list[tuple[str, float]] = []
+            for obj in objects:
+                words = stems(obj)
+                if not words or words & heads or _head(obj) in named:
+                    break  # a listed thing, or one the KB names ("credit card", "Google Pay", "Norway")
+                alike = max(similarity(obj, list(listing.items)), default=0.0)
+                if alike < SAME_KIND or alike >= SAME_THING:
+                    break
+                outside.append((obj, alike))
+            else:
+                if outside:
+                    thing = frozenset().union(*(stems(o) for o, _ in outside))
+                    says_no = not listing.open and (listing.link == "only" or
+                                                    max(a for _, a in outside) < CLEARLY_OTHER)
+                    return Limit(listing.sentence, thing, frozenset(), listing.passage, listing.then, says_no)
     return None

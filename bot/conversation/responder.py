@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.conversation.guardrails import STEP_DROPPED, Grounder, grounded_quote, only_courtesy
-from bot.conversation.limits import Limit, asked_limit
+from bot.conversation.limits import Limit, asked_limit, asked_outside
 from bot.conversation.limits import limits as policy_limits
 from bot.conversation.words import stem as _stem
 from bot.conversation.words import stems as _stems
@@ -268,11 +268,12 @@ def prose_statement(passage: dict[str, Any], text: str) -> str:
 
 def limit_statement(question: str, limit: Limit) -> str:
     """The answer to a question about something the policy rules out: no, in the policy's words."""
-    opener = "I'm afraid that isn't possible." if re.match(r"\s*(?:how|where|what)\b", question, re.I) else (
-        "I'm afraid not.")
+    opener = "I'm afraid that isn't possible. " if re.match(r"\s*(?:how|where|what)\b", question, re.I) else (
+        "I'm afraid not. ")
     # what to do instead, when the KB says it right after ("Return the item and order the one you want")
     said = f"{limit.sentence} {limit.then}" if limit.then else limit.sentence
-    return f"{opener} {prose_statement(limit.passage, said)}"
+    # (a list the asked thing may belong to, "every country of the European Union": no "no")
+    return f"{opener if limit.says_no else ''}{prose_statement(limit.passage, said)}"
 
 
 def procedure_statement(passage: dict[str, Any], steps: list[str]) -> str:
@@ -444,6 +445,23 @@ class Responder:
                 cache[doc_id, rev] = sections
         return sections
 
+    def _similarity(self) -> Callable[[str, list[str]], list[float]] | None:
+        """How alike one phrase is to each of others (cosine of the retriever's embeddings), or None
+        for a knowledge base without an embedder."""
+        if not hasattr(self.knowledge, "retriever"):
+            return None
+        try:
+            embedder = self.knowledge.retriever.embedder
+        except Exception:  # a knowledge base that cannot be opened: no list is read
+            log.warning("no embedder for the listed things", exc_info=True)
+            return None
+
+        def similarity(phrase: str, others: list[str]) -> list[float]:
+            vectors = embedder.texts([phrase, *others])  # normalised
+            return [float(vectors[0] @ v) for v in vectors[1:]]
+
+        return similarity
+
     def _other_sections(self, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The sections of the retrieved passages' documents (the revisions retrieved) not among them."""
         seen = {(p.get("document_id"), p.get("revision"), p.get("anchor")) for p in passages}
@@ -521,6 +539,10 @@ class Responder:
         documents = dict.fromkeys((p.get("document_id"), p.get("revision")) for p in passages)
         ruled_out = policy_limits(passages + [s for doc in documents for s in self._sections(*doc)])
         refused = asked_limit(text, ruled_out) if self.limits else None
+        if self.limits and refused is None:
+            # "Do you accept Bitcoin?" against "We accept Visa, ..., Klarna and Larkspur gift cards."
+            refused = asked_outside(text, passages + [s for doc in documents for s in self._sections(*doc)],
+                                    self._similarity())
         if refused:
             asked = []  # the answer is "no", in the policy's words; not a figure beside the point
         # a question not about a figure ("Can I cancel my order?", "my lamp arrived broken") may be

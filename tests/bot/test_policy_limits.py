@@ -301,3 +301,110 @@ def test_the_shops_product_names_give_words_a_policy_about_items_covers():
     assert not covers("Tell me a joke about a lamp.", returns, words)
     # a passage that is not about items does not cover a product word
     assert not covers("Can I return a lamp?", [{"text": "Returns of gift cards are not possible."}], words)
+
+
+# --- what a list names, and nothing else ("We accept Visa, ..."; "We charge in euros only") -----------
+
+@pytest.fixture(scope="module")
+def similarity():
+    """How alike two phrases are to the real MiniLM model the retriever embeds with."""
+    from knowledge.embeddings import make_llama_embedding
+    from knowledge.index import Embedder
+
+    embedder = Embedder(make_llama_embedding())
+
+    def alike(phrase: str, others: list[str]) -> list[float]:
+        vectors = embedder.texts([phrase, *others])
+        return [float(vectors[0] @ v) for v in vectors[1:]]
+
+    return alike
+
+
+def _sections(*names: str):
+    from knowledge.chunking import chunk_markdown
+
+    out = []
+    for name in names:
+        text = (SAMPLE / f"{name}.md").read_text(encoding="utf-8").split("---", 2)[-1]
+        out += [{"text": c.body, "heading": c.heading, "title": name, "document_id": name}
+                for c in chunk_markdown(text, name)]
+    return out
+
+
+# a yes/no question about a thing of the list's kind it does not name; seen answered yes by the real model
+OUTSIDE = [
+    ("payment-methods", "Do you accept Bitcoin?", "We accept Visa, Mastercard", True),
+    ("payment-methods", "Can I pay for my order with Bitcoin?", "We accept Visa, Mastercard", True),
+    ("payment-methods", "Can I pay in dollars?", "We charge in euros only.", True),
+    ("payment-methods", "Do you accept payment in British pounds or US dollars?", "We charge in euros only.", True),
+    # "Amex" is American Express under another name, too alike to say no: the list is shown without one
+    ("payment-methods", "Can I pay with Amex?", "We accept Visa, Mastercard", False),
+    # a list with a category in it ("every country of the European Union"): shown, without a no
+    ("international-shipping", "Do you ship to the United States?", "We ship parcels from Utrecht", False),
+    ("international-shipping", "Do you deliver to Germany?", "We ship parcels from Utrecht", False),
+]
+NOT_OUTSIDE = [
+    ("payment-methods", "Do you accept credit cards?"),  # "cards" are the list's own word
+    ("payment-methods", "Do you accept Visa debit cards?"),
+    ("payment-methods", "Can I pay with Klarna?"),
+    ("payment-methods", "Can I pay in instalments?"),  # not a currency
+    ("payment-methods", "Can I pay with Google Pay?"),  # the document speaks of paying: not read
+    ("payment-methods", "What payment methods do you accept?"),  # not a yes/no question
+    ("international-shipping", "Do you ship to Norway?"),
+    ("international-shipping", "How much does shipping to Germany cost?"),
+    ("returns-policy", "Do you accept returns after 30 days?"),
+    ("returns-policy", "Can I return items bought in a store?"),
+]
+
+
+@pytest.mark.parametrize(("doc", "question", "sentence", "says_no"), OUTSIDE)
+def test_a_thing_of_a_listed_kind_the_list_does_not_name_is_answered_with_the_list(
+        doc, question, sentence, says_no, similarity):
+    from bot.conversation.limits import asked_outside
+
+    found = asked_outside(question, _sections(doc, "returns-policy"), similarity)
+    assert found is not None and found.sentence.startswith(sentence), (question, found and found.sentence)
+    assert found.says_no is says_no
+    assert limit_statement(question, found).startswith("I'm afraid not.") is says_no
+
+
+@pytest.mark.parametrize(("doc", "question"), NOT_OUTSIDE)
+def test_a_listed_thing_or_a_thing_of_another_kind_finds_no_list(doc, question, similarity):
+    from bot.conversation.limits import asked_outside
+
+    found = asked_outside(question, _sections(doc, "returns-policy"), similarity)
+    assert found is None, (question, found and found.sentence)
+
+
+def test_a_restriction_needs_its_subject_named():
+    from bot.conversation.limits import listings
+
+    furniture = [x for x in listings(_sections("international-shipping")) if x.link == "only"]
+    assert furniture and furniture[0].items == ("Netherlands", "Belgium")
+    assert furniture[0].subject >= {"furnitur"}
+    euros = [x for x in listings(_sections("payment-methods")) if x.link == "only"]
+    assert euros[0].items == ("euros",) and not euros[0].subject  # "We charge": the verb is not asked for
+
+
+@pytest.fixture(scope="module")
+def listed(tmp_path_factory):
+    names = ("payment-methods", "international-shipping", "delivery-options", "returns-policy")
+    yield from _kb(tmp_path_factory, "listed", [SAMPLE / f"{n}.md" for n in names])
+
+
+@pytest.mark.slow
+def test_a_yes_to_what_the_list_does_not_name_never_reaches_the_customer(listed):
+    reply = ("Certainly! We accept Bitcoin as a payment method. You can choose Bitcoin at checkout. "
+             "If you have any questions, our team is happy to help.")
+    result = _ask(listed, "Do you accept Bitcoin?", reply)
+    assert result.text.startswith("I'm afraid not. Our help pages say (Payment methods): We accept Visa,"), result.text
+    assert "Certainly" not in result.text and "Bitcoin" not in result.text
+    assert "our team is happy to help" in result.text
+    baseline = _ask(listed, "Do you accept Bitcoin?", reply, limits=False)
+    assert "We accept Bitcoin" in baseline.text  # the check above can fail
+
+    shipped = _ask(listed, "Do you ship to the United States?",
+                   "We do ship to the United States. You can place an order with us and we'll deliver it to "
+                   "your address. Let us know if you need anything else.")
+    assert shipped.text.startswith("Our help pages say (International shipping): We ship parcels"), shipped.text
+    assert "We do ship to the United States" not in shipped.text and "I'm afraid" not in shipped.text
