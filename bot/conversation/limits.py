@@ -503,59 +503,104 @@ def _head(phrase: str) -> str:
     return _key(last[-1]) if last and _key(last[-1]) in words else (words[-1] if words else "")
 
 
-def asked_outside(question: str, passages: list[dict[str, Any]],
-                  similarity: Callable[[str, list[str]], list[float]] | None) -> Limit | None:
-    """A yes/no question about a thing of a listed kind the list does not name, as a :class:`Limit`.
-
-    "Do you accept Bitcoin?" against "We accept Visa, ...": Bitcoin is not among the listed methods,
-    is named nowhere in their document, and is a thing of their kind (its embedding is at least
-    :data:`SAME_KIND` alike to one of them, see ``similarity``). A thing that shares a listed one's
-    head word ("Visa debit", "credit card" beside "gift cards") or nearly is one ("the UK") is not
-    asked about here. "Do you ship to Germany?" against a list with a category in it ("every country
-    of the European Union") shows the list without a "no".
-    """
-    if similarity is None or not _YES_NO.search(question):
-        return None
-    found = listings(passages)
-    if not found:
-        return None
+def _asked_objects(question: str, passages: list[dict[str, Any]]) -> Iterable[tuple[Listing, list[str], set[str]]]:
+    """The lists of ``passages`` a yes/no question asks about, each with the things it asks about
+    ("Bitcoin"; "British pounds", "US dollars") and the question's other words."""
+    if not _YES_NO.search(question):
+        return
     q = stems(question) - _ASKING
-    # every word the retrieved text uses, and each document's own
-    named = set().union(*(stems(f"{p.get('heading') or ''} {p.get('text') or ''}") for p in passages))
 
     def document(listing: Listing) -> set[str]:
         return set().union(*(stems(f"{p.get('title') or ''} {p.get('heading') or ''} {p.get('text') or ''}")
                              for p in passages if p.get("document_id") == listing.passage.get("document_id")))
 
-    for listing in sorted(found, key=lambda x: x.link == "only"):  # a list named by its verb first
+    for listing in sorted(listings(passages), key=lambda x: x.link == "only"):  # a list named by its verb first
         for m in _ASKING_ABOUT[listing.link].finditer(question):
             objects = [o for o in (_clean(x) for x in re.split(r"\s+(?:or|and)\s+|,\s*", m.group("obj"))) if o]
             if not objects or any(len(o.split()) > 5 for o in objects):
                 continue
+            rest = q - set().union(*(stems(o) for o in objects))
             if listing.link == "only":
                 # the question is about what the restriction's section is about ("pay": "Paying in another
                 # currency"), and names its subject ("large-item furniture delivery")
                 section = stems(f"{listing.passage.get('title') or ''} {listing.passage.get('heading') or ''} "
                                 f"{listing.passage.get('text') or ''}")
                 # ("Do you accept payment in US dollars?": "accept" is the document's, not the section's)
-                rest = q - set().union(*(stems(o) for o in objects))
                 if not rest & section or not rest <= section | document(listing) or \
                         listing.subject and not _enough(len(listing.subject & q), len(listing.subject)):
                     continue
-            heads = {_head(i) for i in listing.items} | {w for i in listing.items for w in stems(i) if len(stems(i)) == 1}
-            outside: list[tuple[str, float]] = []
-            for obj in objects:
-                words = stems(obj)
-                if not words or words & heads or _head(obj) in named:
-                    break  # a listed thing, or one the KB names ("credit card", "Google Pay", "Norway")
-                alike = max(similarity(obj, list(listing.items)), default=0.0)
-                if alike < SAME_KIND or alike >= SAME_THING:
-                    break
-                outside.append((obj, alike))
-            else:
-                if outside:
-                    thing = frozenset().union(*(stems(o) for o, _ in outside))
-                    says_no = not listing.open and (listing.link == "only" or
-                                                    max(a for _, a in outside) < CLEARLY_OTHER)
-                    return Limit(listing.sentence, thing, frozenset(), listing.passage, listing.then, says_no)
+            yield listing, objects, rest
+
+
+def _heads(listing: Listing) -> set[str]:
+    return {_head(i) for i in listing.items} | {w for i in listing.items for w in stems(i) if len(stems(i)) == 1}
+
+
+def asked_outside(question: str, passages: list[dict[str, Any]],
+                  similarity: Callable[[str, list[str]], list[float]] | None) -> Limit | None:
+    """A yes/no question about a thing of a listed kind the list does not name, as a :class:`Limit`.
+
+    "Do you accept Bitcoin?" against "We accept Visa, ...": Bitcoin is not among the listed methods,
+    is named nowhere in the retrieved text, and is a thing of their kind (its embedding is at least
+    :data:`SAME_KIND` alike to one of them, see ``similarity``). A thing that shares a listed one's
+    head word ("Visa debit", "credit card" beside "gift cards") or nearly is one ("the UK") is not
+    asked about here. "Do you ship to Germany?" against a list with a category in it ("every country
+    of the European Union") shows the list without a "no".
+    """
+    if similarity is None:
+        return None
+    # every word the retrieved text uses
+    named = set().union(*(stems(f"{p.get('heading') or ''} {p.get('text') or ''}") for p in passages))
+    for listing, objects, _rest in _asked_objects(question, passages):
+        heads = _heads(listing)
+        outside: list[tuple[str, float]] = []
+        for obj in objects:
+            words = stems(obj)
+            if not words or words & heads or _head(obj) in named:
+                break  # a listed thing, or one the KB names ("credit card", "Google Pay", "Norway")
+            alike = max(similarity(obj, list(listing.items)), default=0.0)
+            if alike < SAME_KIND or alike >= SAME_THING:
+                break
+            outside.append((obj, alike))
+        else:
+            if outside:
+                thing = frozenset().union(*(stems(o) for o, _ in outside))
+                says_no = not listing.open and (listing.link == "only" or max(a for _, a in outside) < CLEARLY_OTHER)
+                return Limit(listing.sentence, thing, frozenset(), listing.passage, listing.then, says_no)
+    return None
+
+
+# a list line about one thing: "Cards (Visa, Mastercard, American Express): charged when you place ..."
+_LABELLED = re.compile(r"^(?P<label>[^:]{2,60}):\s+(?P<text>.+)$", re.S)
+# the words a yes/no question about a listed thing may have besides it: "Can I pay for my order with Klarna?"
+_PLAIN_ASKING = {_key(w) for w in ("pay", "payment", "order", "purchase", "accept", "take", "ship", "shipping",
+                                   "deliver", "delivery", "send", "use", "online", "checkout", "parcel")}
+
+
+def asked_listed(question: str, passages: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
+    """A plain yes/no question about things a list names ("Can I pay with Klarna?", "Do you ship to
+    Norway?"), as the passage and the KB's words that answer it: the line about the thing when its
+    document has one ("Klarna (pay later): you receive the goods first and pay Klarna within 30
+    days."), else the list's sentence. A question with more in it ("... with Klarna for a gift card?")
+    is not answered by the list alone: None."""
+    for listing, objects, rest in _asked_objects(question, passages):
+        if rest - _PLAIN_ASKING:
+            continue
+        listed = [next((i for i in listing.items if stems(i) and (stems(i) <= stems(o) or stems(o) <= stems(i))), None)
+                  for o in objects]
+        if not objects or None in listed:
+            continue
+        if len(objects) == 1:
+            # a list line labelled with the thing: "**Klarna (pay later):** you receive the goods first ..."
+            for p in passages:
+                if p.get("document_id") != listing.passage.get("document_id"):
+                    continue
+                # (a section's list can come with its lines joined: "... app. - **PayPal:** you are ...")
+                for item in re.split(r"(?:^|\s)[-*•]\s+(?=\*\*)", str(p.get("text", ""))):
+                    item = item.split("\n\n")[0].replace("**", "").strip()
+                    label = _LABELLED.match(item)
+                    if label and stems(objects[0]) <= stems(label.group("label")):
+                        return p, " ".join(item.split())
+        said = f"{listing.sentence} {listing.then}" if listing.then else listing.sentence
+        return listing.passage, said
     return None

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.conversation.guardrails import STEP_DROPPED, Grounder, grounded_quote, only_courtesy
-from bot.conversation.limits import Limit, asked_limit, asked_outside
+from bot.conversation.limits import Limit, asked_limit, asked_listed, asked_outside
 from bot.conversation.limits import limits as policy_limits
 from bot.conversation.words import stem as _stem
 from bot.conversation.words import stems as _stems
@@ -537,12 +537,12 @@ class Responder:
         # "Can I stop getting delivery e-mails?" retrieves the newsletter's "Unsubscribe" section, and the
         # sentence is in "What we always send"); a revision's sections are read once per process
         documents = dict.fromkeys((p.get("document_id"), p.get("revision")) for p in passages)
-        ruled_out = policy_limits(passages + [s for doc in documents for s in self._sections(*doc)])
+        whole = passages + [s for doc in documents for s in self._sections(*doc)]
+        ruled_out = policy_limits(whole)
         refused = asked_limit(text, ruled_out) if self.limits else None
         if self.limits and refused is None:
             # "Do you accept Bitcoin?" against "We accept Visa, ..., Klarna and Larkspur gift cards."
-            refused = asked_outside(text, passages + [s for doc in documents for s in self._sections(*doc)],
-                                    self._similarity())
+            refused = asked_outside(text, whole, self._similarity())
         if refused:
             asked = []  # the answer is "no", in the policy's words; not a figure beside the point
         # a question not about a figure ("Can I cancel my order?", "my lamp arrived broken") may be
@@ -558,6 +558,12 @@ class Responder:
             steps_from_kb = procedure(text, others, every_term=True, products=self.products)
             if steps_from_kb is None:  # answered in prose ("How do I use a gift card?"), if at all
                 prose = prose_answer(text, passages) or prose_answer(text, others)
+        # "Can I pay with Klarna?": yes, in the KB's words about it (the model's own account of how Klarna
+        # works goes, as beside any answer of the KB's)
+        listed = (asked_listed(text, whole) if self.limits and self.procedures and not refused and not asked
+                  and steps_from_kb is None and prose is None else None)
+        if listed:
+            prose = listed
         if refused:
             prose = (refused.passage, refused.sentence)
         shown = steps_from_kb or prose
@@ -566,7 +572,7 @@ class Responder:
                     + ([shown[0]["text"]] if shown else [])
                     + [str(f["value"]) for f in facts])
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
-                            needs_no_details=bool(asked) or refused is not None,
+                            needs_no_details=bool(asked) or refused is not None or listed is not None,
                             charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
                             # a reply's steps are the KB's: the model's numbered steps are dropped for
                             # every question (``procedures=False``, the benchmarks' baseline, keeps them,
@@ -583,7 +589,7 @@ class Responder:
         lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))
         if shown:
             lead = (procedure_statement(*steps_from_kb) if steps_from_kb else limit_statement(text, refused)
-                    if refused else prose_statement(*prose))
+                    if refused else f"Yes. {prose_statement(*prose)}" if listed else prose_statement(*prose))
             source = citation(shown[0])  # the section the steps come from is cited first
             cites = [source] + [c for c in cites if c != source]
         if asked and not shown:
@@ -620,7 +626,7 @@ class Responder:
             stream = self.generator.stream(messages, adapter_id=self.adapter_id,
                                            max_new_tokens=self.max_new_tokens)
             checked_stream = grounder.filter_stream(self._deadline(stream, started), cut=lambda: _hit_cap(stream))
-            for checked in _answer_first(checked_stream, lead, answers_it, grounder, first=refused is not None):
+            for checked in _answer_first(checked_stream, lead, answers_it, grounder, first=refused is not None or listed is not None):
                 out.append(checked)
                 emit(checked)
         except Exception as exc:  # generator crashed or timed out mid-stream
@@ -641,8 +647,8 @@ class Responder:
         verdict = grounder.report.verdict
         # only when the best match is missing from the reply (then a close second is added too)
         if lead and lead in body:  # placed after the opening sentence by _answer_first
-            report["added_procedure" if steps_from_kb else "added_limit" if refused else "added_prose_answer" if prose
-                   else "added_fact_statement"] = lead
+            report["added_procedure" if steps_from_kb else "added_limit" if refused else "added_listed" if listed
+                   else "added_prose_answer" if prose else "added_fact_statement"] = lead
         unstated = [f for f in asked if not states_value(body, f.value)] if asked and not states_value(
             body, asked[0].value) else []
         if not error and len(body) >= 20 and unstated:

@@ -273,10 +273,11 @@ def test_the_kb_covers_its_own_questions_and_not_chatter(knowledge):
 @pytest.mark.slow
 def test_a_ruled_out_thing_said_in_passing_is_dropped_even_when_retrieval_returned_part_of_its_section(knowledge):
     # "Can I pay with Klarna?" retrieves part of "How each method works", without the sentence that rules
-    # bank transfers out; the whole top document is read for it
+    # bank transfers out; the whole top document is read for it (without the KB's own answers, which
+    # would answer this one with the KB's line about Klarna, the model's sentences are checked one by one)
     result = _ask(knowledge, "Can I pay with Klarna?",
                   "We accept payment methods like credit cards, debit cards, and bank transfers. "
-                  "Klarna lets you pay later.")
+                  "Klarna lets you pay later.", procedures=False)
     assert "bank transfers" not in result.text, result.text
     assert "Klarna lets you pay later." in result.text
 
@@ -408,3 +409,48 @@ def test_a_yes_to_what_the_list_does_not_name_never_reaches_the_customer(listed)
                    "your address. Let us know if you need anything else.")
     assert shipped.text.startswith("Our help pages say (International shipping): We ship parcels"), shipped.text
     assert "We do ship to the United States" not in shipped.text and "I'm afraid" not in shipped.text
+
+
+LISTED = [
+    ("Can I pay with Klarna?", "Klarna (pay later): you receive the goods first"),
+    ("Do you accept PayPal?", "PayPal: you are taken to PayPal"),
+    ("Can I pay for my order with Visa?", "Cards (Visa, Mastercard, American Express): charged"),
+    ("Do you accept iDEAL or Apple Pay?", "We accept Visa, Mastercard"),
+    ("Can I pay in euros?", "We charge in euros only."),
+    ("Do you ship to Norway?", "We ship parcels from Utrecht"),
+]
+NOT_LISTED = [
+    "Can I pay with Klarna for a gift card?",  # more than the list says
+    "Do you accept credit cards?",  # not one of the listed names
+    "Do you accept Bitcoin?",
+    "How do I pay with Klarna?",  # not a yes/no question
+]
+
+
+@pytest.mark.parametrize(("question", "said"), LISTED)
+def test_a_plain_question_about_a_listed_thing_is_answered_by_the_kb(question, said):
+    from bot.conversation.limits import asked_listed
+
+    found = asked_listed(question, _sections("payment-methods", "international-shipping"))
+    assert found is not None and found[1].startswith(said), (question, found)
+
+
+@pytest.mark.parametrize("question", NOT_LISTED)
+def test_a_question_the_list_does_not_settle_gets_no_list_answer(question):
+    from bot.conversation.limits import asked_listed
+
+    assert asked_listed(question, _sections("payment-methods", "international-shipping")) is None
+
+
+@pytest.mark.slow
+def test_a_listed_thing_gets_a_yes_in_the_kbs_words_and_not_the_models_account(listed):
+    # seen with the real model: "Certainly! You can place an order with Klarna and proceed to pay with your
+    # credit or debit card."
+    reply = ("Certainly! You can place an order with Klarna and proceed to pay with your credit or debit card. "
+             "If you have any questions, our team is happy to help.")
+    result = _ask(listed, "Can I pay with Klarna?", reply)
+    assert result.text.startswith("Yes. Our help pages say (How each method works): Klarna (pay later):"), result.text
+    assert "credit or debit card" not in result.text and "Certainly" not in result.text
+    assert "our team is happy to help" in result.text and "added_listed" in result.guardrail
+    baseline = _ask(listed, "Can I pay with Klarna?", reply, limits=False)
+    assert "credit or debit card" in baseline.text
