@@ -73,8 +73,11 @@ def take_over(db: Any, conversation_id: str, user: Any, publish: Publish | None 
             raise Conflict(f"{name} already holds this conversation; ask them to hand it back first.",
                            code="conversation_held", held_by=name)
         conv = ConversationRepository(session).get(conversation_id, for_update=True)
-        already = any(m.role == "system" and m.author_user_id == user.id and m.text.endswith("joined the chat.")
-                      for m in MessageRepository(session).history(conversation_id, limit=3))
+        # the customer was told this agent is here, and not since that they were handed back
+        notices = [m for m in MessageRepository(session).history(conversation_id, limit=20)
+                   if m.role == "system" and m.author_user_id is not None]
+        already = bool(notices) and notices[-1].author_user_id == user.id and notices[-1].text.endswith(
+            "joined the chat.")
         notice = None
         if not already:
             notice = MessageRepository(session).append(
@@ -94,6 +97,9 @@ def hand_back(db: Any, conversation_id: str, user: Any, publish: Publish | None 
         conv = ConversationRepository(session).get(conversation_id, for_update=True)
         if conv is None:
             raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
+        if conv.status == "ended":
+            raise Conflict("This conversation has ended; there is nobody to hand it back to.",
+                           code="conversation_ended")
         if conv.held_by_user_id != user.id and not (user.role == "admin" and conv.held_by_user_id):
             raise Conflict("You do not hold this conversation; take it over first.", code="not_holder")
         conv.mode, conv.held_by_user_id = "bot", None
@@ -114,6 +120,9 @@ def send_agent_message(manager: Any, conversation_id: str, user: Any, text: str,
         conv = ConversationRepository(session).get(conversation_id)
         if conv is None:
             raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
+        if conv.status == "ended":
+            raise Conflict("This conversation has ended; the customer can no longer read it.",
+                           code="conversation_ended")
         if conv.held_by_user_id != user.id:
             raise Conflict("Take over the conversation before writing to the customer.", code="not_holder")
     try:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from rasa_sdk.executor import ActionExecutor
 
 from bot.conversation import actions as actions_module
@@ -37,6 +38,8 @@ from knowledge.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLar
 log = logging.getLogger(__name__)
 
 Sink = Callable[[dict[str, Any]], Awaitable[None]]
+#: how often (seconds) a streaming reply re-reads whether an agent has taken the conversation over
+HELD_CHECK_S = 0.5
 FAILURE_TEXT = (
     "Sorry — something went wrong on our side while I was answering. Your message is saved; "
     "you can ask again, or I can connect you with a person."
@@ -186,12 +189,17 @@ class ConversationManager:
         streamed: list[str] = []
 
         async def pump() -> None:
+            # an agent who takes over mid-reply silences the rest of it at once (the reply is discarded
+            # when it is stored): the mode is read again at most every HELD_CHECK_S while streaming
+            held, checked = False, -math.inf
             while True:
                 event = await queue.get()
                 kind = event.get("event")
                 if kind == "stream_chunk" and event.get("text"):
                     streamed.append(event["text"])
-                    if sink is not None:
+                    if sink is not None and not held and time.monotonic() - checked >= HELD_CHECK_S:
+                        held, checked = await asyncio.to_thread(self._held, conversation_id), time.monotonic()
+                    if sink is not None and not held:
                         await sink({"type": "token", "text": event["text"]})
                 if kind in ("stream_done", "stream_error"):
                     return
@@ -209,6 +217,11 @@ class ConversationManager:
             self._finish, conversation_id, message_id, pending, decision, nlu_result, tone, result,
             error, "".join(streamed), latency_ms,
         )
+
+    def _held(self, conversation_id: str) -> bool:
+        """Whether an agent holds the conversation now."""
+        with self.db.unit_of_work() as session:
+            return session.scalar(sa.select(Conversation.mode).where(Conversation.id == conversation_id)) == "human"
 
     def _prepare(self, conversation_id: str, message_id: int):
         # Two units of work on purpose: NLU runs between them, outside any transaction, so a slow

@@ -138,3 +138,40 @@ def test_an_empty_agent_reply_is_refused_in_agent_wording(console):
         assert r.status_code == 422 and r.json()["error"]["code"] == "empty_message"
         assert r.json()["error"]["message"] == "Write a message to send."  # not the widget's "type a question"
     assert len(console.app.state.manager.history(conv_id)) == before
+
+
+def test_taking_over_again_after_a_hand_back_tells_the_customer_again(console):
+    agent = console.client()
+    csrf = login(agent, "agent")
+    conv_id, _ = seed_conversation(console.services)
+    json_accept = {"Accept": "application/json"}
+    for action in ("takeover", "handback", "takeover"):
+        r = agent.post(f"/console/conversations/{conv_id}/{action}", data={"csrf_token": csrf}, headers=json_accept)
+        assert r.status_code == 200, r.text
+    notices = [m.text for m in console.app.state.manager.history(conv_id) if m.role == "system"]
+    # the customer's last word from us says a person is here, not "Ask away!"
+    assert [n.split()[-1] for n in notices] == ["chat.", "away!", "chat."], notices
+    # taking it over twice in a row says it once
+    assert agent.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf},
+                      headers=json_accept).status_code == 200
+    assert len([m for m in console.app.state.manager.history(conv_id) if m.role == "system"]) == 3
+
+
+def test_an_ended_conversation_takes_no_agent_message_or_hand_back(console):
+    agent = console.client()
+    csrf = login(agent, "agent")
+    conv_id, _ = seed_conversation(console.services)
+    json_accept = {"Accept": "application/json"}
+    agent.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf}, headers=json_accept)
+    with console.services.db.unit_of_work() as session:  # the customer ends the chat (as POST .../end does)
+        from bot.db.repositories import ConversationRepository
+
+        ConversationRepository(session).get(conv_id).status = "ended"
+    before = len(console.app.state.manager.history(conv_id))
+    r = agent.post(f"/console/conversations/{conv_id}/messages", data={"csrf_token": csrf, "text": "still there?"},
+                   headers=json_accept)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conversation_ended"
+    r = agent.post(f"/console/conversations/{conv_id}/handback", data={"csrf_token": csrf}, headers=json_accept)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conversation_ended"
+    assert len(console.app.state.manager.history(conv_id)) == before
+

@@ -435,3 +435,34 @@ def test_every_response_says_nosniff_and_the_demo_page_has_a_policy(client):
     assert "strict-transport-security" not in client.get("/healthz").headers
     proxied = client.get("/healthz", headers={"X-Forwarded-Proto": "https"})
     assert proxied.headers["strict-transport-security"] == "max-age=31536000"
+
+
+def test_a_reply_being_written_when_an_agent_takes_over_stops_reaching_the_customer(client, sse, chat_server):
+    cid, headers = start_conversation(client)
+    stream = sse(cid, headers)
+    sentences = [f"We are glad you asked{' ' + 'and ' * i}about that." for i in range(24)]
+    chat_server.services.generator.enqueue(" ".join(sentences))
+    chat_server.services.generator.delay = 0.03
+    try:
+        client.post(f"/api/conversations/{cid}/messages", json={"text": RETURN_Q}, headers=headers)
+        stream.next("token")
+        # an agent takes the conversation over while the reply streams (what the console's takeover does)
+        with chat_server.services.db.unit_of_work() as session:
+            ConversationRepository(session).get(cid).mode = "human"
+        live.publish(cid, live.mode_event("human", "agent_took_over"))
+        stream.next("mode")
+        after = []
+        while True:
+            kind, data, _ = stream.next(timeout=30)
+            if kind == "token":
+                after.append(data["text"])
+            elif kind == "mode":  # the manager's own notice that the reply was discarded
+                break
+    finally:
+        chat_server.services.generator.delay = 0.02
+    # tokens stop within one check of the mode (HELD_CHECK_S), not at the end of the reply
+    from bot.conversation.manager import HELD_CHECK_S
+
+    assert len(after) <= HELD_CHECK_S / 0.03 / 4 + 2, after
+    history = client.get(f"/api/conversations/{cid}/messages", headers=headers).json()["messages"]
+    assert [m["role"] for m in history] == ["customer"]  # the half-written reply is not shown either

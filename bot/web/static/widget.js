@@ -310,6 +310,7 @@
   }
 
   function onToken(ev) {
+    if (mode === "human") return; // an agent has the conversation: the bot's unfinished reply is dropped
     hideTyping();
     var node = streams[ev.reply_to];
     if (!node) {
@@ -327,7 +328,15 @@
     if (mode !== "bot") panel.classList.add(mode);
     statusLine.textContent = MODES[mode];
     humanBtn.hidden = mode !== "bot";
-    if (mode === "human") hideTyping();
+    if (mode === "human") {
+      hideTyping();
+      // a reply the bot was still writing when the agent took over is never finished (nor stored)
+      Object.keys(streams).forEach(function (id) {
+        var node = streams[id];
+        if (node.parentNode) node.parentNode.removeChild(node);
+        delete streams[id];
+      });
+    }
   }
 
   function showTyping() {
