@@ -198,11 +198,20 @@ def _decode(data: bytes, name: str) -> str:
     return text.replace("\r\n", "\n")
 
 
+#: ids the console's KB pages use for themselves (``/console/kb/new``, ``/console/kb/preview``)
+RESERVED_IDS = frozenset({"new", "preview"})
+
+
 def _check_id(doc_id: Any, where: str) -> str:
     doc_id = str(doc_id).strip()
     if not _ID.match(doc_id):
         raise InvalidInput(
             f"{where}: document id {doc_id!r} must be a slug (lower-case letters, digits, - and _).",
+            code="bad_document_id",
+        )
+    if doc_id in RESERVED_IDS:
+        raise InvalidInput(
+            f"{where}: {doc_id!r} names a console page (/console/kb/{doc_id}); choose another document id.",
             code="bad_document_id",
         )
     return doc_id

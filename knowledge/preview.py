@@ -133,6 +133,18 @@ class KnowledgePreview:
         return self.service._preview_retriever(self.revisions).search(
             query, at=at, history=history, k=k, filters=filters)
 
+    @property
+    def retriever(self) -> HybridRetriever:
+        """The preview's retriever (its ``embedder`` is the shared one)."""
+        return self.service._preview_retriever(self.revisions)
+
+    def get(self, doc_id: str, revision: int | None = None) -> RevisionInfo:
+        """Like :meth:`KnowledgeService.get`: a previewed document's revision is the one previewed."""
+        for r in self.revisions:
+            if r.document_id == doc_id and revision in (None, r.number):
+                return r
+        return self.service.get(doc_id, revision)
+
     # ------------------------------------------------------------ facts
 
     def facts(self, at: datetime | None = None) -> dict[str, Fact]:

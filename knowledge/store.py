@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,6 +54,17 @@ from knowledge.records import (  # noqa: F401 - Fact & co. are part of this modu
 )
 
 MAX_CONTENT_CHARS = 500_000
+
+
+#: a time this much in the past still counts as now (a form's clock shows minutes, and takes a while)
+PAST_TOLERANCE = timedelta(minutes=5)
+
+
+def _not_in_the_past(at: datetime | None, field: str) -> None:
+    if at is not None and as_utc(at) < utcnow() - PAST_TOLERANCE:
+        raise InvalidInput(
+            f"{field} is in the past ({as_utc(at):%Y-%m-%d %H:%M} UTC): what was in force then is what customers "
+            "were told. Leave it empty for now, or choose a later time.", code="date_in_past", field=field)
 
 
 class KnowledgeStore:
@@ -198,6 +209,16 @@ class KnowledgeStore:
         when = as_utc(at) if at is not None else (rev.effective_from or now)
         if rev.effective_until is not None and rev.effective_until <= when:
             raise InvalidInput("effective_until must be after the publication time.", code="bad_date")
+        # the revision in force wins while it started later: one starting before it would never be in force
+        later = s.scalars(sa.select(KbRevision).where(
+            KbRevision.document_id == rev.document_id, KbRevision.id != rev.id,
+            KbRevision.status == STATUS_PUBLISHED, KbRevision.effective_from > when,
+            KbRevision.effective_from <= now).limit(1)).first()
+        if later is not None:
+            raise Conflict(
+                f"Revision {rev.number} would take effect at {when:%Y-%m-%d %H:%M} UTC, before revision {later.number}, "
+                f"in force since {as_utc(later.effective_from):%Y-%m-%d %H:%M} UTC: it would never be in force. Publish "
+                "it now (leave the date empty) or later.", code="never_in_force")
         self._check_fact_owner(s, rev, now)
         rev.status = STATUS_PUBLISHED
         rev.effective_from = when
@@ -337,7 +358,14 @@ class KnowledgeStore:
     def publish(
         self, doc_id: str, revision: int | None = None, *, at: datetime | None = None
     ) -> RevisionInfo:
-        """Publish a revision (default: the latest one), now or from ``at`` (scheduled)."""
+        """Publish a revision (default: the latest one), now or from ``at`` (scheduled).
+
+        ``at`` cannot be in the past (a few minutes aside, :data:`PAST_TOLERANCE`): the revision in
+        force was what customers were told then.
+        """
+        _not_in_the_past(at, "publish at")
+        if at is not None and as_utc(at) < utcnow():
+            at = utcnow()  # a moment ago is now
 
         def work(s: Session) -> RevisionInfo:
             self._doc(s, doc_id)
@@ -353,8 +381,12 @@ class KnowledgeStore:
     def retire(
         self, doc_id: str, *, at: datetime | None = None, note: str | None = None
     ) -> list[RevisionInfo]:
-        """Retire a document from ``at`` (default now): it is never in force after that."""
-        when = as_utc(at) if at is not None else utcnow()
+        """Retire a document from ``at`` (default now): it is never in force after that.
+
+        ``at`` cannot be in the past: replies already quoted and cited what was in force.
+        """
+        _not_in_the_past(at, "retire at")
+        when = max(as_utc(at), utcnow()) if at is not None else utcnow()
 
         def work(s: Session) -> list[RevisionInfo]:
             d = self._doc(s, doc_id)

@@ -34,6 +34,9 @@ class DocumentForm:
 
     def parse(self) -> ParsedDocument:
         """Validate the form the way the importer validates a file."""
+        if not self.document_id.strip():
+            raise InvalidInput("Give the document an id (lower-case letters, digits, - and _), such as "
+                               "returns-policy.", code="bad_document_id", field="document_id")
         try:
             facts = yaml.safe_load(self.facts_yaml) if self.facts_yaml.strip() else None
         except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date YAML cannot build (2026-02-30)
@@ -80,11 +83,12 @@ def revision_badge(status: str, effective_from: datetime | None, effective_until
     now = now or datetime.now(UTC)
     if status == "draft":
         return "draft", "draft"
-    if effective_from is not None and effective_from > now:
-        return f"scheduled · from {effective_from:%Y-%m-%d %H:%M} UTC", "scheduled"
+    # (a revision retired before its scheduled start is retired, not scheduled)
     if effective_until is not None and effective_until <= now:
         word = "retired" if status == "retired" else "expired"
         return f"{word} · since {effective_until:%Y-%m-%d %H:%M} UTC", "retired"
+    if effective_from is not None and effective_from > now:
+        return f"scheduled · from {effective_from:%Y-%m-%d %H:%M} UTC", "scheduled"
     if effective_until is not None:
         word = "retiring" if status == "retired" else "published"
         return f"{word} · until {effective_until:%Y-%m-%d %H:%M} UTC", "published"

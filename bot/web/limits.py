@@ -6,24 +6,34 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+#: the KB editor's forms carry whole policy documents (up to 500,000 characters, form-encoded): they
+#: may be this large; everything else keeps the app's limit
+KB_EDITOR_PREFIX = "/console/kb"
+KB_EDITOR_MAX_BYTES = 4 * 1024 * 1024
+
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        #: path prefix -> a larger limit for it
+        self.larger = {KB_EDITOR_PREFIX: max(max_bytes, KB_EDITOR_MAX_BYTES)} if larger is None else larger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        limit = next((n for prefix, n in self.larger.items() if path.startswith(prefix)), self.max_bytes)
+        html = any(name == b"accept" and b"text/html" in value for name, value in scope.get("headers", []))
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await self._reject(send)
+                    await self._reject(send, limit, html)
                     return
         received = 0
         too_large = False  # the body went over the limit while the app was reading it
@@ -34,7 +44,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     too_large = True
                     raise _TooLarge()
             return message
@@ -46,7 +56,7 @@ class BodySizeLimit:
             if too_large and not started:
                 if not rejected:
                     rejected = True
-                    await self._reject(send)
+                    await self._reject(send, limit, html)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -57,13 +67,21 @@ class BodySizeLimit:
         except _TooLarge:
             if not rejected and not started:
                 rejected = True
-                await self._reject(send)
+                await self._reject(send, limit, html)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps({"error": {"code": "too_large", "message":
-                          f"Request body is larger than {self.max_bytes} bytes; send a shorter message."}}).encode()
+    @staticmethod
+    async def _reject(send: Send, limit: int, html: bool = False) -> None:
+        message = f"The request is larger than {limit} bytes; send a shorter one."
+        if html:  # a browser form (the KB editor): a page to go back from, not raw JSON
+            body = ("<!doctype html><meta charset=utf-8><title>Too large</title>"
+                    f"<p>{message} Nothing was saved.</p><p><a href=\"javascript:history.back()\">Go back</a> "
+                    "(your browser keeps what you typed).</p>").encode()
+            kind = b"text/html; charset=utf-8"
+        else:
+            body = json.dumps({"error": {"code": "too_large", "message": message}}).encode()
+            kind = b"application/json"
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                    "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -82,16 +82,29 @@ def kb_document(request: Request, document_id: str, user: CurrentEditor, service
 
 
 @router.get("/console/kb/{document_id}/edit")
-def kb_edit(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep) -> Response:
-    latest = services.knowledge.get(document_id)
-    until = latest.effective_until
-    if until is not None and until <= datetime.now(UTC):
+def kb_edit(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
+            revision: Annotated[int | None, Query(ge=1, le=2**31)] = None) -> Response:
+    """The form starts from the revision in force (or ``revision``), not from a newer draft or scheduled
+    revision, which it names: a typo fixed on top of a scheduled revision would publish it early."""
+    knowledge = services.knowledge
+    latest = knowledge.get(document_id)
+    if revision is None:
+        live = next((r.number for r in knowledge.in_force() if r.document_id == document_id), None)
+        revision = live or latest.number
+    source = latest if revision == latest.number else knowledge.get(document_id, revision)
+    now = datetime.now(UTC)
+    newer = [(r.number, *kb_editor.revision_badge(r.status, r.effective_from, r.effective_until, now))
+             for r in knowledge.history(document_id) if r.number > source.number]
+    until = source.effective_until
+    if until is not None and until <= now:
         until = None  # a date already past (a retired revision's) is not offered again: saving would refuse it
     form = kb_editor.DocumentForm(
-        document_id=latest.document_id, title=latest.title, body=latest.content,
+        document_id=source.document_id, title=source.title, body=source.content,
         effective_from="", effective_until=kb_editor.date_input(until),
-        tags=", ".join(latest.tags), audience=latest.audience or "", facts_yaml=kb_editor.facts_to_yaml(latest.facts))
-    return render(request, "console/kb_edit.html", {"form": form, "base_revision": latest.number, "doc": latest})
+        tags=", ".join(source.tags), audience=source.audience or "", facts_yaml=kb_editor.facts_to_yaml(source.facts))
+    # (the edit is checked against the latest revision: saved on top of anything newer, it is refused)
+    return render(request, "console/kb_edit.html", {"form": form, "base_revision": latest.number, "doc": source,
+                                                    "newer": newer})
 
 
 @router.post("/console/kb/{document_id}/edit")

@@ -401,3 +401,94 @@ def test_badges_say_when_a_published_revision_is_scheduled_expired_or_retired(co
     assert _create(client, csrf, document_id="old-offer", effective_from=start.strftime(fmt),
                    effective_until=end.strftime(fmt), facts="").status_code == 303
     assert _badges(client.get("/console/kb/old-offer").text)[0] == f"expired · since {end:%Y-%m-%d %H:%M} UTC"
+
+
+def _save(client, csrf, base, body, action="save", **extra):
+    data = {"csrf_token": csrf, "base_revision": base, "title": "Gift wrap", "body": body, "facts": FACTS,
+            "action": action}
+    data.update(extra)
+    return client.post("/console/kb/gift-wrap/edit", data=data, follow_redirects=False)
+
+
+def test_the_edit_form_starts_from_the_revision_in_force_and_names_newer_ones(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    _create(client, csrf)  # r1, in force
+    later = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
+    _, base = _edit_form(client, "gift-wrap")
+    assert _save(client, csrf, base, BODY.replace("€4.50", "€9.99"), effective_from=later,
+                 action="publish").status_code == 303  # r2, scheduled
+    page, base = _edit_form(client, "gift-wrap")
+    # a typo fixed here must not publish r2's €9.99 early: the form holds r1's text, and says r2 exists
+    assert "€4.50 per item" in page and "€9.99" not in page and base == 2
+    assert 'id="newer-revisions"' in page and "r2: scheduled" in page and "replaces what you publish now" in page
+    assert _save(client, csrf, 2, BODY.replace("# Gift wrap", "# Gift wrapping")).status_code == 303  # r3, a draft
+    page, base = _edit_form(client, "gift-wrap")
+    assert "# Gift wrapping" not in page and "r3: draft" in page and base == 3
+    # the draft is one click away, and the form then starts from it
+    assert 'href="/console/kb/gift-wrap/edit?revision=3"' in page
+    draft = client.get("/console/kb/gift-wrap/edit?revision=3").text
+    assert "# Gift wrapping" in draft and 'id="newer-revisions"' not in draft
+    assert client.get("/console/kb/gift-wrap/edit?revision=99").status_code == 404
+
+
+def test_publishing_or_retiring_in_the_past_is_refused(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    _create(client, csrf)
+    _, base = _edit_form(client, "gift-wrap")
+    _save(client, csrf, base, BODY.replace("€4.50", "€5.00"))  # r2, a draft
+    json_accept = {"Accept": "application/json"}
+    past = (datetime.now(UTC) - timedelta(days=5)).strftime("%Y-%m-%dT%H:%M")
+    r = client.post("/console/kb/gift-wrap/publish", headers=json_accept,
+                    data={"csrf_token": csrf, "revision": 2, "base_revision": 2, "at": past})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "date_in_past"
+    r = client.post("/console/kb/gift-wrap/retire", headers=json_accept, data={"csrf_token": csrf, "at": past})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "date_in_past"
+    knowledge = console.services.knowledge
+    assert [(r.number, r.status) for r in knowledge.history("gift-wrap")] == [(1, "published"), (2, "draft")]
+    assert knowledge.facts()["gift_wrap_price"].revision == 1
+    # a minute ago, as a form's clock shows it, is now
+    just_now = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")
+    r = client.post("/console/kb/gift-wrap/publish", headers=json_accept,
+                    data={"csrf_token": csrf, "revision": 2, "base_revision": 2, "at": just_now})
+    assert r.status_code in (200, 303) and knowledge.facts()["gift_wrap_price"].revision == 2
+
+
+def test_a_revision_retired_before_its_scheduled_start_says_retired():
+    from bot.console.kb_editor import revision_badge
+
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    text, kind = revision_badge("retired", datetime(2027, 1, 1, tzinfo=UTC), now - timedelta(hours=1), now)
+    assert kind == "retired" and text.startswith("retired")
+    assert revision_badge("published", datetime(2027, 1, 1, tzinfo=UTC), None, now)[1] == "scheduled"
+
+
+def test_an_empty_or_reserved_document_id_is_refused(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    json_accept = {"Accept": "application/json"}
+    for doc_id in ("", "  ", "new", "preview"):
+        r = client.post("/console/kb/new", headers=json_accept, data={
+            "csrf_token": csrf, "document_id": doc_id, "title": "T", "body": BODY, "action": "save"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "bad_document_id", (doc_id, r.text)
+    assert [d.document_id for d in console.services.knowledge.list_documents()] == []
+
+
+def test_a_long_policy_can_be_saved_and_an_oversized_form_gets_a_page_to_go_back_from(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    _create(client, csrf)
+    _, base = _edit_form(client, "gift-wrap")
+    long_body = BODY + "\n".join(f"Gift wrap note {i}: we fold the paper by hand › €4.50." for i in range(2000))
+    assert len(long_body.encode()) > 100_000  # over the chat API's 64 KiB limit
+    assert _save(client, csrf, base, long_body).status_code == 303
+    assert console.services.knowledge.get("gift-wrap").content.count("Gift wrap note") == 2000
+    huge = client.post("/console/kb/gift-wrap/edit", headers={"Accept": "text/html"},
+                       content=b"x" * (5 * 1024 * 1024), follow_redirects=False)
+    assert huge.status_code == 413 and huge.headers["content-type"].startswith("text/html")
+    assert "Go back" in huge.text and "Nothing was saved" in huge.text
+    # elsewhere the usual limit stands
+    chat = console.client().post("/api/conversations", content=b"x" * 70_000,
+                                 headers={"Content-Type": "application/json"})
+    assert chat.status_code == 413 and chat.json()["error"]["code"] == "too_large"

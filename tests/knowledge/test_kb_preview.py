@@ -65,6 +65,11 @@ def _check_preview(svc) -> None:
     assert svc.store.get("returns-policy", 2).status == "draft"
     assert svc.retrieve(question, k=1)[0].revision == 1
 
+    # the responder reads a cited document's sections and title through get(): the preview's own revision
+    preview = svc.preview([("returns-policy", 2)])
+    assert preview.get("returns-policy").number == 2 and preview.get("returns-policy", 1).number == 1
+    assert preview.retriever.embedder is svc.retriever.embedder
+
     with pytest.raises(InvalidInput):
         svc.preview([("returns-policy", 1), ("returns-policy", 2)])
     with pytest.raises(InvalidInput):

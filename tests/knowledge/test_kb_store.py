@@ -164,3 +164,19 @@ def test_list_shows_latest_and_in_force(store: KnowledgeStore) -> None:
     store.add_revision("returns", "Draft text.", author="bob")
     [summary] = store.list()
     assert (summary.latest_revision, summary.latest_status, summary.in_force_revision) == (2, "draft", 1)
+
+
+def test_a_revision_that_would_start_before_the_one_in_force_is_refused(store: KnowledgeStore) -> None:
+    _returns(store)  # in force since JAN
+    store.add_revision("returns", "# Returns\n\n## Window\nReturn within 45 days.", author="bob",
+                       effective_from=JAN - timedelta(days=30))
+    with pytest.raises(Conflict) as refused:
+        store.publish("returns", 2)
+    assert refused.value.code == "never_in_force"
+    assert store.history("returns")[1].status == "draft"
+    # in the past by more than a few minutes: refused, for publishing and retiring alike
+    for call in (lambda: store.publish("returns", 2, at=JUN), lambda: store.retire("returns", at=JUN)):
+        with pytest.raises(InvalidInput) as past:
+            call()
+        assert past.value.code == "date_in_past"
+    assert store.publish("returns", 2, at=datetime.now(UTC)).status == "published"
