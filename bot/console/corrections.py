@@ -8,6 +8,7 @@ Corrections with a corrected reply become fine-tuning examples through
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,8 @@ REASONS = {
 }
 KB_REASONS = ("missing_policy", "wrong_fact")
 MAX_TEXT = 4000
+#: an intent as the model names them ("track_refund")
+INTENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 EXPORT_FIELDS = ("customer_message", "intent", "corrected_reply", "reason", "message_id", "created_at")
 
 
@@ -67,6 +70,10 @@ def create_correction(db: Any, *, user_id: int, message_id: int, reason: str, co
     if reason == "wrong_intent" and not corrected_intent:
         raise InvalidInput("Name the intent the customer actually had.", code="missing_intent",
                            field="corrected_intent")
+    if corrected_intent and not INTENT_NAME.match(corrected_intent):
+        # it becomes a training label: a name like the model's own ("track_refund"), not free text
+        raise InvalidInput("Write the intent as its name: lower-case letters, digits and _ (such as track_refund).",
+                           code="bad_intent", field="corrected_intent")
     with db.unit_of_work() as session:
         message = MessageRepository(session).get(message_id)
         if message is None:
@@ -105,27 +112,29 @@ def kb_suggestions(db: Any, limit: int = 50) -> list[CorrectionItem]:
 def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True) -> list[dict[str, Any]]:
     """Training examples from corrections with a corrected reply (oldest first); marks them exported."""
     now = datetime.now(UTC)
-    records: list[dict[str, Any]] = []
+    records: dict[int, dict[str, Any]] = {}  # by bot message, oldest first
     with db.unit_of_work() as session:
         repo = CorrectionRepository(session)
         ids = []
         for corr, bot_msg, customer in repo.for_export(only_unexported=only_unexported):
+            ids.append(corr.id)
             if customer is None:
                 customer = repo.previous_customer_message(bot_msg)
             if customer is None:
                 continue  # a greeting with no customer turn is not a training example
-            records.append({
+            # a reply corrected twice is one training example: the newer correction replaces the older
+            records.pop(bot_msg.id, None)
+            records[bot_msg.id] = {
                 "customer_message": customer.text,
                 "intent": corr.corrected_intent or customer.intent or bot_msg.intent,
                 "corrected_reply": corr.corrected_text,
                 "reason": corr.reason,
                 "message_id": bot_msg.id,
                 "created_at": corr.created_at.astimezone(UTC).isoformat(),
-            })
-            ids.append(corr.id)
+            }
         if mark and ids:
             repo.mark_exported(ids, now)
-    return records
+    return list(records.values())
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], out: IO[str]) -> int:

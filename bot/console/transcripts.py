@@ -60,7 +60,11 @@ class TranscriptFilter:
         def text(name: str, limit: int = 64) -> str:
             return str(params.get(name) or "").strip()[:limit]
 
-        return cls(q=text("q", 200), date_from=day("from"), date_to=day("to"), intent=text("intent"),
+        start, end = day("from"), day("to")
+        if start and end and end < start:  # (not silently nothing)
+            raise InvalidInput(f"The end date ({end}) is before the start date ({start}).", code="bad_date",
+                               field="to")
+        return cls(q=text("q", 200), date_from=start, date_to=end, intent=text("intent"),
                    tone=text("tone", 16), adapter=text("adapter"), thumbs_down=flag("thumbs_down"),
                    flagged=flag("flagged"), handed_off=flag("handed_off"), out_of_scope=flag("out_of_scope"))
 

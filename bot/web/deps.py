@@ -74,6 +74,9 @@ from bot.web.auth import (  # noqa: E402
     require_editor,
 )
 
+#: a larger number in a path or query cannot be a database id (and would overflow SQLite's integer)
+MAX_ID = 2**62
+
 CurrentUser = Annotated[ConsoleUser, Depends(require_any)]
 CurrentAgent = Annotated[ConsoleUser, Depends(require_agent)]
 CurrentEditor = Annotated[ConsoleUser, Depends(require_editor)]

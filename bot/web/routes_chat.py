@@ -29,7 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.db.models import Feedback
 from bot.db.repositories import ConversationRepository, FeedbackRepository, MessageRepository
 from bot.web import live
-from bot.web.deps import ConversationTokenDep, CustomerConversationDep, LiveDep, ManagerDep, SettingsDep
+from bot.web.deps import (
+    MAX_ID,
+    ConversationTokenDep,
+    CustomerConversationDep,
+    LiveDep,
+    ManagerDep,
+    SettingsDep,
+)
 from bot.web.ratelimit import ChatLimits
 from knowledge.errors import Conflict, Forbidden, HybrideskError, InvalidInput
 
@@ -40,7 +47,6 @@ VISIBLE_ROLES = ("customer", "bot", "agent", "system")
 VISIBLE_STATUSES = ("complete", "received")
 #: how often an idle event stream re-reads the database (catches events from other processes)
 POLL_SECONDS = 15.0
-MAX_ID = 2**62  # larger numbers cannot be database ids (and would overflow SQLite)
 HANDOFF_NOTICE = ("You asked for a person: a member of our support team will join this chat shortly. "
                   "You can keep writing in the meantime.")
 

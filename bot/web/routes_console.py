@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -28,7 +29,7 @@ from bot.console import transcripts as transcripts_service
 from bot.console.health import model_alert
 from bot.console.kb_editor import revision_badge
 from bot.web import auth
-from bot.web.deps import CurrentAdmin, CurrentAgent, CurrentUser, ManagerDep, ServicesDep, SessionDep
+from bot.web.deps import MAX_ID, CurrentAdmin, CurrentAgent, CurrentUser, ManagerDep, ServicesDep, SessionDep
 from knowledge.errors import HybrideskError, InvalidInput
 
 WEB_DIR = Path(__file__).resolve().parent
@@ -183,7 +184,7 @@ def conversation(request: Request, conversation_id: str, user: CurrentAgent, ses
 
 @router.get("/conversations/{conversation_id}/messages.json")
 def conversation_updates(conversation_id: str, user: CurrentAgent, session: SessionDep,
-                         after: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+                         after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> dict[str, Any]:
     """New messages and the current mode (the console's live view polls this every few seconds)."""
     from bot.db.repositories import ConversationRepository
     from knowledge.errors import NotFound
@@ -226,7 +227,7 @@ async def agent_message(request: Request, conversation_id: str, user: CurrentAge
 
 
 @router.post("/messages/{message_id}/corrections")
-async def correct(request: Request, message_id: int, user: CurrentAgent, services: ServicesDep,
+async def correct(request: Request, message_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], user: CurrentAgent, services: ServicesDep,
                   reason: Annotated[str, Form(max_length=32)] = "",
                   corrected_text: Annotated[str, Form(max_length=8000)] = "",
                   corrected_intent: Annotated[str, Form(max_length=64)] = "",
@@ -324,7 +325,7 @@ def create_user(user: CurrentAdmin, services: ServicesDep, email: Annotated[str,
 
 
 @router.post("/users/{user_id}/disable")
-def disable_user(user_id: int, user: CurrentAdmin, services: ServicesDep) -> Response:
+def disable_user(user_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], user: CurrentAdmin, services: ServicesDep) -> Response:
     from bot.db.repositories import ConsoleSessionRepository, UserRepository
     from knowledge.errors import Conflict, NotFound
 

@@ -25,7 +25,7 @@ from bot.console import corrections as corrections_service
 from bot.console import kb_editor
 from bot.console import kb_test as kb_test_service
 from bot.console.markdown import render_markdown
-from bot.web.deps import CurrentEditor, ServicesDep
+from bot.web.deps import MAX_ID, CurrentEditor, ServicesDep
 from bot.web.routes_console import redirect, render, secure_headers
 from knowledge.errors import NotFound
 from knowledge.ingest import parse_when
@@ -71,7 +71,7 @@ async def kb_create(request: Request, user: CurrentEditor, services: ServicesDep
 
 @router.get("/console/kb/{document_id}")
 def kb_document(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
-                rev: Annotated[int | None, Query(ge=1)] = None) -> Response:
+                rev: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
     knowledge = services.knowledge
     revision = knowledge.get(document_id, rev)
     history = knowledge.history(document_id)
@@ -83,7 +83,7 @@ def kb_document(request: Request, document_id: str, user: CurrentEditor, service
 
 @router.get("/console/kb/{document_id}/edit")
 def kb_edit(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
-            revision: Annotated[int | None, Query(ge=1, le=2**31)] = None) -> Response:
+            revision: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
     """The form starts from the revision in force (or ``revision``), not from a newer draft or scheduled
     revision, which it names: a typo fixed on top of a scheduled revision would publish it early."""
     knowledge = services.knowledge
@@ -109,7 +109,7 @@ def kb_edit(request: Request, document_id: str, user: CurrentEditor, services: S
 
 @router.post("/console/kb/{document_id}/edit")
 async def kb_save(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
-                  base_revision: Annotated[int, Form(ge=1)], title: FormStr = "", body: FormText = "",
+                  base_revision: Annotated[int, Form(ge=1, le=MAX_ID)], title: FormStr = "", body: FormText = "",
                   effective_from: FormStr = "", effective_until: FormStr = "", tags: FormStr = "",
                   audience: FormStr = "", facts: FormText = "", change_note: FormStr = "",
                   action: FormStr = "save") -> Response:
@@ -121,7 +121,7 @@ async def kb_save(request: Request, document_id: str, user: CurrentEditor, servi
 
 @router.post("/console/kb/{document_id}/publish")
 async def kb_publish(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
-                     revision: Annotated[int, Form(ge=1)], base_revision: Annotated[int, Form(ge=1)],
+                     revision: Annotated[int, Form(ge=1, le=MAX_ID)], base_revision: Annotated[int, Form(ge=1, le=MAX_ID)],
                      at: FormStr = "") -> Response:
     when = parse_when(at, field_name="publish at") if at.strip() else None
     await asyncio.to_thread(kb_editor.check_not_stale, services.knowledge, document_id, base_revision)
@@ -139,7 +139,7 @@ async def kb_retire(request: Request, document_id: str, user: CurrentEditor, ser
 
 @router.get("/console/kb/{document_id}/diff")
 def kb_diff(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
-            r1: Annotated[int, Query(ge=1)], r2: Annotated[int, Query(ge=1)]) -> Response:
+            r1: Annotated[int, Query(ge=1, le=MAX_ID)], r2: Annotated[int, Query(ge=1, le=MAX_ID)]) -> Response:
     diff = services.knowledge.diff(document_id, r1, r2)
     a, b = services.knowledge.get(document_id, r1), services.knowledge.get(document_id, r2)
     facts_a = {f.name: f.value for f in a.facts}
@@ -153,7 +153,7 @@ def kb_diff(request: Request, document_id: str, user: CurrentEditor, services: S
 @router.get("/console/kb/{document_id}/test")
 async def kb_test(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
                   q: Annotated[str, Query(max_length=500)] = "",
-                  rev: Annotated[int | None, Query(ge=1)] = None,
+                  rev: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
                   replies: Annotated[bool, Query(description="write both replies before answering (no JS)")] = False
                   ) -> Response:
     """Retrieval on both sides at once; the replies are fetched by the page (or written now with ``replies=1``)."""
@@ -172,7 +172,7 @@ async def kb_test(request: Request, document_id: str, user: CurrentEditor, servi
 @router.get("/console/kb/{document_id}/test/reply")
 async def kb_test_reply(document_id: str, user: CurrentEditor, services: ServicesDep,
                         q: Annotated[str, Query(max_length=500)] = "",
-                        rev: Annotated[int | None, Query(ge=1)] = None,
+                        rev: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
                         side: Annotated[str, Query(max_length=16)] = "draft") -> JSONResponse:
     """The reply the bot would give on one side (JSON; takes seconds: the model writes it)."""
     kb_test_service.check_side(side)
@@ -215,7 +215,7 @@ def _policy_etag(revision: Any, current: Any) -> str:
 
 @router.api_route("/kb/{document_id}", methods=["GET", "HEAD"])
 def public_policy(request: Request, document_id: str, services: ServicesDep,
-                  rev: Annotated[int | None, Query(ge=1)] = None) -> Response:
+                  rev: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
     if len(document_id) > 120:
         raise NotFound("No such policy.", code="unknown_document")
     knowledge = services.knowledge

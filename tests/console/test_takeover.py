@@ -175,3 +175,23 @@ def test_an_ended_conversation_takes_no_agent_message_or_hand_back(console):
     assert r.status_code == 409 and r.json()["error"]["code"] == "conversation_ended"
     assert len(console.app.state.manager.history(conv_id)) == before
 
+
+
+def test_ids_too_large_for_the_database_are_a_clear_422_not_a_500(console):
+    agent, admin, editor = console.client(), console.client(), console.client()
+    csrf_agent, csrf_admin, csrf_editor = login(agent, "agent"), login(admin, "admin"), login(editor, "editor")
+    conv_id, _ = seed_conversation(console.services)
+    huge = 2**64
+    json_accept = {"Accept": "application/json"}
+    answers = [
+        agent.get(f"/console/conversations/{conv_id}/messages.json?after={huge}"),
+        agent.post(f"/console/messages/{huge}/corrections", headers=json_accept,
+                   data={"csrf_token": csrf_agent, "reason": "wrong_fact", "corrected_text": "x"}),
+        admin.post(f"/console/users/{huge}/disable", headers=json_accept, data={"csrf_token": csrf_admin}),
+        editor.get(f"/console/kb/gift-wrap?rev={huge}", headers=json_accept),
+        editor.post("/console/kb/gift-wrap/publish", headers=json_accept,
+                    data={"csrf_token": csrf_editor, "revision": huge, "base_revision": 1}),
+    ]
+    assert [r.status_code for r in answers] == [422] * len(answers), [r.text[:200] for r in answers]
+    # the connection is still good for the next request
+    assert agent.get(f"/console/conversations/{conv_id}/messages.json?after=0").status_code == 200

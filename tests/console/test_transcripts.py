@@ -279,3 +279,30 @@ def test_agents_are_told_when_the_model_stops_writing_the_replies(console):
     # the next reply the model writes clears it
     log_call(None)
     assert "model-alert" not in client.get("/console/transcripts").text
+
+
+def test_a_corrected_intent_is_a_label_and_a_reply_corrected_twice_exports_once(console):
+    from bot.console.corrections import export_records
+
+    agent = console.client()
+    csrf = login(agent, "agent")
+    _, bot_id = seed_conversation(console.services, customer="where is my refund", reply="Returns take 14 days.")
+    json_accept = {"Accept": "application/json"}
+    for hostile in ("<i>returns</i>", "Track Refund", "track-refund"):
+        r = agent.post(f"/console/messages/{bot_id}/corrections", headers=json_accept, data={
+            "csrf_token": csrf, "reason": "wrong_intent", "corrected_intent": hostile, "corrected_text": "x"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "bad_intent", hostile
+    for text in ("zz", "Your refund is on its way; it shows 3-7 business days after we issue it."):
+        assert agent.post(f"/console/messages/{bot_id}/corrections", headers=json_accept, data={
+            "csrf_token": csrf, "reason": "wrong_intent", "corrected_intent": "track_refund",
+            "corrected_text": text}).status_code == 201
+    records = export_records(console.services.db)
+    # one training example per reply: the newer correction replaces the stray one
+    assert [(r["intent"], r["corrected_reply"][:16]) for r in records] == [("track_refund", "Your refund is o")]
+
+
+def test_a_date_range_that_ends_before_it_starts_is_refused(console):
+    agent = console.client()
+    login(agent, "agent")
+    r = agent.get("/console/transcripts?from=2026-12-06&to=2026-12-01", headers={"Accept": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_date" and "before the start" in r.text
