@@ -127,10 +127,29 @@ def check_not_stale(knowledge: Any, doc_id: str, base_revision: int) -> None:
             code="stale_edit", latest_revision=latest.number)
 
 
+def _plain(text: str) -> str:
+    return " ".join(text.replace("**", "").replace("__", "").lower().split())
+
+
+def check_facts_stated(body: str, facts: Any) -> None:
+    """Refuse to publish a fact whose value the text does not state: the bot tells customers the fact
+    ("30 days") and cites the page, which would say otherwise ("within 21 days"). A draft may be saved."""
+    text = _plain(body)
+    missing = [f for f in facts if str(f.value).strip() and _plain(str(f.value)) not in text]
+    if missing:
+        named = "; ".join(f"{f.name} ({f.value}{' ' + f.unit if getattr(f, 'unit', None) else ''})" for f in missing)
+        raise InvalidInput(
+            f"The text does not state these facts: {named}. The bot tells customers a fact's value and cites this "
+            "page, so the two must agree: write the value in the text or change the fact. A draft can be saved.",
+            code="fact_not_in_text", field="facts")
+
+
 def save_revision(knowledge: Any, form: DocumentForm, *, author: str, base_revision: int | None,
                   publish: bool = False) -> Any:
     """Create the document (``base_revision`` None) or add a revision on top of ``base_revision``."""
     parsed = form.parse()
+    if publish:
+        check_facts_stated(parsed.body, parsed.facts)
     if base_revision is None:
         return knowledge.create_document(parsed, author=author, publish=publish)
     check_not_stale(knowledge, parsed.id, base_revision)

@@ -125,6 +125,8 @@ async def kb_publish(request: Request, document_id: str, user: CurrentEditor, se
                      at: FormStr = "") -> Response:
     when = parse_when(at, field_name="publish at") if at.strip() else None
     await asyncio.to_thread(kb_editor.check_not_stale, services.knowledge, document_id, base_revision)
+    draft = await asyncio.to_thread(services.knowledge.get, document_id, revision)
+    kb_editor.check_facts_stated(draft.content, draft.facts)
     await asyncio.to_thread(services.knowledge.publish, document_id, revision, at=when)
     return redirect(f"/console/kb/{document_id}")
 

@@ -404,8 +404,9 @@ def test_badges_say_when_a_published_revision_is_scheduled_expired_or_retired(co
 
 
 def _save(client, csrf, base, body, action="save", **extra):
-    data = {"csrf_token": csrf, "base_revision": base, "title": "Gift wrap", "body": body, "facts": FACTS,
-            "action": action}
+    price = re.search(r"€\d+\.\d\d", body).group(0)  # the fact says what the text says
+    data = {"csrf_token": csrf, "base_revision": base, "title": "Gift wrap", "body": body,
+            "facts": FACTS.replace("€4.50", price), "action": action}
     data.update(extra)
     return client.post("/console/kb/gift-wrap/edit", data=data, follow_redirects=False)
 
@@ -492,3 +493,24 @@ def test_a_long_policy_can_be_saved_and_an_oversized_form_gets_a_page_to_go_back
     chat = console.client().post("/api/conversations", content=b"x" * 70_000,
                                  headers={"Content-Type": "application/json"})
     assert chat.status_code == 413 and chat.json()["error"]["code"] == "too_large"
+
+
+def test_a_fact_the_text_does_not_state_is_not_published(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    _create(client, csrf)
+    _, base = _edit_form(client, "gift-wrap")
+    json_accept = {"Accept": "application/json"}
+    # the text says €3.00, the fact still €4.50: the bot would say €4.50 citing a page that says €3.00
+    data = {"csrf_token": csrf, "base_revision": base, "title": "Gift wrap", "body": BODY.replace("€4.50", "€3.00"),
+            "facts": FACTS, "action": "publish"}
+    r = client.post("/console/kb/gift-wrap/edit", data=data, headers=json_accept)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "fact_not_in_text"
+    assert "gift_wrap_price (€4.50)" in r.json()["error"]["message"]
+    # a draft may be saved, and is refused again when published
+    assert client.post("/console/kb/gift-wrap/edit", data=data | {"action": "save"}, follow_redirects=False,
+                       headers=json_accept).status_code == 303
+    r = client.post("/console/kb/gift-wrap/publish", headers=json_accept,
+                    data={"csrf_token": csrf, "revision": 2, "base_revision": 2})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "fact_not_in_text"
+    assert console.services.knowledge.facts()["gift_wrap_price"].revision == 1
