@@ -90,8 +90,12 @@ def take_over(db: Any, conversation_id: str, user: Any, publish: Publish | None 
     return notice is not None
 
 
-def hand_back(db: Any, conversation_id: str, user: Any, publish: Publish | None = None) -> None:
-    """Give the conversation back to the bot (the holder, or an admin for anyone's)."""
+def hand_back(db: Any, conversation_id: str, user: Any, publish: Publish | None = None) -> int | None:
+    """Give the conversation back to the bot (the holder, or an admin for anyone's).
+
+    Returns the customer's last message when no person answered it (written after the agent's last
+    message): the bot answers it now, or it would wait for good.
+    """
     live = _events()
     with db.unit_of_work() as session:
         conv = ConversationRepository(session).get(conversation_id, for_update=True)
@@ -106,10 +110,16 @@ def hand_back(db: Any, conversation_id: str, user: Any, publish: Publish | None 
         state = dict(conv.state or {})
         state["unhelpful_replies"] = 0  # a fresh start: do not bounce straight back to a person
         conv.state = state
+        recent = MessageRepository(session).history(conversation_id, limit=50)
         notice = MessageRepository(session).append(
             conv, role="system", text=LEAVE_NOTICE.format(name=user.display_name), status="complete",
             author_user_id=user.id)
     _publish(publish, conversation_id, [live.message_event(notice), live.mode_event("bot", "agent_handed_back")])
+    last_customer = next((m for m in reversed(recent) if m.role == "customer"), None)
+    last_person = next((m for m in reversed(recent) if m.role in ("agent", "bot")), None)
+    if last_customer is not None and (last_person is None or last_person.id < last_customer.id):
+        return last_customer.id
+    return None
 
 
 def send_agent_message(manager: Any, conversation_id: str, user: Any, text: str,

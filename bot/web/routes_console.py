@@ -206,7 +206,12 @@ async def take_over(request: Request, conversation_id: str, user: CurrentAgent, 
 
 @router.post("/conversations/{conversation_id}/handback")
 async def hand_back(request: Request, conversation_id: str, user: CurrentAgent, services: ServicesDep) -> Response:
-    await asyncio.to_thread(takeover_service.hand_back, services.db, conversation_id, user, hub_publish(request))
+    unanswered = await asyncio.to_thread(takeover_service.hand_back, services.db, conversation_id, user,
+                                         hub_publish(request))
+    if unanswered is not None:  # asked while the agent held the chat, and not answered by them: the bot does
+        from bot.web.routes_chat import _spawn, reply_in_background
+
+        _spawn(request.app, reply_in_background(request.app, conversation_id, unanswered))
     if wants_json(request):
         return JSONResponse({"conversation_id": conversation_id, "mode": "bot"})
     return redirect(f"/console/conversations/{conversation_id}")

@@ -466,3 +466,41 @@ def test_a_reply_being_written_when_an_agent_takes_over_stops_reaching_the_custo
     assert len(after) <= HELD_CHECK_S / 0.03 / 4 + 2, after
     history = client.get(f"/api/conversations/{cid}/messages", headers=headers).json()["messages"]
     assert [m["role"] for m in history] == ["customer"]  # the half-written reply is not shown either
+
+
+def test_a_question_asked_while_an_agent_held_the_chat_is_answered_after_the_hand_back(client, chat_server):
+    import re
+
+    from bot.cli_users import add_user
+
+    with chat_server.services.db.unit_of_work() as session:
+        add_user(session, "maya@larkspur.example", "agent", "correct horse battery staple 7", "Maya")
+    agent = httpx.Client(base_url=str(client.base_url), timeout=10)
+    page = agent.get("/console/login").text
+    signed_in = agent.post("/console/login", data={
+        "email": "maya@larkspur.example", "password": "correct horse battery staple 7", "next": "/console",
+        "csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)})
+    assert signed_in.status_code in (200, 303), signed_in.text
+    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', agent.get("/console/analytics").text).group(1)
+    cid, headers = start_conversation(client)
+    json_accept = {"Accept": "application/json"}
+    assert agent.post(f"/console/conversations/{cid}/takeover", data={"csrf_token": csrf},
+                      headers=json_accept).status_code == 200
+    asked = client.post(f"/api/conversations/{cid}/messages", json={"text": RETURN_Q}, headers=headers).json()
+    time.sleep(0.3)
+    assert [m["role"] for m in client.get(f"/api/conversations/{cid}/messages", headers=headers).json()["messages"]] \
+        == ["system", "customer"]  # held: the bot stays silent
+    assert agent.post(f"/console/conversations/{cid}/handback", data={"csrf_token": csrf},
+                      headers=json_accept).status_code == 200
+    reply = wait_for_reply(client, cid, headers)
+    assert reply["reply_to"] == asked["message_id"] and "30 days" in reply["text"]
+    # a question the agent answered is not answered again after a hand-back
+    agent.post(f"/console/conversations/{cid}/takeover", data={"csrf_token": csrf}, headers=json_accept)
+    client.post(f"/api/conversations/{cid}/messages", json={"text": "And for sofas?"}, headers=headers)
+    agent.post(f"/console/conversations/{cid}/messages", data={"csrf_token": csrf, "text": "Sofas too, 30 days."},
+               headers=json_accept)
+    agent.post(f"/console/conversations/{cid}/handback", data={"csrf_token": csrf}, headers=json_accept)
+    time.sleep(0.5)
+    roles = [m["role"] for m in client.get(f"/api/conversations/{cid}/messages", headers=headers).json()["messages"]]
+    assert roles[-4:] == ["customer", "agent", "system", "system"] or roles[-3:] == ["customer", "agent", "system"]
+    agent.close()
