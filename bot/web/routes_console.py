@@ -192,7 +192,7 @@ def conversation_updates(conversation_id: str, user: CurrentAgent, session: Sess
     conv = ConversationRepository(session).get(conversation_id)
     if conv is None:
         raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
-    return {"mode": conv.mode, "held_by_user_id": conv.held_by_user_id,
+    return {"mode": conv.mode, "held_by_user_id": conv.held_by_user_id, "status": conv.status,
             "messages": transcripts_service.messages_after(session, conversation_id, after)}
 
 

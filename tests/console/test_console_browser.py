@@ -133,3 +133,25 @@ def test_an_empty_agent_reply_is_explained_inline_not_in_an_alert(browser, tmp_p
         page.wait_for_selector("#messages >> text=Hello, Agent here.")
         assert dialogs == []
     console.services.close()
+
+
+def test_a_conversation_page_says_when_another_agent_takes_it_over(browser, tmp_path):
+    from bot.console.takeover import take_over
+    from bot.db.models import User
+
+    console = build_console(f"sqlite:///{tmp_path / 'stale.db'}", tmp_path)
+    conv_id, _ = seed_conversation(console.services)
+    with ServerThread(console.app) as server:
+        page = _signed_in(browser, server.url, "agent@larkspur.example")
+        page.goto(f"{server.url}/console/conversations/{conv_id}")
+        assert page.is_hidden("#conv-changed") and page.is_visible("text=Take over")
+        with console.services.db.unit_of_work() as session:
+            other = session.query(User).filter_by(email="agent2@larkspur.example").one()
+            session.expunge(other)
+        take_over(console.services.db, conv_id, other)  # the other agent, elsewhere
+        page.wait_for_selector("#conv-changed", state="visible")
+        assert "an agent holds it now" in page.inner_text("#conv-changed")
+        page.click("#conv-changed a")  # reload: the controls are the current ones
+        page.wait_for_selector("text=held by")
+        assert page.is_hidden("text=Take over") and page.is_hidden("#conv-changed")
+    console.services.close()

@@ -101,6 +101,16 @@
             modeBadge.textContent = data.mode;
             modeBadge.className = "badge mode-" + data.mode;
           }
+          // who holds it, or whether it is still open, changed: the buttons and the reply box are stale
+          var held = data.held_by_user_id === null ? "" : String(data.held_by_user_id);
+          var what = [];
+          if (held !== (list.dataset.heldBy || "")) { what.push(held ? "an agent holds it now" : "it was handed back"); }
+          if (data.status && data.status !== list.dataset.status) { what.push("it is " + data.status + " now"); }
+          var changed = document.getElementById("conv-changed");
+          if (changed && what.length) {
+            document.getElementById("conv-changed-what").textContent = what.join("; ");
+            changed.hidden = false;
+          }
         })
         .catch(function () { /* offline for a moment: the next poll catches up */ });
     };
@@ -119,8 +129,14 @@
         var data = new URLSearchParams();
         data.set("text", box.value);
         data.set("csrf_token", csrf);
+        // one id per message: a retry or a double click is stored once
+        if (!form.dataset.pendingId || form.dataset.pendingText !== box.value) {
+          form.dataset.pendingId = "agent-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 10);
+          form.dataset.pendingText = box.value;
+        }
+        data.set("client_message_id", form.dataset.pendingId);
         post(form.getAttribute("action"), data, false).then(function (r) {
-          if (r.ok) { box.value = ""; poll(); return null; }
+          if (r.ok) { box.value = ""; delete form.dataset.pendingId; poll(); return null; }
           return r.json().then(function (e) { say(e.error ? e.error.message : "Could not send."); });
         }).catch(function () { say("Could not send; check the connection and try again."); });
       });
