@@ -330,3 +330,40 @@ def messages_after(session: Session, conversation_id: str, after_seq: int) -> li
         Message.status.in_(["complete", "received"])).order_by(Message.seq).limit(200))
     return [{"id": m.id, "seq": m.seq, "role": m.role, "text": m.text, "intent": m.intent, "tone": m.tone,
              "created_at": m.created_at.isoformat() if m.created_at else None} for m in rows]
+
+
+@dataclass
+class Waiting:
+    """A customer waiting for a person."""
+
+    id: str
+    since: datetime
+    reason: str | None
+    last_customer_message: str | None
+
+
+def waiting_for_a_person(session: Any, limit: int = 50) -> list[Waiting]:
+    """Open conversations whose customer asked for (or was offered) a person and nobody took yet,
+    longest waiting first."""
+    rows = session.execute(
+        sa.select(Conversation.id, Conversation.state, Conversation.handoff_reason, Conversation.updated_at)
+        .where(Conversation.mode == "handoff_requested", Conversation.status == "open")
+        .order_by(Conversation.updated_at).limit(500)).all()
+    out = []
+    for cid, state, reason, updated in rows:
+        try:
+            since = datetime.fromisoformat(str((state or {}).get("handoff_at")))
+        except ValueError:  # queued before the time was kept
+            since = updated
+        out.append(Waiting(cid, since if since.tzinfo else since.replace(tzinfo=UTC), reason, None))
+    out.sort(key=lambda w: w.since)
+    out = out[:limit]
+    if out:
+        last: dict[str, str] = {}
+        for cid, text in session.execute(
+                sa.select(Message.conversation_id, Message.text)
+                .where(Message.conversation_id.in_([w.id for w in out]), Message.role == "customer")
+                .order_by(Message.id)).all():
+            last[cid] = text
+        out = [Waiting(w.id, w.since, w.reason, (last.get(w.id) or "")[:160] or None) for w in out]
+    return out

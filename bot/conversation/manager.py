@@ -352,9 +352,10 @@ class ConversationManager:
             state = dict(conv.state or {})
             if custom.get("verdict") == "fallback" or decision.action == "clarify":
                 state["unhelpful_replies"] = int(state.get("unhelpful_replies", 0)) + 1
-            conv.state = state
             if handoff and conv.mode == "bot":
                 conv.mode, conv.handoff_reason = "handoff_requested", decision.reason
+                state["handoff_at"] = datetime.now(UTC).isoformat()  # the agents' queue is oldest first
+            conv.state = state
             if custom.get("prompt") is not None:
                 self._log_call(session, pending.id, conversation_id, custom, error)
             return ReplyOutcome(pending.id, text, decision.action, decision.reason, pending.citations or [],

@@ -429,6 +429,7 @@ def _handoff(services: Any, conversation_id: str) -> tuple[str, Any]:
         if conv.mode != "bot":
             return conv.mode, None  # already queued or held by an agent
         conv.mode, conv.handoff_reason = "handoff_requested", "customer_asked_for_human"
+        conv.state = dict(conv.state or {}) | {"handoff_at": datetime.now(UTC).isoformat()}  # the queue's order
         notice = MessageRepository(session).append(conv, role="system", text=HANDOFF_NOTICE, status="complete")
         return conv.mode, notice
 

@@ -170,7 +170,16 @@ def transcripts(request: Request, user: CurrentAgent, session: SessionDep,
         next_url = "/console/transcripts?" + urlencode({**flt.to_params(), "cursor": page.next_cursor})
     return render(request, "console/transcripts.html",
                   {"page": page, "f": flt, "choices": choices, "next_url": next_url, "first_page": not cursor,
-                   "model_alert": model_alert(session)})
+                   "model_alert": model_alert(session), "waiting": transcripts_service.waiting_for_a_person(session)})
+
+
+@router.get("/waiting.json")
+def waiting(user: CurrentAgent, session: SessionDep) -> dict[str, Any]:
+    """Customers waiting for a person, longest first (the transcripts page polls this)."""
+    rows = transcripts_service.waiting_for_a_person(session)
+    return {"count": len(rows), "waiting": [
+        {"conversation_id": w.id, "since": w.since.isoformat(), "reason": w.reason,
+         "last_customer_message": w.last_customer_message} for w in rows]}
 
 
 @router.get("/conversations/{conversation_id}")

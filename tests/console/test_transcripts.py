@@ -306,3 +306,32 @@ def test_a_date_range_that_ends_before_it_starts_is_refused(console):
     login(agent, "agent")
     r = agent.get("/console/transcripts?from=2026-12-06&to=2026-12-01", headers={"Accept": "application/json"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "bad_date" and "before the start" in r.text
+
+
+def test_customers_waiting_for_a_person_are_listed_longest_waiting_first(console):
+    from bot.db.repositories import ConversationRepository
+
+    agent = console.client()
+    login(agent, "agent")
+    now = datetime.now(UTC)
+    newer, _ = seed_conversation(console.services, customer="I want a human please", mode="handoff_requested",
+                                 handoff_reason="customer_asked_for_human")
+    older, _ = seed_conversation(console.services, customer="<b>THIS IS RIDICULOUS</b>", mode="handoff_requested",
+                                 handoff_reason="angry_and_not_helped")
+    held, _ = seed_conversation(console.services, customer="held one", mode="human")
+    ended, _ = seed_conversation(console.services, customer="gave up", mode="handoff_requested")
+    with console.services.db.unit_of_work() as session:
+        repo = ConversationRepository(session)
+        repo.get(newer).state = {"handoff_at": (now - timedelta(minutes=2)).isoformat()}
+        repo.get(older).state = {"handoff_at": (now - timedelta(minutes=9)).isoformat()}
+        repo.get(ended).status = "ended"
+    data = agent.get("/console/waiting.json").json()
+    assert data["count"] == 2
+    assert [w["conversation_id"] for w in data["waiting"]] == [older, newer]
+    assert data["waiting"][0]["last_customer_message"] == "<b>THIS IS RIDICULOUS</b>"
+    page = agent.get("/console/transcripts").text
+    assert 'Waiting for a person (<span id="waiting-count">2</span>)' in page
+    assert page.index(f"/console/conversations/{older}") < page.index(f"/console/conversations/{newer}")
+    assert "&lt;b&gt;THIS IS RIDICULOUS&lt;/b&gt;" in page and held not in page.split("</section>")[0]
+    # signed out: nobody's queue
+    assert console.client().get("/console/waiting.json").status_code == 401

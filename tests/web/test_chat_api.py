@@ -204,7 +204,7 @@ def test_rating(client, chat_server):
         assert ConversationRepository(session).get(cid).state["thumbs_down"] == 0
 
 
-def test_handoff_queues_for_a_person_and_streams_the_mode(client, sse):
+def test_handoff_queues_for_a_person_and_streams_the_mode(client, sse, chat_server):
     cid, headers = start_conversation(client)
     stream = sse(cid, headers)
     r = client.post(f"/api/conversations/{cid}/handoff", headers=headers)
@@ -215,6 +215,8 @@ def test_handoff_queues_for_a_person_and_streams_the_mode(client, sse):
     assert again.json()["mode"] == "handoff_requested"
     history = client.get(f"/api/conversations/{cid}/messages", headers=headers).json()
     assert history["mode"] == "handoff_requested" and len(history["messages"]) == 1
+    with chat_server.services.db.unit_of_work() as session:  # when: the agents' queue is longest waiting first
+        assert "handoff_at" in ConversationRepository(session).get(cid).state
 
 
 def test_agent_messages_arrive_live_and_the_bot_stays_silent(client, sse, chat_server):

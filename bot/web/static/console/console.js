@@ -65,6 +65,36 @@
   };
   next();
 
+  /* Transcripts: the customers waiting for a person, refreshed every 10 s (longest waiting first). */
+  var waitingList = document.getElementById("waiting-list");
+  if (waitingList) {
+    var refreshWaiting = function () {
+      fetch("/console/waiting.json", { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (data) {
+          if (!data) { return; }
+          document.getElementById("waiting-count").textContent = String(data.count);
+          document.getElementById("waiting-none").hidden = data.count > 0;
+          while (waitingList.firstChild) { waitingList.removeChild(waitingList.firstChild); }
+          data.waiting.forEach(function (w) {
+            var li = document.createElement("li");
+            var a = document.createElement("a");
+            a.href = "/console/conversations/" + encodeURIComponent(w.conversation_id);
+            a.textContent = w.last_customer_message || "(no message)";
+            var when = document.createElement("span");
+            when.className = "muted small";
+            when.textContent = " waiting since " + w.since.replace("T", " ").slice(0, 16) + " UTC" +
+              (w.reason ? " · " + w.reason : "");
+            li.appendChild(a);
+            li.appendChild(when);
+            waitingList.appendChild(li);
+          });
+        })
+        .catch(function () { /* offline for a moment */ });
+    };
+    setInterval(refreshWaiting, 10000);
+  }
+
   /* Conversation: poll for new messages and mode changes (works across server processes). */
   var list = document.getElementById("messages");
   if (list && list.dataset.conversation) {
