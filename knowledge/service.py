@@ -159,6 +159,12 @@ class KnowledgeService:
         self.refresh()
         return rev
 
+    def unschedule(self, doc_id: str, revision: int) -> RevisionInfo:
+        """Cancel a scheduled revision: back to draft."""
+        rev = self.store.unschedule(doc_id, revision)
+        self.refresh()
+        return rev
+
     def retire(
         self, doc_id: str, *, at: datetime | None = None, note: str | None = None
     ) -> list[RevisionInfo]:

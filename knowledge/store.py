@@ -378,6 +378,25 @@ class KnowledgeStore:
 
         return self._write(work)
 
+    def unschedule(self, doc_id: str, revision: int) -> RevisionInfo:
+        """A published revision that has not yet taken effect goes back to draft (its schedule is
+        cancelled; what is in force now stays). A revision already in force is retired instead."""
+
+        def work(s: Session) -> RevisionInfo:
+            self._doc(s, doc_id)
+            rev = self._rev(s, doc_id, revision)
+            start = as_utc(rev.effective_from) if rev.effective_from is not None else None
+            if rev.status != STATUS_PUBLISHED or start is None or start <= utcnow():
+                raise Conflict(f"Revision {revision} of {doc_id!r} is not scheduled; only a revision waiting to take "
+                               "effect can be taken back to draft.", code="not_scheduled")
+            rev.status = STATUS_DRAFT
+            rev.published_at = None
+            s.get(KbDocument, doc_id).updated_at = utcnow()  # type: ignore[union-attr]
+            s.flush()
+            return _info(rev)
+
+        return self._write(work)
+
     def retire(
         self, doc_id: str, *, at: datetime | None = None, note: str | None = None
     ) -> list[RevisionInfo]:

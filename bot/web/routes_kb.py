@@ -131,6 +131,14 @@ async def kb_publish(request: Request, document_id: str, user: CurrentEditor, se
     return redirect(f"/console/kb/{document_id}")
 
 
+@router.post("/console/kb/{document_id}/unschedule")
+async def kb_unschedule(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
+                        revision: Annotated[int, Form(ge=1, le=MAX_ID)]) -> Response:
+    """A scheduled revision goes back to draft; the one in force stays."""
+    await asyncio.to_thread(services.knowledge.unschedule, document_id, revision)
+    return redirect(f"/console/kb/{document_id}?rev={revision}")
+
+
 @router.post("/console/kb/{document_id}/retire")
 async def kb_retire(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
                     at: FormStr = "", note: FormStr = "") -> Response:

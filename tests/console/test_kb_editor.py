@@ -514,3 +514,25 @@ def test_a_fact_the_text_does_not_state_is_not_published(console):
                     data={"csrf_token": csrf, "revision": 2, "base_revision": 2})
     assert r.status_code == 422 and r.json()["error"]["code"] == "fact_not_in_text"
     assert console.services.knowledge.facts()["gift_wrap_price"].revision == 1
+
+
+def test_a_scheduled_revision_can_be_taken_back_to_draft(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    _create(client, csrf)
+    later = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
+    _, base = _edit_form(client, "gift-wrap")
+    _save(client, csrf, base, BODY.replace("€4.50", "€9.99"), effective_from=later, action="publish")
+    page = client.get("/console/kb/gift-wrap?rev=2").text
+    assert "Cancel the schedule of r2" in page
+    json_accept = {"Accept": "application/json"}
+    r = client.post("/console/kb/gift-wrap/unschedule", data={"csrf_token": csrf, "revision": 2},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    knowledge = console.services.knowledge
+    assert [(x.number, x.status) for x in knowledge.history("gift-wrap")] == [(1, "published"), (2, "draft")]
+    assert knowledge.in_force(datetime.now(UTC) + timedelta(days=31))[0].number == 1  # r1 stays
+    # only a revision waiting to take effect can be
+    r = client.post("/console/kb/gift-wrap/unschedule", data={"csrf_token": csrf, "revision": 1}, headers=json_accept)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_scheduled"
+    assert "Cancel the schedule" not in client.get("/console/kb/gift-wrap?rev=2").text
