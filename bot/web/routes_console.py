@@ -104,8 +104,10 @@ def hub_publish(request: Request):
 
 
 def safe_next(value: str | None) -> str:
-    """Only same-site console paths (no open redirect)."""
-    if value and value.startswith(("/console", "/kb/")) and "//" not in value and "\\" not in value:
+    """Only same-site console paths (no open redirect), with their query ("?r1=1&r2=2")."""
+    path = (value or "").partition("?")[0]
+    if value and path.startswith(("/console", "/kb/")) and "//" not in path and "\\" not in value \
+            and not any(ord(c) < 32 for c in value):
         return value
     return "/console"
 
@@ -370,7 +372,8 @@ def install_html_errors(app: FastAPI) -> None:
 
     async def hybridesk_error(request: Request, exc: HybrideskError) -> Response:
         if isinstance(exc, auth.LoginRequired) and request.method == "GET" and _wants_html(request):
-            return redirect("/console/login?" + urlencode({"next": safe_next(request.url.path)}))
+            wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return redirect("/console/login?" + urlencode({"next": safe_next(wanted)}))
         if _wants_html(request):
             return render(request, "console/error.html",
                           {"status": exc.http_status, "code": exc.code, "message": exc.message},

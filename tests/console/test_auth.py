@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from console_support import PASSWORD, csrf_from, login
@@ -133,6 +134,14 @@ def test_every_console_route_refuses_anonymous_and_customer_tokens(console):
     # a browser is sent to the sign-in form instead
     r = client.get("/console/transcripts", headers={"Accept": "text/html"}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/console/login?next=")
+    # ... and back to the very page it asked for, query string and all
+    r = client.get("/console/kb/returns/diff?r1=1&r2=2", headers={"Accept": "text/html"}, follow_redirects=False)
+    assert parse_qs(urlsplit(r.headers["location"]).query)["next"] == ["/console/kb/returns/diff?r1=1&r2=2"]
+    from bot.web.routes_console import safe_next
+
+    assert safe_next("/console/transcripts?q=http://x") == "/console/transcripts?q=http://x"
+    for hostile in ("//evil.example", "https://evil.example", "/console//evil", "/console\\x", "/console\r\nX: y"):
+        assert safe_next(hostile) == "/console", hostile
 
 
 @pytest.mark.parametrize("who, path, status", [
