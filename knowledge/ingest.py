@@ -150,6 +150,12 @@ def _scalars(value: Any, where: str, code: str = "bad_front_matter") -> list[str
     return [str(v) for v in items]
 
 
+#: what a fact entry may say
+FACT_KEYS = frozenset({"name", "value", "unit", "description", "placeholders"})
+#: a fact is a figure, a name or a short phrase ("My Account › Payment & billing"), not a paragraph
+MAX_FACT_VALUE = 300
+
+
 def _facts(raw: Any, where: str) -> list[FactSpec]:
     if raw is None:
         return []
@@ -165,6 +171,16 @@ def _facts(raw: Any, where: str) -> list[FactSpec]:
         value = item["value"]
         if isinstance(value, (dict, list)) or value is None:
             raise InvalidInput(f"{where}: fact {name!r} needs a scalar value.", code="bad_facts")
+        if isinstance(value, bool):  # YAML reads yes/no/on/off as true/false: stored, it would say "True"
+            raise InvalidInput(f"{where}: fact {name!r}: put the value in quotes (\"yes\"), or YAML reads it as "
+                               "true/false.", code="bad_facts")
+        if not str(value).strip() or len(str(value)) > MAX_FACT_VALUE:
+            raise InvalidInput(f"{where}: fact {name!r} needs a value of 1 to {MAX_FACT_VALUE} characters.",
+                               code="bad_facts")
+        unknown = sorted(set(item) - FACT_KEYS)
+        if unknown:  # a typo ("placeholder", "units") would be dropped silently
+            raise InvalidInput(f"{where}: fact {name!r} has unknown key(s) {', '.join(map(str, unknown))}; a fact "
+                               f"takes {', '.join(sorted(FACT_KEYS))}.", code="bad_facts")
         label = f"{where}: fact {name!r}"
         out.append(
             FactSpec(

@@ -69,6 +69,11 @@ def test_markdown_front_matter_and_fact_block() -> None:
         ("---\nid: x\ntags: {a: 1}\n---\nbody", "bad_front_matter"),
         ("---\nid: x\naudience: [a, b]\n---\nbody", "bad_front_matter"),
         ("---\nid: x\nfacts:\n  - name: a\n    value: 1\n    placeholders: {p: 1}\n---\nbody", "bad_facts"),
+        # yes/no read as true/false, an empty value, a typo in a key: refused, not stored as "True" or dropped
+        ("---\nid: x\nfacts:\n  - name: a\n    value: yes\n---\nbody", "bad_facts"),
+        ("---\nid: x\nfacts:\n  - name: a\n    value: ''\n---\nbody", "bad_facts"),
+        ("---\nid: x\nfacts:\n  - name: a\n    value: 1\n    placeholder: [A]\n---\nbody", "bad_facts"),
+        ("---\nid: x\nfacts:\n  - name: a\n    value: " + "x" * 301 + "\n---\nbody", "bad_facts"),
         # aliases: a nine-item list nested seven deep would print as 4.8 million items
         (
             "---\nid: x\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
