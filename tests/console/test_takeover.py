@@ -125,12 +125,21 @@ def test_concurrent_takeovers_on_postgres_one_wins(pg_url, tmp_path: Path):
         c.services.close()
 
 
-def test_an_empty_agent_reply_is_refused_in_agent_wording(console):
+JSON = {"Accept": "application/json"}
+
+
+def _holding(console):
+    """An agent signed in and holding a new conversation: (client, CSRF token, conversation id)."""
     agent = console.client()
     csrf = login(agent, "agent")
     conv_id, _ = seed_conversation(console.services)
-    json_accept = {"Accept": "application/json"}
-    agent.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf}, headers=json_accept)
+    agent.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf}, headers=JSON)
+    return agent, csrf, conv_id
+
+
+def test_an_empty_agent_reply_is_refused_in_agent_wording(console):
+    agent, csrf, conv_id = _holding(console)
+    json_accept = JSON
     before = len(console.app.state.manager.history(conv_id))
     for text in ("", "   \n"):
         r = agent.post(f"/console/conversations/{conv_id}/messages", data={"csrf_token": csrf, "text": text},
@@ -158,11 +167,8 @@ def test_taking_over_again_after_a_hand_back_tells_the_customer_again(console):
 
 
 def test_an_ended_conversation_takes_no_agent_message_or_hand_back(console):
-    agent = console.client()
-    csrf = login(agent, "agent")
-    conv_id, _ = seed_conversation(console.services)
-    json_accept = {"Accept": "application/json"}
-    agent.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf}, headers=json_accept)
+    agent, csrf, conv_id = _holding(console)
+    json_accept = JSON
     with console.services.db.unit_of_work() as session:  # the customer ends the chat (as POST .../end does)
         from bot.db.repositories import ConversationRepository
 
