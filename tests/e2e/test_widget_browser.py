@@ -262,3 +262,21 @@ def test_chat_ended_in_another_tab_says_how_to_start_a_new_one(page, site):
     page.click(f"{W} button.human")
     page.wait_for_selector(f"{W} .panel.handoff_requested")
     assert stored_conversation(page)["id"] not in (conv["id"], second["id"])
+
+
+def test_an_agent_taking_over_mid_reply_removes_the_unfinished_bot_bubble(page, site):
+    open_widget(page, site)
+    site.services.generator.delay = 0.15
+    try:
+        send(page, RETURN_Q)
+        page.wait_for_selector(f"{W} .msg.bot[aria-busy=true]")
+        cid = stored_conversation(page)["id"]
+        # an agent takes over (what the console's takeover stores and publishes)
+        with site.services.db.unit_of_work() as session:
+            ConversationRepository(session).get(cid).mode = "human"
+        live.publish(cid, live.mode_event("human", "agent_took_over"))
+        page.wait_for_selector(f"{W} .msg.bot[aria-busy=true]", state="detached")
+        time.sleep(1.5)  # the rest of the reply would have streamed by now
+    finally:
+        site.services.generator.delay = 0.06
+    assert page.locator(f"{W} .msg.bot:not(.greeting)").count() == 0  # no half reply beside the agent's
