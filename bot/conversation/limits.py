@@ -498,9 +498,9 @@ def listings(passages: list[dict[str, Any]]) -> list[Listing]:
 
 
 def _head(phrase: str) -> str:
-    words = [_key(w) for w in terms(_same_words(phrase).replace("-", " "))]
-    last = re.findall(r"[\w']+", phrase.lower())
-    return _key(last[-1]) if last and _key(last[-1]) in words else (words[-1] if words else "")
+    """A phrase's last content word, as :func:`stems` keys it ("Larkspur gift cards" -> "card")."""
+    keys = [k for w in re.findall(r"[\w']+", _same_words(phrase).replace("-", " ")) for k in stems(w)]
+    return keys[-1] if keys else ""
 
 
 def _asked_objects(question: str, passages: list[dict[str, Any]]) -> Iterable[tuple[Listing, list[str], set[str]]]:
