@@ -75,6 +75,14 @@ def test_markup_only_input_has_no_words(nlu_model: NLU, text: str) -> None:
     assert nlu_model.predict_many([text])[0].reason in ("empty", "no_words")
 
 
+def test_a_question_wrapped_in_markup_is_read_as_a_person_sees_it(nlu_model: NLU) -> None:
+    plain = nlu_model.predict("where is my order?")
+    for wrapped in ("<script>alert('xss')</script> where is my order?", "<b>where</b> is my <i>order</i>?"):
+        result = nlu_model.predict(wrapped)
+        assert (result.intent, result.out_of_scope) == (plain.intent, plain.out_of_scope), (wrapped, result)
+        assert nlu_model.predict_many([wrapped])[0].intent == plain.intent
+
+
 def test_odd_input_never_crashes(nlu_model: NLU) -> None:
     huge = nlu_model.predict("where is my order " + "blah " * 4000)  # ~20 KB
     assert isinstance(huge, NLUResult)

@@ -126,6 +126,12 @@ def read_model_metadata(model_dir: Path) -> dict[str, Any]:
         return {"error": "metadata.json is not a JSON object"}
     return metadata
 
+
+def _visible(text: str) -> str:
+    """What a person reads of a message with tags in it ("<script>alert(1)</script> where is my order?"
+    asks where the order is); text without a "<" is read as written (a tweet's "&amp;" stays as trained)."""
+    return strip_markup(text) if "<" in text else text
+
 class NLU:
     """Intent (calibrated, with out-of-scope) and tone for one customer message.
 
@@ -331,7 +337,7 @@ class NLU:
         rule_text = raw[:MAX_RULE_CHARS]
         if not has_words(strip_markup(raw)):
             return self._empty("no_words", combine(None, rule_signals(rule_text)))
-        mt = model_text(raw, emoji_names=self.emoji_names)
+        mt = model_text(_visible(raw), emoji_names=self.emoji_names)
         branch_probs = self._branch_probs(mt)  # first: it fills the embedding cache _classify reads
         (intent, conf, top, oos, reason), sim, emb = self._classify(mt)
         context_used = False
@@ -340,7 +346,7 @@ class NLU:
         if previous and (oos or conf < FOLLOW_UP_CONFIDENCE):
             # A follow-up ("and how long does that take?") often names no intent of its own:
             # read it together with the previous customer turn and keep the better reading.
-            joined = model_text(f"{model_text(previous, emoji_names=self.emoji_names)} {mt}",
+            joined = model_text(f"{model_text(_visible(previous), emoji_names=self.emoji_names)} {mt}",
                                 emoji_names=self.emoji_names)
             (c_intent, c_conf, c_top, c_oos, c_reason), c_sim, _ = self._classify(joined)
             if not c_oos and (oos or c_conf > conf):
@@ -389,7 +395,8 @@ class NLU:
     def predict_many(self, texts: Sequence[str], batch_size: int = 64) -> list[NLUResult]:
         """Batch prediction without context (benchmarks, re-labelling transcripts)."""
         clean = [coerce_text(t) for t in texts]
-        mts = [model_text(t, emoji_names=self.emoji_names) if has_words(strip_markup(t)) else "" for t in clean]
+        mts = [model_text(_visible(t), emoji_names=self.emoji_names) if has_words(strip_markup(t)) else ""
+               for t in clean]
         live = [i for i, t in enumerate(mts) if t]
         results: list[NLUResult | None] = [None] * len(texts)
         if live:
