@@ -84,7 +84,7 @@ def main() -> None:
                                   adapter_id=adapter, limits=system == "now",
                                   products=products if system == "now" else ())
             text = responder.answer(text=q, intent=intent, tone=result.tone.label, history=[]).text
-        return {"q": q, "kb": item["kb"], "kind": item.get("kind", "ruled_out"), "action": decision.action, "reason": decision.reason, "reply": text,
+        return {"q": q, "kb": item["kb"], "kind": item.get("kind") or ("ruled_out" if item["kb"] else "allowed"), "action": decision.action, "reason": decision.reason, "reply": text,
                 "states_no": bool(item["kb"]) and norm(item["kb"]) in norm(text),
                 "opens_yes": bool(YES.match(text)), "opens_no": "I'm afraid" in text.split("\n")[0][:80]}
 

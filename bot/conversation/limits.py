@@ -604,3 +604,26 @@ def asked_listed(question: str, passages: list[dict[str, Any]]) -> tuple[dict[st
         said = f"{listing.sentence} {listing.then}" if listing.then else listing.sentence
         return listing.passage, said
     return None
+
+
+
+# "What payment methods do you accept?", "Which countries do you ship to?", "Where do you deliver?"
+_WHAT_LIST = re.compile(
+    r"^\s*(?:(?:hi|hello|hey)\b[,!.]?\s*)?(?:(?:what|which)\b[^?.!]{0,60}?\b(?:do|does|can|will)\s+(?:you|we|i|larkspur)"
+    r"|where\s+(?:do|does|can|will)\s+(?:you|we|larkspur))\s+(?P<verb>accept|take|ship|deliver|send|pay\s+with|use)\b",
+    re.I)
+
+
+def asked_for_list(question: str, passages: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
+    """A question asking what a list holds ("What payment methods do you accept?", "Which countries do
+    you ship to?"), answered by the list's sentence: the passage and the KB's words, or None."""
+    m = _WHAT_LIST.match(question)
+    if not m:
+        return None
+    verb = m.group("verb").lower().split()[0]
+    group = _GROUP.get(verb, "pay" if verb in ("pay", "use") else "")
+    for listing in listings(passages):
+        if listing.link == group:
+            said = f"{listing.sentence} {listing.then}" if listing.then else listing.sentence
+            return listing.passage, said
+    return None

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.conversation.guardrails import STEP_DROPPED, Grounder, grounded_quote, only_courtesy
-from bot.conversation.limits import Limit, asked_limit, asked_listed, asked_outside
+from bot.conversation.limits import Limit, asked_for_list, asked_limit, asked_listed, asked_outside
 from bot.conversation.limits import limits as policy_limits
 from bot.conversation.words import stem as _stem
 from bot.conversation.words import stems as _stems
@@ -543,15 +543,19 @@ class Responder:
         if self.limits and refused is None:
             # "Do you accept Bitcoin?" against "We accept Visa, ..., Klarna and Larkspur gift cards."
             refused = asked_outside(text, whole, self._similarity())
-        if refused:
-            asked = []  # the answer is "no", in the policy's words; not a figure beside the point
+        # "What payment methods do you accept?", "Which countries do you ship to?": the KB's list answers it,
+        # not a figure of the list's document ("Delivery time to other EU countries")
+        enumerated = (asked_for_list(text, whole) if self.limits and self.procedures and not refused else None)
+        if refused or enumerated:
+            asked = []  # the answer is "no", or the list, in the policy's words; not a figure beside the point
         # a question not about a figure ("Can I cancel my order?", "my lamp arrived broken") may be
         # answered by a retrieved procedure too; the model's own steps are never shown (see below)
         wants_steps = how_to or not asked
+        kb_answered = refused is not None or enumerated is not None
         steps_from_kb = (procedure(text, passages, products=self.products)
-                         if self.procedures and wants_steps and not refused else None)
+                         if self.procedures and wants_steps and not kb_answered else None)
         prose: tuple[dict[str, Any], str] | None = None
-        if self.procedures and how_to and steps_from_kb is None and not refused:
+        if self.procedures and how_to and steps_from_kb is None and not kb_answered:
             # the right document was found but not its steps ("How do I create an account?" retrieves
             # "Who can open an account"): the other sections of the retrieved documents are read too
             others = self._other_sections(passages)
@@ -560,10 +564,10 @@ class Responder:
                 prose = prose_answer(text, passages) or prose_answer(text, others)
         # "Can I pay with Klarna?": yes, in the KB's words about it (the model's own account of how Klarna
         # works goes, as beside any answer of the KB's)
-        listed = (asked_listed(text, whole) if self.limits and self.procedures and not refused and not asked
+        listed = (asked_listed(text, whole) if self.limits and self.procedures and not kb_answered and not asked
                   and steps_from_kb is None and prose is None else None)
-        if listed:
-            prose = listed
+        if listed or enumerated:
+            prose = listed or enumerated
         if refused:
             prose = (refused.passage, refused.sentence)
         shown = steps_from_kb or prose
@@ -572,7 +576,7 @@ class Responder:
                     + ([shown[0]["text"]] if shown else [])
                     + [str(f["value"]) for f in facts])
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
-                            needs_no_details=bool(asked) or refused is not None or listed is not None,
+                            needs_no_details=bool(asked) or refused is not None or bool(listed or enumerated),
                             charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
                             # a reply's steps are the KB's: the model's numbered steps are dropped for
                             # every question (``procedures=False``, the benchmarks' baseline, keeps them,
@@ -626,7 +630,8 @@ class Responder:
             stream = self.generator.stream(messages, adapter_id=self.adapter_id,
                                            max_new_tokens=self.max_new_tokens)
             checked_stream = grounder.filter_stream(self._deadline(stream, started), cut=lambda: _hit_cap(stream))
-            for checked in _answer_first(checked_stream, lead, answers_it, grounder, first=refused is not None or listed is not None):
+            first = refused is not None or bool(listed or enumerated)  # the KB's answer opens the reply
+            for checked in _answer_first(checked_stream, lead, answers_it, grounder, first=first):
                 out.append(checked)
                 emit(checked)
         except Exception as exc:  # generator crashed or timed out mid-stream
@@ -647,7 +652,7 @@ class Responder:
         verdict = grounder.report.verdict
         # only when the best match is missing from the reply (then a close second is added too)
         if lead and lead in body:  # placed after the opening sentence by _answer_first
-            report["added_procedure" if steps_from_kb else "added_limit" if refused else "added_listed" if listed
+            report["added_procedure" if steps_from_kb else "added_limit" if refused else "added_listed" if listed or enumerated
                    else "added_prose_answer" if prose else "added_fact_statement"] = lead
         unstated = [f for f in asked if not states_value(body, f.value)] if asked and not states_value(
             body, asked[0].value) else []

@@ -454,3 +454,32 @@ def test_a_listed_thing_gets_a_yes_in_the_kbs_words_and_not_the_models_account(l
     assert "our team is happy to help" in result.text and "added_listed" in result.guardrail
     baseline = _ask(listed, "Can I pay with Klarna?", reply, limits=False)
     assert "credit or debit card" in baseline.text
+
+
+@pytest.mark.parametrize(("question", "said"), [
+    ("What payment methods do you accept?", "We accept Visa, Mastercard"),
+    ("Which payment methods can I use?", "We accept Visa, Mastercard"),
+    ("Which countries do you ship to?", "We ship parcels from Utrecht"),
+    ("Where do you deliver?", "We ship parcels from Utrecht"),
+])
+def test_a_question_for_what_a_list_holds_is_answered_by_the_list(question, said):
+    from bot.conversation.limits import asked_for_list
+
+    found = asked_for_list(question, _sections("payment-methods", "international-shipping"))
+    assert found is not None and found[1].startswith(said), (question, found)
+
+
+@pytest.mark.parametrize("question", ["What is the delivery time to Norway?", "How do I pay with Klarna?",
+                                      "What happens if my payment is declined?"])
+def test_other_questions_are_not_answered_by_a_list(question):
+    from bot.conversation.limits import asked_for_list
+
+    assert asked_for_list(question, _sections("payment-methods", "international-shipping")) is None
+
+
+@pytest.mark.slow
+def test_what_a_list_holds_is_the_lists_sentence_not_a_figure_of_its_document(listed):
+    result = _ask(listed, "Which countries do you ship to?",
+                  "We ship to many countries around the world, including the United States and Canada.")
+    assert result.text.startswith("Our help pages say (International shipping): We ship parcels"), result.text
+    assert "United States" not in result.text and "Delivery time" not in result.text
