@@ -53,9 +53,9 @@ def main() -> None:
 
     from bot.bootstrap import initialise
     from bot.conversation.actions import CLARIFY_TEXT
-    from bot.conversation.limits import covers
+    from bot.conversation.limits import in_knowledge_base
     from bot.conversation.policy import decide, unsure
-    from bot.conversation.responder import Responder
+    from bot.conversation.responder import Responder, embedding_similarity
     from bot.services import Services
     from bot.settings import Settings
 
@@ -74,7 +74,8 @@ def main() -> None:
         result = nlu.predict(q)
         in_kb = False
         if system == "now" and unsure(result):
-            in_kb = covers(q, Responder(knowledge, None, company_name="").retrieve(q, [])[0], products)
+            passages = Responder(knowledge, None, company_name="").retrieve(q, [])[0]  # as the manager reads
+            in_kb = in_knowledge_base(q, passages, products, embedding_similarity(knowledge))
         decision = decide(q, result, {}, in_knowledge_base=in_kb)
         if decision.action != "answer":
             text = CLARIFY_TEXT if decision.action == "clarify" else f"({decision.action})"

@@ -627,3 +627,14 @@ def asked_for_list(question: str, passages: list[dict[str, Any]]) -> tuple[dict[
             said = f"{listing.sentence} {listing.then}" if listing.then else listing.sentence
             return listing.passage, said
     return None
+
+
+
+def in_knowledge_base(question: str, passages: list[dict[str, Any]], products: Collection[str] = (),
+                      similarity: Callable[[str, list[str]], list[float]] | None = None) -> bool:
+    """Whether the retrieved ``passages`` answer ``question`` though the intent model called it out of
+    scope: a passage uses (nearly) all its words (:func:`covers`), or a list of theirs answers it ("Do
+    you accept British pounds?" against "We charge in euros only"; "Can I pay with Klarna?")."""
+    return (covers(question, passages, products) or asked_for_list(question, passages) is not None
+            or asked_listed(question, passages) is not None
+            or asked_outside(question, passages, similarity) is not None)

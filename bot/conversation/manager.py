@@ -28,9 +28,9 @@ import sqlalchemy as sa
 from rasa_sdk.executor import ActionExecutor
 
 from bot.conversation import actions as actions_module
-from bot.conversation.limits import covers
+from bot.conversation.limits import in_knowledge_base
 from bot.conversation.policy import Decision, decide, unsure
-from bot.conversation.responder import passage_dict
+from bot.conversation.responder import embedding_similarity, passage_dict
 from bot.db.models import Conversation, Message
 from bot.db.repositories import ConversationRepository, MessageRepository, ModelCallRepository
 from knowledge.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
@@ -284,7 +284,8 @@ class ConversationManager:
         except Exception:  # no index yet, or a question retrieval refuses: the intent model decides
             log.warning("knowledge-base check failed", exc_info=True)
             return False
-        return covers(text, passages, self.services.product_words())
+        return in_knowledge_base(text, passages, self.services.product_words(),
+                                 embedding_similarity(self.services.knowledge))
 
     def _action_call(self, conv: Conversation, message: Message, history: list[tuple[str, str]], nlu: Any,
                      decision: Decision, at: datetime | None) -> dict[str, Any]:

@@ -387,6 +387,24 @@ class AnswerResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def embedding_similarity(knowledge: Any) -> Callable[[str, list[str]], list[float]] | None:
+    """How alike one phrase is to each of others (cosine of the retriever's embeddings), or None for a
+    knowledge base without an embedder."""
+    if not hasattr(knowledge, "retriever"):
+        return None
+    try:
+        embedder = knowledge.retriever.embedder
+    except Exception:  # a knowledge base that cannot be opened: no list is read
+        log.warning("no embedder for the listed things", exc_info=True)
+        return None
+
+    def similarity(phrase: str, others: list[str]) -> list[float]:
+        vectors = embedder.texts([phrase, *others])  # normalised
+        return [float(vectors[0] @ v) for v in vectors[1:]]
+
+    return similarity
+
+
 class Responder:
     """Builds and streams one grounded answer. Synchronous; run it in a worker thread."""
 
@@ -446,21 +464,7 @@ class Responder:
         return sections
 
     def _similarity(self) -> Callable[[str, list[str]], list[float]] | None:
-        """How alike one phrase is to each of others (cosine of the retriever's embeddings), or None
-        for a knowledge base without an embedder."""
-        if not hasattr(self.knowledge, "retriever"):
-            return None
-        try:
-            embedder = self.knowledge.retriever.embedder
-        except Exception:  # a knowledge base that cannot be opened: no list is read
-            log.warning("no embedder for the listed things", exc_info=True)
-            return None
-
-        def similarity(phrase: str, others: list[str]) -> list[float]:
-            vectors = embedder.texts([phrase, *others])  # normalised
-            return [float(vectors[0] @ v) for v in vectors[1:]]
-
-        return similarity
+        return embedding_similarity(self.knowledge)
 
     def _other_sections(self, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The sections of the retrieved passages' documents (the revisions retrieved) not among them."""
