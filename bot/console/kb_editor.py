@@ -78,11 +78,19 @@ def check_dates(start: datetime | None, end: datetime | None, now: datetime | No
 
 
 def revision_badge(status: str, effective_from: datetime | None, effective_until: datetime | None,
-                   now: datetime | None = None) -> tuple[str, str]:
-    """(text, CSS status) of a revision's badge: a published revision not yet or no longer in force says so."""
+                   now: datetime | None = None, *, in_force: int | None = None,
+                   number: int | None = None) -> tuple[str, str]:
+    """(text, CSS status) of a revision's badge: a published revision not yet or no longer in force says so.
+
+    With ``in_force`` (the document's revision in force now) and the revision's ``number``, a published
+    revision that took effect and was replaced by a later one says "superseded", not "published"."""
     now = now or datetime.now(UTC)
     if status == "draft":
         return "draft", "draft"
+    if (status == "published" and number is not None and in_force is not None and number != in_force
+            and (effective_from is None or effective_from <= now)
+            and (effective_until is None or effective_until > now)):
+        return f"superseded by r{in_force}", "retired"
     # (a revision retired before its scheduled start is retired, not scheduled)
     if effective_until is not None and effective_until <= now:
         word = "retired" if status == "retired" else "expired"
@@ -114,7 +122,7 @@ def date_input(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%dT%H:%M") if value else ""
 
 
-def check_not_stale(knowledge: Any, doc_id: str, base_revision: int) -> None:
+def check_not_stale(knowledge: Any, doc_id: str, base_revision: int, *, publishing: bool = False) -> None:
     """Refuse an edit made on top of an old revision (someone saved or published in between)."""
     history = knowledge.history(doc_id)
     latest = history[-1] if history else None
@@ -122,8 +130,10 @@ def check_not_stale(knowledge: Any, doc_id: str, base_revision: int) -> None:
         when = latest.created_at.strftime("%Y-%m-%d %H:%M UTC") if latest.created_at else "recently"
         raise Conflict(
             f"{doc_id} changed while you were editing: revision {latest.number} ({latest.status}) was saved "
-            f"by {latest.author} at {when}, after revision {base_revision} that you opened. Your text was not "
-            "saved; open the latest revision, re-apply your change and save again.",
+            f"by {latest.author} at {when}, after revision {base_revision} that you opened. " + (
+                "Nothing was published; open the document again to see what changed, then publish."
+                if publishing else
+                "Your text was not saved; open the latest revision, re-apply your change and save again."),
             code="stale_edit", latest_revision=latest.number)
 
 

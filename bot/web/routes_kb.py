@@ -124,7 +124,8 @@ async def kb_publish(request: Request, document_id: str, user: CurrentEditor, se
                      revision: Annotated[int, Form(ge=1, le=MAX_ID)], base_revision: Annotated[int, Form(ge=1, le=MAX_ID)],
                      at: FormStr = "") -> Response:
     when = parse_when(at, field_name="publish at") if at.strip() else None
-    await asyncio.to_thread(kb_editor.check_not_stale, services.knowledge, document_id, base_revision)
+    await asyncio.to_thread(kb_editor.check_not_stale, services.knowledge, document_id, base_revision,
+                            publishing=True)
     draft = await asyncio.to_thread(services.knowledge.get, document_id, revision)
     kb_editor.check_facts_stated(draft.content, draft.facts)
     await asyncio.to_thread(services.knowledge.publish, document_id, revision, at=when)

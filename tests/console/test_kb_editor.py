@@ -536,3 +536,22 @@ def test_a_scheduled_revision_can_be_taken_back_to_draft(console):
     r = client.post("/console/kb/gift-wrap/unschedule", data={"csrf_token": csrf, "revision": 1}, headers=json_accept)
     assert r.status_code == 409 and r.json()["error"]["code"] == "not_scheduled"
     assert "Cancel the schedule" not in client.get("/console/kb/gift-wrap?rev=2").text
+
+
+def test_a_replaced_revision_says_superseded_and_a_stale_publish_says_nothing_was_published(console):
+    from bot.console.kb_editor import revision_badge
+
+    client = console.client()
+    csrf = login(client, "editor")
+    _create(client, csrf)
+    _, base = _edit_form(client, "gift-wrap")
+    _save(client, csrf, base, BODY.replace("€4.50", "€5.00"), action="publish")  # r2 replaces r1
+    page = client.get("/console/kb/gift-wrap?rev=1").text
+    assert "superseded by r2" in page
+    now = datetime.now(UTC)
+    assert revision_badge("published", now - timedelta(days=1), None, now, in_force=2, number=2)[0] == "published"
+    _save(client, csrf, 2, BODY.replace("€4.50", "€6.00"))  # r3, a draft
+    r = client.post("/console/kb/gift-wrap/publish", headers={"Accept": "application/json"},
+                    data={"csrf_token": csrf, "revision": 3, "base_revision": 2})
+    assert r.status_code == 409 and "Nothing was published" in r.json()["error"]["message"]
+    assert "text was not saved" not in r.json()["error"]["message"]
