@@ -21,7 +21,7 @@ from knowledge.errors import InvalidInput
 def _export(args: argparse.Namespace, ctx) -> int:
     from bot.console.corrections import export_records, write_jsonl
 
-    records = export_records(ctx.db, only_unexported=args.only_new)
+    records = export_records(ctx.db, only_unexported=args.only_new, last_again=args.last_again)
     if args.out == "-":
         n = write_jsonl(records, sys.stdout)
     else:
@@ -45,4 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = group.add_parser("export-corrections", help="write agents' corrections as JSONL training examples")
     p.add_argument("--out", required=True, help="output file (JSON Lines), or - for stdout")
     p.add_argument("--only-new", action="store_true", help="only corrections not exported before")
+    p.add_argument("--last-again", action="store_true",
+                   help="the newest export's corrections once more (after a failed download or copy)")
     p.set_defaults(handler=_export)

@@ -109,14 +109,23 @@ def kb_suggestions(db: Any, limit: int = 50) -> list[CorrectionItem]:
     return list_corrections(db, reasons=KB_REASONS, limit=limit)
 
 
-def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True) -> list[dict[str, Any]]:
-    """Training examples from corrections with a corrected reply (oldest first); marks them exported."""
+def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True,
+                   last_again: bool = False) -> list[dict[str, Any]]:
+    """Training examples from corrections with a corrected reply (oldest first); marks them exported.
+
+    ``last_again``: the newest export's corrections once more, marked as they were (a download that
+    failed after "new only" had marked them)."""
     now = datetime.now(UTC)
     records: dict[int, dict[str, Any]] = {}  # by bot message, oldest first
     with db.unit_of_work() as session:
         repo = CorrectionRepository(session)
         ids = []
-        for corr, bot_msg, customer in repo.for_export(only_unexported=only_unexported):
+        last = repo.last_export() if last_again else None
+        if last_again and last is None:
+            return []
+        mark = mark and not last_again
+        for corr, bot_msg, customer in repo.for_export(only_unexported=only_unexported and not last_again,
+                                                       exported_at=last):
             ids.append(corr.id)
             if customer is None:
                 customer = repo.previous_customer_message(bot_msg)

@@ -227,8 +227,14 @@ class CorrectionRepository:
             stmt = stmt.where(Correction.exported_at.is_(None))
         return [tuple(row) for row in self.session.execute(stmt).all()]  # type: ignore[misc]
 
-    def for_export(self, *, only_unexported: bool = False) -> Sequence[tuple[Correction, Message, Message | None]]:
-        """Corrections with a corrected reply, oldest first, with the bot message and its customer turn."""
+    def last_export(self) -> datetime | None:
+        """When the newest export was made (every correction it held carries that time)."""
+        return self.session.scalar(sa.select(sa.func.max(Correction.exported_at)))
+
+    def for_export(self, *, only_unexported: bool = False, exported_at: datetime | None = None
+                   ) -> Sequence[tuple[Correction, Message, Message | None]]:
+        """Corrections with a corrected reply, oldest first, with the bot message and its customer turn
+        (only those not exported yet, or only those of the export made at ``exported_at``)."""
         customer = aliased(Message)
         stmt = (
             sa.select(Correction, Message, customer)
@@ -239,6 +245,8 @@ class CorrectionRepository:
         )
         if only_unexported:
             stmt = stmt.where(Correction.exported_at.is_(None))
+        if exported_at is not None:
+            stmt = stmt.where(Correction.exported_at == exported_at)
         return [tuple(row) for row in self.session.execute(stmt).all()]  # type: ignore[misc]
 
     def previous_customer_message(self, message: Message) -> Message | None:

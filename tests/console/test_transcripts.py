@@ -335,3 +335,21 @@ def test_customers_waiting_for_a_person_are_listed_longest_waiting_first(console
     assert "&lt;b&gt;THIS IS RIDICULOUS&lt;/b&gt;" in page and held not in page.split("</section>")[0]
     # signed out: nobody's queue
     assert console.client().get("/console/waiting.json").status_code == 401
+
+
+def test_the_last_export_can_be_downloaded_again(console):
+    agent = console.client()
+    csrf = login(agent, "agent")
+    json_accept = {"Accept": "application/json"}
+    for reply in ("Returns take 14 days.", "Delivery is free."):
+        _, bot_id = seed_conversation(console.services, reply=reply)
+        agent.post(f"/console/messages/{bot_id}/corrections", headers=json_accept, data={
+            "csrf_token": csrf, "reason": "wrong_fact", "corrected_text": f"Corrected: {reply}"})
+    assert agent.post("/console/corrections/export.jsonl", data={"csrf_token": csrf, "last_again": "true"}).text == ""
+    first = agent.post("/console/corrections/export.jsonl", data={"csrf_token": csrf, "only_new": "true"})
+    assert len(first.text.splitlines()) == 2
+    # the download failed: "new only" has nothing left, the last export is still there
+    assert agent.post("/console/corrections/export.jsonl", data={"csrf_token": csrf, "only_new": "true"}).text == ""
+    again = agent.post("/console/corrections/export.jsonl", data={"csrf_token": csrf, "last_again": "true"})
+    assert again.text == first.text
+    assert "Download the last export again" in agent.get("/console/corrections").text
