@@ -325,11 +325,12 @@ def conversation_view(session: Session, conversation_id: str) -> ConversationVie
 
 def messages_after(session: Session, conversation_id: str, after_seq: int) -> list[dict[str, Any]]:
     """New messages of a conversation as plain dicts (the console's live view polls this)."""
-    rows = session.scalars(sa.select(Message).where(
-        Message.conversation_id == conversation_id, Message.seq > after_seq,
-        Message.status.in_(["complete", "received"])).order_by(Message.seq).limit(200))
+    rows = session.execute(sa.select(Message, User.display_name).outerjoin(User, User.id == Message.author_user_id)
+                           .where(Message.conversation_id == conversation_id, Message.seq > after_seq,
+                                  Message.status.in_(["complete", "received"])).order_by(Message.seq).limit(200))
     return [{"id": m.id, "seq": m.seq, "role": m.role, "text": m.text, "intent": m.intent, "tone": m.tone,
-             "created_at": m.created_at.isoformat() if m.created_at else None} for m in rows]
+             "author": author, "created_at": m.created_at.isoformat() if m.created_at else None}
+            for m, author in rows]
 
 
 @dataclass

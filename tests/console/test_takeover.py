@@ -48,6 +48,8 @@ def test_takeover_is_exclusive_and_the_bot_stays_silent(console):
     # the console's live view sees the customer's message
     updates = a1.get(f"/console/conversations/{conv_id}/messages.json?after=0").json()
     assert updates["mode"] == "human" and updates["messages"][-1]["text"] == "Are you a real person?"
+    # which agent wrote what (the page's live view names them)
+    assert [m["author"] for m in updates["messages"] if m["role"] == "agent"] == ["Agent"]
 
     # hand back: the other agent cannot, the holder can; then anyone may take it again
     assert a2.post(f"/console/conversations/{conv_id}/handback", data={"csrf_token": csrf2},

@@ -107,7 +107,7 @@
       var head = document.createElement("div");
       head.className = "meta";
       var who = document.createElement("strong");
-      who.textContent = m.role;
+      who.textContent = m.author ? m.role + " · " + m.author : m.role;  // which agent wrote it
       var when = document.createElement("span");
       when.className = "muted";
       when.textContent = " #" + m.seq + (m.intent ? " · " + m.intent : "") + (m.tone ? " · " + m.tone : "");
