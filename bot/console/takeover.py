@@ -116,7 +116,8 @@ def hand_back(db: Any, conversation_id: str, user: Any, publish: Publish | None 
             author_user_id=user.id)
     _publish(publish, conversation_id, [live.message_event(notice), live.mode_event("bot", "agent_handed_back")])
     last_customer = next((m for m in reversed(recent) if m.role == "customer"), None)
-    last_person = next((m for m in reversed(recent) if m.role in ("agent", "bot")), None)
+    # (a reply the bot was writing when the agent took over was discarded: it answered nothing)
+    last_person = next((m for m in reversed(recent) if m.role in ("agent", "bot") and m.status == "complete"), None)
     if last_customer is not None and (last_person is None or last_person.id < last_customer.id):
         return last_customer.id
     return None

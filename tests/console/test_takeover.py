@@ -203,3 +203,27 @@ def test_ids_too_large_for_the_database_are_a_clear_422_not_a_500(console):
     assert [r.status_code for r in answers] == [422] * len(answers), [r.text[:200] for r in answers]
     # the connection is still good for the next request
     assert agent.get(f"/console/conversations/{conv_id}/messages.json?after=0").status_code == 200
+
+
+def test_hand_back_names_the_question_nobody_answered(console):
+    from bot.console.takeover import hand_back, send_agent_message, take_over
+    from bot.db.models import User
+    from bot.db.repositories import ConversationRepository, MessageRepository
+
+    manager = console.app.state.manager
+    with console.services.db.unit_of_work() as session:
+        agent = session.query(User).filter_by(email="agent@larkspur.example").one()
+        session.expunge(agent)
+    conv_id, _ = seed_conversation(console.services)
+    take_over(console.services.db, conv_id, agent)
+    asked = manager.receive(conv_id, "What payment methods do you accept?")
+    with console.services.db.unit_of_work() as session:  # the bot's reply, discarded when the agent took over
+        conv = ConversationRepository(session).get(conv_id)
+        MessageRepository(session).append(conv, role="bot", text="We accept", status="discarded",
+                                          reply_to_id=asked.id)
+    assert hand_back(console.services.db, conv_id, agent) == asked.id
+    # answered by the agent: nothing left for the bot
+    take_over(console.services.db, conv_id, agent)
+    manager.receive(conv_id, "And gift cards?")
+    send_agent_message(manager, conv_id, agent, "Yes, gift cards too.")
+    assert hand_back(console.services.db, conv_id, agent) is None
