@@ -380,7 +380,8 @@ class KnowledgeStore:
 
     def unschedule(self, doc_id: str, revision: int) -> RevisionInfo:
         """A published revision that has not yet taken effect goes back to draft (its schedule is
-        cancelled; what is in force now stays). A revision already in force is retired instead."""
+        cancelled; what is in force now stays). A revision already in force can only be replaced by a
+        new one or retired with its document: refused here (``not_scheduled``)."""
 
         def work(s: Session) -> RevisionInfo:
             self._doc(s, doc_id)
