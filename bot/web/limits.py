@@ -7,9 +7,10 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: the KB editor's forms carry whole policy documents (up to 500,000 characters, form-encoded): they
-#: may be this large; everything else keeps the app's limit
+#: may be this large when they come with a console session cookie; everything else keeps the app's limit
 KB_EDITOR_PREFIX = "/console/kb"
 KB_EDITOR_MAX_BYTES = 4 * 1024 * 1024
+SESSION_COOKIE = b"hd_session="  # bot.web.auth.SESSION_COOKIE
 
 
 class BodySizeLimit:
@@ -24,8 +25,12 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        limit = next((n for prefix, n in self.larger.items() if path.startswith(prefix)), self.max_bytes)
-        html = any(name == b"accept" and b"text/html" in value for name, value in scope.get("headers", []))
+        headers = scope.get("headers", [])
+        # (only for a signed-in editor's browser: an anonymous request is refused at the usual size)
+        signed_in = any(name == b"cookie" and SESSION_COOKIE in value for name, value in headers)
+        limit = next((n for prefix, n in self.larger.items() if signed_in and path.startswith(prefix)),
+                     self.max_bytes)
+        html = any(name == b"accept" and b"text/html" in value for name, value in headers)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:

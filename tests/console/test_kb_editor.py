@@ -489,10 +489,17 @@ def test_a_long_policy_can_be_saved_and_an_oversized_form_gets_a_page_to_go_back
                        content=b"x" * (5 * 1024 * 1024), follow_redirects=False)
     assert huge.status_code == 413 and huge.headers["content-type"].startswith("text/html")
     assert "Go back" in huge.text and "Nothing was saved" in huge.text
-    # elsewhere the usual limit stands
+    # elsewhere, and without a console session, the usual limit stands
     chat = console.client().post("/api/conversations", content=b"x" * 70_000,
                                  headers={"Content-Type": "application/json"})
     assert chat.status_code == 413 and chat.json()["error"]["code"] == "too_large"
+    anonymous = console.client().post("/console/kb/gift-wrap/edit", content=b"x" * 70_000,
+                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert anonymous.status_code == 413
+    from bot.web.auth import SESSION_COOKIE
+    from bot.web.limits import SESSION_COOKIE as cookie_prefix
+
+    assert cookie_prefix == f"{SESSION_COOKIE}=".encode()  # the middleware looks for the console's cookie
 
 
 def test_a_fact_the_text_does_not_state_is_not_published(console):
