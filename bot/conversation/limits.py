@@ -606,12 +606,15 @@ def asked_listed(question: str, passages: list[dict[str, Any]]) -> tuple[dict[st
     return None
 
 
-
 # "What payment methods do you accept?", "Which countries do you ship to?", "Where do you deliver?"
 _WHAT_LIST = re.compile(
     r"^\s*(?:(?:hi|hello|hey)\b[,!.]?\s*)?(?:(?:what|which)\b[^?.!]{0,60}?\b(?:do|does|can|will)\s+(?:you|we|i|larkspur)"
     r"|where\s+(?:do|does|can|will)\s+(?:you|we|larkspur))\s+(?P<verb>accept|take|ship|deliver|send|pay\s+with|use)\b",
     re.I)
+
+
+_LIST_TOPIC = {"pay": re.compile(r"\b(?:pay|payment|payments|methods?|cards?|currenc(?:y|ies))\b", re.I),
+               "ship": re.compile(r"\b(?:where|countr(?:y|ies)|places?|destinations?|abroad|international)\b", re.I)}
 
 
 def asked_for_list(question: str, passages: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
@@ -622,12 +625,15 @@ def asked_for_list(question: str, passages: list[dict[str, Any]]) -> tuple[dict[
         return None
     verb = m.group("verb").lower().split()[0]
     group = _GROUP.get(verb, "pay" if verb in ("pay", "use") else "")
+    # the question must be about what the list lists: "What returns do you accept?" and "What courier do
+    # you use?" are not about payment methods, "What do you ship?" not about places
+    if not _LIST_TOPIC[group].search(question):
+        return None
     for listing in listings(passages):
         if listing.link == group:
             said = f"{listing.sentence} {listing.then}" if listing.then else listing.sentence
             return listing.passage, said
     return None
-
 
 
 def in_knowledge_base(question: str, passages: list[dict[str, Any]], products: Collection[str] = (),

@@ -470,7 +470,9 @@ def test_a_question_for_what_a_list_holds_is_answered_by_the_list(question, said
 
 
 @pytest.mark.parametrize("question", ["What is the delivery time to Norway?", "How do I pay with Klarna?",
-                                      "What happens if my payment is declined?"])
+                                      "What happens if my payment is declined?", "What returns do you accept?",
+                                      "What courier do you use?", "What items do you deliver?",
+                                      "What time do you take orders until?"])
 def test_other_questions_are_not_answered_by_a_list(question):
     from bot.conversation.limits import asked_for_list
 
