@@ -580,7 +580,7 @@ class Responder:
                     + ([shown[0]["text"]] if shown else [])
                     + [str(f["value"]) for f in facts])
         grounder = Grounder(resolve, evidence, customer_values, conversation=[text] + [t for _, t in history],
-                            needs_no_details=bool(asked) or refused is not None or bool(listed or enumerated),
+                            needs_no_details=bool(asked) or kb_answered or listed is not None,
                             charges=[str(f.value) for f in asked if _is_charge(str(f.value))],
                             # a reply's steps are the KB's: the model's numbered steps are dropped for
                             # every question (``procedures=False``, the benchmarks' baseline, keeps them,
@@ -634,7 +634,7 @@ class Responder:
             stream = self.generator.stream(messages, adapter_id=self.adapter_id,
                                            max_new_tokens=self.max_new_tokens)
             checked_stream = grounder.filter_stream(self._deadline(stream, started), cut=lambda: _hit_cap(stream))
-            first = refused is not None or bool(listed or enumerated)  # the KB's answer opens the reply
+            first = kb_answered or listed is not None  # the KB's no, list or yes opens the reply
             for checked in _answer_first(checked_stream, lead, answers_it, grounder, first=first):
                 out.append(checked)
                 emit(checked)
