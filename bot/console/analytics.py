@@ -6,7 +6,9 @@ Definitions (also shown on the page):
   (no handoff request, never held by an agent, no agent message), over all such conversations;
 * *handoff rate*: conversations with a handoff reason or a non-bot mode, over the same base;
 * *top out-of-scope questions*: customer messages the NLU put out of scope, grouped by their
-  normalised text: what the knowledge base is missing;
+  normalised text with personal data (e-mail addresses, phone, card and order numbers, names)
+  replaced by placeholders, as the ticket importer does: what the knowledge base is missing, shown
+  to editors too, who have no business reading a customer's details;
 * *median latency*: of complete bot replies, from customer message stored to reply stored.
 
 :func:`compute` reads settled days from the daily roll-up (:mod:`bot.console.analytics_rollup`)
@@ -28,6 +30,17 @@ from sqlalchemy.orm import Session
 from bot.db.models import Conversation, Feedback, Message
 
 TOP_N = 10
+
+
+def question_key(text: str | None) -> str:
+    """How an out-of-scope question is grouped and shown: lower case, single spaces, no personal data."""
+    import re
+
+    from models.pii import scrub_pii
+
+    scrubbed = " ".join(scrub_pii(text or "")[0].split())
+    # the placeholders keep their capitals; names were found by theirs, so scrub before lowering
+    return "".join(part if part.startswith("{{") else part.lower() for part in re.split(r"(\{\{[^}]*\}\})", scrubbed))
 
 
 @dataclass
@@ -184,7 +197,7 @@ def compute_direct(session: Session, date_from: date, date_to: date) -> Analytic
         if who == "customer":
             customers.add(cid)
             if oos:
-                q = " ".join((text or "").lower().split())
+                q = question_key(text)
                 questions[q] = questions.get(q, 0) + 1
             elif intent is not None:
                 intents[intent] = intents.get(intent, 0) + 1

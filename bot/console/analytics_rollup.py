@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from bot.console.analytics import question_key
 from bot.db.engine import once_per_engine
 from bot.db.models import AnalyticsChange, AnalyticsDay, Conversation, Feedback, Message
 
@@ -221,7 +222,7 @@ def spans_figures(session: Session, spans: list[tuple[date, date]]) -> dict[date
         if who == "customer":
             customers.add(cid)
             if oos:
-                _bump(fig.questions, " ".join((text or "").lower().split()))
+                _bump(fig.questions, question_key(text))
             elif intent is not None:
                 _bump(fig.intents, intent)
         elif who == "agent":

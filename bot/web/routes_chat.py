@@ -238,7 +238,7 @@ async def reply_in_background(app: FastAPI, conversation_id: str, message_id: in
         hub.publish(conversation_id, live.mode_event(outcome.mode, outcome.mode_reason))
 
 
-def _spawn(app: FastAPI, coro: Any) -> None:
+def spawn_reply(app: FastAPI, coro: Any) -> None:
     """Run ``coro`` as a task of its own (it must outlive the request if the client goes away)."""
     tasks: set[asyncio.Task] = app.state.chat_tasks
     task = asyncio.create_task(coro)
@@ -285,7 +285,7 @@ async def send_message(conversation_id: str, body: SendMessage, request: Request
     hub.publish(conversation_id, live.message_event(message))
     # An independent task, not a Starlette background task: measured 3x faster acks and turns
     # (benchmarks/results/web.md), and the reply outlives the request if the client goes away.
-    _spawn(request.app, reply_in_background(request.app, conversation_id, message.id))
+    spawn_reply(request.app, reply_in_background(request.app, conversation_id, message.id))
     return MessageAccepted(message_id=message.id, seq=message.seq)
 
 

@@ -30,6 +30,7 @@ from bot.console.health import model_alert
 from bot.console.kb_editor import revision_badge
 from bot.web import auth
 from bot.web.deps import MAX_ID, CurrentAdmin, CurrentAgent, CurrentUser, ManagerDep, ServicesDep, SessionDep
+from bot.web.routes_chat import reply_in_background, spawn_reply
 from knowledge.errors import HybrideskError, InvalidInput
 
 WEB_DIR = Path(__file__).resolve().parent
@@ -220,9 +221,7 @@ async def hand_back(request: Request, conversation_id: str, user: CurrentAgent, 
     unanswered = await asyncio.to_thread(takeover_service.hand_back, services.db, conversation_id, user,
                                          hub_publish(request))
     if unanswered is not None:  # asked while the agent held the chat, and not answered by them: the bot does
-        from bot.web.routes_chat import _spawn, reply_in_background
-
-        _spawn(request.app, reply_in_background(request.app, conversation_id, unanswered))
+        spawn_reply(request.app, reply_in_background(request.app, conversation_id, unanswered))
     if wants_json(request):
         return JSONResponse({"conversation_id": conversation_id, "mode": "bot"})
     return redirect(f"/console/conversations/{conversation_id}")

@@ -158,3 +158,24 @@ def test_the_day_after_midnight_stays_live_until_it_settles(console):
     with console.services.db.unit_of_work() as session:
         a = analytics.compute(session, now.date() - timedelta(days=1), now.date(), now=midnight + timedelta(minutes=5))
     assert a.conversations == 1 and _stored(console.services) == {}  # yesterday computed live, not stored
+
+
+def test_out_of_scope_questions_are_shown_without_personal_data(console):
+    """Editors read the top out-of-scope questions too: a customer's e-mail address, phone number,
+    order number and name are replaced by placeholders, in the live figures and in the stored roll-up."""
+    from bot.console import analytics
+
+    now = datetime.now(UTC)
+    for days in (0, 3):  # today is computed live, three days ago comes from the roll-up
+        seed_conversation(console.services, created_at=now - timedelta(days=days, minutes=10), out_of_scope=True,
+                          customer="My name is Anna Berg, text me on +31 6 1234 5678 or anna.berg@example.com "
+                                   "about order 884213 and do you sell BOATS?")
+    with console.services.db.unit_of_work() as session:
+        rolled = analytics.compute(session, now.date() - timedelta(days=5), now.date())
+    with console.services.db.unit_of_work() as session:
+        direct = analytics.compute_direct(session, now.date() - timedelta(days=5), now.date())
+    assert rolled == direct and _stored(console.services)
+    assert direct.top_out_of_scope == [
+        ("my name is {{Customer Name}}, text me on {{Customer Phone}} or {{Customer Email}} about order "
+         "{{Order Number}} and do you sell boats?", 2)]
+    assert "anna" not in analytics.to_csv(direct).lower()
