@@ -544,7 +544,8 @@ def asked_outside(question: str, passages: list[dict[str, Any]],
     is named nowhere in the retrieved text, and is a thing of their kind (its embedding is at least
     :data:`SAME_KIND` alike to one of them, see ``similarity``). A thing that shares a listed one's
     head word ("Visa debit", "credit card" beside "gift cards") or nearly is one ("the UK") is not
-    asked about here. "Do you ship to Germany?" against a list with a category in it ("every country
+    asked about here, unless a name of its own comes with the head word ("Google Pay" beside "Apple
+    Pay"): then that name must be one the retrieved text does not use. "Do you ship to Germany?" against a list with a category in it ("every country
     of the European Union") shows the list without a "no".
     """
     if similarity is None:
@@ -554,10 +555,14 @@ def asked_outside(question: str, passages: list[dict[str, Any]],
     for listing, objects, _rest in _asked_objects(question, passages):
         heads = _heads(listing)
         outside: list[tuple[str, float]] = []
+        listed_words = set().union(*(stems(i) for i in listing.items))
         for obj in objects:
             words = stems(obj)
-            if not words or words & heads or _head(obj) in named:
-                break  # a listed thing, or one the KB names ("credit card", "Google Pay", "Norway")
+            # a name of its own beside a listed head word: "Google" in "Google Pay" (beside "Apple Pay")
+            own_name = set().union(*(stems(w) for w in re.findall(r"\b[A-Z][\w'-]*", obj))) - listed_words
+            if not words or (words & heads and not own_name) or \
+                    (own_name & named if words & heads else _head(obj) in named):
+                break  # a listed thing, or one the KB names ("credit card", "Visa debit", "Norway")
             alike = max(similarity(obj, list(listing.items)), default=0.0)
             if alike < SAME_KIND or alike >= SAME_THING:
                 break
@@ -592,17 +597,42 @@ def asked_listed(question: str, passages: list[dict[str, Any]]) -> tuple[dict[st
             continue
         if len(objects) == 1:
             # a list line labelled with the thing: "**Klarna (pay later):** you receive the goods first ..."
-            for p in passages:
-                if p.get("document_id") != listing.passage.get("document_id"):
-                    continue
-                # (a section's list can come with its lines joined: "... app. - **PayPal:** you are ...")
-                for item in re.split(r"(?:^|\s)[-*•]\s+(?=\*\*)", str(p.get("text", ""))):
-                    item = item.split("\n\n")[0].replace("**", "").strip()
-                    label = _LABELLED.match(item)
-                    if label and stems(objects[0]) <= stems(label.group("label")):
-                        return p, " ".join(item.split())
+            for p, label, line in _labelled_lines(listing, passages):
+                if stems(objects[0]) <= stems(label):
+                    return p, line
         said = f"{listing.sentence} {listing.then}" if listing.then else listing.sentence
         return listing.passage, said
+    return None
+
+
+def _labelled_lines(listing: Listing, passages: list[dict[str, Any]]) -> Iterable[tuple[dict[str, Any], str, str]]:
+    """The bold-labelled list lines of the listing's document: (passage, label, whole line)."""
+    for p in passages:
+        if p.get("document_id") != listing.passage.get("document_id"):
+            continue
+        # (a section's list can come with its lines joined: "... app. - **PayPal:** you are ...")
+        for item in re.split(r"(?:^|\s)[-*•]\s+(?=\*\*)", str(p.get("text", ""))):
+            item = item.split("\n\n")[0].replace("**", "").strip()
+            if label := _LABELLED.match(item):
+                yield p, label.group("label"), " ".join(item.split())
+
+
+def asked_kind(question: str, passages: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
+    """A plain yes/no question about a kind of thing the list groups under a label, by a name the list
+    does not use ("Do you accept credit cards?" against "**Cards (Visa, Mastercard, American Express):**
+    charged when you place the order."): the passage and that line, which says which ones there are.
+    It is shown without a yes: "Maestro cards" are of the kind too, and not among them."""
+    for listing, objects, rest in _asked_objects(question, passages):
+        if rest - _PLAIN_ASKING or len(objects) != 1 or len(stems(objects[0])) < 2:
+            continue
+        if any(stems(i) and (stems(i) <= stems(objects[0]) or stems(objects[0]) <= stems(i)) for i in listing.items):
+            continue  # a listed thing: asked_listed's
+        for p, label, line in _labelled_lines(listing, passages):
+            # the label is a group of listed things: "Cards (Visa, Mastercard, American Express)"
+            group = re.match(r"(?P<kind>[^(]+)\((?P<members>[^)]+)\)\s*$", label)
+            if group and _head(group.group("kind")) == _head(objects[0]) and \
+                    all(stems(m) & set().union(*map(stems, listing.items)) for m in _items(group.group("members"))):
+                return p, line
     return None
 
 
@@ -642,5 +672,5 @@ def in_knowledge_base(question: str, passages: list[dict[str, Any]], products: C
     scope: a passage uses (nearly) all its words (:func:`covers`), or a list of theirs answers it ("Do
     you accept British pounds?" against "We charge in euros only"; "Can I pay with Klarna?")."""
     return (covers(question, passages, products) or asked_for_list(question, passages) is not None
-            or asked_listed(question, passages) is not None
+            or asked_listed(question, passages) is not None or asked_kind(question, passages) is not None
             or asked_outside(question, passages, similarity) is not None)

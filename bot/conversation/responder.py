@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.conversation.guardrails import STEP_DROPPED, Grounder, grounded_quote, only_courtesy
-from bot.conversation.limits import Limit, asked_for_list, asked_limit, asked_listed, asked_outside
+from bot.conversation.limits import (
+    Limit,
+    asked_for_list,
+    asked_kind,
+    asked_limit,
+    asked_listed,
+    asked_outside,
+)
 from bot.conversation.limits import limits as policy_limits
 from bot.conversation.words import stem as _stem
 from bot.conversation.words import stems as _stems
@@ -549,7 +556,9 @@ class Responder:
             refused = asked_outside(text, whole, self._similarity())
         # "What payment methods do you accept?", "Which countries do you ship to?": the KB's list answers it,
         # not a figure of the list's document ("Delivery time to other EU countries")
-        enumerated = (asked_for_list(text, whole) if self.limits and self.procedures and not refused else None)
+        # "Do you accept credit cards?": the list's line about cards, which names them (no yes: not every card)
+        enumerated = ((asked_for_list(text, whole) or asked_kind(text, whole))
+                      if self.limits and self.procedures and not refused else None)
         if refused or enumerated:
             asked = []  # the answer is "no", or the list, in the policy's words; not a figure beside the point
         # a question not about a figure ("Can I cancel my order?", "my lamp arrived broken") may be

@@ -340,16 +340,19 @@ OUTSIDE = [
     ("payment-methods", "Do you accept payment in British pounds or US dollars?", "We charge in euros only.", True),
     # "Amex" is American Express under another name, too alike to say no: the list is shown without one
     ("payment-methods", "Can I pay with Amex?", "We accept Visa, Mastercard", False),
+    # a name of its own beside a listed head word ("Apple Pay", "gift cards"): of the kind, and not listed
+    ("payment-methods", "Can I pay with Google Pay?", "We accept Visa, Mastercard", False),
+    ("payment-methods", "Do you accept Maestro cards?", "We accept Visa, Mastercard", False),
     # a list with a category in it ("every country of the European Union"): shown, without a no
     ("international-shipping", "Do you ship to the United States?", "We ship parcels from Utrecht", False),
     ("international-shipping", "Do you deliver to Germany?", "We ship parcels from Utrecht", False),
 ]
 NOT_OUTSIDE = [
     ("payment-methods", "Do you accept credit cards?"),  # "cards" are the list's own word
-    ("payment-methods", "Do you accept Visa debit cards?"),
+    ("payment-methods", "Do you accept Visa debit cards?"),  # its name is a listed one
+    ("payment-methods", "Do you accept Apple Pay?"),
     ("payment-methods", "Can I pay with Klarna?"),
     ("payment-methods", "Can I pay in instalments?"),  # not a currency
-    ("payment-methods", "Can I pay with Google Pay?"),  # the document speaks of paying: not read
     ("payment-methods", "What payment methods do you accept?"),  # not a yes/no question
     ("international-shipping", "Do you ship to Norway?"),
     ("international-shipping", "How much does shipping to Germany cost?"),
@@ -440,6 +443,40 @@ def test_a_question_the_list_does_not_settle_gets_no_list_answer(question):
     from bot.conversation.limits import asked_listed
 
     assert asked_listed(question, _sections("payment-methods", "international-shipping")) is None
+
+
+@pytest.mark.parametrize("question", ["Do you accept credit cards?", "Can I pay by debit card?",
+                                      "Do you take Maestro cards?"])
+def test_a_kind_the_list_groups_under_a_label_gets_that_line(question):
+    from bot.conversation.limits import asked_kind
+
+    found = asked_kind(question, _sections("payment-methods", "international-shipping"))
+    assert found is not None and found[1].startswith("Cards (Visa, Mastercard, American Express): charged"), found
+
+
+@pytest.mark.parametrize("question", ["Do you accept gift cards?",  # listed: asked_listed's, with a yes
+                                      "Do you accept cards?", "Do you accept Visa?",
+                                      "Can I pay with a credit card for a gift card?",  # more than the list says
+                                      "Do you accept store cards from other shops?", "Do you ship to Norway?",
+                                      "Do you accept credit card payments?"])  # not a card: a payment
+def test_other_things_get_no_labelled_line(question):
+    from bot.conversation.limits import asked_kind
+
+    assert asked_kind(question, _sections("payment-methods", "international-shipping")) is None
+
+
+@pytest.mark.slow
+def test_a_kind_of_listed_thing_gets_the_kbs_line_about_it_and_no_yes(listed):
+    # seen with the real model: "... we accept a wide range of payment methods, including credit cards,
+    # debit cards, and many others"
+    reply = ("Yes, we accept a wide range of payment methods, including credit cards, debit cards, and many "
+             "others. If you have any questions, our team is happy to help.")
+    result = _ask(listed, "Do you accept credit cards?", reply)
+    assert result.text.startswith("Our help pages say (How each method works): Cards (Visa, Mastercard, "
+                                  "American Express): charged"), result.text
+    assert "many others" not in result.text and "our team is happy to help" in result.text
+    baseline = _ask(listed, "Do you accept credit cards?", reply, limits=False)
+    assert "many others" in baseline.text
 
 
 @pytest.mark.slow
