@@ -8,6 +8,7 @@ documents identically.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -167,3 +168,89 @@ def save_revision(knowledge: Any, form: DocumentForm, *, author: str, base_revis
         parsed.id, parsed.body, author=author, change_note=parsed.change_note, title=parsed.title,
         effective_from=parsed.effective_from, effective_until=parsed.effective_until, tags=parsed.tags,
         audience=parsed.audience, facts=parsed.facts, publish=publish)
+
+
+# ---------------------------------------------------------------- other policies to check
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A sentence of another policy in force the editor should read when changing or retiring this one."""
+
+    document_id: str
+    title: str
+    why: str
+    sentence: str
+
+
+def _states_value(sentence: str, value: str, unit: str | None) -> bool:
+    """Whether a plain, lower-case ``sentence`` states ``value`` ("30" with unit "days": "within 30 days",
+    "a 30-day term"). A bare number without a unit is never matched: it is in too many sentences."""
+    v = _plain(value)
+    if not v:
+        return False
+    if re.fullmatch(r"[\d.,\-–]+", v):  # (a price or a percentage carries its sign: "€4.95", "10%")
+        if not unit:
+            return False
+        word = _plain(unit).split()[-1].rstrip("s")  # "business days" -> "day"
+        return re.search(rf"(?<![\w.,]){re.escape(v)}(?:\s+|-)(?:\w+\s+)?{re.escape(word)}", sentence) is not None
+    return re.search(rf"(?<!\w){re.escape(v)}(?!\w)", sentence) is not None
+
+
+# a figure ("30", "€4.95", "10%"): stated by many sentences about other things
+_FIGURE = re.compile(r"[€$£]?[\d.,\-–]+%?")
+# words of a fact's description that say nothing of what it is about
+_FUNCTION_WORDS = {"after", "within", "before", "until", "which", "when", "where", "can", "could", "may", "hav",
+                   "has", "been", "than", "per", "each", "every", "one", "all", "any", "not", "more", "less",
+                   "up", "only", "once", "first", "next", "time", "number", "amount", "value", "day", "hour",
+                   "order", "item", "customer"}  # (the shop's every other sentence names an order)
+
+
+def _about(sentence: str, fact: Any) -> bool:
+    """Whether a sentence stating a fact's value is about the fact: a bare figure with a unit ("48 hours")
+    must come with a word of the fact's name or description besides the unit; a value of its own (a phone
+    number, an e-mail address, "every Thursday") needs none."""
+    from bot.conversation.words import stems
+
+    if not _FIGURE.fullmatch(_plain(str(fact.value))):
+        return True
+    topic = stems(f"{fact.name.replace('_', ' ')} {getattr(fact, 'description', '') or ''}")
+    return bool((topic - stems(fact.unit or "") - _FUNCTION_WORDS) & stems(sentence))
+
+
+def other_mentions(knowledge: Any, revision: Any, *, per_document: int = 3) -> list[Mention]:
+    """The sentences of other policies in force that point to this one (its title in quotes, a link to
+    its public page), or that state the value a fact had before this revision changed it.
+
+    A policy is often repeated elsewhere ("You have 30 days to return it, see "Returns policy"."):
+    the bot retrieves those sentences too, so a change or a retirement made here alone would leave the
+    old policy in other pages' words. The comparison is with the revision in force (or, for the one in
+    force, the revision before it)."""
+    in_force = knowledge.in_force()
+    live = next((r for r in in_force if r.document_id == revision.document_id), None)
+    base = live if live is not None and live.number != revision.number else None
+    if base is None and revision.number > 1:
+        base = knowledge.get(revision.document_id, revision.number - 1)
+    now = {f.name: f for f in revision.facts}
+    changed = [f for f in (base.facts if base is not None else ())
+               if f.name in now and (_plain(str(f.value)), f.unit) != (_plain(str(now[f.name].value)), now[f.name].unit)]
+    title = _plain(revision.title)
+    out: list[Mention] = []
+    for other in in_force:
+        if other.document_id == revision.document_id:
+            continue
+        found: list[Mention] = []
+        for sentence in re.split(r"(?<=[.!?])\s+|\n+", other.content):
+            shown = " ".join(sentence.replace("**", "").replace("__", "").strip(" -*#|").split())
+            plain = shown.lower()
+            reasons = []
+            if title and (f'"{title}"' in plain or f"“{title}”" in plain) or f"/kb/{revision.document_id}" in plain:
+                reasons.append("refers to this policy")
+            old = next((f for f in changed if _states_value(plain, str(f.value), f.unit) and _about(plain, f)), None)
+            if old is not None:
+                reasons.insert(0, f"states {old.value}{' ' + old.unit if old.unit else ''}, the old {old.name}")
+            if reasons:
+                found.append(Mention(other.document_id, other.title, "; ".join(reasons), shown))
+        # an old value first: it is what a customer would be told
+        out += sorted(found, key=lambda m: not m.why.startswith("states"))[:per_document]
+    return out

@@ -78,7 +78,8 @@ def kb_document(request: Request, document_id: str, user: CurrentEditor, service
     live = {r.document_id: r.number for r in knowledge.in_force()}.get(document_id)
     return render(request, "console/kb_doc.html", {
         "doc": revision, "history": history, "in_force": live, "latest": history[-1].number,
-        "html": render_markdown(revision.content, revision.title)})
+        "html": render_markdown(revision.content, revision.title),
+        "mentions": kb_editor.other_mentions(knowledge, revision)})
 
 
 @router.get("/console/kb/{document_id}/edit")

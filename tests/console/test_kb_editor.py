@@ -562,3 +562,32 @@ def test_a_replaced_revision_says_superseded_and_a_stale_publish_says_nothing_wa
                     data={"csrf_token": csrf, "revision": 3, "base_revision": 2})
     assert r.status_code == 409 and "Nothing was published" in r.json()["error"]["message"]
     assert "text was not saved" not in r.json()["error"]["message"]
+
+
+def test_the_document_page_names_other_policies_that_repeat_or_point_to_it(console):
+    """A value changed here but repeated in another policy would still reach customers in that policy's
+    words: the page lists such sentences, and those that refer to this policy (to check before retiring)."""
+    client = console.client()
+    csrf = login(client, "editor")
+    assert _create(client, csrf).status_code == 303
+    other = ("# Gifts\n\n## Wrapping\n\nWrapping costs €4.50 for each gift, see \"Gift wrap\".\n\n"
+             "## Returns\n\nA return label costs €4.50.\n\nGift wrap is <b>lovely</b>.\n")
+    assert _create(client, csrf, document_id="gifts", title="Gifts", body=other, facts="").status_code == 303
+    page = client.get("/console/kb/gift-wrap").text
+    assert "Other policies to check" in page and "refers to this policy" in page
+    assert "states €4.50" not in page  # nothing changed yet
+
+    _page, base = _edit_form(client, "gift-wrap")
+    r = client.post("/console/kb/gift-wrap/edit", follow_redirects=False, data={
+        "csrf_token": csrf, "base_revision": base, "title": "Gift wrap", "body": BODY.replace("€4.50", "€3.00"),
+        "facts": FACTS.replace("€4.50", "€3.00"), "action": "save"})
+    assert r.status_code == 303
+    for url in ("/console/kb/gift-wrap?rev=2", "/console/kb/gift-wrap"):  # the draft, then the one in force
+        if url == "/console/kb/gift-wrap":
+            client.post("/console/kb/gift-wrap/publish", data={"csrf_token": csrf, "revision": 2, "base_revision": 2})
+        page = client.get(url).text
+        listed = page.split("Other policies to check")[1].split("<h2>History")[0]
+        assert "states €4.50, the old gift_wrap_price" in listed, url
+        assert "Wrapping costs €4.50 for each gift" in listed and 'href="/console/kb/gifts"' in listed
+        assert "return label" not in listed  # €4.50 too, but about something else
+    assert "Other policies to check" not in client.get("/console/kb/gifts").text
