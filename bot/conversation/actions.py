@@ -269,9 +269,7 @@ class ActionLookupOrder(Action):
             dispatcher.utter_message(text="Could you give me your order number? It starts with LK-.",
                                      json_message={"verdict": "pass", "citations": []})
             return []
-        number = number.upper()
-        if not number.startswith("LK-"):
-            number = "LK-" + number[2:]
+        number = "LK-" + number.upper()[2:].lstrip(" -")  # "lk 42710343" -> "LK-42710343"
         email = next((m.group(0) for t in said if (m := EMAIL_RE.search(t))), None)
         if email is None:
             dispatcher.utter_message(

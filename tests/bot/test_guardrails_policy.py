@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
+
 from bot.conversation.guardrails import STEP_DROPPED, STEPS_LEAD_DROPPED, Grounder, grounded_quote
 from bot.conversation.policy import decide
 
@@ -451,11 +453,29 @@ def test_policy_order_lookup():
     unsure = NLU(intent="out_of_scope", confidence=0.1, out_of_scope=True)
     d = decide("it's t.wouters@mail.example", unsure, state)
     assert (d.action, d.reason) == ("lookup_order", "order_email_given")
-    assert decide("t.wouters@mail.example", unsure, state).action == "clarify"  # only right after asking
+    # a message with an address in it is about the order only right after asking for it
+    assert decide("please unsubscribe t.wouters@mail.example", unsure, state).action == "clarify"
     # number and address in one message: nothing left to ask
     state = {}
     decide("where is LK-48213377, I ordered as t.wouters@mail.example", NLU(intent="track_order"), state)
-    assert decide("ann@mail.example", unsure, state).action == "clarify"
+    assert decide("Can you send the newsletter to ann@mail.example?", unsure, state).action == "clarify"
+
+
+@pytest.mark.parametrize("text", ["LK-44672073", "my order number is LK 42710343", "sorry, try y.claes@post.example",
+                                  "LK-42710343 y.claes@inbox.example", "oops, it's y.claes@inbox.example"])
+def test_an_order_number_or_address_given_on_its_own_is_looked_up(text):
+    """Given after the model asked for the order number, or to correct an address the lookup did not
+    find: the message names no intent of its own (QA saw the number asked for again, word for word)."""
+    state: dict = {"order_lookup_pending": False}
+    for nlu in (NLU(intent="delivery_period"), NLU(intent="out_of_scope", confidence=0.1, out_of_scope=True)):
+        d = decide(text, nlu, state)
+        assert d.action == "lookup_order", (text, d)
+
+
+@pytest.mark.parametrize("text", ["My order LK-42710343 arrived broken, what do I do?",
+                                  "I want a refund for LK-42710343", "Please unsubscribe y.claes@post.example"])
+def test_a_question_with_an_order_number_in_it_goes_by_its_intent(text):
+    assert decide(text, NLU(intent="complaint"), {}).action != "lookup_order"
 
 
 def test_free_is_not_said_of_something_the_policy_charges_for():

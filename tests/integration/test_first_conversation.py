@@ -140,6 +140,23 @@ def test_an_order_is_shown_only_with_the_e_mail_address_it_was_placed_with(clien
     assert shown["custom"]["action"] == "lookup_order" and "shipped" in shown["text"], shown
 
 
+def test_a_wrong_address_can_be_corrected_and_a_number_given_alone_is_looked_up(client):
+    """QA: after one wrong address the corrected one was asked to rephrase, and a bare e-mail address
+    was read as angry (which once handed the customer off mid-lookup)."""
+    def say(sender: str, text: str) -> dict:
+        return client.post("/webhooks/rest/webhook", json={"sender": sender, "message": text}).json()[0]
+
+    assert say("order-retry", "Where is my order LK-44098125?")["custom"]["action"] == "lookup_order"
+    for wrong in ("a.bakker@inbox.example", "b.vanleeuwen@mail.example"):
+        missed = say("order-retry", wrong)
+        assert missed["custom"]["action"] == "lookup_order" and "couldn't find" in missed["text"], missed
+    fixed = say("order-retry", "sorry, try t.wouters@mail.example")
+    assert fixed["custom"]["action"] == "lookup_order" and "shipped" in fixed["text"], fixed
+    # a number given on its own, written with a space: the lookup asks for the address
+    asked = say("order-bare", "LK 44098125")
+    assert asked["custom"]["action"] == "lookup_order" and "LK-44098125" in asked["text"], asked
+
+
 def test_a_question_about_what_the_policy_rules_out_is_answered_no(client, product):
     """The real model says yes to it ("We accept all the payment methods you mentioned, including bank
     transfer"); the reply the customer reads is the policy's no, cited, with no yes left in it."""

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -126,6 +127,9 @@ def read_model_metadata(model_dir: Path) -> dict[str, Any]:
         return {"error": "metadata.json is not a JSON object"}
     return metadata
 
+
+# what a customer gives when asked for it: e-mail addresses, web addresses, order and other numbers
+_IDENTIFIERS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://\S+|\b(?:LK[- ]?)?\d[\d -]*\b", re.I)
 
 def _visible(text: str) -> str:
     """What a person reads of a message with tags in it ("<script>alert(1)</script> where is my order?"
@@ -324,6 +328,13 @@ class NLU:
         return NLUResult(intent=OUT_OF_SCOPE, confidence=0.0, top=[], out_of_scope=True,
                          tone=tone or Tone(), version=self.version, reason=reason)
 
+    def _tone(self, raw: str, mt: str, rule_text: str, emb: np.ndarray, extra: Sequence[str],
+              branch_probs: np.ndarray | None) -> Tone:
+        if not has_words(_IDENTIFIERS.sub(" ", strip_markup(raw))):
+            # an e-mail address or an order number alone has no mood ("y.claes@inbox.example" was read angry)
+            return combine(None, rule_signals(rule_text) + [s for s in extra if s not in rule_signals(rule_text)])
+        return self.tone.tone(mt, rule_text, emb, extra, branch_probs=branch_probs)
+
     def predict(self, text: str | bytes, history: Sequence[str] = ()) -> NLUResult:
         """Intent + tone of one customer message; ``history`` holds earlier customer turns (oldest first).
 
@@ -353,7 +364,7 @@ class NLU:
                 intent, conf, top, oos, reason, sim = c_intent, c_conf, c_top, c_oos, "context", c_sim
                 context_used = True
         extra = ["repeat_contact"] if not oos and self._asked_before(intent, history) else []
-        tone = self.tone.tone(mt, rule_text, emb, extra, branch_probs=branch_probs)
+        tone = self._tone(raw, mt, rule_text, emb, extra, branch_probs)
         return NLUResult(intent=intent, confidence=round(conf, 4), top=top, out_of_scope=oos, tone=tone,
                          version=self.version, reason=reason, context_used=context_used,
                          similarity=round(sim, 4))
@@ -419,7 +430,7 @@ class NLU:
             sims = self.intent.max_similarity(emb)
             for row, i in enumerate(live):
                 intent, conf, top, oos, reason = self._verdict(probs[row], float(sims[row]))
-                tone = self.tone.tone(mts[i], clean[i][:MAX_RULE_CHARS], emb[row], branch_probs=branch_probs[row])
+                tone = self._tone(clean[i], mts[i], clean[i][:MAX_RULE_CHARS], emb[row], (), branch_probs[row])
                 results[i] = NLUResult(intent=intent, confidence=round(conf, 4), top=top, out_of_scope=oos,
                                        tone=tone, version=self.version, reason=reason,
                                        similarity=round(float(sims[row]), 4))
