@@ -82,16 +82,28 @@ def supporting_sentence(question: str, passages: list[dict[str, Any]], facts: li
     q_terms = _terms(question)
     best, best_score = None, 0.0
     for rank, p in enumerate(passages[:3]):
-        body = re.sub(r"^#+\s.*$", "", str(p.get("text", "")), flags=re.M)
-        for sentence in re.split(r"(?<=[.!?])\s+|\n+", body):
-            sentence = sentence.strip(" -*•\t")
+        for sentence in _policy_sentences(p):
             if len(sentence) < 15 or not any(states_value(sentence, v) for v in values):
                 continue
+            # "Price: €39 per order" means something under its heading only ("Large items")
+            if _SHORT_LABEL_RE.match(sentence) and p.get("heading"):
+                sentence = f"{str(p['heading']).strip()}, {sentence[:1].lower()}{sentence[1:]}"
             overlap = len(q_terms & _terms(sentence))
             score = overlap + 0.5 - 0.3 * rank
             if score > best_score:
                 best, best_score = sentence, score
     return best
+
+
+def _policy_sentences(passage: dict[str, Any]) -> Iterator[str]:
+    """The sentences of a passage that read well on their own, without Markdown emphasis: not a table
+    row ("| Standard | €5.25 |"), nor a list item continuing a lead-in ("...when all of these are true:"
+    / "you find it within 14 days")."""
+    body = re.sub(r"^#+\s.*$", "", str(passage.get("text", "")), flags=re.M)
+    for sentence in re.split(r"(?<=[.!?])\s+|\n+", body):
+        sentence = sentence.replace("**", "").strip(" -*•\t")
+        if sentence and not sentence.startswith("|") and not sentence[:1].islower():
+            yield sentence
 
 
 #: below this cosine between a question and a fact, the question is not taken to ask for that fact
@@ -156,13 +168,7 @@ def fact_statement(question: str, passages: list[dict[str, Any]], fact: Any) -> 
     for p in passages:
         if p.get("document_id") != fact.document_id:
             continue
-        body = re.sub(r"^#+\s.*$", "", str(p.get("text", "")), flags=re.M)
-        for sentence in re.split(r"(?<=[.!?])\s+|\n+", body):
-            sentence = sentence.replace("**", "").strip(" -*•\t")
-            if sentence.startswith("|") or sentence[:1].islower():
-                # a table row, or a list item that continues a lead-in ("...when all of these are
-                # true:" / "you find it within 14 days"), reads badly on its own
-                continue
+        for sentence in _policy_sentences(p):
             labelled = _SHORT_LABEL_RE.match(sentence)
             if labelled and not states_value(re.split(r"[,;(]", labelled.group(1))[0], fact.value):
                 continue  # "Price: €14.50 per order, free from €150" labels another figure than this fact's

@@ -481,3 +481,17 @@ def test_options_that_finish_a_sentence_are_not_a_procedure(sample_kb):
 def test_how_to_questions_worded_as_customers_word_them(sample_kb, question, where):
     result = _ask(sample_kb, question, "Happy to help!\n1. Visit our website.", intent="other")
     assert where in result.text, result.text
+
+
+def test_a_supporting_sentence_reads_well_on_its_own():
+    """QA saw "Price:** €45 per order, ..." and a raw table row added to replies."""
+    from bot.conversation.responder import supporting_sentence
+
+    passages = [{"document_id": "large-item-delivery", "heading": "Large items",
+                 "text": "- **Price:** €45 per order, however many large items it contains.\n"
+                         "| Faulty item | €45 refunded; return label free |"}]
+    facts = [{"document_id": "large-item-delivery", "value": "€45"}]
+    said = supporting_sentence("How much does large item delivery cost?", passages, facts, "Happy to help!")
+    assert said == "Large items, price: €45 per order, however many large items it contains.", said
+    table_only = [{**passages[0], "text": "| Faulty item | €45 refunded; return label free |"}]
+    assert supporting_sentence("How much is it?", table_only, facts, "Happy to help!") is None
