@@ -50,6 +50,29 @@ CLARIFY_TEXT = (
     "a return or refund, a payment or invoice, or your account?"
 )
 
+SORRY_TEXT = "I'm sorry this has been frustrating, and that I haven't been able to sort it out."
+THANKS_TEXT = "You're welcome, and thank you for letting us know! Is there anything else I can help you with?"
+OTHER_LANGUAGE_TEXT = (
+    "I'm sorry, I can only answer in English. Ask me about an order, a delivery, a return or refund, a "
+    "payment or your account, or ask for a person: our support team may be able to help in your language."
+)
+THANKS_RE = re.compile(r"\b(?:thanks|thank\s+you|thx|cheers|much\s+appreciated)\b", re.I)
+# frequent words of the languages Larkspur's customers write in besides English (Dutch, German, French,
+# Spanish), none of them an English word
+_FOREIGN_WORDS = frozenset(re.findall(r"\S+",
+    "ik mijn waar wat hoe het een niet kan mag bestelling pakket graag bedankt ich ist meine wo wie nicht "
+    "und bitte bestellung paket kann ein eine der das je mon ma mes est où commande pas colis merci "
+    "veux mi mis dónde donde está esta cuánto cuanto cuesta pedido envío envio quiero gracias qué cómo"))
+_ENGLISH_WORDS = frozenset(re.findall(
+    r"\S+", "i my is the a an what where how when can do does you your order to of and in it for with are"))
+
+
+def other_language(text: str) -> bool:
+    """Whether ``text`` reads as another language than English ("Wo ist meine Bestellung?")."""
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    foreign = sum(w in _FOREIGN_WORDS for w in words)
+    return foreign >= 2 and foreign > sum(w in _ENGLISH_WORDS for w in words)
+
 
 def _history(tracker: Tracker, limit: int = 6) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
@@ -215,7 +238,18 @@ class ActionClarify(Action):
         return "action_clarify"
 
     async def run(self, dispatcher, tracker, domain) -> list:
-        text = NO_WORDS_TEXT if _metadata(tracker).get("policy_reason") == "no_words" else CLARIFY_TEXT
+        meta = _metadata(tracker)
+        said = tracker.latest_message.get("text") or ""
+        if meta.get("mode") == "handoff_requested":
+            text = WAITING_TEXT  # "is anyone there?" from a customer in the queue
+        elif meta.get("policy_reason") == "no_words":
+            text = NO_WORDS_TEXT
+        elif THANKS_RE.search(said):
+            text = THANKS_TEXT
+        elif other_language(said):
+            text = OTHER_LANGUAGE_TEXT
+        else:
+            text = CLARIFY_TEXT
         dispatcher.utter_message(text=text, json_message={"verdict": "pass", "citations": []})
         return []
 
@@ -231,6 +265,8 @@ class ActionHandoff(Action):
         reason = meta.get("policy_reason", "customer_asked_for_human")
         # Already in the agents' queue: say so, rather than announcing the handoff again.
         text = WAITING_TEXT if meta.get("mode") == "handoff_requested" else HANDOFF_TEXT
+        if reason.startswith("angry") and text == HANDOFF_TEXT:
+            text = f"{SORRY_TEXT} {text}"  # not the bare announcement to a customer who is fed up
         dispatcher.utter_message(text=text, json_message={"handoff": True, "reason": reason,
                                                            "verdict": "pass", "citations": []})
         return [SlotSet("handoff_requested", True)]

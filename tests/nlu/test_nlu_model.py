@@ -190,3 +190,18 @@ def test_a_message_split_between_intents_of_one_family_is_not_out_of_scope(nlu_m
         assert nlu_model._verdict(split, sim)[3:] == (True, "low_confidence")
     finally:
         nlu_model.families, nlu_model.intent.conf_threshold = before
+
+
+def test_a_question_asked_in_the_queue_does_not_become_a_request_for_a_person(nlu_model: NLU) -> None:
+    """QA: "What is your return window?" after "Can I speak to a real person please?" was read with the
+    previous turn as contact_human_agent (0.9996), and the customer got the queue text again."""
+    asked = nlu_model.predict("What is the return window?", history=["Can I speak to a real person please?"])
+    assert asked.intent != "contact_human_agent", asked
+
+
+@pytest.mark.parametrize("text", ["y.claes@inbox.example", "LK-44098125", "lk 44098125 a.bakker@mail.example"])
+def test_an_address_or_number_alone_has_no_mood(nlu_model: NLU, text: str) -> None:
+    # QA saw bare addresses read angry, and one handed a customer off in the middle of an order lookup
+    assert nlu_model.predict(text).tone.label == "neutral"
+    assert nlu_model.predict_many([text])[0].tone.label == "neutral"
+    assert nlu_model.predict(text + " WHERE IS IT?!!! NOW!!!").tone.label != "neutral"  # words of its own: a tone

@@ -128,6 +128,8 @@ def read_model_metadata(model_dir: Path) -> dict[str, Any]:
     return metadata
 
 
+# intents a follow-up does not take over from the previous turn
+_NOT_CONTINUED = frozenset({"contact_human_agent"})
 # what a customer gives when asked for it: e-mail addresses, web addresses, order and other numbers
 _IDENTIFIERS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://\S+|\b(?:LK[- ]?)?\d[\d -]*\b", re.I)
 
@@ -360,7 +362,9 @@ class NLU:
             joined = model_text(f"{model_text(_visible(previous), emoji_names=self.emoji_names)} {mt}",
                                 emoji_names=self.emoji_names)
             (c_intent, c_conf, c_top, c_oos, c_reason), c_sim, _ = self._classify(joined)
-            if not c_oos and (oos or c_conf > conf):
+            # (asking for a person is no topic a follow-up continues: "What is your return window?"
+            # asked in the queue after "Can I speak to a real person?" is a question of its own)
+            if not c_oos and (oos or c_conf > conf) and c_intent not in _NOT_CONTINUED:
                 intent, conf, top, oos, reason, sim = c_intent, c_conf, c_top, c_oos, "context", c_sim
                 context_used = True
         extra = ["repeat_contact"] if not oos and self._asked_before(intent, history) else []

@@ -1,0 +1,47 @@
+"""What the clarify and handoff actions say, run through rasa-sdk's real Tracker and dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+from bot.conversation import actions
+from bot.conversation.actions import ActionClarify, ActionHandoff, other_language
+
+
+def _say(action, text: str, **metadata) -> str:
+    tracker = Tracker("ann", {}, {"text": text, "metadata": metadata}, [], False, None, {}, "action_listen")
+    dispatcher = CollectingDispatcher()
+    asyncio.run(action.run(dispatcher, tracker, {}))
+    return dispatcher.messages[0]["text"]
+
+
+def test_clarify_says_what_fits_the_message():
+    assert _say(ActionClarify(), "Tell me about quantum physics") == actions.CLARIFY_TEXT
+    assert _say(ActionClarify(), "🙂", policy_reason="no_words") == actions.NO_WORDS_TEXT
+    # QA: thanks got "I want to be sure I help with the right thing..."
+    assert _say(ActionClarify(), "I'M SO HAPPY WITH MY NEW SOFA, THANK YOU!") == actions.THANKS_TEXT
+    # QA: a Dutch or German question got the English clarify text, with no word on the language
+    assert _say(ActionClarify(), "Waar is mijn pakket?") == actions.OTHER_LANGUAGE_TEXT
+    # QA: "is anyone there?" from a customer in the queue was asked to rephrase
+    assert _say(ActionClarify(), "hello? is anyone there?", mode="handoff_requested") == actions.WAITING_TEXT
+
+
+def test_a_customer_handed_off_for_being_fed_up_hears_an_apology_first():
+    angry = _say(ActionHandoff(), "I'm taking my business elsewhere", policy_reason="angry_and_not_helped")
+    assert angry == f"{actions.SORRY_TEXT} {actions.HANDOFF_TEXT}"
+    assert _say(ActionHandoff(), "a person please", policy_reason="customer_asked_for_human") == actions.HANDOFF_TEXT
+    queued = _say(ActionHandoff(), "useless!!", policy_reason="angry_and_not_helped", mode="handoff_requested")
+    assert queued == actions.WAITING_TEXT
+
+
+@pytest.mark.parametrize(("text", "other"), [
+    ("Wo ist meine Bestellung?", True), ("¿Cuánto cuesta el envío?", True), ("Où est ma commande ?", True),
+    ("Waar is mijn pakket?", True), ("Where is my order?", False), ("I want my pakket", False),
+    ("Merci!", False), ("Is het mogelijk?", False),  # one word proves nothing
+])
+def test_another_language_is_told_apart_by_its_common_words(text, other):
+    assert other_language(text) is other
