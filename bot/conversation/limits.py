@@ -666,6 +666,30 @@ def asked_for_list(question: str, passages: list[dict[str, Any]]) -> tuple[dict[
     return None
 
 
+# "and Bitcoin?", "what about Norway?", "or with PayPal?": a follow-up that names only a thing
+_FOLLOW_UP = re.compile(r"^\s*(?:and|or|also|what\s+about|how\s+about)\s+(?:(?:with|by|in|to|for|using)\s+)?"
+                        r"(?P<obj>[^?.!,;]{1,40}?)\s*[?.!]*\s*$", re.I)
+
+
+def follow_up_question(question: str, previous: str | None) -> str:
+    """A follow-up naming only a thing, asked as the customer's previous question about a list with
+    the thing in its place ("and Bitcoin?" after "Which payment methods do you accept?" is "Do you
+    accept Bitcoin?"; "what about Norway?" after "Do you ship to Germany?" is "Do you ship to Norway?").
+    Any other question is returned as it is."""
+    m = _FOLLOW_UP.match(question)
+    if not m or not previous or len(m.group("obj").split()) > 4:
+        return question
+    thing = m.group("obj").strip()
+    if w := _WHAT_LIST.match(previous):
+        verb = w.group("verb").lower().split()[0]
+        return f"Do you ship to {thing}?" if _GROUP.get(verb) == "ship" else f"Do you accept {thing}?"
+    if _YES_NO.search(previous):
+        for group in ("pay", "ship"):
+            if a := _ASKING_ABOUT[group].search(previous):
+                return f"{previous[:a.start('obj')]}{thing}?"
+    return question
+
+
 def in_knowledge_base(question: str, passages: list[dict[str, Any]], products: Collection[str] = (),
                       similarity: Callable[[str, list[str]], list[float]] | None = None) -> bool:
     """Whether the retrieved ``passages`` answer ``question`` though the intent model called it out of

@@ -26,6 +26,7 @@ from bot.conversation.limits import (
     asked_limit,
     asked_listed,
     asked_outside,
+    follow_up_question,
 )
 from bot.conversation.limits import limits as policy_limits
 from bot.conversation.words import stem as _stem
@@ -556,14 +557,16 @@ class Responder:
         documents = dict.fromkeys((p.get("document_id"), p.get("revision")) for p in passages)
         whole = passages + [s for doc in documents for s in self._sections(*doc)]
         ruled_out = policy_limits(whole)
-        refused = asked_limit(text, ruled_out) if self.limits else None
+        # "and Bitcoin?" after "Which payment methods do you accept?" asks "Do you accept Bitcoin?"
+        asking = follow_up_question(text, next((t for role, t in reversed(history) if role == "customer"), None))
+        refused = asked_limit(asking, ruled_out) if self.limits else None
         if self.limits and refused is None:
             # "Do you accept Bitcoin?" against "We accept Visa, ..., Klarna and Larkspur gift cards."
-            refused = asked_outside(text, whole, self._similarity())
+            refused = asked_outside(asking, whole, self._similarity())
         # "What payment methods do you accept?", "Which countries do you ship to?": the KB's list answers it,
         # not a figure of the list's document ("Delivery time to other EU countries")
         # "Do you accept credit cards?": the list's line about cards, which names them (no yes: not every card)
-        enumerated = ((asked_for_list(text, whole) or asked_kind(text, whole))
+        enumerated = ((asked_for_list(asking, whole) or asked_kind(asking, whole))
                       if self.limits and self.procedures and not refused else None)
         if refused or enumerated:
             asked = []  # the answer is "no", or the list, in the policy's words; not a figure beside the point
@@ -583,7 +586,7 @@ class Responder:
                 prose = prose_answer(text, passages) or prose_answer(text, others)
         # "Can I pay with Klarna?": yes, in the KB's words about it (the model's own account of how Klarna
         # works goes, as beside any answer of the KB's)
-        listed = (asked_listed(text, whole) if self.limits and self.procedures and not kb_answered and not asked
+        listed = (asked_listed(asking, whole) if self.limits and self.procedures and not kb_answered and not asked
                   and steps_from_kb is None and prose is None else None)
         if listed or enumerated:
             prose = listed or enumerated
@@ -611,7 +614,7 @@ class Responder:
         # question about how to do something, the procedure the knowledge base documents does
         lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))
         if shown:
-            lead = (procedure_statement(*steps_from_kb) if steps_from_kb else limit_statement(text, refused)
+            lead = (procedure_statement(*steps_from_kb) if steps_from_kb else limit_statement(asking, refused)
                     if refused else f"Yes. {prose_statement(*prose)}" if listed else prose_statement(*prose))
             source = citation(shown[0])  # the section the steps come from is cited first
             cites = [source] + [c for c in cites if c != source]

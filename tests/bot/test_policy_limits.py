@@ -183,10 +183,10 @@ def knowledge(tmp_path_factory):
     yield from _kb(tmp_path_factory, "limits", [SAMPLE / f"{n}.md" for n in names])
 
 
-def _ask(knowledge, question: str, reply: str, **kw):
+def _ask(knowledge, question: str, reply: str, history: list[tuple[str, str]] | None = None, **kw):
     responder = Responder(knowledge, ScriptedGenerator().enqueue(reply), company_name="Larkspur & Co.",
                           max_new_tokens=96, **kw)
-    return responder.answer(text=question, intent="check_payment_methods", tone="neutral", history=[])
+    return responder.answer(text=question, intent="check_payment_methods", tone="neutral", history=history or [])
 
 
 YES = ("Certainly! We accept all the payment methods you mentioned, including bank transfer. You can pay by "
@@ -522,3 +522,30 @@ def test_what_a_list_holds_is_the_lists_sentence_not_a_figure_of_its_document(li
                   "We ship to many countries around the world, including the United States and Canada.")
     assert result.text.startswith("Our help pages say (International shipping): We ship parcels"), result.text
     assert "United States" not in result.text and "Delivery time" not in result.text
+
+
+@pytest.mark.parametrize(("question", "previous", "asking"), [
+    ("and Bitcoin?", "Which payment methods do you accept?", "Do you accept Bitcoin?"),
+    ("what about with Klarna?", "Can I pay with PayPal?", "Can I pay with Klarna?"),
+    ("And Norway?", "Do you ship to Germany?", "Do you ship to Norway?"),
+    ("or the United States?", "Which countries do you ship to?", "Do you ship to the United States?"),
+    ("and for made-to-order furniture?", "What is the cancellation fee?", "and for made-to-order furniture?"),
+    ("and how long does that take?", "Do you ship to Germany?", "and how long does that take?"),
+    ("and Bitcoin?", None, "and Bitcoin?"),
+])
+def test_a_follow_up_naming_a_thing_is_asked_as_the_previous_list_question(question, previous, asking):
+    from bot.conversation.limits import follow_up_question
+
+    assert follow_up_question(question, previous) == asking
+
+
+@pytest.mark.slow
+def test_a_follow_up_about_a_thing_the_list_leaves_out_gets_the_kbs_no(listed):
+    # seen with the real model (QA): "We accept Bitcoin! You can use it for various transactions ..."
+    reply = "We accept Bitcoin! You can use it for purchases and gift cards. Let us know if you need anything else."
+    history = [("customer", "Which payment methods do you accept?"),
+               ("assistant", "We accept Visa, Mastercard, American Express, PayPal, iDEAL, Apple Pay, Klarna ...")]
+    result = _ask(listed, "and Bitcoin?", reply, history=history)
+    assert result.text.startswith("I'm afraid not. Our help pages say (Payment methods): We accept Visa,"), result.text
+    assert "We accept Bitcoin" not in result.text
+    assert "We accept Bitcoin" in _ask(listed, "and Bitcoin?", reply, history=history, limits=False).text
