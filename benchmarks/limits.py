@@ -53,9 +53,8 @@ def main() -> None:
 
     from bot.bootstrap import initialise
     from bot.conversation.actions import CLARIFY_TEXT
-    from bot.conversation.limits import in_knowledge_base
     from bot.conversation.policy import decide, unsure
-    from bot.conversation.responder import Responder, embedding_similarity
+    from bot.conversation.responder import Responder, answered_by_kb
     from bot.services import Services
     from bot.settings import Settings
 
@@ -75,7 +74,7 @@ def main() -> None:
         in_kb = False
         if system == "now" and unsure(result):
             passages = Responder(knowledge, None, company_name="").retrieve(q, [])[0]  # as the manager reads
-            in_kb = in_knowledge_base(q, passages, products, embedding_similarity(knowledge))
+            in_kb = answered_by_kb(q, passages, knowledge, products)
         decision = decide(q, result, {}, in_knowledge_base=in_kb)
         if decision.action != "answer":
             text = CLARIFY_TEXT if decision.action == "clarify" else f"({decision.action})"

@@ -21,16 +21,16 @@ import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from rasa_sdk.executor import ActionExecutor
+from sqlalchemy.exc import IntegrityError
 
 from bot.conversation import actions as actions_module
-from bot.conversation.limits import in_knowledge_base
 from bot.conversation.policy import Decision, decide, unsure
-from bot.conversation.responder import embedding_similarity, passage_dict
+from bot.conversation.responder import answered_by_kb, passage_dict
 from bot.db.models import Conversation, Message
 from bot.db.repositories import ConversationRepository, MessageRepository, ModelCallRepository
 from knowledge.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 Sink = Callable[[dict[str, Any]], Awaitable[None]]
 #: how often (seconds) a streaming reply re-reads whether an agent has taken the conversation over
 HELD_CHECK_S = 0.5
+#: the Rasa channels' command that ends the sender's conversation (the next message starts a new one)
+RESTART_COMMAND = "/restart"
 FAILURE_TEXT = (
     "Sorry — something went wrong on our side while I was answering. Your message is saved; "
     "you can ask again, or I can connect you with a person."
@@ -101,29 +103,88 @@ class ConversationManager:
     # -- conversations -------------------------------------------------------------------
     def start(self, *, channel: str = "widget", sender_id: str | None = None,
               metadata: dict[str, Any] | None = None) -> tuple[Conversation, str]:
-        token = secrets.token_urlsafe(32)
         with self.db.unit_of_work() as session:
-            conv = ConversationRepository(session).add(Conversation(
-                id=uuid.uuid4().hex, token_hash=hash_token(token), channel=channel, sender_id=sender_id,
-                customer_metadata=_small_metadata(metadata), state={},
-            ))
-        return conv, token
+            return _add_conversation(session, channel, sender_id, metadata)
 
     def by_sender(self, channel: str, sender_id: str, metadata: dict[str, Any] | None = None) -> Conversation:
-        """The conversation of a Rasa-channel sender, created on first contact."""
+        """The open conversation of a Rasa-channel sender (``metadata`` is stored when one is created).
+
+        A new one is started on first contact, after the sender's last one ended ("/restart", an
+        agent, ...), and after it was idle for longer than ``session_expiry_minutes`` (it is ended
+        first), unless a person holds it or is about to answer: then it continues. The ended
+        conversations keep their messages. A sender has at most one open conversation (a partial
+        unique index): of two first messages at once, the one that loses the race reads the other's.
+        """
+        for attempt in range(4):
+            with self.db.unit_of_work() as session:
+                conv = ConversationRepository(session).by_sender(channel, sender_id)
+            if conv is not None and not self._expired(conv):
+                return conv
+            try:
+                with self.db.unit_of_work() as session:
+                    if conv is not None:  # idle for too long: ended, unless a message came meanwhile
+                        conv = ConversationRepository(session).get(conv.id, for_update=True)
+                        if conv is not None and conv.status == "open":
+                            if not self._expired(conv):
+                                return conv
+                            _close(conv)
+                    return _add_conversation(session, channel, sender_id, metadata)[0]
+            except IntegrityError:  # a concurrent message of this sender opened one first: read it
+                if attempt == 3:
+                    raise
+                log.info("a concurrent message opened this sender's conversation; reading it")
+                time.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _expired(self, conv: Conversation) -> bool:
+        """Whether a sender's conversation was idle for longer than the session expiry, with nobody
+        but the bot on it (a person holding it or about to answer keeps it going)."""
+        minutes = self.services.settings.session_expiry_minutes
+        if not minutes or conv.status != "open" or conv.mode != "bot":
+            return False
+        last = conv.last_message_at or conv.created_at
+        return last is not None and datetime.now(UTC) - last > timedelta(minutes=minutes)
+
+    def receive_from_sender(self, channel: str, sender_id: str, text: Any,
+                            metadata: dict[str, Any] | None = None) -> tuple[Conversation, Message]:
+        """Store a Rasa-channel message in the sender's open conversation (:meth:`by_sender`).
+
+        Committed when this returns. A conversation ended between finding it and storing the
+        message (a "/restart" sent at the same time) is not written to: the message starts the
+        sender's next conversation instead.
+        """
+        clean_text(text, self.services.settings.max_message_chars)  # bad input neither starts nor ends one
+        for attempt in range(3):
+            conv = self.by_sender(channel, sender_id, metadata)
+            try:
+                return conv, self.receive(conv.id, text)
+            except Conflict as exc:
+                if exc.code != "conversation_ended" or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def end(self, conversation_id: str, satisfaction: int | None = None) -> Conversation:
+        """End the conversation, optionally with a satisfaction rating; ending twice is harmless.
+
+        Its messages stay (agents read them in the console); it takes no more customer messages.
+        """
+        with self.db.unit_of_work() as session:
+            conv = ConversationRepository(session).get(conversation_id, for_update=True)
+            if conv is None:
+                raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
+            _close(conv)
+            if satisfaction is not None:
+                conv.satisfaction = satisfaction
+            return conv
+
+    def restart(self, channel: str, sender_id: str) -> Conversation | None:
+        """Rasa's "/restart": end the sender's open conversation; their next message starts a new one.
+
+        The ended conversation, or None when the sender had none open.
+        """
         with self.db.unit_of_work() as session:
             conv = ConversationRepository(session).by_sender(channel, sender_id)
-            if conv is not None:
-                return conv
-        try:
-            conv, _token = self.start(channel=channel, sender_id=sender_id, metadata=metadata)
-            return conv
-        except Exception:  # a concurrent first message created it
-            with self.db.unit_of_work() as session:
-                found = ConversationRepository(session).by_sender(channel, sender_id)
-                if found is None:
-                    raise
-                return found
+        return None if conv is None else self.end(conv.id)
 
     def authorize(self, conversation_id: str, token: str | None) -> Conversation:
         """The conversation if ``token`` is its secret; the same error whether it exists or not."""
@@ -284,8 +345,7 @@ class ConversationManager:
         except Exception:  # no index yet, or a question retrieval refuses: the intent model decides
             log.warning("knowledge-base check failed", exc_info=True)
             return False
-        return in_knowledge_base(text, passages, self.services.product_words(),
-                                 embedding_similarity(self.services.knowledge))
+        return answered_by_kb(text, passages, self.services.knowledge, self.services.product_words())
 
     def _action_call(self, conv: Conversation, message: Message, history: list[tuple[str, str]], nlu: Any,
                      decision: Decision, at: datetime | None) -> dict[str, Any]:
@@ -401,6 +461,27 @@ class ConversationManager:
                 .order_by(Message.id)
             ).all()
             return [(r[0], r[1]) for r in rows]
+
+
+def is_restart(text: Any) -> bool:
+    """Whether a Rasa-channel message is the "/restart" command (trimmed, in any case)."""
+    return isinstance(text, str) and text.strip().lower() == RESTART_COMMAND
+
+
+def _add_conversation(session: Any, channel: str, sender_id: str | None,
+                      metadata: dict[str, Any] | None) -> tuple[Conversation, str]:
+    """A new open conversation and its secret token (flushed: a second open one of a sender fails here)."""
+    token = secrets.token_urlsafe(32)
+    conv = ConversationRepository(session).add(Conversation(
+        id=uuid.uuid4().hex, token_hash=hash_token(token), channel=channel, sender_id=sender_id,
+        customer_metadata=_small_metadata(metadata), state={},
+    ))
+    return conv, token
+
+
+def _close(conv: Conversation) -> None:
+    if conv.status != "ended":
+        conv.status, conv.ended_at = "ended", datetime.now(UTC)
 
 
 def _small_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:

@@ -43,6 +43,10 @@ class User(BotBase):
     last_login_at: Mapped[datetime | None]
 
 
+#: the predicate of a sender's one open conversation (the partial unique index, and its lookups)
+OPEN_CONVERSATION = "status = 'open'"
+
+
 class Conversation(BotBase):
     """One customer's chat; ``token_hash`` authorises the customer, ``state`` is the policy memory."""
 
@@ -69,7 +73,12 @@ class Conversation(BotBase):
         back_populates="conversation", order_by="Message.seq", lazy="raise"
     )
 
-    __table_args__ = (sa.UniqueConstraint("channel", "sender_id", name="uq_conversations_channel_sender"),)
+    # A Rasa-channel sender has at most one open conversation (their earlier, ended ones are kept);
+    # the index is also how a sender's message finds it.
+    __table_args__ = (
+        sa.Index("uq_conversations_open_sender", "channel", "sender_id", unique=True,
+                 sqlite_where=sa.text(OPEN_CONVERSATION), postgresql_where=sa.text(OPEN_CONVERSATION)),
+    )
 
 
 class Message(BotBase):

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 
 from bot.db.models import (
+    OPEN_CONVERSATION,
     ConsoleSession,
     Conversation,
     Correction,
@@ -34,6 +35,12 @@ _CONVERSATION_SQLITE_LOCK = (
     .values(message_count=Conversation.message_count)
     .returning(Conversation)
     .execution_options(synchronize_session=False)
+)
+# The status as a literal, as the partial unique index states it: SQLite uses a partial index only
+# for a query whose WHERE clause contains the index's own terms (a bound parameter is not one).
+_OPEN_BY_SENDER = sa.select(Conversation).where(
+    Conversation.channel == sa.bindparam("channel"), Conversation.sender_id == sa.bindparam("sender_id"),
+    sa.text(OPEN_CONVERSATION),
 )
 _IN_CONVERSATION = (Message.conversation_id == sa.bindparam("conversation_id"), Message.seq > sa.bindparam("after_seq"))
 _HISTORY = sa.select(Message).where(*_IN_CONVERSATION).order_by(Message.seq)
@@ -71,9 +78,8 @@ class ConversationRepository:
         return self.session.scalars(stmt, {"conversation_id": conversation_id}).first()
 
     def by_sender(self, channel: str, sender_id: str) -> Conversation | None:
-        return self.session.scalars(
-            sa.select(Conversation).where(Conversation.channel == channel, Conversation.sender_id == sender_id)
-        ).first()
+        """The sender's open conversation on ``channel`` (at most one; their ended ones are kept)."""
+        return self.session.scalars(_OPEN_BY_SENDER, {"channel": channel, "sender_id": sender_id}).first()
 
 
 class MessageRepository:

@@ -436,23 +436,13 @@ def _handoff(services: Any, conversation_id: str) -> tuple[str, Any]:
 
 @router.post("/conversations/{conversation_id}/end", response_model=EndOut, summary="End the conversation",
              responses=FORBIDDEN)
-async def end_conversation(request: Request, conv: CustomerConversationDep,
+async def end_conversation(request: Request, conv: CustomerConversationDep, manager: ManagerDep,
                            body: EndIn | None = None) -> EndOut:
     """Closes the conversation, optionally with a satisfaction rating (1-5). Ending twice is harmless."""
     _limits(request).per_ip.enforce(_client_ip(request), "requests")
     satisfaction = body.satisfaction if body else None
-    status, stored = await asyncio.to_thread(_end, request.app.state.services, conv.id, satisfaction)
-    return EndOut(conversation_id=conv.id, status=status, satisfaction=stored)
-
-
-def _end(services: Any, conversation_id: str, satisfaction: int | None) -> tuple[str, int | None]:
-    with services.db.unit_of_work() as session:
-        conv = ConversationRepository(session).get(conversation_id, for_update=True)
-        if conv.status != "ended":
-            conv.status, conv.ended_at = "ended", datetime.now(UTC)
-        if satisfaction is not None:
-            conv.satisfaction = satisfaction
-        return conv.status, conv.satisfaction
+    ended = await asyncio.to_thread(manager.end, conv.id, satisfaction)
+    return EndOut(conversation_id=conv.id, status=ended.status, satisfaction=ended.satisfaction)
 
 
 # -- demo page -------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 ``POST /webhooks/rest/webhook`` takes ``{"sender", "message", "metadata"?}`` and returns
 ``[{"recipient_id", "text", "custom"?}, ...]``; ``custom.sources`` lists the cited policy sections.
+The message "/restart" ends the sender's conversation and is answered with the greeting; the
+sender's next message starts a new conversation (so does one after the last ended or sat idle).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.conversation.manager import is_restart
 from bot.web.deps import ManagerDep
+from bot.web.routes_chat import greeting_for, respond_with_retry, retry_on_conflict
 
 router = APIRouter(tags=["rasa"])
 
@@ -68,8 +72,15 @@ async def rest_webhook(body: Annotated[RestMessage, Depends(rest_message)], requ
     limits = request.app.state.chat_limits
     limits.per_ip.enforce(request.client.host if request.client else "unknown", "requests")
     limits.messages_per_conversation.enforce(f"rest:{body.sender}", "messages from this sender")
-    conv = await asyncio.to_thread(manager.by_sender, "rest", body.sender, body.metadata)
-    _message, outcome = await manager.handle(conv.id, body.message)
+    if is_restart(body.message):  # as Rasa's: ends the conversation; the next message starts a new one
+        await asyncio.to_thread(manager.restart, "rest", body.sender)
+        return [{"recipient_id": body.sender, "text": greeting_for(request.app.state.settings), "custom": {
+            "message_id": None, "sources": [], "intent": None, "tone": None, "action": "restart", "handoff": False,
+        }}]
+    # the sender's open conversation: a new one after it ended or sat idle (HYBRIDESK_SESSION_EXPIRY_MINUTES)
+    conv, message = await asyncio.to_thread(retry_on_conflict, manager.receive_from_sender, "rest", body.sender,
+                                            body.message, body.metadata)
+    outcome = await respond_with_retry(manager, conv.id, message.id)
     if outcome is None or outcome.suppressed:
         return []  # an agent holds the conversation; their replies reach the customer separately
     return [{

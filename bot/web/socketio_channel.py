@@ -11,7 +11,9 @@ The conversation is keyed by channel ``socketio`` and sender id = session id, so
 id continues the same conversation (also after a server restart). ``customData`` is stored as the
 conversation's customer metadata. Agent messages published on the live channel while an agent
 holds the conversation reach the widget as ``bot_uttered`` too. Rasa-style intent payloads such
-as ``/get_started`` (rasa-webchat's ``initPayload``) are answered with the greeting.
+as ``/get_started`` (rasa-webchat's ``initPayload``) are answered with the greeting. As in Rasa,
+``/restart`` ends the session's conversation (answered with the greeting) and the next message
+starts a new one, as it does after the last one ended or sat idle for the session expiry.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import socketio
 
+from bot.conversation.manager import RESTART_COMMAND, is_restart
 from bot.web import live
 from bot.web.routes_chat import respond_with_retry, retry_on_conflict
 from knowledge.errors import HybrideskError
@@ -49,6 +52,7 @@ class SocketIOChannel:
             engineio_logger=False,
         )
         self._forwarders: dict[str, asyncio.Task] = {}
+        self._forwarded: dict[str, str] = {}  # session id -> the conversation its forwarder relays
         self._members: dict[str, set[str]] = {}
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
@@ -70,9 +74,7 @@ class SocketIOChannel:
             sids.discard(sid)
             if not sids:
                 del self._members[session_id]
-                task = self._forwarders.pop(session_id, None)
-                if task is not None:
-                    task.cancel()
+                self._stop_forwarding(session_id)
 
     async def on_session_request(self, sid: str, data: Any = None) -> None:
         requested = data.get("session_id") if isinstance(data, dict) else None
@@ -93,7 +95,8 @@ class SocketIOChannel:
         await self._join(sid, session_id)
         text = data.get("message")
         custom = data.get("customData") if isinstance(data.get("customData"), dict) else None
-        if isinstance(text, str) and INTENT_PAYLOAD_RE.match(text.strip()):
+        restart = is_restart(text)
+        if isinstance(text, str) and INTENT_PAYLOAD_RE.match(text.strip()) and not restart:
             await self._utter(session_id, self._greeting(), {"role": "bot", "payload": text.strip()[:64]})
             return
         try:
@@ -101,9 +104,15 @@ class SocketIOChannel:
             limits = self.app.state.chat_limits
             limits.per_ip.enforce((await self.sio.get_session(sid)).get("ip", "unknown"), "requests")
             limits.messages_per_conversation.enforce(f"{CHANNEL}:{session_id}", "messages")
-            conv = await asyncio.to_thread(self.manager.by_sender, CHANNEL, session_id, custom)
+            if restart:  # as Rasa's: ends the conversation; the next message starts a new one
+                await asyncio.to_thread(self.manager.restart, CHANNEL, session_id)
+                self._stop_forwarding(session_id)
+                await self._utter(session_id, self._greeting(), {"role": "bot", "payload": RESTART_COMMAND})
+                return
+            # the session's open conversation: a new one after it ended or sat idle (session expiry)
+            conv, message = await asyncio.to_thread(retry_on_conflict, self.manager.receive_from_sender, CHANNEL,
+                                                    session_id, text, custom)
             self._forward(session_id, conv.id)
-            message = await asyncio.to_thread(retry_on_conflict, self.manager.receive, conv.id, text)
         except HybrideskError as exc:
             await self._utter(session_id, exc.message, {"role": "system", "error": exc.code}, to=sid)
             return
@@ -156,11 +165,20 @@ class SocketIOChannel:
         await self.sio.emit("bot_uttered", {"text": text, "metadata": metadata}, to=to or session_id)
 
     def _forward(self, session_id: str, conversation_id: str) -> None:
-        """Relay agent messages of this conversation to the session's sockets (one task per session)."""
+        """Relay agent messages of this conversation to the session's sockets (one task per session,
+        for the session's current conversation)."""
         task = self._forwarders.get(session_id)
-        if task is not None and not task.done():
+        if task is not None and not task.done() and self._forwarded.get(session_id) == conversation_id:
             return
+        self._stop_forwarding(session_id)
+        self._forwarded[session_id] = conversation_id
         self._forwarders[session_id] = asyncio.create_task(self._relay(session_id, conversation_id))
+
+    def _stop_forwarding(self, session_id: str) -> None:
+        self._forwarded.pop(session_id, None)
+        task = self._forwarders.pop(session_id, None)
+        if task is not None:
+            task.cancel()
 
     async def _relay(self, session_id: str, conversation_id: str) -> None:
         try:

@@ -495,3 +495,20 @@ def test_a_supporting_sentence_reads_well_on_its_own():
     assert said == "Large items, price: €45 per order, however many large items it contains.", said
     table_only = [{**passages[0], "text": "| Faulty item | €45 refunded; return label free |"}]
     assert supporting_sentence("How much is it?", table_only, facts, "Happy to help!") is None
+
+
+@pytest.mark.slow
+def test_a_factual_question_for_a_retrieved_documents_fact_is_in_the_kb(knowledge):
+    """QA: "What is your return window?" was asked to rephrase: the intent model (trained on tickets)
+    called it out of scope, and no passage uses the word "window"."""
+    from bot.conversation.responder import asks_kb_fact, passage_dict
+
+    def asks(question: str) -> bool:
+        passages = [passage_dict(p) for p in knowledge.retrieve(question, k=3)]
+        return asks_kb_fact(question, passages, knowledge)
+
+    assert asks("What is your return window?")
+    assert asks("What are your phone hours?") or asks("What is your customer service phone number?")
+    assert not asks("What is the exchange rate for US dollars today?")  # no fact of the KB's
+    assert not asks("Tell me a joke about returns")  # not a factual question
+    assert not asks_kb_fact("What is your return window?", [], knowledge)  # nothing retrieved

@@ -56,3 +56,68 @@ def test_migrations_postgres(pg_url):
             assert session.get(Conversation, "c-longest-mode").mode == "handoff_requested"
     finally:
         db.engine.dispose()
+
+
+def _upgrade_0001_with_data(url: str) -> None:
+    """A database at 0001 with a Rasa sender's conversation, its messages, feedback and the analytics
+    triggers, upgraded to head: nothing is lost, and the sender may then have several conversations
+    with only one of them open."""
+    from bot.console.analytics_rollup import ensure_triggers
+    from bot.db.engine import Database
+
+    upgrade(url, "0001")
+    db = Database(url)
+    try:
+        ensure_triggers(db.engine)  # a database a server has run on has them
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO conversations (id, token_hash, channel, sender_id, status, mode, state, "
+                "customer_metadata, message_count, created_at, updated_at) VALUES ('old-1', 'x', 'rest', 'ann', "
+                "'open', 'bot', '{}', '{}', 2, '2026-01-05 10:00:00', '2026-01-05 10:00:00')"))
+            conn.execute(sa.text(
+                "INSERT INTO messages (conversation_id, seq, role, text, status, created_at) VALUES "
+                "('old-1', 1, 'customer', 'Where is my order?', 'complete', '2026-01-05 10:00:00'), "
+                "('old-1', 2, 'bot', 'Let me check.', 'complete', '2026-01-05 10:00:01')"))
+            conn.execute(sa.text(
+                "INSERT INTO feedback (message_id, conversation_id, rating, created_at) "
+                "SELECT id, 'old-1', 1, '2026-01-05 10:00:02' FROM messages WHERE seq = 2"))
+            triggers_before = _triggers(conn)
+    finally:
+        db.dispose()
+    upgrade(url)
+    assert current(url) == "0002"
+    db = Database(url)
+    try:
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM messages WHERE conversation_id = 'old-1'")).scalar() == 2
+            assert conn.execute(sa.text("SELECT count(*) FROM feedback")).scalar() == 1
+            assert _triggers(conn) == triggers_before
+            indexes = {ix["name"]: ix for ix in sa.inspect(conn).get_indexes("conversations")}
+            assert indexes["uq_conversations_open_sender"]["unique"]
+        ended = ("INSERT INTO conversations (id, token_hash, channel, sender_id, status, mode, state, customer_metadata,"
+                 " message_count, created_at, updated_at) VALUES (:id, 'x', 'rest', 'ann', :status, 'bot', '{}', '{}',"
+                 " 0, '2026-02-01 10:00:00', '2026-02-01 10:00:00')")
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE conversations SET status = 'ended' WHERE id = 'old-1'"))
+            conn.execute(sa.text(ended), {"id": "new-1", "status": "open"})
+            conn.execute(sa.text(ended), {"id": "old-2", "status": "ended"})
+        with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:  # a second open one
+            conn.execute(sa.text(ended), {"id": "new-2", "status": "open"})
+    finally:
+        db.dispose()
+
+
+def _triggers(conn) -> set[str]:
+    if conn.dialect.name == "sqlite":
+        return set(conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE type = 'trigger'")).scalars())
+    return set(conn.execute(sa.text("SELECT tgrelid::regclass || ' ' || tgname FROM pg_trigger "
+                                     "WHERE NOT tgisinternal")).scalars())
+
+
+def test_upgrade_keeps_conversations_messages_and_triggers_sqlite(sqlite_url):
+    _upgrade_0001_with_data(sqlite_url)
+
+
+@pytest.mark.postgres
+def test_upgrade_keeps_conversations_messages_and_triggers_postgres(pg_url):
+    _upgrade_0001_with_data(pg_url)
