@@ -80,6 +80,9 @@ class ImportReport:
     scheduled: list[str] = field(default_factory=list)  # a new revision of a document, in force from a later date
     unchanged: list[str] = field(default_factory=list)
     errors: list[ImportProblem] = field(default_factory=list)
+    # saved, but not published: a fact whose value the text does not state (the bot would cite a page
+    # saying otherwise)
+    drafted: list[ImportProblem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -90,6 +93,7 @@ class ImportReport:
         return (
             f"{len(self.imported)} imported, {len(self.updated)} updated, "
             + (f"{len(self.scheduled)} scheduled, " if self.scheduled else "")
+            + (f"{len(self.drafted)} kept as draft, " if self.drafted else "")
             + f"{len(self.unchanged)} unchanged, {len(self.errors)} skipped"
         )
 
@@ -99,8 +103,24 @@ class ImportReport:
             "updated": self.updated,
             "scheduled": self.scheduled,
             "unchanged": self.unchanged,
+            "drafted": [e.__dict__ for e in self.drafted],
             "errors": [e.__dict__ for e in self.errors],
         }
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.replace("**", "").replace("__", "").lower().split())
+
+
+def facts_not_stated(body: str, facts: Any) -> list[Any]:
+    """The facts whose value the text does not state ("21" when the text says "thirty days"): the bot
+    tells customers a fact's value and cites the page, so a page saying otherwise must not be published."""
+    text = _plain(body)
+    return [f for f in facts if str(f.value).strip() and _plain(str(f.value)) not in text]
+
+
+def describe_facts(facts: Any) -> str:
+    return "; ".join(f"{f.name} ({f.value}{' ' + f.unit if getattr(f, 'unit', None) else ''})" for f in facts)
 
 
 # ---------------------------------------------------------------- values
@@ -443,11 +463,24 @@ def import_folder(
         )
     )
     now = datetime.now(UTC)
+    seen: dict[tuple[str, str | None], str] = {}  # (id, declared start) -> the file that gave it
     for _f, doc in parsed:
+        key = (doc.id, doc.effective_from.isoformat() if doc.effective_from else None)
+        if key in seen:  # two files, one document: the second would silently replace the first
+            report.errors.append(ImportProblem(
+                doc.source or doc.id, f"same id {doc.id!r} (and start date) as {seen[key]}; not imported",
+                "duplicate_id"))
+            continue
+        seen[key] = doc.source or doc.id
         try:
             outcome = store.import_parsed(doc, author=author, publish=publish)
         except HybrideskError as exc:
             report.errors.append(ImportProblem(doc.source or doc.id, exc.message, exc.code))
+            continue
+        if outcome == "drafted":
+            report.drafted.append(ImportProblem(
+                doc.source or doc.id, f"saved as a draft, not published: the text does not state "
+                f"{describe_facts(facts_not_stated(doc.body, doc.facts))}", "fact_not_in_text"))
             continue
         if outcome == "updated" and publish and doc.effective_from is not None and doc.effective_from > now:
             outcome = "scheduled"  # a later revision waiting for its date, not a change in force now

@@ -39,7 +39,7 @@ from knowledge.db import (
     utcnow,
 )
 from knowledge.errors import Conflict, InvalidInput, NotFound
-from knowledge.ingest import FactSpec, ParsedDocument, _check_id
+from knowledge.ingest import FactSpec, ParsedDocument, _check_id, describe_facts, facts_not_stated
 from knowledge.records import (  # noqa: F401 - Fact & co. are part of this module's API
     DocumentSummary,
     Fact,
@@ -205,8 +205,20 @@ class KnowledgeStore:
                 f"Revision {rev.number} of {rev.document_id!r} was retired; add a new revision to bring it back.",
                 code="revision_retired",
             )
+        if missing := facts_not_stated(rev.content, rev.facts):
+            raise InvalidInput(
+                f"Revision {rev.number} of {rev.document_id!r} does not state these facts in its text: "
+                f"{describe_facts(missing)}. The bot tells customers a fact's value and cites the page, so the two "
+                "must agree: write the value in the text or change the fact.", code="fact_not_in_text", field="facts")
         now = utcnow()
         when = as_utc(at) if at is not None else (rev.effective_from or now)
+        if at is None and when < now - PAST_TOLERANCE and s.scalar(sa.select(KbRevision.id).where(
+                KbRevision.document_id == rev.document_id, KbRevision.id != rev.id,
+                KbRevision.status.in_((STATUS_PUBLISHED, STATUS_RETIRED))).limit(1)) is not None:
+            # a change to a document customers were already told about starts now: a start date in the
+            # past ("effective_from: 2026-01-01" kept in a re-imported file) would rewrite what was in
+            # force then. (A document's first revision may start in the past: the history it brings.)
+            when = now
         if rev.effective_until is not None and rev.effective_until <= when:
             raise InvalidInput("effective_until must be after the publication time.", code="bad_date")
         # the revision in force wins while it started later: one starting before it would never be in force
@@ -349,6 +361,8 @@ class KnowledgeStore:
                 outcome = "updated"
             rev = self._new_revision(s, d, doc, author)
             rev.meta = dict(rev.meta) | {"declared_from": _iso(doc.effective_from)}
+            if publish and facts_not_stated(doc.body, doc.facts):
+                return "drafted"  # the bot would state a value the page it cites contradicts
             if publish:
                 self._publish(s, rev, None)
             return outcome

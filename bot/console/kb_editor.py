@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from knowledge.errors import Conflict, InvalidInput
-from knowledge.ingest import ParsedDocument, parse_markdown, parse_when
+from knowledge.ingest import ParsedDocument, describe_facts, facts_not_stated, parse_markdown, parse_when
 
 
 @dataclass
@@ -145,14 +145,12 @@ def _plain(text: str) -> str:
 def check_facts_stated(body: str, facts: Any) -> None:
     """Refuse to publish a fact whose value the text does not state: the bot tells customers the fact
     ("30 days") and cites the page, which would say otherwise ("within 21 days"). A draft may be saved."""
-    text = _plain(body)
-    missing = [f for f in facts if str(f.value).strip() and _plain(str(f.value)) not in text]
+    missing = facts_not_stated(body, facts)
     if missing:
-        named = "; ".join(f"{f.name} ({f.value}{' ' + f.unit if getattr(f, 'unit', None) else ''})" for f in missing)
         raise InvalidInput(
-            f"The text does not state these facts: {named}. The bot tells customers a fact's value and cites this "
-            "page, so the two must agree: write the value in the text or change the fact. A draft can be saved.",
-            code="fact_not_in_text", field="facts")
+            f"The text does not state these facts: {describe_facts(missing)}. The bot tells customers a fact's value "
+            "and cites this page, so the two must agree: write the value in the text or change the fact. A draft "
+            "can be saved.", code="fact_not_in_text", field="facts")
 
 
 def save_revision(knowledge: Any, form: DocumentForm, *, author: str, base_revision: int | None,

@@ -10,6 +10,7 @@ from kb_helpers import load_small_kb
 
 from bot.cli_kb import register
 from knowledge.errors import InvalidInput, NotFound
+from knowledge.ingest import FactSpec
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,7 @@ def test_kb_commands(run, tmp_path: Path) -> None:
     (folder / "hours.md").write_text(
         "---\nid: opening-hours\ntitle: Opening hours\neffective_from: 2026-01-01\nfacts:\n"
         "  - name: support_hours\n    value: 9am-5pm\n    placeholders: [Customer Support Hours]\n---\n"
-        "# Opening hours\n\n## Support\nWe answer from 9am to 5pm.\n",
+        "# Opening hours\n\n## Support\nWe answer 9am-5pm.\n",
         encoding="utf-8",
     )
     (folder / "bad.md").write_bytes(b"\x00")
@@ -51,15 +52,16 @@ def test_kb_commands(run, tmp_path: Path) -> None:
     assert "1 imported" in out and "skipped   bad.md" in out
     load_small_kb(run.svc)
     assert "opening-hours" in run("list") and "returns-policy" in run("list")
-    assert "We answer from 9am to 5pm." in run("show", "opening-hours")
+    assert "We answer 9am-5pm." in run("show", "opening-hours")
     assert "support_hours" in run("facts")
     out = run("search", "when can I call support", "-k", "2")
     assert out.startswith("1. [")
     run.svc.add_revision(
-        "opening-hours", "# Opening hours\n\n## Support\nWe answer from 8am to 6pm.", author="x"
+        "opening-hours", "# Opening hours\n\n## Support\nWe answer from 8am to 6pm (8am-6pm).", author="x",
+        facts=[FactSpec("support_hours", "8am-6pm", None, None, ["Customer Support Hours"])],
     )
     assert "r2" in run("history", "opening-hours")
-    assert "+We answer from 8am to 6pm." in run("diff", "opening-hours", "1", "2")
+    assert "+We answer from 8am to 6pm (8am-6pm)." in run("diff", "opening-hours", "1", "2")
     assert "published opening-hours r2" in run("publish", "opening-hours", "--at", "2030-01-01")
     assert "9am-5pm" in run("facts")
     assert "8am to 6pm" in run("search", "support hours", "--at", "2030-02-01")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ facts:
 # Returns policy
 
 ## Who can return
-Return unused items within 30 days.
+Return unused items within 30 days. Refunds take 5 business days.
 
 ```facts
 - name: refund_days
@@ -145,7 +145,7 @@ def _folder(tmp_path: Path) -> Path:
     (root / "sub").mkdir(exist_ok=True)
     (root / "returns.md").write_text(RETURNS, encoding="utf-8")
     (root / "scheduled" / "returns-2027.md").write_text(
-        RETURNS.replace("2026-01-01", "2027-01-01").replace("value: 30", "value: 45"), encoding="utf-8"
+        RETURNS.replace("2026-01-01", "2027-01-01").replace("value: 30", "value: 45").replace("within 30", "within 45"), encoding="utf-8"
     )
     (root / "sub" / "hours.txt").write_text("Opening hours\nWe are open 9 to 5.", encoding="utf-8")
     (root / "README.md").write_text("# not a policy", encoding="utf-8")
@@ -196,11 +196,53 @@ def test_a_revision_for_a_later_date_is_reported_as_scheduled(tmp_path: Path, st
     (root / "scheduled").mkdir(parents=True)
     (root / "returns.md").write_text(RETURNS, encoding="utf-8")
     (root / "scheduled" / "returns-2099.md").write_text(
-        RETURNS.replace("2026-01-01", "2099-01-01").replace("value: 30", "value: 45"), encoding="utf-8")
+        RETURNS.replace("2026-01-01", "2099-01-01").replace("value: 30", "value: 45").replace("within 30", "within 45"), encoding="utf-8")
     report = import_folder(store, root, author="importer")
     assert (report.imported, report.updated, report.scheduled) == (["returns-policy"], [], ["returns-policy"])
     assert report.summary() == "1 imported, 0 updated, 1 scheduled, 0 unchanged, 0 skipped"
     assert report.to_dict()["scheduled"] == ["returns-policy"]
     # a revision already in force is an update
-    (root / "now.md").write_text(RETURNS.replace("value: 30", "value: 31"), encoding="utf-8")
+    (root / "now.md").write_text(RETURNS.replace("value: 30", "value: 31").replace("within 30", "within 31"), encoding="utf-8")
     assert import_folder(store, root / "now.md", author="importer").updated == ["returns-policy"]
+
+
+def test_a_file_whose_text_does_not_state_its_facts_is_kept_as_a_draft(tmp_path: Path, store: KnowledgeStore) -> None:
+    """QA: `kb import` published "fact 21 days" beside a text saying "thirty days"; the console keeps
+    such a revision as a draft, and so does every import now."""
+    root = tmp_path / "kb"
+    root.mkdir()
+    (root / "returns.md").write_text(RETURNS.replace("value: 30", "value: 21"), encoding="utf-8")
+    report = import_folder(store, root, author="importer")
+    assert report.imported == [] and [d.code for d in report.drafted] == ["fact_not_in_text"]
+    assert "return_window_days (21 days)" in report.drafted[0].reason
+    assert "1 kept as draft" in report.summary()
+    assert [r.status for r in store.history("returns-policy")] == ["draft"]
+    with pytest.raises(InvalidInput) as refused:  # and publishing it later is refused the same way
+        store.publish("returns-policy")
+    assert refused.value.code == "fact_not_in_text"
+
+
+def test_two_files_with_one_id_are_not_both_imported(tmp_path: Path, store: KnowledgeStore) -> None:
+    root = tmp_path / "kb"
+    root.mkdir()
+    (root / "a.md").write_text(RETURNS, encoding="utf-8")
+    (root / "b.md").write_text(RETURNS.replace("Returns policy\n\n", "Returns policy (copy)\n\n"), encoding="utf-8")
+    report = import_folder(store, root, author="importer")
+    assert report.imported == ["returns-policy"] and [e.code for e in report.errors] == ["duplicate_id"]
+    assert "a.md" in report.errors[0].reason and len(store.history("returns-policy")) == 1
+
+
+def test_re_importing_an_edited_file_with_its_old_date_changes_the_policy_from_now(
+        tmp_path: Path, store: KnowledgeStore) -> None:
+    """QA: the edited file kept `effective_from: 2026-01-01`, so the new text was in force since January."""
+    root = tmp_path / "kb"
+    root.mkdir()
+    (root / "returns.md").write_text(RETURNS, encoding="utf-8")
+    import_folder(store, root, author="importer")
+    (root / "returns.md").write_text(RETURNS.replace("value: 30", "value: 45").replace("within 30", "within 45"),
+                                     encoding="utf-8")
+    before = datetime.now(UTC)
+    assert import_folder(store, root, author="importer").updated == ["returns-policy"]
+    assert store.facts_at(datetime(2026, 6, 1, tzinfo=UTC))["return_window_days"].value == "30"
+    assert store.get("returns-policy").effective_from >= before - timedelta(seconds=1)
+    assert store.facts_at()["return_window_days"].value == "45"

@@ -60,8 +60,12 @@ def test_in_force_at_times_and_scheduled_revision(store: KnowledgeStore) -> None
 
 def test_an_edit_published_now_replaces_the_current_text(store: KnowledgeStore) -> None:
     _returns(store)
+    with pytest.raises(InvalidInput) as unstated:  # the text says 60, the inherited fact 30
+        store.add_revision("returns", "# Returns\n\n## Window\nReturn within 60 days.", author="bob", publish=True)
+    assert unstated.value.code == "fact_not_in_text" and len(store.history("returns")) == 1
     store.add_revision(
-        "returns", "# Returns\n\n## Window\nReturn within 60 days.", author="bob", publish=True
+        "returns", "# Returns\n\n## Window\nReturn within 60 days.", author="bob", publish=True,
+        facts=[FactSpec("return_window_days", "60", "days", None, ["Number of Days"])],
     )
     live = store.in_force()
     assert [(r.document_id, r.number) for r in live] == [("returns", 2)]
@@ -82,7 +86,7 @@ def test_retired_document_is_never_in_force_again_but_history_stays(store: Knowl
 
 def test_retiring_also_cancels_a_scheduled_revision(store: KnowledgeStore) -> None:
     _returns(store)
-    store.add_revision("returns", "# Returns\n\nNew text.", author="bob")
+    store.add_revision("returns", "# Returns\n\nNew text: still 30 days.", author="bob")
     store.publish("returns", at=NEXT_YEAR)
     store.retire("returns")
     assert store.in_force(NEXT_YEAR + timedelta(days=1)) == []
@@ -136,7 +140,7 @@ def test_facts_and_placeholders(store: KnowledgeStore) -> None:
 def test_a_fact_has_one_home(store: KnowledgeStore) -> None:
     _returns(store)
     with pytest.raises(Conflict) as exc:
-        store.create_document(doc("other", "Other text.", facts=[WINDOW]), author="x", publish=True)
+        store.create_document(doc("other", "Other text: 30 days.", facts=[WINDOW]), author="x", publish=True)
     assert exc.value.code == "fact_conflict"
     with pytest.raises(NotFound):
         store.get("other")  # rolled back as a whole
@@ -166,17 +170,24 @@ def test_list_shows_latest_and_in_force(store: KnowledgeStore) -> None:
     assert (summary.latest_revision, summary.latest_status, summary.in_force_revision) == (2, "draft", 1)
 
 
-def test_a_revision_that_would_start_before_the_one_in_force_is_refused(store: KnowledgeStore) -> None:
+def test_a_new_revision_never_starts_in_the_past(store: KnowledgeStore) -> None:
+    """QA: `kb publish` of a draft declaring a past start, and re-importing an edited file that keeps its
+    old `effective_from`, both back-dated the new revision: what was in force then was rewritten."""
     _returns(store)  # in force since JAN
     store.add_revision("returns", "# Returns\n\n## Window\nReturn within 45 days.", author="bob",
-                       effective_from=JAN - timedelta(days=30))
-    with pytest.raises(Conflict) as refused:
-        store.publish("returns", 2)
-    assert refused.value.code == "never_in_force"
-    assert store.history("returns")[1].status == "draft"
+                       effective_from=JAN - timedelta(days=30),
+                       facts=[FactSpec("return_window_days", "45", "days", None, ["Number of Days"])])
     # in the past by more than a few minutes: refused, for publishing and retiring alike
     for call in (lambda: store.publish("returns", 2, at=JUN), lambda: store.retire("returns", at=JUN)):
         with pytest.raises(InvalidInput) as past:
             call()
         assert past.value.code == "date_in_past"
-    assert store.publish("returns", 2, at=datetime.now(UTC)).status == "published"
+    before = datetime.now(UTC)
+    published = store.publish("returns", 2)  # the declared start is in the past: it starts now
+    assert published.status == "published" and published.effective_from >= before - timedelta(seconds=1)
+    assert store.facts_at(JUN)["return_window_days"].value == "30"  # what customers were told then
+    assert store.facts_at()["return_window_days"].value == "45"
+    # a document's first revision may start in the past: the history it brings with it
+    store.create_document(doc("hours", "We answer 9am-5pm.", effective_from=JAN,
+                              facts=[FactSpec("support_hours", "9am-5pm", None, None, [])]), author="x", publish=True)
+    assert store.get("hours").effective_from == JAN
