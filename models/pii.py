@@ -3,14 +3,16 @@
 What is recognised (in this order, so a longer pattern wins over a shorter one):
 
 * e-mail addresses -> ``{{Customer Email}}``
+* IBANs -> ``{{Bank Account}}``
 * payment card numbers (13-19 digits, grouped like a card or passing the Luhn check with a card
   prefix) -> ``{{Card Number}}``
 * order / purchase / invoice references (a keyword followed by an id with digits, ``#12345``)
   -> ``{{Order Number}}`` / ``{{Invoice Number}}``
 * phone numbers (``+`` or separators, 9-15 digits) -> ``{{Customer Phone}}``
 * any remaining run of 8+ digits -> ``{{Order Number}}`` (in support tickets it is nearly always one)
-* names after "my name is" / "this is" / "I'm" + capitalised words, and names in a sign-off
-  ("Thanks,\\nAnna Berg") -> ``{{Customer Name}}``
+* names after "my name is" / "this is" / "I'm" + capitalised words (of any Latin alphabet:
+  "Ólafur"), and names in a sign-off ("Thanks,\\nAnna Berg") -> ``{{Customer Name}}``; the ticket
+  importer also scrubs the names a customer gave from the agent's reply (:func:`names_in`)
 
 It is a heuristic: it favours scrubbing too much over leaking (a long product code may become an
 order number). Known values (e.g. the bitext ``entity_value`` column) can be passed explicitly.
@@ -26,6 +28,7 @@ PHONE = "{{Customer Phone}}"
 CARD = "{{Card Number}}"
 ORDER = "{{Order Number}}"
 INVOICE = "{{Invoice Number}}"
+IBAN = "{{Bank Account}}"
 NAME = "{{Customer Name}}"
 
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
@@ -37,6 +40,8 @@ _REF_RE = re.compile(
     r"(?P<id>#?\s?(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{3,})",
     re.IGNORECASE,
 )
+# an IBAN: country code, check digits, 11-30 letters and digits, often in groups of four
+_IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
 _HASH_ID_RE = re.compile(r"(?<![\w{])#\s?\d{4,}\b")
 _PHONE_RE = re.compile(
     r"(?<![\w{])(?:\+\d[\d ().-]{7,}\d|\(?\d{2,4}\)?[ .-]\d{2,4}[ .-]\d{2,5}(?:[ .-]\d{2,5})?)(?!\w)"
@@ -44,7 +49,9 @@ _PHONE_RE = re.compile(
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$|^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}$")
 _LONG_DIGITS_RE = re.compile(r"(?<![\w{])\d{8,}(?!\w)")
 # names must really be capitalised even inside the case-insensitive patterns
-_NAME_WORD = r"(?-i:[A-Z][a-zA-Z'\-]+)"
+# (letters of any Latin alphabet: "Ólafur Þórsson", "Łukasz")
+_UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĲĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ"
+_NAME_WORD = rf"(?-i:[{_UPPER}][^\W\d_]*(?:['\-][^\W\d_]+)*)"
 _INTRO_RE = re.compile(
     rf"\b(?P<lead>my name is|my name's|name is|this is|i am|i'm)\s+(?P<name>{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,2}})",
     re.IGNORECASE,
@@ -116,6 +123,23 @@ def _intro(match: re.Match[str]) -> str:
     return match.group(0)[: match.start("name") - match.start()] + NAME + rest
 
 
+def names_in(text: str) -> list[str]:
+    """The customer names ``text`` introduces ("my name is Maria Lopez", a sign-off "Thanks, John"),
+    each with its first name on its own: scrubbing the agent's reply with them catches "Hello Maria"."""
+    found: list[str] = []
+    for m in _INTRO_RE.finditer(text or ""):
+        if _intro(m) != m.group(0):  # (what _intro accepts as a name)
+            kept = m.group(0)[m.start("name") - m.start():]
+            words = [w for w in kept.split() if w[:1].isupper() and w.lower() not in _NOT_NAMES]
+            name = " ".join(words[:3])
+            if name:
+                found += [name, words[0]] if len(words) > 1 else [name]
+    for m in _SIGNOFF_RE.finditer(text or ""):
+        words = m.group("name").split()
+        found += [" ".join(words), words[0]] if len(words) > 1 else words
+    return list(dict.fromkeys(n for n in found if len(n) >= 2))
+
+
 def scrub_pii(text: str, known: Iterable[tuple[str, str]] = ()) -> tuple[str, list[str]]:
     """``(scrubbed text, kinds found)``; ``known`` is ``(value, placeholder)`` pairs replaced first."""
     if not text:
@@ -128,7 +152,9 @@ def scrub_pii(text: str, known: Iterable[tuple[str, str]] = ()) -> tuple[str, li
             continue
         # whole tokens only; ids may appear zero-padded ("00123842" for "123842")
         pad = "0*" if value.isdigit() else ""
-        pattern = re.compile(rf"(?<![\w{{]){pad}{re.escape(value)}(?![\w}}])")
+        # a capitalised value may follow a lower-case letter: "fromAnna Freeman" is Anna Freeman
+        before = r"(?<![A-Z0-9_{])" if value[:1].isupper() else r"(?<![\w{])"
+        pattern = re.compile(rf"{before}{pad}{re.escape(value)}(?![\w}}])")
         new = pattern.sub(placeholder, out)
         if new != out:
             out = new
@@ -142,6 +168,7 @@ def scrub_pii(text: str, known: Iterable[tuple[str, str]] = ()) -> tuple[str, li
             out = new
 
     sub(_EMAIL_RE, EMAIL, EMAIL)
+    sub(_IBAN_RE, IBAN, IBAN)
     sub(_CARD_GROUPED_RE, _card, CARD)
     sub(_DIGITS_RE, _card, CARD)
     sub(_REF_RE, _ref, ORDER)
@@ -151,7 +178,7 @@ def scrub_pii(text: str, known: Iterable[tuple[str, str]] = ()) -> tuple[str, li
     sub(_INTRO_RE, _intro, NAME)
     sub(_SIGNOFF_RE, lambda m: m.group("lead") + NAME, NAME)
     kinds = {p for p in found if p in out}
-    kinds |= {p for p in (EMAIL, PHONE, CARD, ORDER, INVOICE, NAME) if out.count(p) > text.count(p)}
+    kinds |= {p for p in (EMAIL, PHONE, CARD, ORDER, INVOICE, IBAN, NAME) if out.count(p) > text.count(p)}
     return out, sorted(kinds)
 
 

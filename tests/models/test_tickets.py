@@ -227,3 +227,18 @@ def test_normalize_slots():
     assert normalize_slots("{{Purchase ID Anonymized}} / {{Bill Number Anonymized}} / {{Live Chat}}") == (
         "{{Order Number}} / {{Invoice Number}} / {{Live Chat}}"
     )
+
+
+def test_a_name_the_customer_gave_is_scrubbed_from_the_reply_too(tmp_path):
+    """QA: "my name is Maria Lopez" was scrubbed, the reply's "Hello Maria" kept."""
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "question,answer\n"
+        "\"Hi, my name is Maria Lopez, where is my parcel?\",\"Hello Maria, your parcel is on its way.\"\n"
+        "\"This is John Smith, I need an invoice\",\"Thanks John Smith, we have sent your invoice.\"\n",
+        encoding="utf-8")
+    tickets, errors = read_tickets(path, "csv", {"question": "customer_message", "answer": "agent_reply"})
+    assert not errors
+    assert tickets[0].agent_reply == "Hello {{Customer Name}}, your parcel is on its way."
+    assert tickets[1].agent_reply == "Thanks {{Customer Name}}, we have sent your invoice."
+    assert "Maria" not in tickets[0].customer_message and "John" not in tickets[1].customer_message
