@@ -222,6 +222,9 @@ class KnowledgeService:
     def facts(self, at: datetime | None = None) -> dict[str, Fact]:
         return self.store.facts_at(at)
 
+    def superseded_values(self, at: datetime | None = None) -> dict[str, str]:
+        return self.store.superseded_values(at)
+
     def match_facts(self, question: str, *, at: datetime | None = None, k: int = 3) -> list[tuple[Fact, float]]:
         """The facts in force at ``at`` that ``question`` most likely asks for, with a cosine score."""
         return self.fact_matcher().rank(question, self.facts(at), k=k)

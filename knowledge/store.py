@@ -509,6 +509,34 @@ class KnowledgeStore:
             ).all()
             return {f.name: _fact(f, r) for f, r in rows}
 
+    def superseded_values(self, at: datetime | None = None) -> dict[str, str]:
+        """Old value -> value in force, for each fact an earlier published revision of its document gave
+        another value ("+31 20 555 0142" -> "+31 20 555 0199"). A value two facts had, or one that is still
+        some fact's value now, is left out: it cannot be told apart."""
+        when = as_utc(at) if at is not None else utcnow()
+        current = self.facts_at(when)
+        if not current:
+            return {}
+        with self._session() as s:
+            rows = s.execute(
+                sa.select(KbFact.name, KbFact.value)
+                .join(KbRevision, KbRevision.id == KbFact.revision_id)
+                .where(KbFact.name.in_(list(current)),
+                       KbRevision.status.in_((STATUS_PUBLISHED, STATUS_RETIRED)),
+                       KbRevision.effective_from <= when)
+            ).all()
+        now_values = {str(f.value) for f in current.values()}
+        out: dict[str, str] = {}
+        unclear: set[str] = set()
+        for name, value in rows:
+            old, new = str(value), str(current[name].value)
+            if old == new or old in now_values:
+                continue
+            if out.get(old, new) != new:
+                unclear.add(old)
+            out[old] = new
+        return {old: new for old, new in out.items() if old not in unclear}
+
     def fact(self, name: str, at: datetime | None = None) -> Fact | None:
         return self.facts_at(at).get(name)
 

@@ -108,6 +108,10 @@ def _policy_sentences(passage: dict[str, Any]) -> Iterator[str]:
             yield sentence
 
 
+# a fact value that is a contact detail: an e-mail address, a web address, a phone number
+_CONTACT_VALUE = re.compile(r"@|://|\d[\d ()./-]{5,}\d")
+
+
 #: below this cosine between a question and a fact, the question is not taken to ask for that fact
 ASKED_FACT_MIN = 0.5
 #: facts within this of the best match are stated too (at most two): "free delivery from?" -> both thresholds
@@ -467,6 +471,7 @@ class Responder:
         self.company_name = company_name
         self.max_new_tokens = max_new_tokens
         self.adapter_id = adapter_id
+        self._stale: dict[str, str] = {}  # old value of a contact fact -> the one in force (see _current)
 
     def _title(self, document_id: str, revision: int) -> str | None:
         """A cited document's title (a fact's document that retrieval did not return)."""
@@ -498,10 +503,24 @@ class Responder:
                 while len(cache) >= SECTION_CACHE_SIZE:
                     cache.pop(next(iter(cache)))  # the oldest revision read
                 cache[doc_id, rev] = sections
-        return sections
+        return self._current(sections)
 
     def _similarity(self) -> Callable[[str, list[str]], list[float]] | None:
         return embedding_similarity(self.knowledge)
+
+    def _current(self, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``passages`` with the old value of a contact fact replaced by the one in force: another policy
+        still saying "Call +31 20 555 0142" after the support phone changed to "+31 20 555 0199" is not
+        quoted, and does not back the old number, with it (the editor's page lists such sentences)."""
+        if not self._stale:
+            return passages
+        out = []
+        for p in passages:
+            text = str(p.get("text", ""))
+            for old, new in self._stale.items():
+                text = re.sub(rf"(?<![\w@.+]){re.escape(old)}(?![\w@])", new, text)
+            out.append(p if text == p.get("text") else {**p, "text": text})
+        return out
 
     def _other_sections(self, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The sections of the retrieved passages' documents (the revisions retrieved) not among them."""
@@ -519,6 +538,10 @@ class Responder:
         at = at or datetime.now(UTC)
         recent = [t for role, t in history if role == "customer"][-2:]
         passages = [passage_dict(p) for p in self.knowledge.retrieve(text, at=at, history=recent, k=k)]
+        superseded = getattr(self.knowledge, "superseded_values", None)
+        self._stale = {old: new for old, new in (superseded(at) if superseded else {}).items()
+                       if _CONTACT_VALUE.search(old)}
+        passages = self._current(passages)
         facts_now = self.knowledge.facts(at=at)
         doc_ids = {p["document_id"] for p in passages}
         facts = []

@@ -512,3 +512,24 @@ def test_a_factual_question_for_a_retrieved_documents_fact_is_in_the_kb(knowledg
     assert not asks("What is the exchange rate for US dollars today?")  # no fact of the KB's
     assert not asks("Tell me a joke about returns")  # not a factual question
     assert not asks_kb_fact("What is your return window?", [], knowledge)  # nothing retrieved
+
+
+@pytest.fixture(scope="module")
+def moved_phone(tmp_path_factory):
+    """The support phone changed in its own policy only: "Talking to a person" still gives the old one."""
+    for service in _kb(tmp_path_factory, "moved",
+                       [SAMPLE / "contact-customer-service.md", SAMPLE / "talk-to-a-person.md"]):
+        edited = (SAMPLE / "contact-customer-service.md").read_text(encoding="utf-8")
+        service.import_bytes(edited.replace("+31 20 555 0142", "+31 20 555 0199").encode(),
+                             "contact-customer-service.md", author="editor", publish=True)
+        yield service
+
+
+@pytest.mark.slow
+def test_another_policys_old_phone_number_never_reaches_the_customer(moved_phone):
+    assert moved_phone.superseded_values() == {"+31 20 555 0142": "+31 20 555 0199"}
+    result = _ask(moved_phone, "Can I phone someone?", "Of course! You can call us on +31 20 555 0142.",
+                  intent="contact_human_agent")
+    assert "0142" not in result.text, result.text
+    # the reply gives the number in force, whichever policy it quotes
+    assert "+31 20 555 0199" in result.text, result.text
