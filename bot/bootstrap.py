@@ -17,6 +17,10 @@ def initialise(services: Any, *, admin_email: str | None = "admin@larkspur.examp
                out: Callable[[str], None] = print) -> dict[str, Any]:
     """Migrate, load the sample KB and orders, train NLU, convert the base model, create an admin."""
     settings = services.settings
+    if admin_email:
+        from bot.cli_users import check_email
+
+        check_email(admin_email)  # a typo fails now, not after minutes of KB import and NLU training
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
     upgrade(settings.resolved_database_url)

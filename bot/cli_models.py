@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from bot.cli_kb import positive_int
-from knowledge.errors import InvalidInput
+from knowledge.errors import HybrideskError, InvalidInput
 from models.prompting import MAX_NEW_TOKENS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "models" / "configs" / "default.yaml"
+log = logging.getLogger(__name__)
 
 
 def _registry(ctx: Any) -> Any:
@@ -79,6 +81,9 @@ def _cmd_train(args: argparse.Namespace, ctx: Any) -> int:
 
     cfg = TrainConfig.from_yaml(args.config, args.set)
     settings = ctx.settings
+    _check_train_targets(cfg, ctx)  # before any model loads: a taken id or a damaged parent fails in a second
+    if cfg.use_db_tickets or cfg.kb_context > 0:
+        _require_database(ctx)
     session_cm = ctx.session() if cfg.use_db_tickets else None
     command = "hybridesk train --config " + str(args.config) + "".join(f" --set {s}" for s in args.set or [])
     if session_cm is not None:
@@ -100,12 +105,44 @@ def _cmd_train(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
+def _require_database(ctx: Any) -> None:
+    """The CLI context's "database not initialised" check, before minutes of model loading."""
+    check = getattr(ctx, "require_database", None)
+    if callable(check):
+        check()
+
+
+def _check_train_targets(cfg: Any, ctx: Any) -> None:
+    """Refuse a ``version`` that an adapter (user or shipped) already has, and a damaged ``init_adapter``."""
+    from models.adapters import AdapterRegistry, adapter_problem
+
+    registry = _registry(ctx)
+    if cfg.output_root:  # the config writes somewhere else: that root counts too
+        registry = AdapterRegistry(Path(cfg.output_root), registry.shipped_root)
+    if cfg.version:
+        registry.check_new_id(cfg.version)
+        if cfg.output_root:
+            _registry(ctx).check_new_id(cfg.version)  # nor shadow or copy one the bot knows
+    if cfg.init_adapter:
+        path = Path(cfg.init_adapter)
+        folder = path if (path / "adapter_config.json").is_file() else None
+        if folder is None:
+            try:
+                folder = registry.get(cfg.init_adapter).path
+            except HybrideskError:
+                return  # training names what is wrong (unknown id, bad id) with the known ones
+        problem = adapter_problem(folder)
+        if problem is not None:
+            raise InvalidInput(f"init_adapter {cfg.init_adapter!r} cannot be used: {problem}.", code="broken_adapter")
+
+
 def _run_train(cfg, settings, session, ctx, args, command, train):
     return train(
         cfg,
         data_dir=Path(settings.data_dir),
         shared_data_dir=Path(settings.shared_data_dir),
         base_model_dir=getattr(settings, "base_model_dir", None),
+        shipped_root=_registry(ctx).shipped_root,
         session=session,
         tone_fn=_tone_fn(ctx),
         context_fn=kb_context_fn(ctx.services) if cfg.kb_context > 0 else None,
@@ -122,24 +159,39 @@ def _fmt(value: float | None) -> str:
 
 
 def _cmd_adapters_list(args: argparse.Namespace, ctx: Any) -> int:
-    adapters = _registry(ctx).list()
+    registry = _registry(ctx)
+    adapters = registry.list()
+    stray = registry.stray_folders()
+    shipped = registry.shipped_root
+    stray_note = "not an adapter: adapter_config.json is missing (damaged or half copied)"
     if args.json:
-        print(json.dumps([a.to_dict() for a in adapters], indent=2, default=str))
+        rows = [a.to_dict() for a in adapters]
+        rows += [{"id": path.name, "path": str(path), "root": kind, "active": False, "metadata": {},
+                  "problem": stray_note} for kind, path in stray]
+        print(json.dumps(rows, indent=2, default=str))
         return 0
-    if not adapters:
+    if not adapters and not stray:
         print("no adapters; train one with `hybridesk train --config models/configs/default.yaml`")
         return 0
     print(f"{'':2}{'id':28} {'root':8} {'created':20} {'val loss':>8}  base")
     for a in adapters:
         metrics = a.metadata.get("metrics")
         metrics = metrics if isinstance(metrics, dict) else {}
+        problem = a.problem
         print(
             f"{'*' if a.active else ' ':2}{a.id:28} {a.root:8} {str(a.metadata.get('created_at', '-'))[:19]:20} "
             f"{_fmt(metrics.get('val_loss')):>8}  {a.metadata.get('base_model', '-')}"
+            + ("  DAMAGED" if problem else "")
         )
-        for problem in (a.problem, a.metadata.get("error")):
-            if problem:
-                print(f"{'':30}! {problem}")
+        notes = [problem, a.metadata.get("error")]
+        if a.root == "user" and shipped is not None and (shipped / a.id).is_dir():
+            notes.append("shadows the shipped adapter of the same id, which the bot no longer sees")
+        for note in notes:
+            if note:
+                print(f"{'':30}! {note}")
+    for kind, path in stray:
+        print(f"{'':2}{path.name:28} {kind:8} {'-':20} {'-':>8}  -  DAMAGED")
+        print(f"{'':30}! {stray_note}")
     return 0
 
 
@@ -169,11 +221,16 @@ def _cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
     if adapter_id is None:
         raise InvalidInput("No adapter to evaluate: pass --adapter ID or activate one.", code="no_adapter")
     info = registry.get(adapter_id)
+    problem = info.problem
+    if problem is not None:  # found now, not as a traceback after the base model has loaded
+        raise InvalidInput(f"Adapter {adapter_id!r} cannot be evaluated: {problem}.", code="broken_adapter")
     others = [registry.get(other).path for other in args.same_tickets_as]
     # where the report goes is checked before minutes of generation, not after
     out = Path(args.output) if args.output else Path(settings.data_dir) / "eval" / f"{adapter_id}.json"
     if out.is_dir():
         raise InvalidInput(f"--output {out} is a directory; name a JSON file.", code="bad_output")
+    if args.kb_context:
+        _require_database(ctx)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -202,16 +259,26 @@ def _cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def _kb_slots(ctx: Any) -> list[str] | None:
-    """Every slot name the knowledge base can fill (None when no KB is loaded)."""
+    """Every slot name the knowledge base fills now (None when no KB can be read).
+
+    The guardrails fill a ``{{Slot}}`` through ``KnowledgeService.resolve_placeholder``: a fact in force
+    whose placeholder alias or name matches, case-, space- and ``_``/``-``-insensitively. These are those
+    aliases and names (the evaluation compares them the same way).
+    """
+    from models.prompting import slot_name_for
+
     try:
-        kb = ctx.knowledge()
-        for name in ("slot_names", "placeholder_names", "resolvable_slots"):
-            fn = getattr(kb, name, None)
-            if callable(fn):
-                return sorted(fn())
-    except Exception:  # noqa: BLE001 - the share of resolvable slots is then not reported
+        facts = ctx.knowledge().facts()
+    except Exception as exc:  # noqa: BLE001 - the share of resolvable slots is then not reported
+        message = exc.message if isinstance(exc, HybrideskError) else f"{type(exc).__name__}: {exc}"
+        log.warning("'slots the KB resolves' is not reported: cannot read the knowledge base (%s)", message)
+        log.debug("knowledge base error", exc_info=True)
         return None
-    return None
+    names: set[str] = set()
+    for fact in facts.values():
+        names.update(p for p in fact.placeholders if p)
+        names.update((fact.name, slot_name_for(fact.name)))
+    return sorted(names)
 
 
 # -- tickets import --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy, confusion summary and per-intent precision/recall")
-    p.add_argument("--tickets", type=Path, default=None, help="labelled JSON-lines tickets to evaluate on")
+    p.add_argument("--tickets", type=Path, default=None,
+                   help="labelled JSON-lines tickets to evaluate on (default: the sample tickets, which the default "
+                        "model trained on: a warning says so)")
     p.add_argument("--bitext", action="store_true",
                    help="evaluate on the public Bitext tickets (only meaningful for a model not trained on them)")
     p.add_argument("--version", default=None, help="version to evaluate (default: the active one)")
@@ -116,13 +119,25 @@ def cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
         model = registry.load_active()
     if args.bitext:
         pairs = load_bitext(Path(ctx.settings.shared_data_dir))
+        source = "bitext_customer_support"
     else:
         path = args.tickets or Path(getattr(ctx.settings, "tickets_sample_path", "models/sample/tickets.jsonl"))
         pairs = load_tickets(path)
+        source = str(path)
     if not pairs:
         raise InvalidInput("No labelled examples to evaluate on.", code="no_eval_data")
+    trained_on = trained_on_source(getattr(model, "metadata", {}) or {}, source)
+    if trained_on:
+        # scored on its own training data: the figures say how well it fits, not how well it generalises
+        held = ((model.metadata.get("metrics") or {}).get("intent") or {}).get("holdout_accuracy")
+        held_s = f" Its held-out accuracy, measured when it was trained, is {held:.3f}." if isinstance(
+            held, int | float) else ""
+        print(f"warning: model {model.version} was trained on {trained_on}, so these figures are measured on "
+              f"its own training data and overstate its accuracy on new messages.{held_s} Pass --tickets with "
+              "labelled tickets it did not train on for a fair score.", file=sys.stderr)
     report = evaluate(model, pairs)
     report["version"] = model.version
+    report["trained_on_eval_data"] = bool(trained_on)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -136,6 +151,22 @@ def cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
         for c in report["top_confusions"]:
             print(f"  {c['gold']} -> {c['predicted']}: {c['count']}")
     return 0
+
+
+def trained_on_source(metadata: dict[str, Any], source: str) -> str | None:
+    """The training source (as the model's metadata names it) that ``source`` is, else None."""
+    sources = metadata.get("sources")
+    if not isinstance(sources, dict):
+        return None
+    for name in sources:
+        if name == source:
+            return name
+        try:
+            if Path(name).resolve() == Path(source).resolve():
+                return name
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def cmd_list(args: argparse.Namespace, ctx: Any) -> int:

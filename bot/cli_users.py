@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 import getpass
 import re
+import sys
 
 from knowledge.errors import Conflict, InvalidInput, NotFound
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def check_email(email: str) -> str:
+    """``email`` normalised (trimmed, lower case), or :class:`InvalidInput` when it is not an address."""
+    email = (email or "").strip().lower()
+    if not EMAIL_RE.match(email):
+        raise InvalidInput(f"{email!r} is not an e-mail address.", code="invalid_email")
+    return email
 
 
 def check_password(password: str) -> None:
@@ -21,9 +30,7 @@ def add_user(session, email: str, role: str, password: str, display_name: str | 
     from bot.db.repositories import UserRepository
     from bot.security import ROLES, hash_password
 
-    email = email.strip().lower()
-    if not EMAIL_RE.match(email):
-        raise InvalidInput(f"{email!r} is not an e-mail address.", code="invalid_email")
+    email = check_email(email)
     if role not in ROLES:
         raise InvalidInput(f"Role must be one of {', '.join(ROLES)}.", code="invalid_role")
     check_password(password)
@@ -42,7 +49,14 @@ def _password(args: argparse.Namespace, prompt: str) -> tuple[str, bool]:
         return args.password, False
     if args.generate:
         return new_password(), True
-    return getpass.getpass(prompt), False
+    if not sys.stdin.isatty():  # getpass would warn, read the pipe and fail at its end
+        raise InvalidInput("No password given and no terminal to type one at: pass --password PASSWORD or "
+                           "--generate.", code="password_required")
+    try:
+        return getpass.getpass(prompt), False
+    except EOFError:
+        raise InvalidInput("No password typed (end of input): pass --password PASSWORD or --generate.",
+                           code="password_required") from None
 
 
 def _add(args: argparse.Namespace, ctx) -> int:

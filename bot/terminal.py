@@ -40,21 +40,30 @@ def run_chat(services: Any, *, sender: str = "terminal", once: str | None = None
     conv = manager.by_sender("cli", sender)
 
     async def turn(text: str) -> None:
+        """One message and its reply: streamed replies as they come, every other one (a handoff, a
+        question back, an order lookup, a quoted policy) when it is ready; each printed once."""
+        streamed: list[str] = []
+
         async def sink(event: dict[str, Any]) -> None:
-            if event.get("type") == "token":
+            if event.get("type") == "token" and event.get("text"):
+                if not streamed:
+                    sys.stdout.write("bot> ")
+                streamed.append(event["text"])
                 sys.stdout.write(event["text"])
                 sys.stdout.flush()
 
-        sys.stdout.write("bot> ")
-        try:
-            _msg, outcome = await manager.handle(conv.id, text, sink=sink)
-        except HybrideskError as exc:
-            print(f"\n[{exc.code}] {exc.message}")
-            return
-        if outcome is None:
+        _msg, outcome = await manager.handle(conv.id, text, sink=sink)  # HybrideskError: the caller says it
+        if streamed:
+            print()
+        if outcome is None or outcome.suppressed:
             print("(an agent is handling this conversation)")
             return
-        print()
+        if not streamed:
+            print(f"bot> {outcome.text}")
+        elif _words(outcome.text) != _words("".join(streamed)):
+            # the stored reply is not what streamed (the guardrails replaced it, e.g. with the policy quoted):
+            # the customer sees the stored one
+            print(f"   [reply as delivered]\nbot> {outcome.text}")
         for c in outcome.citations:
             print(f"   source: {citation_label(c)} (rev {c.get('revision')}, #{c.get('anchor')})")
         print(f"   [intent={outcome.intent} tone={outcome.tone} action={outcome.action} verdict={outcome.verdict}]")
@@ -62,16 +71,26 @@ def run_chat(services: Any, *, sender: str = "terminal", once: str | None = None
     loop = asyncio.new_event_loop()
     try:
         if once is not None:
-            loop.run_until_complete(turn(once))
+            loop.run_until_complete(turn(once))  # an invalid message is an error (exit code 1), said once
             return 0
         print("Type a message (Ctrl-D to quit).")
+        refused = 0
         while True:
             try:
                 text = input("you> ")
             except EOFError:
                 print()
-                return 0
+                return 1 if refused else 0  # messages piped in: a script learns that some were refused
             if text.strip():
-                loop.run_until_complete(turn(text))
+                try:
+                    loop.run_until_complete(turn(text))
+                except HybrideskError as exc:
+                    refused += 1
+                    sys.stdout.flush()
+                    print(f"[{exc.code}] {exc.message}", file=sys.stderr)
     finally:
         loop.close()
+
+
+def _words(text: str) -> list[str]:
+    return (text or "").split()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import InvalidInput, NotFound
+from knowledge.errors import Conflict, InvalidInput, NotFound
 
 SHIPPED_ROOT = Path(__file__).resolve().parent / "adapters"
 ACTIVE_FILE = "ACTIVE"
@@ -75,7 +75,12 @@ def check_adapter_id(adapter_id: str) -> str:
 
 
 def adapter_problem(adapter_dir: Path) -> str | None:
-    """What makes ``adapter_dir`` unusable for generation (config not JSON, no weights), or None."""
+    """What makes ``adapter_dir`` unusable for generation, or None.
+
+    Cheap enough for every ``adapters list``: the config is parsed and its LoRA fields type-checked,
+    and of the weights only the safetensors header is read (a truncated or overwritten file, whose
+    loading fails in the middle of a customer's reply, is caught here).
+    """
     try:
         config = json.loads((Path(adapter_dir) / CONFIG_FILE).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -84,8 +89,113 @@ def adapter_problem(adapter_dir: Path) -> str | None:
         return f"{CONFIG_FILE} is not valid JSON ({exc})"
     if not isinstance(config, dict):
         return f"{CONFIG_FILE} is not a JSON object"
-    if not (Path(adapter_dir) / WEIGHTS_FILE).is_file():
+    problem = config_problem(config)
+    if problem is not None:
+        return f"{CONFIG_FILE} is damaged: {problem}"
+    weights = Path(adapter_dir) / WEIGHTS_FILE
+    if not weights.is_file():
         return f"the weights file {WEIGHTS_FILE} is missing"
+    problem = safetensors_problem(weights)
+    if problem is not None:
+        return f"the weights file {WEIGHTS_FILE} is damaged: {problem}"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def config_problem(config: dict[str, Any]) -> str | None:
+    """What is wrong with a peft LoRA ``adapter_config.json`` (as loaded), or None."""
+    peft_type = config.get("peft_type", "LORA")
+    if peft_type != "LORA":
+        return f"peft_type is {peft_type!r}, not 'LORA'"
+    rank = config.get("r")
+    if not _is_int(rank) or rank < 1:
+        return f"r (the LoRA rank) is {rank!r}, not a whole number of at least 1"
+    alpha = config.get("lora_alpha", rank)
+    if not _is_number(alpha) or alpha <= 0:
+        return f"lora_alpha is {alpha!r}, not a positive number"
+    dropout = config.get("lora_dropout", 0.0)
+    if not _is_number(dropout) or not 0 <= dropout < 1:
+        return f"lora_dropout is {dropout!r}, not a number from 0 to below 1"
+    targets = config.get("target_modules")
+    if targets is not None and not isinstance(targets, str) and not (
+        isinstance(targets, list) and targets and all(isinstance(t, str) and t for t in targets)
+    ):
+        return f"target_modules is {targets!r}, not a module name or a list of them"
+    layers = config.get("layers_to_transform")
+    if layers is not None and not _is_int(layers) and not (
+        isinstance(layers, list) and all(_is_int(i) and i >= 0 for i in layers)
+    ):
+        return f"layers_to_transform is {layers!r}, not a layer index or a list of them"
+    for key in ("rank_pattern", "alpha_pattern"):
+        if config.get(key) is not None and not isinstance(config[key], dict):
+            return f"{key} is {config[key]!r}, not a JSON object"
+    return None
+
+
+#: bytes per element of each safetensors dtype
+_DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+                "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+#: the safetensors library refuses headers larger than this
+_MAX_HEADER = 100_000_000
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """What makes ``path`` an unreadable safetensors file, reading its header only (None when it is sound).
+
+    The layout: an 8-byte little-endian header length N, N bytes of JSON naming each tensor's dtype,
+    shape and byte range, then the data, which the ranges must cover exactly.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return f"the file has {size} bytes, too few for a safetensors header"
+            length = int.from_bytes(head, "little")
+            if length > _MAX_HEADER or 8 + length > size:
+                return f"its header claims {length} bytes, but the file has {size} (truncated or not safetensors)"
+            raw = fh.read(length)
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror})"
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "its header is not valid JSON (not a safetensors file)"
+    if not isinstance(header, dict):
+        return "its header is not a JSON object"
+    data_size = size - 8 - length
+    tensors = 0
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        tensors += 1
+        if not isinstance(spec, dict):
+            return f"tensor {name!r} has no description"
+        dtype, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
+        if not (isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)):
+            return f"tensor {name!r} has no valid shape"
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            return f"tensor {name!r} has no valid byte range"
+        if offsets[1] > data_size:
+            return (f"tensor {name!r} ends at byte {offsets[1]} of the data, but the file holds {data_size} "
+                    "(truncated)")
+        if dtype not in _DTYPE_SIZES:
+            return f"tensor {name!r} has an unknown dtype {dtype!r}"
+        count = 1
+        for d in shape:
+            count *= d
+        if count * _DTYPE_SIZES[dtype] != offsets[1] - offsets[0]:
+            return f"tensor {name!r} does not fill its byte range"
+    if tensors == 0:
+        return "it holds no tensors"
     return None
 
 
@@ -153,6 +263,37 @@ class AdapterRegistry:
                     active=child.name == active,
                 )
         return sorted(seen.values(), key=lambda a: str(a.metadata.get("created_at", "")), reverse=True)
+
+    def stray_folders(self) -> list[tuple[str, Path]]:
+        """``(kind, folder)`` of folders in the roots that are not adapters (no ``adapter_config.json``):
+        damaged or half-copied adapters that :meth:`list` leaves out. Hidden folders (``.runs``) are skipped."""
+        out = []
+        for kind, root in self.roots:
+            if not root.is_dir():
+                continue
+            for child in sorted(root.iterdir()):
+                if child.is_dir() and not child.name.startswith(".") and not (child / CONFIG_FILE).is_file():
+                    out.append((kind, child))
+        return out
+
+    def existing(self, adapter_id: str) -> list[tuple[str, Path]]:
+        """``(kind, folder)`` of every root that already holds a folder named ``adapter_id`` (adapter or not)."""
+        check_adapter_id(adapter_id)
+        return [(kind, root / adapter_id) for kind, root in self.roots if (root / adapter_id).exists()]
+
+    def check_new_id(self, adapter_id: str) -> None:
+        """:class:`Conflict` (``adapter_exists``) when ``adapter_id`` is taken in any root: a new adapter must
+        neither replace one (its weights and metadata would be lost) nor shadow a shipped one of that id
+        (the user root wins, so the bot would switch to it unasked)."""
+        taken = self.existing(adapter_id)
+        if taken:
+            where = ", ".join(f"{kind}: {path}" for kind, path in taken)
+            active = " (the active adapter)" if adapter_id == self.active_id() else ""
+            raise Conflict(
+                f"Adapter {adapter_id!r}{active} already exists ({where}); adapters are never overwritten. "
+                "Choose another id with --set version=NEW_ID (see `hybridesk adapters list`).",
+                code="adapter_exists",
+            )
 
     def get(self, adapter_id: str) -> AdapterInfo:
         """The adapter ``adapter_id`` or :class:`NotFound` naming the known ones."""

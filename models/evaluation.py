@@ -393,7 +393,8 @@ def _score(gens, tickets, prompts, allowed, embedder, score_intents: bool, opts:
         g["cosine"] = float(c)  # per reply, for the report's weakest replies
     slots_written = [extract_slots(t) for t in texts]
     all_slots = [s for slots in slots_written for s in slots]
-    resolvable = set(opts.resolvable_slots) if opts.resolvable_slots is not None else None
+    # compared as the KB resolves a slot: case, spaces, "_" and "-" do not matter
+    resolvable = {slot_key(s) for s in opts.resolvable_slots} if opts.resolvable_slots is not None else None
     allowed_hits = sum(1 for slots, ok in zip(slots_written, allowed, strict=True) for s in slots if s in ok)
     intent_hits = []
     if score_intents:
@@ -429,7 +430,7 @@ def _score(gens, tickets, prompts, allowed, embedder, score_intents: bool, opts:
         "cut_share": sum(1 for g in gens if g["cut"]) / n,
         "slot_allowed_share": allowed_hits / len(all_slots) if all_slots else None,
         "slot_resolvable_share": (
-            sum(1 for s in all_slots if s in resolvable) / len(all_slots)
+            sum(1 for s in all_slots if slot_key(s) in resolvable) / len(all_slots)
             if resolvable is not None and all_slots
             else None
         ),
@@ -437,6 +438,12 @@ def _score(gens, tickets, prompts, allowed, embedder, score_intents: bool, opts:
         "intent_match": sum(intent_hits) / len(intent_hits) if intent_hits else None,
         "mean_reply_tokens": float(np.mean([g["tokens"] for g in gens])) if gens else None,
     }
+
+
+def slot_key(slot: str) -> str:
+    """A slot name as the KB matches it (``knowledge.records.normalize_slot``): "Customer_Support  Phone"
+    and "customer support phone" are one slot."""
+    return re.sub(r"[\s_\-]+", " ", slot.strip().strip("{}").strip().lower()).strip()
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -459,7 +466,8 @@ def format_table(report: dict[str, Any]) -> str:
         ("mean reply tokens", "mean_reply_tokens", "{:.0f}"),
     ]
     lines = [
-        f"adapter {report['adapter_id']} vs base, {report['n_tickets']} held-out tickets",
+        f"adapter {report['adapter_id']}{' vs base' if 'base' in metrics else ''}, "
+        f"{report['n_tickets']} held-out tickets",
         "| metric | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]

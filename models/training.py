@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from knowledge.errors import InvalidInput
-from models.adapters import write_metadata
+from models.adapters import SHIPPED_ROOT, AdapterRegistry, write_metadata
 from models.config import TrainConfig
 from models.prompting import allowed_slots, build_messages, encode_example, extract_slots
 from models.tickets import Ticket, read_tickets, stored_tickets
@@ -141,8 +141,12 @@ def build_examples(
     facts_fn: FactsFn | None = None,
     tone_fn: Callable[[str], str] | None = None,
     context_fn: ContextFn | None = None,
+    reasons: Counter[str] | None = None,
 ) -> tuple[list[Example], int]:
     """Tokenised examples (prompt via :func:`build_messages`, loss on the reply) and the number dropped.
+
+    ``reasons``, when given, counts why tickets were dropped: ``long_reply`` (over ``max_reply_tokens``)
+    or ``no_room`` (the prompt left no reply token within ``max_length``).
 
     Without a KB (``facts_fn``), the allowed slot list is the reply's own slots plus
     ``distractor_slots`` others drawn from the data, so the model learns to pick slots from the list
@@ -162,6 +166,8 @@ def build_examples(
         reply_len = len(tokenizer(ticket.agent_reply, add_special_tokens=False)["input_ids"])
         if reply_len > cfg.max_reply_tokens:
             dropped += 1
+            if reasons is not None:
+                reasons["long_reply"] += 1
             continue
         passages: list[dict[str, Any]] = []
         if use_kb and kb_rng.random() < cfg.kb_context:
@@ -184,6 +190,8 @@ def build_examples(
         input_ids, labels = encode_example(tokenizer, messages, ticket.agent_reply, max_length=cfg.max_length)
         if all(label == -100 for label in labels):
             dropped += 1
+            if reasons is not None:
+                reasons["no_room"] += 1
             continue
         examples.append(Example(input_ids, labels, ticket.intent, ticket.data_hash, ticket.source))
     return examples, dropped
@@ -448,18 +456,25 @@ def resolve_dtype(name: str) -> Any:
     return default_inference_dtype()
 
 
-def resolve_init_adapter(name: str, output_root: Path, base_dir: Path) -> Any:
-    """The adapter a run continues from: a folder, or an id among the output root and shipped ones.
-
-    It must have been trained on the same base model; otherwise its weights mean nothing here.
-    """
-    from models.adapters import AdapterRegistry
-
+def find_init_adapter(name: str, output_root: Path, shipped_root: Path | None = None) -> Any:
+    """The adapter a run continues from: a folder, or an id among the output root and the shipped ones
+    (``shipped_root``, default the repository's); a damaged one is refused before anything loads."""
     path = Path(name)
     if (path / "adapter_config.json").is_file():
         info = AdapterRegistry(path.parent, None).get(path.name)
     else:
-        info = AdapterRegistry(output_root).get(name)  # NotFound names the known ones
+        info = AdapterRegistry(output_root, shipped_root or SHIPPED_ROOT).get(name)  # NotFound names the known ones
+    problem = info.problem
+    if problem is not None:
+        raise InvalidInput(f"init_adapter {name!r} cannot be used: {problem}.", code="broken_adapter")
+    return info
+
+
+def resolve_init_adapter(name: str, output_root: Path, base_dir: Path, shipped_root: Path | None = None,
+                         info: Any = None) -> Any:
+    """:func:`find_init_adapter`, which must have been trained on the same base model; otherwise its
+    weights mean nothing here."""
+    info = info or find_init_adapter(name, output_root, shipped_root)
     trained_on = info.metadata.get("base_model_dir")
     if trained_on and trained_on != base_dir.name:
         raise InvalidInput(
@@ -493,8 +508,19 @@ def train(
     context_fn: ContextFn | None = None,
     progress: bool = True,
     command: str | None = None,
+    shipped_root: Path | None = None,
 ) -> TrainResult:
-    """Train a LoRA adapter per ``cfg`` and save it as a new version; see the module docstring."""
+    """Train a LoRA adapter per ``cfg`` and save it as a new version; see the module docstring.
+
+    ``cfg.version`` must be new in the output root (an adapter is never overwritten); ``shipped_root``
+    (default: the repository's adapters) is where an ``init_adapter`` id is also looked up.
+    """
+    output_root = Path(cfg.output_root) if cfg.output_root else Path(data_dir) / "adapters"
+    # a taken id and an adapter to continue from are checked before anything loads
+    if cfg.version:
+        AdapterRegistry(output_root, None).check_new_id(cfg.version)
+    parent_info = find_init_adapter(cfg.init_adapter, output_root, shipped_root) if cfg.init_adapter else None
+
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -508,9 +534,9 @@ def train(
         base_dir = Path(base_model_dir)
     else:
         base_dir = resolve_base_model_dir(Path(cfg.base_model_dir) if cfg.base_model_dir else None, data_dir)
-    output_root = Path(cfg.output_root) if cfg.output_root else Path(data_dir) / "adapters"
     # an adapter to continue from is checked before minutes go into loading and tokenising
-    parent = resolve_init_adapter(cfg.init_adapter, output_root, base_dir) if cfg.init_adapter else None
+    parent = (resolve_init_adapter(cfg.init_adapter, output_root, base_dir, info=parent_info)
+              if parent_info is not None else None)
     dtype = resolve_dtype(cfg.dtype)
     model, tokenizer = load_base_model(base_dir, dtype, num_threads=cfg.num_threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -521,10 +547,11 @@ def train(
         tickets = load_training_tickets(cfg, shared_data_dir=shared_data_dir, session=session)
     if cfg.kb_context > 0 and context_fn is None:
         log.warning("kb_context %.2f asked for, but there is no KB to retrieve from: slot names only", cfg.kb_context)
+    why: Counter[str] = Counter()
     examples, dropped = build_examples(tickets, tokenizer, cfg, facts_fn=facts_fn, tone_fn=tone_fn,
-                                       context_fn=context_fn)
+                                       context_fn=context_fn, reasons=why)
     if not examples:
-        raise InvalidInput("Every ticket was filtered out; raise max_reply_tokens.", code="no_data")
+        raise InvalidInput(f"Every ticket was filtered out: {filtered_out(why, cfg)}.", code="no_data")
     held_out = parent.metadata.get("val_hashes") if parent is not None else None
     if parent is not None and not held_out:
         log.warning("adapter %s records no held-out tickets; validation may include tickets it trained on",
@@ -639,7 +666,7 @@ def train(
     val_loss = evaluate_loss(model, val_batches)
     with model.disable_adapter():
         base_val_loss = evaluate_loss(model, val_batches)
-    version = cfg.version or datetime.now(UTC).strftime("lk-%Y%m%d-%H%M")
+    version = free_version(output_root, cfg.version or datetime.now(UTC).strftime("lk-%Y%m%d-%H%M"))
     adapter_dir = output_root / version
     metrics = {
         "steps": step,
@@ -688,6 +715,31 @@ def train(
     with contextlib.suppress(OSError):
         run_dir.parent.rmdir()  # only when no other run is in progress
     return TrainResult(version, adapter_dir, metrics, model=model, losses=losses)
+
+
+def free_version(output_root: Path, version: str) -> str:
+    """``version``, or ``version-2``, ``-3``... when a folder of that name appeared meanwhile (two runs in
+    one minute, or one saved under the same id while this one trained): minutes of training are kept, and
+    nothing is overwritten."""
+    candidate, n = version, 1
+    while (Path(output_root) / candidate).exists():
+        n += 1
+        candidate = f"{version}-{n}"
+    if candidate != version:
+        log.warning("adapter %s exists already; this run is saved as %s", version, candidate)
+    return candidate
+
+
+def filtered_out(reasons: Counter[str], cfg: TrainConfig) -> str:
+    """Why :func:`build_examples` dropped every ticket, and which setting to raise."""
+    parts = []
+    if reasons.get("long_reply"):
+        parts.append(f"{reasons['long_reply']} had a reply longer than max_reply_tokens={cfg.max_reply_tokens} "
+                     "(raise max_reply_tokens)")
+    if reasons.get("no_room"):
+        parts.append(f"{reasons['no_room']} left no room for the reply after the prompt within "
+                     f"max_length={cfg.max_length} tokens (raise max_length)")
+    return "; ".join(parts) or "no ticket could be made into an example"
 
 
 def save_adapter(model: Any, adapter_dir: Path, *, metadata: dict[str, Any]) -> None:

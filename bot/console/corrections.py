@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -110,11 +110,19 @@ def kb_suggestions(db: Any, limit: int = 50) -> list[CorrectionItem]:
 
 
 def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True,
-                   last_again: bool = False) -> list[dict[str, Any]]:
-    """Training examples from corrections with a corrected reply (oldest first); marks them exported.
+                   last_again: bool = False,
+                   deliver: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+    """Training examples from corrections with a corrected reply (oldest first).
 
-    ``last_again``: the newest export's corrections once more, marked as they were (a download that
-    failed after "new only" had marked them)."""
+    Only a "new only" export (``only_unexported``) marks what it exported, so that the next one skips
+    it; exporting everything, or previewing, leaves the marks alone (``mark=False``: a "new only"
+    preview). ``last_again``: the newest "new only" export's corrections once more, marked as they were
+    (a download that failed after they were marked); it cannot be combined with ``only_unexported``.
+    ``deliver``, when given, is called with the records before they are marked: if it raises (a file
+    that cannot be written), nothing is marked."""
+    if only_unexported and last_again:
+        raise InvalidInput("Choose one: the corrections not exported yet (new only), or the last export again.",
+                           code="conflicting_options")
     now = datetime.now(UTC)
     records: dict[int, dict[str, Any]] = {}  # by bot message, oldest first
     with db.unit_of_work() as session:
@@ -122,10 +130,11 @@ def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True,
         ids = []
         last = repo.last_export() if last_again else None
         if last_again and last is None:
+            if deliver is not None:
+                deliver([])
             return []
-        mark = mark and not last_again
-        for corr, bot_msg, customer in repo.for_export(only_unexported=only_unexported and not last_again,
-                                                       exported_at=last):
+        mark = mark and only_unexported and not last_again
+        for corr, bot_msg, customer in repo.for_export(only_unexported=only_unexported, exported_at=last):
             ids.append(corr.id)
             if customer is None:
                 customer = repo.previous_customer_message(bot_msg)
@@ -141,9 +150,12 @@ def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True,
                 "message_id": bot_msg.id,
                 "created_at": corr.created_at.astimezone(UTC).isoformat(),
             }
+        out = list(records.values())
+        if deliver is not None:
+            deliver(out)
         if mark and ids:
             repo.mark_exported(ids, now)
-    return list(records.values())
+    return out
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], out: IO[str]) -> int:

@@ -270,8 +270,8 @@ def corrections(request: Request, user: CurrentAgent, services: ServicesDep,
 def export_corrections(user: CurrentAgent, services: ServicesDep,
                        only_new: Annotated[bool, Form()] = False, last_again: Annotated[bool, Form()] = False
                        ) -> Response:
-    """A POST with the CSRF token: the export marks the corrections exported (what "new only" skips next
-    time), so another site must not be able to trigger it with a link."""
+    """A POST with the CSRF token: a "new only" export marks the corrections it exported (what it skips
+    next time), so another site must not be able to trigger it with a link."""
     import io
 
     records = corrections_service.export_records(services.db, only_unexported=only_new, last_again=last_again)

@@ -69,7 +69,7 @@ def test_db_upgrade_and_downgrade_via_cli(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     assert main(["db", "upgrade", "--url", url]) == 0
     assert "revision" in capsys.readouterr().out
-    assert main(["db", "downgrade", "--url", url]) == 0
+    assert main(["db", "downgrade", "base", "--yes", "--url", url]) == 0
 
 
 def test_port_in_use_is_reported(tmp_path, monkeypatch, capsys):

@@ -152,10 +152,15 @@ def test_correction_flow_export_and_kb_suggestions(console, tmp_path):
     assert first["corrected_reply"] == "You have 30 days from delivery." and first["message_id"] == bot_id
     assert datetime.fromisoformat(first["created_at"]).tzinfo is not None
     assert second["intent"] == "cancel_order"  # the agent's corrected intent is what training learns
-    # --only-new skips what was exported; the HTTP export gives the same format
+    # only --only-new marks what it exported, and the next --only-new skips it (an export with nothing new
+    # leaves the file as it was); the HTTP export gives the same format
     args = parser.parse_args(["tickets", "export-corrections", "--out", str(out), "--only-new"])
     args.handler(args, SimpleNamespace(db=console.services.db))
-    assert out.read_text() == ""
+    assert [json.loads(line) for line in out.read_text().splitlines()] == lines
+    other = tmp_path / "out" / "again.jsonl"
+    args = parser.parse_args(["tickets", "export-corrections", "--out", str(other), "--only-new"])
+    args.handler(args, SimpleNamespace(db=console.services.db))
+    assert not other.exists()
     csrf = csrf_from(agent.get("/console/corrections").text)
     r = agent.post("/console/corrections/export.jsonl", data={"csrf_token": csrf})
     assert r.status_code == 200 and len(r.text.splitlines()) == 2

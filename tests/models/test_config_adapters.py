@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,11 +76,24 @@ def test_broken_config_files_are_refused(tmp_path, content, message):
         TrainConfig.from_yaml(tmp_path)
 
 
+LORA_CONFIG = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj", "v_proj"]}
+
+
+def write_weights(path: Path) -> None:
+    """A small but real safetensors file (two LoRA matrices)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((2, 8), np.float32),
+               "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": np.ones((8, 2), np.float16)},
+              str(path), metadata={"format": "pt"})
+
+
 def _fake_adapter(root: Path, name: str, created: str) -> None:
     path = root / name
     path.mkdir(parents=True)
-    (path / "adapter_config.json").write_text("{}", encoding="utf-8")
-    (path / "adapter_model.safetensors").write_bytes(b"")
+    (path / "adapter_config.json").write_text(json.dumps(LORA_CONFIG), encoding="utf-8")
+    write_weights(path / "adapter_model.safetensors")
     (path / "metadata.json").write_text(json.dumps({"created_at": created, "metrics": {}}), encoding="utf-8")
 
 
@@ -148,3 +162,85 @@ def test_broken_metadata_is_reported_not_raised(tmp_path, text, error):
     assert [a.id for a in registry.list()] == ["fine-v1", "odd-v1"]
     with pytest.raises(NotFound, match="odd-v1"):
         registry.get("missing")
+
+
+def _damage(path: Path, how: str) -> None:
+    weights = path / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    if how == "truncated header":
+        weights.write_bytes(data[:40])
+    elif how == "truncated data":
+        weights.write_bytes(data[:-10])
+    elif how == "random bytes":
+        weights.write_bytes(bytes(range(256)) * 40)
+    elif how == "empty":
+        weights.write_bytes(b"")
+    elif how == "header not JSON":
+        weights.write_bytes((20).to_bytes(8, "little") + b"not json at all!!!!!" + b"\0" * 16)
+    elif how == "wrong byte range":
+        header = b'{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,8]}}'
+        weights.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 8)
+
+
+@pytest.mark.parametrize(("how", "said"), [
+    ("truncated header", "its header claims"), ("truncated data", "truncated"), ("random bytes", "its header claims"),
+    ("empty", "too few for a safetensors header"), ("header not JSON", "not valid JSON"),
+    ("wrong byte range", "does not fill its byte range"),
+])
+def test_damaged_weights_are_found_from_the_header_and_never_activated(tmp_path, how, said):
+    """A13: a weights file that cannot be loaded (cut short by a copy, overwritten) used to be activated;
+    the bot then failed on every reply. Its safetensors header is read (not the weights) to tell."""
+    from safetensors.numpy import load_file
+
+    user = tmp_path / "user"
+    _fake_adapter(user, "good-v1", "2026-01-01T00:00:00")
+    _fake_adapter(user, "bad-v1", "2026-02-01T00:00:00")
+    load_file(str(user / "good-v1" / "adapter_model.safetensors"))  # the helper writes what loads
+    _damage(user / "bad-v1", how)
+    with pytest.raises(Exception):  # noqa: B017 - whatever safetensors raises, it does not load
+        load_file(str(user / "bad-v1" / "adapter_model.safetensors"))
+    registry = AdapterRegistry(user, None)
+    registry.activate("good-v1")
+    with pytest.raises(InvalidInput, match=f"adapter_model.safetensors is damaged: .*{said}.*still good-v1") as exc:
+        registry.activate("bad-v1")
+    assert exc.value.code == "broken_adapter"
+    assert registry.active_id() == "good-v1"
+    assert registry.get("good-v1").problem is None
+
+
+@pytest.mark.parametrize(("config", "said"), [
+    ({"r": "eight"}, "r (the LoRA rank) is 'eight'"), ({"r": 0}, "r (the LoRA rank) is 0"), ({}, "r (the LoRA rank)"),
+    ({"r": True}, "r (the LoRA rank) is True"), ({"r": 8, "lora_alpha": "16"}, "lora_alpha is '16'"),
+    ({"r": 8, "lora_dropout": 2}, "lora_dropout is 2"), ({"r": 8, "target_modules": [1, 2]}, "target_modules"),
+    ({"r": 8, "peft_type": "IA3"}, "peft_type is 'IA3'"), ({"r": 8, "layers_to_transform": ["x"]}, "layers_to"),
+])
+def test_an_adapter_config_with_wrong_types_is_refused(tmp_path, config, said):
+    user = tmp_path / "user"
+    _fake_adapter(user, "odd-v1", "2026-02-01T00:00:00")
+    (user / "odd-v1" / "adapter_config.json").write_text(json.dumps(config), encoding="utf-8")
+    registry = AdapterRegistry(user, None)
+    with pytest.raises(InvalidInput, match=f"adapter_config.json is damaged: {re.escape(said)}"):
+        registry.activate("odd-v1")
+    assert registry.active_id() is None
+
+
+def test_a_new_adapter_id_must_be_free_in_every_root(tmp_path):
+    """A2: `train --set version=<id>` replaced an adapter of that id, or shadowed the shipped one."""
+    from knowledge.errors import Conflict
+
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    _fake_adapter(shipped, "default-v1", "2026-01-01T00:00:00")
+    (shipped / "ACTIVE").write_text("default-v1\n", encoding="utf-8")
+    _fake_adapter(user, "mine-v1", "2026-02-01T00:00:00")
+    (user / "half-copied").mkdir()
+    registry = AdapterRegistry(user, shipped)
+    for taken, where in (("default-v1", "shipped"), ("mine-v1", "user"), ("half-copied", "user")):
+        with pytest.raises(Conflict, match=f"{taken}.*already exists \\({where}: ") as exc:
+            registry.check_new_id(taken)
+        assert exc.value.code == "adapter_exists"
+    with pytest.raises(Conflict, match="the active adapter"):
+        registry.check_new_id("default-v1")
+    registry.check_new_id("mine-v2")
+    with pytest.raises(InvalidInput, match="not an adapter id"):
+        registry.check_new_id("../shipped/default-v1")
+    assert [(kind, path.name) for kind, path in registry.stray_folders()] == [("user", "half-copied")]

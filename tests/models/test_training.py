@@ -474,3 +474,60 @@ def test_a_run_can_continue_from_an_existing_adapter(tiny_run, base_model_dir, t
     with pytest.raises(NotFound, match="No adapter 'nope'"):
         train(_cfg(tmp_path, init_adapter="nope"), data_dir=tmp_path, base_model_dir=base_model_dir,
               tickets=TICKETS, progress=False)
+
+
+def test_filtered_tickets_name_the_setting_that_dropped_them(tokenizer, tmp_path):
+    """B1: every ticket dropped because the prompt filled max_length was reported as "raise
+    max_reply_tokens"; the reason of each drop is counted and the message names the right setting."""
+    from collections import Counter
+
+    from models.training import filtered_out
+
+    why: Counter[str] = Counter()
+    examples, dropped = build_examples(TICKETS, tokenizer, _cfg(tmp_path, max_length=64), reasons=why)
+    assert examples == [] and dropped == len(TICKETS) and why == {"no_room": len(TICKETS)}
+    message = filtered_out(why, _cfg(tmp_path, max_length=64))
+    assert "max_length=64" in message and "raise max_length" in message and "max_reply_tokens" not in message
+    why.clear()
+    examples, _ = build_examples(TICKETS, tokenizer, _cfg(tmp_path, max_reply_tokens=8), reasons=why)
+    assert why["long_reply"] >= 1 and len(examples) == len(TICKETS) - why["long_reply"]
+    assert "raise max_reply_tokens" in filtered_out(why, _cfg(tmp_path, max_reply_tokens=8))
+
+
+@pytest.mark.slow
+def test_a_run_whose_prompts_fill_max_length_says_so(base_model_dir, tmp_path):
+    from models.training import train
+
+    with pytest.raises(InvalidInput, match=r"max_length=32 tokens \(raise max_length\)") as exc:
+        train(_cfg(tmp_path, max_length=32), data_dir=tmp_path, base_model_dir=base_model_dir, tickets=TICKETS,
+              progress=False)
+    assert exc.value.code == "no_data" and "max_reply_tokens" not in exc.value.message
+
+
+def test_a_version_that_exists_is_refused_before_anything_loads(tmp_path, monkeypatch):
+    """A2: a run with the id of an existing adapter replaced its weights and metadata when it ended."""
+    import models.base
+    from knowledge.errors import Conflict
+    from models.training import train
+
+    def no_loading(*_a, **_k):
+        raise AssertionError("the base model was loaded for a run that cannot be saved")
+
+    monkeypatch.setattr(models.base, "load_base_model", no_loading)
+    monkeypatch.setattr(models.base, "ensure_base_model", no_loading)
+    existing = tmp_path / "adapters" / "tiny-v1"
+    existing.mkdir(parents=True)
+    (existing / "metadata.json").write_text('{"keep": "me"}')
+    with pytest.raises(Conflict, match="'tiny-v1' already exists") as exc:
+        train(_cfg(tmp_path), data_dir=tmp_path, tickets=TICKETS, progress=False)
+    assert exc.value.code == "adapter_exists"
+    assert (existing / "metadata.json").read_text() == '{"keep": "me"}'
+
+
+def test_an_auto_named_version_never_replaces_an_adapter(tmp_path):
+    from models.training import free_version
+
+    assert free_version(tmp_path, "lk-20261206-1200") == "lk-20261206-1200"
+    (tmp_path / "lk-20261206-1200").mkdir()
+    (tmp_path / "lk-20261206-1200-2").mkdir()
+    assert free_version(tmp_path, "lk-20261206-1200") == "lk-20261206-1200-3"

@@ -152,3 +152,33 @@ def test_broken_versions_are_named_by_the_cli_and_never_go_live(nlu_model: NLU, 
     for version in ("list-meta", "bad-joblib"):  # the pointer moved by hand: keep serving v1
         (root / "active").write_text(version)
         assert registry.current().version == "v1"
+
+
+def test_eval_on_the_models_own_training_data_says_so(nlu_model: NLU, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A10: `nlu eval` without --tickets scored the default model on the sample tickets it was trained
+    on (accuracy 0.997 against 0.982 held out), without a word."""
+    tickets = Path(__file__).resolve().parents[2] / "models" / "sample" / "tickets.jsonl"  # nlu_model's source
+
+    root = tmp_path / "var" / "nlu"
+    original = nlu_model.metadata
+    try:
+        nlu_model.metadata = {**original, "sources": {str(tickets): 64},
+                              "metrics": {"intent": {"holdout_accuracy": 0.875}}}
+        _store(nlu_model, root, "v1")
+    finally:
+        nlu_model.metadata = original
+    NLURegistry(root).activate("v1")
+    ctx = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path / "var", embedding_model_dir=None,
+                                                   tickets_sample_path=tickets, shared_data_dir=tmp_path))
+    assert _run(["nlu", "eval", "--json"], ctx) == 0
+    captured = capsys.readouterr()
+    assert "warning: model v1 was trained on" in captured.err and str(tickets) in captured.err
+    assert "held-out accuracy, measured when it was trained, is 0.875" in captured.err
+    assert json.loads(captured.out)["trained_on_eval_data"] is True
+    unseen = tmp_path / "unseen.jsonl"
+    unseen.write_text("\n".join(json.dumps({"customer_message": t, "intent": y}) for t, y in [
+        ("where has my parcel got to", "track_order"), ("please cancel the order I placed", "cancel_order")]))
+    assert _run(["nlu", "eval", "--tickets", str(unseen)], ctx) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err and "accuracy" in captured.out
