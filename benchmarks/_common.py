@@ -50,3 +50,18 @@ def write_json(name: str, data: Any) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, default=str))
     return path
+
+
+def product_services(data_dir: Path | None, prefix: str) -> Any:
+    """The product's services over ``data_dir`` (an initialised data dir), or over a new one that
+    `hybridesk init` sets up here (the KB imported, NLU trained on the sample and public tickets)."""
+    import tempfile
+
+    from bot.bootstrap import initialise
+    from bot.services import Services
+    from bot.settings import Settings
+
+    services = Services(Settings(data_dir=data_dir or Path(tempfile.mkdtemp(prefix=prefix)), env="test"))
+    if data_dir is None:
+        initialise(services, admin_email=None, train_nlu=True, out=lambda _s: None)
+    return services

@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import table, write_json  # noqa: E402
+from _common import product_services, table, write_json  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,18 +47,12 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, help="an initialised data dir; default: a new one (trains NLU)")
     args = ap.parse_args()
 
-    from bot.bootstrap import initialise
     from bot.conversation.limits import in_knowledge_base
     from bot.conversation.nlu.data import load_banking77, load_tweeteval
     from bot.conversation.policy import unsure
     from bot.conversation.responder import Responder, asks_kb_fact, embedding_similarity
-    from bot.services import Services
-    from bot.settings import Settings
 
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="hybridesk-scope-"))
-    services = Services(Settings(data_dir=data_dir, env="test"))
-    if args.data_dir is None:
-        initialise(services, admin_email=None, train_nlu=True, out=lambda _s: None)
+    services = product_services(args.data_dir, "hybridesk-scope-")
     knowledge, nlu = services.knowledge, services.nlu.current()
     products = services.product_words()
     similarity = embedding_similarity(knowledge)

@@ -30,13 +30,12 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import table, write_json  # noqa: E402
+from _common import product_services, table, write_json  # noqa: E402
 
 QUESTIONS = Path(__file__).resolve().parent / "not_offered_questions.json"
 YES = re.compile(r"^\s*(?:I'm sorry[^.!?]*[.!?]\s*)?(?:certainly|of course|absolutely|yes|sure|definitely)\b", re.I)
@@ -51,17 +50,11 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, help="an initialised data dir; default: a new one (trains NLU)")
     args = ap.parse_args()
 
-    from bot.bootstrap import initialise
     from bot.conversation.actions import CLARIFY_TEXT
     from bot.conversation.policy import decide, unsure
     from bot.conversation.responder import Responder, answered_by_kb
-    from bot.services import Services
-    from bot.settings import Settings
 
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="hybridesk-limits-"))
-    services = Services(Settings(data_dir=data_dir, env="test"))
-    if args.data_dir is None:
-        initialise(services, admin_email=None, train_nlu=True, out=lambda _s: None)
+    services = product_services(args.data_dir, "hybridesk-limits-")
     knowledge, generator, nlu = services.knowledge, services.generator, services.nlu.current()
     adapter = services.active_adapter_id()
     print(f"adapter: {adapter}")
