@@ -18,6 +18,8 @@ from bot.conversation.limits import Limit, contradicts
 from bot.conversation.words import stems as _word_stems
 
 SLOT_RE = re.compile(r"\{\{\s*([^{}]{1,80}?)\s*\}\}")
+# a placeholder written in square brackets: two to six capitalised words, not a Markdown link's text
+_BRACKET_SLOT = re.compile(r"(?<!\[)\[((?:[A-Z][\w'-]*)(?: [A-Z][\w'-]*){1,5})\](?![(\[])")
 # Slots that stand for the customer's own data; they are filled from the conversation or
 # replaced with a neutral phrase, never looked up in the KB.
 CUSTOMER_SLOTS = {
@@ -138,6 +140,7 @@ _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s")
 STEP_DROPPED = "a step the retrieved policy does not document"
 # why a sentence that says yes to what the policy rules out is not shown
 RULED_OUT = "says the opposite of the policy"
+UNBACKED_YES = "says yes to what the question asks, which the policy does not say"
 STEPS_LEAD_DROPPED = "introduces steps the retrieved policy does not document"
 # why a model sentence is not shown beside the policy's own answer (its procedure, its paragraph, its
 # "no"): the model wrote the reply without it ("We have a cancellation policy in place to ensure that you
@@ -432,6 +435,7 @@ class Grounder:
         facts: Iterable[tuple[Iterable[str], str]] = (),
         kb_answer: bool = False,
         asked_values: Iterable[str] = (),
+        unbacked_yes: frozenset[str] = frozenset(),
     ) -> None:
         self.resolve_slot = resolve_slot
         # each fact's names (its placeholders, as words) and its current value with its unit
@@ -440,6 +444,9 @@ class Grounder:
         self.limits = list(limits)
         self.asked_limit = asked_limit
         self.kb_answer = kb_answer or asked_limit is not None
+        # what a yes/no question asks about, when nothing in the policy says yes to it: the model's yes
+        # to it goes ("Absolutely! We offer a warranty on our lamps.")
+        self._unbacked_yes = Limit("", unbacked_yes, frozenset(), {}) if unbacked_yes else None
         self._asked_values = [str(v) for v in asked_values]
         self.steps = steps
         self._drop_line = False  # the rest of a dropped step's line goes with it
@@ -483,7 +490,8 @@ class Grounder:
     # -- single sentence ---------------------------------------------------------
     def check_sentence(self, sentence: str) -> SentenceCheck:
         check = SentenceCheck(original=sentence, text=sentence, kept=True)
-        text = sentence
+        # "[Customer Support Phone Number]": a placeholder in the tickets' other style is a slot too
+        text = _BRACKET_SLOT.sub(r"{{\1}}", sentence)
 
         filled: dict[str, str] = {}  # slot name -> the value it stands for (customer's or KB's)
 
@@ -607,6 +615,9 @@ class Grounder:
             if check.kept and (ruled_out := contradicts(text, self.limits, self.asked_limit)):
                 check.kept = False
                 check.reason = f"{RULED_OUT}: {ruled_out.sentence}"
+            if check.kept and self._unbacked_yes and contradicts(text, [], self._unbacked_yes):
+                check.kept = False
+                check.reason = UNBACKED_YES
             if check.kept and self.kb_answer and not _BESIDE_KB_KEPT.search(text.lstrip("-*• ")):
                 check.kept = False
                 check.reason = BESIDE_KB_ANSWER

@@ -34,6 +34,16 @@ def test_unknown_slot_never_reaches_the_customer():
     assert g.report.unresolved_slots == ["Live Agent"]
 
 
+def test_a_placeholder_in_square_brackets_is_a_slot_too():
+    # seen in the widget QA: "... reached at [Customer Support Phone Number] or through the chat"
+    g = grounder()
+    out = g.apply("They can be reached at [Customer Support Phone Number]. Press [Live Agent] to talk.")
+    assert out == "They can be reached at +44 20 7946 0321.", out
+    assert g.report.unresolved_slots == ["Live Agent"]
+    # a Markdown link's text is not a placeholder
+    assert grounder().apply("See [Order History](#orders).") != "See Account › Orders."
+
+
 def test_unbacked_numbers_are_dropped_backed_ones_kept():
     g = grounder()
     out = g.apply("Refunds take 5 business days. Shipping is free above €75. Call 0800 123 4567 now.")
