@@ -419,6 +419,13 @@ _ONLY = [re.compile(r"^(?P<subj>.*?)\b(?:in|to)\s+(?P<items>[\w' -]+?)\s+only\b"
                     r"(?:in|to)\s+(?P<items>[^;:]+)$", re.I)]
 _YES_NO = re.compile(r"^\s*(?:(?:hi|hello|hey)\b[,!.]?\s*)?(?:do|does|can|could|will|would|is|are|may)\b|"
                      r"\bis it possible\b", re.I)
+
+
+def is_yes_no(question: str) -> bool:
+    """Whether ``question`` asks yes or no ("Do you assemble furniture?", "Is it possible to ...")."""
+    return bool(_YES_NO.search(question))
+
+
 _DETERMINER = re.compile(r"^(?:the|a|an|my|your|our|some|any)\s+", re.I)
 # a list item that stands for a whole category: whether the asked thing is in it is not read here
 _CATEGORY = re.compile(r"^(?:every|all|any|most|other|many|several|some)\b", re.I)
@@ -698,3 +705,54 @@ def in_knowledge_base(question: str, passages: list[dict[str, Any]], products: C
     return (covers(question, passages, products) or asked_for_list(question, passages) is not None
             or asked_listed(question, passages) is not None or asked_kind(question, passages) is not None
             or asked_outside(question, passages, similarity) is not None)
+
+
+# --- a yes/no question no rule or list answers -------------------------------------------------------
+#
+# "Do you offer student discounts?", "Do you deliver on Sundays?": the small model says yes ("Certainly!
+# We offer student discounts.") whether the policy says so or not. Such a question is answered by the KB
+# sentence that names every word of what it asks about ("Do you have an app?": "You can order on
+# larkspur.example or in the Larkspur app, ..."), or, when no sentence does, by saying that the policy
+# does not say: the bot cannot promise it.
+
+# how a yes/no question asks, not what it asks about
+_FRAME = {_key(w) for w in ("do", "does", "did", "can", "could", "will", "would", "is", "are", "may", "i", "we",
+                             "you", "your", "our", "us", "me", "my", "there", "it", "offer", "provide", "possible",
+                             "available", "option", "someone", "anyone", "somebody", "ok", "okay", "allowed",
+                             "really", "actually", "currently", "usually", "also", "still", "a", "an", "the",
+                             "to", "for", "of", "in", "on", "with", "and", "or", "any")}
+# a question about the customer's own order or account: the order flow and the model answer those
+_OWN = re.compile(r"\bmy\s+(?:order|parcel|package|refund|delivery|return|payment|account|money|item|purchase)\b",
+                  re.I)
+
+
+def asked_thing(question: str) -> frozenset[str]:
+    """The words of what a yes/no question asks about ("Do you offer student discounts?": student,
+    discount), or none when it is not a yes/no question about the shop's policy."""
+    if not _YES_NO.search(question) or _OWN.search(question):
+        return frozenset()
+    return frozenset(stems(question) - _ASKING - _FRAME)
+
+
+def stating_sentence(question: str, passages: list[dict[str, Any]],
+                     products: Collection[str] = ()) -> tuple[dict[str, Any], str] | None:
+    """The KB sentence that names every word of what the yes/no ``question`` asks about (all but one of
+    four or more), with the sentence after it when that one goes with it; the best-ranked passage's
+    first. A word of the shop's product names counts as named by a sentence about items ("Is shipping
+    free for sofas?": "The free-shipping threshold does not apply to large items.")."""
+    thing = asked_thing(question)
+    if not thing:
+        return None
+    best: tuple[int, dict[str, Any], str] | None = None
+    for p in passages:
+        for paragraph in str(p.get("text", "")).splitlines():
+            sentences = _sentences(paragraph)
+            for i, sentence in enumerate(sentences):
+                words = stems(sentence)
+                named = {w for w in thing if w in words or (w in products and words & _ITEM)}
+                if not (_enough(len(named), len(thing)) or len(thing) == 1 and named):
+                    continue
+                if best is None or len(named) > best[0]:
+                    then = _instead(sentences[i + 1]) if i + 1 < len(sentences) else ""
+                    best = (len(named), p, f"{sentence} {then}".strip())
+    return (best[1], best[2]) if best else None

@@ -26,8 +26,11 @@ from bot.conversation.limits import (
     asked_limit,
     asked_listed,
     asked_outside,
+    asked_thing,
     follow_up_question,
     in_knowledge_base,
+    is_yes_no,
+    stating_sentence,
 )
 from bot.conversation.limits import limits as policy_limits
 from bot.conversation.words import stem as _stem
@@ -49,6 +52,11 @@ ANGRY_ACK = "I'm sorry this has been frustrating — let's get it sorted."
 NO_PROCEDURE_NOTE = (
     "Our help pages don't give step-by-step instructions for that, so I won't guess them. "
     "If you need more help, just ask for a person from our support team."
+)
+#: a yes/no question no sentence of the retrieved policies speaks to ("Do you offer student discounts?")
+UNCONFIRMED_TEXT = (
+    "I can't find a clear answer to that in our help pages, so I won't promise it. "
+    "If you'd like someone to check, just ask for a person from our support team."
 )
 UNSURE_REPLY = (
     "I'm not sure our help pages cover that, and I'd rather not guess. "
@@ -634,8 +642,18 @@ class Responder:
         # works goes, as beside any answer of the KB's)
         listed = (asked_listed(asking, whole) if self.limits and self.procedures and not kb_answered and not asked
                   and steps_from_kb is None and prose is None else None)
+        unconfirmed = False
         if listed or enumerated:
             prose = listed or enumerated
+        elif (self.limits and self.procedures and prose is None and steps_from_kb is None and not kb_answered
+              and not asked and is_yes_no(asking)):
+            # "Do you assemble furniture?": the section the question names ("Assembly": "Assembly is not
+            # included. ...") answers it, not the model, whose yes comes to anything it is asked
+            prose = (prose_answer(asking, passages) or prose_answer(asking, self._other_sections(passages))
+                     or stating_sentence(asking, whole, self.products))
+            # no sentence of the policy names what is asked ("Do you offer student discounts?"): the bot
+            # cannot say yes to it, and says so instead of the model's "Certainly!"
+            unconfirmed = prose is None and bool(asked_thing(asking))
         if refused:
             prose = (refused.passage, refused.sentence)
         shown = steps_from_kb or prose
@@ -653,8 +671,12 @@ class Responder:
                             limits=ruled_out if self.limits else (), asked_limit=refused,
                             # the KB's own answer leads: the model's other content goes (not in the
                             # baseline without procedures)
-                            kb_answer=bool(shown) and self.procedures,
+                            kb_answer=(bool(shown) or unconfirmed) and self.procedures,
                             asked_values=[fact_value_text(f) for f in asked],
+                            # "Is there a warranty on lamps?" answered with a figure: the figure is the
+                            # answer, not the model's "Absolutely!"
+                            unbacked_yes=asked_thing(asking) if asked and self.limits and not kb_answered
+                            else frozenset(),
                             facts=[(f["placeholders"], f.get("value_text", str(f["value"]))) for f in facts])
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
         # question about how to do something, the procedure the knowledge base documents does
@@ -664,6 +686,8 @@ class Responder:
                     if refused else f"Yes. {prose_statement(*prose)}" if listed else prose_statement(*prose))
             source = citation(shown[0])  # the section the steps come from is cited first
             cites = [source] + [c for c in cites if c != source]
+        if unconfirmed:
+            lead = UNCONFIRMED_TEXT
         if asked and not shown:
             # the answer's source is cited first ("return a lamp" retrieves "Changing an order" first)
             answer_source = (asked[0].document_id, asked[0].revision)
@@ -698,7 +722,8 @@ class Responder:
             stream = self.generator.stream(messages, adapter_id=self.adapter_id,
                                            max_new_tokens=self.max_new_tokens)
             checked_stream = grounder.filter_stream(self._deadline(stream, started), cut=lambda: _hit_cap(stream))
-            first = kb_answered or listed is not None  # the KB's no, list or yes opens the reply
+            # the KB's no, list or yes opens the reply, as does saying the policy does not say
+            first = kb_answered or listed is not None or unconfirmed
             for checked in _answer_first(checked_stream, lead, answers_it, grounder, first=first):
                 out.append(checked)
                 emit(checked)
@@ -720,7 +745,7 @@ class Responder:
         verdict = grounder.report.verdict
         # only when the best match is missing from the reply (then a close second is added too)
         if lead and lead in body:  # placed after the opening sentence by _answer_first
-            report["added_procedure" if steps_from_kb else "added_limit" if refused else "added_listed" if listed or enumerated
+            report["unconfirmed" if unconfirmed else "added_procedure" if steps_from_kb else "added_limit" if refused else "added_listed" if listed or enumerated
                    else "added_prose_answer" if prose else "added_fact_statement"] = lead
         unstated = [f for f in asked if not states_value(body, f.value)] if asked and not states_value(
             body, asked[0].value) else []

@@ -20,6 +20,8 @@ def stem(word: str) -> str:
     """A crude stem, enough to match "Buying a gift card" to "buy" and "Saving a card" to "save"."""
     if word.endswith("ss"):
         return word
+    if word.endswith("bly") and len(word) > 5:  # "assembly" is "assemble", "possibly" "possible"
+        return word[:-1]
     for suffix in ("ing", "ed", "es", "e", "s"):
         # "using" and "use" both end as "us": two letters are enough after "ing" and "e"
         if word.endswith(suffix) and len(word) - len(suffix) >= (2 if suffix in ("ing", "e") else 3):
