@@ -44,11 +44,11 @@ class TrainConfig:
     # public ones. Held-out tickets are never repeated into training.
     own_ticket_repeat: int = 1
     val_fraction: float = 0.05
-    val_max: int = 64
+    val_max: int = 32
     # LoRA
     lora_r: int = 8
     lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))
     # adapt only the top N decoder layers (None: all). The backward pass then stops at the lowest
     # adapted layer, so each step costs less; the layers below run forward only.
@@ -66,7 +66,7 @@ class TrainConfig:
     epochs: float = 1.0
     max_steps: int | None = None
     max_minutes: float | None = None  # stop (and save) after this much wall time
-    learning_rate: float = 3e-4
+    learning_rate: float = 5e-4
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0

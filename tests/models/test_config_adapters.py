@@ -244,3 +244,18 @@ def test_a_new_adapter_id_must_be_free_in_every_root(tmp_path):
     with pytest.raises(InvalidInput, match="not an adapter id"):
         registry.check_new_id("../shipped/default-v1")
     assert [(kind, path.name) for kind, path in registry.stray_folders()] == [("user", "half-copied")]
+
+
+def test_the_config_dataclass_defaults_are_the_shipped_default_yaml():
+    # a key left out of a user's YAML takes the dataclass default: it must be the documented one
+    import dataclasses
+
+    import yaml
+
+    from models.config import TrainConfig
+
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "models" / "configs" / "default.yaml").read_text())
+    code = TrainConfig()
+    differ = {f.name: (shipped[f.name], getattr(code, f.name)) for f in dataclasses.fields(TrainConfig)
+              if f.name in shipped and shipped[f.name] != getattr(code, f.name)}
+    assert not differ
