@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from knowledge.errors import InvalidInput
 from knowledge.ingest import parse_when
 
 
@@ -97,8 +98,17 @@ def _publish(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def _retire(args: argparse.Namespace, ctx: Any) -> int:
+    if args.cancel:
+        if args.at or args.note:
+            raise InvalidInput("--cancel takes no --at or --note.", code="bad_arguments")
+        revs = ctx.knowledge().cancel_retirement(args.id)
+        print(f"retirement of {args.id} cancelled; in force again as before ({', '.join('r' + str(r.number) for r in revs)})")
+        return 0
     revs = ctx.knowledge().retire(args.id, at=_when(args.at), note=args.note)
-    print(f"retired {args.id} ({', '.join('r' + str(r.number) for r in revs)})")
+    when = revs[0].effective_until if revs else None
+    print(f"retired {args.id} ({', '.join('r' + str(r.number) for r in revs)})"
+          + (f" from {when:%Y-%m-%d %H:%M} UTC; `hybridesk kb retire {args.id} --cancel` takes it back before then"
+             if args.at and when is not None else ""))
     return 0
 
 
@@ -171,6 +181,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("id")
     p.add_argument("--at", help="ISO time of retirement (default now)")
     p.add_argument("--note")
+    p.add_argument("--cancel", action="store_true", help="cancel a retirement scheduled with --at that has not taken effect")
     p.set_defaults(handler=_retire)
 
     p = sub.add_parser("facts", help="key facts in force")

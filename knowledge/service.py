@@ -172,6 +172,12 @@ class KnowledgeService:
         self.refresh()
         return revs
 
+    def cancel_retirement(self, doc_id: str) -> list[RevisionInfo]:
+        """Cancel a scheduled retirement: the document stays in force."""
+        revs = self.store.cancel_retirement(doc_id)
+        self.refresh()
+        return revs
+
     # ------------------------------------------------------------ reads
 
     def retrieve(

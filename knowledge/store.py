@@ -434,14 +434,43 @@ class KnowledgeStore:
                     f"Document {doc_id!r} has no published revision to retire.", code="nothing_to_retire"
                 )
             for r in live:
+                # (kept so that a retirement still to come can be cancelled: the end date it replaced)
+                before = as_utc(r.effective_until).isoformat() if r.effective_until is not None else None
+                r.meta = dict(r.meta) | {"until_before_retire": before} | ({"retire_note": note} if note else {})
                 r.status = STATUS_RETIRED
                 r.retired_at = utcnow()
                 r.effective_until = when
-                if note:
-                    r.meta = dict(r.meta) | {"retire_note": note}
             d.updated_at = utcnow()
             s.flush()
             return [_info(r, with_content=False) for r in live]
+
+        return self._write(work)
+
+    def cancel_retirement(self, doc_id: str) -> list[RevisionInfo]:
+        """Cancel a retirement that has not taken effect yet: the revisions it retired are published
+        again as they were (their own end date, if they had one, restored). A retirement already in
+        effect is history: refused (``not_retiring``); bring the document back with a new revision."""
+        now = utcnow()
+
+        def work(s: Session) -> list[RevisionInfo]:
+            d = self._doc(s, doc_id)
+            pending = [r for r in d.revisions if r.status == STATUS_RETIRED and r.effective_until is not None
+                       and as_utc(r.effective_until) > now]
+            if not pending:
+                raise Conflict(f"Document {doc_id!r} has no retirement waiting to take effect; a retired document "
+                               "comes back with a new revision.", code="not_retiring")
+            for r in pending:
+                meta = dict(r.meta)
+                before = meta.pop("until_before_retire", None)
+                meta.pop("retire_note", None)
+                r.meta = meta
+                r.effective_until = datetime.fromisoformat(before) if before else None
+                r.status = STATUS_PUBLISHED
+                r.retired_at = None
+                self._check_fact_owner(s, r, now)
+            d.updated_at = now
+            s.flush()
+            return [_info(r, with_content=False) for r in pending]
 
         return self._write(work)
 

@@ -141,6 +141,13 @@ async def kb_unschedule(request: Request, document_id: str, user: CurrentEditor,
     return redirect(f"/console/kb/{document_id}?rev={revision}")
 
 
+@router.post("/console/kb/{document_id}/unretire")
+async def kb_unretire(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep) -> Response:
+    """A retirement that has not taken effect is cancelled; the document stays in force as it was."""
+    await asyncio.to_thread(services.knowledge.cancel_retirement, document_id)
+    return redirect(f"/console/kb/{document_id}")
+
+
 @router.post("/console/kb/{document_id}/retire")
 async def kb_retire(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
                     at: FormStr = "", note: FormStr = "") -> Response:

@@ -133,6 +133,29 @@ def test_schedule_and_retire(console):
     assert console.client().get("/kb/gift-wrap?rev=1").status_code == 200  # old citations keep working
 
 
+def test_a_scheduled_retirement_is_cancelled_from_the_documents_page(console):
+    client = console.client()
+    csrf = login(client, "editor")
+    assert _create(client, csrf).status_code == 303
+    later = (datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
+    assert client.post("/console/kb/gift-wrap/retire", data={"csrf_token": csrf, "at": later},
+                       follow_redirects=False).status_code == 303
+    page = client.get("/console/kb/gift-wrap").text
+    assert "retiring" in page and "/console/kb/gift-wrap/unretire" in page
+    # without the CSRF token: refused, nothing changed
+    assert client.post("/console/kb/gift-wrap/unretire", data={}).status_code == 403
+    assert console.services.knowledge.get("gift-wrap", 1).status == "retired"
+    r = client.post("/console/kb/gift-wrap/unretire", data={"csrf_token": csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    rev = console.services.knowledge.get("gift-wrap", 1)
+    assert rev.status == "published" and rev.effective_until is None
+    page = client.get("/console/kb/gift-wrap").text
+    assert "/console/kb/gift-wrap/unretire" not in page and "/console/kb/gift-wrap/retire" in page
+    # once nothing is scheduled, cancelling says why
+    r = client.post("/console/kb/gift-wrap/unretire", data={"csrf_token": csrf})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_retiring"
+
+
 def test_a_scheduled_revision_is_not_public_before_it_takes_effect(console):
     """``/kb/{id}?rev=N`` serves revisions that have been in force; an announced-later change stays private."""
     client = console.client()

@@ -9,7 +9,7 @@ import pytest
 from kb_helpers import load_small_kb
 
 from bot.cli_kb import register
-from knowledge.errors import InvalidInput, NotFound
+from knowledge.errors import Conflict, InvalidInput, NotFound
 from knowledge.ingest import FactSpec
 
 pytestmark = pytest.mark.slow
@@ -65,6 +65,16 @@ def test_kb_commands(run, tmp_path: Path) -> None:
     assert "published opening-hours r2" in run("publish", "opening-hours", "--at", "2030-01-01")
     assert "9am-5pm" in run("facts")
     assert "8am to 6pm" in run("search", "support hours", "--at", "2030-02-01")
+    # a retirement scheduled for later can be taken back before it takes effect
+    out = run("retire", "opening-hours", "--at", "2031-01-01")
+    assert "from 2031-01-01 00:00 UTC" in out and "--cancel" in out
+    assert "opening-hours" not in run("search", "support hours", "--at", "2031-02-01", "-k", "3")
+    assert "retirement of opening-hours cancelled" in run("retire", "opening-hours", "--cancel")
+    assert "8am to 6pm" in run("search", "support hours", "--at", "2031-02-01")
+    with pytest.raises(Conflict):  # nothing scheduled any more
+        run("retire", "opening-hours", "--cancel")
+    with pytest.raises(InvalidInput):
+        run("retire", "opening-hours", "--cancel", "--at", "2031-01-01")
     assert "retired opening-hours" in run("retire", "opening-hours")
     assert "opening-hours" not in run("search", "support hours", "-k", "3")
 

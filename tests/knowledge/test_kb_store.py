@@ -92,6 +92,35 @@ def test_retiring_also_cancels_a_scheduled_revision(store: KnowledgeStore) -> No
     assert store.in_force(NEXT_YEAR + timedelta(days=1)) == []
 
 
+def test_a_scheduled_retirement_can_be_cancelled_before_it_takes_effect(store: KnowledgeStore) -> None:
+    _returns(store)
+    # a second revision with an end date of its own, and a retirement before that end
+    store.add_revision("returns", "# Returns\n\n## Window\nReturn within 30 days. Until summer.", author="bob",
+                       effective_until=datetime.now(UTC) + timedelta(days=60))
+    store.publish("returns")
+    soon = datetime.now(UTC) + timedelta(days=7)
+    store.retire("returns", at=soon, note="dropping it")
+    assert store.in_force(soon + timedelta(days=1)) == []
+    back = store.cancel_retirement("returns")
+    assert [(r.number, r.status) for r in back] == [(1, "published"), (2, "published")]
+    assert store.get("returns", 1).effective_until is None
+    rev = store.get("returns", 2)
+    assert rev.status == "published" and rev.retired_at is None
+    assert rev.effective_until > datetime.now(UTC) + timedelta(days=59)  # its own end date, not the retirement's
+    assert store.in_force(soon + timedelta(days=1))[0].number == 2
+    assert store.facts_at(soon + timedelta(days=1))["return_window_days"].value == "30"
+    # nothing left to cancel; a retirement in effect is history
+    with pytest.raises(Conflict) as nothing:
+        store.cancel_retirement("returns")
+    assert nothing.value.code == "not_retiring"
+    store.retire("returns")
+    with pytest.raises(Conflict):
+        store.cancel_retirement("returns")
+    assert store.in_force() == []
+    with pytest.raises(NotFound):
+        store.cancel_retirement("nope")
+
+
 def test_unknown_ids_and_bad_input_raise_clear_errors(store: KnowledgeStore) -> None:
     with pytest.raises(NotFound) as exc:
         store.get("nope")
