@@ -100,7 +100,9 @@ _POLICY_VERBS = {_key(w) for w in ("accept", "offer", "deliver", "ship", "match"
 
 # the same thing said two ways: "we cannot take back pillows" rules out returning them
 _SAME = [(re.compile(r"\b(?:take|takes|taken|took|taking|send|sending|sent)\s+back\b", re.I), "return"),
-         (re.compile(r"\be-mail", re.I), "email")]
+         (re.compile(r"\be-mail", re.I), "email"),
+         # "Can I exchange an item?" asks what "We do not swap items directly" rules out
+         (re.compile(r"\bexchang(?:e|es|ed|ing)\b", re.I), "swap")]
 
 
 def _same_words(text: str) -> str:
@@ -700,9 +702,12 @@ def follow_up_question(question: str, previous: str | None) -> str:
 def in_knowledge_base(question: str, passages: list[dict[str, Any]], products: Collection[str] = (),
                       similarity: Callable[[str, list[str]], list[float]] | None = None) -> bool:
     """Whether the retrieved ``passages`` answer ``question`` though the intent model called it out of
-    scope: a passage uses (nearly) all its words (:func:`covers`), or a list of theirs answers it ("Do
-    you accept British pounds?" against "We charge in euros only"; "Can I pay with Klarna?")."""
-    return (covers(question, passages, products) or asked_for_list(question, passages) is not None
+    scope: a passage uses (nearly) all its words (:func:`covers`), a sentence of theirs rules out what
+    it asks about ("Can I exchange an item for a different colour?": "We do not swap items directly"),
+    or a list of theirs answers it ("Do you accept British pounds?" against "We charge in euros only";
+    "Can I pay with Klarna?")."""
+    return (covers(question, passages, products) or asked_limit(question, limits(passages)) is not None
+            or asked_for_list(question, passages) is not None
             or asked_listed(question, passages) is not None or asked_kind(question, passages) is not None
             or asked_outside(question, passages, similarity) is not None)
 
