@@ -6,11 +6,13 @@ PostgreSQL is the at-scale backend. The same code and migrations serve both.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -32,6 +34,40 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
     cur.close()
 
 
+def clean_text(value: str) -> str:
+    """``value`` as a database stores it the same everywhere: without NUL characters (PostgreSQL
+    refuses them in text and JSON) and with lone surrogate halves (not encodable as UTF-8) replaced."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_clean(v) for v in value)
+    return value
+
+
+def _json(value: Any) -> str:
+    return json.dumps(_clean(value))
+
+
+def _clean_parameters(_conn, _cursor, statement, parameters, _context, executemany):  # noqa: ANN001
+    """Every text a statement writes goes through :func:`clean_text` (sign-in e-mails, KB bodies,
+    rating comments, webhook senders ...): one NUL byte in any form field was a 500 on PostgreSQL."""
+    if executemany and isinstance(parameters, list | tuple):
+        return statement, type(parameters)(_clean(p) for p in parameters)
+    return statement, _clean(parameters)
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine for ``url``; a malformed URL raises a ConfigurationError naming the fix.
 
@@ -51,17 +87,21 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
-            parsed, echo=echo, hide_parameters=True, connect_args={"check_same_thread": False, "timeout": 30}
+            parsed, echo=echo, hide_parameters=True, connect_args={"check_same_thread": False, "timeout": 30},
+            json_serializer=_json,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "before_cursor_execute", _clean_parameters, retval=True)
         return engine
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(
+        engine = sa.create_engine(
             parsed, echo=echo, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=20,
-            pool_recycle=1800,
+            pool_recycle=1800, json_serializer=_json,
         )
+        event.listen(engine, "before_cursor_execute", _clean_parameters, retval=True)
+        return engine
     raise ConfigurationError(
         f"Unsupported database backend {backend!r}; hybridesk runs on SQLite or PostgreSQL.",
         code="bad_database_url",
