@@ -333,7 +333,17 @@ class KnowledgeStore:
                 self._publish(s, rev, at)
             return _info(rev)
 
-        return self._write(work)
+        try:
+            return self._write(work)
+        except IntegrityError as exc:
+            # two editors saved at the same moment: both read revision N and wrote N+1; the second
+            # insert meets the unique (document, number) key, and is told so as a sequential stale
+            # save is (PostgreSQL, QA: a 500)
+            latest = self.history(doc_id)[-1]
+            raise Conflict(
+                f"{doc_id} changed while you were saving: revision {latest.number} was saved by {latest.author} "
+                "at the same moment. Your text was not saved; open the latest revision, re-apply your change and "
+                "save again.", code="stale_edit", latest_revision=latest.number) from exc
 
     def import_parsed(self, doc: ParsedDocument, *, author: str, publish: bool = True) -> str:
         """Store a parsed file: ``"imported"`` (new id), ``"updated"`` (new revision) or ``"unchanged"``.

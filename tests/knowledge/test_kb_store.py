@@ -220,3 +220,39 @@ def test_a_new_revision_never_starts_in_the_past(store: KnowledgeStore) -> None:
     store.create_document(doc("hours", "We answer 9am-5pm.", effective_from=JAN,
                               facts=[FactSpec("support_hours", "9am-5pm", None, None, [])]), author="x", publish=True)
     assert store.get("hours").effective_from == JAN
+
+
+def test_two_editors_saving_at_the_same_moment_get_a_stale_edit_not_an_error(store, monkeypatch) -> None:
+    # QA on PostgreSQL: both read revision 1 and wrote revision 2; the second insert failed on the
+    # unique (document, number) key with a 500. Both now meet inside _new_revision before either commits.
+    import contextlib
+    import threading
+
+    _returns(store)
+    original = KnowledgeStore._new_revision
+    barrier = threading.Barrier(2, timeout=20)
+
+    def together(s, doc, parsed, author):
+        with contextlib.suppress(threading.BrokenBarrierError):  # (SQLite: a writer may wait for the other)
+            barrier.wait()
+        return original(s, doc, parsed, author)
+
+    monkeypatch.setattr(KnowledgeStore, "_new_revision", staticmethod(together))
+    outcomes: list[object] = []
+
+    def save(who: str) -> None:
+        try:
+            outcomes.append(store.add_revision("returns", f"# Returns\n\n## Window\nReturn within 30 days. {who}",
+                                               author=who).number)
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=save, args=(who,)) for who in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    errors = [o for o in outcomes if isinstance(o, Exception)]
+    assert all(isinstance(e, Conflict) and e.code == "stale_edit" for e in errors), errors
+    assert len(store.history("returns")) == 1 + outcomes.count(2) + outcomes.count(3)
+    assert 2 in outcomes
