@@ -295,9 +295,7 @@ class ConversationManager:
                 raise NotFound("Unknown conversation or message.", code="message_not_found")
             done = msgs.reply_to(message_id)
             if done is not None and done.status == "complete":
-                return ReplyOutcome(done.id, done.text, done.policy_action or "answer", done.policy_reason or "",
-                                    done.citations or [], message.intent, message.tone, done.guardrail_verdict,
-                                    message=done, mode=conv.mode, mode_reason=conv.handoff_reason)
+                return _done(done, message, conv)
             if conv.mode == "human":
                 return None  # an agent holds the conversation: the bot stays silent
             history = [(role, text) for id_, role, text, status in msgs.recent_turns(conversation_id, 12)
@@ -313,6 +311,12 @@ class ConversationManager:
         with self.db.unit_of_work() as session:
             convs, msgs = ConversationRepository(session), MessageRepository(session)
             conv = convs.get(conversation_id, for_update=True)
+            # One reply per message, across server processes: a retried send that reached another
+            # process, or two processes recovering after a restart, found no reply above and ran the
+            # NLU alike; the conversation's row lock orders them here, and the later one leaves it.
+            claimed = msgs.live_reply_to(message_id)
+            if claimed is not None:
+                return _done(claimed, message, conv) if claimed.status == "complete" else None
             # ``message`` was read above and nothing but this turn writes to it: attach it to this
             # session instead of reading it again (``expire_on_commit=False`` kept its columns).
             session.add(message)
@@ -435,16 +439,24 @@ class ConversationManager:
         )
 
     # -- recovery ------------------------------------------------------------------------
-    def recover_interrupted(self) -> list[tuple[str, int]]:
-        """After a crash: mark half-written replies failed; return customer messages still unanswered."""
+    def recover_interrupted(self, *, older_than_s: float = 0.0) -> list[tuple[str, int]]:
+        """After a crash: mark half-written replies failed; return customer messages still unanswered.
+
+        ``older_than_s``: only replies started at least this long ago count as half-written. Another
+        server process on the same database may be writing the younger ones right now (a reply takes
+        at most the generation timeout); their messages are not returned either.
+        """
         import sqlalchemy as sa
 
         with self.db.unit_of_work() as session:
-            pending = session.scalars(sa.select(Message).where(Message.status == "pending")).all()
+            before = datetime.now(UTC) - timedelta(seconds=older_than_s)
+            pending = session.scalars(sa.select(Message).where(Message.status == "pending",
+                                                               Message.created_at <= before)).all()
             for m in pending:
                 m.status = "failed"
                 m.guardrail_details = {"error": "server stopped while this reply was being written"}
-            answered = sa.select(Message.reply_to_id).where(Message.status == "complete",
+            session.flush()
+            answered = sa.select(Message.reply_to_id).where(Message.status.in_(("complete", "pending")),
                                                             Message.reply_to_id.is_not(None))
             # A message an agent saw: one written while a person held the chat is followed by that
             # person's messages or the "left the chat" notice; the bot must not answer it after a restart.
@@ -461,6 +473,13 @@ class ConversationManager:
                 .order_by(Message.id)
             ).all()
             return [(r[0], r[1]) for r in rows]
+
+
+def _done(reply: Message, message: Message, conv: Conversation) -> ReplyOutcome:
+    """The outcome of a turn answered already (a retried send, or another process's reply)."""
+    return ReplyOutcome(reply.id, reply.text, reply.policy_action or "answer", reply.policy_reason or "",
+                        reply.citations or [], message.intent, message.tone, reply.guardrail_verdict,
+                        message=reply, mode=conv.mode, mode_reason=conv.handoff_reason)
 
 
 def is_restart(text: Any) -> bool:

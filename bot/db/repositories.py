@@ -132,6 +132,12 @@ class MessageRepository:
         """The first message stored as a reply to ``message_id``."""
         return self.session.scalars(_FIRST_REPLY, {"message_id": message_id}).first()
 
+    def live_reply_to(self, message_id: int) -> Message | None:
+        """A reply to ``message_id`` that is written or being written (not one a crash left failed)."""
+        return self.session.scalars(
+            sa.select(Message).where(Message.reply_to_id == message_id, Message.status.in_(("pending", "complete")))
+            .order_by(Message.seq).limit(1)).first()
+
 
 class FeedbackRepository:
     def __init__(self, session: Session) -> None:

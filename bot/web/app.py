@@ -43,6 +43,9 @@ def create_app(settings: Settings | None = None, services: Any | None = None, *,
         if recover:
             app.state.recovery = asyncio.create_task(_recover(app, manager))
         yield
+        recovery = getattr(app.state, "recovery", None)
+        if recovery is not None and not recovery.done():
+            recovery.cancel()  # (on PostgreSQL it may still be waiting out its grace period)
         set_runtime_services(None)
         generator = services.__dict__.get("generator")  # only if it was ever built
         if generator is not None and hasattr(generator, "close"):
@@ -100,20 +103,37 @@ def _install_docs(app: FastAPI) -> None:
         return page
 
 
+def recovery_grace_s(services: Any) -> float:
+    """How old a half-written reply must be to count as a crash's. SQLite: any (one server process
+    owns the file). PostgreSQL: older than the longest a reply takes, since another server process on
+    the same database may be writing it right now (QA: a restart of one process re-answered messages
+    the other was still answering)."""
+    if services.db.is_sqlite:
+        return 0.0
+    return float(services.settings.generation_timeout_s) + 30.0
+
+
 async def _recover(app: FastAPI, manager: Any) -> None:
-    """Answer customer messages left unanswered by a crash (half-written replies are marked failed)."""
-    try:
-        todo = await asyncio.to_thread(manager.recover_interrupted)
+    """Answer customer messages left unanswered by a crash (half-written replies are marked failed).
+
+    On PostgreSQL a second pass runs once the grace period is over, for the replies that were too
+    young to judge at start-up."""
+    grace = recovery_grace_s(manager.services)
+    for attempt in range(2 if grace else 1):
+        if attempt:
+            await asyncio.sleep(grace)
         try:
-            from bot.web.routes_chat import reply_in_background
-        except ImportError:  # pragma: no cover - the chat API is always installed
-            reply_in_background = None
-        for conversation_id, message_id in todo:
-            if reply_in_background is not None and hasattr(app.state, "live"):
-                await reply_in_background(app, conversation_id, message_id)  # streamed to open widgets
-            else:
-                await manager.respond(conversation_id, message_id)
-        if todo:
-            log.warning("recovered %d unanswered message(s) after a restart", len(todo))
-    except Exception:  # recovery must never stop the server
-        log.exception("recovery after restart failed")
+            todo = await asyncio.to_thread(manager.recover_interrupted, older_than_s=grace)
+            try:
+                from bot.web.routes_chat import reply_in_background
+            except ImportError:  # pragma: no cover - the chat API is always installed
+                reply_in_background = None
+            for conversation_id, message_id in todo:
+                if reply_in_background is not None and hasattr(app.state, "live"):
+                    await reply_in_background(app, conversation_id, message_id)  # streamed to open widgets
+                else:
+                    await manager.respond(conversation_id, message_id)
+            if todo:
+                log.warning("recovered %d unanswered message(s) after a restart", len(todo))
+        except Exception:  # recovery must never stop the server
+            log.exception("recovery after restart failed")
