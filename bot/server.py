@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import signal
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from bot.settings import Settings
@@ -72,5 +76,58 @@ def serve(settings: Settings, *, host: str, port: int, init: bool = False, servi
     # all customers share one rate-limit bucket and 30 failed sign-ins lock every console user out.
     # Only the configured proxies are believed (anyone else could forge the header).
     trusted = settings.forwarded_allow_ips
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=bool(trusted),
-                forwarded_allow_ips=trusted or None)
+    with stop_cleanly(app):
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=bool(trusted),
+                    forwarded_allow_ips=trusted or None, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+
+
+#: how long a stopping server waits for open requests before cancelling them (well under the
+#: 10 s docker / 90 s systemd give before SIGKILL)
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+@contextlib.contextmanager
+def stop_cleanly(app: Any) -> Iterator[None]:
+    """While ``uvicorn.run`` runs: SIGTERM/SIGINT stop the server promptly and ``serve`` returns.
+
+    * The widgets' event streams never end on their own, and uvicorn's graceful shutdown waits for
+      every open connection: uvicorn's server is given a ``shutdown`` that first ends those streams
+      (the widgets reconnect to the restarted server). Anything else still running after
+      ``GRACEFUL_SHUTDOWN_SECONDS`` is cancelled by uvicorn.
+    * After a graceful stop uvicorn raises the signal again for the previous handler; for SIGTERM
+      that is the default one, which would kill the process (exit status 143 instead of 0). A
+      handler that does nothing stands in while uvicorn runs, so a requested stop exits 0.
+    """
+    import importlib
+
+    import uvicorn.server
+
+    from bot.web.routes_chat import close_event_streams
+
+    main = importlib.import_module("uvicorn.main")  # the module (``uvicorn.main`` is the CLI command)
+    base = uvicorn.server.Server
+
+    class Server(base):  # type: ignore[misc, valid-type]
+        async def shutdown(self, sockets: Any = None) -> None:
+            count = close_event_streams(app)
+            if count:
+                logging.getLogger("uvicorn.error").info("Closing %d open event stream(s)", count)
+            await super().shutdown(sockets)
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _stop_requested)
+    patched = getattr(main, "Server", None) is base  # where ``uvicorn.run`` finds it
+    if patched:
+        main.Server = Server
+    try:
+        yield
+    finally:
+        if patched:
+            main.Server = base
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_requested(signum: int, frame: Any) -> None:
+    """SIGTERM raised again by uvicorn once it has stopped: already handled, nothing left to do."""

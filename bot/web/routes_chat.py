@@ -13,9 +13,10 @@ the Rasa Socket.IO channel (``/socket.io``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
@@ -301,11 +302,11 @@ async def get_history(conv: CustomerConversationDep, manager: ManagerDep,
 @router.get("/conversations/{conversation_id}/events", response_class=EventSourceResponse,
             summary="Live events (Server-Sent Events)", responses=FORBIDDEN, dependencies=[Depends(per_ip_limit)])
 async def stream_events(
-    conv: CustomerConversationDep, manager: ManagerDep, hub: LiveDep,
+    request: Request, conv: CustomerConversationDep, manager: ManagerDep, hub: LiveDep,
     after_seq: Annotated[int | None, Query(ge=0, le=MAX_ID, description="replay complete messages after this seq")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
 ) -> AsyncIterable[ServerSentEvent]:
-    """Events: ``ready`` (mode, last seq), ``message`` (id = seq; a complete customer, bot, agent or
+    """Events: ``ready`` (mode, last seq, the message length limit), ``message`` (id = seq; a complete customer, bot, agent or
     system message with its sources), ``token`` (a streamed piece of the reply to ``reply_to``),
     ``mode`` (``bot``/``handoff_requested``/``human``) and ``error``.
 
@@ -314,20 +315,24 @@ async def stream_events(
     """
     last = after_seq if after_seq is not None else _parse_seq(last_event_id)
     mode = conv.mode
-    async with hub.subscription(conv.id) as queue:
+    streams: _EventStreams = request.app.state.event_streams
+    async with hub.subscription(conv.id) as queue, streams.track(queue):
         # Subscribe first, then read history: nothing completed in between is lost.
         history = _visible(await asyncio.to_thread(manager.history, conv.id, last or 0))
         yield _sse("ready", retry=2000, data={"mode": mode, "status": conv.status,
-                                              "last_seq": history[-1].seq if history else last})
+                                              "last_seq": history[-1].seq if history else last,
+                                              "max_chars": request.app.state.settings.max_message_chars})
         if last is not None:  # a fresh stream gets history from GET .../messages instead
             for m in history:
                 yield _sse("message", id=str(m.seq), data=live.message_payload(m))
         last = max([last or 0] + [m.seq for m in history])
-        while True:
+        while not streams.closing:  # the server is stopping: end the stream (the client reconnects)
             try:
                 event = await asyncio.wait_for(queue.get(), timeout=POLL_SECONDS)
             except TimeoutError:
                 event = "poll"
+            if event is SHUTDOWN:
+                return
             if event == "poll" or event is None:
                 missed, now = await asyncio.to_thread(_poll, manager, conv.id, last)
                 for m in missed:
@@ -351,6 +356,61 @@ async def stream_events(
                 yield _sse("mode", data={"mode": mode, "reason": event.get("reason")})
             elif kind in ("token", "error"):
                 yield _sse(kind, data={k: v for k, v in event.items() if k != "type"})
+
+
+#: put in every open event stream's queue when the server starts shutting down
+SHUTDOWN: dict[str, Any] = {"type": "shutdown"}
+
+
+class _EventStreams:
+    """The queues of the open event streams, so a stopping server can end them all at once.
+
+    An event stream never ends on its own, and uvicorn's graceful shutdown waits for every open
+    connection: without this, one open widget kept ``hybridesk serve`` from stopping.
+    """
+
+    def __init__(self) -> None:
+        self.closing = False
+        self._queues: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = set()
+
+    @contextlib.asynccontextmanager
+    async def track(self, queue: asyncio.Queue) -> AsyncIterator[None]:
+        entry = (asyncio.get_running_loop(), queue)
+        self._queues.add(entry)
+        try:
+            yield
+        finally:
+            self._queues.discard(entry)
+
+    def close_all(self) -> int:
+        """End every open stream (safe from any thread); streams opened later end at once."""
+        self.closing = True
+        entries = list(self._queues)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, queue in entries:
+            if loop is running:
+                _end_stream(queue)
+            else:
+                with contextlib.suppress(RuntimeError):  # that loop is closed: the stream is gone
+                    loop.call_soon_threadsafe(_end_stream, queue)
+        return len(entries)
+
+
+def _end_stream(queue: asyncio.Queue) -> None:
+    if not queue.full():  # a full queue ends with a resync marker; ``closing`` is checked after it
+        queue.put_nowait(SHUTDOWN)
+
+
+def close_event_streams(app: FastAPI) -> int:
+    """Tell the open event streams that the server is stopping; returns how many were open.
+
+    ``hybridesk serve`` calls this as soon as uvicorn starts its graceful shutdown.
+    """
+    streams = getattr(app.state, "event_streams", None)
+    return streams.close_all() if streams is not None else 0
 
 
 def _sse(event: str, data: Any, id: str | None = None, retry: int | None = None) -> ServerSentEvent:
@@ -497,6 +557,7 @@ def install(app: FastAPI) -> None:
     app.state.live = live.make_hub(app.state.settings.resolved_database_url)
     app.state.chat_limits = ChatLimits()
     app.state.chat_tasks = set()
+    app.state.event_streams = _EventStreams()
     app.include_router(router)
     app.include_router(pages)
     if not any(isinstance(r, Mount) and r.path == "/static" for r in app.routes):

@@ -20,6 +20,8 @@
   var GREETING = ds.greeting || "";
   var COLOR = ds.color && window.CSS && CSS.supports("color", ds.color) ? ds.color : "#2f5d50";
   var KEY = "hybridesk:" + server;
+  var MAX_CHARS = 2000; // the server's limit (HYBRIDESK_MAX_MESSAGE_CHARS), updated by the "ready" event
+  var ON_ACCENT = onAccent(COLOR); // black or white text on the accent: whichever contrasts more
   var MODES = {
     bot: "Virtual assistant — answers from our help pages",
     handoff_requested: "Waiting for a person from our team to join…",
@@ -30,7 +32,7 @@
     ":host{all:initial}",
     "*{box-sizing:border-box;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}",
     ".launcher{position:fixed;right:20px;bottom:20px;width:60px;height:60px;border-radius:50%;border:0;",
-    "background:var(--hd-accent);color:#fff;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);",
+    "background:var(--hd-accent);color:var(--hd-on-accent);cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);",
     "display:flex;align-items:center;justify-content:center;z-index:2147483000}",
     ".launcher svg{width:28px;height:28px;fill:currentColor}",
     ".launcher .badge{position:absolute;top:2px;right:2px;min-width:18px;height:18px;border-radius:9px;",
@@ -41,36 +43,40 @@
     "flex-direction:column;box-shadow:0 10px 40px rgba(0,0,0,.28);overflow:hidden;z-index:2147483001;",
     "font-size:15px;line-height:1.45}",
     ".panel[hidden]{display:none}",
-    "header{background:var(--hd-accent);color:#fff;padding:12px 12px 10px 16px}",
+    "header{background:var(--hd-accent);color:var(--hd-on-accent);padding:12px 12px 10px 16px;flex-shrink:0}",
     ".top{display:flex;gap:8px;align-items:flex-start}",
     ".actions{display:flex;gap:6px;margin-top:8px}",
     ".actions:empty{display:none}",
     "header .head{flex:1;min-width:0}",
     "h2{margin:0;font-size:17px;font-weight:600}",
     ".status{margin:2px 0 0;font-size:12.5px;opacity:.92}",
-    ".panel.human header{background:#3b3f8f}",
-    ".panel.handoff_requested header{background:#8a5a00}",
-    "header button{background:rgba(255,255,255,.18);color:#fff;border:0;border-radius:8px;padding:6px 9px;",
+    ".panel.human header{background:#3b3f8f;color:#fff}",
+    ".panel.handoff_requested header{background:#8a5a00;color:#fff}",
+    "header button{background:rgba(255,255,255,.18);color:inherit;border:0;border-radius:8px;padding:6px 9px;",
     "font-size:13px;cursor:pointer;white-space:nowrap}",
     "header button:hover{background:rgba(255,255,255,.3)}",
     "header button[hidden]{display:none}",
-    ".log{flex:1;overflow-y:auto;padding:14px;display:flex;flex-direction:column;gap:10px;background:#f6f7f8}",
+    ".log{flex:1;min-height:0;overflow-y:auto;padding:14px;display:flex;flex-direction:column;gap:10px;background:#f6f7f8}",
     ".msg{max-width:86%;padding:9px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere}",
     ".msg .who{font-size:11.5px;font-weight:600;opacity:.7;margin-bottom:2px}",
-    ".customer{align-self:flex-end;background:var(--hd-accent);color:#fff;border-bottom-right-radius:4px}",
-    ".customer .who{display:none}",
+    ".customer{align-self:flex-end;background:var(--hd-accent);color:var(--hd-on-accent);border-bottom-right-radius:4px}",
+    ".customer .who{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
     ".bot,.agent{align-self:flex-start;background:#fff;border:1px solid #e2e4e8;border-bottom-left-radius:4px}",
     ".agent{border-color:#3b3f8f;border-width:1px 1px 1px 4px}",
     ".system{align-self:center;background:none;color:#5f6368;font-size:13px;text-align:center;font-style:italic}",
     ".system .who{display:none}",
-    ".failed{opacity:.6;border:1px dashed #c0392b}",
+    ".failed{border:2px dashed #c0392b}",
+    ".unsent{display:flex;align-items:center;gap:8px;margin-top:6px;padding:3px 8px;border-radius:8px;",
+    "background:#fff;color:#8a1c12;font-size:12.5px;font-weight:600}",
+    ".unsent button{border:1px solid #8a1c12;background:#fff;color:#8a1c12;border-radius:8px;padding:1px 8px;",
+    "font-size:12.5px;cursor:pointer}",
     ".sources{margin:8px 0 0;padding:6px 0 0;border-top:1px solid #eceef1;list-style:none;font-size:12.5px}",
     ".sources li::before{content:'Source: ';color:#5f6368}",
     ".sources a{color:#1a5fb4}",
     ".rate{display:flex;gap:6px;margin-top:6px}",
     ".rate button{border:1px solid #d5d8dc;background:#fff;color:#5f6368;border-radius:14px;padding:3px 10px;cursor:pointer;",
     "font-size:13px}",
-    ".rate button[aria-pressed=true]{background:#e7f0ec;border-color:var(--hd-accent);color:var(--hd-accent)}",
+    ".rate button[aria-pressed=true]{background:#e7f0ec;border-color:var(--hd-accent-text);color:var(--hd-accent-text)}",
     ".rate svg{width:15px;height:15px;fill:currentColor;vertical-align:-2px}",
     ".rate .down svg{transform:rotate(180deg)}",
     ".why{display:flex;gap:6px;margin-top:6px;padding:0;border:0;background:none}",
@@ -79,19 +85,22 @@
     ".thanks{margin:6px 0 0;font-size:12.5px;color:#5f6368}",
     ".typing{align-self:flex-start;padding:10px 14px;background:#fff;border:1px solid #e2e4e8;border-radius:14px}",
     ".typing[hidden]{display:none}",
-    ".typing span{display:inline-block;width:7px;height:7px;margin:0 2px;border-radius:50%;background:#9aa0a6;",
+    ".typing i{display:inline-block;width:7px;height:7px;margin:0 2px;border-radius:50%;background:#9aa0a6;",
     "animation:hd-b 1.2s infinite ease-in-out}",
-    ".typing span:nth-child(2){animation-delay:.15s}.typing span:nth-child(3){animation-delay:.3s}",
+    ".typing i:nth-of-type(2){animation-delay:.15s}.typing i:nth-of-type(3){animation-delay:.3s}",
     "@keyframes hd-b{0%,80%,100%{transform:scale(.6);opacity:.5}40%{transform:scale(1);opacity:1}}",
-    ".alert{margin:0;padding:8px 14px;background:#fdecea;color:#8a1c12;font-size:13.5px}",
-    ".alert[hidden]{display:none}",
-    "form{display:flex;gap:8px;padding:10px;border-top:1px solid #e2e4e8;background:#fff}",
+    ".alert{margin:0;padding:8px 14px;background:#fdecea;color:#8a1c12;font-size:13.5px;flex-shrink:0}",
+    ".alert[hidden],.conn[hidden],.count[hidden]{display:none}",
+    ".conn{margin:0;padding:6px 14px;background:#fff4d6;color:#5c3d00;font-size:13.5px;flex-shrink:0}",
+    ".count{margin:0;padding:2px 12px 0;text-align:right;font-size:12px;color:#5f6368;background:#fff;flex-shrink:0}",
+    ".count.over{color:#8a1c12;font-weight:600}",
+    "form{display:flex;gap:8px;padding:10px;border-top:1px solid #e2e4e8;background:#fff;flex-shrink:0}",
     "textarea{flex:1;resize:none;border:1px solid #c9ccd1;border-radius:10px;padding:9px 10px;font-size:15px;",
     "max-height:120px;color:#1d1d1f;background:#fff}",
-    "form button{background:var(--hd-accent);color:#fff;border:0;border-radius:10px;padding:0 16px;",
+    "form button{background:var(--hd-accent);color:var(--hd-on-accent);border:0;border-radius:10px;padding:0 16px;",
     "font-size:15px;cursor:pointer}",
     "form button:disabled{opacity:.6;cursor:default}",
-    ".survey{padding:12px 14px;border-top:1px solid #e2e4e8;background:#fff;text-align:center}",
+    ".survey{padding:12px 14px;border-top:1px solid #e2e4e8;background:#fff;text-align:center;flex-shrink:0}",
     ".survey[hidden]{display:none}",
     ".survey p{margin:0 0 8px}",
     ".survey button{margin:2px;border:1px solid #c9ccd1;background:#fff;border-radius:8px;padding:6px 10px;",
@@ -99,8 +108,34 @@
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
     "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;max-width:100vw;height:100%;",
     "max-height:100%;border-radius:0}.launcher{right:14px;bottom:14px}.msg{max-width:92%}}",
+    // short viewports (200 % zoom, a phone on its side): full height, a compact header, and the box
+    // never pushes the Send button out of the panel
+    "@media (max-height:600px){.panel{top:0;right:0;bottom:0;height:auto;max-height:none;border-radius:0}",
+    "header{padding:6px 10px 6px 14px}h2{font-size:15px}.status{font-size:12px}.actions{margin-top:4px}",
+    "header button{padding:3px 8px}form{padding:6px}textarea{max-height:30vh}.log{padding:10px;min-height:3em}}",
     "@media (prefers-reduced-motion:reduce){.typing span{animation:none}}"
   ].join("");
+
+  // ---- colour contrast (WCAG 2 relative luminance) -------------------------------------------
+  function rgb(color) { // any CSS colour -> [r, g, b] (0-255); the canvas normalises named colours, hsl()...
+    try {
+      var ctx = document.createElement("canvas").getContext("2d");
+      ctx.fillStyle = "#000"; ctx.fillStyle = color;
+      var v = String(ctx.fillStyle), m;
+      if ((m = /^#([0-9a-f]{6})$/i.exec(v))) return [0, 2, 4].map(function (i) { return parseInt(m[1].substr(i, 2), 16); });
+      if ((m = /rgba?\(([^)]+)\)/.exec(v))) return m[1].split(",").slice(0, 3).map(function (x) { return parseFloat(x); });
+    } catch (e) { /* no canvas: assume a dark colour */ }
+    return [0, 0, 0];
+  }
+  function luminance(color) {
+    var c = rgb(color).map(function (x) { x /= 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  }
+  function contrast(a, b) {
+    var la = luminance(a), lb = luminance(b);
+    return (Math.max(la, lb) + 0.05) / (Math.min(la, lb) + 0.05);
+  }
+  function onAccent(color) { return contrast(color, "#fff") >= contrast(color, "#000") ? "#fff" : "#000"; }
 
   // ---- tiny DOM helper: attributes via setAttribute, text via textContent only -------------
   function el(tag, attrs, kids) {
@@ -143,6 +178,8 @@
   var retryDelay = 1000;
   var unread = 0;
   var ready = null;
+  var waiting = false; // a reply to the customer's message is expected
+  var ghost = null; // the "Not sent" bubble whose text went back into the box
 
   function load() {
     try { return JSON.parse(localStorage.getItem(KEY)) || {}; } catch (e) { return {}; }
@@ -153,6 +190,7 @@
   function forget() {
     state = {};
     lastSeq = 0;
+    connBox.hidden = true;
     try { localStorage.removeItem(KEY); } catch (e) { /* ignore */ }
   }
 
@@ -160,6 +198,8 @@
   var host = el("div", { id: "hybridesk-widget" });
   var root = host.attachShadow({ mode: "open" });
   host.style.setProperty("--hd-accent", COLOR);
+  host.style.setProperty("--hd-on-accent", ON_ACCENT);
+  host.style.setProperty("--hd-accent-text", contrast(COLOR, "#fff") >= 4.5 ? COLOR : "#1d1d1f");
   var badge = el("span", { "class": "badge", hidden: true, "aria-hidden": "true" });
   var launcher = el("button", { "class": "launcher", type: "button", "aria-expanded": "false",
     "aria-controls": "hd-panel", "aria-label": "Open chat: " + TITLE, on: { click: toggle } }, [icon(), badge]);
@@ -168,12 +208,16 @@
   var endBtn = el("button", { type: "button", "class": "end", text: "End chat", hidden: true, on: { click: showSurvey } });
   var closeBtn = el("button", { type: "button", "class": "close", "aria-label": "Close chat", text: "✕", on: { click: close } });
   var log = el("div", { "class": "log", role: "log", "aria-live": "polite", "aria-label": "Conversation", tabindex: "0" });
-  var typing = el("div", { "class": "typing", hidden: true, role: "status", "aria-label": "The assistant is typing" },
-    [el("span"), el("span"), el("span")]);
-  var announcer = el("div", { "class": "sr", "aria-live": "polite" });
+  // inside the log (the one live region for the conversation): showing it is announced once, as text
+  var typing = el("div", { "class": "typing", hidden: true },
+    [el("span", { "class": "sr", text: "Assistant is typing" }), el("i"), el("i"), el("i")]);
+  var announcer = el("div", { "class": "sr", role: "status" }); // short notices only, never a reply
   var alertBox = el("p", { "class": "alert", role: "alert", hidden: true });
+  var connBox = el("p", { "class": "conn", role: "status", hidden: true });
+  var counter = el("p", { "class": "count", id: "hd-count", hidden: true });
   var input = el("textarea", { id: "hd-input", rows: "1", placeholder: "Type your question…", "aria-label": "Your message",
-    autocomplete: "off", on: { keydown: onKey, input: grow } });
+    dir: "auto", "aria-describedby": "hd-count", autocomplete: "off",
+    on: { keydown: onKey, input: grow } });
   var sendBtn = el("button", { type: "submit", text: "Send" });
   var form = el("form", { on: { submit: onSubmit } }, [input, sendBtn]);
   var survey = el("div", { "class": "survey", hidden: true });
@@ -181,7 +225,7 @@
     "aria-describedby": "hd-status", hidden: true, on: { keydown: onPanelKey } }, [
     el("header", {}, [el("div", { "class": "top" }, [el("div", { "class": "head" }, [el("h2", { id: "hd-title", text: TITLE }),
       statusLine]), closeBtn]), el("div", { "class": "actions" }, [humanBtn, endBtn])]),
-    log, alertBox, form, survey, announcer
+    log, connBox, alertBox, counter, form, survey, announcer
   ]);
   root.appendChild(el("style", { text: CSS_TEXT }));
   root.appendChild(panel);
@@ -211,26 +255,39 @@
   function onKey(ev) {
     if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); onSubmit(ev); }
   }
-  function grow() { input.style.height = "auto"; input.style.height = Math.min(input.scrollHeight, 120) + "px"; }
+  function grow() {
+    input.style.height = "auto"; input.style.height = Math.min(input.scrollHeight, 120) + "px";
+    // a counter near the server's limit (no maxlength: a paste would be cut silently, and the
+    // server counts characters, not the UTF-16 units maxlength counts)
+    var n = input.value.length > MAX_CHARS * 0.8 ? Array.from(input.value).length : 0;
+    counter.hidden = n < MAX_CHARS * 0.8;
+    counter.textContent = n > MAX_CHARS ? n + " / " + MAX_CHARS + " characters: please shorten your message"
+      : n + " / " + MAX_CHARS + " characters";
+    counter.classList.toggle("over", n > MAX_CHARS);
+  }
   function scrollDown() { log.scrollTop = log.scrollHeight; }
+  // follow new text only when the customer is at the bottom, not while they read earlier messages
+  function atBottom() { return log.scrollHeight - log.scrollTop - log.clientHeight < 60; }
 
   // ---- rendering -----------------------------------------------------------------------------
   var WHO = { customer: "You", bot: "Assistant", agent: "Support team", system: "" };
 
   function bubble(role, text, id) {
-    var textNode = el("div", { "class": "text" });
+    var textNode = el("div", { "class": "text", dir: "auto" });
     textNode.textContent = text;
     var node = el("div", { "class": "msg " + role, "data-role": role, "data-id": id || null }, [
-      el("div", { "class": "who", text: WHO[role] || "" }), textNode]);
+      el("div", { "class": "who", text: role === "customer" ? "You:" : WHO[role] || "" }), textNode]);
+    var follow = atBottom() || role === "customer";
     log.insertBefore(node, typing);
     if (role !== "customer" && panel.hidden) { unread += 1; badge.textContent = String(unread); badge.hidden = false; }
-    scrollDown();
+    if (follow) scrollDown();
     return node;
   }
 
   function setText(node, text) { node.querySelector(".text").textContent = text; }
 
   function finishBot(node, m) {
+    var follow = atBottom();
     node.setAttribute("data-id", String(m.id));
     node.removeAttribute("aria-busy");
     setText(node, m.text);
@@ -244,7 +301,8 @@
     });
     if (links.length) node.appendChild(el("ul", { "class": "sources", "aria-label": "Sources" }, links));
     if (m.role === "bot" && !node.querySelector(".rate")) node.appendChild(rating(m.id));
-    announcer.textContent = (WHO[m.role] || "") + ": " + m.text;
+    // no second announcement: the log (role=log) reads the finished reply out once
+    if (follow) scrollDown();
   }
 
   function safeLink(url) {
@@ -266,7 +324,7 @@
         state.ratings[id] = value; save();
         up.setAttribute("aria-pressed", String(value === "up"));
         down.setAttribute("aria-pressed", String(value === "down"));
-        announcer.textContent = "Thanks for your feedback.";
+        announce("Thanks for your feedback.");
         if (value === "down" && !group.parentNode.querySelector(".why")) group.after(why(id));
       }, showError);
     }
@@ -306,7 +364,7 @@
     var node = m.reply_to && streams[m.reply_to];
     if (node) delete streams[m.reply_to];
     else node = bubble(m.role, m.text, m.id);
-    if (m.role === "bot" || m.role === "agent") { hideTyping(); finishBot(node, m); }
+    if (m.role === "bot" || m.role === "agent") { waiting = false; hideTyping(); finishBot(node, m); }
   }
 
   function onToken(ev) {
@@ -318,8 +376,9 @@
       node.setAttribute("aria-busy", "true"); // read it out once complete, not word by word
     }
     var t = node.querySelector(".text");
+    var follow = atBottom();
     t.textContent = t.textContent + ev.text;
-    scrollDown();
+    if (follow) scrollDown();
   }
 
   function setMode(next) {
@@ -329,6 +388,7 @@
     statusLine.textContent = MODES[mode];
     humanBtn.hidden = mode !== "bot";
     if (mode === "human") {
+      waiting = false;
       hideTyping();
       // a reply the bot was still writing when the agent took over is never finished (nor stored)
       Object.keys(streams).forEach(function (id) {
@@ -340,20 +400,43 @@
   }
 
   function showTyping() {
-    if (mode === "human") return;
+    if (mode === "human" || !connBox.hidden) return; // no dots while the connection is down
+    var follow = atBottom();
     typing.hidden = false;
-    scrollDown();
+    if (follow) scrollDown();
     clearTimeout(typingTimer);
-    typingTimer = setTimeout(hideTyping, 90000);
+    typingTimer = setTimeout(function () {
+      waiting = false;
+      showError(new Error("The answer is taking longer than expected. Please ask again, or ask for a person."));
+    }, 90000);
   }
   function hideTyping() { typing.hidden = true; clearTimeout(typingTimer); }
 
+  function announce(text) { // a short notice for screen readers, removed again so it is not read twice
+    announcer.textContent = text;
+    setTimeout(function () { if (announcer.textContent === text) announcer.textContent = ""; }, 5000);
+  }
+
+  var OFFLINE = "We could not reach the chat service. Check your connection and try again.";
   function showError(err) {
     alertBox.textContent = (err && err.message) || "Something went wrong. Please try again.";
     alertBox.hidden = false;
     hideTyping();
   }
   function clearError() { alertBox.hidden = true; alertBox.textContent = ""; }
+
+  // the event stream is down: say so (instead of typing dots that never end) until it is back
+  function connectionLost() {
+    if (!connBox.hidden || !state.id) return;
+    connBox.textContent = "Connection lost, retrying…";
+    connBox.hidden = false;
+    hideTyping();
+  }
+  function connectionBack() {
+    if (!connBox.hidden) { connBox.hidden = true; connBox.textContent = ""; }
+    if (alertBox.textContent === OFFLINE) clearError();
+    if (waiting) showTyping();
+  }
 
   // ---- HTTP ------------------------------------------------------------------------------------
   function api(method, path, body) {
@@ -370,7 +453,7 @@
           e.code = data && data.error && data.error.code;
           throw e;
         });
-      }, function () { throw new Error("We could not reach the chat service. Check your connection and try again."); });
+      }, function () { throw new Error(OFFLINE); });
   }
 
   function errorText(res, data) {
@@ -394,6 +477,7 @@
   function resume() {
     return api("GET", "/api/conversations/" + encodeURIComponent(state.id) + "/messages").then(function (h) {
       (h.messages || []).forEach(render);
+      scrollDown();
       setMode(h.mode);
       endBtn.hidden = false;
       if (h.status === "ended") { forget(); return; }
@@ -423,26 +507,61 @@
     if (ev && ev.preventDefault) ev.preventDefault();
     var text = input.value.trim();
     if (!text) return;
-    clearError();
     input.value = ""; grow();
-    var cid = "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
-    var node = bubble("customer", text);
+    // the failed message came back into the box: sending it (as is or edited) replaces its bubble
+    var old = ghost && ghost.parentNode ? ghost : null;
+    ghost = null;
+    if (old && old.querySelector(".text").textContent !== text) { old.remove(); old = null; }
+    deliver(text, old);
+  }
+
+  function deliver(text, node) { // node: a "Not sent" bubble being sent again
+    clearError();
+    var cid = node && node.getAttribute("data-cid") && node.getAttribute("data-conv") === String(state.id)
+      ? node.getAttribute("data-cid") // the same id: stored once even if the first try did reach the server
+      : "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
+    if (node) {
+      if (node === ghost) ghost = null;
+      markSent(node);
+      log.insertBefore(node, typing); // it is the latest message now
+      scrollDown();
+    } else {
+      node = bubble("customer", text);
+    }
     pending[cid] = node;
+    waiting = true;
     showTyping();
     (state.id ? Promise.resolve() : begin()).then(function () {
+      node.setAttribute("data-cid", cid);
+      node.setAttribute("data-conv", state.id);
       return api("POST", "/api/conversations/" + encodeURIComponent(state.id) + "/messages",
         { text: text, client_message_id: cid });
     }).then(function (ack) {
       if (pending[cid]) { node.setAttribute("data-id", String(ack.message_id)); delete pending[cid]; }
     }, function (err) {
       delete pending[cid];
-      node.classList.add("failed");
-      node.setAttribute("aria-label", "Not sent");
+      waiting = false;
+      markFailed(node, text);
       if (err.status === 403 || err.status === 409) { forget(); stopStream(); endBtn.hidden = true; }
-      if (!input.value) { input.value = text; grow(); } // to resend, or to shorten after a 413
+      if (!input.value) { input.value = text; grow(); ghost = node; } // to resend, or to shorten after a 413
       // the next Send starts a new conversation (forgotten above) with the message kept in the box
       showError(err.code === "conversation_ended" ? new Error(ENDED + " Press Send again to start a new chat.") : err);
     });
+  }
+
+  function markFailed(node, text) { // visible (and read out) on the bubble itself, with a way to retry
+    node.classList.add("failed");
+    if (node.querySelector(".unsent")) return;
+    node.appendChild(el("div", { "class": "unsent" }, [el("span", { text: "Not sent" }),
+      el("button", { type: "button", text: "Retry", "aria-label": "Retry sending this message", on: { click: function () {
+        if (ghost === node && input.value.trim() === text) { input.value = ""; grow(); }
+        deliver(text, node);
+      } } })]));
+  }
+  function markSent(node) {
+    node.classList.remove("failed");
+    var note = node.querySelector(".unsent");
+    if (note) note.remove();
   }
 
   function askHuman() {
@@ -464,6 +583,9 @@
     survey.appendChild(el("p", { id: "hd-survey", text: "How happy are you with this chat?" }));
     survey.appendChild(el("div", { role: "group", "aria-labelledby": "hd-survey" }, buttons));
     survey.appendChild(el("button", { type: "button", text: "End without rating", on: { click: function () { end(null); } } }));
+    survey.appendChild(el("button", { type: "button", "class": "back", text: "Back to chat", on: { click: function () {
+      survey.hidden = true; input.focus();
+    } } }));
     survey.hidden = false;
     buttons[4].focus();
   }
@@ -471,7 +593,9 @@
   function end(score) {
     api("POST", "/api/conversations/" + encodeURIComponent(state.id) + "/end", { satisfaction: score }).then(function () {
       stopStream(); forget(); survey.hidden = true; endBtn.hidden = true; setMode("bot");
+      waiting = false; hideTyping(); connectionBack();
       bubble("system", "Chat ended. Thank you! Write again any time to start a new chat.");
+      input.focus(); // not <body>: the survey that had the focus is gone
     }, showError);
   }
 
@@ -490,21 +614,27 @@
         return read(res.body.getReader(), resolve);
       }).then(function () {
         resolve();
-        if (stream === me) reconnect();
+        if (stream === me) { connectionLost(); reconnect(); }
       }, function () {
         resolve();
-        if (stream === me) reconnect();
+        if (stream === me) { connectionLost(); reconnect(); }
       });
       setTimeout(resolve, 4000); // never block a send on a slow stream
     });
     return ready;
   }
 
+  var retryTimer = null;
   function reconnect() {
     if (!state.id) return;
-    setTimeout(function () { if (state.id && stream) connect(); }, retryDelay);
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(function () { if (state.id && stream) connect(); }, retryDelay);
     retryDelay = Math.min(retryDelay * 2, 15000);
   }
+  // back online: try at once instead of waiting out the back-off
+  window.addEventListener("online", function () {
+    if (state.id && stream && !connBox.hidden) { retryDelay = 1000; clearTimeout(retryTimer); connect(); }
+  });
 
   function stopStream() {
     var s = stream;
@@ -540,7 +670,10 @@
     if (!data.length) return; // a keep-alive comment
     var payload;
     try { payload = JSON.parse(data.join("\n")); } catch (e) { return; }
-    if (name === "ready") { retryDelay = 1000; setMode(payload.mode); onReady(); }
+    if (name === "ready") {
+      retryDelay = 1000; setMode(payload.mode); connectionBack(); onReady();
+      if (payload.max_chars > 0) { MAX_CHARS = payload.max_chars; grow(); }
+    }
     else if (name === "message") render(payload);
     else if (name === "token") onToken(payload);
     else if (name === "mode") setMode(payload.mode);

@@ -1,0 +1,277 @@
+"""The widget in a real browser: the fixes for the widget QA report (/tmp/qa-widget/REPORT.md).
+
+Short viewports (200 % zoom), the "Not sent" state and resending, the connection-lost state,
+screen-reader semantics, text colour on a light accent, right-to-left text, the length counter and
+not scrolling away from what the customer is reading.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+W = "#hybridesk-widget"  # the shadow host; Playwright's CSS engine pierces the open shadow root
+RETURN_Q = "How long do I have to return a lamp?"
+FULL_REPLY = ("You can return most items within 30 days of delivery. "
+              "Start the return from your order page and we will refund you within 5 working days.")
+FINISHED = f"{W} .msg.bot[data-id]:not(.greeting) .rate"  # a finished bot reply (with or without sources)
+
+
+def open_widget(page, site, path="/demo"):
+    page.goto(site.url + path)
+    page.click(f"{W} .launcher")
+    page.wait_for_selector(f"{W} .panel", state="visible")
+
+
+def send(page, text):
+    page.fill(f"{W} textarea", text)
+    page.press(f"{W} textarea", "Enter")
+
+
+def host_page(page, site, **data):
+    """A page of the site's origin that embeds the widget with these data- attributes."""
+    attrs = " ".join(f'data-{k}="{v}"' for k, v in data.items())
+    html = (f'<!doctype html><html><body><h1>Shop</h1><script src="{site.url}/static/widget.js" '
+            f'data-server="{site.url}" {attrs}></script></body></html>')
+    page.route(site.url + "/host.html", lambda route: route.fulfill(body=html, content_type="text/html"))
+    return "/host.html"
+
+
+@pytest.fixture
+def slow_replies(site):
+    site.services.generator.delay = 0.15
+    yield
+    site.services.generator.delay = 0.06
+
+
+# -- short viewports ---------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [(1280, 400), (640, 360)], ids=["1280x400", "200pct-zoom"])
+def test_short_viewport_keeps_the_box_and_send_button_visible(browser, site, size):
+    """At 200 % zoom the panel was capped at 100vh-112px: with a long draft and the error alert the
+    log shrank to 28 px and the form was cut off below the Send button."""
+    width, height = size
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        open_widget(page, site)
+        send(page, "My lamp arrived broken.\n" * 120)  # too long: an alert, and the text back in the box
+        page.wait_for_selector(f"{W} .alert", state="visible")
+        assert page.input_value(f"{W} textarea").startswith("My lamp arrived broken.")
+        panel = page.locator(f"{W} .panel").bounding_box()
+        button = page.locator(f"{W} form button[type=submit]").bounding_box()
+        box = page.locator(f"{W} textarea").bounding_box()
+        log = page.locator(f"{W} .log").bounding_box()
+        for b in (button, box):
+            assert b["y"] >= 0 and b["y"] + b["height"] <= height, (b, height)  # inside the viewport
+            assert b["x"] >= 0 and b["x"] + b["width"] <= width
+            assert b["y"] + b["height"] <= panel["y"] + panel["height"] + 0.5  # not clipped by the panel
+        assert button["height"] >= 24
+        # the Send button is what a click there reaches (nothing covers or clips it)
+        hit = page.evaluate("""([x, y]) => {
+            const e = document.getElementById('hybridesk-widget').shadowRoot.elementFromPoint(x, y);
+            return e && e.textContent;
+        }""", [button["x"] + button["width"] / 2, button["y"] + button["height"] - 4])
+        assert hit == "Send"
+        assert log["height"] >= 40  # the conversation is still readable
+        assert panel["height"] >= height - 1  # full height
+    finally:
+        context.close()
+
+
+# -- "Not sent" and resending ------------------------------------------------------------------
+def test_failed_message_says_not_sent_and_a_resend_leaves_no_duplicate(page, site):
+    open_widget(page, site)
+    page.context.set_offline(True)
+    send(page, "OFFLINE: how do I return a lamp?")
+    failed = page.wait_for_selector(f"{W} .msg.customer.failed")
+    assert "Not sent" in failed.inner_text()  # visible text, not only an aria-label
+    assert page.is_visible(f"{W} .alert")
+    assert page.input_value(f"{W} textarea") == "OFFLINE: how do I return a lamp?"
+    page.context.set_offline(False)
+    page.click(f"{W} form button[type=submit]")  # send it again, as the alert suggests
+    page.wait_for_selector(FINISHED)
+    bubbles = page.locator(f"{W} .msg.customer")
+    assert bubbles.count() == 1
+    assert bubbles.locator(".text").inner_text() == "OFFLINE: how do I return a lamp?"
+    assert page.locator(f"{W} .msg.customer.failed").count() == 0
+    assert "Not sent" not in bubbles.inner_text()
+    assert page.is_hidden(f"{W} .alert")  # the error does not outlive the successful send
+
+
+def test_retry_on_the_bubble_resends_it_in_place(page, site):
+    open_widget(page, site)
+    send(page, "How long does delivery take?")
+    page.wait_for_selector(FINISHED)
+    page.context.set_offline(True)
+    send(page, "OFFLINE: can I return it?")
+    page.wait_for_selector(f"{W} .msg.customer.failed")
+    page.context.set_offline(False)
+    page.click(f"{W} .msg.customer.failed button >> text=Retry")
+    page.locator(FINISHED).nth(1).wait_for()
+    texts = page.locator(f"{W} .msg.customer .text").all_inner_texts()
+    assert texts == ["How long does delivery take?", "OFFLINE: can I return it?"]
+    assert page.locator(f"{W} .msg.customer.failed").count() == 0
+    assert page.input_value(f"{W} textarea") == ""  # the copy in the box went with the resend
+    assert page.is_hidden(f"{W} .alert")
+
+
+# -- connection lost -----------------------------------------------------------------------------
+def test_connection_lost_is_shown_instead_of_endless_typing_dots(page, site, slow_replies):
+    open_widget(page, site)
+    send(page, RETURN_Q)
+    page.wait_for_selector(f"{W} .msg.bot[aria-busy=true]")
+    # the connection drops mid-reply (Chromium's offline mode keeps an open response going, so the
+    # server ends the stream, and no new connection gets through until the test says so)
+    page.context.set_offline(True)
+    streams = site.app.state.event_streams
+    try:
+        streams.close_all()
+        conn = page.wait_for_selector(f"{W} .conn", state="visible")
+        assert conn.inner_text() == "Connection lost, retrying…"
+        assert conn.get_attribute("role") == "status"  # announced
+        assert page.is_hidden(f"{W} .typing")
+        page.wait_for_timeout(1500)
+    finally:
+        streams.closing = False
+        page.context.set_offline(False)
+    page.wait_for_selector(f"{W} .conn", state="hidden", timeout=10_000)  # cleared on recovery
+    page.wait_for_selector(FINISHED, timeout=30_000)
+    assert page.inner_text(f"{W} .msg.bot[data-id]:not(.greeting) .text") == FULL_REPLY
+
+
+# -- screen readers ------------------------------------------------------------------------------
+LIVE_REGIONS = """() => {
+    const root = document.getElementById('hybridesk-widget').shadowRoot;
+    return [...root.querySelectorAll('[aria-live], [role=log], [role=status], [role=alert]')]
+        .filter(e => e.getAttribute('aria-live') !== 'off')
+        .map(e => ({cls: e.className, text: e.textContent}));
+}"""
+
+
+def test_screen_reader_semantics(page, site):
+    open_widget(page, site)
+    send(page, "How long does delivery take?")
+    page.wait_for_selector(f"{W} .typing", state="visible")
+    # the typing indicator is announced once: as text in the log, not as a second live region
+    assert page.locator(f"{W} .typing").inner_text() == "Assistant is typing" or \
+        page.locator(f"{W} .typing").text_content() == "Assistant is typing"
+    assert page.get_attribute(f"{W} .typing", "role") is None
+    assert page.get_attribute(f"{W} .typing", "aria-label") is None
+    page.wait_for_selector(FINISHED)
+    reply = page.inner_text(f"{W} .msg.bot[data-id]:not(.greeting) .text")
+    regions = page.evaluate(LIVE_REGIONS)
+    with_reply = [r["cls"] for r in regions if reply[:40] in r["text"]]
+    assert with_reply == ["log"], regions  # the reply is read out once, by the log
+    assert page.get_attribute(f"{W} .log", "role") == "log"
+    # the customer's own messages have a speaker for assistive technology, visually hidden
+    who = page.locator(f"{W} .msg.customer .who")
+    assert who.text_content() == "You:"
+    box = who.bounding_box()
+    assert box is None or (box["width"] <= 1 and box["height"] <= 1)
+    assert "You:" in page.locator(f"{W} .msg.customer").aria_snapshot()
+    assert page.locator(f"{W} .msg.customer").get_attribute("aria-label") is None
+
+    # after ending the chat, the focus stays in the widget (the survey that had it is gone)
+    page.click(f"{W} button.end")
+    page.click(f"{W} .survey button[aria-label='4 out of 5']")
+    page.wait_for_selector(f"{W} .msg.system >> text=Chat ended")
+    active = page.evaluate("() => document.getElementById('hybridesk-widget').shadowRoot.activeElement?.id")
+    assert active == "hd-input"
+
+
+def test_survey_has_a_way_back_to_the_chat(page, site):
+    open_widget(page, site)
+    send(page, "How long does delivery take?")
+    page.wait_for_selector(FINISHED)
+    page.click(f"{W} button.end")
+    page.click(f"{W} .survey button >> text=Back to chat")
+    page.wait_for_selector(f"{W} .survey", state="hidden")
+    assert page.evaluate("() => document.getElementById('hybridesk-widget').shadowRoot.activeElement?.id") \
+        == "hd-input"
+
+
+# -- colour contrast -------------------------------------------------------------------------------
+CONTRASTS = """() => {
+    const root = document.getElementById('hybridesk-widget').shadowRoot;
+    const rgb = c => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+    const lum = c => { const v = rgb(c).map(x => { x /= 255; return x <= 0.03928 ? x / 12.92
+        : Math.pow((x + 0.055) / 1.055, 2.4); }); return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+    const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+    const pair = (sel, bgSel) => { const s = getComputedStyle(root.querySelector(sel));
+        return ratio(s.color, getComputedStyle(root.querySelector(bgSel || sel)).backgroundColor); };
+    return {title: pair('h2', 'header'), send: pair('form button'), launcher: pair('.launcher'),
+            customer: pair('.msg.customer'), human: pair('button.human', 'header')};
+}"""
+
+
+@pytest.mark.parametrize("color", ["#ffd700", "#2f5d50", "white", "hsl(190 90% 60%)"])
+def test_text_on_the_accent_colour_is_readable(page, site, color):
+    open_widget(page, site, host_page(page, site, color=color))
+    send(page, "How long does delivery take?")
+    page.wait_for_selector(f"{W} .msg.customer")
+    ratios = page.evaluate(CONTRASTS)
+    assert all(r >= 4.5 for r in ratios.values()), ratios
+    if color == "#2f5d50":  # the default look is unchanged: white on the dark green
+        assert page.evaluate("""() => getComputedStyle(document.getElementById('hybridesk-widget')
+            .shadowRoot.querySelector('form button')).color""") == "rgb(255, 255, 255)"
+    page.wait_for_selector(FINISHED)
+
+
+# -- small ones: right-to-left, length counter, scrolling ---------------------------------------
+def test_right_to_left_text_and_the_length_counter(page, site):
+    open_widget(page, site)
+    assert page.get_attribute(f"{W} textarea", "dir") == "auto"
+    hebrew = "שלום, איך אני מחזיר שטיח?"
+    page.fill(f"{W} textarea", hebrew)
+    assert page.evaluate("""() => getComputedStyle(document.getElementById('hybridesk-widget')
+        .shadowRoot.querySelector('textarea')).direction""") == "rtl" or \
+        page.evaluate("""() => document.getElementById('hybridesk-widget').shadowRoot
+            .querySelector('textarea').matches(':dir(rtl)')""")
+    page.press(f"{W} textarea", "Enter")
+    text = page.wait_for_selector(f"{W} .msg.customer .text")
+    assert text.get_attribute("dir") == "auto"
+    assert page.evaluate("""() => document.getElementById('hybridesk-widget').shadowRoot
+        .querySelector('.msg.customer .text').matches(':dir(rtl)')""")
+    page.wait_for_selector(FINISHED)
+    assert page.get_attribute(f"{W} .msg.bot[data-id]:not(.greeting) .text", "dir") == "auto"
+
+    # the server's limit is shown before sending, not only in the 413 afterwards
+    assert page.is_hidden(f"{W} .count")
+    page.fill(f"{W} textarea", "a" * 1900)
+    assert page.inner_text(f"{W} .count") == "1900 / 2000 characters"
+    page.fill(f"{W} textarea", "\U0001F600" * 2001)  # counted as characters, as the server does
+    counter = page.locator(f"{W} .count")
+    assert counter.inner_text().startswith("2001 / 2000 characters")
+    assert "over" in counter.get_attribute("class")
+    assert "hd-count" in page.get_attribute(f"{W} textarea", "aria-describedby")
+
+
+def test_streaming_does_not_pull_a_reader_back_to_the_bottom(browser, site, slow_replies):
+    context = browser.new_context(viewport={"width": 1280, "height": 700})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        open_widget(page, site)
+        for i in range(3):
+            send(page, f"Question {i}: how long does delivery take?")
+            page.locator(FINISHED).nth(i).wait_for(timeout=30_000)
+        send(page, RETURN_Q)
+        page.wait_for_selector(f"{W} .msg.bot[aria-busy=true]")
+        scrollable = page.evaluate("""() => { const log = document.getElementById('hybridesk-widget')
+            .shadowRoot.querySelector('.log'); return log.scrollHeight > log.clientHeight + 100; }""")
+        assert scrollable
+        page.evaluate("() => { document.getElementById('hybridesk-widget').shadowRoot.querySelector('.log').scrollTop = 0; }")
+        page.locator(FINISHED).nth(3).wait_for(timeout=30_000)  # the reply streamed on and finished
+        assert page.evaluate("() => document.getElementById('hybridesk-widget').shadowRoot.querySelector('.log').scrollTop") \
+            == 0
+        # the customer's own next message brings the log back to the bottom
+        page.fill(f"{W} textarea", "thanks")
+        page.press(f"{W} textarea", "Enter")
+        at_bottom = page.evaluate("""() => { const l = document.getElementById('hybridesk-widget').shadowRoot
+            .querySelector('.log'); return l.scrollHeight - l.scrollTop - l.clientHeight < 5; }""")
+        assert at_bottom
+        page.locator(FINISHED).nth(4).wait_for(timeout=30_000)
+    finally:
+        context.close()
