@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
-from knowledge.errors import ConfigurationError, HybrideskError, InvalidInput, Unavailable
+from knowledge.errors import ConfigurationError, Conflict, HybrideskError, InvalidInput, Unavailable
 
 log = logging.getLogger("hybridesk")
 
@@ -151,6 +151,20 @@ def _cmd_db_downgrade(args: argparse.Namespace, ctx: CliContext) -> int:
     return 0
 
 
+def _cmd_db_current(args: argparse.Namespace, ctx: CliContext) -> int:
+    url = args.url or ctx.settings.resolved_database_url
+    if not database_file_present(url):
+        raise_not_initialised(url)
+    _check_reachable(url)
+    now = _current(url)
+    known = _known_revisions()
+    state = "" if now is None else " (newest)" if known and now == known[-1] else (
+        f" (newer: {', '.join(known[known.index(now) + 1:])}; run `hybridesk db upgrade`)" if now in known else
+        " (unknown to this version of hybridesk)")
+    print(f"database at {_redact(url)} is at revision {now or 'base (empty)'}{state}")
+    return 0
+
+
 def _check_reachable(url: str) -> None:
     from bot.db.engine import check_connection, make_engine
 
@@ -215,10 +229,17 @@ class _alembic_errors:
     def __exit__(self, exc_type, exc, tb) -> bool:
         from alembic.script.revision import RevisionError
         from alembic.util.exc import CommandError
+        from sqlalchemy.exc import IntegrityError
 
         if exc is not None and isinstance(exc, CommandError | RevisionError):
             raise InvalidInput(f"{exc} (revisions: {', '.join(_known_revisions())}, head, base).",
                                code="bad_revision") from exc
+        if exc is not None and isinstance(exc, IntegrityError):
+            # e.g. back to 0001 while a sender has several conversations (0001 allowed one per sender)
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+            raise Conflict(f"The data in the database does not fit the older schema ({first}); nothing was changed "
+                           "where the database rolls back a failed migration (PostgreSQL). See the migration's "
+                           "notes in alembic/versions/.", code="downgrade_refused") from exc
         return False
 
 
@@ -287,6 +308,9 @@ def build_parser(handlers: dict[str, Callable[..., int]] | None = None) -> argpa
     up.add_argument("revision", nargs="?", default="head")
     up.add_argument("--url", help="database URL (default: HYBRIDESK_DATABASE_URL or the SQLite file)")
     up.set_defaults(handler=_cmd_db_upgrade)
+    cur = dbsub.add_parser("current", help="the database's schema revision (changes nothing)")
+    cur.add_argument("--url", help="database URL (default: HYBRIDESK_DATABASE_URL or the SQLite file)")
+    cur.set_defaults(handler=_cmd_db_current)
     down = dbsub.add_parser("downgrade", help="migrate back to REVISION (`base`, with --yes, drops every table)")
     down.add_argument("revision", nargs="?", help="a revision id, -N (steps back), or base (an empty database)")
     down.add_argument("--yes", action="store_true", help="confirm a downgrade that drops every table (base)")

@@ -161,3 +161,56 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
         os.close(write_end)
     assert done.stderr == ""
     assert done.returncode == 141  # as a shell reports a writer ended by SIGPIPE
+
+
+def test_db_current_says_the_revision_and_changes_nothing(tmp_path, capsys):
+    from bot.cli import _known_revisions
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert main(["db", "current", "--url", url]) != 0  # no database yet: one line, no empty file left
+    assert "database_not_initialised" in capsys.readouterr().err and not (tmp_path / "x.db").exists()
+    assert main(["db", "upgrade", _known_revisions()[0], "--url", url]) == 0
+    capsys.readouterr()
+    assert main(["db", "current", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert f"at revision {_known_revisions()[0]}" in out and "hybridesk db upgrade" in out
+    assert main(["db", "upgrade", "--url", url]) == 0
+    capsys.readouterr()
+    assert main(["db", "current", "--url", url]) == 0
+    assert "(newest)" in capsys.readouterr().out
+
+
+@pytest.mark.postgres
+def test_db_downgrade_base_drops_the_pgvector_table_too_and_a_refused_one_is_one_line(pg_url, capsys):
+    """QA on PostgreSQL: the pgvector index's table (made when the index is built, not by a migration)
+    references kb_chunks, so `downgrade base --yes` failed with an 85-line traceback; and a downgrade
+    the data does not fit (two conversations of one sender, which 0001 forbids) was a traceback too."""
+    from bot.cli import _known_revisions
+
+    assert main(["db", "upgrade", "--url", pg_url]) == 0
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
+            conn.execute(sa.text("CREATE TABLE kb_chunk_embeddings (chunk_id INTEGER PRIMARY KEY "
+                                 "REFERENCES kb_chunks(id) ON DELETE CASCADE, embedding vector(3))"))
+            for token in ("a", "b"):
+                conn.execute(sa.text(
+                    "INSERT INTO conversations (id, token_hash, channel, sender_id, status, mode, state, "
+                    "customer_metadata, created_at, updated_at, last_message_at, message_count) VALUES (:id, :t, 'rest', "
+                    "'same-sender', :st, 'bot', '{}', '{}', now(), now(), now(), 0)"),
+                    {"id": token * 8, "t": token * 64, "st": "ended" if token == "a" else "open"})
+    finally:
+        engine.dispose()
+    capsys.readouterr()
+    assert main(["db", "downgrade", _known_revisions()[0], "--url", pg_url]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "downgrade_refused" in err, err
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.begin() as conn:  # the older schema's one conversation per sender, and base
+            conn.execute(sa.text("DELETE FROM conversations WHERE status = 'ended'"))
+    finally:
+        engine.dispose()
+    assert main(["db", "downgrade", "base", "--yes", "--url", pg_url]) == 0
+    assert not {"kb_chunks", "kb_chunk_embeddings", "users"} & _tables(pg_url)
