@@ -741,23 +741,21 @@ def asked_thing(question: str) -> frozenset[str]:
 
 def stating_sentence(question: str, passages: list[dict[str, Any]],
                      products: Collection[str] = ()) -> tuple[dict[str, Any], str] | None:
-    """The KB sentence that names every word of what the yes/no ``question`` asks about (all but one of
-    four or more), with the sentence after it when that one goes with it; the best-ranked passage's
-    first. A word of the shop's product names counts as named by a sentence about items ("Is shipping
-    free for sofas?": "The free-shipping threshold does not apply to large items.")."""
+    """The first KB sentence (best-ranked passage first) that names every word of what the yes/no
+    ``question`` asks about, with the sentence after it when that one goes with it. A word of the
+    shop's product names counts as named by a sentence about items ("Is shipping free for sofas?":
+    "The free-shipping threshold does not apply to large items.")."""
     thing = asked_thing(question)
     if not thing:
         return None
-    best: tuple[int, dict[str, Any], str] | None = None
     for p in passages:
         for paragraph in str(p.get("text", "")).splitlines():
             sentences = _sentences(paragraph)
             for i, sentence in enumerate(sentences):
                 words = stems(sentence)
-                named = {w for w in thing if w in words or (w in products and words & _ITEM)}
-                if not (_enough(len(named), len(thing)) or len(thing) == 1 and named):
-                    continue
-                if best is None or len(named) > best[0]:
+                # every word: the one left out is often the asked action ("Can I switch off order
+                # confirmation e-mails?" is not answered by "... the link in the order confirmation e-mail")
+                if all(w in words or (w in products and words & _ITEM) for w in thing):
                     then = _instead(sentences[i + 1]) if i + 1 < len(sentences) else ""
-                    best = (len(named), p, f"{sentence} {then}".strip())
-    return (best[1], best[2]) if best else None
+                    return p, f"{sentence} {then}".strip()
+    return None

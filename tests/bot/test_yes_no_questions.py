@@ -131,3 +131,10 @@ def test_a_figure_answer_to_a_yes_no_question_drops_the_models_yes(knowledge):
     assert "Absolutely" not in result.text and "warranty on our lamps" not in result.text, result.text
     assert "We offer a warranty on our lamps." in result.guardrail["dropped"], result.guardrail
     assert "warranty on our lamps" in _ask(knowledge, "Is there a warranty on lamps?", reply, limits=False).text
+
+
+def test_a_sentence_missing_the_asked_action_does_not_answer():
+    # "Guest orders can be cancelled from the link in the order confirmation e-mail" names order,
+    # confirmation and e-mail, not switching them off (seen in benchmarks/limits.py)
+    assert stating_sentence("Can I switch off order confirmation e-mails?",
+                            _passages("cancelling-an-order", "newsletter")) is None
