@@ -195,6 +195,9 @@ def _unit_forms(unit: str) -> str:
         if word.rstrip("s") == "day":
             forms |= {"business", "working", "calendar"}  # "{{Grace Period}} business days" for "30 days"
     return "|".join(sorted(forms, key=len, reverse=True))
+# units a reply writes after a figure; one of them after a filled value with a unit of its own is a mismatch
+_UNIT_WORDS = ("(?:business |working |calendar )?days?|weeks?|months?|years?|hours?|minutes?|characters?|"
+               "items?|points?|percent|times|euros?|kg|cm")
 _WORDNUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
             "eight": "8", "nine": "9", "ten": "10", "twelve": "12", "fourteen": "14", "fifteen": "15",
             "twenty": "20", "thirty": "30", "sixty": "60", "ninety": "90"}
@@ -533,6 +536,12 @@ class Grounder:
             # "{{Pay Later Period}} business days" both read "14 days" when the policy says 14 days
             forms = _unit_forms(_VALUE_UNIT.match(value).group(2))  # type: ignore[union-attr]
             text = re.sub(rf"(?<={re.escape(value)})(?:\s+(?:{forms})\b)+", "", text, flags=re.I)
+            # a unit of another kind after it: the slot names another fact ("for {{Minimum Password
+            # Length}} weeks" read "for 10 characters weeks")
+            other = re.search(rf"(?<={re.escape(value)})\s+({_UNIT_WORDS})\b", text, re.I)
+            if other and check.kept:
+                check.kept = False
+                check.reason = f"fills {value!r} where the reply counts {other.group(1)}"
         for value in set(filter(None, filled.values())):
             v = re.escape(value)
             # two slots that name the same thing: "the Help › Contact us or Help › Contact us section"

@@ -349,6 +349,8 @@ def _answer_first(pieces: Iterator[str], lead: str, stated: Callable[[str], bool
     reach out."), and it is left out when ``stated(opening sentence)`` says that sentence already
     gives the answer. With ``first`` (a "no": "I'm afraid not. ..."), it opens the reply.
     """
+    # the model often ends lines with "\r\n", and a stray "\r" reached customers ("...order.\n\r\nIf you")
+    pieces = (piece.replace("\r\n", "\n").replace("\r", "") for piece in pieces)
     if not lead:
         yield from pieces
         return

@@ -635,3 +635,12 @@ def test_a_real_figure_given_for_another_fact_is_dropped():
         assert Grounder(lambda s: None, evidence2, facts=hours).apply(text) == text
     # without the facts (as before) the wrong pairing passed
     assert Grounder(lambda s: None, evidence).apply("The standard delivery price is €14.95.") != ""
+
+
+def test_a_slot_filled_where_the_reply_counts_another_unit_is_dropped():
+    # seen (PostgreSQL QA): "{{Website Name}} for {{Minimum Password Length}} weeks" -> "10 characters weeks"
+    g = Grounder(lambda s: {"minimum password length": "10 characters", "return window": "30 days"}.get(s.lower()),
+                 EVIDENCE)
+    out = g.apply("The cushion warranty covers seams for {{Minimum Password Length}} weeks. "
+                  "You have {{Return Window}} business days to return it.")
+    assert out == "You have 30 days to return it.", out

@@ -138,3 +138,11 @@ def test_a_sentence_missing_the_asked_action_does_not_answer():
     # confirmation and e-mail, not switching them off (seen in benchmarks/limits.py)
     assert stating_sentence("Can I switch off order confirmation e-mails?",
                             _passages("cancelling-an-order", "newsletter")) is None
+
+
+@pytest.mark.slow
+def test_no_carriage_return_reaches_the_customer(knowledge):
+    # seen (PostgreSQL QA): "...about your order.\n\r\nIf you need ..."
+    reply = "Thank you for your message about your order.\n\r\nIf you need anything else, our team is happy to help.\r"
+    result = _ask(knowledge, "Thanks, that is all for my order.", reply, limits=False)
+    assert "\r" not in result.text and "our team is happy to help" in result.text, repr(result.text)
