@@ -67,7 +67,9 @@ def kb_link(citation: dict[str, Any]) -> str:
 
 def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
     user = getattr(request.state, "console_user", None)
-    ctx = {"user": user, "csrf_token": user.csrf_token if user else "", **context}
+    # (the agent's message box says the limit the server applies to every chat message)
+    ctx = {"user": user, "csrf_token": user.csrf_token if user else "",
+           "max_message_chars": request.app.state.settings.max_message_chars, **context}
     response = request.app.state.console_templates.TemplateResponse(request, name, ctx, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
     secure_headers(response)

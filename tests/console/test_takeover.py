@@ -227,3 +227,13 @@ def test_hand_back_names_the_question_nobody_answered(console):
     manager.receive(conv_id, "And gift cards?")
     send_agent_message(manager, conv_id, agent, "Yes, gift cards too.")
     assert hand_back(console.services.db, conv_id, agent) is None
+
+
+def test_the_agents_message_box_states_the_chat_message_limit(console):
+    # PostgreSQL QA: the form took 8,000 characters, the server refuses more than 2,000
+    agent, csrf, conv_id = _holding(console)
+    limit = console.services.settings.max_message_chars
+    assert f'name="text" rows="3" required maxlength="{limit}"' in agent.get(f"/console/conversations/{conv_id}").text
+    r = agent.post(f"/console/conversations/{conv_id}/messages", data={"csrf_token": csrf, "text": "x" * (limit + 1)},
+                   headers=JSON)
+    assert r.status_code in (413, 422)
