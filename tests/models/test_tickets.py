@@ -223,6 +223,28 @@ def test_import_into_sqlite_deduplicates(tmp_path):
     assert "2 imported" in report.summary()
 
 
+def test_the_same_tickets_in_another_format_are_duplicates(tmp_path):
+    """CLI QA A8: 11 rows imported as generic.csv and again as generic.jsonl were stored twice (and trained on twice)."""
+    import json
+
+    rows = [{"message": f"Where is order {i}?", "reply": f"It ships tomorrow, ticket {i}.", "intent": "track_order"}
+            for i in range(3)]
+    csv_path, jsonl_path = tmp_path / "t.csv", tmp_path / "t.jsonl"
+    csv_path.write_text("message,reply,intent\n" + "".join(f'"{r["message"]}","{r["reply"]}",{r["intent"]}\n'
+                                                          for r in rows), encoding="utf-8")
+    jsonl_path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    mapping = {"message": "customer_message", "reply": "agent_reply", "intent": "intent"}
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    ModelsBase.metadata.create_all(engine)
+    with Session(engine) as session:
+        first = import_tickets(session, csv_path, "csv", mapping)
+        session.commit()
+        second = import_tickets(session, jsonl_path, "jsonl", mapping)
+        session.commit()
+        assert (first.imported, second.imported, second.duplicates) == (3, 0, 3)
+        assert session.scalar(sa.select(sa.func.count()).select_from(ImportedTicket)) == 3
+
+
 def test_normalize_slots():
     assert normalize_slots("{{Purchase ID Anonymized}} / {{Bill Number Anonymized}} / {{Live Chat}}") == (
         "{{Order Number}} / {{Invoice Number}} / {{Live Chat}}"
