@@ -439,6 +439,18 @@ class KnowledgeStore:
                 for r in d.revisions
                 if r.status == STATUS_PUBLISHED and (r.effective_until is None or r.effective_until > when)
             ]
+            # a retirement scheduled for later is brought forward (CLI QA B8: "nothing to retire" while
+            # the document was still in force)
+            later = [r for r in d.revisions if r.status == STATUS_RETIRED and r.effective_until is not None
+                     and as_utc(r.effective_until) > when]
+            for r in later:
+                r.effective_until = when
+                if note:
+                    r.meta = dict(r.meta) | {"retire_note": note}
+            if later and not live:
+                d.updated_at = utcnow()
+                s.flush()
+                return [_info(r, with_content=False) for r in later]
             if not live:
                 raise Conflict(
                     f"Document {doc_id!r} has no published revision to retire.", code="nothing_to_retire"

@@ -109,13 +109,17 @@ def test_a_scheduled_retirement_can_be_cancelled_before_it_takes_effect(store: K
     assert rev.effective_until > datetime.now(UTC) + timedelta(days=59)  # its own end date, not the retirement's
     assert store.in_force(soon + timedelta(days=1))[0].number == 2
     assert store.facts_at(soon + timedelta(days=1))["return_window_days"].value == "30"
+    # retiring now a document scheduled to retire later brings the retirement forward
+    store.retire("returns", at=soon)
+    brought = store.retire("returns")
+    assert [r.number for r in brought] == [1, 2] and store.in_force() == []
+    assert store.get("returns", 2).effective_until <= datetime.now(UTC)
     # nothing left to cancel; a retirement in effect is history
     with pytest.raises(Conflict) as nothing:
         store.cancel_retirement("returns")
     assert nothing.value.code == "not_retiring"
-    store.retire("returns")
     with pytest.raises(Conflict):
-        store.cancel_retirement("returns")
+        store.retire("returns")  # nothing in force, nothing scheduled
     assert store.in_force() == []
     with pytest.raises(NotFound):
         store.cancel_retirement("nope")
