@@ -137,6 +137,12 @@ def _check_train_targets(cfg: Any, ctx: Any) -> None:
 
 
 def _run_train(cfg, settings, session, ctx, args, command, train):
+    if args.no_progress:
+        # "log lines instead" of the bar: the training loop's step and validation lines are INFO, below
+        # the CLI's WARNING default (CLI QA C1: a --no-progress run was silent until it ended)
+        import logging
+
+        logging.getLogger("models.training").setLevel(logging.INFO)  # (its records reach the root's handler)
     return train(
         cfg,
         data_dir=Path(settings.data_dir),

@@ -266,3 +266,31 @@ def test_the_slot_share_matches_as_the_kb_does_and_the_header_says_what_was_comp
     assert format_table(report).splitlines()[0] == "adapter a, 1 held-out tickets"  # --no-base: no "vs base"
     report["metrics"]["base"] = metrics
     assert format_table(report).splitlines()[0] == "adapter a vs base, 1 held-out tickets"
+
+
+def test_train_no_progress_shows_the_training_log_lines(tmp_path, monkeypatch):
+    """CLI QA C1: `--no-progress` promised log lines instead of the bar, but the loop's INFO lines were
+    below the CLI's WARNING level: a long run was silent until it ended."""
+    import logging
+
+    import models.training
+
+    ctx = Ctx(tmp_path)
+    _adapter(ctx.settings.adapters_dir, "default-v1")
+    seen: list[bool] = []
+
+    def fake_train(cfg, **kwargs):
+        seen.append(logging.getLogger("models.training").isEnabledFor(logging.INFO))
+        return SimpleNamespace(adapter_id=cfg.version, adapter_dir=tmp_path / cfg.version, metrics={
+            "steps": 1, "total_steps": 1, "val_loss": None, "base_val_loss": None, "tokens_per_s": 1.0,
+            "wall_seconds": 1.0})
+
+    monkeypatch.setattr(models.training, "train", fake_train)
+    trainer_log = logging.getLogger("models.training")
+    monkeypatch.setattr(trainer_log, "level", logging.NOTSET)
+    monkeypatch.setattr(logging.getLogger(), "level", logging.WARNING)  # the CLI's default
+    args = _parse(["train", "--set", "version=quiet-v1", "--set", "max_steps=1"])
+    assert args.handler(args, ctx) == 0
+    args = _parse(["train", "--no-progress", "--set", "version=loud-v1", "--set", "max_steps=1"])
+    assert args.handler(args, ctx) == 0
+    assert seen == [False, True]
