@@ -737,11 +737,13 @@ class Grounder:
         # 3-5 business days": "Standard Delivery Time")
         if any(len(n & words) >= len(n) - (len(n) >= 3) for names, _ in self._named_facts for n in names):
             return None
-        for kind in ("money", "percent", "duration"):
+        # a charge is a sum or a share of the price: asked for a 15% fee, "The fee is €7.50" is off the answer
+        charge = ("money", "percent", "amount")
+        for kind, counts in (("money", charge), ("percent", charge), ("duration", ("duration",))):
             asked = [v for v in self._asked_values if _value_kind(v) == kind]
             for claim in claims:
-                if asked and (claim.kind == kind or kind == "money" and claim.kind == "amount") and not any(
-                        _numbers(claim.text) <= _numbers(v) for v in asked):
+                if asked and claim.kind in counts and not any(
+                        _numbers(claim.text) <= _numbers(v) for v in self._asked_values):
                     return claim.text, f"gives {claim.text!r} where the customer asked for {asked[0]}"
         return None
 

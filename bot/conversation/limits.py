@@ -680,10 +680,14 @@ _FOLLOW_UP = re.compile(r"^\s*(?:and|or|also|what\s+about|how\s+about)\s+(?:(?:w
                         r"(?P<obj>[^?.!,;]{1,40}?)\s*[?.!]*\s*$", re.I)
 
 
-def follow_up_question(question: str, previous: str | None) -> str:
+def follow_up_question(question: str, previous: str | None,
+                       factual: Callable[[str], bool] | None = None) -> str:
     """A follow-up naming only a thing, asked as the customer's previous question about a list with
     the thing in its place ("and Bitcoin?" after "Which payment methods do you accept?" is "Do you
     accept Bitcoin?"; "what about Norway?" after "Do you ship to Germany?" is "Do you ship to Norway?").
+    After a question for a figure (``factual``), the follow-up is asked with it: "and for made-to-order
+    furniture?" after "What is the cancellation fee?" asks "What is the cancellation fee and for
+    made-to-order furniture?", which the made-to-order fee answers, not the first fee again.
     Any other question is returned as it is."""
     m = _FOLLOW_UP.match(question)
     if not m or not previous or len(m.group("obj").split()) > 4:
@@ -696,6 +700,8 @@ def follow_up_question(question: str, previous: str | None) -> str:
         for group in ("pay", "ship"):
             if a := _ASKING_ABOUT[group].search(previous):
                 return f"{previous[:a.start('obj')]}{thing}?"
+    if factual is not None and factual(previous) and not factual(question):
+        return f"{previous.strip().rstrip('?.! ')} {question.strip().rstrip('?.! ')}?"
     return question
 
 

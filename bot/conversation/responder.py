@@ -588,7 +588,11 @@ class Responder:
         at = at or datetime.now(UTC)
         emit = on_piece or (lambda _p: None)
         passages, facts = self.retrieve(text, history, at)
-        asked = self.asked_facts(text, passages, at)
+        # "and Bitcoin?" after "Which payment methods do you accept?" asks "Do you accept Bitcoin?"; "and
+        # for made-to-order furniture?" after "What is the cancellation fee?" asks for that fee
+        asking = follow_up_question(text, next((t for role, t in reversed(history) if role == "customer"), None),
+                                    factual=lambda q: bool(FACTUAL_RE.search(q)))
+        asked = self.asked_facts(asking, passages, at)
         known = {f["name"] for f in facts}
         for fact in asked:
             if fact.name not in known:  # asked for, but its document was not among the passages
@@ -613,8 +617,6 @@ class Responder:
         documents = dict.fromkeys((p.get("document_id"), p.get("revision")) for p in passages)
         whole = passages + [s for doc in documents for s in self._sections(*doc)]
         ruled_out = policy_limits(whole)
-        # "and Bitcoin?" after "Which payment methods do you accept?" asks "Do you accept Bitcoin?"
-        asking = follow_up_question(text, next((t for role, t in reversed(history) if role == "customer"), None))
         refused = asked_limit(asking, ruled_out) if self.limits else None
         if self.limits and refused is None:
             # "Do you accept Bitcoin?" against "We accept Visa, ..., Klarna and Larkspur gift cards."
@@ -682,7 +684,7 @@ class Responder:
                             facts=[(f["placeholders"], f.get("value_text", str(f["value"]))) for f in facts])
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
         # question about how to do something, the procedure the knowledge base documents does
-        lead = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in asked))
+        lead = " ".join(dict.fromkeys(fact_statement(asking, passages, f) for f in asked))
         if shown:
             lead = (procedure_statement(*steps_from_kb) if steps_from_kb else limit_statement(asking, refused)
                     if refused else f"Yes. {prose_statement(*prose)}" if listed else prose_statement(*prose))
@@ -754,7 +756,7 @@ class Responder:
         if not error and len(body) >= 20 and unstated:
             # The customer asked for a key fact and the reply does not state its current value:
             # add it in the knowledge base's words (what keeps replies current after a policy edit).
-            added = " ".join(dict.fromkeys(fact_statement(text, passages, f) for f in unstated))
+            added = " ".join(dict.fromkeys(fact_statement(asking, passages, f) for f in unstated))
             emit("\n" + added)
             body = f"{body}\n{added}"
             report["added_fact_statement"] = added
@@ -776,7 +778,7 @@ class Responder:
             # Too little survived (or the model failed): fall back to quoting the policy.
             fallback = grounded_quote(passages)
             # (a fact the answer-first statement already gave is not given twice)
-            missing = [fact_statement(text, passages, f) for f in asked
+            missing = [fact_statement(asking, passages, f) for f in asked
                        if not states_value(body + "\n" + fallback, f.value)]
             if missing:
                 fallback = " ".join(dict.fromkeys(missing)) + "\n" + fallback

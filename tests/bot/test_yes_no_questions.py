@@ -146,3 +146,36 @@ def test_no_carriage_return_reaches_the_customer(knowledge):
     reply = "Thank you for your message about your order.\n\r\nIf you need anything else, our team is happy to help.\r"
     result = _ask(knowledge, "Thanks, that is all for my order.", reply, limits=False)
     assert "\r" not in result.text and "our team is happy to help" in result.text, repr(result.text)
+
+
+def test_a_follow_up_after_a_question_for_a_figure_is_asked_with_it():
+    from bot.conversation.limits import follow_up_question
+    from bot.conversation.responder import FACTUAL_RE
+
+    def factual(q):
+        return bool(FACTUAL_RE.search(q))
+
+    assert follow_up_question("and for made-to-order furniture?", "What is the cancellation fee?", factual) == (
+        "What is the cancellation fee and for made-to-order furniture?")
+    assert follow_up_question("and next-day?", "How much is standard delivery?", factual) == (
+        "How much is standard delivery and next-day?")
+    # not after a question that asked for no figure, and not a follow-up that asks for one itself
+    assert follow_up_question("and for sofas?", "Do you sell furniture?", factual) == "and for sofas?"
+    assert follow_up_question("and how much?", "What is the cancellation fee?", factual) == "and how much?"
+
+
+@pytest.fixture(scope="module")
+def fees(tmp_path_factory):
+    yield from _kb(tmp_path_factory, "fees", [SAMPLE / "cancellation-fees.md", SAMPLE / "cancelling-an-order.md"])
+
+
+@pytest.mark.slow
+def test_a_follow_up_for_another_fee_gets_that_fee_not_the_first_one(fees):
+    # seen with the real model: "For made-to-order furniture, the cancellation fee applies. The fee is €9.00."
+    reply = "For made-to-order furniture, a cancellation fee applies. The fee is €7.50. Our team is happy to help."
+    history = [("customer", "What is the cancellation fee?"),
+               ("bot", "Fee for cancelling an order after it is Packed and before it is Shipped: €7.50.")]
+    responder = Responder(fees, ScriptedGenerator().enqueue(reply), company_name="Larkspur & Co.", max_new_tokens=120)
+    result = responder.answer(text="and for made-to-order furniture?", intent="check_cancellation_fee",
+                              tone="neutral", history=history)
+    assert "15%" in result.text and "€7.50" not in result.text, result.text
