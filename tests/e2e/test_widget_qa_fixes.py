@@ -2,7 +2,8 @@
 
 Short viewports (200 % zoom), the "Not sent" state and resending, the connection-lost state,
 screen-reader semantics, text colour on a light accent, right-to-left text, the length counter and
-not scrolling away from what the customer is reading.
+not scrolling away from what the customer is reading. Also: new messages while the panel is
+closed, Escape on the launcher, "Not sent" messages across a reload, and host CSS that is inherited.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import pytest
 from widget_support import FULL_REPLY, RETURN_Q, W, open_widget, send
 
+from bot.web import live
+
 pytestmark = pytest.mark.browser
 
 FINISHED = f"{W} .msg.bot[data-id]:not(.greeting) .rate"  # a finished bot reply (with or without sources)
-
+SHADOW = "document.getElementById('hybridesk-widget').shadowRoot"
 
 
 def host_page(page, site, **data):
@@ -262,3 +265,151 @@ def test_streaming_does_not_pull_a_reader_back_to_the_bottom(browser, site, slow
         page.locator(FINISHED).nth(4).wait_for(timeout=30_000)
     finally:
         context.close()
+
+
+# -- new messages while the panel is closed -----------------------------------------------------
+NOTICES = """text => [...ROOT.querySelectorAll('[aria-live], [role=status], [role=log], [role=alert]')]
+    .filter(e => e.textContent.includes(text))
+    .map(e => ({cls: e.className, role: e.getAttribute('role'), live: e.getAttribute('aria-live'),
+                shown: e.checkVisibility() && !e.closest('[hidden]')}))""".replace("ROOT", SHADOW)
+
+
+def agent_writes(page, site, text):
+    conv = page.evaluate("() => JSON.parse(localStorage.getItem('hybridesk:' + location.origin))")
+    message = site.app.state.manager.receive(conv["id"], text, role="agent")
+    live.publish(conv["id"], live.message_event(message))
+
+
+def test_closed_widget_tells_screen_readers_about_new_messages(page, site):
+    """The badge is aria-hidden and the live regions sat inside the display:none panel, so a
+    screen-reader user was never told that support replied while the chat was closed."""
+    open_widget(page, site)
+    send(page, "How long does delivery take?")
+    page.wait_for_selector(FINISHED)
+    page.click(f"{W} button.close")
+    page.wait_for_selector(f"{W} .panel", state="hidden")
+    launcher = page.locator(f"{W} .launcher")
+    assert "new message" not in launcher.get_attribute("aria-label")
+
+    agent_writes(page, site, "Hi, Maya here from the support team.")
+    page.wait_for_function(f"() => {SHADOW}.querySelector('.launcher').getAttribute('aria-label')"
+                           ".endsWith(', 1 new message')")
+    assert launcher.get_attribute("aria-label").startswith("Open chat: ")
+    assert page.is_visible(f"{W} .launcher .badge")
+    notices = page.evaluate(NOTICES, "New message from support")
+    assert len(notices) == 1, notices  # announced once, politely, by a region that is not hidden
+    assert notices[0]["shown"] and notices[0]["role"] == "status" and notices[0]["live"] != "assertive"
+
+    agent_writes(page, site, "Could you tell me your order number?")
+    page.wait_for_function(f"() => {SHADOW}.querySelector('.launcher').getAttribute('aria-label')"
+                           ".endsWith(', 2 new messages')")
+    # not said twice (the notice goes again after a few seconds, so it may be gone by now)
+    assert page.evaluate(f"() => {SHADOW}.querySelector('[role=status].sr').textContent") in (
+        "New message from support", "")
+
+    page.click(f"{W} .launcher")  # opening reads the messages: the count goes
+    page.wait_for_selector(f"{W} .panel", state="visible")
+    assert "new message" not in launcher.get_attribute("aria-label")
+    assert page.is_hidden(f"{W} .launcher .badge")
+
+
+# -- Escape ----------------------------------------------------------------------------------------
+def active_class(page):
+    return page.evaluate(f"() => {SHADOW}.activeElement?.className")
+
+
+def test_escape_closes_the_panel_from_the_launcher_and_from_inside(page, site):
+    """Escape closed the panel only when the focus was inside it, not on the launcher."""
+    open_widget(page, site)
+    page.focus(f"{W} .launcher")  # the panel is open, the focus on the launcher
+    page.keyboard.press("Escape")
+    page.wait_for_selector(f"{W} .panel", state="hidden")
+    assert page.get_attribute(f"{W} .launcher", "aria-expanded") == "false"
+    assert active_class(page) == "launcher"
+    page.keyboard.press("Escape")  # closed already: nothing happens
+    assert page.is_hidden(f"{W} .panel") and active_class(page) == "launcher"
+
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"{W} .panel", state="visible")
+    page.focus(f"{W} button.human")
+    page.keyboard.press("Escape")
+    page.wait_for_selector(f"{W} .panel", state="hidden")
+    assert active_class(page) == "launcher"
+
+
+# -- "Not sent" across a reload ---------------------------------------------------------------------
+UNSENT = "() => Object.keys(sessionStorage).filter(k => k.includes('unsent') && sessionStorage.getItem(k) !== '[]')"
+
+
+@pytest.mark.parametrize("earlier", [True, False], ids=["in-a-conversation", "first-message"])
+def test_a_message_that_was_not_sent_survives_a_reload(page, site, earlier):
+    open_widget(page, site)
+    texts = []
+    if earlier:
+        send(page, "How long does delivery take?")
+        page.wait_for_selector(FINISHED)
+        texts.append("How long does delivery take?")
+    page.context.set_offline(True)
+    send(page, "OFFLINE: can I return it?")
+    page.wait_for_selector(f"{W} .msg.customer.failed")
+    page.context.set_offline(False)
+    texts.append("OFFLINE: can I return it?")
+
+    page.reload()
+    failed = page.wait_for_selector(f"{W} .msg.customer.failed")
+    if earlier:
+        page.wait_for_selector(FINISHED)
+    assert page.locator(f"{W} .msg.customer .text").all_inner_texts() == texts  # after the history
+    assert "Not sent" in failed.inner_text()
+    page.click(f"{W} .msg.customer.failed button >> text=Retry")
+    page.locator(FINISHED).nth(len(texts) - 1).wait_for()
+    assert page.locator(f"{W} .msg.customer.failed").count() == 0
+    assert page.evaluate(UNSENT) == []  # sent: no longer kept
+
+    page.reload()
+    page.locator(FINISHED).nth(len(texts) - 1).wait_for()
+    assert page.locator(f"{W} .msg.customer .text").all_inner_texts() == texts  # once, from the server
+    assert page.locator(f"{W} .msg.customer.failed").count() == 0
+
+
+# -- host page CSS -------------------------------------------------------------------------------------
+HOSTILE = ("*{letter-spacing:3px;word-spacing:12px!important;text-transform:uppercase;font-style:italic;"
+           "line-height:4!important;text-align:right;text-indent:40px}"
+           "div{padding:30px;border:5px solid red;margin:20px}body{direction:rtl}")
+
+
+def hostile_page(page, site, widget=True):
+    script = f'<script src="{site.url}/static/widget.js" data-server="{site.url}"></script>' if widget else ""
+    html = (f"<!doctype html><html><head><style>{HOSTILE}</style></head><body><h1>Shop</h1>"
+            f'<p style="height:1500px">Products</p>{script}</body></html>')
+    path = "/hostile.html" if widget else "/plain.html"
+    page.route(site.url + path, lambda route: route.fulfill(body=html, content_type="text/html"))
+    return path
+
+
+def test_host_page_css_does_not_reach_the_widget(page, site):
+    """The host's `* {letter-spacing}` was inherited through the shadow host, and `div {padding}`
+    gave the host element a box that added blank space at the bottom of the page."""
+    page.goto(site.url + hostile_page(page, site, widget=False))
+    height = page.evaluate("() => document.documentElement.scrollHeight")
+    open_widget(page, site, hostile_page(page, site))
+    assert page.evaluate("() => document.documentElement.scrollHeight") == height  # no box in the page
+    styles = page.evaluate("""() => {
+        const root = ROOT, pick = s => { const c = getComputedStyle(s);
+            return [c.letterSpacing, c.wordSpacing, c.textTransform, c.fontStyle, c.direction, c.textIndent]; };
+        const text = root.querySelector('.msg.bot .text');
+        return {text: pick(text), box: pick(root.querySelector('textarea')), launcher: pick(root.querySelector('.launcher')),
+                lineHeight: getComputedStyle(text).lineHeight, fontSize: getComputedStyle(text).fontSize,
+                align: getComputedStyle(root.querySelector('.msg.bot')).textAlign};
+    }""".replace("ROOT", SHADOW))
+    normal = ["normal", "0px", "none", "normal", "ltr", "0px"]
+    assert styles["text"] == normal and styles["launcher"] == normal, styles
+    assert styles["box"][:4] == normal[:4], styles
+    assert (styles["fontSize"], styles["lineHeight"]) == ("15px", "21.75px")
+    assert styles["align"] in ("left", "start")
+    launcher = page.locator(f"{W} .launcher").bounding_box()
+    assert (round(launcher["x"] + launcher["width"]), round(launcher["y"] + launcher["height"])) == (1280 - 20, 800 - 20)
+    panel = page.locator(f"{W} .panel").bounding_box()
+    assert round(panel["x"] + panel["width"]) == 1280 - 20
+    send(page, "How long does delivery take?")
+    page.wait_for_selector(FINISHED)

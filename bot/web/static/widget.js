@@ -29,7 +29,12 @@
   };
 
   var CSS_TEXT = [
-    ":host{all:initial}",
+    // the host element is in the page's tree: its rules beat normal :host ones (and what is set on the
+    // host is inherited inside), so reset it with !important (the shadow root's !important wins) and
+    // set every inherited property the widget relies on explicitly
+    ":host{all:initial!important;direction:ltr!important;font:400 15px/1.45 system-ui,sans-serif!important;",
+    "color:#1d1d1f!important;letter-spacing:normal!important;word-spacing:normal!important;",
+    "text-transform:none!important;text-indent:0!important;text-align:start!important}",
     "*{box-sizing:border-box;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}",
     ".launcher{position:fixed;right:20px;bottom:20px;width:60px;height:60px;border-radius:50%;border:0;",
     "background:var(--hd-accent);color:var(--hd-on-accent);cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);",
@@ -106,6 +111,7 @@
     ".survey button{margin:2px;border:1px solid #c9ccd1;background:#fff;border-radius:8px;padding:6px 10px;",
     "cursor:pointer;font-size:14px}",
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
+    ".note{position:fixed;bottom:0;right:0}", // outside the panel: adds nothing to the host page's height
     "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;max-width:100vw;height:100%;",
     "max-height:100%;border-radius:0}.launcher{right:14px;bottom:14px}.msg{max-width:92%}}",
     // short viewports (200 % zoom, a phone on its side): full height, a compact header, and the box
@@ -180,6 +186,7 @@
   var ready = null;
   var waiting = false; // a reply to the customer's message is expected
   var ghost = null; // the "Not sent" bubble whose text went back into the box
+  var seen = {}; // client ids of customer messages the server has
 
   function load() {
     try { return JSON.parse(localStorage.getItem(KEY)) || {}; } catch (e) { return {}; }
@@ -188,10 +195,41 @@
     try { localStorage.setItem(KEY, JSON.stringify(state)); } catch (e) { /* private mode: no persistence */ }
   }
   function forget() {
+    // unsent messages of this conversation go with the next one (a retry starts it)
+    keepUnsent(unsent().map(function (d) { d.conv = ""; return d; }));
     state = {};
     lastSeq = 0;
     connBox.hidden = true;
     try { localStorage.removeItem(KEY); } catch (e) { /* ignore */ }
+  }
+
+  // messages that were not sent ({conv, cid, text}), kept for this tab so that a reload does not lose
+  // them; the conversation and client id let a retry be stored once even if the first try got through
+  var UNSENT = KEY + ":unsent";
+  function unsent() {
+    try { return JSON.parse(sessionStorage.getItem(UNSENT)) || []; } catch (e) { return []; }
+  }
+  function keepUnsent(list) {
+    try {
+      if (list.length) sessionStorage.setItem(UNSENT, JSON.stringify(list));
+      else sessionStorage.removeItem(UNSENT);
+    } catch (e) { /* storage full or disabled: kept on screen only */ }
+  }
+  function dropUnsent(cid) {
+    if (cid) keepUnsent(unsent().filter(function (d) { return d.cid !== cid; }));
+  }
+  function addUnsent(cid, text) {
+    keepUnsent(unsent().filter(function (d) { return d.cid !== cid; }).concat([{ conv: state.id || "", cid: cid, text: text }]));
+  }
+  function restoreUnsent() { // after the history: as "Not sent" bubbles with Retry
+    keepUnsent(unsent().filter(function (d) {
+      if (seen[d.cid]) return false; // it did get through: the history has it
+      var node = bubble("customer", d.text);
+      node.setAttribute("data-cid", d.cid);
+      if (d.conv) node.setAttribute("data-conv", d.conv);
+      markFailed(node, d.text);
+      return true;
+    }));
   }
 
   // ---- DOM -----------------------------------------------------------------------------------
@@ -202,7 +240,8 @@
   host.style.setProperty("--hd-accent-text", contrast(COLOR, "#fff") >= 4.5 ? COLOR : "#1d1d1f");
   var badge = el("span", { "class": "badge", hidden: true, "aria-hidden": "true" });
   var launcher = el("button", { "class": "launcher", type: "button", "aria-expanded": "false",
-    "aria-controls": "hd-panel", "aria-label": "Open chat: " + TITLE, on: { click: toggle } }, [icon(), badge]);
+    "aria-controls": "hd-panel", "aria-label": "Open chat: " + TITLE, on: { click: toggle, keydown: onLauncherKey } },
+    [icon(), badge]);
   var statusLine = el("p", { "class": "status", id: "hd-status", text: MODES.bot });
   var humanBtn = el("button", { type: "button", "class": "human", text: "Talk to a person", on: { click: askHuman } });
   var endBtn = el("button", { type: "button", "class": "end", text: "End chat", hidden: true, on: { click: showSurvey } });
@@ -211,7 +250,7 @@
   // inside the log (the one live region for the conversation): showing it is announced once, as text
   var typing = el("div", { "class": "typing", hidden: true },
     [el("span", { "class": "sr", text: "Assistant is typing" }), el("i"), el("i"), el("i")]);
-  var announcer = el("div", { "class": "sr", role: "status" }); // short notices only, never a reply
+  var announcer = el("div", { "class": "sr note", role: "status" }); // short notices only, never a reply
   var alertBox = el("p", { "class": "alert", role: "alert", hidden: true });
   var connBox = el("p", { "class": "conn", role: "status", hidden: true });
   var counter = el("p", { "class": "count", id: "hd-count", hidden: true });
@@ -225,11 +264,12 @@
     "aria-describedby": "hd-status", hidden: true, on: { keydown: onPanelKey } }, [
     el("header", {}, [el("div", { "class": "top" }, [el("div", { "class": "head" }, [el("h2", { id: "hd-title", text: TITLE }),
       statusLine]), closeBtn]), el("div", { "class": "actions" }, [humanBtn, endBtn])]),
-    log, connBox, alertBox, counter, form, survey, announcer
+    log, connBox, alertBox, counter, form, survey
   ]);
   root.appendChild(el("style", { text: CSS_TEXT }));
   root.appendChild(panel);
   root.appendChild(launcher);
+  root.appendChild(announcer); // outside the panel: also heard while the panel is closed
   log.appendChild(typing);
 
 
@@ -237,8 +277,7 @@
   function open() {
     panel.hidden = false;
     launcher.setAttribute("aria-expanded", "true");
-    launcher.setAttribute("aria-label", "Close chat: " + TITLE);
-    unread = 0; badge.hidden = true;
+    setUnread(0);
     try { sessionStorage.setItem(KEY + ":open", "1"); } catch (e) { /* ignore */ }
     scrollDown();
     input.focus();
@@ -246,12 +285,22 @@
   function close() {
     panel.hidden = true;
     launcher.setAttribute("aria-expanded", "false");
-    launcher.setAttribute("aria-label", "Open chat: " + TITLE);
+    setUnread(unread);
     try { sessionStorage.removeItem(KEY + ":open"); } catch (e) { /* ignore */ }
     launcher.focus();
   }
   function toggle() { if (panel.hidden) open(); else close(); }
   function onPanelKey(ev) { if (ev.key === "Escape") { ev.preventDefault(); close(); } }
+  // the launcher is outside the panel: Escape there closes the open panel too
+  function onLauncherKey(ev) { if (ev.key === "Escape" && !panel.hidden) { ev.preventDefault(); close(); } }
+  // the badge is decoration (aria-hidden): the count is in the launcher's name
+  function setUnread(n) {
+    unread = n;
+    badge.textContent = String(n);
+    badge.hidden = !n;
+    launcher.setAttribute("aria-label", (panel.hidden ? "Open chat: " : "Close chat: ") + TITLE +
+      (n ? ", " + n + (n === 1 ? " new message" : " new messages") : ""));
+  }
   function onKey(ev) {
     if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); onSubmit(ev); }
   }
@@ -271,6 +320,8 @@
 
   // ---- rendering -----------------------------------------------------------------------------
   var WHO = { customer: "You", bot: "Assistant", agent: "Support team", system: "" };
+  var NEW_MESSAGE = "New message from support";
+  var quiet = false; // rendering the history after a reload: not news
 
   function bubble(role, text, id) {
     var textNode = el("div", { "class": "text", dir: "auto" });
@@ -279,7 +330,11 @@
       el("div", { "class": "who", text: role === "customer" ? "You:" : WHO[role] || "" }), textNode]);
     var follow = atBottom() || role === "customer";
     log.insertBefore(node, typing);
-    if (role !== "customer" && panel.hidden) { unread += 1; badge.textContent = String(unread); badge.hidden = false; }
+    if (role !== "customer" && panel.hidden && !quiet) {
+      setUnread(unread + 1);
+      // once (not per message, nor twice while it is still there) in the polite region outside the panel
+      if (announcer.textContent !== NEW_MESSAGE) announce(NEW_MESSAGE);
+    }
     if (follow) scrollDown();
     return node;
   }
@@ -356,6 +411,7 @@
       return;
     }
     if (m.role === "customer") {
+      if (m.client_message_id) seen[m.client_message_id] = true;
       var mine = m.client_message_id && pending[m.client_message_id];
       if (mine) { mine.setAttribute("data-id", String(m.id)); delete pending[m.client_message_id]; return; }
       bubble("customer", m.text, m.id);
@@ -471,12 +527,14 @@
     greet(GREETING || "Hi! How can we help you today?");
     setMode("bot");
     try { if (sessionStorage.getItem(KEY + ":open")) open(); } catch (e) { /* ignore */ }
-    if (state.id) resume();
+    if (state.id) resume().then(restoreUnsent);
+    else restoreUnsent();
   }
 
   function resume() {
     return api("GET", "/api/conversations/" + encodeURIComponent(state.id) + "/messages").then(function (h) {
-      (h.messages || []).forEach(render);
+      quiet = true;
+      try { (h.messages || []).forEach(render); } finally { quiet = false; }
       scrollDown();
       setMode(h.mode);
       endBtn.hidden = false;
@@ -488,8 +546,9 @@
   }
 
   function greet(text) {
-    bubble("bot", text).classList.add("greeting");
-    unread = 0; badge.hidden = true; // a greeting is not news
+    quiet = true;
+    bubble("bot", text).classList.add("greeting"); // a greeting is not news
+    quiet = false;
   }
 
   function begin() {
@@ -511,12 +570,13 @@
     // the failed message came back into the box: sending it (as is or edited) replaces its bubble
     var old = ghost && ghost.parentNode ? ghost : null;
     ghost = null;
-    if (old && old.querySelector(".text").textContent !== text) { old.remove(); old = null; }
+    if (old && old.querySelector(".text").textContent !== text) { dropUnsent(old.getAttribute("data-cid")); old.remove(); old = null; }
     deliver(text, old);
   }
 
   function deliver(text, node) { // node: a "Not sent" bubble being sent again
     clearError();
+    var before = node && node.getAttribute("data-cid"); // its kept copy goes once this try ends
     var cid = node && node.getAttribute("data-cid") && node.getAttribute("data-conv") === String(state.id)
       ? node.getAttribute("data-cid") // the same id: stored once even if the first try did reach the server
       : "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
@@ -538,11 +598,16 @@
         { text: text, client_message_id: cid });
     }).then(function (ack) {
       if (pending[cid]) { node.setAttribute("data-id", String(ack.message_id)); delete pending[cid]; }
+      dropUnsent(before); dropUnsent(cid);
     }, function (err) {
       delete pending[cid];
       waiting = false;
       markFailed(node, text);
       if (err.status === 403 || err.status === 409) { forget(); stopStream(); endBtn.hidden = true; }
+      dropUnsent(before);
+      node.setAttribute("data-cid", cid);
+      if (state.id) node.setAttribute("data-conv", state.id); else node.removeAttribute("data-conv");
+      addUnsent(cid, text);
       if (!input.value) { input.value = text; grow(); ghost = node; } // to resend, or to shorten after a 413
       // the next Send starts a new conversation (forgotten above) with the message kept in the box
       showError(err.code === "conversation_ended" ? new Error(ENDED + " Press Send again to start a new chat.") : err);
