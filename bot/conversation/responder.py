@@ -120,6 +120,9 @@ def _policy_sentences(passage: dict[str, Any]) -> Iterator[str]:
 _CONTACT_VALUE = re.compile(r"@|://|\d[\d ()./-]{5,}\d")
 
 
+#: the words of a fact's name that say what kind of figure it is, not what it is about
+_FACT_KIND_WORDS = {_stem(w) for w in ("price", "prices", "days", "day", "fee", "fees", "hours", "time", "cost",
+                                        "amount", "percent", "number", "value", "limit", "window")}
 #: below this cosine between a question and a fact, the question is not taken to ask for that fact
 ASKED_FACT_MIN = 0.5
 #: facts within this of the best match are stated too (at most two): "free delivery from?" -> both thresholds
@@ -571,7 +574,12 @@ class Responder:
         if not ranked or ranked[0][1] < ASKED_FACT_MIN:
             return []
         best = ranked[0][1]
-        return [f for f, score in ranked[:2] if score >= best - ASKED_FACT_TIE]
+        tied = [f for f, score in ranked[:2] if score >= best - ASKED_FACT_TIE]
+        # of two close ones, the fact the question names goes alone: "How much is standard delivery?"
+        # names standard delivery's price, not large-item delivery's (its document was retrieved)
+        asked_words = _stems(text)
+        named = [f for f in tied if (words := _stems(f.name.replace("_", " ")) - _FACT_KIND_WORDS) and words <= asked_words]
+        return named if len(named) == 1 else tied
 
     def answer(
         self,

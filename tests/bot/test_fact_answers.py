@@ -533,3 +533,17 @@ def test_another_policys_old_phone_number_never_reaches_the_customer(moved_phone
     assert "0142" not in result.text, result.text
     # the reply gives the number in force, whichever policy it quotes
     assert "+31 20 555 0199" in result.text, result.text
+
+
+@pytest.mark.slow
+def test_of_two_close_facts_the_one_the_question_names_is_stated_alone(knowledge):
+    # seen: "How much is standard delivery?" after questions about furniture got the large-item price first
+    from datetime import UTC, datetime
+
+    from bot.conversation.responder import Responder
+
+    responder = Responder(knowledge, None, company_name="Larkspur & Co.")
+    question = "How much is standard delivery?"
+    passages, _ = responder.retrieve(question, [("customer", "Is shipping free for sofas?")])
+    names = [f.name for f in responder.asked_facts(question, passages, datetime.now(UTC))]
+    assert names == ["standard_delivery_price"], names
