@@ -739,10 +739,13 @@ _OWN = re.compile(r"\bmy\s+(?:order|parcel|package|refund|delivery|return|paymen
 
 def asked_thing(question: str) -> frozenset[str]:
     """The words of what a yes/no question asks about ("Do you offer student discounts?": student,
-    discount), or none when it is not a yes/no question about the shop's policy."""
+    discount), or none when it is not a yes/no question about the shop's policy, or names its thing
+    by one word only: "Can I get a refund?" is answered by any of a dozen sentences with "refund" in
+    them, so the procedure or the model's reply stands, checked as any other."""
     if not _YES_NO.search(question) or _OWN.search(question):
         return frozenset()
-    return frozenset(stems(question) - _ASKING - _FRAME)
+    thing = frozenset(stems(question) - _ASKING - _FRAME)
+    return thing if len(thing) >= 2 else frozenset()
 
 
 def stating_sentence(question: str, passages: list[dict[str, Any]],

@@ -40,7 +40,6 @@ def test_assembly_and_assemble_share_a_stem():
 
 @pytest.mark.parametrize(("question", "thing"), [
     ("Do you offer student discounts?", {"student", "discount"}),
-    ("Do you have an app?", {"app"}),
     ("Hi, can I pay in instalments?", {"pay", "instal"}),
     ("Is the newsletter free?", {"newsletter", "fre"}),
 ])
@@ -49,6 +48,8 @@ def test_what_a_yes_no_question_asks_about(question, thing):
 
 
 @pytest.mark.parametrize("question", [
+    "Do you have an app?",  # one word: a dozen sentences could name it
+    "Can I get a refund?",
     "How do I return a lamp?",  # not yes/no
     "Is my order on its way?",  # about the customer's own order: the order flow answers it
     "Can you tell me where my parcel is? My order is LK 42710343",
@@ -63,7 +64,7 @@ def test_is_yes_no():
 
 
 @pytest.mark.parametrize(("question", "docs", "sentence"), [
-    ("Do you have an app?", ("placing-an-order",), "in the Larkspur app"),
+    ("Can I order with the app?", ("placing-an-order",), "in the Larkspur app"),
     # a product the shop sells is one of the policy's "items"
     ("Is shipping free for sofas?", ("large-item-delivery",),
      "The free-shipping threshold does not apply to large items."),
