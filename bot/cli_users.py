@@ -53,7 +53,12 @@ def _password(args: argparse.Namespace, prompt: str) -> tuple[str, bool]:
         raise InvalidInput("No password given and no terminal to type one at: pass --password PASSWORD or "
                            "--generate.", code="password_required")
     try:
-        return getpass.getpass(prompt), False
+        typed = getpass.getpass(prompt)
+        # typed twice: a typo would set a password nobody knows (CLI QA B16)
+        if getpass.getpass("again: ") != typed:
+            raise InvalidInput("The two passwords differ; nothing was changed. Run the command again.",
+                               code="password_mismatch")
+        return typed, False
     except EOFError:
         raise InvalidInput("No password typed (end of input): pass --password PASSWORD or --generate.",
                            code="password_required") from None

@@ -71,3 +71,22 @@ def test_disable_ends_the_sessions_so_enabling_again_does_not_revive_them(data_d
     assert auth.resolve(token) is None
     fresh, _user = auth.login("kim@larkspur.example", "first-password-1", ip="10.0.0.3")
     assert auth.resolve(fresh) is not None
+
+
+def test_a_typed_password_is_asked_twice(data_dir, capsys, monkeypatch):
+    """CLI QA B16: one prompt, no confirmation: a typo set a password nobody knew."""
+    import getpass
+    import sys
+
+    from bot.web.auth import InvalidCredentials
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    typed = iter(["typed-password-1", "typed-passwrod-1"])
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": next(typed))
+    assert main(["users", "add", "kim@larkspur.example"]) == 1
+    assert "password_mismatch" in capsys.readouterr().err
+    with pytest.raises(InvalidCredentials):  # nothing was added
+        _auth().login("kim@larkspur.example", "typed-password-1", ip="10.0.0.2")
+    typed = iter(["typed-password-1", "typed-password-1"])
+    assert main(["users", "add", "kim@larkspur.example"]) == 0
+    _auth().login("kim@larkspur.example", "typed-password-1", ip="10.0.0.2")
