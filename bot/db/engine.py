@@ -78,7 +78,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise ConfigurationError(
-            f"HYBRIDESK_DATABASE_URL is not a valid database URL ({exc}). Use e.g. "
+            f"The database URL (HYBRIDESK_DATABASE_URL, or a command's --url) is not valid ({exc}). Use e.g. "
             "sqlite:///var/hybridesk.db or postgresql+psycopg://user:pass@host/dbname.",
             code="bad_database_url",
         ) from exc
