@@ -113,7 +113,11 @@ def cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
     registry = _registry(args, ctx)
     if args.version:
         from bot.conversation.nlu import NLU
+        from knowledge.errors import NotFound
 
+        if args.version not in registry.versions():  # as `nlu activate` says it (CLI QA B9)
+            raise NotFound(f"NLU version {args.version!r} not found under {registry.root} (known: "
+                           f"{', '.join(registry.versions()) or 'none yet'}).", code="nlu_version_not_found")
         model = NLU.load(registry._dir(args.version), registry.embedding_dir)
     else:
         model = registry.load_active()

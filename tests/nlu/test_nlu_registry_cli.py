@@ -113,6 +113,9 @@ def test_cli_train_list_eval_activate(tmp_path: Path, capsys: pytest.CaptureFixt
     assert _run(["nlu", "activate", version], ctx) == 0
     with pytest.raises(NotFound):
         _run(["nlu", "activate", "nope"], ctx)
+    with pytest.raises(NotFound, match=f"known: {version}") as unknown:  # (CLI QA B9: it said "run nlu train")
+        _run(["nlu", "eval", "--version", "nope", "--tickets", str(tickets)], ctx)
+    assert unknown.value.code == "nlu_version_not_found"
 
 
 def _broken_versions(root: Path) -> None:
