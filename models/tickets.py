@@ -330,11 +330,14 @@ def read_tickets(
     rows = _iter_csv(path) if fmt in ("bitext", "csv") else _iter_jsonl(path)
     seen_rows = False
     field_map: dict[str, str] | None = None
+    keys_seen: set[str] = set()  # (JSON Lines: every row's keys, for one clear error when none maps)
     for line, row in rows:
         seen_rows = True
         if isinstance(row, RowError):
             errors.append(row)
             continue
+        if fmt == "jsonl" and len(keys_seen) < 200:
+            keys_seen.update(str(k) for k in row)
         try:
             if fmt == "bitext":
                 data, known = _bitext_row(row)
@@ -373,6 +376,14 @@ def read_tickets(
         # an empty JSON Lines file, or a CSV file with its header and nothing else: nothing to import is
         # an error, as a file without even a header is (not a silent success)
         raise InvalidInput(f"{path} holds no tickets: it has no rows.", code="empty_file")
+    if fmt == "jsonl" and not tickets and errors and all(e.message.startswith("no ") for e in errors):
+        # the same mapping problem on every line is one problem of the file (CLI QA B2, B3)
+        absent = [c for c in (mapping or {}) if c not in keys_seen]
+        raise InvalidInput(
+            f"No line of {path.name} has a customer message and an agent reply the mapping can find"
+            + (f"; --map names key(s) no line has: {', '.join(absent)}" if absent else "")
+            + f". Keys in the file: {', '.join(sorted(keys_seen)[:30]) or 'none'}; pass --map KEY=customer_message "
+            "--map KEY=agent_reply.", code="missing_columns")
     return tickets, errors
 
 

@@ -245,6 +245,22 @@ def test_the_same_tickets_in_another_format_are_duplicates(tmp_path):
         assert session.scalar(sa.select(sa.func.count()).select_from(ImportedTicket)) == 3
 
 
+def test_a_jsonl_file_no_line_of_which_maps_is_one_clear_error(tmp_path):
+    """CLI QA B2/B3: the same mapping problem was reported on every line, and a mistyped --map key
+    was dropped silently."""
+    import json
+
+    path = tmp_path / "generic.jsonl"
+    path.write_text("".join(json.dumps({"ticket": f"t{i}", "customer_text": "Hi, where is it?",
+                                        "agent_text": "On its way."}) + "\n" for i in range(3)), encoding="utf-8")
+    with pytest.raises(InvalidInput) as exc:
+        read_tickets(path, "jsonl", {"customer_txt": "customer_message", "agent_text": "agent_reply"})
+    assert exc.value.code == "missing_columns"
+    assert "no line has: customer_txt" in str(exc.value) and "customer_text" in str(exc.value)
+    tickets, errors = read_tickets(path, "jsonl", {"customer_text": "customer_message", "agent_text": "agent_reply"})
+    assert len(tickets) == 3 and not errors
+
+
 def test_normalize_slots():
     assert normalize_slots("{{Purchase ID Anonymized}} / {{Bill Number Anonymized}} / {{Live Chat}}") == (
         "{{Order Number}} / {{Invoice Number}} / {{Live Chat}}"
