@@ -199,6 +199,16 @@ def _make_ticket(source: str, line: int, row: Mapping[str, Any], known=()) -> Ti
     )
 
 
+def _columns_hint(columns: list[str]) -> str:
+    """The columns as an error shows them: short, and with a hint when the header is not a CSV header
+    (a JSON Lines file read as CSV showed its whole first row, personal data and all: CLI QA B4, B6)."""
+    if len(columns) == 1 and columns[0].lstrip().startswith("{"):
+        return "the first line is a JSON object, not a CSV header: use --format jsonl"
+    if len(columns) == 1 and (sep := next((c for c in ";\t|" if c in columns[0]), None)):
+        return f"the header is one column with {sep!r} in it: save the file with commas between columns"
+    return "columns are: " + ", ".join(c if len(c) <= 40 else c[:37] + "..." for c in columns[:40])
+
+
 def _resolve_mapping(
     columns: list[str], mapping: Mapping[str, str] | None, *, strict: bool = True
 ) -> dict[str, str]:
@@ -214,7 +224,7 @@ def _resolve_mapping(
             if not strict:
                 continue
             raise InvalidInput(
-                f"Column {column!r} (from --map) is not in the file; columns are: {', '.join(columns)}.",
+                f"Column {column!r} (from --map) is not in the file; {_columns_hint(columns)}.",
                 code="bad_mapping",
             )
         result[fld] = column
@@ -231,7 +241,7 @@ def _resolve_mapping(
         raise ValueError(f"no {' or '.join(missing)} field (map one with --map KEY={missing[0]})")
     if missing:
         raise InvalidInput(
-            f"Cannot find the {' and '.join(missing)} column(s) among {columns}; pass "
+            f"Cannot find the {' and '.join(missing)} column(s) ({_columns_hint(columns)}); pass "
             f"--map COLUMN={missing[0]} to name it.",
             code="missing_columns",
         )

@@ -261,6 +261,24 @@ def test_a_jsonl_file_no_line_of_which_maps_is_one_clear_error(tmp_path):
     assert len(tickets) == 3 and not errors
 
 
+def test_a_file_that_is_not_comma_separated_csv_gets_a_hint_not_its_first_row(tmp_path):
+    """CLI QA B4/B6: a JSON Lines file read as CSV printed its first row, personal data and all, as
+    "column names"; a semicolon-separated file named one column 'message;reply'."""
+    import json
+
+    jsonl = tmp_path / "t.jsonl"
+    row = json.dumps({"customer_text": "my email is maria.lopez@mail.example", "agent_text": "ok"}) + "\n"
+    jsonl.write_text(row * 2, encoding="utf-8")
+    with pytest.raises(InvalidInput) as exc:
+        read_tickets(jsonl, "csv", {"customer_text": "customer_message"})
+    assert "--format jsonl" in str(exc.value) and "maria" not in str(exc.value)
+    semi = tmp_path / "t.csv"
+    semi.write_text("message;reply\nhi;hello\n", encoding="utf-8")
+    with pytest.raises(InvalidInput) as exc:
+        read_tickets(semi, "csv")
+    assert "';'" in str(exc.value) and "commas" in str(exc.value)
+
+
 def test_normalize_slots():
     assert normalize_slots("{{Purchase ID Anonymized}} / {{Bill Number Anonymized}} / {{Live Chat}}") == (
         "{{Order Number}} / {{Invoice Number}} / {{Live Chat}}"
