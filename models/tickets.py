@@ -202,7 +202,7 @@ def _make_ticket(source: str, line: int, row: Mapping[str, Any], known=()) -> Ti
 def _columns_hint(columns: list[str]) -> str:
     """The columns as an error shows them: short, and with a hint when the header is not a CSV header
     (a JSON Lines file read as CSV showed its whole first row, personal data and all: CLI QA B4, B6)."""
-    if len(columns) == 1 and columns[0].lstrip().startswith("{"):
+    if columns and columns[0].lstrip().startswith(("{", "[")):
         return "the first line is a JSON object, not a CSV header: use --format jsonl"
     if len(columns) == 1 and (sep := next((c for c in ";\t|" if c in columns[0]), None)):
         return f"the header is one column with {sep!r} in it: save the file with commas between columns"
