@@ -261,6 +261,10 @@ def _open_text(path: Path, **kwargs: Any):
     """The file as UTF-8 text; a byte that is not UTF-8 becomes a lone surrogate (see :func:`_not_utf8`)."""
     with path.open("rb") as fh:
         head = fh.read(8192)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (b"\x00" in head and head[1::2].count(0) > len(head) // 4):
+        # UTF-16 text (what some spreadsheet programs save as "Unicode text"), not a binary file (CLI QA B5)
+        raise InvalidInput(f"{path} is UTF-16 text; save it as UTF-8 (CSV UTF-8 or plain UTF-8) and import it again.",
+                           code="not_utf8")
     if b"\x00" in head:
         raise InvalidInput(
             f"{path} is a binary file, not CSV or JSON Lines text.", code="binary_file"

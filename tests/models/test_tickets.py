@@ -279,6 +279,19 @@ def test_a_file_that_is_not_comma_separated_csv_gets_a_hint_not_its_first_row(tm
     assert "';'" in str(exc.value) and "commas" in str(exc.value)
 
 
+def test_a_utf16_file_is_named_as_such(tmp_path):
+    """CLI QA B5: a UTF-16 CSV (with its byte-order mark) was called a binary file."""
+    path = tmp_path / "utf16.csv"
+    path.write_text("message,reply\nhi,hello\n", encoding="utf-16")
+    with pytest.raises(InvalidInput) as exc:
+        read_tickets(path, "csv")
+    assert exc.value.code == "not_utf8" and "UTF-16" in str(exc.value)
+    (tmp_path / "bin.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(InvalidInput) as exc:
+        read_tickets(tmp_path / "bin.csv", "csv")
+    assert exc.value.code == "binary_file"
+
+
 def test_normalize_slots():
     assert normalize_slots("{{Purchase ID Anonymized}} / {{Bill Number Anonymized}} / {{Live Chat}}") == (
         "{{Order Number}} / {{Invoice Number}} / {{Live Chat}}"
