@@ -41,6 +41,19 @@ def _tone_fn(ctx: Any) -> Any:
     return tone_detector(services)
 
 
+def _lazy_tone_fn(ctx: Any) -> Any:
+    """:func:`_tone_fn`, built at its first use: a file that cannot be read is refused before the tone
+    model loads (CLI QA B13: 12 s of model loading, then "file not found")."""
+    built: list[Any] = []
+
+    def tone(text: str) -> str | None:
+        if not built:
+            built.append(_tone_fn(ctx))
+        return built[0](text) if built[0] is not None else None
+
+    return tone
+
+
 def kb_context_fn(services: Any) -> Any:
     """``text -> (passages, facts)``: what the bot's answer step retrieves for a message now."""
     from bot.conversation.responder import Responder
@@ -301,7 +314,7 @@ def _cmd_tickets_import(args: argparse.Namespace, ctx: Any) -> int:
         mapping[column] = fld
     fmt = args.format or _guess_format(Path(args.path))
     with ctx.session() as session:
-        report = import_tickets(session, args.path, fmt, mapping or None, tone_fn=_tone_fn(ctx))
+        report = import_tickets(session, args.path, fmt, mapping or None, tone_fn=_lazy_tone_fn(ctx))
         session.commit()
     print(report.summary())
     return 0 if report.imported or report.duplicates or not report.errors else 1

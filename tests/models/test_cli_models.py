@@ -97,10 +97,19 @@ def test_train_rejects_bad_overrides(tmp_path):
 
 
 def test_tickets_import_of_a_missing_csv_says_so(tmp_path):
-    ctx = Ctx(tmp_path)
+    loaded: list[bool] = []
+
+    class NoModels(Ctx):
+        @property
+        def services(self):  # CLI QA B13: the tone model loaded (12 s) before the path was checked
+            loaded.append(True)
+            raise RuntimeError("no models here")
+
+    ctx = NoModels(tmp_path)
     args = _parse(["tickets", "import", str(tmp_path / "nope.csv")])
     with pytest.raises(NotFound, match="does not exist"):
         args.handler(args, ctx)
+    assert not loaded
 
 
 def test_adapters_list_says_what_is_wrong_with_a_broken_folder(tmp_path, capsys):
