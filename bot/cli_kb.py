@@ -32,6 +32,11 @@ def positive_int(value: str) -> int:
 
 def _import(args: argparse.Namespace, ctx: Any) -> int:
     report = ctx.knowledge().import_folder(args.path, author=args.author, publish=not args.draft)
+    if not (report.imported or report.updated or report.scheduled or report.unchanged or report.errors
+            or report.drafted):
+        # (CLI QA B15: an empty folder printed "0 imported" and succeeded)
+        raise InvalidInput(f"No documents found in {args.path}: import Markdown (.md), text (.txt) or HTML files.",
+                           code="no_documents")
     print(report.summary())
     for doc_id in report.imported:
         print(f"  imported  {doc_id}")

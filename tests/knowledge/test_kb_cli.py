@@ -79,6 +79,13 @@ def test_kb_commands(run, tmp_path: Path) -> None:
     assert "opening-hours" not in run("search", "support hours", "-k", "3")
 
 
+def test_kb_import_of_an_empty_folder_says_so(run, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInput, match="No documents found") as exc:
+        run("import", str(tmp_path / "empty"))
+    assert exc.value.code == "no_documents"
+
+
 def test_kb_command_errors(run) -> None:
     with pytest.raises(NotFound):
         run("show", "no-such-doc")
