@@ -45,38 +45,44 @@ def norm(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
+def product_reply(services, question: str, *, limits: bool = True, **responder_kw) -> tuple[object, str]:
+    """What the product answers to ``question`` as the first message of a chat: the manager's decision
+    (with its KB-coverage gate when ``limits``) and the reply text. ``responder_kw`` switch the
+    responder's features off for a baseline."""
+    from bot.conversation.actions import CLARIFY_TEXT
+    from bot.conversation.policy import decide, unsure
+    from bot.conversation.responder import Responder, answered_by_kb
+
+    knowledge, nlu = services.knowledge, services.nlu.current()
+    products = services.product_words()  # what the manager and the answer action read
+    result = nlu.predict(question)
+    in_kb = False
+    if limits and unsure(result):
+        passages = Responder(knowledge, None, company_name="").retrieve(question, [])[0]  # as the manager reads
+        in_kb = answered_by_kb(question, passages, knowledge, products)
+    decision = decide(question, result, {}, in_knowledge_base=in_kb)
+    if decision.action != "answer":
+        return decision, CLARIFY_TEXT if decision.action == "clarify" else f"({decision.action})"
+    intent = result.top[0][0] if result.intent == "out_of_scope" and result.top else result.intent
+    responder = Responder(knowledge, services.generator, company_name=services.settings.company_name,
+                          adapter_id=services.active_adapter_id(), limits=limits,
+                          products=products if limits else (), **responder_kw)
+    return decision, responder.answer(text=question, intent=intent, tone=result.tone.label, history=[]).text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, help="an initialised data dir; default: a new one (trains NLU)")
     args = ap.parse_args()
 
-    from bot.conversation.actions import CLARIFY_TEXT
-    from bot.conversation.policy import decide, unsure
-    from bot.conversation.responder import Responder, answered_by_kb
-
     services = product_services(args.data_dir, "hybridesk-limits-")
-    knowledge, generator, nlu = services.knowledge, services.generator, services.nlu.current()
     adapter = services.active_adapter_id()
     print(f"adapter: {adapter}")
     items = json.loads(QUESTIONS.read_text())
-    products = services.product_words()  # what the manager and the answer action read
 
     def ask(system: str, item: dict) -> dict:
         q = item["q"]
-        result = nlu.predict(q)
-        in_kb = False
-        if system == "now" and unsure(result):
-            passages = Responder(knowledge, None, company_name="").retrieve(q, [])[0]  # as the manager reads
-            in_kb = answered_by_kb(q, passages, knowledge, products)
-        decision = decide(q, result, {}, in_knowledge_base=in_kb)
-        if decision.action != "answer":
-            text = CLARIFY_TEXT if decision.action == "clarify" else f"({decision.action})"
-        else:
-            intent = result.top[0][0] if result.intent == "out_of_scope" and result.top else result.intent
-            responder = Responder(knowledge, generator, company_name=services.settings.company_name,
-                                  adapter_id=adapter, limits=system == "now",
-                                  products=products if system == "now" else ())
-            text = responder.answer(text=q, intent=intent, tone=result.tone.label, history=[]).text
+        decision, text = product_reply(services, q, limits=system == "now")
         return {"q": q, "kb": item["kb"], "kind": item.get("kind") or ("ruled_out" if item["kb"] else "allowed"), "action": decision.action, "reason": decision.reason, "reply": text,
                 "states_no": bool(item["kb"]) and norm(item["kb"]) in norm(text),
                 "opens_yes": bool(YES.match(text)), "opens_no": "I'm afraid" in text.split("\n")[0][:80]}

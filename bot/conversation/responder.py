@@ -464,12 +464,15 @@ class Responder:
 
     def __init__(self, knowledge: Any, generator: Any, *, company_name: str, max_new_tokens: int = MAX_NEW_TOKENS,
                  adapter_id: str | None = None, timeout_s: float | None = None, procedures: bool = True,
-                 limits: bool = True, products: Collection[str] = ()) -> None:
+                 limits: bool = True, products: Collection[str] = (), yes_no: bool = True) -> None:
         #: False: no KB procedure is looked up and the model's own steps (checked for screens) stay, except
         #: on a fact question; the procedure benchmark's baseline
         self.procedures = procedures
         #: False: what the policy rules out is not read (the limits benchmark's baseline)
         self.limits = limits
+        #: False: a yes/no question no rule or list answers is left to the model (session 19's behaviour;
+        #: ``benchmarks/yes_no.py``'s baseline)
+        self.yes_no = yes_no and limits
         #: the words of the shop's product names (see :func:`procedure`)
         self.products = frozenset(products)
         # shared by every responder over this knowledge base (one is built per reply)
@@ -657,7 +660,7 @@ class Responder:
         unconfirmed = False
         if listed or enumerated:
             prose = listed or enumerated
-        elif (self.limits and self.procedures and prose is None and steps_from_kb is None and not kb_answered
+        elif (self.yes_no and self.procedures and prose is None and steps_from_kb is None and not kb_answered
               and not asked and is_yes_no(asking)):
             # "Do you assemble furniture?": the section the question names ("Assembly": "Assembly is not
             # included. ...") answers it, not the model, whose yes comes to anything it is asked
@@ -687,7 +690,7 @@ class Responder:
                             asked_values=[fact_value_text(f) for f in asked],
                             # "Is there a warranty on lamps?" answered with a figure: the figure is the
                             # answer, not the model's "Absolutely!"
-                            unbacked_yes=asked_thing(asking) if asked and self.limits and not kb_answered
+                            unbacked_yes=asked_thing(asking) if asked and self.yes_no and not kb_answered
                             else frozenset(),
                             facts=[(f["placeholders"], f.get("value_text", str(f["value"]))) for f in facts])
         # the asked fact, in the policy's words, goes right after the model's opening sentence; for a
