@@ -732,9 +732,12 @@ _FRAME = {_key(w) for w in ("do", "does", "did", "can", "could", "will", "would"
                              "available", "option", "someone", "anyone", "somebody", "ok", "okay", "allowed",
                              "really", "actually", "currently", "usually", "also", "still", "a", "an", "the",
                              "to", "for", "of", "in", "on", "with", "and", "or", "any")}
-# a question about the customer's own order or account: the order flow and the model answer those
-_OWN = re.compile(r"\bmy\s+(?:order|parcel|package|refund|delivery|return|payment|account|money|item|purchase)\b",
-                  re.I)
+# a question about the state of the customer's own order or account ("Is my order on its way?", "Has my
+# refund been paid?"): the order flow and the model answer those. "Can I pick up my order at your
+# warehouse?" asks about the policy.
+_OWN = re.compile(r"^\s*(?:(?:hi|hello|hey)\b[,!.]?\s*)?(?:is|are|has|have|was|were|will|did|does|do)\s+(?:my|our)\s+"
+                  r"(?:order|parcel|package|refund|delivery|return|payment|account|money|item|purchase)|"
+                  r"\bwhere\b[^?.!]{0,40}\bmy\b|\b(?:status|track)\b[^?.!]{0,20}\bmy\b|\d{6,}", re.I)
 
 
 def asked_thing(question: str) -> frozenset[str]:

@@ -273,7 +273,8 @@ def procedure(question: str, passages: list[dict[str, Any]], *, every_term: bool
     return (best[2], best[3]) if best else None
 
 
-def prose_answer(question: str, passages: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
+def prose_answer(question: str, passages: list[dict[str, Any]], *,
+                 named_share: float = 0.0) -> tuple[dict[str, Any], str] | None:
     """For a how-to question the KB answers in prose, not in numbered steps: the section and its words.
 
     "How do I use a gift card?" is answered by the "Using a gift card" section's text ("On the
@@ -289,7 +290,7 @@ def prose_answer(question: str, passages: list[dict[str, Any]]) -> tuple[dict[st
     for p in passages:
         heading = str(p.get("heading") or "")
         named = q_terms & _stems(heading)
-        if not named or (best is not None and len(named) <= best[0]):
+        if not named or len(named) < named_share * len(q_terms) or (best is not None and len(named) <= best[0]):
             continue
         text = _plain_text(str(p.get("text", "")))
         if text and q_terms <= _stems(f"{heading} {p.get('title') or ''} {text}"):
@@ -664,7 +665,10 @@ class Responder:
               and not asked and is_yes_no(asking)):
             # "Do you assemble furniture?": the section the question names ("Assembly": "Assembly is not
             # included. ...") answers it, not the model, whose yes comes to anything it is asked
-            prose = (prose_answer(asking, passages) or prose_answer(asking, self._other_sections(passages))
+            # (a heading naming half the question at least: "Name and phone number" does not answer "Can I
+            # place an order by phone?")
+            prose = (prose_answer(asking, passages, named_share=0.5)
+                     or prose_answer(asking, self._other_sections(passages), named_share=0.5)
                      or stating_sentence(asking, whole, self.products))
             # no sentence of the policy names what is asked ("Do you offer student discounts?"): the bot
             # cannot say yes to it, and says so instead of the model's "Certainly!"

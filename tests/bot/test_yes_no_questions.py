@@ -42,6 +42,8 @@ def test_assembly_and_assemble_share_a_stem():
     ("Do you offer student discounts?", {"student", "discount"}),
     ("Hi, can I pay in instalments?", {"pay", "instal"}),
     ("Is the newsletter free?", {"newsletter", "fre"}),
+    # a policy question with "my order" in it (seen: "Certainly! You can pick up your order at our warehouse")
+    ("Can I pick up my order at your warehouse?", {"pick", "order", "warehous"}),
 ])
 def test_what_a_yes_no_question_asks_about(question, thing):
     assert asked_thing(question) == thing
@@ -56,6 +58,15 @@ def test_what_a_yes_no_question_asks_about(question, thing):
 ])
 def test_no_thing_is_read_from_other_questions(question):
     assert not asked_thing(question)
+
+
+def test_a_heading_naming_one_word_of_three_does_not_answer_a_yes_no_question():
+    from bot.conversation.responder import prose_answer
+
+    # seen: "Can I place an order by phone?" answered by "Name and phone number" (editing your account)
+    passages = _passages("editing-your-account")
+    assert prose_answer("Can I place an order by phone?", passages) is not None  # how-to answers stay as they were
+    assert prose_answer("Can I place an order by phone?", passages, named_share=0.5) is None
 
 
 def test_is_yes_no():
