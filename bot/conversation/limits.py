@@ -722,7 +722,7 @@ def in_knowledge_base(question: str, passages: list[dict[str, Any]], products: C
 #
 # "Do you offer student discounts?", "Do you deliver on Sundays?": the small model says yes ("Certainly!
 # We offer student discounts.") whether the policy says so or not. Such a question is answered by the KB
-# sentence that names every word of what it asks about ("Do you have an app?": "You can order on
+# sentence that names every word of what it asks about ("Can I order in the app?": "You can order on
 # larkspur.example or in the Larkspur app, ..."), or, when no sentence does, by saying that the policy
 # does not say: the bot cannot promise it.
 
