@@ -338,7 +338,10 @@ class KnowledgeStore:
         except IntegrityError as exc:
             # two editors saved at the same moment: both read revision N and wrote N+1; the second
             # insert meets the unique (document, number) key, and is told so as a sequential stale
-            # save is (PostgreSQL, QA: a 500)
+            # save is (PostgreSQL, QA: a 500). Any other constraint is not this.
+            detail = str(exc.orig)
+            if "uq_kb_revisions_document_number" not in detail and "kb_revisions.number" not in detail:
+                raise
             latest = self.history(doc_id)[-1]
             raise Conflict(
                 f"{doc_id} changed while you were saving: revision {latest.number} was saved by {latest.author} "
