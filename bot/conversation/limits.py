@@ -102,17 +102,20 @@ _POLICY_VERBS = {_key(w) for w in ("accept", "offer", "deliver", "ship", "match"
 _SAME = [(re.compile(r"\b(?:take|takes|taken|took|taking|send|sending|sent)\s+back\b", re.I), "return"),
          (re.compile(r"\be-mail", re.I), "email"),
          # "Can I exchange an item?" asks what "We do not swap items directly" rules out
-         (re.compile(r"\bexchang(?:e|es|ed|ing)\b", re.I), "swap")]
+         (re.compile(r"\bexchang(?:e|es|ed|ing)\b", re.I), "swap"),
+         # "Do gift cards expire?" is answered by "Gift cards are valid for 3 years"
+         (re.compile(r"\b(?:expir(?:e|es|ed|ing|y|ation)|validity)\b", re.I), "valid")]
 
 
-def _same_words(text: str) -> str:
+def same_words(text: str) -> str:
+    """``text`` with the words :data:`_SAME` folds said the one way ("exchange" -> "swap")."""
     for pattern, word in _SAME:
         text = pattern.sub(word, text)
     return text
 
 
 def stems(text: str) -> set[str]:
-    text = _same_words(text)
+    text = same_words(text)
     return {_key(w) for w in terms(text.replace("-", " "))} - _FILLER_KEYS
 
 
@@ -264,14 +267,14 @@ def _things(phrase: str) -> list[frozenset[str]]:
 
 def _clause_limits(sentence: str, clause: str, passage: dict[str, Any], previous: str = "") -> list[Limit]:
     out: list[Limit] = []
-    clause = _same_words(clause)
+    clause = same_words(clause)
     if m := _WE_NOT.search(clause):
         verbs = [v for v in re.split(r"\s+or\s+", m.group("verbs").lower())]
         if any(v in _NOT_A_RULE for v in verbs):
             return out
         verb_stems = frozenset(stems(" ".join(verbs)))
         obj = _CLAUSE_END.sub("", m.group("obj"))
-        if _PRONOUN_OBJECT.match(obj) and (s := _SUBJECT.match(_same_words(previous))):
+        if _PRONOUN_OBJECT.match(obj) and (s := _SUBJECT.match(same_words(previous))):
             # "... e-mails are always sent; you cannot switch them off": the e-mails are what is ruled out
             obj = s.group("subj").strip().rstrip(",")
         for thing in _things(obj):
@@ -508,7 +511,7 @@ def listings(passages: list[dict[str, Any]]) -> list[Listing]:
 
 def _head(phrase: str) -> str:
     """A phrase's last content word, as :func:`stems` keys it ("Larkspur gift cards" -> "card")."""
-    keys = [k for w in re.findall(r"[\w']+", _same_words(phrase).replace("-", " ")) for k in stems(w)]
+    keys = [k for w in re.findall(r"[\w']+", same_words(phrase).replace("-", " ")) for k in stems(w)]
     return keys[-1] if keys else ""
 
 
@@ -728,7 +731,8 @@ def in_knowledge_base(question: str, passages: list[dict[str, Any]], products: C
 
 # how a yes/no question asks, not what it asks about
 _FRAME = {_key(w) for w in ("do", "does", "did", "can", "could", "will", "would", "is", "are", "may", "i", "we",
-                             "you", "your", "our", "us", "me", "my", "there", "it", "offer", "provide", "possible",
+                             "you", "your", "our", "us", "me", "my", "there", "it", "offer", "provide", "sell",
+                             "possible",
                              "available", "option", "someone", "anyone", "somebody", "ok", "okay", "allowed",
                              "really", "actually", "currently", "usually", "also", "still", "a", "an", "the",
                              "to", "for", "of", "in", "on", "with", "and", "or", "any")}
@@ -751,23 +755,83 @@ def asked_thing(question: str) -> frozenset[str]:
     return thing if len(thing) >= 2 else frozenset()
 
 
+# a pointer to another page ('(see "Gift cards")'): its words are that page's subject, not the sentence's
+_SEE_ALSO = re.compile(r"\(\s*see\b[^)]*\)", re.I)
+# the bold lead-in of a paragraph, as the KB writes one ("**Made-to-order furniture: 15%.** Pieces ...")
+_LEAD_IN = re.compile(r"^\s*\*\*([^*]{3,80})\*\*")
+# a sentence about furniture, pieces or items speaks of each of the shop's products of that kind
+_KIND_OF_ITEM = _ITEM | {_key(w) for w in ("furniture", "piece", "pieces")}
+
+
 def stating_sentence(question: str, passages: list[dict[str, Any]],
                      products: Collection[str] = ()) -> tuple[dict[str, Any], str] | None:
     """The first KB sentence (best-ranked passage first) that names every word of what the yes/no
-    ``question`` asks about, with the sentence after it when that one goes with it. A word of the
-    shop's product names counts as named by a sentence about items ("Is shipping free for sofas?":
-    "The free-shipping threshold does not apply to large items.")."""
+    ``question`` asks about, with the sentence after it when that one goes with it.
+
+    A sentence names a word itself or through what it stands under, when it names half of them at
+    least itself: its section's heading, its document's title and its paragraph's bold lead-in ("Can
+    I cancel a made-to-order sofa for free?": "**Made-to-order furniture: 15%.** ... You can cancel
+    them for free within 48 hours of ordering."; the lead-in is then quoted too). A word of the shop's
+    product names counts as named by a sentence about items ("Is shipping free for sofas?": "The
+    free-shipping threshold does not apply to large items."). A pointer to another page ('(see "Gift
+    cards")') names nothing."""
     thing = asked_thing(question)
     if not thing:
         return None
+    # a sentence naming it all itself first, wherever it is ("next business day" under "Delivery times"
+    # does not answer "Can I get next-day delivery?" when a later sentence says "next-day delivery")
+    for helped in (False, True):
+        for p in passages:
+            above = stems(f"{p.get('heading') or ''} {p.get('title') or ''}")
+            for paragraph in str(p.get("text", "")).splitlines():
+                sentences = _sentences(paragraph)
+                lead = _LEAD_IN.match(paragraph)
+                around = above | (stems(lead.group(1)) if lead else set())
+                for i, sentence in enumerate(sentences):
+                    words = stems(_SEE_ALSO.sub(" ", sentence))
+
+                    def named(w: str, words: set[str] = words) -> bool:
+                        return w in words or (w in products and bool(words & _KIND_OF_ITEM))
+
+                    # every word: the one left out is often the asked action ("Can I switch off order
+                    # confirmation e-mails?" is not answered by "... the link in the order confirmation e-mail")
+                    own = {w for w in thing if named(w)}
+                    if own == thing if not helped else (
+                            2 * len(own) >= len(thing) and all(named(w, words | around) for w in thing)):
+                        then = _instead(sentences[i + 1]) if i + 1 < len(sentences) else ""
+                        # the lead-in it stands under, when needed, opens it ("Made-to-order furniture: 15%.")
+                        opening = (sentences[0] if helped and lead and i > 0
+                                   and not all(named(w, words | above) for w in thing) else "")
+                        return p, " ".join(s for s in (opening, sentence, then) if s)
+    return None
     for p in passages:
+        above = stems(f"{p.get('heading') or ''} {p.get('title') or ''}")
         for paragraph in str(p.get("text", "")).splitlines():
             sentences = _sentences(paragraph)
+            lead = _LEAD_IN.match(paragraph)
+            around = above | (stems(lead.group(1)) if lead else set())
             for i, sentence in enumerate(sentences):
-                words = stems(sentence)
+                words = stems(_SEE_ALSO.sub(" ", sentence))
+
+                def named(w: str, words: set[str] = words) -> bool:
+                    return w in words or (w in products and bool(words & _KIND_OF_ITEM))
+
                 # every word: the one left out is often the asked action ("Can I switch off order
                 # confirmation e-mails?" is not answered by "... the link in the order confirmation e-mail")
-                if all(w in words or (w in products and words & _ITEM) for w in thing):
+                own = {w for w in thing if named(w)}
+                if own == thing or (2 * len(own) >= len(thing) and all(named(w, words | around) for w in thing)):
                     then = _instead(sentences[i + 1]) if i + 1 < len(sentences) else ""
-                    return p, f"{sentence} {then}".strip()
+                    # the words it stands under, when it needs them, open it ("Made-to-order furniture: 15%.")
+                    opening = sentences[0] if lead and i > 0 and not all(named(w, words | above) for w in thing) else ""
+                    return p, " ".join(s for s in (opening, sentence, then) if s)
     return None
+
+
+def titled_after(question: str, passage: dict[str, Any]) -> bool:
+    """Whether the heading and title of ``passage`` name half of what the yes/no ``question`` asks
+    about at least: after "I can't find a clear answer", the newsletter's page is worth quoting for
+    "Is the newsletter free?", the first page retrieved for "Do you deliver on Sundays?" ("Nobody
+    home?") is not."""
+    thing = asked_thing(question)
+    named = thing & stems(f"{passage.get('heading') or ''} {passage.get('title') or ''}")
+    return bool(thing) and 2 * len(named) >= len(thing)

@@ -30,7 +30,9 @@ from bot.conversation.limits import (
     follow_up_question,
     in_knowledge_base,
     is_yes_no,
+    same_words,
     stating_sentence,
+    titled_after,
 )
 from bot.conversation.limits import limits as policy_limits
 from bot.conversation.words import stem as _stem
@@ -228,9 +230,9 @@ def fact_statement(question: str, passages: list[dict[str, Any]], fact: Any) -> 
 
 
 # words a question can use for almost any procedure ("How do I get an invoice?"): a procedure need
-# not repeat them
+# not repeat them; a shop's "sell" asks whether the thing exists ("Do you sell furniture made to order?")
 _GENERIC_VERBS = {"get", "make", "find", "see", "go", "have", "need", "want", "way", "where", "step", "steps",
-                  "file", "process", "procedure", "please", "possible", "able", "leave", "post"}
+                  "file", "process", "procedure", "please", "possible", "able", "leave", "post", "sell"}
 
 
 def procedure(question: str, passages: list[dict[str, Any]], *, every_term: bool = False,
@@ -667,8 +669,11 @@ class Responder:
             # included. ...") answers it, not the model, whose yes comes to anything it is asked
             # (a heading naming half the question at least: "Name and phone number" does not answer "Can I
             # place an order by phone?")
-            prose = (prose_answer(asking, passages, named_share=0.5)
-                     or prose_answer(asking, self._other_sections(passages), named_share=0.5)
+            # (in the KB's words: "Do gift cards expire?" asks whether they are valid, and the "Gift card not
+            # accepted" section's "check that the card has not expired" does not answer it)
+            said = same_words(asking)
+            prose = (prose_answer(said, passages, named_share=0.5)
+                     or prose_answer(said, self._other_sections(passages), named_share=0.5)
                      or stating_sentence(asking, whole, self.products))
             # no sentence of the policy names what is asked ("Do you offer student discounts?"): the bot
             # cannot say yes to it, and says so instead of the model's "Certainly!"
@@ -775,7 +780,9 @@ class Responder:
             emit("\n" + added)
             body = f"{body}\n{added}"
             report["added_fact_statement"] = added
-        elif not error and len(body) >= 20 and not asked and not shown:
+        elif not error and len(body) >= 20 and not asked and not shown and (
+                # after "I can't find a clear answer", only a page named after what was asked is quoted
+                not unconfirmed or titled_after(asking, passages[0])):
             support = supporting_sentence(text, passages, facts, body)
             if support:
                 # The model answered around the fact without stating it: add the policy's own words.
