@@ -73,6 +73,8 @@ _CLAIM_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"minutes?|items?|pieces?|points?|[€$£]|eur|usd|gbp|euros?|dollars?)\b)", re.I)),
 ]
 _CLAIM_BY_KIND = dict(_CLAIM_PATTERNS)
+# Markdown emphasis the model writes around a figure ("**72** days", "*€5*")
+_EMPHASIS = re.compile(r"\*{1,3}|(?<!\w)_{1,2}|_{1,2}(?!\w)")
 #: claims checked as whole strings against the evidence, not by their numbers
 _CONTACT_KINDS = ("email", "url", "phone")
 #: claims whose number must appear in the evidence *as the same kind* (money as money, a percentage
@@ -557,28 +559,30 @@ class Grounder:
         if "{{" in text or "}}" in text:
             check.kept = False
             check.reason = check.reason or "broken placeholder"
+        # claims are read without Markdown emphasis: "around **72** days" claims 72 days
+        claimed = _EMPHASIS.sub("", text)
         if check.kept:
             for kind, pattern in _CLAIM_PATTERNS:
-                for m in pattern.finditer(text):
+                for m in pattern.finditer(claimed):
                     claim = Claim(kind, m.group(0), self._is_backed(kind, m.group(0)))
                     check.claims.append(claim)
                     if not claim.backed:
                         check.kept = False
                         check.reason = f"unbacked {kind} {m.group(0)!r}"
                         self.report.unbacked_claims.append(m.group(0))
-            if check.kept and (misnamed := self._misattributed(text, check.claims)):
+            if check.kept and (misnamed := self._misattributed(claimed, check.claims)):
                 claim, check.reason = misnamed
                 check.kept = False
                 self.report.unbacked_claims.append(claim)
-            if check.kept and (off := self._off_answer(text, check.claims)):
+            if check.kept and (off := self._off_answer(claimed, check.claims)):
                 claim, check.reason = off
                 check.kept = False
                 self.report.unbacked_claims.append(claim)
-            if check.kept and (conflict := self._rate_conflict(text)):
+            if check.kept and (conflict := self._rate_conflict(claimed)):
                 claim, check.reason = conflict
                 check.kept = False
                 self.report.unbacked_claims.append(claim)
-            if check.kept and _CALLED_EMAIL.search(text):
+            if check.kept and _CALLED_EMAIL.search(claimed):
                 check.kept = False
                 check.reason = "tells the customer to call an e-mail address"
             if check.kept and (misused := _figure_as_screen(sentence, filled)):

@@ -104,7 +104,8 @@ _SAME = [(re.compile(r"\b(?:take|takes|taken|took|taking|send|sending|sent)\s+ba
          # "Can I exchange an item?" asks what "We do not swap items directly" rules out
          (re.compile(r"\bexchang(?:e|es|ed|ing)\b", re.I), "swap"),
          # "Do gift cards expire?" is answered by "Gift cards are valid for 3 years"
-         (re.compile(r"\b(?:expir(?:e|es|ed|ing|y|ation)|validity)\b", re.I), "valid")]
+         (re.compile(r"\b(?:expir(?:e|es|ed|ing|y|ation)|validity)\b", re.I), "valid"),
+         (re.compile(r"\bguarantee(?:s|d)?\b", re.I), "warranty")]
 
 
 def same_words(text: str) -> str:

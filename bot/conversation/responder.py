@@ -124,11 +124,16 @@ _CONTACT_VALUE = re.compile(r"@|://|\d[\d ()./-]{5,}\d")
 
 #: the words of a fact's name that say what kind of figure it is, not what it is about
 _FACT_KIND_WORDS = {_stem(w) for w in ("price", "prices", "days", "day", "fee", "fees", "hours", "time", "cost",
-                                        "amount", "percent", "number", "value", "limit", "window")}
+                                        "amount", "percent", "number", "value", "limit", "window", "weeks", "months",
+                                        "years")}
 #: below this cosine between a question and a fact, the question is not taken to ask for that fact
 ASKED_FACT_MIN = 0.5
 #: facts within this of the best match are stated too (at most two): "free delivery from?" -> both thresholds
 ASKED_FACT_TIE = 0.04
+#: a fact the question names ("warranty" of ``warranty_months``) is taken alone if it scores within this of
+#: the best match: "How long is the warranty?" reads closest to "Time within which we review a warranty
+#: claim" (``claim_review_time``), by its "how long"
+ASKED_FACT_NAMED = 0.1
 #: a fact defined by one of the retrieved documents is the likelier one
 RETRIEVED_BONUS = 0.05
 
@@ -575,16 +580,28 @@ class Responder:
         if match is None or not FACTUAL_RE.search(text):
             return []
         docs = {p.get("document_id") for p in passages}
+        # in the KB's words ("How long is your guarantee?" asks for the warranty)
+        text = same_words(text)
         ranked = sorted(((f, score + (RETRIEVED_BONUS if f.document_id in docs else 0.0))
                          for f, score in match(text, at=at, k=4)), key=lambda fs: -fs[1])
         if not ranked or ranked[0][1] < ASKED_FACT_MIN:
             return []
         best = ranked[0][1]
+        asked_words = _stems(text)
+
+        def names(fact: Any) -> bool:
+            words = _stems(fact.name.replace("_", " ")) - _FACT_KIND_WORDS
+            return bool(words) and words <= asked_words
+
+        # the one fact the question names, among those close to the best: "How long is the warranty?" is
+        # ``warranty_months``, not the claim review time
+        named = [f for f, score in ranked if score >= best - ASKED_FACT_NAMED and names(f)]
+        if len(named) == 1:
+            return named
         tied = [f for f, score in ranked[:2] if score >= best - ASKED_FACT_TIE]
         # of two close ones, the fact the question names goes alone: "How much is standard delivery?"
         # names standard delivery's price, not large-item delivery's (its document was retrieved)
-        asked_words = _stems(text)
-        named = [f for f in tied if (words := _stems(f.name.replace("_", " ")) - _FACT_KIND_WORDS) and words <= asked_words]
+        named = [f for f in tied if names(f)]
         return named if len(named) == 1 else tied
 
     def answer(

@@ -547,3 +547,20 @@ def test_of_two_close_facts_the_one_the_question_names_is_stated_alone(knowledge
     passages, _ = responder.retrieve(question, [("customer", "Is shipping free for sofas?")])
     names = [f.name for f in responder.asked_facts(question, passages, datetime.now(UTC))]
     assert names == ["standard_delivery_price"], names
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", ["How long is the warranty?", "How long is your guarantee?",
+                                      "Is there a warranty on lamps?"])
+def test_the_fact_a_question_names_wins_over_one_read_closer_by_its_how_long(sample_kb, question):
+    # seen: "How long is the warranty?" got "Time within which we review a warranty claim ...: one business
+    # day" (``claim_review_time`` reads closest to "how long"), "How long is your guarantee?" "We reply
+    # within one business day", "Is there a warranty on lamps?" the furniture frames' 5 years
+    from datetime import UTC, datetime
+
+    from bot.conversation.responder import Responder
+
+    responder = Responder(sample_kb, None, company_name="Larkspur & Co.")
+    passages, _ = responder.retrieve(question, [])
+    names = [f.name for f in responder.asked_facts(question, passages, datetime.now(UTC))]
+    assert names == ["warranty_months"], names

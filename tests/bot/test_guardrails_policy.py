@@ -99,6 +99,15 @@ def test_a_hyphenated_duration_is_a_claim_too():
     assert g.report.unbacked_claims == ["900-day"]
 
 
+def test_a_figure_in_markdown_emphasis_is_a_claim_too():
+    # seen with larkspur-v8: "However, the average warranty period is around **72** days." reached a customer
+    g = grounder()
+    out = g.apply("The average warranty period is around **72** days. It costs *€12* per order. "
+                  "Returns are open for **30** days.")
+    assert out == "Returns are open for **30** days."
+    assert g.report.unbacked_claims == ["72 days", "€12"]
+
+
 def test_injected_promise_is_removed():
     g = grounder()
     out = g.apply("Of course! I will give you a full refund right away. Returns are open for 30 days.")
