@@ -30,6 +30,7 @@ from bot.console.health import model_alert
 from bot.console.kb_editor import revision_badge
 from bot.web import auth
 from bot.web.deps import MAX_ID, CurrentAdmin, CurrentAgent, CurrentUser, ManagerDep, ServicesDep, SessionDep
+from bot.web.notices import notice_for
 from bot.web.routes_chat import reply_in_background, spawn_reply
 from knowledge.errors import HybrideskError, InvalidInput
 
@@ -69,7 +70,9 @@ def render(request: Request, name: str, context: dict[str, Any], status_code: in
     user = getattr(request.state, "console_user", None)
     # (the agent's message box says the limit the server applies to every chat message)
     ctx = {"user": user, "csrf_token": user.csrf_token if user else "",
-           "max_message_chars": request.app.state.settings.max_message_chars, **context}
+           "max_message_chars": request.app.state.settings.max_message_chars,
+           # what the last action did ("?done=published"), from a fixed list (bot/web/notices.py)
+           "done_notice": notice_for(request.query_params.get("done")), **context}
     response = request.app.state.console_templates.TemplateResponse(request, name, ctx, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
     secure_headers(response)
