@@ -183,6 +183,22 @@ def states_value(text: str, value: str) -> bool:
     return False
 
 
+# what a question's wording asks for: a sum ("how much", "the fee"), a length of time ("how long"), a time
+# of day ("how late", "the cut-off")
+_ASKS_SUM = re.compile(r"\bhow much\b(?! time)|\b(?:cost|costs|price|prices|fee|fees|charge|charges)\b", re.I)
+_ASKS_LENGTH = re.compile(r"\bhow long\b|\bhow many (?:days|weeks|months|years|hours)\b", re.I)
+_ASKS_TIME = re.compile(r"\bhow (?:late|early)\b|\bwhat time\b|\bcut-?off\b|\bdeadline\b|\buntil when\b", re.I)
+
+
+def _other_kind(question: str, value: str) -> bool:
+    """Whether ``question`` asks, by its wording, for another kind of figure than ``value`` is: "How late
+    can I order for next-day delivery?" asks for a time of day, not next-day delivery's price."""
+    money = bool(re.search(r"[€$£%]", value))
+    if _ASKS_SUM.search(question):
+        return not money
+    return bool(_ASKS_TIME.search(question) or _ASKS_LENGTH.search(question)) and money
+
+
 def _is_charge(value: str) -> bool:
     """Whether a fact's value is an amount of money or a percentage above zero ("€9.00", "12%")."""
     return bool(re.search(r"[€$£%]", value)) and any(float(n) > 0 for n in re.findall(r"\d+(?:\.\d+)?", value))
@@ -591,7 +607,8 @@ class Responder:
 
         def names(fact: Any) -> bool:
             words = _stems(fact.name.replace("_", " ")) - _FACT_KIND_WORDS
-            return bool(words) and words <= asked_words
+            # (the kind word aside, as long as the question does not ask for another kind of figure)
+            return bool(words) and words <= asked_words and not _other_kind(text, fact_value_text(fact))
 
         # the one fact the question names, among those close to the best: "How long is the warranty?" is
         # ``warranty_months``, not the claim review time

@@ -564,3 +564,21 @@ def test_the_fact_a_question_names_wins_over_one_read_closer_by_its_how_long(sam
     passages, _ = responder.retrieve(question, [])
     names = [f.name for f in responder.asked_facts(question, passages, datetime.now(UTC))]
     assert names == ["warranty_months"], names
+
+
+@pytest.mark.slow
+def test_a_fact_the_question_names_is_not_taken_when_it_asks_another_kind_of_figure(sample_kb):
+    # "How late can I order for next-day delivery?" names next-day delivery, whose price is a fact too; it
+    # asks for a time of day (seen: "Price of next-day delivery: €16.95.")
+    from datetime import UTC, datetime
+
+    from bot.conversation.responder import Responder
+
+    responder = Responder(sample_kb, None, company_name="Larkspur & Co.")
+    question = "How late can I order for next-day delivery?"
+    passages, _ = responder.retrieve(question, [])
+    names = [f.name for f in responder.asked_facts(question, passages, datetime.now(UTC))]
+    assert names[0] == "next_day_cutoff" and "next_day_delivery_price" not in names, names
+    passages, _ = responder.retrieve("How much is next-day delivery?", [])
+    assert [f.name for f in responder.asked_facts("How much is next-day delivery?", passages,
+                                                  datetime.now(UTC))] == ["next_day_delivery_price"]
