@@ -796,12 +796,9 @@ class Grounder:
             if out:
                 yield out
         if self._held is not None:
-            # the reply ended on the lead: shown if its list was never written, dropped if it was dropped
-            if self._held_lost_items:
-                self._drop_held()
-            else:
-                yield self._held
-                self._held = None
+            # the reply ended on the lead: a line ending in a colon with nothing after it tells the customer
+            # nothing ("Let me provide you with the information you need:")
+            self._drop_held()
         dropped = [s for s in self.report.sentences if not s.kept]
         if dropped:
             self.report.verdict = "repaired"

@@ -155,6 +155,9 @@ def test_a_line_leading_into_a_list_goes_when_the_list_was_dropped():
     # a colon followed by prose, with no list dropped in between, stays
     assert check("Good news:\nStandard delivery takes {{Standard Delivery Time}}.") == (
         "Good news:\nStandard delivery takes 3-5 business days.")
+    # a reply ending on the lead, nothing after it (seen with larkspur-v8 after "What are your opening hours?")
+    assert check("Standard delivery takes 3-5 business days.\nLet me provide you with the information you need:") == (
+        "Standard delivery takes 3-5 business days.")
 
 
 def test_a_value_filled_twice_in_a_row_is_shown_once():
