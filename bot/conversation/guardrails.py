@@ -73,6 +73,8 @@ _CLAIM_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"minutes?|items?|pieces?|points?|[€$£]|eur|usd|gbp|euros?|dollars?)\b)", re.I)),
 ]
 _CLAIM_BY_KIND = dict(_CLAIM_PATTERNS)
+# bold in Markdown, shown to the customer without its marks
+_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 # Markdown emphasis the model writes around a figure ("**72** days", "*€5*")
 _EMPHASIS = re.compile(r"\*{1,3}|(?<!\w)_{1,2}|_{1,2}(?!\w)")
 #: claims checked as whole strings against the evidence, not by their numbers
@@ -654,7 +656,8 @@ class Grounder:
             elif check.kept:
                 self._said.add(key)
         text = re.sub(r"\s{2,}", " ", text).replace(" ,", ",").replace(" .", ".")
-        check.text = text
+        # the widget shows plain text: "**36** months" would reach the customer with its asterisks
+        check.text = _BOLD.sub(r"\2", text)
         self.report.sentences.append(check)
         return check
 
