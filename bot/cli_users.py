@@ -20,9 +20,19 @@ def check_email(email: str) -> str:
     return email
 
 
+MIN_PASSWORD_CHARS = 10
+
+
 def check_password(password: str) -> None:
-    if len(password) < 10:
-        raise InvalidInput("Passwords need at least 10 characters.", code="weak_password")
+    """The one password rule (CLI and console): at least 10 characters, not counting spaces at the
+    start or end, so ten spaces, or "  abc     ", are refused (``weak_password``)."""
+    password = password or ""
+    if not password.strip():
+        raise InvalidInput(f"A password cannot be blank or only spaces: use at least {MIN_PASSWORD_CHARS} "
+                           "characters.", code="weak_password", field="password")
+    if len(password.strip()) < MIN_PASSWORD_CHARS:
+        raise InvalidInput(f"Passwords need at least {MIN_PASSWORD_CHARS} characters, not counting spaces at "
+                           "the start or end.", code="weak_password", field="password")
 
 
 def add_user(session, email: str, role: str, password: str, display_name: str | None = None):

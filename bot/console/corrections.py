@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from bot.db.models import Correction
-from bot.db.repositories import CorrectionRepository, MessageRepository
+import sqlalchemy as sa
+
+from bot.db.models import Correction, Message
+from bot.db.repositories import CorrectionRepository
 from knowledge.errors import InvalidInput, NotFound
 
 REASONS = {
@@ -30,6 +33,12 @@ MAX_TEXT = 4000
 #: an intent as the model names them ("track_refund")
 INTENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 EXPORT_FIELDS = ("customer_message", "intent", "corrected_reply", "reason", "message_id", "created_at")
+#: the same agent saving the same correction of the same reply within this time saved it once (a double
+#: click, Enter pressed twice, a browser retry): the second save returns the first one's id
+DUPLICATE_WINDOW = timedelta(minutes=2)
+# one save at a time in this process (SQLite's reads do not wait for another's write); other processes
+# on PostgreSQL wait on the message row's lock
+_save_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -74,16 +83,30 @@ def create_correction(db: Any, *, user_id: int, message_id: int, reason: str, co
         # it becomes a training label: a name like the model's own ("track_refund"), not free text
         raise InvalidInput("Write the intent as its name: lower-case letters, digits and _ (such as track_refund).",
                            code="bad_intent", field="corrected_intent")
-    with db.unit_of_work() as session:
-        message = MessageRepository(session).get(message_id)
+    fields = {"message_id": message_id, "user_id": user_id, "reason": reason,
+              "corrected_text": corrected_text or None, "note": note or None,
+              "corrected_intent": corrected_intent[:64] or None}
+    with _save_lock, db.unit_of_work() as session:
+        message = session.scalars(sa.select(Message).where(Message.id == message_id).with_for_update()).first()
         if message is None:
             raise NotFound(f"No message {message_id}.", code="message_not_found")
         if message.role != "bot":
             raise InvalidInput("Only the bot's replies can be corrected.", code="not_a_bot_reply")
-        row = CorrectionRepository(session).add(Correction(
-            message_id=message_id, user_id=user_id, reason=reason, corrected_text=corrected_text or None,
-            note=note or None, corrected_intent=corrected_intent[:64] or None, created_at=datetime.now(UTC)))
+        now = datetime.now(UTC)
+        same = _recent_duplicate(session, fields, now - DUPLICATE_WINDOW)
+        if same is not None:
+            return same
+        row = CorrectionRepository(session).add(Correction(**fields, created_at=now))
         return row.id
+
+
+def _recent_duplicate(session: Any, fields: dict[str, Any], since: datetime) -> int | None:
+    """The id of the same agent's identical correction of the same reply saved after ``since``."""
+    query = sa.select(Correction.id).where(Correction.created_at >= since)
+    for name, value in fields.items():
+        column = getattr(Correction, name)
+        query = query.where(column.is_(None) if value is None else column == value)
+    return session.scalars(query.order_by(Correction.id.desc()).limit(1)).first()
 
 
 def list_corrections(db: Any, *, reasons: Iterable[str] | None = None, limit: int = 200) -> list[CorrectionItem]:

@@ -149,3 +149,26 @@ def send_agent_message(manager: Any, conversation_id: str, user: Any, text: str,
         message = stored
     _publish(publish, conversation_id, [live.message_event(message)])
     return message
+
+
+END_NOTICE = "{name} from our support team has ended this chat. Thank you for contacting us!"
+
+
+def end_chat(manager: Any, conversation_id: str, user: Any, publish: Publish | None = None) -> bool:
+    """End a chat the agent holds (an admin: anyone's held chat), through the conversation manager's
+    own ``end``; the customer is told first. Returns False when it had already ended (harmless)."""
+    live = _events()
+    with manager.db.unit_of_work() as session:
+        conv = ConversationRepository(session).get(conversation_id, for_update=True)
+        if conv is None:
+            raise NotFound(f"No conversation {conversation_id!r}.", code="conversation_not_found")
+        if conv.status == "ended":
+            return False
+        if conv.held_by_user_id != user.id and not (user.role == "admin" and conv.held_by_user_id):
+            raise Conflict("Take over the conversation before ending it.", code="not_holder")
+        notice = MessageRepository(session).append(
+            conv, role="system", text=END_NOTICE.format(name=user.display_name), status="complete",
+            author_user_id=user.id)
+    manager.end(conversation_id)
+    _publish(publish, conversation_id, [live.message_event(notice)])
+    return True

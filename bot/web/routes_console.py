@@ -30,7 +30,7 @@ from bot.console.health import model_alert
 from bot.console.kb_editor import revision_badge
 from bot.web import auth
 from bot.web.deps import MAX_ID, CurrentAdmin, CurrentAgent, CurrentUser, ManagerDep, ServicesDep, SessionDep
-from bot.web.notices import notice_for
+from bot.web.notices import notice_for, with_notice
 from bot.web.routes_chat import reply_in_background, spawn_reply
 from knowledge.errors import HybrideskError, InvalidInput
 
@@ -154,7 +154,7 @@ async def login(request: Request, email: Annotated[str, Form(max_length=254)] = 
 @router.post("/logout")
 async def logout(request: Request, user: CurrentUser) -> Response:
     await asyncio.to_thread(auth.auth_service(request).logout, request.cookies.get(auth.SESSION_COOKIE))
-    response = redirect("/console/login")
+    response = redirect(with_notice("/console/login", "signed_out"))
     auth.clear_session_cookie(response, request.app.state.settings)
     return response
 
@@ -218,7 +218,7 @@ async def take_over(request: Request, conversation_id: str, user: CurrentAgent, 
     await asyncio.to_thread(takeover_service.take_over, services.db, conversation_id, user, hub_publish(request))
     if wants_json(request):
         return JSONResponse({"conversation_id": conversation_id, "mode": "human", "held_by_user_id": user.id})
-    return redirect(f"/console/conversations/{conversation_id}")
+    return redirect(with_notice(f"/console/conversations/{quote(conversation_id)}", "taken_over"))
 
 
 @router.post("/conversations/{conversation_id}/handback")
@@ -229,7 +229,16 @@ async def hand_back(request: Request, conversation_id: str, user: CurrentAgent, 
         spawn_reply(request.app, reply_in_background(request.app, conversation_id, unanswered))
     if wants_json(request):
         return JSONResponse({"conversation_id": conversation_id, "mode": "bot"})
-    return redirect(f"/console/conversations/{conversation_id}")
+    return redirect(with_notice(f"/console/conversations/{quote(conversation_id)}", "handed_back"))
+
+
+@router.post("/conversations/{conversation_id}/end")
+async def end_chat(request: Request, conversation_id: str, user: CurrentAgent, manager: ManagerDep) -> Response:
+    """End the chat the agent holds (the conversation manager's ``end``: it takes no more messages)."""
+    await asyncio.to_thread(takeover_service.end_chat, manager, conversation_id, user, hub_publish(request))
+    if wants_json(request):
+        return JSONResponse({"conversation_id": conversation_id, "status": "ended"})
+    return redirect(with_notice(f"/console/conversations/{quote(conversation_id)}", "chat_ended"))
 
 
 @router.post("/conversations/{conversation_id}/messages")
@@ -259,7 +268,8 @@ async def correct(request: Request, message_id: Annotated[int, PathParam(ge=1, l
     if wants_json(request):
         return JSONResponse({"id": correction_id, "message_id": message_id}, status_code=201)
     back = f"/console/conversations/{quote(conversation_id)}" if conversation_id else "/console/corrections"
-    return redirect(f"{back}#msg-{message_id}")
+    # back to the corrected reply (a long chat keeps the agent's place), saying it was saved
+    return redirect(with_notice(f"{back}#msg-{message_id}", "correction_saved"))
 
 
 @router.get("/corrections")
@@ -272,7 +282,7 @@ def corrections(request: Request, user: CurrentAgent, services: ServicesDep,
 
 
 @router.post("/corrections/export.jsonl")
-def export_corrections(user: CurrentAgent, services: ServicesDep,
+def export_corrections(request: Request, user: CurrentAgent, services: ServicesDep,
                        only_new: Annotated[bool, Form()] = False, last_again: Annotated[bool, Form()] = False
                        ) -> Response:
     """A POST with the CSRF token: a "new only" export marks the corrections it exported (what it skips
@@ -280,6 +290,10 @@ def export_corrections(user: CurrentAgent, services: ServicesDep,
     import io
 
     records = corrections_service.export_records(services.db, only_unexported=only_new, last_again=last_again)
+    if only_new and not records and "text/html" in request.headers.get("accept", ""):
+        # a browser's "Export new only" with nothing new: say so, rather than download an empty file
+        # (scripts, which do not ask for HTML, still get the empty JSONL)
+        return redirect(with_notice("/console/corrections", "nothing_to_export"))
     buf = io.StringIO()
     corrections_service.write_jsonl(records, buf)
     return Response(buf.getvalue(), media_type="application/x-ndjson",
@@ -326,39 +340,74 @@ def analytics_csv(user: CurrentUser, session: SessionDep,
 # ---------------------------------------------------------------- users (admins)
 
 
-@router.get("/users")
-def users(request: Request, user: CurrentAdmin, session: SessionDep) -> Response:
+#: which field of the "Add a user" form an error of ``add_user`` is about
+USER_FORM_FIELDS = {"invalid_email": "email", "user_exists": "email", "invalid_role": "role",
+                    "weak_password": "password"}
+
+
+def _users_page(request: Request, session: Any, form: dict[str, Any] | None = None,
+                status_code: int = 200) -> Response:
     from bot.db.repositories import UserRepository
 
-    return render(request, "console/users.html", {"users": UserRepository(session).list()})
+    return render(request, "console/users.html", {"users": UserRepository(session).list(), "form": form or {}},
+                  status_code=status_code)
+
+
+@router.get("/users")
+def users(request: Request, user: CurrentAdmin, session: SessionDep) -> Response:
+    return _users_page(request, session)
 
 
 @router.post("/users")
-def create_user(user: CurrentAdmin, services: ServicesDep, email: Annotated[str, Form(max_length=254)] = "",
+def create_user(request: Request, user: CurrentAdmin, services: ServicesDep,
+                email: Annotated[str, Form(max_length=254)] = "",
                 role: Annotated[str, Form(max_length=16)] = "agent",
                 password: Annotated[str, Form(max_length=1024)] = "",
                 display_name: Annotated[str, Form(max_length=120)] = "") -> Response:
     from bot.cli_users import add_user
 
-    with services.db.unit_of_work() as session:
-        add_user(session, email, role, password, display_name or None)
-    return redirect("/console/users")
+    try:
+        with services.db.unit_of_work() as session:
+            add_user(session, email, role, password, display_name or None)
+    except HybrideskError as exc:
+        field = USER_FORM_FIELDS.get(exc.code or "")
+        if field is None or wants_json(request):
+            raise
+        # the form again, with the message at the field it is about (and what was typed, but the password)
+        with services.db.unit_of_work() as session:
+            return _users_page(request, session, {"email": email, "display_name": display_name, "role": role,
+                                                  "error": exc.message, "error_field": field},
+                               status_code=exc.http_status)
+    return redirect(with_notice("/console/users", "user_added"))
 
 
-@router.post("/users/{user_id}/disable")
-def disable_user(user_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], user: CurrentAdmin, services: ServicesDep) -> Response:
+def _set_active(services: Any, user_id: int, admin: Any, active: bool) -> None:
+    """Disable an account (ending its sessions: enabling it later must not bring an old session, e.g.
+    a stolen cookie, back to life) or enable it again, as ``hybridesk users disable|enable`` do."""
     from bot.db.repositories import ConsoleSessionRepository, UserRepository
     from knowledge.errors import Conflict, NotFound
 
-    if user_id == user.id:
+    if user_id == admin.id and not active:
         raise Conflict("You cannot disable your own account.", code="self_disable")
     with services.db.unit_of_work() as session:
         target = UserRepository(session).get(user_id)
         if target is None:
             raise NotFound(f"No user {user_id}.", code="user_not_found")
-        target.active = False
-        ConsoleSessionRepository(session).delete_for_user(user_id)
-    return redirect("/console/users")
+        target.active = active
+        if not active:
+            ConsoleSessionRepository(session).delete_for_user(user_id)
+
+
+@router.post("/users/{user_id}/disable")
+def disable_user(user_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], user: CurrentAdmin, services: ServicesDep) -> Response:
+    _set_active(services, user_id, user, False)
+    return redirect(with_notice(f"/console/users#user-{user_id}", "user_disabled"))
+
+
+@router.post("/users/{user_id}/enable")
+def enable_user(user_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], user: CurrentAdmin, services: ServicesDep) -> Response:
+    _set_active(services, user_id, user, True)
+    return redirect(with_notice(f"/console/users#user-{user_id}", "user_enabled"))
 
 
 # ---------------------------------------------------------------- wiring
