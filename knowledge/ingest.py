@@ -123,6 +123,98 @@ def describe_facts(facts: Any) -> str:
     return "; ".join(f"{f.name} ({f.value}{' ' + f.unit if getattr(f, 'unit', None) else ''})" for f in facts)
 
 
+# ---------------------------------------------------------------- a figure that contradicts a fact
+
+# a figure: "21", "4.5", a range "3-5" / "3 to 5"
+_NUMBER = r"\d+(?:[.,]\d+)?(?:\s*(?:[-–]|to)\s*\d+(?:[.,]\d+)?)?"
+_TOPIC_WORD = re.compile(r"[a-z0-9]+")
+# words of a fact's name or description that say nothing of what it is about
+_NOT_A_TOPIC = {
+    "a", "about", "after", "all", "an", "and", "any", "are", "as", "at", "be", "been", "before", "by", "can",
+    "could", "customer", "during", "each", "every", "first", "for", "from", "has", "have", "in", "is", "it",
+    "its", "item", "less", "may", "more", "next", "not", "number", "of", "on", "once", "one", "only", "or",
+    "order", "our", "per", "stay", "than", "that", "the", "this", "time", "to", "until", "up", "value", "we",
+    "when", "where", "which", "with", "within", "you", "your"}
+
+
+@dataclass(frozen=True)
+class Contradiction:
+    """A figure with a fact's unit ("21 days"), in a sentence about the fact, that is not its value (45)."""
+
+    fact: Any
+    figure: str
+    sentence: str
+
+    def describe(self) -> str:
+        unit = f" {self.fact.unit}" if getattr(self.fact, "unit", None) else ""
+        shown = self.sentence if len(self.sentence) <= 120 else self.sentence[:117] + "…"
+        return f"{self.fact.name} is {self.fact.value}{unit}, but the text says {self.figure} in “{shown}”"
+
+
+def _topic_stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "e", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: -len(suffix)]
+    return word
+
+
+def _topic(text: str) -> set[str]:
+    return {_topic_stem(w) for w in _TOPIC_WORD.findall(text.lower()) if w not in _NOT_A_TOPIC and len(w) > 1}
+
+
+def _figure_key(value: str) -> str:
+    return re.sub(r"\s*(?:[-–]|to)\s*", "-", value.strip().lower()).replace(",", ".")
+
+
+def _unit_word(unit: str) -> str:
+    word = unit.lower().split()[-1]  # "business days" -> "days"
+    return word[:-1] if word.endswith("s") and len(word) > 3 else word
+
+
+def facts_contradicted(body: str, facts: Any) -> list[Contradiction]:
+    """The figures the text gives where it talks about a fact, in the fact's unit, that differ from the
+    fact's value: "within 45 days" in one place and "within 21 days" in a table row, the fact at 45.
+    The bot tells customers 45 and cites the page, which also says 21.
+
+    Only a fact whose value is a figure with a unit is checked. A sentence (or table row) counts when
+    it names a word of the fact's name or description besides the unit, does not state the fact's own
+    value, and gives a figure in that unit that no fact of the document has ("5 years" beside a
+    24-month warranty, or "2 business days" when another fact is "2 business days", are other facts)."""
+    checked = [f for f in facts if getattr(f, "unit", None) and re.fullmatch(_NUMBER, str(f.value).strip())]
+    if not checked:
+        return []
+    segments = [seg.strip() for line in body.replace("**", "").replace("__", "").splitlines()
+                for seg in re.split(r"(?<=[.!?;])\s+", line) if seg.strip()]
+    out: list[Contradiction] = []
+    for fact in checked:
+        word = _unit_word(fact.unit)
+        pattern = re.compile(
+            rf"(?<![\w.,€$£-])({_NUMBER})(?:\s+|-)(?:[a-z]+\s+)?{re.escape(word)}s?(?!\w)", re.I)
+        # the figures of every fact of the document in this unit: a figure that is one of them is that fact's
+        known = set()
+        for other in facts:
+            value = str(other.value).strip()
+            if getattr(other, "unit", None) and _unit_word(other.unit) == word:
+                known.add(_figure_key(value))
+            else:
+                known |= {_figure_key(m.group(1)) for m in pattern.finditer(value)}
+        topic = _topic(f"{fact.name.replace('_', ' ')} {getattr(fact, 'description', '') or ''}") - _topic(fact.unit)
+        own = _figure_key(str(fact.value))
+        for seg in segments:
+            figures = [(m.group(0), _figure_key(m.group(1))) for m in pattern.finditer(seg)]
+            if not figures or any(key == own for _, key in figures):
+                continue
+            wrong = next((shown for shown, key in figures if key not in known), None)
+            if wrong is not None and topic & _topic(seg):
+                out.append(Contradiction(fact, wrong, " ".join(seg.strip(" |-*#").split())))
+                break  # one sentence per fact is enough to say what to fix
+    return out
+
+
+def describe_contradictions(items: list[Contradiction]) -> str:
+    return "; ".join(c.describe() for c in items)
+
+
 # ---------------------------------------------------------------- values
 
 
@@ -478,9 +570,14 @@ def import_folder(
             report.errors.append(ImportProblem(doc.source or doc.id, exc.message, exc.code))
             continue
         if outcome == "drafted":
-            report.drafted.append(ImportProblem(
-                doc.source or doc.id, f"saved as a draft, not published: the text does not state "
-                f"{describe_facts(facts_not_stated(doc.body, doc.facts))}", "fact_not_in_text"))
+            if missing := facts_not_stated(doc.body, doc.facts):
+                report.drafted.append(ImportProblem(
+                    doc.source or doc.id, f"saved as a draft, not published: the text does not state "
+                    f"{describe_facts(missing)}", "fact_not_in_text"))
+            else:
+                report.drafted.append(ImportProblem(
+                    doc.source or doc.id, "saved as a draft, not published: the text contradicts a fact: "
+                    f"{describe_contradictions(facts_contradicted(doc.body, doc.facts))}", "fact_contradicted"))
             continue
         if outcome == "updated" and publish and doc.effective_from is not None and doc.effective_from > now:
             outcome = "scheduled"  # a later revision waiting for its date, not a change in force now

@@ -39,7 +39,15 @@ from knowledge.db import (
     utcnow,
 )
 from knowledge.errors import Conflict, InvalidInput, NotFound
-from knowledge.ingest import FactSpec, ParsedDocument, _check_id, describe_facts, facts_not_stated
+from knowledge.ingest import (
+    FactSpec,
+    ParsedDocument,
+    _check_id,
+    describe_contradictions,
+    describe_facts,
+    facts_contradicted,
+    facts_not_stated,
+)
 from knowledge.records import (  # noqa: F401 - Fact & co. are part of this module's API
     DocumentSummary,
     Fact,
@@ -210,6 +218,12 @@ class KnowledgeStore:
                 f"Revision {rev.number} of {rev.document_id!r} does not state these facts in its text: "
                 f"{describe_facts(missing)}. The bot tells customers a fact's value and cites the page, so the two "
                 "must agree: write the value in the text or change the fact.", code="fact_not_in_text", field="facts")
+        if contradicted := facts_contradicted(rev.content, rev.facts):
+            raise InvalidInput(
+                f"Revision {rev.number} of {rev.document_id!r} contradicts its own facts: "
+                f"{describe_contradictions(contradicted)}. The bot tells customers the fact's value and cites the "
+                "page, so the text must not give another figure for it: correct the text or the fact.",
+                code="fact_contradicted", field="body")
         now = utcnow()
         when = as_utc(at) if at is not None else (rev.effective_from or now)
         if at is None and when < now - PAST_TOLERANCE and s.scalar(sa.select(KbRevision.id).where(
@@ -374,7 +388,7 @@ class KnowledgeStore:
                 outcome = "updated"
             rev = self._new_revision(s, d, doc, author)
             rev.meta = dict(rev.meta) | {"declared_from": _iso(doc.effective_from)}
-            if publish and facts_not_stated(doc.body, doc.facts):
+            if publish and (facts_not_stated(doc.body, doc.facts) or facts_contradicted(doc.body, doc.facts)):
                 return "drafted"  # the bot would state a value the page it cites contradicts
             if publish:
                 self._publish(s, rev, None)

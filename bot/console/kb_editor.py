@@ -16,7 +16,15 @@ from typing import Any
 import yaml
 
 from knowledge.errors import Conflict, InvalidInput
-from knowledge.ingest import ParsedDocument, describe_facts, facts_not_stated, parse_markdown, parse_when
+from knowledge.ingest import (
+    ParsedDocument,
+    describe_contradictions,
+    describe_facts,
+    facts_contradicted,
+    facts_not_stated,
+    parse_markdown,
+    parse_when,
+)
 
 
 @dataclass
@@ -143,14 +151,21 @@ def _plain(text: str) -> str:
 
 
 def check_facts_stated(body: str, facts: Any) -> None:
-    """Refuse to publish a fact whose value the text does not state: the bot tells customers the fact
-    ("30 days") and cites the page, which would say otherwise ("within 21 days"). A draft may be saved."""
+    """Refuse to publish a fact whose value the text does not state, or that the text contradicts ("within
+    45 days" in the intro, "within 21 days" in a table row, the fact at 45): the bot tells customers the fact
+    and cites the page, which would say otherwise. A draft may be saved."""
     missing = facts_not_stated(body, facts)
     if missing:
         raise InvalidInput(
             f"The text does not state these facts: {describe_facts(missing)}. The bot tells customers a fact's value "
             "and cites this page, so the two must agree: write the value in the text or change the fact. A draft "
             "can be saved.", code="fact_not_in_text", field="facts")
+    contradicted = facts_contradicted(body, facts)
+    if contradicted:
+        raise InvalidInput(
+            f"The text contradicts its own facts: {describe_contradictions(contradicted)}. The bot tells customers "
+            "the fact's value and cites this page, so the text must not give another figure for it: correct the "
+            "text or the fact. A draft can be saved.", code="fact_contradicted", field="body")
 
 
 def save_revision(knowledge: Any, form: DocumentForm, *, author: str, base_revision: int | None,
@@ -252,3 +267,21 @@ def other_mentions(knowledge: Any, revision: Any, *, per_document: int = 3) -> l
         # an old value first: it is what a customer would be told
         out += sorted(found, key=lambda m: not m.why.startswith("states"))[:per_document]
     return out
+
+
+# ---------------------------------------------------------------- form errors shown at their field
+
+#: the edit form's fields (the names the form posts, "facts" for the YAML)
+FORM_FIELDS = ("document_id", "title", "effective_from", "effective_until", "tags", "audience", "body", "facts",
+               "change_note")
+_FIELD_OF_CODE = {"bad_document_id": "document_id", "document_exists": "document_id", "bad_facts": "facts",
+                  "fact_not_in_text": "facts", "fact_conflict": "facts", "fact_contradicted": "body",
+                  "empty_content": "body", "empty_file": "body", "bad_date": "effective_from"}
+
+
+def form_error_field(exc: Any) -> str | None:
+    """The edit form's field an error is about (shown beside it), or None for the whole form."""
+    field = (getattr(exc, "fields", None) or {}).get("field")
+    if field in FORM_FIELDS:
+        return str(field)
+    return _FIELD_OF_CODE.get(getattr(exc, "code", ""))

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
+from markupsafe import Markup
 from pydantic import BaseModel, Field
 
 from bot.console import corrections as corrections_service
@@ -26,9 +28,11 @@ from bot.console import kb_editor
 from bot.console import kb_test as kb_test_service
 from bot.console.markdown import render_markdown
 from bot.web.deps import MAX_ID, CurrentEditor, ServicesDep
+from bot.web.notices import with_notice
 from bot.web.routes_console import redirect, render, secure_headers
-from knowledge.errors import NotFound
+from knowledge.errors import Conflict, HybrideskError, NotFound
 from knowledge.ingest import parse_when
+from knowledge.store import PAST_TOLERANCE
 
 router = APIRouter(include_in_schema=False)
 DOC_ID = r"^[a-z0-9][a-z0-9_-]{0,119}$"
@@ -45,6 +49,46 @@ FormStr = Annotated[str, Form(max_length=500)]
 FormText = Annotated[str, Form(max_length=500_000)]
 
 
+def _wants_html(request: Request) -> bool:
+    """A browser's form post (its errors are shown on the form); API clients keep the JSON errors."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _console_html(html: Any) -> Markup:
+    """The policy as the console shows it: its headings one level down, under the page's own ``<h1>``
+    (markdown-it escapes raw HTML, so every ``<hN`` in its output is a heading it wrote)."""
+    return Markup(re.sub(r"<(/?)h([1-5])(?=[\s>])", lambda m: f"<{m[1]}h{int(m[2]) + 1}", str(html)))  # noqa: S704
+
+
+def _saved_notice(rev: Any, publish: bool) -> str:
+    if not publish:
+        return "draft_saved"
+    start = getattr(rev, "effective_from", None)
+    return "scheduled" if start is not None and start > datetime.now(UTC) else "published"
+
+
+def _newer(knowledge: Any, source: Any) -> list[tuple[int, str, str]]:
+    now = datetime.now(UTC)
+    return [(r.number, *kb_editor.revision_badge(r.status, r.effective_from, r.effective_until, now))
+            for r in knowledge.history(source.document_id) if r.number > source.number]
+
+
+def _form_with_errors(request: Request, services: Any, form: kb_editor.DocumentForm, exc: HybrideskError, *,
+                      document_id: str | None, base_revision: int | None, from_revision: int | None) -> Response:
+    """The edit (or new-document) form again, with what was typed and the error beside its field."""
+    doc, newer = None, []
+    if document_id is not None:
+        try:
+            doc = services.knowledge.get(document_id, from_revision)
+        except NotFound:
+            doc = services.knowledge.get(document_id)
+        newer = _newer(services.knowledge, doc)
+    field = kb_editor.form_error_field(exc)
+    return render(request, "console/kb_edit.html", {
+        "form": form, "base_revision": base_revision, "doc": doc, "newer": newer,
+        "errors": {field or "form": exc.message}, "first_error": field}, status_code=exc.http_status)
+
+
 @router.get("/console/kb")
 def kb_list(request: Request, user: CurrentEditor, services: ServicesDep) -> Response:
     docs = services.knowledge.list_documents()
@@ -55,7 +99,7 @@ def kb_list(request: Request, user: CurrentEditor, services: ServicesDep) -> Res
 @router.get("/console/kb/new")
 def kb_new(request: Request, user: CurrentEditor) -> Response:
     form = kb_editor.DocumentForm(document_id="", title="", body="# Title\n\n## Section\n\nPolicy text.\n")
-    return render(request, "console/kb_edit.html", {"form": form, "base_revision": None, "doc": None})
+    return render(request, "console/kb_edit.html", {"form": form, "base_revision": None, "doc": None, "errors": {}})
 
 
 @router.post("/console/kb/new")
@@ -64,22 +108,43 @@ async def kb_create(request: Request, user: CurrentEditor, services: ServicesDep
                     effective_until: FormStr = "", tags: FormStr = "", audience: FormStr = "",
                     facts: FormText = "", change_note: FormStr = "", action: FormStr = "save") -> Response:
     form = _form(document_id, title, body, effective_from, effective_until, tags, audience, facts, change_note)
-    rev = await asyncio.to_thread(kb_editor.save_revision, services.knowledge, form, author=user.email,
-                                  base_revision=None, publish=action == "publish")
-    return redirect(f"/console/kb/{rev.document_id}")
+    try:
+        rev = await asyncio.to_thread(kb_editor.save_revision, services.knowledge, form, author=user.email,
+                                      base_revision=None, publish=action == "publish")
+    except HybrideskError as exc:
+        if not _wants_html(request):
+            raise
+        return _form_with_errors(request, services, form, exc, document_id=None, base_revision=None,
+                                 from_revision=None)
+    return redirect(with_notice(f"/console/kb/{rev.document_id}", _saved_notice(rev, action == "publish")))
 
 
 @router.get("/console/kb/{document_id}")
 def kb_document(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
                 rev: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
+    return _document_page(request, services, document_id, rev)
+
+
+def _document_page(request: Request, services: Any, document_id: str, rev: int | None, *,
+                   errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
+                   confirm_retire: dict[str, Any] | None = None, status_code: int = 200) -> Response:
+    """A document's page; with ``errors`` (keyed "publish_at", "publish", "retire_at", "retire") its forms show
+    what went wrong beside the field, keeping ``values``; with ``confirm_retire`` it asks to confirm a
+    retirement that takes effect now."""
     knowledge = services.knowledge
     revision = knowledge.get(document_id, rev)
     history = knowledge.history(document_id)
     live = {r.document_id: r.number for r in knowledge.in_force()}.get(document_id)
+    now = datetime.now(UTC)
+    # what publishing with an empty date does: the draft's own start if it is still to come (a schedule
+    # cancelled keeps it), else now
+    own_start = revision.effective_from if revision.effective_from and revision.effective_from > now else None
     return render(request, "console/kb_doc.html", {
         "doc": revision, "history": history, "in_force": live, "latest": history[-1].number,
-        "html": render_markdown(revision.content, revision.title),
-        "mentions": kb_editor.other_mentions(knowledge, revision)})
+        "html": _console_html(render_markdown(revision.content, revision.title)),
+        "mentions": kb_editor.other_mentions(knowledge, revision), "own_start": own_start,
+        "errors": errors or {}, "values": values or {}, "confirm_retire": confirm_retire},
+        status_code=status_code)
 
 
 @router.get("/console/kb/{document_id}/edit")
@@ -94,8 +159,7 @@ def kb_edit(request: Request, document_id: str, user: CurrentEditor, services: S
         revision = live or latest.number
     source = latest if revision == latest.number else knowledge.get(document_id, revision)
     now = datetime.now(UTC)
-    newer = [(r.number, *kb_editor.revision_badge(r.status, r.effective_from, r.effective_until, now))
-             for r in knowledge.history(document_id) if r.number > source.number]
+    newer = _newer(knowledge, source)
     until = source.effective_until
     if until is not None and until <= now:
         until = None  # a date already past (a retired revision's) is not offered again: saving would refuse it
@@ -105,7 +169,7 @@ def kb_edit(request: Request, document_id: str, user: CurrentEditor, services: S
         tags=", ".join(source.tags), audience=source.audience or "", facts_yaml=kb_editor.facts_to_yaml(source.facts))
     # (the edit is checked against the latest revision: saved on top of anything newer, it is refused)
     return render(request, "console/kb_edit.html", {"form": form, "base_revision": latest.number, "doc": source,
-                                                    "newer": newer})
+                                                    "newer": newer, "errors": {}})
 
 
 @router.post("/console/kb/{document_id}/edit")
@@ -113,24 +177,39 @@ async def kb_save(request: Request, document_id: str, user: CurrentEditor, servi
                   base_revision: Annotated[int, Form(ge=1, le=MAX_ID)], title: FormStr = "", body: FormText = "",
                   effective_from: FormStr = "", effective_until: FormStr = "", tags: FormStr = "",
                   audience: FormStr = "", facts: FormText = "", change_note: FormStr = "",
-                  action: FormStr = "save") -> Response:
+                  action: FormStr = "save",
+                  from_revision: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None) -> Response:
     form = _form(document_id, title, body, effective_from, effective_until, tags, audience, facts, change_note)
-    await asyncio.to_thread(kb_editor.save_revision, services.knowledge, form, author=user.email,
-                            base_revision=base_revision, publish=action == "publish")
-    return redirect(f"/console/kb/{document_id}")
+    try:
+        rev = await asyncio.to_thread(kb_editor.save_revision, services.knowledge, form, author=user.email,
+                                      base_revision=base_revision, publish=action == "publish")
+    except HybrideskError as exc:
+        if not _wants_html(request) or isinstance(exc, NotFound):
+            raise
+        return _form_with_errors(request, services, form, exc, document_id=document_id,
+                                 base_revision=base_revision, from_revision=from_revision)
+    return redirect(with_notice(f"/console/kb/{document_id}", _saved_notice(rev, action == "publish")))
 
 
 @router.post("/console/kb/{document_id}/publish")
 async def kb_publish(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
                      revision: Annotated[int, Form(ge=1, le=MAX_ID)], base_revision: Annotated[int, Form(ge=1, le=MAX_ID)],
                      at: FormStr = "") -> Response:
-    when = parse_when(at, field_name="publish at") if at.strip() else None
-    await asyncio.to_thread(kb_editor.check_not_stale, services.knowledge, document_id, base_revision,
-                            publishing=True)
-    draft = await asyncio.to_thread(services.knowledge.get, document_id, revision)
-    kb_editor.check_facts_stated(draft.content, draft.facts)
-    await asyncio.to_thread(services.knowledge.publish, document_id, revision, at=when)
-    return redirect(f"/console/kb/{document_id}")
+    try:
+        when = parse_when(at, field_name="publish at") if at.strip() else None
+        await asyncio.to_thread(kb_editor.check_not_stale, services.knowledge, document_id, base_revision,
+                                publishing=True)
+        draft = await asyncio.to_thread(services.knowledge.get, document_id, revision)
+        kb_editor.check_facts_stated(draft.content, draft.facts)
+        published = await asyncio.to_thread(services.knowledge.publish, document_id, revision, at=when)
+    except HybrideskError as exc:
+        if not _wants_html(request) or isinstance(exc, NotFound):
+            raise
+        # a date's problem beside the date field; the text's, or a stale page's, above the form
+        field = "publish_at" if exc.code in ("bad_date", "date_in_past", "never_in_force") else "publish"
+        return _document_page(request, services, document_id, revision, errors={field: exc.message},
+                              values={"publish_at": at}, status_code=exc.http_status)
+    return redirect(with_notice(f"/console/kb/{document_id}", _saved_notice(published, True)))
 
 
 @router.post("/console/kb/{document_id}/unschedule")
@@ -138,22 +217,45 @@ async def kb_unschedule(request: Request, document_id: str, user: CurrentEditor,
                         revision: Annotated[int, Form(ge=1, le=MAX_ID)]) -> Response:
     """A scheduled revision goes back to draft; the one in force stays."""
     await asyncio.to_thread(services.knowledge.unschedule, document_id, revision)
-    return redirect(f"/console/kb/{document_id}?rev={revision}")
+    return redirect(with_notice(f"/console/kb/{document_id}?rev={revision}", "schedule_cancelled"))
 
 
 @router.post("/console/kb/{document_id}/unretire")
 async def kb_unretire(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep) -> Response:
     """A retirement that has not taken effect is cancelled; the document stays in force as it was."""
     await asyncio.to_thread(services.knowledge.cancel_retirement, document_id)
-    return redirect(f"/console/kb/{document_id}")
+    return redirect(with_notice(f"/console/kb/{document_id}", "retirement_cancelled"))
 
 
 @router.post("/console/kb/{document_id}/retire")
 async def kb_retire(request: Request, document_id: str, user: CurrentEditor, services: ServicesDep,
-                    at: FormStr = "", note: FormStr = "") -> Response:
-    when = parse_when(at, field_name="retire at") if at.strip() else None
-    await asyncio.to_thread(services.knowledge.retire, document_id, at=when, note=note.strip() or None)
-    return redirect(f"/console/kb/{document_id}")
+                    at: FormStr = "", note: FormStr = "", confirm: FormStr = "") -> Response:
+    """Retire from a later time (it can be cancelled until then), or now: that cannot be undone, so it takes
+    a second, deliberate step (``confirm=now``): a form sent without it (Enter pressed in the note field)
+    gets a page asking to confirm, naming the document and the time; API clients get a 409."""
+    html = _wants_html(request)
+    try:
+        when = parse_when(at, field_name="retire at") if at.strip() else None
+        now = datetime.now(UTC)
+        immediate = when is None or now - PAST_TOLERANCE <= when <= now  # (a moment ago is now)
+        if immediate and confirm != "now":
+            current = next((r for r in services.knowledge.in_force() if r.document_id == document_id), None)
+            if current is not None:  # (nothing in force: the store says why below)
+                if not html:
+                    raise Conflict(
+                        f"Retiring {document_id!r} now cannot be undone: customers stop getting answers from it at "
+                        "once. Send confirm=now to retire it now, or a later time.", code="confirmation_required")
+                return _document_page(request, services, document_id, None, values={"retire_at": at, "note": note},
+                                      confirm_retire={"title": current.title, "number": current.number, "when": now})
+        await asyncio.to_thread(services.knowledge.retire, document_id, at=when, note=note.strip() or None)
+    except HybrideskError as exc:
+        if not html or isinstance(exc, NotFound):
+            raise
+        field = "retire_at" if exc.code in ("bad_date", "date_in_past") else "retire"
+        return _document_page(request, services, document_id, None, errors={field: exc.message},
+                              values={"retire_at": at, "note": note}, status_code=exc.http_status)
+    code = "retired" if immediate else "retirement_scheduled"
+    return redirect(with_notice(f"/console/kb/{document_id}", code))
 
 
 @router.get("/console/kb/{document_id}/diff")
@@ -219,7 +321,7 @@ class PreviewIn(BaseModel):
 @router.post("/console/kb/preview")
 def kb_preview(body: PreviewIn, user: CurrentEditor) -> JSONResponse:
     """Live preview: the Markdown rendered exactly as the public page renders it (HTML escaped)."""
-    return JSONResponse({"html": str(render_markdown(body.text, body.title))})
+    return JSONResponse({"html": str(_console_html(render_markdown(body.text, body.title)))})
 
 
 # ---------------------------------------------------------------- public policy pages

@@ -39,7 +39,9 @@ def test_the_current_value_is_stated_and_follows_a_policy_edit(knowledge):
     assert first.guardrail.get("added_fact_statement")
 
     edited = (SAMPLE / "returns-policy.md").read_text(encoding="utf-8")
-    edited = edited.replace('value: "30"', 'value: "45"', 1).replace("**30** days", "**45** days")
+    # (the table row too: a revision saying 45 in one place and 30 in another is kept as a draft)
+    edited = edited.replace('value: "30"', 'value: "45"', 1).replace("**30** days", "**45** days").replace(
+        "within 30 days |", "within 45 days |")
     knowledge.import_bytes(edited.encode(), "returns-policy.md", author="editor", publish=True)
 
     second = _ask(knowledge, "What is your return window?")

@@ -47,7 +47,7 @@ def test_create_publish_edit_and_public_page_follows(console):
     client = console.client()
     csrf = login(client, "editor")
     r = _create(client, csrf)
-    assert r.status_code == 303 and r.headers["location"] == "/console/kb/gift-wrap"
+    assert r.status_code == 303 and r.headers["location"] == "/console/kb/gift-wrap?done=published"
     public = console.client().get("/kb/gift-wrap")  # anonymous: the public page
     assert public.status_code == 200 and "€4.50 per item" in public.text
     assert 'id="prices"' in public.text  # anchors match the chunker's citation anchors
@@ -126,8 +126,8 @@ def test_schedule_and_retire(console):
     client.post("/console/kb/gift-wrap/publish", data={"csrf_token": csrf, "revision": 1, "base_revision": 1,
                                                        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")})
     assert console.client().get("/kb/gift-wrap").status_code == 200
-    r = client.post("/console/kb/gift-wrap/retire", data={"csrf_token": csrf, "note": "no more wrapping"},
-                    follow_redirects=False)
+    r = client.post("/console/kb/gift-wrap/retire", data={"csrf_token": csrf, "note": "no more wrapping",
+                                                          "confirm": "now"}, follow_redirects=False)
     assert r.status_code == 303
     assert console.client().get("/kb/gift-wrap").status_code == 404
     assert console.client().get("/kb/gift-wrap?rev=1").status_code == 200  # old citations keep working
@@ -388,7 +388,7 @@ def test_an_end_date_that_can_never_be_published_is_refused_when_the_draft_is_sa
         assert r.status_code == 422 and r.json()["error"]["code"] == "bad_date"
     assert [r.number for r in console.services.knowledge.history("gift-wrap")] == [1]
     # a retired document's past end date is not offered again in the editor
-    client.post("/console/kb/gift-wrap/retire", data={"csrf_token": csrf})
+    client.post("/console/kb/gift-wrap/retire", data={"csrf_token": csrf, "confirm": "now"})
     page, _ = _edit_form(client, "gift-wrap")
     assert 'name="effective_until" value=""' in page
 
@@ -414,7 +414,7 @@ def test_badges_say_when_a_published_revision_is_scheduled_expired_or_retired(co
     client.post("/console/kb/gift-wrap/publish", data={"csrf_token": csrf, "revision": 1, "base_revision": 1,
                                                        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")})
     assert _badges(client.get("/console/kb/gift-wrap").text) == ["published", "published"]
-    client.post("/console/kb/gift-wrap/retire", data={"csrf_token": csrf})
+    client.post("/console/kb/gift-wrap/retire", data={"csrf_token": csrf, "confirm": "now"})
     assert all(b.startswith("retired · since ") and b.endswith(" UTC")
                for b in _badges(client.get("/console/kb/gift-wrap").text))
 
