@@ -26,10 +26,12 @@ def _output_file(value: str) -> Path:
     if out.is_dir():
         raise InvalidInput(f"{out} is a folder; give a file name such as {out / 'corrections.jsonl'}.",
                            code="bad_output")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInput(f"Cannot write to {out}: {exc.strerror or exc}.", code="bad_output") from exc
+    parent = out.parent
+    if not parent.is_dir():
+        # a typo in the path must not create a directory tree somewhere (QA training #12)
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise InvalidInput(f"Cannot write to {out}: the folder {parent} {what}; create it first or choose "
+                           "another path. Nothing was exported or marked.", code="bad_output")
     return out
 
 

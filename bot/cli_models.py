@@ -8,6 +8,8 @@ base_model_dir, adapters_dir, user_adapters_dir) and ``ctx.session()`` a unit of
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import logging
 import sys
@@ -89,21 +91,46 @@ def tone_detector(services: Any) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace, ctx: Any) -> int:
-    from models.config import TrainConfig
-    from models.training import train
+    from models.config import TrainConfig, resolve_company_name
+    from models.training import TrainingInterrupted, resolve_output_root, train
 
     cfg = TrainConfig.from_yaml(args.config, args.set)
     settings = ctx.settings
+    if args.clean_runs or args.list_runs:
+        return _runs(cfg, ctx, delete=args.clean_runs)
+    company, origin = resolve_company_name(cfg.company_name, args.set, getattr(settings, "company_name", None))
+    cfg = dataclasses.replace(cfg, company_name=company)
+    fields_set = getattr(settings, "model_fields_set", None)
+    if origin == "HYBRIDESK_COMPANY_NAME" and fields_set is not None and "company_name" not in fields_set:
+        origin = "the default: set HYBRIDESK_COMPANY_NAME to name yours"
+    print(f"prompts name the company {company!r} (from {origin}; change it with --set company_name=NAME)",
+          file=sys.stderr)
+    output_root = resolve_output_root(cfg, Path(settings.data_dir))
+    known_roots = [p.resolve() for p in _registry(ctx).root_paths()]
+    outside = output_root.resolve() not in known_roots
+    if args.activate and outside:
+        raise InvalidInput(
+            f"--activate cannot be used with output_root={cfg.output_root}: the bot only knows the adapters in "
+            f"{_registry(ctx).user_root} (and the shipped ones), so it could not activate an adapter saved in "
+            f"{output_root}. Leave output_root out, or train without --activate and copy the adapter there.",
+            code="bad_config",
+        )
     _check_train_targets(cfg, ctx)  # before any model loads: a taken id or a damaged parent fails in a second
     if cfg.use_db_tickets or cfg.kb_context > 0:
         _require_database(ctx)
+    if cfg.use_db_tickets and not (cfg.sample_tickets or cfg.bitext_csv):
+        _require_imported_tickets(ctx)  # before the tone detector and the base model load
     session_cm = ctx.session() if cfg.use_db_tickets else None
     command = "hybridesk train --config " + str(args.config) + "".join(f" --set {s}" for s in args.set or [])
-    if session_cm is not None:
-        with session_cm as session:
-            result = _run_train(cfg, settings, session, ctx, args, command, train)
-    else:
-        result = _run_train(cfg, settings, None, ctx, args, command, train)
+    try:
+        if session_cm is not None:
+            with session_cm as session:
+                result = _run_train(cfg, settings, session, ctx, args, command, train)
+        else:
+            result = _run_train(cfg, settings, None, ctx, args, command, train)
+    except TrainingInterrupted as exc:
+        print(exc.message, file=sys.stderr)
+        raise  # `hybridesk` prints "interrupted" and exits with 130
     m = result.metrics
     print(f"adapter {result.adapter_id} saved to {result.adapter_dir}")
     print(
@@ -113,9 +140,52 @@ def _cmd_train(args: argparse.Namespace, ctx: Any) -> int:
     if args.activate:
         _registry(ctx).activate(result.adapter_id)
         print(f"adapter {result.adapter_id} is now active")
+    elif outside:
+        user_root = _registry(ctx).user_root
+        print(f"the bot does not see adapters in {output_root}: to use this one, copy it into {user_root} "
+              f"(cp -r {result.adapter_dir} {user_root}/) and run `hybridesk adapters activate {result.adapter_id}`")
     else:
         print(f"activate it with: hybridesk adapters activate {result.adapter_id}")
     return 0
+
+
+def _runs(cfg: Any, ctx: Any, *, delete: bool) -> int:
+    """`train --list-runs` / `--clean-runs`: the checkpoints of unfinished runs, with their sizes."""
+    import shutil
+
+    from models.training import list_runs, resolve_output_root
+
+    runs = list_runs(resolve_output_root(cfg, Path(ctx.settings.data_dir)))
+    if not runs:
+        print("no unfinished runs (no checkpoints left behind)")
+        return 0
+    total = 0
+    for path, step, size in runs:
+        total += size
+        where = f"step {step}" if step is not None else "no readable checkpoint"
+        if delete:
+            shutil.rmtree(path, ignore_errors=True)
+        print(f"{'deleted ' if delete else ''}{path}  {where}  {size / 1e6:.1f} MB")
+    with contextlib.suppress(OSError):
+        if delete:
+            runs[0][0].parent.rmdir()
+    verb = "freed" if delete else "in total; `hybridesk train --clean-runs` deletes them"
+    print(f"{len(runs)} run(s), {total / 1e6:.1f} MB {verb}")
+    return 0
+
+
+def _require_imported_tickets(ctx: Any) -> None:
+    from sqlalchemy import func, select
+
+    from models.db import ImportedTicket
+
+    with ctx.session() as session:
+        if not session.scalar(select(func.count()).select_from(ImportedTicket)):
+            raise InvalidInput(
+                "No tickets imported yet: run `hybridesk tickets import FILE` first (use_db_tickets=true with "
+                "bitext_csv=null and sample_tickets=null trains only on the tickets imported into the database).",
+                code="no_data",
+            )
 
 
 def _require_database(ctx: Any) -> None:
@@ -128,10 +198,11 @@ def _require_database(ctx: Any) -> None:
 def _check_train_targets(cfg: Any, ctx: Any) -> None:
     """Refuse a ``version`` that an adapter (user or shipped) already has, and a damaged ``init_adapter``."""
     from models.adapters import AdapterRegistry, adapter_problem
+    from models.training import resolve_output_root
 
     registry = _registry(ctx)
     if cfg.output_root:  # the config writes somewhere else: that root counts too
-        registry = AdapterRegistry(Path(cfg.output_root), registry.shipped_root)
+        registry = AdapterRegistry(resolve_output_root(cfg, Path(ctx.settings.data_dir)), registry.shipped_root)
     if cfg.version:
         registry.check_new_id(cfg.version)
         if cfg.output_root:
@@ -192,6 +263,8 @@ def _cmd_adapters_list(args: argparse.Namespace, ctx: Any) -> int:
     if not adapters and not stray:
         print("no adapters; train one with `hybridesk train --config models/configs/default.yaml`")
         return 0
+    for marker, name in registry.missing_active():
+        print(f"! {marker} names {name}, which is missing; using {registry.active_id() or 'no adapter (the base model)'}")
     print(f"{'':2}{'id':28} {'root':8} {'created':20} {'val loss':>8}  base")
     for a in adapters:
         metrics = a.metadata.get("metrics")
@@ -232,7 +305,7 @@ def _cmd_adapters_activate(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
-    from models.evaluation import EvalOptions, evaluate, format_table
+    from models.evaluation import EvalOptions, evaluate, format_table, trained_company_name
 
     settings = ctx.settings
     registry = _registry(ctx)
@@ -248,7 +321,9 @@ def _cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
     out = Path(args.output) if args.output else Path(settings.data_dir) / "eval" / f"{adapter_id}.json"
     if out.is_dir():
         raise InvalidInput(f"--output {out} is a directory; name a JSON file.", code="bad_output")
-    if args.kb_context:
+    # an adapter trained on imported tickets is scored on those it held out: they are in the database
+    uses_db = any(_trained_on_db(m) for m in [info.metadata, *(registry.get(o).metadata for o in args.same_tickets_as)])
+    if args.kb_context or uses_db:
         _require_database(ctx)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -260,21 +335,30 @@ def _cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
         compare_base=not args.no_base,
         seed=args.seed,
         resolvable_slots=_kb_slots(ctx),
+        # the prompts name the company the adapter was trained for (else the product setting)
+        company_name=trained_company_name(info.metadata) or getattr(settings, "company_name", None),
     )
-    report = evaluate(
-        info.path,
-        data_dir=Path(settings.data_dir),
-        shared_data_dir=Path(settings.shared_data_dir),
-        base_model_dir=getattr(settings, "base_model_dir", None),
-        options=options,
-        tone_fn=_tone_fn(ctx),
-        context_fn=kb_context_fn(ctx.services) if args.kb_context else None,
-        same_tickets_as=others,
-    )
+    with (ctx.session() if uses_db else contextlib.nullcontext()) as session:
+        report = evaluate(
+            info.path,
+            data_dir=Path(settings.data_dir),
+            shared_data_dir=Path(settings.shared_data_dir),
+            base_model_dir=getattr(settings, "base_model_dir", None),
+            options=options,
+            tone_fn=_tone_fn(ctx),
+            context_fn=kb_context_fn(ctx.services) if args.kb_context else None,
+            same_tickets_as=others,
+            session=session,
+        )
     out.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     print(format_table(report))
     print(f"report written to {out}")
     return 0
+
+
+def _trained_on_db(metadata: dict) -> bool:
+    config = metadata.get("config")
+    return isinstance(config, dict) and bool(config.get("use_db_tickets"))
 
 
 def _kb_slots(ctx: Any) -> list[str] | None:
@@ -320,6 +404,57 @@ def _cmd_tickets_import(args: argparse.Namespace, ctx: Any) -> int:
     return 0 if report.imported or report.duplicates or not report.errors else 1
 
 
+def _cmd_tickets_list(args: argparse.Namespace, ctx: Any) -> int:
+    from models.tickets import find_imported, shorten
+
+    with ctx.session() as session:
+        rows, total = find_imported(session, source=args.source, search=args.search, limit=args.limit)
+        for row in rows:
+            print(f"{row.id:>6}  {row.source:11} {shorten(row.intent or '-', 24):24} {shorten(row.customer_message)}")
+    what = " matching" if args.source or args.search else ""
+    if not total:
+        print(f"no{what} imported tickets", file=sys.stderr)
+    elif len(rows) < total:
+        print(f"{len(rows)} of {total}{what} tickets shown (--limit N shows more)", file=sys.stderr)
+    else:
+        print(f"{total}{what} ticket(s)", file=sys.stderr)
+    return 0
+
+
+def _cmd_tickets_show(args: argparse.Namespace, ctx: Any) -> int:
+    from models.tickets import get_imported
+
+    with ctx.session() as session:
+        for row in get_imported(session, args.ids):
+            print(f"id:          {row.id}")
+            print(f"source:      {row.source}")
+            for label, value in (("external id", row.external_id), ("intent", row.intent),
+                                 ("category", row.category), ("tone", row.tone),
+                                 ("created at", row.created_at), ("imported at", row.imported_at)):
+                print(f"{label + ':':13}{value if value is not None else '-'}")
+            print(f"data hash:   {row.data_hash}")
+            print("customer message:\n  " + row.customer_message.replace("\n", "\n  "))
+            print("agent reply:\n  " + row.agent_reply.replace("\n", "\n  "))
+            print()
+    return 0
+
+
+def _cmd_tickets_delete(args: argparse.Namespace, ctx: Any) -> int:
+    from models.tickets import delete_imported, find_imported
+
+    if bool(args.ids) == bool(args.source):
+        raise InvalidInput("Give either ticket ids or --source SOURCE (not both).", code="bad_arguments")
+    with ctx.session() as session:
+        if args.source and not args.yes:
+            _, total = find_imported(session, source=args.source, limit=0)
+            raise InvalidInput(f"This would delete all {total} imported ticket(s) of source {args.source!r}; "
+                               "add --yes to do it.", code="confirm")
+        deleted = delete_imported(session, ticket_ids=args.ids or None, source=args.source)
+        session.commit()
+    print(f"deleted {deleted} imported ticket(s); adapters already trained on them keep what they learnt")
+    return 0
+
+
 def _guess_format(path: Path) -> str:
     if path.suffix.lower() == ".csv" and path.is_file():  # else read_tickets says what is wrong
         with path.open(encoding="utf-8-sig", errors="replace") as fh:
@@ -352,6 +487,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--activate", action="store_true", help="activate the adapter when training ends")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
+    p.add_argument("--list-runs", action="store_true",
+                   help="list the checkpoints unfinished (interrupted) runs left behind, with their sizes; no training")
+    p.add_argument("--clean-runs", action="store_true",
+                   help="delete those checkpoints (an interrupted run then starts again from step 0); no training")
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("adapters", help="list, show and activate LoRA adapters")
@@ -388,6 +527,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["bitext", "csv", "jsonl", "sample", "corrections"])
     p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map a column to a ticket field")
     p.set_defaults(handler=_cmd_tickets_import)
+    p = group.add_parser("list", help="imported tickets, one line each: id, source, intent, message")
+    p.add_argument("--source", help="only this source (csv, jsonl, bitext, sample, corrections)")
+    p.add_argument("--search", metavar="TEXT", help="only tickets whose message or reply contains TEXT")
+    p.add_argument("--limit", type=positive_int, default=50, help="show at most N tickets (default 50)")
+    p.set_defaults(handler=_cmd_tickets_list)
+    p = group.add_parser("show", help="an imported ticket in full, as stored (after PII scrubbing)")
+    p.add_argument("ids", nargs="+", type=positive_int, metavar="ID")
+    p.set_defaults(handler=_cmd_tickets_show)
+    p = group.add_parser("delete", help="delete imported tickets by id, or every ticket of a source")
+    p.add_argument("ids", nargs="*", type=positive_int, metavar="ID")
+    p.add_argument("--source", help="delete every ticket of this source (needs --yes)")
+    p.add_argument("--yes", action="store_true", help="confirm deleting by --source")
+    p.set_defaults(handler=_cmd_tickets_delete)
 
 
 if __name__ == "__main__":  # pragma: no cover

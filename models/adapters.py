@@ -19,6 +19,7 @@ is tiny), so activating an adapter takes effect without a restart.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ ACTIVE_FILE = "ACTIVE"
 METADATA_FILE = "metadata.json"
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
+log = logging.getLogger(__name__)
+#: ``(ACTIVE file, name)`` pairs already warned about (``active_id`` runs on every reply)
+_WARNED_MISSING: set[tuple[str, str]] = set()
 
 
 @dataclass
@@ -312,16 +316,56 @@ class AdapterRegistry:
         raise NotFound(f"No adapter {adapter_id!r}; known adapters: {known}.", code="adapter_not_found")
 
     def active_id(self) -> str | None:
-        """The active adapter id (user choice first, then the shipped default), or None."""
+        """The active adapter id (user choice first, then the shipped default), or None.
+
+        An ``ACTIVE`` file that names an adapter no root holds (deleted or moved by hand) is skipped, with
+        a warning logged once per file and name: the bot falls back to the next root's choice.
+        """
         for _, root in self.roots:
             marker = root / ACTIVE_FILE
             if marker.is_file():
                 value = marker.read_text(encoding="utf-8").strip()
                 if value == "none":
                     return None
-                if value and not value.startswith(".") and "/" not in value and any((r / value / "adapter_config.json").is_file() for r in self.root_paths()):
+                if self._names_adapter(value):
+                    return value
+                if value and (str(marker), value) not in _WARNED_MISSING:
+                    _WARNED_MISSING.add((str(marker), value))
+                    log.warning("%s names adapter %r, which is missing; falling back to %s", marker, value,
+                                self._fallback_after(root) or "the base model")
+        return None
+
+    def _names_adapter(self, value: str) -> bool:
+        return bool(value) and not value.startswith(".") and "/" not in value and any(
+            (r / value / CONFIG_FILE).is_file() for r in self.root_paths())
+
+    def _fallback_after(self, root: Path) -> str | None:
+        """The adapter the roots after ``root`` make active (what the bot falls back to)."""
+        later = [r for _, r in self.roots][[r for _, r in self.roots].index(root) + 1:]
+        for other in later:
+            marker = other / ACTIVE_FILE
+            if marker.is_file():
+                value = marker.read_text(encoding="utf-8").strip()
+                if value == "none":
+                    return None
+                if self._names_adapter(value):
                     return value
         return None
+
+    def missing_active(self) -> list[tuple[Path, str]]:
+        """``(ACTIVE file, name)`` of each ``ACTIVE`` file, in lookup order up to the one in force, that names
+        an adapter which is missing (``adapters list`` says so)."""
+        out = []
+        for _, root in self.roots:
+            marker = root / ACTIVE_FILE
+            if not marker.is_file():
+                continue
+            value = marker.read_text(encoding="utf-8").strip()
+            if value == "none" or self._names_adapter(value):
+                break
+            if value:
+                out.append((marker, value))
+        return out
 
     def active(self) -> AdapterInfo | None:
         adapter_id = self.active_id()

@@ -32,7 +32,10 @@ class TrainConfig:
     bitext_csv: str | None = "bitext_customer_support/Bitext_Sample_Customer_Support_Training_Dataset.csv"
     bitext_limit: int | None = None  # use at most this many bitext tickets (a stratified slice)
     use_db_tickets: bool = False  # also train on tickets imported into the database
-    company_name: str = "Larkspur & Co."
+    # the company the prompts name ("You are the customer support assistant of ..."). `hybridesk train`
+    # takes the HYBRIDESK_COMPANY_NAME setting instead of the sample company's name (or of null): see
+    # ``resolve_company_name``
+    company_name: str | None = "Larkspur & Co."
     max_length: int = 384  # prompt + reply tokens
     max_reply_tokens: int = 160  # drop longer replies: the generation cap (200) keeps headroom above these
     distractor_slots: int = 3  # extra allowed slot names per example, so the model learns to choose
@@ -178,6 +181,35 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+#: the sample company's name: what ``models/configs/default.yaml`` (and older copies of it) give
+SAMPLE_COMPANY = "Larkspur & Co."
+#: keys that change only what a run prints, how often it saves, or how it is scheduled on this machine,
+#: not what it learns: left out of the run key, so that changing them still resumes a run
+BOOKKEEPING_KEYS = frozenset({
+    "version", "max_minutes", "log_every", "checkpoint_every", "eval_every", "num_threads",
+    "release_memory_every", "resume", "output_root",
+})
+
+
+def resolve_company_name(cfg_value: str | None, overrides: list[str] | None, setting: str | None) -> tuple[str, str]:
+    """``(company name, where it came from)`` for a training run.
+
+    ``--set company_name=...`` wins; then a config file's own ``company_name``, unless it is the sample
+    company's (the shipped default config names it, so copies of that file do too); then the product
+    setting ``HYBRIDESK_COMPANY_NAME`` (itself "Larkspur & Co." unless set). An operator who sets
+    HYBRIDESK_COMPANY_NAME gets their name in the prompts without knowing the config key; the shipped
+    adapters' runs, without the setting, still name "Larkspur & Co.".
+    """
+    if any(item.partition("=")[0].strip() == "company_name" for item in overrides or []):
+        if cfg_value:
+            return cfg_value, "--set company_name"
+    elif cfg_value and cfg_value.strip() != SAMPLE_COMPANY:
+        return cfg_value, "the config's company_name"
+    if setting and setting.strip():
+        return setting.strip(), "HYBRIDESK_COMPANY_NAME"
+    return cfg_value or SAMPLE_COMPANY, "the default"
 
 
 def _override_value(raw: str) -> Any:

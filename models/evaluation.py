@@ -14,8 +14,10 @@ Metrics, per model (adapter and base):
 * ``intent_match`` - replies whose nearest intent centroid (MiniLM, over the other tickets' real
   replies: never the ticket's own) is the ticket's intent: a cheap intent-appropriateness check.
 
-Held-out tickets: the public (bitext) tickets the adapter's training slice did not use, plus its
-validation split. Prompts are built with :mod:`models.prompting` as in training (the slot list is
+Held-out tickets: the adapter's validation split from each of its sources (its ``val_hashes``: the
+sample tickets, and the tickets imported into the database, read through a session), the company's
+own first, then the public (bitext) tickets its training slice did not use. The report's ``by_source``
+counts them per source. Prompts are built with :mod:`models.prompting` as in training (the slot list is
 the real reply's slots plus three distractors).
 """
 
@@ -25,6 +27,7 @@ import math
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +38,7 @@ from models.adapters import read_metadata
 from models.config import TrainConfig
 from models.prompting import (
     CUSTOMER_SLOTS,
+    DEFAULT_COMPANY,
     MAX_NEW_TOKENS,
     allowed_slots,
     build_messages,
@@ -42,8 +46,18 @@ from models.prompting import (
     extract_slots,
     render_prompt,
 )
-from models.tickets import Ticket, read_tickets
-from models.training import ContextFn, Example, _pad, evaluate_loss, load_training_tickets, stratified_slice
+from models.tickets import Ticket, read_tickets, stored_tickets
+from models.training import (
+    PUBLIC_SOURCES,
+    REPO_ROOT,
+    ContextFn,
+    Example,
+    _pad,
+    _resolve,
+    evaluate_loss,
+    load_training_tickets,
+    stratified_slice,
+)
 
 _WORD_RE = re.compile(r"\{\{[^{}]+\}\}|\w+", re.UNICODE)
 _FIGURE_RE = re.compile(
@@ -61,7 +75,8 @@ class EvalOptions:
     batch_size: int = 8
     loss_examples: int = 64
     resolvable_slots: Sequence[str] | None = None
-    company_name: str = "Larkspur & Co."
+    #: None: the company name the adapter was trained with (its metadata's config)
+    company_name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -137,18 +152,29 @@ WEAKEST = 5
 
 def held_out_tickets(
     metadata: dict[str, Any], *, shared_data_dir: Path | None, limit: int, seed: int,
-    also: list[dict[str, Any]] | None = None,
+    also: list[dict[str, Any]] | None = None, session: Any = None,
 ) -> list[Ticket]:
-    """Tickets the adapter did not train on, stratified by intent (public tickets first).
+    """Tickets the adapter did not train on, stratified by intent.
 
+    The company's own held-out tickets (sample tickets, and tickets imported into the database, read
+    through ``session``) come first, up to ``limit``; public (bitext) tickets fill the rest.
     ``also``: metadata of other adapters; only tickets none of them trained on either are kept,
     so that two adapters are compared on the same tickets.
     """
-    pool = _held_out_pool(metadata, shared_data_dir)
+    pool = _held_out_pool(metadata, shared_data_dir, session=session)
     for other in also or []:
-        theirs = {t.data_hash for t in _held_out_pool(other, shared_data_dir)}
+        theirs = {t.data_hash for t in _held_out_pool(other, shared_data_dir, session=session, check=False)}
         pool = [t for t in pool if t.data_hash in theirs]
-    return stratified_slice(pool, limit, seed)
+    own = [t for t in pool if t.source not in PUBLIC_SOURCES]
+    public = [t for t in pool if t.source in PUBLIC_SOURCES]
+    chosen = stratified_slice(own, limit, seed)
+    return chosen + stratified_slice(public, limit - len(chosen), seed)
+
+
+def sources_summary(tickets: Sequence[Ticket]) -> dict[str, int]:
+    """``{source: count}`` of ``tickets``, the company's own sources first."""
+    counts = Counter(t.source for t in tickets)
+    return dict(sorted(counts.items(), key=lambda kv: (kv[0] in PUBLIC_SOURCES, kv[0])))
 
 
 def untrained_long_reply_tickets(
@@ -170,20 +196,59 @@ def untrained_long_reply_tickets(
     return stratified_slice(pool, limit, seed)
 
 
-def _held_out_pool(metadata: dict[str, Any], shared_data_dir: Path | None) -> list[Ticket]:
+def _held_out_pool(
+    metadata: dict[str, Any], shared_data_dir: Path | None, *, session: Any = None, check: bool = True,
+) -> list[Ticket]:
+    """Every ticket the adapter did not train on: public tickets its slice left out, and the tickets of
+    its validation split (``val_hashes``) from each of its sources, the database's included.
+
+    ``check``: raise :class:`InvalidInput` naming the reason when the adapter held out tickets of the
+    database that cannot be read (no ``session``) or are not there any more.
+    """
     cfg = TrainConfig(**{**TrainConfig().to_dict(), **(metadata.get("config") or {})})
     val_hashes = set(metadata.get("val_hashes") or [])
     pool: list[Ticket] = []
+    seen: set[str] = set()
+
+    def add(tickets: Sequence[Ticket]) -> None:
+        for t in tickets:
+            if t.data_hash not in seen:
+                seen.add(t.data_hash)
+                pool.append(t)
+
+    if cfg.sample_tickets and val_hashes:
+        path = _resolve(cfg.sample_tickets, REPO_ROOT)
+        if path.is_file():
+            rows, _ = read_tickets(path, "sample")
+            add([t for t in rows if t.data_hash in val_hashes])
+    if cfg.use_db_tickets and val_hashes:
+        if session is not None:
+            add([t for t in stored_tickets(session) if t.data_hash in val_hashes])
+        elif check:
+            raise InvalidInput(
+                f"Adapter {metadata.get('id', '?')} was trained on tickets imported into the database; its "
+                "held-out tickets are read from there, and no database session was given.",
+                code="no_held_out_tickets",
+            )
     if cfg.bitext_csv:
-        base = shared_data_dir or Path(".")
-        path = Path(cfg.bitext_csv) if Path(cfg.bitext_csv).is_absolute() else base / cfg.bitext_csv
+        path = _resolve(cfg.bitext_csv, shared_data_dir or Path("."))
         if path.is_file():
             rows, _ = read_tickets(path, "bitext")
             used = {t.data_hash for t in stratified_slice(rows, cfg.bitext_limit, cfg.seed)}
-            pool = [t for t in rows if t.data_hash not in used or t.data_hash in val_hashes]
-    if not pool and val_hashes:
-        tickets = load_training_tickets(cfg, shared_data_dir=shared_data_dir)
-        pool = [t for t in tickets if t.data_hash in val_hashes]
+            add([t for t in rows if t.data_hash not in used or t.data_hash in val_hashes])
+    if check and cfg.use_db_tickets and not pool:
+        name = metadata.get("id", "?")
+        if not val_hashes:
+            raise InvalidInput(
+                f"Adapter {name} held out no tickets (it trained with val_fraction 0, or on fewer than 4 "
+                "examples), and it has no public tickets to evaluate on: every ticket it knows, it trained on.",
+                code="no_held_out_tickets",
+            )
+        raise InvalidInput(
+            f"Adapter {name} held out {len(val_hashes)} ticket(s), but none of them is in this database any "
+            "more (deleted with `hybridesk tickets delete`, or another data dir?).",
+            code="no_held_out_tickets",
+        )
     return pool
 
 
@@ -243,6 +308,7 @@ def evaluate(
     tone_fn: Callable[[str], str] | None = None,
     context_fn: ContextFn | None = None,
     same_tickets_as: Sequence[Path] = (),
+    session: Any = None,
 ) -> dict[str, Any]:
     """Generate replies with the adapter (and the base model) for held-out tickets; the JSON report.
 
@@ -252,6 +318,8 @@ def evaluate(
     prompts are training's (the reply's slots and three others, no facts or passages).
     ``same_tickets_as``: other adapters' folders; only tickets none of them trained on are used, so
     that their reports compare on the same tickets.
+    ``session`` reads the held-out tickets of an adapter trained on tickets imported into the database.
+    The prompts name ``options.company_name``, or else the company the adapter was trained for.
     """
     import torch
     from peft import PeftModel
@@ -261,11 +329,12 @@ def evaluate(
     opts = options or EvalOptions()
     adapter_dir = Path(adapter_dir)
     metadata = read_metadata(adapter_dir)
+    opts = replace(opts, company_name=opts.company_name or trained_company_name(metadata) or DEFAULT_COMPANY)
     started = time.time()
     if tickets is None:
         tickets = held_out_tickets(
             metadata, shared_data_dir=shared_data_dir, limit=opts.limit, seed=opts.seed,
-            also=[read_metadata(Path(d)) for d in same_tickets_as],
+            also=[read_metadata(Path(d)) for d in same_tickets_as], session=session,
         )
     tickets = list(tickets)[: opts.limit]
     if not tickets:
@@ -356,6 +425,7 @@ def evaluate(
         "adapter_id": adapter_dir.name,
         "base_model": metadata.get("base_model"),
         "n_tickets": len(tickets),
+        "by_source": sources_summary(tickets),
         "options": {k: v for k, v in opts.__dict__.items() if k != "resolvable_slots"}
         | {"resolvable_slots_given": opts.resolvable_slots is not None, "kb_context": context_fn is not None,
            "same_tickets_as": [Path(d).name for d in same_tickets_as]},
@@ -446,6 +516,29 @@ def slot_key(slot: str) -> str:
     return re.sub(r"[\s_\-]+", " ", slot.strip().strip("{}").strip().lower()).strip()
 
 
+def _sources_note(by_source: dict[str, int] | None) -> str:
+    """" (3 of the company's own: csv 2, corrections 1; 9 public: bitext 9)" for the table's header."""
+    if not by_source:
+        return ""
+    own = {k: v for k, v in by_source.items() if k not in PUBLIC_SOURCES}
+    public = {k: v for k, v in by_source.items() if k in PUBLIC_SOURCES}
+    parts = []
+    for label, group in (("of the company's own", own), ("public", public)):
+        if group:
+            detail = ", ".join(f"{k} {v}" for k, v in group.items())
+            parts.append(f"{sum(group.values())} {label}: {detail}")
+    if not own:
+        parts.append("none of the company's own")
+    return " (" + "; ".join(parts) + ")"
+
+
+def trained_company_name(metadata: dict[str, Any]) -> str | None:
+    """The company name an adapter's prompts named in training (from its metadata), or None."""
+    config = metadata.get("config")
+    name = config.get("company_name") if isinstance(config, dict) else None
+    return name if isinstance(name, str) and name.strip() else None
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report's metrics as a Markdown table (one column per model)."""
     metrics = report["metrics"]
@@ -467,7 +560,7 @@ def format_table(report: dict[str, Any]) -> str:
     ]
     lines = [
         f"adapter {report['adapter_id']}{' vs base' if 'base' in metrics else ''}, "
-        f"{report['n_tickets']} held-out tickets",
+        f"{report['n_tickets']} held-out tickets{_sources_note(report.get('by_source'))}",
         "| metric | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]

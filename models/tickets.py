@@ -112,11 +112,14 @@ class ImportReport:
     imported: int = 0
     duplicates: int = 0
     scrubbed: int = 0
+    replaced: int = 0  # corrections that replaced an earlier one of the same message
     errors: list[RowError] = field(default_factory=list)
 
     def summary(self) -> str:
+        replaced = (f" ({self.replaced} replacing an earlier correction of the same message)"
+                    if self.fmt == "corrections" else "")
         lines = [
-            f"{self.path} ({self.fmt}): {self.read} rows read, {self.imported} imported, "
+            f"{self.path} ({self.fmt}): {self.read} rows read, {self.imported} imported{replaced}, "
             f"{self.duplicates} duplicates, {self.scrubbed} with personal data scrubbed, "
             f"{len(self.errors)} skipped"
         ]
@@ -452,30 +455,43 @@ def import_tickets(
     # every source: the same tickets imported as CSV and as JSONL, or an exported corrections file read
     # as plain JSONL and then as corrections, are one set of examples, not two (CLI QA, A8)
     existing = set(session.scalars(select(ImportedTicket.data_hash)))
+    # a message corrected again after an earlier export: the newer correction replaces the older one
+    earlier: dict[str, list[Any]] = {}
+    if fmt == "corrections":
+        query = select(ImportedTicket).where(ImportedTicket.source == "corrections",
+                                             ImportedTicket.external_id.is_not(None))
+        for row in session.scalars(query):
+            earlier.setdefault(row.external_id, []).append(row)
     for ticket in tickets:
         digest = ticket.data_hash
         if digest in existing:
             report.duplicates += 1
             continue
+        if ticket.external_id and earlier.get(ticket.external_id):
+            for old in earlier.pop(ticket.external_id):
+                existing.discard(old.data_hash)
+                session.delete(old)
+            report.replaced += 1
         existing.add(digest)
         if getattr(ticket, "scrubbed_kinds", None):
             report.scrubbed += 1
         if ticket.tone is None and tone_fn is not None:
             ticket.tone = _opt(tone_fn(ticket.customer_message), 32)
-        session.add(
-            ImportedTicket(
-                source=fmt,
-                external_id=ticket.external_id,
-                customer_message=ticket.customer_message,
-                intent=ticket.intent,
-                category=ticket.category,
-                agent_reply=ticket.agent_reply,
-                tone=ticket.tone,
-                scrubbed=True,
-                created_at=ticket.created_at,
-                data_hash=digest,
-            )
+        row = ImportedTicket(
+            source=fmt,
+            external_id=ticket.external_id,
+            customer_message=ticket.customer_message,
+            intent=ticket.intent,
+            category=ticket.category,
+            agent_reply=ticket.agent_reply,
+            tone=ticket.tone,
+            scrubbed=True,
+            created_at=ticket.created_at,
+            data_hash=digest,
         )
+        session.add(row)
+        if fmt == "corrections" and ticket.external_id:
+            earlier[ticket.external_id] = [row]  # (a later line of the same file for that message wins)
         report.imported += 1
     session.flush()
     return report
@@ -503,3 +519,69 @@ def stored_tickets(session: Any, sources: list[str] | None = None) -> list[Ticke
         )
         for row in session.scalars(query)
     ]
+
+
+# -- auditing imported tickets (``hybridesk tickets list | show | delete``) ---------------------------
+
+
+def shorten(text: str | None, width: int = 70) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+
+
+def find_imported(session: Any, *, source: str | None = None, search: str | None = None,
+                  limit: int | None = 50) -> tuple[list[Any], int]:
+    """``(rows, how many match)``: imported tickets (oldest first) of ``source`` whose message or reply
+    contains ``search`` (case-insensitive), at most ``limit`` of them."""
+    from sqlalchemy import func, or_, select
+
+    from models.db import ImportedTicket
+
+    where = []
+    if source:
+        where.append(ImportedTicket.source == source)
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(or_(ImportedTicket.customer_message.ilike(pattern, escape="\\"),
+                         ImportedTicket.agent_reply.ilike(pattern, escape="\\")))
+    total = session.scalar(select(func.count()).select_from(ImportedTicket).where(*where)) or 0
+    query = select(ImportedTicket).where(*where).order_by(ImportedTicket.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query)), int(total)
+
+
+def get_imported(session: Any, ticket_ids: list[int]) -> list[Any]:
+    """The imported tickets ``ticket_ids`` (in that order), or :class:`NotFound` naming the unknown ids."""
+    from sqlalchemy import select
+
+    from models.db import ImportedTicket
+
+    rows = {r.id: r for r in session.scalars(select(ImportedTicket).where(ImportedTicket.id.in_(ticket_ids)))}
+    unknown = [str(i) for i in ticket_ids if i not in rows]
+    if unknown:
+        raise NotFound(
+            f"No imported ticket with id {', '.join(unknown)}; nothing was changed "
+            "(`hybridesk tickets list` shows the ids).", code="ticket_not_found",
+        )
+    return [rows[i] for i in dict.fromkeys(ticket_ids)]
+
+
+def delete_imported(session: Any, *, ticket_ids: list[int] | None = None, source: str | None = None) -> int:
+    """Delete imported tickets by id (all of them must exist) or every ticket of ``source``; how many.
+    The caller's unit of work commits."""
+    from sqlalchemy import select
+
+    from models.db import ImportedTicket
+
+    if ticket_ids:
+        rows = get_imported(session, ticket_ids)
+    elif source:
+        rows = list(session.scalars(select(ImportedTicket).where(ImportedTicket.source == source)))
+    else:
+        raise InvalidInput("Name the tickets to delete: their ids, or --source SOURCE.", code="nothing_to_delete")
+    for row in rows:
+        session.delete(row)
+    session.flush()
+    return len(rows)

@@ -14,14 +14,17 @@ tokens. Examples are length-bucketed (or packed) and trained with a hand-written
 LoRA parameters. A batch wider than ``max_batch_tokens`` runs as micro-batches with the same
 gradient, and freed memory goes back to the OS after each step: that bounds a run's memory.
 Training is checkpointed every ``checkpoint_every`` steps under ``<output_root>/.runs/<run key>``
-(a re-run of the same config and data resumes there), validated on a held-out split, and saved as
-a versioned adapter folder with ``metadata.json`` (see :mod:`models.adapters`).
+(a re-run of the same config and data resumes there; the bookkeeping keys such as ``log_every`` or
+``checkpoint_every`` may change, see :func:`run_key`; Ctrl+C raises :class:`TrainingInterrupted`, which
+says where the checkpoint is), validated on a held-out split, and saved as a versioned adapter folder
+with ``metadata.json`` (see :mod:`models.adapters`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import hashlib
 import json
 import logging
@@ -40,7 +43,7 @@ from typing import Any
 
 from knowledge.errors import InvalidInput
 from models.adapters import SHIPPED_ROOT, AdapterRegistry, write_metadata
-from models.config import TrainConfig
+from models.config import BOOKKEEPING_KEYS, SAMPLE_COMPANY, TrainConfig
 from models.prompting import allowed_slots, build_messages, encode_example, extract_slots
 from models.tickets import Ticket, read_tickets, stored_tickets
 
@@ -117,7 +120,16 @@ def load_training_tickets(
         _log_errors(path, errors)
         tickets += stratified_slice(rows, cfg.bitext_limit, cfg.seed)
     if cfg.use_db_tickets and session is not None:
-        tickets += stored_tickets(session)
+        stored = stored_tickets(session)
+        if not stored:
+            if not tickets:
+                raise InvalidInput(
+                    "No tickets imported yet: run `hybridesk tickets import FILE` first (use_db_tickets=true "
+                    "trains on the tickets imported into the database, and there are none).",
+                    code="no_data",
+                )
+            log.warning("use_db_tickets is true, but no tickets are imported yet: training on the others only")
+        tickets += stored
     if not tickets:
         raise InvalidInput("No training tickets found; check the config's data paths.", code="no_data")
     return tickets
@@ -185,7 +197,7 @@ def build_examples(
             facts=facts,
             passages=passages,
             history=[],
-            company_name=cfg.company_name,
+            company_name=cfg.company_name or SAMPLE_COMPANY,
         )
         input_ids, labels = encode_example(tokenizer, messages, ticket.agent_reply, max_length=cfg.max_length)
         if all(label == -100 for label in labels):
@@ -515,11 +527,15 @@ def train(
     ``cfg.version`` must be new in the output root (an adapter is never overwritten); ``shipped_root``
     (default: the repository's adapters) is where an ``init_adapter`` id is also looked up.
     """
-    output_root = Path(cfg.output_root) if cfg.output_root else Path(data_dir) / "adapters"
+    output_root = resolve_output_root(cfg, data_dir)
+    if not cfg.company_name:
+        cfg = dataclasses.replace(cfg, company_name=SAMPLE_COMPANY)  # the metadata names what the prompts did
     # a taken id and an adapter to continue from are checked before anything loads
     if cfg.version:
         AdapterRegistry(output_root, None).check_new_id(cfg.version)
     parent_info = find_init_adapter(cfg.init_adapter, output_root, shipped_root) if cfg.init_adapter else None
+    if tickets is None:  # (no tickets to train on is said before the base model loads)
+        tickets = load_training_tickets(cfg, shared_data_dir=shared_data_dir, session=session)
 
     import torch
     from peft import LoraConfig, get_peft_model
@@ -543,8 +559,6 @@ def train(
     model.to(device)
     model.config.use_cache = False
 
-    if tickets is None:
-        tickets = load_training_tickets(cfg, shared_data_dir=shared_data_dir, session=session)
     if cfg.kb_context > 0 and context_fn is None:
         log.warning("kb_context %.2f asked for, but there is no KB to retrieve from: slot names only", cfg.kb_context)
     why: Counter[str] = Counter()
@@ -565,6 +579,7 @@ def train(
 
         model = PeftModel.from_pretrained(model, str(parent.path), is_trainable=True)
     else:
+        check_target_modules(model, cfg.target_modules)
         lora = LoraConfig(
             r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
@@ -594,16 +609,15 @@ def train(
         ),
     )
 
-    run_key = hashlib.sha256(
-        json.dumps(
-            {**cfg.to_dict(), "version": None, "max_minutes": None, "data": digest}, sort_keys=True
-        ).encode()
-    ).hexdigest()[:12]
-    run_dir = output_root / ".runs" / run_key
+    run_dir = output_root / ".runs" / run_key(cfg, digest)
     state = {"step": 0, "losses": [], "tokens": 0}
     if cfg.resume and (run_dir / "trainer_state.pt").is_file():
         state = _load_checkpoint(run_dir, model, optimizer, scheduler)
-        log.info("resuming %s at step %d", run_dir, state["step"])
+        if progress:  # the log line below shows only with --no-progress
+            print(f"resuming {run_dir} at step {state['step']}", file=sys.stderr, flush=True)
+        else:
+            log.info("resuming %s at step %d", run_dir, state["step"])
+    checkpointed = state["step"] or None  # the step of the checkpoint on disk, for an interrupt's message
 
     val_batches = [
         _pad(val_set[i : i + cfg.batch_size], pad_id) for i in range(0, len(val_set), cfg.batch_size)
@@ -621,44 +635,50 @@ def train(
     accumulated: list[float] = []
     epoch = step * cfg.grad_accum // max(1, batches_per_epoch)
     skip = step * cfg.grad_accum - epoch * batches_per_epoch
-    while step < total_steps:
-        batches = make_batches(train_set, cfg, random.Random(cfg.seed * 1000 + epoch), pad_id)
-        for batch in batches[skip:]:
-            loss_value, _ = backward_batch(model, batch, cfg.max_batch_tokens, 1 / cfg.grad_accum)
-            accumulated.append(loss_value)
-            tokens += int(batch["input_ids"].numel())
-            micro += 1
-            if micro % cfg.grad_accum:
-                continue
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            losses.append(sum(accumulated) / len(accumulated))
-            accumulated.clear()
-            if cfg.release_memory_every and step % cfg.release_memory_every == 0:
-                release_freed_memory()
-            elapsed = time.time() - t0
-            tps = (tokens - tokens_at_start) / max(elapsed, 1e-6)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{_ema(losses):.3f}", tok_s=f"{tps:.0f}")
-            elif step % cfg.log_every == 0:
-                log.info("step %d/%d loss %.3f %.0f tok/s", step, total_steps, _ema(losses), tps)
-            if cfg.eval_every and step % cfg.eval_every == 0 and val_batches:
-                log.info("step %d val loss %.3f", step, evaluate_loss(model, val_batches))
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                _save_checkpoint(run_dir, model, optimizer, scheduler, step, losses, tokens)
-            if cfg.max_minutes and (time.time() - started) / 60 > cfg.max_minutes:
-                stopped_early = step < total_steps
+    try:
+        while step < total_steps:
+            batches = make_batches(train_set, cfg, random.Random(cfg.seed * 1000 + epoch), pad_id)
+            for batch in batches[skip:]:
+                loss_value, _ = backward_batch(model, batch, cfg.max_batch_tokens, 1 / cfg.grad_accum)
+                accumulated.append(loss_value)
+                tokens += int(batch["input_ids"].numel())
+                micro += 1
+                if micro % cfg.grad_accum:
+                    continue
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                losses.append(sum(accumulated) / len(accumulated))
+                accumulated.clear()
+                if cfg.release_memory_every and step % cfg.release_memory_every == 0:
+                    release_freed_memory()
+                elapsed = time.time() - t0
+                tps = (tokens - tokens_at_start) / max(elapsed, 1e-6)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{_ema(losses):.3f}", tok_s=f"{tps:.0f}")
+                elif step % cfg.log_every == 0:
+                    log.info("step %d/%d loss %.3f %.0f tok/s", step, total_steps, _ema(losses), tps)
+                if cfg.eval_every and step % cfg.eval_every == 0 and val_batches:
+                    log.info("step %d val loss %.3f", step, evaluate_loss(model, val_batches))
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    _save_checkpoint(run_dir, model, optimizer, scheduler, step, losses, tokens)
+                    checkpointed = step
+                if cfg.max_minutes and (time.time() - started) / 60 > cfg.max_minutes:
+                    stopped_early = step < total_steps
+                    break
+                if step >= total_steps:
+                    break
+            if stopped_early or step >= total_steps:
                 break
-            if step >= total_steps:
-                break
-        if stopped_early or step >= total_steps:
-            break
-        epoch += 1
-        skip = 0
+            epoch += 1
+            skip = 0
+    except KeyboardInterrupt as exc:
+        if bar is not None:
+            bar.close()
+        raise TrainingInterrupted(interrupt_message(run_dir, checkpointed, step, cfg)) from exc
     if bar is not None:
         bar.close()
     train_seconds = time.time() - t0
@@ -715,6 +735,87 @@ def train(
     with contextlib.suppress(OSError):
         run_dir.parent.rmdir()  # only when no other run is in progress
     return TrainResult(version, adapter_dir, metrics, model=model, losses=losses)
+
+
+def resolve_output_root(cfg: TrainConfig, data_dir: Path) -> Path:
+    """Where a run writes its adapter (and its checkpoints under ``.runs``): ``output_root``, relative to
+    the data directory, or ``<data_dir>/adapters``."""
+    if not cfg.output_root:
+        return Path(data_dir) / "adapters"
+    root = Path(cfg.output_root).expanduser()
+    return root if root.is_absolute() else Path(data_dir) / root
+
+
+def run_key(cfg: TrainConfig, digest: str) -> str:
+    """The checkpoint folder name of a run: its config and data, less the bookkeeping keys
+    (:data:`models.config.BOOKKEEPING_KEYS`), so that changing how often it logs or saves still resumes it."""
+    what = {k: v for k, v in cfg.to_dict().items() if k not in BOOKKEEPING_KEYS}
+    return hashlib.sha256(json.dumps({**what, "data": digest}, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl+C during training; ``str()`` says where the checkpoint is and how to resume."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def interrupt_message(run_dir: Path, checkpointed: int | None, step: int, cfg: TrainConfig) -> str:
+    """What an interrupted run tells the operator: the checkpoint kept (step and folder), or that there is none."""
+    if checkpointed:
+        return (f"training interrupted at step {step}; the checkpoint at step {checkpointed} is kept in {run_dir}. "
+                "Run the same command again to resume from it (or delete that folder, or use "
+                "`hybridesk train --clean-runs`, to start over).")
+    if cfg.checkpoint_every:
+        return (f"training interrupted at step {step}, before the first checkpoint (checkpoint_every="
+                f"{cfg.checkpoint_every}): nothing was kept, and the same command starts again from step 0. "
+                "Set a smaller checkpoint_every to keep more of a run.")
+    return (f"training interrupted at step {step}; checkpoint_every is 0, so nothing was kept and the same "
+            "command starts again from step 0.")
+
+
+def list_runs(output_root: Path) -> list[tuple[Path, int | None, int]]:
+    """``(folder, checkpoint step or None, size in bytes)`` of each unfinished run under ``<output_root>/.runs``."""
+    runs_root = Path(output_root) / ".runs"
+    if not runs_root.is_dir():
+        return []
+    out = []
+    for run in sorted(runs_root.iterdir()):
+        if not run.is_dir():
+            continue
+        size = sum(f.stat().st_size for f in run.rglob("*") if f.is_file())
+        out.append((run, _checkpoint_step(run), size))
+    return out
+
+
+def _checkpoint_step(run: Path) -> int | None:
+    state = run / "trainer_state.pt"
+    if not state.is_file():
+        return None
+    try:
+        import torch
+
+        return int(torch.load(state, weights_only=False, map_location="cpu")["step"])
+    except Exception:  # noqa: BLE001 - a damaged checkpoint is listed (and can be deleted) all the same
+        return None
+
+
+def check_target_modules(model: Any, targets: Sequence[str]) -> None:
+    """:class:`InvalidInput` (``bad_config``) naming the model's linear layers when a ``target_modules``
+    entry matches none of them (peft would fail with a traceback)."""
+    import torch
+
+    names = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    valid = sorted({name.rsplit(".", 1)[-1] for name in names})
+    unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unknown:
+        raise InvalidInput(
+            f"Invalid training config: target_modules {', '.join(unknown)} "
+            f"{'is' if len(unknown) == 1 else 'are'} not a linear layer of the base model; valid names: "
+            f"{', '.join(valid)}.",
+            code="bad_config",
+        )
 
 
 def free_version(output_root: Path, version: str) -> str:

@@ -36,6 +36,9 @@ CUSTOMER_SLOTS = {
     "customer email": "your e-mail address",
     "email address": "your e-mail address",
     "customer phone": "your phone number",
+    # what models/pii.py scrubs into these two
+    "customer address": "your address",
+    "date of birth": "your date of birth",
     "card number": "your card",
     "account type": "your account",
     "account category": "your account",

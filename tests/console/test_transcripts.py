@@ -141,6 +141,7 @@ def test_correction_flow_export_and_kb_suggestions(console, tmp_path):
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     out = tmp_path / "out" / "corrections.jsonl"
+    out.parent.mkdir()  # (export-corrections refuses a folder that does not exist)
     args = parser.parse_args(["tickets", "export-corrections", "--out", str(out)])
     assert args.handler(args, SimpleNamespace(db=console.services.db)) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -358,3 +359,21 @@ def test_the_last_export_can_be_downloaded_again(console):
     again = agent.post("/console/corrections/export.jsonl", data={"csrf_token": csrf, "last_again": "true"})
     assert again.text == first.text
     assert "Download the last export again" in agent.get("/console/corrections").text
+
+
+def test_a_corrected_intent_must_be_one_the_bot_knows(console):
+    # QA (training path): "where_is_my_parcel_xyz" was accepted and trained on as a prompt the bot never sends
+    from bot.console.corrections import create_correction
+    from knowledge.errors import InvalidInput
+
+    _, bot_id = seed_conversation(console.services)
+    known = {"track_order", "track_refund", "get_refund"}
+    with pytest.raises(InvalidInput) as err:
+        create_correction(console.services.db, user_id=console.users["agent"], message_id=bot_id,
+                          reason="wrong_intent", corrected_intent="track_ordr", known_intents=known,
+                          corrected_text="It is on its way.")
+    assert err.value.code == "unknown_intent" and "track_order" in err.value.message
+    saved = create_correction(console.services.db, user_id=console.users["agent"], message_id=bot_id,
+                              reason="wrong_intent", corrected_intent="track_order", known_intents=known,
+                              corrected_text="It is on its way.")
+    assert saved >= 1
