@@ -7,10 +7,11 @@ Corrections with a corrected reply become fine-tuning examples through
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -61,8 +62,9 @@ class CorrectionItem:
 
 
 def create_correction(db: Any, *, user_id: int, message_id: int, reason: str, corrected_text: str = "",
-                      note: str = "", corrected_intent: str = "") -> int:
-    """Store a correction of bot message ``message_id``; returns its id."""
+                      note: str = "", corrected_intent: str = "", known_intents: Collection[str] = ()) -> int:
+    """Store a correction of bot message ``message_id``; returns its id. ``known_intents`` (the active
+    NLU model's; empty: not checked) are the names a corrected intent may take."""
     reason = (reason or "").strip()
     if reason not in REASONS:
         raise InvalidInput(f"Choose why the reply was wrong: {', '.join(REASONS)}.", code="bad_reason",
@@ -83,6 +85,12 @@ def create_correction(db: Any, *, user_id: int, message_id: int, reason: str, co
         # it becomes a training label: a name like the model's own ("track_refund"), not free text
         raise InvalidInput("Write the intent as its name: lower-case letters, digits and _ (such as track_refund).",
                            code="bad_intent", field="corrected_intent")
+    if corrected_intent and known_intents and corrected_intent not in known_intents:
+        # an intent the bot never detects would train the model on a prompt it is never sent
+        close = difflib.get_close_matches(corrected_intent, sorted(known_intents), n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise InvalidInput(f"The bot knows no intent {corrected_intent!r}.{hint} The intents it knows are listed "
+                           "by `hybridesk nlu eval`.", code="unknown_intent", field="corrected_intent")
     fields = {"message_id": message_id, "user_id": user_id, "reason": reason,
               "corrected_text": corrected_text or None, "note": note or None,
               "corrected_intent": corrected_intent[:64] or None}

@@ -264,12 +264,24 @@ async def correct(request: Request, message_id: Annotated[int, PathParam(ge=1, l
                   conversation_id: Annotated[str, Form(max_length=64)] = "") -> Response:
     correction_id = await asyncio.to_thread(
         corrections_service.create_correction, services.db, user_id=user.id, message_id=message_id, reason=reason,
-        corrected_text=corrected_text, note=note, corrected_intent=corrected_intent)
+        corrected_text=corrected_text, note=note, corrected_intent=corrected_intent,
+        known_intents=_known_intents(services) if corrected_intent else ())
     if wants_json(request):
         return JSONResponse({"id": correction_id, "message_id": message_id}, status_code=201)
     back = f"/console/conversations/{quote(conversation_id)}" if conversation_id else "/console/corrections"
     # back to the corrected reply (a long chat keeps the agent's place), saying it was saved
     return redirect(with_notice(f"{back}#msg-{message_id}", "correction_saved"))
+
+
+def _known_intents(services: Any) -> frozenset[str]:
+    """The active NLU model's intent names (from its metadata file), or none when there is no model."""
+    from bot.conversation.nlu.model import read_model_metadata
+
+    registry = services.nlu
+    version = registry.active_version() if hasattr(registry, "active_version") else None
+    if version is None:
+        return frozenset()
+    return frozenset(read_model_metadata(registry.root / version).get("intents") or {})
 
 
 @router.get("/corrections")
