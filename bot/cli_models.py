@@ -56,6 +56,26 @@ def _lazy_tone_fn(ctx: Any) -> Any:
     return tone
 
 
+def _lazy_intent_fn(ctx: Any) -> Any:
+    """The bot's intent (``text -> name``), built at its first use, or None for every text when no NLU
+    model is active. A ticket imported without an intent is labelled with the one the bot would detect:
+    the bot sends an intent in every prompt, so training on prompts without one teaches what it never
+    sees (operator QA: a company's export has categories, not the bot's intent names)."""
+    built: list[Any] = []
+
+    def intent(text: str) -> str | None:
+        if not built:
+            try:
+                registry = ctx.services.nlu
+                model = registry.current() if registry.has_active() else None
+            except Exception:  # noqa: BLE001 - NLU is optional for importing
+                model = None
+            built.append(getattr(model, "predict", None))
+        return built[0](text).intent if callable(built[0]) else None
+
+    return intent
+
+
 def kb_context_fn(services: Any) -> Any:
     """``text -> (passages, facts)``: what the bot's answer step retrieves for a message now."""
     from bot.conversation.responder import Responder
@@ -398,7 +418,8 @@ def _cmd_tickets_import(args: argparse.Namespace, ctx: Any) -> int:
         mapping[column] = fld
     fmt = args.format or _guess_format(Path(args.path))
     with ctx.session() as session:
-        report = import_tickets(session, args.path, fmt, mapping or None, tone_fn=_lazy_tone_fn(ctx))
+        report = import_tickets(session, args.path, fmt, mapping or None, tone_fn=_lazy_tone_fn(ctx),
+                                intent_fn=_lazy_intent_fn(ctx))
         session.commit()
     print(report.summary())
     return 0 if report.imported or report.duplicates or not report.errors else 1

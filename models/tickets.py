@@ -113,6 +113,7 @@ class ImportReport:
     duplicates: int = 0
     scrubbed: int = 0
     replaced: int = 0  # corrections that replaced an earlier one of the same message
+    intents_labelled: int = 0  # rows without an intent, given the one the bot's intent model detects
     errors: list[RowError] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -122,6 +123,8 @@ class ImportReport:
             f"{self.path} ({self.fmt}): {self.read} rows read, {self.imported} imported{replaced}, "
             f"{self.duplicates} duplicates, {self.scrubbed} with personal data scrubbed, "
             f"{len(self.errors)} skipped"
+            + (f"; {self.intents_labelled} without an intent given the one the bot detects" if self.intents_labelled
+               else "")
         ]
         lines += [f"  skipped {e}" for e in self.errors[:50]]
         if len(self.errors) > 50:
@@ -440,11 +443,13 @@ def import_tickets(
     mapping: Mapping[str, str] | None = None,
     *,
     tone_fn: Callable[[str], str] | None = None,
+    intent_fn: Callable[[str], str | None] | None = None,
 ) -> ImportReport:
     """Read, scrub and store tickets as :class:`models.db.ImportedTicket` rows (de-duplicated).
 
-    ``tone_fn`` labels each message's tone (the bot passes its tone detector); rows with a tone
-    already keep it. The caller's unit of work commits.
+    ``tone_fn`` labels each message's tone (the bot passes its tone detector) and ``intent_fn`` the
+    intent of a row that has none (the bot's intent model); rows with one already keep it. The
+    caller's unit of work commits.
     """
     from sqlalchemy import select
 
@@ -477,6 +482,9 @@ def import_tickets(
             report.scrubbed += 1
         if ticket.tone is None and tone_fn is not None:
             ticket.tone = _opt(tone_fn(ticket.customer_message), 32)
+        if ticket.intent is None and intent_fn is not None and (label := intent_fn(ticket.customer_message)):
+            ticket.intent = _opt(label, 64)
+            report.intents_labelled += 1
         row = ImportedTicket(
             source=fmt,
             external_id=ticket.external_id,

@@ -311,3 +311,22 @@ def test_a_name_the_customer_gave_is_scrubbed_from_the_reply_too(tmp_path):
     assert tickets[0].agent_reply == "Hello {{Customer Name}}, your parcel is on its way."
     assert tickets[1].agent_reply == "Thanks {{Customer Name}}, we have sent your invoice."
     assert "Maria" not in tickets[0].customer_message and "John" not in tickets[1].customer_message
+
+
+def test_a_ticket_without_an_intent_gets_the_one_the_bot_detects(tmp_path):
+    # operator QA: a company's CSV has categories, not the bot's intent names; every imported ticket had
+    # intent None, so training built prompts without the "Intent:" line the bot always sends
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    ModelsBase.metadata.create_all(engine)
+    path = tmp_path / "own.csv"
+    path.write_text("question,answer,intent\n"
+                    "Where is my parcel?,It ships today.,\n"
+                    "I want my money back,The refund is on its way.,get_refund\n", encoding="utf-8")
+    detected = {"Where is my parcel?": "track_order"}
+    with Session(engine) as session:
+        report = import_tickets(session, path, "csv", {"question": "customer_message", "answer": "agent_reply"},
+                                intent_fn=lambda text: detected.get(text, "out_of_scope"))
+        session.commit()
+        rows = {r.customer_message: r.intent for r in session.scalars(sa.select(ImportedTicket))}
+    assert rows == {"Where is my parcel?": "track_order", "I want my money back": "get_refund"}
+    assert report.intents_labelled == 1 and "1 without an intent given the one the bot detects" in report.summary()
