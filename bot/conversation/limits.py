@@ -769,10 +769,11 @@ def stating_sentence(question: str, passages: list[dict[str, Any]],
     """The first KB sentence (best-ranked passage first) that names every word of what the yes/no
     ``question`` asks about, with the sentence after it when that one goes with it.
 
-    A sentence names a word itself or through what it stands under, when it names half of them at
-    least itself: its section's heading, its document's title and its paragraph's bold lead-in ("Can
-    I cancel a made-to-order sofa for free?": "**Made-to-order furniture: 15%.** ... You can cancel
-    them for free within 48 hours of ordering."; the lead-in is then quoted too). A word of the shop's
+    A sentence names a word itself or through its paragraph's bold lead-in, when it names half of them
+    at least itself ("Can I cancel a made-to-order sofa for free?": "**Made-to-order furniture: 15%.**
+    ... You can cancel them for free within 48 hours of ordering."; the lead-in is then quoted too). A
+    heading or a title is not enough: "Can I place an order by phone?" is not answered by "Orders you
+    have already placed keep the name they were placed with" under "Name and phone number". A word of the shop's
     product names counts as named by a sentence about items ("Is shipping free for sofas?": "The
     free-shipping threshold does not apply to large items."). A pointer to another page ('(see "Gift
     cards")') names nothing."""
@@ -783,11 +784,10 @@ def stating_sentence(question: str, passages: list[dict[str, Any]],
     # does not answer "Can I get next-day delivery?" when a later sentence says "next-day delivery")
     for helped in (False, True):
         for p in passages:
-            above = stems(f"{p.get('heading') or ''} {p.get('title') or ''}")
             for paragraph in str(p.get("text", "")).splitlines():
                 sentences = _sentences(paragraph)
                 lead = _LEAD_IN.match(paragraph)
-                around = above | (stems(lead.group(1)) if lead else set())
+                around = stems(lead.group(1)) if lead else set()
                 for i, sentence in enumerate(sentences):
                     words = stems(_SEE_ALSO.sub(" ", sentence))
 
@@ -800,9 +800,8 @@ def stating_sentence(question: str, passages: list[dict[str, Any]],
                     if own == thing if not helped else (
                             2 * len(own) >= len(thing) and all(named(w, words | around) for w in thing)):
                         then = _instead(sentences[i + 1]) if i + 1 < len(sentences) else ""
-                        # the lead-in it stands under, when needed, opens it ("Made-to-order furniture: 15%.")
-                        opening = (sentences[0] if helped and lead and i > 0
-                                   and not all(named(w, words | above) for w in thing) else "")
+                        # the lead-in it needed opens it ("Made-to-order furniture: 15%.")
+                        opening = sentences[0] if helped and i > 0 else ""
                         return p, " ".join(s for s in (opening, sentence, then) if s)
     return None
     for p in passages:

@@ -167,9 +167,13 @@ def test_a_pointer_to_another_page_names_nothing_and_expiring_is_being_valid():
     assert found[1].startswith("Gift cards are valid for 3 years"), found[1]
 
 
-def test_a_sentence_naming_everything_itself_comes_before_one_helped_by_its_title():
-    # "the next business day" under "Delivery times" names next and day; "Next-day delivery is available
-    # ..." names all three, in a passage retrieved after it
+def test_a_heading_or_title_does_not_name_what_its_sentences_leave_out():
+    # seen (benchmarks/yes_no.py): "Orders you have already placed keep the name they were placed with"
+    # under "Name and phone number" answered "Can I place an order by phone?"; "... leave our warehouse
+    # the same day" in "Delivery times" answered "Do you offer same-day delivery?"
+    assert stating_sentence("Can I place an order by phone?", _passages("editing-your-account")) is None
+    assert stating_sentence("Do you offer same-day delivery?", _passages("delivery-times")) is None
+    # "Next-day delivery is available ..." names all three itself
     found = stating_sentence("Can I get next-day delivery?", _passages("delivery-times", "delivery-options"))
     assert found is not None and found[1].startswith("Next-day delivery is available"), found
 
