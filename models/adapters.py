@@ -321,18 +321,23 @@ class AdapterRegistry:
         An ``ACTIVE`` file that names an adapter no root holds (deleted or moved by hand) is skipped, with
         a warning logged once per file and name: the bot falls back to the next root's choice.
         """
-        for _, root in self.roots:
+        return self._active_from([r for _, r in self.roots], warn=True)
+
+    def _active_from(self, roots: list[Path], *, warn: bool = False) -> str | None:
+        """The adapter the first of ``roots`` whose ``ACTIVE`` file names one (or "none") makes active."""
+        for i, root in enumerate(roots):
             marker = root / ACTIVE_FILE
-            if marker.is_file():
-                value = marker.read_text(encoding="utf-8").strip()
-                if value == "none":
-                    return None
-                if self._names_adapter(value):
-                    return value
-                if value and (str(marker), value) not in _WARNED_MISSING:
-                    _WARNED_MISSING.add((str(marker), value))
-                    log.warning("%s names adapter %r, which is missing; falling back to %s", marker, value,
-                                self._fallback_after(root) or "the base model")
+            if not marker.is_file():
+                continue
+            value = marker.read_text(encoding="utf-8").strip()
+            if value == "none":
+                return None
+            if self._names_adapter(value):
+                return value
+            if warn and value and (str(marker), value) not in _WARNED_MISSING:
+                _WARNED_MISSING.add((str(marker), value))
+                log.warning("%s names adapter %r, which is missing; falling back to %s", marker, value,
+                            self._active_from(roots[i + 1:]) or "the base model")
         return None
 
     def _names_adapter(self, value: str) -> bool:
@@ -341,16 +346,8 @@ class AdapterRegistry:
 
     def _fallback_after(self, root: Path) -> str | None:
         """The adapter the roots after ``root`` make active (what the bot falls back to)."""
-        later = [r for _, r in self.roots][[r for _, r in self.roots].index(root) + 1:]
-        for other in later:
-            marker = other / ACTIVE_FILE
-            if marker.is_file():
-                value = marker.read_text(encoding="utf-8").strip()
-                if value == "none":
-                    return None
-                if self._names_adapter(value):
-                    return value
-        return None
+        roots = [r for _, r in self.roots]
+        return self._active_from(roots[roots.index(root) + 1:])
 
     def missing_active(self) -> list[tuple[Path, str]]:
         """``(ACTIVE file, name)`` of each ``ACTIVE`` file, in lookup order up to the one in force, that names

@@ -4,21 +4,20 @@ no imported tickets, a bad `target_modules`, and an ACTIVE file naming a deleted
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from bot import cli_models
 from knowledge.errors import InvalidInput
 from models.config import TrainConfig
-from models.db import ModelsBase
 from models.tickets import Ticket, import_tickets
+
+from .test_cli_models import Ctx as _CliCtx
+from .test_cli_models import _adapter, _parse
 
 OWN = [
     {"message": f"Where is my lamp number {i}?", "reply": f"It ships in {i} days.", "intent": "track_order"}
@@ -26,42 +25,10 @@ OWN = [
 ]
 
 
-class Ctx:
+class Ctx(_CliCtx):
     def __init__(self, tmp_path: Path, company_name: str = "Larkspur & Co.") -> None:
-        self.settings = SimpleNamespace(
-            data_dir=tmp_path / "data",
-            shared_data_dir=tmp_path / "shared",
-            base_model_dir=None,
-            adapters_dir=tmp_path / "shipped",
-            user_adapters_dir=tmp_path / "data" / "adapters",
-            company_name=company_name,
-        )
-        self.engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-        ModelsBase.metadata.create_all(self.engine)
-
-    def session(self) -> Session:
-        return Session(self.engine)
-
-
-def _adapter(root: Path, name: str, metadata: dict | None = None) -> Path:
-    import numpy as np
-    from safetensors.numpy import save_file
-
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4}))
-    save_file({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.zeros((2, 8), np.float32)},
-              str(folder / "adapter_model.safetensors"))
-    if metadata is not None:
-        (folder / "metadata.json").write_text(json.dumps(metadata))
-    return folder
-
-
-def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="hybridesk")
-    sub = parser.add_subparsers(dest="command")
-    cli_models.register(sub)
-    return parser.parse_args(argv)
+        super().__init__(tmp_path)
+        self.settings.company_name = company_name
 
 
 def _import_own(ctx: Ctx, tmp_path: Path) -> list[Ticket]:
