@@ -41,6 +41,9 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 # ---------------------------------------------------------------- rendering helpers
 
 
+MODE_LABELS = {"bot": "bot answers", "human": "agent holds it", "handoff_requested": "waiting for a person"}
+
+
 def make_templates() -> Jinja2Templates:
     """Jinja2 with autoescaping on for every template (customer and policy text is hostile)."""
     import jinja2
@@ -48,6 +51,8 @@ def make_templates() -> Jinja2Templates:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(WEB_DIR / "templates")), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["dt"] = lambda v: v.strftime("%Y-%m-%d %H:%M") if v else ""
+    # "handoff_requested" as an agent reads it (console.js has the same words for live updates)
+    env.filters["mode_label"] = lambda v: MODE_LABELS.get(v, v)
     env.filters["pct"] = lambda v: "–" if v is None else f"{100 * v:.1f}%"
     env.filters["ms"] = lambda v: "–" if v is None else f"{v:,.0f} ms"
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)

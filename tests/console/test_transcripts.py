@@ -377,3 +377,15 @@ def test_a_corrected_intent_must_be_one_the_bot_knows(console):
                               reason="wrong_intent", corrected_intent="track_order", known_intents=known,
                               corrected_text="It is on its way.")
     assert saved >= 1
+
+
+def test_a_conversations_mode_reads_as_words(console):
+    # console QA: agents scanning the list read raw values ("handoff_requested")
+    conv_id, _ = seed_conversation(console.services, mode="handoff_requested", handoff_reason="customer_asked")
+    agent = console.client()
+    login(agent, "agent")
+    page = agent.get("/console/transcripts").text
+    assert '<span class="badge mode-handoff_requested">waiting for a person</span>' in page
+    assert ">handoff_requested<" not in page
+    conv = agent.get(f"/console/conversations/{conv_id}").text
+    assert 'data-mode="handoff_requested">waiting for a person</strong>' in conv

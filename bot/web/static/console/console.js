@@ -203,6 +203,9 @@
     setInterval(refreshWaiting, 10000);
   }
 
+  /* the conversation modes as agents read them (as the console's mode_label filter writes them) */
+  var MODE_LABELS = { bot: "bot answers", human: "agent holds it", handoff_requested: "waiting for a person" };
+
   /* Conversation: poll for new messages and mode changes (works across server processes). */
   var list = document.getElementById("messages");
   if (list && list.dataset.conversation) {
@@ -237,8 +240,9 @@
         .then(function (data) {
           if (!data) { return; }
           data.messages.forEach(function (m) { if (m.seq > last) { render(m); last = m.seq; } });
-          if (modeBadge && modeBadge.textContent !== data.mode) {
-            modeBadge.textContent = data.mode;
+          if (modeBadge && modeBadge.dataset.mode !== data.mode) {
+            modeBadge.dataset.mode = data.mode;
+            modeBadge.textContent = MODE_LABELS[data.mode] || data.mode;
             modeBadge.className = "badge mode-" + data.mode;
           }
           // who holds it, or whether it is still open, changed: the buttons and the reply box are stale
