@@ -19,6 +19,7 @@ from typing import Any
 from bot.cli_kb import positive_int
 from knowledge.errors import HybrideskError, InvalidInput
 from models.prompting import MAX_NEW_TOKENS
+from models.tickets import FIELDS as TICKET_FIELDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "models" / "configs" / "default.yaml"
@@ -545,8 +546,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     group = tickets_group(sub)
     p = group.add_parser("import", help="import past tickets (PII is scrubbed before storing)")
     p.add_argument("path", help="CSV or JSONL file")
-    p.add_argument("--format", choices=["bitext", "csv", "jsonl", "sample", "corrections"])
-    p.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map a column to a ticket field")
+    p.add_argument("--format", choices=["bitext", "csv", "jsonl", "sample", "corrections"],
+                   help="the file's format (default: guessed from the file: a .csv is csv, or bitext when its header "
+                        "has the public support-ticket columns; a name with 'correction' in it is corrections, "
+                        "from export-corrections; anything else is jsonl)")
+    p.add_argument("--map", action="append", metavar="COLUMN=FIELD",
+                   help="map a column of your file to a ticket field (repeatable); fields: "
+                        f"{', '.join(TICKET_FIELDS)}. intent should hold the bot's intent names (without it, "
+                        "the bot's NLU model labels each ticket)")
     p.set_defaults(handler=_cmd_tickets_import)
     p = group.add_parser("list", help="imported tickets, one line each: id, source, intent, message")
     p.add_argument("--source", help="only this source (csv, jsonl, bitext, sample, corrections)")
