@@ -18,6 +18,7 @@ from typing import Any
 
 from bot.cli_kb import positive_int
 from knowledge.errors import HybrideskError, InvalidInput
+from models.config import TrainConfig
 from models.prompting import MAX_NEW_TOKENS
 from models.tickets import FIELDS as TICKET_FIELDS
 
@@ -505,8 +506,10 @@ def tickets_group(sub: argparse._SubParsersAction) -> argparse._SubParsersAction
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``train``, ``adapters``, ``eval`` and ``tickets import`` to the ``hybridesk`` parser."""
     p = sub.add_parser("train", help="LoRA-fine-tune the base model on past tickets")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML training config")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML training config (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable); the keys are the config file's: "
+                        f"{', '.join(f.name for f in dataclasses.fields(TrainConfig))}")
     p.add_argument("--activate", action="store_true", help="activate the adapter when training ends")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
     p.add_argument("--list-runs", action="store_true",
