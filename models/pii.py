@@ -346,3 +346,12 @@ BITEXT_ENTITY_PLACEHOLDERS = {
     "invoice_id": INVOICE,
     "person_name": NAME,
 }
+
+
+def scrub_exchange(message: str, reply: str, known: Iterable[tuple[str, str]] = ()) -> tuple[str, str, list[str]]:
+    """A customer's message and the reply to it, scrubbed: ``(message, reply, kinds found)``. A name the
+    customer gave is scrubbed from the reply too ("Hello Maria, your order ...")."""
+    known = [*known, *((name, NAME) for name in names_in(message))]
+    message, found_m = scrub_pii(message, known)
+    reply, found_r = scrub_pii(reply, known)
+    return message, reply, sorted(set(found_m) | set(found_r))

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from knowledge.errors import InvalidInput, NotFound
-from models.pii import BITEXT_ENTITY_PLACEHOLDERS, NAME, ORDER, names_in, scrub_pii
+from models.pii import BITEXT_ENTITY_PLACEHOLDERS, ORDER, scrub_exchange
 
 FORMATS = ("bitext", "csv", "jsonl", "sample", "corrections")
 FIELDS = ("customer_message", "agent_reply", "intent", "category", "tone", "external_id", "created_at")
@@ -428,11 +428,9 @@ def _bitext_row(row: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[str,
 
 
 def _scrub(ticket: Ticket, known) -> Ticket:
-    # a name the customer gave is scrubbed from the reply too ("Hello Maria, your order ...")
-    known = [*known, *((name, NAME) for name in names_in(ticket.customer_message))]
-    ticket.customer_message, found_m = scrub_pii(ticket.customer_message, known)
-    ticket.agent_reply, found_r = scrub_pii(ticket.agent_reply, known)
-    ticket.scrubbed_kinds = sorted(set(found_m) | set(found_r))  # type: ignore[attr-defined]
+    ticket.customer_message, ticket.agent_reply, kinds = scrub_exchange(ticket.customer_message, ticket.agent_reply,
+                                                                         known)
+    ticket.scrubbed_kinds = kinds  # type: ignore[attr-defined]
     return ticket
 
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from bot.db.models import Correction, Message
 from bot.db.repositories import CorrectionRepository
 from knowledge.errors import InvalidInput, NotFound
+from models.pii import scrub_exchange
 
 REASONS = {
     "wrong_fact": "Wrong fact",
@@ -173,10 +174,13 @@ def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True,
                 continue  # a greeting with no customer turn is not a training example
             # a reply corrected twice is one training example: the newer correction replaces the older
             records.pop(bot_msg.id, None)
+            # the file is training data an operator copies around: personal data is scrubbed here already
+            # (as the import does; scrubbing twice changes nothing)
+            message, reply, _ = scrub_exchange(customer.text, corr.corrected_text or "")
             records[bot_msg.id] = {
-                "customer_message": customer.text,
+                "customer_message": message,
                 "intent": corr.corrected_intent or customer.intent or bot_msg.intent,
-                "corrected_reply": corr.corrected_text,
+                "corrected_reply": reply,
                 "reason": corr.reason,
                 "message_id": bot_msg.id,
                 "created_at": corr.created_at.astimezone(UTC).isoformat(),

@@ -100,3 +100,17 @@ def test_an_output_that_cannot_be_written_is_one_line_and_marks_nothing(console,
     assert _new(console) == 2
     (tmp_path / "c.jsonl.tmp").rmdir()
     assert export("--out", str(out), "--only-new")[0] == 0 and len(out.read_text().splitlines()) == 2
+
+
+def test_the_export_carries_no_personal_data(console, export, tmp_path):
+    # training QA #10: the file held "my email is qa.tester@example.com" and the agent's phone number as typed
+    _, bot_id = seed_conversation(console.services,
+                                  customer="Hi, I'm Anna de Vries, where is my order? My email is anna@mail.example")
+    create_correction(console.services.db, user_id=console.users["agent"], message_id=bot_id, reason="wrong_fact",
+                      corrected_text="Hello Anna, call us on +31 6 98765432 and we will check it.")
+    out = tmp_path / "corrections.jsonl"
+    assert export("--out", str(out))[0] == 0
+    record = json.loads(out.read_text(encoding="utf-8"))
+    text = record["customer_message"] + " " + record["corrected_reply"]
+    assert "anna@mail.example" not in text and "98765432" not in text and "Anna" not in text, text
+    assert "{{Customer Email}}" in record["customer_message"]
