@@ -23,6 +23,8 @@ from models.prompting import MAX_NEW_TOKENS
 from models.tickets import FIELDS as TICKET_FIELDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: below this many held-out examples, `train` says its validation loss cannot rank adapters
+FEW_HELD_OUT = 20
 DEFAULT_CONFIG = REPO_ROOT / "models" / "configs" / "default.yaml"
 log = logging.getLogger(__name__)
 
@@ -159,6 +161,11 @@ def _cmd_train(args: argparse.Namespace, ctx: Any) -> int:
         f"steps {m['steps']}/{m['total_steps']}, val loss {_fmt(m['val_loss'])} "
         f"(base {_fmt(m['base_val_loss'])}), {m['tokens_per_s']:.0f} tokens/s, {m['wall_seconds']:.0f} s"
     )
+    held_out = m.get("examples_val")
+    if isinstance(held_out, int) and held_out < FEW_HELD_OUT:
+        # (operator QA: 12 tickets x val_fraction 0.05 held out one, and its loss read like a verdict)
+        print(f"note: the val loss is over {held_out} held-out example{'s' if held_out != 1 else ''} only: "
+              "too few to compare adapters by; import more tickets or raise val_fraction")
     if args.activate:
         _registry(ctx).activate(result.adapter_id)
         print(f"adapter {result.adapter_id} is now active")

@@ -355,3 +355,21 @@ def test_train_cli_refuses_an_empty_database_before_anything_loads(tmp_path, mon
     with pytest.raises(InvalidInput, match="No tickets imported yet") as exc:
         args.handler(args, ctx)
     assert exc.value.code == "no_data"
+
+
+def test_train_says_when_its_val_loss_rests_on_too_few_held_out_examples(tmp_path, monkeypatch, capsys):
+    # operator QA #14: 12 tickets x val_fraction 0.05 held out one; "val loss 3.535" read like a verdict
+    import models.training
+
+    ctx = Ctx(tmp_path)
+    for held_out, noted in ((1, True), (cli_models.FEW_HELD_OUT, False)):
+        def fake(cfg, held_out=held_out, **kwargs):
+            return SimpleNamespace(adapter_id=cfg.version, adapter_dir=tmp_path / "out" / cfg.version, metrics={
+                "steps": 1, "total_steps": 1, "val_loss": 3.5, "base_val_loss": 3.6, "tokens_per_s": 1.0,
+                "wall_seconds": 1.0, "examples_val": held_out})
+
+        monkeypatch.setattr(models.training, "train", fake)
+        args = _parse(["train", "--set", f"version=v{held_out}"])
+        assert args.handler(args, ctx) == 0
+        out = capsys.readouterr().out
+        assert ("over 1 held-out example only" in out) is noted, out
