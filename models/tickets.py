@@ -322,7 +322,9 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
                 yield number, error
                 continue
             try:
-                obj = json.loads(raw)
+                # (without its line break: a line cut short is reported where it ends, not as "column 1"
+                # of a next line)
+                obj = json.loads(raw.rstrip("\r\n"))
             except json.JSONDecodeError as exc:
                 yield number, RowError(number, f"invalid JSON ({exc.msg} at column {exc.colno})")
                 continue
@@ -330,6 +332,10 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
                 yield number, RowError(number, "expected a JSON object")
                 continue
             yield number, obj
+
+
+# how a line that is not a JSON object at all is reported (see _iter_jsonl)
+_UNREADABLE_LINE = ("invalid JSON", "expected a JSON object", "not valid UTF-8")
 
 
 def read_tickets(
@@ -396,14 +402,19 @@ def read_tickets(
         # an empty JSON Lines file, or a CSV file with its header and nothing else: nothing to import is
         # an error, as a file without even a header is (not a silent success)
         raise InvalidInput(f"{path} holds no tickets: it has no rows.", code="empty_file")
-    if fmt == "jsonl" and not tickets and errors and all(e.message.startswith("no ") for e in errors):
-        # the same mapping problem on every line is one problem of the file (CLI QA B2, B3)
+    unmapped = [e for e in errors if e.message.startswith("no ")]
+    unreadable = [e for e in errors if e.message.startswith(_UNREADABLE_LINE)]
+    if fmt == "jsonl" and not tickets and unmapped and len(unmapped) + len(unreadable) == len(errors):
+        # the same mapping problem on every line is one problem of the file (CLI QA B2, B3), also when some
+        # lines are not JSON at all (operator QA: one broken line made it seven repeated messages)
         absent = [c for c in (mapping or {}) if c not in keys_seen]
+        broken = (f" ({len(unreadable)} other line(s) could not be read: "
+                  f"{'; '.join(str(e) for e in unreadable[:3])})" if unreadable else "")
         raise InvalidInput(
             f"No line of {path.name} has a customer message and an agent reply the mapping can find"
             + (f"; --map names key(s) no line has: {', '.join(absent)}" if absent else "")
             + f". Keys in the file: {', '.join(sorted(keys_seen)[:30]) or 'none'}; pass --map KEY=customer_message "
-            "--map KEY=agent_reply.", code="missing_columns")
+            f"--map KEY=agent_reply.{broken}", code="missing_columns")
     return tickets, errors
 
 

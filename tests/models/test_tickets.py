@@ -330,3 +330,14 @@ def test_a_ticket_without_an_intent_gets_the_one_the_bot_detects(tmp_path):
         rows = {r.customer_message: r.intent for r in session.scalars(sa.select(ImportedTicket))}
     assert rows == {"Where is my parcel?": "track_order", "I want my money back": "get_refund"}
     assert report.intents_labelled == 1 and "1 without an intent given the one the bot detects" in report.summary()
+
+
+def test_a_jsonl_file_no_line_of_which_maps_is_one_error_also_with_a_broken_line(tmp_path):
+    # operator QA #13: one line cut short made the one summary seven repeated "no customer_message" lines,
+    # and the cut line was reported at "column 1"
+    path = tmp_path / "own.jsonl"
+    path.write_text('{"q": "Where is it?", "a": "On its way."}\n' * 3 + '{"q": "broken json", "a": \n', encoding="utf-8")
+    with pytest.raises(InvalidInput) as err:
+        read_tickets(path, "jsonl")
+    assert err.value.code == "missing_columns" and "Keys in the file: a, q" in err.value.message
+    assert "1 other line(s) could not be read: line 4: invalid JSON (Expecting value at column 27)" in err.value.message
