@@ -115,6 +115,7 @@ class ImportReport:
     replaced: int = 0  # corrections that replaced an earlier one of the same message
     intents_labelled: int = 0  # rows without an intent, given the one the bot's intent model detects
     errors: list[RowError] = field(default_factory=list)
+    notes: list[RowError] = field(default_factory=list)  # rows imported with something left out
 
     def summary(self) -> str:
         replaced = (f" ({self.replaced} replacing an earlier correction of the same message)"
@@ -127,6 +128,7 @@ class ImportReport:
                else "")
         ]
         lines += [f"  skipped {e}" for e in self.errors[:50]]
+        lines += [f"  note {e}" for e in self.notes[:20]]
         if len(self.errors) > 50:
             lines.append(f"  ... and {len(self.errors) - 50} more")
         return "\n".join(lines)
@@ -188,11 +190,16 @@ def _make_ticket(source: str, line: int, row: Mapping[str, Any], known=()) -> Ti
         raise ValueError("agent reply is empty")
     if len(message) > MAX_TEXT_CHARS or len(reply) > MAX_TEXT_CHARS:
         raise ValueError(f"text longer than {MAX_TEXT_CHARS} characters")
+    note = None
     try:
         created = _parse_date(row.get("created_at"))
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise ValueError(f"bad created_at {row.get('created_at')!r}: {exc}") from exc
-    return Ticket(
+    except (ValueError, TypeError, OverflowError):
+        # the date is optional: the ticket is kept without it (operator QA: the whole row was skipped)
+        created = None
+        raw = str(row.get("created_at"))
+        note = RowError(line, f"created_at {raw[:40]!r} is not a date (use ISO 8601, e.g. 2026-03-01); "
+                              "imported without one")
+    ticket = Ticket(
         source=source,
         customer_message=message,
         agent_reply=normalize_slots(reply),
@@ -203,6 +210,8 @@ def _make_ticket(source: str, line: int, row: Mapping[str, Any], known=()) -> Ti
         created_at=created,
         line=line,
     )
+    ticket.note = note  # type: ignore[attr-defined]
+    return ticket
 
 
 def _columns_hint(columns: list[str]) -> str:
@@ -487,6 +496,8 @@ def import_tickets(
                 session.delete(old)
             report.replaced += 1
         existing.add(digest)
+        if (note := getattr(ticket, "note", None)) is not None:
+            report.notes.append(note)
         if getattr(ticket, "scrubbed_kinds", None):
             report.scrubbed += 1
         if ticket.tone is None and tone_fn is not None:
