@@ -95,3 +95,37 @@ def test_two_processes_answering_one_message_write_one_reply(backend, request, t
         set_runtime_services(None)
         a.services.close()
         b.services.close()
+
+
+@pytest.mark.postgres
+def test_restart_recovery_looks_again_once_the_grace_period_is_over(request, tmp_path, monkeypatch):
+    # the server's recovery task (bot/web/app.py): on PostgreSQL a reply too young to judge at start-up is
+    # left to its writer, and recovered by a second pass when it is still unfinished after the grace period
+    from types import SimpleNamespace
+
+    from bot.web import app as web_app
+
+    manager = _process(_url("postgres", request, tmp_path), tmp_path)
+    try:
+        conv, message = manager.receive_from_sender("rest", "carol", "Where is my parcel?")
+        with manager.db.unit_of_work() as session:  # a reply another process started, then died writing
+            row = ConversationRepository(session).get(conv.id, for_update=True)
+            MessageRepository(session).append(row, role="bot", text="", status="pending", reply_to_id=message.id)
+        monkeypatch.setattr(web_app, "recovery_grace_s", lambda services: 1.0)  # (the real one: 90 s and more)
+        passes: list[float] = []
+        real = manager.recover_interrupted
+
+        def counted(older_than_s: float):
+            passes.append(older_than_s)
+            found = real(older_than_s=older_than_s)
+            if len(passes) == 1:  # the first pass, at start-up: too young to judge
+                assert found == [] and _replies(manager, message.id) == ["pending"]
+            return found
+
+        monkeypatch.setattr(manager, "recover_interrupted", counted)
+        asyncio.run(web_app._recover(SimpleNamespace(state=SimpleNamespace()), manager))
+        assert passes == [1.0, 1.0]
+        assert _replies(manager, message.id) == ["failed", "complete"]  # answered once, by the second pass
+    finally:
+        set_runtime_services(None)
+        manager.services.close()
