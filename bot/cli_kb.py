@@ -27,6 +27,8 @@ def positive_int(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"{number} is not at least 1")
+    if number > 2**62:  # (a database id or a count never is; SQLite's integers end at 2**63 - 1)
+        raise argparse.ArgumentTypeError(f"{value!r} is too large")
     return number
 
 

@@ -440,7 +440,8 @@ def _cmd_tickets_list(args: argparse.Namespace, ctx: Any) -> int:
     with ctx.session() as session:
         rows, total = find_imported(session, source=args.source, search=args.search, limit=args.limit)
         for row in rows:
-            print(f"{row.id:>6}  {row.source:11} {shorten(row.intent or '-', 24):24} {shorten(row.customer_message)}")
+            print(_shown(f"{row.id:>6}  {row.source:11} {shorten(row.intent or '-', 24):24} "
+                         f"{shorten(row.customer_message)}"))
     what = " matching" if args.source or args.search else ""
     if not total:
         print(f"no{what} imported tickets", file=sys.stderr)
@@ -461,10 +462,10 @@ def _cmd_tickets_show(args: argparse.Namespace, ctx: Any) -> int:
             for label, value in (("external id", row.external_id), ("intent", row.intent),
                                  ("category", row.category), ("tone", row.tone),
                                  ("created at", row.created_at), ("imported at", row.imported_at)):
-                print(f"{label + ':':13}{value if value is not None else '-'}")
+                print(_shown(f"{label + ':':13}{value if value is not None else '-'}"))
             print(f"data hash:   {row.data_hash}")
-            print("customer message:\n  " + row.customer_message.replace("\n", "\n  "))
-            print("agent reply:\n  " + row.agent_reply.replace("\n", "\n  "))
+            print("customer message:\n  " + _shown(row.customer_message).replace("\n", "\n  "))
+            print("agent reply:\n  " + _shown(row.agent_reply).replace("\n", "\n  "))
             print()
     return 0
 
@@ -483,6 +484,14 @@ def _cmd_tickets_delete(args: argparse.Namespace, ctx: Any) -> int:
         session.commit()
     print(f"deleted {deleted} imported ticket(s); adapters already trained on them keep what they learnt")
     return 0
+
+
+def _shown(text: str) -> str:
+    """``text`` safe for a terminal: control characters (an escape sequence in a ticket imported before
+    they were removed at import) shown as ``\\x1b`` rather than acted on."""
+    from models.tickets import CONTROL_CHARS
+
+    return CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text.replace("\r", "\\r"))
 
 
 def _guess_format(path: Path) -> str:

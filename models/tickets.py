@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from knowledge.errors import InvalidInput, NotFound
-from models.pii import BITEXT_ENTITY_PLACEHOLDERS, ORDER, scrub_exchange
+from models.pii import BITEXT_ENTITY_PLACEHOLDERS, ORDER, scrub_exchange, scrub_pii
 
 FORMATS = ("bitext", "csv", "jsonl", "sample", "corrections")
 FIELDS = ("customer_message", "agent_reply", "intent", "category", "tone", "external_id", "created_at")
@@ -175,7 +175,14 @@ def _opt(value: Any, limit: int = 64) -> str | None:
     return text[:limit] or None
 
 
+# control characters (C0 but tab and line breaks, DEL, C1): a terminal escape sequence in a ticket would
+# act on the operator's terminal in `tickets show` (security QA), and means nothing to train on
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _make_ticket(source: str, line: int, row: Mapping[str, Any], known=()) -> Ticket:
+    row = {name: CONTROL_CHARS.sub("", value.replace("\r\n", "\n").replace("\r", "\n")) if isinstance(value, str)
+           else value for name, value in row.items()}
     for name, value in row.items():
         if isinstance(value, dict | list):
             raise ValueError(f"{name} is a JSON {'object' if isinstance(value, dict) else 'array'}, not text")
@@ -450,6 +457,15 @@ def _bitext_row(row: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[str,
 def _scrub(ticket: Ticket, known) -> Ticket:
     ticket.customer_message, ticket.agent_reply, kinds = scrub_exchange(ticket.customer_message, ticket.agent_reply,
                                                                          known)
+    # a helpdesk's ticket id or category may be the customer's e-mail address or phone number (security QA):
+    # the category is scrubbed like the text; an id with personal data in it becomes a digest of itself,
+    # which still tells two tickets apart (and a correction of the same message from another)
+    if ticket.category:
+        ticket.category, found = scrub_pii(ticket.category)
+        kinds = sorted(set(kinds) | set(found))
+    if ticket.external_id and scrub_pii(ticket.external_id)[1]:
+        ticket.external_id = "sha256:" + hashlib.sha256(ticket.external_id.encode("utf-8")).hexdigest()[:16]
+        kinds = sorted(set(kinds) | {"external_id"})
     ticket.scrubbed_kinds = kinds  # type: ignore[attr-defined]
     return ticket
 

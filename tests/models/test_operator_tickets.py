@@ -162,3 +162,33 @@ def test_export_corrections_into_a_folder_that_does_not_exist_fails_and_creates_
         _run(SimpleNamespace(db=None), ["tickets", "export-corrections", "--out", str(out)])
     assert exc.value.code == "bad_output"
     assert not (tmp_path / "missing").exists()
+
+
+def test_an_imported_tickets_id_category_and_control_characters_carry_no_personal_data(tmp_path, capsys):
+    # security QA: external_id "jane.doe@customer.example" was stored and printed as typed, and escape
+    # sequences in a ticket acted on the operator's terminal in `tickets show`
+    import json as _json
+
+    import sqlalchemy as _sa
+    from sqlalchemy.orm import Session as _Session
+
+    from models.db import ImportedTicket, ModelsBase
+    from models.tickets import import_tickets
+
+    engine = _sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    ModelsBase.metadata.create_all(engine)
+    path = tmp_path / "evil.jsonl"
+    path.write_text(_json.dumps({"customer_message": "Hi \x1b[2Jthere\r\x1b]0;pwned\x07 where is it?",
+                                 "agent_reply": "On its way.\x1b[1A\x1b[2K", "external_id": "jane.doe@customer.example",
+                                 "category": "call +31 6 12345678"}) + "\n", encoding="utf-8")
+    with _Session(engine) as session:
+        import_tickets(session, path, "jsonl")
+        session.commit()
+        row = session.scalars(_sa.select(ImportedTicket)).one()
+    assert row.external_id.startswith("sha256:") and "jane" not in row.external_id
+    assert "12345678" not in row.category
+    assert "\x1b" not in row.customer_message + row.agent_reply and "\r" not in row.customer_message
+    assert row.customer_message == "Hi [2Jthere\n]0;pwned where is it?"
+    from bot.cli_models import _shown
+
+    assert _shown("a\x1b[31mb\rc") == "a\\x1b[31mb\\rc"
