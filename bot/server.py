@@ -27,15 +27,22 @@ def port_free(host: str, port: int) -> bool:
 
 
 class RedactTokens(logging.Filter):
-    """Hide secrets that may travel in a URL (``?token=``) from uvicorn's access log."""
+    """Hide what may travel in a URL's query from uvicorn's access log: secrets (``?token=``) and what
+    people typed (a transcript search ``?q=anna@mail.example``, a KB test question; security QA). Only
+    parameters that are never personal keep their values (page positions, revision numbers, dates)."""
 
-    _re = re.compile(r"(token=)[^&\s\"]+", re.I)
+    _re = re.compile(r"([?&])([^=&\s\"]+)=([^&\s\"]*)")
+    KEEP = frozenset({"rev", "after", "page", "done", "limit", "side", "date_from", "date_to", "from", "to",
+                      "before", "cursor", "mode", "reason", "only_new", "format", "EIO", "transport"})
+
+    def _redact(self, text: str) -> str:
+        return self._re.sub(lambda m: m.group(0) if m.group(2) in self.KEEP or not m.group(3)
+                            else f"{m.group(1)}{m.group(2)}=[redacted]", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args:
-            record.args = tuple(self._re.sub(r"\1[redacted]", a) if isinstance(a, str) else a
-                                for a in record.args)
-        record.msg = self._re.sub(r"\1[redacted]", str(record.msg))
+            record.args = tuple(self._redact(a) if isinstance(a, str) else a for a in record.args)
+        record.msg = self._redact(str(record.msg))
         return True
 
 

@@ -60,6 +60,20 @@ class ParsedDocument:
     source: str | None = None
     change_note: str | None = None
 
+    def __post_init__(self) -> None:
+        # the database's column sizes, said as a clear error (PostgreSQL refuses a longer value with a 500;
+        # security QA: the console's form took 500 characters for a title)
+        for name, limit in (("title", MAX_TITLE_CHARS), ("audience", MAX_AUDIENCE_CHARS)):
+            value = getattr(self, name)
+            if value is not None and len(value) > limit:
+                raise InvalidInput(f"The {name} is {len(value)} characters long; keep it under {limit + 1}.",
+                                   code=f"{name}_too_long", field=name)
+
+
+#: what kb_documents.title / kb_revisions.title and kb_revisions.audience hold
+MAX_TITLE_CHARS = 300
+MAX_AUDIENCE_CHARS = 60
+
 
 @dataclass
 class ImportProblem:

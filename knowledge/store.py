@@ -166,7 +166,7 @@ class KnowledgeStore:
             meta={"source": parsed.source} if parsed.source else {},
             effective_from=parsed.effective_from,
             effective_until=parsed.effective_until,
-            author=author.strip(),
+            author=author.strip()[:120],  # (the column's size; an e-mail address may be up to 254)
             change_note=parsed.change_note,
             created_at=utcnow(),
         )

@@ -113,12 +113,17 @@ class NoSniff:
             return
 
         https = scope.get("scheme") == "https"
+        # what a signed-in agent's browser fetched (messages.json, waiting.json, analytics.csv, an export) is
+        # not kept in its cache, as the console's pages are not (security QA); its own static files may be
+        private = str(scope.get("path", "")).startswith("/console/")
 
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
                     headers.append((b"x-content-type-options", b"nosniff"))
+                if private and not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
                 if https and not any(name.lower() == b"strict-transport-security" for name, _ in headers):
                     headers.append((b"strict-transport-security", HSTS))
                 message = {**message, "headers": headers}

@@ -12,6 +12,7 @@ NOTICES: dict[str, str] = {
     "handed_back": "Handed back to the bot.",
     "correction_saved": "Correction saved.",
     "chat_ended": "Chat ended.",
+    "chat_already_ended": "This chat had already ended.",
     "nothing_to_export": "No new corrections to export: nothing was downloaded.",
     # knowledge-base editors
     "draft_saved": "Draft saved.",

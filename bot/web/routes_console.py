@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,7 +33,7 @@ from bot.web import auth
 from bot.web.deps import MAX_ID, CurrentAdmin, CurrentAgent, CurrentUser, ManagerDep, ServicesDep, SessionDep
 from bot.web.notices import notice_for, with_notice
 from bot.web.routes_chat import reply_in_background, spawn_reply
-from knowledge.errors import HybrideskError, InvalidInput
+from knowledge.errors import HybrideskError, InvalidInput, NotFound
 
 WEB_DIR = Path(__file__).resolve().parent
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -144,12 +145,15 @@ async def login(request: Request, email: Annotated[str, Form(max_length=254)] = 
                                                user_agent=request.headers.get("user-agent"))
     except (auth.InvalidCredentials, auth.LoginThrottled, HybrideskError) as exc:
         if wants_json(request):
-            return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
-        csrf = auth.login_csrf_token(request)
-        response = render(request, "console/login.html",
-                          {"login_csrf": csrf, "next": safe_next(next), "error": exc.message, "email": email},
-                          status_code=exc.http_status)
-        auth.set_login_csrf_cookie(response, csrf, request.app.state.settings)
+            response = JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+        else:
+            csrf = auth.login_csrf_token(request)
+            response = render(request, "console/login.html",
+                              {"login_csrf": csrf, "next": safe_next(next), "error": exc.message, "email": email},
+                              status_code=exc.http_status)
+            auth.set_login_csrf_cookie(response, csrf, request.app.state.settings)
+        if isinstance(exc, auth.LoginThrottled) and (minutes := (exc.fields or {}).get("retry_after_minutes")):
+            response.headers["Retry-After"] = str(int(minutes) * 60)  # (what HTTP clients read; in seconds)
         return response
     response = redirect(safe_next(next))
     auth.set_session_cookie(response, token, request.app.state.settings)
@@ -240,10 +244,12 @@ async def hand_back(request: Request, conversation_id: str, user: CurrentAgent, 
 @router.post("/conversations/{conversation_id}/end")
 async def end_chat(request: Request, conversation_id: str, user: CurrentAgent, manager: ManagerDep) -> Response:
     """End the chat the agent holds (the conversation manager's ``end``: it takes no more messages)."""
-    await asyncio.to_thread(takeover_service.end_chat, manager, conversation_id, user, hub_publish(request))
+    ended = await asyncio.to_thread(takeover_service.end_chat, manager, conversation_id, user, hub_publish(request))
     if wants_json(request):
-        return JSONResponse({"conversation_id": conversation_id, "status": "ended"})
-    return redirect(with_notice(f"/console/conversations/{quote(conversation_id)}", "chat_ended"))
+        return JSONResponse({"conversation_id": conversation_id, "status": "ended", "ended_now": ended})
+    # (a chat that had ended already is said to have been, not to be ended by this agent)
+    return redirect(with_notice(f"/console/conversations/{quote(conversation_id)}",
+                                "chat_ended" if ended else "chat_already_ended"))
 
 
 @router.post("/conversations/{conversation_id}/messages")
@@ -434,6 +440,17 @@ def _wants_html(request: Request) -> bool:
     return request.url.path.startswith(("/console", "/kb")) and "text/html" in request.headers.get("accept", "")
 
 
+def _page_message(exc: HybrideskError, request: Request) -> str:
+    """An error's message as a console page shows it. A "not found" names what was asked for, which came
+    from the address: a crafted link must not put its own sentence on a console page ("No conversation
+    'Your session expired - sign in again at ...'"), so a long or odd one is not repeated (security QA)."""
+    if isinstance(exc, NotFound):
+        asked = [part for part in request.url.path.split("/") if part]
+        if any(len(part) > 64 or not re.fullmatch(r"[\w.-]+", part) for part in asked):
+            return "Nothing here has that address: check the link, or go back to the list."
+    return exc.message
+
+
 def install_html_errors(app: FastAPI) -> None:
     """Console pages show errors as HTML (and send browsers without a session to sign in);
     everything else keeps the JSON errors of ``bot.web.errors``."""
@@ -447,7 +464,7 @@ def install_html_errors(app: FastAPI) -> None:
             return redirect("/console/login?" + urlencode({"next": safe_next(wanted)}))
         if _wants_html(request):
             return render(request, "console/error.html",
-                          {"status": exc.http_status, "code": exc.code, "message": exc.message},
+                          {"status": exc.http_status, "code": exc.code, "message": _page_message(exc, request)},
                           status_code=exc.http_status)
         return await json_hybridesk(request, exc)  # type: ignore[misc]
 

@@ -56,8 +56,12 @@ def _wants_html(request: Request) -> bool:
 
 def _console_html(html: Any) -> Markup:
     """The policy as the console shows it: its headings one level down, under the page's own ``<h1>``
-    (markdown-it escapes raw HTML, so every ``<hN`` in its output is a heading it wrote)."""
-    return Markup(re.sub(r"<(/?)h([1-5])(?=[\s>])", lambda m: f"<{m[1]}h{int(m[2]) + 1}", str(html)))  # noqa: S704
+    (markdown-it escapes raw HTML, so every ``<hN`` in its output is a heading it wrote), and their ids,
+    with the links to them, prefixed: a heading "Waiting list" must not take the console's own
+    ``#waiting-list`` (security QA: console.js filled it with the queue of waiting customers)."""
+    text = re.sub(r"<(/?)h([1-5])(?=[\s>])", lambda m: f"<{m[1]}h{int(m[2]) + 1}", str(html))
+    text = re.sub(r'(<h\d id=")|(<a href="#)', lambda m: (m[1] or m[2]) + "policy-", text)
+    return Markup(text)  # noqa: S704
 
 
 def _saved_notice(rev: Any, publish: bool) -> str:

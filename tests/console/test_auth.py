@@ -53,6 +53,7 @@ def test_login_throttled_per_account_and_address(console):
     blocked = _login_post(client, "agent@larkspur.example", PASSWORD)  # even the right password
     assert blocked.status_code == 429
     assert "Too many failed sign-ins" in blocked.text and "minute" in blocked.text
+    assert 60 <= int(blocked.headers["retry-after"]) <= 16 * 60  # (security QA: there was none)
     # another account from the same address is not locked out by someone guessing this one
     assert _login_post(client, "editor@larkspur.example", PASSWORD).status_code == 303
 

@@ -245,8 +245,12 @@ def test_an_agent_ends_a_chat_they_hold(console):
     # ended: no agent message, and ending again is harmless
     assert agent.post(f"/console/conversations/{conv_id}/messages", data={"csrf_token": csrf, "text": "hi"},
                       headers={"Accept": "application/json"}).status_code == 409
-    assert agent.post(f"/console/conversations/{conv_id}/end", data={"csrf_token": csrf},
-                      headers={"Accept": "application/json"}).status_code == 200
+    again = agent.post(f"/console/conversations/{conv_id}/end", data={"csrf_token": csrf},
+                       headers={"Accept": "application/json"})
+    assert again.status_code == 200 and again.json()["ended_now"] is False
+    # ... and says it had ended already (security QA: anyone's "end" said "Chat ended.")
+    late = other.post(f"/console/conversations/{conv_id}/end", data={"csrf_token": other_csrf}, follow_redirects=False)
+    assert late.status_code == 303 and _done(late) == "chat_already_ended"
 
 
 # ---------------------------------------------------------------- in Chromium
@@ -427,3 +431,27 @@ def test_pages_reflow_at_320_px(browser, served, artifacts, path):
     for region in page.locator(".table-scroll").all():  # a wide table scrolls in its own box, by keyboard too
         assert region.get_attribute("tabindex") == "0" and region.get_attribute("role") == "region"
         assert region.get_attribute("aria-label")
+
+
+def test_a_not_found_page_does_not_repeat_a_crafted_address(console):
+    # security QA: /console/conversations/<any sentence> showed "No conversation '<the sentence>'."
+    agent = console.client()
+    login(agent, "agent")
+    html = {"Accept": "text/html"}
+    crafted = agent.get("/console/conversations/Your%20session%20expired%20-%20sign%20in%20at%20evil.example",
+                        headers=html)
+    assert crafted.status_code == 404 and "session expired" not in crafted.text
+    assert "Nothing here has that address" in crafted.text
+    plain = agent.get("/console/conversations/abc123", headers=html)
+    assert plain.status_code == 404 and "abc123" in plain.text  # a plain id is still named
+
+
+def test_what_a_signed_in_browser_fetches_is_not_cached(console):
+    # security QA: messages.json, waiting.json, analytics.csv and the export had no Cache-Control
+    agent = console.client()
+    login(agent, "agent")
+    conv_id, _ = seed_conversation(console.services)
+    for url in ("/console/waiting.json", f"/console/conversations/{conv_id}/messages.json", "/console/analytics.csv"):
+        r = agent.get(url)
+        assert r.status_code == 200 and r.headers.get("cache-control") == "no-store", (url, r.headers)
+    assert "no-store" not in agent.get("/static/console/console.css").headers.get("cache-control", "")

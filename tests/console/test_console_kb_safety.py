@@ -298,7 +298,7 @@ def test_kb_pages_have_one_h1_and_say_utc(console):
     edit = client.get("/console/kb/gift-wrap/edit").text
     for page in (doc, edit, client.get("/console/kb/new").text):
         assert len(re.findall(r"<h1\b", page)) == 1
-    assert '<h2 id="overview">Gift wrap</h2>' in doc and '<h3 id="prices">Prices</h3>' in doc  # one level down
+    assert '<h2 id="policy-overview">Gift wrap</h2>' in doc and '<h3 id="policy-prices">Prices</h3>' in doc  # one level down
     preview = client.post("/console/kb/preview", json={"text": BODY, "title": "Gift wrap"},
                           headers={"X-CSRF-Token": csrf}).json()["html"]
     assert "<h1" not in preview and "<h2" in preview
@@ -390,3 +390,24 @@ def test_in_chromium_enter_in_the_note_field_does_not_retire_and_the_preview_is_
         page.wait_for_url(lambda u: u.endswith("/console/kb/gift-wrap"))
         assert _in_force(console)
     console.services.close()
+
+
+def test_a_policy_heading_cannot_take_an_id_the_console_uses():
+    # security QA: a draft with "## Waiting list" got id="waiting-list", and console.js put the queue of
+    # waiting customers (their last messages) into the policy page
+    from bot.console.markdown import render_markdown
+    from bot.web.routes_kb import _console_html
+
+    html = str(_console_html(render_markdown("# T\n\n## Waiting list\n\nSee [above](#waiting-list).", "T")))
+    assert 'id="waiting-list"' not in html and 'id="policy-waiting-list"' in html
+    assert 'href="#policy-waiting-list"' in html
+
+
+def test_a_title_longer_than_the_database_holds_is_a_form_error(console):
+    # security QA: the form took 500 characters for a title the column holds 300 of (a 500 on PostgreSQL)
+    client = console.client()
+    csrf = login(client, "editor")
+    r = _create(client, csrf, headers=HTML, title="T" * 301)
+    assert r.status_code == 422 and 'aria-invalid="true"' in _tag(r.text, "name", "title")
+    assert "keep it under 301" in r.text and not _in_force(console)
+    assert _create(client, csrf, title="T" * 300).status_code == 303

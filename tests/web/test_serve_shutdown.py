@@ -88,3 +88,17 @@ def test_serve_stops_promptly_while_an_event_stream_is_open(served, sig):
     # the stream was ended by the server (the widget reconnects), not cut by a forced exit
     assert elapsed < 3, f"took {elapsed:.1f} s\n{log.read_text()}"
     assert "timeout graceful shutdown exceeded" not in log.read_text()
+
+
+def test_the_access_log_keeps_no_typed_text_or_token_from_a_query():
+    # security QA: transcript searches and KB test questions (?q=anna@mail.example) were logged as typed
+    import logging
+
+    from bot.server import RedactTokens
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "GET", "/console/transcripts?q=anna%40mail.example&page=2&token=abc",
+                                "1.1", 200), None)
+    assert RedactTokens().filter(record)
+    line = record.getMessage()
+    assert "anna" not in line and "abc" not in line and "page=2" in line and "q=[redacted]" in line
