@@ -57,6 +57,19 @@ class FakeKnowledge:
     def facts(self, at: Any = None) -> dict[str, Any]:
         return {}
 
+    def get(self, document_id: str, revision: int | None = None) -> Any:
+        """A passage's document, as the responder reads it whole for its other sections."""
+        from types import SimpleNamespace
+
+        from knowledge.errors import NotFound
+
+        parts = [p for p in PASSAGES if p["document_id"] == document_id]
+        if not parts:
+            raise NotFound(f"No document {document_id!r}.", code="document_not_found")
+        body = "\n\n".join(f"## {p['heading']}\n\n{p['text']}" for p in parts)
+        return SimpleNamespace(title=parts[0]["title"], content=f"# {parts[0]['title']}\n\n{body}\n",
+                               number=revision or parts[0]["revision"])
+
     def resolve_placeholder(self, slot: str, at: Any = None) -> None:
         return None
 
