@@ -124,7 +124,8 @@ _EN_STREETS = (
     "Place", "Terrace", "Square", "Gardens", "Grove", "Boulevard", "Blvd", "Row", "Mews", "Parade", "Gate",
 )
 _HOUSE_NO = r"\d{1,5}(?:\s?[a-zA-Z](?![\w])|[-/]\d{1,4}(?:\s?[a-zA-Z](?![\w]))?|\s?(?:hs|bis|I{1,3})(?![\w]))?"
-_NL_POSTCODE = r"[1-9]\d{3}[ ]?(?!SA|SD|SS|MB|GB|KB|TB|KG|ML|CM|MM|KM|PM|AM|CL|DL|HZ|KW)(?-i:[A-Z]{2})(?![\w])"
+# (not a year or an amount before a unit or a region: "1200 MB", "10 PM", "since 2026 EU orders")
+_NL_POSTCODE = r"[1-9]\d{3}[ ]?(?!SA|SD|SS|MB|GB|KB|TB|KG|ML|CM|MM|KM|PM|AM|CL|DL|HZ|KW|EU|UK|US)(?-i:[A-Z]{2})(?![\w])"
 _UK_POSTCODE = r"(?-i:[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2})(?![\w])"
 _POSTCODE = rf"(?:{_NL_POSTCODE}|{_UK_POSTCODE})"
 # the town after a postcode, when it ends a sentence ("1015 CJ Amsterdam.")

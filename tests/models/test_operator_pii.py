@@ -71,6 +71,7 @@ def test_scrubs_what_operators_tickets_hold(text, expected):
         "Kind regards,\nLarkspur & Co. Customer Care",
         "Your order shipped on 12/03/2024 and arrives 14 March 2024.",
         "The file is 1500 MB and the box weighs 20 KG",
+        "We ship 2026 EU orders from Utrecht; 1500 US customers too.",
         "I'm here to help you cancel your order.",
         "Don't worry, I'm here to guide you through the process.",
         "You have {{Return Window}} to return it",
