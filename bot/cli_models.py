@@ -47,37 +47,36 @@ def _tone_fn(ctx: Any) -> Any:
     return tone_detector(services)
 
 
-def _lazy_tone_fn(ctx: Any) -> Any:
-    """:func:`_tone_fn`, built at its first use: a file that cannot be read is refused before the tone
-    model loads (CLI QA B13: 12 s of model loading, then "file not found")."""
+def _lazy_labels(ctx: Any) -> tuple[Any, Any]:
+    """``(tone_fn, intent_fn)`` for an import: the bot's tone and intent of a ticket's message, from one
+    NLU reading per message, its model loaded at the first use (a file that cannot be read is refused
+    before the model loads: CLI QA B13, 12 s of loading, then "file not found"). Both give None when
+    no NLU model is active. A ticket imported without an intent is labelled with the one the bot would
+    detect: the bot names an intent in every prompt (operator QA: a company's export has categories,
+    not the bot's intent names)."""
     built: list[Any] = []
+    last: dict[str, Any] = {}
 
-    def tone(text: str) -> str | None:
-        if not built:
-            built.append(_tone_fn(ctx))
-        return built[0](text) if built[0] is not None else None
-
-    return tone
-
-
-def _lazy_intent_fn(ctx: Any) -> Any:
-    """The bot's intent (``text -> name``), built at its first use, or None for every text when no NLU
-    model is active. A ticket imported without an intent is labelled with the one the bot would detect:
-    the bot sends an intent in every prompt, so training on prompts without one teaches what it never
-    sees (operator QA: a company's export has categories, not the bot's intent names)."""
-    built: list[Any] = []
-
-    def intent(text: str) -> str | None:
+    def read(text: str) -> Any:
         if not built:
             try:
-                registry = ctx.services.nlu
-                model = registry.current() if registry.has_active() else None
+                built.append(_nlu_predict(ctx.services))
             except Exception:  # noqa: BLE001 - NLU is optional for importing
-                model = None
-            built.append(getattr(model, "predict", None))
-        return built[0](text).intent if callable(built[0]) else None
+                built.append(None)
+        if built[0] is None:
+            return None
+        if text not in last:  # (tone and intent of one message: one reading)
+            last.clear()
+            last[text] = built[0](text)
+        return last[text]
 
-    return intent
+    def tone(text: str) -> str | None:
+        return None if (result := read(text)) is None else result.tone.label
+
+    def intent(text: str) -> str | None:
+        return None if (result := read(text)) is None else result.intent
+
+    return tone, intent
 
 
 def kb_context_fn(services: Any) -> Any:
@@ -88,12 +87,8 @@ def kb_context_fn(services: Any) -> Any:
     return lambda text: responder.retrieve(text, [])
 
 
-def tone_detector(services: Any) -> Any:
-    """The bot's tone detector (``text -> label``), when an NLU model is active; else None.
-
-    Training, evaluation and ticket import label tickets that carry no tone with it, so that
-    their prompts match what the bot sends at answer time.
-    """
+def _nlu_predict(services: Any) -> Any:
+    """The active NLU model's ``predict`` (``text -> NLUResult``), or None when there is none."""
     try:
         registry = services.nlu
         if not registry.has_active():
@@ -102,7 +97,17 @@ def tone_detector(services: Any) -> Any:
     except Exception:  # noqa: BLE001 - NLU is optional for importing and training
         return None
     predict = getattr(model, "predict", None)
-    if not callable(predict):
+    return predict if callable(predict) else None
+
+
+def tone_detector(services: Any) -> Any:
+    """The bot's tone detector (``text -> label``), when an NLU model is active; else None.
+
+    Training, evaluation and ticket import label tickets that carry no tone with it, so that
+    their prompts match what the bot sends at answer time.
+    """
+    predict = _nlu_predict(services)
+    if predict is None:
         return None
 
     def tone(text: str) -> str:
@@ -427,8 +432,8 @@ def _cmd_tickets_import(args: argparse.Namespace, ctx: Any) -> int:
         mapping[column] = fld
     fmt = args.format or _guess_format(Path(args.path))
     with ctx.session() as session:
-        report = import_tickets(session, args.path, fmt, mapping or None, tone_fn=_lazy_tone_fn(ctx),
-                                intent_fn=_lazy_intent_fn(ctx))
+        tone_fn, intent_fn = _lazy_labels(ctx)
+        report = import_tickets(session, args.path, fmt, mapping or None, tone_fn=tone_fn, intent_fn=intent_fn)
         session.commit()
     print(report.summary())
     return 0 if report.imported or report.duplicates or not report.errors else 1
