@@ -77,7 +77,9 @@ def serve(settings: Settings, *, host: str, port: int, init: bool = False, servi
     print(f"  demo help page with the chat widget: {base}/")
     print(f"  agent console and KB editor:         {base}/console")
     print(f"  chat API docs (OpenAPI):             {base}/docs")
-    print(f"  Rasa REST channel:                   {base}/webhooks/rest/webhook")
+    guarded = settings.rest_token is not None and bool(settings.rest_token.get_secret_value())
+    print(f"  Rasa REST channel:                   {base}/webhooks/rest/webhook"
+          + (" (Bearer HYBRIDESK_REST_TOKEN)" if guarded else " (open: any caller may name any sender)"))
     app.state.started_at = started
     # Behind a reverse proxy every request comes from the proxy's address: without its X-Forwarded-For,
     # all customers share one rate-limit bucket and 30 failed sign-ins lock every console user out.

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(2000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     company_name: str = "Larkspur & Co."
+    rest_token: SecretStr | None = Field(
+        None, description="when set, the Rasa REST webhook answers only requests with `Authorization: Bearer "
+        "<token>` (for a backend that relays its signed-in customers); unset: open, as Rasa's own REST channel",
+    )
     session_expiry_minutes: float = Field(
         60, ge=0, description="Rasa channels (REST, Socket.IO): a conversation idle for longer is ended and the "
         "sender's next message starts a new one, unless a person holds it or is about to answer (0: never)",

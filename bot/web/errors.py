@@ -60,7 +60,7 @@ def install_error_handlers(app: FastAPI) -> None:
             problem = f"not valid JSON ({reason})"
             return JSONResponse(error_body("invalid_request", f"Invalid request: body: {problem}",
                                            problems=[{"field": "body", "problem": problem}]), status_code=422)
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 429: "rate_limited"}.get(
+        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large", 429: "rate_limited"}.get(
             exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))

@@ -4,14 +4,16 @@
 ``[{"recipient_id", "text", "custom"?}, ...]``; ``custom.sources`` lists the cited policy sections.
 The message "/restart" ends the sender's conversation and is answered with the greeting; the
 sender's next message starts a new conversation (so does one after the last ended or sat idle).
+With ``HYBRIDESK_REST_TOKEN`` set, the webhook needs ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -52,6 +54,19 @@ async def rest_message(request: Request) -> RestMessage:
         raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
+def require_rest_token(request: Request) -> None:
+    """With ``HYBRIDESK_REST_TOKEN`` set, only a caller presenting it (``Authorization: Bearer``)
+    may speak for a sender; without it the webhook is open, as Rasa's own REST channel is."""
+    token = request.app.state.settings.rest_token
+    if token is None or not token.get_secret_value():
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        raise HTTPException(401, "This webhook needs the header Authorization: Bearer <HYBRIDESK_REST_TOKEN>.",
+                            headers={"WWW-Authenticate": 'Bearer realm="hybridesk-rest"'})
+
+
 REST_BODY_DOC = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": RestMessage.model_json_schema()}}}}
 
@@ -62,7 +77,7 @@ async def rest_health() -> dict[str, str]:
 
 
 @router.post("/webhooks/rest/webhook", summary="Rasa REST channel: send a message, get the bot's replies",
-             openapi_extra=REST_BODY_DOC)
+             openapi_extra=REST_BODY_DOC, dependencies=[Depends(require_rest_token)])
 async def rest_webhook(body: Annotated[RestMessage, Depends(rest_message)], request: Request,
                        manager: ManagerDep) -> list[dict[str, Any]]:
     import asyncio

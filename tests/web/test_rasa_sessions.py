@@ -298,3 +298,33 @@ def idle_for_in(services, conversation_id: str, minutes: float) -> None:
     with services.db.unit_of_work() as session:
         conv = ConversationRepository(session).get(conversation_id)
         conv.last_message_at = conv.created_at = then
+
+
+def test_rest_token_when_set_guards_the_webhook_and_only_the_webhook(client, chat_server):
+    """HYBRIDESK_REST_TOKEN: a backend relaying its signed-in customers keeps anyone else from
+    speaking as one of them; a wrong or missing token is refused before the body is read or stored."""
+    from pydantic import SecretStr
+
+    app = chat_server.app
+    open_settings = app.state.settings
+    app.state.settings = open_settings.model_copy(update={"rest_token": SecretStr("s3cret-relay-token")})
+    try:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-relay-token"},
+                        {"Authorization": "Bearer s3cret-relay-token-and-more"}):
+            r = client.post(URL, json={"sender": "guarded-ann", "message": RETURN_Q}, headers=headers)
+            assert r.status_code == 401, (headers, r.text)
+            assert r.json()["error"]["code"] == "unauthorized"
+            assert "Authorization: Bearer" in r.json()["error"]["message"]
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+            assert "s3cret" not in r.text
+        r = client.post(URL, content=b"not json at all", headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 401  # refused before the body is parsed
+        assert conversations_of(chat_server, "rest", "guarded-ann") == []  # nothing stored
+        ok = client.post(URL, json={"sender": "guarded-ann", "message": RETURN_Q},
+                         headers={"Authorization": "bearer  s3cret-relay-token"})
+        assert ok.status_code == 200 and ok.json()[0]["recipient_id"] == "guarded-ann"
+        assert len(conversations_of(chat_server, "rest", "guarded-ann")) == 1
+        assert client.get("/webhooks/rest/").json() == {"status": "ok"}  # the health check stays open
+    finally:
+        app.state.settings = open_settings
+    assert say(client, "open-bob", RETURN_Q)[0]["text"]  # unset: open, as Rasa's REST channel
