@@ -105,7 +105,11 @@ _SAME = [(re.compile(r"\b(?:take|takes|taken|took|taking|send|sending|sent)\s+ba
          (re.compile(r"\bexchang(?:e|es|ed|ing)\b", re.I), "swap"),
          # "Do gift cards expire?" is answered by "Gift cards are valid for 3 years"
          (re.compile(r"\b(?:expir(?:e|es|ed|ing|y|ation)|validity)\b", re.I), "valid"),
-         (re.compile(r"\bguarantee(?:s|d)?\b", re.I), "warranty")]
+         (re.compile(r"\bguarantee(?:s|d)?\b", re.I), "warranty"),
+         # "How much do I need to spend for free delivery?" asks for what the KB calls the free-shipping
+         # threshold (MiniLM reads "free delivery" as a delivery price, "free shipping threshold" as the threshold)
+         (re.compile(r"\b(?:free\s+deliver(?:y|ies)|deliver(?:y|ies)\s+(?:is\s+|for\s+)?free|free[\s-]shipping)\b"
+                     r"(?![\s-]+threshold)", re.I), "free shipping threshold")]
 
 
 def same_words(text: str) -> str:
