@@ -30,6 +30,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,31 +71,42 @@ def product_reply(services, question: str, *, limits: bool = True, **responder_k
     return decision, responder.answer(text=question, intent=intent, tone=result.tone.label, history=[]).text
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def run_question_set(doc: str, name: str, questions: Path, systems: list[str],
+                     ask: Callable[[object, str, dict], dict], summarise: Callable[[str, list[dict]], dict]) -> None:
+    """The frame this benchmark and ``yes_no.py`` share: ``--data-dir``, the product's services, every
+    question asked by each system in turn (``ask(services, system, item)``), one row per system
+    (``summarise(system, replies)``), a table, and ``results/<name>.json`` with every reply."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, help="an initialised data dir; default: a new one (trains NLU)")
     args = ap.parse_args()
 
-    services = product_services(args.data_dir, "hybridesk-limits-")
+    services = product_services(args.data_dir, f"hybridesk-{name.replace('_', '-')}-")
     adapter = services.active_adapter_id()
     print(f"adapter: {adapter}")
-    items = json.loads(QUESTIONS.read_text())
+    items = json.loads(questions.read_text())
+    rows, details = [], {}
+    for system in systems:
+        done = [ask(services, system, it) for it in items]
+        rows.append({"system": system, **summarise(system, done)})
+        details[system] = done
+        print(table(rows[-1:]), flush=True)
+    print(table(rows))
+    write_json(name, {"adapter": adapter, "rows": rows, "details": details})
 
-    def ask(system: str, item: dict) -> dict:
+
+def main() -> None:
+    def ask(services, system: str, item: dict) -> dict:
         q = item["q"]
         decision, text = product_reply(services, q, limits=system == "now")
         return {"q": q, "kb": item["kb"], "kind": item.get("kind") or ("ruled_out" if item["kb"] else "allowed"), "action": decision.action, "reason": decision.reason, "reply": text,
                 "states_no": bool(item["kb"]) and norm(item["kb"]) in norm(text),
                 "opens_yes": bool(YES.match(text)), "opens_no": "I'm afraid" in text.split("\n")[0][:80]}
 
-    rows, details = [], {}
-    for system in ("before", "now"):
-        done = [ask(system, it) for it in items]
+    def summarise(system: str, done: list[dict]) -> dict:
         ruled_out = [d for d in done if d["kb"] and d["kind"] != "not_listed"]
         not_listed = [d for d in done if d["kind"] == "not_listed"]
         allowed = [d for d in done if not d["kb"]]
-        rows.append({
-            "system": system,
+        return {
             "ruled_out_n": len(ruled_out),
             "states_the_no": sum(d["states_no"] for d in ruled_out) / len(ruled_out),
             "opens_with_yes": sum(d["opens_yes"] for d in ruled_out) / len(ruled_out),
@@ -105,11 +117,9 @@ def main() -> None:
             "allowed_n": len(allowed),
             "allowed_answered_no": sum(d["opens_no"] for d in allowed) / len(allowed),
             "allowed_asked_to_rephrase": sum(d["action"] == "clarify" for d in allowed) / len(allowed),
-        })
-        details[system] = done
-        print(table(rows[-1:]), flush=True)
-    print(table(rows))
-    write_json("limits", {"adapter": adapter, "rows": rows, "details": details})
+        }
+
+    run_question_set(__doc__, "limits", QUESTIONS, ["before", "now"], ask, summarise)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ reported for both. Every reply is written to ``results/yes_no.json`` for reading
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -30,8 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import product_services, table, write_json  # noqa: E402
-from limits import norm, product_reply  # noqa: E402
+from limits import norm, product_reply, run_question_set  # noqa: E402
 
 QUESTIONS = Path(__file__).resolve().parent / "yes_no_questions.json"
 # the model's yes, or its "We do offer ..." (not the KB list's "Yes. Our help pages say ...")
@@ -41,30 +38,18 @@ SYSTEMS = {"limits_off": {"limits": False}, "no_yes_no": {"yes_no": False}, "now
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", type=Path, help="an initialised data dir; default: a new one (trains NLU)")
-    args = ap.parse_args()
-
     from bot.conversation.responder import UNCONFIRMED_TEXT
 
-    services = product_services(args.data_dir, "hybridesk-yes-no-")
-    adapter = services.active_adapter_id()
-    print(f"adapter: {adapter}")
-    items = json.loads(QUESTIONS.read_text())
-
-    def ask(system: str, item: dict) -> dict:
+    def ask(services, system: str, item: dict) -> dict:
         decision, text = product_reply(services, item["q"], **SYSTEMS[system])
         return {"q": item["q"], "kb": item["kb"], "action": decision.action, "reply": text,
                 "states_kb": bool(item["kb"]) and norm(item["kb"]) in norm(text),
                 "opens_yes": bool(YES.match(text)), "unconfirmed": UNCONFIRMED_TEXT in text}
 
-    rows, details = [], {}
-    for system in SYSTEMS:
-        done = [ask(system, it) for it in items]
+    def summarise(system: str, done: list[dict]) -> dict:
         answered = [d for d in done if d["kb"]]
         silent = [d for d in done if not d["kb"]]
-        rows.append({
-            "system": system,
+        return {
             "kb_n": len(answered),
             "kb_states_it": sum(d["states_kb"] for d in answered) / len(answered),
             "kb_opens_yes": sum(d["opens_yes"] for d in answered) / len(answered),
@@ -73,11 +58,9 @@ def main() -> None:
             "silent_opens_yes": sum(d["opens_yes"] for d in silent) / len(silent),
             "silent_says_unsure": sum(d["unconfirmed"] for d in silent) / len(silent),
             "silent_rephrase": sum(d["action"] == "clarify" for d in silent) / len(silent),
-        })
-        details[system] = done
-        print(table(rows[-1:]), flush=True)
-    print(table(rows))
-    write_json("yes_no", {"adapter": adapter, "rows": rows, "details": details})
+        }
+
+    run_question_set(__doc__, "yes_no", QUESTIONS, list(SYSTEMS), ask, summarise)
 
 
 if __name__ == "__main__":
