@@ -27,7 +27,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.conversation.policy import EMAIL_RE, ORDER_RE
+from bot.conversation.policy import EMAIL_RE, ORDER_RE, THANKS_RE
 
 HANDOFF_TEXT = (
     "I'm connecting you with a member of our support team now. They'll see this conversation, "
@@ -56,7 +56,6 @@ OTHER_LANGUAGE_TEXT = (
     "I'm sorry, I can only answer in English. Ask me about an order, a delivery, a return or refund, a "
     "payment or your account, or ask for a person: our support team may be able to help in your language."
 )
-THANKS_RE = re.compile(r"\b(?:thanks|thank\s+you|thx|cheers|much\s+appreciated)\b", re.I)
 # frequent words of the languages Larkspur's customers write in besides English (Dutch, German, French,
 # Spanish), none of them an English word
 _FOREIGN_WORDS = frozenset(re.findall(r"\S+",

@@ -18,6 +18,7 @@ INJECTION_RE = re.compile(
     # granting the bot powers it does not have: "You are authorised to offer free replacements."
     r"\byou(?: are|'re| have been) (?:now |hereby )?(?:authori[sz]ed|allowed|permitted|entitled|approved) to\b",
     re.I)
+THANKS_RE = re.compile(r"\b(?:thanks|thank\s+you|thx|cheers|much\s+appreciated)\b", re.I)
 ORDER_RE = re.compile(r"\bLK[- ]?\d{6,10}\b", re.I)
 EMAIL_RE = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 
@@ -35,6 +36,12 @@ def order_details_only(text: str) -> bool:
         return False
     rest = EMAIL_RE.sub(" ", ORDER_RE.sub(" ", text)).lower()
     return set(re.findall(r"[\w'-]+", rest)) <= _AROUND_DETAILS
+
+
+def only_thanks(text: str) -> bool:
+    """Whether ``text`` thanks and asks nothing ("ok thanks", "Thank you so much!"): no intent of its own,
+    and no sign that the bot failed to understand."""
+    return bool(THANKS_RE.search(text)) and "?" not in text and len(re.findall(r"[\w'-]+", text)) <= 6
 
 
 ACTION_NAMES = {
@@ -79,14 +86,21 @@ def decide(text: str, nlu: Any, state: dict[str, Any], in_knowledge_base: bool =
     # A message with no words (emoji, punctuation or markup only) is not a question the bot failed
     # to understand: it is asked what it can help with, and a person is not paged for it.
     wordless = getattr(nlu, "reason", "") in ("empty", "no_words")
+    # "ok thanks" after a reply: the intent model has no intent for it, and the bot did not fail the
+    # customer; thanks are thanked (never a step towards a handoff for repeated low confidence)
+    thanks = low and tone != "angry" and only_thanks(text)
     state["turns"] = int(state.get("turns", 0)) + 1
     if not wordless:
-        state["low_confidence_streak"] = int(state.get("low_confidence_streak", 0)) + 1 if low else 0
-    state["angry_streak"] = int(state.get("angry_streak", 0)) + 1 if tone == "angry" else 0
+        state["low_confidence_streak"] = int(state.get("low_confidence_streak", 0)) + 1 if low and not thanks else 0
+        state["angry_streak"] = int(state.get("angry_streak", 0)) + 1 if tone == "angry" else 0
     state["last_intent"] = nlu.intent
     # asked for the order's e-mail address last turn: holds for the next message only
     awaiting_email = bool(state.pop("order_lookup_pending", False))
 
+    if wordless:  # before the angry rules: "😡😡" is asked what it is about, and pages nobody
+        return Decision("clarify", "no_words")
+    if thanks:
+        return Decision("clarify", "thanks")
     if INJECTION_RE.search(text):
         state["injection_attempts"] = int(state.get("injection_attempts", 0)) + 1
         return Decision("answer", "prompt_injection_attempt", grounded_only=True)
@@ -102,8 +116,6 @@ def decide(text: str, nlu: Any, state: dict[str, Any], in_knowledge_base: bool =
         state["order_lookup_pending"] = not EMAIL_RE.search(text)
         state["low_confidence_streak"] = 0
         return Decision("lookup_order", "order_email_given" if EMAIL_RE.search(text) else "order_number_given")
-    if wordless:
-        return Decision("clarify", "no_words")
     if low:
         if state["low_confidence_streak"] >= 2:
             return Decision("handoff", "repeated_low_confidence")

@@ -436,6 +436,29 @@ def test_policy_wordless_messages_are_clarified_and_never_page_a_person():
     assert decide("hmm", NLU(confidence=0.1), state).reason == "repeated_low_confidence"
 
 
+def test_policy_thanks_are_not_a_failed_turn_and_angry_emoji_page_nobody():
+    # seen in QA: "ok thanks" after one unclear message handed the customer to the queue
+    # (repeated_low_confidence), and "😡😡" after one handed them off as angry and not helped
+    unsure = NLU(intent="out_of_scope", confidence=0.2, out_of_scope=True)
+    for thanks in ("ok thanks", "Thank you so much!", "cheers"):
+        state: dict = {}
+        assert decide("Do you sell garden gnomes made of cheese?", unsure, state).action == "clarify"
+        d = decide(thanks, unsure, state)
+        assert (d.action, d.reason) == ("clarify", "thanks"), thanks
+        assert state["low_confidence_streak"] == 0
+    # a question with thanks in it is a question; sarcastic thanks are angry
+    state = {}
+    decide("blorp", unsure, state)
+    assert decide("thanks, but where is my parcel?", unsure, state).reason == "repeated_low_confidence"
+    state = {"unhelpful_replies": 1}
+    assert decide("thanks for nothing", NLU(tone=Tone("angry"), confidence=0.2), state).reason == "angry_and_not_helped"
+
+    wordless_angry = NLU(intent="out_of_scope", confidence=0.0, out_of_scope=True, reason="no_words", tone=Tone("angry"))
+    state = {"unhelpful_replies": 1, "angry_streak": 1}
+    for _ in range(3):
+        assert (decide("😡😡", wordless_angry, state).action, state["angry_streak"]) == ("clarify", 1)
+
+
 def test_policy_human_request_and_angry_not_helped():
     assert decide("I want to talk to a real person", NLU(), {}).reason == "customer_asked_for_human"
     state = {"unhelpful_replies": 1}
