@@ -67,7 +67,7 @@ UNSURE_REPLY = (
 
 
 FACTUAL_RE = re.compile(
-    r"\b(?:how (?:long|much|many|soon|quickly|fast|late|early|far|old)|what\b[^?.!]{0,40}?\b(?:price|cost|fee|"
+    r"\b(?:how (?:long|much|many|soon|quickly|fast|late|early|far|old)|what(?:'?s)?\b[^?.!]{0,40}?\b(?:price|cost|fee|"
     r"number|e-?mail|address|hours|window|period|deadline|limit|threshold|value|amount|time|minimum|maximum)|"
     r"when|which|within|until|is there|do you charge|phone|e-?mail|cost|price|fee|spend|minimum|maximum|"
     r"at least|cut-?off)\b", re.I)
@@ -134,6 +134,9 @@ ASKED_FACT_TIE = 0.04
 #: the best match: "How long is the warranty?" reads closest to "Time within which we review a warranty
 #: claim" (``claim_review_time``), by its "how long"
 ASKED_FACT_NAMED = 0.1
+#: a fact whose name the question uses in full ("What is your returns window?": return window) is asked for
+#: down to this cosine, below :data:`ASKED_FACT_MIN` (MiniLM read that question at 0.47 to ``return_window_days``)
+ASKED_FACT_NAMED_MIN = 0.4
 #: a fact defined by one of the retrieved documents is the likelier one
 RETRIEVED_BONUS = 0.05
 
@@ -148,7 +151,17 @@ def asks_kb_fact(text: str, passages: list[dict[str, Any]], knowledge: Any, at: 
     if match is None or not FACTUAL_RE.search(text) or not passages:
         return False
     docs = {p.get("document_id") for p in passages}
-    return any(f.document_id in docs and score >= ASKED_FACT_MIN for f, score in match(text, at=at, k=4))
+    asked = _stems(same_words(text))
+    return any(f.document_id in docs and (score >= ASKED_FACT_MIN
+                                          or score >= ASKED_FACT_NAMED_MIN and names_fact(asked, text, f))
+               for f, score in match(text, at=at, k=4))
+
+
+def names_fact(asked_words: set[str], text: str, fact: Any) -> bool:
+    """Whether a question (``text``, its stems ``asked_words``) names ``fact``: every word of its name
+    but the kind word ("months", "price") is in it, and it does not ask for another kind of figure."""
+    words = _stems(fact.name.replace("_", " ")) - _FACT_KIND_WORDS
+    return bool(words) and words <= asked_words and not _other_kind(text, fact_value_text(fact))
 
 
 def answered_by_kb(text: str, passages: list[dict[str, Any]], knowledge: Any, products: Collection[str] = (),
@@ -600,15 +613,18 @@ class Responder:
         text = same_words(text)
         ranked = sorted(((f, score + (RETRIEVED_BONUS if f.document_id in docs else 0.0))
                          for f, score in match(text, at=at, k=4)), key=lambda fs: -fs[1])
-        if not ranked or ranked[0][1] < ASKED_FACT_MIN:
-            return []
-        best = ranked[0][1]
         asked_words = _stems(text)
 
         def names(fact: Any) -> bool:
-            words = _stems(fact.name.replace("_", " ")) - _FACT_KIND_WORDS
-            # (the kind word aside, as long as the question does not ask for another kind of figure)
-            return bool(words) and words <= asked_words and not _other_kind(text, fact_value_text(fact))
+            return names_fact(asked_words, text, fact)
+
+        if not ranked:
+            return []
+        if ranked[0][1] < ASKED_FACT_MIN:
+            # read below the bar, but named in full: "What is your returns window?"
+            named = [f for f, score in ranked if score >= ASKED_FACT_NAMED_MIN and names(f)]
+            return named[:1]
+        best = ranked[0][1]
 
         # the one fact the question names, among those close to the best: "How long is the warranty?" is
         # ``warranty_months``, not the claim review time
