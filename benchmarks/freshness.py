@@ -113,7 +113,8 @@ def change_facts(knowledge, items) -> dict[str, tuple[str, str]]:
             value = f["value"] if isinstance(f, dict) else f.value
             for fact, new in changes:
                 if fact.name == name:
-                    body = body.replace(str(value), new)
+                    # the figure whole: "2" of a "2-day" fact, not every 2 of the page ("12", "LK-2...")
+                    body = re.sub(rf"(?<![\w.,]){re.escape(str(value))}(?![\d%]|[.,]\d)", new, body)
                     changed[name] = (str(value), new)
                     value = new
             get = (lambda k, f=f: f.get(k)) if isinstance(f, dict) else (lambda k, f=f: getattr(f, k))

@@ -126,11 +126,20 @@ def _plain(text: str) -> str:
     return " ".join(text.replace("**", "").replace("__", "").lower().split())
 
 
+def _states(text: str, value: str) -> bool:
+    """Whether ``text`` (plain) gives ``value`` (plain) whole: "2%" is not in "12%", "€5" not in "€5.95"
+    nor "30" in "300"; a value starting or ending with a letter or digit is read as a whole word."""
+    head = r"(?<![\w.,])" if value[:1].isalnum() else ""
+    tail = r"(?![\d%]|[.,]\d)" if value[-1:].isdigit() else r"(?!\w)" if value[-1:].isalnum() else ""
+    return re.search(head + re.escape(value) + tail, text) is not None
+
+
 def facts_not_stated(body: str, facts: Any) -> list[Any]:
-    """The facts whose value the text does not state ("21" when the text says "thirty days"): the bot
-    tells customers a fact's value and cites the page, so a page saying otherwise must not be published."""
+    """The facts whose value the text does not state ("21" when the text says "thirty days", "2%" when it
+    says "12%"): the bot tells customers a fact's value and cites the page, so a page saying otherwise
+    must not be published."""
     text = _plain(body)
-    return [f for f in facts if str(f.value).strip() and _plain(str(f.value)) not in text]
+    return [f for f in facts if str(f.value).strip() and not _states(text, _plain(str(f.value)))]
 
 
 def describe_facts(facts: Any) -> str:
@@ -185,6 +194,34 @@ def _unit_word(unit: str) -> str:
     return word[:-1] if word.endswith("s") and len(word) > 3 else word
 
 
+_SYMBOL_VALUE = re.compile(rf"([€$£])\s?({_NUMBER})|({_NUMBER})\s?(%)")
+
+
+def _kind(fact: Any) -> str | None:
+    """What kind of figure ``fact`` is, when it is one: its unit's word ("day" of "business days"), or its
+    currency sign or "%" ("€60", "15%"); None for a value that is not a single figure."""
+    value = str(fact.value).strip()
+    if getattr(fact, "unit", None):
+        return _unit_word(fact.unit) if re.fullmatch(_NUMBER, value) else None
+    m = _SYMBOL_VALUE.fullmatch(value)
+    return (m.group(1) or m.group(4)) if m else None
+
+
+def _bare(value: str) -> str:
+    """A figure without its currency sign or percent sign ("€60" -> "60")."""
+    m = _SYMBOL_VALUE.fullmatch(value.strip())
+    return (m.group(2) or m.group(3)) if m else value
+
+
+def _figures_of_kind(kind: str) -> re.Pattern[str]:
+    """Figures of one kind in a text, the number as group 1: "21 days" / "21 business days", "€9.95", "12%"."""
+    if kind in "€$£":
+        return re.compile(rf"(?<![\w.,]){re.escape(kind)}\s?({_NUMBER})(?![\d]|[.,]\d)")
+    if kind == "%":
+        return re.compile(rf"(?<![\w.,€$£-])({_NUMBER})\s?%")
+    return re.compile(rf"(?<![\w.,€$£-])({_NUMBER})(?:\s+|-)(?:[a-z]+\s+)?{re.escape(kind)}s?(?!\w)", re.I)
+
+
 def facts_contradicted(body: str, facts: Any) -> list[Contradiction]:
     """The figures the text gives where it talks about a fact, in the fact's unit, that differ from the
     fact's value: "within 45 days" in one place and "within 21 days" in a table row, the fact at 45.
@@ -194,31 +231,32 @@ def facts_contradicted(body: str, facts: Any) -> list[Contradiction]:
     it names a word of the fact's name or description besides the unit, does not state the fact's own
     value, and gives a figure in that unit that no fact of the document has ("5 years" beside a
     24-month warranty, or "2 business days" when another fact is "2 business days", are other facts)."""
-    checked = [f for f in facts if getattr(f, "unit", None) and re.fullmatch(_NUMBER, str(f.value).strip())]
+    checked = [f for f in facts if _kind(f)]
     if not checked:
         return []
     segments = [seg.strip() for line in body.replace("**", "").replace("__", "").splitlines()
                 for seg in re.split(r"(?<=[.!?;])\s+", line) if seg.strip()]
     out: list[Contradiction] = []
     for fact in checked:
-        word = _unit_word(fact.unit)
-        pattern = re.compile(
-            rf"(?<![\w.,€$£-])({_NUMBER})(?:\s+|-)(?:[a-z]+\s+)?{re.escape(word)}s?(?!\w)", re.I)
-        # the figures of every fact of the document in this unit: a figure that is one of them is that fact's
+        word = _kind(fact)
+        pattern = _figures_of_kind(word)
+        # the figures of every fact of the document of this kind: a figure that is one of them is that fact's
         known = set()
         for other in facts:
             value = str(other.value).strip()
-            if getattr(other, "unit", None) and _unit_word(other.unit) == word:
-                known.add(_figure_key(value))
+            if _kind(other) == word:
+                known.add(_figure_key(_bare(value)))
             else:
                 known |= {_figure_key(m.group(1)) for m in pattern.finditer(value)}
-        topic = _topic(f"{fact.name.replace('_', ' ')} {getattr(fact, 'description', '') or ''}") - _topic(fact.unit)
-        own = _figure_key(str(fact.value))
+        topic = (_topic(f"{fact.name.replace('_', ' ')} {getattr(fact, 'description', '') or ''}")
+                 - _topic(getattr(fact, "unit", None) or ""))
+        own = _figure_key(_bare(str(fact.value)))
         for seg in segments:
             figures = [(m.group(0), _figure_key(m.group(1))) for m in pattern.finditer(seg)]
             if not figures or any(key == own for _, key in figures):
                 continue
-            wrong = next((shown for shown, key in figures if key not in known), None)
+            # (a zero is an exception the text names, not another value: "the invoice shows 0% VAT")
+            wrong = next((shown for shown, key in figures if key not in known and key.strip("0.") != ""), None)
             if wrong is not None and topic & _topic(seg):
                 out.append(Contradiction(fact, wrong, " ".join(seg.strip(" |-*#").split())))
                 break  # one sentence per fact is enough to say what to fix

@@ -246,3 +246,38 @@ def test_re_importing_an_edited_file_with_its_old_date_changes_the_policy_from_n
     assert store.facts_at(datetime(2026, 6, 1, tzinfo=UTC))["return_window_days"].value == "30"
     assert store.get("returns-policy").effective_from >= before - timedelta(seconds=1)
     assert store.facts_at()["return_window_days"].value == "45"
+
+
+def test_a_fact_value_counts_as_stated_only_as_a_whole_figure():
+    # seen in QA: restocking_fee changed to "2%" with the page still saying "12%" was published, and the
+    # bot told customers 2% citing a page that says 12%
+    from knowledge.ingest import FactSpec, facts_not_stated
+
+    def missing(body: str, value: str) -> bool:
+        return bool(facts_not_stated(body, [FactSpec("fee", value)]))
+
+    assert missing("A restocking fee of 12% applies.", "2%")
+    assert missing("Express delivery costs €5.95.", "€5")
+    assert missing("Returns within 300 days.", "30")
+    assert not missing("A restocking fee of **2%** applies.", "2%")
+    assert not missing("Returns within 30 days.", "30")
+    assert not missing("Free from €60, otherwise €4.95.", "€60")
+    assert not missing("Call +31 20 555 0199 (Mon-Sat).", "+31 20 555 0199")
+    assert not missing("Open at Help › Delivery & shipping.", "Help › Delivery & shipping")
+
+
+def test_a_price_or_percentage_the_text_gives_against_its_fact_is_a_contradiction():
+    from knowledge.ingest import FactSpec, facts_contradicted
+
+    fee = FactSpec("restocking_fee", "15%", description="Restocking fee for assembled furniture returns")
+    body = "Assembled furniture: a restocking fee of 15% applies.\n\n| Sofas | restocking fee 20% |"
+    [found] = facts_contradicted(body, [fee])
+    assert found.figure == "20%" and "Sofas" in found.sentence
+    price = FactSpec("express_delivery_price", "€9.95", description="Price of express delivery")
+    assert facts_contradicted("Express delivery costs €9.95. Express delivery costs €12.50 on Saturdays.", [price])
+    # another fact's figure, a figure on another topic, and a zero (an exemption) are no contradictions
+    other = FactSpec("next_day_delivery_price", "€14.95", description="Price of next-day delivery")
+    assert not facts_contradicted("Express delivery costs €9.95; next-day delivery €14.95.", [price, other])
+    assert not facts_contradicted("Express delivery costs €9.95. Gift cards start at €10.", [price])
+    vat = FactSpec("vat_rate", "21%", description="VAT rate on invoices")
+    assert not facts_contradicted("Prices include 21% VAT. Reverse charge: the invoice shows 0% VAT.", [vat])
