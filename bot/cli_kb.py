@@ -46,6 +46,8 @@ def _import(args: argparse.Namespace, ctx: Any) -> int:
         print(f"  updated   {doc_id}")
     for doc_id in report.scheduled:
         print(f"  scheduled {doc_id}")
+    for problem in report.drafted:  # saved, not published: which file, and why
+        print(f"  draft     {problem.file}: {problem.reason}")
     for problem in report.errors:
         print(f"  skipped   {problem.file}: {problem.reason}")
     return 1 if report.errors and not (report.imported or report.updated or report.scheduled or report.unchanged) else 0

@@ -367,11 +367,19 @@ class KnowledgeStore:
 
         A file is unchanged when the latest revision declaring the same effective date has the
         same content hash, so re-importing a folder (scheduled files included) is idempotent.
+
+        A text or HTML file cannot declare facts: a new revision from one keeps the facts of the
+        document's latest revision (``doc.facts`` is set to them), and is kept as a draft like any
+        other when its text no longer states their values.
         """
-        h = revision_hash(doc)
 
         def work(s: Session) -> str:
             d = s.get(KbDocument, doc.id)
+            if d is not None and not doc.facts and doc.content_format in ("text", "html") and d.revisions:
+                latest = max(d.revisions, key=lambda r: r.number)
+                doc.facts = [FactSpec(f.name, f.value, f.unit, f.description, list(f.placeholders or []))
+                             for f in latest.facts]
+            h = revision_hash(doc)
             if d is None:
                 d = KbDocument(
                     id=doc.id, title=doc.title, source=doc.source, created_at=utcnow(), updated_at=utcnow()

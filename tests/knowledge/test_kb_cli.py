@@ -79,6 +79,16 @@ def test_kb_commands(run, tmp_path: Path) -> None:
     assert "opening-hours" not in run("search", "support hours", "-k", "3")
 
 
+def test_kb_import_names_each_file_kept_as_a_draft_and_why(run, tmp_path: Path) -> None:
+    # QA: "0 imported, ... 1 kept as draft" named neither the file nor the reason
+    (tmp_path / "hours.md").write_text(
+        "---\nid: opening-hours\ntitle: Opening hours\nfacts:\n  - name: support_hours\n    value: 9am-5pm\n---\n"
+        "# Opening hours\n\nWe answer 8am-6pm.\n", encoding="utf-8")
+    out = run("import", str(tmp_path / "hours.md"))
+    assert "1 kept as draft" in out
+    assert "draft     hours.md: saved as a draft, not published: the text does not state support_hours (9am-5pm)" in out
+
+
 def test_kb_import_of_an_empty_folder_says_so(run, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInput, match="No documents found") as exc:

@@ -281,3 +281,27 @@ def test_a_price_or_percentage_the_text_gives_against_its_fact_is_a_contradictio
     assert not facts_contradicted("Express delivery costs €9.95. Gift cards start at €10.", [price])
     vat = FactSpec("vat_rate", "21%", description="VAT rate on invoices")
     assert not facts_contradicted("Prices include 21% VAT. Reverse charge: the invoice shows 0% VAT.", [vat])
+
+
+def test_a_text_or_html_revision_keeps_the_documents_facts(tmp_path: Path, store: KnowledgeStore) -> None:
+    """QA: re-importing a plain-text copy of a Markdown policy deleted all its facts, and the bot then
+    answered the restocking-fee question with the cancellation fee."""
+    root = tmp_path / "kb"
+    root.mkdir()
+    (root / "returns-policy.md").write_text(RETURNS, encoding="utf-8")
+    import_folder(store, root, author="importer")
+    text = root / "returns-policy.txt"
+    text.write_text("Returns policy\nReturn unused items within 30 days. Refunds take 5 business days, "
+                    "and now by bank transfer too.", encoding="utf-8")
+    assert import_folder(store, text, author="importer").updated == ["returns-policy"]
+    facts = store.facts_at()
+    assert (facts["return_window_days"].value, facts["refund_days"].value) == ("30", "5")
+    assert store.get("returns-policy").number == 2
+    assert import_folder(store, text, author="importer").unchanged == ["returns-policy"]  # idempotent
+    # a page that no longer states a kept fact's value is kept as a draft, with the reason
+    html = root / "returns-policy.html"
+    html.write_text("<h1>Returns policy</h1><p>Return unused items within 14 days.</p>", encoding="utf-8")
+    report = import_folder(store, html, author="importer")
+    assert [d.code for d in report.drafted] == ["fact_not_in_text"]
+    assert "return_window_days (30 days)" in report.drafted[0].reason
+    assert store.facts_at()["return_window_days"].value == "30"
