@@ -73,6 +73,9 @@ class CliContext:
 
         if not sa.inspect(engine).has_table("alembic_version"):
             raise_not_initialised(url)
+        from bot.db.migrate import require_current_schema
+
+        require_current_schema(engine)  # an older schema fails later, mid-command (`db upgrade` first)
         self._database_checked = True
 
 
@@ -175,17 +178,11 @@ def _check_reachable(url: str) -> None:
         engine.dispose()
 
 
-def _script():
-    from alembic.script import ScriptDirectory
-
-    from bot.db.migrate import alembic_config
-
-    return ScriptDirectory.from_config(alembic_config("sqlite://"))
-
-
 def _known_revisions() -> list[str]:
     """Revision ids, oldest first."""
-    return [r.revision for r in reversed(list(_script().walk_revisions()))]
+    from bot.db.migrate import known_revisions
+
+    return known_revisions()
 
 
 def _current(url: str) -> str | None:

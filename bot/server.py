@@ -70,6 +70,10 @@ def serve(settings: Settings, *, host: str, port: int, init: bool = False, servi
     from bot.db.engine import check_connection
 
     check_connection(services.db.engine)
+    from bot.db.migrate import require_current_schema
+
+    # (an old schema served customers until a request needed what the newer one adds: a 500)
+    require_current_schema(services.db.engine)
     started = time.perf_counter()
     app = create_app(settings, services, warm_up=True)
     base = f"http://{host}:{port}"

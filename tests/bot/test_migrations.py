@@ -121,3 +121,39 @@ def test_upgrade_keeps_conversations_messages_and_triggers_sqlite(sqlite_url):
 @pytest.mark.postgres
 def test_upgrade_keeps_conversations_messages_and_triggers_postgres(pg_url):
     _upgrade_0001_with_data(pg_url)
+
+
+def test_commands_and_serve_refuse_a_schema_older_than_this_version(tmp_path, monkeypatch, capsys):
+    """QA: `serve` ran on a database left at 0001 and answered a Rasa sender's message after "/restart"
+    with a 500 (0001 allows one conversation per sender); nothing told the operator to upgrade."""
+    from bot.cli import main
+    from bot.db.migrate import known_revisions
+    from bot.server import serve
+    from bot.settings import get_settings
+    from knowledge.errors import ConfigurationError
+
+    monkeypatch.setenv("HYBRIDESK_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("HYBRIDESK_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        (tmp_path / "data").mkdir()
+        upgrade(settings.resolved_database_url, known_revisions()[0])
+        assert main(["users", "list"]) == 2
+        err = capsys.readouterr().err
+        assert "schema_outdated" in err and "hybridesk db upgrade" in err and known_revisions()[-1] in err
+        with pytest.raises(ConfigurationError) as refused:
+            serve(settings, host="127.0.0.1", port=0)
+        assert refused.value.code == "schema_outdated"
+        assert main(["db", "upgrade"]) == 0
+        capsys.readouterr()
+        assert main(["users", "list"]) == 0
+        # a schema this version does not know (a newer hybridesk upgraded it) is named as such
+        engine = make_engine(settings.resolved_database_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+        engine.dispose()
+        assert main(["users", "list"]) == 2
+        assert "schema_unknown" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()

@@ -99,6 +99,9 @@ def test_serve_believes_forwarded_addresses_only_from_the_configured_proxies(tmp
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"sqlite:///{tmp_path / 'serve.db'}"
+    from bot.db.migrate import upgrade
+
+    upgrade(url)  # (serve refuses a database not at this version's schema)
     serve(Settings(env="test", data_dir=tmp_path, database_url=url, forwarded_allow_ips="10.0.0.5"),
           host="127.0.0.1", port=port)
     serve(Settings(env="test", data_dir=tmp_path, database_url=url), host="127.0.0.1", port=port)
