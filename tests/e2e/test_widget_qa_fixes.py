@@ -413,3 +413,86 @@ def test_host_page_css_does_not_reach_the_widget(page, site):
     assert round(panel["x"] + panel["width"]) == 1280 - 20
     send(page, "How long does delivery take?")
     page.wait_for_selector(FINISHED)
+
+
+# -- two tabs, one stored conversation ----------------------------------------------------------------
+def stored(page):
+    return page.evaluate("() => JSON.parse(localStorage.getItem('hybridesk:' + location.origin))")
+
+
+def customer_texts(site, conversation_id):
+    return [m.text for m in site.app.state.manager.history(conversation_id) if m.role == "customer"]
+
+
+def test_a_second_tab_follows_the_conversation_the_first_one_starts(page, site):
+    """Tabs A and B showed one conversation; A ended it and started a new one, X. B, still on the old
+    one, was not told it had ended; its next message got a 409, and its forget() removed X from
+    localStorage, so its next message started a third conversation and X was lost to the customer."""
+    tab_a = page
+    open_widget(tab_a, site)
+    send(tab_a, "How long does delivery take?")
+    tab_a.wait_for_selector(FINISHED)
+    first = stored(tab_a)
+    tab_b = page.context.new_page()  # same browser profile: the same stored conversation
+    tab_b.set_default_timeout(15_000)
+    open_widget(tab_b, site)
+    tab_b.wait_for_selector(FINISHED)
+
+    tab_a.click(f"{W} button.end")
+    tab_a.click(f"{W} .survey button >> text=End without rating")
+    tab_a.wait_for_selector(f"{W} .msg.system >> text=Chat ended")
+    # B is told at once, in the conversation, not only when a message of its own fails
+    notice = tab_b.wait_for_selector(f"{W} .msg.system")
+    assert notice.inner_text() == "This chat has ended. Write again any time to start a new chat."
+    assert tab_b.is_hidden(f"{W} button.end")
+
+    send(tab_a, "Can I return a lamp?")
+    tab_a.locator(FINISHED).nth(1).wait_for()
+    second = stored(tab_a)
+    assert second["id"] != first["id"]
+    # B follows A's new conversation (as a reload would), and its next message goes there
+    tab_b.locator(FINISHED).nth(1).wait_for()
+    assert tab_b.locator(f"{W} .msg.customer .text").all_inner_texts() == [
+        "How long does delivery take?", "Can I return a lamp?"]
+    send(tab_b, "And a rug?")
+    tab_b.locator(FINISHED).nth(2).wait_for()
+    assert tab_b.is_hidden(f"{W} .alert")
+    assert stored(tab_b)["id"] == stored(tab_a)["id"] == second["id"]
+    assert customer_texts(site, second["id"]) == ["Can I return a lamp?", "And a rug?"]
+    tab_a.wait_for_selector(f"{W} .msg.customer >> text=And a rug?")  # one conversation, live in both
+    tab_b.close()
+
+
+def test_a_tab_that_missed_the_change_keeps_the_new_conversation(page, site):
+    """forget() removed whatever conversation was stored. It now removes only its own, and a tab
+    starting a conversation joins the one another tab stored instead of replacing it."""
+    open_widget(page, site)
+    send(page, "How long does delivery take?")
+    page.wait_for_selector(FINISHED)
+    old = stored(page)
+    # another tab ends the chat and starts a new one; this tab misses the storage event (a write in
+    # the tab itself fires none there), as a tab the browser froze in the background can
+    other = page.evaluate("""old => fetch('/api/conversations/' + old.id + '/end', {method: 'POST',
+            headers: {'Authorization': 'Bearer ' + old.token, 'Content-Type': 'application/json'}, body: '{}'})
+        .then(() => fetch('/api/conversations', {method: 'POST', headers: {'Content-Type': 'application/json'},
+            body: '{}'}))
+        .then(r => r.json()).then(c => {
+            const s = {id: c.conversation_id, token: c.token, ratings: {}};
+            localStorage.setItem('hybridesk:' + location.origin, JSON.stringify(s));
+            return s;
+        })""", old)
+
+    send(page, "Can I return a lamp?")
+    alert = page.wait_for_selector(f"{W} .alert", state="visible")
+    assert alert.inner_text() == "This chat has ended. Press Send again to start a new chat."
+    assert page.input_value(f"{W} textarea") == "Can I return a lamp?"  # kept for that Send
+    assert stored(page)["id"] == other["id"]  # the other tab's conversation is still stored
+
+    page.click(f"{W} form button[type=submit]")
+    page.locator(FINISHED).nth(1).wait_for()
+    assert stored(page)["id"] == other["id"]  # joined, not replaced
+    assert customer_texts(site, other["id"]) == ["Can I return a lamp?"]
+    assert page.locator(f"{W} .msg.customer .text").all_inner_texts() == [
+        "How long does delivery take?", "Can I return a lamp?"]
+    assert page.locator(f"{W} .msg.customer.failed").count() == 0
+    assert page.is_hidden(f"{W} .alert")

@@ -36,15 +36,21 @@
     "color:#1d1d1f!important;letter-spacing:normal!important;word-spacing:normal!important;",
     "text-transform:none!important;text-indent:0!important;text-align:start!important}",
     "*{box-sizing:border-box;font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}",
-    ".launcher{position:fixed;right:20px;bottom:20px;width:60px;height:60px;border-radius:50%;border:0;",
+    // placed in the visual viewport (what is on screen), not the layout viewport position:fixed uses: on a
+    // phone that one can be wider than the screen (a host page too wide for it), or taller than what a
+    // pinch zoom or the on-screen keyboard leaves visible. --hd-x/y/w/h are its box and --hd-r/b its right
+    // and bottom edge, set by fit(); the fallbacks (no visualViewport) are the layout viewport's.
+    ".launcher{position:fixed;left:calc(var(--hd-r,100%) - 80px);top:calc(var(--hd-b,100%) - 80px);",
+    "width:60px;height:60px;border-radius:50%;border:0;",
     "background:var(--hd-accent);color:var(--hd-on-accent);cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);",
     "display:flex;align-items:center;justify-content:center;z-index:2147483000}",
     ".launcher svg{width:28px;height:28px;fill:currentColor}",
     ".launcher .badge{position:absolute;top:2px;right:2px;min-width:18px;height:18px;border-radius:9px;",
     "background:#c0392b;color:#fff;font-size:11px;line-height:18px;text-align:center;padding:0 4px}",
     ":focus-visible{outline:3px solid #1a73e8;outline-offset:2px}",
-    ".panel{position:fixed;right:20px;bottom:92px;width:380px;max-width:calc(100vw - 24px);height:560px;",
-    "max-height:calc(100vh - 112px);background:#fff;color:#1d1d1f;border-radius:14px;display:flex;",
+    ".panel{position:fixed;--hd-pw:min(380px,calc(var(--hd-w,100%) - 24px));--hd-ph:min(560px,calc(var(--hd-h,100%) - 112px));",
+    "left:calc(var(--hd-r,100%) - 20px - var(--hd-pw));top:calc(var(--hd-b,100%) - 92px - var(--hd-ph));",
+    "width:var(--hd-pw);height:var(--hd-ph);background:#fff;color:#1d1d1f;border-radius:14px;display:flex;",
     "flex-direction:column;box-shadow:0 10px 40px rgba(0,0,0,.28);overflow:hidden;z-index:2147483001;",
     "font-size:15px;line-height:1.45}",
     ".panel[hidden]{display:none}",
@@ -112,13 +118,20 @@
     "cursor:pointer;font-size:14px}",
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
     ".note{position:fixed;bottom:0;right:0}", // outside the panel: adds nothing to the host page's height
-    "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;max-width:100vw;height:100%;",
-    "max-height:100%;border-radius:0}.launcher{right:14px;bottom:14px}.msg{max-width:92%}}",
     // short viewports (200 % zoom, a phone on its side): full height, a compact header, and the box
     // never pushes the Send button out of the panel
-    "@media (max-height:600px){.panel{top:0;right:0;bottom:0;height:auto;max-height:none;border-radius:0}",
+    "@media (max-height:600px){.panel{top:var(--hd-y,0px);left:calc(var(--hd-r,100%) - var(--hd-pw));",
+    "height:var(--hd-h,100%);border-radius:0}",
     "header{padding:6px 10px 6px 14px}h2{font-size:15px}.status{font-size:12px}.actions{margin-top:4px}",
     "header button{padding:3px 8px}form{padding:6px}textarea{max-height:30vh}.log{padding:10px;min-height:3em}}",
+    // narrow viewports (a phone): the panel fills the screen (after the rule above: a phone is both)
+    "@media (max-width:480px){.panel{left:var(--hd-x,0px);top:var(--hd-y,0px);width:var(--hd-w,100%);",
+    "height:var(--hd-h,100%);border-radius:0}.launcher{left:calc(var(--hd-r,100%) - 74px);",
+    "top:calc(var(--hd-b,100%) - 74px)}.msg{max-width:92%}}",
+    // in both, the open panel covers the launcher: hidden, so neither Tab nor a screen reader finds it there
+    "@media (max-width:480px),(max-height:600px){.panel:not([hidden])+.launcher{visibility:hidden}}",
+    // iOS zooms into a text field whose text is under 16px when it gets the focus
+    "@media (max-width:480px),(pointer:coarse){textarea,.why input{font-size:16px}}",
     "@media (prefers-reduced-motion:reduce){.typing span{animation:none}}"
   ].join("");
 
@@ -191,16 +204,22 @@
   function load() {
     try { return JSON.parse(localStorage.getItem(KEY)) || {}; } catch (e) { return {}; }
   }
+  // the stored conversation is shared by the tabs: a tab writes or removes only its own, never one that
+  // another tab put there meanwhile (it follows that one instead: follow())
   function save() {
-    try { localStorage.setItem(KEY, JSON.stringify(state)); } catch (e) { /* private mode: no persistence */ }
+    try {
+      var kept = load();
+      if (!kept.id || kept.id === state.id) localStorage.setItem(KEY, JSON.stringify(state));
+    } catch (e) { /* private mode: no persistence */ }
   }
   function forget() {
+    var gone = state.id;
     // unsent messages of this conversation go with the next one (a retry starts it)
     keepUnsent(unsent().map(function (d) { d.conv = ""; return d; }));
     state = {};
     lastSeq = 0;
     connBox.hidden = true;
-    try { localStorage.removeItem(KEY); } catch (e) { /* ignore */ }
+    try { if (gone && load().id === gone) localStorage.removeItem(KEY); } catch (e) { /* ignore */ }
   }
 
   // messages that were not sent ({conv, cid, text}), kept for this tab so that a reload does not lose
@@ -273,8 +292,28 @@
   log.appendChild(typing);
 
 
+  // ---- where it goes ----------------------------------------------------------------------------
+  var vv = window.visualViewport;
+  function fit() { // the visual viewport's box, in the layout viewport's coordinates (see the CSS)
+    var x = vv.offsetLeft, y = vv.offsetTop;
+    [["x", x], ["y", y], ["w", vv.width], ["h", vv.height], ["r", x + vv.width], ["b", y + vv.height]]
+      .forEach(function (v) { host.style.setProperty("--hd-" + v[0], v[1] + "px"); });
+  }
+  if (vv) { fit(); vv.addEventListener("resize", fit); vv.addEventListener("scroll", fit); }
+
+  // on a narrow screen the panel covers the whole page: then it is a modal dialog (the launcher under
+  // it is hidden by the CSS); on a wider one the page beside it stays usable, as before
+  var NARROW = window.matchMedia ? matchMedia("(max-width:480px)") : null;
+  function covers() {
+    var yes = !!(NARROW && NARROW.matches);
+    panel.setAttribute("aria-modal", String(yes));
+    return yes;
+  }
+  window.addEventListener("resize", covers);
+
   // ---- open / close / keyboard -----------------------------------------------------------------
   function open() {
+    covers();
     panel.hidden = false;
     launcher.setAttribute("aria-expanded", "true");
     setUnread(0);
@@ -290,7 +329,16 @@
     launcher.focus();
   }
   function toggle() { if (panel.hidden) open(); else close(); }
-  function onPanelKey(ev) { if (ev.key === "Escape") { ev.preventDefault(); close(); } }
+  function onPanelKey(ev) {
+    if (ev.key === "Escape") { ev.preventDefault(); close(); return; }
+    if (ev.key !== "Tab" || !covers()) return;
+    // a modal panel keeps the focus: Tab after its last control goes to its first, Shift+Tab the other way
+    var all = [].filter.call(panel.querySelectorAll("button,textarea,input,a[href],[tabindex]"), function (n) {
+      return n.tabIndex >= 0 && !n.disabled && n.getClientRects().length;
+    });
+    var i = all.indexOf(root.activeElement), at = i < 0 ? -1 : i + (ev.shiftKey ? -1 : 1);
+    if (at < 0 || at >= all.length) { ev.preventDefault(); all[ev.shiftKey ? all.length - 1 : 0].focus(); }
+  }
   // the launcher is outside the panel: Escape there closes the open panel too
   function onLauncherKey(ev) { if (ev.key === "Escape" && !panel.hidden) { ev.preventDefault(); close(); } }
   // the badge is decoration (aria-hidden): the count is in the launcher's name
@@ -423,6 +471,14 @@
     if (m.role === "bot" || m.role === "agent") { waiting = false; hideTyping(); finishBot(node, m); }
   }
 
+  function dropStreams() { // replies still being written that will never be finished here
+    Object.keys(streams).forEach(function (id) {
+      var node = streams[id];
+      if (node.parentNode) node.parentNode.removeChild(node);
+      delete streams[id];
+    });
+  }
+
   function onToken(ev) {
     if (mode === "human") return; // an agent has the conversation: the bot's unfinished reply is dropped
     hideTyping();
@@ -446,12 +502,7 @@
     if (mode === "human") {
       waiting = false;
       hideTyping();
-      // a reply the bot was still writing when the agent took over is never finished (nor stored)
-      Object.keys(streams).forEach(function (id) {
-        var node = streams[id];
-        if (node.parentNode) node.parentNode.removeChild(node);
-        delete streams[id];
-      });
+      dropStreams(); // the bot's reply in progress when the agent took over is never finished (nor stored)
     }
   }
 
@@ -551,8 +602,13 @@
     quiet = false;
   }
 
-  function begin() {
+  function begin(fresh) {
+    // another tab's conversation this tab has not followed yet (a storage event it missed): join it, do not
+    // replace it; a new one only if that one is gone too
+    var other = fresh ? {} : load();
+    if (other.id) return follow(other).then(function () { return state.id ? null : begin(true); });
     return api("POST", "/api/conversations", { metadata: { page: location.pathname.slice(0, 200) } }).then(function (c) {
+      if (state.id) return null; // this tab followed another one's new conversation meanwhile: that one it is
       state = { id: c.conversation_id, token: c.token, ratings: {} };
       save();
       endBtn.hidden = false;
@@ -561,6 +617,23 @@
   }
 
   var ENDED = "This chat has ended.";
+
+  // another tab changed the stored conversation (it ended this one, or started the next): this tab
+  // follows it, as a reload would, and says so when its chat has ended
+  function follow(next) {
+    if ((next.id || "") === (state.id || "")) return Promise.resolve();
+    var had = state.id;
+    stopStream(); clearTimeout(retryTimer);
+    state = next; lastSeq = 0;
+    if (survey.contains(root.activeElement)) input.focus(); // the survey for that chat goes
+    survey.hidden = true; endBtn.hidden = true;
+    if (had) {
+      dropStreams(); waiting = false; hideTyping(); connectionBack(); setMode("bot");
+      if (!state.id) bubble("system", ENDED + " Write again any time to start a new chat.");
+    }
+    return state.id ? resume() : Promise.resolve();
+  }
+  window.addEventListener("storage", function (ev) { if (ev.key === KEY || ev.key === null) follow(load()); });
 
   function onSubmit(ev) {
     if (ev && ev.preventDefault) ev.preventDefault();
@@ -592,6 +665,7 @@
     waiting = true;
     showTyping();
     (state.id ? Promise.resolve() : begin()).then(function () {
+      if (node.nextSibling !== typing) log.insertBefore(node, typing); // after a joined conversation's history
       node.setAttribute("data-cid", cid);
       node.setAttribute("data-conv", state.id);
       return api("POST", "/api/conversations/" + encodeURIComponent(state.id) + "/messages",
