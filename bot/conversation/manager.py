@@ -52,6 +52,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+#: format characters taken out of customer messages: the bidi embeddings, overrides and isolates, which
+#: reorder the text around a message where an agent reads it ("\u202e" turned the console's "waiting since"
+#: line backwards), and the zero-width space, word joiner and byte-order mark. The zero-width (non-)joiner
+#: stays: emoji sequences and Persian words need them.
+_INVISIBLE = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u2060\ufeff"))
+
+
 def clean_text(text: Any, max_chars: int) -> str:
     """Validate a customer message: a non-empty string of printable text within the limit."""
     if not isinstance(text, str):
@@ -61,8 +68,8 @@ def clean_text(text: Any, max_chars: int) -> str:
     except UnicodeEncodeError as exc:
         raise InvalidInput("The message contains characters that are not valid UTF-8.",
                            code="invalid_message", field="text") from exc
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc").strip()
-    if not text:
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc").translate(_INVISIBLE).strip()
+    if not any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text):  # nothing one can see
         raise InvalidInput("The message is empty; type a question.", code="empty_message", field="text")
     if len(text) > max_chars:
         raise TooLarge(f"The message is {len(text)} characters long; the limit is {max_chars}. "

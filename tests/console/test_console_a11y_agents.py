@@ -318,6 +318,9 @@ def test_the_waiting_queue_refreshes_in_place_and_keeps_the_focus(browser, serve
     assert page.evaluate(f"document.activeElement === document.querySelector('{link}')")
     assert page.inner_text("#waiting-status") == "1 new customer waiting, 2 in total"
     assert page.inner_text("#waiting-count") == "2"
+    # the customers' words, server-rendered or added by the script, are isolated from the line around them
+    assert page.eval_on_selector_all("#waiting-list a", "as => as.map(a => getComputedStyle(a).unicodeBidi)") == [
+        "isolate", "isolate"]
     page.keyboard.press("Tab")  # the keyboard carries on from where it was
     assert _focused(page) == f"/console/conversations/{second}"
 

@@ -506,3 +506,20 @@ def test_a_question_asked_while_an_agent_held_the_chat_is_answered_after_the_han
     roles = [m["role"] for m in client.get(f"/api/conversations/{cid}/messages", headers=headers).json()["messages"]]
     assert roles[-4:] == ["customer", "agent", "system", "system"] or roles[-3:] == ["customer", "agent", "system"]
     agent.close()
+
+
+def test_direction_overrides_and_invisible_characters_are_taken_out(client):
+    """QA: "\u202eTHIS TEXT IS REVERSED" printed the console's "waiting since ..." line backwards, and a
+    message of zero-width characters only was stored as an invisible customer message."""
+    cid, headers = start_conversation(client)
+    url = f"/api/conversations/{cid}/messages"
+    r = client.post(url, json={"text": "\u202eTHIS TEXT\u2066 IS\u2069 REVERSED\u200b waiting"}, headers=headers)
+    assert r.status_code == 202, r.text
+    for invisible in ("\u200b\u200b\u2060\ufeff", "\u202e \u202c", "\u200d"):
+        r = client.post(url, json={"text": invisible}, headers=headers)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "empty_message", (invisible, r.text)
+    # emoji sequences and Persian keep their joiners; right-to-left marks stay
+    for kept in ("👩\u200d👩\u200d👧", "می\u200cخواهم", "\u200fשלום"):
+        assert client.post(url, json={"text": kept}, headers=headers).status_code == 202
+    customer = [m["text"] for m in client.get(url, headers=headers).json()["messages"] if m["role"] == "customer"]
+    assert customer == ["THIS TEXT IS REVERSED waiting", "👩\u200d👩\u200d👧", "می\u200cخواهم", "\u200fשלום"]

@@ -28,6 +28,9 @@ sys.path[:0] = [{tests!r}, {web!r}]
 from web_fakes import build_services
 from bot.server import serve
 services = build_services(Path({data!r}))
+from alembic import command
+from bot.db.migrate import alembic_config
+command.stamp(alembic_config(services.settings.resolved_database_url), "head")  # (tables made by create_all)
 serve(services.settings, host="127.0.0.1", port={port}, services=services)
 """
 

@@ -147,6 +147,7 @@
       li.dataset.id = w.conversation_id;
       var a = document.createElement("a");
       a.href = "/console/conversations/" + encodeURIComponent(w.conversation_id);
+      a.dir = "auto";  // the customer's words, isolated from the line around them
       var when = document.createElement("span");
       when.className = "muted small";
       li.appendChild(a);
@@ -228,6 +229,7 @@
       head.appendChild(when);
       var text = document.createElement("div");
       text.className = "text";
+      text.dir = "auto";
       text.textContent = m.text;
       li.appendChild(head);
       li.appendChild(text);
