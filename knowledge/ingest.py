@@ -470,8 +470,21 @@ def _check_unique(facts: list[FactSpec], name: str) -> list[FactSpec]:
     return facts
 
 
+#: a file whose first line is exactly ``---`` opens YAML front matter (what :func:`parse_markdown` reads)
+_TEXT_FRONT_MATTER = re.compile(r"---[ \t]*\n")
+
+
 def parse_text(text: str, *, name: str = "document.txt", default_id: str | None = None) -> ParsedDocument:
-    """Plain text: the first line is the title when it is short; paragraphs are kept."""
+    """Plain text: the first line is the title when it is short; paragraphs are kept.
+
+    A text that starts with YAML front matter (a ``---`` line, the YAML, a ``---`` line) is read as a
+    Markdown file is, by :func:`parse_markdown`: the same id, title, dates, tags, audience and facts
+    (and ```` ```facts ```` blocks), and the same errors; QA found such a file imported with the title
+    "---" and its YAML shown to customers as text."""
+    if _TEXT_FRONT_MATTER.match(text):
+        doc = parse_markdown(text, name=name, default_id=default_id)
+        doc.content_format = "text"
+        return doc
     lines = text.strip().splitlines()
     first = lines[0].strip()
     if len(first) <= 120 and len(lines) > 1:
@@ -482,54 +495,458 @@ def parse_text(text: str, *, name: str = "document.txt", default_id: str | None 
     return ParsedDocument(id=doc_id, title=title, body=body, content_format="text", source=name)
 
 
-class _HTMLToMarkdown(HTMLParser):
-    """Keeps headings (as Markdown headings), paragraphs and list items; drops scripts and styles."""
+#: HTML elements with no content and no end tag
+_HTML_VOID = frozenset({"area", "base", "basefont", "bgsound", "br", "col", "embed", "frame", "hr", "img", "input",
+                        "keygen", "link", "meta", "param", "source", "track", "wbr"})
+#: elements whose content a visitor never reads on the page, dropped with everything inside: ``<noscript>``
+#: shows only without JavaScript (a "turn on JavaScript" notice, a tracking pixel), ``<template>`` never;
+#: ``<title>`` is the document's title, read apart
+_HTML_DROP = frozenset({"audio", "canvas", "datalist", "head", "iframe", "math", "noscript", "script", "style",
+                        "svg", "template", "title", "video"})
+#: what may stand in ``<head>``; any other element starts the body (a file without ``</head>``)
+_HTML_HEAD_CONTENT = frozenset({"base", "link", "meta", "noscript", "script", "style", "template", "title"})
+#: elements that are paragraphs of their own
+_HTML_BLOCK = frozenset({"address", "article", "aside", "blockquote", "body", "center", "dd", "details", "dialog",
+                         "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "header", "hgroup",
+                         "legend", "listing", "main", "nav", "p", "search", "section", "summary", "xmp"})
+_HTML_HEADING = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+_HTML_LIST = frozenset({"dir", "menu", "ol", "ul"})
+#: start tags that end an open ``<p>``
+_HTML_CLOSES_P = (_HTML_BLOCK | _HTML_HEADING | _HTML_LIST | {"hr", "li", "pre", "table"}) - {"body"}
+#: where an end tag stops looking for its element (HTML's scopes): a ``</div>`` inside a table cell does not
+#: end a ``<div hidden>`` around the table, so the rest of the table stays hidden as in a browser
+_HTML_SCOPE = frozenset({"applet", "caption", "html", "marquee", "object", "table", "td", "template", "th"})
+_HTML_TABLE_SCOPE = frozenset({"html", "table", "template"})
+_HTML_TABLE_PARTS = frozenset({"caption", "table", "tbody", "td", "tfoot", "th", "thead", "tr"})
+_HTML_BUTTON_SCOPE = _HTML_SCOPE | {"button"}
+_HTML_LIST_SCOPE = _HTML_SCOPE | {"ol", "ul"}
+_HTML_CELL = frozenset({"td", "th"})
+_HTML_DEF = frozenset({"dd", "dt"})
+_HTML_SECTION = frozenset({"tbody", "tfoot", "thead"})
+_HTML_ROW_SCOPE = _HTML_TABLE_SCOPE | _HTML_SECTION
+_HTML_CELL_SCOPE = _HTML_TABLE_SCOPE | {"tr"}
+#: where an implied ``</li>``, ``</dt>`` or ``</dd>`` stops looking (a nested list or section keeps its items)
+_HTML_SPECIAL = frozenset({
+    "applet", "article", "aside", "blockquote", "body", "button", "caption", "center", "colgroup", "details",
+    "dialog", "dir", "dl", "fieldset", "figcaption", "figure", "footer", "form", "frameset", "h1", "h2", "h3", "h4",
+    "h5", "h6", "head", "header", "hgroup", "html", "iframe", "listing", "main", "marquee", "menu", "nav",
+    "noembed", "noframes", "noscript", "object", "ol", "plaintext", "pre", "script", "search", "section", "select",
+    "style", "summary", "table", "tbody", "td", "template", "textarea", "tfoot", "th", "thead", "title", "tr",
+    "ul", "xmp"})
+#: how many open elements an end tag looks through (broken HTML stays linear: one not found stays open)
+_HTML_SEARCH_LIMIT = 64
+#: lists, tables, cells and headings nested deeper than this are read as plain paragraphs
+_HTML_MAX_NESTING = 32
+#: a table wider than this is read cell by cell, not as a Markdown table
+_HTML_MAX_COLUMNS = 40
+#: characters a visitor does not see: NUL, soft hyphen ("re&shy;fund"), zero-width space, BOM
+_HTML_INVISIBLE = str.maketrans("", "", "\x00\u00ad\u200b\ufeff")
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_CSS_IMPORTANT = re.compile(r"!\s*important", re.I)
 
-    _DROP = {"script", "style", "noscript", "template", "svg", "head"}
-    _BLOCK = {"p", "div", "section", "article", "br", "tr", "table", "ul", "ol", "li", "blockquote", "pre"}
+
+def _html_hidden(tag: str, attrs: list[tuple[str, str | None]]) -> bool:
+    """Whether an element and all it holds are hidden from a visitor: ``hidden``, ``aria-hidden="true"``,
+    ``display:none`` or ``visibility:hidden`` in its ``style``, a closed ``<dialog>``, or a dropped element.
+    (A stylesheet's classes are not read.)"""
+    if tag in _HTML_DROP:
+        return True
+    if tag == "dialog" and not any(k == "open" for k, _ in attrs):
+        return True
+    for key, value in attrs:
+        if key == "hidden" or (key == "aria-hidden" and (value or "").strip().lower() == "true"):
+            return True
+        if key == "style" and value:
+            shown = {"display": "", "visibility": ""}
+            for decl in _CSS_COMMENT.sub("", value).split(";"):
+                prop, _, val = decl.partition(":")
+                if prop.strip().lower() in shown:  # the last declaration wins, as in CSS
+                    shown[prop.strip().lower()] = _CSS_IMPORTANT.sub("", val).strip().lower()
+            if shown["display"] == "none" or shown["visibility"] in {"hidden", "collapse"}:
+                return True
+    return False
+
+
+def _html_int(attrs: list[tuple[str, str | None]], name: str, default: int | None) -> int | None:
+    """A number attribute (``start``, ``value``, ``colspan``), or ``default`` when absent or not a number."""
+    for key, value in attrs:
+        if key == name and (m := re.match(r"\s*\+?(\d{1,9})", value or "")):
+            return int(m.group(1))
+    return default
+
+
+@dataclass(slots=True)
+class _MdBlock:
+    """Rendered Markdown lines: a paragraph (``text``), ``heading``, ``list``, ``table``, ``pre`` or a
+    paragraph ``break``; a list keeps its items' texts for a table cell."""
+
+    kind: str
+    lines: list[str] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+
+
+_BREAK = _MdBlock("break")
+
+
+@dataclass(slots=True)
+class _MdItem:
+    value: int | None
+    first: str
+    rest: list[str]
+
+
+@dataclass(slots=True)
+class _HtmlFrame:
+    """An element that renders its own content: the document, a list, an item, a table, a cell, a
+    caption, a heading or a ``<pre>``; ``buf`` holds its text and rendered blocks."""
+
+    kind: str
+    buf: list[str | _MdBlock] | None = None
+    parent: _HtmlFrame | None = None  # an item's list, a cell's or caption's table
+    ordered: bool = False
+    start: int = 1
+    value: int | None = None
+    level: int = 0
+    span: int = 1
+    row: list[_HtmlFrame] | None = None  # the row a cell is in
+    items: list[_MdItem] = field(default_factory=list)
+    rows: list[list[_HtmlFrame]] = field(default_factory=list)
+    row_open: bool = False
+    caption: list[_MdBlock] = field(default_factory=list)
+    layout: bool = False  # a table holding headings, tables or code: read cell by cell
+    text: str = ""  # a cell's text
+    blocks: list[_MdBlock] = field(default_factory=list)  # a cell's blocks
+
+
+@dataclass(slots=True)
+class _HtmlOpen:
+    """An open element."""
+
+    tag: str
+    hides: bool = False
+    frame: _HtmlFrame | None = None
+    block: bool = False  # a paragraph break when it ends
+    bold: tuple[list[str | _MdBlock], int] | None = None  # where its ** starts
+    counts_bold: bool = False
+    plain: bool = False  # a heading or <pre>: no ** inside
+    pre: bool = False
+    title: bool = False
+    row_of: _HtmlFrame | None = None  # a <tr>'s table
+
+
+class _HTMLToMarkdown(HTMLParser):
+    """HTML as Markdown, as a visitor sees the page: headings as ``#`` headings, paragraphs, ``<ol>`` items
+    numbered ("1. ") and ``<ul>`` items as "- ", tables as Markdown tables (the first row as header), ``<b>``
+    and ``<strong>`` as ``**bold**`` (the bot knows screen names by it), ``<pre>`` as a fenced code block,
+    links as their text. Hidden elements (see :func:`_html_hidden`), scripts, styles, templates and
+    ``<noscript>`` are dropped with all they hold. Italics are plain text: the bot's quotes strip ``**``
+    only, so a ``*`` would reach customers; a link's address is dropped for the same reason (and a URL
+    the bot may give is a fact)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
         self.title = ""
-        self._drop = 0
-        self._in_title = False
-        self._heading: int | None = None
+        self._open: list[_HtmlOpen] = []
+        self._count: dict[str, int] = {}
+        root: list[str | _MdBlock] = []
+        self._frames = [_HtmlFrame("root", buf=root)]
+        self._bufs = [root]  # the buffers of the open frames that have one: text goes to the last
+        self._hidden = 0  # open elements that hide their content
+        self._pre = 0
+        self._plain = 0
+        self._bold = 0
+        self._title_parts: list[str] | None = None
+        self._title_level = 0
+        self._title_seen = False
+
+    # -------------------------------------------------------------- parser events
+
+    def handle_startendtag(self, tag: str, attrs: Any) -> None:
+        self.handle_starttag(tag, attrs)  # "<div hidden/>" opens a div, as browsers read it
 
     def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag in self._DROP:
-            self._drop += 1
-        elif tag == "title":
-            self._in_title = True
-        elif re.fullmatch(r"h[1-6]", tag):
-            self._heading = int(tag[1])
-            self.out.append("\n\n" + "#" * self._heading + " ")
-        elif tag in self._BLOCK:
-            self.out.append("\n\n- " if tag == "li" else "\n\n")
+        self._imply_end(tag)
+        if tag in _HTML_VOID:
+            if not self._hidden and tag in {"br", "hr"}:
+                self._sink().append("\n" if tag == "br" else _BREAK)
+            return
+        entry = _HtmlOpen(tag, hides=_html_hidden(tag, attrs))
+        self._open.append(entry)
+        self._count[tag] = self._count.get(tag, 0) + 1
+        if entry.hides:
+            self._hidden += 1
+        if tag == "title" and not self._title_seen and self._hidden - 1 == self._count.get("head", 0):
+            entry.title, self._title_seen = True, True  # the first <title> not inside <svg> or hidden markup
+            self._title_parts, self._title_level = [], self._hidden
+        if not self._hidden and not self._pre:  # inside <pre> every element is text
+            self._start(entry, attrs)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in self._DROP:
-            self._drop = max(0, self._drop - 1)
-        elif tag == "title":
-            self._in_title = False
-        elif re.fullmatch(r"h[1-6]", tag):
-            self._heading = None
-            self.out.append("\n\n")
+        if tag == "br":  # "</br>" is a line break to browsers
+            self.handle_starttag("br", [])
+        elif tag in _HTML_HEADING:  # "</h3>" ends an open <h2> too
+            self._pop_to(_HTML_HEADING, _HTML_SCOPE)
+        elif tag not in _HTML_VOID and tag not in {"body", "html"}:
+            self._pop_to(frozenset({tag}), _HTML_TABLE_SCOPE - {tag} if tag in _HTML_TABLE_PARTS
+                         else _HTML_LIST_SCOPE if tag == "li" else _HTML_SCOPE)
 
     def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title += data
-        elif not self._drop:
-            self.out.append(re.sub(r"\s+", " ", data))
+        data = data.translate(_HTML_INVISIBLE)
+        if self._title_parts is not None and self._hidden == self._title_level:
+            self._title_parts.append(data)
+        elif not self._hidden and data:
+            self._sink().append(data.replace("\r\n", "\n") if self._pre else re.sub(r"\s+", " ", data))
 
     def markdown(self) -> str:
-        text = "".join(self.out)
-        lines = [ln.strip() for ln in text.splitlines()]
-        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+        while self._open:
+            self._close(self._open.pop())
+        return "\n\n".join("\n".join(b.lines) for b in self._blocks(self._frames[0].buf or [])).strip()
+
+    # -------------------------------------------------------------- open and close
+
+    def _imply_end(self, tag: str) -> None:
+        """The end tags HTML leaves out: ``<p>``, ``<li>``, cells and rows end where the next one starts."""
+        head = self._count.get("head", 0)
+        # (not inside a <template> or <noscript> of <head>: what they hold stays hidden)
+        if head and self._hidden == head and (tag == "body" or tag not in _HTML_HEAD_CONTENT):
+            self._pop_to(frozenset({"head"}), frozenset())
+        if tag in _HTML_CLOSES_P:
+            self._pop_to(frozenset({"p"}), _HTML_BUTTON_SCOPE)
+        if tag == "li":
+            self._pop_to(frozenset({"li"}), _HTML_SPECIAL)
+        elif tag in _HTML_DEF:
+            self._pop_to(_HTML_DEF, _HTML_SPECIAL)
+        elif tag in _HTML_CELL or tag == "tr" or tag in _HTML_SECTION:
+            self._pop_to(_HTML_CELL, _HTML_CELL_SCOPE)
+            if tag not in _HTML_CELL:
+                self._pop_to(frozenset({"tr"}), _HTML_ROW_SCOPE)
+            if tag in _HTML_SECTION:
+                self._pop_to(_HTML_SECTION, _HTML_TABLE_SCOPE)
+        elif tag in _HTML_HEADING and self._open and self._open[-1].tag in _HTML_HEADING:
+            self._close(self._open.pop())
+
+    def _pop_to(self, tags: frozenset[str], stops: frozenset[str]) -> None:
+        """Close the nearest open element named in ``tags`` and all inside it; not past ``stops``."""
+        count = self._count
+        if not any(count.get(t) for t in tags):
+            return
+        for i in range(len(self._open) - 1, max(-1, len(self._open) - 1 - _HTML_SEARCH_LIMIT), -1):
+            if self._open[i].tag in tags:
+                while len(self._open) > i:
+                    self._close(self._open.pop())
+                return
+            if self._open[i].tag in stops:
+                return
+
+    def _start(self, entry: _HtmlOpen, attrs: Any) -> None:
+        tag, top = entry.tag, self._frames[-1]
+        if tag in {"b", "strong"}:
+            if not self._bold and not self._plain:
+                buf = self._sink()
+                entry.bold = (buf, len(buf))
+            self._bold += 1
+            entry.counts_bold = True
+            return
+        frame: _HtmlFrame | None = None
+        deep = len(self._frames) > _HTML_MAX_NESTING
+        if deep:
+            frame = None
+        elif tag in _HTML_LIST:
+            frame = _HtmlFrame("list", ordered=tag == "ol", start=_html_int(attrs, "start", 1) or 0)
+        elif tag == "li":
+            frame = _HtmlFrame("item", buf=[], parent=top if top.kind == "list" else None,
+                               value=_html_int(attrs, "value", None))
+        elif tag == "table":
+            frame = _HtmlFrame("table")
+        elif tag == "tr" and top.kind == "table":
+            top.rows.append([])
+            top.row_open, entry.row_of = True, top
+        elif tag in {"td", "th"} and top.kind == "table":
+            if not top.row_open:  # a cell outside any <tr>
+                top.rows.append([])
+                top.row_open = True
+            span = min(max(_html_int(attrs, "colspan", 1) or 1, 1), _HTML_MAX_COLUMNS)
+            frame = _HtmlFrame("cell", buf=[], parent=top, span=span, row=top.rows[-1])
+        elif tag == "caption" and top.kind == "table":
+            frame = _HtmlFrame("caption", buf=[], parent=top)
+        elif tag in _HTML_HEADING:
+            frame = _HtmlFrame("heading", buf=[], level=int(tag[1]))
+        elif tag == "pre":
+            frame = _HtmlFrame("pre", buf=[])
+            entry.pre = True
+            self._pre += 1
+        if tag in _HTML_HEADING or tag == "pre":
+            entry.plain = True
+            self._plain += 1
+        if frame is not None:
+            entry.frame = frame
+            self._frames.append(frame)
+            if frame.buf is not None:
+                self._bufs.append(frame.buf)
+        elif tag in _HTML_BLOCK or (deep and tag in {"li", "td", "th", "caption", "pre"} | _HTML_HEADING):
+            entry.block = True
+            self._sink().append(_BREAK)
+
+    def _close(self, entry: _HtmlOpen) -> None:
+        self._count[entry.tag] -= 1
+        if entry.hides:
+            self._hidden -= 1
+        if entry.title and self._title_parts is not None:
+            title = "".join(self._title_parts)
+            # a parser that reads <title> as raw text (as browsers do) hands over "<script>...</script>"
+            title = re.sub(r"<(script|style)\b.*?(?:</\1\s*>|$)", "", title, flags=re.I | re.S)
+            self.title = " ".join(re.sub(r"<[^>]*>", "", title).split())
+            self._title_parts = None
+        if entry.counts_bold:
+            self._bold -= 1
+            if entry.bold is not None:
+                self._mark_bold(*entry.bold)
+        if entry.plain:
+            self._plain -= 1
+        if entry.pre:
+            self._pre -= 1
+        if entry.row_of is not None:
+            entry.row_of.row_open = False
+        if entry.frame is not None:
+            frame = self._frames.pop()  # frames open and close with their elements
+            if frame.buf is not None:
+                self._bufs.pop()
+            self._finish(frame)
+        if entry.block:
+            self._sink().append(_BREAK)
+
+    def _mark_bold(self, buf: list[str | _MdBlock], start: int) -> None:
+        """``**`` around the text since ``start``: the spaces outside the marks, none across paragraphs."""
+        inner = buf[start:]
+        if self._sink() is not buf or not all(isinstance(x, str) for x in inner):
+            return
+        text = "".join(x for x in inner if isinstance(x, str))
+        core = " ".join(text.split())
+        if not core or "\n" in text or "**" in core:
+            return
+        lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()):]
+        if not lead and start and buf[start - 1] == "**":  # <b>A</b><b>B</b>: one bold run
+            buf[start - 1:] = [core, "**"]
+        else:
+            buf[start:] = [lead, "**", core, "**"]
+        if trail:
+            buf.append(trail)
+
+    # -------------------------------------------------------------- rendering
+
+    def _sink(self) -> list[str | _MdBlock]:
+        return self._bufs[-1]
+
+    def _emit(self, block: _MdBlock) -> None:
+        """A rendered block into the element it stands in (a list without ``<li>`` takes it as its last
+        item's continuation)."""
+        top = self._frames[-1]
+        if top.kind == "list":
+            if top.items:
+                top.items[-1].rest.extend(block.lines)
+            else:
+                top.items.append(_MdItem(None, "", list(block.lines)))
+        else:
+            self._sink().append(block)
+
+    @staticmethod
+    def _blocks(buf: list[str | _MdBlock]) -> list[_MdBlock]:
+        """A buffer as blocks: its text as paragraphs (a ``<br>`` as a new line, spaces collapsed)."""
+        out: list[_MdBlock] = []
+        start = 0
+        for i, x in enumerate([*buf, _BREAK]):
+            if isinstance(x, str):
+                continue
+            if start < i:  # the text since the last block
+                text = "".join(buf[start:i])  # type: ignore[arg-type]
+                parts = text.split("\n") if "\n" in text else [text]
+                if lines := [ln for ln in (" ".join(part.split()) for part in parts) if ln]:
+                    out.append(_MdBlock("text", lines))
+            start = i + 1
+            if x.kind != "break":
+                out.append(x)
+        return out
+
+    def _finish(self, frame: _HtmlFrame) -> None:
+        blocks = self._blocks(frame.buf) if frame.buf is not None else []
+        if frame.kind == "item":
+            first: list[str] = []
+            rest: list[str] = []
+            for b in blocks:  # the item's paragraphs on its line (a step is one line); lists, tables below
+                (first if b.kind == "text" and not rest else rest).extend(b.lines)
+            item = _MdItem(frame.value, " ".join(first), rest)
+            if frame.parent is not None:
+                frame.parent.items.append(item)
+            elif item.first or item.rest:  # an <li> outside any list
+                self._emit(_MdBlock("list", [f"- {item.first}".rstrip(), *("  " + ln if ln else "" for ln in rest)],
+                                    [item.first]))
+        elif frame.kind == "list":
+            lines: list[str] = []
+            texts: list[str] = []
+            number = frame.start
+            for item in frame.items:
+                if item.value is not None:
+                    number = item.value
+                if not item.first:  # nothing of its own: its nested list or table only
+                    lines.extend(item.rest)
+                    continue
+                marker = f"{number}. " if frame.ordered else "- "
+                lines.append(marker + item.first)
+                lines.extend(" " * len(marker) + ln if ln else "" for ln in item.rest)
+                texts.append(item.first)
+                number += 1
+            if lines:
+                self._emit(_MdBlock("list", lines, texts))
+        elif frame.kind == "cell":
+            if any(b.kind in {"heading", "table", "pre"} for b in blocks):
+                frame.parent.layout = True  # type: ignore[union-attr]
+            frame.blocks = blocks
+            frame.text = " ".join("; ".join(b.items) if b.kind == "list" else " ".join(b.lines) for b in blocks)
+            frame.row.append(frame)  # type: ignore[union-attr]
+        elif frame.kind == "caption":
+            frame.parent.caption.extend(blocks)  # type: ignore[union-attr]
+        elif frame.kind == "table":
+            for block in self._table(frame):
+                self._emit(block)
+        elif frame.kind == "heading":
+            text = " ".join(" ".join(b.lines) for b in blocks).strip()
+            if text:
+                in_item = any(f.kind == "item" for f in self._frames)
+                self._emit(_MdBlock("text", [text]) if in_item
+                           else _MdBlock("heading", ["#" * frame.level + " " + text]))
+        elif frame.kind == "pre":
+            text = "".join(x for x in frame.buf or [] if isinstance(x, str)).replace("\r", "\n")
+            text = text[1:] if text.startswith("\n") else text  # HTML drops the newline right after <pre>
+            text = text.rstrip()
+            if text.strip():
+                runs = [len(r) for r in re.findall(r"`+", text)]
+                fence = "`" * max(3, max(runs, default=0) + 1)
+                self._emit(_MdBlock("pre", [fence, *text.split("\n"), fence]))
+
+    @staticmethod
+    def _table(table: _HtmlFrame) -> list[_MdBlock]:
+        """A Markdown table, the first row as its header; a layout table (one column, one row, cells holding
+        headings, tables or code, or very wide) as its cells' blocks one after the other."""
+        rows = [r for r in table.rows if any(c.text for c in r)]
+        width = max((sum(c.span for c in r) for r in rows), default=0)
+        if table.layout or len(rows) < 2 or not 2 <= width <= _HTML_MAX_COLUMNS:
+            return [*table.caption, *(b for r in table.rows for c in r for b in c.blocks)]
+
+        def line(row: list[_HtmlFrame]) -> str:
+            cells: list[str] = []
+            for c in row:
+                cells += [c.text.replace("|", "\\|")] + [""] * (c.span - 1)
+            return "| " + " | ".join(cells + [""] * (width - len(cells))) + " |"
+
+        lines = [line(rows[0]), "|" + "---|" * width, *(line(r) for r in rows[1:])]
+        return [*table.caption, _MdBlock("table", lines)]
 
 
 def parse_html(text: str, *, name: str = "document.html", default_id: str | None = None) -> ParsedDocument:
-    """HTML: visible text with headings kept; ``<script>``/``<style>`` content is dropped."""
+    """HTML: the text a visitor sees, as Markdown (see :class:`_HTMLToMarkdown`); hidden elements,
+    ``<script>``, ``<style>``, ``<template>`` and ``<noscript>`` are dropped with their content. The title is
+    the first ``<title>``'s text, else the first ``#`` heading, else the file name. An HTML document
+    declares no facts (no id, dates or tags either): write the document in Markdown for that."""
     parser = _HTMLToMarkdown()
     parser.feed(text)
     parser.close()
