@@ -249,6 +249,20 @@ class KnowledgeStore:
         rev.status = STATUS_PUBLISHED
         rev.effective_from = when
         rev.published_at = rev.published_at or now
+        # a retirement still to come holds for the document: a revision published before it retires with it,
+        # and cancelling the retirement keeps this one (QA: the edit's end date was the retirement's, and
+        # cancelling it put the revision before the edit back in force for good from that time)
+        pending = s.scalars(sa.select(KbRevision.effective_until).where(
+            KbRevision.document_id == rev.document_id, KbRevision.id != rev.id,
+            KbRevision.status == STATUS_RETIRED, KbRevision.effective_until > max(when, now))).all()
+        if pending:
+            retire_at = max(as_utc(t) for t in pending)
+            own = as_utc(rev.effective_until) if rev.effective_until is not None else None
+            if own is None or own >= retire_at:
+                rev.meta = dict(rev.meta) | {"until_before_retire": own.isoformat() if own else None}
+                rev.status = STATUS_RETIRED
+                rev.retired_at = now
+                rev.effective_until = retire_at
         s.get(KbDocument, rev.document_id).updated_at = now  # type: ignore[union-attr]
 
     @staticmethod

@@ -167,6 +167,10 @@ def kb_edit(request: Request, document_id: str, user: CurrentEditor, services: S
     until = source.effective_until
     if until is not None and until <= now:
         until = None  # a date already past (a retired revision's) is not offered again: saving would refuse it
+    elif source.status == "retired":
+        # a retirement still to come is the document's, not an end date of this text: the new revision
+        # retires with it (and stays if it is cancelled)
+        until = None
     form = kb_editor.DocumentForm(
         document_id=source.document_id, title=source.title, body=source.content,
         effective_from="", effective_until=kb_editor.date_input(until),

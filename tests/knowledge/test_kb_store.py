@@ -260,3 +260,28 @@ def test_two_editors_saving_at_the_same_moment_get_a_stale_edit_not_an_error(sto
     assert all(isinstance(e, Conflict) and e.code == "stale_edit" for e in errors), errors
     assert len(store.history("returns")) == 1 + outcomes.count(2) + outcomes.count(3)
     assert 2 in outcomes
+
+
+def test_a_revision_published_before_a_pending_retirement_retires_with_it_and_stays_if_cancelled(
+        store: KnowledgeStore) -> None:
+    """QA: retire at T, publish an edit (whose end date the form had set to T), cancel the retirement:
+    the revision before the edit came back in force for good at T, with the old text."""
+    _returns(store)
+    soon = datetime.now(UTC) + timedelta(days=7)
+    store.retire("returns", at=soon)
+    store.add_revision("returns", "# Returns\n\n## Window\nReturn within 30 days, now by post too.", author="bob")
+    edit = store.publish("returns")
+    assert (edit.status, edit.effective_until) == ("retired", soon)  # the document's retirement holds for it
+    assert store.in_force()[0].number == 2 and store.in_force(soon + timedelta(days=1)) == []
+    back = store.cancel_retirement("returns")
+    assert sorted(r.number for r in back) == [1, 2]
+    later = store.in_force(soon + timedelta(days=30))
+    assert [r.number for r in later] == [2] and "by post" in store.get("returns", 2).content
+    assert store.get("returns", 2).effective_until is None
+    # a revision scheduled to start after the retirement brings the document back: it does not retire
+    store.retire("returns", at=soon)
+    store.add_revision("returns", "# Returns\n\n## Window\nReturn within 30 days. Back again.", author="bob")
+    revived = store.publish("returns", at=soon + timedelta(days=1))
+    assert revived.status == "published" and revived.effective_until is None
+    assert store.in_force(soon + timedelta(hours=12)) == []
+    assert store.in_force(soon + timedelta(days=2))[0].number == 3
