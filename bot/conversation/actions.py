@@ -61,7 +61,12 @@ OTHER_LANGUAGE_TEXT = (
 _FOREIGN_WORDS = frozenset(re.findall(r"\S+",
     "ik mijn waar wat hoe het een niet kan mag bestelling pakket graag bedankt ich ist meine wo wie nicht "
     "und bitte bestellung paket kann ein eine der das je mon ma mes est où commande pas colis merci "
-    "veux mi mis dónde donde está esta cuánto cuanto cuesta pedido envío envio quiero gracias qué cómo"))
+    "veux mi mis dónde donde está esta cuánto cuanto cuesta pedido envío envio quiero gracias qué cómo "
+    # (QA: "Combien de temps ai-je pour retourner un article ?", "Wie lange dauert die Lieferung nach
+    # Deutschland?", "Hoe lang duurt de levering?" were asked to rephrase, in English)
+    "de des du le les une pour comment combien temps retourner livraison bonjour voudrais avec dans quand "
+    "dem den lange dauert lieferung nach möchte wann warum rücksendung zurückgeben hoe lang duurt levering "
+    "bezorging wil wanneer terugsturen retourneren los las por para tiempo devolver"))
 _ENGLISH_WORDS = frozenset(re.findall(
     r"\S+", "i my is the a an what where how when can do does you your order to of and in it for with are"))
 

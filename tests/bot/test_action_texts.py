@@ -42,6 +42,10 @@ def test_a_customer_handed_off_for_being_fed_up_hears_an_apology_first():
     ("Wo ist meine Bestellung?", True), ("¿Cuánto cuesta el envío?", True), ("Où est ma commande ?", True),
     ("Waar is mijn pakket?", True), ("Where is my order?", False), ("I want my pakket", False),
     ("Merci!", False), ("Is het mogelijk?", False),  # one word proves nothing
+    ("Combien de temps ai-je pour retourner un article ?", True), ("Wie lange dauert die Lieferung nach Deutschland?",
+                                                                  True),
+    ("Hoe lang duurt de levering?", True), ("Bonjour, je voudrais retourner une lampe, comment faire ?", True),
+    ("Can I return a lamp I bought at La Maison de Paris?", False), ("Does the Lange sofa come in blue?", False),
 ])
 def test_another_language_is_told_apart_by_its_common_words(text, other):
     assert other_language(text) is other
