@@ -38,6 +38,12 @@ def install_error_handlers(app: FastAPI) -> None:
                                  + (f" at character {where[0]})" if where else ")")})
                 continue
             loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            sent_as = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if not loc and err.get("type") in ("model_attributes_type", "dict_type") and sent_as != "application/json":
+                # FastAPI reads a JSON body only when it is labelled so: a form or text/plain body is not an object
+                problems.append({"field": "body", "problem": "expected a JSON object; send it with Content-Type: "
+                                 f"application/json (this request says {sent_as or 'no content type'})"})
+                continue
             problems.append({"field": loc or "body", "problem": str(err.get("msg", "invalid"))[:200]})
         first = problems[0] if problems else {"field": "body", "problem": "invalid"}
         return JSONResponse(

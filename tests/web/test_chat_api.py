@@ -523,3 +523,14 @@ def test_direction_overrides_and_invisible_characters_are_taken_out(client):
         assert client.post(url, json={"text": kept}, headers=headers).status_code == 202
     customer = [m["text"] for m in client.get(url, headers=headers).json()["messages"] if m["role"] == "customer"]
     assert customer == ["THIS TEXT IS REVERSED waiting", "👩\u200d👩\u200d👧", "می\u200cخواهم", "\u200fשלום"]
+
+
+def test_a_body_not_labelled_json_is_told_to_say_so(client):
+    # QA: text/plain or form bodies got "Input should be a valid dictionary or object to extract fields from"
+    cid, headers = start_conversation(client)
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        r = client.post(f"/api/conversations/{cid}/messages", content=b'{"text": "hi"}',
+                        headers={**headers, "Content-Type": content_type})
+        assert r.status_code == 422
+        message = r.json()["error"]["message"]
+        assert "Content-Type: application/json" in message and content_type in message, message
