@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from knowledge.errors import InvalidInput
@@ -59,11 +60,12 @@ def _list(args: argparse.Namespace, ctx: Any) -> int:
         print(json.dumps([d.__dict__ for d in docs], default=list, indent=2))
         return 0
     print(f"{'document':<32} {'latest':>6} {'status':<10} {'in force':>8}  title")
+    at = _when(args.at)
     for d in docs:
         live = f"r{d.in_force_revision}" if d.in_force_revision else "-"
-        print(
-            f"{d.document_id:<32} {'r' + str(d.latest_revision):>6} {d.latest_status:<10} {live:>8}  {d.title}"
-        )
+        state = _status(d.latest_status, d.latest_effective_from, d.latest_effective_until, at,
+                        in_force=d.in_force_revision, number=d.latest_revision)
+        print(f"{d.document_id:<32} {'r' + str(d.latest_revision):>6} {state:<10} {live:>8}  {d.title}")
     return 0
 
 
@@ -85,12 +87,27 @@ def _show(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
+def _status(status: str, start: Any, end: Any, at: Any = None, *, in_force: int | None = None,
+            number: int | None = None) -> str:
+    """A revision's state in one word, as the console's badge says it: a published revision still to
+    come is "scheduled", one replaced by a later revision "superseded", one with a retirement to come
+    "retiring" (QA: `kb list` and `kb history` said "published" and "retired" for those)."""
+    from bot.console.kb_editor import revision_badge
+
+    text, _ = revision_badge(status, start, end, at, in_force=in_force, number=number)
+    return text.split(" ·")[0].split(" by ")[0]
+
+
 def _history(args: argparse.Namespace, ctx: Any) -> int:
-    for r in ctx.knowledge().history(args.id):
+    knowledge = ctx.knowledge()
+    revisions = knowledge.history(args.id)
+    live = next((r.number for r in knowledge.in_force() if r.document_id == args.id), None)
+    for r in revisions:
         since = r.effective_from.isoformat() if r.effective_from else "-"
         until = r.effective_until.isoformat() if r.effective_until else "open"
         note = f"  {r.change_note}" if r.change_note else ""
-        print(f"r{r.number:<4} {r.status:<10} {since} .. {until}  {r.author}{note}")
+        state = _status(r.status, r.effective_from, r.effective_until, in_force=live, number=r.number)
+        print(f"r{r.number:<4} {state:<10} {since} .. {until}  {r.author}{note}")
     return 0
 
 
@@ -115,9 +132,10 @@ def _retire(args: argparse.Namespace, ctx: Any) -> int:
         return 0
     revs = ctx.knowledge().retire(args.id, at=_when(args.at), note=args.note)
     when = revs[0].effective_until if revs else None
-    print(f"retired {args.id} ({', '.join('r' + str(r.number) for r in revs)})"
+    later = when is not None and when > datetime.now(UTC) + timedelta(seconds=5)
+    print(f"{'retiring' if later else 'retired'} {args.id} ({', '.join('r' + str(r.number) for r in revs)})"
           + (f" from {when:%Y-%m-%d %H:%M} UTC; `hybridesk kb retire {args.id} --cancel` takes it back before then"
-             if args.at and when is not None else ""))
+             if later else ""))
     return 0
 
 

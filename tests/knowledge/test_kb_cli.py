@@ -111,3 +111,22 @@ def test_kb_search_refuses_a_count_below_one(k: str, capsys: pytest.CaptureFixtu
         parser.parse_args(["kb", "search", "returns", "-k", k])
     assert exc.value.code == 2
     assert "argument -k" in capsys.readouterr().err
+
+
+def test_kb_list_and_history_say_scheduled_superseded_and_retiring(run, tmp_path: Path) -> None:
+    # QA: a revision scheduled for later and a document with a retirement to come read "published" and
+    # "retired"; every replaced revision read "published"
+    (tmp_path / "hours.md").write_text(
+        "---\nid: opening-hours\ntitle: Opening hours\n---\n# Opening hours\n\nWe answer 9am-5pm.\n", encoding="utf-8")
+    run("import", str(tmp_path / "hours.md"))
+    run.svc.add_revision("opening-hours", "# Opening hours\n\nWe answer 8am-6pm.", author="x", publish=True)
+    run.svc.add_revision("opening-hours", "# Opening hours\n\nWe answer 7am-7pm.", author="x")
+    run("publish", "opening-hours", "--at", "2031-01-01")
+    row = next(line for line in run("list").splitlines() if line.startswith("opening-hours"))
+    assert row.split()[1:4] == ["r3", "scheduled", "r2"], row
+    history = run("history", "opening-hours").splitlines()
+    assert [line.split()[1] for line in history] == ["superseded", "published", "scheduled"], history
+    out = run("retire", "opening-hours", "--at", "2030-06-01")
+    assert out.startswith("retiring opening-hours")
+    assert next(line for line in run("history", "opening-hours").splitlines()
+                if line.startswith("r2")).split()[1] == "retiring"
