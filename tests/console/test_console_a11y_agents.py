@@ -417,11 +417,16 @@ def test_skip_link_named_buttons_and_a_confirmation_before_disabling(browser, se
 
 @browser_test
 @pytest.mark.parametrize("path", ["/console/transcripts", "/console/users", "/console/corrections",
-                                  "/console/analytics", "CONVERSATION"])
+                                  "/console/analytics", "CONVERSATION", "/console/kb", "/console/kb/returns-policy"])
 def test_pages_reflow_at_320_px(browser, served, artifacts, path):
+    from pathlib import Path
+
     from bot.console.corrections import create_correction
 
     console, url = served
+    # (QA: the KB list was 564 px wide at 320, its tags column off-screen; a document page 342 px)
+    sample = Path(__file__).resolve().parents[2] / "knowledge" / "sample" / "returns-policy.md"
+    console.services.knowledge.import_bytes(sample.read_bytes(), sample.name, author="editor", publish=True)
     conv_id, bot_id = seed_conversation(console.services, handoff_reason="customer_asked_for_human", mode="human",
                                         customer="A long question " * 12)
     create_correction(console.services.db, user_id=console.users["agent"], message_id=bot_id,
