@@ -365,6 +365,8 @@ def _facts(raw: Any, where: str) -> list[FactSpec]:
 def _decode(data: bytes, name: str) -> str:
     if len(data) > MAX_FILE_BYTES:
         raise TooLarge(f"{name} is {len(data)} bytes; the limit is {MAX_FILE_BYTES}.", code="file_too_large")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") and b"\x00" in data[2:64]:  # (its NUL bytes read as a binary file's)
+        raise InvalidInput(f"{name} is UTF-16 text; save it as UTF-8 and import it again.", code="not_utf8")
     if b"\x00" in data[:8192]:
         raise InvalidInput(
             f"{name} looks like a binary file; import Markdown, text or HTML.", code="binary_file"
@@ -1015,7 +1017,9 @@ def import_folder(
             doc.source = rel
             parsed.append((f, doc))
         except HybrideskError as exc:
-            report.errors.append(ImportProblem(rel, exc.message, exc.code))
+            # (the report names the file: "baddate.md: baddate.md: ..." said it twice)
+            reason = exc.message.removeprefix(f"{f.name}: ").removeprefix(f"{f.name} ")
+            report.errors.append(ImportProblem(rel, reason, exc.code))
     # scheduled revisions in order of their effective date, after every base document
     parsed.sort(
         key=lambda fd: (
@@ -1051,6 +1055,6 @@ def import_folder(
         if outcome == "updated" and publish and doc.effective_from is not None and doc.effective_from > now:
             outcome = "scheduled"  # a later revision waiting for its date, not a change in force now
         getattr(report, outcome).append(doc.id)
-    for problem in report.errors:
-        log.warning("kb import: skipped %s: %s", problem.file, problem.reason)
+    for problem in report.errors:  # (the caller reports them; the CLI printed each twice at warning level)
+        log.info("kb import: skipped %s: %s", problem.file, problem.reason)
     return report

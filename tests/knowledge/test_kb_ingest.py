@@ -127,6 +127,9 @@ def test_binary_empty_and_unsupported_files() -> None:
     with pytest.raises(InvalidInput) as exc:
         parse_bytes(b"\xff\xfe\xfa", "latin.txt")
     assert exc.value.code == "binary_file"
+    with pytest.raises(InvalidInput) as exc:  # QA: "looks like a binary file"
+        parse_bytes("Returns\nWithin 30 days.".encode("utf-16"), "notepad.txt")
+    assert exc.value.code == "not_utf8" and "save it as UTF-8" in exc.value.message
     with pytest.raises(InvalidInput) as exc:
         parse_bytes(b"  \n ", "empty.txt")
     assert exc.value.code == "empty_file"
@@ -162,6 +165,7 @@ def test_folder_import_reports_bad_files_and_imports_the_rest(tmp_path: Path, st
     # the revision in force from 2027-01-01: "scheduled" while that date is ahead, then "updated"
     assert report.updated + report.scheduled == ["returns-policy"]
     assert sorted(e.file for e in report.errors) == ["blob.md", "broken.md", "empty.html"]
+    assert not any(e.reason.startswith(e.file) for e in report.errors)  # the file is named once
     assert {e.code for e in report.errors} == {"binary_file", "bad_front_matter", "empty_file"}
     assert "imported" in report.summary()
     hist = store.history("returns-policy")
