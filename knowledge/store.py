@@ -405,7 +405,15 @@ class KnowledgeStore:
                 same_date = [
                     r for r in d.revisions if r.meta.get("declared_from") == _iso(doc.effective_from)
                 ]
-                if same_date and same_date[-1].content_hash == h:
+                last = same_date[-1] if same_date else None
+                # the same file again is unchanged, unless the document moved on without a file since: an
+                # edit in the console (which declares no date) or a retirement; re-importing it restores it
+                # (QA: "1 unchanged", and the console's 60 days or the retirement stayed)
+                edited_since = last is not None and any(
+                    r.number > last.number and "declared_from" not in r.meta for r in d.revisions)
+                retired = last is not None and last.status == STATUS_RETIRED and last.effective_until is not None \
+                    and as_utc(last.effective_until) <= utcnow()
+                if last is not None and last.content_hash == h and not edited_since and not retired:
                     return "unchanged"
                 outcome = "updated"
             rev = self._new_revision(s, d, doc, author)

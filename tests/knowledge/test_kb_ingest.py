@@ -309,3 +309,27 @@ def test_a_text_or_html_revision_keeps_the_documents_facts(tmp_path: Path, store
     assert [d.code for d in report.drafted] == ["fact_not_in_text"]
     assert "return_window_days (30 days)" in report.drafted[0].reason
     assert store.facts_at()["return_window_days"].value == "30"
+
+
+def test_re_importing_a_file_restores_it_after_a_console_edit_or_a_retirement(tmp_path: Path,
+                                                                               store: KnowledgeStore) -> None:
+    """QA: with the console's edit in force, or the document retired, re-importing the file printed
+    "1 unchanged" and changed nothing."""
+    root = tmp_path / "kb"
+    root.mkdir()
+    (root / "returns.md").write_text(RETURNS, encoding="utf-8")
+    import_folder(store, root, author="importer")
+    assert import_folder(store, root, author="importer").unchanged == ["returns-policy"]
+    from knowledge.ingest import FactSpec
+
+    store.add_revision("returns-policy", "# Returns policy\n\nReturn unused items within 60 days. Refunds take 5 "
+                       "business days.", author="editor", publish=True,
+                       facts=[FactSpec("return_window_days", "60", "days"), FactSpec("refund_days", "5", "business days")])
+    assert store.facts_at()["return_window_days"].value == "60"
+    assert import_folder(store, root, author="importer").updated == ["returns-policy"]
+    assert store.facts_at()["return_window_days"].value == "30"
+    assert import_folder(store, root, author="importer").unchanged == ["returns-policy"]  # and idempotent again
+    store.retire("returns-policy")
+    assert store.in_force() == []
+    assert import_folder(store, root, author="importer").updated == ["returns-policy"]
+    assert store.in_force()[0].document_id == "returns-policy"
