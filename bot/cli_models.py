@@ -47,36 +47,82 @@ def _tone_fn(ctx: Any) -> Any:
     return tone_detector(services)
 
 
-def _lazy_labels(ctx: Any) -> tuple[Any, Any]:
-    """``(tone_fn, intent_fn)`` for an import: the bot's tone and intent of a ticket's message, from one
-    NLU reading per message, its model loaded at the first use (a file that cannot be read is refused
-    before the model loads: CLI QA B13, 12 s of loading, then "file not found"). Both give None when
-    no NLU model is active. A ticket imported without an intent is labelled with the one the bot would
-    detect: the bot names an intent in every prompt (operator QA: a company's export has categories,
-    not the bot's intent names)."""
-    built: list[Any] = []
-    last: dict[str, Any] = {}
+class _Labeller:
+    """The bot's tone and intent of each ticket message, from one NLU reading per message, its model
+    loaded at the first use (a file that cannot be read is refused before the model loads: CLI QA B13,
+    12 s of loading, then "file not found"). A ticket imported without an intent is labelled with the one
+    the bot would detect: the bot names an intent in every prompt (operator QA: a company's export has
+    categories, not the bot's intent names).
 
-    def read(text: str) -> Any:
-        if not built:
-            try:
-                built.append(_nlu_predict(ctx.services))
-            except Exception:  # noqa: BLE001 - NLU is optional for importing
-                built.append(None)
-        if built[0] is None:
+    Nothing is swallowed silently: :attr:`problem` says why tickets got no labels (no NLU model active,
+    a model that cannot be loaded, readings that failed), for the import summary, and a model that
+    cannot be loaded or a failed reading is logged (by its error type: never the message's text)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.predict: Any = None
+        self.loaded = False
+        self.unavailable: str | None = None  # why there is no model to read with
+        self.failures = 0
+        self.first_failure: str | None = None
+        self.last: tuple[str | None, Any] = (None, None)
+
+    def _read(self, text: str) -> Any:
+        if not self.loaded:
+            self.loaded = True
+            self.predict, self.unavailable = _load_nlu(lambda: self.ctx.services)
+        if self.predict is None:
             return None
-        if text not in last:  # (tone and intent of one message: one reading)
-            last.clear()
-            last[text] = built[0](text)
-        return last[text]
+        if self.last[0] != text:  # (tone and intent of one message: one reading)
+            try:
+                result = self.predict(text)
+            except Exception as exc:  # noqa: BLE001 - one unreadable message must not stop the import
+                self.failures += 1
+                if self.first_failure is None:
+                    self.first_failure = type(exc).__name__
+                    log.warning("the NLU model could not read a ticket's message (%s); it is imported without "
+                                "the detected intent and tone", type(exc).__name__, exc_info=log.isEnabledFor(
+                                    logging.DEBUG))
+                result = None
+            self.last = (text, result)
+        return self.last[1]
 
-    def tone(text: str) -> str | None:
-        return None if (result := read(text)) is None else result.tone.label
+    def tone(self, text: str) -> str | None:
+        return None if (result := self._read(text)) is None else result.tone.label
 
-    def intent(text: str) -> str | None:
-        return None if (result := read(text)) is None else result.intent
+    def intent(self, text: str) -> str | None:
+        return None if (result := self._read(text)) is None else result.intent
 
-    return tone, intent
+    @property
+    def problem(self) -> str | None:
+        if self.unavailable:
+            return self.unavailable
+        if self.failures:
+            return (f"the NLU model could not read {self.failures} message(s) ({self.first_failure}; see the log); "
+                    "import the file again to retry them")
+        return None
+
+
+_NO_MODEL = ("no NLU model is active: run `hybridesk nlu train` (or `hybridesk init`), then import the file again "
+             "to label them")
+
+
+def _load_nlu(services: Any) -> tuple[Any, str | None]:
+    """``(the active NLU model's predict, None)``, or ``(None, why not)``; a model that exists but cannot be
+    loaded is logged as a warning, not hidden. ``services``: the bot's services, or a function giving them
+    (building them may fail too)."""
+    try:
+        registry = (services() if callable(services) else services).nlu
+        if not registry.has_active():
+            return None, _NO_MODEL
+        model = registry.current()
+    except Exception as exc:  # noqa: BLE001 - NLU is optional for importing and training
+        message = exc.message if isinstance(exc, HybrideskError) else f"{type(exc).__name__}: {exc}"
+        log.warning("the NLU model cannot be loaded, so tickets get no detected intent or tone: %s", message)
+        return None, (f"the NLU model cannot be loaded ({message}); fix or retrain it (`hybridesk nlu train`), then "
+                      "import the file again to label them")
+    predict = getattr(model, "predict", None)
+    return (predict, None) if callable(predict) else (None, "the active NLU model cannot read messages")
 
 
 def kb_context_fn(services: Any) -> Any:
@@ -88,16 +134,9 @@ def kb_context_fn(services: Any) -> Any:
 
 
 def _nlu_predict(services: Any) -> Any:
-    """The active NLU model's ``predict`` (``text -> NLUResult``), or None when there is none."""
-    try:
-        registry = services.nlu
-        if not registry.has_active():
-            return None
-        model = registry.current()
-    except Exception:  # noqa: BLE001 - NLU is optional for importing and training
-        return None
-    predict = getattr(model, "predict", None)
-    return predict if callable(predict) else None
+    """The active NLU model's ``predict`` (``text -> NLUResult``), or None when there is none (a model that
+    cannot be loaded is logged)."""
+    return _load_nlu(services)[0]
 
 
 def tone_detector(services: Any) -> Any:
@@ -432,28 +471,47 @@ def _cmd_tickets_import(args: argparse.Namespace, ctx: Any) -> int:
         mapping[column] = fld
     fmt = args.format or _guess_format(Path(args.path))
     with ctx.session() as session:
-        tone_fn, intent_fn = _lazy_labels(ctx)
-        report = import_tickets(session, args.path, fmt, mapping or None, tone_fn=tone_fn, intent_fn=intent_fn)
+        labeller = _Labeller(ctx)
+        report = import_tickets(session, args.path, fmt, mapping or None, tone_fn=labeller.tone,
+                                intent_fn=labeller.intent)
+        report.label_problem = labeller.problem
         session.commit()
     print(report.summary())
-    return 0 if report.imported or report.duplicates or not report.errors else 1
+    done = report.imported or report.duplicates or report.relabelled or report.labelled_later
+    return 0 if done or not report.errors else 1
+
+
+def _check_source(session: Any, source: str | None) -> None:
+    """Refuse a ``--source`` no ticket can have (a typo: "csvv"), naming the sources there are."""
+    from models.tickets import FORMATS, stored_sources
+
+    if source is None:
+        return
+    counts = stored_sources(session)
+    if source in counts or source in FORMATS:
+        return
+    held = ", ".join(f"{name} ({n})" for name, n in counts.items()) or "none yet"
+    raise InvalidInput(f"Unknown source {source!r}: a ticket's source is the format it was imported as "
+                       f"({', '.join(FORMATS)}). Sources with imported tickets: {held}.", code="unknown_source")
 
 
 def _cmd_tickets_list(args: argparse.Namespace, ctx: Any) -> int:
     from models.tickets import find_imported, shorten
 
     with ctx.session() as session:
+        _check_source(session, args.source)
         rows, total = find_imported(session, source=args.source, search=args.search, limit=args.limit)
         for row in rows:
             print(_shown(f"{row.id:>6}  {row.source:11} {shorten(row.intent or '-', 24):24} "
                          f"{shorten(row.customer_message)}"))
     what = " matching" if args.source or args.search else ""
+    # (on stdout, after the lines it counts: on stderr it came out of order when piped)
     if not total:
-        print(f"no{what} imported tickets", file=sys.stderr)
+        print(f"no{what} imported tickets")
     elif len(rows) < total:
-        print(f"{len(rows)} of {total}{what} tickets shown (--limit N shows more)", file=sys.stderr)
+        print(f"{len(rows)} of {total}{what} tickets shown (--limit N shows more)")
     else:
-        print(f"{total}{what} ticket(s)", file=sys.stderr)
+        print(f"{total}{what} ticket(s)")
     return 0
 
 
@@ -478,11 +536,23 @@ def _cmd_tickets_show(args: argparse.Namespace, ctx: Any) -> int:
 def _cmd_tickets_delete(args: argparse.Namespace, ctx: Any) -> int:
     from models.tickets import delete_imported, find_imported
 
-    if bool(args.ids) == bool(args.source):
-        raise InvalidInput("Give either ticket ids or --source SOURCE (not both).", code="bad_arguments")
+    if not args.ids and not args.source:
+        raise InvalidInput("Name the tickets to delete: their ids (`hybridesk tickets list` shows them), or "
+                           "--source SOURCE --yes to delete every ticket imported as SOURCE.", code="bad_arguments")
+    if args.ids and args.source:
+        raise InvalidInput("Give ticket ids or --source SOURCE, not both.", code="bad_arguments")
+    from models.tickets import stored_sources
+
     with ctx.session() as session:
-        if args.source and not args.yes:
+        _check_source(session, args.source)
+        if args.source:
             _, total = find_imported(session, source=args.source, limit=0)
+            if not total:
+                held = ", ".join(f"{name} ({n})" for name, n in stored_sources(session).items()) or "none"
+                print(f"nothing deleted: no ticket was imported as {args.source!r} (sources with imported "
+                      f"tickets: {held})")
+                return 0
+        if args.source and not args.yes:
             raise InvalidInput(f"This would delete all {total} imported ticket(s) of source {args.source!r}; "
                                "add --yes to do it.", code="confirm")
         deleted = delete_imported(session, ticket_ids=args.ids or None, source=args.source)

@@ -27,9 +27,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tickets", type=Path, action="append", default=None,
                    help="JSON-lines tickets with customer_message and intent (repeatable; default: the sample)")
     p.add_argument("--out-of-scope", type=Path, default=None,
-                   help="JSON-lines out-of-scope examples with text (default: out_of_scope.jsonl next to tickets)")
-    p.add_argument("--no-public", action="store_true",
-                   help="train on the given tickets only (no public tickets / emotion data)")
+                   help="JSON-lines out-of-scope examples with text (default: out_of_scope.jsonl next to tickets, "
+                        "when there is one)")
+    public = p.add_mutually_exclusive_group()
+    public.add_argument("--public", dest="public", action="store_true", default=None,
+                        help="also train on the public tickets and emotion data, about 10 minutes of CPU "
+                             "(default: HYBRIDESK_NLU_USE_PUBLIC_DATA, true unless set to false)")
+    public.add_argument("--no-public", dest="public", action="store_false",
+                        help="train on the given tickets only (no public tickets / emotion data), whatever "
+                             "HYBRIDESK_NLU_USE_PUBLIC_DATA says")
     p.add_argument("--out", type=Path, default=None, help="registry folder (default: <data_dir>/nlu)")
     p.add_argument("--no-activate", action="store_true", help="store the version without making it active")
     p.set_defaults(handler=cmd_train)
@@ -62,27 +68,55 @@ def _registry(args: argparse.Namespace, ctx: Any):
     return NLURegistry(root, embedding_dir=getattr(ctx.settings, "embedding_model_dir", None))
 
 
+def _use_public(args: argparse.Namespace, ctx: Any) -> tuple[bool, str]:
+    """Whether to train on the public data, and why: --public / --no-public, else the setting."""
+    if args.public is not None:
+        return args.public, "--public" if args.public else "--no-public"
+    setting = bool(getattr(ctx.settings, "nlu_use_public_data", True))
+    return setting, f"HYBRIDESK_NLU_USE_PUBLIC_DATA={'true' if setting else 'false'}"
+
+
 def cmd_train(args: argparse.Namespace, ctx: Any) -> int:
+    from bot.conversation.nlu.types import OUT_OF_SCOPE
+
     registry = _registry(args, ctx)
     tickets = args.tickets or [Path(getattr(ctx.settings, "tickets_sample_path", "models/sample/tickets.jsonl"))]
-    shared = None if args.no_public else Path(ctx.settings.shared_data_dir)
-    print(f"training on {', '.join(map(str, tickets))}" + ("" if shared is None else f" (+ public data in {shared})"))
+    use_public, why = _use_public(args, ctx)
+    shared = Path(ctx.settings.shared_data_dir) if use_public else None
+    print(f"training on {', '.join(map(str, tickets))}"
+          + (f" (+ public data in {shared}; {why})" if shared is not None
+             else f" only ({why}{'; --public adds the public data' if args.public is None else ''})"))
     version = registry.train_default(tickets, shared, out_of_scope=args.out_of_scope,
-                                     use_public=not args.no_public, activate=not args.no_activate,
+                                     use_public=use_public, activate=not args.no_activate,
                                      families=str(getattr(ctx.settings, "nlu_intent_families", "REFUND")).split(","),
                                      log_fn=lambda line: print(f"  {line}", flush=True))
     meta = next(m for m in registry.list() if m["version"] == version)
     held = meta.get("metrics", {}).get("intent", {})
-    print(f"version {version}: {meta['n_examples']} examples, {len(meta['intents'])} intents, "
-          f"{meta['train_seconds']} s; tone: {meta['tone']}")
-    if held:
-        print(f"held-out accuracy {held.get('holdout_accuracy', 0):.3f}, ECE {held.get('holdout_ece', 0):.3f}")
+    intents = [i for i in meta["intents"] if i != OUT_OF_SCOPE]  # (out_of_scope is a class, not an intent)
+    n_oos = meta["intents"].get(OUT_OF_SCOPE, 0)
+    print(f"version {version}: {meta['n_examples'] - n_oos} examples of {len(intents)} intents"
+          + (f" + {n_oos} out-of-scope examples" if n_oos else "")
+          + f", {meta['train_seconds']} s; tone: {meta['tone']}")
+    if "holdout_accuracy" in held:
+        print(f"held-out accuracy {held['holdout_accuracy']:.3f}, ECE {held.get('holdout_ece', 0):.3f}")
+    fallback = held.get("oos_fallback")
+    if isinstance(fallback, dict):
+        few = [i for i in fallback.get("intents_with_few_examples") or [] if i != OUT_OF_SCOPE]
+        named = f" ({', '.join(few[:5])}{', ...' if len(few) > 5 else ''})" if few else ""
+        print(f"warning: out-of-scope detection is not calibrated: {fallback.get('reason')}{named}. It falls back "
+              f"to a fixed test (a message must be at least {held.get('sim_threshold', 0):.2f} alike to a training "
+              "example), which lets in more off-topic questions and turns away more real ones than a calibrated "
+              f"model. Add examples (at least {fallback.get('min_examples', 2)} of each intent to calibrate; ten or "
+              "more of each is better) and train again.", file=sys.stderr)
     print("active" if not args.no_activate else f"stored; activate with `hybridesk nlu activate {version}`")
     return 0
 
 
 def evaluate(model: Any, pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-intent precision/recall/F1 and the most frequent confusions."""
+    """Accuracy, macro-F1, per-intent precision/recall/F1 and the most frequent confusions (the
+    out_of_scope row only when some message is labelled out of scope)."""
+    from bot.conversation.nlu.types import OUT_OF_SCOPE
+
     results = model.predict_many([t for t, _ in pairs])
     gold = [y for _, y in pairs]
     pred = [r.intent for r in results]
@@ -95,6 +129,10 @@ def evaluate(model: Any, pairs: list[tuple[str, str]]) -> dict[str, Any]:
         rec = tp / n_gold if n_gold else 0.0
         f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
         per[lab] = {"precision": round(prec, 4), "recall": round(rec, 4), "f1": round(f1, 4), "support": n_gold}
+    if OUT_OF_SCOPE in per and not per[OUT_OF_SCOPE]["support"]:
+        # no message should have been out of scope: a row of zeros says nothing the out-of-scope rate
+        # and the confusions do not
+        del per[OUT_OF_SCOPE]
     gold_labels = sorted(set(gold))
     confusions = Counter((g, p) for g, p in zip(gold, pred, strict=True) if g != p)
     return {
@@ -130,18 +168,29 @@ def cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
         source = str(path)
     if not pairs:
         raise InvalidInput("No labelled examples to evaluate on.", code="no_eval_data")
-    trained_on = trained_on_source(getattr(model, "metadata", {}) or {}, source)
-    if trained_on:
+    metadata = getattr(model, "metadata", {}) or {}
+    trained_on = trained_on_source(metadata, source)
+    seen = messages_trained_on(model, [t for t, _ in pairs])
+    if trained_on or seen:
         # scored on its own training data: the figures say how well it fits, not how well it generalises
-        held = ((model.metadata.get("metrics") or {}).get("intent") or {}).get("holdout_accuracy")
+        held = ((metadata.get("metrics") or {}).get("intent") or {}).get("holdout_accuracy")
         held_s = f" Its held-out accuracy, measured when it was trained, is {held:.3f}." if isinstance(
             held, int | float) else ""
-        print(f"warning: model {model.version} was trained on {trained_on}, so these figures are measured on "
-              f"its own training data and overstate its accuracy on new messages.{held_s} Pass --tickets with "
-              "labelled tickets it did not train on for a fair score.", file=sys.stderr)
+        if trained_on:
+            what = f"was trained on {trained_on}"
+            if seen is not None and seen < len(pairs):
+                what += f" ({seen} of these {len(pairs)} messages are in its training data)"
+        elif seen == len(pairs):
+            what = f"was trained on every message of {source}"
+        else:
+            what = f"was trained on {seen} of the {len(pairs)} messages of {source}"
+        print(f"warning: model {model.version} {what}, so these figures are measured on its own training data "
+              f"and overstate its accuracy on new messages.{held_s} Pass --tickets with labelled tickets it did "
+              "not train on for a fair score.", file=sys.stderr)
     report = evaluate(model, pairs)
     report["version"] = model.version
-    report["trained_on_eval_data"] = bool(trained_on)
+    report["trained_on_eval_data"] = bool(trained_on or seen)
+    report["messages_trained_on"] = seen  # (None: the model predates the record of its training messages)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -158,19 +207,46 @@ def cmd_eval(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def trained_on_source(metadata: dict[str, Any], source: str) -> str | None:
-    """The training source (as the model's metadata names it) that ``source`` is, else None."""
+    """The training source (as the model's metadata names it) that ``source`` is, else None.
+
+    Models trained since this was fixed name their files by absolute path. An older one kept the path
+    as typed, relative to wherever `nlu train` ran ("t/odd_names.jsonl"): it is taken to be ``source``
+    when ``source``'s absolute path ends with it (or it resolves to it from here).
+    """
     sources = metadata.get("sources")
     if not isinstance(sources, dict):
         return None
+    try:
+        target = Path(source).resolve()
+    except (OSError, ValueError):
+        return source if source in sources else None
     for name in sources:
         if name == source:
             return name
         try:
-            if Path(name).resolve() == Path(source).resolve():
+            path = Path(name)
+            if path.resolve() == target:
+                return name
+            parts = [part for part in path.parts if part != "."]
+            if not path.is_absolute() and parts and ".." not in parts and target.parts[-len(parts):] == tuple(parts):
                 return name
         except (OSError, ValueError):
             continue
     return None
+
+
+def messages_trained_on(model: Any, texts: list[str]) -> int | None:
+    """How many of ``texts`` the model was trained on (the same message as it read it), whatever file they
+    come from; None for a model trained before its training messages were recorded."""
+    from bot.conversation.nlu.model import example_digest
+    from bot.conversation.nlu.text import coerce_text, model_text
+
+    digests_of = getattr(model, "training_digests", None)
+    digests = digests_of() if callable(digests_of) else None
+    if not digests:
+        return None
+    emoji_names = bool(getattr(model, "emoji_names", True))
+    return sum(example_digest(model_text(coerce_text(t), emoji_names=emoji_names)) in digests for t in texts)
 
 
 def cmd_list(args: argparse.Namespace, ctx: Any) -> int:

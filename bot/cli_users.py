@@ -9,14 +9,22 @@ import sys
 
 from knowledge.errors import Conflict, InvalidInput, NotFound
 
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# A plausible address: a local part of letters, digits and the few symbols addresses use (no <, >, quotes,
+# spaces, brackets, commas or semicolons: "<script>@x.com" is markup, not an address), without a dot at its
+# ends or two in a row; a domain of dot-separated labels (letters, digits, inner hyphens) ending in a
+# top-level domain of two letters or more. Letters of any alphabet count (international addresses).
+_LOCAL_CHAR = r"[\w!#$%&'*+/=?^`{|}~-]"
+_LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
+EMAIL_RE = re.compile(rf"^{_LOCAL_CHAR}+(?:\.{_LOCAL_CHAR}+)*@(?:{_LABEL}\.)+(?:[^\W\d_]{{2,63}}|xn--[a-z0-9-]+)$")
 
 
 def check_email(email: str) -> str:
-    """``email`` normalised (trimmed, lower case), or :class:`InvalidInput` when it is not an address."""
+    """``email`` normalised (trimmed, lower case), or :class:`InvalidInput` when it is not a plausible
+    address (see :data:`EMAIL_RE`; at most 254 characters, 64 before the @)."""
     email = (email or "").strip().lower()
-    if not EMAIL_RE.match(email):
-        raise InvalidInput(f"{email!r} is not an e-mail address.", code="invalid_email")
+    local = email.rpartition("@")[0]
+    if not EMAIL_RE.match(email) or len(email) > 254 or len(local) > 64 or "_" in email.rpartition("@")[2]:
+        raise InvalidInput(f"{email!r} is not an e-mail address (name@example.com).", code="invalid_email")
     return email
 
 
@@ -55,6 +63,10 @@ def _password(args: argparse.Namespace, prompt: str) -> tuple[str, bool]:
     """The password given, a generated one (``--generate``), or one typed at a prompt; and whether generated."""
     from bot.security import new_password
 
+    if args.password is not None and args.generate:
+        # (it went on to judge the typed password: "weak_password" for `--password x --generate`)
+        raise InvalidInput("Give --password PASSWORD or --generate, not both; nothing was changed.",
+                           code="password_conflict")
     if args.password is not None:
         return args.password, False
     if args.generate:
@@ -100,10 +112,25 @@ def _disable(args: argparse.Namespace, ctx) -> int:
 
     with ctx.session() as session:
         user = _existing(session, args.email)
+        if user.role == "admin" and user.active and not _other_enabled_admins(session, user.id):
+            # nobody could then sign in to manage users (the console refuses an admin disabling their
+            # own account for the same reason)
+            raise Conflict(f"{user.email} is the only enabled admin; disabling it would leave no one to manage "
+                           "users in the console. Add or enable another admin first (`hybridesk users add EMAIL "
+                           "--role admin`).", code="last_admin")
         user.active = False
         ConsoleSessionRepository(session).delete_for_user(user.id)
     print(f"disabled {args.email}")
     return 0
+
+
+def _other_enabled_admins(session, user_id: int) -> int:
+    import sqlalchemy as sa
+
+    from bot.db.models import User
+
+    return session.scalar(sa.select(sa.func.count()).select_from(User).where(
+        User.role == "admin", User.active.is_(True), User.id != user_id)) or 0
 
 
 def _existing(session, email: str):
@@ -150,10 +177,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.required = True
     a = s.add_parser("add", help="create an account")
     a.add_argument("email")
-    a.add_argument("--role", choices=["agent", "editor", "admin"], default="agent")
-    a.add_argument("--name", help="display name")
-    a.add_argument("--password", help="password (prompted if omitted)")
-    a.add_argument("--generate", action="store_true", help="generate a password and print it once")
+    a.add_argument("--role", choices=["agent", "editor", "admin"], default="agent",
+                   help="agent: transcripts, takeovers, corrections; editor: the knowledge base; admin: both, "
+                        "and the users (default: %(default)s)")
+    a.add_argument("--name", help="display name (default: the part of the e-mail address before the @)")
+    a.add_argument("--password", help="password, at least 10 characters (prompted if omitted)")
+    a.add_argument("--generate", action="store_true", help="generate a password and print it once (instead of "
+                                                           "--password)")
     a.set_defaults(handler=_add)
     s.add_parser("list", help="list accounts").set_defaults(handler=_list)
     d = s.add_parser("disable", help="disable an account (it can no longer log in; its sessions end)")
@@ -164,6 +194,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(handler=_enable)
     r = s.add_parser("set-password", help="reset an account's password (ends its sessions, lifts a sign-in lock)")
     r.add_argument("email")
-    r.add_argument("--password", help="new password (prompted if omitted)")
-    r.add_argument("--generate", action="store_true", help="generate a password and print it once")
+    r.add_argument("--password", help="new password, at least 10 characters (prompted if omitted)")
+    r.add_argument("--generate", action="store_true", help="generate a password and print it once (instead of "
+                                                           "--password)")
     r.set_defaults(handler=_set_password)

@@ -18,7 +18,8 @@ What is recognised (in this order, so a longer pattern wins over a shorter one):
 * names -> ``{{Customer Name}}``: after "my name is" / "this is" / "I'm", before "here" ("Pieter here"),
   after a title ("Mr. Smith", "Mrs", "Ms", "Dr", "Mevr"...), after a salutation followed by a comma or
   the line's end ("Dear Sarah,", "Hi Sarah,", "Hello Tom"), in a sign-off ("Thanks,\\nAnna Berg",
-  "Warm regards, Tom from Brightnest") and a last line "Tom from Brightnest". A name is capitalised
+  "Warm regards, Tom from Brightnest"), a last line "Tom from Brightnest", and a last line "- Sarah" (not
+  the last item of a list: after a line ending in a colon or another list item). A name is capitalised
   words of any Latin alphabet ("Ólafur"), with surname particles between them ("Anna de Vries",
   "Pieter van den Berg", "Ludwig von Mises", "Jan ter Horst"). Words that are not names are never
   taken for one: "Dear customer", "Hi there", "Dear Sir", "Hi Team", "Help Centre", weekdays and months.
@@ -91,6 +92,12 @@ _SIGNED_RE = re.compile(
     rf"(?:^|(?<=\n)|(?<=[.!?] ))(?P<lead>(?:[-–—]\s*)?)(?P<name>{_NAME_SEQ})"
     rf"(?P<rest>\s+(?:from|at|@)\s+(?-i:[A-Z0-9][^\n]{{0,60}}?)\s*[.!]?\s*)$",
 )
+# a last line "- Sarah" (a dash and a name, the whole sign-off), on a line of its own or after a sentence;
+# see _dash_signed: not when it ends a list ("Delivery options:\n- Standard\n- Express")
+_DASH_SIGNED_RE = re.compile(
+    rf"(?:(?<=\n)|(?<=[.!?] ))(?P<lead>[ \t]*[-–—][ \t]*)(?P<name>{_NAME_SEQ})(?P<rest>[ \t]*[.!]?\s*)$",
+)
+_LIST_ITEM_RE = re.compile(r"^\s*(?:[-–—*•·]|\d{1,3}[.)])\s")
 # "Pieter van den Berg here" at the start of a line or after a greeting
 _HERE_RE = re.compile(
     rf"(?:^|(?<=\n)|(?<=[,.!?] ))(?P<name>{_NAME_SEQ})(?=\s+here\b)",
@@ -241,6 +248,20 @@ def _replace_name(match: re.Match[str], *, whole: bool = False) -> str:
     return text[:start] + NAME + text[start + end :]
 
 
+def _in_list(match: re.Match[str]) -> bool:
+    """Whether a "- Word" line is the last item of a list rather than a sign-off: the line before it is a
+    list item too, or introduces one (ends with a colon)."""
+    before = match.string[: match.start()]
+    if not before.endswith("\n"):
+        return False  # "Thanks for the help. - Sarah": after a sentence on the same line
+    previous = next((line for line in reversed(before.split("\n")) if line.strip()), "")
+    return bool(_LIST_ITEM_RE.match(previous)) or previous.rstrip().endswith(":")
+
+
+def _dash_signed(match: re.Match[str]) -> str:
+    return match.group(0) if _in_list(match) else _replace_name(match, whole=True)
+
+
 def _intro(match: re.Match[str]) -> str:
     lead = match.group("lead").lower()
     name = match.group("name")
@@ -285,6 +306,9 @@ def names_in(text: str) -> list[str]:
             found += _names_of(m)
     for regex in (_SIGNOFF_RE, _SIGNED_RE):
         for m in regex.finditer(text):
+            found += _names_of(m, whole=True)
+    for m in _DASH_SIGNED_RE.finditer(text):
+        if not _in_list(m):
             found += _names_of(m, whole=True)
     return list(dict.fromkeys(n for n in found if len(n) >= 2))
 
@@ -333,6 +357,7 @@ def scrub_pii(text: str, known: Iterable[tuple[str, str]] = ()) -> tuple[str, li
     sub(_SALUTATION_RE, _replace_name, NAME)
     sub(_SIGNOFF_RE, lambda m: _replace_name(m, whole=True), NAME)
     sub(_SIGNED_RE, lambda m: _replace_name(m, whole=True), NAME)
+    sub(_DASH_SIGNED_RE, _dash_signed, NAME)
     kinds = {p for p in found if p in out}
     kinds |= {p for p in ALL_PLACEHOLDERS if out.count(p) > text.count(p)}
     return out, sorted(kinds)

@@ -30,6 +30,13 @@ Formats (``fmt``):
 Every message and reply is PII-scrubbed (:mod:`models.pii`) before it is stored or trained on;
 bitext's anonymised slots (``{{Order Number Anonymized}}``) are normalised to the slot names the
 bot uses. Bad rows are reported with their line number and skipped; the rest import.
+
+A ticket's identity is its (scrubbed) message and reply: importing the same exchange again, in any
+format, stores nothing new. Its intent is a label of the exchange, not part of its identity: a re-import
+whose file names an intent gives the stored ticket that intent, and one imported without an intent
+(no intent column, no NLU model active) gets the detected one when it is imported again.
+The bot's NLU labels (intent, tone) are read from the message as the customer wrote it, before it is
+scrubbed, as the bot reads a live message; that text is only held in memory for the reading.
 """
 
 from __future__ import annotations
@@ -114,6 +121,11 @@ class ImportReport:
     scrubbed: int = 0
     replaced: int = 0  # corrections that replaced an earlier one of the same message
     intents_labelled: int = 0  # rows without an intent, given the one the bot's intent model detects
+    relabelled: int = 0  # tickets imported before, now given the intent this file names
+    labelled_later: int = 0  # tickets imported before without an intent, now given the detected one
+    no_intent: int = 0  # tickets left without an intent (stored now, or imported before and still without)
+    no_tone: int = 0  # tickets stored now without a tone
+    label_problem: str | None = None  # why the bot's NLU did not label them (set by the caller that knows)
     errors: list[RowError] = field(default_factory=list)
     notes: list[RowError] = field(default_factory=list)  # rows imported with something left out
 
@@ -127,6 +139,16 @@ class ImportReport:
             + (f"; {self.intents_labelled} without an intent given the one the bot detects" if self.intents_labelled
                else "")
         ]
+        if self.relabelled:
+            lines.append(f"  {self.relabelled} imported before now have the intent this file names")
+        if self.labelled_later:
+            lines.append(f"  {self.labelled_later} imported before without an intent now have the one the bot detects")
+        if self.no_intent:
+            lines.append(f"  {self.no_intent} ticket(s) have no intent"
+                         + (f": {self.label_problem}" if self.label_problem else
+                            " (map a column with --map COLUMN=intent, or let an active NLU model label them)"))
+        elif self.no_tone and self.label_problem:
+            lines.append(f"  {self.no_tone} ticket(s) have no tone: {self.label_problem}")
         lines += [f"  skipped {e}" for e in self.errors[:50]]
         lines += [f"  note {e}" for e in self.notes[:20]]
         if len(self.errors) > 50:
@@ -138,6 +160,11 @@ def ticket_hash(message: str, reply: str, intent: str | None) -> str:
     """SHA-256 of the whitespace-normalised message, reply and intent."""
     norm = "\x1f".join(" ".join(str(x or "").split()) for x in (message, reply, intent))
     return hashlib.sha256(norm.encode("utf-8")).hexdigest()
+
+
+def exchange_key(message: str, reply: str) -> str:
+    """A ticket's identity: its whitespace-normalised message and reply (the intent is a label of it)."""
+    return ticket_hash(message, reply, None)
 
 
 def normalize_slots(text: str) -> str:
@@ -355,9 +382,13 @@ _UNREADABLE_LINE = ("invalid JSON", "expected a JSON object", "not valid UTF-8")
 
 
 def read_tickets(
-    path: Path | str, fmt: str, mapping: Mapping[str, str] | None = None
+    path: Path | str, fmt: str, mapping: Mapping[str, str] | None = None, *, keep_raw: bool = False
 ) -> tuple[list[Ticket], list[RowError]]:
-    """Parse and scrub a ticket file; returns ``(tickets, bad rows)``. Nothing is stored."""
+    """Parse and scrub a ticket file; returns ``(tickets, bad rows)``. Nothing is stored.
+
+    ``keep_raw``: each ticket also holds its message as written, unscrubbed (:func:`raw_message`), for
+    :func:`import_tickets` to label; it is no dataclass field, so no repr, comparison or ``asdict`` shows it.
+    """
     path = Path(path)
     if fmt not in FORMATS:
         raise InvalidInput(
@@ -413,7 +444,11 @@ def read_tickets(
         except ValueError as exc:
             errors.append(RowError(line, str(exc)))
             continue
-        tickets.append(_scrub(ticket, known))
+        raw = ticket.customer_message
+        ticket = _scrub(ticket, known)
+        if keep_raw:
+            ticket._raw_message = raw  # type: ignore[attr-defined]
+        tickets.append(ticket)
     if not seen_rows:
         # an empty JSON Lines file, or a CSV file with its header and nothing else: nothing to import is
         # an error, as a file without even a header is (not a silent success)
@@ -470,30 +505,46 @@ def _scrub(ticket: Ticket, known) -> Ticket:
     return ticket
 
 
+def raw_message(ticket: Ticket) -> str:
+    """The message as the customer wrote it (:func:`read_tickets` with ``keep_raw``), else the stored one;
+    forgotten once read, so it never outlives the labelling."""
+    return ticket.__dict__.pop("_raw_message", None) or ticket.customer_message
+
+
 def import_tickets(
     session: Any,
     path: Path | str,
     fmt: str,
     mapping: Mapping[str, str] | None = None,
     *,
-    tone_fn: Callable[[str], str] | None = None,
+    tone_fn: Callable[[str], str | None] | None = None,
     intent_fn: Callable[[str], str | None] | None = None,
 ) -> ImportReport:
     """Read, scrub and store tickets as :class:`models.db.ImportedTicket` rows (de-duplicated).
 
     ``tone_fn`` labels each message's tone (the bot passes its tone detector) and ``intent_fn`` the
-    intent of a row that has none (the bot's intent model); rows with one already keep it. The
-    caller's unit of work commits.
+    intent of a row that has none (the bot's intent model); rows with one already keep it. Both read the
+    message as written, before it is scrubbed (the placeholders of a scrubbed message pull its reading
+    away: "I'm {{Customer Name}} ... my email is {{Customer Email}}" read as contact_customer_service).
+
+    A ticket whose message and reply are already stored, from any file or format, is not stored again
+    (:func:`exchange_key`); the stored one takes the intent this file names, or, when it has none, the
+    detected one (and a tone when it has none). The caller's unit of work commits.
     """
     from sqlalchemy import select
 
     from models.db import ImportedTicket
 
-    tickets, errors = read_tickets(path, fmt, mapping)
+    tickets, errors = read_tickets(path, fmt, mapping, keep_raw=True)
     report = ImportReport(path=str(path), fmt=fmt, read=len(tickets) + len(errors), errors=errors)
     # every source: the same tickets imported as CSV and as JSONL, or an exported corrections file read
-    # as plain JSONL and then as corrections, are one set of examples, not two (CLI QA, A8)
-    existing = set(session.scalars(select(ImportedTicket.data_hash)))
+    # as plain JSONL and then as corrections, are one set of examples, not two (CLI QA, A8). Each stored
+    # exchange: [id or the row added now, intent, tone] (rows are loaded whole only to be changed)
+    stored: dict[str, list[list[Any]]] = {}
+    columns = (ImportedTicket.id, ImportedTicket.customer_message, ImportedTicket.agent_reply,
+               ImportedTicket.intent, ImportedTicket.tone)
+    for row_id, message, reply, intent, tone in session.execute(select(*columns)):
+        stored.setdefault(exchange_key(message, reply), []).append([row_id, intent, tone])
     # a message corrected again after an earlier export: the newer correction replaces the older one
     earlier: dict[str, list[Any]] = {}
     if fmt == "corrections":
@@ -501,26 +552,37 @@ def import_tickets(
                                              ImportedTicket.external_id.is_not(None))
         for row in session.scalars(query):
             earlier.setdefault(row.external_id, []).append(row)
+
+    def row_of(entry: list[Any]) -> Any:
+        return entry[0] if isinstance(entry[0], ImportedTicket) else session.get(ImportedTicket, entry[0])
+
     for ticket in tickets:
-        digest = ticket.data_hash
-        if digest in existing:
-            report.duplicates += 1
+        raw = raw_message(ticket)
+        key = exchange_key(ticket.customer_message, ticket.agent_reply)
+        if key in stored:
+            _update_stored(ticket, raw, stored[key], row_of, report, tone_fn=tone_fn, intent_fn=intent_fn)
             continue
         if ticket.external_id and earlier.get(ticket.external_id):
             for old in earlier.pop(ticket.external_id):
-                existing.discard(old.data_hash)
+                old_key = exchange_key(old.customer_message, old.agent_reply)
+                left = [e for e in stored.get(old_key, []) if e[0] is not old and e[0] != old.id]
+                if left:
+                    stored[old_key] = left
+                else:
+                    stored.pop(old_key, None)
                 session.delete(old)
             report.replaced += 1
-        existing.add(digest)
         if (note := getattr(ticket, "note", None)) is not None:
             report.notes.append(note)
         if getattr(ticket, "scrubbed_kinds", None):
             report.scrubbed += 1
         if ticket.tone is None and tone_fn is not None:
-            ticket.tone = _opt(tone_fn(ticket.customer_message), 32)
-        if ticket.intent is None and intent_fn is not None and (label := intent_fn(ticket.customer_message)):
+            ticket.tone = _opt(tone_fn(raw), 32)
+        if ticket.intent is None and intent_fn is not None and (label := intent_fn(raw)):
             ticket.intent = _opt(label, 64)
             report.intents_labelled += 1
+        report.no_intent += ticket.intent is None
+        report.no_tone += ticket.tone is None
         row = ImportedTicket(
             source=fmt,
             external_id=ticket.external_id,
@@ -531,14 +593,55 @@ def import_tickets(
             tone=ticket.tone,
             scrubbed=True,
             created_at=ticket.created_at,
-            data_hash=digest,
+            # (after labelling: the row's hash is of what it holds, as a re-import would compute it)
+            data_hash=ticket_hash(ticket.customer_message, ticket.agent_reply, ticket.intent),
         )
         session.add(row)
+        stored[key] = [[row, row.intent, row.tone]]
         if fmt == "corrections" and ticket.external_id:
             earlier[ticket.external_id] = [row]  # (a later line of the same file for that message wins)
         report.imported += 1
     session.flush()
     return report
+
+
+def _update_stored(ticket: Ticket, raw: str, entries: list[list[Any]], row_of: Callable[[list[Any]], Any],
+                   report: ImportReport, *, tone_fn: Callable[[str], str | None] | None,
+                   intent_fn: Callable[[str], str | None] | None) -> None:
+    """A ticket whose exchange is stored already: a duplicate, unless the stored ticket lacks what this
+    import gives. The file's own intent replaces the stored one (the operator mapped it: a re-import with
+    ``--map topic=intent`` corrects the intents detected before); a ticket stored without an intent gets
+    the detected one (it was imported while no NLU model was active), and one without a tone a tone."""
+    if ticket.intent is not None:
+        if any(e[1] == ticket.intent for e in entries):
+            report.duplicates += 1
+            _fill_tone(entries, raw, row_of, tone_fn)
+            return
+        entry, label, counter = entries[0], ticket.intent, "relabelled"
+    else:
+        entry = next((e for e in entries if e[1] is None), None)
+        label = intent_fn(raw) if entry is not None and intent_fn is not None else None
+        counter = "labelled_later"
+        if not label:
+            if entry is not None:
+                report.no_intent += 1
+            report.duplicates += 1
+            _fill_tone(entries, raw, row_of, tone_fn)
+            return
+        label = _opt(label, 64)
+    row = row_of(entry)
+    row.intent = entry[1] = label
+    row.data_hash = ticket_hash(row.customer_message, row.agent_reply, row.intent)
+    setattr(report, counter, getattr(report, counter) + 1)
+    _fill_tone(entries, raw, row_of, tone_fn)
+
+
+def _fill_tone(entries: list[list[Any]], raw: str, row_of: Callable[[list[Any]], Any],
+               tone_fn: Callable[[str], str | None] | None) -> None:
+    """The stored ticket's tone, when it has none and the bot's tone detector gives one now."""
+    entry = entries[0]
+    if entry[2] is None and tone_fn is not None and (tone := _opt(tone_fn(raw), 32)):
+        row_of(entry).tone = entry[2] = tone
 
 
 def stored_tickets(session: Any, sources: list[str] | None = None) -> list[Ticket]:
@@ -594,6 +697,16 @@ def find_imported(session: Any, *, source: str | None = None, search: str | None
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query)), int(total)
+
+
+def stored_sources(session: Any) -> dict[str, int]:
+    """How many imported tickets each source has (``{"csv": 12, "sample": 312}``)."""
+    from sqlalchemy import func, select
+
+    from models.db import ImportedTicket
+
+    query = select(ImportedTicket.source, func.count()).group_by(ImportedTicket.source).order_by(ImportedTicket.source)
+    return {source: int(n) for source, n in session.execute(query)}
 
 
 def get_imported(session: Any, ticket_ids: list[int]) -> list[Any]:

@@ -90,3 +90,62 @@ def test_a_typed_password_is_asked_twice(data_dir, capsys, monkeypatch):
     typed = iter(["typed-password-1", "typed-password-1"])
     assert main(["users", "add", "kim@larkspur.example"]) == 0
     _auth().login("kim@larkspur.example", "typed-password-1", ip="10.0.0.2")
+
+
+def test_password_and_generate_together_are_refused_as_a_conflict(data_dir, capsys):
+    """QA: `users set-password --password x --generate` complained about a weak password, not the conflict."""
+    assert main(["users", "add", "lou@larkspur.example", "--password", "first-password-1"]) == 0
+    capsys.readouterr()
+    for argv in (["users", "set-password", "lou@larkspur.example", "--password", "x", "--generate"],
+                 ["users", "set-password", "lou@larkspur.example", "--password", "long-enough-2", "--generate"],
+                 ["users", "add", "max@larkspur.example", "--password", "long-enough-2", "--generate"]):
+        assert main(argv) == 1
+        out, err = capsys.readouterr()
+        assert "password_conflict" in err and "--password PASSWORD or --generate, not both" in err
+        assert "weak_password" not in err and "shown once" not in out
+    _auth().login("lou@larkspur.example", "first-password-1", ip="10.0.0.4")  # unchanged
+    assert main(["users", "list"]) == 0
+    assert "max@larkspur.example" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("email", ["<script>@x.com", "a b@x.com", '"quoted"@x.com', "anna@localhost", "anna@x.c",
+                                   "anna..b@x.com", ".anna@x.com", "anna@-x.com", "anna@x_y.com", "anna@x.com.",
+                                   "anna@@x.com", "anna@x.com<b>", "a" * 65 + "@x.com"])
+def test_an_implausible_email_address_is_refused(data_dir, capsys, email):
+    """QA: `users add '<script>@x.com'` was accepted as an e-mail address."""
+    assert main(["users", "add", email, "--password", "long-enough-1"]) == 1
+    assert "invalid_email" in capsys.readouterr().err
+    assert main(["users", "list"]) == 0
+    assert "@" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("email", ["Anna.B+tag@Mail.Example.co.uk", "o'brien@shop.ie", "jöran@exämple.de",
+                                   "x_y-z@sub-domain.example"])
+def test_ordinary_addresses_are_still_accepted(data_dir, capsys, email):
+    assert main(["users", "add", email, "--password", "long-enough-1"]) == 0
+    assert f"added agent {email.lower()}" in capsys.readouterr().out
+
+
+def test_users_add_help_names_the_default_role(capsys):
+    with pytest.raises(SystemExit):
+        main(["users", "add", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default: agent)" in help_text and "instead of --password" in help_text
+
+
+def test_the_last_enabled_admin_cannot_be_disabled(data_dir, capsys):
+    """QA: `users disable` disabled the only admin, leaving nobody who could manage users."""
+    assert main(["users", "add", "root@larkspur.example", "--role", "admin", "--password", "first-password-1"]) == 0
+    assert main(["users", "add", "old@larkspur.example", "--role", "admin", "--password", "first-password-1"]) == 0
+    assert main(["users", "add", "kim@larkspur.example", "--password", "first-password-1"]) == 0
+    assert main(["users", "disable", "old@larkspur.example"]) == 0  # another admin is still enabled
+    capsys.readouterr()
+    assert main(["users", "disable", "root@larkspur.example"]) == 1
+    err = capsys.readouterr().err
+    assert "last_admin" in err and "root@larkspur.example is the only enabled admin" in err
+    assert "--role admin" in err
+    _auth().login("root@larkspur.example", "first-password-1", ip="10.0.0.5")  # still enabled
+    assert main(["users", "disable", "kim@larkspur.example"]) == 0  # agents: as before
+    assert main(["users", "disable", "old@larkspur.example"]) == 0  # already disabled: nothing to protect
+    assert main(["users", "enable", "old@larkspur.example"]) == 0
+    assert main(["users", "disable", "root@larkspur.example"]) == 0  # old@ is an enabled admin again

@@ -88,3 +88,41 @@ def test_names_a_customer_gives_are_found_for_the_reply_too():
     assert names_in("Dear Sarah, thanks") == ["Sarah"]
     assert names_in("I'm Mr. Smith") == ["Smith"]
     assert names_in("Dear customer, thanks") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # QA: a sign-off "- Sarah" (a dash and a first name on the last line) was kept on import
+        ("My lamp arrived broken, can you send a new one?\n- Sarah",
+         f"My lamp arrived broken, can you send a new one?\n- {N}"),
+        ("My lamp arrived broken. - Sarah", f"My lamp arrived broken. - {N}"),
+        ("Where is my parcel?\n\n— Sarah de Vries\n", f"Where is my parcel?\n\n— {N}\n"),
+        ("Where is my parcel?\n-Pieter van den Berg.", f"Where is my parcel?\n-{N}."),
+    ],
+)
+def test_a_dash_sign_off_on_the_last_line_is_a_name(text, expected):
+    assert scrub_pii(text) == (expected, [N])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Delivery options:\n- Standard\n- Express",  # the last item of a list is not a sign-off
+        "You can pay with:\n- Klarna",
+        "Steps:\n1. Open Orders\n- Done",
+        "We are happy to help!\n- The Larkspur Team",
+        "We are happy to help!\n- Larkspur Support",
+        "The price is 45 - Express",
+    ],
+)
+def test_a_list_or_a_team_after_a_dash_is_not_a_name(text):
+    assert scrub_pii(text) == (text, [])
+
+
+def test_a_dash_sign_off_name_is_scrubbed_from_the_reply_too():
+    from models.pii import scrub_exchange
+
+    message, reply, _ = scrub_exchange("Can I still cancel?\n- Sarah", "Hi Sarah, yes you can.")
+    assert (message, reply) == (f"Can I still cancel?\n- {N}", f"Hi {N}, yes you can.")
+    assert names_in("Can I still cancel?\n- Sarah") == ["Sarah"]

@@ -70,20 +70,21 @@ def test_tickets_list_shows_one_line_per_ticket_and_filters(ctx, capsys):
     assert _run(ctx, ["tickets", "list"]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert len(lines) == 3 and "3 ticket(s)" in err
+    # the count comes last on stdout, after the lines it counts (QA: on stderr it came out of order when piped)
+    assert len(lines) == 4 and lines[3] == "3 ticket(s)" and err == ""
     first = lines[0].split()
     assert first[:3] == ["1", "jsonl", "damaged_item"]
     assert "{{Customer Name}}" in lines[0] and "Vries" not in lines[0]  # what is stored: scrubbed
     assert lines[2].split()[:3] == ["3", "csv", "-"]  # no intent
     assert _run(ctx, ["tickets", "list", "--source", "csv"]) == 0
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["3"]
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["3", "1"]
     assert _run(ctx, ["tickets", "list", "--search", "PARCEL"]) == 0
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["2"]
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["2", "1"]
     assert _run(ctx, ["tickets", "list", "--limit", "1"]) == 0
     out, err = capsys.readouterr()
-    assert len(out.splitlines()) == 1 and "1 of 3 tickets shown" in err
+    assert out.splitlines()[1:] == ["1 of 3 tickets shown (--limit N shows more)"] and err == ""
     assert _run(ctx, ["tickets", "list", "--search", "100%_"]) == 0  # LIKE wildcards are text
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().out == "no matching imported tickets\n"
 
 
 def test_a_long_message_is_shortened_to_one_line(ctx, tmp_path, capsys):
@@ -93,7 +94,7 @@ def test_a_long_message_is_shortened_to_one_line(ctx, tmp_path, capsys):
         s.commit()
     _run(ctx, ["tickets", "list", "--search", "flickers"])
     line = capsys.readouterr().out.splitlines()
-    assert len(line) == 1 and line[0].endswith("…") and len(line[0]) < 130
+    assert len(line) == 2 and line[0].endswith("…") and len(line[0]) < 130 and line[1] == "1 matching ticket(s)"
 
 
 def test_tickets_show_prints_the_stored_ticket_and_refuses_unknown_ids(ctx, capsys):
@@ -118,8 +119,29 @@ def test_tickets_delete_by_id_or_by_source(ctx, capsys):
     assert ctx.count() == 2
     assert _run(ctx, ["tickets", "delete", "--source", "jsonl", "--yes"]) == 0
     assert ctx.count() == 1 and ctx.count(source="csv") == 1
-    with pytest.raises(InvalidInput, match="either ticket ids or --source"):
+
+
+def test_tickets_delete_says_what_it_needs_and_names_the_sources(ctx, capsys):
+    """QA: `tickets delete --source csvv --yes` said "deleted 0" without saying the source is unknown, and
+    `tickets delete` alone said "(not both)"."""
+    with pytest.raises(InvalidInput) as exc:
+        _run(ctx, ["tickets", "delete", "--source", "csvv", "--yes"])
+    assert exc.value.code == "unknown_source"
+    assert "Unknown source 'csvv'" in exc.value.message and "bitext, csv, jsonl, sample, corrections" in exc.value.message
+    assert "Sources with imported tickets: csv (1), jsonl (2)." in exc.value.message
+    with pytest.raises(InvalidInput, match="Unknown source 'csvv'"):
+        _run(ctx, ["tickets", "list", "--source", "csvv"])
+    assert ctx.count() == 3
+    assert _run(ctx, ["tickets", "delete", "--source", "bitext", "--yes"]) == 0  # a source, but none imported
+    assert capsys.readouterr().out == ("nothing deleted: no ticket was imported as 'bitext' (sources with imported "
+                                       "tickets: csv (1), jsonl (2))\n")
+    with pytest.raises(InvalidInput) as exc:
         _run(ctx, ["tickets", "delete"])
+    assert "not both" not in exc.value.message
+    assert exc.value.message.startswith("Name the tickets to delete: their ids") and "--source SOURCE --yes" in exc.value.message
+    with pytest.raises(InvalidInput, match="Give ticket ids or --source SOURCE, not both"):
+        _run(ctx, ["tickets", "delete", "1", "--source", "csv"])
+    assert ctx.count() == 3
 
 
 def _correction(message_id, reply: str) -> dict:
@@ -192,3 +214,30 @@ def test_an_imported_tickets_id_category_and_control_characters_carry_no_persona
     from bot.cli_models import _shown
 
     assert _shown("a\x1b[31mb\rc") == "a\\x1b[31mb\\rc"
+
+
+def test_an_import_says_why_tickets_got_no_intent(tmp_path, capsys, caplog):
+    """QA: tickets imported while no NLU model was active got no intent or tone, silently; and the labeller
+    swallowed every error."""
+    from bot.conversation.nlu import NLURegistry
+
+    ctx = Ctx(tmp_path)
+    ctx.services = SimpleNamespace(nlu=NLURegistry(tmp_path / "nlu"))  # no model trained yet
+    path = _jsonl(tmp_path / "own.jsonl", [{"message": "Hi, I'm Jan de Vries, where is my order?", "reply": "Soon."},
+                                           {"message": "Can I pay by PayPal?", "reply": "Yes.", "intent": "payment"}])
+    assert _run(ctx, ["tickets", "import", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert ("  1 ticket(s) have no intent: no NLU model is active: run `hybridesk nlu train` (or `hybridesk init`), "
+            "then import the file again to label them") in out
+    # a model that is there but cannot be loaded: said in the summary and logged, not swallowed
+    (tmp_path / "nlu" / "v1").mkdir(parents=True)
+    (tmp_path / "nlu" / "v1" / "metadata.json").write_text("{oops", encoding="utf-8")
+    (tmp_path / "nlu" / "active").write_text("v1", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="bot.cli_models"):
+        assert _run(ctx, ["tickets", "import", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "0 imported, 2 duplicates" in out
+    assert "1 ticket(s) have no intent: the NLU model cannot be loaded (NLU model v1 is broken" in out
+    assert any("the NLU model cannot be loaded" in r.getMessage() for r in caplog.records)
+    assert "Jan" not in caplog.text and "Jan" not in out  # the message as written is never shown or logged
+    assert ctx.count() == 2

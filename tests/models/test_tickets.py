@@ -359,3 +359,106 @@ def test_a_row_whose_only_fault_is_its_date_is_imported_without_it(tmp_path):
     assert report.imported == 2 and not report.errors
     assert dates["Can I return a lamp?"] is None and dates["Where is my parcel?"] is not None
     assert "note line 3: created_at 'not a date' is not a date" in report.summary()
+
+
+JAN = "Hi, I'm Jan de Vries, where is my order LK 42710343? my email is jan@example.com"
+
+
+def _engine(tmp_path: Path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    ModelsBase.metadata.create_all(engine)
+    return engine
+
+
+def test_the_bots_labels_are_read_from_the_message_as_written_and_only_the_scrubbed_one_is_stored(tmp_path):
+    # QA: the intent was read from "Hi, I'm {{Customer Name}}, where is my order LK {{Order Number}}? my email is
+    # {{Customer Email}}" (contact_customer_service) where the model reads the customer's own words as track_order
+    path = tmp_path / "own.csv"
+    path.write_text(f'message,reply\n"{JAN}",It ships tomorrow.\n', encoding="utf-8")
+    read: list[tuple[str, str]] = []
+
+    def intent_fn(text: str) -> str:
+        read.append(("intent", text))
+        return "track_order"
+
+    def tone_fn(text: str) -> str:
+        read.append(("tone", text))
+        return "neutral"
+
+    with Session(_engine(tmp_path)) as session:
+        report = import_tickets(session, path, "csv", intent_fn=intent_fn, tone_fn=tone_fn)
+        session.commit()
+        row = session.scalars(sa.select(ImportedTicket)).one()
+    assert read == [("tone", JAN), ("intent", JAN)]
+    assert (row.intent, row.tone, report.intents_labelled) == ("track_order", "neutral", 1)
+    assert row.customer_message == ("Hi, I'm {{Customer Name}}, where is my order LK {{Order Number}}? my email is "
+                                    "{{Customer Email}}")
+    assert row.data_hash == ticket_hash(row.customer_message, row.agent_reply, "track_order")
+    # the text as written is kept only for the labelling: no repr, field or summary shows it
+    tickets, _ = read_tickets(path, "csv", keep_raw=True)
+    assert "Vries" not in repr(tickets[0]) and "jan@" not in json.dumps(
+        {k: str(v) for k, v in vars(tickets[0]).items() if not k.startswith("_")})
+    assert "Vries" not in report.summary() and "42710343" not in report.summary()
+    plain, _ = read_tickets(path, "csv")
+    assert not hasattr(plain[0], "_raw_message")
+
+
+def test_a_reimport_that_names_the_intents_stores_no_duplicate_and_corrects_the_detected_ones(tmp_path):
+    # QA: imported without mapping its intent column (the bot detected one), then again with
+    # --map topic=intent: identical (message, reply, intent) pairs were stored twice
+    path = tmp_path / "own.csv"
+    path.write_text("question,answer,topic\n"
+                    "Where is my parcel?,It ships today.,track_order\n"
+                    "I want my money back,The refund is on its way.,get_refund\n", encoding="utf-8")
+    detected = {"Where is my parcel?": "track_order", "I want my money back": "track_refund"}
+    mapping = {"question": "customer_message", "answer": "agent_reply"}
+    engine = _engine(tmp_path)
+    with Session(engine) as session:
+        first = import_tickets(session, path, "csv", mapping, intent_fn=detected.get)
+        session.commit()
+        assert (first.imported, first.intents_labelled) == (2, 2)
+        again = import_tickets(session, path, "csv", {**mapping, "topic": "intent"}, intent_fn=detected.get)
+        session.commit()
+        rows = session.scalars(sa.select(ImportedTicket).order_by(ImportedTicket.id)).all()
+        # one row per exchange; the file's own intent replaces the detected one that was wrong
+        assert [(r.customer_message, r.intent) for r in rows] == [("Where is my parcel?", "track_order"),
+                                                                  ("I want my money back", "get_refund")]
+        assert all(r.data_hash == ticket_hash(r.customer_message, r.agent_reply, r.intent) for r in rows)
+        assert (again.imported, again.duplicates, again.relabelled) == (0, 1, 1)
+        assert "1 imported before now have the intent this file names" in again.summary()
+        third = import_tickets(session, path, "csv", {**mapping, "topic": "intent"})
+        session.commit()
+        assert (third.imported, third.duplicates, third.relabelled) == (0, 2, 0)
+        # without the intent column, what is stored stays (a detection does not overwrite a named intent)
+        fourth = import_tickets(session, path, "csv", mapping, intent_fn=lambda text: "cancel_order")
+        session.commit()
+        assert (fourth.imported, fourth.duplicates) == (0, 2)
+        assert [r.intent for r in session.scalars(sa.select(ImportedTicket).order_by(ImportedTicket.id))] == [
+            "track_order", "get_refund"]
+
+
+def test_tickets_imported_while_no_nlu_model_was_active_are_labelled_when_imported_again(tmp_path):
+    # QA: they got no intent or tone, silently, and a re-import after `nlu train` found them all duplicates
+    path = tmp_path / "own.jsonl"
+    path.write_text(json.dumps({"message": JAN, "reply": "It ships tomorrow."}) + "\n"
+                    + json.dumps({"message": "Can I pay by PayPal?", "reply": "Yes.", "intent": "payment"}) + "\n",
+                    encoding="utf-8")
+    engine = _engine(tmp_path)
+    with Session(engine) as session:
+        first = import_tickets(session, path, "jsonl", intent_fn=lambda text: None, tone_fn=lambda text: None)
+        first.label_problem = "no NLU model is active: run `hybridesk nlu train`, then import the file again"
+        session.commit()
+        assert (first.imported, first.no_intent) == (2, 1)
+        assert "  1 ticket(s) have no intent: no NLU model is active: run `hybridesk nlu train`" in first.summary()
+        seen: list[str] = []
+        again = import_tickets(session, path, "jsonl", intent_fn=lambda text: seen.append(text) or "track_order",
+                               tone_fn=lambda text: "neutral")
+        session.commit()
+        rows = {r.customer_message[:8]: r for r in session.scalars(sa.select(ImportedTicket))}
+        assert len(rows) == 2 and seen == [JAN]  # read as written, this time too
+        assert (rows["Hi, I'm "].intent, rows["Hi, I'm "].tone) == ("track_order", "neutral")
+        assert rows["Hi, I'm "].data_hash == ticket_hash(rows["Hi, I'm "].customer_message, "It ships tomorrow.",
+                                                         "track_order")
+        assert (rows["Can I pa"].intent, rows["Can I pa"].tone) == ("payment", "neutral")
+        assert (again.imported, again.labelled_later, again.duplicates, again.no_intent) == (0, 1, 1, 0)
+        assert "1 imported before without an intent now have the one the bot detects" in again.summary()

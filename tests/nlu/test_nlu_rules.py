@@ -80,3 +80,19 @@ def test_emoji_are_spelled_out_for_the_encoder() -> None:
     assert spell_emoji("ok \U0001F44D\U0001F3FB love \u2764\ufe0f") == "ok  thumbs up sign  love  heavy black heart "
     assert spell_emoji("café™ → naïve") == "café™ → naïve"
     assert model_text("Pressured. \U0001F626") == "Pressured. \U0001F626"  # off unless the model asks
+
+
+@pytest.mark.parametrize("text", ["Tell me a joke", "Do you know a good joke?", "Here is a joke for you",
+                                  "I ordered the joke mug for my brother", "I was joking, thanks!"])
+def test_a_joke_asked_for_is_not_frustration(text: str) -> None:
+    """QA: "Tell me a joke" was read as angry (0.59): `joke` was a frustration word, meant for "is this a joke?"."""
+    assert "frustration_words" not in rule_signals(text)
+    assert tone_of(text).label != "angry"
+
+
+@pytest.mark.parametrize("text", ["Is this a joke?", "What a joke.", "This is a joke!", "You're joking",
+                                  "you must be joking, three weeks?", "Your delivery service is a complete joke",
+                                  "is this some kind of joke", "That’s a joke", "are you kidding me"])
+def test_joke_as_a_verdict_on_the_service_is_frustration(text: str) -> None:
+    assert "frustration_words" in rule_signals(text)
+    assert tone_of(text).label == "angry"

@@ -14,6 +14,25 @@ BITEXT_CSV = "bitext_customer_support/Bitext_Sample_Customer_Support_Training_Da
 _TEXT_KEYS = ("customer_message", "text", "instruction", "message", "question")
 
 
+def _json_lines(path: Path, code: str):
+    """``(line number, parsed value)`` of each non-empty line; a line that is not JSON, or a file that is
+    not UTF-8 text, is an :class:`InvalidInput` naming the file and line (not a Python traceback)."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield n, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InvalidInput(f"{path}:{n} is not valid JSON ({exc.msg} at column {exc.colno}).",
+                                       code=code) from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path} is not UTF-8 text; save it as UTF-8.", code=code) from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path} is a directory; pass a JSON-lines file.", code=code) from None
+
+
 def load_tickets(path: Path) -> list[tuple[str, str]]:
     """``(customer message, intent)`` pairs from a JSON-lines ticket file.
 
@@ -25,33 +44,39 @@ def load_tickets(path: Path) -> list[tuple[str, str]]:
         raise NotFound(f"Ticket file {path} does not exist; pass --tickets with a JSON-lines file.",
                        code="tickets_not_found")
     out: list[tuple[str, str]] = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInput(f"{path}:{n} is not valid JSON ({exc.msg}).", code="bad_tickets") from None
-            text = next((row[k] for k in _TEXT_KEYS if isinstance(row.get(k), str) and row[k].strip()), None)
-            intent = row.get("intent")
-            if text and isinstance(intent, str) and intent.strip():
-                out.append((text.strip(), intent.strip()))
+    for n, row in _json_lines(path, "bad_tickets"):
+        if not isinstance(row, dict):
+            raise InvalidInput(f"{path}:{n} is not a JSON object (one ticket per line, with customer_message "
+                               "and intent).", code="bad_tickets")
+        text = next((row[k] for k in _TEXT_KEYS if isinstance(row.get(k), str) and row[k].strip()), None)
+        intent = row.get("intent")
+        if text and isinstance(intent, str) and intent.strip():
+            out.append((text.strip(), intent.strip()))
     return out
 
 
-def load_out_of_scope(path: Path) -> list[str]:
-    """Out-of-scope examples (JSON lines with ``text``); an absent file means none."""
+def load_out_of_scope(path: Path, *, required: bool = False) -> list[str]:
+    """Out-of-scope examples (JSON lines with ``text``, or a JSON string per line).
+
+    An absent file means none, unless ``required`` (the operator named it: a typo must not train a
+    model without them, silently). A malformed line is an error naming the file and line number.
+    """
     path = Path(path)
     if not path.exists():
+        if required:
+            raise NotFound(f"Out-of-scope file {path} does not exist; pass --out-of-scope with a JSON-lines file "
+                           '(one {"text": "..."} per line), or leave it out.', code="out_of_scope_not_found")
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
+    for n, row in _json_lines(path, "bad_out_of_scope"):
+        if isinstance(row, str):
+            text = row
+        elif isinstance(row, dict):
             text = next((row[k] for k in _TEXT_KEYS if isinstance(row.get(k), str)), "")
-            if text.strip():
-                out.append(text.strip())
+        else:
+            raise InvalidInput(f'{path}:{n} is not a JSON object with a "text" key.', code="bad_out_of_scope")
+        if text.strip():
+            out.append(text.strip())
     return out
 
 

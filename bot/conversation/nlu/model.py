@@ -46,6 +46,24 @@ def data_hash(examples: Sequence[tuple[str, str]], extra: Sequence[str] = ()) ->
     return h.hexdigest()[:16]
 
 
+#: one line per training message (:func:`example_digest`), so that `nlu eval` can tell how much of an
+#: evaluation file the model was trained on, whatever the file is called or wherever it lies
+DIGESTS_FILE = "training_digests.txt"
+
+
+def example_digest(text: str) -> str:
+    """A short fingerprint of one training message as the model read it (``model_text``)."""
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+def read_training_digests(model_dir: Path) -> frozenset[str] | None:
+    """The fingerprints of a version's training messages; None for a version trained before they were kept."""
+    try:
+        return frozenset((Path(model_dir) / DIGESTS_FILE).read_text(encoding="utf-8").split())
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 # The tone branch: a fine-tuned copy of MiniLM's top TONE_BRANCH_LAYERS layers (see branch.py).
 TONE_BRANCH_LAYERS = 3
 TONE_BRANCH_EPOCHS = 4
@@ -157,6 +175,16 @@ class NLU:
         #: a message whose probability is split between them is not out of scope (see :meth:`_verdict`)
         self.families: dict[str, str] = dict(meta.get("intent_families") or {})
         self.encoder = encoder or shared_encoder(None)
+        #: fingerprints of the training messages (:func:`example_digest`): set by :meth:`train`, read from
+        #: the version folder by :meth:`training_digests` (None: trained before they were kept)
+        self.digests: frozenset[str] | None = None
+        self.model_dir: Path | None = None
+
+    def training_digests(self) -> frozenset[str] | None:
+        """The fingerprints of the messages this model was trained on (None when unknown)."""
+        if self.digests is None and self.model_dir is not None:
+            self.digests = read_training_digests(self.model_dir)
+        return self.digests
 
     # --- persistence --------------------------------------------------------------------------
     @classmethod
@@ -200,8 +228,10 @@ class NLU:
                                          f"({type(exc).__name__}: {exc}).", code="nlu_model_broken") from exc
         else:  # format 1, or trained without validation data: the head alone
             tone.branch, tone.branch_weight = None, 0.0
-        return cls(intent, tone, version=metadata.get("version", model_dir.name), metadata=metadata,
-                   encoder=encoder)
+        model = cls(intent, tone, version=metadata.get("version", model_dir.name), metadata=metadata,
+                    encoder=encoder)
+        model.model_dir = model_dir
+        return model
 
     def save(self, out_dir: Path) -> Path:
         """Write this model into ``out_dir`` (created; written to a temp folder, then renamed)."""
@@ -215,7 +245,10 @@ class NLU:
 
             self.tone.branch.save(tmp / BRANCH_FILE)
         (tmp / "metadata.json").write_text(json.dumps(self.metadata, indent=2, default=str), encoding="utf-8")
+        if self.training_digests() is not None:
+            (tmp / DIGESTS_FILE).write_text("".join(f"{d}\n" for d in sorted(self.digests or ())), encoding="utf-8")
         os.replace(tmp, out_dir)
+        self.model_dir = out_dir
         return out_dir
 
     # --- training -----------------------------------------------------------------------------
@@ -253,7 +286,7 @@ class NLU:
         t0 = time.perf_counter()
         texts = [t for t, _ in pairs]
         emb = encoder.encode(texts)
-        intent = IntentHead()
+        intent = IntentHead(small_set_holdout=True)
         intent_metrics = intent.fit(texts, [y for _, y in pairs], emb, seed=seed)
         t_intent = time.perf_counter() - t0
         tone_metrics: dict[str, Any] = {}
@@ -290,6 +323,7 @@ class NLU:
             "metrics": {"intent": intent_metrics, "tone": tone_metrics},
         }
         model = cls(intent, tone, version=version, metadata=metadata, encoder=encoder)
+        model.digests = frozenset(example_digest(t) for t in texts)
         if out_dir is not None:
             model.save(Path(out_dir))
         return model

@@ -168,12 +168,14 @@ class NLURegistry:
         for p in paths:
             rows = load_tickets(Path(p))
             examples += rows
-            sources[str(p)] = len(rows)
+            # the file's absolute path: `nlu eval` recognises it from any working directory
+            sources[str(Path(p).resolve())] = len(rows)
             grouped.update({i: c for i, c in load_categories(Path(p)).items() if c in wanted})
         oos_path = out_of_scope or (Path(paths[0]).parent / "out_of_scope.jsonl" if paths else None)
-        oos = load_out_of_scope(oos_path) if oos_path else []
+        # a file the operator named must exist; the default one next to the tickets is optional
+        oos = load_out_of_scope(oos_path, required=out_of_scope is not None) if oos_path else []
         if oos:
-            sources[str(oos_path)] = len(oos)
+            sources[str(Path(oos_path).resolve())] = len(oos)
         tone_examples, tone_validation = None, []
         if use_public and shared_data_dir is not None:
             try:

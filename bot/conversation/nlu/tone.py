@@ -28,9 +28,20 @@ def _rx(*parts: str) -> re.Pattern[str]:
 
 PROFANITY = _rx(r"\b(?:f+u+c+k+\w*|f\*+c?k\w*|f\*+\w*|sh[i1]t+\w*|s\*+t|crap+y?|damn\w*|goddamn\w*|bloody|wtf|"
                 r"bs|bullsh\w+|hell|piss\w*|bastard\w*|asshole\w*|a\*+hole|idiot\w*|moron\w*|screw (?:you|this))\b")
+# (a joke gift, a joke mug: a product, not a verdict)
+_JOKE = r"joke\b(?!\s+(?:gift|present|card|book|mug|item|shirt|t-shirt|toy|product|cup|sock)s?\b)"
 FRUSTRATION = _rx(r"\b(?:ridiculous|unacceptable|useless|pathetic|terrible|horrible|awful|worst|disgust\w*|"
-                  r"furious|angry|fed up|sick of|tired of|outrage\w*|incompetent|joke|scam\w*|rip[- ]?off|"
-                  r"frustrat\w*|annoy\w*|livid|disappoint\w*)\b")
+                  r"furious|angry|fed up|sick of|tired of|outrage\w*|incompetent|scam\w*|rip[- ]?off|"
+                  r"frustrat\w*|annoy\w*|livid|disappoint\w*)\b",
+                  # "joke" only as a verdict on the service ("is this a joke?", "what a joke", "your service is a
+                  # joke", "you're joking"), not as a request for one ("Tell me a joke" read angry, 0.59)
+                  r"\b(?:is|are|was) (?:this|that|it) (?:some (?:kind|sort) of )?(?:a )?" + _JOKE,
+                  r"\b(?:this|that|it|which|service|company|shop|store|website|site|app|support|delivery|"
+                  r"refund|response|reply|answer|offer|policy|process)(?: is|['’]s| was| has been)"
+                  r" (?:a |an |such a |one big |a (?:complete|total|bad|sick|bloody|absolute|real) |an absolute )" + _JOKE,
+                  r"\bwhat a (?:\w+ )?" + _JOKE, r"\b(?:a|an absolute|a complete|a total) joke of an? \w+",
+                  r"\b(?:you(?:['’]re| are)|you must be|you have to be|you['’]ve got to be|you got to be|are you)"
+                  r" (?:\w+ )?(?:joking|kidding)\b")
 REPEAT_CONTACT = _rx(r"\b(?:second|third|fourth|fifth|2nd|3rd|4th|5th|\d+th|nth|umpteenth) time\b",
                      r"\bhow many times\b", r"\bagain and again\b", r"\bover and over\b",
                      r"\balready (?:asked|told|contacted|called|emailed|e-mailed|written|wrote|sent|explained)\b",
