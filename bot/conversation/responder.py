@@ -661,7 +661,8 @@ class Responder:
         for fact in asked:
             if fact.name not in known:  # asked for, but its document was not among the passages
                 facts.append(fact_dict(fact))
-        cites = [citation(p) for p in passages]
+        # one entry per section: two passages of one section (a long one, chunked) are one source to the customer
+        cites = list({(c["document_id"], c["revision"], c["anchor"]): c for c in map(citation, passages)}.values())
         cited = {(c["document_id"], c["revision"]) for c in cites}
         for fact in asked:
             if (fact.document_id, fact.revision) not in cited:
