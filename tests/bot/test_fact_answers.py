@@ -632,10 +632,12 @@ def test_the_readmes_example_question_asks_for_the_return_window(sample_kb, ques
 
 
 def test_a_section_retrieved_twice_is_cited_once(sample_kb):
+    from bot.conversation.responder import Responder
+
     # QA: a reply listed "Placing an order › Step by step" twice (two chunks of one long section)
-    question = "How do I change my order?"
+    question = "order LK-12345678 please"
     passages, _ = Responder(sample_kb, None, company_name="Larkspur & Co.").retrieve(question, [])
     assert len({(p["document_id"], p["anchor"]) for p in passages}) < len(passages)  # the case itself
-    result = _ask(sample_kb, question, intent="change_order")
+    result = _ask(sample_kb, question, intent="out_of_scope")
     keys = [(c["document_id"], c["revision"], c["anchor"]) for c in result.citations]
     assert len(keys) == len(set(keys)), result.citations
