@@ -1,6 +1,6 @@
 """`hybridesk nlu ...`: train, evaluate, list and activate intent + tone model versions.
 
-    hybridesk nlu train [--tickets PATH ...] [--out-of-scope PATH] [--no-public] [--out DIR]
+    hybridesk nlu train [--tickets PATH ...] [--db-tickets] [--out-of-scope PATH] [--public | --no-public] [--out DIR]
     hybridesk nlu eval [--tickets PATH] [--version V] [--bitext]
     hybridesk nlu list
     hybridesk nlu activate VERSION
@@ -25,7 +25,11 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("train", help="train a new version on the company's tickets (+ public data when present)")
     p.add_argument("--tickets", type=Path, action="append", default=None,
-                   help="JSON-lines tickets with customer_message and intent (repeatable; default: the sample)")
+                   help="JSON-lines tickets with customer_message and intent (repeatable; default: the sample, "
+                        "unless --db-tickets)")
+    p.add_argument("--db-tickets", action="store_true",
+                   help="train on the tickets `hybridesk tickets import` stored (those with an intent), with the "
+                        "--tickets files if any (the sample is then not added)")
     p.add_argument("--out-of-scope", type=Path, default=None,
                    help="JSON-lines out-of-scope examples with text (default: out_of_scope.jsonl next to tickets, "
                         "when there is one)")
@@ -80,7 +84,10 @@ def cmd_train(args: argparse.Namespace, ctx: Any) -> int:
     from bot.conversation.nlu.types import OUT_OF_SCOPE
 
     registry = _registry(args, ctx)
-    tickets = args.tickets or [Path(getattr(ctx.settings, "tickets_sample_path", "models/sample/tickets.jsonl"))]
+    tickets = list(args.tickets or [])
+    if args.db_tickets:
+        tickets.append(_export_db_tickets(ctx, registry.root))
+    tickets = tickets or [Path(getattr(ctx.settings, "tickets_sample_path", "models/sample/tickets.jsonl"))]
     use_public, why = _use_public(args, ctx)
     shared = Path(ctx.settings.shared_data_dir) if use_public else None
     print(f"training on {', '.join(map(str, tickets))}"
@@ -110,6 +117,44 @@ def cmd_train(args: argparse.Namespace, ctx: Any) -> int:
               "more of each is better) and train again.", file=sys.stderr)
     print("active" if not args.no_activate else f"stored; activate with `hybridesk nlu activate {version}`")
     return 0
+
+
+#: intents the dialogue policy acts on by name (bot/conversation/policy.py): a company whose tickets name
+#: them otherwise loses the order lookup and the intent-based handoff, so `nlu train --db-tickets` says so
+POLICY_INTENTS = ("contact_human_agent", "track_order", "change_order", "cancel_order", "complaint")
+
+
+def _export_db_tickets(ctx: Any, root: Path) -> Path:
+    """The stored tickets that have an intent, as a JSON-lines file in the NLU registry's folder (what a
+    version is trained on stays on disk beside it, and `nlu eval` knows it)."""
+    import sqlalchemy as sa
+
+    from models.db import ImportedTicket
+
+    require = getattr(ctx, "require_database", None)
+    if callable(require):
+        require()
+    with ctx.session() as session:
+        rows = session.execute(sa.select(ImportedTicket.customer_message, ImportedTicket.intent,
+                                         ImportedTicket.category).where(ImportedTicket.intent.is_not(None))
+                               .order_by(ImportedTicket.id)).all()
+    if not rows:
+        raise InvalidInput("No stored ticket has an intent: import tickets first (`hybridesk tickets import FILE "
+                           "--map COLUMN=intent`), or label them with an active NLU model.", code="no_db_tickets")
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "db_tickets.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for message, intent, category in rows:
+            fh.write(json.dumps({"customer_message": message, "intent": intent,
+                                 **({"category": category} if category else {})}, ensure_ascii=False) + "\n")
+    intents = {intent for _, intent, _ in rows}
+    print(f"{len(rows)} stored tickets of {len(intents)} intents written to {path}")
+    missing = [i for i in POLICY_INTENTS if i not in intents]
+    if missing:
+        print(f"warning: the stored tickets name no {', '.join(missing)}: the dialogue policy acts on these intents "
+              "by name (order lookup, handoff, escalation); map your labels onto them or add examples.",
+              file=sys.stderr)
+    return path
 
 
 def evaluate(model: Any, pairs: list[tuple[str, str]]) -> dict[str, Any]:

@@ -402,3 +402,40 @@ def test_tickets_imported_before_an_nlu_model_was_active_are_labelled_by_it_when
     assert intent == "track_order" and tone in ("neutral", "urgent", "angry", "confused", "positive")
     out = run("--map", "topic=intent")  # the same intent, named by the file: a duplicate, not a second row
     assert "0 imported, 1 duplicates" in out and stored() == [("track_order", tone)]
+
+
+def test_nlu_train_on_the_tickets_the_company_imported(tmp_path, capsys):
+    """QA: `nlu train` read only JSON-lines files (default: the Larkspur sample), so an operator who had
+    imported their own tickets kept training the NLU on the sample company's intents."""
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    from bot import cli_models
+    from models.db import ImportedTicket, ModelsBase
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    ModelsBase.metadata.create_all(engine)
+    ctx = _ctx(tmp_path)
+    ctx.session = lambda: Session(engine)
+    ctx.services = SimpleNamespace(nlu=NLURegistry(tmp_path / "none"))
+    with pytest.raises(InvalidInput) as empty:
+        _run(["nlu", "train", "--db-tickets", "--no-public"], ctx)
+    assert empty.value.code == "no_db_tickets"
+    own = tmp_path / "own.csv"
+    own.write_text("message,reply,topic\n" + "".join(f'"{t}",We will look into it.,{y}\n' for t, y in ROWS),
+                   encoding="utf-8")
+    parser = argparse.ArgumentParser()
+    cli_models.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["tickets", "import", str(own), "--format", "csv", "--map", "message=customer_message",
+                              "--map", "reply=agent_reply", "--map", "topic=intent"])
+    assert args.handler(args, ctx) == 0
+    capsys.readouterr()
+    assert _run(["nlu", "train", "--db-tickets", "--no-public"], ctx) == 0
+    captured = capsys.readouterr()
+    assert f"{len(ROWS)} stored tickets of 3 intents" in captured.out
+    assert "name no contact_human_agent" in captured.err  # the policy's own intents are missing
+    meta = _active_meta(tmp_path)
+    assert set(meta["intents"]) >= {"track_order", "get_refund", "recover_password"}
+    assert "cancel_order" not in meta["intents"]  # not the sample's intents
+    with Session(engine) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(ImportedTicket)) == len(ROWS)
