@@ -295,10 +295,16 @@ def messages_trained_on(model: Any, texts: list[str]) -> int | None:
 
 
 def cmd_list(args: argparse.Namespace, ctx: Any) -> int:
-    rows = _registry(args, ctx).list()
+    registry = _registry(args, ctx)
+    rows = registry.list()
     if not rows:
         print("no NLU models yet; run `hybridesk nlu train`")
         return 0
+    active = registry.active_version()
+    if active is not None and active not in {m["version"] for m in rows}:
+        # (QA: nothing was starred and nothing said why; `serve` and `eval` failed later)
+        print(f"warning: the active version {active} is not here (deleted?); the bot cannot load it. Activate one "
+              "below with `hybridesk nlu activate VERSION`.", file=sys.stderr)
     for m in rows:
         if "error" in m:  # a damaged folder: say so, and list the rest
             print(f"{'*' if m['active'] else ' '} {m['version']}  broken: {m['error']}")

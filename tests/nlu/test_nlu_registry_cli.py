@@ -439,3 +439,20 @@ def test_nlu_train_on_the_tickets_the_company_imported(tmp_path, capsys):
     assert "cancel_order" not in meta["intents"]  # not the sample's intents
     with Session(engine) as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(ImportedTicket)) == len(ROWS)
+
+
+def test_nlu_list_says_when_the_active_version_is_gone(tmp_path, capsys):
+    import shutil
+
+    tickets = _tickets(tmp_path / "t.jsonl")
+    ctx = _ctx(tmp_path)
+    assert _run(["nlu", "train", "--tickets", str(tickets), "--no-public"], ctx) == 0
+    assert _run(["nlu", "train", "--tickets", str(tickets), "--no-public", "--no-activate"], ctx) == 0
+    registry = NLURegistry(tmp_path / "var" / "nlu")
+    gone = registry.active_version()
+    shutil.rmtree(registry.root / gone)
+    capsys.readouterr()
+    assert _run(["nlu", "list"], ctx) == 0
+    captured = capsys.readouterr()
+    assert f"the active version {gone} is not here" in captured.err and "hybridesk nlu activate" in captured.err
+    assert "*" not in captured.out
