@@ -31,6 +31,16 @@ def _ask(knowledge, question: str, reply: str = VAGUE, intent: str = "check_refu
     return responder.answer(text=question, intent=intent, tone="neutral", history=[])
 
 
+def _asked(kb, question: str, history=()) -> list[str]:
+    """The names of the facts the responder takes ``question`` to ask for, from its own retrieval."""
+    from datetime import UTC, datetime
+
+    responder = Responder(kb, None, company_name="Larkspur & Co.")
+    passages, _ = responder.retrieve(question, list(history))
+    return [f.name for f in responder.asked_facts(question, passages, datetime.now(UTC))]
+
+
+
 @pytest.mark.slow
 def test_the_current_value_is_stated_and_follows_a_policy_edit(knowledge):
     first = _ask(knowledge, "How many days do I have to return an item?")
@@ -558,13 +568,7 @@ def test_the_fact_a_question_names_wins_over_one_read_closer_by_its_how_long(sam
     # seen: "How long is the warranty?" got "Time within which we review a warranty claim ...: one business
     # day" (``claim_review_time`` reads closest to "how long"), "How long is your guarantee?" "We reply
     # within one business day", "Is there a warranty on lamps?" the furniture frames' 5 years
-    from datetime import UTC, datetime
-
-    from bot.conversation.responder import Responder
-
-    responder = Responder(sample_kb, None, company_name="Larkspur & Co.")
-    passages, _ = responder.retrieve(question, [])
-    names = [f.name for f in responder.asked_facts(question, passages, datetime.now(UTC))]
+    names = _asked(sample_kb, question)
     assert names == ["warranty_months"], names
 
 
@@ -592,13 +596,7 @@ def test_a_fact_the_question_names_is_not_taken_when_it_asks_another_kind_of_fig
 def test_free_delivery_asks_for_the_free_shipping_threshold(sample_kb, question):
     # seen (the freshness benchmark's one miss since session 13): "How much do I need to spend for free
     # delivery?" got express and standard delivery's prices; MiniLM reads "how much ... delivery" as a price
-    from datetime import UTC, datetime
-
-    from bot.conversation.responder import Responder
-
-    responder = Responder(sample_kb, None, company_name="Larkspur & Co.")
-    passages, _ = responder.retrieve(question, [])
-    names = [f.name for f in responder.asked_facts(question, passages, datetime.now(UTC))]
+    names = _asked(sample_kb, question)
     assert names == ["free_shipping_threshold"], names
     # the KB's own sentence, which says "free-shipping threshold", is read the same way
     from bot.conversation.limits import same_words

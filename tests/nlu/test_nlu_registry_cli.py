@@ -16,6 +16,17 @@ from knowledge.errors import InvalidInput, NotFound, Unavailable
 pytestmark = pytest.mark.slow
 
 
+#: three intents of four tickets each
+ROWS = [
+    ("Where is my order?", "track_order"), ("Can you track my parcel", "track_order"),
+    ("my package has not arrived, where is it", "track_order"), ("order status please", "track_order"),
+    ("I want a refund", "get_refund"), ("give me my money back", "get_refund"),
+    ("how do I get reimbursed for this", "get_refund"), ("refund the broken chair", "get_refund"),
+    ("I forgot my password", "recover_password"), ("reset my password", "recover_password"),
+    ("can't log in, lost password", "recover_password"), ("password recovery", "recover_password"),
+]
+
+
 def _store(model: NLU, root: Path, version: str) -> None:
     model.metadata = {**model.metadata, "version": version}
     model.save(root / version)
@@ -86,14 +97,7 @@ def _run(argv: list[str], ctx) -> int:
 
 def test_cli_train_list_eval_activate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tickets = tmp_path / "tickets.jsonl"
-    rows = [
-        ("Where is my order?", "track_order"), ("Can you track my parcel", "track_order"),
-        ("my package has not arrived, where is it", "track_order"), ("order status please", "track_order"),
-        ("I want a refund", "get_refund"), ("give me my money back", "get_refund"),
-        ("how do I get reimbursed for this", "get_refund"), ("refund the broken chair", "get_refund"),
-        ("I forgot my password", "recover_password"), ("reset my password", "recover_password"),
-        ("can't log in, lost password", "recover_password"), ("password recovery", "recover_password"),
-    ]
+    rows = ROWS
     category = {"track_order": "ORDER", "get_refund": "REFUND", "recover_password": "ACCOUNT"}
     tickets.write_text("\n".join(json.dumps({"customer_message": t, "intent": y, "category": category[y]})
                                  for t, y in rows))
@@ -189,14 +193,6 @@ def test_eval_on_the_models_own_training_data_says_so(nlu_model: NLU, tmp_path: 
 
 # --- operator QA: `nlu train` / `nlu eval` -------------------------------------------------------------
 
-ROWS = [
-    ("Where is my order?", "track_order"), ("Can you track my parcel", "track_order"),
-    ("my package has not arrived, where is it", "track_order"), ("order status please", "track_order"),
-    ("I want a refund", "get_refund"), ("give me my money back", "get_refund"),
-    ("how do I get reimbursed for this", "get_refund"), ("refund the broken chair", "get_refund"),
-    ("I forgot my password", "recover_password"), ("reset my password", "recover_password"),
-    ("can't log in, lost password", "recover_password"), ("password recovery", "recover_password"),
-]
 
 
 def _tickets(path: Path, rows=ROWS) -> Path:
