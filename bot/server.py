@@ -70,6 +70,10 @@ def serve(settings: Settings, *, host: str, port: int, init: bool = False, servi
     from bot.db.engine import check_connection
 
     check_connection(services.db.engine)
+    # the product's own records at HYBRIDESK_LOG_LEVEL (the CLI's root logger says warnings only): "NLU model
+    # ... is active" after `hybridesk nlu activate`, a reply retried after a write conflict
+    for name in ("bot", "knowledge", "models"):
+        logging.getLogger(name).setLevel(settings.log_level.upper())
     from bot.db.migrate import require_current_schema
 
     # (an old schema served customers until a request needed what the newer one adds: a 500)

@@ -108,6 +108,10 @@ def test_serve_believes_forwarded_addresses_only_from_the_configured_proxies(tmp
     capsys.readouterr()
     assert calls[0]["proxy_headers"] is True and calls[0]["forwarded_allow_ips"] == "10.0.0.5"
     assert calls[1]["proxy_headers"] is False  # no proxy configured: X-Forwarded-For is ignored
+    import logging
+
+    # the product's records at HYBRIDESK_LOG_LEVEL (QA: the switch to another NLU version was never logged)
+    assert logging.getLogger("bot.conversation.nlu.registry").getEffectiveLevel() == logging.INFO
 
 
 def test_auto_generator_picks_llama_cpp_for_the_default_model_only(tmp_path, monkeypatch):
