@@ -45,11 +45,12 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy, confusion summary and per-intent precision/recall")
-    p.add_argument("--tickets", type=Path, default=None,
-                   help="labelled JSON-lines tickets to evaluate on (default: the sample tickets, which the default "
-                        "model trained on: a warning says so)")
-    p.add_argument("--bitext", action="store_true",
-                   help="evaluate on the public Bitext tickets (only meaningful for a model not trained on them)")
+    data = p.add_mutually_exclusive_group()  # (operator QA: --tickets was ignored beside --bitext)
+    data.add_argument("--tickets", type=Path, default=None,
+                      help="labelled JSON-lines tickets to evaluate on (default: the sample tickets, which the "
+                           "default model trained on: a warning says so)")
+    data.add_argument("--bitext", action="store_true",
+                      help="evaluate on the public Bitext tickets (only meaningful for a model not trained on them)")
     p.add_argument("--version", default=None, help="version to evaluate (default: the active one)")
     p.add_argument("--out", type=Path, default=None, help="registry folder (default: <data_dir>/nlu)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -224,6 +224,9 @@ def _make_ticket(source: str, line: int, row: Mapping[str, Any], known=()) -> Ti
         raise ValueError("agent reply is empty")
     if len(message) > MAX_TEXT_CHARS or len(reply) > MAX_TEXT_CHARS:
         raise ValueError(f"text longer than {MAX_TEXT_CHARS} characters")
+    if len(str(row.get("intent") or "").strip()) > 64:
+        # (cut to 64 characters it became another label, silently: operator QA)
+        raise ValueError("intent longer than 64 characters; use the short names the bot's intents have")
     note = None
     try:
         created = _parse_date(row.get("created_at"))

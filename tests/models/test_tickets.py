@@ -54,10 +54,12 @@ def test_malformed_jsonl_reports_line_numbers_and_imports_the_rest(tmp_path):
         "",
         json.dumps({**good, "customer_message": "Mail me at bob@example.org", "created_at": "yesterday"}),
         json.dumps({**good, "customer_message": "Mail me at bob@example.org"}),
+        json.dumps({**good, "intent": "track_order_" + "x" * 60}),  # cut to 64 it was another label, silently
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     tickets, errors = read_tickets(path, "jsonl")
-    assert [e.line for e in errors] == [2, 3, 4]
+    assert [e.line for e in errors] == [2, 3, 4, 8]
+    assert "intent longer than 64 characters" in errors[3].message
     assert "invalid JSON" in errors[0].message
     assert "customer message is empty" in errors[1].message
     assert "JSON object" in errors[2].message
