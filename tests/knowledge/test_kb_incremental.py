@@ -174,3 +174,25 @@ def test_the_sync_query_reads_no_chunk_or_revision_text(tmp_path: Path) -> None:
     assert not any("kb_chunks" in s or "kb_facts" in s for s in statements), statements
     assert not any(re.search(r"kb_revisions\.content\b", s) for s in statements), statements
     engine.dispose()
+
+
+def test_a_server_behind_another_process_reuses_the_vectors_it_wrote_to_disk(tmp_path: Path) -> None:
+    """QA: after `hybridesk kb import` of a 440 KB manual, the running server embedded every chunk again
+    on the next customer's question (71 s); the import had already written them in its snapshot."""
+    from knowledge.service import KnowledgeService
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'kb.db'}")
+    KnowledgeBase.metadata.create_all(engine)
+    server_model, cli_model = FakeModel(), FakeModel()
+    server = KnowledgeService(engine, tmp_path / "idx", embed_model=server_model)
+    load_small_kb(server)
+    server.retrieve("returns", k=1)
+    cli = KnowledgeService(engine, tmp_path / "idx", embed_model=cli_model)  # the CLI: same database and index
+    sections = "\n\n".join(f"## Part {i}\nThe manual's part {i} says how to fit shelf {i} with screws." for i in range(40))
+    cli.add_revision("returns-policy", "# Returns policy\n\n" + sections + "\n\n## Who can return\nWithin 30 days.",
+                     author="ed", publish=True)
+    assert sum(n for n, _ in cli_model.batches) >= 40  # the CLI embedded the new chunks
+    before = sum(n for n, _ in server_model.batches)
+    assert server.retrieve("shelf 7 screws", k=1)[0].revision == 2  # the server caught up ...
+    assert sum(n for n, _ in server_model.batches) - before < 5  # ... with the CLI's vectors (the query aside)
+    engine.dispose()
