@@ -452,6 +452,16 @@ def test_a_not_found_page_does_not_repeat_a_crafted_address(console):
     assert "Nothing here has that address" in crafted.text
     plain = agent.get("/console/conversations/abc123", headers=html)
     assert plain.status_code == 404 and "abc123" in plain.text  # a plain id is still named
+    # KB QA: an editor's unknown document sent them to a command line; a too-long test question said only
+    # "Please check the form"
+    editor = console.client()
+    login(editor, "editor")
+    page = editor.get("/console/kb/no-such-policy", headers=html)
+    assert page.status_code == 404 and "hybridesk kb list" not in page.text and "Knowledge base page" in page.text
+    console.services.knowledge.import_bytes(b"# Gift wrap\n\nWe wrap gifts for free.", "gift-wrap.md",
+                                            author="editor", publish=True)
+    long_question = editor.get("/console/kb/gift-wrap/test", params={"q": "x" * 600}, headers=html)
+    assert long_question.status_code == 422 and "too long: at most 500 characters" in long_question.text
 
 
 def test_what_a_signed_in_browser_fetches_is_not_cached(console):
