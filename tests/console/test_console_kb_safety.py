@@ -154,6 +154,12 @@ def test_form_errors_rerender_the_form_with_the_input_and_the_error_at_the_field
     assert 'aria-invalid="true"' in _tag(r.text, "name", "facts") and "gift_wrap_price (€4.50)" in r.text
     assert "€3.00 per item" in r.text
     assert [x.number for x in console.services.knowledge.history("gift-wrap")] == [1]
+    # an end date already past: said once at its field (QA: "Effective until: Effective until (...) has ...")
+    r = client.post("/console/kb/gift-wrap/edit", headers=HTML, data={
+        "csrf_token": csrf, "base_revision": base, "title": "Gift wrap", "body": BODY, "facts": FACTS,
+        "effective_until": "2020-01-01T00:00", "action": "save"})
+    assert r.status_code == 422
+    assert re.search(r'id="err-effective_until">Effective until \(2020-01-01 00:00 UTC\) has already passed', r.text)
 
 
 def test_a_publish_or_retire_date_in_the_past_is_shown_at_its_field(console):
