@@ -41,7 +41,11 @@ def register(subparsers: Any) -> None:
                         help="train on the given tickets only (no public tickets / emotion data), whatever "
                              "HYBRIDESK_NLU_USE_PUBLIC_DATA says")
     p.add_argument("--out", type=Path, default=None, help="registry folder (default: <data_dir>/nlu)")
-    p.add_argument("--no-activate", action="store_true", help="store the version without making it active")
+    live = p.add_mutually_exclusive_group()
+    live.add_argument("--no-activate", action="store_true", help="store the version without making it active")
+    live.add_argument("--activate", action="store_true",
+                      help="make it active even when its out-of-scope detection could not be calibrated (too few "
+                           "examples) while a calibrated version is active, which is otherwise kept")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("eval", help="accuracy, confusion summary and per-intent precision/recall")
@@ -94,8 +98,9 @@ def cmd_train(args: argparse.Namespace, ctx: Any) -> int:
     print(f"training on {', '.join(map(str, tickets))}"
           + (f" (+ public data in {shared}; {why})" if shared is not None
              else f" only ({why}{'; --public adds the public data' if args.public is None else ''})"))
+    previous = registry.active_version()
     version = registry.train_default(tickets, shared, out_of_scope=args.out_of_scope,
-                                     use_public=use_public, activate=not args.no_activate,
+                                     use_public=use_public, activate=False,
                                      families=str(getattr(ctx.settings, "nlu_intent_families", "REFUND")).split(","),
                                      log_fn=lambda line: print(f"  {line}", flush=True))
     meta = next(m for m in registry.list() if m["version"] == version)
@@ -116,8 +121,26 @@ def cmd_train(args: argparse.Namespace, ctx: Any) -> int:
               "example), which lets in more off-topic questions and turns away more real ones than a calibrated "
               f"model. Add examples (at least {fallback.get('min_examples', 2)} of each intent to calibrate; ten or "
               "more of each is better) and train again.", file=sys.stderr)
-    print("active" if not args.no_activate else f"stored; activate with `hybridesk nlu activate {version}`")
+    if args.no_activate:
+        print(f"stored; activate with `hybridesk nlu activate {version}`")
+    elif isinstance(fallback, dict) and not args.activate and _calibrated(registry, previous):
+        # (regression QA: six imported tickets replaced a calibrated 352-example model, by default)
+        print(f"stored, not activated: {previous} stays active, as this version's out-of-scope detection is not "
+              f"calibrated. `hybridesk nlu activate {version}` (or `nlu train --activate`) makes it live anyway.")
+    else:
+        registry.activate(version)
+        print("active" + (f" (was {previous}; `hybridesk nlu activate {previous}` goes back)"
+                          if previous and previous != version else ""))
     return 0
+
+
+def _calibrated(registry: Any, version: str | None) -> bool:
+    """Whether ``version`` is stored and its out-of-scope thresholds were set from held-out data."""
+    meta = next((m for m in registry.list() if m["version"] == version), None) if version else None
+    if meta is None or "error" in meta:
+        return False
+    intent = (meta.get("metrics") or {}).get("intent") or {}
+    return not isinstance(intent.get("oos_fallback"), dict)
 
 
 #: intents the dialogue policy acts on by name (bot/conversation/policy.py): a company whose tickets name

@@ -27,7 +27,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.conversation.policy import EMAIL_RE, ORDER_RE, THANKS_RE
+from bot.conversation.policy import EMAIL_RE, ORDER_RE, only_thanks
 
 HANDOFF_TEXT = (
     "I'm connecting you with a member of our support team now. They'll see this conversation, "
@@ -66,7 +66,7 @@ _FOREIGN_WORDS = frozenset(re.findall(r"\S+",
     # Deutschland?", "Hoe lang duurt de levering?" were asked to rephrase, in English)
     "de des du le les une pour comment combien temps retourner livraison bonjour voudrais avec dans quand "
     "dem den lange dauert lieferung nach möchte wann warum rücksendung zurückgeben hoe lang duurt levering "
-    "bezorging wil wanneer terugsturen retourneren los las por para tiempo devolver"))
+    "bezorging wil wanneer terugsturen retourneren por para tiempo devolver"))
 _ENGLISH_WORDS = frozenset(re.findall(
     r"\S+", "i my is the a an what where how when can do does you your order to of and in it for with are"))
 
@@ -248,7 +248,7 @@ class ActionClarify(Action):
             text = WAITING_TEXT  # "is anyone there?" from a customer in the queue
         elif meta.get("policy_reason") == "no_words":
             text = NO_WORDS_TEXT
-        elif THANKS_RE.search(said):
+        elif only_thanks(said):  # (not "Thanks in advance! My widget is fizzing": that one is asked about)
             text = THANKS_TEXT
         elif other_language(said):
             text = OTHER_LANGUAGE_TEXT

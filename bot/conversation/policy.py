@@ -38,10 +38,15 @@ def order_details_only(text: str) -> bool:
     return set(re.findall(r"[\w'-]+", rest)) <= _AROUND_DETAILS
 
 
+_IN_ADVANCE = re.compile(r"\b(?:thanks|thank\s+you|thx)\s+(?:so\s+much\s+)?in\s+advance\b", re.I)
+
+
 def only_thanks(text: str) -> bool:
-    """Whether ``text`` thanks and asks nothing ("ok thanks", "Thank you so much!"): no intent of its own,
-    and no sign that the bot failed to understand."""
-    return bool(THANKS_RE.search(text)) and "?" not in text and len(re.findall(r"[\w'-]+", text)) <= 6
+    """Whether ``text`` thanks and asks nothing ("ok thanks", "I'm so happy with my new sofa, thank you!"):
+    no intent of its own, and no sign that the bot failed to understand. "Thanks in advance" comes with a
+    request ("the grommet on my widget is fizzing, thanks in advance"), which is asked about instead."""
+    return (bool(THANKS_RE.search(text)) and "?" not in text and not _IN_ADVANCE.search(text)
+            and len(re.findall(r"[\w'-]+", text)) <= 12)
 
 
 ACTION_NAMES = {

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hmac
 import json
+import unicodedata
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.conversation.manager import is_restart
 from bot.web.deps import ManagerDep
@@ -30,6 +31,15 @@ class RestMessage(BaseModel):
     sender: str = Field(..., min_length=1, max_length=128, description="the customer's id in your system")
     message: str = Field(..., description="what the customer wrote")
     metadata: dict[str, Any] | None = None
+
+    @field_validator("sender")
+    @classmethod
+    def _printable_sender(cls, value: str) -> str:
+        # an id is shown to agents (a conversation's title): a bidi override in it reordered the console's
+        # tab title, and a zero-width id showed nothing (regression QA)
+        if not value.strip() or any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value):
+            raise ValueError("must be printable text: no control, direction or zero-width characters")
+        return value
 
 
 async def rest_message(request: Request) -> RestMessage:

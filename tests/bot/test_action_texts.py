@@ -24,6 +24,11 @@ def test_clarify_says_what_fits_the_message():
     assert _say(ActionClarify(), "🙂", policy_reason="no_words") == actions.NO_WORDS_TEXT
     # QA: thanks got "I want to be sure I help with the right thing..."
     assert _say(ActionClarify(), "I'M SO HAPPY WITH MY NEW SOFA, THANK YOU!") == actions.THANKS_TEXT
+    # regression QA: "thanks in advance" comes with a question, which is asked about, not thanked
+    for request in ("Hello, the grommet on my widget is fizzing, thanks in advance",
+                    "Thanks in advance! The wobbly thingamajig I got from you has gone all funny, what now?"):
+        assert _say(ActionClarify(), request) == actions.CLARIFY_TEXT, request
+    assert not actions.other_language("Delivery to Los Angeles or Las Vegas?")
     # QA: a Dutch or German question got the English clarify text, with no word on the language
     assert _say(ActionClarify(), "Waar is mijn pakket?") == actions.OTHER_LANGUAGE_TEXT
     # QA: "is anyone there?" from a customer in the queue was asked to rephrase

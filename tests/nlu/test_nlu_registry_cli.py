@@ -452,3 +452,21 @@ def test_nlu_list_says_when_the_active_version_is_gone(tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"the active version {gone} is not here" in captured.err and "hybridesk nlu activate" in captured.err
     assert "*" not in captured.out
+
+
+def test_an_uncalibrated_version_does_not_replace_a_calibrated_one_unless_asked(tmp_path, capsys):
+    # regression QA: six imported tickets made a model with no out-of-scope calibration, and it replaced a
+    # calibrated model by default
+    tickets = _tickets(tmp_path / "t.jsonl")
+    few = _tickets(tmp_path / "few.jsonl", [ROWS[0], ROWS[4], ROWS[8]])  # one example of each intent
+    ctx = _ctx(tmp_path)
+    assert _run(["nlu", "train", "--tickets", str(tickets), "--no-public"], ctx) == 0
+    registry = NLURegistry(tmp_path / "var" / "nlu")
+    calibrated = registry.active_version()
+    capsys.readouterr()
+    assert _run(["nlu", "train", "--tickets", str(few), "--no-public"], ctx) == 0
+    assert f"not activated: {calibrated} stays active" in capsys.readouterr().out
+    assert registry.active_version() == calibrated
+    assert _run(["nlu", "train", "--tickets", str(few), "--no-public", "--activate"], ctx) == 0
+    assert registry.active_version() != calibrated
+    assert f"(was {calibrated}; `hybridesk nlu activate {calibrated}` goes back)" in capsys.readouterr().out

@@ -328,3 +328,13 @@ def test_rest_token_when_set_guards_the_webhook_and_only_the_webhook(client, cha
     finally:
         app.state.settings = open_settings
     assert say(client, "open-bob", RETURN_Q)[0]["text"]  # unset: open, as Rasa's REST channel
+
+
+def test_a_sender_id_must_be_printable(client, chat_server):
+    # regression QA: "evil\u202eredro" reordered the console's title; "\u200b" was an invisible customer
+    for sender in ("evil\u202eredro", "\u200b", "tab\there", "   "):
+        r = client.post(URL, json={"sender": sender, "message": RETURN_Q})
+        assert r.status_code == 422, (sender, r.text)
+        assert "sender" in r.json()["error"]["message"] and "printable" in r.json()["error"]["message"]
+        assert conversations_of(chat_server, "rest", sender) == []
+    assert say(client, "ünïcode-ok_1", RETURN_Q)[0]["recipient_id"] == "ünïcode-ok_1"
