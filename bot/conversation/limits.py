@@ -688,6 +688,10 @@ _FOLLOW_UP = re.compile(r"^\s*(?:and|or|also|what\s+about|how\s+about)\s+(?:(?:w
                         r"(?P<obj>[^?.!,;]{1,40}?)\s*[?.!]*\s*$", re.I)
 
 
+_SHIP_FRAGMENT = re.compile(r"^\s*(?:delivery|deliveries|deliver|shipping|ship)\s+(?:to|in)\s+"
+                            r"(?P<obj>[^?.!,;]{1,60}?)\s*[?.!]*\s*$", re.I)
+
+
 def follow_up_question(question: str, previous: str | None,
                        factual: Callable[[str], bool] | None = None) -> str:
     """A follow-up naming only a thing, asked as the customer's previous question about a list with
@@ -696,7 +700,12 @@ def follow_up_question(question: str, previous: str | None,
     After a question for a figure (``factual``), the follow-up is asked with it: "and for made-to-order
     furniture?" after "What is the cancellation fee?" asks "What is the cancellation fee and for
     made-to-order furniture?", which the made-to-order fee answers, not the first fee again.
-    Any other question is returned as it is."""
+    A fragment asking about delivery to a place ("Delivery to Los Angeles or Las Vegas?") is the
+    question "Do you ship to Los Angeles or Las Vegas?", which the KB's list of countries answers (the
+    model had written "We offer delivery services to these locations"). Any other question is returned
+    as it is."""
+    if f := _SHIP_FRAGMENT.match(question):
+        return f"Do you ship to {f.group('obj').strip()}?"
     m = _FOLLOW_UP.match(question)
     if not m or not previous or len(m.group("obj").split()) > 4:
         return question

@@ -260,3 +260,25 @@ def test_no_unrelated_page_is_quoted_after_no_clear_answer(more_knowledge):
     newsletter = _ask(more_knowledge, "Is the newsletter free?", "Yes, it is free! " + courtesy)
     assert newsletter.text.startswith(UNCONFIRMED_TEXT), newsletter.text
     assert "Here is what our Newsletter says:" in newsletter.text, newsletter.text
+
+
+@pytest.fixture(scope="module")
+def shipping(tmp_path_factory):
+    yield from _kb(tmp_path_factory, "shipping", [SAMPLE / "international-shipping.md", SAMPLE / "delivery-options.md",
+                                                   SAMPLE / "large-item-delivery.md"])
+
+
+@pytest.mark.slow
+def test_a_delivery_fragment_is_the_yes_no_question_it_stands_for(shipping):
+    # regression QA: "Delivery to Los Angeles or Las Vegas?" was answered "We offer delivery services to these
+    # cities": the fragment asked nothing the yes/no and list rules read
+    from bot.conversation.limits import follow_up_question
+
+    assert follow_up_question("Delivery to Los Angeles or Las Vegas?", None) == "Do you ship to Los Angeles or Las Vegas?"
+    assert follow_up_question("shipping to Norway", None) == "Do you ship to Norway?"
+    assert follow_up_question("Delivery times to Norway?", None) == "Delivery times to Norway?"  # not a fragment of it
+    promise = "We offer delivery services to these locations."
+    reply = _ask(shipping, "Delivery to Los Angeles or Las Vegas?", promise)
+    assert "We offer delivery" not in reply.text and not reply.text.startswith("Yes"), reply.text
+    norway = _ask(shipping, "Shipping to Norway?", promise)
+    assert "Switzerland and Norway" in norway.text and "We offer delivery" not in norway.text, norway.text
