@@ -120,3 +120,16 @@ def cheap_password_hashing():
     security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     yield
     security._hasher = real
+
+
+@pytest.fixture(autouse=True)
+def product_log_levels():
+    """`serve` sets hybridesk's own loggers to HYBRIDESK_LOG_LEVEL for the rest of its process; a test
+    that runs it must not change what later tests of the same process log."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("bot", "knowledge", "models")]
+    levels = [lg.level for lg in loggers]
+    yield
+    for lg, level in zip(loggers, levels, strict=True):
+        lg.setLevel(level)
