@@ -34,7 +34,7 @@ def positive_int(value: str) -> int:
 
 
 def _import(args: argparse.Namespace, ctx: Any) -> int:
-    report = ctx.knowledge().import_folder(args.path, author=args.author, publish=not args.draft)
+    report = ctx.knowledge().import_folder(args.path, author=args.author, publish=not args.draft, restore=True)
     if not (report.imported or report.updated or report.scheduled or report.unchanged or report.errors
             or report.drafted):
         # (CLI QA B15: an empty folder printed "0 imported" and succeeded)

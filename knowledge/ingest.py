@@ -1001,7 +1001,7 @@ def iter_folder(root: Path) -> list[Path]:
 
 
 def import_folder(
-    store: KnowledgeStore, path: str | Path, *, author: str, publish: bool = True
+    store: KnowledgeStore, path: str | Path, *, author: str, publish: bool = True, restore: bool = False
 ) -> ImportReport:
     """Import a file or a folder (recursively).  Each file is its own transaction."""
     root = Path(path)
@@ -1038,7 +1038,7 @@ def import_folder(
             continue
         seen[key] = doc.source or doc.id
         try:
-            outcome = store.import_parsed(doc, author=author, publish=publish)
+            outcome = store.import_parsed(doc, author=author, publish=publish, restore=restore)
         except HybrideskError as exc:
             report.errors.append(ImportProblem(doc.source or doc.id, exc.message, exc.code))
             continue

@@ -121,17 +121,19 @@ class KnowledgeService:
     # ------------------------------------------------------------ writes
 
     def import_folder(
-        self, path: str | Path, author: str = "importer", *, publish: bool = True
+        self, path: str | Path, author: str = "importer", *, publish: bool = True, restore: bool = False
     ) -> ImportReport:
-        """Import a folder (or one file) of Markdown/text/HTML; see :func:`knowledge.ingest.import_folder`."""
-        report = import_folder(self.store, path, author=author, publish=publish)
+        """Import a folder (or one file) of Markdown/text/HTML; see :func:`knowledge.ingest.import_folder`
+        (``restore``: an explicit import, which brings a file back over a later console edit or retirement)."""
+        report = import_folder(self.store, path, author=author, publish=publish, restore=restore)
         if report.imported or report.updated or report.scheduled:
             self.refresh()
         return report
 
     def import_bytes(self, data: bytes, filename: str, *, author: str, publish: bool = False) -> str:
         """Import one uploaded file; returns ``imported`` / ``updated`` / ``unchanged``."""
-        outcome = self.store.import_parsed(parse_bytes(data, filename), author=author, publish=publish)
+        outcome = self.store.import_parsed(parse_bytes(data, filename), author=author, publish=publish,
+                                           restore=True)  # an editor's upload is meant to take effect
         if publish and outcome != "unchanged":
             self.refresh()
         return outcome

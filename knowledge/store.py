@@ -376,11 +376,14 @@ class KnowledgeStore:
                 "at the same moment. Your text was not saved; open the latest revision, re-apply your change and "
                 "save again.", code="stale_edit", latest_revision=latest.number) from exc
 
-    def import_parsed(self, doc: ParsedDocument, *, author: str, publish: bool = True) -> str:
+    def import_parsed(self, doc: ParsedDocument, *, author: str, publish: bool = True, restore: bool = False) -> str:
         """Store a parsed file: ``"imported"`` (new id), ``"updated"`` (new revision) or ``"unchanged"``.
 
         A file is unchanged when the latest revision declaring the same effective date has the
-        same content hash, so re-importing a folder (scheduled files included) is idempotent.
+        same content hash, so re-importing a folder (scheduled files included) is idempotent. With
+        ``restore`` (an explicit `kb import`), the same file after a console edit or a retirement of the
+        document is imported again, and is what is in force; without it (`hybridesk init`, run by every
+        `make demo`) an editor's later work is never overridden by the sample files.
 
         A text or HTML file cannot declare facts: a new revision from one keeps the facts of the
         document's latest revision (``doc.facts`` is set to them), and is kept as a draft like any
@@ -409,10 +412,10 @@ class KnowledgeStore:
                 # the same file again is unchanged, unless the document moved on without a file since: an
                 # edit in the console (which declares no date) or a retirement; re-importing it restores it
                 # (QA: "1 unchanged", and the console's 60 days or the retirement stayed)
-                edited_since = last is not None and any(
+                edited_since = restore and last is not None and any(
                     r.number > last.number and "declared_from" not in r.meta for r in d.revisions)
-                retired = last is not None and last.status == STATUS_RETIRED and last.effective_until is not None \
-                    and as_utc(last.effective_until) <= utcnow()
+                retired = restore and last is not None and last.status == STATUS_RETIRED \
+                    and last.effective_until is not None and as_utc(last.effective_until) <= utcnow()
                 if last is not None and last.content_hash == h and not edited_since and not retired:
                     return "unchanged"
                 outcome = "updated"

@@ -313,8 +313,8 @@ def test_a_text_or_html_revision_keeps_the_documents_facts(tmp_path: Path, store
 
 def test_re_importing_a_file_restores_it_after_a_console_edit_or_a_retirement(tmp_path: Path,
                                                                                store: KnowledgeStore) -> None:
-    """QA: with the console's edit in force, or the document retired, re-importing the file printed
-    "1 unchanged" and changed nothing."""
+    """QA: with the console's edit in force, or the document retired, `kb import` of the file printed
+    "1 unchanged" and changed nothing. `hybridesk init` keeps leaving an editor's work alone."""
     root = tmp_path / "kb"
     root.mkdir()
     (root / "returns.md").write_text(RETURNS, encoding="utf-8")
@@ -326,10 +326,16 @@ def test_re_importing_a_file_restores_it_after_a_console_edit_or_a_retirement(tm
                        "business days.", author="editor", publish=True,
                        facts=[FactSpec("return_window_days", "60", "days"), FactSpec("refund_days", "5", "business days")])
     assert store.facts_at()["return_window_days"].value == "60"
-    assert import_folder(store, root, author="importer").updated == ["returns-policy"]
+    # `hybridesk init` (every `make demo`) re-imports the sample folder: it never overrides an editor
+    assert import_folder(store, root, author="hybridesk init").unchanged == ["returns-policy"]
+    assert store.facts_at()["return_window_days"].value == "60"
+    # an explicit `kb import` of the file restores it
+    assert import_folder(store, root, author="importer", restore=True).updated == ["returns-policy"]
     assert store.facts_at()["return_window_days"].value == "30"
-    assert import_folder(store, root, author="importer").unchanged == ["returns-policy"]  # and idempotent again
+    assert import_folder(store, root, author="importer", restore=True).unchanged == ["returns-policy"]
     store.retire("returns-policy")
     assert store.in_force() == []
-    assert import_folder(store, root, author="importer").updated == ["returns-policy"]
+    assert import_folder(store, root, author="hybridesk init").unchanged == ["returns-policy"]
+    assert store.in_force() == []  # a retirement stands too
+    assert import_folder(store, root, author="importer", restore=True).updated == ["returns-policy"]
     assert store.in_force()[0].document_id == "returns-policy"
