@@ -102,7 +102,7 @@ def change_facts(knowledge, items) -> dict[str, tuple[str, str]]:
         fact = facts[item["fact"]]
         by_doc.setdefault(fact.document_id, []).append((fact, item["new"]))
     changed = {}
-    from knowledge.ingest import FactSpec
+    from knowledge.ingest import FactSpec, whole_value
 
     for doc_id, changes in by_doc.items():
         current = next(r for r in knowledge.in_force() if r.document_id == doc_id)
@@ -114,7 +114,7 @@ def change_facts(knowledge, items) -> dict[str, tuple[str, str]]:
             for fact, new in changes:
                 if fact.name == name:
                     # the figure whole: "2" of a "2-day" fact, not every 2 of the page ("12", "LK-2...")
-                    body = re.sub(rf"(?<![\w.,]){re.escape(str(value))}(?![\d%]|[.,]\d)", new, body)
+                    body = whole_value(str(value)).sub(new, body)
                     changed[name] = (str(value), new)
                     value = new
             get = (lambda k, f=f: f.get(k)) if isinstance(f, dict) else (lambda k, f=f: getattr(f, k))

@@ -69,13 +69,10 @@ class CliContext:
 
         engine = self.services.db.engine
         check_connection(engine)
-        import sqlalchemy as sa
-
-        if not sa.inspect(engine).has_table("alembic_version"):
-            raise_not_initialised(url)
         from bot.db.migrate import require_current_schema
 
-        require_current_schema(engine)  # an older schema fails later, mid-command (`db upgrade` first)
+        # never migrated: not initialised; an older schema would fail later, mid-command (`db upgrade` first)
+        require_current_schema(engine)
         self._database_checked = True
 
 
@@ -109,11 +106,9 @@ def database_file_present(url: str) -> bool:
 
 
 def raise_not_initialised(url: str) -> None:
-    raise ConfigurationError(
-        f"The database at {_redact(url)} is not initialised; run `hybridesk init` (or `hybridesk db upgrade`) "
-        "first, with the same HYBRIDESK_DATA_DIR / HYBRIDESK_DATABASE_URL.",
-        code="database_not_initialised",
-    )
+    from bot.db.migrate import not_initialised
+
+    raise not_initialised(_redact(url))
 
 
 def _cmd_db_upgrade(args: argparse.Namespace, ctx: CliContext) -> int:

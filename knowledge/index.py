@@ -288,16 +288,16 @@ class LocalIndex(SyncedIndex):
         need = {r["hash"] for r in rows}
         if snap is not None and snap.vectors is not None:
             known = {row["hash"]: snap.vectors[i] for i, row in enumerate(snap.rows) if row["hash"] in need}
-        if len(need - known.keys()) >= self.DISK_REUSE_MIN:
-            # another process (`hybridesk kb import`) may have embedded them already and written its snapshot:
-            # reuse its vectors (QA: the first reply after a 440 KB import waited 71 s while the server embedded
-            # every chunk again)
+        if len(need - known.keys()) >= self.DISK_REUSE_MIN and self._pointer() != self._disk_name:
+            # another process (`hybridesk kb import`) wrote a newer snapshot, so it may have embedded them
+            # already: reuse its vectors (QA: the first reply after a 440 KB import waited 71 s while the
+            # server embedded every chunk again). This process's own snapshot on disk is not read again.
             try:
                 disk = self._read()
             except Exception as exc:  # noqa: BLE001 - a damaged snapshot only means embedding here
                 log.info("knowledge index on disk not reused (%s)", exc)
                 disk = None
-            if disk is not None and disk.vectors is not None and disk is not snap:
+            if disk is not None and disk.vectors is not None:
                 known |= {row["hash"]: disk.vectors[i] for i, row in enumerate(disk.rows)
                           if row["hash"] in need and row["hash"] not in known}
         return self._embed_missing(known, rows)
@@ -327,6 +327,7 @@ class LocalIndex(SyncedIndex):
         pointer = self.dir / "CURRENT.tmp"
         pointer.write_text(name, encoding="utf-8")
         os.replace(pointer, self.dir / "CURRENT")  # atomic: readers on disk see old or new
+        self._disk_name = name
         for old in self.dir.glob("snap-*"):
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
@@ -350,11 +351,21 @@ class LocalIndex(SyncedIndex):
         self._snap = snap
         return True
 
-    def _read(self) -> Snapshot | None:
-        pointer = self.dir / "CURRENT"
-        if not pointer.exists():
+    #: the snapshot folder this process last wrote or read (its own: no need to read it again)
+    _disk_name: str | None = None
+
+    def _pointer(self) -> str | None:
+        """The snapshot folder ``CURRENT`` names, or None."""
+        try:
+            return (self.dir / "CURRENT").read_text(encoding="utf-8").strip()
+        except OSError:
             return None
-        folder = self.dir / pointer.read_text(encoding="utf-8").strip()
+
+    def _read(self) -> Snapshot | None:
+        name = self._pointer()
+        if name is None:
+            return None
+        folder = self.dir / name
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         if manifest.get("format") != FORMAT_VERSION:
             raise ValueError(f"format {manifest.get('format')} != {FORMAT_VERSION}")
@@ -369,6 +380,7 @@ class LocalIndex(SyncedIndex):
         if len(rows) != manifest["rows"] or (rows and vectors.shape[0] != len(rows)):
             raise ValueError("row count does not match the vectors")
         revs = [RevMeta.from_json(r) for r in data["revisions"]]
+        self._disk_name = name
         return Snapshot(manifest["generation"], revs, rows, vectors, model_id=manifest["model_id"])
 
     def open(self, store: KnowledgeStore) -> None:

@@ -126,12 +126,17 @@ def _plain(text: str) -> str:
     return " ".join(text.replace("**", "").replace("__", "").lower().split())
 
 
-def _states(text: str, value: str) -> bool:
-    """Whether ``text`` (plain) gives ``value`` (plain) whole: "2%" is not in "12%", "€5" not in "€5.95"
-    nor "30" in "300"; a value starting or ending with a letter or digit is read as a whole word."""
+def whole_value(value: str) -> re.Pattern[str]:
+    """``value`` found only whole: "2%" is not in "12%", "€5" not in "€5.95" nor "30" in "300"; a value
+    starting or ending with a letter or digit is read as a whole word."""
     head = r"(?<![\w.,])" if value[:1].isalnum() else ""
     tail = r"(?![\d%]|[.,]\d)" if value[-1:].isdigit() else r"(?!\w)" if value[-1:].isalnum() else ""
-    return re.search(head + re.escape(value) + tail, text) is not None
+    return re.compile(head + re.escape(value) + tail)
+
+
+def _states(text: str, value: str) -> bool:
+    """Whether ``text`` (plain) gives ``value`` (plain) whole (:func:`whole_value`)."""
+    return whole_value(value).search(text) is not None
 
 
 def facts_not_stated(body: str, facts: Any) -> list[Any]:

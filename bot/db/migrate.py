@@ -55,6 +55,13 @@ def known_revisions() -> list[str]:
     return [r.revision for r in reversed(list(script.walk_revisions()))]
 
 
+def not_initialised(where: str) -> ConfigurationError:
+    """The error for a database nothing migrated yet (``where``: its URL, password hidden)."""
+    return ConfigurationError(
+        f"The database at {where} is not initialised; run `hybridesk init` (or `hybridesk db upgrade`) "
+        "first, with the same HYBRIDESK_DATA_DIR / HYBRIDESK_DATABASE_URL.", code="database_not_initialised")
+
+
 def require_current_schema(engine: Engine) -> None:
     """Refuse to run on a database whose schema is not this version's newest: an older one fails
     customers' requests later (a table or constraint the code needs is missing), a newer one was made
@@ -68,9 +75,7 @@ def require_current_schema(engine: Engine) -> None:
         return
     where = engine.url.render_as_string(hide_password=True)
     if now is None:
-        raise ConfigurationError(
-            f"The database at {where} is not initialised; run `hybridesk init` (or `hybridesk db upgrade`) "
-            "first, with the same HYBRIDESK_DATA_DIR / HYBRIDESK_DATABASE_URL.", code="database_not_initialised")
+        raise not_initialised(where)
     if now in known:
         raise ConfigurationError(
             f"The database at {where} is at schema revision {now}; this version of hybridesk needs {known[-1]}. "
