@@ -197,5 +197,10 @@ def mode_event(mode: str, reason: str | None = None) -> dict[str, Any]:
     return {"type": "mode", "mode": mode, "reason": reason}
 
 
+def status_event(status: str, reason: str | None = None) -> dict[str, Any]:
+    """The conversation's status changed; only ``ended`` is sent (by the customer, elsewhere, or by an agent)."""
+    return {"type": "status", "status": status, "reason": reason}
+
+
 def error_event(code: str, message: str, reply_to: int | None = None) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message, "reply_to": reply_to}

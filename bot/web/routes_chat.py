@@ -308,7 +308,7 @@ async def stream_events(
 ) -> AsyncIterable[ServerSentEvent]:
     """Events: ``ready`` (mode, last seq, the message length limit), ``message`` (id = seq; a complete customer, bot, agent or
     system message with its sources), ``token`` (a streamed piece of the reply to ``reply_to``),
-    ``mode`` (``bot``/``handoff_requested``/``human``) and ``error``.
+    ``mode`` (``bot``/``handoff_requested``/``human``), ``status`` (``ended``: the stream then ends) and ``error``.
 
     Authenticate with ``Authorization: Bearer <token>`` or ``?token=``. Reconnect with
     ``Last-Event-ID`` (or ``after_seq``) to receive what was missed from the database.
@@ -316,7 +316,7 @@ async def stream_events(
     last = after_seq if after_seq is not None else _parse_seq(last_event_id)
     mode = conv.mode
     streams: _EventStreams = request.app.state.event_streams
-    async with hub.subscription(conv.id) as queue, streams.track(queue):
+    async with hub.subscription(conv.id) as queue, streams.track(queue, conv.id):
         # Subscribe first, then read history: nothing completed in between is lost.
         history = _visible(await asyncio.to_thread(manager.history, conv.id, last or 0))
         yield _sse("ready", retry=2000, data={"mode": mode, "status": conv.status,
@@ -325,6 +325,9 @@ async def stream_events(
         if last is not None:  # a fresh stream gets history from GET .../messages instead
             for m in history:
                 yield _sse("message", id=str(m.seq), data=live.message_payload(m))
+        if conv.status == "ended":  # nothing more will happen in it
+            yield _sse("status", data={"status": "ended", "reason": None})
+            return
         last = max([last or 0] + [m.seq for m in history])
         while not streams.closing:  # the server is stopping: end the stream (the client reconnects)
             try:
@@ -341,6 +344,9 @@ async def stream_events(
                 if now.mode != mode:
                     mode = now.mode
                     yield _sse("mode", data={"mode": mode, "reason": now.handoff_reason})
+                if now.status == "ended":  # its live event was missed (another process, or a resync)
+                    yield _sse("status", data={"status": "ended", "reason": None})
+                    return
                 if event == "poll":
                     yield ServerSentEvent(comment="keep-alive")
                 continue
@@ -356,6 +362,10 @@ async def stream_events(
                 yield _sse("mode", data={"mode": mode, "reason": event.get("reason")})
             elif kind in ("token", "error"):
                 yield _sse(kind, data={k: v for k, v in event.items() if k != "type"})
+            elif kind == "status":
+                yield _sse("status", data={"status": event["status"], "reason": event.get("reason")})
+                if event["status"] == "ended":
+                    return
 
 
 #: put in every open event stream's queue when the server starts shutting down
@@ -372,15 +382,29 @@ class _EventStreams:
     def __init__(self) -> None:
         self.closing = False
         self._queues: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = set()
+        self._open: dict[str, int] = {}  # conversation id -> open streams (a widget per tab)
 
     @contextlib.asynccontextmanager
-    async def track(self, queue: asyncio.Queue) -> AsyncIterator[None]:
+    async def track(self, queue: asyncio.Queue, conversation_id: str | None = None) -> AsyncIterator[None]:
         entry = (asyncio.get_running_loop(), queue)
         self._queues.add(entry)
+        if conversation_id is not None:
+            self._open[conversation_id] = self._open.get(conversation_id, 0) + 1
         try:
             yield
         finally:
             self._queues.discard(entry)
+            if conversation_id is not None:
+                left = self._open.get(conversation_id, 1) - 1
+                if left > 0:
+                    self._open[conversation_id] = left
+                else:
+                    self._open.pop(conversation_id, None)
+
+    def connected(self) -> frozenset[str]:
+        """The conversations with a widget connected to this process now (its page is open). Safe from any
+        thread: ``dict.copy`` is one step for the interpreter, iterating the dict would not be."""
+        return frozenset(self._open.copy())
 
     def close_all(self) -> int:
         """End every open stream (safe from any thread); streams opened later end at once."""
@@ -496,12 +520,14 @@ def _handoff(services: Any, conversation_id: str) -> tuple[str, Any]:
 
 @router.post("/conversations/{conversation_id}/end", response_model=EndOut, summary="End the conversation",
              responses=FORBIDDEN)
-async def end_conversation(request: Request, conv: CustomerConversationDep, manager: ManagerDep,
+async def end_conversation(request: Request, conv: CustomerConversationDep, manager: ManagerDep, hub: LiveDep,
                            body: EndIn | None = None) -> EndOut:
     """Closes the conversation, optionally with a satisfaction rating (1-5). Ending twice is harmless."""
     _limits(request).per_ip.enforce(_client_ip(request), "requests")
     satisfaction = body.satisfaction if body else None
     ended = await asyncio.to_thread(manager.end, conv.id, satisfaction)
+    if conv.status != "ended":  # the customer's other open streams (another device) close too
+        hub.publish(conv.id, live.status_event("ended", "customer_ended"))
     return EndOut(conversation_id=conv.id, status=ended.status, satisfaction=ended.satisfaction)
 
 

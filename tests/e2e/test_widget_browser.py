@@ -216,7 +216,8 @@ def test_end_chat_with_satisfaction(page, site):
 
 
 def test_chat_ended_in_another_tab_says_how_to_start_a_new_one(page, site):
-    """Send after the chat was ended elsewhere said "start a new one" without saying how; the box
+    """A chat ended in another tab is shown as ended at once (its live event). Where that event never
+    came (ended by a server process this tab's stream does not hear from), the next Send is refused; the box
     keeps the message and the next Send starts a new conversation, so the message says so."""
     def end_in_another_tab(conv):
         other_tab = page.context.new_page()  # same browser profile: the same stored conversation
@@ -227,30 +228,40 @@ def test_chat_ended_in_another_tab_says_how_to_start_a_new_one(page, site):
         assert status == 200
         other_tab.close()
 
+    def answered_in_a_new_chat(old_id):
+        page.wait_for_function("() => localStorage.getItem('hybridesk:' + location.origin) !== null")
+        assert stored_conversation(page)["id"] != old_id
+        page.wait_for_selector(f"{W} .alert", state="hidden")
+        page.locator(f"{W} .msg.bot[data-id]:not(.greeting) .sources a").last.wait_for()
+
     open_widget(page, site)
     send(page, "How long does delivery take?")
     page.wait_for_selector(f"{W} .msg.bot[data-id]:not(.greeting) .sources a")
     conv = stored_conversation(page)
     end_in_another_tab(conv)
+    page.wait_for_selector(f"{W} .msg.system >> text=This chat has ended. Write again any time to start a new chat.")
     send(page, "How do I return a lamp?")
+    answered_in_a_new_chat(conv["id"])
+
+    # ended without this tab hearing of it: Send is refused once, with the message kept for the next Send
+    second = stored_conversation(page)
+    site.app.state.manager.end(second["id"])  # no live event (the stream's poll would find it in 15 s)
+    send(page, "Can I change my delivery address?")
     alert = page.wait_for_selector(f"{W} .alert", state="visible")
     assert alert.inner_text() == "This chat has ended. Press Send again to start a new chat."
-    assert page.input_value(f"{W} textarea") == "How do I return a lamp?"  # kept for that Send
+    assert page.input_value(f"{W} textarea") == "Can I change my delivery address?"  # kept for that Send
     page.click(f"{W} form button[type=submit]")
-    page.wait_for_function("() => localStorage.getItem('hybridesk:' + location.origin) !== null")
-    assert stored_conversation(page)["id"] != conv["id"]
-    page.wait_for_selector(f"{W} .alert", state="hidden")
-    page.locator(f"{W} .msg.bot[data-id]:not(.greeting) .sources a").nth(1).wait_for()  # answered in the new chat
+    answered_in_a_new_chat(second["id"])
 
     # "Talk to a person" in an ended chat says the same, and pressing it again starts a new chat
-    second = stored_conversation(page)
-    end_in_another_tab(second)
+    third = stored_conversation(page)
+    site.app.state.manager.end(third["id"])
     page.click(f"{W} button.human")
     alert = page.wait_for_selector(f"{W} .alert", state="visible")
     assert alert.inner_text() == "This chat has ended. Press “Talk to a person” again to start a new chat."
     page.click(f"{W} button.human")
     page.wait_for_selector(f"{W} .panel.handoff_requested")
-    assert stored_conversation(page)["id"] not in (conv["id"], second["id"])
+    assert stored_conversation(page)["id"] not in (conv["id"], second["id"], third["id"])
 
 
 def test_an_agent_taking_over_mid_reply_removes_the_unfinished_bot_bubble(page, site):
@@ -269,3 +280,84 @@ def test_an_agent_taking_over_mid_reply_removes_the_unfinished_bot_bubble(page, 
     finally:
         site.services.generator.delay = 0.06
     assert page.locator(f"{W} .msg.bot:not(.greeting)").count() == 0  # no half reply beside the agent's
+
+
+def test_an_agent_ending_the_chat_is_shown_at_once_and_the_next_message_starts_a_new_one(page, site):
+    """The widget used to learn of it only when the customer's next message was refused."""
+    from bot.console import takeover
+    from bot.db.models import User
+
+    open_widget(page, site)
+    send(page, "How long does delivery take?")
+    page.wait_for_selector(f"{W} .msg.bot[data-id]:not(.greeting) .sources a")
+    conv_id = stored_conversation(page)["id"]
+    with site.services.db.unit_of_work() as session:
+        agent = User(email="maya.widget@larkspur.example", display_name="Maya", role="agent", password_hash="x")
+        session.add(agent)
+        session.flush()
+    takeover.take_over(site.services.db, conv_id, agent, publish=live.publish)
+    page.wait_for_selector(f"{W} .panel.human")
+    takeover.end_chat(site.app.state.manager, conv_id, agent, publish=live.publish)
+    page.wait_for_selector(f"{W} .msg.system >> text=Maya from our support team has ended this chat.")
+    page.wait_for_selector(f"{W} .msg.system >> text=This chat has ended. Write again any time to start a new chat.")
+    assert stored_conversation(page) is None
+    assert page.is_hidden(f"{W} button.end") and not page.is_hidden(f"{W} button.human")
+    assert page.locator(f"{W} .panel.human").count() == 0
+    time.sleep(2.5)  # the stream ended on purpose: no "connection lost", no reconnect to the old chat
+    assert page.locator(f"{W} .conn").is_hidden()
+    send(page, "How do I return a lamp?")
+    page.wait_for_function("() => localStorage.getItem('hybridesk:' + location.origin) !== null")
+    assert stored_conversation(page)["id"] != conv_id
+    page.locator(f"{W} .msg.bot[data-id]:not(.greeting) .sources a").nth(1).wait_for()  # answered in the new chat
+    page.wait_for_selector(f"{W} .alert", state="hidden")
+
+
+def test_too_many_new_chats_from_one_address_says_how_long_to_wait(page, site):
+    from web_fakes import chat_limits
+
+    with chat_limits(site.app, new_conversations=(1, 0.01)):
+        open_widget(page, site)
+        send(page, "How long does delivery take?")
+        page.wait_for_selector(f"{W} .msg.bot[data-id]:not(.greeting) .sources a")
+        page.click(f"{W} button.end")
+        page.click(f"{W} .survey button >> text=End without rating")
+        page.wait_for_selector(f"{W} .msg.system >> text=Chat ended")
+        send(page, "How do I return a lamp?")  # a second new conversation from this address: refused
+        alert = page.wait_for_selector(f"{W} .alert", state="visible")
+        assert alert.inner_text().startswith("You are sending messages too quickly. Please wait ")
+        assert alert.inner_text().endswith(" s and try again.")
+        page.wait_for_selector(f"{W} .msg.customer.failed >> text=Not sent")
+        assert page.input_value(f"{W} textarea") == "How do I return a lamp?"
+
+
+def test_a_chat_ended_while_the_page_was_closed_reopens_as_ended(browser, site):
+    """Regression QA: it reopened "waiting for a person" with an End chat button that failed
+    (POST /api/conversations/undefined/end)."""
+    from bot.console import takeover
+    from bot.db.models import User
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        open_widget(page, site)
+        page.click(f"{W} button.human")
+        page.wait_for_selector(f"{W} .panel.handoff_requested")
+        conv_id = stored_conversation(page)["id"]
+        page.goto("about:blank")  # the customer leaves; the browser keeps the conversation
+        with site.services.db.unit_of_work() as session:
+            agent = User(email="maya.queue@larkspur.example", display_name="Maya", role="agent", password_hash="x")
+            session.add(agent)
+            session.flush()
+        takeover.end_chat(site.app.state.manager, conv_id, agent)  # "End chat (customer left)"
+        page.goto(site.url + "/demo")
+        if page.is_hidden(f"{W} .panel"):  # (the tab may remember the chat open)
+            page.click(f"{W} .launcher")
+        page.wait_for_selector(f"{W} .msg.system >> text=This chat has ended. Write again any time to start a new chat.")
+        assert page.locator(f"{W} .panel.handoff_requested").count() == 0
+        assert page.is_hidden(f"{W} button.end") and stored_conversation(page) is None
+        send(page, "How long does delivery take?")
+        page.wait_for_function("() => localStorage.getItem('hybridesk:' + location.origin) !== null")
+        assert stored_conversation(page)["id"] != conv_id
+    finally:
+        context.close()

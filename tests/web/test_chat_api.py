@@ -251,6 +251,54 @@ def test_end_conversation_with_satisfaction(client, chat_server):
         assert list(MessageRepository(session).history(cid)) == []
 
 
+def _agent(services, email):
+    from bot.db.models import User
+
+    with services.db.unit_of_work() as session:
+        user = User(email=email, display_name="Maya", role="agent", password_hash="x")
+        session.add(user)
+        session.flush()
+        return user
+
+
+def test_a_chat_ended_by_an_agent_or_elsewhere_ends_the_customers_stream(client, sse, chat_server, monkeypatch):
+    """The widget learnt that an agent had ended the chat only when its next message was refused."""
+    from bot.console import takeover
+    from bot.web import routes_chat
+
+    services, manager = chat_server.services, chat_server.app.state.manager
+    agent = _agent(services, "maya.ends@larkspur.example")
+    cid, headers = start_conversation(client)
+    stream = sse(cid, headers)
+    takeover.take_over(services.db, cid, agent, publish=live.publish)
+    takeover.end_chat(manager, cid, agent, publish=live.publish)
+    notice = stream.next("message", where=lambda d: d["role"] == "system" and "ended this chat" in d["text"])
+    assert notice[1]["text"].startswith("Maya from our support team has ended this chat.")
+    assert stream.next("status")[1] == {"status": "ended", "reason": "agent_ended"}
+    assert stream.closed.wait(10)  # and the stream ends: nothing more will happen in this chat
+
+    # a stream opened on an ended chat says so at once (ready says it too) and ends
+    late = sse(cid, headers, after_seq=0)
+    ready = late.next("ready")[1]
+    assert ready["status"] == "ended"
+    late.next("message", where=lambda d: "ended this chat" in d["text"])  # what it missed
+    assert late.next("status")[1]["status"] == "ended" and late.closed.wait(10)
+
+    # the customer ending it from another device: the open stream is told (the live event)
+    cid2, headers2 = start_conversation(client)
+    stream2 = sse(cid2, headers2)
+    assert client.post(f"/api/conversations/{cid2}/end", json={}, headers=headers2).status_code == 200
+    assert stream2.next("status")[1] == {"status": "ended", "reason": "customer_ended"}
+    assert stream2.closed.wait(10)
+
+    # ended where no live event reaches this process: the stream's poll finds it
+    monkeypatch.setattr(routes_chat, "POLL_SECONDS", 0.3)
+    cid3, headers3 = start_conversation(client)
+    stream3 = sse(cid3, headers3)
+    manager.end(cid3)
+    assert stream3.next("status")[1]["status"] == "ended" and stream3.closed.wait(10)
+
+
 def test_rate_limits_answer_429_with_retry_after(client, chat_server):
     cid, headers = start_conversation(client)
     with chat_limits(chat_server.app, new_conversations=(1, 0.01), per_conversation=(2, 0.05)):

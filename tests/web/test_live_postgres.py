@@ -175,6 +175,11 @@ def test_takeover_and_replies_cross_app_instances_over_sse_and_socketio(pg_url, 
                                         publish=publish)
             said = stream.next("message", where=lambda d: d["role"] == "agent")[1]
             assert said["text"] == "Maya here, I can help."
+            # the agent ends the chat on A: B's stream says so, then ends
+            takeover.end_chat(app_a.state.manager, conv_id, agent, publish=publish)
+            stream.next("message", where=lambda d: d["role"] == "system" and "ended this chat" in d["text"])
+            assert stream.next("status")[1] == {"status": "ended", "reason": "agent_ended"}
+            assert stream.closed.wait(10)
             assert time.monotonic() - t0 < 60  # well inside the 120 s poll: these came by NOTIFY
             stream.stop()
 

@@ -213,6 +213,7 @@ class SSEReader(threading.Thread):
         self.status: int | None = None
         self._halt = threading.Event()
         self.ready = threading.Event()
+        self.closed = threading.Event()  # the server ended the stream
 
     def run(self) -> None:
         try:
@@ -238,6 +239,7 @@ class SSEReader(threading.Thread):
                         data.append(line[5:].lstrip())
                     elif line.startswith("id:"):
                         ident = line[3:].strip()
+                self.closed.set()
         except Exception as exc:  # noqa: BLE001 - surfaced to the test through the queue
             if not self._halt.is_set():
                 self.events.put(("_error", repr(exc), None))

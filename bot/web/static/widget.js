@@ -587,9 +587,13 @@
       quiet = true;
       try { (h.messages || []).forEach(render); } finally { quiet = false; }
       scrollDown();
+      if (h.status === "ended") { // ended while this page was closed (an agent, or another device)
+        forget(); setMode("bot"); endBtn.hidden = true;
+        bubble("system", ENDED + " Write again any time to start a new chat.");
+        return;
+      }
       setMode(h.mode);
       endBtn.hidden = false;
-      if (h.status === "ended") { forget(); return; }
       connect();
     }, function (err) {
       if (err.status === 403 || err.status === 404) forget(); // expired or unknown: start afresh on next send
@@ -629,7 +633,7 @@
     survey.hidden = true; endBtn.hidden = true;
     if (had) {
       dropStreams(); waiting = false; hideTyping(); connectionBack(); setMode("bot");
-      if (!state.id) bubble("system", ENDED + " Write again any time to start a new chat.");
+      if (!state.id && !ending) bubble("system", ENDED + " Write again any time to start a new chat.");
     }
     return state.id ? resume() : Promise.resolve();
   }
@@ -729,13 +733,26 @@
     buttons[4].focus();
   }
 
+  var ending = false; // this tab is ending the chat: its own "ended" event is not news
   function end(score) {
-    api("POST", "/api/conversations/" + encodeURIComponent(state.id) + "/end", { satisfaction: score }).then(function () {
-      stopStream(); forget(); survey.hidden = true; endBtn.hidden = true; setMode("bot");
-      waiting = false; hideTyping(); connectionBack();
-      bubble("system", "Chat ended. Thank you! Write again any time to start a new chat.");
+    var id = state.id;
+    ending = true;
+    api("POST", "/api/conversations/" + encodeURIComponent(id) + "/end", { satisfaction: score }).then(function () {
+      ending = false;
+      if (state.id && state.id !== id) return; // another tab moved this one on to its next chat meanwhile
+      closed("Chat ended. Thank you! Write again any time to start a new chat.", true);
       input.focus(); // not <body>: the survey that had the focus is gone
-    }, showError);
+    }, function (err) { ending = false; showError(err); });
+  }
+
+  // the chat is over (ended here, or the server said so: an agent ended it): the next message starts a new one
+  function closed(note, mine) {
+    if (!state.id && !mine) return; // already followed from another tab, which said so
+    if (state.id) { stopStream(); clearTimeout(retryTimer); forget(); }
+    if (survey.contains(root.activeElement)) input.focus();
+    survey.hidden = true; endBtn.hidden = true; setMode("bot");
+    dropStreams(); waiting = false; hideTyping(); connectionBack();
+    bubble("system", note);
   }
 
   // ---- live events (Server-Sent Events over fetch, so the token travels in a header) -----------
@@ -816,6 +833,7 @@
     else if (name === "message") render(payload);
     else if (name === "token") onToken(payload);
     else if (name === "mode") setMode(payload.mode);
+    else if (name === "status" && payload.status === "ended" && !ending) closed(ENDED + " Write again any time to start a new chat.");
     else if (name === "error") showError(payload);
   }
 
