@@ -46,9 +46,12 @@ def check_password(password: str) -> None:
 def add_user(session, email: str, role: str, password: str, display_name: str | None = None):
     from bot.db.models import User
     from bot.db.repositories import UserRepository
-    from bot.security import ROLES, hash_password
+    from bot.security import ROLES, hash_password, visible_text
 
     email = check_email(email)
+    # (shown to customers in "... joined the chat" and to colleagues: one line, without the invisible
+    # characters chat messages lose, such as a bidi override that reverses the text around it)
+    display_name = visible_text(display_name, one_line=True)
     if role not in ROLES:
         raise InvalidInput(f"Role must be one of {', '.join(ROLES)}.", code="invalid_role")
     check_password(password)
@@ -107,7 +110,8 @@ def _list(args: argparse.Namespace, ctx) -> int:
 
 def _disable(args: argparse.Namespace, ctx) -> int:
     """Disable the account and end its sessions (as the console's Users page does): enabling it again
-    must not bring an old session, e.g. a stolen cookie, back to life."""
+    must not bring an old session, e.g. a stolen cookie, back to life. The chats it holds go back in
+    the waiting queue."""
     from bot.db.repositories import ConsoleSessionRepository
 
     with ctx.session() as session:
@@ -120,7 +124,11 @@ def _disable(args: argparse.Namespace, ctx) -> int:
                            "--role admin`).", code="last_admin")
         user.active = False
         ConsoleSessionRepository(session).delete_for_user(user.id)
-    print(f"disabled {args.email}")
+    from bot.console.takeover import release_held_by
+
+    # (the chats they held go back in the queue; open widgets see it at their stream's next poll)
+    released = release_held_by(ctx.db, user)
+    print(f"disabled {args.email}" + (f"; {released} chat(s) they held are back in the waiting queue" if released else ""))
     return 0
 
 

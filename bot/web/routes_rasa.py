@@ -5,6 +5,8 @@
 The message "/restart" ends the sender's conversation and is answered with the greeting; the
 sender's next message starts a new conversation (so does one after the last ended or sat idle).
 With ``HYBRIDESK_REST_TOKEN`` set, the webhook needs ``Authorization: Bearer <token>``.
+The channel has no live connection: what an agent writes reaches the customer in the response to
+their next message, before the bot's reply (``custom.role`` is ``agent`` or ``system``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.console import takeover
 from bot.conversation.manager import is_restart
 from bot.web.deps import ManagerDep
 from bot.web.routes_chat import greeting_for, respond_with_retry, retry_on_conflict
@@ -86,6 +89,14 @@ async def rest_health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _as_rest_messages(sender: str, messages: list[Any]) -> list[dict[str, Any]]:
+    """What agents wrote (and the bot's answer on their hand-back), as REST channel messages."""
+    return [{"recipient_id": sender, "text": m.text,
+             "custom": {"message_id": m.id, "role": m.role,
+                        "sources": list(m.citations or []) if m.role == "bot" else [],
+                        "action": None, "handoff": False}} for m in messages]
+
+
 @router.post("/webhooks/rest/webhook", summary="Rasa REST channel: send a message, get the bot's replies",
              openapi_extra=REST_BODY_DOC, dependencies=[Depends(require_rest_token)])
 async def rest_webhook(body: Annotated[RestMessage, Depends(rest_message)], request: Request,
@@ -98,17 +109,23 @@ async def rest_webhook(body: Annotated[RestMessage, Depends(rest_message)], requ
     limits.per_ip.enforce(request.client.host if request.client else "unknown", "requests")
     limits.messages_per_conversation.enforce(f"rest:{body.sender}", "messages from this sender")
     if is_restart(body.message):  # as Rasa's: ends the conversation; the next message starts a new one
+        # (the end of a chat an agent ended, not sent yet, comes first: the next conversation starts clean)
+        ended = await asyncio.to_thread(takeover.undelivered_end, manager.db, "rest", body.sender)
         await asyncio.to_thread(manager.restart, "rest", body.sender)
-        return [{"recipient_id": body.sender, "text": greeting_for(request.app.state.settings), "custom": {
-            "message_id": None, "sources": [], "intent": None, "tone": None, "action": "restart", "handoff": False,
-        }}]
+        return _as_rest_messages(body.sender, ended) + [{
+            "recipient_id": body.sender, "text": greeting_for(request.app.state.settings), "custom": {
+                "message_id": None, "sources": [], "intent": None, "tone": None, "action": "restart",
+                "handoff": False}}]
     # the sender's open conversation: a new one after it ended or sat idle (HYBRIDESK_SESSION_EXPIRY_MINUTES)
     conv, message = await asyncio.to_thread(retry_on_conflict, manager.receive_from_sender, "rest", body.sender,
                                             body.message, body.metadata)
     outcome = await respond_with_retry(manager, conv.id, message.id)
+    # what agents wrote since the customer's last message: this response is the only way it reaches them
+    from_people = _as_rest_messages(
+        body.sender, await asyncio.to_thread(takeover.undelivered_from_people, manager.db, conv.id, message.seq))
     if outcome is None or outcome.suppressed:
-        return []  # an agent holds the conversation; their replies reach the customer separately
-    return [{
+        return from_people  # an agent holds the conversation: the bot stays silent
+    return from_people + [{
         "recipient_id": body.sender,
         "text": outcome.text,
         "custom": {

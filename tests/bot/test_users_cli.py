@@ -149,3 +149,22 @@ def test_the_last_enabled_admin_cannot_be_disabled(data_dir, capsys):
     assert main(["users", "disable", "old@larkspur.example"]) == 0  # already disabled: nothing to protect
     assert main(["users", "enable", "old@larkspur.example"]) == 0
     assert main(["users", "disable", "root@larkspur.example"]) == 0  # old@ is an enabled admin again
+
+
+def test_disable_puts_the_chats_the_agent_holds_back_in_the_queue(data_dir, capsys):
+    from bot.console import takeover
+    from bot.db.engine import Database
+    from bot.db.models import Conversation, User
+
+    assert main(["users", "add", "lea@larkspur.example", "--password", "first-password-1", "--role", "agent"]) == 0
+    db = Database(get_settings().resolved_database_url)
+    with db.unit_of_work() as session:
+        session.add(Conversation(id="c-held-by-lea", token_hash="x" * 64, mode="bot"))
+        lea = session.query(User).filter_by(email="lea@larkspur.example").one()
+    takeover.take_over(db, "c-held-by-lea", lea)
+    capsys.readouterr()
+    assert main(["users", "disable", "lea@larkspur.example"]) == 0
+    assert "1 chat(s) they held are back in the waiting queue" in capsys.readouterr().out
+    with db.unit_of_work() as session:
+        conv = session.get(Conversation, "c-held-by-lea")
+        assert (conv.mode, conv.held_by_user_id) == ("handoff_requested", None)

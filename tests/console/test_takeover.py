@@ -237,3 +237,132 @@ def test_the_agents_message_box_states_the_chat_message_limit(console):
     r = agent.post(f"/console/conversations/{conv_id}/messages", data={"csrf_token": csrf, "text": "x" * (limit + 1)},
                    headers=JSON)
     assert r.status_code in (413, 422)
+
+
+def test_the_agent_is_told_a_rest_customer_reads_their_messages_with_the_next_answer(console):
+    from bot.db.repositories import ConversationRepository
+
+    agent = console.client()
+    csrf = login(agent, "agent")
+    widget_id, _ = seed_conversation(console.services)
+    rest_id, _ = seed_conversation(console.services)
+    with console.services.db.unit_of_work() as session:
+        conv = ConversationRepository(session).get(rest_id)
+        conv.channel, conv.sender_id = "rest", "rest-customer-7"
+    for conv_id in (widget_id, rest_id):
+        agent.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf})
+    assert 'id="agent-channel-note"' not in agent.get(f"/console/conversations/{widget_id}").text
+    page = agent.get(f"/console/conversations/{rest_id}").text
+    assert 'id="agent-channel-note"' in page and "with the answer to their next message" in page
+    assert 'aria-describedby="agent-form-error agent-text-count agent-channel-note"' in page
+
+
+def test_chats_held_by_a_disabled_agent_go_back_to_the_queue(console):
+    """A chat held by an agent whose account was disabled stayed held for good: the bot silent, the
+    customer told a person was there, other agents refused ("ask them to hand it back")."""
+    from bot.db.models import User
+    from bot.db.repositories import ConversationRepository
+
+    agent, other, admin = console.client(), console.client(), console.client()
+    csrf, other_csrf, admin_csrf = login(agent, "agent"), login(other, "agent2"), login(admin, "admin")
+    held, _ = seed_conversation(console.services)
+    agent.post(f"/console/conversations/{held}/takeover", data={"csrf_token": csrf})
+    json_accept = {"Accept": "application/json"}
+    assert other.post(f"/console/conversations/{held}/takeover", data={"csrf_token": other_csrf},
+                      headers=json_accept).status_code == 409
+
+    r = admin.post(f"/console/users/{console.users['agent']}/disable", data={"csrf_token": admin_csrf},
+                   follow_redirects=False)
+    assert r.status_code == 303
+    manager = console.app.state.manager
+    conv = manager.get(held)
+    assert (conv.mode, conv.held_by_user_id) == ("handoff_requested", None) and "handoff_at" in conv.state
+    notice = manager.history(held)[-1]
+    assert (notice.role, notice.text) == ("system", "Agent is no longer available. Another member of our team "
+                                          "will be with you shortly.")
+    published = [e for c, e in console.hub.events if c == held]
+    assert published[-1] == {"type": "mode", "mode": "handoff_requested", "reason": "agent_left"}
+    queue = other.get("/console/waiting.json").json()
+    assert held in [w["conversation_id"] for w in queue["waiting"]]
+    assert other.post(f"/console/conversations/{held}/takeover", data={"csrf_token": other_csrf},
+                      headers=json_accept).status_code == 200
+
+    # held by an account disabled some other way (the database, an older version): anyone may take it
+    stuck, _ = seed_conversation(console.services)
+    with console.services.db.unit_of_work() as session:
+        ConversationRepository(session).get(stuck).mode = "human"
+        ConversationRepository(session).get(stuck).held_by_user_id = console.users["editor"]
+        session.get(User, console.users["editor"]).active = False
+    assert other.post(f"/console/conversations/{stuck}/takeover", data={"csrf_token": other_csrf},
+                      headers=json_accept).status_code == 200
+    assert manager.get(stuck).held_by_user_id == console.users["agent2"]
+
+
+def test_an_ended_chat_reads_as_ended_not_as_held(console):
+    """An agent's ended chat read "agent holds it" beside "ended", in the list and on its page."""
+    import re
+
+    agent = console.client()
+    csrf = login(agent, "agent")
+    conv_id, _ = seed_conversation(console.services)
+    agent.post(f"/console/conversations/{conv_id}/takeover", data={"csrf_token": csrf})
+    agent.post(f"/console/conversations/{conv_id}/end", data={"csrf_token": csrf})
+    page = agent.get(f"/console/conversations/{conv_id}").text
+    badge = re.search(r'<strong id="conv-mode"[^>]*>([^<]+)</strong>', page).group(1)
+    assert badge == "ended" and "(last held by <strong>Agent</strong>)" in page
+    row = agent.get("/console/transcripts").text.split(f'href="/console/conversations/{conv_id}"')[1].split("</tr>")[0]
+    assert "ended" in row and "agent holds it" not in row
+
+
+def test_a_customer_silent_in_the_queue_goes_below_the_others_and_can_be_closed(console):
+    """A customer who closed the page stayed at the top of the waiting queue for good; the only way
+    to clear them was to take the chat over (greeting nobody) and end it."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.db.repositories import ConversationRepository
+
+    agent = console.client()
+    csrf = login(agent, "agent")
+    now = datetime.now(UTC)
+    gone, _ = seed_conversation(console.services, created_at=now - timedelta(hours=3),
+                                customer="I need a person", mode="handoff_requested")
+    fresh, _ = seed_conversation(console.services, created_at=now - timedelta(minutes=5),
+                                 customer="Can someone help me?", mode="handoff_requested")
+    with console.services.db.unit_of_work() as session:
+        ConversationRepository(session).get(gone).state = {"handoff_at": (now - timedelta(hours=3)).isoformat()}
+        ConversationRepository(session).get(fresh).state = {"handoff_at": (now - timedelta(minutes=5)).isoformat()}
+    queue = agent.get("/console/waiting.json").json()["waiting"]
+    assert [w["conversation_id"] for w in queue if w["conversation_id"] in (gone, fresh)] == [fresh, gone]
+    assert [w["stale"] for w in queue if w["conversation_id"] in (gone, fresh)] == [False, True]
+    page = agent.get("/console/transcripts").text
+    waiting = page.split('id="waiting-list"')[1].split("</ol>")[0]
+    assert waiting.index(fresh) < waiting.index(gone)
+    def item(conv_id):
+        return waiting.split(f'<li data-id="{conv_id}">')[1].split("</li>")[0]
+
+    assert "may have left" in item(gone) and "may have left" not in item(fresh)
+
+    # a quiet customer whose widget is connected (page open) is there: not "may have left" (regression QA)
+    import asyncio
+
+    async def queue_while_connected():
+        async with console.app.state.event_streams.track(asyncio.Queue(), gone):
+            return agent.get("/console/waiting.json").json()["waiting"]
+
+    connected = {w["conversation_id"]: w for w in asyncio.run(queue_while_connected())}
+    assert connected[gone]["stale"] is False
+    assert agent.get("/console/waiting.json").json()["waiting"][-1]["stale"] is True  # gone again
+
+    # closed from its page without taking it over
+    conv_page = agent.get(f"/console/conversations/{gone}").text
+    assert "End chat (customer left)" in conv_page and "joined the chat" not in conv_page
+    r = agent.post(f"/console/conversations/{gone}/end", data={"csrf_token": csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    manager = console.app.state.manager
+    assert manager.get(gone).status == "ended" and manager.get(gone).held_by_user_id is None
+    assert gone not in [w["conversation_id"] for w in agent.get("/console/waiting.json").json()["waiting"]]
+    # a chat the bot is answering is not ended that way
+    answering, _ = seed_conversation(console.services)
+    refused = agent.post(f"/console/conversations/{answering}/end", data={"csrf_token": csrf},
+                         headers={"Accept": "application/json"})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_holder"

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from test_socketio_channel import RasaClient, run
+from web_fakes import chat_limits
 
 from bot.db.models import Conversation, Message
 from bot.db.repositories import ConversationRepository, MessageRepository
@@ -338,3 +339,78 @@ def test_a_sender_id_must_be_printable(client, chat_server):
         assert "sender" in r.json()["error"]["message"] and "printable" in r.json()["error"]["message"]
         assert conversations_of(chat_server, "rest", sender) == []
     assert say(client, "ünïcode-ok_1", RETURN_Q)[0]["recipient_id"] == "ünïcode-ok_1"
+
+
+def test_a_rest_customer_gets_what_the_agent_wrote_with_their_next_message(client, chat_server):
+    """The REST channel has no live connection, and the webhook answered [] while an agent held the
+    chat: the customer never read a word the agent wrote, nor that the agent had ended the chat."""
+    from bot.db.models import User
+
+    services, manager = chat_server.services, chat_server.app.state.manager
+    with services.db.unit_of_work() as session:
+        agent = User(email="maya.rest@larkspur.example", display_name="Maya", role="agent", password_hash="x")
+        session.add(agent)
+        session.flush()
+    with chat_limits(chat_server.app):  # more messages from one sender than its limit lets through at once
+        _rest_agent_scenario(client, chat_server, services, manager, agent)
+
+
+def _rest_agent_scenario(client, chat_server, services, manager, agent):
+    from bot.console import takeover
+
+    sender = "rest-held-by-maya"
+    say(client, sender, RETURN_Q)
+    cid = conversations_of(chat_server, "rest", sender)[-1].id
+    takeover.take_over(services.db, cid, agent)
+    takeover.send_agent_message(manager, cid, agent, "Hi, Maya here. Which lamp is it?")
+
+    got = say(client, sender, "The blue one")  # the agent's words come with this response; no bot reply
+    assert [(m["custom"]["role"], m["text"]) for m in got] == [
+        ("system", "Maya from our support team has joined the chat."),
+        ("agent", "Hi, Maya here. Which lamp is it?")]
+    assert all(m["recipient_id"] == sender for m in got)
+    assert say(client, sender, "hello?") == []  # nothing new written since: nothing sent twice
+
+    takeover.send_agent_message(manager, cid, agent, "Thanks, I've booked the return.")
+    takeover.hand_back(services.db, cid, agent)
+    got = say(client, sender, RETURN_Q)  # handed back: the agent's words, the notice, then the bot's reply
+    assert [m["custom"].get("role") for m in got] == ["agent", "system", None]
+    assert got[0]["text"] == "Thanks, I've booked the return." and "handed you back" in got[1]["text"]
+    assert got[2]["custom"]["message_id"] and "30 days" in got[2]["text"]
+
+    # an agent ends the chat: the next message opens a new conversation and carries the old one's end
+    takeover.take_over(services.db, cid, agent)
+    takeover.send_agent_message(manager, cid, agent, "All done, have a nice day!")
+    takeover.end_chat(manager, cid, agent)
+    got = say(client, sender, RETURN_Q)
+    assert [m["text"] for m in got[:3]] == [
+        "Maya from our support team has joined the chat.", "All done, have a nice day!",
+        "Maya from our support team has ended this chat. Thank you for contacting us!"]
+    assert len(got) == 4 and "30 days" in got[3]["text"]
+    assert len(conversations_of(chat_server, "rest", sender)) == 2
+    assert len(say(client, sender, RETURN_Q)) == 1  # and only once
+
+    # a conversation the customer restarted carries nothing of the old one
+    say(client, sender, "/restart")
+    assert len(say(client, sender, RETURN_Q)) == 1
+
+    # regression QA: the bot's answer on hand-back, to what was asked while the agent held the chat
+    cid = conversations_of(chat_server, "rest", sender)[-1].id
+    takeover.take_over(services.db, cid, agent)
+    assert [m["custom"]["role"] for m in say(client, sender, "How do I return a lamp?")] == ["system"]  # joined
+    unanswered = takeover.hand_back(services.db, cid, agent)
+    assert unanswered is not None
+    import asyncio
+    asyncio.run(manager.respond(cid, unanswered))  # what the console's hand-back starts in the background
+    got = say(client, sender, "thanks")
+    assert [m["custom"].get("role") for m in got][:2] == ["system", "bot"]
+    assert "handed you back" in got[0]["text"] and got[1]["custom"]["message_id"] and got[1]["text"]
+
+    # regression QA: an agent ended the chat, then the customer sent "/restart": the end comes with the
+    # greeting, and the new conversation starts clean
+    takeover.take_over(services.db, cid, agent)
+    takeover.end_chat(manager, cid, agent)
+    restarted = say(client, sender, "/restart")
+    assert [m["custom"].get("role") for m in restarted] == ["system", "system", None]
+    assert "ended this chat" in restarted[1]["text"] and restarted[2]["custom"]["action"] == "restart"
+    assert len(say(client, sender, RETURN_Q)) == 1
