@@ -8,7 +8,9 @@ Definitions (also shown on the page):
 * *top out-of-scope questions*: customer messages the NLU put out of scope, grouped by their
   normalised text with personal data (e-mail addresses, phone, card and order numbers, names)
   replaced by placeholders, as the ticket importer does: what the knowledge base is missing, shown
-  to editors too, who have no business reading a customer's details;
+  to editors too, who have no business reading a customer's details. Messages that ask nothing are
+  left out (:func:`is_question`): the ones the policy answered as thanks or as having no words
+  ("thanks", "!!!", "👍"), and a bare acknowledgement or greeting ("ok", "hi there");
 * *median latency*: of complete bot replies, from customer message stored to reply stored.
 
 :func:`compute` reads settled days from the daily roll-up (:mod:`bot.console.analytics_rollup`)
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -30,6 +33,26 @@ from sqlalchemy.orm import Session
 from bot.db.models import Conversation, Feedback, Message
 
 TOP_N = 10
+#: the policy's reasons (``Message.policy_reason``, ``bot.conversation.policy.decide``) for a customer message
+#: that asks nothing: thanks ("ok thanks") and a message without words ("!!!", "👍", "🙂🙂")
+NOT_A_QUESTION_REASONS = frozenset({"thanks", "no_words"})
+#: words that, on their own, acknowledge, thank or greet and ask nothing ("ok", "thank you", "hi there"): the
+#: policy answers "ok" as out of scope, and an angry "thanks" is no thanks to it
+_ACKNOWLEDGEMENTS = frozenset({"ok", "okay", "okey", "k", "kk", "yes", "yeah", "yep", "yup", "no", "nope", "nah",
+                               "sure", "fine", "alright", "cool", "great", "good", "thanks", "thank", "you", "thx",
+                               "ty", "cheers", "hi", "hello", "hey", "there", "bye", "goodbye"})
+
+
+_WORDS = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+
+
+def is_question(text: str | None, policy_reason: str | None) -> bool:
+    """Whether an out-of-scope customer message belongs among the top out-of-scope questions (what the
+    KB is missing): not thanks, not a message without words, not a bare "ok" or "hi"."""
+    if policy_reason in NOT_A_QUESTION_REASONS:
+        return False
+    words = _WORDS.findall((text or "").lower())
+    return bool(words) and not (len(words) <= 3 and set(words) <= _ACKNOWLEDGEMENTS)
 
 
 def question_key(text: str | None) -> str:
@@ -177,8 +200,9 @@ def compute_direct(session: Session, date_from: date, date_to: date) -> Analytic
     dense = total > 0 and a.conversations > 0.25 * total
     role = _plain(session, Message.role)
     is_oos = sa.or_(_plain(session, Message.intent) == "out_of_scope", Message.out_of_scope.is_(True))
+    asked = sa.and_(role == "customer", is_oos)
     cols = (Message.conversation_id, Message.role, Message.intent, is_oos, Message.latency_ms, Message.status,
-            sa.case((sa.and_(role == "customer", is_oos), Message.text), else_=None))
+            sa.case((asked, Message.text), else_=None), sa.case((asked, Message.policy_reason), else_=None))
     if dense:
         rows = sa.select(*cols).join(Conversation, Conversation.id == Message.conversation_id).where(in_range)
         feedback = (sa.select(Feedback.rating, sa.func.count())
@@ -193,12 +217,13 @@ def compute_direct(session: Session, date_from: date, date_to: date) -> Analytic
     intents: dict[str, int] = {}
     questions: dict[str, int] = {}
     latencies: list[float] = []
-    for cid, who, intent, oos, latency, status, text in session.execute(rows):
+    for cid, who, intent, oos, latency, status, text, policy_reason in session.execute(rows):
         if who == "customer":
             customers.add(cid)
             if oos:
-                q = question_key(text)
-                questions[q] = questions.get(q, 0) + 1
+                if is_question(text, policy_reason):
+                    q = question_key(text)
+                    questions[q] = questions.get(q, 0) + 1
             elif intent is not None:
                 intents[intent] = intents.get(intent, 0) + 1
         elif who == "agent":

@@ -35,13 +35,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from bot.console.analytics import question_key
+from bot.console.analytics import is_question, question_key
 from bot.db.engine import once_per_engine
 from bot.db.models import AnalyticsChange, AnalyticsDay, Conversation, Feedback, Message
 
 log = logging.getLogger(__name__)
 
 SETTLE = timedelta(minutes=15)
+#: a stored day computed before this time was computed by an older definition of the figures and is
+#: computed again when read (the top out-of-scope questions lost "thanks", "!!!" and "ok" then)
+DEFINITIONS_SINCE = datetime(2026, 12, 7, 1, 30, tzinfo=UTC)
 MAX_SPANS = 100  # day spans recomputed in one pass
 DENSE_MIN = 5000  # conversations; fewer are always reached through the conversation index
 
@@ -55,7 +58,7 @@ _SQLITE_CONV = (
     "INSERT INTO analytics_changes(day) SELECT substr({ref}.created_at, 1, 10) "
     "WHERE substr({ref}.created_at, 1, 10) < date('now');"
 )
-_MESSAGE_COLUMNS = "conversation_id, role, status, intent, out_of_scope, latency_ms, text"
+_MESSAGE_COLUMNS = "conversation_id, role, status, intent, out_of_scope, latency_ms, text, policy_reason"
 _FEEDBACK_COLUMNS = "conversation_id, message_id, rating"
 _CONVERSATION_COLUMNS = "created_at, mode, handoff_reason, held_by_user_id, satisfaction"
 
@@ -206,8 +209,9 @@ def spans_figures(session: Session, spans: list[tuple[date, date]]) -> dict[date
     dense = len(convs) > DENSE_MIN and len(convs) > 0.25 * int(
         conn.scalar(sa.select(sa.func.count()).select_from(Conversation)) or 0)
     is_oos = sa.or_(plain(Message.intent) == "out_of_scope", Message.out_of_scope.is_(True))
+    asked = sa.and_(plain(Message.role) == "customer", is_oos)
     cols = (Message.conversation_id, Message.role, Message.intent, is_oos, Message.latency_ms, Message.status,
-            sa.case((sa.and_(plain(Message.role) == "customer", is_oos), Message.text), else_=None), Message.id)
+            sa.case((asked, Message.text), else_=None), Message.id, sa.case((asked, Message.policy_reason), else_=None))
     if dense:
         rows = sa.select(*cols).join(Conversation, Conversation.id == Message.conversation_id).where(in_range)
     else:
@@ -215,14 +219,15 @@ def spans_figures(session: Session, spans: list[tuple[date, date]]) -> dict[date
     customers: set[str] = set()
     agents: set[str] = set()
     message_conv: dict[int, str] = {}
-    for cid, who, intent, oos, latency, status, text, mid in conn.execute(rows):
+    for cid, who, intent, oos, latency, status, text, mid, policy_reason in conn.execute(rows):
         if not dense:
             message_conv[mid] = cid
         fig = days[convs[cid][0]]
         if who == "customer":
             customers.add(cid)
             if oos:
-                _bump(fig.questions, question_key(text))
+                if is_question(text, policy_reason):
+                    _bump(fig.questions, question_key(text))
             elif intent is not None:
                 _bump(fig.intents, intent)
         elif who == "agent":
@@ -284,7 +289,8 @@ def refresh(engine: Engine, first: date, last: date, *, now: datetime | None = N
     last = min(last, settled - timedelta(days=1))
     with engine.connect() as conn:
         logged = conn.execute(sa.select(AnalyticsChange.id, AnalyticsChange.day)).all()
-        have = set(conn.scalars(sa.select(AnalyticsDay.day).where(AnalyticsDay.day.between(first, last))))
+        have = set(conn.scalars(sa.select(AnalyticsDay.day).where(AnalyticsDay.day.between(first, last),
+                                                                  AnalyticsDay.computed_at >= DEFINITIONS_SINCE)))
     todo = {d for _, d in logged if d < settled}
     d = first
     while d <= last:

@@ -1,8 +1,10 @@
 """Corrections: an agent flags a bot reply, writes what it should have said and tags why.
 
 Corrections with a corrected reply become fine-tuning examples through
-:func:`export_corrections` (JSONL, one object per line, the format the ticket importer reads);
-``missing_policy`` and ``wrong_fact`` ones are suggestions for the KB editor.
+:func:`export_records` (JSONL, one object per line, the format the ticket importer reads);
+``missing_policy`` and ``wrong_fact`` ones are suggestions for the KB editor (:func:`kb_suggestions`),
+shown with the customer's personal data replaced by placeholders: editors do not read transcripts.
+Agents, who do, see the corrections as written (:func:`list_corrections`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sqlalchemy as sa
 
 from bot.db.models import Correction, Message
 from bot.db.repositories import CorrectionRepository
+from bot.security import visible_text
 from knowledge.errors import InvalidInput, NotFound
 from models.pii import scrub_exchange
 
@@ -70,8 +73,10 @@ def create_correction(db: Any, *, user_id: int, message_id: int, reason: str, co
     if reason not in REASONS:
         raise InvalidInput(f"Choose why the reply was wrong: {', '.join(REASONS)}.", code="bad_reason",
                            field="reason")
-    corrected_text = (corrected_text or "").strip()
-    note = (note or "").strip()
+    # (without the invisible characters chat messages lose: a bidi override in a correction reorders the
+    # console's text around it, and the corrected reply is exported as training data)
+    corrected_text = visible_text(corrected_text)
+    note = visible_text(note)
     corrected_intent = (corrected_intent or "").strip()
     if len(corrected_text) > MAX_TEXT or len(note) > MAX_TEXT:
         raise InvalidInput(f"Keep the corrected reply and the note under {MAX_TEXT} characters.",
@@ -90,8 +95,10 @@ def create_correction(db: Any, *, user_id: int, message_id: int, reason: str, co
         # an intent the bot never detects would train the model on a prompt it is never sent
         close = difflib.get_close_matches(corrected_intent, sorted(known_intents), n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(close)}?" if close else ""
-        raise InvalidInput(f"The bot knows no intent {corrected_intent!r}.{hint} The intents it knows are listed "
-                           "by `hybridesk nlu eval`.", code="unknown_intent", field="corrected_intent")
+        # (the agent is in the console: name the intents rather than a command to list them)
+        listed = ", ".join(sorted(known_intents)[:60]) + (", ..." if len(known_intents) > 60 else "")
+        raise InvalidInput(f"The bot knows no intent {corrected_intent!r}.{hint} The intents it knows: {listed}.",
+                           code="unknown_intent", field="corrected_intent")
     fields = {"message_id": message_id, "user_id": user_id, "reason": reason,
               "corrected_text": corrected_text or None, "note": note or None,
               "corrected_intent": corrected_intent[:64] or None}
@@ -101,6 +108,13 @@ def create_correction(db: Any, *, user_id: int, message_id: int, reason: str, co
             raise NotFound(f"No message {message_id}.", code="message_not_found")
         if message.role != "bot":
             raise InvalidInput("Only the bot's replies can be corrected.", code="not_a_bot_reply")
+        if message.status == "discarded":
+            # (the console hides these drafts; a correction would export a reply nobody was sent)
+            raise InvalidInput("This reply was discarded when an agent took the chat over: the customer never "
+                               "got it, so there is nothing to correct.", code="reply_discarded")
+        if message.status != "complete":
+            raise InvalidInput(f"Only a reply the customer got can be corrected; this one is {message.status}.",
+                               code="reply_not_complete")
         now = datetime.now(UTC)
         same = _recent_duplicate(session, fields, now - DUPLICATE_WINDOW)
         if same is not None:
@@ -118,27 +132,42 @@ def _recent_duplicate(session: Any, fields: dict[str, Any], since: datetime) -> 
     return session.scalars(query.order_by(Correction.id.desc()).limit(1)).first()
 
 
-def list_corrections(db: Any, *, reasons: Iterable[str] | None = None, limit: int = 200) -> list[CorrectionItem]:
-    """Newest corrections first (optionally only some reasons)."""
+def list_corrections(db: Any, *, reasons: Iterable[str] | None = None, limit: int = 200,
+                     scrub: bool = False) -> list[CorrectionItem]:
+    """Newest corrections first (optionally only some reasons). ``scrub``: the customer's message, the
+    bot's reply, the corrected reply and the note with personal data (names, e-mail addresses, phone,
+    card and order numbers) replaced by placeholders, as the export and the analytics show them."""
     with db.unit_of_work() as session:
         repo = CorrectionRepository(session)
         out = []
         for corr, bot_msg, customer, author in repo.listing(reasons=list(reasons or []), limit=limit):
             if customer is None:
                 customer = repo.previous_customer_message(bot_msg)
+            asked = customer.text if customer else None
+            said, corrected, note = bot_msg.text, corr.corrected_text, corr.note
+            if scrub:
+                asked, said, corrected, note = _scrubbed(asked, said, corrected, note)
             out.append(CorrectionItem(
                 id=corr.id, message_id=bot_msg.id, conversation_id=bot_msg.conversation_id, reason=corr.reason,
-                corrected_text=corr.corrected_text, corrected_intent=corr.corrected_intent, note=corr.note,
-                bot_reply=bot_msg.text, customer_message=customer.text if customer else None,
+                corrected_text=corrected, corrected_intent=corr.corrected_intent, note=note,
+                bot_reply=said, customer_message=asked,
                 intent=corr.corrected_intent or (customer.intent if customer else None) or bot_msg.intent,
                 author=author.display_name if author else None, created_at=corr.created_at,
                 exported_at=corr.exported_at))
         return out
 
 
+def _scrubbed(asked: str | None, *replies: str | None) -> tuple[str | None, ...]:
+    """The customer's message and the texts answering it, scrubbed (a name the customer gave is
+    scrubbed from the replies too: "Hello Maria, ...")."""
+    out = [None if reply is None else scrub_exchange(asked or "", reply)[1] for reply in replies]
+    return (None if asked is None else scrub_exchange(asked, "")[0], *out)
+
+
 def kb_suggestions(db: Any, limit: int = 50) -> list[CorrectionItem]:
-    """``missing_policy`` / ``wrong_fact`` corrections, for the KB editor."""
-    return list_corrections(db, reasons=KB_REASONS, limit=limit)
+    """``missing_policy`` / ``wrong_fact`` corrections, for the KB editor: scrubbed of personal data
+    (editors have no business reading a customer's details, and no access to the transcripts)."""
+    return list_corrections(db, reasons=KB_REASONS, limit=limit, scrub=True)
 
 
 def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True,
@@ -167,6 +196,10 @@ def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True,
             return []
         mark = mark and only_unexported and not last_again
         for corr, bot_msg, customer in repo.for_export(only_unexported=only_unexported, exported_at=last):
+            if bot_msg.status != "complete":
+                # a draft discarded at a takeover never reached the customer (correcting one is refused;
+                # a correction saved before that is not training data either)
+                continue
             ids.append(corr.id)
             if customer is None:
                 customer = repo.previous_customer_message(bot_msg)

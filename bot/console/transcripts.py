@@ -100,6 +100,8 @@ class TranscriptPage:
     rows: list[TranscriptRow]
     next_cursor: str | None
     filters: TranscriptFilter = field(default_factory=TranscriptFilter)
+    #: the page before this one starts after this cursor (None: this is the first page)
+    prev_cursor: str | None = None
 
 
 def encode_cursor(created_at: datetime, conv_id: str) -> str:
@@ -211,9 +213,22 @@ def _filtered(session: Session, flt: TranscriptFilter) -> sa.Select:
 
 
 def search_transcripts(session: Session, flt: TranscriptFilter, cursor: str | None = None,
-                       limit: int = PAGE_SIZE) -> TranscriptPage:
-    """One page of conversations matching ``flt``, newest first."""
+                       limit: int = PAGE_SIZE, before: str | None = None) -> TranscriptPage:
+    """One page of conversations matching ``flt``, newest first: the first, the one after ``cursor``
+    (older conversations), or the one before ``before`` (newer; the first page when fewer are left)."""
     stmt = _filtered(session, flt)
+    if before:
+        when, conv_id = decode_cursor(before)
+        newer = stmt.where(Conversation.created_at >= when, sa.or_(
+            Conversation.created_at > when, sa.and_(Conversation.created_at == when, Conversation.id > conv_id)))
+        convs = list(session.scalars(
+            newer.order_by(Conversation.created_at.asc(), Conversation.id.asc()).limit(limit + 1)))
+        if len(convs) <= limit:  # nothing newer than a page away: that is the first page
+            return search_transcripts(session, flt, None, limit)
+        convs = convs[:limit][::-1]
+        page = _page(session, convs, flt, more=True)
+        page.prev_cursor = encode_cursor(convs[0].created_at, convs[0].id)
+        return page
     if cursor:
         when, conv_id = decode_cursor(cursor)
         stmt = stmt.where(Conversation.created_at <= when, sa.or_(
@@ -221,7 +236,13 @@ def search_transcripts(session: Session, flt: TranscriptFilter, cursor: str | No
     stmt = stmt.order_by(Conversation.created_at.desc(), Conversation.id.desc()).limit(limit + 1)
     convs = list(session.scalars(stmt))
     more = len(convs) > limit
-    convs = convs[:limit]
+    page = _page(session, convs[:limit], flt, more)
+    if cursor and page.rows:
+        page.prev_cursor = encode_cursor(convs[0].created_at, convs[0].id)
+    return page
+
+
+def _page(session: Session, convs: list[Conversation], flt: TranscriptFilter, more: bool) -> TranscriptPage:
     rows = [TranscriptRow(c.id, c.created_at, c.last_message_at, c.channel, c.mode, c.status, c.message_count,
                           c.handoff_reason, c.satisfaction) for c in convs]
     _decorate(session, rows)
@@ -341,11 +362,19 @@ class Waiting:
     since: datetime
     reason: str | None
     last_customer_message: str | None
+    #: when the customer last wrote (or asked for a person, if later)
+    last_active: datetime | None = None
+    #: quiet for longer than the idle limit: they may have left (listed after the others)
+    stale: bool = False
 
 
-def waiting_for_a_person(session: Any, limit: int = 50) -> list[Waiting]:
+def waiting_for_a_person(session: Any, limit: int = 50, idle_minutes: float = 0,
+                         connected: frozenset[str] = frozenset()) -> list[Waiting]:
     """Open conversations whose customer asked for (or was offered) a person and nobody took yet,
-    longest waiting first."""
+    longest waiting first; those whose customer has written nothing for longer than ``idle_minutes``
+    (0: no limit) after the others, marked ``stale``, unless their widget is ``connected`` (its page
+    open): a customer who closed the page stays in the queue (nothing tells the server they left), but
+    does not stay at its top."""
     rows = session.execute(
         sa.select(Conversation.id, Conversation.state, Conversation.handoff_reason, Conversation.updated_at)
         .where(Conversation.mode == "handoff_requested", Conversation.status == "open")
@@ -357,14 +386,20 @@ def waiting_for_a_person(session: Any, limit: int = 50) -> list[Waiting]:
         except ValueError:  # queued before the time was kept
             since = updated
         out.append(Waiting(cid, since if since.tzinfo else since.replace(tzinfo=UTC), reason, None))
-    out.sort(key=lambda w: w.since)
-    out = out[:limit]
-    if out:
-        last: dict[str, str] = {}
-        for cid, text in session.execute(
-                sa.select(Message.conversation_id, Message.text)
-                .where(Message.conversation_id.in_([w.id for w in out]), Message.role == "customer")
-                .order_by(Message.id)).all():
-            last[cid] = text
-        out = [Waiting(w.id, w.since, w.reason, (last.get(w.id) or "")[:160] or None) for w in out]
-    return out
+    if not out:
+        return out
+    last: dict[str, tuple[str, datetime]] = {}
+    for cid, text, at in session.execute(
+            sa.select(Message.conversation_id, Message.text, Message.created_at)
+            .where(Message.conversation_id.in_([w.id for w in out]), Message.role == "customer")
+            .order_by(Message.id)).all():
+        last[cid] = (text, at if at is None or at.tzinfo else at.replace(tzinfo=UTC))
+    now = datetime.now(UTC)
+    full = []
+    for w in out:
+        text, at = last.get(w.id, ("", None))
+        active = max(w.since, at) if at else w.since
+        stale = bool(idle_minutes) and now - active > timedelta(minutes=idle_minutes) and w.id not in connected
+        full.append(Waiting(w.id, w.since, w.reason, (text or "")[:160] or None, active, stale))
+    full.sort(key=lambda w: (w.stale, w.since))
+    return full[:limit]

@@ -33,7 +33,7 @@ from fastapi import Depends, Request, Response
 
 from bot.db.models import ConsoleSession, LoginAttempt
 from bot.db.repositories import ConsoleSessionRepository, LoginAttemptRepository, UserRepository
-from bot.security import hash_password, verify_password
+from bot.security import hash_password, verify_password, visible_text
 from knowledge.errors import Forbidden, HybrideskError
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ MAX_FAILURES_PER_ACCOUNT = 20
 KNOWN_ADDRESS_DAYS = 30
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ROLE_LABELS = {"agent": "support agents", "editor": "knowledge-base editors", "admin": "admins"}
+#: what a locked-out user can do besides waiting: the console has no password reset; an admin sets a new
+#: password on the server's command line, which also lifts the lock (``bot.cli_users._set_password``)
+RESET_HINT = ("ask an admin to set a new password for you with the command hybridesk users set-password, "
+              "which also lifts this lock.")
 
 
 class LoginRequired(HybrideskError):
@@ -175,18 +179,23 @@ class AuthService:
             wait = THROTTLE_WINDOW - (_now() - first) if first else THROTTLE_WINDOW
             return max(1, int(wait.total_seconds() // 60) + 1)
 
-        if n_account >= MAX_FAILURES_PER_ACCOUNT_IP or n_ip >= MAX_FAILURES_PER_IP:
-            wait = minutes(oldest if n_account >= MAX_FAILURES_PER_ACCOUNT_IP else oldest_ip)
+        if n_account >= MAX_FAILURES_PER_ACCOUNT_IP:
+            wait = minutes(oldest)
             raise LoginThrottled(
                 f"Too many failed sign-ins for this account from your address. Wait {wait} minute(s) "
-                "and try again, or ask an admin to reset your password.", retry_after_minutes=wait)
+                f"and try again, or {RESET_HINT}", retry_after_minutes=wait)
+        if n_ip >= MAX_FAILURES_PER_IP:
+            # (failures at many accounts from one address: a new password for one of them does not lift it)
+            wait = minutes(oldest_ip)
+            raise LoginThrottled(f"Too many failed sign-ins from your address. Wait {wait} minute(s) and try again.",
+                                 retry_after_minutes=wait)
         if sprayed:
             wait = minutes(oldest_all)
             log.warning("sign-ins to one account refused from new addresses: %d failures in %d minutes",
                         n_all, THROTTLE_WINDOW.total_seconds() // 60)  # (no e-mail address in the log)
             raise LoginThrottled(
                 "Too many failed sign-ins for this account from many addresses. Sign in from an address you "
-                f"have used before, wait {wait} minute(s), or ask an admin to reset your password.",
+                f"have used before, wait {wait} minute(s), or {RESET_HINT}",
                 retry_after_minutes=wait)
 
     def resolve(self, token: str | None) -> ConsoleUser | None:
@@ -214,8 +223,11 @@ class AuthService:
 
 
 def _console_user(user: Any, row: ConsoleSession) -> ConsoleUser:
-    return ConsoleUser(id=user.id, email=user.email, display_name=user.display_name, role=user.role,
-                       session_id=row.id, csrf_token=row.csrf_token)
+    # (a name stored before `add_user` cleaned names loses its invisible characters here: the console
+    # header and the "... joined the chat" notice customers read use this one)
+    return ConsoleUser(id=user.id, email=user.email,
+                       display_name=visible_text(user.display_name, one_line=True) or user.email.split("@")[0],
+                       role=user.role, session_id=row.id, csrf_token=row.csrf_token)
 
 
 # ---------------------------------------------------------------- cookies

@@ -24,7 +24,7 @@ NOTICES: dict[str, str] = {
     "retirement_cancelled": "Retirement cancelled: the document stays in force.",
     # admins
     "user_added": "User added.",
-    "user_disabled": "User disabled: they can no longer sign in.",
+    "user_disabled": "User disabled: they can no longer sign in, and the chats they held are back in the waiting queue.",
     "user_enabled": "User enabled again.",
     "signed_out": "You are signed out.",
 }

@@ -178,34 +178,55 @@ async def home(user: CurrentUser) -> Response:
 
 @router.get("/transcripts")
 def transcripts(request: Request, user: CurrentAgent, session: SessionDep,
-                cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+                cursor: Annotated[str | None, Query(max_length=200)] = None,
+                before: Annotated[str | None, Query(max_length=200)] = None) -> Response:
     flt = transcripts_service.TranscriptFilter.from_params(dict(request.query_params))
-    page = transcripts_service.search_transcripts(session, flt, cursor)
+    page = transcripts_service.search_transcripts(session, flt, cursor, before=None if cursor else before)
     choices = transcripts_service.filter_choices(session)
     next_url = None
     if page.next_cursor:
         next_url = "/console/transcripts?" + urlencode({**flt.to_params(), "cursor": page.next_cursor})
     return render(request, "console/transcripts.html",
-                  {"page": page, "f": flt, "choices": choices, "next_url": next_url, "first_page": not cursor,
-                   "model_alert": model_alert(session), "waiting": transcripts_service.waiting_for_a_person(session)})
+                  {"page": page, "f": flt, "choices": choices, "next_url": next_url, "first_page": page.prev_cursor is None,
+                   "model_alert": model_alert(session), "waiting": _waiting(request, session)})
+
+
+def _waiting(request: Request, session: Any) -> list[Any]:
+    # a customer quiet for longer than the idle limit of the Rasa channels may have left: listed last
+    # (one whose widget is connected to this process is there, however quiet)
+    idle = request.app.state.settings.session_expiry_minutes
+    streams = getattr(request.app.state, "event_streams", None)
+    connected = streams.connected() if streams is not None else frozenset()
+    return transcripts_service.waiting_for_a_person(session, idle_minutes=idle, connected=connected)
 
 
 @router.get("/waiting.json")
-def waiting(user: CurrentAgent, session: SessionDep) -> dict[str, Any]:
-    """Customers waiting for a person, longest first (the transcripts page polls this)."""
-    rows = transcripts_service.waiting_for_a_person(session)
+def waiting(request: Request, user: CurrentAgent, session: SessionDep) -> dict[str, Any]:
+    """Customers waiting for a person, longest first; those quiet for longer than the idle limit
+    after the others, ``stale`` (the transcripts page polls this)."""
+    rows = _waiting(request, session)
     return {"count": len(rows), "waiting": [
         {"conversation_id": w.id, "since": w.since.isoformat(), "reason": w.reason,
-         "last_customer_message": w.last_customer_message} for w in rows]}
+         "last_customer_message": w.last_customer_message,
+         "last_active": w.last_active.isoformat() if w.last_active else None, "stale": w.stale} for w in rows]}
 
 
 @router.get("/conversations/{conversation_id}")
 def conversation(request: Request, conversation_id: str, user: CurrentAgent, session: SessionDep) -> Response:
+    return _conversation_page(request, session, conversation_id)
+
+
+def _conversation_page(request: Request, session: Any, conversation_id: str,
+                       failed_correction: dict[str, Any] | None = None) -> Response:
+    """A conversation's page; with ``failed_correction`` (what was typed, and why it was refused), a 422
+    with that reply's correction form open."""
     view = transcripts_service.conversation_view(session, conversation_id)
     return render(request, "console/conversation.html",
                   {"view": view, "conv": view.conversation, "reasons": corrections_service.REASONS,
+                   "max_correction": corrections_service.MAX_TEXT,
                    "last_seq": view.messages[-1].message.seq if view.messages else 0,
-                   "model_alert": model_alert(session)})
+                   "model_alert": model_alert(session), "failed_correction": failed_correction},
+                  status_code=422 if failed_correction else 200)
 
 
 @router.get("/conversations/{conversation_id}/messages.json")
@@ -273,15 +294,35 @@ async def correct(request: Request, message_id: Annotated[int, PathParam(ge=1, l
                   corrected_intent: Annotated[str, Form(max_length=64)] = "",
                   note: Annotated[str, Form(max_length=8000)] = "",
                   conversation_id: Annotated[str, Form(max_length=64)] = "") -> Response:
-    correction_id = await asyncio.to_thread(
-        corrections_service.create_correction, services.db, user_id=user.id, message_id=message_id, reason=reason,
-        corrected_text=corrected_text, note=note, corrected_intent=corrected_intent,
-        known_intents=_known_intents(services) if corrected_intent else ())
+    from knowledge.errors import InvalidInput
+
+    try:
+        correction_id = await asyncio.to_thread(
+            corrections_service.create_correction, services.db, user_id=user.id, message_id=message_id, reason=reason,
+            corrected_text=corrected_text, note=note, corrected_intent=corrected_intent,
+            known_intents=_known_intents(services) if corrected_intent else ())
+    except InvalidInput as exc:
+        field = exc.fields.get("field")
+        if not field or "text/html" not in request.headers.get("accept", ""):  # a browser's form: not an API call
+            raise
+        # the conversation page again, the form open at that reply with what was typed and the reason at the field
+        typed = {"message_id": message_id, "reason": reason, "corrected_text": corrected_text,
+                 "corrected_intent": corrected_intent, "note": note, "field": field, "error": exc.message}
+        return await asyncio.to_thread(_conversation_with_failed_correction, request, services, message_id, typed)
     if wants_json(request):
         return JSONResponse({"id": correction_id, "message_id": message_id}, status_code=201)
     back = f"/console/conversations/{quote(conversation_id)}" if conversation_id else "/console/corrections"
     # back to the corrected reply (a long chat keeps the agent's place), saying it was saved
     return redirect(with_notice(f"{back}#msg-{message_id}", "correction_saved"))
+
+
+def _conversation_with_failed_correction(request: Request, services: Any, message_id: int,
+                                        typed: dict[str, Any]) -> Response:
+    from bot.db.repositories import MessageRepository
+
+    with services.db.unit_of_work() as session:
+        message = MessageRepository(session).get(message_id)
+        return _conversation_page(request, session, message.conversation_id, typed)
 
 
 def _known_intents(services: Any) -> frozenset[str]:
@@ -404,9 +445,10 @@ def create_user(request: Request, user: CurrentAdmin, services: ServicesDep,
     return redirect(with_notice("/console/users", "user_added"))
 
 
-def _set_active(services: Any, user_id: int, admin: Any, active: bool) -> None:
+def _set_active(services: Any, user_id: int, admin: Any, active: bool, publish: Any = None) -> None:
     """Disable an account (ending its sessions: enabling it later must not bring an old session, e.g.
-    a stolen cookie, back to life) or enable it again, as ``hybridesk users disable|enable`` do."""
+    a stolen cookie, back to life; the chats it holds go back in the queue) or enable it again, as
+    ``hybridesk users disable|enable`` do."""
     from bot.db.repositories import ConsoleSessionRepository, UserRepository
     from knowledge.errors import Conflict, NotFound
 
@@ -419,11 +461,14 @@ def _set_active(services: Any, user_id: int, admin: Any, active: bool) -> None:
         target.active = active
         if not active:
             ConsoleSessionRepository(session).delete_for_user(user_id)
+    if not active:
+        takeover_service.release_held_by(services.db, target, publish)
 
 
 @router.post("/users/{user_id}/disable")
-def disable_user(user_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], user: CurrentAdmin, services: ServicesDep) -> Response:
-    _set_active(services, user_id, user, False)
+def disable_user(request: Request, user_id: Annotated[int, PathParam(ge=1, le=MAX_ID)], user: CurrentAdmin,
+                 services: ServicesDep) -> Response:
+    _set_active(services, user_id, user, False, hub_publish(request))
     return redirect(with_notice(f"/console/users#user-{user_id}", "user_disabled"))
 
 

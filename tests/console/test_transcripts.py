@@ -73,6 +73,52 @@ def test_keyset_pagination_visits_every_conversation_once(console):
     assert len(seen) == len(set(seen)) == 11 and set(seen) == made
 
 
+def test_pages_go_back_as_well_as_forward(console):
+    """The pager had "first page" and "next page" only: an agent three pages in could not step back."""
+    import html
+    import re
+
+    from bot.console.transcripts import TranscriptFilter, search_transcripts
+
+    base = datetime(2025, 6, 1, tzinfo=UTC)  # older than every other test's conversations: the last pages
+    made = [seed_conversation(console.services, created_at=base + timedelta(minutes=i // 2))[0] for i in range(8)]
+    with console.services.db.unit_of_work() as session:
+        forward, cursor = [], None
+        while True:
+            page = search_transcripts(session, TranscriptFilter(), cursor, limit=3)
+            forward.append([r.id for r in page.rows])
+            assert (page.prev_cursor is None) == (cursor is None)
+            if not page.next_cursor:
+                break
+            cursor = page.next_cursor
+        # back from the last page, one page at a time: the same pages in reverse, then the first page
+        back, before = [forward[-1]], page.prev_cursor
+        while before:
+            page = search_transcripts(session, TranscriptFilter(), None, limit=3, before=before)
+            back.append([r.id for r in page.rows])
+            before = page.prev_cursor
+    assert back == forward[::-1]
+    assert set(made) <= {c for p in forward for c in p}
+
+    # in the console, with a filter (the list shows 50 a page)
+    for i in range(55):
+        seed_conversation(console.services, intent="pager_probe", created_at=base + timedelta(seconds=i))
+    client = console.client()
+    login(client, "agent")
+    first = client.get("/console/transcripts?intent=pager_probe")
+    assert 'rel="prev"' not in first.text and 'rel="next"' in first.text
+    second = client.get(html.unescape(re.search(r'href="([^"]+)" rel="next"', first.text).group(1)))
+    assert "cursor=" in str(second.url) and "a later page" in second.text
+    assert "matching conversations on this page" in second.text  # not "20+ conversations match"
+    prev_url = html.unescape(re.search(r'href="([^"]+)" rel="prev"', second.text).group(1))
+    assert "intent=pager_probe" in prev_url and "before=" in prev_url  # the filters go along
+    again = client.get(prev_url)
+    assert again.status_code == 200 and 'rel="prev"' not in again.text  # back on the first page
+    rows = re.findall(r'href="/console/conversations/([^"#?]+)"', first.text)
+    assert rows and re.findall(r'href="/console/conversations/([^"#?]+)"', again.text) == rows
+    assert client.get("/console/transcripts?before=not-a-cursor").status_code == 422
+
+
 def test_list_page_links_to_next_page_and_rejects_bad_cursor(console):
     client = console.client()
     login(client, "agent")
@@ -389,3 +435,36 @@ def test_a_conversations_mode_reads_as_words(console):
     assert ">handoff_requested<" not in page
     conv = agent.get(f"/console/conversations/{conv_id}").text
     assert 'data-mode="handoff_requested">waiting for a person</strong>' in conv
+
+
+def test_a_refused_correction_comes_back_in_the_form_with_what_was_typed(console):
+    """An intent the server refused gave a dead-end "Please check your input" page; what was typed came
+    back only with the browser's Back button."""
+    import html
+    import re
+
+    agent = console.client()
+    csrf = login(agent, "agent")
+    conv_id, bot_id = seed_conversation(console.services)
+    form = {"csrf_token": csrf, "conversation_id": conv_id, "reason": "wrong_intent", "corrected_intent": "Track Order",
+            "corrected_text": "Your parcel <b>left</b> our warehouse today.", "note": "customer meant tracking"}
+    browser = {"Accept": "text/html,application/xhtml+xml"}
+    r = agent.post(f"/console/messages/{bot_id}/corrections", data=form, headers=browser, follow_redirects=False)
+    assert r.status_code == 422 and "<h1>Conversation" in r.text  # the conversation page, not an error page
+    page = r.text
+    opened = page.split(f'action="/console/messages/{bot_id}/corrections"')[0].rsplit("<details", 1)[1]
+    assert opened.startswith(' class="correct" open>')
+    field = re.search(r'<input name="corrected_intent"[^>]*>', page).group(0)
+    assert 'value="Track Order"' in field and 'aria-invalid="true"' in field
+    assert f'aria-describedby="fix-{bot_id}-error"' in field
+    error = re.search(rf'<span id="fix-{bot_id}-error" class="error" role="alert">([^<]+)</span>', page).group(1)
+    assert "lower-case letters" in html.unescape(error)
+    assert "Your parcel &lt;b&gt;left&lt;/b&gt; our warehouse today." in page  # typed, and escaped
+    assert 'value="customer meant tracking"' in page
+    assert re.search(r'<option value="wrong_intent" selected>', page)
+    # corrected, it saves as before; JSON clients keep the JSON error
+    assert agent.post(f"/console/messages/{bot_id}/corrections", data=form,
+                      headers={"Accept": "application/json"}).status_code == 422
+    ok = agent.post(f"/console/messages/{bot_id}/corrections", data={**form, "corrected_intent": "track_order"},
+                    headers=browser, follow_redirects=False)
+    assert ok.status_code == 303

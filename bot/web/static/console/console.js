@@ -140,7 +140,9 @@
     var waitingStatus = document.getElementById("waiting-status");
     var setText = function (el, text) { if (el && el.textContent !== text) { el.textContent = text; } };
     var sinceText = function (w) {
-      return " waiting since " + w.since.replace("T", " ").slice(0, 16) + " UTC" + (w.reason ? " · " + w.reason : "");
+      var at = function (iso) { return iso.replace("T", " ").slice(0, 16) + " UTC"; };
+      return " waiting since " + at(w.since) + (w.reason ? " · " + w.reason : "") +
+        (w.stale && w.last_active ? " · silent since " + at(w.last_active) + ", may have left" : "");
     };
     var waitingItem = function (w) {
       var li = document.createElement("li");
