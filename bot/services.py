@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from functools import cached_property
 from typing import Any
 
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: how long the shop's product names are kept before they are read again
 PRODUCT_WORDS_TTL_S = 600.0
+#: how long the company's contact details (the KB's phone and e-mail facts) are kept before they are read again
+COMPANY_CONTACTS_TTL_S = 60.0
 
 
 class Services:
@@ -38,6 +41,8 @@ class Services:
         self.settings = settings
         self._lock = threading.RLock()
         self._products: tuple[float, frozenset[str]] = (0.0, frozenset())  # (expires, words)
+        self._contacts: tuple[float, tuple[tuple[str, str], ...]] = (0.0, ())  # (expires, contacts)
+        self._contacts_failed = False
         if db is not None:
             self.__dict__["db"] = db
         if knowledge is not None:
@@ -48,6 +53,13 @@ class Services:
             self.__dict__["generator"] = generator
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # scrubbing an agent's reply (ticket import, corrections export, the console) tells the company's own
+        # phone number and e-mail address from a customer's by this KB's facts (weakly: a closed container
+        # is not kept alive for it)
+        from models.pii import set_company_contacts_source
+
+        ref = weakref.ref(self)
+        set_company_contacts_source(lambda: services.company_contacts() if (services := ref()) is not None else ())
 
     @cached_property
     def db(self) -> Database:
@@ -102,6 +114,27 @@ class Services:
         self._products = (time.monotonic() + PRODUCT_WORDS_TTL_S, words)
         return words
 
+    def company_contacts(self) -> tuple[tuple[str, str], ...]:
+        """The company's own phone numbers and e-mail addresses, ``(value, "{{Slot}}")``, from the KB's facts in
+        force (and their earlier values), read at most every minute (:func:`models.pii.company_contacts`)."""
+        expires, contacts = self._contacts
+        if time.monotonic() < expires:
+            return contacts
+        try:
+            from models.pii import company_contacts
+
+            knowledge = self.knowledge
+            contacts = tuple(company_contacts(knowledge.facts(), knowledge.superseded_values()))
+            self._contacts_failed = False
+        except Exception as exc:  # no KB yet: a reply's "call us on ..." still counts, the KB's values do not
+            if not self._contacts_failed:
+                log.warning("cannot read the company's contact details from the knowledge base (%s); scrubbing "
+                            "agents' replies without them", type(exc).__name__)
+            self._contacts_failed = True
+            contacts = ()
+        self._contacts = (time.monotonic() + COMPANY_CONTACTS_TTL_S, contacts)
+        return contacts
+
     def active_adapter_id(self) -> str | None:
         """Read on every reply, so `hybridesk adapters activate` takes effect without a restart."""
         try:
@@ -120,8 +153,26 @@ class Services:
         adapter_id = self.active_adapter_id()
         try:
             warm(adapter_id)  # llama.cpp: converts the adapter to a GGUF LoRA file once
-        except Exception:  # the first reply reports a broken adapter; starting up must not fail on it
-            log.exception("could not load the active adapter %r while warming up", adapter_id)
+        except Exception as exc:  # the first reply reports a broken adapter; starting up must not fail on it
+            from knowledge.errors import HybrideskError
+
+            if adapter_id is None:
+                raise
+            reason = None
+            try:  # what is wrong with its files, as `adapters list` says it
+                from models.adapters import adapter_problem
+
+                reason = adapter_problem(self.adapters.get(adapter_id).path)
+            except Exception:  # noqa: BLE001 - then the error itself says it
+                reason = None
+            if not reason:
+                reason = exc.message if isinstance(exc, HybrideskError) else f"{type(exc).__name__}: {exc}"
+            # one line an operator can act on (a traceback said neither which adapter nor what to do)
+            log.error("the active adapter %r cannot be loaded (%s); the base model is warmed up instead, and the "
+                      "model cannot answer with this adapter until it is fixed: run `hybridesk adapters activate "
+                      "<other adapter>`, or `hybridesk adapters activate none` for the base model",
+                      adapter_id, " ".join(str(reason).split())[:300])
+            log.debug("loading adapter %r failed", adapter_id, exc_info=True)
             warm(None)
 
     def close(self) -> None:

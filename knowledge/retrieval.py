@@ -149,9 +149,10 @@ class HybridRetriever(BaseRetriever):
         passages = self._search(q, when, hist, k or self.k, filters, query_vector)
         self.last_timing["total_ms"] = (time.perf_counter() - t0) * 1000
         if log.isEnabledFor(logging.INFO):
+            # the question is a customer's words (names, e-mail addresses, card numbers): only at DEBUG
             log.info(
-                "kb retrieve q=%r history=%d at=%s k=%d -> %s (%.1f ms)",
-                q[:80],
+                "kb retrieve q=%s history=%d at=%s k=%d -> %s (%.1f ms)",
+                repr(q[:80]) if log.isEnabledFor(logging.DEBUG) else f"<{len(q)} chars>",
                 len(hist),
                 when.isoformat(),
                 k or self.k,

@@ -5,25 +5,46 @@ What is recognised (in this order, so a longer pattern wins over a shorter one):
 * e-mail addresses -> ``{{Customer Email}}``
 * IBANs -> ``{{Bank Account}}``
 * payment card numbers (13-19 digits, grouped like a card or passing the Luhn check with a card
-  prefix) -> ``{{Card Number}}``
-* order / purchase / invoice references (a keyword followed by an id with digits, ``#12345``)
-  -> ``{{Order Number}}`` / ``{{Invoice Number}}``
+  prefix) -> ``{{Card Number}}``; a card's security code ("CVV 123", "CVC: 1234", "security code is 123")
+  -> ``{{Card Security Code}}``
+* order / purchase / invoice references (a keyword followed by an id with digits, ``#12345``, with the
+  letters before it: "order LK 42710343"; in Dutch, German, French and Spanish too: "bestelling",
+  "bestelnummer", "Bestellung", "Bestellnummer", "commande", "pedido", "factuur", "Rechnung", "facture",
+  "factura") -> ``{{Order Number}}`` / ``{{Invoice Number}}``
 * dates of birth ("my date of birth is 12/03/1985", "DOB: 1985-03-12", "born on 3 May 1985")
   -> ``{{Date of Birth}}`` (other dates are kept)
 * postal addresses: a street and house number ("Keizersgracht 123", "Van Baerlestraat 12-2",
   "12 Baker Street", "Hauptstraße 5"), Dutch postcodes ("1015 CJ") and UK postcodes ("SW1A 1AA"), with
   the town after a postcode at the end of a sentence -> ``{{Customer Address}}``
-* phone numbers (``+`` or separators, 9-15 digits) -> ``{{Customer Phone}}``
-* any remaining run of 8+ digits -> ``{{Order Number}}`` (in support tickets it is nearly always one)
-* names -> ``{{Customer Name}}``: after "my name is" / "this is" / "I'm", before "here" ("Pieter here"),
-  after a title ("Mr. Smith", "Mrs", "Ms", "Dr", "Mevr"...), after a salutation followed by a comma or
-  the line's end ("Dear Sarah,", "Hi Sarah,", "Hello Tom"), in a sign-off ("Thanks,\\nAnna Berg",
-  "Warm regards, Tom from Brightnest"), a last line "Tom from Brightnest", and a last line "- Sarah" (not
-  the last item of a list: after a line ending in a colon or another list item). A name is capitalised
-  words of any Latin alphabet ("Ólafur"), with surname particles between them ("Anna de Vries",
-  "Pieter van den Berg", "Ludwig von Mises", "Jan ter Horst"). Words that are not names are never
-  taken for one: "Dear customer", "Hi there", "Dear Sir", "Hi Team", "Help Centre", weekdays and months.
-  The ticket importer also scrubs the names a customer gave from the agent's reply (:func:`names_in`)
+* phone numbers (``+`` or separators, 9-15 digits: "+31 20 555 0142", "(415) 555-0132", and national
+  numbers with the trunk prefix 0 in 2-6 groups: "06 12 34 56 78", "06-12345678", "07700 900123"; not a
+  date with a time after it) -> ``{{Customer Phone}}``
+* any remaining run of 8+ digits, with 2-4 capital letters before it ("LK 42710343") -> ``{{Order Number}}``
+  (in support tickets it is nearly always one)
+* names -> ``{{Customer Name}}``: after "my name is" / "this is" / "I'm" (and "mijn naam is", "ik ben",
+  "ich heiße", "mein Name ist", "ich bin", "je m'appelle", "je suis", "me llamo", "soy"...; on the phone "u
+  spreekt met", "hier is", "hier ist", and "met" after a Dutch greeting or at the start of a line when the name
+  ends the clause: "Goedemiddag, met Pieter de Vries", "Met Pieter de Vries." but not "Ik kom met de trein"),
+  before "here" ("Pieter here"), after a title ("Mr. Smith", "Mrs", "Ms", "Dr", "Mevr", "Herr", "Frau", "Madame",
+  "Señor"...), after a salutation followed by a comma or the line's end ("Dear Sarah,", "Hi Sarah,",
+  "Hello Tom", "Beste Jan,", "Liebe Anna,", "Bonjour Élodie,", "Hola María,"), in a sign-off ("Thanks,\nAnna
+  Berg", "Warm regards, Tom from Brightnest", "Groetjes, Jan", "Groet, Peter", "Gr. Peter",
+  "Mit freundlichen Grüßen\nJürgen Müller",
+  "Cordialement,\nÉlodie Dupont", "Saludos, María García"; a line or two under the name, such as the
+  company, may follow), a last line "Tom from Brightnest", and a last line "- Sarah" (not the last item of
+  a list: after a line ending in a colon or another list item). A name is capitalised words of any Latin
+  alphabet ("Ólafur") on one line, with surname particles between them ("Anna de Vries", "Pieter van den
+  Berg", "Ludwig von Mises", "Jan ter Horst"). Words that are not names are never taken for one: "Dear
+  customer", "Hi there", "Dear Sir", "Hi Team", "Help Centre", "Liebe Kunden", "Ich bin Kunde", weekdays
+  and months.
+
+A customer's message and the agent's reply to it are scrubbed together (:func:`scrub_exchange`): the names
+the customer gave are scrubbed from the reply too (:func:`names_in`), and the names the reply greets the
+customer by ("Hallo Herr Müller", "Hi Jan,") from the message (:func:`addressed_names`), with the surname that
+follows a greeted first name there ("Hallo Pieter," and "met Pieter de Vries": :func:`whole_names`). In the reply, the
+company's own phone numbers and e-mail addresses (its KB's facts, :func:`company_contacts`, or a number
+the reply gives as the company's: "call us on ...") become the KB's slots (``{{Customer Support Phone
+Number}}``), not the customer's, and the agent's own sign-off ("Kind regards,\nPeter de Vries") is left out.
 
 It is a heuristic: it favours scrubbing too much over leaking (a long product code may become an
 order number). Known values (e.g. the bitext ``entity_value`` column) can be passed explicitly.
@@ -32,7 +53,8 @@ order number). Known values (e.g. the bitext ``entity_value`` column) can be pas
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 EMAIL = "{{Customer Email}}"
 PHONE = "{{Customer Phone}}"
@@ -43,24 +65,51 @@ IBAN = "{{Bank Account}}"
 NAME = "{{Customer Name}}"
 ADDRESS = "{{Customer Address}}"
 BIRTH_DATE = "{{Date of Birth}}"
+SECURITY_CODE = "{{Card Security Code}}"
+#: the company's own contact details in an agent's reply: the KB slots the sample KB and the public tickets
+#: name them with (a KB fact's own first placeholder wins, see :func:`company_contacts`)
+SUPPORT_PHONE = "{{Customer Support Phone Number}}"
+SUPPORT_EMAIL = "{{Customer Support Email}}"
 
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _CARD_GROUPED_RE = re.compile(r"\b\d{4}(?:[ -]\d{4}){2}[ -]\d{1,7}\b")
 _DIGITS_RE = re.compile(r"\b\d{13,19}\b")
 _REF_RE = re.compile(
-    r"(?P<kw>\b(?:order|purchase|invoice|bill|receipt|tracking|shipment|parcel)s?"
-    r"(?:\s+(?:number|no\.?|num|id|ref(?:erence)?|code))?\s*(?:is\s+|:\s*|nr\.?\s*)?)"
-    r"(?P<id>#?\s?(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{3,})",
+    r"(?P<kw>\b(?:order|purchase|invoice|bill|receipt|tracking|shipment|parcel"
+    # the same in Dutch, German, French and Spanish ("Mijn bestelling LK-10023", "Meine Bestellung LK-10023")
+    r"|bestelling|bestelnummer|bestellung|bestellnummer|commande|pedido"
+    r"|factuur|factuurnummer|rechnung|rechnungsnummer|facture|factura)s?"
+    r"(?:\s+(?:number|no\.?|num|id|ref(?:erence)?|code|nummer|nr\.?))?\s*"
+    r"(?:(?:is|ist|est|es)\s+|:\s*|(?:nr|n[°º])\.?\s*)?)"
+    # (letters before the id's digits are part of it: "order LK 42710343")
+    r"(?P<id>#?\s?(?:(?-i:[A-Z]{1,4})[ ](?=\d))?(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{3,})",
     re.IGNORECASE,
 )
 # an IBAN: country code, check digits, 11-30 letters and digits, often in groups of four
 _IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
 _HASH_ID_RE = re.compile(r"(?<![\w{])#\s?\d{4,}\b")
 _PHONE_RE = re.compile(
-    r"(?<![\w{])(?:\+\d[\d ().-]{7,}\d|\(?\d{2,4}\)?[ .-]\d{2,4}[ .-]\d{2,5}(?:[ .-]\d{2,5})?)(?!\w)"
+    r"(?<![\w{])(?:\+\d[\d ().-]{7,}\d"
+    # a national number: the trunk prefix 0 and an area or mobile code, then 1-5 more groups ("06 12 34 56 78",
+    # "06-12345678", "07700 900123", "020 555 0142"); tried before the shorter shape below, which would
+    # take "06 12 34 56" and leave "78"
+    r"|0\d{1,4}(?:[ .-]\d{2,8}){1,5}"
+    r"|\(?\d{2,4}\)?[ .-]\d{2,4}[ .-]\d{2,5}(?:[ .-]\d{2,5})?)(?!\w)"
 )
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$|^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}$")
-_LONG_DIGITS_RE = re.compile(r"(?<![\w{])\d{8,}(?!\w)")
+# a date (and a time after it) is not a phone number: "05.12.24 14.30", "05-12-2024 1430"
+_DATE_FIRST_RE = re.compile(r"^\d{1,2}([./-])\d{1,2}\1\d{2,4}(?:\s|$)")
+# an id of 8+ digits, with the letters before it ("LK 42710343", "LK-42710343"): not "LK {{Order Number}}"
+_LONG_DIGITS_RE = re.compile(
+    r"(?<![\w{])(?:(?!(?:ID|NR|NO|REF|TEL|FAX|EUR|USD|GBP)\b)(?-i:[A-Z]{2,4})[ -]?)?\d{8,}(?!\w)"
+)
+# a card's security code ("CVV 123", "CVC: 1234", "security code is 123")
+_SECURITY_CODE_RE = re.compile(
+    r"(?P<lead>\b(?:cvv2?|cvc2?|cvn|cid|csc|(?:card\s+)?(?:security|verification)\s+(?:code|number|value)"
+    r"|beveiligingscode|sicherheitscode|prüfnummer|cryptogramme)\b[\s:#=]*(?:is\s+|was\s+|-\s*)?)"
+    r"(?P<code>\d{3,4})(?![\d/.,:-]?\d)",
+    re.IGNORECASE,
+)
 # names must really be capitalised even inside the case-insensitive patterns
 # (letters of any Latin alphabet: "Ólafur Þórsson", "Łukasz")
 _UPPER = "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĲĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ"
@@ -71,20 +120,52 @@ PARTICLES = (
     "da", "di", "du", "del", "della", "dos", "das", "do", "la", "le", "af", "av", "bin", "ibn", "al", "el",
 )
 _PARTICLE = r"(?-i:(?:" + "|".join(re.escape(p) for p in sorted(PARTICLES, key=len, reverse=True)) + r"))"
-# a name: up to three capitalised words, with particles between them
-_NAME_SEQ = rf"{_NAME_WORD}(?:\s+(?:{_PARTICLE}\s+)*{_NAME_WORD}){{0,2}}"
+# a name: up to three capitalised words on one line, with particles between them ("Peter\nLarkspur Team" is a
+# name and the line under it, not a three-word name)
+_NAME_SEQ = rf"{_NAME_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_NAME_WORD}){{0,2}}"
+# "my name is" in English, Dutch, German, French and Spanish
+_INTRO_LEADS = (
+    r"my name is|my name's|name is|this is|i am|i'm|mijn naam is|ik ben|ik heet|mein name ist|ich bin"
+    r"|ich hei(?:ß|ss)e|je m['’]appelle|je suis|mon nom est|me llamo|mi nombre es|soy"
+    # on the phone: "U spreekt met Eva Bakker", "hier is Pieter de Vries", "hier ist Jürgen Müller"
+    r"|u spreekt met|je spreekt met|spreekt u met|hier is|hier ist|je parle avec|vous parlez avec"
+)
 _INTRO_RE = re.compile(
-    rf"\b(?P<lead>my name is|my name's|name is|this is|i am|i'm)\s+(?P<name>{_NAME_SEQ})",
+    rf"\b(?P<lead>{_INTRO_LEADS})\s+(?P<name>{_NAME_SEQ})",
     re.IGNORECASE,
 )
+# the Dutch phone greeting "met Pieter de Vries": after a greeting ("Goedemiddag, met Pieter de Vries"), or
+# at the start of the message or a line when the name ends the clause ("Met Pieter de Vries. Mijn pakket...");
+# not "Ik kom met de trein", "Ik ga met Jan naar de winkel"
+# (Dutch greetings only: not "Fijne dag met Kerst", nor the English "This morning met Tom")
+_GREETINGS = (r"hallo|hoi|hi|hey|hello|goedendag|goeiedag|goedemorgen|goedemiddag|goedenavond|goeiemorgen"
+              r"|goeiemiddag|goeienavond")
+_MET_RES = (
+    re.compile(rf"(?P<lead>\b(?:{_GREETINGS})[ \t]*[,!.]?[ \t]*met[ \t]+)(?P<name>{_NAME_SEQ})", re.IGNORECASE),
+    re.compile(rf"(?P<lead>^[ \t]*met[ \t]+)(?P<name>{_NAME_SEQ})(?=[ \t]*(?:[,.!;:\n]|$)|[ \t]+hier\b)",
+               re.IGNORECASE | re.MULTILINE),
+)
+# the closing words of a letter before the writer's name, in English, Dutch, German, French and Spanish
 _SIGNOFF_LEADS = (
     r"thanks(?: again)?|thank you|many thanks|with thanks|regards|best regards|kind regards|warm regards"
     r"|warmest regards|best wishes|all the best|best|cheers|sincerely|yours sincerely|yours truly|yours"
-    r"|take care|greetings|br|groeten|met vriendelijke groet(?:en)?|vriendelijke groet(?:en)?"
+    r"|take care|greetings|br"
+    r"|groeten|groetjes|groet|gr|(?:met )?(?:vriendelijke|hartelijke) groet(?:en)?|mvg|hoogachtend|bedankt"
+    r"|alvast bedankt"
+    r"|dank (?:je|u)(?: wel)?|dankjewel|dankuwel"
+    r"|(?:viele|liebe|beste|freundliche|herzliche|schöne) gr(?:ü|u)(?:ß|ss)e|gr(?:ü|u)(?:ß|ss)e|gru(?:ß|ss)"
+    r"|mit (?:freundlichen|besten|herzlichen) gr(?:ü|u)(?:ß|ss)en|mfg|lg|vg|danke(?: schön)?|vielen dank"
+    r"|besten dank|hochachtungsvoll"
+    r"|cordialement|bien cordialement|bien à vous|(?:sincères |meilleures )?salutations|merci(?: beaucoup)?"
+    r"|amicalement|bonne journée"
+    r"|saludos(?: cordiales)?|un saludo|un cordial saludo|atentamente|cordialmente|(?:muchas )?gracias"
+    r"|un abrazo"
 )
 _SIGNOFF_RE = re.compile(
     rf"(?P<lead>\b(?:{_SIGNOFF_LEADS})\s*[,!.\-]?\s*\n?\s*(?:[-–—]\s*)?)"
-    rf"(?P<name>{_NAME_SEQ})(?P<rest>(?:\s+(?:from|at|@)\s+[^\n]{{1,60}}?)?\s*[.!]?\s*)$",
+    rf"(?P<name>{_NAME_SEQ})(?P<rest>(?:[ \t]+(?:from|at|@)[ \t]+[^\n]{{1,60}}?)?[ \t]*[.!]?"
+    # up to two short lines under the name: a job title, the company ("Kind regards,\nPeter\nLarkspur Care")
+    rf"(?:[ \t]*\n[ \t]*[^\n?]{{1,60}}?){{0,2}}\s*)$",
     re.IGNORECASE,
 )
 # a last line "Tom from Brightnest" (an agent's sign-off without a lead)
@@ -102,13 +183,16 @@ _LIST_ITEM_RE = re.compile(r"^\s*(?:[-–—*•·]|\d{1,3}[.)])\s")
 _HERE_RE = re.compile(
     rf"(?:^|(?<=\n)|(?<=[,.!?] ))(?P<name>{_NAME_SEQ})(?=\s+here\b)",
 )
-_TITLES = ("Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof", "Mevr", "Mevrouw", "Dhr", "Meneer", "Herr", "Frau",
-           "Mme", "Mlle")
+_TITLES = ("Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof", "Mevr", "Mevrouw", "Dhr", "Meneer", "Heer", "Herr", "Frau",
+           "Mme", "Mlle", "Monsieur", "Madame", "Mademoiselle", "Señor", "Señora", "Señorita", "Sr", "Sra", "Srta",
+           "mevrouw", "meneer", "heer", "monsieur", "madame", "señor", "señora")
 _TITLE_RE = re.compile(
     r"(?<![\w{])(?:" + "|".join(_TITLES) + rf")\.?\s+(?P<particles>(?:{_PARTICLE}\s+)*)(?P<name>{_NAME_SEQ})"
 )
 _SALUTATION_RE = re.compile(
-    rf"(?P<lead>\b(?i:dear|hi|hello|hey|hiya|hallo|hoi|beste|good (?:morning|afternoon|evening)|morning)"
+    rf"(?P<lead>\b(?i:dear|hi|hello|hey|hiya|hallo|hoi|beste|lieve|geachte|good (?:morning|afternoon|evening)|morning"
+    rf"|goedemorgen|goedemiddag|goedenavond|liebe|lieber|guten (?:tag|morgen|abend)|moin|servus|bonjour|bonsoir"
+    rf"|salut|cher|chère|hola|buenos días|buenas tardes|buenas noches|estimado|estimada|querido|querida)"
     rf"[ \t]+)(?P<name>{_NAME_SEQ})(?=[ \t]*(?:[,!.:;\n]|$))"
 )
 # dates of birth (other dates are order and delivery dates: kept)
@@ -153,6 +237,13 @@ _NOT_NAMES = {
     "still", "just", "sure", "sorry", "here", "there", "in", "on", "at", "going", "writing",
     "calling", "waiting", "interested", "unhappy", "happy", "frustrated", "angry", "upset",
     "ridiculous", "unacceptable", "urgent", "about", "regarding", "to", "for", "with",
+    # German nouns are capitalised: "Ich bin Kunde seit 2020" names no one
+    "kunde", "kundin", "neukunde", "neukundin", "stammkunde", "stammkundin", "student", "studentin", "mitglied",
+    "rentner", "rentnerin", "käufer", "käuferin", "empfänger", "empfängerin", "inhaber", "inhaberin", "ihr", "ihre",
+    "sehr", "seit", "froh", "enttäuscht", "verärgert",
+    # "Hier ist Bestellung 123": German nouns after "hier ist"
+    "bestellung", "bestellnummer", "rechnung", "rechnungsnummer", "paket", "lieferung", "sendungsnummer",
+    "foto", "screenshot", "nochmal", "noch", "alles", "nichts", "folgendes",
 }  # fmt: skip
 # capitalised words that are not names: who a salutation or sign-off addresses when it names no one,
 # the company's desks, weekdays and months
@@ -166,6 +257,13 @@ _NOT_NAME_WORDS = {
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "today", "tomorrow",
     "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
     "november", "december", "best", "cheers", "kind", "warm", "sincerely", "yours", "greetings",
+    # the same in Dutch, German, French and Spanish ("Liebe Grüße, Jürgen": "Grüße" is not a name)
+    "klant", "klanten", "kunden", "cliente", "clientes", "clienta", "équipe", "equipe", "equipo", "zusammen",
+    "allemaal", "iedereen", "todos", "tous", "monsieur", "madame", "mademoiselle", "señor", "señora", "herr", "frau",
+    "heer", "mevrouw", "meneer", "grüße", "grüsse", "gruß", "gruss", "groeten", "groetjes", "groet", "salutations",
+    "saludos", "saludo", "cordialement", "gracias", "merci", "danke", "bedankt", "dank", "schön", "vielmals", "beaucoup",
+    "wel", "alvast", "antemano", "cordiales", "cordial", "buenos", "buenas", "días", "dias", "tardes", "noches",
+    "journée", "soirée", "vriendelijke", "hartelijke", "freundlichen", "muchas", "mucho", "spoed",
 }
 
 
@@ -192,14 +290,15 @@ def _card(match: re.Match[str]) -> str:
 def _phone(match: re.Match[str]) -> str:
     raw = match.group(0)
     digits = re.sub(r"\D", "", raw)
-    if not 9 <= len(digits) <= 15 or _DATE_RE.match(raw.strip()):
+    if not 9 <= len(digits) <= 15 or _DATE_RE.match(raw.strip()) or _DATE_FIRST_RE.match(raw):
         return raw
     return PHONE
 
 
 def _ref(match: re.Match[str]) -> str:
     kw = match.group("kw")
-    placeholder = INVOICE if re.match(r"(invoice|bill|receipt)", kw.strip(), re.IGNORECASE) else ORDER
+    placeholder = (INVOICE if re.match(r"(invoice|bill|receipt|factu|rechnung)", kw.strip(), re.IGNORECASE)
+                   else ORDER)
     return kw + placeholder
 
 
@@ -301,7 +400,7 @@ def names_in(text: str) -> list[str]:
             found += _names_of(m)
     for m in _TITLE_RE.finditer(text):
         found += _names_of(m)
-    for regex in (_HERE_RE, _SALUTATION_RE):
+    for regex in (*_MET_RES, _HERE_RE, _SALUTATION_RE):
         for m in regex.finditer(text):
             found += _names_of(m)
     for regex in (_SIGNOFF_RE, _SIGNED_RE):
@@ -344,6 +443,7 @@ def scrub_pii(text: str, known: Iterable[tuple[str, str]] = ()) -> tuple[str, li
     sub(_IBAN_RE, IBAN, IBAN)
     sub(_CARD_GROUPED_RE, _card, CARD)
     sub(_DIGITS_RE, _card, CARD)
+    sub(_SECURITY_CODE_RE, lambda m: m.group("lead") + SECURITY_CODE, SECURITY_CODE)
     sub(_REF_RE, _ref, ORDER)
     sub(_HASH_ID_RE, ORDER, ORDER)
     sub(_BIRTH_RE, lambda m: m.group("lead") + BIRTH_DATE, BIRTH_DATE)
@@ -353,6 +453,8 @@ def scrub_pii(text: str, known: Iterable[tuple[str, str]] = ()) -> tuple[str, li
     sub(_LONG_DIGITS_RE, ORDER, ORDER)
     sub(_TITLE_RE, _title, NAME)
     sub(_INTRO_RE, _intro, NAME)
+    for regex in _MET_RES:
+        sub(regex, _replace_name, NAME)
     sub(_HERE_RE, _replace_name, NAME)
     sub(_SALUTATION_RE, _replace_name, NAME)
     sub(_SIGNOFF_RE, lambda m: _replace_name(m, whole=True), NAME)
@@ -363,7 +465,7 @@ def scrub_pii(text: str, known: Iterable[tuple[str, str]] = ()) -> tuple[str, li
     return out, sorted(kinds)
 
 
-ALL_PLACEHOLDERS = (EMAIL, PHONE, CARD, ORDER, INVOICE, IBAN, NAME, ADDRESS, BIRTH_DATE)
+ALL_PLACEHOLDERS = (EMAIL, PHONE, CARD, SECURITY_CODE, ORDER, INVOICE, IBAN, NAME, ADDRESS, BIRTH_DATE)
 
 
 #: bitext ``entity_type`` -> placeholder for its ``entity_value``
@@ -374,10 +476,234 @@ BITEXT_ENTITY_PLACEHOLDERS = {
 }
 
 
-def scrub_exchange(message: str, reply: str, known: Iterable[tuple[str, str]] = ()) -> tuple[str, str, list[str]]:
-    """A customer's message and the reply to it, scrubbed: ``(message, reply, kinds found)``. A name the
-    customer gave is scrubbed from the reply too ("Hello Maria, your order ...")."""
-    known = [*known, *((name, NAME) for name in names_in(message))]
+# -- the company's own contact details and the agent's own name, in an agent's reply ------------------------
+
+#: where scrub_exchange gets the company's contact details when its caller passes none (see
+#: :func:`set_company_contacts_source`)
+_company_source: Callable[[], Iterable[tuple[str, str]]] | None = None
+_PHONE_VALUE_RE = re.compile(r"\+?[\d ().\-/]+")
+# what may be a phone number in a reply: the shapes _PHONE_RE knows, and 9-15 digits written without gaps
+_PHONE_CANDIDATE_RE = re.compile(rf"{_PHONE_RE.pattern}|(?<![\w{{])\+?\d{{9,15}}(?!\w)")
+# "call us on", "ring us at", "our phone number is", "bel ons op", "rufen Sie uns unter": the company's number
+_US_PHONE_CUE = re.compile(
+    r"(?:\b(?:call|ring|phone|reach|contact|text|whatsapp|bel|bellen|rufen\s+sie|appelez|llámanos|llamenos)"
+    r"\s+(?:us|ons|uns|nous)(?:\s+(?:back|directly|free|today|anytime|any\s+time|gerust|gratis))?"
+    r"|\b(?:our|onze|ons|unsere?|notre|nuestro)\s+(?:[\w-]+\s+){0,3}?"
+    r"(?:number|line|hotline|phone|telephone|nummer|telefoonnummer|telefonnummer|numéro|número))"
+    r"\s*(?:is|on|at|op|unter|au|al|:|-)?\s*[:(]?\s*$",
+    re.IGNORECASE,
+)
+# "e-mail us at", "write to us at", "our e-mail address is": the company's address
+_US_EMAIL_CUE = re.compile(
+    r"(?:\b(?:e-?mail|mail|write\s+to|contact|reach|message|schrijf|schreiben\s+sie|écrivez)"
+    r"\s+(?:us|ons|uns|nous)"
+    r"|\b(?:our|onze|ons|unsere?|notre|nuestro)\s+(?:[\w-]+\s+){0,2}?"
+    r"(?:e-?mail(?:\s+address)?|address|e-?mailadres|mailadres|adres|e-?mail-?adresse))"
+    r"\s*(?:is|at|on|op|an|à|:|-)?\s*[:(]?\s*$",
+    re.IGNORECASE,
+)
+
+
+def _digits_of(phone: str) -> tuple[str, bool]:
+    """A written phone number's digits, and whether they start with the country code ("+31 (0)20 ..." ->
+    ("31205550142", True); "020 555 0142" -> ("205550142", False): the national number without its 0)."""
+    text = phone.replace("(0)", "")
+    digits = re.sub(r"\D", "", text)
+    if text.strip().startswith("+"):
+        return digits, True
+    if digits.startswith("00"):
+        return digits[2:], True
+    return digits.lstrip("0"), False
+
+
+def _same_phone(written: str, known: str) -> bool:
+    """Whether two ways of writing a number are the same number ("020 555 0142" is "+31 20 555 0142")."""
+    a, a_intl = _digits_of(written)
+    b, b_intl = _digits_of(known)
+    if len(a) < 7 or len(b) < 7:
+        return False
+    if a_intl == b_intl:
+        return a == b
+    intl, national = (a, b) if a_intl else (b, a)
+    return intl.endswith(national) and 1 <= len(intl) - len(national) <= 3
+
+
+def contact_kind(value: str) -> str | None:
+    """``"email"`` or ``"phone"`` when a KB fact's value is an e-mail address or a phone number, else None."""
+    value = (value or "").strip()
+    if _EMAIL_RE.fullmatch(value):
+        return "email"
+    digits = re.sub(r"\D", "", value)
+    if _PHONE_VALUE_RE.fullmatch(value) and 8 <= len(digits) <= 15 and not _DATE_RE.match(value):
+        return "phone"
+    return None
+
+
+def company_contacts(facts: Any, superseded: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """``(value, "{{Slot}}")`` for each fact whose value is a phone number or an e-mail address: the company's
+    own contact details (the sample KB's ``support_phone`` -> ``{{Customer Support Phone Number}}``). The slot
+    is the fact's first placeholder (what training prompts and the guardrails name it by), else its name as a
+    slot. ``facts``: the KB's facts (``KnowledgeService.facts()``: name -> fact, or a list of facts, fact dicts
+    or ``(name, value)`` pairs); ``superseded``: old value -> value now (an earlier revision's phone number is
+    the company's too)."""
+    from models.prompting import slot_name_for
+
+    items = facts.values() if isinstance(facts, Mapping) else list(facts or [])
+    out: list[tuple[str, str]] = []
+    for fact in items:
+        if isinstance(fact, Mapping):
+            name, value, placeholders = fact.get("name"), fact.get("value"), fact.get("placeholders") or ()
+        elif isinstance(fact, tuple):
+            (name, value), placeholders = fact, ()
+        else:
+            name, value = getattr(fact, "name", None), getattr(fact, "value", None)
+            placeholders = getattr(fact, "placeholders", None) or ()
+        value = "" if value is None else str(value).strip()
+        if not value or contact_kind(value) is None:
+            continue
+        slot = next((str(p).strip() for p in placeholders if str(p).strip()), None) or slot_name_for(str(name or ""))
+        if slot:
+            out.append((value, "{{" + slot + "}}"))
+    for old, now in (superseded or {}).items():
+        slot = next((s for v, s in out if v == str(now).strip()), None)
+        if slot is not None and contact_kind(str(old)):
+            out.append((str(old).strip(), slot))
+    return out
+
+
+def set_company_contacts_source(source: Callable[[], Iterable[tuple[str, str]]] | None) -> None:
+    """Where :func:`scrub_exchange` reads the company's contact details when its caller passes none:
+    ``source()`` gives ``(value, "{{Slot}}")`` pairs (:func:`company_contacts` of the KB). The bot's services
+    register their KB's (``bot.services.Services``), so that every path that scrubs an agent's reply (ticket
+    import, corrections export, the console) knows the company's phone number from a customer's."""
+    global _company_source
+    _company_source = source
+
+
+def registered_company_contacts() -> list[tuple[str, str]]:
+    """The registered source's contact details (none when there is no source, or it fails)."""
+    source = _company_source
+    if source is None:
+        return []
+    try:
+        return [(str(v), str(s)) for v, s in source() or ()]
+    except Exception:  # noqa: BLE001 - without them a reply is scrubbed as before (cue words still count)
+        return []
+
+
+def _company_in_reply(reply: str, company: list[tuple[str, str]]) -> str:
+    """``reply`` with the company's own phone numbers and e-mail addresses as their KB slots: the values the KB
+    gives (written in any way: "020 555 0142" for "+31 20 555 0142"), and a number or address the reply gives
+    as the company's ("call us on ...", "e-mail us at ...", "our number is ...")."""
+    phones = [(v, s) for v, s in company if contact_kind(v) == "phone"]
+    emails = {v.lower(): s for v, s in company if contact_kind(v) == "email"}
+    phone_slot = phones[0][1] if phones else SUPPORT_PHONE
+    email_slot = next(iter(emails.values()), SUPPORT_EMAIL)
+
+    def email(match: re.Match[str]) -> str:
+        found = emails.get(match.group(0).lower())
+        if found:
+            return found
+        return email_slot if _US_EMAIL_CUE.search(match.string[max(0, match.start() - 60) : match.start()]) else \
+            match.group(0)
+
+    def phone(match: re.Match[str]) -> str:
+        raw = match.group(0)
+        digits = re.sub(r"\D", "", raw)
+        if not 7 <= len(digits) <= 15 or _DATE_RE.match(raw.strip()) or _DATE_FIRST_RE.match(raw):
+            return raw
+        found = next((s for v, s in phones if _same_phone(raw, v)), None)
+        if found:
+            return found
+        before = match.string[max(0, match.start() - 60) : match.start()]
+        return phone_slot if len(digits) >= 9 and _US_PHONE_CUE.search(before) else raw
+
+    reply = _EMAIL_RE.sub(email, reply)
+    return _PHONE_CANDIDATE_RE.sub(phone, reply)
+
+
+def addressed_names(reply: str) -> list[str]:
+    """The names an agent's reply addresses the customer by ("Hallo Herr Müller", "Hi Jan,", "Dear Anna de
+    Vries"), each with its first name on its own: the customer's, to scrub from their message too."""
+    found: list[str] = []
+    for m in _TITLE_RE.finditer(reply or ""):
+        found += _names_of(m)
+    for m in _SALUTATION_RE.finditer(reply or ""):
+        found += _names_of(m)
+    return list(dict.fromkeys(n for n in found if len(n) >= 2))
+
+
+def whole_names(text: str, names: Iterable[str]) -> list[str]:
+    """The whole names ``text`` gives that start with one of ``names`` (the first names a reply greets the customer
+    by): "Hallo Pieter," and a message "met Pieter de Vries" -> "Pieter de Vries", the following capitalised words
+    and surname particles as a name has them (:data:`_NAME_SEQ`, up to a word that is not a name), so that the
+    surname is not left behind a ``{{Customer Name}}`` for the first name."""
+    found: list[str] = []
+    for name in names:
+        if not name:
+            continue
+        pattern = re.compile(
+            rf"(?<![\w{{]){re.escape(name)}(?:[ \t]+(?:{_PARTICLE}[ \t]+)*{_NAME_WORD}){{1,2}}(?![\w}}])"
+        )
+        for m in pattern.finditer(text or ""):
+            end = _name_end(m.group(0))
+            full = " ".join(m.group(0)[:end].split())
+            if len(full) > len(name):
+                found.append(m.group(0)[:end])
+    return list(dict.fromkeys(found))
+
+
+def _titled_names(text: str) -> list[str]:
+    """The names ``text`` gives after a title, with the title ("Mr. Smith", "Herr Müller")."""
+    out = []
+    for m in _TITLE_RE.finditer(text):
+        end = _name_end(m.group("name"))
+        if end:
+            out.append(m.group(0)[: m.start("name") - m.start() + end])
+    return out
+
+
+def _drop_agent_signoff(reply: str, customer_names: Iterable[str]) -> str:
+    """``reply`` without the agent's own sign-off ("Kind regards,\nPeter de Vries", "Tom from Brightnest",
+    "- Sarah" at its end). That name is the agent's, not the customer's: scrubbed to ``{{Customer Name}}`` it
+    taught the model to sign as the customer, and the bot has no agent's name to give (the guardrails drop a
+    sentence with a slot the KB cannot fill), so the sign-off goes. A sign-off naming the customer (a name the
+    message gives: "Thanks, Maria") stays, scrubbed."""
+    names = {n.casefold() for n in customer_names}
+    for regex in (_SIGNOFF_RE, _SIGNED_RE, _DASH_SIGNED_RE):
+        match = regex.search(reply)
+        if match is None or (regex is _DASH_SIGNED_RE and _in_list(match)):
+            continue
+        found = _names_of(match, whole=True)
+        if not found or any(n.casefold() in names for n in found):
+            continue
+        kept = reply[: match.start()].rstrip(" \t\n-–—")
+        if kept.strip():
+            return kept
+    return reply
+
+
+def scrub_exchange(
+    message: str, reply: str, known: Iterable[tuple[str, str]] = (), company: Iterable[tuple[str, str]] | None = None
+) -> tuple[str, str, list[str]]:
+    """A customer's message and the agent's reply to it, scrubbed: ``(message, reply, kinds found)``.
+
+    A name the customer gave is scrubbed from the reply too ("Hello Maria, your order ..."), and a name the
+    reply addresses the customer by from the message ("Hallo Herr Müller" -> "Müller" in the message). In the
+    reply, the company's own phone numbers and e-mail addresses become their KB slots, not the customer's
+    (``company``: ``(value, "{{Slot}}")`` pairs, :func:`company_contacts`; None: the registered ones, see
+    :func:`set_company_contacts_source`), and the agent's own sign-off is left out (:func:`_drop_agent_signoff`).
+    """
+    addressed = addressed_names(reply)
+    # "Hallo Pieter," and "met Pieter de Vries" in the message: the whole name, not "{{Customer Name}} de Vries"
+    # (before the first name on its own, as known values are replaced in order)
+    customer_names = list(dict.fromkeys([*whole_names(message, addressed), *names_in(message), *addressed]))
+    # "Herr Müller" before "Müller": the title goes with the name, as scrub_pii's own title rule has it
+    titled = [t for text in (message, reply) for t in _titled_names(text or "")]
+    known = [*known, *((name, NAME) for name in dict.fromkeys([*titled, *customer_names]))]
     message, found_m = scrub_pii(message, known)
+    if reply:
+        contacts = registered_company_contacts() if company is None else list(company)
+        reply = _drop_agent_signoff(_company_in_reply(reply, contacts), customer_names)
     reply, found_r = scrub_pii(reply, known)
     return message, reply, sorted(set(found_m) | set(found_r))

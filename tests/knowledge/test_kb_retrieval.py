@@ -192,3 +192,18 @@ def test_llamaindex_never_falls_back_to_default_models(svc, monkeypatch: pytest.
     assert nodes[0].node.metadata["document_id"] == "shipping-policy"
     assert nodes[0].node.metadata["anchor"] == "delivery-times"
     assert svc.retrieve("phone number")[0].document_id == "contact-us"
+
+
+def test_the_info_log_line_keeps_no_customer_words(svc, caplog: pytest.LogCaptureFixture) -> None:
+    """`serve` logs at INFO: the line had the first 80 characters of every question (e-mail addresses,
+    card numbers); the words are logged at DEBUG only."""
+    question = "I'm Maria Jansen, maria.jansen@example.com, card 4111 1111 1111 1111: how long is delivery?"
+    caplog.set_level(logging.INFO, logger="knowledge.retrieval")
+    svc.retrieve(question, k=2)
+    lines = [r.getMessage() for r in caplog.records if "kb retrieve" in r.getMessage()]
+    assert lines and f"<{len(question)} chars>" in lines[0] and "shipping-policy" in lines[0]
+    assert not any("maria" in line.lower() or "4111" in line for line in lines)
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="knowledge.retrieval")
+    svc.retrieve(question, k=2)
+    assert any("maria.jansen@example.com" in r.getMessage() for r in caplog.records)
