@@ -160,12 +160,19 @@ def tone_detector(services: Any) -> Any:
 
 def _cmd_train(args: argparse.Namespace, ctx: Any) -> int:
     from models.config import TrainConfig, resolve_company_name
-    from models.training import TrainingInterrupted, resolve_output_root, train
+    from models.training import (
+        TrainingInterrupted,
+        TrainingTerminated,
+        resolve_output_root,
+        sigterm_as_interrupt,
+        train,
+    )
 
     cfg = TrainConfig.from_yaml(args.config, args.set)
     settings = ctx.settings
     if args.clean_runs or args.list_runs:
         return _runs(cfg, ctx, delete=args.clean_runs)
+    _check_target_modules(cfg, settings)  # (was said after the base model loaded and the tickets were tokenised)
     company, origin = resolve_company_name(cfg.company_name, args.set, getattr(settings, "company_name", None))
     cfg = dataclasses.replace(cfg, company_name=company)
     fields_set = getattr(settings, "model_fields_set", None)
@@ -191,14 +198,24 @@ def _cmd_train(args: argparse.Namespace, ctx: Any) -> int:
     session_cm = ctx.session() if cfg.use_db_tickets else None
     command = "hybridesk train --config " + str(args.config) + "".join(f" --set {s}" for s in args.set or [])
     try:
-        if session_cm is not None:
-            with session_cm as session:
-                result = _run_train(cfg, settings, session, ctx, args, command, train)
-        else:
-            result = _run_train(cfg, settings, None, ctx, args, command, train)
+        # SIGTERM (`kill`, a service manager) stops the run as Ctrl+C does, with the same resume hint: its
+        # default action ended the process without a word, the checkpoint kept but unmentioned (QA)
+        with sigterm_as_interrupt():
+            if session_cm is not None:
+                with session_cm as session:
+                    result = _run_train(cfg, settings, session, ctx, args, command, train)
+            else:
+                result = _run_train(cfg, settings, None, ctx, args, command, train)
     except TrainingInterrupted as exc:
         print(exc.message, file=sys.stderr)
+        if exc.signal_name:
+            return 128 + _signal_number(exc.signal_name)  # as a shell reports a process ended by that signal
         raise  # `hybridesk` prints "interrupted" and exits with 130
+    except TrainingTerminated as exc:  # outside the steps: loading and tokenising, or saving the adapter
+        print(f"training stopped by {exc.signal_name} outside its training steps (while loading, or while saving "
+              "the adapter); a checkpoint a run kept is still there: run the same command again to start or "
+              "resume (`hybridesk train --list-runs` lists the checkpoints)", file=sys.stderr)
+        return 128 + _signal_number(exc.signal_name)
     m = result.metrics
     print(f"adapter {result.adapter_id} saved to {result.adapter_dir}")
     print(
@@ -220,6 +237,45 @@ def _cmd_train(args: argparse.Namespace, ctx: Any) -> int:
     else:
         print(f"activate it with: hybridesk adapters activate {result.adapter_id}")
     return 0
+
+
+def _signal_number(name: str) -> int:
+    import signal
+
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        return int(signal.SIGTERM)
+
+
+def _serving_backend(settings: Any) -> str | None:
+    """The generation backend the bot answers with (``llamacpp``, ``transformers``, ``openai``), or None when the
+    settings do not say."""
+    try:
+        from bot.settings import resolved_generator
+
+        return resolved_generator(settings)
+    except Exception:  # noqa: BLE001 - settings without a generator (a bare context): nothing to check against
+        return None
+
+
+def _check_target_modules(cfg: Any, settings: Any) -> None:
+    """``target_modules`` checked against the base model family's layers before anything loads; a layer training
+    can adapt but llama.cpp cannot serve (``lm_head``) is refused when llama.cpp answers customers, and noted
+    otherwise. An ``init_adapter``'s own targets win (the key is then ignored)."""
+    from models.config import base_model_type, check_target_names, llamacpp_refusal
+
+    if cfg.init_adapter:
+        return
+    base_dir = getattr(settings, "base_model_dir", None) or cfg.base_model_dir
+    unservable = check_target_names(cfg.target_modules, base_model_type(base_dir))
+    if not unservable:
+        return
+    backend = _serving_backend(settings)
+    if backend == "llamacpp":
+        raise InvalidInput("Invalid training config: " + llamacpp_refusal(unservable), code="bad_config")
+    print(f"note: {llamacpp_refusal(unservable)} (this install answers with {backend or 'another backend'}.)",
+          file=sys.stderr)
 
 
 def _runs(cfg: Any, ctx: Any, *, delete: bool) -> int:
@@ -463,22 +519,36 @@ def _kb_slots(ctx: Any) -> list[str] | None:
 def _cmd_tickets_import(args: argparse.Namespace, ctx: Any) -> int:
     from models.tickets import import_tickets
 
-    mapping = {}
+    mapping: dict[str, str] = {}
     for item in args.map or []:
         column, sep, fld = item.partition("=")
         if not sep or not column or not fld:
             raise InvalidInput(f"--map {item!r} must look like COLUMN=FIELD.", code="bad_mapping")
+        if mapping.get(column, fld) != fld:
+            # (the later one silently replaced the earlier)
+            raise InvalidInput(f"--map maps column {column!r} twice ({column}={mapping[column]} and {item}); a column "
+                               "fills one field. Nothing was imported.", code="bad_mapping")
         mapping[column] = fld
     fmt = args.format or _guess_format(Path(args.path))
     with ctx.session() as session:
         labeller = _Labeller(ctx)
         report = import_tickets(session, args.path, fmt, mapping or None, tone_fn=labeller.tone,
-                                intent_fn=labeller.intent)
+                                intent_fn=labeller.intent, company=lambda: _company_contacts(ctx))
         report.label_problem = labeller.problem
         session.commit()
     print(report.summary())
     done = report.imported or report.duplicates or report.relabelled or report.labelled_later
     return 0 if done or not report.errors else 1
+
+
+def _company_contacts(ctx: Any) -> list[tuple[str, str]]:
+    """The company's phone numbers and e-mail addresses from its KB (``(value, "{{Slot}}")``): an agent's reply
+    that gives them is scrubbed to the KB's slots, not to the customer's (none when no KB can be read)."""
+    try:
+        contacts = ctx.services.company_contacts
+    except Exception:  # noqa: BLE001 - no services (a bare context): the cue words of a reply still count
+        return []
+    return list(contacts())
 
 
 def _check_source(session: Any, source: str | None) -> None:

@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     )
     session_expiry_minutes: float = Field(
         60, ge=0, description="Rasa channels (REST, Socket.IO): a conversation idle for longer is ended and the "
-        "sender's next message starts a new one, unless a person holds it or is about to answer (0: never)",
+        "sender's next message starts a new one, unless a person holds it or is about to answer (0: never); "
+        "in the console's waiting queue, a customer silent for longer is listed after the others",
     )
     nlu_use_public_data: bool = Field(
         True, description="train NLU on the public tickets and emotion data too (when shared data is present)"

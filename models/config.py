@@ -18,6 +18,15 @@ import yaml
 from knowledge.errors import InvalidInput
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+#: the linear layers of a base model family (its config.json's ``model_type``), by their last name part: what
+#: ``target_modules`` may name. The bundled base, SmolLM2, is a llama model.
+LINEAR_MODULES: dict[str, tuple[str, ...]] = {
+    family: (*ALL_LINEAR, "lm_head") for family in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2")
+}
+#: the layers a LoRA adapter may adapt and still be served by llama.cpp, the default backend
+#: (``models.gguf_lora`` converts the attention projections and the MLP, nothing else)
+LLAMACPP_LORA_MODULES: tuple[str, ...] = tuple(ALL_LINEAR)
+DEFAULT_MODEL_TYPE = "llama"
 
 
 @dataclass
@@ -181,6 +190,46 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def base_model_type(base_model_dir: Path | str | None) -> str | None:
+    """The ``model_type`` of a base model folder's config.json (read, nothing loaded); the bundled base's
+    (:data:`DEFAULT_MODEL_TYPE`) when no folder is configured; None when it cannot be read."""
+    if base_model_dir is None:
+        return DEFAULT_MODEL_TYPE
+    try:
+        import json
+
+        value = json.loads((Path(base_model_dir) / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def check_target_names(targets: list[str], model_type: str | None) -> list[str]:
+    """Refuse (``bad_config``, before any model loads) a ``target_modules`` entry that is no linear layer of the
+    base model family; returns the entries llama.cpp cannot serve (trainable, e.g. ``lm_head``). A family this
+    table does not know is left to the check after the model loads (:func:`models.training.check_target_modules`)."""
+    leaves = LINEAR_MODULES.get(model_type or "")
+    if leaves is None:
+        return []
+    unknown = [t for t in targets if t.rsplit(".", 1)[-1] not in leaves]
+    if unknown:
+        raise InvalidInput(
+            f"Invalid training config: target_modules {', '.join(unknown)} "
+            f"{'is' if len(unknown) == 1 else 'are'} not a linear layer of the base model; valid names: "
+            f"{', '.join(sorted(leaves))}.",
+            code="bad_config",
+        )
+    return [t for t in targets if t.rsplit(".", 1)[-1] not in LLAMACPP_LORA_MODULES]
+
+
+def llamacpp_refusal(unservable: list[str]) -> str:
+    """Why an adapter on ``unservable`` layers cannot answer customers with the llama.cpp backend, and what to do."""
+    return (f"target_modules {', '.join(unservable)} can be trained, but llama.cpp, the backend that answers "
+            f"customers here, cannot apply a LoRA adapter to {'it' if len(unservable) == 1 else 'them'}: the adapter "
+            f"could never be used. Leave {'it' if len(unservable) == 1 else 'them'} out (llama.cpp serves "
+            f"{', '.join(LLAMACPP_LORA_MODULES)}), or serve with HYBRIDESK_GENERATOR=transformers.")
 
 
 #: the sample company's name: what ``models/configs/default.yaml`` (and older copies of it) give

@@ -180,10 +180,12 @@ def convert_peft_lora(adapter_dir: Path | str, out_path: Path | str, base_gguf: 
     return out_path
 
 
-def gguf_lora_for(adapter_dir: Path | str, cache_dir: Path | str, base_gguf: Path | str) -> Path:
-    """The GGUF LoRA file for ``adapter_dir``, converted on first use and cached by content hash."""
+def gguf_lora_for(adapter_dir: Path | str, cache_dir: Path | str, base_gguf: Path | str, *,
+                  fingerprint: str | None = None) -> Path:
+    """The GGUF LoRA file for ``adapter_dir``, converted on first use and cached by content hash
+    (``fingerprint``: :func:`adapter_fingerprint` of the folder, when the caller has it already)."""
     adapter_dir = Path(adapter_dir)
-    target = Path(cache_dir) / f"{adapter_dir.name}-{adapter_fingerprint(adapter_dir)}.gguf"
+    target = Path(cache_dir) / f"{adapter_dir.name}-{fingerprint or adapter_fingerprint(adapter_dir)}.gguf"
     if not target.is_file():
         convert_peft_lora(adapter_dir, target, base_gguf)
     return target

@@ -204,6 +204,23 @@ class LlamaCppRuntime:
             )
         self._adapters[adapter_id] = pointer
 
+    def replace_adapter(self, adapter_id: str, gguf_lora: Path | str) -> None:
+        """Load ``gguf_lora`` as ``adapter_id`` in place of the weights loaded under that id before (its files
+        were replaced); the context applies the new ones from the next decode. The old weights stay when the
+        new file cannot be loaded."""
+        old = self._adapters.pop(adapter_id, None)
+        try:
+            self.load_adapter(adapter_id, gguf_lora)
+        except BaseException:
+            if old is not None:
+                self._adapters[adapter_id] = old
+            raise
+        if self.active_adapter == adapter_id:
+            self.active_adapter = None  # (use_adapter returns early for the id it has)
+            self.use_adapter(adapter_id)
+        if old is not None:
+            self._L.llama_adapter_lora_free(old)
+
     def use_adapter(self, adapter_id: str | None) -> None:
         """Apply ``adapter_id`` (or none) to every following decode."""
         if adapter_id == self.active_adapter:
@@ -354,6 +371,12 @@ class _Slots:
         if slot.tokens:
             self.runtime.seq_rm(slot.seq, -1, -1)
         slot.tokens = []
+
+    def forget_adapter(self, adapter_id: str) -> None:
+        """Drop every finished sequence computed with ``adapter_id`` (its weights were replaced)."""
+        for slot in self.slots:
+            if not slot.busy and slot.tokens and slot.adapter_id == adapter_id:
+                self.forget(slot)
 
     def forget_other_adapters(self, adapter_id: str | None) -> None:
         """Drop every finished sequence that was computed with another adapter."""
@@ -661,6 +684,8 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
         self._runtime: LlamaCppRuntime | None = None
         self._engine: LlamaCppEngine | None = None
         self._adapters: dict[str, Path] = {}
+        # adapter id -> (its files' stat stamp, fingerprint) of the weights the runtime holds under that id
+        self._loaded_from: dict[str, tuple[Any, str]] = {}
         self._lock = threading.RLock()
         self._eos_ids: set[int] = set()
 
@@ -706,16 +731,33 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
             )
 
     def _ensure_adapter(self, adapter_id: str) -> None:
-        from models.gguf_lora import gguf_lora_for
+        """Load ``adapter_id`` (converted to a GGUF LoRA file once), or load it again when its files changed since:
+        an adapter retrained or copied in under the same id answers with its new weights, not the ones the
+        server loaded first (QA: `adapters activate none`, then the same id again, kept the old replies)."""
+        from models.gguf_lora import adapter_fingerprint, gguf_lora_for
 
         self.load()
         assert self._runtime is not None
-        if self._runtime.has_adapter(adapter_id):
-            return
         path = self.adapter_path(adapter_id)
-        lora_file = gguf_lora_for(path, self.cache_dir, self.gguf_path)
-        self._runtime.load_adapter(adapter_id, lora_file)
+        stamp = _files_stamp(path)
+        loaded = self._loaded_from.get(adapter_id) if self._runtime.has_adapter(adapter_id) else None
+        if loaded is not None and loaded[0] == stamp:
+            return  # the files are as they were (a stat per reply: nothing is read)
+        fingerprint = adapter_fingerprint(path)
+        if loaded is not None and loaded[1] == fingerprint:
+            self._loaded_from[adapter_id] = (stamp, fingerprint)  # touched or copied again, same weights
+            return
+        lora_file = gguf_lora_for(path, self.cache_dir, self.gguf_path, fingerprint=fingerprint)
+        if self._runtime.has_adapter(adapter_id):
+            log.info("adapter %s changed on disk (%s, was %s): loading its new weights", adapter_id, fingerprint,
+                     loaded[1] if loaded else "unknown")
+            self._runtime.replace_adapter(adapter_id, lora_file)
+            if self._engine is not None:
+                self._engine.slots.forget_adapter(adapter_id)  # cached prompts computed with the old weights
+        else:
+            self._runtime.load_adapter(adapter_id, lora_file)
         self._adapters[adapter_id] = path
+        self._loaded_from[adapter_id] = (stamp, fingerprint)
 
     def loaded_adapters(self) -> list[str]:
         return list(self._runtime._adapters) if self._runtime is not None else []
@@ -753,6 +795,20 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
             runtime, self._runtime = self._runtime, None
             if runtime is not None:
                 runtime.close()
+
+
+def _files_stamp(adapter_dir: Path) -> tuple[Any, ...]:
+    """What the adapter folder's config and weights files are on disk now (path, size, mtime, inode), or None
+    for a missing one: a change means the weights may have changed."""
+    out: list[Any] = [str(adapter_dir)]
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        try:
+            st = (adapter_dir / name).stat()
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+    return tuple(out)
 
 
 def _load_tokenizer(tokenizer_dir: Path | None, gguf_path: Path) -> Any:

@@ -45,14 +45,20 @@ import csv
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from knowledge.errors import InvalidInput, NotFound
-from models.pii import BITEXT_ENTITY_PLACEHOLDERS, ORDER, scrub_exchange, scrub_pii
+from models.pii import (
+    BITEXT_ENTITY_PLACEHOLDERS,
+    ORDER,
+    registered_company_contacts,
+    scrub_exchange,
+    scrub_pii,
+)
 
 FORMATS = ("bitext", "csv", "jsonl", "sample", "corrections")
 FIELDS = ("customer_message", "agent_reply", "intent", "category", "tone", "external_id", "created_at")
@@ -207,15 +213,21 @@ def _opt(value: Any, limit: int = 64) -> str | None:
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
-def _make_ticket(source: str, line: int, row: Mapping[str, Any], known=()) -> Ticket:
+def _make_ticket(source: str, line: int, row: Mapping[str, Any], known=(),
+                 columns: Mapping[str, str] | None = None) -> Ticket:
+    """``row`` (``{field: value}``) as a ticket, or a ValueError saying what is wrong with it; ``columns`` names
+    the file's column (or key) each field came from, for the error ("corrected_reply is a JSON array", not the
+    importer's own "agent_reply")."""
     row = {name: CONTROL_CHARS.sub("", value.replace("\r\n", "\n").replace("\r", "\n")) if isinstance(value, str)
            else value for name, value in row.items()}
+    columns = columns or {}
     for name, value in row.items():
         if isinstance(value, dict | list):
-            raise ValueError(f"{name} is a JSON {'object' if isinstance(value, dict) else 'array'}, not text")
+            raise ValueError(f"{columns.get(name, name)} is a JSON {'object' if isinstance(value, dict) else 'array'}, "
+                             "not text")
         if isinstance(value, str) and _SURROGATE_RE.search(value):
             # a JSON escape such as "\ud800" that is half a character: it cannot be stored or hashed
-            raise ValueError(f"{name} holds an invalid character (an unpaired surrogate)")
+            raise ValueError(f"{columns.get(name, name)} holds an invalid character (an unpaired surrogate)")
     message = str(row.get("customer_message") or "").strip()
     reply = str(row.get("agent_reply") or "").strip()
     if not message:
@@ -224,6 +236,12 @@ def _make_ticket(source: str, line: int, row: Mapping[str, Any], known=()) -> Ti
         raise ValueError("agent reply is empty")
     if len(message) > MAX_TEXT_CHARS or len(reply) > MAX_TEXT_CHARS:
         raise ValueError(f"text longer than {MAX_TEXT_CHARS} characters")
+    if " ".join(message.split()).casefold() == " ".join(reply.split()).casefold():
+        # a reply that repeats the message teaches the model to echo the customer (two --map options naming
+        # one column, or an export whose reply column holds the question)
+        where = (f" ({columns['customer_message']} and {columns['agent_reply']})"
+                 if columns.get("customer_message") and columns.get("agent_reply") else "")
+        raise ValueError(f"the agent reply is the same text as the customer message{where}: not a ticket to train on")
     if len(str(row.get("intent") or "").strip()) > 64:
         # (cut to 64 characters it became another label, silently: operator QA)
         raise ValueError("intent longer than 64 characters; use the short names the bot's intents have")
@@ -265,13 +283,9 @@ def _resolve_mapping(
     columns: list[str], mapping: Mapping[str, str] | None, *, strict: bool = True
 ) -> dict[str, str]:
     """``{field: column}`` from an explicit ``{column: field}`` mapping plus recognised names."""
+    check_mapping(mapping)
     result: dict[str, str] = {}
     for column, fld in (mapping or {}).items():
-        if fld not in FIELDS:
-            raise InvalidInput(
-                f"Unknown field {fld!r} in --map {column}={fld}; fields are: {', '.join(FIELDS)}.",
-                code="bad_mapping",
-            )
         if column not in columns:
             if not strict:
                 continue
@@ -285,7 +299,9 @@ def _resolve_mapping(
         if fld in result:
             continue
         for alias in aliases:
-            if alias in lowered:
+            # (not a column --map gave another field: "--map answer=customer_message" does not make "answer"
+            # the reply too)
+            if alias in lowered and lowered[alias] not in result.values():
                 result[fld] = lowered[alias]
                 break
     missing = [f for f in ("customer_message", "agent_reply") if f not in result]
@@ -298,6 +314,36 @@ def _resolve_mapping(
             code="missing_columns",
         )
     return result
+
+
+def check_mapping(mapping: Mapping[str, str] | None) -> None:
+    """Refuse a ``{column: field}`` mapping that names an unknown field or maps two columns to one field (the
+    second silently replaced the first, and the reply fell back to another column)."""
+    by_field: dict[str, list[str]] = {}
+    for column, fld in (mapping or {}).items():
+        if fld not in FIELDS:
+            raise InvalidInput(
+                f"Unknown field {fld!r} in --map {column}={fld}; fields are: {', '.join(FIELDS)}.",
+                code="bad_mapping",
+            )
+        by_field.setdefault(fld, []).append(column)
+    for fld, mapped in by_field.items():
+        if len(mapped) > 1:
+            # (only a field no other --map names: "--map subject=agent_reply" when agent_reply is mapped already
+            # would be refused in turn)
+            other = {"customer_message": "agent_reply", "agent_reply": "customer_message"}.get(fld)
+            free = [f for f in FIELDS if f not in by_field]
+            if other in free:
+                hint = f"map the other to its own field (e.g. --map {mapped[-1]}={other})"
+            elif free:
+                hint = f"map the other to a field not mapped yet ({', '.join(free)}), or leave it out"
+            else:
+                hint = "leave the other out"
+            raise InvalidInput(
+                f"--map maps {len(mapped)} columns to {fld} ({', '.join(f'{c}={fld}' for c in mapped)}); a field takes "
+                f"one column: {hint}. Nothing was imported.",
+                code="bad_mapping",
+            )
 
 
 def _not_utf8(line: int, text: str) -> RowError | None:
@@ -324,11 +370,21 @@ def _open_text(path: Path, **kwargs: Any):
     return path.open(encoding="utf-8-sig", errors="surrogateescape", **kwargs)
 
 
-def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, str] | RowError]]:
+def _iter_csv(path: Path, fmt: str = "csv") -> Iterator[tuple[int, dict[str, str] | RowError]]:
     with _open_text(path, newline="") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames:
             raise InvalidInput(f"{path} is empty or has no header row.", code="empty_file")
+        if reader.fieldnames[0].lstrip().startswith(("{", "[")):
+            # a JSON Lines file read as CSV: every row was "expected 6 columns" (CLI QA), which said nothing of why
+            what = "the Bitext CSV (a header with instruction, intent, category, response)" if fmt == "bitext" \
+                else "a CSV file (a header row of column names)"
+            raise InvalidInput(
+                f"{path} does not look like {what}: its first line is a JSON object, so it is JSON Lines. Import it "
+                "with --format jsonl (and --map KEY=FIELD for its keys), or --format corrections for a file from "
+                "`hybridesk tickets export-corrections`.",
+                code="wrong_format",
+            )
         header_error = _not_utf8(1, ",".join(reader.fieldnames))
         if header_error is not None:
             raise InvalidInput(
@@ -385,12 +441,17 @@ _UNREADABLE_LINE = ("invalid JSON", "expected a JSON object", "not valid UTF-8")
 
 
 def read_tickets(
-    path: Path | str, fmt: str, mapping: Mapping[str, str] | None = None, *, keep_raw: bool = False
+    path: Path | str, fmt: str, mapping: Mapping[str, str] | None = None, *, keep_raw: bool = False,
+    company: Iterable[tuple[str, str]] | Callable[[], Iterable[tuple[str, str]]] | None = None,
 ) -> tuple[list[Ticket], list[RowError]]:
     """Parse and scrub a ticket file; returns ``(tickets, bad rows)``. Nothing is stored.
 
     ``keep_raw``: each ticket also holds its message as written, unscrubbed (:func:`raw_message`), for
     :func:`import_tickets` to label; it is no dataclass field, so no repr, comparison or ``asdict`` shows it.
+    ``company``: the company's own contact details, ``(value, "{{Slot}}")`` (:func:`models.pii.company_contacts`
+    of the KB's facts), which an agent's reply gives as the KB's slots, not as the customer's, or a function
+    giving them (called once the file is found); None: the ones registered with
+    :func:`models.pii.set_company_contacts_source`.
     """
     path = Path(path)
     if fmt not in FORMATS:
@@ -401,9 +462,13 @@ def read_tickets(
         raise InvalidInput(f"{path} is a directory; pass a ticket file.", code="not_a_file")
     if not path.is_file():
         raise NotFound(f"Ticket file {path} does not exist.", code="file_not_found")
+    if fmt in ("csv", "jsonl"):
+        check_mapping(mapping)  # (before any row: a mapping problem is one of the command, not of every row)
+    company = registered_company_contacts() if company is None else company() if callable(company) else company
+    company = list(company)
     tickets: list[Ticket] = []
     errors: list[RowError] = []
-    rows = _iter_csv(path) if fmt in ("bitext", "csv") else _iter_jsonl(path)
+    rows = _iter_csv(path, fmt) if fmt in ("bitext", "csv") else _iter_jsonl(path)
     seen_rows = False
     field_map: dict[str, str] | None = None
     keys_seen: set[str] = set()  # (JSON Lines: every row's keys, for one clear error when none maps)
@@ -414,9 +479,11 @@ def read_tickets(
             continue
         if fmt == "jsonl" and len(keys_seen) < 200:
             keys_seen.update(str(k) for k in row)
+        columns: dict[str, str] = {}  # field -> the file's own column, for the row's errors
         try:
             if fmt == "bitext":
                 data, known = _bitext_row(row)
+                columns = {"customer_message": "instruction", "agent_reply": "response"}
             elif fmt == "sample":
                 data, known = (
                     {f: row.get(f) for f in FIELDS if f != "external_id"} | {"external_id": row.get("id")},
@@ -431,24 +498,26 @@ def read_tickets(
                     "external_id": row.get("message_id"),
                     "created_at": row.get("corrected_at") or row.get("created_at"),
                 }
+                columns = {"agent_reply": "corrected_reply" if row.get("corrected_reply") else
+                           "agent_reply" if row.get("agent_reply") else "corrected_reply",
+                           "external_id": "message_id",
+                           "created_at": "corrected_at" if row.get("corrected_at") else "created_at"}
                 known = ()
             elif fmt == "csv":
                 if field_map is None:
                     field_map = _resolve_mapping(list(row.keys()), mapping)
-                data, known = {f: row.get(c) for f, c in field_map.items()}, ()
+                data, known, columns = {f: row.get(c) for f, c in field_map.items()}, (), field_map
             else:
                 # JSON Lines rows may each carry different keys: map each row on its own
-                data = {
-                    f: row.get(c)
-                    for f, c in _resolve_mapping(list(row.keys()), mapping, strict=False).items()
-                }
+                columns = _resolve_mapping(list(row.keys()), mapping, strict=False)
+                data = {f: row.get(c) for f, c in columns.items()}
                 known = ()
-            ticket = _make_ticket(fmt, line, data)
+            ticket = _make_ticket(fmt, line, data, columns=columns)
         except ValueError as exc:
             errors.append(RowError(line, str(exc)))
             continue
         raw = ticket.customer_message
-        ticket = _scrub(ticket, known)
+        ticket = _scrub(ticket, known, company)
         if keep_raw:
             ticket._raw_message = raw  # type: ignore[attr-defined]
         tickets.append(ticket)
@@ -492,9 +561,9 @@ def _bitext_row(row: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[str,
     return data, known
 
 
-def _scrub(ticket: Ticket, known) -> Ticket:
+def _scrub(ticket: Ticket, known, company: list[tuple[str, str]] | None = None) -> Ticket:
     ticket.customer_message, ticket.agent_reply, kinds = scrub_exchange(ticket.customer_message, ticket.agent_reply,
-                                                                         known)
+                                                                         known, company)
     # a helpdesk's ticket id or category may be the customer's e-mail address or phone number (security QA):
     # the category is scrubbed like the text; an id with personal data in it becomes a digest of itself,
     # which still tells two tickets apart (and a correction of the same message from another)
@@ -522,6 +591,7 @@ def import_tickets(
     *,
     tone_fn: Callable[[str], str | None] | None = None,
     intent_fn: Callable[[str], str | None] | None = None,
+    company: Iterable[tuple[str, str]] | Callable[[], Iterable[tuple[str, str]]] | None = None,
 ) -> ImportReport:
     """Read, scrub and store tickets as :class:`models.db.ImportedTicket` rows (de-duplicated).
 
@@ -532,13 +602,14 @@ def import_tickets(
 
     A ticket whose message and reply are already stored, from any file or format, is not stored again
     (:func:`exchange_key`); the stored one takes the intent this file names, or, when it has none, the
-    detected one (and a tone when it has none). The caller's unit of work commits.
+    detected one (and a tone when it has none). ``company``: as for :func:`read_tickets`. The caller's unit of
+    work commits.
     """
     from sqlalchemy import select
 
     from models.db import ImportedTicket
 
-    tickets, errors = read_tickets(path, fmt, mapping, keep_raw=True)
+    tickets, errors = read_tickets(path, fmt, mapping, keep_raw=True, company=company)
     report = ImportReport(path=str(path), fmt=fmt, read=len(tickets) + len(errors), errors=errors)
     # every source: the same tickets imported as CSV and as JSONL, or an exported corrections file read
     # as plain JSONL and then as corrections, are one set of examples, not two (CLI QA, A8). Each stored

@@ -15,8 +15,8 @@ LoRA parameters. A batch wider than ``max_batch_tokens`` runs as micro-batches w
 gradient, and freed memory goes back to the OS after each step: that bounds a run's memory.
 Training is checkpointed every ``checkpoint_every`` steps under ``<output_root>/.runs/<run key>``
 (a re-run of the same config and data resumes there; the bookkeeping keys such as ``log_every`` or
-``checkpoint_every`` may change, see :func:`run_key`; Ctrl+C raises :class:`TrainingInterrupted`, which
-says where the checkpoint is), validated on a held-out split, and saved as a versioned adapter folder
+``checkpoint_every`` may change, see :func:`run_key`; Ctrl+C, and SIGTERM under :func:`sigterm_as_interrupt`,
+raise :class:`TrainingInterrupted`, which says where the checkpoint is), validated on a held-out split, and saved as a versioned adapter folder
 with ``metadata.json`` (see :mod:`models.adapters`).
 """
 
@@ -35,7 +35,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +43,7 @@ from typing import Any
 
 from knowledge.errors import InvalidInput
 from models.adapters import SHIPPED_ROOT, AdapterRegistry, write_metadata
-from models.config import BOOKKEEPING_KEYS, SAMPLE_COMPANY, TrainConfig
+from models.config import BOOKKEEPING_KEYS, SAMPLE_COMPANY, TrainConfig, base_model_type, check_target_names
 from models.prompting import allowed_slots, build_messages, encode_example, extract_slots
 from models.tickets import Ticket, read_tickets, stored_tickets
 
@@ -534,6 +534,9 @@ def train(
     if cfg.version:
         AdapterRegistry(output_root, None).check_new_id(cfg.version)
     parent_info = find_init_adapter(cfg.init_adapter, output_root, shipped_root) if cfg.init_adapter else None
+    if parent_info is None:  # (a target that is no layer of the base model, before minutes of loading)
+        given = base_model_dir if base_model_dir is not None else cfg.base_model_dir
+        check_target_names(cfg.target_modules, base_model_type(given))
     if tickets is None:  # (no tickets to train on is said before the base model loads)
         tickets = load_training_tickets(cfg, shared_data_dir=shared_data_dir, session=session)
 
@@ -675,10 +678,12 @@ def train(
                 break
             epoch += 1
             skip = 0
-    except KeyboardInterrupt as exc:
+    except KeyboardInterrupt as exc:  # Ctrl+C, or SIGTERM under sigterm_as_interrupt
         if bar is not None:
             bar.close()
-        raise TrainingInterrupted(interrupt_message(run_dir, checkpointed, step, cfg)) from exc
+        signal_name = exc.signal_name if isinstance(exc, TrainingTerminated) else None
+        raise TrainingInterrupted(interrupt_message(run_dir, checkpointed, step, cfg, signal_name),
+                                  signal_name=signal_name) from exc
     if bar is not None:
         bar.close()
     train_seconds = time.time() - t0
@@ -754,24 +759,61 @@ def run_key(cfg: TrainConfig, digest: str) -> str:
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl+C during training; ``str()`` says where the checkpoint is and how to resume."""
+    """Ctrl+C (or SIGTERM, see :func:`sigterm_as_interrupt`) during training; ``str()`` says where the checkpoint
+    is and how to resume. ``signal_name``: "SIGTERM" when a signal stopped it, None for Ctrl+C."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, signal_name: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.signal_name = signal_name
 
 
-def interrupt_message(run_dir: Path, checkpointed: int | None, step: int, cfg: TrainConfig) -> str:
-    """What an interrupted run tells the operator: the checkpoint kept (step and folder), or that there is none."""
+class TrainingTerminated(KeyboardInterrupt):
+    """A termination signal (``kill``, a service manager stopping the job) during training, raised by
+    :func:`sigterm_as_interrupt`'s handler: the run stops as on Ctrl+C, with the same resume hint."""
+
+    def __init__(self, signal_name: str = "SIGTERM") -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While in the block, SIGTERM raises :class:`TrainingTerminated` in the main thread, as Ctrl+C raises
+    KeyboardInterrupt: :func:`train` then says where its checkpoint is (SIGTERM's default action ended the
+    process without a word, QA). The handler before is restored after; elsewhere than the main thread (where
+    Python runs signal handlers) it does nothing."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise TrainingTerminated(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupt_message(run_dir: Path, checkpointed: int | None, step: int, cfg: TrainConfig,
+                      signal_name: str | None = None) -> str:
+    """What an interrupted run tells the operator: the checkpoint kept (step and folder), or that there is none.
+    ``signal_name``: the signal that stopped it ("SIGTERM"), None for Ctrl+C."""
+    how = f"stopped by {signal_name}" if signal_name else "interrupted"
     if checkpointed:
-        return (f"training interrupted at step {step}; the checkpoint at step {checkpointed} is kept in {run_dir}. "
+        return (f"training {how} at step {step}; the checkpoint at step {checkpointed} is kept in {run_dir}. "
                 "Run the same command again to resume from it (or delete that folder, or use "
                 "`hybridesk train --clean-runs`, to start over).")
     if cfg.checkpoint_every:
-        return (f"training interrupted at step {step}, before the first checkpoint (checkpoint_every="
+        return (f"training {how} at step {step}, before the first checkpoint (checkpoint_every="
                 f"{cfg.checkpoint_every}): nothing was kept, and the same command starts again from step 0. "
                 "Set a smaller checkpoint_every to keep more of a run.")
-    return (f"training interrupted at step {step}; checkpoint_every is 0, so nothing was kept and the same "
+    return (f"training {how} at step {step}; checkpoint_every is 0, so nothing was kept and the same "
             "command starts again from step 0.")
 
 

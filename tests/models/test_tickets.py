@@ -393,7 +393,7 @@ def test_the_bots_labels_are_read_from_the_message_as_written_and_only_the_scrub
         row = session.scalars(sa.select(ImportedTicket)).one()
     assert read == [("tone", JAN), ("intent", JAN)]
     assert (row.intent, row.tone, report.intents_labelled) == ("track_order", "neutral", 1)
-    assert row.customer_message == ("Hi, I'm {{Customer Name}}, where is my order LK {{Order Number}}? my email is "
+    assert row.customer_message == ("Hi, I'm {{Customer Name}}, where is my order {{Order Number}}? my email is "
                                     "{{Customer Email}}")
     assert row.data_hash == ticket_hash(row.customer_message, row.agent_reply, "track_order")
     # the text as written is kept only for the labelling: no repr, field or summary shows it
