@@ -40,6 +40,7 @@ CUSTOMER_SLOTS = {
     "customer address": "your address",
     "date of birth": "your date of birth",
     "card number": "your card",
+    "card security code": "your card's security code",
     "account type": "your account",
     "account category": "your account",
     "person name": "",
@@ -102,8 +103,14 @@ _PROMISE_RE = re.compile(
     # something handed over for nothing, unless the policy says it in these words ("a free return label")
     r"\bfree (?:replacement|repair|refund|upgrade|gift|item|product|order)s?\b|"
     # the money back in full, or a team that never sleeps: only in the policy's own words
-    r"\brefund(?:s|ed)? you (?:in full|the full (?:amount|price|cost))\b|"
+    r"\brefund(?:s|ed)?(?: you)? (?:in full|the (?:full|whole|entire|complete) (?:amount|price|cost|purchase price|order))\b|"
+    r"\bfully refund(?:s|ed)?\b|\bmoney back in full\b|"
     r"\baround the clock\b|\b24/7\b|\b24 hours a day\b|\bday and night\b", re.I)
+# the money back in full, however it is said (a promise the policy must make in one of these ways too)
+_FULL_REFUND = re.compile(
+    r"\bfull refund\b|\brefund(?:s|ed)?(?: you)? (?:in full|the (?:full|whole|entire|complete) "
+    r"(?:amount|price|cost|purchase price|order))\b|\bfully refund(?:s|ed)?\b|\bmoney back in full\b|"
+    r"\brefunded in full\b|\b100 ?% refund", re.I)
 # "by calling care@larkspur.example": an e-mail address is not called
 _CALLED_EMAIL = re.compile(r"\b(?:call|calling|phone|phoning|ring)\s+(?:us\s+|them\s+)?(?:at\s+|on\s+)?[\w.+-]+@", re.I)
 # Something handed to the customer ("To ensure you receive your coupon, ...", "to provide you with the
@@ -140,6 +147,12 @@ _FREE_CLAIM = re.compile(
     r"no (?:extra |additional )?(?:fee|charge|cost)s?\b(?! (?:information|details))|without (?:any )?(?:fee|charge|cost)s?|"
     r"(?:is|are|it's|that's) (?:completely |totally |always )?free\b(?! (?:from|above|over|for orders|to ask))|"
     r"(?:we|they) (?:do not|don't|will not|won't) charge)", re.I)
+# "call our toll-free number": a price for the call (nothing), stated without a figure to check; the
+# sample company's calls "cost your normal national rate"
+_TOLL_FREE = re.compile(r"\btoll[- ]?free\b|\bfree[- ]?phone\b|\bfree(?: of charge)? (?:phone |telephone )?"
+                        r"(?:number|call|hotline|line)s?\b|\bfree to call\b|"
+                        r"\bcall(?:ing)? (?:us |them )?(?:for free|free of charge|at no (?:extra )?cost)\b|"
+                        r"\bcalls?\b[^.!?]{0,40}?\b(?:are|is) free\b|\bcalls?\b[^.!?]{0,40}?\bcosts? nothing\b", re.I)
 _HOURS_VALUE = re.compile(r"\b\d{1,2}:\d{2}\b|\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s")
 # why a numbered step the model wrote is not shown (a fact question, or a how-to question the KB
@@ -590,6 +603,10 @@ class Grounder:
             if check.kept and _CALLED_EMAIL.search(claimed):
                 check.kept = False
                 check.reason = "tells the customer to call an e-mail address"
+            if check.kept and (toll := _TOLL_FREE.search(claimed)) and not _TOLL_FREE.search(self.evidence_text):
+                check.kept = False
+                check.reason = f"calls the phone line {toll.group(0)!r}, which the policy does not"
+                self.report.unbacked_claims.append(toll.group(0))
             if check.kept and (misused := _figure_as_screen(sentence, filled)):
                 check.kept = False
                 check.reason = f"uses {misused!r}, a figure, as the name of a screen"
@@ -769,8 +786,13 @@ class Grounder:
         for m in _PROMISE_RE.finditer(sentence):
             phrase = m.group(0).lower()
             core = re.sub(r"^(?:i|we)\s(?:will|'ll|can|shall)\s(?:personally\s)?", "", phrase)
-            if core not in self.evidence_text.lower():
-                return False
+            evidence = self.evidence_text.lower()
+            if core in evidence:
+                continue
+            # the money back in full, in the policy's other words: "a full refund", "a 100 % refund"
+            if _FULL_REFUND.search(core) and _FULL_REFUND.search(evidence):
+                continue
+            return False
         return True
 
     # -- whole replies and streams -----------------------------------------------

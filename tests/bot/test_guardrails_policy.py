@@ -679,3 +679,43 @@ def test_a_slot_filled_where_the_reply_counts_another_unit_is_dropped():
     out = g.apply("The cushion warranty covers seams for {{Minimum Password Length}} weeks. "
                   "You have {{Return Window}} business days to return it.")
     assert out == "You have 30 days to return it.", out
+
+
+def test_a_toll_free_line_the_policy_does_not_offer_is_dropped():
+    """Customer QA: "by calling our toll-free number" reached customers; the KB says calls cost the
+    normal national rate."""
+    evidence = ["Call +31 20 555 0142. Calls cost your normal national rate."]
+    g = Grounder(lambda s: None, evidence)
+    out = g.apply("You can track it on the order page. You can also reach us by calling our toll-free number. "
+                  "Our freephone line is open on weekdays.")
+    assert out == "You can track it on the order page."
+    assert g.report.unbacked_claims == ["toll-free", "freephone"]
+    # said other ways (regression QA)
+    for said in ("Our free-phone line is open daily.", "You can call us for free on +31 20 555 0142.",
+                 "Calls to our support line are free.", "Our hotline is free to call.",
+                 "Call our 0800 number, it costs nothing."):
+        assert Grounder(lambda s: None, evidence).apply(f"Track it on the order page. {said}") == \
+            "Track it on the order page.", said
+    # a KB that does offer one backs it
+    free = Grounder(lambda s: None, ["Call our toll-free number 0800 555 0142, free of charge from any phone."])
+    assert free.apply("Call our toll-free number.") == "Call our toll-free number."
+
+
+def test_refunding_the_full_amount_is_a_promise_only_the_policy_can_make():
+    """Customer QA: "If your order has already shipped, we will refund the full amount of the price."
+    reached a customer; the policy says a shipped order cannot be cancelled (refuse it or return it)."""
+    shipped = ["Once your order has shipped it can no longer be cancelled. Refuse the parcel or return it."]
+    g = Grounder(lambda s: None, shipped)
+    out = g.apply("If your order has already shipped, we will refund the full amount of the price. "
+                  "You can refuse the parcel.")
+    assert out == "You can refuse the parcel." and g.report.unbacked_claims == ["refund the full amount"]
+    for said in ("You will get your money back in full.", "Your money will be fully refunded.",
+                 "We'll refund the entire order."):
+        assert Grounder(lambda s: None, shipped).apply(f"You can refuse the parcel. {said}") == \
+            "You can refuse the parcel.", said
+    # the policy's "we refund the full amount" backs "a full refund", and the other way round
+    assert Grounder(lambda s: None, ["If it is faulty, we refund the full amount."]).apply(
+        "You will receive a full refund.") == "You will receive a full refund."
+    placed = ["An order in status Placed is cancelled free of charge, with a full refund at once."]
+    kept = Grounder(lambda s: None, placed).apply("We will refund the full amount once it is cancelled.")
+    assert kept == "We will refund the full amount once it is cancelled."
