@@ -82,6 +82,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             "sqlite:///var/hybridesk.db or postgresql+psycopg://user:pass@host/dbname.",
             code="bad_database_url",
         ) from exc
+    if parsed.drivername == "postgres":  # the scheme hosted PostgreSQL services hand out
+        parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":

@@ -157,3 +157,16 @@ def test_commands_and_serve_refuse_a_schema_older_than_this_version(tmp_path, mo
         assert "schema_unknown" in capsys.readouterr().err
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.postgres
+def test_a_postgres_scheme_url_as_hosting_services_give_it_works(pg_url):
+    """``postgres://`` was refused as "Unsupported database backend 'postgres'"."""
+    url = "postgres://" + pg_url.split("://", 1)[1]
+    engine = make_engine(url)
+    try:
+        assert engine.dialect.name == "postgresql" and engine.url.drivername == "postgresql+psycopg"
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    finally:
+        engine.dispose()
