@@ -692,6 +692,41 @@ _SHIP_FRAGMENT = re.compile(r"^\s*(?:delivery|deliveries|deliver|shipping|ship)\
                             r"(?P<obj>[^?.!,;]{1,60}?)\s*[?.!]*\s*$", re.I)
 
 
+# "how long does that take?", "how much is it?": a question for a figure that names its subject only by a pronoun
+_ANAPHOR = re.compile(r"\b(?:that|it|this|those|these|they|them)\b", re.I)
+# words that only say how a figure is asked for: a follow-up made of these and a pronoun has no subject of its own
+_ASKING_ONLY = {stem(w) for w in ("long", "much", "many", "soon", "fast", "quickly", "late", "early", "take", "cost",
+                                  "price", "fee", "charge", "usually", "normally", "typically", "roughly",
+                                  "generally", "then", "will", "would", "need", "wait", "arrive", "come", "get",
+                                  "and", "so", "ok", "okay", "also", "exactly", "again", "when", "which", "they",
+                                  "them", "those", "these", "cost", "last", "normal")}
+# how the previous question asks (kept out of the subject): "Do you deliver to Switzerland?" is about
+# "deliver to Switzerland", "How much is express delivery?" about "express delivery"
+_ASKING_FRAME = re.compile(
+    r"^\s*(?:(?:and|so|ok(?:ay)?|also|hi|hello)[\s,!]+)?(?:(?:do|does|did|can|could|will|would|is|are|may)\s+"
+    r"(?:you|i|we|it|there|they)\s+(?:still\s+|also\s+)?|how\s+(?:much|long|many|soon|fast|quickly)\s+"
+    r"(?:is|are|does|do|will|would)\s+(?:it\s+)?|what(?:'s|\s+is|\s+are)\s+(?:the\s+|your\s+)?|"
+    r"i\s+(?:want|would\s+like|need)\s+to\s+)", re.I)
+
+
+def _referred_topic(question: str, previous: str, factual: Callable[[str], bool]) -> str | None:
+    """What a figure question with only a pronoun for its subject refers to: the previous question's
+    subject. "how long does that take?" after "Do you deliver to Switzerland?" asks how long delivery to
+    Switzerland takes; read alone, it matched the invoice's 24 hours."""
+    if not factual(question) or not _ANAPHOR.search(question) or len(question.split()) > 8:
+        return None
+    if not (previous.rstrip().endswith("?") or _YES_NO.search(previous) or factual(previous)):
+        return None  # "hello", "my order number is 123": nothing a pronoun could stand for
+    if {stem(w) for w in terms(question)} - _ASKING_ONLY:
+        return None  # "how long does it take to get a refund?" names its own subject
+    topic = _ASKING_FRAME.sub("", previous.strip()).strip().rstrip("?.! ")
+    if not topic or len(topic.split()) > 8 or _ANAPHOR.fullmatch(topic):
+        return None
+    # the verb as the thing it names: "deliver to Switzerland" -> "delivery to Switzerland"
+    return re.sub(r"^(?:deliver|ship)\b", lambda m: "delivery" if m.group(0).lower() == "deliver" else "shipping",
+                  topic, flags=re.I)
+
+
 def follow_up_question(question: str, previous: str | None,
                        factual: Callable[[str], bool] | None = None) -> str:
     """A follow-up naming only a thing, asked as the customer's previous question about a list with
@@ -706,6 +741,8 @@ def follow_up_question(question: str, previous: str | None,
     as it is."""
     if f := _SHIP_FRAGMENT.match(question):
         return f"Do you ship to {f.group('obj').strip()}?"
+    if previous and factual is not None and (topic := _referred_topic(question, previous, factual)):
+        return _ANAPHOR.sub(topic, question, count=1)
     m = _FOLLOW_UP.match(question)
     if not m or not previous or len(m.group("obj").split()) > 4:
         return question

@@ -67,9 +67,9 @@ UNSURE_REPLY = (
 
 
 FACTUAL_RE = re.compile(
-    r"\b(?:how (?:long|much|many|soon|quickly|fast|late|early|far|old)|what(?:'?s)?\b[^?.!]{0,40}?\b(?:price|cost|fee|"
+    r"\b(?:how (?:long|much|many|soon|quickly|fast|late|early|far|old)|what(?:'?s)?\b[^?.!]{0,40}?\b(?:prices?|costs?|fees?|"
     r"number|e-?mail|address|hours|window|period|deadline|limit|threshold|value|amount|time|minimum|maximum)|"
-    r"when|which|within|until|is there|do you charge|phone|e-?mail|cost|price|fee|spend|minimum|maximum|"
+    r"when|which|within|until|is there|do you charge|phone|e-?mail|costs?|prices?|fees?|spend|minimum|maximum|"
     r"at least|cut-?off)\b", re.I)
 #: a question about how to do something, not only about a figure ("How can I pay later?")
 HOW_TO_RE = re.compile(
@@ -155,6 +155,31 @@ def asks_kb_fact(text: str, passages: list[dict[str, Any]], knowledge: Any, at: 
     return any(f.document_id in docs and (score >= ASKED_FACT_MIN
                                           or score >= ASKED_FACT_NAMED_MIN and names_fact(asked, text, f))
                for f, score in match(text, at=at, k=4))
+
+
+#: words that mark a fact as the option a customer gets when they choose none ("standard delivery")
+_UNMARKED = {_stem(w) for w in ("standard", "regular", "normal", "default", "basic")}
+#: words that only say how a figure is asked for ("How much is ...", "... take?")
+_ASKING_WORDS = {_stem(w) for w in ("long", "much", "many", "soon", "fast", "quickly", "take", "usually",
+                                    "normally", "typically", "generally", "roughly", "need", "wait", "pay")}
+_SHIPPING_RE = re.compile(r"\b(?:shipping|shipment|postage)\b", re.I)
+
+
+def unmarked_option(question: str, facts: dict[str, Any]) -> Any | None:
+    """The fact of the usual option when ``question`` asks for a figure of a kind of thing and names no
+    option of it: "How much is shipping?" asks for standard delivery's price, not for express or
+    large-item delivery's, which read closer to it by their descriptions ("Price of express delivery").
+    Every content word of the question must be in the fact's name; the question must ask for the
+    fact's kind of figure (a sum, a length of time). None unless exactly one fact fits."""
+    asked = _stems(_SHIPPING_RE.sub("delivery", same_words(question))) - _FACT_KIND_WORDS - _ASKING_WORDS
+    if not asked:
+        return None
+    found = []
+    for fact in facts.values():
+        words = _stems(fact.name.replace("_", " "))
+        if words & _UNMARKED and asked <= words - _FACT_KIND_WORDS and not _other_kind(question, fact_value_text(fact)):
+            found.append(fact)
+    return found[0] if len(found) == 1 else None
 
 
 def names_fact(asked_words: set[str], text: str, fact: Any) -> bool:
@@ -610,6 +635,8 @@ class Responder:
             return []
         docs = {p.get("document_id") for p in passages}
         # in the KB's words ("How long is your guarantee?" asks for the warranty)
+        if (usual := unmarked_option(text, self.knowledge.facts(at=at))) is not None:
+            return [usual]
         text = same_words(text)
         ranked = sorted(((f, score + (RETRIEVED_BONUS if f.document_id in docs else 0.0))
                          for f, score in match(text, at=at, k=4)), key=lambda fs: -fs[1])

@@ -591,6 +591,45 @@ def test_a_fact_the_question_names_is_not_taken_when_it_asks_another_kind_of_fig
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("question", "fact"), [
+    ("How much is shipping?", "standard_delivery_price"),
+    ("What are your shipping costs?", "standard_delivery_price"),
+    ("How much does delivery cost?", "standard_delivery_price"),
+    ("How long does delivery take?", "standard_delivery_days"),
+    ("how many days for shipping?", "standard_delivery_days"),
+])
+def test_a_question_that_names_no_option_gets_the_standard_one(sample_kb, question, fact):
+    # seen: "how much is shipping?" got express delivery's and large-item delivery's prices, whose
+    # descriptions MiniLM reads closer to it than standard delivery's long one
+    assert _asked(sample_kb, question) == [fact]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("question", "fact"), [
+    ("How much is express delivery?", "express_delivery_price"),
+    ("How much is delivery to Germany?", "eu_delivery_price"),
+    ("How long does large-item delivery take?", "large_item_delivery_days"),
+])
+def test_a_question_that_names_an_option_or_a_place_is_not_given_the_standard_one(sample_kb, question, fact):
+    names = _asked(sample_kb, question)
+    assert fact in names and not {"standard_delivery_price", "standard_delivery_days"} & set(names), names
+
+
+@pytest.mark.slow
+def test_a_follow_up_with_a_pronoun_is_answered_for_the_previous_questions_subject(sample_kb):
+    history = [("customer", "Do you deliver to Switzerland?"),
+               ("bot", "Yes, we ship parcels to the United Kingdom, Switzerland and Norway.")]
+    generator = ScriptedGenerator().enqueue(VAGUE)
+    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
+    result = responder.answer(text="how long does that take?", intent="delivery_period", tone="neutral",
+                              history=history)
+    value = sample_kb.facts()["non_eu_delivery_days"].value
+    assert states_value(result.text, value), result.text
+    assert not states_value(result.text, sample_kb.facts()["standard_delivery_days"].value), result.text
+    assert any(c["document_id"] == "international-shipping" for c in result.citations)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("question", ["How much do I need to spend for free delivery?",
                                       "From what amount is delivery free?", "Is there free delivery?"])
 def test_free_delivery_asks_for_the_free_shipping_threshold(sample_kb, question):

@@ -215,6 +215,29 @@ def test_a_follow_up_after_a_question_for_a_figure_is_asked_with_it():
     assert follow_up_question("and how much?", "What is the cancellation fee?", factual) == "and how much?"
 
 
+def test_a_figure_question_with_a_pronoun_for_its_subject_takes_the_previous_questions_subject():
+    # seen: "how long does that take?" after "Do you deliver to Switzerland?" got standard delivery's 3-5 days
+    from bot.conversation.limits import follow_up_question
+    from bot.conversation.responder import FACTUAL_RE
+
+    def factual(q):
+        return bool(FACTUAL_RE.search(q))
+
+    assert follow_up_question("how long does that take?", "Do you deliver to Switzerland?", factual) == (
+        "how long does delivery to Switzerland take?")
+    assert follow_up_question("How much does it cost?", "How much is express delivery?", factual) == (
+        "How much does express delivery cost?")
+    assert follow_up_question("and how much is it?", "Do you ship to Norway?", factual) == (
+        "and how much is shipping to Norway?")
+    # a question with a subject of its own, a pronoun after a greeting, no pronoun: as they are
+    assert follow_up_question("how long does it take to get a refund?", "Can I return my sofa?", factual) == (
+        "how long does it take to get a refund?")
+    assert follow_up_question("how long does that take?", "hello", factual) == "how long does that take?"
+    assert follow_up_question("how long?", "Do you deliver to Norway?", factual) == "how long?"
+    assert follow_up_question("how long does that take?", "Do you deliver to Norway?", None) == (
+        "how long does that take?")
+
+
 @pytest.fixture(scope="module")
 def fees(tmp_path_factory):
     yield from _kb(tmp_path_factory, "fees", [SAMPLE / "cancellation-fees.md", SAMPLE / "cancelling-an-order.md"])
