@@ -182,6 +182,28 @@ def unmarked_option(question: str, facts: dict[str, Any]) -> Any | None:
     return found[0] if len(found) == 1 else None
 
 
+#: the member states of the European Union: a policy priced "for other EU countries" names none of them
+_EU_MEMBERS = ("Austria", "Belgium", "Bulgaria", "Croatia", "Cyprus", "Czechia", "Czech Republic", "Denmark",
+               "Estonia", "Finland", "France", "Germany", "Greece", "Hungary", "Ireland", "Italy", "Latvia",
+               "Lithuania", "Luxembourg", "Malta", "Netherlands", "Poland", "Portugal", "Romania", "Slovakia",
+               "Slovenia", "Spain", "Sweden")
+_EU_MEMBER_RE = re.compile(r"\b(?:" + "|".join(_EU_MEMBERS) + r")\b", re.I)
+
+
+def with_region(question: str, facts: dict[str, Any]) -> str:
+    """``question`` with "(EU country)" after an EU member state that no fact names: "How much is delivery
+    to Germany?" read closest to express delivery's price; "How much is delivery to Germany (EU country)?"
+    reads closest to the price for other EU countries. A country a fact names (the Netherlands, whose
+    standard delivery has its own price) is left as it is."""
+    m = _EU_MEMBER_RE.search(question)
+    if not m:
+        return question
+    named = " ".join(f"{f.name} {f.description or ''}" for f in facts.values()).lower()
+    if m.group(0).lower() in named:
+        return question
+    return f"{question[:m.end()]} (EU country){question[m.end():]}"
+
+
 def names_fact(asked_words: set[str], text: str, fact: Any) -> bool:
     """Whether a question (``text``, its stems ``asked_words``) names ``fact``: every word of its name
     but the kind word ("months", "price") is in it, and it does not ask for another kind of figure."""
@@ -635,9 +657,10 @@ class Responder:
             return []
         docs = {p.get("document_id") for p in passages}
         # in the KB's words ("How long is your guarantee?" asks for the warranty)
-        if (usual := unmarked_option(text, self.knowledge.facts(at=at))) is not None:
+        in_force = self.knowledge.facts(at=at)
+        if (usual := unmarked_option(text, in_force)) is not None:
             return [usual]
-        text = same_words(text)
+        text = with_region(same_words(text), in_force)
         ranked = sorted(((f, score + (RETRIEVED_BONUS if f.document_id in docs else 0.0))
                          for f, score in match(text, at=at, k=4)), key=lambda fs: -fs[1])
         asked_words = _stems(text)

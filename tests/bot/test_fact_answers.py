@@ -608,11 +608,24 @@ def test_a_question_that_names_no_option_gets_the_standard_one(sample_kb, questi
 @pytest.mark.parametrize(("question", "fact"), [
     ("How much is express delivery?", "express_delivery_price"),
     ("How much is delivery to Germany?", "eu_delivery_price"),
+    ("How long does delivery to France take?", "eu_delivery_days"),
     ("How long does large-item delivery take?", "large_item_delivery_days"),
 ])
 def test_a_question_that_names_an_option_or_a_place_is_not_given_the_standard_one(sample_kb, question, fact):
     names = _asked(sample_kb, question)
     assert fact in names and not {"standard_delivery_price", "standard_delivery_days"} & set(names), names
+
+
+@pytest.mark.slow
+@pytest.mark.slow
+@pytest.mark.parametrize(("question", "fact"), [
+    ("How much is delivery to Germany?", "eu_delivery_price"),
+    ("How long does shipping to Spain take?", "eu_delivery_days"),
+    ("How much is standard delivery to the Netherlands?", "standard_delivery_price"),
+])
+def test_an_eu_country_the_kb_does_not_name_gets_the_eu_figure_alone(sample_kb, question, fact):
+    # seen: "How much is delivery to Germany?" got express delivery's price first
+    assert _asked(sample_kb, question) == [fact]
 
 
 @pytest.mark.slow
