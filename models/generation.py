@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -36,6 +37,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from knowledge.errors import HybrideskError, InvalidInput, NotFound, Unavailable
 from models.prompting import MAX_NEW_TOKENS
+
+log = logging.getLogger(__name__)
 
 Messages = Sequence[Mapping[str, str]]
 
@@ -499,6 +502,20 @@ def stream_through_engine(
         yield tail
 
 
+def adapter_files_stamp(adapter_dir: Path) -> tuple[Any, ...]:
+    """What the adapter folder's config and weights files are on disk now (path, size, mtime, inode), or None
+    for a missing one: a change means the weights may have changed."""
+    out: list[Any] = [str(adapter_dir)]
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        try:
+            st = (adapter_dir / name).stat()
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+    return tuple(out)
+
+
 class LocalAdapters:
     """Adapter folders by id for the in-process backends (which define ``load`` and ``_ensure_adapter``).
 
@@ -593,6 +610,7 @@ class TransformersGenerator(LocalAdapters, BaseGenerator):
         self._tokenizer = tokenizer
         self._peft: Any = None  # PeftModel wrapper once the first adapter is loaded
         self._adapters: dict[str, Path] = {}
+        self._loaded_from: dict[str, tuple[Any, str]] = {}  # adapter id -> (files stamp, fingerprint) loaded
         self._lock = threading.RLock()
         self._eos_ids: set[int] = set()
         if model is not None and tokenizer is not None:
@@ -637,10 +655,21 @@ class TransformersGenerator(LocalAdapters, BaseGenerator):
         return self._peft if self._peft is not None else self._model
 
     def _ensure_adapter(self, adapter_id: str) -> None:
+        """Load ``adapter_id``, or load it again when its files changed since: an adapter retrained or copied
+        in under the same id answers with its new weights (as the llama.cpp backend does)."""
+        from models.gguf_lora import adapter_fingerprint
+
         self.load()
-        if self._peft is not None and adapter_id in self._peft.peft_config:
-            return
         path = self.adapter_path(adapter_id)
+        stamp = adapter_files_stamp(path)
+        loaded = self._loaded_from.get(adapter_id) if self._peft is not None and adapter_id in self._peft.peft_config \
+            else None
+        if loaded is not None and loaded[0] == stamp:
+            return  # the files are as they were (a stat per reply: nothing is read)
+        fingerprint = adapter_fingerprint(path)
+        if loaded is not None and loaded[1] == fingerprint:
+            self._loaded_from[adapter_id] = (stamp, fingerprint)  # touched or copied again, same weights
+            return
         from peft import PeftModel
 
         if self._peft is None:
@@ -648,9 +677,16 @@ class TransformersGenerator(LocalAdapters, BaseGenerator):
                 self._model, str(path), adapter_name=adapter_id, is_trainable=False
             )
         else:
+            if loaded is not None:
+                log.info("adapter %s changed on disk (%s, was %s): loading its new weights", adapter_id,
+                         fingerprint, loaded[1])
+                self._peft.delete_adapter(adapter_id)
+                if self._engine is not None:
+                    self._engine.clear_prefix_cache()  # cached prompts computed with the old weights
             self._peft.load_adapter(str(path), adapter_name=adapter_id, is_trainable=False)
         self._peft.eval()
         self._adapters[adapter_id] = path
+        self._loaded_from[adapter_id] = (stamp, fingerprint)
 
     def loaded_adapters(self) -> list[str]:
         return [] if self._peft is None else list(self._peft.peft_config)
@@ -661,7 +697,8 @@ class TransformersGenerator(LocalAdapters, BaseGenerator):
         import contextlib
 
         if adapter_id is not None:
-            self._ensure_adapter(adapter_id)
+            if self._peft is None or adapter_id not in self._peft.peft_config:
+                self._ensure_adapter(adapter_id)  # (a changed adapter is reloaded per reply, not per step)
             if self._peft.active_adapter != adapter_id:
                 self._peft.set_adapter(adapter_id)
             return self._peft, contextlib.nullcontext()

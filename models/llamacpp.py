@@ -39,7 +39,7 @@ from typing import Any
 
 from knowledge.errors import InvalidInput, Unavailable
 from models.batching import _DONE, BatchingEngine, BatchRequest, _Batch, _common_prefix
-from models.generation import BaseGenerator, LocalAdapters
+from models.generation import BaseGenerator, LocalAdapters, adapter_files_stamp
 
 log = logging.getLogger(__name__)
 
@@ -739,7 +739,7 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
         self.load()
         assert self._runtime is not None
         path = self.adapter_path(adapter_id)
-        stamp = _files_stamp(path)
+        stamp = adapter_files_stamp(path)
         loaded = self._loaded_from.get(adapter_id) if self._runtime.has_adapter(adapter_id) else None
         if loaded is not None and loaded[0] == stamp:
             return  # the files are as they were (a stat per reply: nothing is read)
@@ -795,20 +795,6 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
             runtime, self._runtime = self._runtime, None
             if runtime is not None:
                 runtime.close()
-
-
-def _files_stamp(adapter_dir: Path) -> tuple[Any, ...]:
-    """What the adapter folder's config and weights files are on disk now (path, size, mtime, inode), or None
-    for a missing one: a change means the weights may have changed."""
-    out: list[Any] = [str(adapter_dir)]
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        try:
-            st = (adapter_dir / name).stat()
-        except OSError:
-            out.append(None)
-            continue
-        out.append((st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
-    return tuple(out)
 
 
 def _load_tokenizer(tokenizer_dir: Path | None, gguf_path: Path) -> Any:
