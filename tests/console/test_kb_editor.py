@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 from console_support import login
@@ -284,8 +285,17 @@ def test_test_a_question_slow_model_falls_back_with_a_clear_message(console):
     client = console.client()
     csrf = login(client, "editor")
     _save_cheaper_draft(client, csrf)
-    console.services.generator.default = "Gift wrap costs {{Gift Wrap Price}} per item, " + "and more " * 50
-    console.services.settings.kb_test_timeout_s = 0.001  # every reply runs past the limit
+    generator = console.services.generator
+    generator.default = "Gift wrap costs {{Gift Wrap Price}} per item, " + "and more " * 50
+    scripted = generator._stream
+
+    def slow(*args, **kwargs):
+        for piece in scripted(*args, **kwargs):
+            time.sleep(0.01)  # a slow model: 100 words take 1 s (a warm scripted one took well under 1 ms in all)
+            yield piece
+
+    generator._stream = slow
+    console.services.settings.kb_test_timeout_s = 0.05  # every reply runs past the limit
     r = client.get("/console/kb/gift-wrap/test/reply", params={"q": "How much does gift wrap cost?", "rev": 2})
     reply = r.json()
     assert r.status_code == 200 and reply["timed_out"] and reply["verdict"] == "fallback"
