@@ -36,6 +36,7 @@ def _output_file(value: str) -> Path:
 
 
 def _export(args: argparse.Namespace, ctx) -> int:
+    from bot.cli_models import company_contacts_of
     from bot.console.corrections import export_records, write_jsonl
 
     if args.only_new and args.last_again:
@@ -48,7 +49,7 @@ def _export(args: argparse.Namespace, ctx) -> int:
             sys.stdout.flush()  # a closed pipe fails here, before anything is marked
 
         records = export_records(ctx.db, only_unexported=args.only_new, last_again=args.last_again,
-                                 deliver=to_stdout)
+                                 deliver=to_stdout, company=company_contacts_of(ctx))
         if args.only_new and not records:
             print("no new corrections to export", file=sys.stderr)
         return 0
@@ -69,7 +70,8 @@ def _export(args: argparse.Namespace, ctx) -> int:
             raise InvalidInput(f"Cannot write to {out}: {exc.strerror or exc}; nothing was marked exported.",
                                code="bad_output") from exc
 
-    export_records(ctx.db, only_unexported=args.only_new, last_again=args.last_again, deliver=deliver)
+    export_records(ctx.db, only_unexported=args.only_new, last_again=args.last_again, deliver=deliver,
+                   company=company_contacts_of(ctx))
     if not written:
         state = "left as it was" if out.exists() else "not written"
         print(f"no new corrections to export; {out} {state}", file=sys.stderr)

@@ -533,7 +533,7 @@ def _cmd_tickets_import(args: argparse.Namespace, ctx: Any) -> int:
     with ctx.session() as session:
         labeller = _Labeller(ctx)
         report = import_tickets(session, args.path, fmt, mapping or None, tone_fn=labeller.tone,
-                                intent_fn=labeller.intent, company=lambda: _company_contacts(ctx))
+                                intent_fn=labeller.intent, company=lambda: company_contacts_of(ctx))
         report.label_problem = labeller.problem
         session.commit()
     print(report.summary())
@@ -541,7 +541,7 @@ def _cmd_tickets_import(args: argparse.Namespace, ctx: Any) -> int:
     return 0 if done or not report.errors else 1
 
 
-def _company_contacts(ctx: Any) -> list[tuple[str, str]]:
+def company_contacts_of(ctx: Any) -> list[tuple[str, str]]:
     """The company's phone numbers and e-mail addresses from its KB (``(value, "{{Slot}}")``): an agent's reply
     that gives them is scrubbed to the KB's slots, not to the customer's (none when no KB can be read)."""
     try:

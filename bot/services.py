@@ -11,7 +11,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from functools import cached_property
 from typing import Any
 
@@ -53,13 +52,6 @@ class Services:
             self.__dict__["generator"] = generator
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        # scrubbing an agent's reply (ticket import, corrections export, the console) tells the company's own
-        # phone number and e-mail address from a customer's by this KB's facts (weakly: a closed container
-        # is not kept alive for it)
-        from models.pii import set_company_contacts_source
-
-        ref = weakref.ref(self)
-        set_company_contacts_source(lambda: services.company_contacts() if (services := ref()) is not None else ())
 
     @cached_property
     def db(self) -> Database:

@@ -53,7 +53,7 @@ order number). Known values (e.g. the bitext ``entity_value`` column) can be pas
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 EMAIL = "{{Customer Email}}"
@@ -478,9 +478,6 @@ BITEXT_ENTITY_PLACEHOLDERS = {
 
 # -- the company's own contact details and the agent's own name, in an agent's reply ------------------------
 
-#: where scrub_exchange gets the company's contact details when its caller passes none (see
-#: :func:`set_company_contacts_source`)
-_company_source: Callable[[], Iterable[tuple[str, str]]] | None = None
 _PHONE_VALUE_RE = re.compile(r"\+?[\d ().\-/]+")
 # what may be a phone number in a reply: the shapes _PHONE_RE knows, and 9-15 digits written without gaps
 _PHONE_CANDIDATE_RE = re.compile(rf"{_PHONE_RE.pattern}|(?<![\w{{])\+?\d{{9,15}}(?!\w)")
@@ -569,26 +566,6 @@ def company_contacts(facts: Any, superseded: Mapping[str, str] | None = None) ->
         if slot is not None and contact_kind(str(old)):
             out.append((str(old).strip(), slot))
     return out
-
-
-def set_company_contacts_source(source: Callable[[], Iterable[tuple[str, str]]] | None) -> None:
-    """Where :func:`scrub_exchange` reads the company's contact details when its caller passes none:
-    ``source()`` gives ``(value, "{{Slot}}")`` pairs (:func:`company_contacts` of the KB). The bot's services
-    register their KB's (``bot.services.Services``), so that every path that scrubs an agent's reply (ticket
-    import, corrections export, the console) knows the company's phone number from a customer's."""
-    global _company_source
-    _company_source = source
-
-
-def registered_company_contacts() -> list[tuple[str, str]]:
-    """The registered source's contact details (none when there is no source, or it fails)."""
-    source = _company_source
-    if source is None:
-        return []
-    try:
-        return [(str(v), str(s)) for v, s in source() or ()]
-    except Exception:  # noqa: BLE001 - without them a reply is scrubbed as before (cue words still count)
-        return []
 
 
 def _company_in_reply(reply: str, company: list[tuple[str, str]]) -> str:
@@ -684,15 +661,16 @@ def _drop_agent_signoff(reply: str, customer_names: Iterable[str]) -> str:
 
 
 def scrub_exchange(
-    message: str, reply: str, known: Iterable[tuple[str, str]] = (), company: Iterable[tuple[str, str]] | None = None
+    message: str, reply: str, known: Iterable[tuple[str, str]] = (), company: Iterable[tuple[str, str]] = ()
 ) -> tuple[str, str, list[str]]:
     """A customer's message and the agent's reply to it, scrubbed: ``(message, reply, kinds found)``.
 
     A name the customer gave is scrubbed from the reply too ("Hello Maria, your order ..."), and a name the
     reply addresses the customer by from the message ("Hallo Herr Müller" -> "Müller" in the message). In the
     reply, the company's own phone numbers and e-mail addresses become their KB slots, not the customer's
-    (``company``: ``(value, "{{Slot}}")`` pairs, :func:`company_contacts`; None: the registered ones, see
-    :func:`set_company_contacts_source`), and the agent's own sign-off is left out (:func:`_drop_agent_signoff`).
+    (``company``: ``(value, "{{Slot}}")`` pairs, :func:`company_contacts` of the KB; a number or address the
+    reply gives as the company's, "call us on ...", counts too), and the agent's own sign-off is left out
+    (:func:`_drop_agent_signoff`).
     """
     addressed = addressed_names(reply)
     # "Hallo Pieter," and "met Pieter de Vries" in the message: the whole name, not "{{Customer Name}} de Vries"
@@ -703,7 +681,6 @@ def scrub_exchange(
     known = [*known, *((name, NAME) for name in dict.fromkeys([*titled, *customer_names]))]
     message, found_m = scrub_pii(message, known)
     if reply:
-        contacts = registered_company_contacts() if company is None else list(company)
-        reply = _drop_agent_signoff(_company_in_reply(reply, contacts), customer_names)
+        reply = _drop_agent_signoff(_company_in_reply(reply, list(company)), customer_names)
     reply, found_r = scrub_pii(reply, known)
     return message, reply, sorted(set(found_m) | set(found_r))

@@ -55,7 +55,6 @@ from knowledge.errors import InvalidInput, NotFound
 from models.pii import (
     BITEXT_ENTITY_PLACEHOLDERS,
     ORDER,
-    registered_company_contacts,
     scrub_exchange,
     scrub_pii,
 )
@@ -442,7 +441,7 @@ _UNREADABLE_LINE = ("invalid JSON", "expected a JSON object", "not valid UTF-8")
 
 def read_tickets(
     path: Path | str, fmt: str, mapping: Mapping[str, str] | None = None, *, keep_raw: bool = False,
-    company: Iterable[tuple[str, str]] | Callable[[], Iterable[tuple[str, str]]] | None = None,
+    company: Iterable[tuple[str, str]] | Callable[[], Iterable[tuple[str, str]]] = (),
 ) -> tuple[list[Ticket], list[RowError]]:
     """Parse and scrub a ticket file; returns ``(tickets, bad rows)``. Nothing is stored.
 
@@ -450,8 +449,7 @@ def read_tickets(
     :func:`import_tickets` to label; it is no dataclass field, so no repr, comparison or ``asdict`` shows it.
     ``company``: the company's own contact details, ``(value, "{{Slot}}")`` (:func:`models.pii.company_contacts`
     of the KB's facts), which an agent's reply gives as the KB's slots, not as the customer's, or a function
-    giving them (called once the file is found); None: the ones registered with
-    :func:`models.pii.set_company_contacts_source`.
+    giving them (called once the file is found).
     """
     path = Path(path)
     if fmt not in FORMATS:
@@ -464,8 +462,7 @@ def read_tickets(
         raise NotFound(f"Ticket file {path} does not exist.", code="file_not_found")
     if fmt in ("csv", "jsonl"):
         check_mapping(mapping)  # (before any row: a mapping problem is one of the command, not of every row)
-    company = registered_company_contacts() if company is None else company() if callable(company) else company
-    company = list(company)
+    company = list(company() if callable(company) else company)
     tickets: list[Ticket] = []
     errors: list[RowError] = []
     rows = _iter_csv(path, fmt) if fmt in ("bitext", "csv") else _iter_jsonl(path)
@@ -561,7 +558,7 @@ def _bitext_row(row: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[str,
     return data, known
 
 
-def _scrub(ticket: Ticket, known, company: list[tuple[str, str]] | None = None) -> Ticket:
+def _scrub(ticket: Ticket, known, company: list[tuple[str, str]]) -> Ticket:
     ticket.customer_message, ticket.agent_reply, kinds = scrub_exchange(ticket.customer_message, ticket.agent_reply,
                                                                          known, company)
     # a helpdesk's ticket id or category may be the customer's e-mail address or phone number (security QA):
@@ -591,7 +588,7 @@ def import_tickets(
     *,
     tone_fn: Callable[[str], str | None] | None = None,
     intent_fn: Callable[[str], str | None] | None = None,
-    company: Iterable[tuple[str, str]] | Callable[[], Iterable[tuple[str, str]]] | None = None,
+    company: Iterable[tuple[str, str]] | Callable[[], Iterable[tuple[str, str]]] = (),
 ) -> ImportReport:
     """Read, scrub and store tickets as :class:`models.db.ImportedTicket` rows (de-duplicated).
 

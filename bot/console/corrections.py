@@ -133,10 +133,13 @@ def _recent_duplicate(session: Any, fields: dict[str, Any], since: datetime) -> 
 
 
 def list_corrections(db: Any, *, reasons: Iterable[str] | None = None, limit: int = 200,
-                     scrub: bool = False) -> list[CorrectionItem]:
+                     scrub: bool = False, company: Iterable[tuple[str, str]] = ()) -> list[CorrectionItem]:
     """Newest corrections first (optionally only some reasons). ``scrub``: the customer's message, the
     bot's reply, the corrected reply and the note with personal data (names, e-mail addresses, phone,
-    card and order numbers) replaced by placeholders, as the export and the analytics show them."""
+    card and order numbers) replaced by placeholders, as the export and the analytics show them; the
+    company's own phone numbers and e-mail addresses (``company``, ``Services.company_contacts()``)
+    become their KB slots."""
+    company = list(company)
     with db.unit_of_work() as session:
         repo = CorrectionRepository(session)
         out = []
@@ -146,7 +149,7 @@ def list_corrections(db: Any, *, reasons: Iterable[str] | None = None, limit: in
             asked = customer.text if customer else None
             said, corrected, note = bot_msg.text, corr.corrected_text, corr.note
             if scrub:
-                asked, said, corrected, note = _scrubbed(asked, said, corrected, note)
+                asked, said, corrected, note = _scrubbed(asked, said, corrected, note, company=company)
             out.append(CorrectionItem(
                 id=corr.id, message_id=bot_msg.id, conversation_id=bot_msg.conversation_id, reason=corr.reason,
                 corrected_text=corrected, corrected_intent=corr.corrected_intent, note=note,
@@ -157,22 +160,23 @@ def list_corrections(db: Any, *, reasons: Iterable[str] | None = None, limit: in
         return out
 
 
-def _scrubbed(asked: str | None, *replies: str | None) -> tuple[str | None, ...]:
+def _scrubbed(asked: str | None, *replies: str | None, company: list[tuple[str, str]]) -> tuple[str | None, ...]:
     """The customer's message and the texts answering it, scrubbed (a name the customer gave is
     scrubbed from the replies too: "Hello Maria, ...")."""
-    out = [None if reply is None else scrub_exchange(asked or "", reply)[1] for reply in replies]
+    out = [None if reply is None else scrub_exchange(asked or "", reply, company=company)[1] for reply in replies]
     return (None if asked is None else scrub_exchange(asked, "")[0], *out)
 
 
-def kb_suggestions(db: Any, limit: int = 50) -> list[CorrectionItem]:
+def kb_suggestions(db: Any, limit: int = 50, company: Iterable[tuple[str, str]] = ()) -> list[CorrectionItem]:
     """``missing_policy`` / ``wrong_fact`` corrections, for the KB editor: scrubbed of personal data
     (editors have no business reading a customer's details, and no access to the transcripts)."""
-    return list_corrections(db, reasons=KB_REASONS, limit=limit, scrub=True)
+    return list_corrections(db, reasons=KB_REASONS, limit=limit, scrub=True, company=company)
 
 
 def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True,
                    last_again: bool = False,
-                   deliver: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+                   deliver: Callable[[list[dict[str, Any]]], None] | None = None,
+                   company: Iterable[tuple[str, str]] = ()) -> list[dict[str, Any]]:
     """Training examples from corrections with a corrected reply (oldest first).
 
     Only a "new only" export (``only_unexported``) marks what it exported, so that the next one skips
@@ -180,7 +184,8 @@ def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True,
     preview). ``last_again``: the newest "new only" export's corrections once more, marked as they were
     (a download that failed after they were marked); it cannot be combined with ``only_unexported``.
     ``deliver``, when given, is called with the records before they are marked: if it raises (a file
-    that cannot be written), nothing is marked."""
+    that cannot be written), nothing is marked. ``company``: the company's own contact details
+    (``Services.company_contacts()``), which a corrected reply gives as the KB's slots."""
     if only_unexported and last_again:
         raise InvalidInput("Choose one: the corrections not exported yet (new only), or the last export again.",
                            code="conflicting_options")
@@ -209,7 +214,7 @@ def export_records(db: Any, *, only_unexported: bool = False, mark: bool = True,
             records.pop(bot_msg.id, None)
             # the file is training data an operator copies around: personal data is scrubbed here already
             # (as the import does; scrubbing twice changes nothing)
-            message, reply, _ = scrub_exchange(customer.text, corr.corrected_text or "")
+            message, reply, _ = scrub_exchange(customer.text, corr.corrected_text or "", company=company)
             records[bot_msg.id] = {
                 "customer_message": message,
                 "intent": corr.corrected_intent or customer.intent or bot_msg.intent,

@@ -353,7 +353,8 @@ def export_corrections(request: Request, user: CurrentAgent, services: ServicesD
     next time), so another site must not be able to trigger it with a link."""
     import io
 
-    records = corrections_service.export_records(services.db, only_unexported=only_new, last_again=last_again)
+    records = corrections_service.export_records(services.db, only_unexported=only_new, last_again=last_again,
+                                                 company=services.company_contacts())
     if only_new and not records and "text/html" in request.headers.get("accept", ""):
         # a browser's "Export new only" with nothing new: say so, rather than download an empty file
         # (scripts, which do not ask for HTML, still get the empty JSONL)

@@ -96,7 +96,7 @@ def _form_with_errors(request: Request, services: Any, form: kb_editor.DocumentF
 @router.get("/console/kb")
 def kb_list(request: Request, user: CurrentEditor, services: ServicesDep) -> Response:
     docs = services.knowledge.list_documents()
-    suggestions = corrections_service.kb_suggestions(services.db)
+    suggestions = corrections_service.kb_suggestions(services.db, company=services.company_contacts())
     return render(request, "console/kb_list.html", {"docs": docs, "suggestions": suggestions})
 
 

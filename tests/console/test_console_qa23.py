@@ -105,6 +105,31 @@ def test_a_long_unbroken_word_does_not_widen_a_console_page(browser, tmp_path, a
         console.services.close()
 
 
+def test_the_export_and_the_suggestions_give_the_companys_own_contacts_as_kb_slots(console):
+    # the company's phone number and address in a corrected reply are the KB's, not a customer's: the services
+    # pass the KB's contact facts in (once through a process-wide registry, which a second container replaced)
+    from pathlib import Path
+
+    from models.pii import PHONE, SUPPORT_EMAIL, SUPPORT_PHONE
+
+    sample = Path(__file__).resolve().parents[2] / "knowledge" / "sample" / "contact-customer-service.md"
+    console.services.knowledge.import_bytes(sample.read_bytes(), sample.name, author="editor", publish=True)
+    _, bot_id = seed_conversation(console.services, customer="Hi, Maria here. How do I reach a person?",
+                                  reply="Hello Maria, use the chat.")
+    _correct(console, bot_id, reason="missing_policy",
+             corrected_text="Hi Maria, phone 020 555 0142 or write to help@larkspur.example.")
+    agent = console.client()
+    login(agent, "agent")
+    form = {"csrf_token": csrf_from(agent.get("/console/corrections").text)}
+    exported = agent.post("/console/corrections/export.jsonl", data=form).text
+    assert f"phone {SUPPORT_PHONE} or write to {SUPPORT_EMAIL}" in exported, exported
+    assert PHONE not in exported and "Maria" not in exported
+    editor = console.client()
+    login(editor, "editor")
+    page = editor.get("/console/kb").text
+    assert "555 0142" not in page and "Customer Support Phone Number" in page, page
+
+
 # ---------------------------------------------------------------- 3. invisible characters
 
 

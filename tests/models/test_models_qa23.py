@@ -5,7 +5,6 @@ adapter at start-up, `target_modules` checked up front, and SIGTERM during train
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -16,7 +15,6 @@ from types import SimpleNamespace
 
 import pytest
 
-import models.pii as pii
 from knowledge.errors import InvalidInput
 from models.pii import (
     CARD,
@@ -37,15 +35,6 @@ from .test_cli_models import Ctx as _CliCtx
 from .test_cli_models import _adapter, _parse
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _own_company_source():
-    """Each test starts without a registered company-contacts source and leaves none behind."""
-    before = pii._company_source
-    pii.set_company_contacts_source(None)
-    yield
-    pii.set_company_contacts_source(before)
 
 
 # -- 1. phone numbers in national formats ------------------------------------------------------------------
@@ -223,33 +212,6 @@ def test_without_kb_facts_a_reply_that_gives_a_number_as_the_companys_still_says
 def test_the_agents_own_sign_off_is_left_out_of_the_reply(reply, expected):
     message, out, _ = scrub_exchange("Hi, Maria here. Where is my refund?", reply, company=[])
     assert out == expected and "{{Customer Name}} here" in message
-
-
-def test_the_registered_kb_is_used_where_no_contacts_are_passed(tmp_path):
-    """The corrections export and the console call scrub_exchange without contacts: the bot's services register
-    their KB's, weakly (a closed container is not kept alive for it)."""
-    from bot.services import Services
-
-    class KB:
-        def facts(self):
-            return {f["name"]: f for f in KB_FACTS}
-
-        def superseded_values(self):
-            return {}
-
-    services = Services(SimpleNamespace(), db=object(), knowledge=KB())
-    assert services.company_contacts() == (("+31 20 555 0142", SUPPORT_PHONE), ("help@larkspur.example", SUPPORT_EMAIL))
-    reply = scrub_exchange("hi", "Phone: +31 20 555 0142 (Mon-Sat).")[1]
-    assert reply == f"Phone: {SUPPORT_PHONE} (Mon-Sat)."
-    # the ticket import reads them too
-    path = tmp_path / "t.csv"
-    path.write_text('question,answer\nWhere is it?,"Phone: +31 20 555 0142, or help@larkspur.example"\n',
-                    encoding="utf-8")
-    assert read_tickets(path, "csv")[0][0].agent_reply == f"Phone: {SUPPORT_PHONE}, or {SUPPORT_EMAIL}"
-    del services
-    gc.collect()
-    assert pii.registered_company_contacts() == []
-    assert scrub_exchange("hi", "Phone: +31 20 555 0142 (Mon-Sat).")[1] == f"Phone: {PHONE} (Mon-Sat)."
 
 
 def test_tickets_import_passes_the_kbs_contact_details(tmp_path, capsys):
