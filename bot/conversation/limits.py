@@ -353,15 +353,32 @@ def _enough(shared: int, size: int) -> bool:
     return size >= 2 and shared >= size - (1 if size >= 4 else 0)
 
 
+# what is done to an order or an account: a limit on one of these is no answer to a question about another
+_ORDER_ACTIONS = {**{_key(w): "change" for w in ("change", "changing", "edit", "modify", "amend")},
+                  **{_key(w): w for w in ("cancel", "return", "swap", "delete")}}
+
+
+def _other_action(question_words: set[str], limit: Limit) -> bool:
+    """Whether the question asks to do one thing to an order and the limit rules out another: "Can I cancel
+    my order after it has been packed?" is not answered by "What you cannot change: an order that is
+    already Packed" (it can still be cancelled, for a fee)."""
+    asked = {_ORDER_ACTIONS[w] for w in question_words if w in _ORDER_ACTIONS}
+    ruled = {_ORDER_ACTIONS[w] for w in limit.verbs | limit.thing if w in _ORDER_ACTIONS}
+    return bool(asked and ruled and not asked & ruled)
+
+
 def asked_limit(question: str, candidates: list[Limit]) -> Limit | None:
     """The limit ``question`` asks about ("Can you deliver to a PO box?"), or None.
 
     Every word of the thing must be in the question (all but one of four or more), and two words at
-    least of the thing and its verb together. Of several, the one sharing most words wins.
+    least of the thing and its verb together. Of several, the one sharing most words wins. A limit on
+    another thing done to an order (changing it, asked about cancelling it) is none.
     """
     q = stems(question)
     best: tuple[float, int, Limit] | None = None
     for rank, limit in enumerate(candidates):
+        if _other_action(q, limit):
+            continue
         shared = len(limit.thing & q)
         if not _enough(shared, len(limit.thing)) and not (len(limit.thing) == 1 and shared == 1):
             continue

@@ -109,6 +109,10 @@ NOT_UNDER_A_HEADING = [
     ("changing-an-order", "Can I change my shipping address?"),  # not "Shipped" alone
     ("editing-your-account", "Can I change my contact details?"),  # "Merging two accounts: contact us, ..."
     ("returns-policy", "Can I return a lamp?"),
+    # a limit on changing an order answers no question about cancelling it (seen: "I'm afraid not", quoting
+    # "What you cannot change"; a packed order can still be cancelled, for a fee)
+    ("changing-an-order", "Can I cancel my order after it has been packed?"),
+    ("changing-an-order", "can i return it once it is delivered"),
 ]
 
 
