@@ -19,6 +19,12 @@ from bot.conversation.words import stems as _word_stems
 
 SLOT_RE = re.compile(r"\{\{\s*([^{}]{1,80}?)\s*\}\}")
 # a placeholder written in square brackets: two to six capitalised words, not a Markdown link's text
+# "or through the {{Live Chat}} on our website": the customer is in the chat already; a person is one message
+# away here ("here in this chat"), not behind a button on a page they are on
+_IN_THIS_CHAT = re.compile(
+    r"\b(?:via|through|using|on|in|with)\s+(?:our\s+|the\s+)?(?:convenient\s+|24/7\s+)?"
+    r"\{\{\s*(?:live\s+chat|chat)(?:\s+anonymized)?\s*\}\}(?:\s+(?:service|support|feature|option|function))?"
+    r"(?:\s+(?:on|at)\s+(?:(?:our|the)\s+(?:website|site)|\{\{[^}]*\}\}))?", re.I)
 _BRACKET_SLOT = re.compile(r"(?<!\[)\[((?:[A-Z][\w'-]*)(?: [A-Z][\w'-]*){1,5})\](?![(\[])")
 # Slots that stand for the customer's own data; they are filled from the conversation or
 # replaced with a neutral phrase, never looked up in the KB.
@@ -513,8 +519,9 @@ class Grounder:
     # -- single sentence ---------------------------------------------------------
     def check_sentence(self, sentence: str) -> SentenceCheck:
         check = SentenceCheck(original=sentence, text=sentence, kept=True)
-        # "[Customer Support Phone Number]": a placeholder in the tickets' other style is a slot too
-        text = _BRACKET_SLOT.sub(r"{{\1}}", sentence)
+        # "[Customer Support Phone Number]": a placeholder in the tickets' other style is a slot too; the live
+        # chat the customer is in is "this chat"
+        text = _IN_THIS_CHAT.sub("here in this chat", _BRACKET_SLOT.sub(r"{{\1}}", sentence))
 
         filled: dict[str, str] = {}  # slot name -> the value it stands for (customer's or KB's)
 

@@ -34,6 +34,19 @@ def test_unknown_slot_never_reaches_the_customer():
     assert g.report.unresolved_slots == ["Live Agent"]
 
 
+@pytest.mark.parametrize(("reply", "expected"), [
+    ("You can reach them at {{Customer Support Phone Number}} or through the {{Live Chat}} on our website.",
+     "You can reach them at +44 20 7946 0321 or here in this chat."),
+    ("Contact them via our {{Live Chat}} service on {{Website URL}} or at {{Customer Support Phone Number}}.",
+     "Contact them here in this chat or at +44 20 7946 0321."),
+    ("They are also available through the [Live Chat] on the website.", "They are also available here in this chat."),
+])
+def test_a_customer_in_the_chat_is_not_sent_to_the_chat_on_the_website(reply, expected):
+    # seen on every channel: "... or through the Chat with us on our website" to a customer chatting already
+    g = grounder()
+    assert g.apply(reply) == expected
+
+
 def test_a_placeholder_in_square_brackets_is_a_slot_too():
     # seen in the widget QA: "... reached at [Customer Support Phone Number] or through the chat"
     g = grounder()
