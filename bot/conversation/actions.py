@@ -51,6 +51,8 @@ CLARIFY_TEXT = (
 )
 
 SORRY_TEXT = "I'm sorry this has been frustrating, and that I haven't been able to sort it out."
+#: to a customer who is upset at their first message, before the bot has tried anything (a smashed vase)
+SORRY_FIRST_TEXT = "I'm sorry about this, and I want to make sure it gets sorted out properly."
 THANKS_TEXT = "You're welcome, and thank you for letting us know! Is there anything else I can help you with?"
 OTHER_LANGUAGE_TEXT = (
     "I'm sorry, I can only answer in English. Ask me about an order, a delivery, a return or refund, a "
@@ -270,7 +272,10 @@ class ActionHandoff(Action):
         # Already in the agents' queue: say so, rather than announcing the handoff again.
         text = WAITING_TEXT if meta.get("mode") == "handoff_requested" else HANDOFF_TEXT
         if reason.startswith("angry") and text == HANDOFF_TEXT:
-            text = f"{SORRY_TEXT} {text}"  # not the bare announcement to a customer who is fed up
+            # not the bare announcement to a customer who is fed up; "I haven't been able to sort it out" only
+            # after the bot has answered something (not to "my package arrived and the vase is smashed")
+            sorry = SORRY_TEXT if reason == "angry_and_not_helped" else SORRY_FIRST_TEXT
+            text = f"{sorry} {text}"
         dispatcher.utter_message(text=text, json_message={"handoff": True, "reason": reason,
                                                            "verdict": "pass", "citations": []})
         return [SlotSet("handoff_requested", True)]

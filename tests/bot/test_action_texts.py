@@ -38,6 +38,10 @@ def test_clarify_says_what_fits_the_message():
 def test_a_customer_handed_off_for_being_fed_up_hears_an_apology_first():
     angry = _say(ActionHandoff(), "I'm taking my business elsewhere", policy_reason="angry_and_not_helped")
     assert angry == f"{actions.SORRY_TEXT} {actions.HANDOFF_TEXT}"
+    # QA: "my package arrived and the vase is smashed" (read as angry and not understood, at the first message)
+    # was told "I haven't been able to sort it out" before the bot had tried anything
+    first = _say(ActionHandoff(), "my package arrived and the vase is smashed", policy_reason="angry_and_not_understood")
+    assert first == f"{actions.SORRY_FIRST_TEXT} {actions.HANDOFF_TEXT}" and "haven't been able" not in first
     assert _say(ActionHandoff(), "a person please", policy_reason="customer_asked_for_human") == actions.HANDOFF_TEXT
     queued = _say(ActionHandoff(), "useless!!", policy_reason="angry_and_not_helped", mode="handoff_requested")
     assert queued == actions.WAITING_TEXT
