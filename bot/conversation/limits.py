@@ -367,6 +367,9 @@ def _other_action(question_words: set[str], limit: Limit) -> bool:
     return bool(asked and ruled and not asked & ruled)
 
 
+_BEFORE_CLAUSE = re.compile(r"\b(?:before|until)\b[^,.;:?!]*", re.I)
+
+
 def asked_limit(question: str, candidates: list[Limit]) -> Limit | None:
     """The limit ``question`` asks about ("Can you deliver to a PO box?"), or None.
 
@@ -374,7 +377,9 @@ def asked_limit(question: str, candidates: list[Limit]) -> Limit | None:
     least of the thing and its verb together. Of several, the one sharing most words wins. A limit on
     another thing done to an order (changing it, asked about cancelling it) is none.
     """
-    q = stems(question)
+    # "cancel my order before it ships" asks about an order not shipped yet: not about "A shipped order can no
+    # longer be cancelled"
+    q = stems(_BEFORE_CLAUSE.sub(" ", question))
     best: tuple[float, int, Limit] | None = None
     for rank, limit in enumerate(candidates):
         if _other_action(q, limit):

@@ -70,7 +70,7 @@ FACTUAL_RE = re.compile(
     r"\b(?:how (?:long|much|many|soon|quickly|fast|late|early|far|old)|what(?:'?s)?\b[^?.!]{0,40}?\b(?:prices?|costs?|fees?|"
     r"number|e-?mail|address|hours|window|period|deadline|limit|threshold|value|amount|time|minimum|maximum)|"
     r"when|which|within|until|is there|do you charge|phone|e-?mail|costs?|prices?|fees?|spend|minimum|maximum|"
-    r"at least|cut-?off)\b", re.I)
+    r"at least|cut[- ]?off)\b", re.I)
 #: a question about how to do something, not only about a figure ("How can I pay later?")
 HOW_TO_RE = re.compile(
     r"\bhow (?:do|can|could|should|would) (?:i|we|you)\b|\bhow to\b|\bwhere (?:do|can|should) i\b|"
@@ -247,7 +247,7 @@ def states_value(text: str, value: str) -> bool:
 # of day ("how late", "the cut-off")
 _ASKS_SUM = re.compile(r"\bhow much\b(?! time)|\b(?:cost|costs|price|prices|fee|fees|charge|charges)\b", re.I)
 _ASKS_LENGTH = re.compile(r"\bhow long\b|\bhow many (?:days|weeks|months|years|hours)\b", re.I)
-_ASKS_TIME = re.compile(r"\bhow (?:late|early)\b|\bwhat time\b|\bcut-?off\b|\bdeadline\b|\buntil when\b", re.I)
+_ASKS_TIME = re.compile(r"\bhow (?:late|early)\b|\bwhat time\b|\bcut[- ]?off\b|\bdeadline\b|\buntil when\b", re.I)
 
 
 def _other_kind(question: str, value: str) -> bool:

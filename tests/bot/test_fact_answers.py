@@ -573,6 +573,13 @@ def test_the_fact_a_question_names_wins_over_one_read_closer_by_its_how_long(sam
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_cut_off_written_in_two_words_asks_for_the_time(sample_kb):
+    # QA: "whats teh cut off time for next day delivery" got next-day delivery's price
+    assert _asked(sample_kb, "whats teh cut off time for next day delivery")[0] == "next_day_cutoff"
+
+
+@pytest.mark.slow
 def test_a_fact_the_question_names_is_not_taken_when_it_asks_another_kind_of_figure(sample_kb):
     # "How late can I order for next-day delivery?" names next-day delivery, whose price is a fact too; it
     # asks for a time of day (seen: "Price of next-day delivery: €16.95.")

@@ -113,6 +113,9 @@ NOT_UNDER_A_HEADING = [
     # "What you cannot change"; a packed order can still be cancelled, for a fee)
     ("changing-an-order", "Can I cancel my order after it has been packed?"),
     ("changing-an-order", "can i return it once it is delivered"),
+    # QA: "I'm afraid not ... A shipped order can no longer be cancelled" to an order not shipped yet
+    ("cancelling-an-order", "urgent!! i need to cancel my order before it ships, it's for the wrong address"),
+    ("cancelling-an-order", "can i still cancel until it is shipped?"),
 ]
 
 
