@@ -710,6 +710,15 @@ _FOLLOW_UP = re.compile(r"^\s*(?:and|or|also|what\s+about|how\s+about)\s+(?:(?:w
                         r"(?P<obj>[^?.!,;]{1,40}?)\s*[?.!]*\s*$", re.I)
 
 
+# the countries customers ask about deliveries to, by the names they write
+_COUNTRY = re.compile(
+    r"\b(?:(?:the\s+)?netherlands|holland|belgium|germany|france|spain|portugal|italy|austria|ireland|luxembourg|"
+    r"denmark|sweden|finland|poland|czechia|czech\s+republic|slovakia|slovenia|hungary|romania|bulgaria|greece|"
+    r"croatia|cyprus|malta|estonia|latvia|lithuania|(?:the\s+)?(?:uk|united\s+kingdom)|britain|great\s+britain|"
+    r"england|scotland|wales|switzerland|norway|iceland|(?:the\s+)?(?:us|usa|united\s+states)|canada|australia|"
+    r"japan|china|turkey)\b", re.I)
+
+
 _SHIP_FRAGMENT = re.compile(r"^\s*(?:delivery|deliveries|deliver|shipping|ship)\s+(?:to|in)\s+"
                             r"(?P<obj>[^?.!,;]{1,60}?)\s*[?.!]*\s*$", re.I)
 
@@ -769,6 +778,10 @@ def follow_up_question(question: str, previous: str | None,
     if not m or not previous or len(m.group("obj").split()) > 4:
         return question
     thing = m.group("obj").strip()
+    if _COUNTRY.fullmatch(thing) and (place := _COUNTRY.search(previous)):
+        # "and to Switzerland?" after "How long does delivery to Sweden take?" asks how long delivery to
+        # Switzerland takes (asked with both places, it got the EU's 4-8 days)
+        return f"{previous[:place.start()]}{thing}{previous[place.end():]}"
     if w := _WHAT_LIST.match(previous):
         verb = w.group("verb").lower().split()[0]
         return f"Do you ship to {thing}?" if _GROUP.get(verb) == "ship" else f"Do you accept {thing}?"

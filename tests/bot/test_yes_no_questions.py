@@ -215,6 +215,26 @@ def test_a_follow_up_after_a_question_for_a_figure_is_asked_with_it():
     assert follow_up_question("and how much?", "What is the cancellation fee?", factual) == "and how much?"
 
 
+def test_a_follow_up_naming_another_country_asks_the_previous_question_for_it():
+    # QA: "and to switzerland?" after Sweden got the EU's 4-8 days; "what about norway?" after Belgium got
+    # Belgium's price beside Norway's
+    from bot.conversation.limits import follow_up_question
+    from bot.conversation.responder import FACTUAL_RE
+
+    def factual(q):
+        return bool(FACTUAL_RE.search(q))
+
+    assert follow_up_question("and to switzerland?", "how long does delivery to sweden take", factual) == (
+        "how long does delivery to switzerland take")
+    assert follow_up_question("what about norway?", "how much does shipping to belgium cost", factual) == (
+        "how much does shipping to norway cost")
+    assert follow_up_question("and the UK?", "How much is delivery to the Netherlands?", factual) == (
+        "How much is delivery to the UK?")
+    # no country in the previous question: asked with it, as before
+    assert follow_up_question("and Norway?", "How much is express delivery?", factual) == (
+        "How much is express delivery and Norway?")
+
+
 def test_a_figure_question_with_a_pronoun_for_its_subject_takes_the_previous_questions_subject():
     # seen: "how long does that take?" after "Do you deliver to Switzerland?" got standard delivery's 3-5 days
     from bot.conversation.limits import follow_up_question
