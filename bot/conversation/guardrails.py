@@ -569,6 +569,12 @@ class Grounder:
             if other and check.kept:
                 check.kept = False
                 check.reason = f"fills {value!r} where the reply counts {other.group(1)}"
+        for value in set(filter(None, filled.values())) - with_unit:
+            # a sum or a share where the reply counts time: "within {{Refund Amount}} days" read "within 100% days"
+            if re.search(r"[€$£%]", value) and check.kept and (
+                    other := re.search(rf"(?<={re.escape(value)})\s+({_UNIT_WORDS})\b", text, re.I)):
+                check.kept = False
+                check.reason = f"fills {value!r} where the reply counts {other.group(1)}"
         for value in set(filter(None, filled.values())):
             v = re.escape(value)
             # two slots that name the same thing: "the Help › Contact us or Help › Contact us section"
@@ -670,7 +676,9 @@ class Grounder:
             if check.kept and not self.steps:
                 # a step that states a figure ("3. Refunds take 5 business days.") still says something;
                 # "Visit our larkspur.example." does not
-                if _LIST_ITEM.match(text) and not any(c.kind not in ("url", "email", "phone") for c in check.claims):
+                # (nor does one that only repeats the customer's order number: "3. Look for the order LK 42710343.")
+                if _LIST_ITEM.match(text) and not any(c.kind not in ("url", "email", "phone", "identifier")
+                                                      for c in check.claims):
                     check.kept = False
                     check.reason = STEP_DROPPED
                 elif text.rstrip().endswith(":") and _STEPS_LEAD.search(text) and not check.claims:
