@@ -13,8 +13,11 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from knowledge.chunking import anchor_for
+from knowledge.store import MAX_CONTENT_CHARS
 
-MAX_PREVIEW_CHARS = 200_000
+#: as long as a revision may be: a page cut short would hide sections the bot cites (web QA: a 231,000-character
+#: policy stopped at 200,000 characters, and its last section was cited all the same)
+MAX_PREVIEW_CHARS = MAX_CONTENT_CHARS
 
 
 @lru_cache(maxsize=1)

@@ -423,3 +423,15 @@ def test_a_title_longer_than_the_database_holds_is_a_form_error(console):
     assert r.status_code == 422 and 'aria-invalid="true"' in _tag(r.text, "name", "title")
     assert "keep it under 301" in r.text and not _in_force(console)
     assert _create(client, csrf, title="T" * 300).status_code == 303
+
+
+def test_a_policy_as_long_as_a_revision_may_be_is_rendered_to_its_last_section():
+    # web QA: a 231,000-character policy's pages stopped at 200,000 characters; the bot cited its last section
+    from bot.console.markdown import render_markdown
+    from knowledge.store import MAX_CONTENT_CHARS
+
+    part = "## Part {i}\n\n" + "Words about deliveries and returns. " * 30 + "\n\n"
+    body = "# Terms\n\n" + "".join(part.format(i=i) for i in range(300)) + "## Final section\n\nSaturdays cost extra.\n"
+    assert 200_000 < len(body) <= MAX_CONTENT_CHARS
+    html = str(render_markdown(body, "Terms"))
+    assert 'id="final-section"' in html and "Saturdays cost extra." in html
