@@ -29,6 +29,7 @@ from rasa_sdk.executor import ActionExecutor
 from sqlalchemy.exc import IntegrityError
 
 from bot.conversation import actions as actions_module
+from bot.conversation.nlu.text import as_read
 from bot.conversation.policy import Decision, decide, unsure
 from bot.conversation.responder import answered_by_kb, passage_dict
 from bot.db.models import Conversation, Message
@@ -314,7 +315,10 @@ class ConversationManager:
         nlu_result = nlu.predict(message.text, history=customer_turns)
         nlu_ms = (time.perf_counter() - t0) * 1000
         # the intent model does not know the question; the knowledge base may still speak about it
-        in_kb = unsure(nlu_result) and self._in_knowledge_base(message.text, history)
+        # the knowledge base, the policy and the actions read the message as the intent model does: as a
+        # person sees it rendered ("<b>What</b> is your returns window?" asks for the returns window)
+        read = as_read(message.text)
+        in_kb = unsure(nlu_result) and self._in_knowledge_base(read, history)
         with self.db.unit_of_work() as session:
             convs, msgs = ConversationRepository(session), MessageRepository(session)
             conv = convs.get(conversation_id, for_update=True)
@@ -328,7 +332,7 @@ class ConversationManager:
             # session instead of reading it again (``expire_on_commit=False`` kept its columns).
             session.add(message)
             state = dict(conv.state or {})
-            decision = decide(message.text, nlu_result, state, in_knowledge_base=in_kb)
+            decision = decide(read, nlu_result, state, in_knowledge_base=in_kb)
             # The two INSERTs first, then the changes to loaded rows, which are all written in one
             # flush at commit (an INSERT sent after a change would flush it early, on its own).
             ModelCallRepository(session).log(
@@ -364,7 +368,7 @@ class ConversationManager:
         for role, text in history:
             events.append({"event": "user" if role == "customer" else "bot", "text": text, "timestamp": None})
         latest = {
-            "text": message.text,
+            "text": as_read(message.text),
             "intent": {"name": nlu.intent, "confidence": float(nlu.confidence)},
             "intent_ranking": [{"name": n, "confidence": float(p)} for n, p in getattr(nlu, "top", [])],
             "entities": [],
@@ -374,7 +378,7 @@ class ConversationManager:
                 "mode": conv.mode,
             },
         }
-        events.append({"event": "user", "text": message.text, "parse_data": latest, "timestamp": None})
+        events.append({"event": "user", "text": latest["text"], "parse_data": latest, "timestamp": None})
         return {
             "next_action": decision.action_name,
             "sender_id": conv.sender_id or conv.id,

@@ -185,3 +185,27 @@ def test_a_question_about_something_the_shop_sells_is_covered_by_the_policy_on_i
         assert not manager._in_knowledge_base("Can I return a lamp?", [])
     finally:
         product._products = read
+
+
+def test_markup_around_a_question_does_not_change_how_it_is_answered(client, product, monkeypatch):
+    # web QA: "<script>alert(2)</script> <b>What</b> is your returns window?" got a question back and the plain
+    # one the 30 days (with the product's NLU, which calls both out of scope): the intent model read it rendered,
+    # the knowledge-base check and the policy read the tags
+    import bot.conversation.manager as manager
+
+    seen: list[tuple[str, str]] = []
+    decide, in_kb = manager.decide, manager.ConversationManager._in_knowledge_base
+    monkeypatch.setattr(manager, "decide", lambda text, *a, **kw: seen.append(("policy", text)) or decide(text, *a, **kw))
+    monkeypatch.setattr(manager.ConversationManager, "_in_knowledge_base",
+                        lambda self, text, history: seen.append(("kb", text)) or in_kb(self, text, history))
+    monkeypatch.setattr(manager, "unsure", lambda _nlu: True)  # the knowledge base is asked, whatever the NLU says
+    text = "<script>alert(2)</script> <b>What</b> is your returns window?"
+    r = client.post("/webhooks/rest/webhook", json={"sender": "markup-q", "message": text})
+    assert r.status_code == 200, r.text
+    assert {" ".join(t.split()) for _, t in seen} == {"What is your returns window?"}, seen
+    assert {k for k, _ in seen} == {"policy", "kb"}
+    with product.db.unit_of_work() as session:
+        customer = session.query(Message).filter(Message.role == "customer").order_by(Message.id.desc()).first()
+        assert customer.text == text  # stored as sent
+        assert customer.policy_action == "answer"
+    assert "<script>" not in r.json()[0]["text"]

@@ -18,7 +18,14 @@ import numpy as np
 
 from bot.conversation.nlu.encoder import DEFAULT_VARIANT, EMBED_DIM, VARIANTS, Encoder, shared_encoder
 from bot.conversation.nlu.intent import IntentHead
-from bot.conversation.nlu.text import MAX_RULE_CHARS, coerce_text, has_words, model_text, strip_markup
+from bot.conversation.nlu.text import (
+    MAX_RULE_CHARS,
+    as_read,
+    coerce_text,
+    has_words,
+    model_text,
+    strip_markup,
+)
 from bot.conversation.nlu.tone import ToneModel, combine, mix, rule_signals
 from bot.conversation.nlu.types import OUT_OF_SCOPE, NLUResult, Tone
 from knowledge.errors import ConfigurationError, InvalidInput, NotFound
@@ -151,10 +158,6 @@ _NOT_CONTINUED = frozenset({"contact_human_agent"})
 # what a customer gives when asked for it: e-mail addresses, web addresses, order and other numbers
 _IDENTIFIERS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?://\S+|\b(?:LK[- ]?)?\d[\d -]*\b", re.I)
 
-def _visible(text: str) -> str:
-    """What a person reads of a message with tags in it ("<script>alert(1)</script> where is my order?"
-    asks where the order is); text without a "<" is read as written (a tweet's "&amp;" stays as trained)."""
-    return strip_markup(text) if "<" in text else text
 
 class NLU:
     """Intent (calibrated, with out-of-scope) and tone for one customer message.
@@ -384,7 +387,7 @@ class NLU:
         rule_text = raw[:MAX_RULE_CHARS]
         if not has_words(strip_markup(raw)):
             return self._empty("no_words", combine(None, rule_signals(rule_text)))
-        mt = model_text(_visible(raw), emoji_names=self.emoji_names)
+        mt = model_text(as_read(raw), emoji_names=self.emoji_names)
         branch_probs = self._branch_probs(mt)  # first: it fills the embedding cache _classify reads
         (intent, conf, top, oos, reason), sim, emb = self._classify(mt)
         context_used = False
@@ -393,7 +396,7 @@ class NLU:
         if previous and (oos or conf < FOLLOW_UP_CONFIDENCE):
             # A follow-up ("and how long does that take?") often names no intent of its own:
             # read it together with the previous customer turn and keep the better reading.
-            joined = model_text(f"{model_text(_visible(previous), emoji_names=self.emoji_names)} {mt}",
+            joined = model_text(f"{model_text(as_read(previous), emoji_names=self.emoji_names)} {mt}",
                                 emoji_names=self.emoji_names)
             (c_intent, c_conf, c_top, c_oos, c_reason), c_sim, _ = self._classify(joined)
             # (asking for a person is no topic a follow-up continues: "What is your return window?"
@@ -444,7 +447,7 @@ class NLU:
     def predict_many(self, texts: Sequence[str], batch_size: int = 64) -> list[NLUResult]:
         """Batch prediction without context (benchmarks, re-labelling transcripts)."""
         clean = [coerce_text(t) for t in texts]
-        mts = [model_text(_visible(t), emoji_names=self.emoji_names) if has_words(strip_markup(t)) else ""
+        mts = [model_text(as_read(t), emoji_names=self.emoji_names) if has_words(strip_markup(t)) else ""
                for t in clean]
         live = [i for i, t in enumerate(mts) if t]
         results: list[NLUResult | None] = [None] * len(texts)

@@ -60,6 +60,12 @@ def strip_markup(text: str) -> str:
     return html.unescape(text)
 
 
+def as_read(text: str) -> str:
+    """What a person reads of a message with tags in it ("<script>alert(1)</script> where is my order?" asks
+    where the order is); text without a "<" is read as written (a tweet's "&amp;" stays as trained)."""
+    return strip_markup(text) if "<" in text else text
+
+
 def has_words(text: str) -> bool:
     """True when the text holds at least one letter or digit (emoji-only and punctuation-only do not)."""
     return _WORD_RE.search(text) is not None
