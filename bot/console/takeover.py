@@ -157,6 +157,11 @@ def release_held_by(db: Any, user: Any, publish: Publish | None = None) -> int:
 def send_agent_message(manager: Any, conversation_id: str, user: Any, text: str,
                        publish: Publish | None = None, client_message_id: str | None = None) -> Any:
     """Store the agent's message (via the conversation manager) and push it to the widget."""
+    if "\ufffd" in text:
+        # a form post's bytes that are not UTF-8 arrive as U+FFFD (web QA: "caf\ufffd\ufffdend" reached the
+        # customer); the chat API refuses such bytes, and so does this
+        raise InvalidInput("The message has characters that could not be read (text that is not UTF-8, or "
+                           "pasted from a broken page): retype them.", code="invalid_message", field="text")
     live = _events()
     with manager.db.unit_of_work() as session:
         conv = ConversationRepository(session).get(conversation_id)

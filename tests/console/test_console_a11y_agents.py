@@ -450,8 +450,11 @@ def test_a_not_found_page_does_not_repeat_a_crafted_address(console):
                         headers=html)
     assert crafted.status_code == 404 and "session expired" not in crafted.text
     assert "Nothing here has that address" in crafted.text
-    plain = agent.get("/console/conversations/abc123", headers=html)
-    assert plain.status_code == 404 and "abc123" in plain.text  # a plain id is still named
+    # web QA: an id made of words is a sentence too ("Session-expired.Sign-in-again-at-..."): no id is repeated
+    worded = agent.get("/console/conversations/Session-expired.Sign-in-again-at-larkspur-support.example",
+                       headers=html)
+    assert worded.status_code == 404 and "Sign-in-again" not in worded.text
+    assert "There is no conversation with that id" in worded.text
     # KB QA: an editor's unknown document sent them to a command line; a too-long test question said only
     # "Please check the form"
     editor = console.client()
@@ -460,6 +463,11 @@ def test_a_not_found_page_does_not_repeat_a_crafted_address(console):
     assert page.status_code == 404 and "hybridesk kb list" not in page.text and "Knowledge base page" in page.text
     console.services.knowledge.import_bytes(b"# Gift wrap\n\nWe wrap gifts for free.", "gift-wrap.md",
                                             author="editor", publish=True)
+    # web QA: an unknown revision sent them to `hybridesk kb history`
+    for url in ("/console/kb/gift-wrap?rev=99", "/console/kb/gift-wrap/diff?r1=1&r2=99"):
+        missing = editor.get(url, headers=html)
+        assert missing.status_code == 404 and "hybridesk kb" not in missing.text, (url, missing.text)
+        assert "its History lists the revisions" in missing.text
     long_question = editor.get("/console/kb/gift-wrap/test", params={"q": "x" * 600}, headers=html)
     assert long_question.status_code == 422 and "too long: at most 500 characters" in long_question.text
 

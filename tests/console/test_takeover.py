@@ -151,6 +151,18 @@ def test_an_empty_agent_reply_is_refused_in_agent_wording(console):
     assert len(console.app.state.manager.history(conv_id)) == before
 
 
+def test_an_agent_reply_with_bytes_that_are_not_utf8_is_refused(console):
+    # web QA: a form post of "caf%E9%FF%FE...end" reached the customer as "caf\ufffd\ufffd\ufffdend"
+    agent, csrf, conv_id = _holding(console)
+    before = len(console.app.state.manager.history(conv_id))
+    body = f"csrf_token={csrf}&text=caf%E9%FF%FEend".encode()
+    r = agent.post(f"/console/conversations/{conv_id}/messages", content=body,
+                   headers={**JSON, "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_message", r.text
+    assert "could not be read" in r.json()["error"]["message"]
+    assert len(console.app.state.manager.history(conv_id)) == before
+
+
 def test_taking_over_again_after_a_hand_back_tells_the_customer_again(console):
     agent = console.client()
     csrf = login(agent, "agent")
