@@ -36,6 +36,8 @@ TOP_N = 10
 #: the policy's reasons (``Message.policy_reason``, ``bot.conversation.policy.decide``) for a customer message
 #: that asks nothing: thanks ("ok thanks") and a message without words ("!!!", "👍", "🙂🙂")
 NOT_A_QUESTION_REASONS = frozenset({"thanks", "no_words"})
+#: an out-of-scope message the bot answered from a retrieved policy all the same: nothing the KB is missing
+ANSWERED_FROM_KB_REASONS = frozenset({"in_knowledge_base"})
 #: words that, on their own, acknowledge, thank or greet and ask nothing ("ok", "thank you", "hi there"): the
 #: policy answers "ok" as out of scope, and an angry "thanks" is no thanks to it
 _ACKNOWLEDGEMENTS = frozenset({"ok", "okay", "okey", "k", "kk", "yes", "yeah", "yep", "yup", "no", "nope", "nah",
@@ -48,8 +50,9 @@ _WORDS = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
 
 def is_question(text: str | None, policy_reason: str | None) -> bool:
     """Whether an out-of-scope customer message belongs among the top out-of-scope questions (what the
-    KB is missing): not thanks, not a message without words, not a bare "ok" or "hi"."""
-    if policy_reason in NOT_A_QUESTION_REASONS:
+    KB is missing): not thanks, not a message without words, not a bare "ok" or "hi", and not one the bot
+    answered from the KB though the intent model called it out of scope ("What is your returns window?")."""
+    if policy_reason in NOT_A_QUESTION_REASONS or policy_reason in ANSWERED_FROM_KB_REASONS:
         return False
     words = _WORDS.findall((text or "").lower())
     return bool(words) and not (len(words) <= 3 and set(words) <= _ACKNOWLEDGEMENTS)

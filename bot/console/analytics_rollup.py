@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 SETTLE = timedelta(minutes=15)
 #: a stored day computed before this time was computed by an older definition of the figures and is
-#: computed again when read (the top out-of-scope questions lost "thanks", "!!!" and "ok" then)
-DEFINITIONS_SINCE = datetime(2026, 12, 7, 1, 30, tzinfo=UTC)
+#: computed again when read (the top out-of-scope questions lost "thanks", "!!!" and "ok", then the questions
+#: answered from the KB all the same)
+DEFINITIONS_SINCE = datetime(2026, 12, 7, 5, 5, tzinfo=UTC)
 MAX_SPANS = 100  # day spans recomputed in one pass
 DENSE_MIN = 5000  # conversations; fewer are always reached through the conversation index
 
