@@ -317,7 +317,8 @@ _GENERIC_VERBS = {"get", "make", "find", "see", "go", "have", "need", "want", "w
 
 
 def procedure(question: str, passages: list[dict[str, Any]], *, every_term: bool = False,
-              products: Collection[str] = ()) -> tuple[dict[str, Any], list[str]] | None:
+              products: Collection[str] = (), context: list[dict[str, Any]] = ()
+              ) -> tuple[dict[str, Any], list[str]] | None:
     """The retrieved passage whose numbered steps best match ``question``, and those steps; or None.
 
     Procedures are facts too: "How do I start a return?" is answered with the steps the knowledge base
@@ -325,8 +326,9 @@ def procedure(question: str, passages: list[dict[str, Any]], *, every_term: bool
     steps, the one sharing most words with the question wins; of equals, the better-ranked one. It
     must share at least half of the question's words (its heading, title and steps together): a list
     about something else ("Follow your refund" for "How do I wrap it as a present?") is no answer.
-    With ``every_term`` (sections the retriever did not return), every word of the question but a
-    generic verb must appear: "How do I use a gift card?" is not answered by "Buying a gift card".
+    With ``every_term`` (sections the retriever did not return; ``context``: the passages it did), every
+    word of the question but a generic verb that its document uses must appear: "How do I use a gift card?"
+    is not answered by "Buying a gift card".
     A word of the shop's product names (``products``: "rug") counts as shared by steps about items: "I
     want to return a rug, how do I do that?" is answered by "Register your return".
     """
@@ -335,8 +337,20 @@ def procedure(question: str, passages: list[dict[str, Any]], *, every_term: bool
     # half of the question's words, and two at least: one shared word ("gift" in "How do I wrap a
     # gift?" and "Buying a gift card") is a coincidence, not the procedure asked for
     needed = len(q_terms) if every_term else max(math.ceil(0.5 * len(q_terms)), min(2, len(q_terms)))
+    # with ``every_term``, the words of the question that its document uses somewhere: "I put the wrong address
+    # on my order, how can I change it?" is answered by "While the order is Placed: change it yourself", though
+    # no page of the document says "put" or "wrong" (the customer's account of what happened, not what is asked)
+    used: dict[Any, set[str]] = {}
+    if every_term:
+        for p in [*passages, *context]:
+            used.setdefault(p.get("document_id"), set()).update(
+                _stems(" ".join([str(p.get("heading") or ""), str(p.get("title") or ""), str(p.get("text", ""))])))
     best: tuple[int, int, dict[str, Any], list[str]] | None = None
     for rank, p in enumerate(passages):
+        # (a product the shop sells counts as used: steps about items are about it)
+        asked = q_terms & (used[p.get("document_id")] | set(products)) if every_term else q_terms
+        if every_term and len(asked) < max(math.ceil(0.5 * len(q_terms)), min(2, len(q_terms))):
+            continue  # the document shares too few of the question's words to answer it
         steps: list[str] = []
         for line in str(p.get("text", "")).splitlines():
             m = _KB_STEP.match(line)
@@ -351,7 +365,9 @@ def procedure(question: str, passages: list[dict[str, Any]], *, every_term: bool
             continue
         p_terms = _stems(" ".join([str(p.get("heading") or ""), str(p.get("title") or ""), *steps]))
         score = len(q_terms & p_terms) + (len((q_terms - p_terms) & set(products)) if "item" in p_terms else 0)
-        if score >= needed and (best is None or score > best[0]):
+        if every_term and (asked - p_terms) - (set(products) if "item" in p_terms else set()):
+            continue
+        if (every_term or score >= needed) and (best is None or score > best[0]):
             best = (score, rank, p, steps[:MAX_PROCEDURE_STEPS])
     return (best[2], best[3]) if best else None
 
@@ -754,7 +770,7 @@ class Responder:
             # the right document was found but not its steps ("How do I create an account?" retrieves
             # "Who can open an account"): the other sections of the retrieved documents are read too
             others = self._other_sections(passages)
-            steps_from_kb = procedure(text, others, every_term=True, products=self.products)
+            steps_from_kb = procedure(text, others, every_term=True, products=self.products, context=passages)
             if steps_from_kb is None:  # answered in prose ("How do I use a gift card?"), if at all
                 prose = prose_answer(text, passages) or prose_answer(text, others)
         # "Can I pay with Klarna?": yes, in the KB's words about it (the model's own account of how Klarna
