@@ -524,6 +524,7 @@ class LocalAdapters:
     """
 
     _adapters: dict[str, Path]
+    _loaded_from: dict[str, tuple[Any, str]]  # adapter id -> (files stamp, fingerprint) of what is loaded
     adapter_roots: list[Path]
     _lock: Any
     _tokenizer: Any
@@ -549,6 +550,20 @@ class LocalAdapters:
         with self._lock:
             self._adapters[adapter_id] = Path(path)
             self._ensure_adapter(adapter_id)
+
+    def _files_to_load(self, adapter_id: str, path: Path, loaded: tuple[Any, str] | None) -> tuple[Any, str] | None:
+        """``(files stamp, fingerprint)`` of ``path`` when ``adapter_id`` must be loaded (``loaded`` is None: not
+        yet) or loaded again (its weights changed on disk); None when what is loaded is current."""
+        from models.gguf_lora import adapter_fingerprint
+
+        stamp = adapter_files_stamp(path)
+        if loaded is not None and loaded[0] == stamp:
+            return None  # the files are as they were (a stat per reply: nothing is read)
+        fingerprint = adapter_fingerprint(path)
+        if loaded is not None and loaded[1] == fingerprint:
+            self._loaded_from[adapter_id] = (stamp, fingerprint)  # touched or copied again, same weights
+            return None
+        return stamp, fingerprint
 
     def warm(self, adapter_id: str | None = None) -> None:
         """Load the model and, if given, the adapter now rather than on the first reply."""
@@ -657,19 +672,13 @@ class TransformersGenerator(LocalAdapters, BaseGenerator):
     def _ensure_adapter(self, adapter_id: str) -> None:
         """Load ``adapter_id``, or load it again when its files changed since: an adapter retrained or copied
         in under the same id answers with its new weights (as the llama.cpp backend does)."""
-        from models.gguf_lora import adapter_fingerprint
-
         self.load()
         path = self.adapter_path(adapter_id)
-        stamp = adapter_files_stamp(path)
         loaded = self._loaded_from.get(adapter_id) if self._peft is not None and adapter_id in self._peft.peft_config \
             else None
-        if loaded is not None and loaded[0] == stamp:
-            return  # the files are as they were (a stat per reply: nothing is read)
-        fingerprint = adapter_fingerprint(path)
-        if loaded is not None and loaded[1] == fingerprint:
-            self._loaded_from[adapter_id] = (stamp, fingerprint)  # touched or copied again, same weights
+        if (files := self._files_to_load(adapter_id, path, loaded)) is None:
             return
+        stamp, fingerprint = files
         from peft import PeftModel
 
         if self._peft is None:

@@ -39,7 +39,7 @@ from typing import Any
 
 from knowledge.errors import InvalidInput, Unavailable
 from models.batching import _DONE, BatchingEngine, BatchRequest, _Batch, _common_prefix
-from models.generation import BaseGenerator, LocalAdapters, adapter_files_stamp
+from models.generation import BaseGenerator, LocalAdapters
 
 log = logging.getLogger(__name__)
 
@@ -734,19 +734,15 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
         """Load ``adapter_id`` (converted to a GGUF LoRA file once), or load it again when its files changed since:
         an adapter retrained or copied in under the same id answers with its new weights, not the ones the
         server loaded first (QA: `adapters activate none`, then the same id again, kept the old replies)."""
-        from models.gguf_lora import adapter_fingerprint, gguf_lora_for
+        from models.gguf_lora import gguf_lora_for
 
         self.load()
         assert self._runtime is not None
         path = self.adapter_path(adapter_id)
-        stamp = adapter_files_stamp(path)
         loaded = self._loaded_from.get(adapter_id) if self._runtime.has_adapter(adapter_id) else None
-        if loaded is not None and loaded[0] == stamp:
-            return  # the files are as they were (a stat per reply: nothing is read)
-        fingerprint = adapter_fingerprint(path)
-        if loaded is not None and loaded[1] == fingerprint:
-            self._loaded_from[adapter_id] = (stamp, fingerprint)  # touched or copied again, same weights
+        if (files := self._files_to_load(adapter_id, path, loaded)) is None:
             return
+        stamp, fingerprint = files
         lora_file = gguf_lora_for(path, self.cache_dir, self.gguf_path, fingerprint=fingerprint)
         if self._runtime.has_adapter(adapter_id):
             log.info("adapter %s changed on disk (%s, was %s): loading its new weights", adapter_id, fingerprint,
