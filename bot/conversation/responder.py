@@ -70,7 +70,7 @@ FACTUAL_RE = re.compile(
     r"\b(?:how (?:long|much|many|soon|quickly|fast|late|early|far|old)|what(?:'?s)?\b[^?.!]{0,40}?\b(?:prices?|costs?|fees?|"
     r"number|e-?mail|address|hours|window|period|deadline|limit|threshold|value|amount|time|minimum|maximum)|"
     r"when|which|within|until|is there|do you charge|phone|e-?mail|costs?|prices?|fees?|spend|minimum|maximum|"
-    r"at least|cut[- ]?off)\b", re.I)
+    r"at least|cut[- ]?off|\d+\s*(?:business\s+|working\s+)?(?:days?|weeks?|months?|years?|hours?))\b", re.I)
 #: a question about how to do something, not only about a figure ("How can I pay later?")
 HOW_TO_RE = re.compile(
     r"\bhow (?:do|can|could|should|would) (?:i|we|you)\b|\bhow to\b|\bwhere (?:do|can|should) i\b|"

@@ -496,7 +496,8 @@ def _page_message(exc: HybrideskError, request: Request) -> str:
             return "Nothing here has that address: check the link, or go back to the list."
         if exc.code == "unknown_document":  # (the store's message sends a CLI user to `hybridesk kb list`)
             return "There is no policy document with that id: the Knowledge base page lists them."
-        if exc.code == "unknown_revision":  # (and `hybridesk kb history`)
+        if exc.code == "unknown_revision" and request.url.path.startswith("/console"):  # (and `hybridesk kb history`;
+            # the public page's own message names the revision, for customers)
             return "That policy has no such revision: its History lists the revisions it has."
         if exc.code == "conversation_not_found":
             # a word-like id ("Session-expired.Sign-in-again-at-...") would still be read as a sentence

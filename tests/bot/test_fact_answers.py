@@ -577,6 +577,15 @@ def test_the_fact_a_question_names_wins_over_one_read_closer_by_its_how_long(sam
 
 @pytest.mark.slow
 @pytest.mark.slow
+@pytest.mark.parametrize(("question", "fact"), [("Can I return it after 40 days?", "return_window_days"),
+                                                ("Is the warranty still valid after 3 years?", "warranty_months")])
+def test_a_yes_no_question_naming_a_length_of_time_asks_for_the_fact_that_bounds_it(sample_kb, question, fact):
+    # "<b>Can I return it after 40 days?</b>" read as rendered was a yes/no question no sentence names, and got
+    # "I can't find a clear answer"; the return window answers it
+    assert _asked(sample_kb, question, [("customer", "How long do I have to return a lamp?")])[:1] == [fact]
+
+
+@pytest.mark.slow
 def test_a_cut_off_written_in_two_words_asks_for_the_time(sample_kb):
     # QA: "whats teh cut off time for next day delivery" got next-day delivery's price
     assert _asked(sample_kb, "whats teh cut off time for next day delivery")[0] == "next_day_cutoff"

@@ -93,8 +93,10 @@ def test_rasa_webchat_multi_turn_conversation(page, site, store_page):
 
     ask("How long do I have to return a lamp?", "within 30 days of delivery")
     ask("And how long does standard delivery take?", "3 to 5 working days")
-    ask("<b>Can I return it after 40 days?</b>", "within 30 days")
-    assert page.locator(".rw-client .rw-message-text", has_text="<b>Can I return it").count() == 1
+    # markup is shown as typed, and read as rendered (a yes/no question, read so, gets no scripted yes; the
+    # fake KB here has no facts to answer one with)
+    ask("<b>How long do I have to return it?</b>", "within 30 days")
+    assert page.locator(".rw-client .rw-message-text", has_text="<b>How long do I have to return it").count() == 1
 
     session_id = page.evaluate("() => JSON.parse(sessionStorage.getItem('chat_session')).session_id")
     with site.services.db.unit_of_work() as session:
