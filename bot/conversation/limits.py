@@ -710,12 +710,12 @@ _FOLLOW_UP = re.compile(r"^\s*(?:and|or|also|what\s+about|how\s+about)\s+(?:(?:w
                         r"(?P<obj>[^?.!,;]{1,40}?)\s*[?.!]*\s*$", re.I)
 
 
-# the countries customers ask about deliveries to, by the names they write
+# the countries customers ask about deliveries to, by the names they write ("us" alone is the pronoun)
 _COUNTRY = re.compile(
     r"\b(?:(?:the\s+)?netherlands|holland|belgium|germany|france|spain|portugal|italy|austria|ireland|luxembourg|"
     r"denmark|sweden|finland|poland|czechia|czech\s+republic|slovakia|slovenia|hungary|romania|bulgaria|greece|"
     r"croatia|cyprus|malta|estonia|latvia|lithuania|(?:the\s+)?(?:uk|united\s+kingdom)|britain|great\s+britain|"
-    r"england|scotland|wales|switzerland|norway|iceland|(?:the\s+)?(?:us|usa|united\s+states)|canada|australia|"
+    r"england|scotland|wales|switzerland|norway|iceland|the\s+us|usa|(?:the\s+)?united\s+states|canada|australia|"
     r"japan|china|turkey)\b", re.I)
 
 
@@ -730,7 +730,7 @@ _ASKING_ONLY = {stem(w) for w in ("long", "much", "many", "soon", "fast", "quick
                                   "price", "fee", "charge", "usually", "normally", "typically", "roughly",
                                   "generally", "then", "will", "would", "need", "wait", "arrive", "come", "get",
                                   "and", "so", "ok", "okay", "also", "exactly", "again", "when", "which", "they",
-                                  "them", "those", "these", "cost", "last", "normal")}
+                                  "them", "those", "these", "last", "normal")}
 # how the previous question asks (kept out of the subject): "Do you deliver to Switzerland?" is about
 # "deliver to Switzerland", "How much is express delivery?" about "express delivery"
 _ASKING_FRAME = re.compile(

@@ -230,6 +230,9 @@ def test_a_follow_up_naming_another_country_asks_the_previous_question_for_it():
         "how much does shipping to norway cost")
     assert follow_up_question("and the UK?", "How much is delivery to the Netherlands?", factual) == (
         "How much is delivery to the UK?")
+    # "us" is a pronoun, not the United States
+    assert follow_up_question("and to france?", "How long does it take you to send us a parcel to Spain?",
+                              factual) == "How long does it take you to send us a parcel to france?"
     # no country in the previous question: asked with it, as before
     assert follow_up_question("and Norway?", "How much is express delivery?", factual) == (
         "How much is express delivery and Norway?")
