@@ -18,13 +18,13 @@ from bot.conversation.limits import Limit, contradicts
 from bot.conversation.words import stems as _word_stems
 
 SLOT_RE = re.compile(r"\{\{\s*([^{}]{1,80}?)\s*\}\}")
-# a placeholder written in square brackets: two to six capitalised words, not a Markdown link's text
 # "or through the {{Live Chat}} on our website": the customer is in the chat already; a person is one message
 # away here ("here in this chat"), not behind a button on a page they are on
 _IN_THIS_CHAT = re.compile(
     r"\b(?:via|through|using|on|in|with)\s+(?:our\s+|the\s+)?(?:convenient\s+|24/7\s+)?"
     r"\{\{\s*(?:live\s+chat|chat)(?:\s+anonymized)?\s*\}\}(?:\s+(?:service|support|feature|option|function))?"
     r"(?:\s+(?:on|at)\s+(?:(?:our|the)\s+(?:website|site)|\{\{[^}]*\}\}))?", re.I)
+# a placeholder written in square brackets: two to six capitalised words, not a Markdown link's text
 _BRACKET_SLOT = re.compile(r"(?<!\[)\[((?:[A-Z][\w'-]*)(?: [A-Z][\w'-]*){1,5})\](?![(\[])")
 # Slots that stand for the customer's own data; they are filled from the conversation or
 # replaced with a neutral phrase, never looked up in the KB.
