@@ -37,7 +37,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.conversation.words import stem, terms
+from bot.conversation.words import EU_MEMBERS, stem, terms
 
 _NEG = (r"(?:do not|don't|does not|doesn't|cannot|can't|can not|can no longer|will not|won't|never|no longer|"
         r"are not able to|is not|isn't|are not|aren't|must not|may not|is never|are never)")
@@ -712,11 +712,9 @@ _FOLLOW_UP = re.compile(r"^\s*(?:and|or|also|what\s+about|how\s+about)\s+(?:(?:w
 
 # the countries customers ask about deliveries to, by the names they write ("us" alone is the pronoun)
 _COUNTRY = re.compile(
-    r"\b(?:(?:the\s+)?netherlands|holland|belgium|germany|france|spain|portugal|italy|austria|ireland|luxembourg|"
-    r"denmark|sweden|finland|poland|czechia|czech\s+republic|slovakia|slovenia|hungary|romania|bulgaria|greece|"
-    r"croatia|cyprus|malta|estonia|latvia|lithuania|(?:the\s+)?(?:uk|united\s+kingdom)|britain|great\s+britain|"
-    r"england|scotland|wales|switzerland|norway|iceland|the\s+us|usa|(?:the\s+)?united\s+states|canada|australia|"
-    r"japan|china|turkey)\b", re.I)
+    r"\b(?:(?:the\s+)?netherlands|holland|" + "|".join(m.replace(" ", r"\s+") for m in EU_MEMBERS) + "|"
+    r"(?:the\s+)?(?:uk|united\s+kingdom)|britain|great\s+britain|england|scotland|wales|switzerland|norway|"
+    r"iceland|the\s+us|usa|(?:the\s+)?united\s+states|canada|australia|japan|china|turkey)\b", re.I)
 
 
 _SHIP_FRAGMENT = re.compile(r"^\s*(?:delivery|deliveries|deliver|shipping|ship)\s+(?:to|in)\s+"

@@ -35,6 +35,7 @@ from bot.conversation.limits import (
     titled_after,
 )
 from bot.conversation.limits import limits as policy_limits
+from bot.conversation.words import EU_MEMBERS
 from bot.conversation.words import stem as _stem
 from bot.conversation.words import stems as _stems
 from bot.conversation.words import terms as _terms
@@ -182,12 +183,8 @@ def unmarked_option(question: str, facts: dict[str, Any]) -> Any | None:
     return found[0] if len(found) == 1 else None
 
 
-#: the member states of the European Union: a policy priced "for other EU countries" names none of them
-_EU_MEMBERS = ("Austria", "Belgium", "Bulgaria", "Croatia", "Cyprus", "Czechia", "Czech Republic", "Denmark",
-               "Estonia", "Finland", "France", "Germany", "Greece", "Hungary", "Ireland", "Italy", "Latvia",
-               "Lithuania", "Luxembourg", "Malta", "Netherlands", "Poland", "Portugal", "Romania", "Slovakia",
-               "Slovenia", "Spain", "Sweden")
-_EU_MEMBER_RE = re.compile(r"\b(?:" + "|".join(_EU_MEMBERS) + r")\b", re.I)
+# a policy priced "for other EU countries" names none of its member states
+_EU_MEMBER_RE = re.compile(r"\b(?:" + "|".join(EU_MEMBERS) + r")\b", re.I)
 
 
 def with_region(question: str, facts: dict[str, Any]) -> str:

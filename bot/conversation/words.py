@@ -10,6 +10,13 @@ STOP = {"the", "a", "an", "is", "are", "do", "does", "i", "my", "you", "your", "
         "from", "at", "by", "about", "into", "as"}
 
 
+#: the member states of the European Union, as customers name them
+EU_MEMBERS = ("Austria", "Belgium", "Bulgaria", "Croatia", "Cyprus", "Czechia", "Czech Republic", "Denmark",
+              "Estonia", "Finland", "France", "Germany", "Greece", "Hungary", "Ireland", "Italy", "Latvia",
+              "Lithuania", "Luxembourg", "Malta", "Netherlands", "Poland", "Portugal", "Romania", "Slovakia",
+              "Slovenia", "Spain", "Sweden")
+
+
 def terms(text: str) -> set[str]:
     """Content words, plurals folded ("cards" -> "card")."""
     return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w

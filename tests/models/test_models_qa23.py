@@ -522,13 +522,10 @@ def test_sigterm_during_training_prints_the_resume_hint(tmp_path, monkeypatch, c
 @pytest.mark.slow
 def test_sigterm_in_a_real_run_keeps_the_checkpoint_and_says_so(base_model_dir, tmp_path, monkeypatch):
     import models.training as training
-    from models.config import TrainConfig
-    from models.tickets import Ticket
 
-    tickets = [Ticket("test", f"Where is parcel {i}?", f"It arrives in {i} days.", "track_order") for i in range(6)]
-    cfg = TrainConfig(lora_r=2, lora_alpha=4, target_modules=["q_proj"], batch_size=2, max_steps=3,
-                      val_fraction=0.0, dtype="float32", max_length=256, output_root=str(tmp_path / "adapters"),
-                      version="s2", checkpoint_every=1, warmup_ratio=0.0)
+    from .test_operator_training import interruptible_run
+
+    tickets, cfg = interruptible_run(tmp_path, "s2")
     real_loss, calls = training.reply_loss, []
 
     def sigterm_on_third_step(model, batch):

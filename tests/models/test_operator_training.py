@@ -255,15 +255,21 @@ def test_an_interrupt_before_the_first_checkpoint_says_nothing_was_kept(tmp_path
     assert "step 7, before the first checkpoint (checkpoint_every=50)" in msg and "step 0" in msg
 
 
+def interruptible_run(tmp_path: Path, version: str) -> tuple[list[Ticket], TrainConfig]:
+    """Six tickets and a three-step config that checkpoints every step: a run to interrupt at its third step."""
+    tickets = [Ticket("test", f"Where is parcel {i}?", f"It arrives in {i} days.", "track_order") for i in range(6)]
+    cfg = TrainConfig(lora_r=2, lora_alpha=4, target_modules=["q_proj"], batch_size=2, max_steps=3,
+                      val_fraction=0.0, dtype="float32", max_length=256, output_root=str(tmp_path / "adapters"),
+                      version=version, checkpoint_every=1, warmup_ratio=0.0)
+    return tickets, cfg
+
+
 @pytest.mark.slow
 def test_ctrl_c_says_where_the_checkpoint_is_and_the_same_command_resumes(base_model_dir, tmp_path, monkeypatch,
                                                                            capsys):
     import models.training as training
 
-    tickets = [Ticket("test", f"Where is parcel {i}?", f"It arrives in {i} days.", "track_order") for i in range(6)]
-    cfg = TrainConfig(lora_r=2, lora_alpha=4, target_modules=["q_proj"], batch_size=2, max_steps=3,
-                      val_fraction=0.0, dtype="float32", max_length=256, output_root=str(tmp_path / "adapters"),
-                      version="r1", checkpoint_every=1, warmup_ratio=0.0)
+    tickets, cfg = interruptible_run(tmp_path, "r1")
     real_loss, calls = training.reply_loss, []
 
     def ctrl_c_on_third_step(model, batch):
