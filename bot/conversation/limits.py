@@ -37,7 +37,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.conversation.words import EU_MEMBERS, stem, terms
+from bot.conversation.words import EU_MEMBERS, problems_named, stem, terms
 
 _NEG = (r"(?:do not|don't|does not|doesn't|cannot|can't|can not|can no longer|will not|won't|never|no longer|"
         r"are not able to|is not|isn't|are not|aren't|must not|may not|is never|are never)")
@@ -113,10 +113,11 @@ _SAME = [(re.compile(r"\b(?:take|takes|taken|took|taking|send|sending|sent)\s+ba
 
 
 def same_words(text: str) -> str:
-    """``text`` with the words :data:`_SAME` folds said the one way ("exchange" -> "swap")."""
+    """``text`` with the words :data:`_SAME` folds said the one way ("exchange" -> "swap"), and a damaged or
+    failing item in the policy's words (:func:`~bot.conversation.words.problems_named`)."""
     for pattern, word in _SAME:
         text = pattern.sub(word, text)
-    return text
+    return problems_named(text)
 
 
 def stems(text: str) -> set[str]:
@@ -792,14 +793,37 @@ def follow_up_question(question: str, previous: str | None,
     return question
 
 
+#: what a customer's account of a broken or failing item comes to (:func:`bot.conversation.words.stems` reads
+#: "smashed", "cracked", "stopped working", "won't turn on" as these)
+PROBLEM_WORDS = frozenset({_key("damaged"), _key("faulty")})
+
+
+def reported_problem(question: str, passages: list[dict[str, Any]]) -> frozenset[str]:
+    """The problem ``question`` reports (damaged, faulty) when one of the two best ``passages`` speaks of it.
+
+    "My package arrived and the vase is smashed" names a vase and a package the policy never mentions, so
+    no passage uses most of its words (:func:`covers`); it is still the case the damaged-or-faulty policy is
+    written for. An empty set when the message reports no such problem or the passages are about something
+    else."""
+    problem = stems(question) & PROBLEM_WORDS
+    if not problem:
+        return frozenset()
+    for p in passages[:2]:
+        if found := problem & stems(f"{p.get('title') or ''} {p.get('heading') or ''} {p.get('text') or ''}"):
+            return frozenset(found)
+    return frozenset()
+
+
 def in_knowledge_base(question: str, passages: list[dict[str, Any]], products: Collection[str] = (),
                       similarity: Callable[[str, list[str]], list[float]] | None = None) -> bool:
     """Whether the retrieved ``passages`` answer ``question`` though the intent model called it out of
-    scope: a passage uses (nearly) all its words (:func:`covers`), a sentence of theirs rules out what
+    scope: a passage uses (nearly) all its words (:func:`covers`) or speaks of the damaged or faulty item
+    it reports (:func:`reported_problem`), a sentence of theirs rules out what
     it asks about ("Can I exchange an item for a different colour?": "We do not swap items directly"),
     or a list of theirs answers it ("Do you accept British pounds?" against "We charge in euros only";
     "Can I pay with Klarna?")."""
-    return (covers(question, passages, products) or asked_limit(question, limits(passages)) is not None
+    return (covers(question, passages, products) or bool(reported_problem(question, passages))
+            or asked_limit(question, limits(passages)) is not None
             or asked_for_list(question, passages) is not None
             or asked_listed(question, passages) is not None or asked_kind(question, passages) is not None
             or asked_outside(question, passages, similarity) is not None)

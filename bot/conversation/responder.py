@@ -30,6 +30,7 @@ from bot.conversation.limits import (
     follow_up_question,
     in_knowledge_base,
     is_yes_no,
+    reported_problem,
     same_words,
     stating_sentence,
     titled_after,
@@ -608,10 +609,17 @@ class Responder:
             except Exception:  # a document retired a moment ago: nothing more to read
                 log.warning("could not read %s r%s for its procedures", doc_id, rev, exc_info=True)
                 return []
-            sections = [
-                {"text": chunk.body, "title": info.title, "heading": chunk.heading or info.title,
-                 "anchor": chunk.anchor, "document_id": doc_id, "revision": rev}
-                for chunk in chunk_markdown(info.content, info.title)]
+            # a long section is indexed as several chunks under one anchor ("Report it quickly": its paragraph,
+            # then its numbered steps); here it is one section again, whole
+            whole: dict[str, dict[str, Any]] = {}
+            for chunk in chunk_markdown(info.content, info.title):
+                if (section := whole.get(chunk.anchor)) is not None:
+                    section["text"] += "\n\n" + chunk.body
+                else:
+                    whole[chunk.anchor] = {"text": chunk.body, "title": info.title,
+                                           "heading": chunk.heading or info.title, "anchor": chunk.anchor,
+                                           "document_id": doc_id, "revision": rev}
+            sections = list(whole.values())
             with _SECTIONS_LOCK:  # replies are answered in several threads
                 while len(cache) >= SECTION_CACHE_SIZE:
                     cache.pop(next(iter(cache)))  # the oldest revision read
@@ -636,13 +644,16 @@ class Responder:
         return out
 
     def _other_sections(self, passages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The sections of the retrieved passages' documents (the revisions retrieved) not among them."""
-        seen = {(p.get("document_id"), p.get("revision"), p.get("anchor")) for p in passages}
+        """The sections of the retrieved passages' documents (the revisions retrieved) not among them whole.
+
+        A section the retriever returned only part of is one of them: "Report it quickly" was retrieved by its
+        paragraph, and its numbered steps, in a chunk of their own, were never read (QA)."""
+        retrieved = {(p.get("document_id"), p.get("revision"), p.get("anchor")): str(p.get("text") or "").strip()
+                     for p in passages}
         out: list[dict[str, Any]] = []
         for doc_id, rev in dict.fromkeys((p.get("document_id"), p.get("revision")) for p in passages):
             for section in self._sections(doc_id, rev):
-                if (doc_id, rev, section["anchor"]) not in seen:
-                    seen.add((doc_id, rev, section["anchor"]))
+                if retrieved.get((doc_id, rev, section["anchor"])) != section["text"].strip():
                     out.append(section)
         return out
 
@@ -763,6 +774,15 @@ class Responder:
         steps_from_kb = (procedure(text, passages, products=self.products)
                          if self.procedures and wants_steps and not kb_answered else None)
         prose: tuple[dict[str, Any], str] | None = None
+        # "my package arrived and the vase is smashed", "the kettle stopped working": the steps the KB gives for
+        # reporting a damaged or faulty item, from the retrieved documents (the problem's words find them; a vase
+        # is named nowhere), ahead of steps that merely share the customer's other words ("arrived", "package")
+        problem = (reported_problem(text, passages) if self.procedures and not asked and not kb_answered
+                   else frozenset())
+        if problem:
+            candidates = passages + self._other_sections(passages)
+            candidates.sort(key=lambda p: not problem & _stems(str(p.get("title") or "")))  # its own policy first
+            steps_from_kb = procedure(" ".join(sorted(problem)), candidates, products=self.products) or steps_from_kb
         if self.procedures and how_to and steps_from_kb is None and not kb_answered:
             # the right document was found but not its steps ("How do I create an account?" retrieves
             # "Who can open an account"): the other sections of the retrieved documents are read too

@@ -36,5 +36,22 @@ def stem(word: str) -> str:
     return word
 
 
+# How customers say an item is damaged or does not work, read as the policy's own words ("damaged",
+# "faulty"): "the vase is smashed" and "the kettle stopped working" are what the damaged-or-faulty policy
+# is about, though it never says "smashed" (QA: both were handed to a person as not understood).
+_DAMAGED = re.compile(r"(?i)\b(?:broken|broke|smashed|shattered|cracked|crushed|dented|chipped|snapped|torn|"
+                      r"ripped|scratched)\b")
+_FAULTY = re.compile(
+    r"(?i)\b(?:(?:stopped|stops|has\s+stopped|quit)\s+working|(?:does|do|did|will|would)\s*(?:n[o']?t|\s+not)\s+"
+    r"(?:work|turn\s+on|switch\s+on|power\s+on|charge|heat\s+up)|won'?t\s+(?:work|turn\s+on|switch\s+on|power\s+on|"
+    r"charge|heat\s+up)|(?:is|are|isn'?t|'s)?\s*not\s+working|defective|malfunction\w*)\b")
+
+
+def problems_named(text: str) -> str:
+    """``text`` with a damaged or failing item said in the policy's words ("smashed" -> "damaged", "stopped
+    working" -> "faulty")."""
+    return _FAULTY.sub(" faulty ", _DAMAGED.sub("damaged", text))
+
+
 def stems(text: str) -> set[str]:
-    return {stem(w) for w in terms(re.sub(r"(?i)\be-mail", "email", text))}
+    return {stem(w) for w in terms(problems_named(re.sub(r"(?i)\be-mail", "email", text)))}

@@ -710,3 +710,63 @@ def test_a_section_retrieved_twice_is_cited_once(sample_kb):
     result = _ask(sample_kb, question, intent="out_of_scope")
     keys = [(c["document_id"], c["revision"], c["anchor"]) for c in result.citations]
     assert len(keys) == len(set(keys)), result.citations
+
+
+@pytest.mark.parametrize(("said", "read"), [
+    ("my package arrived and the vase is smashed", {"damag", "arriv", "packag", "vas"}),
+    ("the mirror came cracked", {"damag", "mirror", "cam"}),
+    ("the kettle stopped working", {"faulty", "kettl"}),
+    ("it won't turn on", {"faulty"}),
+    ("the lamp doesn't work", {"faulty", "lamp"}),
+    ("the lamp is not working", {"faulty", "lamp"}),
+    ("the lamp works fine", {"lamp", "work", "fin"}),  # no problem: nothing read into it
+])
+def test_a_damaged_or_failing_item_is_read_in_the_policys_words(said, read):
+    from bot.conversation.words import stems
+
+    assert stems(said) == read
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("report", [
+    "my package arrived and the vase is smashed",  # handed to a person as angry and not understood (QA)
+    "my lamp arrived broken",  # the model asked for "more details" and gave no steps (QA)
+    "the mirror came cracked, what do i do?",
+    "the kettle i bought 8 months ago stopped working",
+])
+def test_a_damaged_or_faulty_item_gets_the_kbs_steps_for_reporting_it(sample_kb, report):
+    result = _ask(sample_kb, report, "I'm sorry to hear that. Could you please provide more details?\n"
+                  "1. Visit our website and open the Damage Center.", intent="out_of_scope")
+    assert "Report a problem" in result.text and "Damage Center" not in result.text, result.text
+    assert result.text.split("\n")[1] in ("Here is how (Report it quickly):", "Here is how (How to make a claim):")
+
+
+@pytest.mark.slow
+def test_a_section_retrieved_by_its_paragraph_is_read_whole_for_its_steps(sample_kb):
+    # "Report it quickly" is indexed as two chunks, its paragraph and its steps: retrieving the paragraph
+    # alone used to hide the steps from every later look at the document's other sections
+    responder = Responder(sample_kb, None, company_name="x")
+    passages = [p for p in responder.retrieve("Please report transport damage within 48 hours of delivery", [])[0]
+                if p.get("anchor") == "report-it-quickly"]
+    assert passages and "1. Sign in" not in passages[0]["text"]
+    whole = [s for s in responder._other_sections(passages) if s["anchor"] == "report-it-quickly"]
+    assert len(whole) == 1 and "Please report transport damage" in whole[0]["text"]
+    assert "6. Press **Submit**." in whole[0]["text"]
+
+
+@pytest.mark.slow
+def test_a_damaged_or_faulty_item_is_in_the_kb_though_no_passage_names_it(sample_kb):
+    from bot.conversation.limits import covers, in_knowledge_base, reported_problem
+
+    def passages(q):
+        return Responder(sample_kb, None, company_name="x").retrieve(q, [])[0]
+
+    vase = "my package arrived and the vase is smashed"
+    assert not covers(vase, passages(vase))  # "vase" and "package": no passage uses most of its words
+    assert reported_problem(vase, passages(vase)) == {"damag"}
+    assert in_knowledge_base(vase, passages(vase))
+    kettle = "the kettle i bought 8 months ago stopped working"
+    assert reported_problem(kettle, passages(kettle)) == {"faulty"}
+    # a problem the retrieved passages do not speak of, and no problem at all
+    assert not reported_problem("my bike is broken", passages("How do I pay with Klarna?"))
+    assert not reported_problem("the kettle works fine", passages(kettle))
