@@ -89,6 +89,21 @@ class Services:
 
         return AdapterRegistry(self.settings.user_adapters_dir, self.settings.adapters_dir)
 
+    @cached_property
+    def speller(self) -> Any:
+        """Misspelt words of a message read as the knowledge base spells them ("pasword" -> "password"),
+        against the documents in force; rebuilt when the index installs a new snapshot."""
+        from bot.conversation.spelling import KnowledgeSpeller, tokenizer_words
+        from knowledge.embeddings import resolve_embedding_dir
+
+        try:  # the embedding model's whole words: real words the KB does not use are not typos
+            known = tokenizer_words(resolve_embedding_dir(self.settings.embedding_model_dir))
+        except Exception:
+            log.warning("no tokenizer vocabulary for the speller; it knows the KB's words only", exc_info=True)
+            known = frozenset()
+        return KnowledgeSpeller(lambda: [f"{r.title}\n{r.content}" for r in self.knowledge.in_force()],
+                                lambda: self.knowledge.index.generation, known)
+
     def product_words(self) -> frozenset[str]:
         """The words of the shop's product names ("lamp", "rug"), read from its orders at most every 10
         minutes: a customer's "lamp" is an item to the policy (KB coverage, procedure matching)."""

@@ -312,12 +312,14 @@ class ConversationManager:
         nlu = self.services.nlu.current()
         customer_turns = [t for r, t in history if r == "customer"][-3:]
         t0 = time.perf_counter()
-        nlu_result = nlu.predict(message.text, history=customer_turns)
+        # misspelt words as the knowledge base spells them ("i forgot my pasword"); the stored text stays as sent
+        spelled = self._spelled(message.text)
+        nlu_result = nlu.predict(spelled, history=customer_turns)
         nlu_ms = (time.perf_counter() - t0) * 1000
         # the intent model does not know the question; the knowledge base may still speak about it
         # the knowledge base, the policy and the actions read the message as the intent model does: as a
         # person sees it rendered ("<b>What</b> is your returns window?" asks for the returns window)
-        read = as_read(message.text)
+        read = as_read(spelled)
         in_kb = unsure(nlu_result) and self._in_knowledge_base(read, history)
         with self.db.unit_of_work() as session:
             convs, msgs = ConversationRepository(session), MessageRepository(session)
@@ -337,8 +339,9 @@ class ConversationManager:
             # flush at commit (an INSERT sent after a change would flush it early, on its own).
             ModelCallRepository(session).log(
                 message_id=message.id, conversation_id=conversation_id, kind="nlu",
-                model_id=f"nlu:{getattr(nlu_result, 'version', '?')}", prompt={"text": message.text,
-                                                                             "history": customer_turns},
+                model_id=f"nlu:{getattr(nlu_result, 'version', '?')}",
+                prompt={"text": message.text, "history": customer_turns,
+                        **({"read_as": spelled} if spelled != message.text else {})},
                 output=f"{nlu_result.intent} ({float(nlu_result.confidence):.2f}) tone={nlu_result.tone.label}",
                 duration_ms=nlu_ms,
             )
@@ -362,13 +365,25 @@ class ConversationManager:
             return False
         return answered_by_kb(text, passages, self.services.knowledge, self.services.product_words())
 
+    def _spelled(self, text: str) -> str:
+        """``text`` with its misspelt words corrected (:mod:`bot.conversation.spelling`); as it is when the
+        knowledge base cannot be read (the message is still answered)."""
+        try:
+            return self.services.speller.correct(text)
+        except Exception as exc:
+            # (once per manager: a KB that cannot be read says so on every message otherwise)
+            level = logging.DEBUG if getattr(self, "_speller_failed", False) else logging.WARNING
+            self._speller_failed = True
+            log.log(level, "spelling check failed (%s: %s); messages are read as sent", type(exc).__name__, exc)
+            return text
+
     def _action_call(self, conv: Conversation, message: Message, history: list[tuple[str, str]], nlu: Any,
                      decision: Decision, at: datetime | None) -> dict[str, Any]:
         events: list[dict[str, Any]] = []
         for role, text in history:
             events.append({"event": "user" if role == "customer" else "bot", "text": text, "timestamp": None})
         latest = {
-            "text": as_read(message.text),
+            "text": as_read(self._spelled(message.text)),
             "intent": {"name": nlu.intent, "confidence": float(nlu.confidence)},
             "intent_ranking": [{"name": n, "confidence": float(p)} for n, p in getattr(nlu, "top", [])],
             "entities": [],

@@ -209,3 +209,17 @@ def test_markup_around_a_question_does_not_change_how_it_is_answered(client, pro
         assert customer.text == text  # stored as sent
         assert customer.policy_action == "answer"
     assert "<script>" not in r.json()[0]["text"]
+
+
+def test_a_misspelt_word_is_read_as_the_kb_spells_it_and_stored_as_sent(client, product):
+    # QA: "i forgot my pasword" was asked what it was about; "password" got the reset steps
+    r = client.post("/webhooks/rest/webhook", json={"sender": "typo", "message": "i forgot my pasword"})
+    reply = r.json()[0]
+    assert "Reset your password" in reply["text"], reply["text"]
+    assert {s["document_id"] for s in reply["custom"]["sources"]} >= {"passwords-and-sign-in"}
+    with product.db.unit_of_work() as session:
+        customer = session.query(Message).filter(Message.role == "customer").order_by(Message.id.desc()).first()
+        assert customer.text == "i forgot my pasword"  # what the customer wrote is what is kept
+        call = (session.query(ModelCall).filter(ModelCall.message_id == customer.id, ModelCall.kind == "nlu")
+                .one())
+        assert call.prompt["read_as"] == "i forgot my password"
