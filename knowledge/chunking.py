@@ -168,12 +168,24 @@ def chunk_markdown(markdown: str, title: str = "", *, max_words: int | None = No
     return chunks
 
 
+_LIST_MARKER = re.compile(r"(?m)^\s*\d{1,2}[.)]\s")
+
+
 def anchor_containing(chunks: list[ChunkSpec], needle: str) -> str | None:
-    """Anchor of the first chunk whose body mentions ``needle`` (case-insensitive), if any."""
+    """Anchor of the chunk that states ``needle`` (a fact's value, case-insensitive), if any.
+
+    A short value is easily found where it is not stated: "3" in step "3." of a list, or inside "30"
+    (the late-parcel rule's 3 business days was cited as the first section with a step 3). So the first
+    chunk with the value in bold (``**3**``, as policies write their figures) wins, then the first with it
+    as a figure of its own outside list numbers, and only then the first that contains it at all."""
     n = needle.strip().lower()
     if not n:
         return None
-    for c in chunks:
-        if n in c.body.lower():
-            return c.anchor
+    bold = f"**{n}**"
+    whole = re.compile(rf"(?<![\w.,]){re.escape(n)}(?!\w|[.,]\d)")
+    for found in (lambda body: bold in body, lambda body: whole.search(_LIST_MARKER.sub(" ", body)) is not None,
+                  lambda body: n in body):
+        for c in chunks:
+            if found(c.body.lower()):
+                return c.anchor
     return None

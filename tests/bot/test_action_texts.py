@@ -58,3 +58,71 @@ def test_a_customer_handed_off_for_being_fed_up_hears_an_apology_first():
 ])
 def test_another_language_is_told_apart_by_its_common_words(text, other):
     assert other_language(text) is other
+
+
+def _order(status: str = "shipped", due: str = "2026-12-03T18:00:00+00:00"):
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    return SimpleNamespace(status=status, carrier="HomeHaul", tracking_code="HH-939482",
+                           estimated_delivery=datetime.fromisoformat(due))
+
+
+LATE_RULE = actions.LateRule(3, {"document_id": "order-tracking", "revision": 2, "anchor": "parcel-late-or-stuck",
+                                 "title": "Tracking your order", "heading": None})
+
+
+@pytest.mark.parametrize(("today", "says", "cited"), [
+    ("2026-12-02", None, False),  # not due yet
+    ("2026-12-03", None, False),  # due today
+    ("2026-12-04", "That was 1 business day ago. If it has not arrived 3 business days after that date", True),
+    ("2026-12-06", "That was 1 business day ago.", True),  # Friday counts, the weekend does not
+    ("2026-12-08", "That is 3 business days ago, so your parcel is late.", True),
+    # QA: an order 10 days past its estimate was shown with the date and nothing else
+    ("2026-12-17", "That is 10 business days ago, so your parcel is late. When a parcel has not arrived 3 "
+                   "business days after its estimated delivery date, we open an investigation", True),
+])
+def test_an_order_past_its_estimated_date_is_called_late_in_the_kbs_terms(today, says, cited):
+    from datetime import date
+
+    text, citations = actions._describe_order("LK-44098125", _order(), late_rule=LATE_RULE,
+                                              today=date.fromisoformat(today))
+    assert text.startswith("Order LK-44098125 is currently shipped. It travels with HomeHaul")
+    assert "Estimated delivery: 03 December 2026." in text
+    if says is None:
+        assert "ago" not in text and "late" not in text
+    else:
+        assert says in text, text
+    assert citations == ([LATE_RULE.citation] if cited else [])
+
+
+def test_a_delivered_order_or_one_without_the_kbs_rule_is_not_called_late():
+    from datetime import date
+
+    late = date(2026, 12, 17)
+    delivered, cites = actions._describe_order("LK-1", _order("delivered"), late_rule=LATE_RULE, today=late)
+    assert "late" not in delivered and "Estimated" not in delivered and cites == []
+    no_rule, cites = actions._describe_order("LK-1", _order(), late_rule=None, today=late)
+    assert no_rule.endswith("Estimated delivery: 03 December 2026. That date has passed.") and cites == []
+
+
+def test_the_late_parcel_rule_is_the_kbs_fact_in_force(tmp_path_factory):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sample_kb import kb_service
+
+    sample = Path(__file__).resolve().parents[2] / "knowledge" / "sample" / "order-tracking.md"
+    for kb in kb_service(tmp_path_factory, "late", [sample]):
+        rule = actions._late_parcel_rule(kb)
+        assert rule is not None and rule.days == 3
+        assert rule.citation["document_id"] == "order-tracking" and rule.citation["title"] == "Tracking your order"
+        # the editors change the rule: the next lookup says the new number, no restart
+        edited = sample.read_text(encoding="utf-8").replace(
+            'name: late_parcel_days\n    value: "3"', 'name: late_parcel_days\n    value: "5"').replace(
+            "arrived **3** business days", "arrived **5** business days")
+        kb.import_bytes(edited.encode(), sample.name, author="test")
+        kb.publish("order-tracking")
+        assert actions._late_parcel_rule(kb).days == 5
+    assert actions._late_parcel_rule(object()) is None  # no KB to read: no rule, and no error

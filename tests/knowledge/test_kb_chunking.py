@@ -58,3 +58,19 @@ def test_slugs() -> None:
     assert slugify("Who can return?") == "who-can-return"
     assert slugify("Ünïcode  & Co.") == "unicode-co"
     assert anchor_for(()) == "overview"
+
+
+def test_a_facts_anchor_is_the_section_that_states_it_not_the_first_with_its_digit():
+    from knowledge.chunking import anchor_containing
+
+    body = ("## With an account\n\n1. Sign in.\n2. Open Orders.\n3. Press Track parcel.\n\n"
+            "## Peak times\n\nIn the 30 days before Christmas parcels can take longer.\n\n"
+            "## Parcel late or stuck\n\nIf your parcel has not arrived **3** business days after the estimate, "
+            "contact us.\n")
+    chunks = chunk_markdown(body, "Tracking your order")
+    # step "3." and "30" hold the digit; the bold figure is the statement
+    assert anchor_containing(chunks, "3") == "parcel-late-or-stuck"
+    plain = body.replace("**3**", "3")
+    assert anchor_containing(chunk_markdown(plain, "Tracking your order"), "3") == "parcel-late-or-stuck"
+    assert anchor_containing(chunks, "Track parcel") == "with-an-account"  # a name is found where it is
+    assert anchor_containing(chunks, "9") is None
