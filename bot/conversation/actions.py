@@ -402,7 +402,7 @@ def _describe_order(number: str, order: Any, *, late_rule: LateRule | None = Non
             days = f"{late} business day{'s' if late != 1 else ''}"
             if late >= limit:
                 parts.append(
-                    f"That is {days} ago, so your parcel is late. When a parcel has not arrived {limit} business "
+                    f"That was {days} ago, so your parcel is late. When a parcel has not arrived {limit} business "
                     "days after its estimated delivery date, we open an investigation with the carrier, and if it "
                     "is lost we send a replacement or refund you in full, whichever you prefer. Ask for a person "
                     "here and our team will start it.")

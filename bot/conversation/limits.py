@@ -369,6 +369,10 @@ def _other_action(question_words: set[str], limit: Limit) -> bool:
 
 
 _BEFORE_CLAUSE = re.compile(r"\b(?:before|until)\b[^,.;:?!]*", re.I)
+# how the customer paid ("if I paid with a gift card"): the means of payment, not the thing asked about
+_PAID_WITH = re.compile(r"\b(?:paid|pay|paying|bought|purchased)\s+(?:it\s+|them\s+|for\s+it\s+)?(?:with|by|using|via)\s+"
+                        r"(?:(?:a|an|my|the|our)\s+)?[\w-]+(?:\s+[\w-]+)?", re.I)
+_PAY_VERBS = {_key(w) for w in ("pay", "paid", "accept", "use", "using", "take")}
 
 
 def asked_limit(question: str, candidates: list[Limit]) -> Limit | None:
@@ -380,9 +384,13 @@ def asked_limit(question: str, candidates: list[Limit]) -> Limit | None:
     """
     # "cancel my order before it ships" asks about an order not shipped yet: not about "A shipped order can no
     # longer be cancelled"
-    q = stems(_BEFORE_CLAUSE.sub(" ", question))
+    q_all = stems(_BEFORE_CLAUSE.sub(" ", question))
+    # "How do I get my money back if I paid with a gift card?" is not about returning gift cards ("What you
+    # cannot return: Gift cards"): the means of payment counts only for a limit on paying
+    q_asked = stems(_PAID_WITH.sub(" ", _BEFORE_CLAUSE.sub(" ", question)))
     best: tuple[float, int, Limit] | None = None
     for rank, limit in enumerate(candidates):
+        q = q_all if limit.verbs & _PAY_VERBS else q_asked
         if _other_action(q, limit):
             continue
         shared = len(limit.thing & q)
@@ -793,9 +801,9 @@ def follow_up_question(question: str, previous: str | None,
     return question
 
 
-#: what a customer's account of a broken or failing item comes to (:func:`bot.conversation.words.stems` reads
-#: "smashed", "cracked", "stopped working", "won't turn on" as these)
-PROBLEM_WORDS = frozenset({_key("damaged"), _key("faulty")})
+#: what a customer's account of a broken, failing or wrong item comes to (:func:`bot.conversation.words.stems`
+#: reads "smashed", "cracked", "stopped working", "won't turn on", "the wrong colour" as these)
+PROBLEM_WORDS = frozenset({_key("damaged"), _key("faulty"), _key("wrongitem")})
 
 
 def reported_problem(question: str, passages: list[dict[str, Any]]) -> frozenset[str]:

@@ -29,6 +29,11 @@ _AROUND_DETAILS = {"my", "the", "order", "number", "no", "nr", "is", "it", "it's
                    "with", "placed", "for", "of", "a", "an", "on", "under", "in", "oops", "wrong", "should", "be"}
 
 
+#: intents that ask about one order's state: with its number, the order is looked up (QA: "has my refund for
+#: LK-45262632 gone through?" was asked for the order number it had just been given)
+ORDER_STATE_INTENTS = frozenset({"track_order", "change_order", "cancel_order", "track_refund", "delivery_period"})
+
+
 def order_details_only(text: str) -> bool:
     """Whether ``text`` gives an order number or e-mail address and says nothing else ("LK-44672073",
     "sorry, try y.claes@post.example", "my order number is LK 42710343")."""
@@ -114,7 +119,10 @@ def decide(text: str, nlu: Any, state: dict[str, Any], in_knowledge_base: bool =
     not_helped = int(state.get("thumbs_down", 0)) > 0 or int(state.get("unhelpful_replies", 0)) > 0
     if tone == "angry" and (not_helped or state["angry_streak"] >= 2):
         return Decision("handoff", "angry_and_not_helped")
-    if awaiting_email and (EMAIL_RE.search(text) or ORDER_RE.search(text)) or order_details_only(text):
+    # an order number and its e-mail address given together ("LK-49281590 t.wouters@inbox.example when is my sofa
+    # coming"): the customer asks about that order, unless the intent model is sure of a policy question
+    credentials = bool(ORDER_RE.search(text) and EMAIL_RE.search(text)) and (low or nlu.intent in ORDER_STATE_INTENTS)
+    if awaiting_email and (EMAIL_RE.search(text) or ORDER_RE.search(text)) or order_details_only(text) or credentials:
         # the answer to "which e-mail address did you order with?" names no intent of its own, and nor
         # does an order number or address given on its own ("LK-44672073" after the reply asked for it;
         # "sorry, try y.claes@post.example" after a lookup found nothing)
@@ -129,7 +137,7 @@ def decide(text: str, nlu: Any, state: dict[str, Any], in_knowledge_base: bool =
             # customer to rephrase fails them a second time; a person takes it
             return Decision("handoff", "angry_and_not_understood")
         return Decision("clarify", "out_of_scope" if nlu.out_of_scope else "low_confidence")
-    if nlu.intent in ("track_order", "change_order", "cancel_order") and ORDER_RE.search(text):
+    if nlu.intent in ORDER_STATE_INTENTS and ORDER_RE.search(text):
         # the order's details are shown only with the e-mail address it was placed with
         state["order_lookup_pending"] = not EMAIL_RE.search(text)
         return Decision("lookup_order", "order_number_given")

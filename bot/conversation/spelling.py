@@ -9,9 +9,10 @@ no steps for it). A word is corrected only when
 * neither the knowledge base nor the embedding model's vocabulary knows it (the tokenizer's whole
   words are a list of common English words: "vase" and "ottoman" are words, not typos of "case" and
   "bottom");
-* exactly one knowledge-base word of five letters or more is one edit away (a letter left out, added,
-  changed, or two neighbours swapped); of several, the one the knowledge base uses most, when it is
-  used more than any other.
+* a knowledge-base word of five letters or more (or the singular of one the knowledge base uses in the
+  plural, when it is a common word) is one edit away. Of several, two neighbours swapped is the likeliest
+  slip ("peice" is "piece", not "price"), then a letter left out or added, then a letter changed; among
+  equals, the word the knowledge base uses most, when it is used more than the others.
 
 The stored message keeps what the customer wrote; only what the bot reads is corrected.
 """
@@ -32,14 +33,21 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 MIN_LENGTH = 5
 
 
-def edits1(word: str) -> set[str]:
-    """Every string one edit from ``word``: a letter deleted, two neighbours swapped, one changed or added."""
+def edits_by_kind(word: str) -> tuple[set[str], set[str], set[str]]:
+    """The strings one edit from ``word``, likeliest slip first: two neighbours swapped; a letter left out
+    or added; a letter changed."""
     splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
     deletes = {a + b[1:] for a, b in splits if b}
-    swaps = {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    swaps = {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1 and b[0] != b[1]}
     changes = {a + c + b[1:] for a, b in splits if b for c in _LETTERS if c != b[0]}
     inserts = {a + c + b for a, b in splits for c in _LETTERS}
-    return deletes | swaps | changes | inserts
+    return swaps, deletes | inserts, changes
+
+
+def edits1(word: str) -> set[str]:
+    """Every string one edit from ``word``: a letter deleted, two neighbours swapped, one changed or added."""
+    swaps, lengths, changes = edits_by_kind(word)
+    return swaps | lengths | changes
 
 
 @lru_cache(maxsize=4)
@@ -60,18 +68,24 @@ class Speller:
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], known: frozenset[str] = frozenset()) -> Speller:
-        return cls(Counter(w for t in texts for w in _WORD.findall(t.lower())), known)
+        words = Counter(w for t in texts for w in _WORD.findall(t.lower()))
+        # "pieces" in the KB: "piece" is its word too (when it is a common word, not a stem cut short)
+        for w, n in list(words.items()):
+            if w.endswith("s") and not w.endswith("ss") and (one := w[:-1]) in known and one not in words:
+                words[one] = n
+        return cls(words, known)
 
     def correct_word(self, word: str) -> str | None:
         """The vocabulary's spelling of ``word`` (lower case), or None when it is right or unclear."""
         w = word.lower()
         if len(w) < MIN_LENGTH or w in self.vocabulary or w in self.known:
             return None
-        counts = sorted(((self.vocabulary[c], c) for c in edits1(w) if len(c) >= MIN_LENGTH and c in self.vocabulary),
-                        reverse=True)
-        if not counts or (len(counts) > 1 and counts[0][0] == counts[1][0]):
-            return None
-        return counts[0][1]
+        for kind in edits_by_kind(w):
+            counts = sorted(((self.vocabulary[c], c) for c in kind if len(c) >= MIN_LENGTH and c in self.vocabulary),
+                            reverse=True)
+            if counts:
+                return None if len(counts) > 1 and counts[0][0] == counts[1][0] else counts[0][1]
+        return None
 
     def correct(self, text: str) -> str:
         """``text`` with its misspelt words corrected, in the customer's case ("Pasword" -> "Password")."""

@@ -39,8 +39,13 @@ def stem(word: str) -> str:
 # How customers say an item is damaged or does not work, read as the policy's own words ("damaged",
 # "faulty"): "the vase is smashed" and "the kettle stopped working" are what the damaged-or-faulty policy
 # is about, though it never says "smashed" (QA: both were handed to a person as not understood).
-_DAMAGED = re.compile(r"(?i)\b(?:broken|broke|smashed|shattered|cracked|crushed|dented|chipped|snapped|torn|"
-                      r"ripped|scratched)\b")
+_DAMAGED = re.compile(r"(?i)\b(?:broken|broke|smashed|shattered|cracked|cracks?|crushed|dented|dents?|chipped|"
+                      r"chips?|snapped|torn|ripped|scratched|scratch(?:es)?|stained|leak(?:s|ing|ed)?|wobbl\w*|"
+                      r"(?:came|come|comes|coming)\s+(?:loose|apart|off)|fell\s+apart|falling\s+apart)\b")
+# an item that is not the one ordered: "you sent the wrong colour", "I got someone else's order"
+_WRONG_ITEM = re.compile(
+    r"(?i)\bwrong\s+(?:items?|colou?rs?|sizes?|products?|models?|ones?|things?|parcels?|packages?)\b|"
+    r"\bsomeone\s+else'?s\s+(?:order|parcel|package|items?)\b|\bnot\s+what\s+(?:i|we)\s+ordered\b")
 _FAULTY = re.compile(
     r"(?i)\b(?:(?:stopped|stops|has\s+stopped|quit)\s+working|(?:does|do|did|will|would)\s*(?:n[o']?t|\s+not)\s+"
     r"(?:work|turn\s+on|switch\s+on|power\s+on|charge|heat\s+up)|won'?t\s+(?:work|turn\s+on|switch\s+on|power\s+on|"
@@ -48,9 +53,9 @@ _FAULTY = re.compile(
 
 
 def problems_named(text: str) -> str:
-    """``text`` with a damaged or failing item said in the policy's words ("smashed" -> "damaged", "stopped
-    working" -> "faulty")."""
-    return _FAULTY.sub(" faulty ", _DAMAGED.sub("damaged", text))
+    """``text`` with a damaged, failing or wrong item said in the policy's words ("smashed" -> "damaged",
+    "stopped working" -> "faulty"; "the wrong colour" and the policy's "wrong item" alike -> "wrongitem")."""
+    return _WRONG_ITEM.sub(" wrongitem ", _FAULTY.sub(" faulty ", _DAMAGED.sub("damaged", text)))
 
 
 def stems(text: str) -> set[str]:

@@ -77,9 +77,9 @@ LATE_RULE = actions.LateRule(3, {"document_id": "order-tracking", "revision": 2,
     ("2026-12-03", None, False),  # due today
     ("2026-12-04", "That was 1 business day ago. If it has not arrived 3 business days after that date", True),
     ("2026-12-06", "That was 1 business day ago.", True),  # Friday counts, the weekend does not
-    ("2026-12-08", "That is 3 business days ago, so your parcel is late.", True),
+    ("2026-12-08", "That was 3 business days ago, so your parcel is late.", True),
     # QA: an order 10 days past its estimate was shown with the date and nothing else
-    ("2026-12-17", "That is 10 business days ago, so your parcel is late. When a parcel has not arrived 3 "
+    ("2026-12-17", "That was 10 business days ago, so your parcel is late. When a parcel has not arrived 3 "
                    "business days after its estimated delivery date, we open an investigation", True),
 ])
 def test_an_order_past_its_estimated_date_is_called_late_in_the_kbs_terms(today, says, cited):

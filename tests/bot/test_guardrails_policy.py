@@ -536,6 +536,26 @@ def test_a_question_with_an_order_number_in_it_goes_by_its_intent(text):
     assert decide(text, NLU(intent="complaint"), {}).action != "lookup_order"
 
 
+@pytest.mark.parametrize(("text", "intent"), [
+    # QA: each was asked for the order number it had just been given, or handed to a person
+    ("has my refund for LK-45262632 gone through? i.meijer@inbox.example", "track_refund"),
+    ("LK-49281590 t.wouters@inbox.example when is my sofa coming", "delivery_period"),
+    ("hi can you check order LK-45960453 email a.bakker@inbox.example", "out_of_scope"),
+])
+def test_an_order_number_with_its_address_is_looked_up_whatever_else_is_asked(text, intent):
+    nlu = NLU(intent=intent, confidence=0.1 if intent == "out_of_scope" else 0.9, out_of_scope=intent == "out_of_scope")
+    d = decide(text, nlu, {})
+    assert (d.action, d.reason) == ("lookup_order", "order_email_given"), d
+
+
+def test_a_policy_question_naming_an_order_and_an_address_keeps_its_intent():
+    d = decide("What is your return window? My order is LK-45262632, i.meijer@inbox.example",
+               NLU(intent="check_refund_policy"), {})
+    assert d.action == "answer"
+    # an order number alone with an intent about the order's state: its address is asked for
+    assert decide("when will LK-49281590 arrive?", NLU(intent="delivery_period"), {}).action == "lookup_order"
+
+
 def test_free_is_not_said_of_something_the_policy_charges_for():
     evidence = ["Placed means free; Packed means the fee applies if you cancel now.",
                 "Cancelling a packed order costs €9.00. Standard delivery is free from €60."]

@@ -572,3 +572,18 @@ def test_a_question_a_retrieved_sentence_rules_out_is_in_the_knowledge_base():
     assert not covers(question, exchanges)
     assert in_knowledge_base(question, exchanges)
     assert not in_knowledge_base("Can I exchange my old phone number?", exchanges)
+
+
+def test_how_the_customer_paid_is_not_what_they_ask_to_return():
+    # QA: "how do i get my money back if i paid with a gift card" got "I'm afraid that isn't possible. Our help
+    # pages say (What you cannot return): Gift cards."
+    returns = _doc_limits("returns-policy") + _doc_limits("gift-cards")
+    for paid in ("how do i get my money back if i paid with a gift card",
+                 "Can I return a lamp I bought with a gift card?"):
+        found = asked_limit(paid, returns)
+        assert found is None or "gift" not in found.thing, (paid, found)
+    returned = asked_limit("Can I return a gift card?", _doc_limits("gift-cards"))
+    assert returned is not None and "gift" in returned.thing
+    # a limit on paying still reads the means of payment
+    payment = _doc_limits("payment-methods")
+    assert asked_limit("Can I pay by bank transfer?", payment) is not None

@@ -64,3 +64,9 @@ def test_the_spelling_follows_the_knowledge_base_as_it_changes():
     assert speller.correct("where is my voucherr") == "where is my voucherr"  # same snapshot: not re-read
     generation[0] = 2  # the index installed a new snapshot
     assert speller.correct("where is my voucherr") == "where is my voucher"
+
+
+def test_two_letters_swapped_is_the_likeliest_slip(speller):
+    # QA: "a peice is missing" was read as "a price is missing" (one letter changed); the KB says "pieces"
+    assert speller.correct("a peice is missing from the shelf") == "a piece is missing from the shelf"
+    assert speller.correct("how do i get a refnud") == "how do i get a refund"
