@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.conversation import actions as actions_module
 from bot.conversation.nlu.text import as_read
 from bot.conversation.policy import Decision, decide, unsure
-from bot.conversation.responder import answered_by_kb, passage_dict
+from bot.conversation.responder import FACTUAL_RE, answered_by_kb, passage_dict
 from bot.db.models import Conversation, Message
 from bot.db.repositories import ConversationRepository, MessageRepository, ModelCallRepository
 from knowledge.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
@@ -93,6 +93,10 @@ class ReplyOutcome:
     message: Message | None = None  # the stored reply as committed (to publish without reading it again)
     mode: str | None = None  # the conversation's mode after this turn, and why
     mode_reason: str | None = None
+
+
+#: a figure question this short is read with the customer's previous message when the KB is checked
+MAX_FOLLOW_UP_WORDS = 8
 
 
 class ConversationManager:
@@ -357,13 +361,21 @@ class ConversationManager:
             return conv, message, history, nlu_result, decision, pending
 
     def _in_knowledge_base(self, text: str, history: list[tuple[str, str]]) -> bool:
+        recent = [as_read(t) for role, t in history if role == "customer"][-2:]
+        asked = [text]
+        if recent and FACTUAL_RE.search(text) and len(text.split()) <= MAX_FOLLOW_UP_WORDS:
+            # a short question for a figure right after a message about something ("i keep getting locked out
+            # of my account" -> "how long is the lock"; "its already packed" -> "how much does that cost?") asks
+            # about that thing: read with it, as the responder's retrieval does (QA: asked what it was about)
+            asked.append(f"{recent[-1]} {text}")
         try:
-            recent = [t for role, t in history if role == "customer"][-2:]
-            passages = [passage_dict(p) for p in self.services.knowledge.retrieve(text, history=recent, k=3)]
+            for question in asked:
+                passages = [passage_dict(p) for p in self.services.knowledge.retrieve(question, history=recent, k=3)]
+                if answered_by_kb(question, passages, self.services.knowledge, self.services.product_words()):
+                    return True
         except Exception:  # no index yet, or a question retrieval refuses: the intent model decides
             log.warning("knowledge-base check failed", exc_info=True)
-            return False
-        return answered_by_kb(text, passages, self.services.knowledge, self.services.product_words())
+        return False
 
     def _spelled(self, text: str) -> str:
         """``text`` with its misspelt words corrected (:mod:`bot.conversation.spelling`); as it is when the

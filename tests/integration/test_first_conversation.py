@@ -223,3 +223,23 @@ def test_a_misspelt_word_is_read_as_the_kb_spells_it_and_stored_as_sent(client, 
         call = (session.query(ModelCall).filter(ModelCall.message_id == customer.id, ModelCall.kind == "nlu")
                 .one())
         assert call.prompt["read_as"] == "i forgot my password"
+
+
+def test_a_short_figure_question_is_read_with_the_message_before_it(client, product):
+    # QA: "how long is the lock" right after "i keep getting locked out of my account" was asked what it was
+    # about (the product's intent model has no intent for it); read with that message, the KB answers it
+    from bot.conversation.manager import ConversationManager
+
+    manager = ConversationManager(product)
+    before = [("customer", "i keep getting locked out of my account"), ("bot", "After 5 failed sign-in attempts...")]
+    assert not manager._in_knowledge_base("how long is the lock", [])
+    assert manager._in_knowledge_base("how long is the lock", before)
+    assert not manager._in_knowledge_base("what's the weather like?", before)  # not a short figure question
+
+    def say(text: str) -> dict:
+        return client.post("/webhooks/rest/webhook", json={"sender": "lock", "message": text}).json()[0]
+
+    say("i keep getting locked out of my account")
+    reply = say("how long is the lock")
+    assert reply["custom"]["action"] == "answer", reply
+    assert "15 minutes" in reply["text"], reply["text"]
