@@ -6,11 +6,11 @@ my pasword" was asked what it was about, "how do i downlaod my invoice" was told
 no steps for it). A word is corrected only when
 
 * it is five letters or longer, alphabetic, and not part of an e-mail address, a link or a code;
-* neither the knowledge base nor the embedding model's vocabulary knows it (the tokenizer's whole
-  words are a list of common English words: "vase" and "ottoman" are words, not typos of "case" and
-  "bottom");
+* neither the knowledge base nor the embedding model's vocabulary knows it, nor a plain form of it
+  ("mailed" is "mail" + "ed", "unblock" is "un" + "block"): the tokenizer's whole words are a list of
+  common English words, so "vase" and "ottoman" are words, not typos of "case" and "bottom";
 * a knowledge-base word of five letters or more (or the singular of one the knowledge base uses in the
-  plural, when it is a common word) is one edit away. Of several, two neighbours swapped is the likeliest
+  plural) is one edit away. Of several, two neighbours swapped is the likeliest
   slip ("peice" is "piece", not "price"), then a letter left out or added, then a letter changed; among
   equals, the word the knowledge base uses most, when it is used more than the others.
 
@@ -31,6 +31,10 @@ _WORD = re.compile(r"[a-z]+")
 _CANDIDATE = re.compile(r"(?<![\w@./\\-])[A-Za-z]{5,}(?![\w@/\\-]|[.:]\w)")
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 MIN_LENGTH = 5
+# (ending, what the plain form ends with instead): "mailed" is "mail", "expires" "expire", "duplicated" "duplicate"
+_ENDINGS = (("s", ""), ("es", ""), ("ed", ""), ("ed", "e"), ("d", ""), ("ing", ""), ("ing", "e"), ("ly", ""),
+            ("er", ""), ("ers", ""), ("ers", "e"))
+_PREFIXES = ("un", "re")
 
 
 def edits_by_kind(word: str) -> tuple[set[str], set[str], set[str]]:
@@ -69,16 +73,30 @@ class Speller:
     @classmethod
     def from_texts(cls, texts: Iterable[str], known: frozenset[str] = frozenset()) -> Speller:
         words = Counter(w for t in texts for w in _WORD.findall(t.lower()))
-        # "pieces" in the KB: "piece" is its word too (when it is a common word, not a stem cut short)
+        # "pieces", "cheques" in the KB: "piece" and "cheque" are its words too
         for w, n in list(words.items()):
-            if w.endswith("s") and not w.endswith("ss") and (one := w[:-1]) in known and one not in words:
+            if w.endswith("s") and not w.endswith(("ss", "us", "is")) and (one := w[:-1]) not in words:
                 words[one] = n
         return cls(words, known)
+
+    def _word(self, w: str) -> bool:
+        return w in self.vocabulary or w in self.known
+
+    def is_word(self, w: str) -> bool:
+        """Whether ``w`` (lower case) is a word: the KB's, a common one, or a plain form of one ("mailed",
+        "expires", "duplicated", "unblock", "resent": the tokenizer's whole words hold few inflections, and
+        BANKING77's queries had "mailed" read as "failed" and "unblock" as "unlock")."""
+        if self._word(w):
+            return True
+        for ending, base in _ENDINGS:
+            if w.endswith(ending) and len(w) - len(ending) >= 3 and self._word(w[: -len(ending)] + base):
+                return True
+        return any(w.startswith(p) and len(w) - len(p) >= 4 and self._word(w[len(p):]) for p in _PREFIXES)
 
     def correct_word(self, word: str) -> str | None:
         """The vocabulary's spelling of ``word`` (lower case), or None when it is right or unclear."""
         w = word.lower()
-        if len(w) < MIN_LENGTH or w in self.vocabulary or w in self.known:
+        if len(w) < MIN_LENGTH or self.is_word(w):
             return None
         for kind in edits_by_kind(w):
             counts = sorted(((self.vocabulary[c], c) for c in kind if len(c) >= MIN_LENGTH and c in self.vocabulary),
