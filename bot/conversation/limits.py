@@ -822,6 +822,25 @@ def reported_problem(question: str, passages: list[dict[str, Any]]) -> frozenset
     return frozenset()
 
 
+# a damaged or wrong item in the words the policy is indexed under; "faulty" is left out ("my code doesn't work"
+# is no faulty item), and so is anything said about a link, a code, a page or an account ("the reset link is broken")
+_SEARCH_WORDS = {_key("damaged"): "damaged item", _key("wrongitem"): "wrong item"}
+_NOT_AN_ITEM = re.compile(r"\b(?:links?|codes?|web\s*sites?|sites?|pages?|app|e-?mails?|account|password|card|"
+                          r"payments?|checkout|vouchers?|promo|discount|invoices?|screen|button)\b", re.I)
+
+
+def problem_search(question: str) -> str:
+    """``question`` as retrieval should read it: with the policy's words for a damaged or wrong item it reports.
+
+    "i received someone elses order" retrieved "Ordering for someone else"; with "(wrong item)" it retrieves
+    the damaged-or-faulty policy's "Wrong item received". "my chair wobbles, one leg is shorter than the others"
+    retrieved refund sections; with "(damaged item)" its "Report it quickly"."""
+    words = [_SEARCH_WORDS[w] for w in sorted(stems(question) & set(_SEARCH_WORDS))]
+    if not words or _NOT_AN_ITEM.search(question):
+        return question
+    return f"{question} ({', '.join(words)})"
+
+
 def in_knowledge_base(question: str, passages: list[dict[str, Any]], products: Collection[str] = (),
                       similarity: Callable[[str, list[str]], list[float]] | None = None) -> bool:
     """Whether the retrieved ``passages`` answer ``question`` though the intent model called it out of

@@ -29,6 +29,7 @@ from rasa_sdk.executor import ActionExecutor
 from sqlalchemy.exc import IntegrityError
 
 from bot.conversation import actions as actions_module
+from bot.conversation.limits import problem_search
 from bot.conversation.nlu.text import as_read
 from bot.conversation.policy import Decision, decide, unsure
 from bot.conversation.responder import FACTUAL_RE, answered_by_kb, passage_dict
@@ -370,7 +371,8 @@ class ConversationManager:
             asked.append(f"{recent[-1]} {text}")
         try:
             for question in asked:
-                passages = [passage_dict(p) for p in self.services.knowledge.retrieve(question, history=recent, k=3)]
+                passages = [passage_dict(p) for p in
+                            self.services.knowledge.retrieve(problem_search(question), history=recent, k=3)]
                 if answered_by_kb(question, passages, self.services.knowledge, self.services.product_words()):
                     return True
         except Exception:  # no index yet, or a question retrieval refuses: the intent model decides

@@ -30,6 +30,7 @@ from bot.conversation.limits import (
     follow_up_question,
     in_knowledge_base,
     is_yes_no,
+    problem_search,
     reported_problem,
     same_words,
     stating_sentence,
@@ -661,7 +662,7 @@ class Responder:
                  k: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         at = at or datetime.now(UTC)
         recent = [t for role, t in history if role == "customer"][-2:]
-        passages = [passage_dict(p) for p in self.knowledge.retrieve(text, at=at, history=recent, k=k)]
+        passages = [passage_dict(p) for p in self.knowledge.retrieve(problem_search(text), at=at, history=recent, k=k)]
         superseded = getattr(self.knowledge, "superseded_values", None)
         self._stale = {old: new for old, new in (superseded(at) if superseded else {}).items()
                        if _CONTACT_VALUE.search(old)}
@@ -931,8 +932,12 @@ class Responder:
                 body = f"{body}\n{quote}"
                 report["added_quote"] = quote
         if error or len(body) < 20:
-            # Too little survived (or the model failed): fall back to quoting the policy.
-            fallback = grounded_quote(passages)
+            # Too little survived (or the model failed): fall back to quoting the policy; not the section whose
+            # steps or words the reply already gave (a timeout after "Here is how (Report it quickly)" quoted
+            # "Report it quickly" again)
+            shown_at = (shown[0].get("document_id"), shown[0].get("anchor")) if shown else None
+            fallback = grounded_quote([p for p in passages if (p.get("document_id"), p.get("anchor")) != shown_at]
+                                      or passages)
             # (a fact the answer-first statement already gave is not given twice)
             missing = [fact_statement(asking, passages, f) for f in asked
                        if not states_value(body + "\n" + fallback, f.value)]

@@ -779,3 +779,26 @@ def test_a_damaged_or_faulty_item_is_in_the_kb_though_no_passage_names_it(sample
     # a problem the retrieved passages do not speak of, and no problem at all
     assert not reported_problem("my bike is broken", passages("How do I pay with Klarna?"))
     assert not reported_problem("the kettle works fine", passages(kettle))
+
+
+@pytest.mark.slow
+def test_a_generator_failing_after_the_kbs_steps_does_not_quote_them_again(sample_kb):
+    generator = ScriptedGenerator().enqueue("I'm sorry to hear that. Let me look into it for you now.", fail_after=6)
+    responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
+    result = responder.answer(text="my chair wobbles, one leg is shorter than the others", intent="out_of_scope",
+                              tone="neutral", history=[])
+    assert result.error and result.verdict == "fallback"
+    assert "Here is how (Report it quickly):" in result.text, result.text
+    assert result.text.count("Sign in and open My Account › Orders.") == 1, result.text
+    assert "Report it quickly says" not in result.text
+
+
+def test_a_damaged_or_wrong_item_is_searched_for_in_the_policys_words():
+    from bot.conversation.limits import problem_search
+
+    assert problem_search("i received someone elses order") == "i received someone elses order (wrong item)"
+    assert problem_search("my chair wobbles") == "my chair wobbles (damaged item)"
+    # not an item: a link, a code; and "doesn't work" alone names no damage to search for
+    for text in ("the reset link is broken", "my discount code is broken", "the kettle doesn't work",
+                 "how much is shipping?"):
+        assert problem_search(text) == text
