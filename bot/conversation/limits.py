@@ -806,7 +806,7 @@ def follow_up_question(question: str, previous: str | None,
 PROBLEM_WORDS = frozenset({_key("damaged"), _key("faulty"), _key("wrongitem")})
 
 
-def reported_problem(question: str, passages: list[dict[str, Any]]) -> frozenset[str]:
+def reported_problem(question: str, passages: list[dict[str, Any]], products: Collection[str] = ()) -> frozenset[str]:
     """The problem ``question`` reports (damaged, faulty) when one of the two best ``passages`` speaks of it.
 
     "My package arrived and the vase is smashed" names a vase and a package the policy never mentions, so
@@ -814,7 +814,7 @@ def reported_problem(question: str, passages: list[dict[str, Any]]) -> frozenset
     written for. An empty set when the message reports no such problem or the passages are about something
     else."""
     problem = stems(question) & PROBLEM_WORDS
-    if not problem:
+    if not problem or not names_an_item(question, products):  # "my heart is broken" is no damaged item
         return frozenset()
     for p in passages[:2]:
         if found := problem & stems(f"{p.get('title') or ''} {p.get('heading') or ''} {p.get('text') or ''}"):
@@ -829,14 +829,24 @@ _NOT_AN_ITEM = re.compile(r"\b(?:links?|codes?|web\s*sites?|sites?|pages?|app|e-
                           r"payments?|checkout|vouchers?|promo|discount|invoices?|screen|button)\b", re.I)
 
 
-def problem_search(question: str) -> str:
+# a thing a problem can happen to: a message that names none ("from broken to complete") reports no item
+_ITEM_WORDS = re.compile(r"\b(?:items?|orders?|ordered|parcels?|packages?|deliver(?:y|ed)|box(?:es)?|products?|"
+                         r"arrived|came|received|bought|purchased?|got|sent)\b", re.I)
+
+
+def names_an_item(question: str, products: Collection[str] = ()) -> bool:
+    """Whether ``question`` speaks of something bought: an order, a parcel, an item, or a product the shop sells."""
+    return bool(_ITEM_WORDS.search(question)) or bool(stems(question) & set(products))
+
+
+def problem_search(question: str, products: Collection[str] = ()) -> str:
     """``question`` as retrieval should read it: with the policy's words for a damaged or wrong item it reports.
 
     "i received someone elses order" retrieved "Ordering for someone else"; with "(wrong item)" it retrieves
     the damaged-or-faulty policy's "Wrong item received". "my chair wobbles, one leg is shorter than the others"
     retrieved refund sections; with "(damaged item)" its "Report it quickly"."""
     words = [_SEARCH_WORDS[w] for w in sorted(stems(question) & set(_SEARCH_WORDS))]
-    if not words or _NOT_AN_ITEM.search(question):
+    if not words or _NOT_AN_ITEM.search(question) or not names_an_item(question, products):
         return question
     return f"{question} ({', '.join(words)})"
 
@@ -849,7 +859,7 @@ def in_knowledge_base(question: str, passages: list[dict[str, Any]], products: C
     it asks about ("Can I exchange an item for a different colour?": "We do not swap items directly"),
     or a list of theirs answers it ("Do you accept British pounds?" against "We charge in euros only";
     "Can I pay with Klarna?")."""
-    return (covers(question, passages, products) or bool(reported_problem(question, passages))
+    return (covers(question, passages, products) or bool(reported_problem(question, passages, products))
             or asked_limit(question, limits(passages)) is not None
             or asked_for_list(question, passages) is not None
             or asked_listed(question, passages) is not None or asked_kind(question, passages) is not None

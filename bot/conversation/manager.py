@@ -372,7 +372,8 @@ class ConversationManager:
         try:
             for question in asked:
                 passages = [passage_dict(p) for p in
-                            self.services.knowledge.retrieve(problem_search(question), history=recent, k=3)]
+                            self.services.knowledge.retrieve(problem_search(question, self.services.product_words()),
+                                                             history=recent, k=3)]
                 if answered_by_kb(question, passages, self.services.knowledge, self.services.product_words()):
                     return True
         except Exception:  # no index yet, or a question retrieval refuses: the intent model decides

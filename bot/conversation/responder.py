@@ -662,7 +662,8 @@ class Responder:
                  k: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         at = at or datetime.now(UTC)
         recent = [t for role, t in history if role == "customer"][-2:]
-        passages = [passage_dict(p) for p in self.knowledge.retrieve(problem_search(text), at=at, history=recent, k=k)]
+        passages = [passage_dict(p) for p in
+                    self.knowledge.retrieve(problem_search(text, self.products), at=at, history=recent, k=k)]
         superseded = getattr(self.knowledge, "superseded_values", None)
         self._stale = {old: new for old, new in (superseded(at) if superseded else {}).items()
                        if _CONTACT_VALUE.search(old)}
@@ -778,7 +779,7 @@ class Responder:
         # "my package arrived and the vase is smashed", "the kettle stopped working": the steps the KB gives for
         # reporting a damaged or faulty item, from the retrieved documents (the problem's words find them; a vase
         # is named nowhere), ahead of steps that merely share the customer's other words ("arrived", "package")
-        problem = (reported_problem(text, passages) if self.procedures and not asked and not kb_answered
+        problem = (reported_problem(text, passages, self.products) if self.procedures and not asked and not kb_answered
                    else frozenset())
         if problem:
             candidates = passages + self._other_sections(passages)

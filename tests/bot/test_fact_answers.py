@@ -785,7 +785,7 @@ def test_a_damaged_or_faulty_item_is_in_the_kb_though_no_passage_names_it(sample
 def test_a_generator_failing_after_the_kbs_steps_does_not_quote_them_again(sample_kb):
     generator = ScriptedGenerator().enqueue("I'm sorry to hear that. Let me look into it for you now.", fail_after=6)
     responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
-    result = responder.answer(text="my chair wobbles, one leg is shorter than the others", intent="out_of_scope",
+    result = responder.answer(text="the chair i bought wobbles, one leg is shorter than the others", intent="out_of_scope",
                               tone="neutral", history=[])
     assert result.error and result.verdict == "fallback"
     assert "Here is how (Report it quickly):" in result.text, result.text
@@ -797,8 +797,27 @@ def test_a_damaged_or_wrong_item_is_searched_for_in_the_policys_words():
     from bot.conversation.limits import problem_search
 
     assert problem_search("i received someone elses order") == "i received someone elses order (wrong item)"
-    assert problem_search("my chair wobbles") == "my chair wobbles (damaged item)"
+    assert problem_search("my chair wobbles", {"chair"}) == "my chair wobbles (damaged item)"  # a product it sells
+    assert problem_search("my chair wobbles") == "my chair wobbles"  # no product named, no order, no parcel
     # not an item: a link, a code; and "doesn't work" alone names no damage to search for
     for text in ("the reset link is broken", "my discount code is broken", "the kettle doesn't work",
                  "how much is shipping?"):
         assert problem_search(text) == text
+
+
+@pytest.mark.slow
+def test_chatter_with_a_damage_word_is_no_damaged_item(sample_kb):
+    # kb_scope: 13 of TweetEval's 14 test tweets with such a word were let in as damaged-item reports
+    from bot.conversation.limits import in_knowledge_base, reported_problem
+    from bot.conversation.words import stems
+
+    responder = Responder(sample_kb, None, company_name="x")
+    damaged = responder.retrieve("my lamp arrived broken", [])[0]
+    for tweet in ("One day someone will change ur perspective from bitter to sweet from broken to complete",
+                  "It's #AmazonPrimeDay! And I'm #broke. So in reality it just another day for me",
+                  "So who actually leaked the info on jr. meeting with Russian lawyer?",
+                  "@user I said that once and my pals ripped me a new arsehole"):
+        assert not reported_problem(tweet, damaged), tweet
+        assert not in_knowledge_base(tweet, responder.retrieve(tweet, [])[0]), tweet
+    assert "damag" not in stems("I'm broke") and "damag" not in stems("the ice broke off")
+    assert reported_problem("my lamp arrived broken", damaged) == {"damag"}
