@@ -370,11 +370,11 @@ class ConversationManager:
             # about that thing: read with it, as the responder's retrieval does (QA: asked what it was about)
             asked.append(f"{recent[-1]} {text}")
         try:
+            products = self.services.product_words()
             for question in asked:
                 passages = [passage_dict(p) for p in
-                            self.services.knowledge.retrieve(problem_search(question, self.services.product_words()),
-                                                             history=recent, k=3)]
-                if answered_by_kb(question, passages, self.services.knowledge, self.services.product_words()):
+                            self.services.knowledge.retrieve(problem_search(question, products), history=recent, k=3)]
+                if answered_by_kb(question, passages, self.services.knowledge, products):
                     return True
         except Exception:  # no index yet, or a question retrieval refuses: the intent model decides
             log.warning("knowledge-base check failed", exc_info=True)
