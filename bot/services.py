@@ -231,6 +231,7 @@ def build_generator(settings: Settings) -> Any:
             weights=settings.llamacpp_weights
             if settings.llamacpp_weights != "auto"
             else ("q8_0" if settings.gguf_path is None else "shipped"),
+            merge_adapters=settings.llamacpp_merge_adapter,
         )
     import torch
 

@@ -189,3 +189,114 @@ def gguf_lora_for(adapter_dir: Path | str, cache_dir: Path | str, base_gguf: Pat
     if not target.is_file():
         convert_peft_lora(adapter_dir, target, base_gguf)
     return target
+
+
+def _float_matrix(tensor: Any) -> Any:
+    """A GGUF reader tensor as a float32 ``[rows, cols]`` array (dequantised when quantised)."""
+    import gguf
+    import numpy as np
+
+    if tensor.tensor_type in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+        shape = [int(x) for x in reversed(tensor.shape)]
+        return np.asarray(tensor.data, dtype=np.float32).reshape(shape)
+    return gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
+
+
+def _encode_like(weights: Any, kind: Any) -> tuple[Any, Any]:
+    """``weights`` as the layout file stores that tensor when it is a float type, else as Q8_0; returns
+    (array to write, its GGML type). Re-rounding to a 4- or 5-bit type would wash out most of the
+    adapter's change (measured: the Q4_1 file merged in Q4_1 agreed with the adapter on 63 % of
+    greedy tokens), while Q8_0's step is a sixteenth of Q4_1's."""
+    import gguf
+    import numpy as np
+
+    Q = gguf.GGMLQuantizationType
+    if kind == Q.F32:
+        return weights.astype(np.float32), Q.F32
+    if kind == Q.F16:
+        return weights.astype(np.float16), Q.F16
+    if kind == Q.BF16:
+        return gguf.quants.quantize(weights, Q.BF16), Q.BF16
+    return gguf.quants.quantize(weights, Q.Q8_0), Q.Q8_0
+
+
+def merge_lora_gguf(layout_gguf: Path | str, exact_gguf: Path | str, lora_gguf: Path | str,
+                    out_path: Path | str) -> Path:
+    """Write a model file whose adapted weights are ``W + (alpha / r) * B @ A``: the LoRA merged in.
+
+    llama.cpp applies a LoRA file at run time as two extra small matrix products per adapted layer
+    and token (210 for the shipped adapter), which costs about a sixth of the decode speed of this
+    small model. A merged file runs at the base model's speed and chooses the same tokens as the
+    run-time adapter, up to rounding.
+
+    ``layout_gguf`` is the file the runtime would load (its metadata, tokenizer, every tensor the
+    adapter leaves alone, and each tensor's encoding are kept). ``exact_gguf`` is the file it was
+    derived from: each adapted weight is read from there, so that it is rounded once, after the
+    adapter's change is added, rather than twice (the shipped Q4_1 re-encoded to Q8_0 and then, with
+    the change, to Q8_0 again). Both may be the same file.
+    """
+    import gguf
+
+    layout_gguf, exact_gguf, lora_gguf, out_path = map(Path, (layout_gguf, exact_gguf, lora_gguf, out_path))
+    lora = gguf.GGUFReader(str(lora_gguf))
+    if "adapter.lora.alpha" not in lora.fields:
+        raise InvalidInput(f"{lora_gguf.name} is not a GGUF LoRA file (no adapter.lora.alpha).", code="bad_adapter")
+    alpha = float(lora.fields["adapter.lora.alpha"].contents())
+    lora_tensors = {t.name: t for t in lora.tensors}
+    layout = gguf.GGUFReader(str(layout_gguf))
+    exact = {t.name: t for t in gguf.GGUFReader(str(exact_gguf)).tensors} if exact_gguf != layout_gguf else {}
+    names = {t.name for t in layout.tensors}
+    unknown = sorted({n.rsplit(".lora_", 1)[0] for n in lora_tensors} - names)
+    if unknown:
+        raise InvalidInput(f"{lora_gguf.name} adapts tensors the base model lacks: {', '.join(unknown[:3])}.",
+                           code="bad_adapter")
+    arch = layout.fields["general.architecture"].contents()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
+    os.close(fd)
+    try:
+        writer = gguf.GGUFWriter(tmp_name, arch=arch)
+        for name, f in layout.fields.items():
+            if name.startswith("GGUF.") or name == "general.architecture":
+                continue  # written by the writer itself
+            kind = f.types[0]
+            writer.add_key_value(name, f.contents(), kind, f.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+        writer.add_string("hybridesk.merged_adapter", lora_gguf.stem)
+        for tensor in layout.tensors:
+            a, b = lora_tensors.get(tensor.name + ".lora_a"), lora_tensors.get(tensor.name + ".lora_b")
+            if a is None and b is None:
+                writer.add_tensor(tensor.name, tensor.data, raw_shape=tensor.data.shape, raw_dtype=tensor.tensor_type)
+                continue
+            if a is None or b is None:
+                raise InvalidInput(f"{lora_gguf.name} lacks lora_a or lora_b for {tensor.name}.", code="bad_adapter")
+            a_m, b_m = _float_matrix(a), _float_matrix(b)
+            weights = _float_matrix(exact.get(tensor.name, tensor))
+            if b_m.shape[1] != a_m.shape[0] or (b_m.shape[0], a_m.shape[1]) != weights.shape:
+                raise InvalidInput(f"{lora_gguf.name}: {tensor.name} is {weights.shape}, the adapter's B @ A is "
+                                   f"{(b_m.shape[0], a_m.shape[1])}.", code="bad_adapter")
+            weights += (b_m @ a_m) * (alpha / a_m.shape[0])
+            data, kind = _encode_like(weights, tensor.tensor_type)
+            writer.add_tensor(tensor.name, data, raw_shape=data.shape, raw_dtype=kind)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp_name, out_path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return out_path
+
+
+def merged_gguf_for(layout_gguf: Path | str, exact_gguf: Path | str, lora_gguf: Path | str,
+                    cache_dir: Path | str) -> Path:
+    """The merged model file for ``lora_gguf`` on ``layout_gguf`` (:func:`merge_lora_gguf`), written once
+    into ``cache_dir``. The name carries the LoRA file's name (itself named after the adapter's content
+    hash), the layout file's name and the exact file's content hash, so a retrained adapter or another
+    base gets a new file."""
+    layout_gguf, exact_gguf, lora_gguf = map(Path, (layout_gguf, exact_gguf, lora_gguf))
+    key = hashlib.sha256(f"{layout_gguf.name}:{content_hash(exact_gguf)}".encode()).hexdigest()[:10]
+    target = Path(cache_dir) / f"{lora_gguf.stem}.merged-{key}.gguf"
+    if not target.is_file():
+        merge_lora_gguf(layout_gguf, exact_gguf, lora_gguf, target)
+    return target

@@ -5,9 +5,13 @@ Python overhead; llama.cpp runs the shipped GGUF weights itself (C kernels), whi
 single-stream decoding several times faster on a 2-core CPU (figures in ``benchmarks/RESULTS.md``).
 By default the shipped Q4_1 file is re-encoded once to Q8_0 (:func:`requantized_gguf`): the same
 weights to within 1/254 of each block's largest magnitude, with llama.cpp's fast matrix kernels, so prompts
-prefill about twice as fast. ``weights="shipped"`` runs the Q4_1 file as it is. The LoRA adapter
-is applied at run time from a GGUF LoRA file converted from the peft folder
-(:mod:`models.gguf_lora`), and adapters switch without reloading anything.
+prefill about twice as fast. ``weights="shipped"`` runs the Q4_1 file as it is. The peft LoRA
+folder is converted to a GGUF LoRA file (:mod:`models.gguf_lora`) and, by default, merged into a
+copy of the base weights (``merge_adapters``): llama.cpp applying a LoRA file at run time costs
+about 15 % of the decode speed of this small model. Switching to another adapter then swaps the
+model file in process (a fraction of a second, and the KV cache starts empty); with
+``merge_adapters=False`` the LoRA files are applied at run time and switch without reloading.
+Flash attention is off by default: on two cores it prefills faster but decodes slower.
 
 How: one llama.cpp context with a *unified* KV cache shared by up to ``max_batch +
 prefix_cache_size`` sequences. The scheduling is :class:`models.batching.BatchingEngine`'s (same
@@ -153,76 +157,137 @@ class LlamaCppRuntime:
         kv_unified: bool = True,
         flash_attn: int = -1,
         kv_type: int | None = None,
+        merged: bool = False,
     ) -> None:
         L = _native()
         self._L = L
         self.gguf_path = Path(gguf_path)
         if not self.gguf_path.is_file():
             raise Unavailable(f"GGUF model file {self.gguf_path} does not exist.", code="model_not_found")
-        model_params = L.llama_model_default_params()
-        self.model = L.llama_model_load_from_file(str(self.gguf_path).encode(), model_params)
-        if not self.model:
-            raise Unavailable(f"llama.cpp could not load {self.gguf_path}.", code="model_load_failed")
-        params = L.llama_context_default_params()
-        params.n_ctx = n_ctx
-        params.n_batch = n_batch
-        params.n_ubatch = n_batch
-        params.n_seq_max = n_seq
-        params.n_threads = n_threads
-        params.n_threads_batch = n_threads
-        params.kv_unified = kv_unified
-        params.flash_attn_type = flash_attn
-        if kv_type is not None:
-            params.type_k = params.type_v = kv_type
-        params.no_perf = True
-        self.ctx = L.llama_init_from_model(self.model, params)
-        if not self.ctx:
-            L.llama_model_free(self.model)
-            raise Unavailable("llama.cpp could not create a context (out of memory?).", code="model_load_failed")
-        self.n_ctx = int(L.llama_n_ctx(self.ctx))
-        self.n_ctx_train = int(L.llama_model_n_ctx_train(self.model))
+        self._options = {"n_ctx": n_ctx, "kv_unified": kv_unified, "flash_attn": flash_attn, "kv_type": kv_type}
         self.n_batch = n_batch
         self.n_seq = n_seq
         self.n_threads = n_threads
-        self.mem = L.llama_get_memory(self.ctx)
-        self.n_vocab = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model)))
+        #: adapters are model files with the LoRA merged in (:func:`models.gguf_lora.merge_lora_gguf`),
+        #: swapped in whole, rather than LoRA files applied on top of the base at every decode
+        self.merged = merged
+        self.model = self.ctx = None
+        self.loaded_path: Path | None = None
+        #: called (under the engine's lock) after the model was swapped: every KV cell is gone
+        self.swap_listeners: list[Any] = []
+        self.swaps = 0
+        self._load(self.gguf_path)
+        self.n_ctx_train = int(L.llama_model_n_ctx_train(self.model))
         self._batch = L.llama_batch_init(n_batch, 0, 1)
         self._adapters: dict[str, Any] = {}
         self.active_adapter: str | None = None
+
+    def _load(self, path: Path) -> None:
+        """Load the model at ``path`` and a fresh context for it (the previous ones must be freed)."""
+        L = self._L
+        model = L.llama_model_load_from_file(str(path).encode(), L.llama_model_default_params())
+        if not model:
+            raise Unavailable(f"llama.cpp could not load {path}.", code="model_load_failed")
+        params = L.llama_context_default_params()
+        params.n_ctx = self._options["n_ctx"]
+        params.n_batch = self.n_batch
+        params.n_ubatch = self.n_batch
+        params.n_seq_max = self.n_seq
+        params.n_threads = self.n_threads
+        params.n_threads_batch = self.n_threads
+        params.kv_unified = self._options["kv_unified"]
+        params.flash_attn_type = self._options["flash_attn"]
+        if self._options["kv_type"] is not None:
+            params.type_k = params.type_v = self._options["kv_type"]
+        params.no_perf = True
+        ctx = L.llama_init_from_model(model, params)
+        if not ctx:
+            L.llama_model_free(model)
+            raise Unavailable("llama.cpp could not create a context (out of memory?).", code="model_load_failed")
+        self.model, self.ctx, self.loaded_path = model, ctx, Path(path)
+        self.n_ctx = int(L.llama_n_ctx(ctx))
+        self.mem = L.llama_get_memory(ctx)
+        self.n_vocab = int(L.llama_vocab_n_tokens(L.llama_model_get_vocab(model)))
+
+    def _unload(self) -> None:
+        L = self._L
+        if self.ctx:
+            L.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            L.llama_model_free(self.model)
+            self.model = None
+
+    def _swap_to(self, path: Path) -> None:
+        """Run ``path``'s weights from now on (merged adapters). Every KV cell is lost; listeners are told."""
+        if path == self.loaded_path and self.model:
+            return
+        previous = self.loaded_path
+        self._unload()
+        try:
+            self._load(path)
+        except BaseException:
+            if previous is not None:
+                self._load(previous)  # keep serving the weights that worked
+            raise
+        finally:
+            self.swaps += 1
+            for listener in self.swap_listeners:
+                listener()
+        log.info("llama.cpp now runs %s", path.name)
 
     # adapters ----------------------------------------------------------------------------------
     def has_adapter(self, adapter_id: str) -> bool:
         return adapter_id in self._adapters
 
-    def load_adapter(self, adapter_id: str, gguf_lora: Path | str) -> None:
+    def load_adapter(self, adapter_id: str, gguf_file: Path | str) -> None:
+        """Register ``adapter_id``: a GGUF LoRA file, or with ``merged`` a whole model file with it merged in."""
         if adapter_id in self._adapters:
             return
-        pointer = self._L.llama_adapter_lora_init(self.model, str(gguf_lora).encode())
+        if self.merged:
+            if not Path(gguf_file).is_file():
+                raise InvalidInput(f"The merged model file for adapter {adapter_id!r} is missing ({gguf_file}).",
+                                   code="bad_adapter")
+            self._adapters[adapter_id] = Path(gguf_file)
+            return
+        pointer = self._L.llama_adapter_lora_init(self.model, str(gguf_file).encode())
         if not pointer:
             raise InvalidInput(
-                f"llama.cpp rejected the LoRA file for adapter {adapter_id!r} ({gguf_lora}).", code="bad_adapter"
+                f"llama.cpp rejected the LoRA file for adapter {adapter_id!r} ({gguf_file}).", code="bad_adapter"
             )
         self._adapters[adapter_id] = pointer
 
-    def replace_adapter(self, adapter_id: str, gguf_lora: Path | str) -> None:
-        """Load ``gguf_lora`` as ``adapter_id`` in place of the weights loaded under that id before (its files
+    def replace_adapter(self, adapter_id: str, gguf_file: Path | str) -> None:
+        """Load ``gguf_file`` as ``adapter_id`` in place of the weights loaded under that id before (its files
         were replaced); the context applies the new ones from the next decode. The old weights stay when the
         new file cannot be loaded."""
         old = self._adapters.pop(adapter_id, None)
         try:
-            self.load_adapter(adapter_id, gguf_lora)
+            self.load_adapter(adapter_id, gguf_file)
         except BaseException:
             if old is not None:
                 self._adapters[adapter_id] = old
             raise
+        if self.merged:
+            return  # a running batch keeps the model it has; the next batch loads the new file
         if self.active_adapter == adapter_id:
             self.active_adapter = None  # (use_adapter returns early for the id it has)
             self.use_adapter(adapter_id)
         if old is not None:
             self._L.llama_adapter_lora_free(old)
 
-    def use_adapter(self, adapter_id: str | None) -> None:
-        """Apply ``adapter_id`` (or none) to every following decode."""
+    def use_adapter(self, adapter_id: str | None, *, between_batches: bool = False) -> None:
+        """Apply ``adapter_id`` (or none) to every following decode.
+
+        With ``merged`` this swaps the model file when the adapter changes, or ``between_batches``
+        when the adapter's file was replaced; a swap drops every KV cell, and the swap listeners (the
+        engine's slots) forget what the cells held. The engine changes adapters only between batches.
+        """
+        if self.merged:
+            if adapter_id != self.active_adapter or between_batches:
+                self._swap_to(self.gguf_path if adapter_id is None else self._adapters[adapter_id])
+                self.active_adapter = adapter_id
+            return
         if adapter_id == self.active_adapter:
             return
         L = self._L
@@ -291,8 +356,9 @@ class LlamaCppRuntime:
         if getattr(self, "ctx", None):
             L.llama_free(self.ctx)
             self.ctx = None
-        for pointer in self._adapters.values():
-            L.llama_adapter_lora_free(pointer)
+        if not self.merged:
+            for pointer in self._adapters.values():
+                L.llama_adapter_lora_free(pointer)
         self._adapters.clear()
         if getattr(self, "model", None):
             L.llama_model_free(self.model)
@@ -371,6 +437,11 @@ class _Slots:
         if slot.tokens:
             self.runtime.seq_rm(slot.seq, -1, -1)
         slot.tokens = []
+
+    def cells_lost(self) -> None:
+        """The runtime swapped its model: no sequence holds anything any more."""
+        for slot in self.slots:
+            slot.tokens = []
 
     def forget_adapter(self, adapter_id: str) -> None:
         """Drop every finished sequence computed with ``adapter_id`` (its weights were replaced)."""
@@ -457,6 +528,7 @@ class LlamaCppEngine(BatchingEngine):
         super().__init__(lambda _a: (None, None), pick, eos_ids, lock, max_batch=max_batch)
         self.runtime = runtime
         self.slots = _Slots(runtime, keep_finished=prefix_cache_size)
+        runtime.swap_listeners.append(self.slots.cells_lost)
         self.tuner = ThreadTuner(runtime.n_threads) if adaptive_threads else None
 
     def _new_batch(self, adapter_id: str | None) -> _Batch:
@@ -561,7 +633,7 @@ class _LlamaBatch(_Batch):
                 # cells another adapter computed are never reused by this one; drop them so that
                 # the cache holds one adapter's sequences only
                 engine.slots.forget_other_adapters(adapter_id)
-            engine.runtime.use_adapter(adapter_id)
+            engine.runtime.use_adapter(adapter_id, between_batches=True)
 
     def admit(self, req: BatchRequest) -> None:
         engine = self.engine
@@ -664,6 +736,8 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
         model_id: str | None = None,
         tokenizer: Any = None,
         weights: str = "q8_0",
+        merge_adapters: bool = True,
+        flash_attn: int = 0,
     ) -> None:
         from models.generation import _adapter_roots
 
@@ -671,7 +745,10 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
             raise InvalidInput(f"weights must be one of {', '.join(WEIGHT_FORMATS)}, not {weights!r}.",
                                code="bad_setting")
         self.weights = weights
+        self.merge_adapters = merge_adapters
+        self.flash_attn = flash_attn
         self.gguf_path = Path(gguf_path)
+        self._run_path = self.gguf_path
         self.tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir is not None else None
         self.adapter_roots = _adapter_roots(adapters_root)
         self.cache_dir = Path(cache_dir)
@@ -723,18 +800,21 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
             run_path = self.gguf_path
             if self.weights == "q8_0":
                 run_path = requantized_gguf(self.gguf_path, self.cache_dir, threads=self.n_threads)
+            self._run_path = run_path
             self._runtime = LlamaCppRuntime(
                 run_path,
                 n_ctx=self.n_ctx,
                 n_seq=self.max_batch + max(1, self.prefix_cache_size),
                 n_threads=self.n_threads,
+                flash_attn=self.flash_attn,
+                merged=self.merge_adapters,
             )
 
     def _ensure_adapter(self, adapter_id: str) -> None:
         """Load ``adapter_id`` (converted to a GGUF LoRA file once), or load it again when its files changed since:
         an adapter retrained or copied in under the same id answers with its new weights, not the ones the
         server loaded first (QA: `adapters activate none`, then the same id again, kept the old replies)."""
-        from models.gguf_lora import gguf_lora_for
+        from models.gguf_lora import gguf_lora_for, merged_gguf_for
 
         self.load()
         assert self._runtime is not None
@@ -744,6 +824,8 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
             return
         stamp, fingerprint = files
         lora_file = gguf_lora_for(path, self.cache_dir, self.gguf_path, fingerprint=fingerprint)
+        if self.merge_adapters:
+            lora_file = merged_gguf_for(self._run_path, self.gguf_path, lora_file, self.cache_dir)
         if self._runtime.has_adapter(adapter_id):
             log.info("adapter %s changed on disk (%s, was %s): loading its new weights", adapter_id, fingerprint,
                      loaded[1] if loaded else "unknown")

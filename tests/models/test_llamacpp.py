@@ -53,9 +53,23 @@ def _next_token_choices(gen: LlamaCppGenerator, ids: list[int], start: int, adap
     return picks[:-1]
 
 
+@pytest.fixture(scope="module")
+def llama_lora(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The LoRA file applied at run time (``merge_adapters=False``) rather than merged into the weights."""
+    gen = LlamaCppGenerator(
+        find_base_gguf(), base_model_dir, ADAPTERS, cache_dir=tmp_path_factory.mktemp("gguf-lora-rt"), n_ctx=2048,
+        merge_adapters=False,
+    )
+    yield gen
+    gen.close()
+
+
 @pytest.mark.slow
-def test_converted_adapter_makes_the_choices_peft_makes(llama, base_model):
-    """The GGUF LoRA file (q/k rows permuted for llama.cpp) steers the model as the peft adapter does."""
+@pytest.mark.parametrize("engine", ["llama", "llama_lora"])
+def test_converted_adapter_makes_the_choices_peft_makes(engine, base_model, request):
+    """The GGUF LoRA file (q/k rows permuted for llama.cpp) steers the model as the peft adapter does,
+    merged into the weights (the default) or applied at run time."""
+    llama = request.getfixturevalue(engine)
     model, tokenizer = base_model
     reference = TransformersGenerator(None, ADAPTERS, model=model, tokenizer=tokenizer, max_batch=0)
     llama.load()
@@ -153,13 +167,65 @@ def test_a_finished_reply_keeps_its_prompts_cells_and_drops_its_own(llama):
 
 
 @pytest.mark.slow
-def test_adapters_switch_without_reloading(llama):
+@pytest.mark.parametrize("engine", ["llama", "llama_lora"])
+def test_adapters_switch_in_process(engine, request):
+    """Merged adapters swap the model file (and start from an empty cache); LoRA files switch in place."""
+    llama = request.getfixturevalue(engine)
     messages = _messages(QUESTIONS[1])
     base = llama.generate(messages, max_new_tokens=20).text
+    swaps = llama._runtime.swaps
     tuned = llama.generate(messages, adapter_id=ADAPTER, max_new_tokens=20).text
     assert tuned != base
+    with llama._lock:
+        assert not any(s.tokens and s.adapter_id is None for s in llama.engine.slots.slots)
     assert llama.generate(messages, max_new_tokens=20).text == base
+    assert llama.generate(messages, adapter_id=ADAPTER, max_new_tokens=20).text == tuned
     assert ADAPTER in llama.loaded_adapters()
+    if llama.merge_adapters:
+        assert llama._runtime.swaps == swaps + 3
+        assert llama._runtime.loaded_path.name.startswith(ADAPTER) and ".merged-" in llama._runtime.loaded_path.name
+    else:
+        assert llama._runtime.swaps == swaps == 0
+
+
+def test_merged_weights_are_the_base_plus_the_adapters_change(tmp_path: Path):
+    """Each adapted tensor of the merged file is W + (alpha / r) B @ A, rounded once to Q8_0; the others
+    are the layout file's own bytes; the file is written once; a file that is no LoRA is refused."""
+    import gguf as gguf_lib
+    import numpy as np
+
+    from models.gguf_lora import _float_matrix, merged_gguf_for
+
+    source = find_base_gguf()
+    layout = requantized_gguf(source, tmp_path)
+    lora = gguf_lora_for(ADAPTERS / ADAPTER, tmp_path, source)
+    merged = merged_gguf_for(layout, source, lora, tmp_path)
+    mtime = merged.stat().st_mtime_ns
+    assert merged_gguf_for(layout, source, lora, tmp_path) == merged and merged.stat().st_mtime_ns == mtime
+
+    lora_reader = gguf_lib.GGUFReader(str(lora))
+    alpha = float(lora_reader.fields["adapter.lora.alpha"].contents())
+    adapted = {t.name: t for t in lora_reader.tensors}
+    exact = {t.name: t for t in gguf_lib.GGUFReader(str(source)).tensors}
+    base = {t.name: t for t in gguf_lib.GGUFReader(str(layout)).tensors}
+    out = {t.name: t for t in gguf_lib.GGUFReader(str(merged)).tensors}
+    assert set(out) == set(base)
+    for name in ("blk.0.attn_q.weight", "blk.29.ffn_down.weight", "blk.7.attn_v.weight"):
+        a, b = _float_matrix(adapted[name + ".lora_a"]), _float_matrix(adapted[name + ".lora_b"])
+        want = _float_matrix(exact[name]) + (b @ a) * (alpha / a.shape[0])
+        got = _float_matrix(out[name])
+        step = np.abs(want).reshape(want.shape[0], -1, 32).max(-1, keepdims=True) / 127  # Q8_0's rounding step
+        err = np.abs(got - want).reshape(step.shape[0], -1, 32)
+        assert (err <= step * 0.6 + 1e-6).all(), (name, float((err / step).max()))  # (half a step; d is f16)
+        # the adapter's change is really in there (not lost in rounding)
+        change = (b @ a) * (alpha / a.shape[0])
+        assert np.corrcoef((got - _float_matrix(exact[name])).ravel(), change.ravel())[0, 1] > 0.5, name
+    assert out["token_embd.weight"].data.tobytes() == base["token_embd.weight"].data.tobytes()
+    assert out["blk.3.attn_norm.weight"].data.tobytes() == base["blk.3.attn_norm.weight"].data.tobytes()
+
+    with pytest.raises(InvalidInput):
+        merged_gguf_for(layout, source, layout, tmp_path / "no-lora")  # a model file, not a LoRA file
+    assert not list((tmp_path / "no-lora").glob("*"))
 
 
 @pytest.mark.slow

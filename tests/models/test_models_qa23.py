@@ -341,7 +341,8 @@ def test_an_adapter_whose_files_changed_is_converted_and_loaded_again(tmp_path, 
         return Path(out_path)
 
     monkeypatch.setattr(models.gguf_lora, "convert_peft_lora", fake_convert)
-    gen = LlamaCppGenerator(tmp_path / "base.gguf", None, tmp_path / "adapters", cache_dir=tmp_path / "cache")
+    gen = LlamaCppGenerator(tmp_path / "base.gguf", None, tmp_path / "adapters", cache_dir=tmp_path / "cache",
+                            merge_adapters=False)  # (merged files: tests/models/test_llamacpp.py)
     gen._runtime = runtime = FakeRuntime()
     kept = _Slot(3, tokens=[1, 2, 3], adapter_id="mine-v1")
     gen._engine = SimpleNamespace(slots=SimpleNamespace(
@@ -373,11 +374,41 @@ def test_the_runtime_applies_replaced_weights_and_frees_the_old_ones():
         llama_adapter_lora_p_ctypes=__import__("ctypes").c_char_p,
     )
     runtime = object.__new__(LlamaCppRuntime)
-    runtime._L, runtime.model, runtime.ctx = lib, "model", "ctx"
+    runtime._L, runtime.model, runtime.ctx, runtime.merged = lib, "model", "ctx", False
     runtime._adapters, runtime.active_adapter = {"mine-v1": b"old"}, "mine-v1"
     runtime.replace_adapter("mine-v1", "x.gguf")
     assert runtime._adapters == {"mine-v1": b"new"} and runtime.active_adapter == "mine-v1"
     assert events == [("set", b"new"), ("free", b"old")]
+
+
+def test_a_replaced_merged_adapter_is_swapped_in_between_batches_not_under_a_running_one(tmp_path):
+    """With merged adapters a swap drops every KV cell, so a running batch keeps the model it has."""
+    from models.llamacpp import LlamaCppRuntime
+
+    old, new = tmp_path / "mine-old.gguf", tmp_path / "mine-new.gguf"
+    old.write_bytes(b"gguf")
+    new.write_bytes(b"gguf")
+    runtime = object.__new__(LlamaCppRuntime)
+    runtime.merged, runtime.gguf_path, runtime.model = True, tmp_path / "base.gguf", "model"
+    runtime.loaded_path, runtime.swaps, runtime.swap_listeners = old, 0, []
+    runtime._adapters, runtime.active_adapter = {"mine-v1": old}, "mine-v1"
+    loads: list[str] = []
+    lost: list[int] = []
+    runtime._unload = lambda: None
+    runtime._load = lambda path: (loads.append(path.name), setattr(runtime, "loaded_path", path))
+    runtime.swap_listeners.append(lambda: lost.append(1))
+
+    runtime.replace_adapter("mine-v1", new)
+    runtime.use_adapter("mine-v1")  # a step of the running batch: same weights
+    assert loads == [] and runtime.loaded_path == old
+    runtime.use_adapter("mine-v1", between_batches=True)  # the next batch
+    assert loads == ["mine-new.gguf"] and lost == [1] and runtime.swaps == 1
+    runtime.use_adapter("mine-v1", between_batches=True)  # nothing changed: no reload
+    assert loads == ["mine-new.gguf"]
+    runtime.use_adapter(None)
+    assert loads[-1] == "base.gguf" and runtime.active_adapter is None and lost == [1, 1]
+    with pytest.raises(InvalidInput):
+        runtime.load_adapter("gone-v1", tmp_path / "missing.gguf")
 
 
 def test_a_damaged_active_adapter_at_start_up_is_one_clear_line(tmp_path, caplog):
