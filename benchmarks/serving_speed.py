@@ -1,7 +1,7 @@
 """Generation speed of the in-process backend against naive ``model.generate``, side by side.
 
 Usage: python benchmarks/serving_speed.py [--new-tokens 96] [--adapter ID] [--weights q8_0|shipped]
-       [--concurrency 1,4,16] [--rounds 1,4]
+       [--no-merge] [--concurrency 1,4,16] [--rounds 1,4]
        [--skip-bf16] [--skip-transformers-engine]
 
 Everything runs in this one process, one after the other, on the same realistic prompt: the
@@ -11,9 +11,11 @@ sample company's facts and three passages of its returns policy in the bot's own
 * naive: ``model.generate`` on the PeftModel (bf16 weights, as the issue's reference measurement,
   and float32); time to first token = ``generate(max_new_tokens=1)``; decode tokens/s from a run
   that is forced to produce ``--new-tokens`` tokens.
-* llama.cpp's own: llama-cpp-python's high-level ``Llama`` on the same GGUF file with the same
-  LoRA file (what our engine is compared with, "the same weights"): the shipped Q4_1 file
-  re-encoded to Q8_0 as the product does by default, or with ``--weights shipped`` the Q4_1 file.
+* llama.cpp's own: llama-cpp-python's high-level ``Llama`` on the same weights as our engine (what
+  it is compared with): the shipped Q4_1 file re-encoded to Q8_0 as the product does by default (or
+  with ``--weights shipped`` the Q4_1 file) with the adapter merged in, as the product does by
+  default; and, for reference, the same base file with the LoRA file applied at run time (what our
+  engine runs with ``--no-merge``, HYBRIDESK_LLAMACPP_MERGE_ADAPTER=false).
 * ours, one stream: the product's default engine (``LlamaCppGenerator``: llama.cpp, continuous
   batching, prefix sharing) and the transformers engine (``TransformersGenerator``); first token
   cold (nothing cached) and warm (a prompt sharing everything but the question with the previous
@@ -124,17 +126,21 @@ def weights_file(weights: str, lora_cache: Path) -> Path:
     return requantized_gguf(find_base_gguf(), lora_cache) if weights == "q8_0" else find_base_gguf()
 
 
-def llama_cpp_own(adapter: str | None, new_tokens: int, lora_cache: Path, weights: str) -> dict:
-    """llama.cpp's own speed on the same weights: llama-cpp-python's ``Llama`` with the same LoRA file."""
+def llama_cpp_own(adapter: str | None, new_tokens: int, lora_cache: Path, weights: str, merged: bool) -> dict:
+    """llama.cpp's own speed on the same weights: llama-cpp-python's ``Llama`` on the base file with the
+    adapter merged in (``merged``, as our engine runs by default), or with the LoRA file applied at run time."""
     from llama_cpp import Llama
 
     from models.base import find_base_gguf
-    from models.gguf_lora import gguf_lora_for
+    from models.gguf_lora import gguf_lora_for, merged_gguf_for
     from models.prompting import render_prompt
 
     gguf = find_base_gguf()
     lora = str(gguf_lora_for(ROOT / "models/adapters" / adapter, lora_cache, gguf)) if adapter else None
-    llm = Llama(str(weights_file(weights, lora_cache)), n_ctx=2048, n_threads=2, n_batch=512, lora_path=lora, verbose=False)
+    model_file = weights_file(weights, lora_cache)
+    if merged and lora:
+        model_file, lora = merged_gguf_for(model_file, gguf, lora, lora_cache), None
+    llm = Llama(str(model_file), n_ctx=2048, n_threads=2, n_batch=512, lora_path=lora, verbose=False)
     tok = _tokenizer()
     ids = tok(render_prompt(tok, realistic_messages(QUESTIONS[0])), add_special_tokens=False)["input_ids"]
     eos = llm.token_eos()
@@ -152,7 +158,9 @@ def llama_cpp_own(adapter: str | None, new_tokens: int, lora_cache: Path, weight
     run(2)  # warm-up
     ttft, total, count = run(new_tokens)
     return {
-        "system": f"llama.cpp's own (llama-cpp-python Llama, same GGUF ({weights}) + LoRA)",
+        "system": f"llama.cpp's own (llama-cpp-python Llama, same GGUF ({weights}), "
+                  f"{'adapter merged' if merged else 'LoRA at run time'})",
+        "merged": merged,
         "prompt_tokens": len(ids),
         "ttft_s": ttft,
         "decode_tok_s": (count - 1) / max(1e-9, total - ttft),
@@ -168,14 +176,15 @@ def _tokenizer():
     return AutoTokenizer.from_pretrained(str(ensure_base_model(cache)), local_files_only=True)
 
 
-def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0"):
+def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0", merge: bool = True):
     if backend == "llamacpp":
         from models.base import ensure_base_model, find_base_gguf
         from models.llamacpp import LlamaCppGenerator
 
         cache = Path(os.environ.get("HYBRIDESK_MODEL_CACHE", "/tmp/hybridesk-test-models"))
         return LlamaCppGenerator(find_base_gguf(), ensure_base_model(cache), ROOT / "models/adapters",
-                                 cache_dir=lora_cache, n_threads=2, max_batch=16, weights=weights)
+                                 cache_dir=lora_cache, n_threads=2, max_batch=16, weights=weights,
+                                 merge_adapters=merge)
     from models.generation import TransformersGenerator
 
     model, _, tok = load("fp32", None)  # the generator applies the adapter itself
@@ -183,8 +192,9 @@ def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0"):
 
 
 def ours(backend: str, adapter: str | None, new_tokens: int, concurrency: list[int],
-         lora_cache: Path, weights: str = "q8_0", rounds: list[int] | None = None) -> tuple[list[dict], list[dict]]:
-    gen = make_generator(backend, lora_cache, weights)
+         lora_cache: Path, weights: str = "q8_0", rounds: list[int] | None = None,
+         merge: bool = True) -> tuple[list[dict], list[dict]]:
+    gen = make_generator(backend, lora_cache, weights, merge)
     label_backend = {"llamacpp": "llama.cpp engine", "transformers": "transformers engine"}[backend]
     single = []
     # warm-up: loads the model and the adapter; then clear the prefix cache for a cold first token
@@ -263,6 +273,8 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=96)
     ap.add_argument("--adapter", default=(ROOT / "models/adapters/ACTIVE").read_text(encoding="utf-8").strip())
     ap.add_argument("--weights", choices=["q8_0", "shipped"], default="q8_0")
+    ap.add_argument("--no-merge", action="store_true",
+                    help="our engine applies the LoRA file at run time instead of merging it into the weights")
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--rounds", default="1,4",
                     help="questions each concurrent conversation asks back to back (one run per value)")
@@ -278,10 +290,12 @@ def main() -> None:
     baselines = [naive("fp32", adapter, args.new_tokens)]
     if not args.skip_bf16:
         baselines.append(naive("bf16", adapter, args.new_tokens))
-    baselines.append(llama_cpp_own(adapter, args.new_tokens, lora_cache, args.weights))
+    merge = not args.no_merge
+    for merged in (merge, not merge):  # the first is the same weights as ours: the ratios are against it
+        baselines.append(llama_cpp_own(adapter, args.new_tokens, lora_cache, args.weights, merged))
     single, concurrent = ours("llamacpp", adapter, args.new_tokens,
                               [int(c) for c in args.concurrency.split(",")], lora_cache, args.weights,
-                              [int(r) for r in args.rounds.split(",")])
+                              [int(r) for r in args.rounds.split(",")], merge)
     if not args.skip_transformers_engine:
         single += ours("transformers", adapter, args.new_tokens, [], lora_cache)[0]
     ref = next((b for b in baselines if "bf16" in b["system"]), baselines[0])
@@ -319,6 +333,7 @@ def main() -> None:
             "new_tokens": args.new_tokens,
             "adapter": adapter,
             "weights": args.weights,
+            "adapter_merged": merge,
             "load_avg_1m_before": load_before,
             "load_avg_1m_after": os.getloadavg()[0],
             "baselines": baselines,
