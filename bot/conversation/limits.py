@@ -37,7 +37,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.conversation.words import EU_MEMBERS, problems_named, stem, terms
+from bot.conversation.words import EU_MEMBERS, problems_named, self_caused_damage, stem, terms
 
 _NEG = (r"(?:do not|don't|does not|doesn't|cannot|can't|can not|can no longer|will not|won't|never|no longer|"
         r"are not able to|is not|isn't|are not|aren't|must not|may not|is never|are never)")
@@ -804,6 +804,7 @@ def follow_up_question(question: str, previous: str | None,
 #: what a customer's account of a broken, failing or wrong item comes to (:func:`bot.conversation.words.stems`
 #: reads "smashed", "cracked", "stopped working", "won't turn on", "the wrong colour" as these)
 PROBLEM_WORDS = frozenset({_key("damaged"), _key("faulty"), _key("wrongitem")})
+_ACCIDENT = _key("accident")  # damage the customer caused (:func:`~bot.conversation.words.problems_named`)
 
 
 def reported_problem(question: str, passages: list[dict[str, Any]], products: Collection[str] = ()) -> frozenset[str]:
@@ -813,8 +814,11 @@ def reported_problem(question: str, passages: list[dict[str, Any]], products: Co
     no passage uses most of its words (:func:`covers`); it is still the case the damaged-or-faulty policy is
     written for. An empty set when the message reports no such problem or the passages are about something
     else."""
-    problem = stems(question) & PROBLEM_WORDS
+    said = stems(question)
+    problem = said & PROBLEM_WORDS
     if not problem or not names_an_item(question, products):  # "my heart is broken" is no damaged item
+        return frozenset()
+    if _ACCIDENT in said:  # "I dropped it and it cracked": what the warranty says of accidents answers it
         return frozenset()
     for p in passages[:2]:
         if found := problem & stems(f"{p.get('title') or ''} {p.get('heading') or ''} {p.get('text') or ''}"):
@@ -844,9 +848,17 @@ def problem_search(question: str, products: Collection[str] = ()) -> str:
 
     "i received someone elses order" retrieved "Ordering for someone else"; with "(wrong item)" it retrieves
     the damaged-or-faulty policy's "Wrong item received". "my chair wobbles, one leg is shorter than the others"
-    retrieved refund sections; with "(damaged item)" its "Report it quickly"."""
-    words = [_SEARCH_WORDS[w] for w in sorted(stems(question) & set(_SEARCH_WORDS))]
-    if not words or _NOT_AN_ITEM.search(question) or not names_an_item(question, products):
+    retrieved refund sections; with "(damaged item)" its "Report it quickly". Damage the customer caused is
+    searched for as the warranty speaks of it: "i dropped my mug and it broke, can i get a new one under
+    warranty" retrieved how to make a claim, and with "(damage from accidents)" what the warranty does not cover.
+    """
+    if _NOT_AN_ITEM.search(question) or not (names_an_item(question, products) or "warranty" in question.lower()):
+        return question
+    if self_caused_damage(question):
+        return f"{question} (damage from accidents)"
+    said = stems(question)
+    words = [_SEARCH_WORDS[w] for w in sorted(said & set(_SEARCH_WORDS))]
+    if not words or _ACCIDENT in said or not names_an_item(question, products):
         return question
     return f"{question} ({', '.join(words)})"
 

@@ -37,7 +37,7 @@ from bot.conversation.limits import (
     titled_after,
 )
 from bot.conversation.limits import limits as policy_limits
-from bot.conversation.words import EU_MEMBERS
+from bot.conversation.words import EU_MEMBERS, self_caused_damage
 from bot.conversation.words import stem as _stem
 from bot.conversation.words import stems as _stems
 from bot.conversation.words import terms as _terms
@@ -214,9 +214,19 @@ def answered_by_kb(text: str, passages: list[dict[str, Any]], knowledge: Any, pr
                    at: datetime | None = None) -> bool:
     """Whether the retrieved ``passages`` answer ``text`` though the intent model is unsure of it: a
     passage uses nearly all its words or a list of theirs answers it (:func:`limits.in_knowledge_base`),
-    or it asks for a fact of theirs (:func:`asks_kb_fact`). The manager and the benchmarks call this."""
-    return (in_knowledge_base(text, passages, products, embedding_similarity(knowledge))
-            or asks_kb_fact(text, passages, knowledge, at))
+    or it asks for a fact of theirs (:func:`asks_kb_fact`). The manager and the benchmarks call this.
+
+    Damage the customer caused ("i dropped my mug and it broke, can i get a new one under warranty") is also
+    answered by what a retrieved document rules out anywhere in it ("What is not covered: Damage from
+    accidents"), as the responder reads it: retrieval finds the warranty's other sections first.
+    """
+    if in_knowledge_base(text, passages, products, embedding_similarity(knowledge)) or asks_kb_fact(
+            text, passages, knowledge, at):
+        return True
+    if self_caused_damage(text) and passages:
+        responder = Responder(knowledge, None, company_name="")
+        return asked_limit(text, policy_limits(passages + responder._other_sections(passages))) is not None
+    return False
 
 
 _RANGE_RE = re.compile(r"(\d)\s*(?:[-–—]|to)\s*(?=\d)")

@@ -54,9 +54,31 @@ _FAULTY = re.compile(
     r"charge|heat\s+up)|(?:is|are|isn'?t|'s)?\s*not\s+working|defective|malfunction\w*)\b")
 
 
+# damage the customer caused: "I dropped my mug and it cracked", "my son knocked the lamp over", "I accidentally
+# put it in the dishwasher". The warranty rules out "Damage from accidents"; such a message is no damaged
+# delivery or fault to report (QA: "i dropped my mug ... can i get a new one under warranty" got the steps for
+# reporting it). Read as the policy's word, "accident". (Not "sat on" or "stood on": a chair that breaks when
+# sat on is what the warranty's "normal household use" covers.)
+_ACCIDENT_WORDS = re.compile(r"(?i)\b(?:accident(?:al|ally)|by\s+accident|by\s+mistake|(?:my|our)\s+(?:own\s+)?fault)\b")
+_SELF_CAUSED = re.compile(
+    r"(?i)\b(?:i|we|he|she|they|my\s+(?:son|daughter|kids?|child|children|husband|wife|partner|boyfriend|girlfriend|"
+    r"dog|cat|puppy|baby|toddler|brother|sister|mum|mom|dad|flatmate|roommate))\s+(?:accidentally\s+|just\s+|then\s+)?"
+    r"(?:dropped(?!\s+(?:\w+\s+)?off\b)|knocked(?:\s+\w+){0,2}\s+(?:over|off|down)|spilled|spilt|"
+    r"stepped\s+on|trod\s+on|broke|smashed|cracked|bumped|chipped|scratched|tipped(?:\s+\w+)?\s+over)\b")
+
+
+def self_caused_damage(text: str) -> bool:
+    """Whether ``text`` tells of damage the customer (or their household) caused: "I dropped my mug", "I
+    accidentally cracked it" (not "I accidentally ordered two", which is no damage)."""
+    return bool(_SELF_CAUSED.search(text) or (_ACCIDENT_WORDS.search(text) and _DAMAGED.search(text)))
+
+
 def problems_named(text: str) -> str:
     """``text`` with a damaged, failing or wrong item said in the policy's words ("smashed" -> "damaged",
-    "stopped working" -> "faulty"; "the wrong colour" and the policy's "wrong item" alike -> "wrongitem")."""
+    "stopped working" -> "faulty"; "the wrong colour" and the policy's "wrong item" alike -> "wrongitem"), and
+    damage the customer caused as an "accident" ("I accidentally chipped it"; "I dropped it": an accident, and
+    damage)."""
+    text = _SELF_CAUSED.sub(lambda m: f"accident damaged {m.group(0)}", _ACCIDENT_WORDS.sub("accident", text))
     return _WRONG_ITEM.sub(" wrongitem ", _FAULTY.sub(" faulty ", _DAMAGED.sub("damaged", text)))
 
 

@@ -781,6 +781,46 @@ def test_a_damaged_or_faulty_item_is_in_the_kb_though_no_passage_names_it(sample
     assert not reported_problem("the kettle works fine", passages(kettle))
 
 
+def test_damage_the_customer_caused_is_an_accident_not_a_problem_to_report():
+    # QA: "i dropped my mug and it broke, can i get a new one under warranty" got the steps for reporting a
+    # damaged delivery; the warranty rules out "Damage from accidents"
+    from bot.conversation.limits import problem_search, reported_problem
+    from bot.conversation.words import stems
+
+    policy = [{"title": "Damaged, faulty or wrong items", "heading": "Report it quickly",
+               "text": "Please report transport damage within 48 hours of delivery."}]
+    for text in ("i dropped my mug and it cracked, can i get a new one under warranty",
+                 "I accidentally chipped the bowl I ordered", "my dog knocked the lamp over and now it's broken"):
+        assert "accident" in stems(text), text
+        assert not reported_problem(text, policy, {"mug", "bowl", "lamp", "chair"}), text
+        # searched for as the warranty speaks of it
+        assert problem_search(text, {"mug", "bowl", "lamp", "chair"}) == f"{text} (damage from accidents)", text
+    assert problem_search("I accidentally ordered two lamps", {"lamp"}) == "I accidentally ordered two lamps"
+    # the carrier's doing, or no damage at all, is no accident
+    for text in ("the courier dropped my parcel and the vase is cracked", "I dropped off the parcel at the depot",
+                 "my parcel arrived and the mug is cracked", "I knocked on the door twice",
+                 "we sat on the chair we bought and a leg snapped"):  # normal use: the warranty covers it
+        assert "accident" not in stems(text), text
+    assert reported_problem("my parcel arrived and the mug is cracked", policy) == {"damag"}
+
+
+@pytest.mark.slow
+def test_damage_the_customer_caused_is_answered_by_what_the_warranty_does_not_cover(sample_kb):
+    from bot.conversation.responder import answered_by_kb
+
+    responder = Responder(sample_kb, ScriptedGenerator().enqueue("I'm sorry to hear about your mug."),
+                          company_name="Larkspur & Co.")
+    text = "i dropped my mug and it broke, can i get a new one under warranty"
+    passages = responder.retrieve(text, [])[0]
+    # retrieval finds the warranty's claim and gift sections; what it rules out is in another section
+    assert "what-is-not-covered" not in {p["anchor"] for p in passages}
+    assert answered_by_kb(text, passages, sample_kb, {"mug"})
+    result = responder.answer(text=text, intent="out_of_scope", tone="neutral", history=[])
+    assert "I'm afraid not." in result.text and "Damage from accidents" in result.text, result.text
+    assert "Report a problem" not in result.text
+    assert result.citations[0]["anchor"] == "what-is-not-covered"
+
+
 @pytest.mark.slow
 def test_a_generator_failing_after_the_kbs_steps_does_not_quote_them_again(sample_kb):
     generator = ScriptedGenerator().enqueue("I'm sorry to hear that. Let me look into it for you now.", fail_after=6)
