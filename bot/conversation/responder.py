@@ -422,6 +422,32 @@ def _plain_text(markdown: str) -> str:
     return " ".join(line for line in lines if line and "|" not in line)
 
 
+# what makes an item dangerous to keep using: a message that says it is answered by what the KB says to do
+# about it before anything else (QA: "the lamp started sparking and smells like burning!!" got the model's
+# request for "the specific details of the lamp", the KB's "Safety first" only as a fallback at the end)
+_HAZARD_RE = re.compile(r"(?i)\b(?:spark\w*|smok\w*|burn(?:ing|t|ed|s)?|overheat\w*|fire|flames?|melt\w*|fumes?|"
+                        r"(?:electric(?:al)?\s+)?shocks?|shocked)\b")
+
+
+def hazard_answer(text: str, sections: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
+    """The KB's sentence about a danger ``text`` reports (sparks, smoke, burning, overheating), and its section.
+
+    The sentence must name the same danger; of several, the one naming most of the message's dangers and
+    then most of its other words wins."""
+    dangers = {_stem(m.group(0).lower().split()[-1]) for m in _HAZARD_RE.finditer(text)}
+    if not dangers:
+        return None
+    words = _stems(text)
+    best: tuple[tuple[int, int], dict[str, Any], str] | None = None
+    for section in sections:
+        for sentence in re.split(r"(?<=[.!?])\s+", _plain_text(str(section.get("text") or ""))):
+            said = {_stem(m.group(0).lower().split()[-1]) for m in _HAZARD_RE.finditer(sentence)}
+            score = (len(dangers & said), len(words & _stems(sentence)))
+            if score[0] and (best is None or score > best[0]):
+                best = (score, section, sentence)
+    return (best[1], best[2]) if best else None
+
+
 def prose_statement(passage: dict[str, Any], text: str) -> str:
     where = passage.get("heading") or passage.get("title") or "our help pages"
     return f"Our help pages say ({where}): {text}"
@@ -795,6 +821,11 @@ class Responder:
             candidates = passages + self._other_sections(passages)
             candidates.sort(key=lambda p: not problem & _stems(str(p.get("title") or "")))  # its own policy first
             steps_from_kb = procedure(" ".join(sorted(problem)), candidates, products=self.products) or steps_from_kb
+        # a danger ("it sparks", "smells of burning"): what the KB says to do about it leads, in place of steps
+        # for reporting it (the sample KB's "contact us by phone or chat rather than the form")
+        if (self.procedures and not asked and not kb_answered and _HAZARD_RE.search(text)
+                and (hazard := hazard_answer(text, passages + self._other_sections(passages)))):
+            prose, steps_from_kb = hazard, None
         if self.procedures and how_to and steps_from_kb is None and not kb_answered:
             # the right document was found but not its steps ("How do I create an account?" retrieves
             # "Who can open an account"): the other sections of the retrieved documents are read too

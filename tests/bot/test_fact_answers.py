@@ -822,6 +822,32 @@ def test_damage_the_customer_caused_is_answered_by_what_the_warranty_does_not_co
 
 
 @pytest.mark.slow
+def test_a_dangerous_item_gets_the_kbs_safety_advice_first(sample_kb):
+    # QA: "the lamp started sparking and smells like burning!!" got the model's request for the lamp's details;
+    # the KB's "Safety first" came only as a fallback quote at the end
+    responder = Responder(sample_kb, ScriptedGenerator().enqueue("Please send us the details of the lamp."),
+                          company_name="Larkspur & Co.")
+    result = responder.answer(text="the lamp started sparking and smells like burning!!", intent="out_of_scope",
+                              tone="angry", history=[])
+    assert "Our help pages say (Safety first): If a lamp, kettle or other electrical item sparks" in result.text
+    assert "unplug it, stop using it" in result.text
+    assert "Here is how" not in result.text and "details of the lamp" not in result.text, result.text
+    assert result.citations[0]["anchor"] == "safety-first"
+
+
+def test_the_safety_sentence_must_name_the_danger_reported():
+    from bot.conversation.responder import hazard_answer
+
+    sections = [{"heading": "Report it quickly", "text": "Please report transport damage within 48 hours."},
+                {"heading": "Safety first", "text": "Keep the box. If an electrical item sparks or overheats, "
+                                                    "unplug it and call us."}]
+    section, sentence = hazard_answer("my kettle overheats", sections)
+    assert section["heading"] == "Safety first" and sentence.startswith("If an electrical item sparks")
+    assert hazard_answer("my kettle stopped working", sections) is None  # no danger named
+    assert hazard_answer("there is smoke coming out of it", sections) is None  # a danger the KB does not name
+
+
+@pytest.mark.slow
 def test_a_generator_failing_after_the_kbs_steps_does_not_quote_them_again(sample_kb):
     generator = ScriptedGenerator().enqueue("I'm sorry to hear that. Let me look into it for you now.", fail_after=6)
     responder = Responder(sample_kb, generator, company_name="Larkspur & Co.", max_new_tokens=64)
