@@ -381,6 +381,12 @@ def procedure(question: str, passages: list[dict[str, Any]], *, every_term: bool
     return (best[2], best[3]) if best else None
 
 
+def _names_asked(question: str, section: dict[str, Any]) -> bool:
+    """Whether ``section``'s heading names a word of ``question`` (generic verbs aside)."""
+    asked = _stems(question) - {_stem(w) for w in _GENERIC_VERBS}
+    return bool(asked & _stems(str(section.get("heading") or "")))
+
+
 def prose_answer(question: str, passages: list[dict[str, Any]], *,
                  named_share: float = 0.0) -> tuple[dict[str, Any], str] | None:
     """For a how-to question the KB answers in prose, not in numbered steps: the section and its words.
@@ -811,6 +817,12 @@ class Responder:
         kb_answered = refused is not None or enumerated is not None
         steps_from_kb = (procedure(text, passages, products=self.products)
                          if self.procedures and wants_steps and not kb_answered else None)
+        if steps_from_kb is not None and not _names_asked(text, steps_from_kb[0]):
+            # steps that merely mention what is asked ("I want to return a lamp": "When it is too late" of
+            # changing an order, whose last step is "Return the unwanted item") give way to the steps of a
+            # section of a retrieved document whose heading names it ("Register your return")
+            named = [s for s in self._other_sections(passages) if _names_asked(text, s)]
+            steps_from_kb = procedure(text, named, products=self.products) or steps_from_kb
         prose: tuple[dict[str, Any], str] | None = None
         # "my package arrived and the vase is smashed", "the kettle stopped working": the steps the KB gives for
         # reporting a damaged or faulty item, from the retrieved documents (the problem's words find them; a vase

@@ -822,6 +822,20 @@ def test_damage_the_customer_caused_is_answered_by_what_the_warranty_does_not_co
 
 
 @pytest.mark.slow
+def test_steps_that_merely_mention_the_asked_thing_give_way_to_a_section_named_for_it(sample_kb):
+    # "I want to return a lamp" retrieved "When it is too late" (changing an order: "3. Return the unwanted
+    # item ...") and the returns document's "Exchanges" and "Refunds without a return", not its steps
+    responder = Responder(sample_kb, ScriptedGenerator().enqueue("Sure, I can help with that."),
+                          company_name="Larkspur & Co.", products={"lamp", "rug"})
+    passages = responder.retrieve("I want to return a lamp", [])[0]
+    assert "register-your-return" not in {p["anchor"] for p in passages}
+    result = responder.answer(text="I want to return a lamp", intent="out_of_scope", tone="neutral", history=[])
+    assert "Here is how (Register your return):" in result.text, result.text
+    assert "Press Start a return." in result.text and "Let the order arrive" not in result.text
+    assert result.citations[0]["anchor"] == "register-your-return"
+
+
+@pytest.mark.slow
 def test_a_dangerous_item_gets_the_kbs_safety_advice_first(sample_kb):
     # QA: "the lamp started sparking and smells like burning!!" got the model's request for the lamp's details;
     # the KB's "Safety first" came only as a fallback quote at the end
