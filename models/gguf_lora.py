@@ -19,12 +19,14 @@ a retrained adapter with the same name gets a new file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +151,7 @@ def convert_peft_lora(adapter_dir: Path | str, out_path: Path | str, base_gguf: 
             raise InvalidInput(f"Adapter tensor {key!r} names layer {layer}; the base has {info['n_layer']}.", code="bad_adapter")
         pairs.setdefault((layer, module), {})[which] = value.float().numpy().astype(np.float32)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
-        writer = gguf.GGUFWriter(tmp_name, arch=info["architecture"])
+    with _written_whole(out_path, info["architecture"]) as writer:
         writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
@@ -169,6 +167,21 @@ def convert_peft_lora(adapter_dir: Path | str, out_path: Path | str, base_gguf: 
             name = f"blk.{layer}.{_MODULES[module]}.weight"
             writer.add_tensor(name + ".lora_a", np.ascontiguousarray(a))
             writer.add_tensor(name + ".lora_b", np.ascontiguousarray(b))
+    return out_path
+
+
+@contextlib.contextmanager
+def _written_whole(out_path: Path, arch: str) -> Iterator[Any]:
+    """A ``GGUFWriter`` to fill; its file appears at ``out_path`` only once written whole (a temporary file
+    beside it until then, removed when filling fails)."""
+    import gguf
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
+    os.close(fd)
+    try:
+        writer = gguf.GGUFWriter(tmp_name, arch=arch)
+        yield writer
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -177,7 +190,6 @@ def convert_peft_lora(adapter_dir: Path | str, out_path: Path | str, base_gguf: 
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    return out_path
 
 
 def gguf_lora_for(adapter_dir: Path | str, cache_dir: Path | str, base_gguf: Path | str, *,
@@ -250,12 +262,7 @@ def merge_lora_gguf(layout_gguf: Path | str, exact_gguf: Path | str, lora_gguf: 
     if unknown:
         raise InvalidInput(f"{lora_gguf.name} adapts tensors the base model lacks: {', '.join(unknown[:3])}.",
                            code="bad_adapter")
-    arch = layout.fields["general.architecture"].contents()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
-        writer = gguf.GGUFWriter(tmp_name, arch=arch)
+    with _written_whole(out_path, layout.fields["general.architecture"].contents()) as writer:
         for name, f in layout.fields.items():
             if name.startswith("GGUF.") or name == "general.architecture":
                 continue  # written by the writer itself
@@ -277,14 +284,6 @@ def merge_lora_gguf(layout_gguf: Path | str, exact_gguf: Path | str, lora_gguf: 
             weights += (b_m @ a_m) * (alpha / a_m.shape[0])
             data, kind = _encode_like(weights, tensor.tensor_type)
             writer.add_tensor(tensor.name, data, raw_shape=data.shape, raw_dtype=kind)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
     return out_path
 
 
