@@ -381,10 +381,10 @@ def procedure(question: str, passages: list[dict[str, Any]], *, every_term: bool
     return (best[2], best[3]) if best else None
 
 
-def _names_asked(question: str, section: dict[str, Any]) -> bool:
-    """Whether ``section``'s heading names a word of ``question`` (generic verbs aside)."""
+def _names_asked(question: str, section: dict[str, Any], *fields: str) -> bool:
+    """Whether ``section``'s ``fields`` (its heading, its title) name a word of ``question`` (generic verbs aside)."""
     asked = _stems(question) - {_stem(w) for w in _GENERIC_VERBS}
-    return bool(asked & _stems(str(section.get("heading") or "")))
+    return bool(asked & _stems(" ".join(str(section.get(f) or "") for f in fields)))
 
 
 def prose_answer(question: str, passages: list[dict[str, Any]], *,
@@ -817,11 +817,12 @@ class Responder:
         kb_answered = refused is not None or enumerated is not None
         steps_from_kb = (procedure(text, passages, products=self.products)
                          if self.procedures and wants_steps and not kb_answered else None)
-        if steps_from_kb is not None and not _names_asked(text, steps_from_kb[0]):
+        if steps_from_kb is not None and not _names_asked(text, steps_from_kb[0], "heading", "title"):
             # steps that merely mention what is asked ("I want to return a lamp": "When it is too late" of
-            # changing an order, whose last step is "Return the unwanted item") give way to the steps of a
-            # section of a retrieved document whose heading names it ("Register your return")
-            named = [s for s in self._other_sections(passages) if _names_asked(text, s)]
+            # "Changing an order", whose last step is "Return the unwanted item") give way to the steps of a
+            # section of a retrieved document whose heading names it ("Register your return"); steps under a
+            # title that names it stay ("How do I place an order?": "Step by step" of "Placing an order")
+            named = [s for s in self._other_sections(passages) if _names_asked(text, s, "heading")]
             steps_from_kb = procedure(text, named, products=self.products) or steps_from_kb
         prose: tuple[dict[str, Any], str] | None = None
         # "my package arrived and the vase is smashed", "the kettle stopped working": the steps the KB gives for

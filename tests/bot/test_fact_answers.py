@@ -833,6 +833,12 @@ def test_steps_that_merely_mention_the_asked_thing_give_way_to_a_section_named_f
     assert "Here is how (Register your return):" in result.text, result.text
     assert "Press Start a return." in result.text and "Let the order arrive" not in result.text
     assert result.citations[0]["anchor"] == "register-your-return"
+    # steps under a title that names what is asked stay (procedures.py: "How do I place an order?" got "How to
+    # change your order" for a moment, "Step by step" of "Placing an order" naming neither word)
+    placing = Responder(sample_kb, ScriptedGenerator().enqueue("Sure."), company_name="Larkspur & Co.",
+                        products={"lamp", "rug"}).answer(text="How do I place an order?", intent="how_to",
+                                                          tone="neutral", history=[])
+    assert "Here is how (Step by step):" in placing.text, placing.text
 
 
 @pytest.mark.slow
