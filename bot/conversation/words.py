@@ -55,13 +55,13 @@ _FAULTY = re.compile(
 
 
 # damage the customer caused: "I dropped my mug and it cracked", "my son knocked the lamp over", "I accidentally
-# put it in the dishwasher". The warranty rules out "Damage from accidents"; such a message is no damaged
+# chipped the bowl" (not "he" or "they": often the courier). The warranty rules out "Damage from accidents"; such a message is no damaged
 # delivery or fault to report (QA: "i dropped my mug ... can i get a new one under warranty" got the steps for
 # reporting it). Read as the policy's word, "accident". (Not "sat on" or "stood on": a chair that breaks when
 # sat on is what the warranty's "normal household use" covers.)
 _ACCIDENT_WORDS = re.compile(r"(?i)\b(?:accident(?:al|ally)|by\s+accident|by\s+mistake|(?:my|our)\s+(?:own\s+)?fault)\b")
 _SELF_CAUSED = re.compile(
-    r"(?i)\b(?:i|we|he|she|they|my\s+(?:son|daughter|kids?|child|children|husband|wife|partner|boyfriend|girlfriend|"
+    r"(?i)\b(?:i|we|my\s+(?:son|daughter|kids?|child|children|husband|wife|partner|boyfriend|girlfriend|"
     r"dog|cat|puppy|baby|toddler|brother|sister|mum|mom|dad|flatmate|roommate))\s+(?:accidentally\s+|just\s+|then\s+)?"
     r"(?:dropped(?!\s+(?:\w+\s+)?off\b)|knocked(?:\s+\w+){0,2}\s+(?:over|off|down)|spilled|spilt|"
     r"stepped\s+on|trod\s+on|broke|smashed|cracked|bumped|chipped|scratched|tipped(?:\s+\w+)?\s+over)\b")
