@@ -217,8 +217,9 @@ def _float_matrix(tensor: Any) -> Any:
 def _encode_like(weights: Any, kind: Any) -> tuple[Any, Any]:
     """``weights`` as the layout file stores that tensor when it is a float type, else as Q8_0; returns
     (array to write, its GGML type). Re-rounding to a 4- or 5-bit type would wash out most of the
-    adapter's change (measured: the Q4_1 file merged in Q4_1 agreed with the adapter on 63 % of
-    greedy tokens), while Q8_0's step is a sixteenth of Q4_1's."""
+    adapter's change (measured: replies of the Q4_1 file merged in Q4_1 agreed with the Q8_0 merge's own
+    choices on 63 % of tokens, where the two encodings unmerged agree on over 90 %), while Q8_0's step is a
+    sixteenth of Q4_1's."""
     import gguf
     import numpy as np
 
@@ -237,8 +238,8 @@ def merge_lora_gguf(layout_gguf: Path | str, exact_gguf: Path | str, lora_gguf: 
     """Write a model file whose adapted weights are ``W + (alpha / r) * B @ A``: the LoRA merged in.
 
     llama.cpp applies a LoRA file at run time as two extra small matrix products per adapted layer
-    and token (210 for the shipped adapter), which costs about a sixth of the decode speed of this
-    small model. A merged file runs at the base model's speed and chooses the same tokens as the
+    and token (210 for the shipped adapter), which costs about 15 % of the decode speed of this small
+    model (134 against 114 tokens/s on two cores). A merged file runs at the base model's speed and chooses the same tokens as the
     run-time adapter, up to rounding.
 
     ``layout_gguf`` is the file the runtime would load (its metadata, tokenizer, every tensor the
