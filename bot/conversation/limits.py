@@ -816,9 +816,9 @@ def reported_problem(question: str, passages: list[dict[str, Any]], products: Co
     else."""
     said = stems(question)
     problem = said & PROBLEM_WORDS
-    if not problem or not names_an_item(question, products):  # "my heart is broken" is no damaged item
-        return frozenset()
-    if _ACCIDENT in said:  # "I dropped it and it cracked": what the warranty says of accidents answers it
+    # "my heart is broken" is no damaged item; "I dropped it and it cracked": what the warranty says of accidents
+    # answers it
+    if not problem or _ACCIDENT in said or not names_an_item(question, products):
         return frozenset()
     for p in passages[:2]:
         if found := problem & stems(f"{p.get('title') or ''} {p.get('heading') or ''} {p.get('text') or ''}"):
@@ -852,13 +852,14 @@ def problem_search(question: str, products: Collection[str] = ()) -> str:
     searched for as the warranty speaks of it: "i dropped my mug and it broke, can i get a new one under
     warranty" retrieved how to make a claim, and with "(damage from accidents)" what the warranty does not cover.
     """
-    if _NOT_AN_ITEM.search(question) or not (names_an_item(question, products) or "warranty" in question.lower()):
+    item = names_an_item(question, products)
+    if _NOT_AN_ITEM.search(question) or not (item or "warranty" in question.lower()):
         return question
     if self_caused_damage(question):
         return f"{question} (damage from accidents)"
     said = stems(question)
     words = [_SEARCH_WORDS[w] for w in sorted(said & set(_SEARCH_WORDS))]
-    if not words or _ACCIDENT in said or not names_an_item(question, products):
+    if not words or _ACCIDENT in said or not item:
         return question
     return f"{question} ({', '.join(words)})"
 
