@@ -232,6 +232,7 @@ def build_generator(settings: Settings) -> Any:
             if settings.llamacpp_weights != "auto"
             else ("q8_0" if settings.gguf_path is None else "shipped"),
             merge_adapters=settings.llamacpp_merge_adapter,
+            torch_prefill=settings.llamacpp_torch_prefill,
         )
     import torch
 

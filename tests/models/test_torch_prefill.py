@@ -1,0 +1,212 @@
+"""Cold prompts prefilled in PyTorch and decoded in llama.cpp: the KV cells PyTorch computes steer
+llama.cpp as its own do, the byte layout is checked against the build, and any failure falls back."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.base import find_base_gguf
+from models.prompting import build_messages, render_prompt
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is a project dependency; install with `make install`")
+
+import models.torch_prefill as torch_prefill  # noqa: E402
+from models.llamacpp import LlamaCppGenerator  # noqa: E402
+from models.torch_prefill import LayoutMismatch, SeqStateLayout  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+ADAPTERS = ROOT / "models" / "adapters"
+ADAPTER = (ADAPTERS / "ACTIVE").read_text(encoding="utf-8").strip()
+POLICY = [
+    {"title": "Returns policy", "heading": "Return window",
+     "text": "You can return most items within the return window, counted from the day of delivery. Items must be "
+             "unused and in their original packaging; opened bedding cannot be returned for hygiene reasons."},
+    {"title": "Returns policy", "heading": "Return shipping",
+     "text": "Returns are free for faulty items. For a change of mind we deduct the return label from the refund, "
+             "and assembled furniture has a collection fee. Refunds reach your card within five working days."},
+    {"title": "Delivery", "heading": "Delivery times",
+     "text": "Standard delivery takes three to five working days; express delivery arrives the next working day "
+             "when you order before the cut-off time. Large furniture is delivered by a two-person team."},
+]
+FACTS = [("return_window_days", "30 days"), ("return_label_fee", "£4.95"), ("support_phone", "0161 496 0000")]
+QUESTIONS = ["How many days do I have to return a lamp?", "Who pays for the return label?",
+             "Can I return a duvet I opened?"]
+
+
+def _messages(question: str) -> list[dict[str, str]]:
+    return build_messages(message=question, intent="check_refund_policy", tone="neutral", facts=FACTS,
+                          passages=POLICY, history=[("customer", "Hi there"), ("bot", "Hello! How can I help?")])
+
+
+@pytest.fixture(scope="module")
+def llama(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    gen = LlamaCppGenerator(find_base_gguf(), base_model_dir, ADAPTERS,
+                            cache_dir=tmp_path_factory.mktemp("gguf-prefill"), n_ctx=4096)
+    gen.warm(ADAPTER)
+    yield gen
+    gen.close()
+
+
+def _state_bytes(runtime, seq: int) -> bytes:
+    L = runtime._L
+    size = int(L.llama_state_seq_get_size(runtime.ctx, seq))
+    buf = (ctypes.c_uint8 * size)()
+    return bytes(buf[: int(L.llama_state_seq_get_data(runtime.ctx, buf, size, seq))])
+
+
+def _free_seq(gen: LlamaCppGenerator) -> int:
+    seq = gen._runtime.n_seq - 1  # the engine hands out the first sequences first
+    gen._runtime.seq_rm(seq)
+    return seq
+
+
+def test_the_layout_is_learned_from_the_build_and_matches_the_model(llama, base_model_dir):
+    config = json.loads((base_model_dir / "config.json").read_text(encoding="utf-8"))
+    kv_width = config["num_key_value_heads"] * config["hidden_size"] // config["num_attention_heads"]
+    with llama._lock:
+        layout = llama._runtime.seq_state_layout(_free_seq(llama))
+    assert layout.n_layer == config["num_hidden_layers"]
+    assert layout.k_row_bytes == 2 * kv_width  # float16 keys
+    assert layout.v_width == kv_width
+    assert layout.v_trans  # flash attention is off by default: values are stored one dimension per row
+
+
+def test_state_bytes_that_differ_from_the_layout_are_refused(llama):
+    with llama._lock:
+        runtime = llama._runtime
+        seq = _free_seq(llama)
+        runtime.decode([(1, 0, seq, False), (2, 1, seq, False), (3, 2, seq, False)])
+        data = _state_bytes(runtime, seq)
+        runtime.seq_rm(seq)
+    layout = SeqStateLayout.parse(data, 3, seq)
+    for bad, cells, what in [
+        (data[:-1], 3, "truncated"),
+        (data + b"\0", 3, "trailing bytes"),
+        (data, 2, "another cell count"),
+    ]:
+        with pytest.raises(LayoutMismatch):
+            SeqStateLayout.parse(bad, cells, seq)
+        del what
+    # a key type that is not float16 (q8_0 = 8)
+    keys_at = 8 + 8 + 3 * 12 + 8
+    retyped = data[:keys_at] + np.array([8], np.int32).tobytes() + data[keys_at + 4 :]
+    with pytest.raises(LayoutMismatch):
+        SeqStateLayout.parse(retyped, 3, seq)
+    assert layout.header == data[:8]
+
+
+def _choices_after(gen: LlamaCppGenerator, prompt: list[int], reply: list[int], *, pytorch: bool) -> list[int]:
+    """Greedy choice after the prompt and after every reply token (the reply forced), the prompt's
+    cells computed by llama.cpp itself or by PyTorch and loaded into llama.cpp."""
+    runtime = gen._runtime
+    with gen._lock:
+        runtime.use_adapter(ADAPTER)
+        seq = _free_seq(gen)
+        try:
+            if pytorch:
+                layout = runtime.seq_state_layout(seq)
+                logits, state = gen._cold_prefill(prompt, ADAPTER, layout, seq)
+                assert runtime.set_seq_state(seq, state)
+                picks = [int(np.argmax(logits))]
+            else:
+                picks = []
+                for start in range(0, len(prompt), 256):
+                    chunk = prompt[start : start + 256]
+                    last = start + len(chunk) == len(prompt)
+                    out = runtime.decode([(t, start + i, seq, last and i == len(chunk) - 1)
+                                          for i, t in enumerate(chunk)])
+                picks.append(int(np.argmax(out[0])))
+            rows = runtime.decode([(t, len(prompt) + i, seq, True) for i, t in enumerate(reply)])
+            picks += [int(np.argmax(row)) for row in rows]
+        finally:
+            runtime.seq_rm(seq)
+    return picks
+
+
+@pytest.mark.slow
+def test_cells_prefilled_in_pytorch_make_llamacpps_own_choices(llama, monkeypatch):
+    """With the reply forced, llama.cpp decoding from PyTorch's cells picks the token llama.cpp picks
+    from its own cells almost everywhere. Without the key interleave the same check fails badly."""
+    tok = llama.tokenizer
+    cases = []
+    for question in QUESTIONS:
+        prompt = tok(render_prompt(tok, _messages(question)), add_special_tokens=False)["input_ids"]
+        assert len(prompt) > 300
+        reply = tok(llama.generate(_messages(question), adapter_id=ADAPTER, max_new_tokens=32).text,
+                    add_special_tokens=False)["input_ids"]
+        cases.append((prompt, reply, _choices_after(llama, prompt, reply, pytorch=False)))
+    agree = total = 0
+    for prompt, reply, own in cases:
+        hybrid = _choices_after(llama, prompt, reply, pytorch=True)
+        assert hybrid[0] == own[0], "the first token differs"
+        agree += sum(a == b for a, b in zip(hybrid, own, strict=True))
+        total += len(own)
+    assert agree / total >= 0.9, f"{agree}/{total}"
+
+    # the negative control: keys in Hugging Face's order mean nothing to llama.cpp's attention
+    monkeypatch.setattr(torch_prefill, "interleave_rotary", lambda k: k)
+    wrong = sum(a == b for prompt, reply, own in cases
+                for a, b in zip(_choices_after(llama, prompt, reply, pytorch=True), own, strict=True))
+    assert wrong / total < 0.5, f"{wrong}/{total} without the interleave"
+
+
+@pytest.mark.slow
+def test_cold_prompts_go_through_pytorch_and_cached_ones_do_not(llama):
+    engine = llama.engine
+    engine.clear_prefix_cache()
+    before, reused = engine.torch_prefills, engine.prefix_tokens_reused
+    first = llama.generate(_messages(QUESTIONS[1]), adapter_id=ADAPTER, max_new_tokens=16)
+    assert engine.torch_prefills == before + 1
+    # the same conversation asks again: its prompt's cells (PyTorch's) are reused, one token is new
+    again = llama.generate(_messages(QUESTIONS[1]), adapter_id=ADAPTER, max_new_tokens=16)
+    assert engine.torch_prefills == before + 1
+    assert engine.prefix_tokens_reused - reused == again.prompt_tokens - 1
+    assert first.text.strip() and again.text.strip()
+
+
+@pytest.mark.slow
+def test_a_failing_pytorch_prefill_falls_back_to_llamacpp(llama, monkeypatch):
+    engine = llama.engine
+    working = engine.torch_prefill
+    calls = []
+
+    def broken(*args):
+        calls.append(args)
+        raise RuntimeError("out of memory")
+
+    engine.clear_prefix_cache()
+    monkeypatch.setattr(engine, "torch_prefill", broken)
+    before = engine.torch_prefills
+    reply = llama.generate(_messages(QUESTIONS[2]), adapter_id=ADAPTER, max_new_tokens=12)
+    assert calls and reply.completion_tokens >= 2 and reply.text.strip()
+    assert engine.torch_prefills == before and engine.torch_prefill is broken  # tried again next time
+
+    def mismatched(*args):
+        raise LayoutMismatch("another layout", code="state_layout")
+
+    engine.clear_prefix_cache()
+    monkeypatch.setattr(engine, "torch_prefill", mismatched)
+    reply = llama.generate(_messages(QUESTIONS[0]), adapter_id=ADAPTER, max_new_tokens=12)
+    assert reply.text.strip()
+    assert engine.torch_prefill is None  # a build with another layout: off for good
+    monkeypatch.setattr(engine, "torch_prefill", working)
+
+
+def test_the_setting_turns_it_off(tmp_path, base_model_dir):
+    from bot.services import build_generator
+    from bot.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, base_model_dir=base_model_dir, llamacpp_torch_prefill=False,
+                        generator="llamacpp")
+    gen = build_generator(settings)
+    try:
+        assert isinstance(gen, LlamaCppGenerator) and gen.torch_prefill is False
+        gen.load()
+        assert gen.engine.torch_prefill is None
+    finally:
+        gen.close()
