@@ -1,7 +1,7 @@
 """Generation speed of the in-process backend against naive ``model.generate``, side by side.
 
 Usage: python benchmarks/serving_speed.py [--new-tokens 96] [--adapter ID] [--weights q8_0|shipped]
-       [--no-merge] [--concurrency 1,4,16] [--rounds 1,4]
+       [--no-merge] [--no-torch-prefill] [--concurrency 1,4,16] [--rounds 1,4]
        [--skip-bf16] [--skip-transformers-engine]
 
 Everything runs in this one process, one after the other, on the same realistic prompt: the
@@ -19,7 +19,10 @@ sample company's facts and three passages of its returns policy in the bot's own
 * ours, one stream: the product's default engine (``LlamaCppGenerator``: llama.cpp, continuous
   batching, prefix sharing) and the transformers engine (``TransformersGenerator``); first token
   cold (nothing cached) and warm (a prompt sharing everything but the question with the previous
-  one), and decode tokens/s.
+  one), and decode tokens/s. Cold prompts are prefilled in PyTorch and decoded by llama.cpp
+  (``HYBRIDESK_LLAMACPP_TORCH_PREFILL``, on by default; ``--no-torch-prefill``); the other setting
+  gets one-stream rows too, so the first tokens compare side by side. The cold first token is also
+  taken for three more questions, each with nothing cached.
 * ours, concurrent (llama.cpp engine): 1, 4 and 16 conversations at once (different questions),
   aggregate tokens/s, per-reply latency p50/p95 and time to first token; once as a single burst
   (every conversation asks one question at the same moment) and once with each conversation
@@ -176,7 +179,8 @@ def _tokenizer():
     return AutoTokenizer.from_pretrained(str(ensure_base_model(cache)), local_files_only=True)
 
 
-def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0", merge: bool = True):
+def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0", merge: bool = True,
+                   torch_prefill: bool = True):
     if backend == "llamacpp":
         from models.base import ensure_base_model, find_base_gguf
         from models.llamacpp import LlamaCppGenerator
@@ -184,7 +188,7 @@ def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0", merge:
         cache = Path(os.environ.get("HYBRIDESK_MODEL_CACHE", "/tmp/hybridesk-test-models"))
         return LlamaCppGenerator(find_base_gguf(), ensure_base_model(cache), ROOT / "models/adapters",
                                  cache_dir=lora_cache, n_threads=2, max_batch=16, weights=weights,
-                                 merge_adapters=merge)
+                                 merge_adapters=merge, torch_prefill=torch_prefill)
     from models.generation import TransformersGenerator
 
     model, _, tok = load("fp32", None)  # the generator applies the adapter itself
@@ -193,13 +197,20 @@ def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0", merge:
 
 def ours(backend: str, adapter: str | None, new_tokens: int, concurrency: list[int],
          lora_cache: Path, weights: str = "q8_0", rounds: list[int] | None = None,
-         merge: bool = True) -> tuple[list[dict], list[dict]]:
-    gen = make_generator(backend, lora_cache, weights, merge)
+         merge: bool = True, torch_prefill: bool = True) -> tuple[list[dict], list[dict]]:
+    gen = make_generator(backend, lora_cache, weights, merge, torch_prefill)
     label_backend = {"llamacpp": "llama.cpp engine", "transformers": "transformers engine"}[backend]
+    if backend == "llamacpp":
+        label_backend += ", PyTorch prefill" if torch_prefill else ", llama.cpp prefill"
     single = []
     # warm-up: loads the model and the adapter; then clear the prefix cache for a cold first token
     gen.generate(realistic_messages("hello"), adapter_id=adapter, max_new_tokens=2)
     gen.engine.clear_prefix_cache()
+    # the cold first token of three more questions, each with nothing cached (it varies run to run)
+    cold_runs = []
+    for question in QUESTIONS[2:5]:
+        cold_runs.append(gen.generate(realistic_messages(question), adapter_id=adapter, max_new_tokens=1).first_token_s)
+        gen.engine.clear_prefix_cache()
     for label, question in (("cold prefix cache", QUESTIONS[0]), ("warm prefix cache", QUESTIONS[1])):
         reused_before = gen.engine.prefix_tokens_reused
         r = gen.generate(realistic_messages(question), adapter_id=adapter, max_new_tokens=new_tokens)
@@ -214,6 +225,8 @@ def ours(backend: str, adapter: str | None, new_tokens: int, concurrency: list[i
                 "completion_tokens": r.completion_tokens,
             }
         )
+        if label.startswith("cold"):
+            single[-1]["cold_ttft_more_questions_s"] = cold_runs
     rows = []
     for n_rounds in rounds or [1]:
         for n in concurrency:
@@ -275,6 +288,8 @@ def main() -> None:
     ap.add_argument("--weights", choices=["q8_0", "shipped"], default="q8_0")
     ap.add_argument("--no-merge", action="store_true",
                     help="our engine applies the LoRA file at run time instead of merging it into the weights")
+    ap.add_argument("--no-torch-prefill", action="store_true",
+                    help="our engine prefills in llama.cpp (the other setting gets one-stream rows only)")
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--rounds", default="1,4",
                     help="questions each concurrent conversation asks back to back (one run per value)")
@@ -295,7 +310,10 @@ def main() -> None:
         baselines.append(llama_cpp_own(adapter, args.new_tokens, lora_cache, args.weights, merged))
     single, concurrent = ours("llamacpp", adapter, args.new_tokens,
                               [int(c) for c in args.concurrency.split(",")], lora_cache, args.weights,
-                              [int(r) for r in args.rounds.split(",")], merge)
+                              [int(r) for r in args.rounds.split(",")], merge, not args.no_torch_prefill)
+    # the other prefill setting, one stream only: the first token side by side
+    single += ours("llamacpp", adapter, args.new_tokens, [], lora_cache, args.weights, [], merge,
+                   args.no_torch_prefill)[0]
     if not args.skip_transformers_engine:
         single += ours("transformers", adapter, args.new_tokens, [], lora_cache)[0]
     ref = next((b for b in baselines if "bf16" in b["system"]), baselines[0])
@@ -334,6 +352,7 @@ def main() -> None:
             "adapter": adapter,
             "weights": args.weights,
             "adapter_merged": merge,
+            "torch_prefill": not args.no_torch_prefill,
             "load_avg_1m_before": load_before,
             "load_avg_1m_after": os.getloadavg()[0],
             "baselines": baselines,

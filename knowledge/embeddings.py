@@ -72,9 +72,56 @@ def load_sentence_transformer(path: str | Path | None = None) -> SentenceTransfo
 
 
 def make_llama_embedding(path: str | Path | None = None, batch_size: int = 64) -> Any:
-    """A LlamaIndex ``HuggingFaceEmbedding`` over the same local folder (never the default model)."""
-    _offline()
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    """A LlamaIndex embedding over the folder's sentence-transformers model, the same instance the NLU
+    encoder uses (:func:`load_sentence_transformer`), so the weights are in memory once.
 
-    p = str(resolve_embedding_dir(path))
-    return HuggingFaceEmbedding(model_name=p, device="cpu", embed_batch_size=batch_size)
+    It embeds as LlamaIndex's ``HuggingFaceEmbedding`` does for this model (normalised vectors, no
+    instruction prefix), which loaded a second copy of the model (about 90 MB).
+    """
+    model = load_sentence_transformer(path)
+    return _embedding_class()(model, model_name=str(resolve_embedding_dir(path)), embed_batch_size=batch_size)
+
+
+@lru_cache(maxsize=1)
+def _embedding_class() -> type:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.bridge.pydantic import PrivateAttr
+
+    class SentenceTransformerEmbedding(BaseEmbedding):
+        """LlamaIndex's embedding interface over a loaded ``SentenceTransformer``."""
+
+        _model: Any = PrivateAttr()
+
+        def __init__(self, model: Any, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._model = model
+
+        @classmethod
+        def class_name(cls) -> str:
+            return "SentenceTransformerEmbedding"
+
+        def _encode(self, texts: list[str]) -> list[list[float]]:
+            vectors = self._model.encode(texts, batch_size=self.embed_batch_size, normalize_embeddings=True,
+                                         show_progress_bar=False, convert_to_numpy=True)
+            return vectors.tolist()
+
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return self._encode([query])[0]
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return self._encode([text])[0]
+
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            return self._encode(texts)
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            import asyncio
+
+            return await asyncio.to_thread(self._get_query_embedding, query)
+
+        async def _aget_text_embedding(self, text: str) -> list[float]:
+            import asyncio
+
+            return await asyncio.to_thread(self._get_text_embedding, text)
+
+    return SentenceTransformerEmbedding

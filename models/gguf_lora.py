@@ -100,13 +100,16 @@ def adapter_fingerprint(adapter_dir: Path | str) -> str:
     return content_hash(adapter_dir / "adapter_config.json", adapter_dir / "adapter_model.safetensors")[:16]
 
 
-def convert_peft_lora(adapter_dir: Path | str, out_path: Path | str, base_gguf: Path | str) -> Path:
-    """Write ``adapter_dir`` (a peft LoRA folder) as a GGUF LoRA file at ``out_path``."""
-    import gguf
+def read_peft_lora(adapter_dir: Path | str, n_layer: int) -> tuple[float, int, dict[tuple[int, str], dict[str, Any]]]:
+    """``(alpha, rank, {(layer, module): {"A": a, "B": b}})`` of a peft LoRA folder, as float32 arrays.
+
+    ``alpha`` is scaled so that ``alpha / rank`` is the factor of ``B @ A`` (peft's rsLoRA divides by
+    the square root of the rank instead). Anything llama.cpp's LoRA files cannot hold is refused.
+    """
     import numpy as np
     from safetensors.torch import load_file  # adapters are often saved in bf16, which numpy lacks
 
-    adapter_dir, out_path = Path(adapter_dir), Path(out_path)
+    adapter_dir = Path(adapter_dir)
     config_path = adapter_dir / "adapter_config.json"
     weights_path = adapter_dir / "adapter_model.safetensors"
     if not config_path.is_file() or not weights_path.is_file():
@@ -135,10 +138,8 @@ def convert_peft_lora(adapter_dir: Path | str, out_path: Path | str, base_gguf: 
         # peft scales by alpha / sqrt(r), llama.cpp by alpha / r: give llama.cpp the alpha that matches
         alpha = alpha * math.sqrt(rank)
 
-    info = base_gguf_info(base_gguf)
-    tensors = load_file(str(weights_path))
     pairs: dict[tuple[int, str], dict[str, Any]] = {}
-    for key, value in tensors.items():
+    for key, value in load_file(str(weights_path)).items():
         match = _KEY_RE.search(key)
         if match is None:
             raise InvalidInput(
@@ -147,9 +148,23 @@ def convert_peft_lora(adapter_dir: Path | str, out_path: Path | str, base_gguf: 
                 code="bad_adapter",
             )
         layer, module, which = int(match.group(1)), match.group(2), match.group(3)
-        if layer >= info["n_layer"]:
-            raise InvalidInput(f"Adapter tensor {key!r} names layer {layer}; the base has {info['n_layer']}.", code="bad_adapter")
+        if layer >= n_layer:
+            raise InvalidInput(f"Adapter tensor {key!r} names layer {layer}; the base has {n_layer}.", code="bad_adapter")
         pairs.setdefault((layer, module), {})[which] = value.float().numpy().astype(np.float32)
+    for (layer, module), ab in pairs.items():
+        if set(ab) != {"A", "B"}:
+            raise InvalidInput(f"Adapter layer {layer} {module} lacks its lora_A or lora_B.", code="bad_adapter")
+    return alpha, rank, pairs
+
+
+def convert_peft_lora(adapter_dir: Path | str, out_path: Path | str, base_gguf: Path | str) -> Path:
+    """Write ``adapter_dir`` (a peft LoRA folder) as a GGUF LoRA file at ``out_path``."""
+    import gguf
+    import numpy as np
+
+    adapter_dir, out_path = Path(adapter_dir), Path(out_path)
+    info = base_gguf_info(base_gguf)
+    alpha, _rank, pairs = read_peft_lora(adapter_dir, info["n_layer"])
 
     with _written_whole(out_path, info["architecture"]) as writer:
         writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
@@ -157,8 +172,6 @@ def convert_peft_lora(adapter_dir: Path | str, out_path: Path | str, base_gguf: 
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
         writer.add_string("hybridesk.adapter_id", adapter_dir.name)
         for (layer, module), ab in sorted(pairs.items()):
-            if set(ab) != {"A", "B"}:
-                raise InvalidInput(f"Adapter layer {layer} {module} lacks its lora_A or lora_B.", code="bad_adapter")
             a, b = ab["A"], ab["B"]
             if module == "self_attn.q_proj":
                 b = _permute_rows(b, info["n_head"])

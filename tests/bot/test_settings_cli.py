@@ -166,3 +166,19 @@ def test_make_demo_listens_where_the_settings_say(target, monkeypatch):
     assert "--port" not in line and "--host" not in line  # the settings decide (default 127.0.0.1:8000)
     assert serve_line("PORT=9000").split()[-2:] == ["--port", "9000"]
     assert "--host 0.0.0.0" in serve_line("HOST=0.0.0.0")
+
+
+def test_serve_caps_mallocs_arenas_unless_the_operator_did():
+    """``serve`` asks glibc for two malloc arenas (resident memory, README); an operator's own
+    MALLOC_ARENA_MAX is left as it is."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from bot.server import limit_malloc_arenas; print(limit_malloc_arenas())"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "MALLOC_ARENA_MAX": "4"}, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "False"

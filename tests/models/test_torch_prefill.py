@@ -210,3 +210,27 @@ def test_the_setting_turns_it_off(tmp_path, base_model_dir):
         assert gen.engine.torch_prefill is None
     finally:
         gen.close()
+
+
+def test_the_merged_model_is_peft_with_the_adapter(base_model, base_model_dir):
+    """``load_merged_model`` adds the LoRA into the weights as peft applies it: same logits in float32."""
+    import torch
+    from peft import PeftModel
+
+    from models.torch_prefill import load_merged_model
+
+    model, tokenizer = base_model
+    ids = tokenizer(render_prompt(tokenizer, _messages(QUESTIONS[0])), add_special_tokens=False,
+                    return_tensors="pt")["input_ids"]
+    merged = load_merged_model(base_model_dir, ADAPTERS / ADAPTER, torch.float32)
+    plain = load_merged_model(base_model_dir, None, torch.float32)
+    reference = PeftModel.from_pretrained(model, str(ADAPTERS / ADAPTER))
+    try:
+        with torch.inference_mode():
+            want = reference(ids).logits[0]
+            got = merged(ids).logits[0]
+            base = plain(ids).logits[0]
+    finally:
+        reference.unload()  # the session's base model goes back as it was
+    assert (got - want).abs().max().item() < 1e-3
+    assert (base - want).abs().max().item() > 1.0  # the adapter does change the model
