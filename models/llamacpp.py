@@ -563,7 +563,7 @@ class LlamaCppEngine(BatchingEngine):
         self.slots = _Slots(runtime, keep_finished=prefix_cache_size)
         runtime.swap_listeners.append(self.slots.cells_lost)
         self.tuner = ThreadTuner(runtime.n_threads) if adaptive_threads else None
-        #: ``(prompt, adapter_id, layout, seq) -> (logits, state bytes)``: prefills cold prompts in PyTorch
+        #: ``(tokens, adapter_id, layout, seq) -> state bytes``: prefills cold prompts in PyTorch
         #: (:mod:`models.torch_prefill`); None prefills everything in llama.cpp
         self.torch_prefill: Any = None
         self.torch_min_tokens = 64
@@ -655,6 +655,9 @@ class LlamaCppEngine(BatchingEngine):
             if logits is not None:
                 return logits
             start = len(slot.tokens)
+        return self._prefill_in_llama(slot, prompt, start)
+
+    def _prefill_in_llama(self, slot: _Slot, prompt: list[int], start: int) -> Any:
         size = self.runtime.n_batch
         logits = None
         for chunk_start in range(start, len(prompt), size):
@@ -671,15 +674,17 @@ class LlamaCppEngine(BatchingEngine):
 
 
     def _prefill_in_torch(self, slot: _Slot, prompt: list[int]) -> Any:
-        """``prompt``'s cells computed by ``torch_prefill`` and loaded into ``slot``; None if that failed."""
+        """``prompt``'s cells, all but the last token's computed by ``torch_prefill``, loaded into ``slot``;
+        llama.cpp decodes the last token itself and gives the logits. None if that failed."""
         from models.torch_prefill import LayoutMismatch
 
         runtime = self.runtime
         runtime.seq_rm(slot.seq)
         slot.tokens = []
+        head = prompt[:-1]
         try:
             layout = runtime.seq_state_layout(slot.seq)
-            logits, state = self.torch_prefill(prompt, runtime.active_adapter, layout, slot.seq)
+            state = self.torch_prefill(head, runtime.active_adapter, layout, slot.seq)
         except LayoutMismatch as exc:
             log.warning("prefilling in PyTorch is off: %s", exc)
             self.torch_prefill = None
@@ -690,10 +695,9 @@ class LlamaCppEngine(BatchingEngine):
         while not runtime.set_seq_state(slot.seq, state):
             if not self.slots.evict_one():
                 return None
-        slot.tokens = list(prompt)
+        slot.tokens = list(head)
         self.torch_prefills += 1
-        return logits
-
+        return self._prefill_in_llama(slot, prompt, len(head))
 
 class _LlamaBatch(_Batch):
     """The running replies: one llama.cpp sequence each."""
@@ -904,11 +908,11 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
         loaded = self._loaded_from.get(adapter_id) if adapter_id is not None else None
         return loaded[1] if loaded else None
 
-    def _cold_prefill(self, prompt: list[int], adapter_id: str | None, layout: Any, seq: int) -> Any:
-        """The engine's ``torch_prefill``: the prompt through PyTorch with the running adapter merged in."""
+    def _cold_prefill(self, tokens: list[int], adapter_id: str | None, layout: Any, seq: int) -> bytes:
+        """The engine's ``torch_prefill``: ``tokens`` through PyTorch with the running adapter merged in."""
         assert self._prefiller is not None
         self._prefiller.prepare(adapter_id, self._fingerprint(adapter_id))
-        return self._prefiller.prefill(prompt, layout, seq)
+        return self._prefiller.prefill(tokens, layout, seq)
 
     def _ensure_adapter(self, adapter_id: str) -> None:
         """Load ``adapter_id`` (converted to a GGUF LoRA file once), or load it again when its files changed since:

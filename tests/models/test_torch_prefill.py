@@ -108,21 +108,18 @@ def _choices_after(gen: LlamaCppGenerator, prompt: list[int], reply: list[int], 
         runtime.use_adapter(ADAPTER)
         seq = _free_seq(gen)
         try:
+            head = prompt[:-1]  # the engine too has llama.cpp decode the prompt's last token
             if pytorch:
                 layout = runtime.seq_state_layout(seq)
-                logits, state = gen._cold_prefill(prompt, ADAPTER, layout, seq)
-                assert runtime.set_seq_state(seq, state)
-                picks = [int(np.argmax(logits))]
+                assert runtime.set_seq_state(seq, gen._cold_prefill(head, ADAPTER, layout, seq))
             else:
-                picks = []
-                for start in range(0, len(prompt), 256):
-                    chunk = prompt[start : start + 256]
-                    last = start + len(chunk) == len(prompt)
-                    out = runtime.decode([(t, start + i, seq, last and i == len(chunk) - 1)
-                                          for i, t in enumerate(chunk)])
-                picks.append(int(np.argmax(out[0])))
-            rows = runtime.decode([(t, len(prompt) + i, seq, True) for i, t in enumerate(reply)])
-            picks += [int(np.argmax(row)) for row in rows]
+                for start in range(0, len(head), 256):
+                    runtime.decode([(t, start + i, seq, False) for i, t in enumerate(head[start : start + 256])])
+            rows = runtime.decode([(t, len(head) + i, seq, True) for i, t in enumerate([prompt[-1], *reply])])
+            picks = []
+            for row in rows:
+                top = np.argsort(-np.asarray(row))[:2]
+                picks.append((int(top[0]), float(row[top[0]] - row[top[1]])))  # (choice, lead over the next)
         finally:
             runtime.seq_rm(seq)
     return picks
@@ -131,7 +128,9 @@ def _choices_after(gen: LlamaCppGenerator, prompt: list[int], reply: list[int], 
 @pytest.mark.slow
 def test_cells_prefilled_in_pytorch_make_llamacpps_own_choices(llama, monkeypatch):
     """With the reply forced, llama.cpp decoding from PyTorch's cells picks the token llama.cpp picks
-    from its own cells almost everywhere. Without the key interleave the same check fails badly."""
+    from its own cells almost everywhere, and wherever llama.cpp's choice is clear (more than one
+    logit ahead of the next). Near ties may go either way: PyTorch's int8 weights round differently
+    from llama.cpp's Q8_0. Without the key interleave the same check fails badly."""
     tok = llama.tokenizer
     cases = []
     for question in QUESTIONS:
@@ -140,18 +139,22 @@ def test_cells_prefilled_in_pytorch_make_llamacpps_own_choices(llama, monkeypatc
         reply = tok(llama.generate(_messages(question), adapter_id=ADAPTER, max_new_tokens=32).text,
                     add_special_tokens=False)["input_ids"]
         cases.append((prompt, reply, _choices_after(llama, prompt, reply, pytorch=False)))
-    agree = total = 0
+    agree = total = clear = 0
     for prompt, reply, own in cases:
         hybrid = _choices_after(llama, prompt, reply, pytorch=True)
-        assert hybrid[0] == own[0], "the first token differs"
-        agree += sum(a == b for a, b in zip(hybrid, own, strict=True))
-        total += len(own)
+        for (mine, _), (theirs, lead) in zip(hybrid, own, strict=True):
+            agree += mine == theirs
+            total += 1
+            if lead > 1.0:  # llama.cpp is sure of its choice: the hybrid must make it too
+                clear += 1
+                assert mine == theirs, f"a clear choice differs ({lead:.2f} logits ahead)"
     assert agree / total >= 0.9, f"{agree}/{total}"
+    assert clear >= total // 2
 
     # the negative control: keys in Hugging Face's order mean nothing to llama.cpp's attention
     monkeypatch.setattr(torch_prefill, "interleave_rotary", lambda k: k)
-    wrong = sum(a == b for prompt, reply, own in cases
-                for a, b in zip(_choices_after(llama, prompt, reply, pytorch=True), own, strict=True))
+    wrong = sum(mine == theirs for prompt, reply, own in cases
+                for (mine, _), (theirs, _) in zip(_choices_after(llama, prompt, reply, pytorch=True), own, strict=True))
     assert wrong / total < 0.5, f"{wrong}/{total} without the interleave"
 
 
