@@ -215,11 +215,18 @@ def _int8_rows(weight: Any, delta: Callable[[], Any] | None = None) -> tuple[Any
     channel for a linear layer)."""
     import torch
 
-    w = weight.float()
     if delta is not None:
-        w = w + delta()
-    scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-    return torch.round(w / scale[:, None]).to(torch.int8), scale
+        w = weight.float() + delta()
+        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        return torch.round(w / scale[:, None]).to(torch.int8), scale
+    # (the token embedding: 49152 rows, rounded a block at a time to keep the float32 copies small)
+    q = torch.empty(weight.shape, dtype=torch.int8)
+    scale = torch.empty(weight.shape[0])
+    for start in range(0, weight.shape[0], 4096):
+        block = weight[start : start + 4096].float()
+        scale[start : start + 4096] = block.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        q[start : start + 4096] = torch.round(block / scale[start : start + 4096, None]).to(torch.int8)
+    return q, scale
 
 
 def load_int8_body(model_dir: Path, adapter_dir: Path | None, dtype: Any) -> Any:
@@ -292,6 +299,8 @@ def load_int8_body(model_dir: Path, adapter_dir: Path | None, dtype: Any) -> Any
                                                                         requires_grad=False))
                 continue
             setattr(body.get_submodule(parent) if parent else body, child, new)
+            if child in ("down_proj", "embed_tokens"):
+                _trim_heap(collect=False)  # once a layer: the float32 copies freed here stay resident otherwise
     if deltas:
         raise Unavailable(f"The adapter changes layers the model lacks: {sorted(deltas)[:3]}", code="bad_adapter")
     if meta := [n for n, t in [*body.named_parameters(), *body.named_buffers()] if t.is_meta]:
