@@ -905,7 +905,15 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
         with self._lock:
             if self._prefiller is None:
                 return
-            self._prefiller.prepare(adapter_id, self._fingerprint(adapter_id))
+            try:
+                self._prefiller.prepare(adapter_id, self._fingerprint(adapter_id))
+            except Exception:  # noqa: BLE001 - llama.cpp still answers, prefilling everything itself
+                log.warning("the PyTorch prefill model could not be loaded from %s; llama.cpp prefills every "
+                            "prompt", self.tokenizer_dir, exc_info=True)
+                self._prefiller = None
+                if self._engine is not None:
+                    self._engine.torch_prefill = None
+                return
         filler = [{"role": "user", "content": "Warming up. " * 120}]
         self.generate(filler, adapter_id=adapter_id, max_new_tokens=1)
 
@@ -915,7 +923,8 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
 
     def _cold_prefill(self, tokens: list[int], adapter_id: str | None, layout: Any, seq: int) -> bytes:
         """The engine's ``torch_prefill``: ``tokens`` through PyTorch with the running adapter merged in."""
-        assert self._prefiller is not None
+        if self._prefiller is None:
+            raise Unavailable("The PyTorch prefill is off.", code="generator_failed")
         self._prefiller.prepare(adapter_id, self._fingerprint(adapter_id))
         return self._prefiller.prefill(tokens, layout, seq)
 

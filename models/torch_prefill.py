@@ -349,11 +349,8 @@ class TorchPrefiller:
         self._model: Any = None
         self._key: tuple[str | None, str | None] | None = None  # (adapter id, fingerprint) merged in
         self._lock = threading.Lock()
+        self._failed: tuple[Any, BaseException] | None = None  # (key, error) of the last load that failed
         self.prefills = 0
-
-    @property
-    def adapter_key(self) -> tuple[str | None, str | None] | None:
-        return self._key
 
     def prepare(self, adapter_id: str | None, fingerprint: str | None = None) -> None:
         """Have ``adapter_id`` (with files of ``fingerprint``) merged in; the base model for None."""
@@ -361,13 +358,20 @@ class TorchPrefiller:
         with self._lock:
             if self._key == key and self._model is not None:
                 return
+            if self._failed is not None and self._failed[0] == key:
+                raise self._failed[1]  # (not a reload of ~1 s for every prompt)
             import torch
 
-            self._model = None  # free the old weights before loading the new ones
+            self._model, self._key = None, None  # free the old weights before loading the new ones
             dtype = getattr(torch, self.dtype_name)
-            adapter = None if adapter_id is None else self.adapter_dir(adapter_id)
-            body = load_int8_body(self.model_dir, adapter, dtype)
-            _trim_heap()
+            try:
+                adapter = None if adapter_id is None else self.adapter_dir(adapter_id)
+                body = load_int8_body(self.model_dir, adapter, dtype)
+            except Exception as exc:
+                self._failed = (key, exc)
+                raise
+            finally:
+                _trim_heap()
             with torch.inference_mode():  # the first forward pass sets up the CPU kernels (~0.3 s)
                 body(torch.arange(32).unsqueeze(0), use_cache=True)
             self._model, self._key = body, key

@@ -237,3 +237,24 @@ def test_the_merged_model_is_peft_with_the_adapter(base_model, base_model_dir):
         reference.unload()  # the session's base model goes back as it was
     assert (got - want).abs().max().item() < 1e-3
     assert (base - want).abs().max().item() > 1.0  # the adapter does change the model
+
+
+@pytest.mark.slow
+def test_a_prefill_model_that_cannot_load_leaves_llamacpp_answering(base_model_dir, tmp_path):
+    """The converted folder lost its weights (the tokenizer is still there): warming up does not fail,
+    and llama.cpp prefills and answers."""
+    import shutil
+
+    broken = tmp_path / "base"
+    broken.mkdir()
+    for item in base_model_dir.iterdir():
+        if item.suffix != ".safetensors":
+            shutil.copy(item, broken / item.name)
+    gen = LlamaCppGenerator(find_base_gguf(), broken, ADAPTERS, cache_dir=tmp_path / "cache", n_ctx=2048)
+    try:
+        gen.warm(ADAPTER)
+        assert gen._prefiller is None and gen.engine.torch_prefill is None
+        reply = gen.generate(_messages(QUESTIONS[0]), adapter_id=ADAPTER, max_new_tokens=8)
+        assert reply.completion_tokens >= 1 and gen.engine.torch_prefills == 0
+    finally:
+        gen.close()
