@@ -61,8 +61,8 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
     Every thread that allocates while another holds the main arena gets an arena of its own
     (up to 8 per core), and memory freed there is rarely handed back. The server's request,
-    generation and encoder threads each leave one behind: measured with a 20-message run on
-    two cores, the resident memory was 1.77 GiB with glibc's default and 1.59 GiB with two arenas, at
+    generation and encoder threads each leave one behind: measured with `first_reply.py` (20 messages) on
+    two cores, the resident memory was 1.89 GiB with glibc's default and 1.72 GiB with two arenas, at
     the same reply latency. Returns whether the cap was set (False off glibc).
     """
     import ctypes
