@@ -644,10 +644,13 @@ class LlamaCppEngine(BatchingEngine):
     def prefill(self, slot: _Slot, prompt: list[int], start: int) -> Any:
         """Feed ``prompt[start:]`` into ``slot``'s sequence; the logits after its last token.
 
-        A prompt of which less than half is cached (and at least ``torch_min_tokens`` are new) is
-        prefilled whole by ``torch_prefill`` when there is one: PyTorch computes a whole prompt on
-        two cores in about half the time llama.cpp needs, so it wins whenever more than half of
-        the prompt is new. Any failure there falls back to llama.cpp.
+        A prompt of which less than half is cached (and at least ``torch_min_tokens`` are new) goes
+        to ``torch_prefill`` when there is one: PyTorch computes every token but the last, from the
+        start (what was cached is dropped), and llama.cpp decodes the last one. On two cores PyTorch
+        computes a whole prompt in about half the time llama.cpp needs for it on an empty cache, and
+        llama.cpp gets slower still as other sequences fill its unified cache (every prompt token
+        attends over all their cells), so it wins whenever more than half of the prompt is new. Any
+        failure there falls back to llama.cpp.
         """
         new = len(prompt) - start
         if self.torch_prefill is not None and new >= self.torch_min_tokens and 2 * new >= len(prompt):
@@ -671,7 +674,6 @@ class LlamaCppEngine(BatchingEngine):
             if out:
                 logits = out[0]
         return logits
-
 
     def _prefill_in_torch(self, slot: _Slot, prompt: list[int]) -> Any:
         """``prompt``'s cells, all but the last token's computed by ``torch_prefill``, loaded into ``slot``;
@@ -698,6 +700,7 @@ class LlamaCppEngine(BatchingEngine):
         slot.tokens = list(head)
         self.torch_prefills += 1
         return self._prefill_in_llama(slot, prompt, len(head))
+
 
 class _LlamaBatch(_Batch):
     """The running replies: one llama.cpp sequence each."""

@@ -335,9 +335,9 @@ class TorchPrefiller:
     """The base model in PyTorch with the running adapter merged in; prefills prompts for llama.cpp.
 
     ``model_dir`` is the converted Hugging Face folder of the same base model llama.cpp runs;
-    ``adapter_dir`` maps an adapter id to its peft folder. One adapter is merged at a time: a
-    different one reloads the base weights and merges it (about a second), as llama.cpp's own swap
-    of merged files does, and only between batches.
+    ``adapter_dir`` maps an adapter id to its peft folder. One adapter is added in at a time: a
+    different one reads the base weights again and adds it (a few seconds, under the engine's lock),
+    as llama.cpp's own swap of merged files does, at the first cold prompt of a batch with it.
     """
 
     def __init__(self, model_dir: Path | str, adapter_dir: Callable[[str], Path], *, threads: int = 2,
