@@ -724,7 +724,10 @@ class _LlamaBatch(_Batch):
             runtime.use_adapter(self.adapter_id)
             slot, reused = engine.slots.acquire(self.adapter_id, req.prompt_ids)
             try:
+                torch_prefills = engine.torch_prefills
                 logits = engine.prefill(slot, req.prompt_ids, reused)
+                if engine.torch_prefills != torch_prefills:
+                    reused = 0  # PyTorch computed the prompt from its start: nothing cached was used
                 slot.prompt_len = len(req.prompt_ids)
             except BaseException:
                 engine.slots.forget(slot)

@@ -258,3 +258,22 @@ def test_a_prefill_model_that_cannot_load_leaves_llamacpp_answering(base_model_d
         assert reply.completion_tokens >= 1 and gen.engine.torch_prefills == 0
     finally:
         gen.close()
+
+
+@pytest.mark.slow
+def test_a_prompt_mostly_new_goes_through_pytorch_and_reuses_nothing(llama):
+    """A prompt that shares only the system rules with a cached one (less than half) is computed by
+    PyTorch from its start; the reuse count says so."""
+    engine = llama.engine
+    engine.clear_prefix_cache()
+    llama.generate(_messages(QUESTIONS[0]), adapter_id=ADAPTER, max_new_tokens=4)
+    before, reused = engine.torch_prefills, engine.prefix_tokens_reused
+    other = build_messages(message="Do you deliver to islands?", intent="delivery_options", tone="neutral",
+                           facts=[("delivery_days", "3-5 working days")],
+                           passages=[{"title": "Delivery", "heading": "Where we deliver",
+                                      "text": "We deliver to every address on the mainland and to most islands, "
+                                              "where delivery takes two extra working days. " * 4}])
+    reply = llama.generate(other, adapter_id=ADAPTER, max_new_tokens=4)
+    assert reply.completion_tokens >= 1
+    assert engine.torch_prefills == before + 1
+    assert engine.prefix_tokens_reused == reused
