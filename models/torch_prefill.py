@@ -210,22 +210,30 @@ def load_merged_model(model_dir: Path, adapter_dir: Path | None, dtype: Any) -> 
     return model.eval()
 
 
-def _int8_rows(weight: Any, delta: Callable[[], Any] | None = None) -> tuple[Any, Any]:
-    """``weight`` (plus ``delta()``, in float32) rounded to int8 with one scale per row (per output
-    channel for a linear layer)."""
+#: weights per int8 scale in a linear layer (llama.cpp's Q8_0 uses 32); 0: one scale per row
+INT8_GROUP = 32
+
+
+def _int8_rows(weight: Any, delta: Callable[[], Any] | None = None, group: int = 0) -> tuple[Any, Any]:
+    """``weight`` (plus ``delta()``, in float32) rounded to int8 with one scale per ``group`` weights of
+    a row (``(rows, columns / group)`` scales), or per row (``(rows, 1)``) for 0 or a group that does
+    not divide the row."""
     import torch
 
-    if delta is not None:
-        w = weight.float() + delta()
-        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-        return torch.round(w / scale[:, None]).to(torch.int8), scale
-    # (the token embedding: 49152 rows, rounded a block at a time to keep the float32 copies small)
-    q = torch.empty(weight.shape, dtype=torch.int8)
-    scale = torch.empty(weight.shape[0])
-    for start in range(0, weight.shape[0], 4096):
+    rows, columns = weight.shape
+    if not group or columns % group:
+        group = columns
+    q = torch.empty((rows, columns), dtype=torch.int8)
+    scale = torch.empty((rows, columns // group))
+    # a block of rows at a time keeps the float32 copies small (the token embedding has 49152 rows)
+    for start in range(0, rows, 4096):
         block = weight[start : start + 4096].float()
-        scale[start : start + 4096] = block.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-        q[start : start + 4096] = torch.round(block / scale[start : start + 4096, None]).to(torch.int8)
+        if delta is not None:
+            block = block + delta()[start : start + 4096]
+        block = block.view(block.shape[0], -1, group)
+        part = block.abs().amax(dim=2).clamp(min=1e-12) / 127.0
+        scale[start : start + 4096] = part
+        q[start : start + 4096] = torch.round(block / part[..., None]).to(torch.int8).view(block.shape[0], columns)
     return q, scale
 
 
@@ -249,20 +257,21 @@ def load_int8_body(model_dir: Path, adapter_dir: Path | None, dtype: Any) -> Any
     class Int8Linear(torch.nn.Module):
         def __init__(self, weight: Any, bias: Any, delta: Callable[[], Any] | None) -> None:
             super().__init__()
-            q, scale = _int8_rows(weight, delta)
-            self.register_buffer("q", q)
-            self.register_buffer("scale", scale.to(dtype)[:, None])
+            q, scale = _int8_rows(weight, delta, INT8_GROUP)
+            self.register_buffer("q", q.view(q.shape[0], scale.shape[1], -1))
+            self.register_buffer("scale", scale.to(dtype)[..., None])
             self.bias = None if bias is None else torch.nn.Parameter(bias.to(dtype), requires_grad=False)
 
         def forward(self, x: Any) -> Any:
-            return torch.nn.functional.linear(x, self.q.to(dtype) * self.scale, self.bias)
+            weight = (self.q.to(dtype) * self.scale).view(self.q.shape[0], -1)
+            return torch.nn.functional.linear(x, weight, self.bias)
 
     class Int8Embedding(torch.nn.Module):
         def __init__(self, weight: Any) -> None:
             super().__init__()
-            q, scale = _int8_rows(weight)
+            q, scale = _int8_rows(weight)  # a scale per row: a row is looked up whole
             self.register_buffer("q", q)
-            self.register_buffer("scale", scale.to(dtype)[:, None])
+            self.register_buffer("scale", scale.to(dtype))
 
         def forward(self, ids: Any) -> Any:
             return self.q[ids].to(dtype) * self.scale[ids]

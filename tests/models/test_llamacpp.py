@@ -230,9 +230,13 @@ def test_merged_weights_are_the_base_plus_the_adapters_change(tmp_path: Path):
 
 @pytest.mark.slow
 def test_small_cache_defers_requests_instead_of_failing(base_model_dir: Path, tmp_path: Path):
-    """With room for about two replies at a time, five concurrent ones all finish, correctly."""
+    """With room for about two replies at a time, five concurrent ones all finish, correctly.
+
+    llama.cpp prefills here, so that each reply can be held to the model's own choices token by
+    token; the same small cache with the PyTorch prefill is tested in test_torch_prefill.py.
+    """
     gen = LlamaCppGenerator(find_base_gguf(), base_model_dir, ADAPTERS, cache_dir=tmp_path, n_ctx=1024,
-                            prefix_cache_size=1)
+                            prefix_cache_size=1, torch_prefill=False)
     try:
         results = _ask_together(gen, None, [16] * len(QUESTIONS))
         assert gen.engine.max_rows_seen < len(QUESTIONS)  # some waited for room

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -277,3 +278,32 @@ def test_a_prompt_mostly_new_goes_through_pytorch_and_reuses_nothing(llama):
     assert reply.completion_tokens >= 1
     assert engine.torch_prefills == before + 1
     assert engine.prefix_tokens_reused == reused
+
+
+@pytest.mark.slow
+def test_a_small_cache_defers_replies_prefilled_in_pytorch(base_model_dir, tmp_path):
+    """With room for about two replies at a time, five concurrent ones whose prompts PyTorch prefills
+    all finish: loading cells waits for room (or evicts a kept prompt) as llama.cpp's own prefill does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gen = LlamaCppGenerator(find_base_gguf(), base_model_dir, ADAPTERS, cache_dir=tmp_path, n_ctx=1536,
+                            prefix_cache_size=1)
+    try:
+        gen.warm(ADAPTER)
+        questions = [*QUESTIONS, "Do you deliver to islands?", "Can I pay in instalments?"]
+
+        def ask(i: int) -> Any:
+            # each prompt its own facts: they part from the others after the first few words
+            facts = [(f"topic_{i}_window", f"{i + 10} days"), *FACTS[i % len(FACTS):]]
+            messages = build_messages(message=questions[i], intent="check_refund_policy", tone="neutral",
+                                      facts=facts, passages=POLICY)
+            return gen.generate(messages, adapter_id=ADAPTER, max_new_tokens=16)
+
+        with ThreadPoolExecutor(len(questions)) as pool:
+            replies = list(pool.map(ask, range(len(questions))))
+        assert all(r.completion_tokens >= 1 and r.text.strip() for r in replies)
+        assert gen.engine.torch_prefills >= len(questions)
+        assert gen.engine.max_rows_seen < len(questions)  # some waited for room
+        assert not any(slot.busy for slot in gen.engine.slots.slots)
+    finally:
+        gen.close()
