@@ -47,7 +47,8 @@ class LayoutMismatch(Unavailable):
 
 @dataclass(frozen=True)
 class SeqStateLayout:
-    """How this llama.cpp build lays out one sequence's KV cells (learned by :meth:`probe`)."""
+    """How this llama.cpp build lays out one sequence's KV cells: :meth:`parse` reads it from a probe
+    (:meth:`models.llamacpp.LlamaCppRuntime.seq_state_layout`)."""
 
     header: bytes
     n_layer: int
@@ -58,6 +59,14 @@ class SeqStateLayout:
     @classmethod
     def parse(cls, data: bytes, n_cells: int, seq: int) -> SeqStateLayout:
         """The layout of ``data``, the state of a sequence ``seq`` holding positions ``0..n_cells-1``."""
+        try:
+            return cls._parse(data, n_cells, seq)
+        except (ValueError, IndexError) as exc:  # numpy read past the end: fewer bytes than the layout needs
+            raise LayoutMismatch(f"llama.cpp's sequence state is shorter than the expected layout: {exc}",
+                                 code="state_layout") from exc
+
+    @classmethod
+    def _parse(cls, data: bytes, n_cells: int, seq: int) -> SeqStateLayout:
         def u32(at: int) -> int:
             return int(np.frombuffer(data, np.uint32, 1, at)[0])
 

@@ -87,6 +87,8 @@ def test_state_bytes_that_differ_from_the_layout_are_refused(llama):
     layout = SeqStateLayout.parse(data, 3, seq)
     for bad, cells, what in [
         (data[:-1], 3, "truncated"),
+        (data[:40], 3, "cut inside the cell list"),
+        (data[:8], 3, "the header only"),
         (data + b"\0", 3, "trailing bytes"),
         (data, 2, "another cell count"),
     ]:
