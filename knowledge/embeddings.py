@@ -88,22 +88,44 @@ def _embedding_class() -> type:
     from llama_index.core.bridge.pydantic import PrivateAttr
 
     class SentenceTransformerEmbedding(BaseEmbedding):
-        """LlamaIndex's embedding interface over a loaded ``SentenceTransformer``."""
+        """LlamaIndex's embedding interface over a loaded ``SentenceTransformer``'s modules.
+
+        It tokenises with a tokenizer of its own (a copy, a few MB): the NLU encoder calls the shared
+        instance's tokenizer from request threads with other truncation and padding settings, and the
+        tokenizers library documents that a fast tokenizer whose settings change while another
+        thread encodes can fail with "Already borrowed". (Not reproduced here: the concurrency test
+        passes with the shared tokenizer too.)
+        """
 
         _model: Any = PrivateAttr()
+        _tokenizer: Any = PrivateAttr()
 
         def __init__(self, model: Any, **kwargs: Any) -> None:
+            import copy
+
             super().__init__(**kwargs)
             self._model = model
+            self._tokenizer = copy.deepcopy(model.tokenizer)
 
         @classmethod
         def class_name(cls) -> str:
             return "SentenceTransformerEmbedding"
 
         def _encode(self, texts: list[str]) -> list[list[float]]:
-            vectors = self._model.encode(texts, batch_size=self.embed_batch_size, normalize_embeddings=True,
-                                         show_progress_bar=False, convert_to_numpy=True)
-            return vectors.tolist()
+            import torch
+
+            vectors: list[list[float]] = [[] for _ in texts]
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of similar length
+            for start in range(0, len(texts), self.embed_batch_size):
+                idx = order[start : start + self.embed_batch_size]
+                features = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                           max_length=self._model.max_seq_length, return_tensors="pt")
+                with torch.inference_mode():
+                    embedded = self._model(dict(features))["sentence_embedding"]
+                    embedded = torch.nn.functional.normalize(embedded.float(), dim=-1)
+                for row, i in enumerate(idx):
+                    vectors[i] = embedded[row].tolist()
+            return vectors
 
         def _get_query_embedding(self, query: str) -> list[float]:
             return self._encode([query])[0]

@@ -15,7 +15,9 @@ def test_the_embedding_shares_the_loaded_model_and_embeds_as_llamaindex_does():
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
     ours = make_llama_embedding()
-    assert ours._model is load_sentence_transformer(None)  # the NLU encoder's instance, not a second copy
+    shared = load_sentence_transformer(None)
+    assert ours._model is shared  # the NLU encoder's instance, not a second copy
+    assert ours._tokenizer is not shared.tokenizer  # (fast tokenizers are not safe across threads)
     reference = HuggingFaceEmbedding(model_name=str(resolve_embedding_dir(None)), device="cpu")
     got = np.array(ours.get_text_embedding_batch(TEXTS))
     want = np.array(reference.get_text_embedding_batch(TEXTS))
@@ -31,3 +33,20 @@ def test_the_async_path_gives_the_same_vectors():
     ours = make_llama_embedding()
     got = asyncio.run(ours.aget_query_embedding(TEXTS[1]))
     np.testing.assert_allclose(got, ours.get_query_embedding(TEXTS[1]), atol=1e-6)
+
+
+def test_the_retriever_and_the_nlu_encoder_embed_at_the_same_time():
+    """Both sides run on the one model from several threads at once, and give what they give alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.conversation.nlu.encoder import shared_encoder
+
+    ours = make_llama_embedding()
+    encoder = shared_encoder(None, "fp32")
+    alone = [np.array(ours.get_query_embedding(t)) for t in TEXTS]
+    with ThreadPoolExecutor(4) as pool:
+        jobs = [pool.submit(ours.get_query_embedding, TEXTS[i % 4]) for i in range(40)]
+        jobs += [pool.submit(encoder.encode, [f"message {i} " + TEXTS[i % 4]]) for i in range(40)]
+        results = [job.result() for job in jobs]
+    for i, vector in enumerate(results[:40]):
+        np.testing.assert_allclose(vector, alone[i % 4], atol=1e-5)
