@@ -219,33 +219,26 @@ def load_merged_model(model_dir: Path, adapter_dir: Path | None, dtype: Any) -> 
     return model.eval()
 
 
-#: weights per int8 scale in a linear layer; 0: one scale per row. Groups of 32 (llama.cpp's Q8_0) agreed with
-#: llama.cpp's own choices at 178 of 186 teacher-forced positions against 175 per row (8 prompts, within
-#: noise), but cost 12-60 ms more per 526-token prefill and put the cold first token at 0.47-0.51 s
-#: against 0.45-0.46 s in the serving benchmark; so one scale per row.
-INT8_GROUP = 0
+def _int8_rows(weight: Any, delta: Callable[[], Any] | None = None) -> tuple[Any, Any]:
+    """``weight`` (plus ``delta()``, in float32) rounded to int8 with one scale per row (``(rows, 1)``).
 
-
-def _int8_rows(weight: Any, delta: Callable[[], Any] | None = None, group: int = 0) -> tuple[Any, Any]:
-    """``weight`` (plus ``delta()``, in float32) rounded to int8 with one scale per ``group`` weights of
-    a row (``(rows, columns / group)`` scales), or per row (``(rows, 1)``) for 0 or a group that does
-    not divide the row."""
+    One scale per 32 weights (llama.cpp's Q8_0) was measured too: 178 against 175 of 186 teacher-forced
+    positions agreed with llama.cpp's own choices (within noise), but it cost 12-60 ms more per
+    526-token prefill, and the cold first token was 0.47-0.51 s against 0.43-0.48 s.
+    """
     import torch
 
-    rows, columns = weight.shape
-    if not group or columns % group:
-        group = columns
-    q = torch.empty((rows, columns), dtype=torch.int8)
-    scale = torch.empty((rows, columns // group))
+    rows = weight.shape[0]
+    q = torch.empty(weight.shape, dtype=torch.int8)
+    scale = torch.empty((rows, 1))
     # a block of rows at a time keeps the float32 copies small (the token embedding has 49152 rows)
     for start in range(0, rows, 4096):
         block = weight[start : start + 4096].float()
         if delta is not None:
             block = block + delta()[start : start + 4096]
-        block = block.view(block.shape[0], -1, group)
-        part = block.abs().amax(dim=2).clamp(min=1e-12) / 127.0
+        part = block.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
         scale[start : start + 4096] = part
-        q[start : start + 4096] = torch.round(block / part[..., None]).to(torch.int8).view(block.shape[0], columns)
+        q[start : start + 4096] = torch.round(block / part).to(torch.int8)
     return q, scale
 
 
@@ -269,19 +262,18 @@ def load_int8_body(model_dir: Path, adapter_dir: Path | None, dtype: Any) -> Any
     class Int8Linear(torch.nn.Module):
         def __init__(self, weight: Any, bias: Any, delta: Callable[[], Any] | None) -> None:
             super().__init__()
-            q, scale = _int8_rows(weight, delta, INT8_GROUP)
-            self.register_buffer("q", q.view(q.shape[0], scale.shape[1], -1))
-            self.register_buffer("scale", scale.to(dtype)[..., None])
+            q, scale = _int8_rows(weight, delta)
+            self.register_buffer("q", q)
+            self.register_buffer("scale", scale.to(dtype))
             self.bias = None if bias is None else torch.nn.Parameter(bias.to(dtype), requires_grad=False)
 
         def forward(self, x: Any) -> Any:
-            weight = (self.q.to(dtype) * self.scale).view(self.q.shape[0], -1)
-            return torch.nn.functional.linear(x, weight, self.bias)
+            return torch.nn.functional.linear(x, self.q.to(dtype) * self.scale, self.bias)
 
     class Int8Embedding(torch.nn.Module):
         def __init__(self, weight: Any) -> None:
             super().__init__()
-            q, scale = _int8_rows(weight)  # a scale per row: a row is looked up whole
+            q, scale = _int8_rows(weight)
             self.register_buffer("q", q)
             self.register_buffer("scale", scale.to(dtype))
 
@@ -372,7 +364,6 @@ class TorchPrefiller:
         self._key: tuple[str | None, str | None] | None = None  # (adapter id, fingerprint) merged in
         self._lock = threading.Lock()
         self._failed: tuple[Any, BaseException] | None = None  # (key, error) of the last load that failed
-        self.prefills = 0
 
     def prepare(self, adapter_id: str | None, fingerprint: str | None = None) -> None:
         """Have ``adapter_id`` (with files of ``fingerprint``) merged in; the base model for None."""
@@ -421,7 +412,6 @@ class TorchPrefiller:
                 keys = [interleave_rotary(k[0]).transpose(0, 1).reshape(n, -1).to(torch.float16).numpy()
                         for k, _ in layers]
                 values = [v[0].transpose(0, 1).reshape(n, -1).to(torch.float16).numpy() for _, v in layers]
-            self.prefills += 1
         if keys[0].shape[1] * 2 != layout.k_row_bytes or values[0].shape[1] != layout.v_width:
             raise LayoutMismatch(
                 f"PyTorch's key/value widths ({keys[0].shape[1]}, {values[0].shape[1]}) are not llama.cpp's "
