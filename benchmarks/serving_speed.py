@@ -126,10 +126,13 @@ def weights_file(weights: str, lora_cache: Path) -> Path:
     from models.base import find_base_gguf
     from models.llamacpp import requantized_gguf
 
-    return requantized_gguf(find_base_gguf(), lora_cache) if weights == "q8_0" else find_base_gguf()
+    if weights == "shipped":
+        return find_base_gguf()
+    return requantized_gguf(find_base_gguf(), lora_cache, encoding=weights)
 
 
-def llama_cpp_own(adapter: str | None, new_tokens: int, lora_cache: Path, weights: str, merged: bool) -> dict:
+def llama_cpp_own(adapter: str | None, new_tokens: int, lora_cache: Path, weights: str, merged: bool,
+                  flash_attn: int = 1) -> dict:
     """llama.cpp's own speed on the same weights: llama-cpp-python's ``Llama`` on the base file with the
     adapter merged in (``merged``, as our engine runs by default), or with the LoRA file applied at run time."""
     from llama_cpp import Llama
@@ -143,7 +146,8 @@ def llama_cpp_own(adapter: str | None, new_tokens: int, lora_cache: Path, weight
     model_file = weights_file(weights, lora_cache)
     if merged and lora:
         model_file, lora = merged_gguf_for(model_file, gguf, lora, lora_cache), None
-    llm = Llama(str(model_file), n_ctx=2048, n_threads=2, n_batch=512, lora_path=lora, verbose=False)
+    llm = Llama(str(model_file), n_ctx=2048, n_threads=2, n_batch=512, lora_path=lora, verbose=False,
+                flash_attn=bool(flash_attn))
     tok = _tokenizer()
     ids = tok(render_prompt(tok, realistic_messages(QUESTIONS[0])), add_special_tokens=False)["input_ids"]
     eos = llm.token_eos()
@@ -180,7 +184,7 @@ def _tokenizer():
 
 
 def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0", merge: bool = True,
-                   torch_prefill: bool = True):
+                   torch_prefill: bool = True, flash_attn: int = 1):
     if backend == "llamacpp":
         from models.base import ensure_base_model, find_base_gguf
         from models.llamacpp import LlamaCppGenerator
@@ -188,7 +192,7 @@ def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0", merge:
         cache = Path(os.environ.get("HYBRIDESK_MODEL_CACHE", "/tmp/hybridesk-test-models"))
         return LlamaCppGenerator(find_base_gguf(), ensure_base_model(cache), ROOT / "models/adapters",
                                  cache_dir=lora_cache, n_threads=2, max_batch=16, weights=weights,
-                                 merge_adapters=merge, torch_prefill=torch_prefill)
+                                 merge_adapters=merge, torch_prefill=torch_prefill, flash_attn=flash_attn)
     from models.generation import TransformersGenerator
 
     model, _, tok = load("fp32", None)  # the generator applies the adapter itself
@@ -197,8 +201,8 @@ def make_generator(backend: str, lora_cache: Path, weights: str = "q8_0", merge:
 
 def ours(backend: str, adapter: str | None, new_tokens: int, concurrency: list[int],
          lora_cache: Path, weights: str = "q8_0", rounds: list[int] | None = None,
-         merge: bool = True, torch_prefill: bool = True) -> tuple[list[dict], list[dict]]:
-    gen = make_generator(backend, lora_cache, weights, merge, torch_prefill)
+         merge: bool = True, torch_prefill: bool = True, flash_attn: int = 1) -> tuple[list[dict], list[dict]]:
+    gen = make_generator(backend, lora_cache, weights, merge, torch_prefill, flash_attn)
     label_backend = {"llamacpp": "llama.cpp engine", "transformers": "transformers engine"}[backend]
     if backend == "llamacpp":
         label_backend += ", PyTorch prefill" if torch_prefill else ", llama.cpp prefill"
@@ -281,15 +285,24 @@ def _concurrent(gen, adapter: str | None, new_tokens: int, n: int, n_rounds: int
     }
 
 
+def _llama_build() -> str:
+    """The CPU features llama.cpp was compiled for (``llama_print_system_info``)."""
+    import llama_cpp
+
+    return llama_cpp.llama_print_system_info().decode().strip()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--new-tokens", type=int, default=96)
     ap.add_argument("--adapter", default=(ROOT / "models/adapters/ACTIVE").read_text(encoding="utf-8").strip())
-    ap.add_argument("--weights", choices=["q8_0", "shipped"], default="q8_0")
+    ap.add_argument("--weights", choices=["q8_0", "bf16", "shipped"], default="q8_0")
     ap.add_argument("--no-merge", action="store_true",
                     help="our engine applies the LoRA file at run time instead of merging it into the weights")
     ap.add_argument("--no-torch-prefill", action="store_true",
                     help="our engine prefills in llama.cpp (the other setting gets one-stream rows only)")
+    ap.add_argument("--flash-attn", type=int, choices=[0, 1], default=1,
+                    help="llama.cpp's flash attention (1: on, the engine's default), for our engine and llama.cpp's own")
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--rounds", default="1,4",
                     help="questions each concurrent conversation asks back to back (one run per value)")
@@ -307,13 +320,14 @@ def main() -> None:
         baselines.append(naive("bf16", adapter, args.new_tokens))
     merge = not args.no_merge
     for merged in (merge, not merge):  # the first is the same weights as ours: the ratios are against it
-        baselines.append(llama_cpp_own(adapter, args.new_tokens, lora_cache, args.weights, merged))
+        baselines.append(llama_cpp_own(adapter, args.new_tokens, lora_cache, args.weights, merged, args.flash_attn))
     single, concurrent = ours("llamacpp", adapter, args.new_tokens,
                               [int(c) for c in args.concurrency.split(",")], lora_cache, args.weights,
-                              [int(r) for r in args.rounds.split(",")], merge, not args.no_torch_prefill)
+                              [int(r) for r in args.rounds.split(",")], merge, not args.no_torch_prefill,
+                              args.flash_attn)
     # the other prefill setting, one stream only: the first token side by side
     single += ours("llamacpp", adapter, args.new_tokens, [], lora_cache, args.weights, [], merge,
-                   args.no_torch_prefill)[0]
+                   args.no_torch_prefill, args.flash_attn)[0]
     if not args.skip_transformers_engine:
         single += ours("transformers", adapter, args.new_tokens, [], lora_cache)[0]
     ref = next((b for b in baselines if "bf16" in b["system"]), baselines[0])
@@ -353,6 +367,8 @@ def main() -> None:
             "weights": args.weights,
             "adapter_merged": merge,
             "torch_prefill": not args.no_torch_prefill,
+            "flash_attn": args.flash_attn,
+            "llama_cpp_build": _llama_build(),
             "load_avg_1m_before": load_before,
             "load_avg_1m_after": os.getloadavg()[0],
             "baselines": baselines,

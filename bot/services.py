@@ -233,6 +233,7 @@ def build_generator(settings: Settings) -> Any:
             else ("q8_0" if settings.gguf_path is None else "shipped"),
             merge_adapters=settings.llamacpp_merge_adapter,
             torch_prefill=settings.llamacpp_torch_prefill,
+            flash_attn=1 if settings.llamacpp_flash_attn else 0,
         )
     import torch
 

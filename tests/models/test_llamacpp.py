@@ -303,6 +303,35 @@ def test_q8_0_weights_are_cached_and_choose_what_the_shipped_file_chooses(llama,
     assert not list(tmp_path.glob("broken-*.Q8_0.gguf"))
 
 
+@pytest.mark.slow
+def test_bf16_weights_are_the_same_model_as_q8_0(llama, base_model_dir: Path, tmp_path: Path):
+    """``weights="bf16"`` re-encodes the shipped file once to bf16 (every matrix, the merged adapter's too),
+    and its replies are the choices the default Q8_0 weights make, token by token."""
+    import gguf as gguf_lib
+
+    source = find_base_gguf()
+    bf16 = requantized_gguf(source, tmp_path, encoding="bf16")
+    assert bf16.name.endswith(".BF16.gguf") and requantized_gguf(source, tmp_path, encoding="bf16") == bf16
+    types = {t.tensor_type.name for t in gguf_lib.GGUFReader(str(bf16)).tensors if len(t.shape) > 1}
+    assert types == {"BF16"}
+    with pytest.raises(InvalidInput):
+        requantized_gguf(source, tmp_path, encoding="q2")
+
+    gen = LlamaCppGenerator(source, base_model_dir, ADAPTERS, cache_dir=tmp_path, n_ctx=2048, weights="bf16",
+                            torch_prefill=False)
+    try:
+        votes = []
+        for question in QUESTIONS[:3]:
+            reply = gen.generate(_messages(question), adapter_id=ADAPTER, max_new_tokens=32).text
+            votes += _agreement(llama, question, reply, ADAPTER)
+        merged = list(tmp_path.glob(f"{ADAPTER}-*.merged-*.gguf"))
+        assert merged and {t.tensor_type.name for t in gguf_lib.GGUFReader(str(merged[0])).tensors
+                           if len(t.shape) > 1} == {"BF16"}
+    finally:
+        gen.close()
+    assert sum(votes) / len(votes) >= 0.9, f"bf16 agrees with Q8_0 on only {sum(votes)}/{len(votes)} tokens"
+
+
 def test_adapter_conversion_is_cached_and_rejects_broken_folders(tmp_path: Path):
     gguf = find_base_gguf()
     first = gguf_lora_for(ADAPTERS / ADAPTER, tmp_path, gguf)

@@ -53,6 +53,16 @@ def llama(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     gen.close()
 
 
+@pytest.fixture(scope="module")
+def llama_no_fa(base_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Flash attention off: llama.cpp stores the values transposed, one dimension per row."""
+    gen = LlamaCppGenerator(find_base_gguf(), base_model_dir, ADAPTERS,
+                            cache_dir=tmp_path_factory.mktemp("gguf-prefill-nofa"), n_ctx=4096, flash_attn=0)
+    gen.warm(ADAPTER)
+    yield gen
+    gen.close()
+
+
 def _state_bytes(runtime, seq: int) -> bytes:
     L = runtime._L
     size = int(L.llama_state_seq_get_size(runtime.ctx, seq))
@@ -66,7 +76,9 @@ def _free_seq(gen: LlamaCppGenerator) -> int:
     return seq
 
 
-def test_the_layout_is_learned_from_the_build_and_matches_the_model(llama, base_model_dir):
+@pytest.mark.parametrize("engine", ["llama", "llama_no_fa"])
+def test_the_layout_is_learned_from_the_build_and_matches_the_model(engine, base_model_dir, request):
+    llama = request.getfixturevalue(engine)
     config = json.loads((base_model_dir / "config.json").read_text(encoding="utf-8"))
     kv_width = config["num_key_value_heads"] * config["hidden_size"] // config["num_attention_heads"]
     with llama._lock:
@@ -74,7 +86,8 @@ def test_the_layout_is_learned_from_the_build_and_matches_the_model(llama, base_
     assert layout.n_layer == config["num_hidden_layers"]
     assert layout.k_row_bytes == 2 * kv_width  # float16 keys
     assert layout.v_width == kv_width
-    assert layout.v_trans  # flash attention is off by default: values are stored one dimension per row
+    # values one cell per row with flash attention (the default), one dimension per row without
+    assert layout.v_trans == (engine == "llama_no_fa")
 
 
 def test_state_bytes_that_differ_from_the_layout_are_refused(llama):
@@ -129,11 +142,14 @@ def _choices_after(gen: LlamaCppGenerator, prompt: list[int], reply: list[int], 
 
 
 @pytest.mark.slow
-def test_cells_prefilled_in_pytorch_make_llamacpps_own_choices(llama, monkeypatch):
+@pytest.mark.parametrize("engine", ["llama", "llama_no_fa"])
+def test_cells_prefilled_in_pytorch_make_llamacpps_own_choices(engine, monkeypatch, request):
     """With the reply forced, llama.cpp decoding from PyTorch's cells picks the token llama.cpp picks
     from its own cells almost everywhere, and wherever llama.cpp's choice is clear (more than one
     logit ahead of the next). Near ties may go either way: PyTorch's int8 weights round differently
-    from llama.cpp's Q8_0. Without the key interleave the same check fails badly."""
+    from llama.cpp's Q8_0. Without the key interleave the same check fails badly. Both value layouts
+    (flash attention on and off) are written correctly."""
+    llama = request.getfixturevalue(engine)
     tok = llama.tokenizer
     cases = []
     for question in QUESTIONS:
