@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     llamacpp_flash_attn: bool = Field(
         True,
         description="llama.cpp: flash attention, which skips the cells of other conversations in the shared KV "
-        "cache (on the bot's 1,000-token prompts: reply p50 1.9 s against 2.5 s, 16 conversations 39% more "
+        "cache (on the bot's 1,000-token prompts: reply p50 1.8 s against 2.1 s, 16 conversations 64% more "
         "tokens/s); off computes them masked, a little faster only while the cache holds little",
     )
     llamacpp_torch_prefill: bool = Field(
