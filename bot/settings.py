@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     llamacpp_weights: Literal["auto", "q8_0", "bf16", "shipped"] = Field(
         "auto",
         description="llama.cpp base weights: q8_0 re-encodes the GGUF once to Q8_0 (about 2x faster prefill), "
-        "bf16 to bf16 (fastest prefill and batches where the CPU has bf16 instructions, ~125 MB more), shipped "
+        "bf16 to bf16 (fastest prefill and batches where the CPU has bf16 instructions, ~160 MB more), shipped "
         "runs the file as it is; auto: q8_0 for the default SmolLM2 Q4_1, shipped for a gguf_path of yours",
     )
     llamacpp_merge_adapter: bool = Field(

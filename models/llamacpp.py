@@ -100,7 +100,7 @@ def _native() -> Any:
     return llama_cpp
 
 
-#: base-weight encodings :class:`LlamaCppGenerator` can run: the file as shipped, or re-encoded to Q8_0
+#: base-weight encodings :class:`LlamaCppGenerator` can run: the file as shipped, or re-encoded to Q8_0 or bf16
 WEIGHT_FORMATS = ("shipped", "q8_0", "bf16")
 #: re-encodings of the shipped file: llama.cpp's file type, and the suffix of the cached file's name
 _ENCODINGS = {"q8_0": ("LLAMA_FTYPE_MOSTLY_Q8_0", "Q8_0"), "bf16": ("LLAMA_FTYPE_MOSTLY_BF16", "BF16")}
@@ -115,6 +115,10 @@ def requantized_gguf(source: Path | str, cache_dir: Path | str, *, threads: int 
     ``d*q + m`` with 16 levels per block of 32, and Q8_0 stores the same block with 255 levels, so
     the re-encoding moves each weight by at most 1/254 of its block's largest magnitude, a small
     fraction of Q4_1's own rounding step. The cached name carries a hash of the source's content.
+
+    ``encoding="bf16"`` writes bf16 instead (twice the bytes, every Q4_1 weight within bf16's rounding):
+    on a CPU with bf16 instructions llama.cpp prefills it about 1.8x as fast as Q8_0 and its 16-row
+    decode steps cost about two thirds, but one row reads twice the bytes and decodes ~20 % slower.
     """
     from models.gguf_lora import content_hash
 

@@ -223,11 +223,15 @@ def test_the_setting_turns_it_off(tmp_path, base_model_dir):
     from bot.services import build_generator
     from bot.settings import Settings
 
+    default = build_generator(Settings(data_dir=tmp_path, base_model_dir=base_model_dir, generator="llamacpp"))
+    assert default.torch_prefill is True and default.flash_attn == 1 and default.weights == "q8_0"
+    default.close()
     settings = Settings(data_dir=tmp_path, base_model_dir=base_model_dir, llamacpp_torch_prefill=False,
-                        generator="llamacpp")
+                        llamacpp_flash_attn=False, llamacpp_weights="bf16", generator="llamacpp")
     gen = build_generator(settings)
     try:
         assert isinstance(gen, LlamaCppGenerator) and gen.torch_prefill is False
+        assert gen.flash_attn == 0 and gen.weights == "bf16"
         gen.load()
         assert gen.engine.torch_prefill is None
     finally:
