@@ -168,7 +168,9 @@ def test_cells_prefilled_in_pytorch_make_llamacpps_own_choices(engine, monkeypat
                 clear += 1
                 assert mine == theirs, f"a clear choice differs ({lead:.2f} logits ahead)"
     assert agree / total >= 0.9, f"{agree}/{total}"
-    assert clear >= total // 2
+    # enough positions checked strictly for the test to mean something (47-59 of ~99 were clear in runs so far;
+    # how many depends on the replies, which differ slightly between attention kernels)
+    assert clear >= total // 3, f"only {clear} of {total} positions have a clear choice"
 
     # the negative control: keys in Hugging Face's order mean nothing to llama.cpp's attention
     monkeypatch.setattr(torch_prefill, "interleave_rotary", lambda k: k)
