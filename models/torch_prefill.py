@@ -231,11 +231,12 @@ def _int8_rows(weight: Any, delta: Callable[[], Any] | None = None) -> tuple[Any
     rows = weight.shape[0]
     q = torch.empty(weight.shape, dtype=torch.int8)
     scale = torch.empty((rows, 1))
+    change = delta() if delta is not None else None  # B @ A, computed once for every block
     # a block of rows at a time keeps the float32 copies small (the token embedding has 49152 rows)
     for start in range(0, rows, 4096):
         block = weight[start : start + 4096].float()
-        if delta is not None:
-            block = block + delta()[start : start + 4096]
+        if change is not None:
+            block = block + change[start : start + 4096]
         part = block.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
         scale[start : start + 4096] = part
         q[start : start + 4096] = torch.round(block / part).to(torch.int8)
