@@ -421,10 +421,17 @@ def evaluate(
         }
         for i in weakest
     ]
+    split_at = metadata.get("held_out_split_at")
+    strata = (
+        reply_length_strata(tickets, generations, tokenizer, int(split_at),
+                            population_short_share(metadata, shared_data_dir, tokenizer, int(split_at)))
+        if split_at else None
+    )
     return {
         "adapter_id": adapter_dir.name,
         "base_model": metadata.get("base_model"),
         "n_tickets": len(tickets),
+        "by_reply_length": strata,
         "by_source": sources_summary(tickets),
         "options": {k: v for k, v in opts.__dict__.items() if k != "resolvable_slots"}
         | {"resolvable_slots_given": opts.resolvable_slots is not None, "kb_context": context_fn is not None,
@@ -436,6 +443,61 @@ def evaluate(
         "weakest": worst,
         "seconds": round(time.time() - started, 1),
     }
+
+
+def population_short_share(metadata: dict[str, Any], shared_data_dir: Path | None, tokenizer: Any,
+                           split_at: int) -> float | None:
+    """The share of the adapter's public tickets whose agent reply is at most ``split_at`` tokens."""
+    from models.training import reply_tokens
+
+    cfg = TrainConfig(**{**TrainConfig().to_dict(), **(metadata.get("config") or {})})
+    if not cfg.bitext_csv:
+        return None
+    path = _resolve(cfg.bitext_csv, shared_data_dir or Path("."))
+    if not path.is_file():
+        return None
+    rows, _ = read_tickets(path, "bitext")
+    if not rows:
+        return None
+    return sum(1 for t in rows if reply_tokens(tokenizer, t.agent_reply) <= split_at) / len(rows)
+
+
+def reply_length_strata(tickets: Sequence[Ticket], generations: dict[str, list[dict]], tokenizer: Any,
+                        split_at: int, short_share: float | None) -> dict[str, Any]:
+    """ROUGE-L and cosine of the public held-out tickets in two strata, replies up to ``split_at``
+    tokens and longer ones, and their mean weighted by the public tickets' own mix (``short_share``).
+
+    An adapter that raised ``max_reply_tokens`` holds out its parent's split (short replies only) plus
+    a uniform draw of the longer ones; each stratum is a random sample of its part of the public
+    tickets, so the weighted mean estimates the metric over all of them. The interval is a stratified
+    bootstrap (each stratum resampled on its own, fixed seed).
+    """
+    import numpy as np
+
+    from models.training import reply_tokens
+
+    public = [i for i, t in enumerate(tickets) if t.source in PUBLIC_SOURCES]
+    short = [i for i in public if reply_tokens(tokenizer, tickets[i].agent_reply) <= split_at]
+    long_ = [i for i in public if i not in set(short)]
+    out: dict[str, Any] = {"split_at": split_at, "population_short_share": short_share,
+                           "n_short": len(short), "n_long": len(long_)}
+    rng = np.random.default_rng(0)
+    for name, gens in generations.items():
+        row: dict[str, Any] = {}
+        for metric in ("rouge_l", "cosine"):
+            s = np.asarray([gens[i][metric] for i in short], dtype=float)
+            lg = np.asarray([gens[i][metric] for i in long_], dtype=float)
+            row[f"{metric}_short"] = float(s.mean()) if len(s) else None
+            row[f"{metric}_long"] = float(lg.mean()) if len(lg) else None
+            if short_share is None or not len(s) or not len(lg):
+                continue
+            row[f"{metric}_weighted"] = float(short_share * s.mean() + (1 - short_share) * lg.mean())
+            boots = (short_share * s[rng.integers(0, len(s), size=(2000, len(s)))].mean(axis=1)
+                     + (1 - short_share) * lg[rng.integers(0, len(lg), size=(2000, len(lg)))].mean(axis=1))
+            row[f"{metric}_weighted_ci95"] = [float(x) for x in np.percentile(boots, [2.5, 97.5])]
+        row["cut_share_long"] = (sum(1 for i in long_ if gens[i]["cut"]) / len(long_)) if long_ else None
+        out[name] = row
+    return out
 
 
 def bootstrap_ci(values: Sequence[float], *, resamples: int = 2000, seed: int = 0) -> list[float] | None:
@@ -489,6 +551,8 @@ def _score(gens, tickets, prompts, allowed, embedder, score_intents: bool, opts:
             intent_hits.append(best == t.intent)
     n = max(1, len(texts))
     rouges = [rouge_l(g, r) for g, r in zip(texts, refs, strict=True)]
+    for g, r in zip(gens, rouges, strict=True):
+        g["rouge_l"] = r
     return {
         "val_loss": loss,
         "perplexity": None if loss is None else math.exp(loss),
@@ -573,4 +637,26 @@ def format_table(report: dict[str, Any]) -> str:
             else:
                 cells.append(fmt.format(*value) if isinstance(value, list) else fmt.format(value))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    strata = report.get("by_reply_length")
+    if strata:
+        at, share = strata["split_at"], strata.get("population_short_share")
+        labels = [
+            (f"ROUGE-L, replies <= {at} tokens ({strata['n_short']})", "rouge_l_short", "{:.3f}"),
+            (f"ROUGE-L, longer replies ({strata['n_long']})", "rouge_l_long", "{:.3f}"),
+            (f"ROUGE-L, weighted by the public mix ({share:.0%} short)" if share is not None
+             else "ROUGE-L, weighted", "rouge_l_weighted", "{:.3f}"),
+            ("weighted ROUGE-L 95% interval", "rouge_l_weighted_ci95", "{:.3f}-{:.3f}"),
+            (f"cosine, replies <= {at} tokens", "cosine_short", "{:.3f}"),
+            ("cosine, longer replies", "cosine_long", "{:.3f}"),
+            ("cosine, weighted by the public mix", "cosine_weighted", "{:.3f}"),
+            ("weighted cosine 95% interval", "cosine_weighted_ci95", "{:.3f}-{:.3f}"),
+            ("longer replies cut at cap", "cut_share_long", "{:.0%}"),
+        ]
+        for label, key, fmt in labels:
+            cells = []
+            for n in names:
+                value = (strata.get(n) or {}).get(key)
+                cells.append("-" if value is None else fmt.format(*value) if isinstance(value, list)
+                             else fmt.format(value))
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -175,8 +175,7 @@ def build_examples(
     examples: list[Example] = []
     dropped = 0
     for ticket in tickets:
-        reply_len = len(tokenizer(ticket.agent_reply, add_special_tokens=False)["input_ids"])
-        if reply_len > cfg.max_reply_tokens:
+        if reply_tokens(tokenizer, ticket.agent_reply) > cfg.max_reply_tokens:
             dropped += 1
             if reasons is not None:
                 reasons["long_reply"] += 1
@@ -217,6 +216,35 @@ def _slot_facts(
     slots = own + rng.sample(others, min(n_distractors, len(others)))
     rng.shuffle(slots)
     return [(s, None) for s in slots]
+
+
+def reply_tokens(tokenizer: Any, reply: str) -> int:
+    """The length of an agent reply as ``max_reply_tokens`` counts it."""
+    return len(tokenizer(reply, add_special_tokens=False)["input_ids"])
+
+
+def seen_reply_cap(metadata: dict[str, Any]) -> int:
+    """The longest reply (in tokens) any run in an adapter's chain could have trained on."""
+    recorded = metadata.get("max_reply_tokens_seen")
+    if recorded is not None:
+        return int(recorded)
+    return int((metadata.get("config") or {}).get("max_reply_tokens") or TrainConfig().max_reply_tokens)
+
+
+def unseen_reply_holdout(tickets: Sequence[Ticket], tokenizer: Any, seen_cap: int, cfg: TrainConfig) -> set[str]:
+    """Held-out tickets for a run that admits replies its parent chain never trained on.
+
+    A continued run keeps its parent's validation split, which was drawn from the replies the chain
+    could see (up to ``seen_cap`` tokens). When this run raises ``max_reply_tokens`` above that, the
+    longer tickets are new data, and a share of them (``val_fraction``, at most ``val_max``) is held
+    out too. The draw is uniform over every ticket longer than ``seen_cap``, including those still
+    over the new cap, so that the held-out set represents all the tickets the chain has not seen.
+    """
+    if cfg.max_reply_tokens <= seen_cap or cfg.val_fraction <= 0:
+        return set()
+    pool = sorted({t.data_hash for t in tickets if reply_tokens(tokenizer, t.agent_reply) > seen_cap})
+    n = min(len(pool), max(1, min(cfg.val_max, int(len(pool) * cfg.val_fraction))))
+    return set(random.Random(cfg.seed + 2).sample(pool, n)) if pool else set()
 
 
 def split_train_val(
@@ -573,6 +601,15 @@ def train(
     if parent is not None and not held_out:
         log.warning("adapter %s records no held-out tickets; validation may include tickets it trained on",
                     parent.id)
+    seen_cap, split_at = cfg.max_reply_tokens, None
+    if parent is not None:
+        seen_cap = max(seen_reply_cap(parent.metadata), cfg.max_reply_tokens)
+        new_held = unseen_reply_holdout(tickets, tokenizer, seen_reply_cap(parent.metadata), cfg) if held_out else set()
+        if new_held:
+            held_out = set(held_out) | new_held
+            split_at = seen_reply_cap(parent.metadata)
+        else:
+            split_at = parent.metadata.get("held_out_split_at")
     train_set, val_set = split_train_val(examples, cfg, held_out)
     train_set = repeat_own_tickets(train_set, cfg.own_ticket_repeat)  # after the split: nothing held out repeats
     digest = data_hash(examples)
@@ -731,7 +768,11 @@ def train(
             "config": cfg.to_dict(),
             "parent": None if parent is None else {"id": parent.id, "data_hash": parent.metadata.get("data_hash")},
             "metrics": metrics,
-            "val_hashes": sorted(e.digest for e in val_set),
+            # tickets held out but over this run's cap are kept too: unseen, and part of the sample
+            "val_hashes": sorted({e.digest for e in val_set} | set(held_out or ())),
+            "max_reply_tokens_seen": seen_cap,
+            # held-out replies up to this many tokens were drawn from one pool, longer ones from another
+            "held_out_split_at": split_at,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": command or " ".join(sys.argv),
         },

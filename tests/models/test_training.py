@@ -531,3 +531,92 @@ def test_an_auto_named_version_never_replaces_an_adapter(tmp_path):
     (tmp_path / "lk-20261206-1200").mkdir()
     (tmp_path / "lk-20261206-1200-2").mkdir()
     assert free_version(tmp_path, "lk-20261206-1200") == "lk-20261206-1200-3"
+
+
+def _long_tickets(n: int) -> list[Ticket]:
+    """Tickets whose replies grow by a sentence each: reply lengths from ~15 to ~15 * n tokens."""
+    steps = "Open {{Order History}}, choose the order and follow the steps shown there. "
+    return [Ticket("bitext", f"Question number {i} about my order?", steps * (i + 1), "track_order")
+            for i in range(n)]
+
+
+def test_a_run_that_admits_longer_replies_holds_out_a_share_of_them(tokenizer, tmp_path):
+    """A continued run that raises max_reply_tokens trains on replies its parent chain never saw; a
+    uniform, seeded share of every such ticket (those still over the new cap included) is held out."""
+    from models.training import reply_tokens, seen_reply_cap, unseen_reply_holdout
+
+    tickets = _long_tickets(40)
+    lengths = {t.data_hash: reply_tokens(tokenizer, t.agent_reply) for t in tickets}
+    seen_cap = sorted(lengths.values())[9]  # the parent could see the 10 shortest
+    unseen = {h for h, n in lengths.items() if n > seen_cap}
+    cfg = _cfg(tmp_path, max_reply_tokens=sorted(lengths.values())[29], val_fraction=0.25, val_max=100)
+    held = unseen_reply_holdout(tickets, tokenizer, seen_cap, cfg)
+    assert held <= unseen and len(held) == int(len(unseen) * 0.25)
+    # drawn from all 30 unseen tickets, not only from the 20 the new cap admits
+    over_new_cap = {h for h in unseen if lengths[h] > cfg.max_reply_tokens}
+    draws = [unseen_reply_holdout(tickets, tokenizer, seen_cap, _cfg(tmp_path, **{**cfg.to_dict(), "seed": s}))
+             for s in range(12)]
+    assert any(d & over_new_cap for d in draws) and any(d - over_new_cap for d in draws)
+    assert unseen_reply_holdout(tickets, tokenizer, seen_cap, cfg) == held  # the seed fixes it
+    # val_max caps it; a run that admits nothing new, or holds nothing out, adds nothing
+    assert len(unseen_reply_holdout(tickets, tokenizer, seen_cap,
+                                    _cfg(tmp_path, **{**cfg.to_dict(), "val_max": 2}))) == 2
+    assert unseen_reply_holdout(tickets, tokenizer, seen_cap, _cfg(tmp_path, max_reply_tokens=seen_cap)) == set()
+    assert unseen_reply_holdout(tickets, tokenizer, seen_cap,
+                                _cfg(tmp_path, max_reply_tokens=10_000, val_fraction=0.0)) == set()
+    # the cap a chain has seen: recorded, or else the run's own setting, or else the default
+    assert seen_reply_cap({"max_reply_tokens_seen": 192, "config": {"max_reply_tokens": 160}}) == 192
+    assert seen_reply_cap({"config": {"max_reply_tokens": 120}}) == 120
+    assert seen_reply_cap({}) == TrainConfig().max_reply_tokens
+
+
+@pytest.mark.slow
+def test_a_continued_run_with_a_higher_reply_cap_keeps_the_parents_split_and_adds_to_it(
+    base_model_dir, tokenizer, tmp_path
+):
+    from models.training import reply_tokens, train
+
+    tickets = _long_tickets(24)
+    lengths = sorted(reply_tokens(tokenizer, t.agent_reply) for t in tickets)
+    short_cap = lengths[11]
+    parent = train(_cfg(tmp_path, max_steps=1, max_reply_tokens=short_cap, val_fraction=0.25, max_length=1024),
+                   data_dir=tmp_path, base_model_dir=base_model_dir, tickets=tickets, progress=False)
+    pmeta = json.loads((parent.adapter_dir / "metadata.json").read_text())
+    assert pmeta["max_reply_tokens_seen"] == short_cap and pmeta["held_out_split_at"] is None
+    child = train(_cfg(tmp_path, max_steps=1, max_reply_tokens=lengths[17], val_fraction=0.25, max_length=1024,
+                       version="tiny-v2", init_adapter=str(parent.adapter_dir)),
+                  data_dir=tmp_path, base_model_dir=base_model_dir, tickets=tickets, progress=False)
+    meta = json.loads((child.adapter_dir / "metadata.json").read_text())
+    by_hash = {t.data_hash: reply_tokens(tokenizer, t.agent_reply) for t in tickets}
+    held = set(meta["val_hashes"])
+    assert set(pmeta["val_hashes"]) < held  # the parent's split, and more
+    assert {by_hash[h] for h in set(pmeta["val_hashes"])} and max(by_hash[h] for h in pmeta["val_hashes"]) <= short_cap
+    added = held - set(pmeta["val_hashes"])
+    assert len(added) == 3 and min(by_hash[h] for h in added) > short_cap  # 25% of the 12 unseen
+    assert meta["max_reply_tokens_seen"] == lengths[17] and meta["held_out_split_at"] == short_cap
+    # validation counts only the held-out tickets this run's cap admits; none of them was trained on
+    admitted = [h for h in held if by_hash[h] <= lengths[17]]
+    assert meta["metrics"]["examples_val"] == len(admitted)
+    assert meta["metrics"]["examples_train"] == sum(1 for n in by_hash.values() if n <= lengths[17]) - len(admitted)
+
+
+def test_reply_length_strata_weigh_each_stratum_by_the_public_mix(tokenizer):
+    from models.evaluation import reply_length_strata
+    from models.training import reply_tokens
+
+    tickets = _long_tickets(6) + [Ticket("sample", "Hi?", "Hello there.", "greeting")]
+    split_at = reply_tokens(tokenizer, tickets[1].agent_reply)  # 2 short, 4 long; the own ticket is left out
+    gens = {"adapter": [{"rouge_l": r, "cosine": c, "cut": cut} for r, c, cut in
+                        [(0.6, 0.9, False), (0.4, 0.8, False), (0.3, 0.7, True),
+                         (0.1, 0.5, False), (0.2, 0.6, False), (0.2, 0.6, False), (1.0, 1.0, False)]]}
+    out = reply_length_strata(tickets, gens, tokenizer, split_at, 0.75)
+    assert (out["n_short"], out["n_long"]) == (2, 4)
+    row = out["adapter"]
+    assert row["rouge_l_short"] == pytest.approx(0.5) and row["rouge_l_long"] == pytest.approx(0.2)
+    assert row["rouge_l_weighted"] == pytest.approx(0.75 * 0.5 + 0.25 * 0.2)
+    assert row["cosine_weighted"] == pytest.approx(0.75 * 0.85 + 0.25 * 0.6)
+    low, high = row["rouge_l_weighted_ci95"]
+    assert low <= row["rouge_l_weighted"] <= high and high - low > 0
+    assert row["cut_share_long"] == pytest.approx(0.25)
+    # without the population's mix there is no weighted figure, only the strata
+    assert "rouge_l_weighted" not in reply_length_strata(tickets, gens, tokenizer, split_at, None)["adapter"]
