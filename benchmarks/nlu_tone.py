@@ -36,26 +36,33 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--layers", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--soup", type=int, default=None, help="branch runs averaged into one (default: the product's)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("HYBRIDESK_TORCH_THREADS", "1")))
     ap.add_argument("--no-tweeteval-only", action="store_true")
     args = ap.parse_args()
     from bot.conversation.nlu.data import load_tweeteval, tone_training_data
     from bot.conversation.nlu.encoder import DEFAULT_VARIANT, shared_encoder
     from bot.conversation.nlu.intent import IntentHead
-    from bot.conversation.nlu.model import TONE_BRANCH_EPOCHS, TONE_BRANCH_LAYERS, train_tone
+    from bot.conversation.nlu.model import (
+        TONE_BRANCH_EPOCHS,
+        TONE_BRANCH_LAYERS,
+        TONE_BRANCH_SOUP,
+        train_tone,
+    )
     from bot.conversation.nlu.text import coerce_text, model_text
     from bot.conversation.nlu.tone import mix
 
     cap_threads(args.threads)
     layers = TONE_BRANCH_LAYERS if args.layers is None else args.layers
     epochs = TONE_BRANCH_EPOCHS if args.epochs is None else args.epochs
+    soup = TONE_BRANCH_SOUP if args.soup is None else args.soup
     data = shared_data_dir()
     enc = shared_encoder(None, DEFAULT_VARIANT)
     test = load_tweeteval(data, "test")
     # the product reads every message through model_text (emoji spelled out, from NLU format 3)
     texts, gold = [model_text(coerce_text(t), emoji_names=True) for t, _ in test], [y for _, y in test]
     out: dict = {"encoder": DEFAULT_VARIANT, "torch_threads": args.threads, "branch_layers": layers,
-                 "branch_epochs": epochs, "load_average_1min_start": round(os.getloadavg()[0], 2)}
+                 "branch_epochs": epochs, "branch_soup": soup, "load_average_1min_start": round(os.getloadavg()[0], 2)}
     t0 = time.perf_counter()
     start = 6 - layers
     test_emb, test_hidden = enc.encode_with_hidden(texts, start)
@@ -70,7 +77,8 @@ def main() -> None:
     mixes = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         tone, metrics = train_tone(enc, tone_training_data(data, include_val=False), load_tweeteval(data, "val"),
-                                   branch_layers=layers, epochs=epochs, seed=seed, log_fn=print)
+                                   branch_layers=layers, epochs=epochs, seed=seed, log_fn=print,
+                                   soup=soup)
         head = tone.head
         head_p = head.predict_proba(texts, test_emb)
         res: dict = {"seed": seed, "n_train": metrics.get("branch", {}).get("n_train"),

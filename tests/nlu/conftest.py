@@ -89,3 +89,9 @@ def nlu_branched(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("nlu-branch") / "v-branch"
     return NLU.train(small_examples(4), out, out_of_scope=OUT_OF_SCOPE, tone_examples=TONE_EXAMPLES * 4,
                      tone_validation=TONE_VALIDATION, tone_branch_layers=1, version="v-branch")
+
+
+@pytest.fixture(scope="session")
+def tone_data() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(training, validation) tone examples: the small labelled sets the fixtures above train on."""
+    return TONE_EXAMPLES * 4, TONE_VALIDATION

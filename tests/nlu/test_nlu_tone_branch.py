@@ -60,3 +60,41 @@ def test_traced_branch_matches_eager_and_padding(nlu_branched: NLU) -> None:
     with torch.inference_mode():
         for h in hidden:
             np.testing.assert_allclose(branch.probs_from_hidden(h), eager(h[None])[0].numpy(), atol=1e-5)
+
+
+def test_average_is_the_elementwise_mean_and_keeps_integer_buffers() -> None:
+    from bot.conversation.nlu.branch import _average
+
+    a = {"w": torch.tensor([1.0, 2.0]), "ids": torch.tensor([0, 1])}
+    b = {"w": torch.tensor([3.0, 6.0]), "ids": torch.tensor([0, 1])}
+    out = _average([a, b])
+    torch.testing.assert_close(out["w"], torch.tensor([2.0, 4.0]))
+    assert out["ids"] is a["ids"]
+    torch.testing.assert_close(_average([a])["w"], a["w"])
+
+
+def test_a_soup_of_runs_is_one_branch_no_worse_on_validation_than_its_best_run(nlu_branched: NLU, tone_data) -> None:
+    """soup=3: three runs from one starting point, averaged greedily; the weights it keeps are the
+    soup's (their validation macro-F1 is the one recorded), and it costs one branch at inference."""
+    from sklearn.metrics import f1_score
+
+    from bot.conversation.nlu.branch import ToneBranch
+
+    train, validation = tone_data
+    enc = nlu_branched.encoder
+    texts, labels = [t for t, _ in train], [y for _, y in train]
+    val_texts, val_labels = [t for t, _ in validation], [y for _, y in validation]
+    _, hidden = enc.encode_with_hidden(texts, 5)
+    _, val_hidden = enc.encode_with_hidden(val_texts, 5)
+    branch = ToneBranch.fit(enc, hidden, labels, val_hidden, val_labels, start=5, epochs=2, seed=3,
+                            soup=3, int8=False)
+    info = branch.info
+    assert info["soup_runs"] == 3 and 1 <= info["soup_chosen"] <= 3
+    assert len(info["runs_val_macro_f1"]) == 3 and info["soup_val_macro_f1"] >= max(info["runs_val_macro_f1"])
+    assert len(branch.layers) == 1  # one branch, whatever the number of runs
+    present = sorted(set(val_labels))
+    probs = np.stack([branch.probs_from_hidden(h) for h in val_hidden])
+    cols = [branch.classes.index(c) for c in present]
+    pred = [present[i] for i in probs[:, cols].argmax(1)]
+    assert f1_score(val_labels, pred, labels=present, average="macro") == pytest.approx(
+        info["soup_val_macro_f1"], abs=1e-3)

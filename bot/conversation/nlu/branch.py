@@ -40,6 +40,12 @@ def _pool_logits(h: Any, mask: Any, head: Any, scale: float) -> Any:
     return head(torch.nn.functional.normalize(pooled, dim=-1) * scale)
 
 
+def _average(states: Sequence[dict]) -> dict:
+    """The element-wise mean of several state dicts of one architecture."""
+    return {k: sum(st[k].float() for st in states) / len(states) if states[0][k].is_floating_point()
+            else states[0][k] for k in states[0]}
+
+
 class ToneBranch:
     """Fine-tuned top layers + linear head over :attr:`classes` (built by :meth:`fit` or :meth:`load`)."""
 
@@ -157,11 +163,15 @@ class ToneBranch:
     def fit(cls, encoder: Any, hidden: Sequence[Any], labels: Sequence[str], val_hidden: Sequence[Any],
             val_labels: Sequence[str], *, start: int = 3, epochs: int = 4, lr: float = 1e-4,
             head_lr: float = 2e-3, label_smoothing: float = 0.1, batch_size: int = 32, seed: int = 0,
-            log: Any = None, int8: bool = True) -> ToneBranch:
+            log: Any = None, int8: bool = True, soup: int = 1) -> ToneBranch:
         """Fine-tune a copy of layers ``start..5`` on precomputed layer-``start`` hidden states.
 
         ``hidden`` / ``val_hidden`` hold one ``(tokens, 384)`` tensor per text (from
         :meth:`Encoder.encode_with_hidden`); the epoch with the best validation macro-F1 is kept.
+
+        ``soup`` > 1 fine-tunes that many runs from the same starting weights (seeds ``seed``,
+        ``seed + 1``, ...) and averages their weights greedily: runs join in order of validation
+        macro-F1 while the average does no worse on validation. One branch's cost at inference.
         """
         import torch
         from sklearn.metrics import f1_score
@@ -172,9 +182,10 @@ class ToneBranch:
         y = torch.tensor([index[c] for c in labels])
         val_y = np.array([index.get(c, -1) for c in val_labels])
         torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
         layers = encoder.fp32_top_layers(start).train()
         head = torch.nn.Linear(layers[0].output.dense.out_features, len(classes))
+        # every run of a soup starts from these same weights (a soup averages runs of one starting point)
+        init_layers, init_head = copy.deepcopy(layers.state_dict()), copy.deepcopy(head.state_dict())
         config = encoder.config()
         from transformers.masking_utils import create_bidirectional_mask
 
@@ -202,45 +213,74 @@ class ToneBranch:
         # Length-sorted buckets (little padding), visited in a random order every epoch.
         train_batches = batches(hidden, np.argsort([h.shape[0] for h in hidden], kind="stable"))
         val_batches = batches(val_hidden, np.argsort([h.shape[0] for h in val_hidden], kind="stable"))
-        opt = torch.optim.AdamW([{"params": layers.parameters(), "lr": lr},
-                                 {"params": head.parameters(), "lr": head_lr}], weight_decay=0.01)
-        steps = max(1, epochs * len(train_batches))
-        warm = max(1, int(0.1 * steps))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
-        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        best: tuple[float, int, Any, Any] = (-1.0, -1, None, None)
-        history = []
-        for epoch in range(epochs):
-            layers.train()
-            for b in rng.permutation(len(train_batches)):
-                idx, h, mask = train_batches[b]
-                loss = loss_fn(forward(h, mask), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([*layers.parameters(), *head.parameters()], 1.0)
-                opt.step()
-                sched.step()
+        # Scored over the classes the validation set has (e.g. 4 emotions, no "neutral"):
+        # argmax among those, macro-F1 over those.
+        present = sorted(set(val_y[val_y >= 0].tolist()))
+        known = val_y >= 0
+
+        def validation_f1() -> float:
             layers.eval()
-            # Scored over the classes the validation set has (e.g. 4 emotions, no "neutral"):
-            # argmax among those, macro-F1 over those.
-            present = sorted(set(val_y[val_y >= 0].tolist()))
             pred = np.zeros(len(val_hidden), dtype=int)
             with torch.inference_mode():
                 for idx, h, mask in val_batches:
                     pred[idx] = np.array(present)[forward(h, mask)[:, present].argmax(-1).numpy()]
-            known = val_y >= 0
-            f1 = (float(f1_score(val_y[known], pred[known], labels=present, average="macro"))
-                  if known.any() else 0.0)
-            history.append(round(f1, 4))
-            if log:
-                log(f"tone branch epoch {epoch + 1}/{epochs}: validation macro-F1 {f1:.4f} "
-                    f"({time.perf_counter() - t0:.0f} s)")
-            if f1 > best[0]:
-                best = (f1, epoch, copy.deepcopy(layers.state_dict()), copy.deepcopy(head.state_dict()))
+            return (float(f1_score(val_y[known], pred[known], labels=present, average="macro"))
+                    if known.any() else 0.0)
+
+        def one_run(run: int) -> tuple[float, int, Any, Any, list[float]]:
+            """Fine-tune from the shared starting weights with this run's seed; its best epoch."""
+            layers.load_state_dict(init_layers)
+            head.load_state_dict(init_head)
+            torch.manual_seed(seed + run)
+            rng = np.random.default_rng(seed + run)
+            opt = torch.optim.AdamW([{"params": layers.parameters(), "lr": lr},
+                                     {"params": head.parameters(), "lr": head_lr}], weight_decay=0.01)
+            steps = max(1, epochs * len(train_batches))
+            warm = max(1, int(0.1 * steps))
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
+            loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+            best: tuple[float, int, Any, Any] = (-1.0, -1, None, None)
+            history: list[float] = []
+            for epoch in range(epochs):
+                layers.train()
+                for b in rng.permutation(len(train_batches)):
+                    idx, h, mask = train_batches[b]
+                    loss = loss_fn(forward(h, mask), y[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_([*layers.parameters(), *head.parameters()], 1.0)
+                    opt.step()
+                    sched.step()
+                f1 = validation_f1()
+                history.append(round(f1, 4))
+                if log:
+                    log(f"tone branch{f' run {run + 1}/{soup}' if soup > 1 else ''} epoch {epoch + 1}/{epochs}: "
+                        f"validation macro-F1 {f1:.4f} ({time.perf_counter() - t0:.0f} s)")
+                if f1 > best[0]:
+                    best = (f1, epoch, copy.deepcopy(layers.state_dict()), copy.deepcopy(head.state_dict()))
+            return (*best, history)
+
+        runs = [one_run(r) for r in range(max(1, soup))]
+        runs.sort(key=lambda r: -r[0])
+        best = runs[0]
         layers.load_state_dict(best[2])
         head.load_state_dict(best[3])
+        chosen, soup_f1 = [0], best[0]
+        # greedy soup: a run joins the average when the averaged weights do at least as well on validation
+        for i in range(1, len(runs)):
+            trial = [runs[j] for j in (*chosen, i)]
+            layers.load_state_dict(_average([r[2] for r in trial]))
+            head.load_state_dict(_average([r[3] for r in trial]))
+            f1 = validation_f1()
+            if f1 >= soup_f1:
+                chosen, soup_f1 = [*chosen, i], f1
+        layers.load_state_dict(_average([runs[j][2] for j in chosen]))
+        head.load_state_dict(_average([runs[j][3] for j in chosen]))
+        history = runs[0][4]
         info = {"start_layer": start, "epochs": epochs, "best_epoch": best[1] + 1, "lr": lr,
                 "label_smoothing": label_smoothing, "val_macro_f1": history, "n_train": len(hidden),
+                "soup_runs": len(runs), "soup_chosen": len(chosen), "soup_val_macro_f1": round(soup_f1, 4),
+                "runs_val_macro_f1": [round(r[0], 4) for r in runs],
                 "train_seconds": round(time.perf_counter() - t0, 1)}
         return cls(start, classes, layers, head, info=info, int8=int8)

@@ -74,12 +74,15 @@ def read_training_digests(model_dir: Path) -> frozenset[str] | None:
 # The tone branch: a fine-tuned copy of MiniLM's top TONE_BRANCH_LAYERS layers (see branch.py).
 TONE_BRANCH_LAYERS = 3
 TONE_BRANCH_EPOCHS = 4
+#: runs of the branch averaged into one ("model soup", see ToneBranch.fit); 1 trains one run
+TONE_BRANCH_SOUP = 1
 MIX_WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
 
 
 def train_tone(encoder: Encoder, examples: Sequence[tuple[str, str]],
                validation: Sequence[tuple[str, str]] = (), *, branch_layers: int = TONE_BRANCH_LAYERS,
                epochs: int = TONE_BRANCH_EPOCHS, seed: int = 0, log_fn: Any = None,
+               soup: int = TONE_BRANCH_SOUP,
                emoji_names: bool = True) -> tuple[ToneModel, dict]:
     """The tone model: a calibrated emotion head (MiniLM-LR + TF-IDF-SVM) and, when ``validation``
     examples are given and ``branch_layers > 0``, a fine-tuned tone branch mixed with it.
@@ -108,7 +111,7 @@ def train_tone(encoder: Encoder, examples: Sequence[tuple[str, str]],
         val_emb, val_hidden = encoder.encode_with_hidden(val_texts, start)
         metrics["encode_seconds"] = round(time.perf_counter() - t0, 1)
         branch = ToneBranch.fit(encoder, hidden, labels, val_hidden, val_labels, start=start, epochs=epochs,
-                                seed=seed, log=log_fn)
+                                seed=seed, log=log_fn, soup=soup)
         del hidden
         probe = IntentHead(emb_c=2.0, svm_c=0.3)
         probe.fit(texts, labels, emb, seed=seed)
