@@ -52,10 +52,6 @@ def install_log_redaction() -> None:
         access.addFilter(RedactTokens())
 
 
-#: glibc's mallopt parameter number for the arena cap
-_M_ARENA_MAX = -8
-
-
 def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas for this process (unless ``MALLOC_ARENA_MAX`` already does).
 
@@ -65,16 +61,13 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     two cores, the resident memory was 1.89 GiB with glibc's default and 1.72 GiB with two arenas, at
     the same reply latency. Returns whether the cap was set (False off glibc).
     """
-    import ctypes
     import os
+
+    from models.glibc import M_ARENA_MAX, mallopt
 
     if "MALLOC_ARENA_MAX" in os.environ:
         return False  # glibc read the operator's own setting at start-up
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
-    except (OSError, AttributeError):
-        return False
+    return mallopt(M_ARENA_MAX, arenas)
 
 
 def serve(settings: Settings, *, host: str, port: int, init: bool = False, services: Any = None) -> None:

@@ -102,6 +102,8 @@ def _native() -> Any:
 
 #: base-weight encodings :class:`LlamaCppGenerator` can run: the file as shipped, or re-encoded to Q8_0 or bf16
 WEIGHT_FORMATS = ("shipped", "q8_0", "bf16")
+#: PyTorch prefills failing this many times in a row turn it off: the failure is not a passing one
+TORCH_PREFILL_FAILURE_LIMIT = 3
 #: re-encodings of the shipped file: llama.cpp's file type, and the suffix of the cached file's name
 _ENCODINGS = {"q8_0": ("LLAMA_FTYPE_MOSTLY_Q8_0", "Q8_0"), "bf16": ("LLAMA_FTYPE_MOSTLY_BF16", "BF16")}
 
@@ -582,6 +584,7 @@ class LlamaCppEngine(BatchingEngine):
         self.torch_prefill: Any = None
         self.torch_min_tokens = 64
         self.torch_prefills = 0
+        self.torch_prefill_failures = 0  # in a row; TORCH_PREFILL_FAILURE_LIMIT turns it off
 
     def _new_batch(self, adapter_id: str | None) -> _Batch:
         return _LlamaBatch(adapter_id, self)
@@ -705,9 +708,18 @@ class LlamaCppEngine(BatchingEngine):
             log.warning("prefilling in PyTorch is off: %s", exc)
             self.torch_prefill = None
             return None
-        except Exception:  # noqa: BLE001 - llama.cpp prefills the prompt instead
-            log.warning("prefilling in PyTorch failed; llama.cpp prefills this prompt", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - llama.cpp prefills the prompt instead
+            self.torch_prefill_failures += 1
+            if self.torch_prefill_failures >= TORCH_PREFILL_FAILURE_LIMIT:
+                log.warning("prefilling in PyTorch failed %d times in a row (%s); it is off, llama.cpp prefills "
+                            "every prompt", self.torch_prefill_failures, exc)
+                self.torch_prefill = None
+            else:  # the traceback once per run of failures; a transient one is retried next prompt
+                log.warning("prefilling in PyTorch failed; llama.cpp prefills this prompt%s",
+                            f": {exc}" if self.torch_prefill_failures > 1 else "",
+                            exc_info=self.torch_prefill_failures == 1)
             return None
+        self.torch_prefill_failures = 0
         while not runtime.set_seq_state(slot.seq, state):
             if not self.slots.evict_one():
                 return None

@@ -27,7 +27,6 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -322,16 +321,6 @@ def load_int8_body(model_dir: Path, adapter_dir: Path | None, dtype: Any) -> Any
     return body.eval()
 
 
-@lru_cache(maxsize=1)
-def _malloc_trim() -> Any:
-    """glibc's ``malloc_trim``, or None off glibc."""
-    import ctypes
-
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
 
 def _trim_heap(*, collect: bool = True) -> None:
     """Hand freed memory back to the OS: glibc keeps freed heap pages otherwise, and the server's
@@ -340,9 +329,9 @@ def _trim_heap(*, collect: bool = True) -> None:
 
     if collect:
         gc.collect()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    from models.glibc import malloc_trim
+
+    malloc_trim()
 
 
 class TorchPrefiller:

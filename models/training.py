@@ -23,7 +23,6 @@ with ``metadata.json`` (see :mod:`models.adapters`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import hashlib
 import json
@@ -447,18 +446,9 @@ def release_freed_memory() -> None:
     what is freed: measured here, resident memory climbed step by step over 30 steps, and trimming
     after each step keeps it near what is live.
     """
-    global _libc
-    if _libc is None:
-        try:
-            _libc = ctypes.CDLL("libc.so.6")
-            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError):
-            _libc = False
-    if _libc:
-        _libc.malloc_trim(0)
+    from models.glibc import malloc_trim
 
-
-_libc: Any = None
+    malloc_trim()
 
 
 def evaluate_loss(model: Any, batches: Sequence[dict]) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from models.prompting import build_messages, render_prompt
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is a project dependency; install with `make install`")
 
 import models.torch_prefill as torch_prefill  # noqa: E402
-from models.llamacpp import LlamaCppGenerator  # noqa: E402
+from models.llamacpp import TORCH_PREFILL_FAILURE_LIMIT, LlamaCppGenerator  # noqa: E402
 from models.torch_prefill import LayoutMismatch, SeqStateLayout  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,7 +195,7 @@ def test_cold_prompts_go_through_pytorch_and_cached_ones_do_not(llama):
 
 
 @pytest.mark.slow
-def test_a_failing_pytorch_prefill_falls_back_to_llamacpp(llama, monkeypatch):
+def test_a_failing_pytorch_prefill_falls_back_to_llamacpp(llama, monkeypatch, caplog):
     engine = llama.engine
     working = engine.torch_prefill
     calls = []
@@ -209,6 +210,21 @@ def test_a_failing_pytorch_prefill_falls_back_to_llamacpp(llama, monkeypatch):
     reply = llama.generate(_messages(QUESTIONS[2]), adapter_id=ADAPTER, max_new_tokens=12)
     assert calls and reply.completion_tokens >= 2 and reply.text.strip()
     assert engine.torch_prefills == before and engine.torch_prefill is broken  # tried again next time
+    # failures in a row: the traceback once, then one line each, and off after TORCH_PREFILL_FAILURE_LIMIT
+    for i in range(1, TORCH_PREFILL_FAILURE_LIMIT):
+        engine.clear_prefix_cache()
+        with caplog.at_level(logging.WARNING, logger="models.llamacpp"):
+            caplog.clear()
+            assert llama.generate(_messages(QUESTIONS[i % 3]), adapter_id=ADAPTER, max_new_tokens=4).text.strip()
+        assert not any(r.exc_info for r in caplog.records)
+    assert len(calls) == TORCH_PREFILL_FAILURE_LIMIT and engine.torch_prefill is None
+    assert "3 times in a row" in caplog.text and "out of memory" in caplog.text
+    # a success in between starts the count again
+    engine.torch_prefill_failures = TORCH_PREFILL_FAILURE_LIMIT - 1
+    monkeypatch.setattr(engine, "torch_prefill", working)
+    engine.clear_prefix_cache()
+    llama.generate(_messages(QUESTIONS[1]), adapter_id=ADAPTER, max_new_tokens=4)
+    assert engine.torch_prefill_failures == 0 and engine.torch_prefill is working
 
     def mismatched(*args):
         raise LayoutMismatch("another layout", code="state_layout")
