@@ -67,6 +67,9 @@ def main() -> int:
     parser.add_argument("--long-replies", action="store_true",
                         help="instead of the held-out split: public tickets no adapter in the chain trained on "
                              "because their reply is longer than training's max_reply_tokens")
+    parser.add_argument("--tickets-of", metavar="ADAPTER",
+                        help="evaluate on this other adapter's held-out tickets (each checked unseen by this one), "
+                             "split and weighted at its reply-length split point")
     parser.add_argument("--no-base", action="store_true", help="skip the base model comparison")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "eval_adapter.json"))
     args = parser.parse_args()
@@ -84,7 +87,9 @@ def main() -> int:
         print("no shipped adapter is active; pass --adapter", file=sys.stderr)
         return 2
     info = registry.get(adapter_id)
-    tickets = _long_reply_tickets(registry, info, args) if args.long_replies else None
+    tickets, split_at = _long_reply_tickets(registry, info, args) if args.long_replies else None, None
+    if args.tickets_of:
+        tickets, split_at = _tickets_of(registry, info, args)
     report = evaluate(
         info.path,
         data_dir=Path(args.data_dir),
@@ -96,7 +101,9 @@ def main() -> int:
             batch_size=args.batch_size,
             compare_base=not args.no_base,
             resolvable_slots=_resolvable(Path(args.slots_file)),
-            extra={"pool": "long_replies"} if args.long_replies else {},
+            extra=({"pool": "long_replies"} if args.long_replies else
+                   {"pool": f"held out by {args.tickets_of}"} if args.tickets_of else {}),
+            split_at=split_at,
         ),
         tickets=tickets,
         tone_fn=_tone_fn(Path(args.data_dir)),
@@ -133,6 +140,23 @@ def _long_reply_tickets(registry, info, args):
                                            limit=args.limit, seed=7)
     print(f"{len(tickets)} tickets with replies longer than any training run's cap")
     return tickets
+
+
+def _tickets_of(registry, info, args):
+    """The held-out tickets of adapter ``--tickets-of`` that ``info``'s adapter did not train on either."""
+    from transformers import AutoTokenizer
+
+    from models.adapters import read_metadata
+    from models.base import resolve_base_model_dir
+    from models.evaluation import held_out_tickets, unseen_by
+
+    other = read_metadata(registry.get(args.tickets_of).path)
+    pool = held_out_tickets(other, shared_data_dir=Path(args.shared), limit=args.limit, seed=7)
+    base_dir = Path(args.base_model_dir) if args.base_model_dir else resolve_base_model_dir(None, Path(args.data_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    tickets = unseen_by(read_metadata(info.path), pool, tokenizer)
+    print(f"{len(tickets)} of {args.tickets_of}'s {len(pool)} held-out tickets are unseen by {info.id}")
+    return tickets, other.get("held_out_split_at")
 
 
 def _context_fn(data_dir: Path):

@@ -78,6 +78,9 @@ class EvalOptions:
     #: None: the company name the adapter was trained with (its metadata's config)
     company_name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: report ROUGE-L and cosine for replies up to / over this many tokens, weighted by the public mix;
+    #: None: the adapter's own held-out split point (``held_out_split_at`` in its metadata), if any
+    split_at: int | None = None
 
 
 # -- text metrics ------------------------------------------------------------------------------
@@ -194,6 +197,17 @@ def untrained_long_reply_tickets(
     pool = [t for t in tickets
             if len(tokenizer(t.agent_reply, add_special_tokens=False)["input_ids"]) > cap]
     return stratified_slice(pool, limit, seed)
+
+
+def unseen_by(metadata: dict[str, Any], tickets: Sequence[Ticket], tokenizer: Any) -> list[Ticket]:
+    """The ``tickets`` an adapter cannot have trained on: those of its validation split, and public ones
+    whose reply is longer than any run of its chain admitted (:func:`models.training.seen_reply_cap`)."""
+    from models.training import reply_tokens, seen_reply_cap
+
+    val_hashes = set(metadata.get("val_hashes") or [])
+    cap = seen_reply_cap(metadata)
+    return [t for t in tickets if t.data_hash in val_hashes
+            or (t.source in PUBLIC_SOURCES and reply_tokens(tokenizer, t.agent_reply) > cap)]
 
 
 def _held_out_pool(
@@ -421,7 +435,7 @@ def evaluate(
         }
         for i in weakest
     ]
-    split_at = metadata.get("held_out_split_at")
+    split_at = opts.split_at or metadata.get("held_out_split_at")
     strata = (
         reply_length_strata(tickets, generations, tokenizer, int(split_at),
                             population_short_share(metadata, shared_data_dir, tokenizer, int(split_at)))

@@ -620,3 +620,17 @@ def test_reply_length_strata_weigh_each_stratum_by_the_public_mix(tokenizer):
     assert row["cut_share_long"] == pytest.approx(0.25)
     # without the population's mix there is no weighted figure, only the strata
     assert "rouge_l_weighted" not in reply_length_strata(tickets, gens, tokenizer, split_at, None)["adapter"]
+
+
+def test_unseen_by_keeps_held_out_tickets_and_replies_longer_than_the_chain_saw(tokenizer):
+    from models.evaluation import unseen_by
+    from models.training import reply_tokens
+
+    tickets = _long_tickets(8) + [Ticket("sample", "Hi?", "Hello there. " * 40, "greeting")]
+    cap = reply_tokens(tokenizer, tickets[3].agent_reply)
+    meta = {"val_hashes": [tickets[0].data_hash], "max_reply_tokens_seen": cap}
+    got = unseen_by(meta, tickets, tokenizer)
+    # the held-out one, and the public ones over the cap; the company's own long ticket may have been
+    # trained on under another cap, so only its split counts for it
+    assert got == [tickets[0], *tickets[4:8]]
+    assert unseen_by({"config": {"max_reply_tokens": 10_000}}, tickets, tokenizer) == []
