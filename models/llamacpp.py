@@ -585,6 +585,7 @@ class LlamaCppEngine(BatchingEngine):
         self.torch_min_tokens = 64
         self.torch_prefills = 0
         self.torch_prefill_failures = 0  # in a row; TORCH_PREFILL_FAILURE_LIMIT turns it off
+        self.torch_prefills_skipped = 0  # prompts llama.cpp prefilled while PyTorch loaded another adapter
 
     def _new_batch(self, adapter_id: str | None) -> _Batch:
         return _LlamaBatch(adapter_id, self)
@@ -695,7 +696,7 @@ class LlamaCppEngine(BatchingEngine):
     def _prefill_in_torch(self, slot: _Slot, prompt: list[int]) -> Any:
         """``prompt``'s cells, all but the last token's computed by ``torch_prefill``, loaded into ``slot``;
         llama.cpp decodes the last token itself and gives the logits. None if that failed."""
-        from models.torch_prefill import LayoutMismatch
+        from models.torch_prefill import LayoutMismatch, PrefillNotReady
 
         runtime = self.runtime
         runtime.seq_rm(slot.seq)
@@ -707,6 +708,10 @@ class LlamaCppEngine(BatchingEngine):
         except LayoutMismatch as exc:
             log.warning("prefilling in PyTorch is off: %s", exc)
             self.torch_prefill = None
+            return None
+        except PrefillNotReady as exc:  # not a failure: llama.cpp prefills until the model is loaded
+            log.debug("llama.cpp prefills this prompt: %s", exc)
+            self.torch_prefills_skipped += 1
             return None
         except Exception as exc:  # noqa: BLE001 - llama.cpp prefills the prompt instead
             self.torch_prefill_failures += 1
@@ -956,10 +961,19 @@ class LlamaCppGenerator(LocalAdapters, BaseGenerator):
 
     def _cold_prefill(self, tokens: list[int], adapter_id: str | None, layout: Any, seq: int) -> bytes:
         """The engine's ``torch_prefill``: ``tokens`` through PyTorch with the running adapter merged in."""
-        if self._prefiller is None:
+        from models.torch_prefill import PrefillNotReady
+
+        prefiller = self._prefiller
+        if prefiller is None:
             raise Unavailable("The PyTorch prefill is off.", code="generator_failed")
-        self._prefiller.prepare(adapter_id, self._fingerprint(adapter_id))
-        return self._prefiller.prefill(tokens, layout, seq)
+        fingerprint = self._fingerprint(adapter_id)
+        if not prefiller.is_ready(adapter_id, fingerprint):
+            if (error := prefiller.failure(adapter_id, fingerprint)) is not None:
+                raise error  # a load that failed is not tried again for every prompt
+            # another adapter: load it beside the decoding, not under the engine's lock (1-4 s)
+            prefiller.prepare_in_background(adapter_id, fingerprint)
+            raise PrefillNotReady(f"the PyTorch prefill model is being loaded for {adapter_id or 'the base model'}")
+        return prefiller.prefill(tokens, layout, seq, adapter=(adapter_id, fingerprint))
 
     def _ensure_adapter(self, adapter_id: str) -> None:
         """Load ``adapter_id`` (converted to a GGUF LoRA file once), or load it again when its files changed since:

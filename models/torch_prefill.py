@@ -334,14 +334,18 @@ def _trim_heap(*, collect: bool = True) -> None:
     malloc_trim()
 
 
+class PrefillNotReady(Exception):
+    """The PyTorch model is being loaded for another adapter; llama.cpp prefills this prompt itself."""
+
+
 class TorchPrefiller:
     """The base model in PyTorch with the running adapter merged in; prefills prompts for llama.cpp.
 
     ``model_dir`` is the converted Hugging Face folder of the same base model llama.cpp runs;
     ``adapter_dir`` maps an adapter id to its peft folder. One adapter is added in at a time: a
     different one reads the base weights again and adds it (1.0 s measured here; the first load in a
-    process 3.9 s; under the engine's lock),
-    as llama.cpp's own swap of merged files does, at the first cold prompt of a batch with it.
+    process 3.9 s). The engine asks for that with :meth:`prepare_in_background` and has llama.cpp
+    prefill meanwhile, so that an adapter switch never stalls the conversations being decoded.
     """
 
     def __init__(self, model_dir: Path | str, adapter_dir: Callable[[str], Path], *, threads: int = 2,
@@ -354,10 +358,43 @@ class TorchPrefiller:
         self._key: tuple[str | None, str | None] | None = None  # (adapter id, fingerprint) merged in
         self._lock = threading.Lock()
         self._failed: tuple[Any, BaseException] | None = None  # (key, error) of the last load that failed
+        self._loader: threading.Thread | None = None
+        self._loader_guard = threading.Lock()
+
+    @staticmethod
+    def _key_of(adapter_id: str | None, fingerprint: str | None) -> tuple[str | None, str | None]:
+        return (adapter_id, fingerprint if adapter_id is not None else None)
+
+    def is_ready(self, adapter_id: str | None, fingerprint: str | None = None) -> bool:
+        """Whether ``adapter_id`` (with files of ``fingerprint``) is merged in and loaded."""
+        return self._model is not None and self._key == self._key_of(adapter_id, fingerprint)
+
+    def failure(self, adapter_id: str | None, fingerprint: str | None = None) -> BaseException | None:
+        """The error of the last load of ``adapter_id`` when it failed (it is not tried again)."""
+        failed = self._failed
+        return failed[1] if failed is not None and failed[0] == self._key_of(adapter_id, fingerprint) else None
+
+    def prepare_in_background(self, adapter_id: str | None, fingerprint: str | None = None) -> threading.Thread:
+        """:meth:`prepare` on a thread of its own, unless a load is already running; that thread.
+        A failure is logged and kept (:meth:`failure`)."""
+        with self._loader_guard:
+            if self._loader is not None and self._loader.is_alive():
+                return self._loader
+
+            def load() -> None:
+                try:
+                    self.prepare(adapter_id, fingerprint)
+                except Exception:  # noqa: BLE001 - kept in self._failed; llama.cpp prefills meanwhile
+                    log.warning("the PyTorch prefill model could not be loaded for %s", adapter_id or "the base model",
+                                exc_info=True)
+
+            self._loader = threading.Thread(target=load, name="torch-prefill-load", daemon=True)
+            self._loader.start()
+            return self._loader
 
     def prepare(self, adapter_id: str | None, fingerprint: str | None = None) -> None:
         """Have ``adapter_id`` (with files of ``fingerprint``) merged in; the base model for None."""
-        key = (adapter_id, fingerprint if adapter_id is not None else None)
+        key = self._key_of(adapter_id, fingerprint)
         with self._lock:
             if self._key == key and self._model is not None:
                 return
@@ -381,14 +418,23 @@ class TorchPrefiller:
             log.info("PyTorch prefill runs %s%s (int8 weights, %s)", self.model_dir.name,
                      f" + {adapter_id}" if adapter_id else "", self.dtype_name)
 
-    def prefill(self, ids: list[int], layout: SeqStateLayout, seq: int) -> bytes:
-        """The llama.cpp state bytes of ``ids``' keys and values, for sequence ``seq``."""
+    def prefill(self, ids: list[int], layout: SeqStateLayout, seq: int, *,
+                adapter: tuple[str | None, str | None] | None = None) -> bytes:
+        """The llama.cpp state bytes of ``ids``' keys and values, for sequence ``seq``.
+
+        ``adapter``: ``(adapter id, fingerprint)`` the prompt is for; :class:`PrefillNotReady` when another
+        one is merged in or being loaded (the call never waits for a load).
+        """
         import torch
 
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            raise PrefillNotReady("the PyTorch prefill model is being loaded")
+        try:
             body = self._model
             if body is None:
                 raise Unavailable("The PyTorch prefill model is not loaded.", code="generator_failed")
+            if adapter is not None and self._key != self._key_of(*adapter):
+                raise PrefillNotReady(f"the PyTorch prefill model runs {self._key}, not {adapter}")
             if torch.get_num_threads() != self.threads:
                 torch.set_num_threads(self.threads)
             with torch.inference_mode():
@@ -402,6 +448,8 @@ class TorchPrefiller:
                 keys = [interleave_rotary(k[0]).transpose(0, 1).reshape(n, -1).to(torch.float16).numpy()
                         for k, _ in layers]
                 values = [v[0].transpose(0, 1).reshape(n, -1).to(torch.float16).numpy() for _, v in layers]
+        finally:
+            self._lock.release()
         if keys[0].shape[1] * 2 != layout.k_row_bytes or values[0].shape[1] != layout.v_width:
             raise LayoutMismatch(
                 f"PyTorch's key/value widths ({keys[0].shape[1]}, {values[0].shape[1]}) are not llama.cpp's "

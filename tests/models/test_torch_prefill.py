@@ -237,6 +237,40 @@ def test_a_failing_pytorch_prefill_falls_back_to_llamacpp(llama, monkeypatch, ca
     monkeypatch.setattr(engine, "torch_prefill", working)
 
 
+@pytest.mark.slow
+def test_an_adapter_switch_loads_the_pytorch_side_beside_the_decoding(llama):
+    """A cold prompt for an adapter the PyTorch model does not hold is prefilled by llama.cpp while that
+    adapter loads on a thread of its own (1-4 s that used to stall every conversation under the lock)."""
+    from models.torch_prefill import PrefillNotReady
+
+    engine, prefiller = llama.engine, llama._prefiller
+    fingerprint = llama._fingerprint(ADAPTER)
+    assert prefiller.is_ready(ADAPTER, fingerprint)
+    before, skipped = engine.torch_prefills, engine.torch_prefills_skipped
+    engine.clear_prefix_cache()
+    assert llama.generate(_messages(QUESTIONS[0]), adapter_id=None, max_new_tokens=4).text.strip()  # the base model
+    assert (engine.torch_prefills, engine.torch_prefills_skipped) == (before, skipped + 1)
+    prefiller._loader.join(120)
+    assert prefiller.is_ready(None) and not prefiller.is_ready(ADAPTER, fingerprint)
+    engine.clear_prefix_cache()
+    assert llama.generate(_messages(QUESTIONS[1]), adapter_id=None, max_new_tokens=4).text.strip()
+    assert engine.torch_prefills == before + 1
+    # a prefill for an adapter other than the one merged in, or while a load holds the model, never waits
+    with llama._lock:
+        layout = llama._runtime.seq_state_layout(_free_seq(llama))
+    with pytest.raises(PrefillNotReady):
+        prefiller.prefill(list(range(70)), layout, 0, adapter=(ADAPTER, fingerprint))
+    with prefiller._lock, pytest.raises(PrefillNotReady, match="being loaded"):
+        prefiller.prefill(list(range(70)), layout, 0, adapter=(None, None))
+    # and back to the adapter
+    engine.clear_prefix_cache()
+    assert llama.generate(_messages(QUESTIONS[2]), adapter_id=ADAPTER, max_new_tokens=4).text.strip()
+    assert (engine.torch_prefills, engine.torch_prefills_skipped) == (before + 1, skipped + 2)
+    prefiller._loader.join(120)
+    assert prefiller.is_ready(ADAPTER, fingerprint)
+    assert engine.torch_prefill_failures == 0
+
+
 def test_the_setting_turns_it_off(tmp_path, base_model_dir):
     from bot.services import build_generator
     from bot.settings import Settings
