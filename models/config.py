@@ -46,7 +46,7 @@ class TrainConfig:
     # ``resolve_company_name``
     company_name: str | None = "Larkspur & Co."
     max_length: int = 384  # prompt + reply tokens
-    max_reply_tokens: int = 160  # drop longer replies: the generation cap (200) keeps headroom above these
+    max_reply_tokens: int = 160  # drop longer replies: the generation cap (256) keeps headroom above these
     distractor_slots: int = 3  # extra allowed slot names per example, so the model learns to choose
     # share of tickets whose prompt carries what the KB retrieves for the message (passages, facts),
     # as every prompt at inference does; needs a max_length that fits those prompts (e.g. 768)

@@ -187,7 +187,7 @@ def untrained_long_reply_tickets(
     because their agent reply is longer than every run's ``max_reply_tokens``, stratified by intent.
 
     A second, larger held-out set: training leaves these tickets out, so they are unseen by the whole
-    chain, but they are not a random sample (their replies are long; the generation cap is 200 tokens).
+    chain, but they are not a random sample (their replies are long).
     """
     if not chain or not (chain[0].get("config") or {}).get("bitext_csv"):
         return []
@@ -672,5 +672,6 @@ def format_table(report: dict[str, Any]) -> str:
                 value = (strata.get(n) or {}).get(key)
                 cells.append("-" if value is None else fmt.format(*value) if isinstance(value, list)
                              else fmt.format(value))
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            if any(c != "-" for c in cells):  # (a stratum with no tickets has no rows)
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -634,3 +634,18 @@ def test_unseen_by_keeps_held_out_tickets_and_replies_longer_than_the_chain_saw(
     # trained on under another cap, so only its split counts for it
     assert got == [tickets[0], *tickets[4:8]]
     assert unseen_by({"config": {"max_reply_tokens": 10_000}}, tickets, tokenizer) == []
+
+
+def test_the_table_gives_the_strata_and_leaves_out_an_empty_one(tokenizer):
+    from models.evaluation import format_table, reply_length_strata
+    from models.training import reply_tokens
+
+    tickets = _long_tickets(4)
+    gens = {"adapter": [{"rouge_l": 0.5, "cosine": 0.9, "cut": False}] * 4}
+    metrics = {"adapter": {"rouge_l": 0.5}}
+    both = reply_length_strata(tickets, gens, tokenizer, reply_tokens(tokenizer, tickets[1].agent_reply), 0.6)
+    table = format_table({"adapter_id": "a", "n_tickets": 4, "metrics": metrics, "by_reply_length": both})
+    assert "| ROUGE-L, weighted by the public mix (60% short) | 0.500 |" in table
+    short_only = reply_length_strata(tickets, gens, tokenizer, 10_000, 0.6)
+    table = format_table({"adapter_id": "a", "n_tickets": 4, "metrics": metrics, "by_reply_length": short_only})
+    assert "replies <= 10000 tokens (4)" in table and "longer replies" not in table and "weighted" not in table
