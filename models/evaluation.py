@@ -491,8 +491,9 @@ def reply_length_strata(tickets: Sequence[Ticket], generations: dict[str, list[d
     from models.training import reply_tokens
 
     public = [i for i, t in enumerate(tickets) if t.source in PUBLIC_SOURCES]
-    short = [i for i in public if reply_tokens(tokenizer, tickets[i].agent_reply) <= split_at]
-    long_ = [i for i in public if i not in set(short)]
+    is_short = {i: reply_tokens(tokenizer, tickets[i].agent_reply) <= split_at for i in public}
+    short = [i for i in public if is_short[i]]
+    long_ = [i for i in public if not is_short[i]]
     out: dict[str, Any] = {"split_at": split_at, "population_short_share": short_share,
                            "n_short": len(short), "n_long": len(long_)}
     rng = np.random.default_rng(0)

@@ -360,6 +360,7 @@ class TorchPrefiller:
         self._failed: tuple[Any, BaseException] | None = None  # (key, error) of the last load that failed
         self._loader: threading.Thread | None = None
         self._loader_guard = threading.Lock()
+        self._closed = False  # a load still running when the generator closes must not load after it
 
     @staticmethod
     def _key_of(adapter_id: str | None, fingerprint: str | None) -> tuple[str | None, str | None]:
@@ -385,6 +386,8 @@ class TorchPrefiller:
                 try:
                     self.prepare(adapter_id, fingerprint)
                 except Exception:  # noqa: BLE001 - kept in self._failed; llama.cpp prefills meanwhile
+                    if self._closed:
+                        return  # the generator closed while this load waited: nothing to report
                     log.warning("the PyTorch prefill model could not be loaded for %s", adapter_id or "the base model",
                                 exc_info=True)
 
@@ -396,6 +399,8 @@ class TorchPrefiller:
         """Have ``adapter_id`` (with files of ``fingerprint``) merged in; the base model for None."""
         key = self._key_of(adapter_id, fingerprint)
         with self._lock:
+            if self._closed:
+                raise Unavailable("The PyTorch prefill model was closed.", code="generator_failed")
             if self._key == key and self._model is not None:
                 return
             if self._failed is not None and self._failed[0] == key:
@@ -461,4 +466,4 @@ class TorchPrefiller:
 
     def close(self) -> None:
         with self._lock:
-            self._model, self._key = None, None
+            self._model, self._key, self._closed = None, None, True

@@ -381,3 +381,16 @@ def test_a_small_cache_defers_replies_prefilled_in_pytorch(base_model_dir, tmp_p
         assert not any(slot.busy for slot in gen.engine.slots.slots)
     finally:
         gen.close()
+
+
+def test_a_closed_prefiller_loads_nothing_even_from_a_load_already_asked_for(base_model_dir, caplog):
+    from knowledge.errors import Unavailable
+    from models.torch_prefill import TorchPrefiller
+
+    prefiller = TorchPrefiller(base_model_dir, lambda name: ADAPTERS / name)
+    prefiller.close()
+    with pytest.raises(Unavailable, match="closed"):
+        prefiller.prepare(ADAPTER)
+    with caplog.at_level(logging.WARNING, logger="models.torch_prefill"):
+        prefiller.prepare_in_background(ADAPTER).join(30)
+    assert prefiller._model is None and not prefiller.is_ready(ADAPTER) and not caplog.records
