@@ -189,13 +189,14 @@ def untrained_long_reply_tickets(
     A second, larger held-out set: training leaves these tickets out, so they are unseen by the whole
     chain, but they are not a random sample (their replies are long).
     """
+    from models.training import reply_tokens
+
     if not chain or not (chain[0].get("config") or {}).get("bitext_csv"):
         return []
     configs = [TrainConfig(**{**TrainConfig().to_dict(), **(m.get("config") or {})}) for m in chain]
     cap = max(c.max_reply_tokens for c in configs)
     tickets = load_training_tickets(replace(configs[0], sample_tickets=None), shared_data_dir=shared_data_dir)
-    pool = [t for t in tickets
-            if len(tokenizer(t.agent_reply, add_special_tokens=False)["input_ids"]) > cap]
+    pool = [t for t in tickets if reply_tokens(tokenizer, t.agent_reply) > cap]
     return stratified_slice(pool, limit, seed)
 
 
@@ -643,15 +644,11 @@ def format_table(report: dict[str, Any]) -> str:
         "| metric | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]
+    def cell(value: Any, fmt: str) -> str:
+        return "-" if value is None else fmt.format(*value) if isinstance(value, list) else fmt.format(value)
+
     for label, key, fmt in rows:
-        cells = []
-        for n in names:
-            value = metrics[n].get(key)
-            if value is None:
-                cells.append("-")
-            else:
-                cells.append(fmt.format(*value) if isinstance(value, list) else fmt.format(value))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(cell(metrics[n].get(key), fmt) for n in names) + " |")
     strata = report.get("by_reply_length")
     if strata:
         at, share = strata["split_at"], strata.get("population_short_share")
@@ -668,11 +665,7 @@ def format_table(report: dict[str, Any]) -> str:
             ("longer replies cut at cap", "cut_share_long", "{:.0%}"),
         ]
         for label, key, fmt in labels:
-            cells = []
-            for n in names:
-                value = (strata.get(n) or {}).get(key)
-                cells.append("-" if value is None else fmt.format(*value) if isinstance(value, list)
-                             else fmt.format(value))
+            cells = [cell((strata.get(n) or {}).get(key), fmt) for n in names]
             if any(c != "-" for c in cells):  # (a stratum with no tickets has no rows)
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -593,11 +593,12 @@ def train(
                     parent.id)
     seen_cap, split_at = cfg.max_reply_tokens, None
     if parent is not None:
-        seen_cap = max(seen_reply_cap(parent.metadata), cfg.max_reply_tokens)
-        new_held = unseen_reply_holdout(tickets, tokenizer, seen_reply_cap(parent.metadata), cfg) if held_out else set()
+        parent_cap = seen_reply_cap(parent.metadata)
+        seen_cap = max(parent_cap, cfg.max_reply_tokens)
+        new_held = unseen_reply_holdout(tickets, tokenizer, parent_cap, cfg) if held_out else set()
         if new_held:
             held_out = set(held_out) | new_held
-            split_at = seen_reply_cap(parent.metadata)
+            split_at = parent_cap
         else:
             split_at = parent.metadata.get("held_out_split_at")
     train_set, val_set = split_train_val(examples, cfg, held_out)
