@@ -69,6 +69,10 @@ class TrainConfig:
     # folder): its weights, rank, targets and layers are the starting point (the lora_* keys above
     # are then ignored) and its held-out tickets stay held out; a new seed reshuffles the batches
     init_adapter: str | None = None
+    # a run from scratch: hold out the tickets this adapter held out (an id or a folder, as for
+    # init_adapter) instead of drawing its own split, so that the two can be evaluated on the same
+    # tickets, neither having trained on them (`eval_adapter.py --tickets-of`)
+    holdout_from: str | None = None
     # optimisation
     batch_size: int = 8
     grad_accum: int = 1
@@ -83,6 +87,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False
+    # false: the prompt runs forward only, and the backward pass covers the reply tokens alone. The
+    # loss is the same; its gradient leaves out what flows back through the prompt's positions (the
+    # prompt's keys and values still carry the adapter, but are not trained from there). About 1.4x
+    # faster per step and far less activation memory; benchmarks/results/models.md, session 30
+    prompt_backward: bool = True
     packing: bool = False  # concatenate examples into max_length rows instead of padding
     bucketing: bool = True  # batch examples of similar length together (less padding)
     seed: int = 13
@@ -106,6 +115,12 @@ class TrainConfig:
             problems.append("lora_dropout must be in [0, 1)")
         if not self.target_modules:
             problems.append("target_modules must name at least one module")
+        if self.holdout_from and self.init_adapter:
+            problems.append("holdout_from is for a run from scratch; a continued run keeps its parent's held-out tickets")
+        if not self.prompt_backward and self.packing:
+            problems.append("prompt_backward: false needs one example a row (packing: false)")
+        if not self.prompt_backward and self.gradient_checkpointing:
+            problems.append("prompt_backward: false cannot be combined with gradient_checkpointing")
         if self.lora_top_layers is not None and self.lora_top_layers < 1:
             problems.append("lora_top_layers must be >= 1 (or null: every layer)")
         if self.max_length < 32:

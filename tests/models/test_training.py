@@ -649,3 +649,93 @@ def test_the_table_gives_the_strata_and_leaves_out_an_empty_one(tokenizer):
     short_only = reply_length_strata(tickets, gens, tokenizer, 10_000, 0.6)
     table = format_table({"adapter_id": "a", "n_tickets": 4, "metrics": metrics, "by_reply_length": short_only})
     assert "replies <= 10000 tokens (4)" in table and "longer replies" not in table and "weighted" not in table
+
+
+def test_a_prompt_run_forward_only_gives_the_same_loss_and_a_reply_only_gradient(
+    tokenizer, base_model_dir, tmp_path
+):
+    """``prompt_backward: false``: the loss of the two-pass layout equals the one-pass loss (rows of
+    different prompt and reply lengths, padding on both sides), and its gradient is the one-pass
+    gradient less what flows back through the prompt's positions. Adapting the top layer only, the
+    prompt's queries there feed nothing the loss reads, so q_proj's gradient is unchanged, while
+    the reply reads the prompt's values, so v_proj's is not; with every layer adapted, the lower
+    layers' gradients change too."""
+    import random
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from models.base import load_base_model
+    from models.training import backward_batch, reply_loss
+
+    examples, _ = build_examples(TICKETS, tokenizer, _cfg(tmp_path))
+    batch = make_batches(examples, _cfg(tmp_path, batch_size=4), random.Random(0), 2)[0]
+    prompts = {int((row == -100).sum()) - int((row == -100).flip(0).cumprod(0).sum()) for row in batch["labels"]}
+    assert len(prompts) > 1  # rows whose prompts differ in length
+
+    base, _ = load_base_model(base_model_dir, torch.float32, num_threads=2)
+    grads = {}
+    for layers in ([29], None):
+        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                layers_to_transform=layers, task_type="CAUSAL_LM"))
+        torch.manual_seed(0)
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(param, std=0.02)
+        for prompt_backward in (True, False):
+            model.zero_grad(set_to_none=True)
+            value, count = backward_batch(model, batch, None, prompt_backward=prompt_backward)
+            grads[layers is None, prompt_backward] = (value, count, {
+                n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+        with torch.no_grad():
+            whole, _ = reply_loss(model, batch)
+            split, _ = reply_loss(model, batch, prompt_backward=False)  # no gradient: one pass
+        torch.testing.assert_close(split, whole)
+        base = model.unload()
+    for every_layer in (False, True):
+        (v1, c1, g1), (v2, c2, g2) = grads[every_layer, True], grads[every_layer, False]
+        assert c1 == c2 > 0 and v2 == pytest.approx(v1, rel=1e-4)
+        assert g1.keys() == g2.keys()
+        differ = [n for n in g1 if not torch.allclose(g1[n], g2[n], rtol=1e-3, atol=1e-6)]
+        assert all(g2[n].abs().sum() > 0 for n in g2)
+        if every_layer:
+            assert any(".layers.0." in n for n in differ) and any("q_proj" in n for n in differ)
+        else:
+            assert differ and all("v_proj" in n for n in differ), differ
+
+
+def test_prompt_backward_off_trains_and_is_refused_with_packing(base_model_dir, tmp_path):
+    from models.training import train
+
+    with pytest.raises(InvalidInput, match="packing"):
+        TrainConfig(prompt_backward=False, packing=True)
+    with pytest.raises(InvalidInput, match="gradient_checkpointing"):
+        TrainConfig(prompt_backward=False, gradient_checkpointing=True)
+    result = train(_cfg(tmp_path, prompt_backward=False, max_steps=8), data_dir=tmp_path,
+                   base_model_dir=base_model_dir, tickets=TICKETS, progress=False)
+    assert result.losses[-1] < result.losses[0], result.losses
+
+
+def test_a_run_from_scratch_can_hold_out_another_adapters_tickets(tiny_run, base_model_dir, tmp_path):
+    """`holdout_from`: the new run holds out exactly the tickets the named adapter held out."""
+    from models.training import train
+
+    parent, _ = tiny_run
+    pmeta = json.loads((parent.adapter_dir / "metadata.json").read_text())
+    assert not pmeta["val_hashes"]
+    with pytest.raises(InvalidInput, match="no held-out tickets"):
+        train(_cfg(tmp_path, holdout_from=str(parent.adapter_dir)), data_dir=tmp_path,
+              base_model_dir=base_model_dir, tickets=TICKETS, progress=False)
+    with pytest.raises(InvalidInput, match="from scratch"):
+        TrainConfig(holdout_from="a", init_adapter="b")
+    first = train(_cfg(tmp_path, val_fraction=0.34, max_steps=1, version="split-a"), data_dir=tmp_path,
+                  base_model_dir=base_model_dir, tickets=TICKETS, progress=False)
+    held = json.loads((first.adapter_dir / "metadata.json").read_text())["val_hashes"]
+    assert 0 < len(held) < len(TICKETS)
+    second = train(_cfg(tmp_path, val_fraction=0.34, max_steps=1, seed=99, version="split-b",
+                        holdout_from="split-a"),
+                   data_dir=tmp_path, base_model_dir=base_model_dir, tickets=TICKETS, progress=False)
+    meta = json.loads((second.adapter_dir / "metadata.json").read_text())
+    assert meta["val_hashes"] == held and meta["parent"] is None
+    assert meta["metrics"]["examples_val"] == len(held)
+    assert meta["config"]["holdout_from"] == "split-a"
