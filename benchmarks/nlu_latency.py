@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import scratch_dir
 from nlu_common import REPO, cap_threads, shared_data_dir, table, write_result
 
 
@@ -28,14 +29,13 @@ def main(n: int = 200, model_dir: str | None = None) -> None:
 
     train_threads = cap_threads(2)
     data = shared_data_dir()
-    import tempfile
 
     if model_dir:  # time an already trained product model (e.g. from a previous run)
         from bot.conversation.nlu import NLU
 
         model, train_s = NLU.load(Path(model_dir)), float("nan")
     else:
-        registry = NLURegistry(tempfile.mkdtemp(prefix="nlu-latency-"))
+        registry = NLURegistry(scratch_dir("nlu-latency-"))
         t0 = time.perf_counter()
         registry.train_default(REPO / "models" / "sample" / "tickets.jsonl", data, log_fn=print)
         train_s = time.perf_counter() - t0

@@ -26,14 +26,13 @@ import argparse
 import json
 import re
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import table, write_json  # noqa: E402
+from _common import scratch_dir, table, write_json  # noqa: E402
 
 from bot.conversation.responder import Responder  # noqa: E402
 
@@ -73,7 +72,7 @@ def main() -> None:
     from bot.services import Services
     from bot.settings import Settings
 
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="hybridesk-proc-"))
+    data_dir = args.data_dir or scratch_dir("hybridesk-proc-")
     settings = Settings(data_dir=data_dir, env="test")
     services = Services(settings)
     initialise(services, admin_email=None, train_nlu=False, out=lambda _s: None)

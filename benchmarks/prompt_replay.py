@@ -25,14 +25,13 @@ import json
 import os
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import summary, table, write_json  # noqa: E402
+from _common import scratch_dir, summary, table, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,7 +135,7 @@ def main() -> None:
 
     prompts = logged_prompts(args.data_dir, args.limit)
     model_dir = ensure_base_model(Path(os.environ.get("HYBRIDESK_MODEL_CACHE", "/tmp/hybridesk-test-models")))
-    cache = Path(tempfile.mkdtemp(prefix="hybridesk-replay-"))
+    cache = scratch_dir("hybridesk-replay-")
     load_before = os.getloadavg()[0]
     rows, ratios = [], {}
     for fa in (int(v) for v in args.flash_attn.split(",")):

@@ -33,6 +33,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from _common import scratch_dir  # noqa: E402
 
 from knowledge.chunking import chunk_markdown, content_hash  # noqa: E402
 from knowledge.index import Embedder, LocalIndex  # noqa: E402
@@ -229,7 +230,7 @@ def main() -> None:
     t0 = time.perf_counter()
     qvecs = [embedder.query(q) for q, _ in questions]
     query_ms = (time.perf_counter() - t0) * 1000 / len(questions)
-    tmp = Path(tempfile.mkdtemp(prefix="hybridesk-quality-"))
+    tmp = scratch_dir("hybridesk-quality-")
     results: dict[str, object] = {"questions": len(questions), "articles": len(articles), "steps": []}
     steps: list[dict] = results["steps"]  # type: ignore[assignment]
 

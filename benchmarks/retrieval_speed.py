@@ -19,7 +19,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from _common import scratch_dir  # noqa: E402
 
 from knowledge.chunking import content_hash  # noqa: E402
 from knowledge.index import Embedder, LocalIndex, normalize  # noqa: E402
@@ -293,7 +293,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     vocab = vocabulary(args.data)
     qs = queries(vocab, args.queries)
-    tmp = Path(tempfile.mkdtemp(prefix="hybridesk-speed-"))
+    tmp = scratch_dir("hybridesk-speed-")
     out: dict = {
         "queries": args.queries,
         "dim": DIM,

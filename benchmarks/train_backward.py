@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._common import table, write_json  # noqa: E402
+from _common import table, write_json  # noqa: E402
 
 SETTINGS = [
     {"name": "every layer, full backward", "top": None, "prompt_backward": True},

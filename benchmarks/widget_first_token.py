@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "web"), str(REPO / "benchmarks")]
 
-from _common import summary, table, write_json  # noqa: E402
+from _common import scratch_dir, summary, table, write_json  # noqa: E402
 
 W = "#hybridesk-widget"
 QUESTIONS = ["How long do I have to return a lamp?", "How long does standard delivery take?"]
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         if url is None:
             from web_fakes import ServerThread, build_app, build_services
 
-            services = build_services(Path(tempfile.mkdtemp(prefix="hybridesk-bench-")), delay=0.0)
+            services = build_services(scratch_dir("hybridesk-bench-"), delay=0.0)
             url = stack.enter_context(ServerThread(build_app(services))).url
         p = stack.enter_context(sync_playwright())
         browser = p.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])

@@ -19,7 +19,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "web"), str(REPO / "benchmarks")]
 
-from _common import summary, table, write_json  # noqa: E402
+from _common import scratch_dir, summary, table, write_json  # noqa: E402
 from web_fakes import SSEReader, build_app, build_services  # noqa: E402
 
 TARGET_P95_MS = 20.0
@@ -45,7 +44,7 @@ def serve() -> None:
 
     import uvicorn
 
-    services = build_services(Path(tempfile.mkdtemp(prefix="hybridesk-bench-")), delay=0.0)
+    services = build_services(scratch_dir("hybridesk-bench-"), delay=0.0)
     app = build_app(services)
     app.add_api_route("/__bench/cpu", lambda: {"cpu": time.process_time()}, include_in_schema=False)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -60,7 +59,7 @@ def _manager_turns(n: int, warmup: int) -> tuple[list[float], float]:
 
     from bot.services import set_runtime_services
 
-    services = build_services(Path(tempfile.mkdtemp(prefix="hybridesk-bench-")), delay=0.0)
+    services = build_services(scratch_dir("hybridesk-bench-"), delay=0.0)
     manager = build_app(services).state.manager
     set_runtime_services(services)  # the rasa-sdk actions read it
     conv, token = manager.start()
