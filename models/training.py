@@ -33,6 +33,7 @@ import resource
 import shutil
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ from models.prompting import allowed_slots, build_messages, encode_example, extr
 from models.tickets import Ticket, read_tickets, stored_tickets
 
 log = logging.getLogger(__name__)
+# transformers 5.x warns that `past_key_values` will be renamed; pyproject keeps it below the version
+# that drops the old name, and 4.x knows only that one (the forward-only prompt pass uses it)
+warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FactsFn = Callable[[Ticket], list[Any]]
 #: the KB passages and facts the bot would put in the prompt for one customer message
@@ -551,9 +555,11 @@ def resolve_dtype(name: str) -> Any:
     return default_inference_dtype()
 
 
-def find_init_adapter(name: str, output_root: Path, shipped_root: Path | None = None) -> Any:
-    """The adapter a run continues from: a folder, or an id among the output root and the shipped ones
-    (``shipped_root``, default the repository's); a damaged one is refused before anything loads."""
+def find_init_adapter(name: str, output_root: Path, shipped_root: Path | None = None, *,
+                      key: str = "init_adapter") -> Any:
+    """The adapter a run continues from (or, with ``key="holdout_from"``, whose held-out tickets it holds
+    out): a folder, or an id among the output root and the shipped ones (``shipped_root``, default the
+    repository's); a damaged one is refused before anything loads."""
     path = Path(name)
     if (path / "adapter_config.json").is_file():
         info = AdapterRegistry(path.parent, None).get(path.name)
@@ -561,7 +567,7 @@ def find_init_adapter(name: str, output_root: Path, shipped_root: Path | None = 
         info = AdapterRegistry(output_root, shipped_root or SHIPPED_ROOT).get(name)  # NotFound names the known ones
     problem = info.problem
     if problem is not None:
-        raise InvalidInput(f"init_adapter {name!r} cannot be used: {problem}.", code="broken_adapter")
+        raise InvalidInput(f"{key} {name!r} cannot be used: {problem}.", code="broken_adapter")
     return info
 
 
@@ -617,7 +623,8 @@ def train(
     if cfg.version:
         AdapterRegistry(output_root, None).check_new_id(cfg.version)
     parent_info = find_init_adapter(cfg.init_adapter, output_root, shipped_root) if cfg.init_adapter else None
-    holdout_info = find_init_adapter(cfg.holdout_from, output_root, shipped_root) if cfg.holdout_from else None
+    holdout_info = (find_init_adapter(cfg.holdout_from, output_root, shipped_root, key="holdout_from")
+                    if cfg.holdout_from else None)
     if holdout_info is not None and not holdout_info.metadata.get("val_hashes"):
         raise InvalidInput(f"Adapter {holdout_info.id} records no held-out tickets to hold out.", code="bad_config")
     if parent_info is None:  # (a target that is no layer of the base model, before minutes of loading)
