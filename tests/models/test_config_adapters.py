@@ -259,3 +259,15 @@ def test_the_config_dataclass_defaults_are_the_shipped_default_yaml():
     differ = {f.name: (shipped[f.name], getattr(code, f.name)) for f in dataclasses.fields(TrainConfig)
               if f.name in shipped and shipped[f.name] != getattr(code, f.name)}
     assert not differ
+
+
+def test_every_shipped_config_loads_and_the_every_ticket_one_keeps_long_replies():
+    from models.config import TrainConfig
+
+    configs = sorted((REPO / "models" / "configs").glob("*.yaml"))
+    assert len(configs) >= 2
+    loaded = {path.stem: TrainConfig.from_yaml(path) for path in configs}
+    fast = loaded["every-ticket"]
+    assert fast.max_reply_tokens >= 320 and fast.max_length >= fast.max_reply_tokens + 256
+    assert fast.prompt_backward is False and fast.lora_top_layers == 20 and not fast.packing
+    assert loaded["default"].prompt_backward is True
