@@ -559,11 +559,11 @@ def test_sigterm_in_a_real_run_keeps_the_checkpoint_and_says_so(base_model_dir, 
     tickets, cfg = interruptible_run(tmp_path, "s2")
     real_loss, calls = training.reply_loss, []
 
-    def sigterm_on_third_step(model, batch):
+    def sigterm_on_third_step(model, batch, **options):
         calls.append(1)
         if len(calls) == 3:
             os.kill(os.getpid(), signal.SIGTERM)
-        return real_loss(model, batch)
+        return real_loss(model, batch, **options)
 
     monkeypatch.setattr(training, "reply_loss", sigterm_on_third_step)
     with pytest.raises(training.TrainingInterrupted) as exc, training.sigterm_as_interrupt():

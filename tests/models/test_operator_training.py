@@ -272,11 +272,11 @@ def test_ctrl_c_says_where_the_checkpoint_is_and_the_same_command_resumes(base_m
     tickets, cfg = interruptible_run(tmp_path, "r1")
     real_loss, calls = training.reply_loss, []
 
-    def ctrl_c_on_third_step(model, batch):
+    def ctrl_c_on_third_step(model, batch, **options):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real_loss(model, batch)
+        return real_loss(model, batch, **options)
 
     monkeypatch.setattr(training, "reply_loss", ctrl_c_on_third_step)
     with pytest.raises(training.TrainingInterrupted) as exc:

@@ -315,11 +315,11 @@ def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_adapter(base_mo
 
     real_loss, calls = training.reply_loss, []
 
-    def dies_on_third_step(model, batch):
+    def dies_on_third_step(model, batch, **options):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt("simulated kill after the step-2 checkpoint")
-        return real_loss(model, batch)
+        return real_loss(model, batch, **options)
 
     monkeypatch.setattr(training, "reply_loss", dies_on_third_step)
     cfg = _cfg(tmp_path / "b", **kw)
@@ -409,14 +409,14 @@ def test_top_layer_adapter_trains_only_those_layers_and_converts(base_model_dir,
     seen: dict[int, bool] = {}
     real_loss = training.reply_loss
 
-    def watching(model, batch):
+    def watching(model, batch, **options):
         layers = model.get_base_model().model.layers
         hooks = [
             layer.register_forward_hook(lambda _m, _i, out, i=i: seen.__setitem__(i, _hidden(out).requires_grad))
             for i, layer in enumerate(layers)
         ]
         try:
-            return real_loss(model, batch)
+            return real_loss(model, batch, **options)
         finally:
             for hook in hooks:
                 hook.remove()
@@ -670,8 +670,8 @@ def test_a_prompt_run_forward_only_gives_the_same_loss_and_a_reply_only_gradient
 
     examples, _ = build_examples(TICKETS, tokenizer, _cfg(tmp_path))
     batch = make_batches(examples, _cfg(tmp_path, batch_size=4), random.Random(0), 2)[0]
-    prompts = {int((row == -100).sum()) - int((row == -100).flip(0).cumprod(0).sum()) for row in batch["labels"]}
-    assert len(prompts) > 1  # rows whose prompts differ in length
+    prompt_lengths = {int((row == -100).long().cumprod(0).sum()) for row in batch["labels"]}  # leading -100s
+    assert len(prompt_lengths) > 1  # rows whose prompts differ in length
 
     base, _ = load_base_model(base_model_dir, torch.float32, num_threads=2)
     grads = {}
