@@ -12,8 +12,9 @@ adapter for one warm-up step and ``--steps`` timed steps (backward, clipping, Ad
 run one after another in two rounds (ABCD ABCD) so that a drift in the machine's speed touches every
 setting alike; a setting's time is the sum of its two rounds. Reported per setting: padded tokens/s,
 seconds a step, the ratio to the full backward over every layer, the peak of resident memory seen
-so far, the loss of the timed steps, and the epoch over every example the config keeps (all the
-public tickets and the sample company's) projected at that speed. Writes
+so far, the mean training loss of the timed steps (each round starts a fresh adapter), and the
+epoch over every example the config keeps (all the public tickets and the sample company's)
+projected at that speed. Writes
 ``benchmarks/results/train_backward.json``.
 """
 
@@ -109,7 +110,8 @@ def main() -> int:
             peft_model.train()
             params = [p for p in peft_model.parameters() if p.requires_grad]
             optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
-            # the same batches in both rounds: the first is a warm-up, the next --steps are timed
+            # a fresh adapter each round: one warm-up batch (the same in both rounds), then this round's
+            # --steps timed batches (the same for every setting)
             for i, batch in enumerate(batches[:1] + batches[1 + round_no * args.steps: 1 + (round_no + 1) * args.steps]):
                 t0 = time.perf_counter()
                 loss, _ = backward_batch(peft_model, batch, cfg.max_batch_tokens,
