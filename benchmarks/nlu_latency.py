@@ -7,7 +7,8 @@ TweetEval tone with its fine-tuned tone branch; the torch threads come from
 ``HYBRIDESK_TORCH_THREADS``, default 2), then times ``predict`` on N distinct held-out Bitext
 messages, one at a time, with the embedding and tone-branch caches cleared before each call (so
 nothing is a cache hit), on 2 and on 1 torch threads.  Also reports a cache hit, and a
-follow-up with history.  The machine is shared: the load average is printed with the figures.
+follow-up with history, and the same model with its tone branch served the other ways (int8,
+bfloat16, float32) on 2 threads.  The machine is shared: the load average is printed with the figures.
 Writes benchmarks/results/nlu_latency.json.
 """
 
@@ -57,7 +58,8 @@ def main(n: int = 200, model_dir: str | None = None) -> None:
     res["encoder"] = model.encoder.variant
     branch = model.tone.branch
     res["tone_branch"] = (None if branch is None else
-                          {"layers": 6 - branch.start, "int8": branch.int8, "mix_weight": model.tone.branch_weight})
+                          {"layers": 6 - branch.start, "precision": branch.served_precision(),
+                           "mix_weight": model.tone.branch_weight})
     for threads in (2, 1):
         import torch
 
@@ -70,6 +72,20 @@ def main(n: int = 200, model_dir: str | None = None) -> None:
             ],
             f"NLU latency per message (intent + tone), {threads} torch thread(s)",
         )
+    if branch is not None:  # side by side: the same model with its tone branch served the other ways
+        import torch
+
+        torch.set_num_threads(2)
+        served, serving = branch.precision, branch.served_precision()
+        for other in ("int8", "bfloat16", "float32"):
+            if other == serving:
+                continue
+            branch.precision, branch._graph = other, None
+            res[f"threads_2_branch_{other}"] = measure(model, texts)
+            table([(k, f"{v:.2f}" if isinstance(v, float) else str(v))
+                   for k, v in res[f"threads_2_branch_{other}"].items()],
+                  f"the same, tone branch served in {other}, 2 torch threads")
+        branch.precision, branch._graph = served, None
     path = write_result("nlu_latency", res)
     print(f"\nwrote {path}")
 

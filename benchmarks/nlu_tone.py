@@ -89,6 +89,17 @@ def main() -> None:
             mixed = mix(head_p, branch_p, tone.branch_weight)
             mixes.append((head_p, branch_p, tone.branch_weight))
             res |= scores("shipped_mix", head.classes_, mixed, gold)
+            res["branch_precision"] = tone.branch.served_precision()
+            served = tone.branch.precision
+            for other in ("int8", "bfloat16", "float32"):  # the same weights served the other ways
+                if other == res["branch_precision"]:
+                    continue
+                tone.branch.precision, tone.branch._graph = other, None
+                other_p = np.stack([tone.branch_probs_for_head(tone.branch.probs_from_hidden(h))
+                                    for h in test_hidden])
+                res |= scores(f"branch_{other}", head.classes_, other_p, gold)
+                res |= scores(f"mix_{other}", head.classes_, mix(head_p, other_p, tone.branch_weight), gold)
+            tone.branch.precision, tone.branch._graph = served, None
             res["mix_weight"] = tone.branch_weight
             res["validation_macro_f1_by_weight"] = metrics["validation_macro_f1_by_weight"]
             res["branch_info"] = metrics["branch"]

@@ -27,6 +27,7 @@ import numpy as np
 
 BRANCH_FILE = "tone_branch.pt"
 N_LAYERS = 6
+PRECISIONS = ("auto", "int8", "bfloat16", "float32")
 
 
 def _pool_logits(h: Any, mask: Any, head: Any, scale: float) -> Any:
@@ -52,9 +53,17 @@ class ToneBranch:
     scale = 20.0  # logits are a scaled cosine: the head sees unit vectors, like the LR head
 
     def __init__(self, start: int, classes: Sequence[str], layers: Any, head: Any, *,
-                 info: dict[str, Any] | None = None, cache_size: int = 2048, int8: bool = True) -> None:
+                 info: dict[str, Any] | None = None, cache_size: int = 2048, int8: bool = True,
+                 precision: str | None = None) -> None:
         self.start = start
-        self.int8 = int8  # serve the layers int8-quantised like the shared encoder (trained in fp32)
+        #: how the layers (trained in float32) are served: "int8" (dynamically quantised like the shared
+        #: encoder), "bfloat16", "float32", or "auto" (bfloat16 where the CPU computes it natively, else
+        #: int8); ``int8`` is the older flag (True: "int8", False: "float32")
+        if precision is None:
+            precision = "int8" if int8 else "float32"
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown tone-branch precision {precision!r}; one of {', '.join(PRECISIONS)}")
+        self.precision = precision
         self.classes = list(classes)
         self.layers = layers.eval()
         self.head = head.eval()
@@ -66,26 +75,47 @@ class ToneBranch:
         self.cache_size = cache_size
 
     # --- inference ----------------------------------------------------------------------------
+    @property
+    def int8(self) -> bool:
+        return self.served_precision() == "int8"
+
+    def served_precision(self) -> str:
+        """The precision the layers run in: ``precision``, with "auto" resolved for this CPU."""
+        if self.precision != "auto":
+            return self.precision
+        from models.torch_prefill import default_dtype
+
+        # (a message's few tokens make the branch read its weights more than compute: bf16 halves
+        # float32's bytes and, unlike int8's dynamic quantisation, keeps the activations' precision)
+        return "bfloat16" if default_dtype() == "bfloat16" else "int8"
+
     def _module(self) -> Any:
         import torch
 
         from bot.conversation.nlu.encoder import quantize_int8
 
         branch = self
-        served = quantize_int8(self.layers) if self.int8 else self.layers
+        precision = self.served_precision()
+        served, head, dtype = self.layers, self.head, torch.float32
+        if precision == "int8":
+            served = quantize_int8(self.layers)
+        elif precision == "bfloat16":
+            served, head, dtype = (copy.deepcopy(self.layers).to(torch.bfloat16),
+                                   copy.deepcopy(self.head).to(torch.bfloat16), torch.bfloat16)
 
         class _Top(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
                 self.layers = served
-                self.head = branch.head
+                self.head = head
 
             def forward(self, h: torch.Tensor) -> torch.Tensor:  # one unpadded message: no mask
+                h = h.to(dtype)
                 for layer in self.layers:
                     h = layer(h)
                     if isinstance(h, tuple):
                         h = h[0]
-                return torch.softmax(_pool_logits(h, None, self.head, branch.scale), dim=-1)
+                return torch.softmax(_pool_logits(h, None, self.head, branch.scale).float(), dim=-1)
 
         return _Top().eval()
 
@@ -105,9 +135,11 @@ class ToneBranch:
                         gen = torch.Generator().manual_seed(0)
                         example = torch.randn(1, 9, 384, generator=gen)
                         traced = torch.jit.freeze(torch.jit.trace(eager, (example,), check_trace=False))
+                        # (bf16 rounds each step: the trace may fuse steps the eager module rounds apart)
+                        atol = 2e-3 if self.served_precision() == "bfloat16" else 1e-5
                         for n in (1, 23):
                             probe = torch.randn(1, n, 384, generator=gen)
-                            if not torch.allclose(traced(probe), eager(probe), atol=1e-5):
+                            if not torch.allclose(traced(probe), eager(probe), atol=atol):
                                 raise ValueError("traced tone branch differs from eager")
                         graph = traced
                 except Exception:  # noqa: BLE001 - tracing is an optimisation; eager always works
@@ -143,7 +175,8 @@ class ToneBranch:
     def save(self, path: Path) -> None:
         import torch
 
-        torch.save({"start": self.start, "classes": self.classes, "info": self.info, "int8": self.int8,
+        torch.save({"start": self.start, "classes": self.classes, "info": self.info,
+                    "int8": self.precision == "int8", "precision": self.precision,
                     "layers": self.layers.state_dict(), "head": self.head.state_dict()}, path)
 
     @classmethod
@@ -156,18 +189,21 @@ class ToneBranch:
         head = torch.nn.Linear(layers[0].output.dense.out_features, len(blob["classes"]))
         head.load_state_dict(blob["head"])
         return cls(int(blob["start"]), blob["classes"], layers, head, info=dict(blob.get("info") or {}),
-                   int8=bool(blob.get("int8", False)))
+                   int8=bool(blob.get("int8", False)), precision=blob.get("precision"))
 
     # --- training -----------------------------------------------------------------------------
     @classmethod
     def fit(cls, encoder: Any, hidden: Sequence[Any], labels: Sequence[str], val_hidden: Sequence[Any],
             val_labels: Sequence[str], *, start: int = 3, epochs: int = 4, lr: float = 1e-4,
             head_lr: float = 2e-3, label_smoothing: float = 0.1, batch_size: int = 32, seed: int = 0,
-            log: Any = None, int8: bool = True, soup: int = 1) -> ToneBranch:
+            log: Any = None, int8: bool = True, soup: int = 1, last_epoch: bool = False,
+            precision: str | None = None) -> ToneBranch:
         """Fine-tune a copy of layers ``start..5`` on precomputed layer-``start`` hidden states.
 
         ``hidden`` / ``val_hidden`` hold one ``(tokens, 384)`` tensor per text (from
         :meth:`Encoder.encode_with_hidden`); the epoch with the best validation macro-F1 is kept.
+        ``last_epoch`` keeps the last epoch's weights instead and needs no validation set: the refit on
+        training + validation data after the number of epochs was chosen (see ``model.train_tone``).
 
         ``soup`` > 1 fine-tunes that many runs from the same starting weights (seeds ``seed``,
         ``seed + 1``, ...) and averages their weights greedily: runs join in order of validation
@@ -252,6 +288,10 @@ class ToneBranch:
                     torch.nn.utils.clip_grad_norm_([*layers.parameters(), *head.parameters()], 1.0)
                     opt.step()
                     sched.step()
+                if last_epoch:  # nothing held out to score: the last epoch is the one kept
+                    if log:
+                        log(f"tone branch (refit) epoch {epoch + 1}/{epochs} ({time.perf_counter() - t0:.0f} s)")
+                    continue
                 f1 = validation_f1()
                 history.append(round(f1, 4))
                 if log:
@@ -259,8 +299,12 @@ class ToneBranch:
                         f"validation macro-F1 {f1:.4f} ({time.perf_counter() - t0:.0f} s)")
                 if f1 > best[0]:
                     best = (f1, epoch, copy.deepcopy(layers.state_dict()), copy.deepcopy(head.state_dict()))
+            if last_epoch:
+                best = (-1.0, epochs - 1, copy.deepcopy(layers.state_dict()), copy.deepcopy(head.state_dict()))
             return (*best, history)
 
+        if last_epoch and soup > 1:
+            raise ValueError("a soup chooses its runs on validation data; last_epoch keeps one run")
         runs = [one_run(r) for r in range(max(1, soup))]
         runs.sort(key=lambda r: -r[0])
         best = runs[0]
@@ -280,7 +324,9 @@ class ToneBranch:
         history = runs[0][4]
         info = {"start_layer": start, "epochs": epochs, "best_epoch": best[1] + 1, "lr": lr,
                 "label_smoothing": label_smoothing, "val_macro_f1": history, "n_train": len(hidden),
-                "soup_runs": len(runs), "soup_chosen": len(chosen), "soup_val_macro_f1": round(soup_f1, 4),
-                "runs_val_macro_f1": [round(r[0], 4) for r in runs],
+                "soup_runs": len(runs), "soup_chosen": len(chosen),
+                "soup_val_macro_f1": None if last_epoch else round(soup_f1, 4),
+                "runs_val_macro_f1": [] if last_epoch else [round(r[0], 4) for r in runs],
+                "kept": "last epoch" if last_epoch else "best epoch on validation",
                 "train_seconds": round(time.perf_counter() - t0, 1)}
-        return cls(start, classes, layers, head, info=info, int8=int8)
+        return cls(start, classes, layers, head, info=info, int8=int8, precision=precision)
