@@ -82,7 +82,7 @@ TONE_BRANCH_REFIT = True
 #: how the branch's layers are served (branch.PRECISIONS; "auto": bfloat16 on a CPU with bf16
 #: instructions, else int8). Session 31, the same weights of three seeds on TweetEval's test split,
 #: shipped mix: int8 0.780 / 0.785 / 0.777, bfloat16 0.782 / 0.783 / 0.773, float32 0.782 / 0.783 / 0.773;
-#: no precision is better beyond the seeds' spread, and int8 is the fastest (float32 ~3 ms more per message)
+#: no precision is better beyond the seeds' spread, and int8 is the fastest (float32 ~2-3 ms more per message)
 TONE_BRANCH_PRECISION = "int8"
 MIX_WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
 
