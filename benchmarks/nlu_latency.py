@@ -75,9 +75,11 @@ def main(n: int = 200, model_dir: str | None = None) -> None:
     if branch is not None:  # side by side: the same model with its tone branch served the other ways
         import torch
 
+        from bot.conversation.nlu.branch import PRECISIONS
+
         torch.set_num_threads(2)
         served, serving = branch.precision, branch.served_precision()
-        for other in ("int8", "bfloat16", "float32"):
+        for other in PRECISIONS[1:]:  # every fixed precision ("auto" resolves to one)
             if other == serving:
                 continue
             branch.precision, branch._graph = other, None

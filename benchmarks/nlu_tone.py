@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=int(os.environ.get("HYBRIDESK_TORCH_THREADS", "1")))
     ap.add_argument("--no-tweeteval-only", action="store_true")
     args = ap.parse_args()
+    from bot.conversation.nlu.branch import PRECISIONS
     from bot.conversation.nlu.data import load_tweeteval, tone_training_data
     from bot.conversation.nlu.encoder import DEFAULT_VARIANT, shared_encoder
     from bot.conversation.nlu.intent import IntentHead
@@ -91,7 +92,7 @@ def main() -> None:
             res |= scores("shipped_mix", head.classes_, mixed, gold)
             res["branch_precision"] = tone.branch.served_precision()
             served = tone.branch.precision
-            for other in ("int8", "bfloat16", "float32"):  # the same weights served the other ways
+            for other in PRECISIONS[1:]:  # the same weights served the other ways ("auto" is one of them)
                 if other == res["branch_precision"]:
                     continue
                 tone.branch.precision, tone.branch._graph = other, None

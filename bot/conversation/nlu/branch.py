@@ -75,10 +75,6 @@ class ToneBranch:
         self.cache_size = cache_size
 
     # --- inference ----------------------------------------------------------------------------
-    @property
-    def int8(self) -> bool:
-        return self.served_precision() == "int8"
-
     def served_precision(self) -> str:
         """The precision the layers run in: ``precision``, with "auto" resolved for this CPU."""
         if self.precision != "auto":
